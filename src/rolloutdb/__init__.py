@@ -1,0 +1,56 @@
+"""RolloutDB: the experience store for agent reinforcement learning."""
+
+from .errors import (
+    ConflictError,
+    InvalidInputError,
+    InvalidTransitionError,
+    NotFoundError,
+    RolloutDBError,
+    SchemaOutOfDateError,
+    StoreUnavailableError,
+)
+from .records import (
+    Attempt,
+    Group,
+    Rollout,
+    RolloutConfig,
+    Run,
+    RunEvent,
+    StatusChange,
+    Step,
+    Task,
+    Turn,
+    Validator,
+)
+from .states import AttemptStatus, GroupStatus, RolloutStatus, RunStatus, StepStatus
+from .store import Store, connect
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Attempt",
+    "AttemptStatus",
+    "ConflictError",
+    "Group",
+    "GroupStatus",
+    "InvalidInputError",
+    "InvalidTransitionError",
+    "NotFoundError",
+    "Rollout",
+    "RolloutConfig",
+    "RolloutDBError",
+    "RolloutStatus",
+    "Run",
+    "RunEvent",
+    "RunStatus",
+    "SchemaOutOfDateError",
+    "StatusChange",
+    "Step",
+    "StepStatus",
+    "Store",
+    "StoreUnavailableError",
+    "Task",
+    "Turn",
+    "Validator",
+    "connect",
+]

@@ -1,0 +1,31 @@
+"""The exceptions RolloutDB raises. Every message says what was wrong and what to do."""
+
+from __future__ import annotations
+
+
+class RolloutDBError(Exception):
+    """Base class of every error RolloutDB raises on purpose."""
+
+
+class NotFoundError(RolloutDBError, LookupError):
+    """The entity asked for does not exist (in this project)."""
+
+
+class ConflictError(RolloutDBError):
+    """The write collides with existing data (a duplicate name, an active job with the same key)."""
+
+
+class InvalidTransitionError(RolloutDBError):
+    """A status change that the entity's state machine does not allow."""
+
+
+class InvalidInputError(RolloutDBError, ValueError):
+    """Malformed input: an unknown field, a bad value, an unknown filter or sort field."""
+
+
+class SchemaOutOfDateError(RolloutDBError):
+    """The database schema is older (or newer) than this version of RolloutDB expects."""
+
+
+class StoreUnavailableError(RolloutDBError):
+    """The database cannot be reached or opened."""

@@ -1,0 +1,312 @@
+"""Typed records (Pydantic 2) for every entity of the data model; one field per column of ``schema``."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .ids import new_id
+from .states import AttemptStatus, GroupStatus, RolloutStatus, RunStatus, StepStatus
+
+JsonDict = dict[str, Any]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Record(BaseModel):
+    """Base of all records: unknown fields are an error, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True, use_enum_values=True)
+
+
+class _Created(Record):
+    id: str = Field(default_factory=new_id, min_length=1, max_length=128)
+    project_id: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class _Updated(_Created):
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class _Lifetime(_Updated):
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+
+
+class Project(Record):
+    id: str = Field(default_factory=new_id, min_length=1, max_length=128)
+    name: str = Field(min_length=1, max_length=200)
+    settings: JsonDict = Field(default_factory=dict)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Run(_Lifetime):
+    name: str = Field(min_length=1, max_length=200)
+    kind: Literal["train", "eval", "baseline", "job"] = "train"
+    parent_run_id: str | None = None
+    parent_step: int | None = None
+    config: JsonDict = Field(default_factory=dict)
+    status: RunStatus = RunStatus.PENDING
+    progress: float = Field(default=0.0, ge=0.0, le=100.0)
+    stage: str | None = None
+    stages: list[JsonDict] = Field(default_factory=list)
+    message: str | None = None
+    error: str | None = None
+    concurrency_key: str | None = Field(default=None, max_length=200)
+    control: Literal["pause", "cancel"] | None = None
+    state: Any = None
+    total_steps: int | None = Field(default=None, ge=0)
+    metadata: JsonDict = Field(default_factory=dict)
+    heartbeat_at: datetime | None = None
+
+
+class RunEvent(Record):
+    seq: int | None = None
+    project_id: str = ""
+    run_id: str
+    time: datetime = Field(default_factory=utcnow)
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    stage: str | None = None
+    progress: float | None = None
+    message: str | None = None
+    data: Any = None
+
+
+class StatusChange(Record):
+    seq: int | None = None
+    project_id: str = ""
+    entity_type: Literal["run", "step", "group", "rollout", "attempt"]
+    entity_id: str
+    old_status: str | None
+    new_status: str
+    changed_at: datetime = Field(default_factory=utcnow)
+    reason: str | None = None
+
+
+class Step(_Lifetime):
+    run_id: str
+    number: int = Field(ge=0)
+    status: StepStatus = StepStatus.PENDING
+    metrics: JsonDict = Field(default_factory=dict)
+
+
+class Validator(_Updated):
+    name: str = Field(min_length=1, max_length=200)
+    kind: str = Field(min_length=1, max_length=100)
+    config: JsonDict = Field(default_factory=dict)
+
+
+class Task(_Updated):
+    external_id: str = Field(min_length=1, max_length=200)
+    instruction: str | None = None
+    input: Any = None
+    dataset: str | None = None
+    split: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    validator_id: str | None = None
+    metadata: JsonDict = Field(default_factory=dict)
+
+
+class Group(_Lifetime):
+    run_id: str | None = None
+    step: int | None = Field(default=None, ge=0)
+    source: Literal["step", "eval", "baseline"] = "step"
+    task_id: str | None = None
+    size: int | None = Field(default=None, ge=1)
+    status: GroupStatus = GroupStatus.PENDING
+    rollout_count: int = 0
+    completed_count: int = 0
+    success_count: int = 0
+    reward_mean: float | None = None
+    reward_std: float | None = None
+    metadata: JsonDict = Field(default_factory=dict)
+
+
+class RolloutConfig(Record):
+    """How a rollout is retried and when its attempts count as dead."""
+
+    max_attempts: int = Field(default=1, ge=1)
+    timeout_seconds: float | None = Field(default=None, gt=0)
+    unresponsive_seconds: float | None = Field(default=None, gt=0)
+    retry_condition: list[Literal["failed", "timeout", "unresponsive"]] = Field(default_factory=list)
+
+
+class Rollout(_Lifetime):
+    run_id: str | None = None
+    step: int | None = Field(default=None, ge=0)
+    group_id: str | None = None
+    task_id: str | None = None
+    input: Any = None
+    mode: Literal["train", "val", "test"] | None = None
+    status: RolloutStatus = RolloutStatus.QUEUING
+    resources_id: str | None = None
+    config: RolloutConfig = Field(default_factory=RolloutConfig)
+    attempt_count: int = 0
+    reward: float | None = None
+    success: bool | None = None
+    validation: Any = None
+    metrics: JsonDict = Field(default_factory=dict)
+    metadata: JsonDict = Field(default_factory=dict)
+    error: str | None = None
+
+
+class Attempt(_Lifetime):
+    rollout_id: str
+    sequence: int = Field(ge=1)
+    status: AttemptStatus = AttemptStatus.PREPARING
+    worker_id: str | None = None
+    next_span_sequence: int = 1
+    metadata: JsonDict = Field(default_factory=dict)
+    last_heartbeat_at: datetime | None = None
+
+
+class Worker(Record):
+    id: str = Field(min_length=1, max_length=128)
+    project_id: str = ""
+    status: Literal["idle", "busy", "unknown"] = "unknown"
+    heartbeat_stats: JsonDict | None = None
+    current_rollout_id: str | None = None
+    current_attempt_id: str | None = None
+    metadata: JsonDict = Field(default_factory=dict)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    last_heartbeat_at: datetime | None = None
+    last_dequeue_at: datetime | None = None
+    last_busy_at: datetime | None = None
+    last_idle_at: datetime | None = None
+
+
+class Turn(_Created):
+    rollout_id: str
+    attempt_id: str | None = None
+    turn_index: int = Field(ge=0)
+    observation: Any = None
+    thinking: str | None = None
+    action: Any = None
+    action_result: Any = None
+    model_response: Any = None
+    reward: float | None = None
+    done: bool | None = None
+    duration_seconds: float | None = Field(default=None, ge=0)
+    success: bool | None = None
+    error: str | None = None
+    metrics: JsonDict = Field(default_factory=dict)
+    tokens: Any = None
+    logprobs: Any = None
+
+
+class Span(_Created):
+    rollout_id: str
+    attempt_id: str
+    sequence_id: int = Field(ge=0)
+    trace_id: str
+    span_id: str
+    parent_id: str | None = None
+    name: str
+    status: Any = None
+    attributes: JsonDict = Field(default_factory=dict)
+    events: list[Any] = Field(default_factory=list)
+    links: list[Any] = Field(default_factory=list)
+    context: Any = None
+    parent: Any = None
+    resource: Any = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+
+
+class Resources(_Updated):
+    version: int = Field(default=1, ge=1)
+    resources: JsonDict = Field(default_factory=dict)
+
+
+class Artifact(Record):
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    project_id: str = ""
+    size: int = Field(ge=0)
+    media_type: str = "application/octet-stream"
+    compression: Literal["gzip", "zstd"] | None = None
+    storage: Literal["inline", "file"] = "inline"
+    location: str | None = None
+    data: bytes | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ArtifactLink(_Created):
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    owner_type: Literal["turn", "step", "rollout", "run"]
+    owner_id: str
+    role: str = "attachment"
+
+
+class Script(_Updated):
+    task_id: str | None = None
+    name: str = Field(min_length=1, max_length=200)
+    actions: list[Any] = Field(default_factory=list)
+    source_rollout_id: str | None = None
+    version: int = Field(default=1, ge=1)
+    checksum: str
+    active: bool = True
+    device: str | None = None
+    model: str | None = None
+    replay_count: int = 0
+    success_count: int = 0
+    mean_execution_seconds: float | None = None
+    metadata: JsonDict = Field(default_factory=dict)
+
+
+class Decision(_Created):
+    domain: str = "memory"
+    subject_id: str
+    action: Literal["insert", "update", "ignore", "delete"]
+    reason: str | None = None
+    state: Any = None
+    policy_version: str | None = None
+    reward: float | None = None
+    outcome: Any = None
+    evaluated_at: datetime | None = None
+
+
+class Signal(Record):
+    id: str = Field(default_factory=new_id, min_length=1, max_length=128)
+    project_id: str = ""
+    subject_id: str
+    kind: Literal["hit", "quality", "feedback"]
+    value: float
+    data: Any = None
+    time: datetime = Field(default_factory=utcnow)
+
+
+class Sample(_Created):
+    source: str
+    source_id: str | None = None
+    state: Any = None
+    action: Any = None
+    reward: float | None = None
+    next_state: Any = None
+    done: bool = False
+    dataset: str | None = None
+
+
+class Checkpoint(_Created):
+    run_id: str | None = None
+    step: int | None = None
+    name: str
+    uri: str
+    metrics: JsonDict = Field(default_factory=dict)
+    latest: bool = True
+
+
+class ApiToken(Record):
+    id: str = Field(default_factory=new_id, min_length=1, max_length=128)
+    project_id: str = ""
+    name: str
+    token_hash: str
+    role: Literal["admin", "writer", "reader"] = "writer"
+    created_at: datetime = Field(default_factory=utcnow)
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None

@@ -1,0 +1,483 @@
+"""The whole RolloutDB data model (DESIGN.md §4) as one SQLAlchemy Core schema.
+
+Alembic migrations in ``rolloutdb/migrations`` must produce exactly these tables;
+``tests/test_migrations.py`` checks that autogenerate finds no difference on every backend.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=NAMING)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive, as UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: RolloutDB stores UTC, pass a timezone-aware datetime")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+Json = JSON().with_variant(JSONB(), "postgresql")
+# An auto-incrementing 64-bit key; SQLite only auto-increments INTEGER PRIMARY KEY.
+Serial = BigInteger().with_variant(Integer(), "sqlite")
+ID_LENGTH = 128
+
+
+def _id() -> Column:
+    return Column("id", String(ID_LENGTH), primary_key=True)
+
+
+def _project() -> Column:
+    return Column("project_id", String(ID_LENGTH), ForeignKey("projects.id", ondelete="CASCADE"), nullable=False)
+
+
+def _ref(name: str, target: str, *, ondelete: str = "CASCADE", nullable: bool = True) -> Column:
+    return Column(name, String(ID_LENGTH), ForeignKey(target, ondelete=ondelete), nullable=nullable)
+
+
+def _times(*names: str) -> list[Column]:
+    """Timestamp columns; created_at and updated_at are always set."""
+    return [Column(name, UTCDateTime(), nullable=name not in ("created_at", "updated_at")) for name in names]
+
+
+projects = Table(
+    "projects",
+    metadata,
+    _id(),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("settings", Json, nullable=False),
+    *_times("created_at"),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    _id(),
+    _project(),
+    Column("name", String(200), nullable=False),
+    Column("kind", String(16), nullable=False),
+    _ref("parent_run_id", "runs.id", ondelete="SET NULL"),
+    Column("parent_step", Integer),
+    Column("config", Json, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("progress", Float, nullable=False),
+    Column("stage", String(200)),
+    Column("stages", Json, nullable=False),
+    Column("message", Text),
+    Column("error", Text),
+    Column("concurrency_key", String(200)),
+    Column("control", String(16)),
+    Column("state", Json),
+    Column("total_steps", Integer),
+    Column("metadata", Json, nullable=False),
+    *_times("created_at", "updated_at", "started_at", "ended_at", "heartbeat_at"),
+    UniqueConstraint("project_id", "name"),
+    Index("ix_runs_project_id_status", "project_id", "status"),
+    Index("ix_runs_parent_run_id", "parent_run_id"),
+    # At most one active (running or paused) job per concurrency key, enforced by the database.
+    Index(
+        "uq_runs_active_concurrency_key",
+        "project_id",
+        "concurrency_key",
+        unique=True,
+        sqlite_where=text("status IN ('running', 'paused') AND concurrency_key IS NOT NULL"),
+        postgresql_where=text("status IN ('running', 'paused') AND concurrency_key IS NOT NULL"),
+    ),
+)
+
+run_events = Table(
+    "run_events",
+    metadata,
+    Column("seq", Serial, primary_key=True, autoincrement=True),
+    _project(),
+    _ref("run_id", "runs.id", nullable=False),
+    Column("time", UTCDateTime(), nullable=False),
+    Column("level", String(16), nullable=False),
+    Column("stage", String(200)),
+    Column("progress", Float),
+    Column("message", Text),
+    Column("data", Json),
+    Index("ix_run_events_run_id_seq", "run_id", "seq"),
+)
+
+status_changes = Table(
+    "status_changes",
+    metadata,
+    Column("seq", Serial, primary_key=True, autoincrement=True),
+    _project(),
+    Column("entity_type", String(16), nullable=False),
+    Column("entity_id", String(ID_LENGTH), nullable=False),
+    Column("old_status", String(16)),
+    Column("new_status", String(16), nullable=False),
+    Column("changed_at", UTCDateTime(), nullable=False),
+    Column("reason", Text),
+    Index("ix_status_changes_entity", "entity_type", "entity_id", "seq"),
+)
+
+steps = Table(
+    "steps",
+    metadata,
+    _id(),
+    _project(),
+    _ref("run_id", "runs.id", nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("metrics", Json, nullable=False),
+    *_times("created_at", "updated_at", "started_at", "ended_at"),
+    UniqueConstraint("run_id", "number"),
+)
+
+validators = Table(
+    "validators",
+    metadata,
+    _id(),
+    _project(),
+    Column("name", String(200), nullable=False),
+    Column("kind", String(100), nullable=False),
+    Column("config", Json, nullable=False),
+    *_times("created_at", "updated_at"),
+    UniqueConstraint("project_id", "name"),
+)
+
+tasks = Table(
+    "tasks",
+    metadata,
+    _id(),
+    _project(),
+    Column("external_id", String(200), nullable=False),
+    Column("instruction", Text),
+    Column("input", Json),
+    Column("dataset", String(200)),
+    Column("split", String(100)),
+    Column("tags", Json, nullable=False),
+    _ref("validator_id", "validators.id", ondelete="SET NULL"),
+    Column("metadata", Json, nullable=False),
+    *_times("created_at", "updated_at"),
+    UniqueConstraint("project_id", "external_id"),
+    Index("ix_tasks_project_id_dataset_split", "project_id", "dataset", "split"),
+)
+
+groups = Table(
+    "groups",
+    metadata,
+    _id(),
+    _project(),
+    _ref("run_id", "runs.id"),
+    Column("step", Integer),
+    Column("source", String(16), nullable=False),
+    _ref("task_id", "tasks.id", ondelete="SET NULL"),
+    Column("size", Integer),
+    Column("status", String(16), nullable=False),
+    Column("rollout_count", Integer, nullable=False),
+    Column("completed_count", Integer, nullable=False),
+    Column("success_count", Integer, nullable=False),
+    Column("reward_mean", Float),
+    Column("reward_std", Float),
+    Column("metadata", Json, nullable=False),
+    *_times("created_at", "updated_at", "started_at", "ended_at"),
+    Index("ix_groups_run_id_step", "run_id", "step"),
+)
+
+resources = Table(
+    "resources",
+    metadata,
+    _id(),
+    _project(),
+    Column("version", Integer, nullable=False),
+    Column("resources", Json, nullable=False),
+    *_times("created_at", "updated_at"),
+    Index("ix_resources_project_id_updated_at", "project_id", "updated_at"),
+)
+
+rollouts = Table(
+    "rollouts",
+    metadata,
+    _id(),
+    _project(),
+    _ref("run_id", "runs.id"),
+    Column("step", Integer),
+    _ref("group_id", "groups.id"),
+    _ref("task_id", "tasks.id", ondelete="SET NULL"),
+    Column("input", Json),
+    Column("mode", String(16)),
+    Column("status", String(16), nullable=False),
+    Column("resources_id", String(ID_LENGTH)),
+    Column("config", Json, nullable=False),
+    Column("attempt_count", Integer, nullable=False),
+    Column("reward", Float),
+    Column("success", Boolean),
+    Column("validation", Json),
+    Column("metrics", Json, nullable=False),
+    Column("metadata", Json, nullable=False),
+    Column("error", Text),
+    *_times("created_at", "updated_at", "started_at", "ended_at"),
+    # The queue: oldest first within a status.
+    Index("ix_rollouts_project_id_status_created_at", "project_id", "status", "created_at"),
+    Index("ix_rollouts_group_id", "group_id"),
+    Index("ix_rollouts_run_id_step", "run_id", "step"),
+    Index("ix_rollouts_task_id", "task_id"),
+)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    _id(),
+    _project(),
+    _ref("rollout_id", "rollouts.id", nullable=False),
+    Column("sequence", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("worker_id", String(ID_LENGTH)),
+    Column("next_span_sequence", Integer, nullable=False),
+    Column("metadata", Json, nullable=False),
+    *_times("created_at", "updated_at", "started_at", "ended_at", "last_heartbeat_at"),
+    UniqueConstraint("rollout_id", "sequence"),
+    Index("ix_attempts_project_id_status", "project_id", "status"),
+    Index("ix_attempts_worker_id", "worker_id"),
+)
+
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(ID_LENGTH), primary_key=True),
+    Column(
+        "project_id",
+        String(ID_LENGTH),
+        ForeignKey("projects.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("status", String(16), nullable=False),
+    Column("heartbeat_stats", Json),
+    Column("current_rollout_id", String(ID_LENGTH)),
+    Column("current_attempt_id", String(ID_LENGTH)),
+    Column("metadata", Json, nullable=False),
+    *_times("created_at", "updated_at", "last_heartbeat_at", "last_dequeue_at", "last_busy_at", "last_idle_at"),
+)
+
+turns = Table(
+    "turns",
+    metadata,
+    _id(),
+    _project(),
+    _ref("rollout_id", "rollouts.id", nullable=False),
+    _ref("attempt_id", "attempts.id"),
+    Column("turn_index", Integer, nullable=False),
+    Column("observation", Json),
+    Column("thinking", Text),
+    Column("action", Json),
+    Column("action_result", Json),
+    Column("model_response", Json),
+    Column("reward", Float),
+    Column("done", Boolean),
+    Column("duration_seconds", Float),
+    Column("success", Boolean),
+    Column("error", Text),
+    Column("metrics", Json, nullable=False),
+    Column("tokens", Json),
+    Column("logprobs", Json),
+    *_times("created_at"),
+    Index("ix_turns_rollout_id_turn_index", "rollout_id", "turn_index"),
+)
+
+spans = Table(
+    "spans",
+    metadata,
+    _id(),
+    _project(),
+    _ref("rollout_id", "rollouts.id", nullable=False),
+    _ref("attempt_id", "attempts.id", nullable=False),
+    Column("sequence_id", Integer, nullable=False),
+    Column("trace_id", String(ID_LENGTH), nullable=False),
+    Column("span_id", String(ID_LENGTH), nullable=False),
+    Column("parent_id", String(ID_LENGTH)),
+    Column("name", String(500), nullable=False),
+    Column("status", Json),
+    Column("attributes", Json, nullable=False),
+    Column("events", Json, nullable=False),
+    Column("links", Json, nullable=False),
+    Column("context", Json),
+    Column("parent", Json),
+    Column("resource", Json),
+    Column("start_time", UTCDateTime()),
+    Column("end_time", UTCDateTime()),
+    *_times("created_at"),
+    UniqueConstraint("rollout_id", "attempt_id", "sequence_id"),
+    Index("ix_spans_rollout_id_attempt_id_span_id", "rollout_id", "attempt_id", "span_id"),
+)
+
+artifacts = Table(
+    "artifacts",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column(
+        "project_id",
+        String(ID_LENGTH),
+        ForeignKey("projects.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("size", BigInteger, nullable=False),
+    Column("media_type", String(200), nullable=False),
+    Column("compression", String(16)),
+    Column("storage", String(16), nullable=False),
+    Column("location", Text),
+    Column("data", LargeBinary),
+    *_times("created_at"),
+)
+
+artifact_links = Table(
+    "artifact_links",
+    metadata,
+    _id(),
+    Column("project_id", String(ID_LENGTH), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("owner_type", String(16), nullable=False),
+    Column("owner_id", String(ID_LENGTH), nullable=False),
+    Column("role", String(100), nullable=False),
+    *_times("created_at"),
+    ForeignKeyConstraint(
+        ["sha256", "project_id"],
+        ["artifacts.sha256", "artifacts.project_id"],
+        ondelete="CASCADE",
+        name="fk_artifact_links_artifact",
+    ),
+    Index("ix_artifact_links_owner", "owner_type", "owner_id"),
+    Index("ix_artifact_links_sha256_project_id", "sha256", "project_id"),
+)
+
+scripts = Table(
+    "scripts",
+    metadata,
+    _id(),
+    _project(),
+    _ref("task_id", "tasks.id", ondelete="SET NULL"),
+    Column("name", String(200), nullable=False),
+    Column("actions", Json, nullable=False),
+    _ref("source_rollout_id", "rollouts.id", ondelete="SET NULL"),
+    Column("version", Integer, nullable=False),
+    Column("checksum", String(64), nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("device", String(200)),
+    Column("model", String(200)),
+    Column("replay_count", Integer, nullable=False),
+    Column("success_count", Integer, nullable=False),
+    Column("mean_execution_seconds", Float),
+    Column("metadata", Json, nullable=False),
+    *_times("created_at", "updated_at"),
+    UniqueConstraint("project_id", "name", "version"),
+    Index("ix_scripts_task_id_active", "task_id", "active"),
+)
+
+decisions = Table(
+    "decisions",
+    metadata,
+    _id(),
+    _project(),
+    Column("domain", String(100), nullable=False),
+    Column("subject_id", String(ID_LENGTH), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("reason", Text),
+    Column("state", Json),
+    Column("policy_version", String(100)),
+    Column("reward", Float),
+    Column("outcome", Json),
+    *_times("created_at", "evaluated_at"),
+    Index("ix_decisions_project_id_subject_id", "project_id", "subject_id"),
+    Index("ix_decisions_project_id_evaluated_at", "project_id", "evaluated_at"),
+)
+
+signals = Table(
+    "signals",
+    metadata,
+    _id(),
+    _project(),
+    Column("subject_id", String(ID_LENGTH), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("value", Float, nullable=False),
+    Column("data", Json),
+    Column("time", UTCDateTime(), nullable=False),
+    Index("ix_signals_project_id_subject_id_time", "project_id", "subject_id", "time"),
+)
+
+samples = Table(
+    "samples",
+    metadata,
+    _id(),
+    _project(),
+    Column("source", String(100), nullable=False),
+    Column("source_id", String(ID_LENGTH)),
+    Column("state", Json),
+    Column("action", Json),
+    Column("reward", Float),
+    Column("next_state", Json),
+    Column("done", Boolean, nullable=False),
+    Column("dataset", String(200)),
+    *_times("created_at"),
+    Index("ix_samples_project_id_dataset", "project_id", "dataset"),
+)
+
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    _id(),
+    _project(),
+    _ref("run_id", "runs.id"),
+    Column("step", Integer),
+    Column("name", String(200), nullable=False),
+    Column("uri", Text, nullable=False),
+    Column("metrics", Json, nullable=False),
+    Column("latest", Boolean, nullable=False),
+    *_times("created_at"),
+    Index("ix_checkpoints_project_id_name_created_at", "project_id", "name", "created_at"),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    _id(),
+    _project(),
+    Column("name", String(200), nullable=False),
+    Column("token_hash", String(128), nullable=False, unique=True),
+    Column("role", String(16), nullable=False),
+    *_times("created_at", "last_used_at", "revoked_at"),
+)

@@ -1,0 +1,274 @@
+"""What every store area shares: create / get / update / query over one table, with
+whitelisted filters and sorting, parent checks, status transitions and their history."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+
+from pydantic import ValidationError
+from sqlalchemy import Connection, Table, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError, StatementError
+
+from .. import states
+from ..errors import ConflictError, InvalidInputError, InvalidTransitionError, NotFoundError
+from ..records import Record, StatusChange, utcnow
+from ..schema import status_changes
+
+if TYPE_CHECKING:
+    from . import Store
+
+R = TypeVar("R", bound=Record)
+
+MAX_LIMIT = 10_000
+OPERATORS = ("eq", "ne", "in", "contains", "gt", "gte", "lt", "lte", "isnull")
+
+
+def insert_ignoring_conflicts(connection: Connection, table: Table):
+    """``INSERT ... ON CONFLICT DO NOTHING`` for the connection's backend."""
+    dialect_insert = postgresql_insert if connection.dialect.name == "postgresql" else sqlite_insert
+    return dialect_insert(table).on_conflict_do_nothing()
+
+
+def validation_message(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']}" for err in exc.errors(include_url=False)
+    )
+
+
+def build_record(model: type[R], values: Mapping[str, Any], what: str) -> R:
+    """Validate ``values`` into a record, or raise InvalidInputError naming each bad field."""
+    try:
+        return model.model_validate(dict(values))
+    except ValidationError as exc:
+        raise InvalidInputError(f"invalid {what}: {validation_message(exc)}") from None
+
+
+def record_status_change(
+    connection: Connection,
+    project_id: str,
+    entity_type: str,
+    entity_id: str,
+    old: str | None,
+    new: str,
+    reason: str | None = None,
+) -> None:
+    """Write one status-change row; call it inside the transaction that changes the status."""
+    change = StatusChange(
+        project_id=project_id, entity_type=entity_type, entity_id=entity_id, old_status=old, new_status=new,
+        reason=reason,
+    )
+    connection.execute(insert(status_changes), change.model_dump(exclude={"seq"}))
+
+
+def lifetime_stamps(entity_type: str, row: Mapping[str, Any], new_status: str, now) -> dict[str, Any]:
+    """started_at / ended_at values implied by entering ``new_status``."""
+    stamps: dict[str, Any] = {}
+    if new_status in states.ACTIVE and row.get("started_at") is None:
+        stamps["started_at"] = now
+    if new_status in states.TERMINAL[entity_type]:
+        stamps["ended_at"] = now
+    return stamps
+
+
+class Area(Generic[R]):
+    """One table of the store. Subclasses declare the table, the record and the whitelists."""
+
+    table: ClassVar[Table]
+    record: ClassVar[type[Record]]
+    noun: ClassVar[str]  # how messages name one row, e.g. "run"
+    entity_type: ClassVar[str | None] = None  # set when the rows have a status with history
+    filterable: ClassVar[frozenset[str]]
+    sortable: ClassVar[frozenset[str]]
+    updatable: ClassVar[frozenset[str]]
+    # field -> (area attribute on the store): references checked to exist in the same project
+    parents: ClassVar[dict[str, str]] = {}
+    default_sort: ClassVar[str] = "created_at"
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def get(self, id: str) -> R:
+        """The row with this id, or NotFoundError."""
+        with self._store._read() as connection:
+            row = self._fetch(connection, id)
+        return self._to_record(row)
+
+    def query(
+        self,
+        *,
+        sort: str | None = None,
+        order: str = "asc",
+        limit: int | None = 100,
+        offset: int = 0,
+        **filters: Any,
+    ) -> list[R]:
+        """Rows matching ``filters`` (``field=value``, ``field=[a, b]``, ``field__op=value`` with op in
+        eq, ne, in, contains, gt, gte, lt, lte, isnull), sorted and paginated."""
+        statement = self._select_where(filters)
+        sort = sort or self.default_sort
+        if sort not in self.sortable:
+            raise InvalidInputError(
+                f"cannot sort {self.noun}s by {sort!r}; sortable fields: {', '.join(sorted(self.sortable))}"
+            )
+        if order not in ("asc", "desc"):
+            raise InvalidInputError(f"order must be 'asc' or 'desc', got {order!r}")
+        if limit is not None and not 0 <= limit <= MAX_LIMIT:
+            raise InvalidInputError(f"limit must be between 0 and {MAX_LIMIT}, got {limit}")
+        if offset < 0:
+            raise InvalidInputError(f"offset must not be negative, got {offset}")
+        key = self.table.c[sort]
+        tiebreak = self._primary_key_column()
+        ordering = [key.asc(), tiebreak.asc()] if order == "asc" else [key.desc(), tiebreak.desc()]
+        statement = statement.order_by(*ordering).limit(limit).offset(offset)
+        with self._store._read() as connection:
+            rows = connection.execute(statement).mappings().all()
+        return [self._to_record(row) for row in rows]
+
+    def count(self, **filters: Any) -> int:
+        """How many rows match ``filters`` (same syntax as ``query``)."""
+        statement = self._select_where(filters).with_only_columns(func.count()).order_by(None)
+        with self._store._read() as connection:
+            return int(connection.execute(statement).scalar_one())
+
+    # -- writing -----------------------------------------------------------------------------------
+
+    def create(self, **fields: Any) -> R:
+        """Validate and insert one row; returns it as stored."""
+        record = self._new_record(fields)
+        with self._store._write() as connection:
+            self._insert(connection, record)
+        return record
+
+    def update(self, id: str, *, reason: str | None = None, **changes: Any) -> R:
+        """Change some fields of one row. A status change must be legal and is written to history."""
+        unknown = set(changes) - self.updatable
+        if unknown:
+            raise InvalidInputError(
+                f"cannot update {self.noun} field(s) {', '.join(sorted(unknown))}; "
+                f"updatable fields: {', '.join(sorted(self.updatable))}"
+            )
+        with self._store._write() as connection:
+            return self._update(connection, id, changes, reason)
+
+    # -- building blocks for subclasses --------------------------------------------------------------
+
+    def _new_record(self, fields: Mapping[str, Any]) -> R:
+        if "project_id" in fields:
+            raise InvalidInputError("project_id is set by the store: connect(..., project=NAME) chooses it")
+        return build_record(self.record, {**fields, "project_id": self._store.project_id}, self.noun)  # type: ignore[return-value]
+
+    def _insert(self, connection: Connection, record: R) -> None:
+        self._check_parents(connection, record.model_dump(include=set(self.parents)))
+        values = self._to_row(record)
+        try:
+            connection.execute(insert(self.table), values)
+        except IntegrityError as exc:
+            raise ConflictError(self._conflict_message(record, exc)) from None
+        except StatementError as exc:
+            raise InvalidInputError(f"invalid {self.noun}: {exc.orig}") from None
+        if self.entity_type:
+            record_status_change(
+                connection, self._store.project_id, self.entity_type, values["id"], None, values["status"], "created"
+            )
+
+    def _update(self, connection: Connection, id: str, changes: Mapping[str, Any], reason: str | None) -> R:
+        row = self._fetch(connection, id, for_update=True)
+        current = self._to_record(row)
+        merged = build_record(self.record, {**current.model_dump(), **changes}, self.noun)
+        values = {name: value for name, value in self._to_row(merged).items() if name in changes}
+        self._check_parents(connection, {k: v for k, v in values.items() if k in self.parents})
+        now = utcnow()
+        old_status, new_status = row.get("status"), values.get("status")
+        status_changed = self.entity_type is not None and new_status is not None and new_status != old_status
+        if status_changed:
+            if not states.allowed(self.entity_type, old_status, new_status):
+                allowed = sorted(states.TRANSITIONS[self.entity_type].get(old_status, ()))
+                raise InvalidTransitionError(
+                    f"{self.noun} {id} cannot go from {old_status!r} to {new_status!r}; "
+                    + (f"from {old_status!r} it can go to {', '.join(allowed)}" if allowed
+                       else f"{old_status!r} is final")
+                )
+            values.update({k: v for k, v in lifetime_stamps(self.entity_type, row, new_status, now).items()
+                           if k not in changes})
+        if "updated_at" in self.table.c:
+            values["updated_at"] = now
+        if values:
+            connection.execute(update(self.table).where(self._key_clause(id)).values(values))
+        if status_changed:
+            record_status_change(connection, self._store.project_id, self.entity_type, id, old_status, new_status,
+                                 reason)
+        return self._to_record({**row, **values})
+
+    def _fetch(self, connection: Connection, id: str, *, for_update: bool = False) -> Mapping[str, Any]:
+        statement = select(self.table).where(self._key_clause(id))
+        if for_update:
+            statement = statement.with_for_update()
+        row = connection.execute(statement).mappings().first()
+        if row is None:
+            raise NotFoundError(f"{self.noun} {id!r} not found in project {self._store.project!r}")
+        return row
+
+    def _key_clause(self, id: str):
+        return (self._primary_key_column() == id) & (self.table.c.project_id == self._store.project_id)
+
+    def _primary_key_column(self):
+        return next(c for c in self.table.primary_key.columns if c.name != "project_id")
+
+    def _check_parents(self, connection: Connection, references: Mapping[str, Any]) -> None:
+        for field, value in references.items():
+            if value is not None:
+                getattr(self._store, self.parents[field])._fetch(connection, value)
+
+    def _select_where(self, filters: Mapping[str, Any]):
+        statement = select(self.table).where(self.table.c.project_id == self._store.project_id)
+        for key, value in filters.items():
+            statement = statement.where(self._filter_clause(key, value))
+        return statement
+
+    def _filter_clause(self, key: str, value: Any):
+        field, _, operator = key.partition("__")
+        operator = operator or ("in" if isinstance(value, (list, tuple, set, frozenset)) else "eq")
+        if field not in self.filterable:
+            raise InvalidInputError(
+                f"cannot filter {self.noun}s by {field!r}; filterable fields: {', '.join(sorted(self.filterable))}"
+            )
+        if operator not in OPERATORS:
+            raise InvalidInputError(f"unknown filter operator {operator!r} in {key!r}; use one of {', '.join(OPERATORS)}")
+        column = self.table.c[field]
+        if operator == "isnull":
+            return column.is_(None) if value else column.is_not(None)
+        if operator == "in":
+            if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+                raise InvalidInputError(f"filter {key!r} takes a list of values")
+            values = list(value)
+            for item in values:
+                self._check_filter_value(field, item)
+            return column.in_(values)
+        self._check_filter_value(field, value)
+        if operator == "contains":
+            return column.contains(str(value), autoescape=True)
+        return {
+            "eq": column.__eq__, "ne": column.__ne__, "gt": column.__gt__, "gte": column.__ge__,
+            "lt": column.__lt__, "lte": column.__le__,
+        }[operator](value)
+
+    def _check_filter_value(self, field: str, value: Any) -> None:
+        if field == "status" and self.entity_type:
+            known = [str(s) for s in states.STATUS_ENUMS[self.entity_type]]
+            if value not in known:
+                raise InvalidInputError(f"unknown {self.noun} status {value!r}; statuses: {', '.join(known)}")
+
+    def _conflict_message(self, record: R, exc: IntegrityError) -> str:
+        detail = str(exc.orig).strip().splitlines()[0]
+        return f"{self.noun} {getattr(record, 'id', '')!r} conflicts with an existing row ({detail})"
+
+    def _to_row(self, record: Record) -> dict[str, Any]:
+        return record.model_dump(exclude={"seq"} if "seq" in record.model_fields and record.seq is None else None)
+
+    def _to_record(self, row: Mapping[str, Any]) -> R:
+        return self.record.model_validate(dict(row))  # type: ignore[return-value]

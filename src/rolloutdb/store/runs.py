@@ -1,0 +1,53 @@
+"""Runs: training, eval, baseline and job runs, found by id or by name."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, or_, select
+from sqlalchemy.exc import IntegrityError
+
+from ..errors import NotFoundError
+from ..records import Run
+from ..schema import runs
+from .base import Area
+
+
+class Runs(Area[Run]):
+    table = runs
+    record = Run
+    noun = "run"
+    entity_type = "run"
+    filterable = frozenset({"id", "name", "kind", "status", "parent_run_id", "concurrency_key", "created_at",
+                            "started_at", "ended_at", "stage"})
+    sortable = frozenset({"created_at", "updated_at", "started_at", "ended_at", "name", "status", "progress"})
+    updatable = frozenset({"status", "progress", "stage", "stages", "message", "error", "config", "control", "state",
+                           "total_steps", "metadata", "heartbeat_at", "concurrency_key"})
+    parents = {"parent_run_id": "runs"}
+
+    def get(self, name_or_id: str) -> Run:
+        """The run with this id or, failing that, this name."""
+        with self._store._read() as connection:
+            row = self._fetch(connection, name_or_id)
+        return self._to_record(row)
+
+    def _fetch(self, connection: Connection, name_or_id: str, *, for_update: bool = False):
+        statement = (
+            select(runs)
+            .where(runs.c.project_id == self._store.project_id, or_(runs.c.id == name_or_id, runs.c.name == name_or_id))
+            .order_by((runs.c.id == name_or_id).desc())
+            .limit(1)
+        )
+        if for_update:
+            statement = statement.with_for_update()
+        row = connection.execute(statement).mappings().first()
+        if row is None:
+            raise NotFoundError(f"no run with id or name {name_or_id!r} in project {self._store.project!r}")
+        return row
+
+    def _update(self, connection, id, changes, reason):
+        # Callers may name the run; the row's id is the key of the update and of its history.
+        return super()._update(connection, self._fetch(connection, id)["id"], changes, reason)
+
+    def _conflict_message(self, record: Run, exc: IntegrityError) -> str:
+        if "name" in str(exc.orig):
+            return f"a run named {record.name!r} already exists in project {self._store.project!r}; pick another name"
+        return super()._conflict_message(record, exc)
