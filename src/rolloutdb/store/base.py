@@ -268,7 +268,7 @@ class Area(Generic[R]):
         return f"{self.noun} {getattr(record, 'id', '')!r} conflicts with an existing row ({detail})"
 
     def _to_row(self, record: Record) -> dict[str, Any]:
-        return record.model_dump(exclude={"seq"} if "seq" in record.model_fields and record.seq is None else None)
+        return record.model_dump(exclude={"seq"} if "seq" in type(record).model_fields and record.seq is None else None)
 
     def _to_record(self, row: Mapping[str, Any]) -> R:
         return self.record.model_validate(dict(row))  # type: ignore[return-value]

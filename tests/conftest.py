@@ -1,0 +1,95 @@
+"""Backends for the tests: a real SQLite file and a real PostgreSQL server.
+
+PostgreSQL is found at ROLLOUTDB_TEST_POSTGRES_URL (default: postgres@127.0.0.1:5432). Each test
+session creates a fresh database there and drops it at the end. Without a server the PostgreSQL
+tests are skipped, except under CI=true, where they fail instead.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from sqlalchemy.engine import make_url
+
+import rolloutdb
+
+POSTGRES_SERVER_URL = os.environ.get(
+    "ROLLOUTDB_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]
+
+
+def _admin_connection() -> psycopg.Connection:
+    url = make_url(POSTGRES_SERVER_URL)
+    return psycopg.connect(
+        host=url.host, port=url.port or 5432, user=url.username, password=url.password,
+        dbname=url.database or "postgres", autocommit=True, connect_timeout=5,
+    )
+
+
+class PostgresDatabases:
+    """Creates throwaway databases on the test server and drops them all at the end."""
+
+    def __init__(self) -> None:
+        self.created: list[str] = []
+        self.error: str | None = None
+        try:
+            _admin_connection().close()
+        except psycopg.OperationalError as exc:
+            self.error = str(exc).strip()
+
+    def new(self) -> str:
+        if self.error is not None:
+            message = f"PostgreSQL test server unreachable at {POSTGRES_SERVER_URL}: {self.error}"
+            if IN_CI:
+                pytest.fail(message + " (CI=true: PostgreSQL tests must run)")
+            pytest.skip(message)
+        name = f"rolloutdb_test_{uuid.uuid4().hex[:12]}"
+        with _admin_connection() as connection:
+            connection.execute(f'CREATE DATABASE "{name}"')
+        self.created.append(name)
+        return make_url(POSTGRES_SERVER_URL).set(database=name).render_as_string(hide_password=False)
+
+    def drop_all(self) -> None:
+        if not self.created:
+            return
+        with _admin_connection() as connection:
+            for name in self.created:
+                connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def postgres_databases() -> Iterator[PostgresDatabases]:
+    databases = PostgresDatabases()
+    yield databases
+    databases.drop_all()
+
+
+def new_database_url(backend: str, postgres_databases: PostgresDatabases, directory) -> str:
+    if backend == "sqlite":
+        return f"sqlite:///{directory / f'rolloutdb-{uuid.uuid4().hex[:8]}.db'}"
+    return postgres_databases.new()
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def session_database_url(request, postgres_databases, tmp_path_factory) -> str:
+    """One database per backend for the whole session; tests keep apart by project."""
+    return new_database_url(request.param, postgres_databases, tmp_path_factory.mktemp("db"))
+
+
+@pytest.fixture(params=BACKENDS)
+def fresh_database_url(request, postgres_databases, tmp_path) -> str:
+    """A new, empty database for tests that need one to themselves (migrations, CLI)."""
+    return new_database_url(request.param, postgres_databases, tmp_path)
+
+
+@pytest.fixture
+def store(session_database_url) -> Iterator[rolloutdb.Store]:
+    """A store on its own project, so tests never see each other's rows."""
+    with rolloutdb.connect(session_database_url, project=f"test-{uuid.uuid4().hex[:12]}") as store:
+        yield store
