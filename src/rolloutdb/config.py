@@ -50,7 +50,7 @@ def normalize_url(url: str) -> str:
             f"not a database URL: {url!r} (expected e.g. sqlite:///./rolloutdb.db or postgresql://user@host/db)"
         ) from exc
     backend = parsed.get_backend_name()
-    if backend == "postgres" or (backend == "postgresql" and parsed.get_driver_name() != "psycopg"):
+    if backend in ("postgres", "postgresql") and parsed.drivername != "postgresql+psycopg":
         parsed = parsed.set(drivername="postgresql+psycopg")
     elif backend not in ("sqlite", "postgresql"):
         raise InvalidInputError(f"unsupported database {backend!r} in {url!r}: RolloutDB runs on sqlite or postgresql")

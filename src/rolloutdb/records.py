@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from .ids import new_id
 from .states import AttemptStatus, GroupStatus, RolloutStatus, RunStatus, StepStatus
 
-JsonDict = dict[str, Any]
+JsonDict = dict[str, JsonValue]
 
 
 def utcnow() -> datetime:
@@ -59,7 +59,7 @@ class Run(_Lifetime):
     error: str | None = None
     concurrency_key: str | None = Field(default=None, max_length=200)
     control: Literal["pause", "cancel"] | None = None
-    state: Any = None
+    state: JsonValue = None
     total_steps: int | None = Field(default=None, ge=0)
     metadata: JsonDict = Field(default_factory=dict)
     heartbeat_at: datetime | None = None
@@ -74,7 +74,7 @@ class RunEvent(Record):
     stage: str | None = None
     progress: float | None = None
     message: str | None = None
-    data: Any = None
+    data: JsonValue = None
 
 
 class StatusChange(Record):
@@ -104,7 +104,7 @@ class Validator(_Updated):
 class Task(_Updated):
     external_id: str = Field(min_length=1, max_length=200)
     instruction: str | None = None
-    input: Any = None
+    input: JsonValue = None
     dataset: str | None = None
     split: str | None = None
     tags: list[str] = Field(default_factory=list)
@@ -141,7 +141,7 @@ class Rollout(_Lifetime):
     step: int | None = Field(default=None, ge=0)
     group_id: str | None = None
     task_id: str | None = None
-    input: Any = None
+    input: JsonValue = None
     mode: Literal["train", "val", "test"] | None = None
     status: RolloutStatus = RolloutStatus.QUEUING
     resources_id: str | None = None
@@ -149,7 +149,7 @@ class Rollout(_Lifetime):
     attempt_count: int = 0
     reward: float | None = None
     success: bool | None = None
-    validation: Any = None
+    validation: JsonValue = None
     metrics: JsonDict = Field(default_factory=dict)
     metadata: JsonDict = Field(default_factory=dict)
     error: str | None = None
@@ -185,19 +185,19 @@ class Turn(_Created):
     rollout_id: str
     attempt_id: str | None = None
     turn_index: int = Field(ge=0)
-    observation: Any = None
+    observation: JsonValue = None
     thinking: str | None = None
-    action: Any = None
-    action_result: Any = None
-    model_response: Any = None
+    action: JsonValue = None
+    action_result: JsonValue = None
+    model_response: JsonValue = None
     reward: float | None = None
     done: bool | None = None
     duration_seconds: float | None = Field(default=None, ge=0)
     success: bool | None = None
     error: str | None = None
     metrics: JsonDict = Field(default_factory=dict)
-    tokens: Any = None
-    logprobs: Any = None
+    tokens: JsonValue = None
+    logprobs: JsonValue = None
 
 
 class Span(_Created):
@@ -208,13 +208,13 @@ class Span(_Created):
     span_id: str
     parent_id: str | None = None
     name: str
-    status: Any = None
+    status: JsonValue = None
     attributes: JsonDict = Field(default_factory=dict)
-    events: list[Any] = Field(default_factory=list)
-    links: list[Any] = Field(default_factory=list)
-    context: Any = None
-    parent: Any = None
-    resource: Any = None
+    events: list[JsonValue] = Field(default_factory=list)
+    links: list[JsonValue] = Field(default_factory=list)
+    context: JsonValue = None
+    parent: JsonValue = None
+    resource: JsonValue = None
     start_time: datetime | None = None
     end_time: datetime | None = None
 
@@ -246,7 +246,7 @@ class ArtifactLink(_Created):
 class Script(_Updated):
     task_id: str | None = None
     name: str = Field(min_length=1, max_length=200)
-    actions: list[Any] = Field(default_factory=list)
+    actions: list[JsonValue] = Field(default_factory=list)
     source_rollout_id: str | None = None
     version: int = Field(default=1, ge=1)
     checksum: str
@@ -264,10 +264,10 @@ class Decision(_Created):
     subject_id: str
     action: Literal["insert", "update", "ignore", "delete"]
     reason: str | None = None
-    state: Any = None
+    state: JsonValue = None
     policy_version: str | None = None
     reward: float | None = None
-    outcome: Any = None
+    outcome: JsonValue = None
     evaluated_at: datetime | None = None
 
 
@@ -277,17 +277,17 @@ class Signal(Record):
     subject_id: str
     kind: Literal["hit", "quality", "feedback"]
     value: float
-    data: Any = None
+    data: JsonValue = None
     time: datetime = Field(default_factory=utcnow)
 
 
 class Sample(_Created):
     source: str
     source_id: str | None = None
-    state: Any = None
-    action: Any = None
+    state: JsonValue = None
+    action: JsonValue = None
     reward: float | None = None
-    next_state: Any = None
+    next_state: JsonValue = None
     done: bool = False
     dataset: str | None = None
 

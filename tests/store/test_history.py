@@ -1,0 +1,60 @@
+"""Status history: one row per change, in order, written with the change itself."""
+
+import pytest
+
+from rolloutdb.errors import InvalidInputError, InvalidTransitionError, NotFoundError
+
+
+def transitions(store, entity_type, entity_id):
+    return [(c.old_status, c.new_status, c.reason) for c in store.history(entity_type, entity_id)]
+
+
+def test_run_history_lists_every_change_in_order(store):
+    run = store.runs.create(name="r")
+    for status, reason in [("running", "start"), ("paused", "free the GPU"), ("running", "resume"),
+                           ("completed", None)]:
+        store.runs.update(run.id, status=status, reason=reason)
+    expected = [(None, "pending", "created"), ("pending", "running", "start"), ("running", "paused", "free the GPU"),
+                ("paused", "running", "resume"), ("running", "completed", None)]
+    assert transitions(store, "run", "r") == expected
+    assert transitions(store, "run", run.id) == expected
+    times = [c.changed_at for c in store.history("run", run.id)]
+    assert times == sorted(times)
+
+
+@pytest.mark.parametrize(
+    ("entity_type", "create", "statuses"),
+    [
+        ("step", lambda s, run: s.steps.create(run_id=run.id, number=0), ["running", "completed"]),
+        ("group", lambda s, run: s.groups.create(run_id=run.id, step=0), ["running", "completed"]),
+        ("rollout", lambda s, run: s.rollouts.create(run_id=run.id),
+         ["preparing", "running", "requeuing", "preparing", "running", "failed"]),
+    ],
+)
+def test_every_entity_with_a_status_keeps_history(store, entity_type, create, statuses):
+    entity = create(store, store.runs.create(name="r"))
+    for status in statuses:
+        getattr(store, f"{entity_type}s").update(entity.id, status=status)
+    initial = entity.status
+    assert [new for _, new, _ in transitions(store, entity_type, entity.id)] == [initial, *statuses]
+
+
+def test_updates_without_a_status_change_write_no_history(store):
+    run = store.runs.create(name="r")
+    store.runs.update(run.id, progress=10.0, message="loading")
+    store.runs.update(run.id, status="pending")  # same status: not a change
+    assert len(store.history("run", run.id)) == 1
+
+
+def test_rejected_change_leaves_no_history_row(store):
+    rollout = store.rollouts.create()
+    with pytest.raises(InvalidTransitionError):
+        store.rollouts.update(rollout.id, status="requeuing")
+    assert transitions(store, "rollout", rollout.id) == [(None, "queuing", "created")]
+
+
+def test_history_of_unknown_entity_type_or_run_is_an_error(store):
+    with pytest.raises(InvalidInputError, match="unknown entity type 'worker'"):
+        store.history("worker", "w1")
+    with pytest.raises(NotFoundError):
+        store.history("run", "nope")

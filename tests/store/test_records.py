@@ -1,0 +1,32 @@
+"""Records and tables describe the same data: one record field per column."""
+
+import pytest
+
+from rolloutdb import records, schema
+
+PAIRS = [
+    (records.Project, schema.projects), (records.Run, schema.runs), (records.RunEvent, schema.run_events),
+    (records.StatusChange, schema.status_changes), (records.Step, schema.steps), (records.Task, schema.tasks),
+    (records.Validator, schema.validators), (records.Group, schema.groups), (records.Rollout, schema.rollouts),
+    (records.Attempt, schema.attempts), (records.Worker, schema.workers), (records.Turn, schema.turns),
+    (records.Span, schema.spans), (records.Resources, schema.resources), (records.Artifact, schema.artifacts),
+    (records.ArtifactLink, schema.artifact_links), (records.Script, schema.scripts),
+    (records.Decision, schema.decisions), (records.Signal, schema.signals), (records.Sample, schema.samples),
+    (records.Checkpoint, schema.checkpoints), (records.ApiToken, schema.api_tokens),
+]
+
+
+def test_every_table_has_a_record():
+    assert {table.name for _, table in PAIRS} == set(schema.metadata.tables)
+
+
+@pytest.mark.parametrize(("record", "table"), PAIRS, ids=[t.name for _, t in PAIRS])
+def test_record_fields_match_table_columns(record, table):
+    assert set(record.model_fields) == {column.name for column in table.columns}
+
+
+def test_ids_are_time_ordered_and_unique():
+    from rolloutdb.ids import new_id
+
+    ids = [new_id() for _ in range(5000)]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
