@@ -153,6 +153,7 @@ class Rollout(_Lifetime):
     metrics: JsonDict = Field(default_factory=dict)
     metadata: JsonDict = Field(default_factory=dict)
     error: str | None = None
+    queued_at: datetime | None = None
 
 
 class Attempt(_Lifetime):
@@ -310,3 +311,10 @@ class ApiToken(Record):
     created_at: datetime = Field(default_factory=utcnow)
     last_used_at: datetime | None = None
     revoked_at: datetime | None = None
+
+
+class Claim(Record):
+    """A rollout together with the attempt just created for it (by dequeue, start or a manual attempt)."""
+
+    rollout: Rollout
+    attempt: Attempt

@@ -252,9 +252,16 @@ rollouts = Table(
     Column("metrics", Json, nullable=False),
     Column("metadata", Json, nullable=False),
     Column("error", Text),
-    *_times("created_at", "updated_at", "started_at", "ended_at"),
-    # The queue: oldest first within a status.
+    *_times("created_at", "updated_at", "started_at", "ended_at", "queued_at"),
     Index("ix_rollouts_project_id_status_created_at", "project_id", "status", "created_at"),
+    # The queue: claimable rollouts, longest waiting first (a requeued rollout goes to the back).
+    Index(
+        "ix_rollouts_queue",
+        "project_id",
+        "queued_at",
+        sqlite_where=text("status IN ('queuing', 'requeuing')"),
+        postgresql_where=text("status IN ('queuing', 'requeuing')"),
+    ),
     Index("ix_rollouts_group_id", "group_id"),
     Index("ix_rollouts_run_id_step", "run_id", "step"),
     Index("ix_rollouts_task_id", "task_id"),

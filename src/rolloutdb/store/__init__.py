@@ -1,28 +1,39 @@
 """The Store: one API over SQLite and PostgreSQL, bound to one project.
 
 Areas hang off the store (``store.runs``, ``store.steps``, ``store.tasks``, ``store.validators``,
-``store.groups``, ``store.rollouts``); each has create / get / update / query / count.
+``store.groups``, ``store.rollouts``, ``store.attempts``, ``store.spans``, ``store.resources``,
+``store.workers``); each has get / query / count, and the writes that make sense for it.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, insert, select
 
 from .. import states
 from ..config import display_url, resolve_url
 from ..errors import InvalidInputError
-from ..records import Project, StatusChange
+from ..records import Project, Rollout, StatusChange, utcnow
 from ..schema import projects, status_changes
+from .attempts import Attempts
 from .base import insert_ignoring_conflicts
 from .catalog import Tasks, Validators
 from .engine import WRITE, create_store_engine, ensure_schema, unavailable_as_error
 from .groups import Groups
+from .health import check_health
+from .resources import Resources
+from .retention import PurgeResult, purge
 from .rollouts import Rollouts
 from .runs import Runs
+from .spans import Spans
 from .steps import Steps
+from .waiting import Waiter
+from .workers import Workers
 
 DEFAULT_PROJECT = "default"
 
@@ -30,17 +41,36 @@ DEFAULT_PROJECT = "default"
 class Store:
     """A connection to a RolloutDB database, scoped to one project. Use ``rolloutdb.connect()``."""
 
-    def __init__(self, engine: Engine, url: str, project: str) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        url: str,
+        project: str,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        health_check_interval: float = 5.0,
+        poll_interval: float | None = None,
+    ) -> None:
         self.engine = engine
         self.url = url
         self.project = project
+        self._clock = clock
+        self._health_check_interval = health_check_interval
+        self._last_health_check = float("-inf")
+        self._health_lock = threading.Lock()
+        default_poll = 0.5 if engine.dialect.name == "sqlite" else 5.0
+        self._waiter = Waiter(self, poll_interval or min(default_poll, health_check_interval or default_poll))
         self.project_id = self._ensure_project(project)
         self.runs = Runs(self)
         self.steps = Steps(self)
         self.validators = Validators(self)
         self.tasks = Tasks(self)
         self.groups = Groups(self)
+        self.resources = Resources(self)
         self.rollouts = Rollouts(self)
+        self.attempts = Attempts(self)
+        self.spans = Spans(self)
+        self.workers = Workers(self)
 
     @property
     def backend(self) -> str:
@@ -70,6 +100,38 @@ class Store:
         with self._read() as connection:
             return [StatusChange.model_validate(dict(row)) for row in connection.execute(statement).mappings()]
 
+    def now(self) -> datetime:
+        """The store's clock (UTC); injectable through ``connect(clock=...)`` for tests."""
+        return self._clock()
+
+    def check_health(self) -> int:
+        """Mark overdue attempts timeout / unresponsive now; returns how many were marked.
+
+        Store calls that depend on it (dequeue, waiting) also run it, at most every
+        ``health_check_interval`` seconds."""
+        self._last_health_check = time.monotonic()
+        return check_health(self)
+
+    def maybe_check_health(self) -> None:
+        """Run the health check if the last one is older than ``health_check_interval``."""
+        if time.monotonic() - self._last_health_check < self._health_check_interval:
+            return
+        if self._health_lock.acquire(blocking=False):  # one check at a time; others need not wait for it
+            try:
+                self.check_health()
+            finally:
+                self._health_lock.release()
+
+    def wait_for_rollouts(self, rollout_ids: Iterable[str], timeout: float | None = None) -> list[Rollout]:
+        """Block until the rollouts finish or ``timeout`` seconds pass; returns the finished ones."""
+        return self.rollouts.wait(rollout_ids, timeout)
+
+    def purge(self, *, older_than: timedelta | None = None, keep_last: int | None = None,
+              dry_run: bool = False) -> PurgeResult:
+        """Delete finished rollouts (and their attempts, spans and turns) older than ``older_than`` or
+        beyond the ``keep_last`` most recent; ``dry_run`` only counts them."""
+        return purge(self, older_than=older_than, keep_last=keep_last, dry_run=dry_run)
+
     def close(self) -> None:
         """Release the database connections."""
         self.engine.dispose()
@@ -94,8 +156,14 @@ class Store:
     def _write(self) -> Iterator[Connection]:
         with unavailable_as_error(self.url), self.engine.connect() as connection:
             connection.execution_options(**{WRITE: True})
-            with connection.begin():
-                yield connection
+            try:
+                with connection.begin():
+                    yield connection
+            except BaseException:
+                connection.info.pop("after_commit", None)  # rolled back: nothing to announce
+                raise
+            for callback in connection.info.pop("after_commit", []):
+                callback()
 
     def _ensure_project(self, name: str) -> str:
         project = Project(name=name)
@@ -104,11 +172,21 @@ class Store:
             return connection.execute(select(projects.c.id).where(projects.c.name == name)).scalar_one()
 
 
-def connect(url: str | None = None, *, project: str = DEFAULT_PROJECT, upgrade: bool = False) -> Store:
+def connect(
+    url: str | None = None,
+    *,
+    project: str = DEFAULT_PROJECT,
+    upgrade: bool = False,
+    clock: Callable[[], datetime] = utcnow,
+    health_check_interval: float = 5.0,
+    poll_interval: float | None = None,
+) -> Store:
     """Open the RolloutDB database at ``url`` (see ``rolloutdb.config`` for where it is found otherwise).
 
     A new database is created and migrated. One at an older schema raises SchemaOutOfDateError
-    unless ``upgrade=True``.
+    unless ``upgrade=True``. ``clock`` replaces the wall clock (tests); ``health_check_interval`` is
+    how often store calls may run the attempt watchdog; ``poll_interval`` how often a waiter looks
+    for rollouts finished by other processes (default 0.5 s on SQLite; PostgreSQL is notified).
     """
     resolved = resolve_url(url)
     if not project or len(project) > 200:
@@ -117,10 +195,11 @@ def connect(url: str | None = None, *, project: str = DEFAULT_PROJECT, upgrade: 
     try:
         with unavailable_as_error(resolved):
             ensure_schema(engine, upgrade_if_needed=upgrade)
-        return Store(engine, resolved, project)
+        return Store(engine, resolved, project, clock=clock, health_check_interval=health_check_interval,
+                     poll_interval=poll_interval)
     except BaseException:
         engine.dispose()
         raise
 
 
-__all__ = ["DEFAULT_PROJECT", "Store", "connect"]
+__all__ = ["DEFAULT_PROJECT", "PurgeResult", "Store", "connect"]

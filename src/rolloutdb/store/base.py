@@ -4,6 +4,7 @@ whitelisted filters and sorting, parent checks, status transitions and their his
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import ValidationError
@@ -14,7 +15,7 @@ from sqlalchemy.exc import IntegrityError, StatementError
 
 from .. import states
 from ..errors import ConflictError, InvalidInputError, InvalidTransitionError, NotFoundError
-from ..records import Record, StatusChange, utcnow
+from ..records import Record
 from ..schema import status_changes
 
 if TYPE_CHECKING:
@@ -46,21 +47,18 @@ def build_record(model: type[R], values: Mapping[str, Any], what: str) -> R:
         raise InvalidInputError(f"invalid {what}: {validation_message(exc)}") from None
 
 
-def record_status_change(
-    connection: Connection,
-    project_id: str,
-    entity_type: str,
-    entity_id: str,
-    old: str | None,
-    new: str,
+def status_change_row(
+    project_id: str, entity_type: str, entity_id: str, old: str | None, new: str, now: datetime,
     reason: str | None = None,
-) -> None:
-    """Write one status-change row; call it inside the transaction that changes the status."""
-    change = StatusChange(
-        project_id=project_id, entity_type=entity_type, entity_id=entity_id, old_status=old, new_status=new,
-        reason=reason,
-    )
-    connection.execute(insert(status_changes), change.model_dump(exclude={"seq"}))
+) -> dict[str, Any]:
+    return {"project_id": project_id, "entity_type": entity_type, "entity_id": entity_id, "old_status": old,
+            "new_status": new, "changed_at": now, "reason": reason}
+
+
+def record_status_changes(connection: Connection, rows: list[dict[str, Any]]) -> None:
+    """Write status-change rows (see ``status_change_row``) in the transaction that changes the statuses."""
+    if rows:
+        connection.execute(insert(status_changes), rows)
 
 
 def lifetime_stamps(entity_type: str, row: Mapping[str, Any], new_status: str, now) -> dict[str, Any]:
@@ -160,7 +158,9 @@ class Area(Generic[R]):
     def _new_record(self, fields: Mapping[str, Any]) -> R:
         if "project_id" in fields:
             raise InvalidInputError("project_id is set by the store: connect(..., project=NAME) chooses it")
-        return build_record(self.record, {**fields, "project_id": self._store.project_id}, self.noun)  # type: ignore[return-value]
+        now = self._store.now()
+        stamps = {name: now for name in ("created_at", "updated_at") if name in self.table.c}
+        return build_record(self.record, {**stamps, **fields, "project_id": self._store.project_id}, self.noun)  # type: ignore[return-value]
 
     def _insert(self, connection: Connection, record: R) -> None:
         self._check_parents(connection, record.model_dump(include=set(self.parents)))
@@ -172,9 +172,10 @@ class Area(Generic[R]):
         except StatementError as exc:
             raise InvalidInputError(f"invalid {self.noun}: {exc.orig}") from None
         if self.entity_type:
-            record_status_change(
-                connection, self._store.project_id, self.entity_type, values["id"], None, values["status"], "created"
-            )
+            record_status_changes(connection, [status_change_row(
+                self._store.project_id, self.entity_type, values["id"], None, values["status"], self._store.now(),
+                "created",
+            )])
 
     def _update(self, connection: Connection, id: str, changes: Mapping[str, Any], reason: str | None) -> R:
         row = self._fetch(connection, id, for_update=True)
@@ -182,7 +183,7 @@ class Area(Generic[R]):
         merged = build_record(self.record, {**current.model_dump(), **changes}, self.noun)
         values = {name: value for name, value in self._to_row(merged).items() if name in changes}
         self._check_parents(connection, {k: v for k, v in values.items() if k in self.parents})
-        now = utcnow()
+        now = self._store.now()
         old_status, new_status = row.get("status"), values.get("status")
         status_changed = self.entity_type is not None and new_status is not None and new_status != old_status
         if status_changed:
@@ -200,9 +201,14 @@ class Area(Generic[R]):
         if values:
             connection.execute(update(self.table).where(self._key_clause(id)).values(values))
         if status_changed:
-            record_status_change(connection, self._store.project_id, self.entity_type, id, old_status, new_status,
-                                 reason)
+            record_status_changes(connection, [status_change_row(
+                self._store.project_id, self.entity_type, id, old_status, new_status, now, reason
+            )])
+            self._after_status_change(connection, {**row, **values}, old_status)
         return self._to_record({**row, **values})
+
+    def _after_status_change(self, connection: Connection, row: Mapping[str, Any], old_status: str) -> None:
+        """Hook for areas whose status changes have consequences (waking waiters, ...)."""
 
     def _fetch(self, connection: Connection, id: str, *, for_update: bool = False) -> Mapping[str, Any]:
         statement = select(self.table).where(self._key_clause(id))

@@ -1,10 +1,22 @@
-"""Rollouts: one episode of an agent on an input, possibly in a group of a run's step."""
+"""Rollouts and their queue: enqueue, claim (exactly once, FIFO), start, cancel, wait for results."""
 
 from __future__ import annotations
 
-from ..records import Rollout
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, func, select, update
+
+from .. import states
+from ..errors import InvalidInputError
+from ..records import Claim, Rollout
 from ..schema import rollouts
-from .base import Area
+from ..states import RolloutStatus as RO
+from .base import Area, record_status_changes, status_change_row
+
+QUEUED = (RO.QUEUING, RO.REQUEUING)
+MAX_CLAIM = 1000
 
 
 class Rollouts(Area[Rollout]):
@@ -14,7 +26,124 @@ class Rollouts(Area[Rollout]):
     entity_type = "rollout"
     filterable = frozenset({"id", "run_id", "step", "group_id", "task_id", "mode", "status", "resources_id",
                             "created_at", "started_at", "ended_at", "success"})
-    sortable = frozenset({"created_at", "updated_at", "started_at", "ended_at", "reward", "step", "status"})
+    sortable = frozenset({"created_at", "updated_at", "started_at", "ended_at", "reward", "step", "status", "id"})
     updatable = frozenset({"status", "reward", "success", "validation", "metrics", "metadata", "error", "config",
                            "resources_id", "mode", "input"})
-    parents = {"run_id": "runs", "group_id": "groups", "task_id": "tasks"}
+    parents = {"run_id": "runs", "group_id": "groups", "task_id": "tasks", "resources_id": "resources"}
+
+    # -- the queue ------------------------------------------------------------------------------------
+
+    def enqueue(self, input: Any = None, **fields: Any) -> Rollout:
+        """Put one rollout at the back of the queue (status queuing). Without ``resources_id`` it runs
+        against the latest resources, if any."""
+        return self.enqueue_many([{"input": input, **fields}])[0]
+
+    def enqueue_many(self, requests: Iterable[Mapping[str, Any]]) -> list[Rollout]:
+        """Enqueue several rollouts in one transaction, keeping their order in the queue."""
+        with self._store._write() as connection:
+            return [self._enqueue(connection, request) for request in requests]
+
+    def dequeue(self, worker_id: str | None = None) -> Claim | None:
+        """Claim the rollout that has waited longest: it moves to preparing with a new attempt."""
+        claims = self.dequeue_many(1, worker_id=worker_id)
+        return claims[0] if claims else None
+
+    def dequeue_many(self, limit: int, worker_id: str | None = None) -> list[Claim]:
+        """Claim up to ``limit`` rollouts in one transaction, oldest first. Each is claimed exactly once,
+        however many workers ask at the same time."""
+        if limit > MAX_CLAIM:
+            raise InvalidInputError(f"dequeue at most {MAX_CLAIM} rollouts at once, asked for {limit}")
+        self._store.maybe_check_health()
+        if limit <= 0:
+            return []
+        statement = (
+            select(rollouts)
+            .where(rollouts.c.project_id == self._store.project_id, rollouts.c.status.in_(QUEUED))
+            .order_by(rollouts.c.queued_at, rollouts.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        with self._store._write() as connection:
+            candidates = connection.execute(statement).mappings().all()
+            claims = self._claim(connection, candidates, worker_id)
+            if worker_id is not None:
+                self._store.workers._after_dequeue(connection, worker_id, claims, self._store.now())
+        return claims
+
+    def start(self, input: Any = None, *, worker_id: str | None = None, **fields: Any) -> Claim:
+        """Create a rollout and its first attempt at once, bypassing the queue."""
+        with self._store._write() as connection:
+            rollout = self._enqueue(connection, {"input": input, **fields})
+            row = self._fetch(connection, rollout.id, for_update=True)
+            return self._claim(connection, [row], worker_id)[0]
+
+    def cancel(self, rollout_id: str, reason: str | None = None) -> Rollout:
+        """Cancel an unfinished rollout; waiters see it as finished."""
+        return self.update(rollout_id, status=RO.CANCELLED, reason=reason or "cancelled")
+
+    def wait(self, rollout_ids: Iterable[str], timeout: float | None = None) -> list[Rollout]:
+        """Block until the rollouts finish or ``timeout`` seconds pass; returns the finished ones.
+        Unknown ids raise NotFoundError."""
+        return self._store._waiter.wait(list(rollout_ids), timeout)
+
+    # -- building blocks ------------------------------------------------------------------------------
+
+    def _enqueue(self, connection: Connection, request: Mapping[str, Any]) -> Rollout:
+        fields = dict(request)
+        if fields.get("resources_id") is None:
+            latest = self._store.resources._latest_row(connection)
+            fields["resources_id"] = latest["id"] if latest is not None else None
+        fields.pop("status", None)
+        record = self._new_record({**fields, "status": RO.QUEUING})
+        record.queued_at = record.created_at
+        self._insert(connection, record)
+        return record
+
+    def _claim(self, connection: Connection, rows: list[Mapping[str, Any]], worker_id: str | None) -> list[Claim]:
+        """Move these rollout rows to preparing, each with a new attempt."""
+        if not rows:
+            return []
+        now = self._store.now()
+        ids = [row["id"] for row in rows]
+        connection.execute(
+            update(rollouts)
+            .where(rollouts.c.id.in_(ids))
+            .values(status=RO.PREPARING, attempt_count=rollouts.c.attempt_count + 1, queued_at=None,
+                    started_at=func.coalesce(rollouts.c.started_at, now), updated_at=now)
+        )
+        record_status_changes(connection, [
+            status_change_row(self._store.project_id, "rollout", row["id"], row["status"], RO.PREPARING, now,
+                              "claimed" if worker_id is None else f"claimed by {worker_id}")
+            for row in rows if row["status"] != RO.PREPARING
+        ])
+        new_attempts = self._store.attempts._insert_new(
+            connection, [(row, row["attempt_count"] + 1) for row in rows], worker_id, now
+        )
+        return [
+            Claim(
+                rollout=self._to_record({**row, "status": RO.PREPARING, "attempt_count": row["attempt_count"] + 1,
+                                         "queued_at": None, "started_at": row["started_at"] or now,
+                                         "updated_at": now}),
+                attempt=attempt,
+            )
+            for row, attempt in zip(rows, new_attempts)
+        ]
+
+    def _follow(self, connection: Connection, row: Mapping[str, Any], status: str, now: datetime,
+                reason: str | None) -> None:
+        """Move the rollout to the status its latest attempt implies, when that is a legal change.
+
+        A finished rollout stays finished (a late result of a cancelled rollout changes only its attempt)."""
+        if status == row["status"] or not states.allowed("rollout", row["status"], status):
+            return
+        self._update(connection, row["id"], {"status": status}, reason)
+
+    def _update(self, connection, id, changes, reason):
+        # queued_at orders the queue: set on entering it (a requeued rollout goes to the back), cleared on leaving.
+        if "status" in changes:
+            changes = {**changes, "queued_at": self._store.now() if changes["status"] in QUEUED else None}
+        return super()._update(connection, id, changes, reason)
+
+    def _after_status_change(self, connection: Connection, row: Mapping[str, Any], old_status: str) -> None:
+        if row["status"] in states.TERMINAL["rollout"]:
+            self._store._waiter.announce(connection, row["id"])

@@ -330,6 +330,7 @@ def upgrade() -> None:
     sa.Column('updated_at', rolloutdb.schema.UTCDateTime(timezone=True), nullable=False),
     sa.Column('started_at', rolloutdb.schema.UTCDateTime(timezone=True), nullable=True),
     sa.Column('ended_at', rolloutdb.schema.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('queued_at', rolloutdb.schema.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['group_id'], ['groups.id'], name=op.f('fk_rollouts_group_id_groups'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['project_id'], ['projects.id'], name=op.f('fk_rollouts_project_id_projects'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['run_id'], ['runs.id'], name=op.f('fk_rollouts_run_id_runs'), ondelete='CASCADE'),
@@ -339,6 +340,7 @@ def upgrade() -> None:
     with op.batch_alter_table('rollouts', schema=None) as batch_op:
         batch_op.create_index('ix_rollouts_group_id', ['group_id'], unique=False)
         batch_op.create_index('ix_rollouts_project_id_status_created_at', ['project_id', 'status', 'created_at'], unique=False)
+        batch_op.create_index('ix_rollouts_queue', ['project_id', 'queued_at'], unique=False, sqlite_where=sa.text("status IN ('queuing', 'requeuing')"), postgresql_where=sa.text("status IN ('queuing', 'requeuing')"))
         batch_op.create_index('ix_rollouts_run_id_step', ['run_id', 'step'], unique=False)
         batch_op.create_index('ix_rollouts_task_id', ['task_id'], unique=False)
 
@@ -472,6 +474,7 @@ def downgrade() -> None:
     with op.batch_alter_table('rollouts', schema=None) as batch_op:
         batch_op.drop_index('ix_rollouts_task_id')
         batch_op.drop_index('ix_rollouts_run_id_step')
+        batch_op.drop_index('ix_rollouts_queue', sqlite_where=sa.text("status IN ('queuing', 'requeuing')"), postgresql_where=sa.text("status IN ('queuing', 'requeuing')"))
         batch_op.drop_index('ix_rollouts_project_id_status_created_at')
         batch_op.drop_index('ix_rollouts_group_id')
 

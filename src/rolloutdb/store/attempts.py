@@ -1,0 +1,172 @@
+"""Attempts: one execution of a rollout by a worker. The rollout's status follows its latest attempt."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from .. import states
+from ..errors import InvalidInputError, InvalidTransitionError, NotFoundError
+from ..records import Attempt, Claim, RolloutConfig
+from ..schema import attempts, rollouts
+from ..states import AttemptStatus as A
+from ..states import RolloutStatus as RO
+from .base import Area, build_record, record_status_changes, status_change_row
+
+LATEST = "latest"
+RETRYABLE = frozenset({A.FAILED, A.TIMEOUT, A.UNRESPONSIVE})
+
+
+def rollout_status_for(attempt_status: str, sequence: int, config: Mapping[str, Any]) -> str:
+    """What the rollout's status becomes when its latest attempt is in ``attempt_status``."""
+    if attempt_status in (A.PREPARING, A.RUNNING, A.SUCCEEDED):
+        return attempt_status
+    policy = RolloutConfig.model_validate(config)
+    if attempt_status in policy.retry_condition and sequence < policy.max_attempts:
+        return RO.REQUEUING
+    return RO.FAILED
+
+
+class Attempts(Area[Attempt]):
+    table = attempts
+    record = Attempt
+    noun = "attempt"
+    entity_type = "attempt"
+    filterable = frozenset({"id", "rollout_id", "sequence", "status", "worker_id", "created_at", "started_at",
+                            "last_heartbeat_at"})
+    sortable = frozenset({"sequence", "created_at", "started_at", "ended_at", "last_heartbeat_at", "status"})
+    updatable = frozenset({"status", "worker_id", "last_heartbeat_at", "metadata"})
+    default_sort = "sequence"
+
+    def start(self, rollout_id: str, worker_id: str | None = None) -> Claim:
+        """Start a new attempt of an existing, unfinished rollout by hand (outside the queue)."""
+        with self._store._write() as connection:
+            rollout = self._store.rollouts._fetch(connection, rollout_id, for_update=True)
+            if rollout["status"] in states.TERMINAL["rollout"]:
+                raise InvalidTransitionError(
+                    f"rollout {rollout_id} is {rollout['status']}: a finished rollout gets no new attempt"
+                )
+            return self._store.rollouts._claim(connection, [rollout], worker_id)[0]
+
+    def latest(self, rollout_id: str) -> Attempt | None:
+        """The rollout's attempt with the highest sequence number, or None before its first attempt."""
+        with self._store._read() as connection:
+            rollout = self._store.rollouts._fetch(connection, rollout_id)
+            row = self._latest_row(connection, rollout)
+        return None if row is None else self._to_record(row)
+
+    def update(  # type: ignore[override]
+        self, rollout_id: str, attempt_id: str = LATEST, *, reason: str | None = None, **changes: Any
+    ) -> Attempt:
+        """Update an attempt (``attempt_id`` or ``"latest"``): status, worker_id, last_heartbeat_at, metadata.
+
+        A status change of the latest attempt moves the rollout too: running/succeeded follow it; failed,
+        timeout and unresponsive requeue the rollout when that status is in its retry condition and
+        attempts remain, else fail it.
+        """
+        unknown = set(changes) - self.updatable
+        if unknown:
+            raise InvalidInputError(
+                f"cannot update attempt field(s) {', '.join(sorted(unknown))}; "
+                f"updatable fields: {', '.join(sorted(self.updatable))}"
+            )
+        with self._store._write() as connection:
+            rollout = self._store.rollouts._fetch(connection, rollout_id, for_update=True)
+            attempt = self._resolve(connection, rollout, attempt_id)
+            return self._apply(connection, rollout, attempt, changes, reason)
+
+    # -- used by the queue, spans and the health check, inside their transactions -------------------
+
+    def _resolve(self, connection: Connection, rollout: Mapping[str, Any], attempt_id: str) -> Mapping[str, Any]:
+        if attempt_id == LATEST:
+            row = self._latest_row(connection, rollout)
+            if row is None:
+                raise NotFoundError(f"rollout {rollout['id']} has no attempt yet")
+            return row
+        row = connection.execute(
+            select(attempts).where(attempts.c.id == attempt_id, attempts.c.rollout_id == rollout["id"])
+        ).mappings().first()
+        if row is None:
+            raise NotFoundError(f"attempt {attempt_id!r} not found for rollout {rollout['id']!r}")
+        return row
+
+    def _latest_row(self, connection: Connection, rollout: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        return connection.execute(
+            select(attempts).where(attempts.c.rollout_id == rollout["id"],
+                                   attempts.c.sequence == rollout["attempt_count"])
+        ).mappings().first()
+
+    def _apply(
+        self,
+        connection: Connection,
+        rollout: Mapping[str, Any],
+        attempt: Mapping[str, Any],
+        changes: Mapping[str, Any],
+        reason: str | None,
+    ) -> Attempt:
+        merged = build_record(Attempt, {**attempt, **changes}, "attempt")
+        values = {name: getattr(merged, name) for name in changes}
+        now = self._store.now()
+        old, new = attempt["status"], merged.status
+        history: list[dict[str, Any]] = []
+        if new != old:
+            if not states.allowed("attempt", old, new):
+                allowed = sorted(states.TRANSITIONS["attempt"].get(old, ()))
+                raise InvalidTransitionError(
+                    f"attempt {attempt['id']} cannot go from {old!r} to {new!r}; "
+                    + (f"from {old!r} it can go to {', '.join(allowed)}" if allowed else f"{old!r} is final")
+                )
+            if new in states.TERMINAL["attempt"]:
+                values["ended_at"] = now
+            history.append(status_change_row(self._store.project_id, "attempt", attempt["id"], old, new, now, reason))
+        values["updated_at"] = now
+        connection.execute(update(attempts).where(attempts.c.id == attempt["id"]).values(values))
+        record_status_changes(connection, history)
+        updated = {**attempt, **values}
+        if new != old:
+            if attempt["sequence"] == rollout["attempt_count"]:
+                target = rollout_status_for(new, attempt["sequence"], rollout["config"])
+                self._store.rollouts._follow(connection, rollout, target, now, reason or f"attempt {new}")
+            if updated["worker_id"]:
+                self._store.workers._follow_attempt(connection, updated, now)
+        return self._to_record(updated)
+
+    def _heartbeat(self, connection: Connection, rollout: Mapping[str, Any], attempt: Mapping[str, Any],
+                   now: datetime) -> None:
+        """A sign of life (a span or an explicit heartbeat): a preparing or unresponsive attempt runs again."""
+        if attempt["status"] in (A.PREPARING, A.UNRESPONSIVE):
+            self._apply(connection, rollout, attempt, {"status": A.RUNNING, "last_heartbeat_at": now}, "heartbeat")
+        else:
+            connection.execute(
+                update(attempts).where(attempts.c.id == attempt["id"]).values(last_heartbeat_at=now, updated_at=now)
+            )
+
+    def heartbeat(self, rollout_id: str, attempt_id: str = LATEST) -> Attempt:
+        """Record that the attempt is alive (spans do this too)."""
+        with self._store._write() as connection:
+            rollout = self._store.rollouts._fetch(connection, rollout_id, for_update=True)
+            attempt = self._resolve(connection, rollout, attempt_id)
+            self._heartbeat(connection, rollout, attempt, self._store.now())
+            return self._to_record(self._resolve(connection, rollout, attempt["id"]))
+
+    def _insert_new(self, connection: Connection, claimed: list[tuple[Mapping[str, Any], int]],
+                    worker_id: str | None, now: datetime) -> list[Attempt]:
+        """Create the next attempt (preparing) of each (rollout row, sequence)."""
+        records = [
+            Attempt(project_id=self._store.project_id, rollout_id=rollout["id"], sequence=sequence,
+                    worker_id=worker_id, created_at=now, updated_at=now, started_at=now)
+            for rollout, sequence in claimed
+        ]
+        if records:
+            connection.execute(insert(attempts), [self._to_row(record) for record in records])
+            record_status_changes(connection, [
+                status_change_row(self._store.project_id, "attempt", record.id, None, A.PREPARING, now, "created")
+                for record in records
+            ])
+        return records
+
+
+__all__ = ["LATEST", "Attempts", "rollout_status_for"]

@@ -1,0 +1,55 @@
+"""Resources: versioned snapshots of named resources (prompts, model endpoints, checkpoints).
+
+The latest snapshot is the one updated most recently."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import Connection, select, update
+
+from ..records import Resources as ResourcesRecord
+from ..schema import resources
+from .base import Area, build_record
+
+
+class Resources(Area[ResourcesRecord]):
+    table = resources
+    record = ResourcesRecord
+    noun = "resources"
+    filterable = frozenset({"id", "version", "created_at", "updated_at"})
+    sortable = frozenset({"created_at", "updated_at", "version", "id"})
+    updatable = frozenset({"resources"})
+
+    def add(self, named_resources: Mapping[str, Any], id: str | None = None) -> ResourcesRecord:
+        """Store a new snapshot (version 1); it becomes the latest."""
+        return self.create(resources=dict(named_resources), **({"id": id} if id else {}))
+
+    def update(self, id: str, named_resources: Mapping[str, Any]) -> ResourcesRecord:  # type: ignore[override]
+        """Replace a snapshot's resources: its version goes up by one and it becomes the latest."""
+        with self._store._write() as connection:
+            row = self._fetch(connection, id, for_update=True)
+            now = self._store.now()
+            changed = build_record(
+                ResourcesRecord,
+                {**row, "resources": dict(named_resources), "version": row["version"] + 1, "updated_at": now},
+                self.noun,
+            )
+            connection.execute(update(resources).where(self._key_clause(id)).values(
+                resources=changed.resources, version=changed.version, updated_at=now))
+            return changed
+
+    def latest(self) -> ResourcesRecord | None:
+        """The most recently added or updated snapshot, or None when there is none."""
+        with self._store._read() as connection:
+            row = self._latest_row(connection)
+        return None if row is None else self._to_record(row)
+
+    def _latest_row(self, connection: Connection) -> Mapping[str, Any] | None:
+        return connection.execute(
+            select(resources)
+            .where(resources.c.project_id == self._store.project_id)
+            .order_by(resources.c.updated_at.desc(), resources.c.id.desc())
+            .limit(1)
+        ).mappings().first()

@@ -1,0 +1,154 @@
+"""Spans: the telemetry an attempt emits, ordered by a per-attempt sequence id. A span is a heartbeat."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, or_, select, update
+
+from ..errors import InvalidInputError
+from ..ids import new_id
+from ..records import Span
+from ..schema import attempts, spans
+from .attempts import LATEST
+from .base import MAX_LIMIT, Area, build_record, insert_ignoring_conflicts
+
+TEXT_FILTERS = ("trace_id", "span_id", "parent_id", "name")
+
+
+class Spans(Area[Span]):
+    table = spans
+    record = Span
+    noun = "span"
+    filterable = frozenset({"id", "rollout_id", "attempt_id", "sequence_id", *TEXT_FILTERS})
+    sortable = frozenset({"sequence_id", "start_time", "end_time", "name", "created_at"})
+    updatable = frozenset()
+    default_sort = "sequence_id"
+
+    def add(self, **fields: Any) -> Span | None:
+        """Store one span; returns None when a span with its (rollout, attempt, sequence id) exists already."""
+        added = self.add_many([fields])
+        return added[0] if added else None
+
+    def add_many(self, new_spans: Iterable[Mapping[str, Any]]) -> list[Span]:
+        """Store spans in one transaction and return those that were new (duplicates are skipped).
+
+        Spans without a ``sequence_id`` get the attempt's next ones; given ids keep the counter ahead of
+        them. Every attempt that sent spans counts as alive: preparing or unresponsive ones run again."""
+        batch = list(new_spans)
+        by_attempt: dict[tuple[str, str], list[Mapping[str, Any]]] = defaultdict(list)
+        for fields in batch:
+            if "rollout_id" not in fields or "attempt_id" not in fields:
+                raise InvalidInputError("every span needs a rollout_id and an attempt_id")
+            by_attempt[(fields["rollout_id"], fields["attempt_id"])].append(fields)
+        added: list[Span] = []
+        with self._store._write() as connection:
+            now = self._store.now()
+            for (rollout_id, attempt_id), group in by_attempt.items():
+                rollout = self._store.rollouts._fetch(connection, rollout_id, for_update=True)
+                attempt = self._store.attempts._resolve(connection, rollout, attempt_id)
+                records = self._number(connection, attempt, group, now)
+                inserted = self._insert_new(connection, records)
+                if inserted:
+                    self._store.attempts._heartbeat(connection, rollout, attempt, now)
+                added.extend(record for record in records if record.id in inserted)
+        return added
+
+    def next_sequence_id(self, rollout_id: str, attempt_id: str) -> int:
+        """Reserve the attempt's next span sequence id (1, 2, 3, ...)."""
+        return self.next_sequence_ids([(rollout_id, attempt_id)])[0]
+
+    def next_sequence_ids(self, pairs: Sequence[tuple[str, str]]) -> list[int]:
+        """Reserve one sequence id for each (rollout id, attempt id) pair, in one transaction."""
+        with self._store._write() as connection:
+            result = []
+            for rollout_id, attempt_id in pairs:
+                rollout = self._store.rollouts._fetch(connection, rollout_id)
+                attempt = self._store.attempts._resolve(connection, rollout, attempt_id)
+                result.append(self._reserve(connection, attempt["id"], 1))
+            return result
+
+    def query(  # type: ignore[override]
+        self,
+        rollout_id: str,
+        attempt_id: str | None = LATEST,
+        *,
+        match: str = "all",
+        sort: str | None = None,
+        order: str = "asc",
+        limit: int | None = None,
+        offset: int = 0,
+        **filters: Any,
+    ) -> list[Span]:
+        """Spans of a rollout: of one attempt, of the ``"latest"`` one, or of all (``attempt_id=None``).
+
+        Filters: trace_id, span_id, parent_id, name, each exact or ``__contains``; ``match="any"``
+        combines them with OR instead of AND. Sorted by sequence id unless ``sort`` says otherwise."""
+        if match not in ("all", "any"):
+            raise InvalidInputError(f"match must be 'all' or 'any', got {match!r}")
+        allowed = {f"{name}{suffix}" for name in TEXT_FILTERS for suffix in ("", "__contains")}
+        unknown = set(filters) - allowed
+        if unknown:
+            raise InvalidInputError(
+                f"cannot filter spans by {', '.join(sorted(unknown))}; filters: {', '.join(sorted(allowed))}"
+            )
+        sort = sort or self.default_sort
+        if sort not in self.sortable:
+            raise InvalidInputError(f"cannot sort spans by {sort!r}; sortable fields: {', '.join(sorted(self.sortable))}")
+        if order not in ("asc", "desc"):
+            raise InvalidInputError(f"order must be 'asc' or 'desc', got {order!r}")
+        if limit is not None and not 0 <= limit <= MAX_LIMIT * 10:
+            raise InvalidInputError(f"limit must be between 0 and {MAX_LIMIT * 10}, got {limit}")
+        with self._store._read() as connection:
+            rollout = self._store.rollouts._fetch(connection, rollout_id)
+            statement = select(spans).where(spans.c.rollout_id == rollout["id"])
+            if attempt_id is not None:
+                statement = statement.where(
+                    spans.c.attempt_id == self._store.attempts._resolve(connection, rollout, attempt_id)["id"]
+                )
+            clauses = [self._filter_clause(key, value) for key, value in filters.items() if value is not None]
+            if clauses:
+                statement = statement.where(or_(*clauses) if match == "any" else and_(*clauses))
+            key = spans.c[sort]
+            ordering = [key.asc(), spans.c.sequence_id.asc()] if order == "asc" else [key.desc(),
+                                                                                      spans.c.sequence_id.desc()]
+            statement = statement.order_by(*ordering).limit(limit).offset(offset)
+            rows = connection.execute(statement).mappings().all()
+        return [self._to_record(row) for row in rows]
+
+    # -- building blocks ------------------------------------------------------------------------------
+
+    def _number(self, connection: Connection, attempt: Mapping[str, Any], group: list[Mapping[str, Any]],
+                now) -> list[Span]:
+        """Validate the spans of one attempt and give each a sequence id."""
+        missing = sum(1 for fields in group if fields.get("sequence_id") is None)
+        given = [fields["sequence_id"] for fields in group if fields.get("sequence_id") is not None]
+        first = self._reserve(connection, attempt["id"], missing, at_least=max(given, default=0) + 1)
+        records, next_free = [], first
+        for fields in group:
+            values = {**fields, "attempt_id": attempt["id"], "project_id": self._store.project_id}
+            if values.get("sequence_id") is None:
+                values["sequence_id"], next_free = next_free, next_free + 1
+            values.setdefault("id", new_id())
+            values.setdefault("created_at", now)
+            records.append(build_record(Span, values, "span"))
+        return records
+
+    def _reserve(self, connection: Connection, attempt_id: str, count: int, at_least: int = 1) -> int:
+        """Take ``count`` sequence ids from the attempt's counter, first moving it up to ``at_least``;
+        returns the first id taken."""
+        counter = attempts.c.next_span_sequence
+        start = func.max(counter, at_least) if connection.dialect.name == "sqlite" else func.greatest(counter,
+                                                                                                       at_least)
+        return connection.execute(
+            update(attempts).where(attempts.c.id == attempt_id).values(next_span_sequence=start + count)
+            .returning(attempts.c.next_span_sequence)
+        ).scalar_one() - count
+
+    def _insert_new(self, connection: Connection, records: list[Span]) -> set[str]:
+        if not records:
+            return set()
+        statement = insert_ignoring_conflicts(connection, spans).returning(spans.c.id)
+        return set(connection.execute(statement, [self._to_row(record) for record in records]).scalars())

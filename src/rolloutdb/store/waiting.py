@@ -1,0 +1,79 @@
+"""Waiting for rollouts to finish without busy-polling the database.
+
+PostgreSQL: the transaction that finishes a rollout sends NOTIFY; waiters LISTEN. SQLite: waiters in
+this process are woken when such a transaction commits, and poll slowly for other processes."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import psycopg
+from sqlalchemy import Connection, select, text
+
+from .. import states
+from ..errors import NotFoundError
+from ..records import Rollout
+from ..schema import rollouts
+
+if TYPE_CHECKING:
+    from . import Store
+
+CHANNEL = "rolloutdb_rollout_finished"
+
+
+class Waiter:
+    def __init__(self, store: Store, poll_interval: float) -> None:
+        self._store = store
+        self._poll_interval = poll_interval
+        self._finished = threading.Condition()
+
+    def announce(self, connection: Connection, rollout_id: str) -> None:
+        """Called inside the transaction that finishes a rollout: wake the waiters once it commits."""
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_notify(:channel, :rollout)"), {"channel": CHANNEL, "rollout": rollout_id})
+        else:
+            connection.info.setdefault("after_commit", []).append(self._wake)
+
+    def _wake(self) -> None:
+        with self._finished:
+            self._finished.notify_all()
+
+    def wait(self, rollout_ids: list[str], timeout: float | None) -> list[Rollout]:
+        deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
+        if self._store.backend == "postgresql":
+            with psycopg.connect(self._store.url.replace("postgresql+psycopg://", "postgresql://", 1),
+                                 autocommit=True) as listener:
+                listener.execute(f"LISTEN {CHANNEL}")
+                return self._loop(rollout_ids, deadline, lambda seconds: self._next_notification(listener, seconds))
+        return self._loop(rollout_ids, deadline, self._next_wake)
+
+    def _loop(self, rollout_ids: list[str], deadline: float | None, sleep) -> list[Rollout]:
+        while True:
+            self._store.maybe_check_health()
+            finished = self._finished_among(rollout_ids)
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if len(finished) == len(set(rollout_ids)) or (remaining is not None and remaining <= 0):
+                return finished
+            # Wake up now and then regardless: other processes (SQLite) and the health check need it.
+            sleep(self._poll_interval if remaining is None else min(remaining, self._poll_interval))
+
+    def _next_wake(self, seconds: float) -> None:
+        with self._finished:
+            self._finished.wait(seconds)
+
+    @staticmethod
+    def _next_notification(listener: psycopg.Connection, seconds: float) -> None:
+        for _ in listener.notifies(timeout=seconds, stop_after=1):
+            pass
+
+    def _finished_among(self, rollout_ids: list[str]) -> list[Rollout]:
+        with self._store._read() as connection:
+            rows = connection.execute(
+                select(rollouts).where(rollouts.c.project_id == self._store.project_id, rollouts.c.id.in_(rollout_ids))
+            ).mappings().all()
+        missing = set(rollout_ids) - {row["id"] for row in rows}
+        if missing:
+            raise NotFoundError(f"cannot wait for unknown rollout(s): {', '.join(sorted(missing))}")
+        return [Rollout.model_validate(dict(row)) for row in rows if row["status"] in states.TERMINAL["rollout"]]

@@ -1,0 +1,68 @@
+"""Workers: the processes that claim rollouts. Heartbeats come from the worker; its status follows
+its attempts (busy while one runs, idle after a result, unknown after a timeout or silence)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, update
+
+from ..records import Claim, Worker
+from ..schema import workers
+from ..states import AttemptStatus as A
+from .base import Area, build_record, insert_ignoring_conflicts
+
+
+class Workers(Area[Worker]):
+    table = workers
+    record = Worker
+    noun = "worker"
+    filterable = frozenset({"id", "status", "current_rollout_id", "last_heartbeat_at", "created_at"})
+    sortable = frozenset({"id", "status", "created_at", "updated_at", "last_heartbeat_at", "last_dequeue_at"})
+    updatable = frozenset({"heartbeat_stats", "metadata"})
+    default_sort = "id"
+
+    def heartbeat(self, worker_id: str, stats: Mapping[str, Any] | None = None) -> Worker:
+        """Record a worker heartbeat (registering the worker on first contact), with optional stats."""
+        now = self._store.now()
+        changes: dict[str, Any] = {"last_heartbeat_at": now}
+        if stats is not None:
+            changes["heartbeat_stats"] = dict(stats)
+        with self._store._write() as connection:
+            self._upsert(connection, worker_id, changes, now)
+            return self._to_record(self._fetch(connection, worker_id))
+
+    def update(self, id: str, *, reason: str | None = None, **changes: Any) -> Worker:  # type: ignore[override]
+        """Change a worker's heartbeat stats or metadata."""
+        del reason  # workers keep no status history
+        return super().update(id, **changes)
+
+    def _upsert(self, connection: Connection, worker_id: str, changes: Mapping[str, Any], now: datetime) -> None:
+        build_record(Worker, {"id": worker_id, **changes}, self.noun)  # validate before writing
+        new = {"id": worker_id, "project_id": self._store.project_id, "status": "unknown", "metadata": {},
+               "created_at": now, "updated_at": now}
+        connection.execute(insert_ignoring_conflicts(connection, workers), new)
+        connection.execute(update(workers).where(self._key_clause(worker_id)).values(**changes, updated_at=now))
+
+    def _follow_attempt(self, connection: Connection, attempt: Mapping[str, Any], now: datetime) -> None:
+        status = attempt["status"]
+        if status in (A.SUCCEEDED, A.FAILED):
+            changes = {"status": "idle", "last_idle_at": now, "current_rollout_id": None, "current_attempt_id": None}
+        elif status in (A.TIMEOUT, A.UNRESPONSIVE):
+            changes = {"status": "unknown", "last_idle_at": now, "current_rollout_id": None,
+                       "current_attempt_id": None}
+        else:
+            changes = {"status": "busy", "last_busy_at": now, "current_rollout_id": attempt["rollout_id"],
+                       "current_attempt_id": attempt["id"]}
+        self._upsert(connection, attempt["worker_id"], changes, now)
+
+    def _after_dequeue(self, connection: Connection, worker_id: str, claims: Sequence[Claim], now: datetime) -> None:
+        if claims:
+            last = claims[-1].attempt  # a worker works on one attempt at a time: the last one it took
+            self._upsert(connection, worker_id, {"status": "busy", "last_busy_at": now, "last_dequeue_at": now,
+                                                 "current_rollout_id": last.rollout_id,
+                                                 "current_attempt_id": last.id}, now)
+        else:
+            self._upsert(connection, worker_id, {"status": "idle", "last_idle_at": now, "last_dequeue_at": now}, now)
