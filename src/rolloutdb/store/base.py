@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import ValidationError
-from sqlalchemy import Connection, Table, func, insert, select, update
+from sqlalchemy import Connection, Table, and_, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, StatementError
@@ -103,11 +103,13 @@ class Area(Generic[R]):
         order: str = "asc",
         limit: int | None = 100,
         offset: int = 0,
+        match: str = "all",
         **filters: Any,
     ) -> list[R]:
         """Rows matching ``filters`` (``field=value``, ``field=[a, b]``, ``field__op=value`` with op in
-        eq, ne, in, contains, gt, gte, lt, lte, isnull), sorted and paginated."""
-        statement = self._select_where(filters)
+        eq, ne, in, contains, gt, gte, lt, lte, isnull), all of them or, with ``match="any"``, any one;
+        sorted and paginated (``limit=None``: no limit)."""
+        statement = self._select_where(filters, match)
         sort = sort or self.default_sort
         if sort not in self.sortable:
             raise InvalidInputError(
@@ -127,9 +129,9 @@ class Area(Generic[R]):
             rows = connection.execute(statement).mappings().all()
         return [self._to_record(row) for row in rows]
 
-    def count(self, **filters: Any) -> int:
+    def count(self, *, match: str = "all", **filters: Any) -> int:
         """How many rows match ``filters`` (same syntax as ``query``)."""
-        statement = self._select_where(filters).with_only_columns(func.count()).order_by(None)
+        statement = self._select_where(filters, match).with_only_columns(func.count()).order_by(None)
         with self._store._read() as connection:
             return int(connection.execute(statement).scalar_one())
 
@@ -230,10 +232,13 @@ class Area(Generic[R]):
             if value is not None:
                 getattr(self._store, self.parents[field])._fetch(connection, value)
 
-    def _select_where(self, filters: Mapping[str, Any]):
+    def _select_where(self, filters: Mapping[str, Any], match: str = "all"):
+        if match not in ("all", "any"):
+            raise InvalidInputError(f"match must be 'all' or 'any', got {match!r}")
         statement = select(self.table).where(self.table.c.project_id == self._store.project_id)
-        for key, value in filters.items():
-            statement = statement.where(self._filter_clause(key, value))
+        clauses = [self._filter_clause(key, value) for key, value in filters.items()]
+        if clauses:
+            statement = statement.where(and_(*clauses) if match == "all" else or_(*clauses))
         return statement
 
     def _filter_clause(self, key: str, value: Any):

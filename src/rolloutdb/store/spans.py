@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, or_, select, update
+from sqlalchemy import Connection, func, select, update
 
 from ..errors import InvalidInputError
 from ..ids import new_id
@@ -86,8 +86,6 @@ class Spans(Area[Span]):
 
         Filters: trace_id, span_id, parent_id, name, each exact or ``__contains``; ``match="any"``
         combines them with OR instead of AND. Sorted by sequence id unless ``sort`` says otherwise."""
-        if match not in ("all", "any"):
-            raise InvalidInputError(f"match must be 'all' or 'any', got {match!r}")
         allowed = {f"{name}{suffix}" for name in TEXT_FILTERS for suffix in ("", "__contains")}
         unknown = set(filters) - allowed
         if unknown:
@@ -108,9 +106,8 @@ class Spans(Area[Span]):
                 statement = statement.where(
                     spans.c.attempt_id == self._store.attempts._resolve(connection, rollout, attempt_id)["id"]
                 )
-            clauses = [self._filter_clause(key, value) for key, value in filters.items() if value is not None]
-            if clauses:
-                statement = statement.where(or_(*clauses) if match == "any" else and_(*clauses))
+            statement = statement.where(self._select_where(
+                {key: value for key, value in filters.items() if value is not None}, match).whereclause)
             key = spans.c[sort]
             ordering = [key.asc(), spans.c.sequence_id.asc()] if order == "asc" else [key.desc(),
                                                                                       spans.c.sequence_id.desc()]
