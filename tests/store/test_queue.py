@@ -1,0 +1,162 @@
+"""The rollout queue: enqueue, FIFO claims, attempts, retries, status propagation, cancel."""
+
+import pytest
+
+from rolloutdb.errors import InvalidInputError, InvalidTransitionError, NotFoundError
+
+RETRY_ON_FAILURE = {"max_attempts": 3, "retry_condition": ["failed", "timeout", "unresponsive"]}
+
+
+def statuses(store, rollout_id):
+    return [change.new_status for change in store.history("rollout", rollout_id)]
+
+
+def test_dequeue_is_fifo_and_returns_none_when_empty(store):
+    first = store.rollouts.enqueue({"n": 1})
+    second, third = store.rollouts.enqueue_many([{"input": {"n": 2}}, {"input": {"n": 3}, "mode": "val"}])
+    claims = [store.rollouts.dequeue() for _ in range(3)]
+    assert [c.rollout.id for c in claims] == [first.id, second.id, third.id]
+    assert all(c.rollout.status == "preparing" and c.attempt.sequence == 1 for c in claims)
+    assert store.rollouts.dequeue() is None
+    assert store.rollouts.get(third.id).mode == "val"
+
+
+def test_batch_claim_takes_the_oldest_in_order(store):
+    enqueued = store.rollouts.enqueue_many([{"input": i} for i in range(5)])
+    batch = store.rollouts.dequeue_many(3, worker_id="w")
+    assert [c.rollout.id for c in batch] == [r.id for r in enqueued[:3]]
+    assert [c.rollout.id for c in store.rollouts.dequeue_many(10)] == [r.id for r in enqueued[3:]]
+    assert store.rollouts.dequeue_many(0) == []
+
+
+def test_claim_creates_the_attempt_and_stamps_worker(store):
+    rollout = store.rollouts.enqueue("task")
+    claim = store.rollouts.dequeue(worker_id="worker-7")
+    assert claim.attempt.worker_id == "worker-7" and claim.attempt.status == "preparing"
+    assert store.attempts.latest(rollout.id) == claim.attempt
+    assert store.rollouts.get(rollout.id) == claim.rollout
+    worker = store.workers.get("worker-7")
+    assert (worker.status, worker.current_rollout_id, worker.current_attempt_id) == (
+        "busy", rollout.id, claim.attempt.id)
+
+
+def test_enqueue_uses_latest_resources_and_rejects_unknown_ones(store):
+    assert store.rollouts.enqueue(1).resources_id is None
+    store.resources.add({"prompt": "v1"})
+    latest = store.resources.add({"prompt": "v2"})
+    assert store.rollouts.enqueue(2).resources_id == latest.id
+    with pytest.raises(NotFoundError, match="resources 'nope' not found"):
+        store.rollouts.enqueue(3, resources_id="nope")
+
+
+def test_start_bypasses_the_queue(store):
+    queued = store.rollouts.enqueue("waiting")
+    claim = store.rollouts.start("now", worker_id="w")
+    assert claim.rollout.status == "preparing" and claim.attempt.sequence == 1
+    assert store.rollouts.dequeue().rollout.id == queued.id  # the started one never sat in the queue
+    assert store.rollouts.dequeue() is None
+
+
+def test_success_of_the_attempt_finishes_the_rollout_and_frees_the_worker(store):
+    rollout = store.rollouts.enqueue("x")
+    claim = store.rollouts.dequeue(worker_id="w")
+    store.attempts.update(rollout.id, claim.attempt.id, status="running")
+    attempt = store.attempts.update(rollout.id, "latest", status="succeeded")
+    assert attempt.ended_at is not None
+    assert store.rollouts.get(rollout.id).status == "succeeded"
+    assert statuses(store, rollout.id) == ["queuing", "preparing", "running", "succeeded"]
+    assert store.workers.get("w").status == "idle"
+
+
+@pytest.mark.parametrize("failure", ["failed", "timeout", "unresponsive"])
+def test_failure_in_retry_condition_requeues_until_attempts_run_out(store, failure):
+    rollout = store.rollouts.enqueue("x", config=RETRY_ON_FAILURE)
+    for sequence in (1, 2, 3):
+        claim = store.rollouts.dequeue()
+        assert (claim.rollout.id, claim.attempt.sequence) == (rollout.id, sequence)
+        store.attempts.update(rollout.id, "latest", status=failure)
+        expected = "requeuing" if sequence < 3 else "failed"
+        assert store.rollouts.get(rollout.id).status == expected
+    assert store.rollouts.dequeue() is None
+    assert [a.status for a in store.attempts.query(rollout_id=rollout.id)] == [failure] * 3
+
+
+@pytest.mark.parametrize("failure", ["failed", "timeout", "unresponsive"])
+def test_failure_outside_retry_condition_fails_the_rollout(store, failure):
+    other = [s for s in ("failed", "timeout", "unresponsive") if s != failure]
+    rollout = store.rollouts.enqueue("x", config={"max_attempts": 5, "retry_condition": other})
+    store.rollouts.dequeue()
+    store.attempts.update(rollout.id, "latest", status=failure)
+    assert store.rollouts.get(rollout.id).status == "failed"
+
+
+def test_requeued_rollout_goes_to_the_back_of_the_queue(store):
+    retried = store.rollouts.enqueue("first", config=RETRY_ON_FAILURE)
+    store.rollouts.dequeue()
+    waiting = store.rollouts.enqueue("second")
+    store.attempts.update(retried.id, "latest", status="failed")
+    assert [store.rollouts.dequeue().rollout.id for _ in range(2)] == [waiting.id, retried.id]
+
+
+def test_manual_attempt_restarts_an_unfinished_rollout(store):
+    rollout = store.rollouts.enqueue("x")
+    store.rollouts.dequeue()
+    claim = store.attempts.start(rollout.id, worker_id="w2")
+    assert claim.attempt.sequence == 2 and claim.rollout.status == "preparing"
+    assert [a.sequence for a in store.attempts.query(rollout_id=rollout.id)] == [1, 2]
+    # Only the latest attempt moves the rollout: the first one's late failure changes just itself.
+    first = store.attempts.query(rollout_id=rollout.id, sequence=1)[0]
+    store.attempts.update(rollout.id, first.id, status="failed")
+    assert store.rollouts.get(rollout.id).status == "preparing"
+
+
+def test_finished_rollout_gets_no_new_attempt(store):
+    rollout = store.rollouts.start("x").rollout
+    store.attempts.update(rollout.id, status="succeeded")
+    with pytest.raises(InvalidTransitionError, match="finished rollout gets no new attempt"):
+        store.attempts.start(rollout.id)
+
+
+def test_cancel_finishes_the_rollout_and_a_late_result_changes_only_the_attempt(store):
+    rollout = store.rollouts.enqueue("x")
+    store.rollouts.dequeue()
+    assert store.rollouts.cancel(rollout.id).status == "cancelled"
+    assert store.rollouts.dequeue() is None
+    store.attempts.update(rollout.id, status="succeeded")
+    assert store.rollouts.get(rollout.id).status == "cancelled"
+    assert store.attempts.latest(rollout.id).status == "succeeded"
+
+
+def test_illegal_attempt_transition_is_rejected_and_changes_nothing(store):
+    rollout = store.rollouts.start("x").rollout
+    store.attempts.update(rollout.id, status="succeeded")
+    before = store.attempts.latest(rollout.id)
+    with pytest.raises(InvalidTransitionError, match="'succeeded' is final"):
+        store.attempts.update(rollout.id, status="running")
+    assert store.attempts.latest(rollout.id) == before
+    assert store.rollouts.get(rollout.id).status == "succeeded"
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda s, r: s.attempts.update(r, "no-such-attempt", status="running"), NotFoundError,
+         "attempt 'no-such-attempt' not found"),
+        (lambda s, r: s.attempts.update("no-such-rollout", status="running"), NotFoundError, "rollout"),
+        (lambda s, r: s.attempts.update(r, status="exploded"), InvalidInputError, "status"),
+        (lambda s, r: s.attempts.update(r, sequence=9), InvalidInputError, "cannot update attempt field"),
+        (lambda s, r: s.rollouts.dequeue_many(100_000), InvalidInputError, "at most"),
+    ],
+)
+def test_bad_queue_calls_are_rejected(store, call, error, message):
+    rollout = store.rollouts.start("x").rollout
+    with pytest.raises(error, match=message):
+        call(store, rollout.id)
+    assert store.attempts.latest(rollout.id).status == "preparing"
+
+
+def test_no_attempt_yet_is_reported_clearly(store):
+    rollout = store.rollouts.enqueue("x")
+    assert store.attempts.latest(rollout.id) is None
+    with pytest.raises(NotFoundError, match="has no attempt yet"):
+        store.attempts.update(rollout.id, status="running")

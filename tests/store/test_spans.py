@@ -1,0 +1,110 @@
+"""Spans: per-attempt sequence ids, duplicates skipped, heartbeats, queries."""
+
+import threading
+
+import pytest
+
+from rolloutdb.errors import InvalidInputError, NotFoundError
+
+
+def span(claim, name="llm", **fields):
+    return {"rollout_id": claim.rollout.id, "attempt_id": claim.attempt.id, "trace_id": "trace-1",
+            "span_id": f"span-{name}", "name": name, **fields}
+
+
+def test_sequence_ids_count_up_per_attempt(store):
+    first, second = store.rollouts.start("a"), store.rollouts.start("b")
+    added = store.spans.add_many([span(first, "x"), span(first, "y"), span(second, "z")])
+    assert [(s.attempt_id, s.sequence_id) for s in added] == [
+        (first.attempt.id, 1), (first.attempt.id, 2), (second.attempt.id, 1)]
+    assert store.spans.next_sequence_id(first.rollout.id, first.attempt.id) == 3
+    assert store.spans.add(**span(first, "w")).sequence_id == 4
+
+
+def test_caller_supplied_sequence_ids_keep_the_counter_ahead(store):
+    claim = store.rollouts.start("a")
+    store.spans.add(**span(claim, "explicit"), sequence_id=10)
+    assert store.spans.add(**span(claim, "auto")).sequence_id == 11
+    assert store.spans.next_sequence_ids([(claim.rollout.id, claim.attempt.id)] * 2) == [12, 13]
+
+
+def test_duplicate_spans_are_skipped(store):
+    claim = store.rollouts.start("a")
+    assert store.spans.add(**span(claim, "one"), sequence_id=1) is not None
+    assert store.spans.add(**span(claim, "again"), sequence_id=1) is None
+    added = store.spans.add_many([span(claim, "dup", sequence_id=1), span(claim, "new", sequence_id=2)])
+    assert [s.name for s in added] == ["new"]
+    assert [s.name for s in store.spans.query(claim.rollout.id)] == ["one", "new"]
+
+
+def test_a_span_is_a_heartbeat_that_starts_the_attempt_and_rollout(store):
+    claim = store.rollouts.start("a")
+    store.spans.add(**span(claim))
+    attempt = store.attempts.latest(claim.rollout.id)
+    assert attempt.status == "running" and attempt.last_heartbeat_at is not None
+    assert store.rollouts.get(claim.rollout.id).status == "running"
+
+
+def test_spans_for_an_unknown_rollout_or_attempt_are_rejected_and_nothing_is_written(store):
+    claim = store.rollouts.start("a")
+    with pytest.raises(NotFoundError):
+        store.spans.add_many([span(claim, "ok"), {**span(claim, "bad"), "attempt_id": "ghost"}])
+    with pytest.raises(NotFoundError):
+        store.spans.add(**{**span(claim), "rollout_id": "ghost"})
+    with pytest.raises(InvalidInputError, match="rollout_id and an attempt_id"):
+        store.spans.add(name="orphan", trace_id="t", span_id="s")
+    assert store.spans.query(claim.rollout.id) == []
+    assert store.attempts.latest(claim.rollout.id).status == "preparing"
+
+
+def test_query_by_attempt_latest_or_all_with_filters(store):
+    rollout = store.rollouts.start("a").rollout
+    old = store.attempts.latest(rollout.id)
+    store.spans.add_many([
+        {"rollout_id": rollout.id, "attempt_id": old.id, "trace_id": "t1", "span_id": "root", "name": "agent.run"},
+        {"rollout_id": rollout.id, "attempt_id": old.id, "trace_id": "t1", "span_id": "c1", "parent_id": "root",
+         "name": "llm.call"},
+    ])
+    new = store.attempts.start(rollout.id)
+    store.spans.add(rollout_id=rollout.id, attempt_id=new.attempt.id, trace_id="t2", span_id="r2", name="agent.run")
+    assert [s.span_id for s in store.spans.query(rollout.id)] == ["r2"]  # latest attempt by default
+    assert [s.span_id for s in store.spans.query(rollout.id, old.id)] == ["root", "c1"]
+    assert len(store.spans.query(rollout.id, None)) == 3
+    assert [s.span_id for s in store.spans.query(rollout.id, None, parent_id="root")] == ["c1"]
+    assert [s.span_id for s in store.spans.query(rollout.id, None, name__contains="llm")] == ["c1"]
+    assert {s.span_id for s in store.spans.query(rollout.id, None, match="any", trace_id="t2", span_id="c1")} == {
+        "r2", "c1"}
+    assert [s.span_id for s in store.spans.query(rollout.id, None, order="desc", limit=1)] == ["c1"]
+    with pytest.raises(InvalidInputError, match="cannot filter spans by attributes"):
+        store.spans.query(rollout.id, attributes="x")
+
+
+def test_span_fields_round_trip(store):
+    claim = store.rollouts.start("a")
+    fields = span(claim, attributes={"gen_ai.usage.tokens": 12, "nested": {"k": [1, 2]}},
+                  events=[{"name": "chunk", "attributes": {}}], status={"status_code": "OK"},
+                  resource={"attributes": {"service.name": "agent"}})
+    stored = store.spans.add(**fields)
+    assert store.spans.query(claim.rollout.id) == [stored]
+    assert stored.attributes == {"gen_ai.usage.tokens": 12, "nested": {"k": [1, 2]}}
+
+
+def test_concurrent_writers_never_share_a_sequence_id(store):
+    claim = store.rollouts.start("a")
+    errors = []
+
+    def write(n):
+        try:
+            for i in range(15):
+                store.spans.add(**span(claim, f"t{n}-{i}"))
+        except Exception as exc:  # surfaced below; a thread's exception would vanish
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    ids = [s.sequence_id for s in store.spans.query(claim.rollout.id)]
+    assert ids == list(range(1, 61))
