@@ -36,6 +36,15 @@ from .waiting import Waiter
 from .workers import Workers
 
 DEFAULT_PROJECT = "default"
+_sqlite_write_locks: dict[str, threading.RLock] = {}
+_sqlite_write_locks_guard = threading.Lock()
+
+
+def sqlite_write_lock(url: str) -> threading.RLock:
+    """One lock per SQLite file in this process. Threads queue on it instead of on SQLite's busy
+    handler, which sleeps in growing steps; other processes still meet the busy timeout."""
+    with _sqlite_write_locks_guard:
+        return _sqlite_write_locks.setdefault(url, threading.RLock())
 
 
 class Store:
@@ -60,6 +69,7 @@ class Store:
         self._health_lock = threading.Lock()
         default_poll = 0.5 if engine.dialect.name == "sqlite" else 5.0
         self._waiter = Waiter(self, poll_interval or min(default_poll, health_check_interval or default_poll))
+        self._write_lock = sqlite_write_lock(self.url) if engine.dialect.name == "sqlite" else contextlib.nullcontext()
         self.project_id = self._ensure_project(project)
         self.runs = Runs(self)
         self.steps = Steps(self)
@@ -154,7 +164,7 @@ class Store:
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[Connection]:
-        with unavailable_as_error(self.url), self.engine.connect() as connection:
+        with self._write_lock, unavailable_as_error(self.url), self.engine.connect() as connection:
             connection.execution_options(**{WRITE: True})
             try:
                 with connection.begin():

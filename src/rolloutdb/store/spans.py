@@ -13,7 +13,8 @@ from ..ids import new_id
 from ..records import Span
 from ..schema import attempts, spans
 from .attempts import LATEST
-from .base import MAX_LIMIT, Area, build_record, insert_ignoring_conflicts
+from .base import MAX_LIMIT, Area, build_record
+from .bulk import bulk_insert
 
 TEXT_FILTERS = ("trace_id", "span_id", "parent_id", "name")
 
@@ -49,11 +50,10 @@ class Spans(Area[Span]):
             for (rollout_id, attempt_id), group in by_attempt.items():
                 rollout = self._store.rollouts._fetch(connection, rollout_id, for_update=True)
                 attempt = self._store.attempts._resolve(connection, rollout, attempt_id)
-                records = self._number(connection, attempt, group, now)
-                inserted = self._insert_new(connection, records)
+                inserted = self._insert_new(connection, attempt, self._number(connection, attempt, group, now))
                 if inserted:
                     self._store.attempts._heartbeat(connection, rollout, attempt, now)
-                added.extend(record for record in records if record.id in inserted)
+                added.extend(inserted)
         return added
 
     def next_sequence_id(self, rollout_id: str, attempt_id: str) -> int:
@@ -144,8 +144,22 @@ class Spans(Area[Span]):
             .returning(attempts.c.next_span_sequence)
         ).scalar_one() - count
 
-    def _insert_new(self, connection: Connection, records: list[Span]) -> set[str]:
-        if not records:
-            return set()
-        statement = insert_ignoring_conflicts(connection, spans).returning(spans.c.id)
-        return set(connection.execute(statement, [self._to_row(record) for record in records]).scalars())
+    def _insert_new(self, connection: Connection, attempt: Mapping[str, Any], records: list[Span]) -> list[Span]:
+        """Insert the spans whose sequence id the attempt does not have yet; returns those.
+
+        Callers hold the rollout's row lock, so no other writer adds spans to this attempt meanwhile.
+        Stored ids are all below the attempt's counter as it was read, so only ids below it can clash."""
+        attempt_id, attempt_counter = attempt["id"], attempt["next_span_sequence"]
+        supplied = [r.sequence_id for r in records if r.sequence_id < attempt_counter]
+        taken = set() if not supplied else set(connection.execute(
+            # A range, not an IN list: one short statement however large the batch.
+            select(spans.c.sequence_id).where(spans.c.attempt_id == attempt_id,
+                                              spans.c.sequence_id.between(min(supplied), max(supplied)))
+        ).scalars())
+        new = []
+        for record in records:
+            if record.sequence_id not in taken:
+                taken.add(record.sequence_id)  # a duplicate within the batch counts as well
+                new.append(record)
+        bulk_insert(connection, spans, [record.__dict__ for record in new])
+        return new

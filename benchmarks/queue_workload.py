@@ -1,0 +1,227 @@
+"""Queue workload: span ingest against the raw driver, and the full rollout cycle against
+Agent Lightning's InMemoryLightningStore, measured in the same run on this machine.
+
+    python benchmarks/queue_workload.py [--rollouts 2000] [--workers 4] [--spans 10]
+                                        [--postgres postgresql://postgres@127.0.0.1:5432/postgres]
+
+Every figure is also reported as a ratio against its reference, so results compare across machines:
+- span ingest: ``store.spans.add_many`` vs the driver doing the same inserts in one transaction
+  (sqlite3 ``executemany``; psycopg ``COPY``), target >= 0.70;
+- rollout cycle (enqueue N, W workers dequeue, add spans, finish): RolloutDB vs the in-memory store
+  doing the same through its own API, target >= 1.0 on SQLite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import sqlite3
+import tempfile
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+
+import psycopg
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.engine import make_url
+
+import rolloutdb
+from rolloutdb.ids import new_id
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # agentlightning imports litellm: stay offline
+
+SPAN_ATTRIBUTES = {"gen_ai.request.model": "policy-7b", "gen_ai.usage.prompt_tokens": 512,
+                   "gen_ai.usage.completion_tokens": 64, "agent.turn": 3}
+SPAN_COLUMNS = ("id", "project_id", "rollout_id", "attempt_id", "sequence_id", "trace_id", "span_id", "parent_id",
+                "name", "status", "attributes", "events", "links", "context", "parent", "resource", "start_time",
+                "end_time", "created_at")
+
+console = Console()
+
+
+def span_fields(rollout_id: str, attempt_id: str, n: int) -> dict:
+    return {"rollout_id": rollout_id, "attempt_id": attempt_id, "sequence_id": n, "trace_id": "a" * 32,
+            "span_id": f"{n:016x}", "parent_id": None, "name": "llm.completion", "attributes": SPAN_ATTRIBUTES,
+            "status": {"status_code": "OK"}}
+
+
+# -- databases --------------------------------------------------------------------------------------
+
+@contextmanager
+def sqlite_database() -> Iterator[str]:
+    with tempfile.TemporaryDirectory() as directory:
+        yield f"sqlite:///{directory}/bench.db"
+
+
+@contextmanager
+def postgres_database(server_url: str) -> Iterator[str]:
+    server = make_url(server_url)
+    name = f"rolloutdb_bench_{uuid.uuid4().hex[:8]}"
+    admin = dict(host=server.host, port=server.port or 5432, user=server.username, password=server.password,
+                 dbname=server.database or "postgres", autocommit=True)
+    with psycopg.connect(**admin) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield server.set(drivername="postgresql+psycopg", database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(**admin) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# -- span ingest ------------------------------------------------------------------------------------
+
+def timed(action: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
+
+
+def ingest_with_store(store: rolloutdb.Store, count: int, batch: int) -> float:
+    claim = store.rollouts.start("ingest")
+    rows = [span_fields(claim.rollout.id, claim.attempt.id, n + 1) for n in range(count)]
+    return timed(lambda: [store.spans.add_many(rows[i:i + batch]) for i in range(0, count, batch)])
+
+
+def ingest_with_driver(store: rolloutdb.Store, count: int, batch: int) -> float:
+    """The same spans inserted by the bare driver: the timed part turns the same dicts into rows
+    (ids, JSON text, timestamps) and inserts them, with no validation or bookkeeping."""
+    claim = store.rollouts.start("raw")
+    spans = [span_fields(claim.rollout.id, claim.attempt.id, n + 1) for n in range(count)]
+    url = make_url(store.url)
+    sqlite_time = "%Y-%m-%d %H:%M:%S.%f"
+
+    def rows(chunk: list[dict]) -> list[tuple]:
+        now = datetime.now(timezone.utc)
+        created = now.replace(tzinfo=None).strftime(sqlite_time) if store.backend == "sqlite" else now
+        return [(new_id(), store.project_id, s["rollout_id"], s["attempt_id"], s["sequence_id"], s["trace_id"],
+                 s["span_id"], s["parent_id"], s["name"], json.dumps(s["status"]), json.dumps(s["attributes"]),
+                 "[]", "[]", None, None, None, None, None, created) for s in chunk]
+
+    if store.backend == "sqlite":
+        def insert() -> None:
+            connection = sqlite3.connect(url.database, isolation_level=None)
+            for start in range(0, count, batch):
+                connection.execute("BEGIN IMMEDIATE")
+                connection.executemany(
+                    f"INSERT INTO spans ({', '.join(SPAN_COLUMNS)}) VALUES ({', '.join('?' * len(SPAN_COLUMNS))})",
+                    rows(spans[start:start + batch]),
+                )
+                connection.execute("COMMIT")
+            connection.close()
+    else:
+        def insert() -> None:
+            with psycopg.connect(url.set(drivername="postgresql").render_as_string(hide_password=False)) as connection:
+                for start in range(0, count, batch):
+                    with connection.cursor().copy(f"COPY spans ({', '.join(SPAN_COLUMNS)}) FROM STDIN") as copy:
+                        for row in rows(spans[start:start + batch]):
+                            copy.write_row(row)
+                    connection.commit()
+    return timed(insert)
+
+
+# -- the rollout cycle ------------------------------------------------------------------------------
+
+def cycle_with_store(store: rolloutdb.Store, rollouts: int, workers: int, spans: int, batch: int) -> float:
+    def work(worker: int) -> None:
+        while claims := store.rollouts.dequeue_many(batch, worker_id=f"w{worker}"):
+            store.spans.add_many([span_fields(c.rollout.id, c.attempt.id, n + 1)
+                                  for c in claims for n in range(spans)])
+            for claim in claims:
+                store.attempts.update(claim.rollout.id, claim.attempt.id, status="succeeded")
+
+    def run() -> None:
+        store.rollouts.enqueue_many([{"input": {"task": n}} for n in range(rollouts)])
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(workers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    elapsed = timed(run)
+    assert store.rollouts.count(status="succeeded") == rollouts, "the cycle must finish every rollout"
+    return elapsed
+
+
+def cycle_in_memory(rollouts: int, workers: int, spans: int, batch: int) -> float:
+    from agentlightning.store.memory import InMemoryLightningStore
+    from agentlightning.types import EnqueueRolloutRequest, Span
+
+    def agl_span(rollout_id: str, attempt_id: str, n: int) -> Span:
+        return Span.model_validate({**span_fields(rollout_id, attempt_id, n), "events": [], "links": [],
+                                    "start_time": None, "end_time": None, "context": None, "parent": None,
+                                    "resource": {"attributes": {}, "schema_url": ""}})
+
+    async def run() -> float:
+        store = InMemoryLightningStore()
+
+        async def work(worker: int) -> None:
+            while claims := await store.dequeue_many_rollouts(limit=batch, worker_id=f"w{worker}"):
+                await store.add_many_spans([agl_span(c.rollout_id, c.attempt.attempt_id, n + 1)
+                                            for c in claims for n in range(spans)])
+                for claim in claims:
+                    await store.update_attempt(claim.rollout_id, claim.attempt.attempt_id, status="succeeded")
+
+        started = time.perf_counter()
+        await store.enqueue_many_rollouts([EnqueueRolloutRequest(input={"task": n}) for n in range(rollouts)])
+        await asyncio.gather(*(work(n) for n in range(workers)))
+        elapsed = time.perf_counter() - started
+        finished = await store.query_rollouts(status_in=["succeeded"])
+        assert len(finished) == rollouts, "the cycle must finish every rollout"
+        return elapsed
+
+    return asyncio.run(run())
+
+
+# -- report -----------------------------------------------------------------------------------------
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rollouts", type=int, default=2000)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--spans", type=int, default=10, help="spans per rollout")
+    parser.add_argument("--batch", type=int, default=4, help="rollouts claimed per dequeue")
+    parser.add_argument("--ingest", type=int, default=20000, help="spans in the ingest comparison")
+    parser.add_argument("--postgres", default=os.environ.get(
+        "ROLLOUTDB_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
+    args = parser.parse_args()
+
+    ingest = Table(title=f"Span ingest: {args.ingest:,} spans in batches of 500")
+    for column in ("backend", "RolloutDB spans/s", "driver spans/s", "ratio (target >= 0.70)"):
+        ingest.add_column(column, justify="right")
+    cycle = Table(title=f"Rollout cycle: {args.rollouts:,} rollouts, {args.workers} workers, {args.spans} spans each")
+    for column in ("store", "rollouts/s", "spans/s", "ratio vs in-memory (target >= 1.0 on SQLite)"):
+        cycle.add_column(column, justify="right")
+
+    with console.status("Agent Lightning InMemoryLightningStore: rollout cycle"):
+        # In a process of its own: what the in-memory store leaves running must not slow the others.
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            memory_seconds = pool.submit(cycle_in_memory, args.rollouts, args.workers, args.spans,
+                                         args.batch).result()
+    cycle.add_row("agentlightning in-memory", f"{args.rollouts / memory_seconds:,.0f}",
+                  f"{args.rollouts * args.spans / memory_seconds:,.0f}", "1.00")
+
+    for backend, database in (("sqlite", sqlite_database()), ("postgresql", postgres_database(args.postgres))):
+        with database as url, rolloutdb.connect(url) as store:
+            with console.status(f"{backend}: span ingest"):
+                ours = ingest_with_store(store, args.ingest, 500)
+                driver = ingest_with_driver(store, args.ingest, 500)
+            ingest.add_row(backend, f"{args.ingest / ours:,.0f}", f"{args.ingest / driver:,.0f}",
+                           f"{driver / ours:.2f}")
+            with console.status(f"{backend}: rollout cycle"):
+                seconds = cycle_with_store(store, args.rollouts, args.workers, args.spans, args.batch)
+            cycle.add_row(f"RolloutDB {backend}", f"{args.rollouts / seconds:,.0f}",
+                          f"{args.rollouts * args.spans / seconds:,.0f}", f"{memory_seconds / seconds:.2f}")
+    console.print(ingest)
+    console.print(cycle)
+
+
+if __name__ == "__main__":
+    main()

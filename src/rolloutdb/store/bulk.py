@@ -1,0 +1,50 @@
+"""Bulk inserts through each backend's fast path: COPY on PostgreSQL, executemany on SQLite.
+
+Values are encoded by SQLAlchemy's own bind processors for each column type, so rows written
+here read back exactly like rows written through Core statements."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+import json
+from typing import Any
+
+from sqlalchemy import JSON, Column, Connection, Table
+from sqlalchemy.engine import Dialect
+
+from ..errors import InvalidInputError
+
+
+def bulk_insert(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert ``rows`` (all with the same keys) into ``table`` inside the connection's transaction."""
+    if not rows:
+        return
+    dialect = connection.dialect
+    columns = [table.c[name] for name in rows[0]]
+    encoders = [_encoder(column, dialect) for column in columns]
+    names = [column.name for column in columns]
+    try:
+        encoded = [tuple(value if value is None or encode is None else encode(value)
+                         for encode, value in zip(encoders, map(row.__getitem__, names))) for row in rows]
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"cannot store {table.name}: {exc}") from None
+    quote = dialect.identifier_preparer.quote
+    names = ", ".join(quote(name) for name in names)
+    cursor = connection.connection.driver_connection.cursor()
+    try:
+        if dialect.name == "postgresql":
+            with cursor.copy(f"COPY {quote(table.name)} ({names}) FROM STDIN") as copy:
+                for row in encoded:
+                    copy.write_row(row)
+        else:
+            placeholders = ", ".join("?" for _ in columns)
+            cursor.executemany(f"INSERT INTO {quote(table.name)} ({names}) VALUES ({placeholders})", encoded)
+    finally:
+        cursor.close()
+
+
+def _encoder(column: Column, dialect: Dialect) -> Callable[[Any], Any] | None:
+    # JSON goes straight to the C encoder; None stays SQL NULL (reads return None either way).
+    if isinstance(column.type.dialect_impl(dialect), JSON):
+        return json.dumps
+    return column.type._cached_bind_processor(dialect)
