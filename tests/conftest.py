@@ -8,14 +8,18 @@ tests are skipped, except under CI=true, where they fail instead.
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
+from alembic.config import Config
 from sqlalchemy.engine import make_url
 
 import rolloutdb
+from rolloutdb.store import engine as engine_module
 
 POSTGRES_SERVER_URL = os.environ.get(
     "ROLLOUTDB_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -93,3 +97,52 @@ def store(session_database_url) -> Iterator[rolloutdb.Store]:
     """A store on its own project, so tests never see each other's rows."""
     with rolloutdb.connect(session_database_url, project=f"test-{uuid.uuid4().hex[:12]}") as store:
         yield store
+
+
+# -- migrations: a pretend later release ---------------------------------------------------------
+
+EXTRA_MIGRATION = '''
+"""a later migration that adds one table"""
+from alembic import op
+import sqlalchemy as sa
+
+revision = "0999"
+down_revision = "{head}"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table("later_table", sa.Column("id", sa.Integer, primary_key=True))
+
+
+def downgrade() -> None:
+    op.drop_table("later_table")
+'''
+
+
+def revision_of(url: str) -> str | None:
+    engine = engine_module.create_store_engine(url)
+    try:
+        with engine.connect() as connection:
+            return engine_module.current_revision(connection)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def later_release(tmp_path, monkeypatch):
+    """Pretend a newer RolloutDB ships one more migration than the database has."""
+    shipped = Path(engine_module.__file__).parent.parent / "migrations"
+    migrations = tmp_path / "migrations"
+    shutil.copytree(shipped, migrations, ignore=shutil.ignore_patterns("__pycache__"))
+    head = engine_module.head_revision()
+    (migrations / "versions" / "0999_later.py").write_text(EXTRA_MIGRATION.format(head=head))
+
+    def later_config() -> Config:
+        config = Config()
+        config.set_main_option("script_location", str(migrations))
+        return config
+
+    monkeypatch.setattr(engine_module, "alembic_config", later_config)
+    return head

@@ -1,47 +1,15 @@
 """Migrations: applied on first connect, produce exactly the schema module, refuse stale databases."""
 
-import shutil
-from pathlib import Path
-
 import pytest
 from alembic.autogenerate import compare_metadata
-from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
 import rolloutdb
+from conftest import revision_of
 from rolloutdb.errors import SchemaOutOfDateError
 from rolloutdb.schema import metadata
 from rolloutdb.store import engine as engine_module
-
-EXTRA_MIGRATION = '''
-"""a later migration that adds one table"""
-from alembic import op
-import sqlalchemy as sa
-
-revision = "0999"
-down_revision = "{head}"
-branch_labels = None
-depends_on = None
-
-
-def upgrade() -> None:
-    op.create_table("later_table", sa.Column("id", sa.Integer, primary_key=True))
-
-
-def downgrade() -> None:
-    op.drop_table("later_table")
-'''
-
-
-def revision_of(url: str) -> str | None:
-    engine = engine_module.create_store_engine(url)
-    try:
-        with engine.connect() as connection:
-            return engine_module.current_revision(connection)
-    finally:
-        engine.dispose()
-
 
 def test_a_new_database_is_migrated_to_head_on_first_connect(fresh_database_url):
     assert revision_of(fresh_database_url) is None
@@ -55,24 +23,6 @@ def test_migrations_produce_exactly_the_schema_module(fresh_database_url):
     with rolloutdb.connect(fresh_database_url) as store, store.engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True, "compare_server_default": True})
         assert compare_metadata(context, metadata) == []
-
-
-@pytest.fixture
-def later_release(tmp_path, monkeypatch):
-    """Pretend a newer RolloutDB ships one more migration than the database has."""
-    shipped = Path(engine_module.__file__).parent.parent / "migrations"
-    migrations = tmp_path / "migrations"
-    shutil.copytree(shipped, migrations, ignore=shutil.ignore_patterns("__pycache__"))
-    head = engine_module.head_revision()
-    (migrations / "versions" / "0999_later.py").write_text(EXTRA_MIGRATION.format(head=head))
-
-    def later_config() -> Config:
-        config = Config()
-        config.set_main_option("script_location", str(migrations))
-        return config
-
-    monkeypatch.setattr(engine_module, "alembic_config", later_config)
-    return head
 
 
 def test_an_out_of_date_database_is_refused_with_the_upgrade_command_and_left_unchanged(

@@ -21,7 +21,7 @@ from ..errors import InvalidInputError
 from ..records import Project, Rollout, StatusChange, utcnow
 from ..schema import projects, status_changes
 from .attempts import Attempts
-from .base import insert_ignoring_conflicts
+from .base import PENDING_HISTORY, flush_status_changes, insert_ignoring_conflicts
 from .catalog import Tasks, Validators
 from .engine import WRITE, create_store_engine, ensure_schema, unavailable_as_error
 from .groups import Groups
@@ -169,8 +169,11 @@ class Store:
             try:
                 with connection.begin():
                     yield connection
+                    flush_status_changes(connection)
             except BaseException:
-                connection.info.pop("after_commit", None)  # rolled back: nothing to announce
+                # Rolled back: nothing to announce, no history to write.
+                connection.info.pop("after_commit", None)
+                connection.info.pop(PENDING_HISTORY, None)
                 raise
             for callback in connection.info.pop("after_commit", []):
                 callback()

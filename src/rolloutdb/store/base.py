@@ -55,8 +55,17 @@ def status_change_row(
             "new_status": new, "changed_at": now, "reason": reason}
 
 
+PENDING_HISTORY = "rolloutdb_pending_history"
+
+
 def record_status_changes(connection: Connection, rows: list[dict[str, Any]]) -> None:
-    """Write status-change rows (see ``status_change_row``) in the transaction that changes the statuses."""
+    """Queue status-change rows (see ``status_change_row``) of the transaction that changes the statuses;
+    ``flush_status_changes`` writes them all at once, just before it commits."""
+    connection.info.setdefault(PENDING_HISTORY, []).extend(rows)
+
+
+def flush_status_changes(connection: Connection) -> None:
+    rows = connection.info.pop(PENDING_HISTORY, None)
     if rows:
         connection.execute(insert(status_changes), rows)
 
@@ -179,8 +188,10 @@ class Area(Generic[R]):
                 "created",
             )])
 
-    def _update(self, connection: Connection, id: str, changes: Mapping[str, Any], reason: str | None) -> R:
-        row = self._fetch(connection, id, for_update=True)
+    def _update(self, connection: Connection, id: str, changes: Mapping[str, Any], reason: str | None,
+                row: Mapping[str, Any] | None = None) -> R:
+        """Apply ``changes`` to the row ``id`` (``row`` when the caller already holds it, locked)."""
+        row = row if row is not None else self._fetch(connection, id, for_update=True)
         current = self._to_record(row)
         merged = build_record(self.record, {**current.model_dump(), **changes}, self.noun)
         values = {name: value for name, value in self._to_row(merged).items() if name in changes}

@@ -8,6 +8,7 @@ the busy timeout instead of failing with "database is locked" when a read lock i
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, pool, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DatabaseError, DBAPIError, OperationalError
 
 from ..config import display_url
 from ..schema import metadata
@@ -74,6 +75,8 @@ def unavailable_as_error(url: str) -> Iterator[None]:
     """Turn "cannot connect" driver errors into a StoreUnavailableError that says what to check."""
     try:
         yield
+    except sqlite3.DatabaseError as exc:  # raised raw by the connect hook's PRAGMAs
+        raise StoreUnavailableError(f"cannot open {display_url(url)}: {exc}") from exc
     except OperationalError as exc:
         if exc.connection_invalidated or _is_connect_error(exc):
             raise StoreUnavailableError(
@@ -81,6 +84,10 @@ def unavailable_as_error(url: str) -> Iterator[None]:
                 "Check that the server is running and the URL (ROLLOUTDB_URL / DATABASE_URL) is right."
             ) from exc
         raise
+    except DatabaseError as exc:
+        if "file is not a database" not in str(exc.orig):
+            raise
+        raise StoreUnavailableError(f"cannot open {display_url(url)}: it is not a SQLite database") from exc
 
 
 def _is_connect_error(exc: DBAPIError) -> bool:

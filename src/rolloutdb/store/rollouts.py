@@ -136,13 +136,13 @@ class Rollouts(Area[Rollout]):
         A finished rollout stays finished (a late result of a cancelled rollout changes only its attempt)."""
         if status == row["status"] or not states.allowed("rollout", row["status"], status):
             return
-        self._update(connection, row["id"], {"status": status}, reason)
+        self._update(connection, row["id"], {"status": status}, reason, row)
 
-    def _update(self, connection, id, changes, reason):
+    def _update(self, connection, id, changes, reason, row=None):
         # queued_at orders the queue: set on entering it (a requeued rollout goes to the back), cleared on leaving.
         if "status" in changes:
             changes = {**changes, "queued_at": self._store.now() if changes["status"] in QUEUED else None}
-        return super()._update(connection, id, changes, reason)
+        return super()._update(connection, id, changes, reason, row)
 
     def _after_status_change(self, connection: Connection, row: Mapping[str, Any], old_status: str) -> None:
         if row["status"] in states.TERMINAL["rollout"]:

@@ -43,9 +43,10 @@ class Runs(Area[Run]):
             raise NotFoundError(f"no run with id or name {name_or_id!r} in project {self._store.project!r}")
         return row
 
-    def _update(self, connection, id, changes, reason):
+    def _update(self, connection, id, changes, reason, row=None):
         # Callers may name the run; the row's id is the key of the update and of its history.
-        return super()._update(connection, self._fetch(connection, id)["id"], changes, reason)
+        row = row if row is not None else self._fetch(connection, id, for_update=True)
+        return super()._update(connection, row["id"], changes, reason, row)
 
     def _conflict_message(self, record: Run, exc: IntegrityError) -> str:
         if "name" in str(exc.orig):

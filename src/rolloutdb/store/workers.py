@@ -7,12 +7,14 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, update
+from sqlalchemy import Connection
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..records import Claim, Worker
 from ..schema import workers
 from ..states import AttemptStatus as A
-from .base import Area, build_record, insert_ignoring_conflicts
+from .base import Area, build_record
 
 
 class Workers(Area[Worker]):
@@ -42,9 +44,10 @@ class Workers(Area[Worker]):
     def _upsert(self, connection: Connection, worker_id: str, changes: Mapping[str, Any], now: datetime) -> None:
         build_record(Worker, {"id": worker_id, **changes}, self.noun)  # validate before writing
         new = {"id": worker_id, "project_id": self._store.project_id, "status": "unknown", "metadata": {},
-               "created_at": now, "updated_at": now}
-        connection.execute(insert_ignoring_conflicts(connection, workers), new)
-        connection.execute(update(workers).where(self._key_clause(worker_id)).values(**changes, updated_at=now))
+               "created_at": now, **changes, "updated_at": now}
+        dialect_insert = postgresql_insert if connection.dialect.name == "postgresql" else sqlite_insert
+        connection.execute(dialect_insert(workers).values(new).on_conflict_do_update(
+            index_elements=["id", "project_id"], set_={**changes, "updated_at": now}))
 
     def _follow_attempt(self, connection: Connection, attempt: Mapping[str, Any], now: datetime) -> None:
         status = attempt["status"]
