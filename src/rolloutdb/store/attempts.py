@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from .. import states
 from ..errors import InvalidInputError, InvalidTransitionError, NotFoundError
@@ -17,7 +17,12 @@ from ..states import RolloutStatus as RO
 from .base import Area, build_record, record_status_changes, status_change_row
 
 LATEST = "latest"
-RETRYABLE = frozenset({A.FAILED, A.TIMEOUT, A.UNRESPONSIVE})
+# Hot statements, built once (see Area._select_by_key).
+SELECT_OF_ROLLOUT = select(attempts).where(attempts.c.id == bindparam("b_id"),
+                                           attempts.c.rollout_id == bindparam("b_rollout"))
+SELECT_BY_SEQUENCE = select(attempts).where(attempts.c.rollout_id == bindparam("b_rollout"),
+                                            attempts.c.sequence == bindparam("b_sequence"))
+UPDATE_BY_ID = update(attempts).where(attempts.c.id == bindparam("b_id"))
 
 
 def rollout_status_for(attempt_status: str, sequence: int, config: Mapping[str, Any]) -> str:
@@ -86,17 +91,14 @@ class Attempts(Area[Attempt]):
             if row is None:
                 raise NotFoundError(f"rollout {rollout['id']} has no attempt yet")
             return row
-        row = connection.execute(
-            select(attempts).where(attempts.c.id == attempt_id, attempts.c.rollout_id == rollout["id"])
-        ).mappings().first()
+        row = connection.execute(SELECT_OF_ROLLOUT, {"b_id": attempt_id, "b_rollout": rollout["id"]}).mappings().first()
         if row is None:
             raise NotFoundError(f"attempt {attempt_id!r} not found for rollout {rollout['id']!r}")
         return row
 
     def _latest_row(self, connection: Connection, rollout: Mapping[str, Any]) -> Mapping[str, Any] | None:
         return connection.execute(
-            select(attempts).where(attempts.c.rollout_id == rollout["id"],
-                                   attempts.c.sequence == rollout["attempt_count"])
+            SELECT_BY_SEQUENCE, {"b_rollout": rollout["id"], "b_sequence": rollout["attempt_count"]}
         ).mappings().first()
 
     def _apply(
@@ -123,7 +125,7 @@ class Attempts(Area[Attempt]):
                 values["ended_at"] = now
             history.append(status_change_row(self._store.project_id, "attempt", attempt["id"], old, new, now, reason))
         values["updated_at"] = now
-        connection.execute(update(attempts).where(attempts.c.id == attempt["id"]).values(values))
+        connection.execute(UPDATE_BY_ID, {**values, "b_id": attempt["id"]})
         record_status_changes(connection, history)
         updated = {**attempt, **values}
         if new != old:
@@ -140,9 +142,7 @@ class Attempts(Area[Attempt]):
         if attempt["status"] in (A.PREPARING, A.UNRESPONSIVE):
             self._apply(connection, rollout, attempt, {"status": A.RUNNING, "last_heartbeat_at": now}, "heartbeat")
         else:
-            connection.execute(
-                update(attempts).where(attempts.c.id == attempt["id"]).values(last_heartbeat_at=now, updated_at=now)
-            )
+            connection.execute(UPDATE_BY_ID, {"last_heartbeat_at": now, "updated_at": now, "b_id": attempt["id"]})
 
     def heartbeat(self, rollout_id: str, attempt_id: str = LATEST) -> Attempt:
         """Record that the attempt is alive (spans do this too)."""

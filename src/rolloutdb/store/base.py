@@ -3,12 +3,13 @@ whitelisted filters and sorting, parent checks, status transitions and their his
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import ValidationError
-from sqlalchemy import Connection, Table, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, Table, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, StatementError
@@ -212,7 +213,7 @@ class Area(Generic[R]):
         if "updated_at" in self.table.c:
             values["updated_at"] = now
         if values:
-            connection.execute(update(self.table).where(self._key_clause(id)).values(values))
+            connection.execute(self._update_by_key, {**values, "b_key": id, "b_project": self._store.project_id})
         if status_changed:
             record_status_changes(connection, [status_change_row(
                 self._store.project_id, self.entity_type, id, old_status, new_status, now, reason
@@ -224,16 +225,30 @@ class Area(Generic[R]):
         """Hook for areas whose status changes have consequences (waking waiters, ...)."""
 
     def _fetch(self, connection: Connection, id: str, *, for_update: bool = False) -> Mapping[str, Any]:
-        statement = select(self.table).where(self._key_clause(id))
-        if for_update:
-            statement = statement.with_for_update()
-        row = connection.execute(statement).mappings().first()
+        statement = self._select_by_key_for_update if for_update else self._select_by_key
+        row = connection.execute(statement, {"b_key": id, "b_project": self._store.project_id}).mappings().first()
         if row is None:
             raise NotFoundError(f"{self.noun} {id!r} not found in project {self._store.project!r}")
         return row
 
-    def _key_clause(self, id: str):
-        return (self._primary_key_column() == id) & (self.table.c.project_id == self._store.project_id)
+    # Hot statements are built once and reused: SQLAlchemy then skips building and keying them again.
+    @functools.cached_property
+    def _key_clause(self):
+        return and_(self._primary_key_column() == bindparam("b_key"),
+                    self.table.c.project_id == bindparam("b_project"))
+
+    @functools.cached_property
+    def _select_by_key(self):
+        return select(self.table).where(self._key_clause)
+
+    @functools.cached_property
+    def _select_by_key_for_update(self):
+        return self._select_by_key.with_for_update()
+
+    @functools.cached_property
+    def _update_by_key(self):
+        """UPDATE by key; the SET columns are the keys of the parameters it is executed with."""
+        return update(self.table).where(self._key_clause)
 
     def _primary_key_column(self):
         return next(c for c in self.table.primary_key.columns if c.name != "project_id")

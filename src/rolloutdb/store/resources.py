@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, select
 
 from ..records import Resources as ResourcesRecord
 from ..schema import resources
@@ -36,8 +36,9 @@ class Resources(Area[ResourcesRecord]):
                 {**row, "resources": dict(named_resources), "version": row["version"] + 1, "updated_at": now},
                 self.noun,
             )
-            connection.execute(update(resources).where(self._key_clause(id)).values(
-                resources=changed.resources, version=changed.version, updated_at=now))
+            connection.execute(self._update_by_key, {"resources": changed.resources, "version": changed.version,
+                                                      "updated_at": now, "b_key": id,
+                                                      "b_project": self._store.project_id})
             return changed
 
     def latest(self) -> ResourcesRecord | None:

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 
 from .. import states
 from ..errors import InvalidInputError
@@ -17,6 +17,22 @@ from .base import Area, record_status_changes, status_change_row
 
 QUEUED = (RO.QUEUING, RO.REQUEUING)
 MAX_CLAIM = 1000
+
+# The queue's two hot statements, built once. SKIP LOCKED lets PostgreSQL workers claim side by side;
+# SQLite has no row locks and ignores it: there the write transaction itself is the lock.
+OLDEST_QUEUED = (
+    select(rollouts)
+    .where(rollouts.c.project_id == bindparam("b_project"), rollouts.c.status.in_(QUEUED))
+    .order_by(rollouts.c.queued_at, rollouts.c.id)
+    .limit(bindparam("b_limit"))
+    .with_for_update(skip_locked=True)
+)
+CLAIM = (
+    update(rollouts)
+    .where(rollouts.c.id.in_(bindparam("b_ids", expanding=True)))
+    .values(status=RO.PREPARING, attempt_count=rollouts.c.attempt_count + 1, queued_at=None,
+            started_at=func.coalesce(rollouts.c.started_at, bindparam("b_now")), updated_at=bindparam("b_now"))
+)
 
 
 class Rollouts(Area[Rollout]):
@@ -56,15 +72,9 @@ class Rollouts(Area[Rollout]):
         self._store.maybe_check_health()
         if limit <= 0:
             return []
-        statement = (
-            select(rollouts)
-            .where(rollouts.c.project_id == self._store.project_id, rollouts.c.status.in_(QUEUED))
-            .order_by(rollouts.c.queued_at, rollouts.c.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
         with self._store._write() as connection:
-            candidates = connection.execute(statement).mappings().all()
+            candidates = connection.execute(
+                OLDEST_QUEUED, {"b_project": self._store.project_id, "b_limit": limit}).mappings().all()
             claims = self._claim(connection, candidates, worker_id)
             if worker_id is not None:
                 self._store.workers._after_dequeue(connection, worker_id, claims, self._store.now())
@@ -105,12 +115,7 @@ class Rollouts(Area[Rollout]):
             return []
         now = self._store.now()
         ids = [row["id"] for row in rows]
-        connection.execute(
-            update(rollouts)
-            .where(rollouts.c.id.in_(ids))
-            .values(status=RO.PREPARING, attempt_count=rollouts.c.attempt_count + 1, queued_at=None,
-                    started_at=func.coalesce(rollouts.c.started_at, now), updated_at=now)
-        )
+        connection.execute(CLAIM, {"b_ids": ids, "b_now": now})
         record_status_changes(connection, [
             status_change_row(self._store.project_id, "rollout", row["id"], row["status"], RO.PREPARING, now,
                               "claimed" if worker_id is None else f"claimed by {worker_id}")

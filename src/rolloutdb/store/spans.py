@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 
 from ..errors import InvalidInputError
 from ..ids import new_id
@@ -17,6 +17,21 @@ from .base import MAX_LIMIT, Area, build_record
 from .bulk import bulk_insert
 
 TEXT_FILTERS = ("trace_id", "span_id", "parent_id", "name")
+
+
+def _reserve_statement(larger_of):
+    """Move the attempt's span counter up to at least ``b_at_least``, then take ``b_count`` ids."""
+    counter = attempts.c.next_span_sequence
+    return (update(attempts).where(attempts.c.id == bindparam("b_id"))
+            .values(next_span_sequence=larger_of(counter, bindparam("b_at_least")) + bindparam("b_count"))
+            .returning(counter))
+
+
+RESERVE_SQLITE = _reserve_statement(func.max)
+RESERVE_POSTGRESQL = _reserve_statement(func.greatest)
+# A range, not an IN list: one short statement however large the batch.
+TAKEN_IN_RANGE = select(spans.c.sequence_id).where(
+    spans.c.attempt_id == bindparam("b_attempt"), spans.c.sequence_id.between(bindparam("b_low"), bindparam("b_high")))
 
 
 class Spans(Area[Span]):
@@ -136,12 +151,9 @@ class Spans(Area[Span]):
     def _reserve(self, connection: Connection, attempt_id: str, count: int, at_least: int = 1) -> int:
         """Take ``count`` sequence ids from the attempt's counter, first moving it up to ``at_least``;
         returns the first id taken."""
-        counter = attempts.c.next_span_sequence
-        start = func.max(counter, at_least) if connection.dialect.name == "sqlite" else func.greatest(counter,
-                                                                                                       at_least)
+        reserve = RESERVE_SQLITE if connection.dialect.name == "sqlite" else RESERVE_POSTGRESQL
         return connection.execute(
-            update(attempts).where(attempts.c.id == attempt_id).values(next_span_sequence=start + count)
-            .returning(attempts.c.next_span_sequence)
+            reserve, {"b_id": attempt_id, "b_at_least": at_least, "b_count": count}
         ).scalar_one() - count
 
     def _insert_new(self, connection: Connection, attempt: Mapping[str, Any], records: list[Span]) -> list[Span]:
@@ -152,9 +164,7 @@ class Spans(Area[Span]):
         attempt_id, attempt_counter = attempt["id"], attempt["next_span_sequence"]
         supplied = [r.sequence_id for r in records if r.sequence_id < attempt_counter]
         taken = set() if not supplied else set(connection.execute(
-            # A range, not an IN list: one short statement however large the batch.
-            select(spans.c.sequence_id).where(spans.c.attempt_id == attempt_id,
-                                              spans.c.sequence_id.between(min(supplied), max(supplied)))
+            TAKEN_IN_RANGE, {"b_attempt": attempt_id, "b_low": min(supplied), "b_high": max(supplied)}
         ).scalars())
         new = []
         for record in records:

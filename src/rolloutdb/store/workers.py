@@ -26,12 +26,17 @@ class Workers(Area[Worker]):
     updatable = frozenset({"heartbeat_stats", "metadata"})
     default_sort = "id"
 
+    def __init__(self, store) -> None:
+        super().__init__(store)
+        self._upserts: dict[tuple[str, frozenset[str]], Any] = {}  # built once per set of changed columns
+
     def heartbeat(self, worker_id: str, stats: Mapping[str, Any] | None = None) -> Worker:
         """Record a worker heartbeat (registering the worker on first contact), with optional stats."""
         now = self._store.now()
         changes: dict[str, Any] = {"last_heartbeat_at": now}
         if stats is not None:
-            changes["heartbeat_stats"] = dict(stats)
+            changes["heartbeat_stats"] = build_record(Worker, {"id": worker_id, "heartbeat_stats": stats},
+                                                      self.noun).heartbeat_stats
         with self._store._write() as connection:
             self._upsert(connection, worker_id, changes, now)
             return self._to_record(self._fetch(connection, worker_id))
@@ -42,12 +47,19 @@ class Workers(Area[Worker]):
         return super().update(id, **changes)
 
     def _upsert(self, connection: Connection, worker_id: str, changes: Mapping[str, Any], now: datetime) -> None:
-        build_record(Worker, {"id": worker_id, **changes}, self.noun)  # validate before writing
-        new = {"id": worker_id, "project_id": self._store.project_id, "status": "unknown", "metadata": {},
-               "created_at": now, **changes, "updated_at": now}
-        dialect_insert = postgresql_insert if connection.dialect.name == "postgresql" else sqlite_insert
-        connection.execute(dialect_insert(workers).values(new).on_conflict_do_update(
-            index_elements=["id", "project_id"], set_={**changes, "updated_at": now}))
+        """Insert the worker or update ``changes`` on it, in one statement."""
+        columns = frozenset(changes)
+        statement = self._upserts.get((connection.dialect.name, columns))
+        if statement is None:
+            dialect_insert = postgresql_insert if connection.dialect.name == "postgresql" else sqlite_insert
+            statement = dialect_insert(workers)
+            statement = statement.on_conflict_do_update(
+                index_elements=["id", "project_id"],
+                set_={name: statement.excluded[name] for name in (*columns, "updated_at")},
+            )
+            self._upserts[(connection.dialect.name, columns)] = statement
+        connection.execute(statement, {"id": worker_id, "project_id": self._store.project_id, "status": "unknown",
+                                       "metadata": {}, "created_at": now, **changes, "updated_at": now})
 
     def _follow_attempt(self, connection: Connection, attempt: Mapping[str, Any], now: datetime) -> None:
         status = attempt["status"]
