@@ -23,6 +23,7 @@ from .records import (
     Validator,
 )
 from .states import AttemptStatus, GroupStatus, RolloutStatus, RunStatus, StepStatus
+from .recorder import Recorder, RecorderHealth
 from .store import Store, connect
 
 __version__ = "0.1.0"
@@ -41,6 +42,8 @@ __all__ = [
     "RolloutDBError",
     "RolloutStatus",
     "Run",
+    "Recorder",
+    "RecorderHealth",
     "RunEvent",
     "RunStatus",
     "SchemaOutOfDateError",

@@ -318,3 +318,31 @@ class Claim(Record):
 
     rollout: Rollout
     attempt: Attempt
+
+
+class RunStats(Record):
+    """How a run did on a set of tasks: finished rollouts, success rate, mean reward and mean turns."""
+
+    rollouts: int
+    success_rate: float | None
+    reward_mean: float | None
+    turns_mean: float | None
+
+
+class ComparisonRow(Record):
+    """One task (or, with ``task_id`` None, all tasks) in two runs, and B minus A."""
+
+    task_id: str | None
+    task: str
+    a: RunStats | None
+    b: RunStats | None
+    success_rate_delta: float | None
+    reward_mean_delta: float | None
+    turns_mean_delta: float | None
+
+
+class RunComparison(Record):
+    run_a: Run
+    run_b: Run
+    overall: ComparisonRow
+    tasks: list[ComparisonRow]

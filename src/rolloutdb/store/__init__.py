@@ -2,7 +2,7 @@
 
 Areas hang off the store (``store.runs``, ``store.steps``, ``store.tasks``, ``store.validators``,
 ``store.groups``, ``store.rollouts``, ``store.attempts``, ``store.spans``, ``store.resources``,
-``store.workers``); each has get / query / count, and the writes that make sense for it.
+``store.workers``, ``store.turns``); each has get / query / count, and the writes that make sense for it.
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from sqlalchemy import Connection, Engine, insert, select
 from .. import states
 from ..config import display_url, resolve_url
 from ..errors import InvalidInputError
-from ..records import Project, Rollout, StatusChange, utcnow
+from ..records import Project, Rollout, RunComparison, StatusChange, utcnow
 from ..schema import projects, status_changes
 from .attempts import Attempts
 from .base import PENDING_HISTORY, flush_status_changes, insert_ignoring_conflicts
 from .catalog import Tasks, Validators
+from .comparison import compare_runs
 from .engine import WRITE, create_store_engine, ensure_schema, unavailable_as_error
 from .groups import Groups
 from .health import check_health
@@ -32,6 +33,7 @@ from .rollouts import Rollouts
 from .runs import Runs
 from .spans import Spans
 from .steps import Steps
+from .turns import Turns
 from .waiting import Waiter
 from .workers import Workers
 
@@ -81,6 +83,7 @@ class Store:
         self.attempts = Attempts(self)
         self.spans = Spans(self)
         self.workers = Workers(self)
+        self.turns = Turns(self)
 
     @property
     def backend(self) -> str:
@@ -131,6 +134,11 @@ class Store:
                 self.check_health()
             finally:
                 self._health_lock.release()
+
+    def compare_runs(self, a: str, b: str) -> RunComparison:
+        """Run ``b`` against run ``a`` (names or ids), per task and overall: success rate, mean reward,
+        mean turns, and the differences ``b - a``."""
+        return compare_runs(self, a, b)
 
     def wait_for_rollouts(self, rollout_ids: Iterable[str], timeout: float | None = None) -> list[Rollout]:
         """Block until the rollouts finish or ``timeout`` seconds pass; returns the finished ones."""

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError
 
 from ..records import Task, Validator
 from ..schema import tasks, validators
-from .base import Area
+from .base import Area, insert_ignoring_conflicts
 
 
 class Validators(Area[Validator]):
@@ -16,6 +20,17 @@ class Validators(Area[Validator]):
     filterable = frozenset({"id", "name", "kind", "created_at"})
     sortable = frozenset({"name", "kind", "created_at", "updated_at"})
     updatable = frozenset({"kind", "config"})
+
+    def save(self, name: str, kind: str, config: Mapping[str, Any] | None = None) -> Validator:
+        """The validator with this name, created on first save (later saves return it unchanged)."""
+        with self._store._write() as connection:
+            return self._save(connection, {"name": name, "kind": kind, "config": dict(config or {})})
+
+    def _save(self, connection: Connection, fields: Mapping[str, Any]) -> Validator:
+        record = self._new_record(fields)
+        connection.execute(insert_ignoring_conflicts(connection, validators), self._to_row(record))
+        return self._to_record(connection.execute(select(validators).where(
+            validators.c.project_id == self._store.project_id, validators.c.name == record.name)).mappings().one())
 
     def _conflict_message(self, record: Validator, exc: IntegrityError) -> str:
         return f"a validator named {record.name!r} already exists in project {self._store.project!r}"
@@ -30,5 +45,37 @@ class Tasks(Area[Task]):
     updatable = frozenset({"instruction", "input", "dataset", "split", "tags", "validator_id", "metadata"})
     parents = {"validator_id": "validators"}
 
+    def save(self, new_tasks: Iterable[Mapping[str, Any]]) -> list[Task]:
+        """Save tasks when a dataset is loaded, idempotently: a task whose ``external_id`` is stored
+        already keeps its row (and id). ``validator`` may be given as ``{"name", "kind", "config"}``
+        and is saved the same way. Returns the stored tasks in the given order."""
+        with self._store._write() as connection:
+            return [self._save_one(connection, fields) for fields in new_tasks]
+
+    def _save_one(self, connection: Connection, fields: Mapping[str, Any]) -> Task:
+        fields = dict(fields)
+        validator = fields.pop("validator", None)
+        if validator is not None:
+            fields["validator_id"] = self._store.validators._save(connection, validator).id
+        record = self._new_record(fields)
+        self._check_parents(connection, {"validator_id": record.validator_id})
+        connection.execute(insert_ignoring_conflicts(connection, tasks), self._to_row(record))
+        return self._by_external_id(connection, record.external_id)
+
+    def load(self, *, dataset: str | None = None, split: str | None = None,
+             tags: Iterable[str] | None = None) -> list[Task]:
+        """The stored task set: tasks of a dataset and split that carry all the given tags."""
+        filters = {key: value for key, value in (("dataset", dataset), ("split", split)) if value is not None}
+        return _with_tags(self.query(sort="external_id", limit=None, **filters), tags)
+
+    def _by_external_id(self, connection: Connection, external_id: str) -> Task:
+        return self._to_record(connection.execute(select(tasks).where(
+            tasks.c.project_id == self._store.project_id, tasks.c.external_id == external_id)).mappings().one())
+
     def _conflict_message(self, record: Task, exc: IntegrityError) -> str:
         return f"a task with external id {record.external_id!r} already exists in project {self._store.project!r}"
+
+
+def _with_tags(records: list[Task], tags: Iterable[str] | None) -> list[Task]:
+    wanted = set(tags or ())
+    return [task for task in records if wanted <= set(task.tags)]

@@ -43,6 +43,11 @@ class Runs(Area[Run]):
             raise NotFoundError(f"no run with id or name {name_or_id!r} in project {self._store.project!r}")
         return row
 
+    def _find(self, connection: Connection, name: str):
+        """The run named ``name``, or None."""
+        return connection.execute(select(runs).where(runs.c.project_id == self._store.project_id,
+                                                     runs.c.name == name)).mappings().first()
+
     def _update(self, connection, id, changes, reason, row=None):
         # Callers may name the run; the row's id is the key of the update and of its history.
         row = row if row is not None else self._fetch(connection, id, for_update=True)

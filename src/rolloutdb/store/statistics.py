@@ -1,0 +1,95 @@
+"""Statistics the store computes from the rows, never the caller: group and step reward and success
+figures, and a training run's progress."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, case, func, select
+
+from .. import states
+from ..schema import groups, rollouts, steps
+from ..states import GroupStatus, RunStatus, StepStatus
+
+if TYPE_CHECKING:
+    from . import Store
+
+FINISHED = tuple(states.TERMINAL["rollout"])
+
+
+def rollout_figures(where) -> Any:
+    """count, finished, successes, mean reward and mean squared reward of the rollouts ``where`` selects."""
+    return select(
+        func.count().label("count"),
+        func.coalesce(func.sum(case((rollouts.c.status.in_(FINISHED), 1), else_=0)), 0).label("finished"),
+        func.coalesce(func.sum(case((rollouts.c.success.is_(True), 1), else_=0)), 0).label("successes"),
+        func.avg(rollouts.c.reward).label("reward_mean"),
+        func.avg(rollouts.c.reward * rollouts.c.reward).label("reward_square_mean"),
+    ).where(where)
+
+
+def population_std(mean: float | None, square_mean: float | None) -> float | None:
+    if mean is None or square_mean is None:
+        return None
+    return math.sqrt(max(0.0, square_mean - mean * mean))
+
+
+def refresh_groups(store: Store, connection: Connection, group_ids: Iterable[str]) -> None:
+    """Recount each group from its rollouts; a group with all its rollouts finished is completed."""
+    for group_id in group_ids:
+        figures = connection.execute(rollout_figures(rollouts.c.group_id == group_id)).one()
+        group = store.groups._fetch(connection, group_id, for_update=True)
+        values = {
+            "rollout_count": figures.count, "completed_count": figures.finished, "success_count": figures.successes,
+            "reward_mean": figures.reward_mean,
+            "reward_std": population_std(figures.reward_mean, figures.reward_square_mean),
+        }
+        expected = group["size"] or figures.count
+        if figures.finished and figures.finished >= expected and group["status"] != GroupStatus.COMPLETED:
+            values["status"] = GroupStatus.COMPLETED
+        elif figures.count and group["status"] == GroupStatus.PENDING:
+            values["status"] = GroupStatus.RUNNING
+        store.groups._update(connection, group_id, values, "rollouts recorded", group)
+
+
+def refresh_steps(store: Store, connection: Connection, run_id: str, numbers: Iterable[int]) -> None:
+    """Fold the rollout figures of each training step into its metrics."""
+    for number in numbers:
+        step = connection.execute(select(steps).where(steps.c.run_id == run_id, steps.c.number == number)
+                                  .with_for_update()).mappings().first()
+        if step is None:
+            continue
+        figures = connection.execute(rollout_figures(
+            (rollouts.c.run_id == run_id) & (rollouts.c.step == number))).one()
+        metrics = {
+            **step["metrics"], "rollouts": figures.count, "rollouts_finished": figures.finished,
+            "success_count": figures.successes,
+            "success_rate": figures.successes / figures.finished if figures.finished else None,
+            "reward_mean": figures.reward_mean,
+            "reward_std": population_std(figures.reward_mean, figures.reward_square_mean),
+        }
+        store.steps._update(connection, step["id"], {"metrics": metrics}, None, step)
+
+
+def refresh_progress(store: Store, connection: Connection, run_id: str) -> None:
+    """A training run's progress: finished steps, plus the finished share of the current step's
+    rollouts, out of its total steps. Runs without ``total_steps`` keep the progress they were given."""
+    run = store.runs._fetch(connection, run_id, for_update=True)
+    if not run["total_steps"] or run["status"] not in (RunStatus.PENDING, RunStatus.RUNNING):
+        return
+    done = connection.execute(select(func.count()).where(
+        steps.c.run_id == run_id, steps.c.status == StepStatus.COMPLETED)).scalar_one()
+    current = connection.execute(select(steps.c.number).where(
+        steps.c.run_id == run_id, steps.c.status == StepStatus.RUNNING).order_by(steps.c.number.desc()).limit(1)
+    ).scalar()
+    partial = 0.0
+    if current is not None:
+        figures = connection.execute(rollout_figures((rollouts.c.run_id == run_id) & (rollouts.c.step == current))).one()
+        expected = connection.execute(select(func.sum(groups.c.size)).where(
+            groups.c.run_id == run_id, groups.c.step == current)).scalar() or figures.count
+        partial = figures.finished / expected if expected else 0.0
+    progress = min(100.0, 100.0 * (done + min(partial, 1.0)) / run["total_steps"])
+    store.runs._update(connection, run_id, {"progress": max(progress, run["progress"])}, None, run)
+
