@@ -33,9 +33,9 @@ from typing import Any
 
 from pydantic_core import to_jsonable_python
 from sqlalchemy import Connection, insert, select
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, ProgrammingError
 
-from .errors import RolloutDBError, StoreUnavailableError
+from .errors import StoreUnavailableError
 from .ids import new_id
 from .records import Task
 from .schema import groups, rollouts, steps, turns
@@ -283,6 +283,7 @@ class _Writer:
         self._idle = threading.Condition()
         self._journal = journal
         self._run_ids: dict[str, str] = {}  # recorder's run id -> the id stored (an existing run keeps its own)
+        self._run_ops: dict[str, tuple] = {}  # kept so that a journal always names the runs its records belong to
         self._enqueued = self._written = self._failed = self._spilled = 0
         self._connected, self._last_error, self._warned = self._store is not None, None, False
         self._stopping = False
@@ -293,6 +294,8 @@ class _Writer:
     # -- caller side: a deque append and a counter ---------------------------------------------------
 
     def put(self, op: tuple) -> None:
+        if op[0] == "run":
+            self._run_ops[op[1]] = op
         self._queue.append(op)
         self._enqueued += 1
         if len(self._queue) >= self._size:
@@ -303,7 +306,7 @@ class _Writer:
         self._wake.set()
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._idle:
-            while self._written + self._failed + self._spilled < target:
+            while self._written + self._failed < target:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
@@ -339,7 +342,9 @@ class _Writer:
                 while self._queue and not self._stopping:
                     self._write_batch()
                 backoff = self._interval
-            except (StoreUnavailableError, DBAPIError) as exc:
+            except Exception as exc:  # the writer must outlive anything the database does
+                if not _is_outage(exc):
+                    log.exception("rolloutdb recorder: unexpected error; records are kept and retried")
                 self._went_down(exc)
                 self._bound_memory()
                 backoff = min(max(backoff * 2, 0.05), 5.0)
@@ -361,11 +366,9 @@ class _Writer:
             with store._write() as connection:
                 self._apply_in(store, connection, batch)
             rejected = 0
-        except (StoreUnavailableError, DBAPIError) as exc:
-            if not _is_bad_data(exc):
+        except Exception as exc:
+            if _is_outage(exc):
                 raise
-            rejected = self._apply_one_by_one(store, batch)
-        except RolloutDBError:
             rejected = self._apply_one_by_one(store, batch)
         self._came_back()
         return rejected
@@ -377,12 +380,9 @@ class _Writer:
             try:
                 with store._write() as connection:
                     self._apply_in(store, connection, [op])
-            except (StoreUnavailableError, DBAPIError) as exc:
-                if not _is_bad_data(exc):
+            except Exception as exc:
+                if _is_outage(exc):
                     raise
-                self._report(op, exc)
-                rejected += 1
-            except RolloutDBError as exc:
                 self._report(op, exc)
                 rejected += 1
         return rejected
@@ -518,7 +518,8 @@ class _Writer:
             return
         self._journal.parent.mkdir(parents=True, exist_ok=True)
         with self._journal.open("a", encoding="utf-8") as journal:
-            for op in ops:
+            # Runs first (getting a run by name is idempotent), so a later recorder can replay this alone.
+            for op in [*self._run_ops.values(), *ops]:
                 journal.write(json.dumps(to_jsonable_python(op)) + "\n")
         self._spilled += len(ops)
 
@@ -529,8 +530,10 @@ class _Writer:
         ops = [tuple(json.loads(line)) for line in self._journal.read_text(encoding="utf-8").splitlines() if line]
         rejected = sum(self._apply(ops[start:start + self._size]) for start in range(0, len(ops), self._size))
         self._journal.unlink()
-        self._written += len(ops) - rejected
-        self._failed += rejected
+        # Only this recorder's spilled records count here; a journal left by an earlier process is extra.
+        self._written += max(0, self._spilled - rejected)
+        self._failed += min(rejected, self._spilled)
+        self._spilled = 0
 
 
 def _time(value: Any) -> Any:
@@ -546,9 +549,11 @@ def _default(column) -> Any:
     return None
 
 
-def _is_bad_data(exc: Exception) -> bool:
-    """Integrity and data errors are the record's fault; anything else is the database being away."""
-    return isinstance(exc, (IntegrityError, DataError))
+def _is_outage(exc: Exception) -> bool:
+    """The database being away (retry later), as opposed to a record it refuses (report and drop)."""
+    if isinstance(exc, StoreUnavailableError):
+        return True
+    return isinstance(exc, DBAPIError) and not isinstance(exc, (IntegrityError, DataError, ProgrammingError))
 
 
 __all__ = ["GroupHandle", "Recorder", "RecorderHealth", "RolloutHandle", "RunHandle", "StepHandle"]

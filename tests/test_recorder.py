@@ -1,0 +1,179 @@
+"""The recorder: the whole hierarchy recorded and read back, statistics by the store, eval/baseline
+runs and their comparison, and training that goes on while the database is away."""
+
+import logging
+import time
+import uuid
+
+import pytest
+from sqlalchemy.engine import make_url
+
+import rolloutdb
+from netproxy import Proxy
+
+
+@pytest.fixture
+def project():
+    return f"rec-{uuid.uuid4().hex[:8]}"
+
+
+def record_training(recorder, steps=2, tasks=("t1", "t2"), size=4):
+    """A small training run: rewards k/size for rollout k, success for the upper half, two turns each."""
+    for number in range(steps):
+        with recorder.step(number) as step:
+            for task in tasks:
+                group = step.group(task=task, size=size)
+                for k in range(size):
+                    with group.rollout(input={"task": task, "k": k}) as rollout:
+                        rollout.turn(observation={"obs": 0}, action={"move": "left"}, reward=0.0)
+                        rollout.turn(observation={"obs": 1}, action={"move": "right"}, reward=k / size, done=True,
+                                     tokens={"prompt": 10 + k, "completion": 3})
+                        rollout.finish(reward=k / size, success=k >= size // 2, validation={"passed": k >= size // 2})
+            step.log(loss=1.0 / (number + 1), lr=0.1)
+
+
+def test_the_hierarchy_is_recorded_and_read_back_exactly(session_database_url, project):
+    with rolloutdb.Recorder(session_database_url, run="train", config={"lr": 0.1}, total_steps=2, project=project,
+                            flush_interval=0.05) as recorder:
+        record_training(recorder)
+    store = rolloutdb.connect(session_database_url, project=project)
+    run = store.runs.get("train")
+    assert (run.kind, run.status, run.config, run.progress) == ("train", "completed", {"lr": 0.1}, 100.0)
+    steps = store.steps.query(run_id=run.id)
+    assert [(s.number, s.status, s.metrics["loss"]) for s in steps] == [(0, "completed", 1.0), (1, "completed", 0.5)]
+    groups = store.groups.query(run_id=run.id, sort="created_at")
+    assert len(groups) == 4 and all(g.size == 4 and g.status == "completed" for g in groups)
+    rollouts = store.rollouts.query(group_id=groups[0].id, sort="created_at")
+    assert [r.input["k"] for r in rollouts] == [0, 1, 2, 3]
+    assert [(r.status, r.reward, r.success) for r in rollouts] == [
+        ("succeeded", 0.0, False), ("succeeded", 0.25, False), ("succeeded", 0.5, True), ("succeeded", 0.75, True)]
+    turns = store.turns.query(rollout_id=rollouts[3].id)
+    assert [(t.turn_index, t.action, t.reward, t.done) for t in turns] == [
+        (0, {"move": "left"}, 0.0, None), (1, {"move": "right"}, 0.75, True)]
+    assert turns[1].tokens == {"prompt": 13, "completion": 3}
+    task = store.tasks.query(external_id="t1")[0]
+    assert rollouts[0].task_id == groups[0].task_id == task.id
+    assert [c.new_status for c in store.history("rollout", rollouts[0].id)] == ["running", "succeeded"]
+
+
+def test_statistics_are_computed_by_the_store(session_database_url, project):
+    with rolloutdb.Recorder(session_database_url, run="train", total_steps=1, project=project,
+                            flush_interval=0.05) as recorder:
+        record_training(recorder, steps=1, tasks=("t1",))
+    store = rolloutdb.connect(session_database_url, project=project)
+    rewards = [0.0, 0.25, 0.5, 0.75]
+    mean = sum(rewards) / 4
+    std = (sum((r - mean) ** 2 for r in rewards) / 4) ** 0.5
+    group = store.groups.query()[0]
+    assert (group.rollout_count, group.completed_count, group.success_count) == (4, 4, 2)
+    assert group.reward_mean == pytest.approx(mean) and group.reward_std == pytest.approx(std)
+    metrics = store.steps.query()[0].metrics
+    assert metrics["success_rate"] == 0.5 and metrics["reward_mean"] == pytest.approx(mean)
+
+
+def test_eval_and_baseline_runs_link_to_training_and_compare(session_database_url, project):
+    with rolloutdb.Recorder(session_database_url, run="train", total_steps=1, project=project,
+                            flush_interval=0.05) as recorder:
+        with recorder.baseline() as baseline:
+            for task, successes in (("t1", 1), ("t2", 0)):
+                group = baseline.group(task=task, size=2)
+                for k in range(2):
+                    rollout = group.rollout()
+                    rollout.turn(action="a")
+                    rollout.finish(reward=float(k < successes), success=k < successes)
+        record_training(recorder, steps=1)
+        with recorder.eval(step=0) as evaluation:
+            for task in ("t1", "t2"):
+                group = evaluation.group(task=task, size=2)
+                for _ in range(2):
+                    rollout = group.rollout()
+                    rollout.turn(action="a")
+                    rollout.turn(action="b")
+                    rollout.finish(reward=1.0, success=True)
+    store = rolloutdb.connect(session_database_url, project=project)
+    train = store.runs.get("train")
+    baseline_run, eval_run = store.runs.get("train/baseline"), store.runs.get("train/eval@0")
+    assert (baseline_run.kind, baseline_run.parent_run_id) == ("baseline", train.id)
+    assert (eval_run.kind, eval_run.parent_run_id, eval_run.parent_step) == ("eval", train.id, 0)
+    comparison = store.compare_runs("train/baseline", "train/eval@0")
+    # Baseline: t1 1 of 2 solved, t2 0 of 2, one turn each; eval: all solved in two turns.
+    assert comparison.overall.a.success_rate == pytest.approx(0.25)
+    assert comparison.overall.b.success_rate == pytest.approx(1.0)
+    assert comparison.overall.success_rate_delta == pytest.approx(0.75)
+    assert comparison.overall.turns_mean_delta == pytest.approx(1.0)
+    by_task = {row.task: row for row in comparison.tasks}
+    assert by_task["t1"].success_rate_delta == pytest.approx(0.5)
+    assert by_task["t2"].reward_mean_delta == pytest.approx(1.0)
+
+
+def test_a_rejected_record_is_reported_and_the_rest_is_written(session_database_url, project, caplog):
+    with rolloutdb.Recorder(session_database_url, run="train", project=project, flush_interval=0.05) as recorder:
+        with recorder.step(0) as step:
+            group = step.group(task="t", size=2)
+            good, bad = group.rollout(), group.rollout()
+            good.turn(action="fine")
+            bad.turn(action={"not json": object()})
+            good.finish(reward=1.0)
+            bad.finish(reward=0.0)
+        with caplog.at_level(logging.ERROR, logger="rolloutdb.recorder"):
+            assert recorder.flush()
+        health = recorder.health()
+    assert health.failed == 1 and "turn rejected" in health.last_error
+    assert "rejected a turn record" in caplog.text
+    store = rolloutdb.connect(session_database_url, project=project)
+    assert store.turns.count() == 1 and store.rollouts.count(status="succeeded") == 2
+
+
+def test_resuming_a_run_by_name_continues_it(session_database_url, project):
+    with rolloutdb.Recorder(session_database_url, run="train", total_steps=2, project=project,
+                            flush_interval=0.05) as recorder:
+        record_training(recorder, steps=1)
+        recorder.finish("failed", "preempted")
+    with rolloutdb.Recorder(session_database_url, run="train", total_steps=2, project=project,
+                            flush_interval=0.05) as recorder:
+        with recorder.step(1):
+            pass
+    store = rolloutdb.connect(session_database_url, project=project)
+    assert store.runs.count() == 1
+    assert [s.number for s in store.steps.query()] == [0, 1]
+
+
+@pytest.mark.postgresql
+def test_training_goes_on_while_the_database_is_away_and_nothing_is_lost_or_doubled(
+        postgres_databases, tmp_path, caplog):
+    url = make_url(postgres_databases.new())
+    proxy = Proxy(url.host or "127.0.0.1", url.port or 5432)
+    proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    try:
+        with caplog.at_level(logging.WARNING, logger="rolloutdb.recorder"):
+            recorder = rolloutdb.Recorder(proxied, run="train", total_steps=3, flush_interval=0.05,
+                                          max_pending=50, journal_dir=tmp_path)
+            record_training(recorder, steps=1)
+            assert recorder.flush(timeout=30)
+            proxy.cut()
+            started = time.monotonic()
+            for number in (1, 2):  # the loop never raises and never waits for the database
+                with recorder.step(number) as step:
+                    for task in ("t1", "t2"):
+                        group = step.group(task=task, size=4)
+                        for k in range(4):
+                            with group.rollout(input={"k": k}) as rollout:
+                                rollout.turn(action="x", reward=1.0)
+                                rollout.finish(reward=1.0, success=True)
+            assert time.monotonic() - started < 5
+            assert not recorder.flush(timeout=1)
+            health = recorder.health()
+            assert not health.connected and health.spilled > 0  # over max_pending: part went to the journal
+            proxy.restore()
+            assert recorder.flush(timeout=60)
+            recorder.close()
+        warnings = [r for r in caplog.records if "cannot write" in r.getMessage()]
+        assert len(warnings) == 1  # one warning for the outage, not one per record
+        store = rolloutdb.connect(url.render_as_string(hide_password=False))
+        run = store.runs.get("train")
+        assert store.rollouts.count(run_id=run.id) == 3 * 2 * 4
+        assert store.turns.count() == 8 * 2 + 16 * 1  # step 0: two turns each; steps 1-2: one each
+        assert [s.status for s in store.steps.query(run_id=run.id)] == ["completed"] * 3
+        assert recorder.health().failed == 0 and not list(tmp_path.iterdir())
+    finally:
+        proxy.close()
