@@ -42,6 +42,7 @@ from .schema import groups, rollouts, steps, turns
 from .states import GroupStatus, RolloutStatus, RunStatus, StepStatus
 from .store import Store, connect
 from .store.base import insert_ignoring_conflicts, record_status_changes, status_change_row
+from .store.bulk import bulk_insert
 from .store.statistics import refresh_groups, refresh_progress, refresh_steps
 
 log = logging.getLogger("rolloutdb.recorder")
@@ -406,8 +407,8 @@ class _Writer:
             if not rows:
                 continue
             statement = insert_ignoring_conflicts(connection, TABLES[kind])
-            if kind == "turn":
-                connection.execute(statement, rows)
+            if kind == "turn":  # the bulk of the records: the backend's fast path
+                bulk_insert(connection, turns, rows, ignore_conflicts=True)
             else:  # history only for rows really inserted: a resumed run's step 7 is not created twice
                 inserted = set(connection.execute(statement.returning(TABLES[kind].c.id), rows).scalars())
                 record_status_changes(connection, [status_change_row(
@@ -432,7 +433,7 @@ class _Writer:
             record = store.runs._new_record({
                 "id": local_id, "name": fields["name"], "kind": fields["kind"], "config": fields["config"],
                 "total_steps": fields["total_steps"], "parent_run_id": parent, "parent_step": fields["parent_step"],
-                "status": RunStatus.RUNNING, "started_at": _time(fields["started_at"])})
+                "status": RunStatus.RUNNING, "started_at": fields["started_at"]})
             store.runs._insert(connection, record)
             existing = store.runs._fetch(connection, local_id)
         elif existing["status"] in (RunStatus.PENDING, RunStatus.PAUSED):
@@ -440,22 +441,18 @@ class _Writer:
         self._run_ids[local_id] = existing["id"]
 
     def _row(self, store: Store, connection: Connection, kind: str, op: tuple, now: datetime) -> dict[str, Any]:
-        row = {key: _time(value) if TIME_FIELD.search(key) else value for key, value in op[2].items()}
-        row["project_id"] = store.project_id
+        row = {**ROW_DEFAULTS[kind], **op[2], "project_id": store.project_id}
+        row["created_at"] = row["created_at"] or now
         if kind != "turn":
             row["run_id"] = self._run_ids[op[1]]
-            row.setdefault("created_at", now)
             row["updated_at"] = now
-        else:
-            row.setdefault("created_at", now)
         if kind in ("group", "rollout"):
             external = row.pop("task")
             if row["task_id"] is None and external is not None:
                 row["task_id"] = store.tasks._save_one(connection, {"external_id": external}).id
         if kind == "rollout":
             row.update(attempt_count=0, config={"max_attempts": 1, "retry_condition": []})
-        table = TABLES[kind]
-        return {column.name: row.get(column.name, _default(column)) for column in table.columns}
+        return row
 
     def _update(self, store: Store, connection: Connection, op: tuple, touched_groups: set[str],
                 touched_steps: set[tuple[str, int]]) -> None:
@@ -527,7 +524,7 @@ class _Writer:
         """Write the spilled records back, oldest first, before anything newer."""
         if not self._journal.exists():
             return
-        ops = [tuple(json.loads(line)) for line in self._journal.read_text(encoding="utf-8").splitlines() if line]
+        ops = [_from_journal(line) for line in self._journal.read_text(encoding="utf-8").splitlines() if line]
         rejected = sum(self._apply(ops[start:start + self._size]) for start in range(0, len(ops), self._size))
         self._journal.unlink()
         # Only this recorder's spilled records count here; a journal left by an earlier process is extra.
@@ -536,17 +533,24 @@ class _Writer:
         self._spilled = 0
 
 
-def _time(value: Any) -> Any:
-    return datetime.fromisoformat(value) if isinstance(value, str) else value
+def _from_journal(line: str) -> tuple:
+    """An op as it was before it was spilled: JSON turned its datetimes into ISO strings."""
+    kind, run_id, fields = json.loads(line)
+    return kind, run_id, {key: datetime.fromisoformat(value) if TIME_FIELD.search(key) and isinstance(value, str)
+                          else value for key, value in fields.items()}
 
 
-def _default(column) -> Any:
-    """The value a recorder row gets for a column it does not set (JSON object columns get {})."""
-    if column.name in ("metrics", "metadata"):
+def _default(name: str) -> Any:
+    """The value a recorder row gets for a column it does not set."""
+    if name in ("metrics", "metadata"):
         return {}
-    if column.name in ("rollout_count", "completed_count", "success_count"):
+    if name in ("rollout_count", "completed_count", "success_count"):
         return 0
     return None
+
+
+ROW_DEFAULTS = {kind: {column.name: _default(column.name) for column in table.columns}
+                for kind, table in TABLES.items()}
 
 
 def _is_outage(exc: Exception) -> bool:

@@ -15,8 +15,12 @@ from sqlalchemy.engine import Dialect
 from ..errors import InvalidInputError
 
 
-def bulk_insert(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Insert ``rows`` (all with the same keys) into ``table`` inside the connection's transaction."""
+def bulk_insert(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]], *,
+                ignore_conflicts: bool = False) -> None:
+    """Insert ``rows`` (all with the same keys) into ``table`` inside the connection's transaction.
+
+    ``ignore_conflicts`` skips rows whose key exists (a retried write); PostgreSQL then uses a pipelined
+    ``INSERT ... ON CONFLICT DO NOTHING`` instead of COPY, which cannot skip."""
     if not rows:
         return
     dialect = connection.dialect
@@ -32,13 +36,18 @@ def bulk_insert(connection: Connection, table: Table, rows: Sequence[Mapping[str
     names = ", ".join(quote(name) for name in names)
     cursor = connection.connection.driver_connection.cursor()
     try:
-        if dialect.name == "postgresql":
+        if dialect.name == "postgresql" and not ignore_conflicts:
             with cursor.copy(f"COPY {quote(table.name)} ({names}) FROM STDIN") as copy:
                 for row in encoded:
                     copy.write_row(row)
+        elif dialect.name == "postgresql":
+            placeholders = ", ".join("%s" for _ in columns)
+            cursor.executemany(f"INSERT INTO {quote(table.name)} ({names}) VALUES ({placeholders}) "
+                               "ON CONFLICT DO NOTHING", encoded)
         else:
             placeholders = ", ".join("?" for _ in columns)
-            cursor.executemany(f"INSERT INTO {quote(table.name)} ({names}) VALUES ({placeholders})", encoded)
+            verb = "INSERT OR IGNORE" if ignore_conflicts else "INSERT"
+            cursor.executemany(f"{verb} INTO {quote(table.name)} ({names}) VALUES ({placeholders})", encoded)
     finally:
         cursor.close()
 
