@@ -29,3 +29,15 @@ class SchemaOutOfDateError(RolloutDBError):
 
 class StoreUnavailableError(RolloutDBError):
     """The database cannot be reached or opened."""
+
+
+class JobInterrupted(RolloutDBError):
+    """A job stopped at a checkpoint because another process asked it to; its state is saved."""
+
+
+class JobPaused(JobInterrupted):
+    """The job was paused at a checkpoint; starting it again resumes from its saved stage and state."""
+
+
+class JobCancelled(JobInterrupted):
+    """The job was cancelled at a checkpoint."""

@@ -58,7 +58,7 @@ class Run(_Lifetime):
     message: str | None = None
     error: str | None = None
     concurrency_key: str | None = Field(default=None, max_length=200)
-    control: Literal["pause", "cancel"] | None = None
+    control: Literal["pause", "resume", "cancel"] | None = None
     state: JsonValue = None
     total_steps: int | None = Field(default=None, ge=0)
     metadata: JsonDict = Field(default_factory=dict)

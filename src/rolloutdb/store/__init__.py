@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select
 
@@ -27,6 +28,7 @@ from .comparison import compare_runs
 from .engine import WRITE, create_store_engine, ensure_schema, unavailable_as_error
 from .groups import Groups
 from .health import check_health
+from .jobs import AsyncJob, Job, Jobs
 from .resources import Resources
 from .retention import PurgeResult, purge
 from .rollouts import Rollouts
@@ -84,6 +86,7 @@ class Store:
         self.spans = Spans(self)
         self.workers = Workers(self)
         self.turns = Turns(self)
+        self.jobs = Jobs(self)
 
     @property
     def backend(self) -> str:
@@ -134,6 +137,20 @@ class Store:
                 self.check_health()
             finally:
                 self._health_lock.release()
+
+    def job(self, name: str, *, stages: Any = None, key: str | None = None, kind: str = "job",
+            config: Mapping[str, Any] | None = None, stale_after: float = 60.0,
+            write_interval: float = 0.25) -> Job:
+        """Start the job ``name``, or resume it if it is paused (or running but silent for longer than
+        ``stale_after`` seconds: its process died). ``stages`` is the plan, ``[("init", 10), ("load", 60),
+        ("index", 30)]`` with shares adding up to 100; ``key`` allows one active job per key.
+        Use it as a context manager; see ``Job``."""
+        return self.jobs.start(name, stages=stages, key=key, kind=kind, config=config, stale_after=stale_after,
+                               write_interval=write_interval)
+
+    def job_async(self, name: str, **options: Any) -> AsyncJob:
+        """``job()`` for asyncio code: ``async with store.job_async(name, ...) as job``."""
+        return AsyncJob(self.jobs, name, options)
 
     def compare_runs(self, a: str, b: str) -> RunComparison:
         """Run ``b`` against run ``a`` (names or ids), per task and overall: success rate, mean reward,

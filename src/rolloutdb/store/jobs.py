@@ -1,0 +1,374 @@
+"""Long jobs: stages, progress, logs, and pause / resume / cancel requested from any process.
+
+A job is a run. Its code holds a ``Job`` (``with store.job(name, stages=...) as job``) and calls
+``job.checkpoint()`` now and then; pause and cancel are requests stored in the database that the job
+sees at its next checkpoint, after saving its state. Starting a paused job again resumes it with the
+stage and state it saved. Progress and log writes are coalesced, so checkpoints are cheap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import traceback
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from ..errors import ConflictError, InvalidInputError, InvalidTransitionError, JobCancelled, JobPaused
+from ..records import Record, Run, RunEvent
+from ..schema import run_events, runs, status_changes
+from ..states import RunStatus as R
+
+if TYPE_CHECKING:
+    from . import Store
+
+ACTIVE = (R.RUNNING, R.PAUSED)
+FINISHED = (R.COMPLETED, R.FAILED, R.CANCELLED)
+DEFAULT_STALE_AFTER = 60.0
+
+
+class JobStatus(Record):
+    """A job as seen from outside: the run, and whether its process has gone quiet."""
+
+    run: Run
+    stale: bool
+
+
+def stage_plan(stages: Iterable[tuple[str, float]] | Mapping[str, float] | None) -> list[dict[str, Any]]:
+    """``[("init", 10), ("ddl", 30), ...]`` (shares adding up to 100) as ``[{name, start, end}, ...]``."""
+    if stages is None:
+        return []
+    items = list(stages.items() if isinstance(stages, Mapping) else stages)
+    plan, start = [], 0.0
+    for item in items:
+        name, share = (item["name"], item["share"]) if isinstance(item, Mapping) else item
+        if not isinstance(name, str) or not name or not isinstance(share, (int, float)) or share <= 0:
+            raise InvalidInputError(f"each stage needs a name and a positive share of 100, got {item!r}")
+        plan.append({"name": name, "start": start, "end": start + float(share)})
+        start += float(share)
+    if abs(start - 100.0) > 1e-6:
+        raise InvalidInputError(f"stage shares must add up to 100, they add up to {start:g}")
+    if len({stage["name"] for stage in plan}) != len(plan):
+        raise InvalidInputError("stage names must be unique")
+    return plan
+
+
+class Jobs:
+    """The control side: look at jobs and ask them to pause, resume or cancel, from any process."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def get(self, name_or_id: str, *, stale_after: float = DEFAULT_STALE_AFTER) -> JobStatus:
+        run = self._store.runs.get(name_or_id)
+        return JobStatus(run=run, stale=self._is_stale(run.status, run.heartbeat_at, stale_after))
+
+    def query(self, **filters: Any) -> list[Run]:
+        """Jobs and training runs (any run) with the usual filters, newest first by default."""
+        filters.setdefault("sort", "created_at")
+        filters.setdefault("order", "desc")
+        return self._store.runs.query(**filters)
+
+    def request_pause(self, name_or_id: str, reason: str | None = None) -> Run:
+        """Ask a running job to pause at its next checkpoint. A job whose process is gone (stale)
+        is paused at once: nobody would see the request."""
+        with self._store._write() as connection:
+            run = self._store.runs._fetch(connection, name_or_id, for_update=True)
+            self._require(run, (R.RUNNING,), "pause", "only a running job can be paused")
+            if self._is_stale(run["status"], run["heartbeat_at"], DEFAULT_STALE_AFTER):
+                return self._end(connection, run, R.PAUSED, reason or "paused while stale", "paused (stale job)")
+            return self._request(connection, run, "pause", reason)
+
+    def request_resume(self, name_or_id: str, reason: str | None = None) -> Run:
+        """Mark a paused job for resuming: starting its code again (``store.job(name)``) continues it
+        from its saved stage and state. ``jobs.query(control="resume")`` lists the jobs waiting for that."""
+        with self._store._write() as connection:
+            run = self._store.runs._fetch(connection, name_or_id, for_update=True)
+            self._require(run, (R.PAUSED,), "resume", "only a paused job can be resumed")
+            return self._request(connection, run, "resume", reason)
+
+    def request_cancel(self, name_or_id: str, reason: str | None = None) -> Run:
+        """Cancel a job: a running one stops at its next checkpoint, a pending or paused one at once."""
+        with self._store._write() as connection:
+            run = self._store.runs._fetch(connection, name_or_id, for_update=True)
+            self._require(run, (R.PENDING, R.RUNNING, R.PAUSED), "cancel", "it has already ended")
+            if run["status"] != R.RUNNING or self._is_stale(run["status"], run["heartbeat_at"], DEFAULT_STALE_AFTER):
+                return self._end(connection, run, R.CANCELLED, reason or "cancelled", "cancelled")
+            return self._request(connection, run, "cancel", reason)
+
+    def delete(self, name_or_id: str) -> None:
+        """Delete a job that is not running, with its log, steps and history."""
+        with self._store._write() as connection:
+            run = self._store.runs._fetch(connection, name_or_id, for_update=True)
+            if run["status"] == R.RUNNING:
+                raise InvalidTransitionError(
+                    f"job {run['name']!r} is running: cancel it first (`rolloutdb jobs cancel {run['name']}`)")
+            connection.execute(delete(status_changes).where(status_changes.c.project_id == self._store.project_id,
+                                                            status_changes.c.entity_type == "run",
+                                                            status_changes.c.entity_id == run["id"]))
+            connection.execute(delete(runs).where(runs.c.id == run["id"]))
+
+    def logs(self, name_or_id: str, *, limit: int = 100, since: int | None = None) -> list[RunEvent]:
+        """The job's log, oldest first: the last ``limit`` rows, or those after sequence ``since``."""
+        if not 0 < limit <= 10_000:
+            raise InvalidInputError(f"limit must be between 1 and 10000, got {limit}")
+        run = self._store.runs.get(name_or_id)
+        statement = select(run_events).where(run_events.c.run_id == run.id)
+        if since is not None:
+            statement = statement.where(run_events.c.seq > since).order_by(run_events.c.seq).limit(limit)
+        else:
+            statement = statement.order_by(run_events.c.seq.desc()).limit(limit)
+        with self._store._read() as connection:
+            rows = connection.execute(statement).mappings().all()
+        return sorted((RunEvent.model_validate(dict(row)) for row in rows), key=lambda event: event.seq)
+
+    # -- building blocks ------------------------------------------------------------------------------
+
+    def _is_stale(self, status: str, heartbeat: datetime | None, stale_after: float) -> bool:
+        return status == R.RUNNING and (heartbeat is None
+                                        or self._store.now() - heartbeat > timedelta(seconds=stale_after))
+
+    @staticmethod
+    def _require(run: Mapping[str, Any], statuses: tuple[str, ...], action: str, why: str) -> None:
+        if run["status"] not in statuses:
+            raise InvalidTransitionError(f"cannot {action} job {run['name']!r}: it is {run['status']}; {why}")
+
+    def _request(self, connection: Connection, run: Mapping[str, Any], control: str, reason: str | None) -> Run:
+        self._event(connection, run["id"], f"{control} requested" + (f": {reason}" if reason else ""), run)
+        return self._store.runs._update(connection, run["id"], {"control": control}, None, run)
+
+    def _end(self, connection: Connection, run: Mapping[str, Any], status: str, reason: str, message: str) -> Run:
+        self._event(connection, run["id"], message, run)
+        return self._store.runs._update(connection, run["id"], {"status": status, "control": None}, reason, run)
+
+    def _event(self, connection: Connection, run_id: str, message: str | None, run: Mapping[str, Any],
+               level: str = "info", data: Any = None) -> None:
+        connection.execute(insert(run_events), {
+            "project_id": self._store.project_id, "run_id": run_id, "time": self._store.now(), "level": level,
+            "stage": run["stage"], "progress": run["progress"], "message": message, "data": data})
+
+    def start(self, name: str, *, stages: Any = None, key: str | None = None, kind: str = "job",
+              config: Mapping[str, Any] | None = None, stale_after: float = DEFAULT_STALE_AFTER,
+              write_interval: float = 0.25) -> Job:
+        """Start a job, or resume it if it exists paused (or running, but stale). See ``Store.job``."""
+        plan = stage_plan(stages)
+        with self._store._write() as connection:
+            run = self._store.runs._find(connection, name)
+            now = self._store.now()
+            if run is None:
+                record = self._store.runs._new_record({
+                    "name": name, "kind": kind, "config": dict(config or {}), "stages": plan,
+                    "concurrency_key": key, "status": R.RUNNING, "started_at": now, "heartbeat_at": now})
+                self._insert_claiming_key(connection, record)
+                run = self._store.runs._fetch(connection, record.id)
+                self._event(connection, run["id"], "started", run)
+                resumed = False
+            else:
+                run = self._resume(connection, run, plan, key, stale_after)
+                resumed = True
+        return Job(self, Run.model_validate(dict(run)), resumed=resumed, write_interval=write_interval)
+
+    def _insert_claiming_key(self, connection: Connection, record: Run) -> None:
+        try:
+            with connection.begin_nested():
+                self._store.runs._insert(connection, record)
+        except ConflictError:
+            holder = connection.execute(select(runs.c.name, runs.c.status).where(
+                runs.c.project_id == self._store.project_id, runs.c.concurrency_key == record.concurrency_key,
+                runs.c.status.in_(ACTIVE))).first()
+            if holder is None:
+                raise
+            raise ConflictError(
+                f"job {holder.name!r} is {holder.status} with concurrency key {record.concurrency_key!r}: "
+                "only one job per key can be active; wait for it, or cancel it") from None
+
+    def _resume(self, connection: Connection, run: Mapping[str, Any], plan: list[dict[str, Any]],
+                key: str | None, stale_after: float) -> Mapping[str, Any]:
+        status = run["status"]
+        if status in FINISHED:
+            raise ConflictError(f"job {run['name']!r} has already {'ended as ' + status}: start it under a new "
+                                f"name, or delete it first (`rolloutdb jobs delete {run['name']}` is not undoable)")
+        if status == R.RUNNING and not self._is_stale(status, run["heartbeat_at"], stale_after):
+            age = (self._store.now() - run["heartbeat_at"]).total_seconds()
+            raise ConflictError(f"job {run['name']!r} is already running (last heartbeat {age:.0f}s ago)")
+        message = {R.PENDING: "started", R.PAUSED: "resumed", R.RUNNING: "resumed after its process went quiet"}
+        changes: dict[str, Any] = {"control": None, "heartbeat_at": self._store.now()}
+        if status != R.RUNNING:
+            changes["status"] = R.RUNNING
+        if plan and not run["stages"]:
+            changes["stages"] = plan
+        if key is not None and run["concurrency_key"] is None:
+            changes["concurrency_key"] = key
+        try:
+            with connection.begin_nested():
+                updated = self._store.runs._update(connection, run["id"], changes, message[status], run)
+        except IntegrityError:
+            raise ConflictError(f"another job with concurrency key {key or run['concurrency_key']!r} is active")
+        self._event(connection, run["id"], message[status], run)
+        return updated.model_dump()
+
+
+class Job:
+    """The job's side: stages, progress, checkpoints. Use as a context manager (``store.job(...)``)."""
+
+    def __init__(self, jobs: Jobs, run: Run, *, resumed: bool, write_interval: float) -> None:
+        self._jobs, self._store = jobs, jobs._store
+        self.id, self.name = run.id, run.name
+        self.resumed = resumed
+        self.state: Any = run.state  # what the job saved at its last checkpoint (None for a new job)
+        self._plan = {stage["name"]: stage for stage in run.stages}
+        self._stage: str | None = run.stage
+        self._progress = run.progress
+        self._message: str | None = run.message
+        self._events: list[dict[str, Any]] = []
+        self._write_interval = write_interval
+        self._last_write = float("-inf")
+        self._control: str | None = None
+
+    @property
+    def stage_name(self) -> str | None:
+        return self._stage
+
+    @property
+    def progress_percent(self) -> float:
+        return self._progress
+
+    def stage(self, name: str, message: str | None = None) -> None:
+        """Enter a stage of the plan; progress moves to the stage's start."""
+        if self._plan and name not in self._plan:
+            raise InvalidInputError(f"unknown stage {name!r}; the plan has {', '.join(self._plan)}")
+        self._stage = name
+        self._set_progress(self._plan[name]["start"] if self._plan else self._progress)
+        self._log(message or f"stage {name}")
+        self._write(force=True)
+
+    def progress(self, fraction: float, message: str | None = None) -> None:
+        """Progress within the current stage (0 to 1); overall progress never goes back."""
+        if not 0.0 <= fraction <= 1.0:
+            raise InvalidInputError(f"progress is a fraction of the stage between 0 and 1, got {fraction}")
+        stage = self._plan.get(self._stage or "")
+        self._set_progress(stage["start"] + fraction * (stage["end"] - stage["start"]) if stage else 100 * fraction)
+        if message is not None:
+            self._log(message)
+        self._write()
+
+    def checkpoint(self, state: Any = None, message: str | None = None) -> None:
+        """Save progress, state and a log row (if ``message``), then stop here if a pause or cancel
+        was requested: raises JobPaused or JobCancelled after the state is saved."""
+        if state is not None:
+            self.state = state
+        if message is not None:
+            self._log(message)
+        self._write()
+        if self._control in ("pause", "cancel"):
+            self._stop(self._control)
+
+    def log(self, message: str, *, level: str = "info", data: Any = None) -> None:
+        self._log(message, level, data)
+        self._write()
+
+    # -- ending ---------------------------------------------------------------------------------------
+
+    def __enter__(self) -> Job:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc is None:
+            self._finish(R.COMPLETED, "completed", progress=100.0)
+            return False
+        if isinstance(exc, (JobPaused, JobCancelled)):
+            return True  # the job stopped as asked: leaving the block is the normal way out
+        summary = "".join(traceback.format_exception(exc_type, exc, tb, limit=-3))
+        self._finish(R.FAILED, f"failed: {exc_type.__name__}: {exc}", error=f"{exc_type.__name__}: {exc}\n{summary}")
+        return False
+
+    def _stop(self, control: str) -> None:
+        status, error = (R.PAUSED, JobPaused) if control == "pause" else (R.CANCELLED, JobCancelled)
+        self._finish(status, "paused at checkpoint" if control == "pause" else "cancelled at checkpoint")
+        raise error(f"job {self.name!r} was {status} at a checkpoint"
+                    + (f" in stage {self._stage!r}" if self._stage else "") + "; its state is saved")
+
+    def _finish(self, status: str, message: str, *, progress: float | None = None, error: str | None = None) -> None:
+        if progress is not None:
+            self._set_progress(progress)
+        self._log(message, "error" if error else "info")
+        self._write(force=True, final={"status": status, "control": None, **({"error": error} if error else {})})
+
+    # -- writing, coalesced ------------------------------------------------------------------------
+
+    def _set_progress(self, value: float) -> None:
+        self._progress = max(self._progress, min(100.0, value))
+
+    def _log(self, message: str, level: str = "info", data: Any = None) -> None:
+        self._message = message
+        self._events.append({"project_id": self._store.project_id, "run_id": self.id, "time": self._store.now(),
+                             "level": level, "stage": self._stage, "progress": self._progress,
+                             "message": message, "data": data})
+
+    def _write(self, *, force: bool = False, final: Mapping[str, Any] | None = None) -> None:
+        """One transaction: progress, stage, state, heartbeat and queued log rows; read the control.
+        Skipped when the last write is more recent than ``write_interval``, unless forced."""
+        if not force and time.monotonic() - self._last_write < self._write_interval:
+            return
+        self._last_write = time.monotonic()
+        changes: dict[str, Any] = {"progress": self._progress, "stage": self._stage, "message": self._message,
+                                   "heartbeat_at": self._store.now(), "state": self.state, **(final or {})}
+        with self._store._write() as connection:
+            run = self._store.runs._fetch(connection, self.id, for_update=True)
+            if self._events:
+                connection.execute(insert(run_events), self._events)
+                self._events = []
+            if final is None:
+                # A request, or a pause/cancel another process already applied (it took the job for stale).
+                self._control = {R.PAUSED: "pause", R.CANCELLED: "cancel"}.get(run["status"], run["control"])
+                if run["status"] != R.RUNNING:
+                    changes.pop("status", None)
+                    return
+            self._store.runs._update(connection, self.id, changes, self._message if final else None, run)
+
+
+class AsyncJob:
+    """``Job`` for asyncio code: the same calls, awaited, run off the event loop.
+
+    ``async with store.job_async(name, stages=...) as job: await job.checkpoint(state=...)``"""
+
+    def __init__(self, jobs: Jobs, name: str, options: Mapping[str, Any]) -> None:
+        self._jobs, self._name, self._options = jobs, name, options
+        self._job: Job | None = None
+
+    @property
+    def job(self) -> Job:
+        if self._job is None:
+            raise InvalidInputError("use the async job inside `async with store.job_async(...) as job:`")
+        return self._job
+
+    @property
+    def state(self) -> Any:
+        return self.job.state
+
+    @property
+    def resumed(self) -> bool:
+        return self.job.resumed
+
+    async def __aenter__(self) -> AsyncJob:
+        self._job = await asyncio.to_thread(self._jobs.start, self._name, **self._options)
+        return self
+
+    async def __aexit__(self, exc_type, exc, tb) -> bool:
+        return await asyncio.to_thread(self.job.__exit__, exc_type, exc, tb)
+
+    async def stage(self, name: str, message: str | None = None) -> None:
+        await asyncio.to_thread(self.job.stage, name, message)
+
+    async def progress(self, fraction: float, message: str | None = None) -> None:
+        await asyncio.to_thread(self.job.progress, fraction, message)
+
+    async def checkpoint(self, state: Any = None, message: str | None = None) -> None:
+        await asyncio.to_thread(self.job.checkpoint, state, message)
+
+    async def log(self, message: str, *, level: str = "info", data: Any = None) -> None:
+        await asyncio.to_thread(self.job.log, message, level=level, data=data)
