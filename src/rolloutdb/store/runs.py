@@ -16,7 +16,7 @@ class Runs(Area[Run]):
     record = Run
     noun = "run"
     entity_type = "run"
-    filterable = frozenset({"id", "name", "kind", "status", "parent_run_id", "concurrency_key", "created_at",
+    filterable = frozenset({"id", "name", "kind", "status", "parent_run_id", "concurrency_key", "control", "created_at",
                             "started_at", "ended_at", "stage"})
     sortable = frozenset({"created_at", "updated_at", "started_at", "ended_at", "name", "status", "progress"})
     updatable = frozenset({"status", "progress", "stage", "stages", "message", "error", "config", "control", "state",
