@@ -177,3 +177,43 @@ def test_training_goes_on_while_the_database_is_away_and_nothing_is_lost_or_doub
         assert recorder.health().failed == 0 and not list(tmp_path.iterdir())
     finally:
         proxy.close()
+
+
+def train_in_process(url: str, project: str, steps: int) -> None:
+    """A recorded training loop with no job code in it: each recorder.step() is the checkpoint."""
+    with rolloutdb.Recorder(url, run="train", total_steps=steps, project=project, flush_interval=0.05,
+                            control_interval=0.0) as recorder:
+        start = (recorder.saved_state or {}).get("next_step", 0)
+        for number in range(start, steps):
+            with recorder.step(number, state={"next_step": number}) as step:
+                group = step.group(task="t", size=1)
+                with group.rollout() as rollout:
+                    rollout.finish(reward=1.0, success=True)
+            time.sleep(0.05)
+
+
+def test_a_recorded_training_loop_is_paused_and_resumed_from_outside(session_database_url, project):
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    first = context.Process(target=train_in_process, args=(session_database_url, project, 400))
+    first.start()
+    store = rolloutdb.connect(session_database_url, project=project)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and store.steps.count() < 3:
+        time.sleep(0.05)
+    store.jobs.request_pause("train")
+    first.join(timeout=60)
+    assert first.exitcode == 0
+    paused = store.runs.get("train")
+    recorded = store.steps.count()
+    assert paused.status == "paused" and 3 <= recorded < 400
+    assert store.rollouts.count() == recorded  # everything recorded before the pause was written
+
+    second = context.Process(target=train_in_process, args=(session_database_url, project, recorded + 5))
+    second.start()
+    second.join(timeout=60)
+    run = store.runs.get("train")
+    assert run.status == "completed" and store.steps.count() == recorded + 5
+    assert sorted(s.number for s in store.steps.query(limit=None)) == list(range(recorded + 5))
+    assert [c.new_status for c in store.history("run", "train")] == ["running", "paused", "running", "completed"]

@@ -35,9 +35,9 @@ from pydantic_core import to_jsonable_python
 from sqlalchemy import Connection, insert, select
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, ProgrammingError
 
-from .errors import StoreUnavailableError
+from .errors import JobCancelled, JobInterrupted, JobPaused, StoreUnavailableError
 from .ids import new_id
-from .records import Task
+from .records import Run, Task
 from .schema import groups, rollouts, steps, turns
 from .states import GroupStatus, RolloutStatus, RunStatus, StepStatus
 from .store import Store, connect
@@ -86,18 +86,55 @@ class Recorder:
         flush_size: int = 2000,
         max_pending: int = 100_000,
         journal_dir: str | Path = ".rolloutdb-journal",
+        control_interval: float = 1.0,
     ) -> None:
         self._writer = _Writer(target, project, flush_interval, flush_size, max_pending,
                                Path(journal_dir) / f"{_safe_name(run)}.jsonl")
         self.run = RunHandle(self._writer, run, "train", config=config, total_steps=total_steps)
         self._finished = False
+        self._control_interval = control_interval
+        self._last_control_check = float("-inf")
         weakref.finalize(self, self._writer.stop)  # a recorder dropped without close() still writes out
 
     # -- the training run -------------------------------------------------------------------------
 
-    def step(self, number: int) -> StepHandle:
-        """Start training step ``number`` (the previous one, if still open, is completed)."""
+    def step(self, number: int, *, state: Any = None) -> StepHandle:
+        """Start training step ``number`` (the previous one, if still open, is completed).
+
+        Each step is a checkpoint of the run as a job: ``state`` (JSON) is saved for a resume, and a
+        pause or cancel requested from outside (``rolloutdb jobs pause RUN``) raises JobPaused or
+        JobCancelled here, after everything recorded so far is written."""
+        if state is not None:
+            self._writer.put(("run_update", self.run.id, {"state": state}))
+        self.run.close_step()
+        self._obey_control()
         return self.run.step(number)
+
+    @property
+    def saved_state(self) -> Any:
+        """The state the run saved at its last checkpoint (for a resumed run), or None."""
+        run = self._writer.read_run(self.run.name)
+        return run.state if run else None
+
+    def _obey_control(self) -> None:
+        """Stop here if someone asked the run to pause or cancel. Reading the request needs the database;
+        when it is away, training simply goes on."""
+        now = time.monotonic()
+        if now - self._last_control_check < self._control_interval:
+            return
+        self._last_control_check = now
+        run = self._writer.read_run(self.run.name)
+        if run is None or run.control not in ("pause", "cancel"):
+            return
+        if not self.flush():
+            return  # the records could not be written: do not stop with them in limbo
+        status = RunStatus.PAUSED if run.control == "pause" else RunStatus.CANCELLED
+        self._writer.store_if_reachable().runs.update(
+            run.id, status=status, control=None, message=f"{status} at step checkpoint",
+            reason=f"{run.control} requested")
+        self._finished = True
+        raise (JobPaused if status == RunStatus.PAUSED else JobCancelled)(
+            f"run {self.run.name!r} was {status} before a step; start it again to resume")
 
     def eval(self, step: int | None = None, name: str | None = None) -> RunHandle:
         """An eval run linked to this training run (at ``step``), with the same group/rollout API."""
@@ -136,10 +173,12 @@ class Recorder:
     def __enter__(self) -> Recorder:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc is not None:
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        stopped = isinstance(exc, JobInterrupted)
+        if exc is not None and not stopped:
             self.finish(RunStatus.FAILED, f"{exc_type.__name__}: {exc}")
         self.close()
+        return stopped  # paused or cancelled from outside: leaving the block is the normal way out
 
 
 class RunHandle:
@@ -156,10 +195,15 @@ class RunHandle:
                                      "parent_step": parent_step, "started_at": _now()}))
 
     def step(self, number: int) -> StepHandle:
-        if self._open_step is not None:
-            self._open_step.finish()
+        self.close_step()
         self._open_step = StepHandle(self, number)
         return self._open_step
+
+    def close_step(self) -> None:
+        """Complete the open step, if any."""
+        if self._open_step is not None:
+            self._open_step.finish()
+            self._open_step = None
 
     def group(self, task: Task | str | None = None, *, size: int | None = None,
               metadata: Mapping[str, Any] | None = None) -> GroupHandle:
@@ -420,6 +464,9 @@ class _Writer:
         for op in batch:
             if op[0].endswith("_update") or op[0] == "run_status":
                 self._update(store, connection, op, touched_groups, touched_steps)
+        for run_id in {self._run_ids[op[1]] for op in batch}:  # a sign of life, for stale-job detection
+            connection.execute(store.runs._update_by_key, {"heartbeat_at": now, "b_key": run_id,
+                                                           "b_project": store.project_id})
         refresh_groups(store, connection, touched_groups)
         for run_id in {run for run, _ in touched_steps}:
             refresh_steps(store, connection, run_id, [number for run, number in touched_steps if run == run_id])
@@ -467,7 +514,10 @@ class _Writer:
                 store.runs._update(connection, run_id, changes, "recorder finished", run)
         elif kind == "run_update":
             run = store.runs._fetch(connection, run_id, for_update=True)
-            store.runs._update(connection, run_id, {"metadata": {**run["metadata"], **fields["metadata"]}}, None, run)
+            changes = {"metadata": {**run["metadata"], **fields.get("metadata", {})}}
+            if "state" in fields:
+                changes["state"] = fields["state"]
+            store.runs._update(connection, run_id, changes, None, run)
         elif kind == "step_update":
             step = connection.execute(select(steps).where(steps.c.run_id == run_id, steps.c.number == fields["number"])
                                       .with_for_update()).mappings().one()
@@ -491,6 +541,18 @@ class _Writer:
         if self._store is None:
             self._store = connect(self._target, project=self._project)
         return self._store
+
+    def store_if_reachable(self) -> Store | None:
+        """The writer's store when it has one and the database answered last time."""
+        return self._store if self._connected else None
+
+    def read_run(self, name: str) -> Run | None:
+        """The run as stored, or None when it is not written yet or the database is away."""
+        store = self.store_if_reachable()
+        try:
+            return store.runs._find_by_name(name) if store else None
+        except StoreUnavailableError:
+            return None
 
     def _went_down(self, exc: Exception) -> None:
         self._connected = False

@@ -43,6 +43,12 @@ class Runs(Area[Run]):
             raise NotFoundError(f"no run with id or name {name_or_id!r} in project {self._store.project!r}")
         return row
 
+    def _find_by_name(self, name: str) -> Run | None:
+        """The run named ``name``, or None (no error)."""
+        with self._store._read() as connection:
+            row = self._find(connection, name)
+        return None if row is None else self._to_record(row)
+
     def _find(self, connection: Connection, name: str):
         """The run named ``name``, or None."""
         return connection.execute(select(runs).where(runs.c.project_id == self._store.project_id,
