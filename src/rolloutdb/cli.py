@@ -1,4 +1,5 @@
-"""The `rolloutdb` command line: set up, inspect, back up and rebuild a RolloutDB database."""
+"""The `rolloutdb` command line: set up, inspect, back up and rebuild a RolloutDB database, watch its
+queue, look at rollouts and purge old ones."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ import enum
 import functools
 import json
 import math
+import re
 import shlex
 import sqlite3
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -28,10 +30,12 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from . import states
 from .config import display_url, resolve_url
 from .demo import ROLLOUT_COUNT, record_sample_run
-from .errors import RolloutDBError, StoreUnavailableError
-from .records import Run
+from .errors import InvalidInputError, RolloutDBError, StoreUnavailableError
+from .records import Rollout, Run, StatusChange
+from .schema import attempts as attempts_table
 from .schema import metadata
-from .store import DEFAULT_PROJECT, Store, connect
+from .schema import rollouts as rollouts_table
+from .store import DEFAULT_PROJECT, PurgeResult, Store, connect
 from .store.engine import (
     create_store_engine,
     current_revision,
@@ -42,6 +46,7 @@ from .store.engine import (
     unavailable_as_error,
     upgrade,
 )
+from .store.rollouts import QUEUED
 
 app = typer.Typer(
     name="rolloutdb",
@@ -52,8 +57,11 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Schema migrations: current revision, upgrade, history.", no_args_is_help=True)
 runs_app = typer.Typer(help="Training, eval and job runs.", no_args_is_help=True)
+rollouts_app = typer.Typer(help="Rollouts: list them, or show one with its attempts, spans and history.",
+                           no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(runs_app, name="runs")
+app.add_typer(rollouts_app, name="rollouts")
 
 # Markup, emoji codes and highlighting off: run names, configs and errors are printed as they are.
 console = Console(markup=False, emoji=False, highlight=False)
@@ -62,6 +70,10 @@ err_console = Console(stderr=True, markup=False, emoji=False, highlight=False)
 F = TypeVar("F", bound=Callable[..., Any])
 EntityType = enum.StrEnum("EntityType", {name: name for name in states.TRANSITIONS})
 SHOWN_STEPS = 20
+SHOWN_SPANS = 10
+# Units largest first, each at most once: "7d", "12h", "1d12h", "1h30m".
+LONGEST_DURATION = timedelta(days=100 * 365)
+DURATION = re.compile(r"(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?")
 
 
 @dataclass(frozen=True)
@@ -130,6 +142,8 @@ def reports_errors(command: F) -> F:
             # The driver's first line only: SQLAlchemy's message adds the statement and its parameters.
             detail = exc.orig if isinstance(exc, DBAPIError) else exc
             fail(f"the database reported an error: {str(detail).strip().splitlines()[0]}")
+        except OverflowError as exc:  # e.g. --step 99999999999999999999: SQLite's driver refuses it
+            fail(f"a number is too large: {exc}")
 
     return wrapper  # type: ignore[return-value]
 
@@ -156,10 +170,40 @@ def format_time(value: datetime | None, *, precision: str = "seconds", day_of: d
 
 
 def format_duration(start: datetime | None, end: datetime | None) -> str:
+    """e.g. "4.2s", "3m 07s", "2h 05m", "3d 04h"; "-" when either end is unset."""
     if start is None or end is None:
         return "-"
     seconds = (end - start).total_seconds()
-    return f"{seconds:.1f}s" if seconds < 60 else f"{int(seconds // 60)}m {seconds % 60:02.0f}s"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, seconds = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d {hours:02d}h"
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {seconds:02d}s"
+
+
+def format_age(value: datetime | None, now: datetime) -> str:
+    """How long before ``now`` ``value`` was, e.g. "12.0s ago"; "-" when unset."""
+    return "-" if value is None else f"{format_duration(value, max(value, now))} ago"
+
+
+def parse_duration(value: str) -> timedelta:
+    """"30s", "15m", "12h", "7d" or a combination, largest unit first, such as "1d12h"."""
+    match = DURATION.fullmatch(value.strip())
+    if match is None or not match.group(0):
+        raise InvalidInputError(f"cannot read {value!r} as a duration: give a number and a unit s, m, h or d, "
+                                "e.g. 30s, 15m, 12h, 7d, or a combination largest unit first such as 1d12h")
+    amounts = {unit: int(amount or 0) for unit, amount in match.groupdict().items()}
+    seconds = amounts["d"] * 86400 + amounts["h"] * 3600 + amounts["m"] * 60 + amounts["s"]
+    if seconds > LONGEST_DURATION.total_seconds():  # the store subtracts it from now: keep well after year 1
+        raise InvalidInputError(f"{value!r} is too long a duration: at most {LONGEST_DURATION.days}d")
+    return timedelta(seconds=seconds)
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def format_bytes(size: int | None) -> str:
@@ -176,7 +220,7 @@ def format_value(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, (dict, list)):
-        return json.dumps(value)
+        return json.dumps(value, ensure_ascii=False)
     return str(value)
 
 
@@ -389,7 +433,11 @@ def print_steps(store: Store, run: Run) -> None:
 
 def status_counts(count: Callable[..., int], run_id: str, statuses: Iterable[str]) -> str:
     """e.g. "24: 19 succeeded, 5 failed" for the statuses that have rows."""
-    by_status = {str(status): count(run_id=run_id, status=str(status)) for status in statuses}
+    return format_counts({str(status): count(run_id=run_id, status=str(status)) for status in statuses})
+
+
+def format_counts(by_status: Mapping[str, int]) -> str:
+    """The total, then the statuses that have rows: "24: 19 succeeded, 5 failed"."""
     present = [f"{number} {status}" for status, number in by_status.items() if number]
     return f"{sum(by_status.values())}" + (f": {', '.join(present)}" if present else "")
 
@@ -406,12 +454,220 @@ def history(
         changes = store.history(entity.value, id)
     if not changes:
         fail(f"no status changes recorded for {entity.value} {id!r} in project {ctx.obj.project!r}; check the id")
+    print_history(f"History of {entity.value} {id}", changes)
+
+
+def print_history(title: str, changes: Iterable[StatusChange]) -> None:
     print_table(
-        f"History of {entity.value} {id}", ("time", "change", "reason"),
+        title, ("time", "change", "reason"),
         ((format_time(change.changed_at, precision="milliseconds"),
           f"{change.old_status or '(new)'} → {change.new_status}", change.reason) for change in changes),
         keep_whole=("time", "change"),
     )
+
+
+# -- the queue, rollouts and retention ----------------------------------------------------------------------
+
+
+@app.command()
+@reports_errors
+def queue(ctx: typer.Context) -> None:
+    """Show the queue at a glance: rollouts by status, the longest wait, attempts and workers.
+
+    Runs the health check first: attempts past their timeout or silent too long show as timeout / unresponsive.
+    """
+    with ctx.obj.connect() as store:
+        marked = store.check_health()
+        by_status = {str(status): store.rollouts.count(status=str(status)) for status in states.RolloutStatus}
+        oldest_queued, attempt_counts = queue_figures(store)
+        workers = store.workers.query(limit=None)
+        now = store.now()
+    print_table("Rollouts by status", ("status", "rollouts"), by_status.items(), keep_whole=("status",))
+    console.print()
+    waiting = sum(by_status[str(status)] for status in QUEUED)
+    print_fields([
+        ("waiting", f"{waiting} (queuing or requeuing)"),
+        ("oldest queued", f"{format_time(oldest_queued)} ({format_age(oldest_queued, now)})"
+                          if oldest_queued else None),
+        ("attempts", f"{format_counts(attempt_counts)} (of unfinished rollouts)"),
+        ("health check", f"marked {plural(marked, 'stale attempt')} timeout or unresponsive"
+                         if marked else "no stale attempts"),
+    ])
+    console.print()
+    if not workers:
+        console.print(f"No workers in project {ctx.obj.project!r}.")
+        return
+    print_table(
+        "Workers", ("id", "status", "current rollout", "last heartbeat", "last dequeue"),
+        ((worker.id, worker.status, worker.current_rollout_id, format_age(worker.last_heartbeat_at, now),
+          format_age(worker.last_dequeue_at, now)) for worker in workers),
+        keep_whole=("id", "current rollout"),
+    )
+
+
+def queue_figures(store: Store) -> tuple[datetime | None, dict[str, int]]:
+    """When the longest-waiting rollout was queued, and the attempts of unfinished rollouts by status.
+
+    Read with SQL: the store's areas cannot sort or filter rollouts by queued_at, nor join attempts to rollouts.
+    """
+    oldest = (select(func.min(rollouts_table.c.queued_at))
+              .where(rollouts_table.c.project_id == store.project_id, rollouts_table.c.status.in_(QUEUED)))
+    attempts_by_status = (
+        select(attempts_table.c.status, func.count())
+        .join(rollouts_table, rollouts_table.c.id == attempts_table.c.rollout_id)
+        .where(rollouts_table.c.project_id == store.project_id,
+               rollouts_table.c.status.not_in(states.TERMINAL["rollout"]))
+        .group_by(attempts_table.c.status)
+    )
+    with store.engine.connect() as connection:
+        oldest_queued = connection.execute(oldest).scalar_one()
+        found = dict(connection.execute(attempts_by_status).all())
+    return oldest_queued, {str(status): found.get(str(status), 0) for status in states.AttemptStatus}
+
+
+@rollouts_app.command("ls")
+@reports_errors
+def rollouts_ls(
+    ctx: typer.Context,
+    status: Annotated[list[str] | None, typer.Option(help="Only rollouts in this status (repeatable).")] = None,
+    run: Annotated[str | None, typer.Option(help="Only rollouts of this run (name or id).")] = None,
+    step: Annotated[int | None, typer.Option(help="Only rollouts of this step.")] = None,
+    group: Annotated[str | None, typer.Option(help="Only rollouts of this group (id).")] = None,
+    mode: Annotated[str | None, typer.Option(help="Only rollouts of this mode: train, val or test.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many rollouts.")] = 20,
+    sort: Annotated[str, typer.Option(help="Field to sort by: created_at, started_at, ended_at, reward, step, "
+                                           "status, ...")] = "created_at",
+    descending: Annotated[bool, typer.Option("--desc/--asc", help="Sort order (newest first by default).")] = True,
+) -> None:
+    """List rollouts."""
+    filters: dict[str, Any] = {}
+    if status:
+        filters["status"] = status
+    if step is not None:
+        filters["step"] = step
+    if group:
+        filters["group_id"] = group
+    if mode:
+        filters["mode"] = mode
+    with ctx.obj.connect() as store:
+        if run:
+            filters["run_id"] = store.runs.get(run).id
+        rollouts = store.rollouts.query(sort=sort, order="desc" if descending else "asc", limit=limit, **filters)
+        total = store.rollouts.count(**filters)
+        run_ids = sorted({rollout.run_id for rollout in rollouts if rollout.run_id})
+        run_names = {found.id: found.name for found in store.runs.query(id=run_ids, limit=None)} if run_ids else {}
+        now = store.now()
+    if not rollouts:
+        console.print(f"No rollouts in project {ctx.obj.project!r}" + (" match the filters." if filters else "."))
+        return
+    print_table(
+        None, ("id", "status", "mode", "attempts", "reward", "run/step", "created", "duration"),
+        ((rollout.id, rollout.status, rollout.mode, rollout.attempt_count, rollout.reward,
+          # created today: the time of day only
+          run_and_step(run_names.get(rollout.run_id), rollout.step), format_time(rollout.created_at, day_of=now),
+          format_duration(rollout.started_at, rollout.ended_at)) for rollout in rollouts),
+        keep_whole=("id", "status", "created"),
+    )
+    if total > len(rollouts):
+        console.print(f"{len(rollouts)} of {total} rollouts shown; raise --limit to see more.")
+
+
+def run_and_step(run_name: str | None, step: int | None) -> str | None:
+    """ "my-run/3", "my-run", "step 3" or None."""
+    if run_name is None:
+        return None if step is None else f"step {step}"
+    return run_name if step is None else f"{run_name}/{step}"
+
+
+@rollouts_app.command("show")
+@reports_errors
+def rollouts_show(ctx: typer.Context, id: Annotated[str, typer.Argument(help="Rollout id.")]) -> None:
+    """Show one rollout: its fields, its attempts, the spans of its latest attempt and its status history."""
+    with ctx.obj.connect() as store:
+        rollout = store.rollouts.get(id)
+        run = store.runs.get(rollout.run_id) if rollout.run_id else None
+        attempts = store.attempts.query(rollout_id=rollout.id, limit=None)
+        latest = attempts[-1] if attempts else None
+        span_count = store.spans.count(rollout_id=rollout.id, attempt_id=latest.id) if latest else 0
+        spans = store.spans.query(rollout.id, latest.id, limit=SHOWN_SPANS) if latest else []
+        changes = store.history("rollout", rollout.id)
+    print_rollout_fields(rollout, run)
+    console.print()
+    if not attempts:
+        console.print("No attempts.")
+    else:
+        print_table(
+            "Attempts", ("attempt", "status", "worker", "started", "ended", "last heartbeat"),
+            # times show only the time of day when it falls on the day the rollout was created
+            ((attempt.sequence, attempt.status, attempt.worker_id,
+              format_time(attempt.started_at, day_of=rollout.created_at),
+              format_time(attempt.ended_at, day_of=rollout.created_at),
+              format_time(attempt.last_heartbeat_at, day_of=rollout.created_at)) for attempt in attempts),
+            keep_whole=("worker",),
+        )
+        console.print()
+        if not span_count:
+            console.print(f"No spans from attempt {latest.sequence}.")
+        else:
+            shown = "" if span_count <= len(spans) else f" (first {len(spans)} of {span_count})"
+            print_table(
+                f"Spans of attempt {latest.sequence}{shown}",
+                ("seq", "name", "trace id", "span id", "parent id"),
+                ((span.sequence_id, span.name, span.trace_id, span.span_id, span.parent_id) for span in spans),
+            )
+    console.print()
+    print_history("History", changes)
+
+
+def print_rollout_fields(rollout: Rollout, run: Run | None) -> None:
+    print_fields([
+        ("rollout", rollout.id), ("status", rollout.status), ("mode", rollout.mode),
+        ("run", f"{run.name} ({run.id})" if run else None), ("step", rollout.step), ("group", rollout.group_id),
+        ("task", rollout.task_id), ("resources", rollout.resources_id), ("attempts", rollout.attempt_count),
+        ("reward", rollout.reward), ("success", rollout.success), ("error", rollout.error),
+        ("input", None if rollout.input is None else json.dumps(rollout.input, ensure_ascii=False)),
+        ("metrics", rollout.metrics or None), ("validation", rollout.validation),
+        ("metadata", rollout.metadata or None),
+        ("config", rollout.config.model_dump(exclude_none=True)), ("created", format_time(rollout.created_at)),
+        ("queued", format_time(rollout.queued_at) if rollout.queued_at else None),
+        ("started", format_time(rollout.started_at)), ("ended", format_time(rollout.ended_at)),
+        ("duration", format_duration(rollout.started_at, rollout.ended_at)),
+    ])
+
+
+@app.command()
+@reports_errors
+def purge(
+    ctx: typer.Context,
+    older_than: Annotated[str | None, typer.Option(
+        help="Delete finished rollouts that ended longer ago than this: 30s, 15m, 12h, 7d, 1d12h, ...",
+        show_default=False)] = None,
+    keep_last: Annotated[int | None, typer.Option(
+        help="Keep this many most recently finished rollouts; delete the finished ones before them.",
+        show_default=False)] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count what would be deleted.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm the deletion.")] = False,
+) -> None:
+    """Delete finished rollouts with their attempts, spans, turns and history; unfinished ones are kept.
+
+    Needs --older-than, --keep-last or both, and --yes to delete: without it, only says what would go.
+    """
+    age = parse_duration(older_than) if older_than is not None else None
+    with ctx.obj.connect() as store:
+        if yes and not dry_run:
+            print_purge_result("Deleted", store.purge(older_than=age, keep_last=keep_last))
+            return
+        counted = store.purge(older_than=age, keep_last=keep_last, dry_run=True)
+    print_purge_result("Would delete", counted)
+    if not dry_run:
+        fail(f"purge would delete {plural(counted.rollouts, 'finished rollout')} with "
+             f"{plural(counted.attempts, 'attempt')}, {plural(counted.spans, 'span')} and "
+             f"{plural(counted.turns, 'turn')}; nothing was deleted. Pass --yes to delete them, or --dry-run "
+             "to only count.")
+
+
+def print_purge_result(title: str, result: PurgeResult) -> None:
+    print_table(title, ("table", "rows"), asdict(result).items())
 
 
 # -- health and backups ------------------------------------------------------------------------------------
