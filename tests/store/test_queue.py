@@ -160,3 +160,10 @@ def test_no_attempt_yet_is_reported_clearly(store):
     assert store.attempts.latest(rollout.id) is None
     with pytest.raises(NotFoundError, match="has no attempt yet"):
         store.attempts.update(rollout.id, status="running")
+
+
+def test_a_rollout_created_in_the_queue_keeps_its_place(store):
+    first = store.rollouts.create(input="made with create()")
+    second = store.rollouts.enqueue("enqueued after it")
+    assert first.queued_at is not None
+    assert [store.rollouts.dequeue().rollout.id for _ in range(2)] == [first.id, second.id]

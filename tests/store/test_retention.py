@@ -45,3 +45,21 @@ def test_purge_without_a_limit_is_refused(store, arguments, message):
     with pytest.raises(InvalidInputError, match=message):
         store.purge(**arguments)
     assert store.rollouts.count() == 1
+
+
+def test_both_limits_delete_only_rollouts_that_are_old_and_not_among_the_newest(session_database_url):
+    import uuid
+    from datetime import datetime, timezone
+
+    import rolloutdb
+
+    clock = type("Clock", (), {"now": datetime(2026, 1, 1, tzinfo=timezone.utc)})()
+    with rolloutdb.connect(session_database_url, project=f"p-{uuid.uuid4().hex[:8]}",
+                           clock=lambda: clock.now) as store:
+        for _ in range(10):  # one finished rollout a day
+            finished_rollout(store, spans=0)
+            clock.now += timedelta(days=1)
+        # 10 finished, one a day; 5 ended more than 5 days ago; the 3 newest are kept anyway.
+        assert store.purge(older_than=timedelta(days=5), keep_last=3).rollouts == 5
+        assert store.rollouts.count() == 5
+

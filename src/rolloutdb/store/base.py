@@ -133,7 +133,9 @@ class Area(Generic[R]):
             raise InvalidInputError(f"offset must not be negative, got {offset}")
         key = self.table.c[sort]
         tiebreak = self._primary_key_column()
-        ordering = [key.asc(), tiebreak.asc()] if order == "asc" else [key.desc(), tiebreak.desc()]
+        # Empty values last in either order, on every backend (their defaults differ).
+        ordering = ([key.asc().nulls_last(), tiebreak.asc()] if order == "asc"
+                    else [key.desc().nulls_last(), tiebreak.desc()])
         statement = statement.order_by(*ordering).limit(limit).offset(offset)
         with self._store._read() as connection:
             rows = connection.execute(statement).mappings().all()

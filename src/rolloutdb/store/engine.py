@@ -76,7 +76,7 @@ def unavailable_as_error(url: str) -> Iterator[None]:
     try:
         yield
     except sqlite3.DatabaseError as exc:  # raised raw by the connect hook's PRAGMAs
-        raise StoreUnavailableError(f"cannot open {display_url(url)}: {exc}") from exc
+        raise StoreUnavailableError(f"cannot open {display_url(url)}: {_sqlite_reason(exc)}") from exc
     except OperationalError as exc:
         if exc.connection_invalidated or _is_connect_error(exc):
             raise StoreUnavailableError(
@@ -87,7 +87,11 @@ def unavailable_as_error(url: str) -> Iterator[None]:
     except DatabaseError as exc:
         if "file is not a database" not in str(exc.orig):
             raise
-        raise StoreUnavailableError(f"cannot open {display_url(url)}: it is not a SQLite database") from exc
+        raise StoreUnavailableError(f"cannot open {display_url(url)}: {_sqlite_reason(exc.orig)}") from exc
+
+
+def _sqlite_reason(exc: BaseException) -> str:
+    return "it is not a SQLite database" if "file is not a database" in str(exc) else str(exc)
 
 
 def _is_connect_error(exc: DBAPIError) -> bool:

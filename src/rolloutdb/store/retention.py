@@ -28,23 +28,24 @@ class PurgeResult:
 
 def purge(store: Store, *, older_than: timedelta | None = None, keep_last: int | None = None,
           dry_run: bool = False) -> PurgeResult:
-    """Delete finished rollouts that ended before ``now - older_than`` and/or are not among the
-    ``keep_last`` most recently finished. Unfinished rollouts are never touched."""
+    """Delete finished rollouts that ended before ``now - older_than`` and are not among the
+    ``keep_last`` most recently finished (either limit alone works too). Unfinished rollouts stay."""
     if older_than is None and keep_last is None:
         raise InvalidInputError("purge needs older_than, keep_last or both: otherwise it would delete every result")
     if keep_last is not None and keep_last < 0:
         raise InvalidInputError(f"keep_last must not be negative, got {keep_last}")
     if older_than is not None and older_than < timedelta(0):
         raise InvalidInputError(f"older_than must not be negative, got {older_than}")
-    finished = select(rollouts.c.id).where(
+    newest_first = select(rollouts.c.id, rollouts.c.ended_at).where(
         rollouts.c.project_id == store.project_id, rollouts.c.status.in_(states.TERMINAL["rollout"])
-    ).order_by(rollouts.c.ended_at.desc(), rollouts.c.id.desc())
-    if older_than is not None:
-        finished = finished.where(rollouts.c.ended_at < store.now() - older_than)
+    ).order_by(rollouts.c.ended_at.desc().nulls_last(), rollouts.c.id.desc())
     if keep_last is not None:
-        finished = finished.offset(keep_last)
+        newest_first = newest_first.offset(keep_last)  # never the keep_last most recent
+    cutoff = store.now() - older_than if older_than is not None else None
     with store._read() as connection:
-        doomed = list(connection.execute(finished).scalars())
+        # Both limits given: a rollout goes only when it is old AND not among the most recent.
+        doomed = [row.id for row in connection.execute(newest_first)
+                  if cutoff is None or (row.ended_at is not None and row.ended_at < cutoff)]
     totals = PurgeResult()
     for start in range(0, len(doomed), BATCH):
         totals = _add(totals, _delete_batch(store, doomed[start:start + BATCH], dry_run))

@@ -41,8 +41,9 @@ class Rollouts(Area[Rollout]):
     noun = "rollout"
     entity_type = "rollout"
     filterable = frozenset({"id", "run_id", "step", "group_id", "task_id", "mode", "status", "resources_id",
-                            "created_at", "started_at", "ended_at", "success"})
-    sortable = frozenset({"created_at", "updated_at", "started_at", "ended_at", "reward", "step", "status", "id"})
+                            "created_at", "started_at", "ended_at", "queued_at", "success", "reward"})
+    sortable = frozenset({"created_at", "updated_at", "started_at", "ended_at", "queued_at", "reward", "step",
+                          "status", "id"})
     updatable = frozenset({"status", "reward", "success", "validation", "metrics", "metadata", "error", "config",
                            "resources_id", "mode", "input"})
     parents = {"run_id": "runs", "group_id": "groups", "task_id": "tasks", "resources_id": "resources"}
@@ -105,8 +106,13 @@ class Rollouts(Area[Rollout]):
             fields["resources_id"] = latest["id"] if latest is not None else None
         fields.pop("status", None)
         record = self._new_record({**fields, "status": RO.QUEUING})
-        record.queued_at = record.created_at
         self._insert(connection, record)
+        return record
+
+    def _new_record(self, fields):
+        record = super()._new_record(fields)
+        if record.status in QUEUED and record.queued_at is None:
+            record.queued_at = record.created_at  # its place in the queue
         return record
 
     def _claim(self, connection: Connection, rows: list[Mapping[str, Any]], worker_id: str | None) -> list[Claim]:

@@ -124,8 +124,8 @@ class Spans(Area[Span]):
             statement = statement.where(self._select_where(
                 {key: value for key, value in filters.items() if value is not None}, match).whereclause)
             key = spans.c[sort]
-            ordering = [key.asc(), spans.c.sequence_id.asc()] if order == "asc" else [key.desc(),
-                                                                                      spans.c.sequence_id.desc()]
+            ordering = ([key.asc().nulls_last(), spans.c.sequence_id.asc()] if order == "asc"
+                        else [key.desc().nulls_last(), spans.c.sequence_id.desc()])
             statement = statement.order_by(*ordering).limit(limit).offset(offset)
             rows = connection.execute(statement).mappings().all()
         return [self._to_record(row) for row in rows]
