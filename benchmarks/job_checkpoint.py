@@ -10,14 +10,13 @@ loop can call them freely. The reference is the same checkpoint writing every ti
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
 from rich.console import Console
 from rich.table import Table
 
 import rolloutdb
-from queue_workload import postgres_database, sqlite_database
+from common import add_postgres_option, postgres_database, sqlite_database
 
 console = Console()
 
@@ -36,8 +35,7 @@ def loop(job, seconds: float, with_message: bool) -> tuple[int, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--postgres", default=os.environ.get(
-        "ROLLOUTDB_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
+    add_postgres_option(parser)
     args = parser.parse_args()
 
     table = Table(title=f"job.checkpoint() in a tight loop ({args.seconds:g} s each)")

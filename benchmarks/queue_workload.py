@@ -19,14 +19,11 @@ import json
 import multiprocessing
 import os
 import sqlite3
-import tempfile
 import threading
 import time
-import uuid
 from datetime import datetime, timezone
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 
 import psycopg
 from rich.console import Console
@@ -35,6 +32,7 @@ from sqlalchemy.engine import make_url
 
 import rolloutdb
 from rolloutdb.ids import new_id
+from common import add_postgres_option, postgres_database, sqlite_database
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # agentlightning imports litellm: stay offline
 
@@ -51,29 +49,6 @@ def span_fields(rollout_id: str, attempt_id: str, n: int) -> dict:
     return {"rollout_id": rollout_id, "attempt_id": attempt_id, "sequence_id": n, "trace_id": "a" * 32,
             "span_id": f"{n:016x}", "parent_id": None, "name": "llm.completion", "attributes": SPAN_ATTRIBUTES,
             "status": {"status_code": "OK"}}
-
-
-# -- databases --------------------------------------------------------------------------------------
-
-@contextmanager
-def sqlite_database() -> Iterator[str]:
-    with tempfile.TemporaryDirectory() as directory:
-        yield f"sqlite:///{directory}/bench.db"
-
-
-@contextmanager
-def postgres_database(server_url: str) -> Iterator[str]:
-    server = make_url(server_url)
-    name = f"rolloutdb_bench_{uuid.uuid4().hex[:8]}"
-    admin = dict(host=server.host, port=server.port or 5432, user=server.username, password=server.password,
-                 dbname=server.database or "postgres", autocommit=True)
-    with psycopg.connect(**admin) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield server.set(drivername="postgresql+psycopg", database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(**admin) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # -- span ingest ------------------------------------------------------------------------------------
@@ -189,8 +164,7 @@ def main() -> None:
     parser.add_argument("--spans", type=int, default=10, help="spans per rollout")
     parser.add_argument("--batch", type=int, default=4, help="rollouts claimed per dequeue")
     parser.add_argument("--ingest", type=int, default=20000, help="spans in the ingest comparison")
-    parser.add_argument("--postgres", default=os.environ.get(
-        "ROLLOUTDB_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
+    add_postgres_option(parser)
     args = parser.parse_args()
 
     ingest = Table(title=f"Span ingest: {args.ingest:,} spans in batches of 500")

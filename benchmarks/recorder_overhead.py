@@ -11,7 +11,6 @@ Reported, each against a reference measured in the same run:
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import tempfile
 import time
@@ -20,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 import rolloutdb
-from queue_workload import postgres_database, sqlite_database
+from common import add_postgres_option, postgres_database, sqlite_database
 
 console = Console()
 WORK_SECONDS = 0.001
@@ -85,8 +84,7 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=8000, help="turns in the training-loop comparison")
     parser.add_argument("--calls", type=int, default=50000, help="turn() calls in the cost measurement")
     parser.add_argument("--drain", type=int, default=50000, help="records in the writer throughput measurement")
-    parser.add_argument("--postgres", default=os.environ.get(
-        "ROLLOUTDB_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
+    add_postgres_option(parser)
     args = parser.parse_args()
 
     overhead = Table(title="Cost to the training loop (SQLite default)")

@@ -72,12 +72,7 @@ class Attempts(Area[Attempt]):
         timeout and unresponsive requeue the rollout when that status is in its retry condition and
         attempts remain, else fail it.
         """
-        unknown = set(changes) - self.updatable
-        if unknown:
-            raise InvalidInputError(
-                f"cannot update attempt field(s) {', '.join(sorted(unknown))}; "
-                f"updatable fields: {', '.join(sorted(self.updatable))}"
-            )
+        self._check_updatable(changes)
         with self._store._write() as connection:
             rollout = self._store.rollouts._fetch(connection, rollout_id, for_update=True)
             attempt = self._resolve(connection, rollout, attempt_id)

@@ -158,16 +158,19 @@ class Area(Generic[R]):
 
     def update(self, id: str, *, reason: str | None = None, **changes: Any) -> R:
         """Change some fields of one row. A status change must be legal and is written to history."""
+        self._check_updatable(changes)
+        with self._store._write() as connection:
+            return self._update(connection, id, changes, reason)
+
+    # -- building blocks for subclasses --------------------------------------------------------------
+
+    def _check_updatable(self, changes: Mapping[str, Any]) -> None:
         unknown = set(changes) - self.updatable
         if unknown:
             raise InvalidInputError(
                 f"cannot update {self.noun} field(s) {', '.join(sorted(unknown))}; "
                 f"updatable fields: {', '.join(sorted(self.updatable))}"
             )
-        with self._store._write() as connection:
-            return self._update(connection, id, changes, reason)
-
-    # -- building blocks for subclasses --------------------------------------------------------------
 
     def _new_record(self, fields: Mapping[str, Any]) -> R:
         if "project_id" in fields:

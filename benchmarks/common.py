@@ -1,0 +1,40 @@
+"""What the benchmarks share: throwaway databases and the PostgreSQL server option."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from sqlalchemy.engine import make_url
+
+
+def add_postgres_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--postgres", default=os.environ.get(
+        "ROLLOUTDB_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
+        help="PostgreSQL server to create a throwaway database on")
+
+
+@contextmanager
+def sqlite_database() -> Iterator[str]:
+    with tempfile.TemporaryDirectory() as directory:
+        yield f"sqlite:///{directory}/bench.db"
+
+
+@contextmanager
+def postgres_database(server_url: str) -> Iterator[str]:
+    server = make_url(server_url)
+    name = f"rolloutdb_bench_{uuid.uuid4().hex[:8]}"
+    admin = dict(host=server.host, port=server.port or 5432, user=server.username, password=server.password,
+                 dbname=server.database or "postgres", autocommit=True)
+    with psycopg.connect(**admin) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield server.set(drivername="postgresql+psycopg", database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(**admin) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
