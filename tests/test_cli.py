@@ -9,6 +9,7 @@ from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 import rolloutdb
+from sample_run import record_sample_run
 from rolloutdb.cli import app, format_time
 from rolloutdb.errors import NotFoundError
 from rolloutdb.schema import metadata
@@ -16,6 +17,7 @@ from rolloutdb.store import engine as engine_module
 from conftest import revision_of
 
 RUN = "demo-under-test"
+DEMO_STEPS = 5
 # Wide enough that no table wraps; Rich reads COLUMNS when it prints.
 runner = CliRunner(env={"COLUMNS": "200"})
 
@@ -76,8 +78,9 @@ def connect_in_the_past(url: str, ago: timedelta):
 
 @pytest.fixture
 def demo_url(fresh_database_url) -> str:
-    """A fresh database holding one demo run named RUN."""
-    succeeds(fresh_database_url, "demo", "--name", RUN)
+    """A fresh database holding one sample training run named RUN (3 steps of 2 groups of 4)."""
+    with rolloutdb.connect(fresh_database_url) as store:
+        record_sample_run(store, RUN)
     return fresh_database_url
 
 
@@ -128,29 +131,28 @@ def test_db_history_lists_the_shipped_migrations_and_marks_the_current_one(fresh
 # -- runs and history ----------------------------------------------------------------------------------------
 
 
-def test_demo_records_a_completed_run_with_steps_groups_and_rollouts(demo_url):
-    with rolloutdb.connect(demo_url) as store:
-        run = store.runs.get(RUN)
+def test_demo_trains_and_records_the_whole_hierarchy(fresh_database_url):
+    succeeds(fresh_database_url, "demo", "--name", "demo", "--steps", str(DEMO_STEPS))
+    with rolloutdb.connect(fresh_database_url) as store:
+        run = store.runs.get("demo")
         steps = store.steps.query(run_id=run.id)
+        tasks = store.tasks.count()
         assert run.status == "completed" and run.progress == 100.0 and run.config["group_size"] == 4
-        assert [(step.number, step.status) for step in steps] == [(0, "completed"), (1, "completed"), (2, "completed")]
+        assert [(step.number, step.status) for step in steps] == [(n, "completed") for n in range(DEMO_STEPS)]
         assert all(0.0 <= step.metrics["reward_mean"] <= 1.0 for step in steps)
-        assert store.groups.count(run_id=run.id, status="completed") == 6
-        assert store.rollouts.count(run_id=run.id) == 24
-        assert store.rollouts.count(run_id=run.id, status=["succeeded", "failed"]) == 24
-        assert all(rollout.reward is not None for rollout in store.rollouts.query(run_id=run.id))
+        assert store.groups.count(run_id=run.id, status="completed") == DEMO_STEPS * tasks
+        assert store.rollouts.count(run_id=run.id) == DEMO_STEPS * tasks * 4
+        assert {r.name for r in store.runs.query(parent_run_id=run.id)} == {"demo/baseline", "demo/eval@4"}
+        # A second demo loads the same task set back instead of saving it twice.
+    succeeds(fresh_database_url, "demo", "--name", "second-demo", "--steps", "1")
+    with rolloutdb.connect(fresh_database_url) as store:
+        assert store.tasks.count() == tasks and store.validators.count() == 1
 
 
-def test_a_second_demo_reuses_the_sample_tasks(demo_url):
-    succeeds(demo_url, "demo", "--name", "second-demo")
-    with rolloutdb.connect(demo_url) as store:
-        assert store.tasks.count() == 2 and store.validators.count() == 1
-        assert store.runs.count(status="completed") == 2
-
-
-def test_demo_prints_what_runs_show_prints(demo_url):
-    demo_output = succeeds(demo_url, "demo", "--name", "shown")
-    assert demo_output == succeeds(demo_url, "runs", "show", "shown")
+def test_demo_prints_the_run_and_the_eval_against_the_baseline(fresh_database_url):
+    demo_output = succeeds(fresh_database_url, "demo", "--name", "shown", "--steps", "2")
+    assert demo_output.startswith(succeeds(fresh_database_url, "runs", "show", "shown"))
+    assert demo_output.endswith(succeeds(fresh_database_url, "runs", "compare", "shown/baseline", "shown/eval@1"))
 
 
 def test_runs_show_gives_fields_steps_and_counts_by_status(demo_url):
@@ -264,7 +266,8 @@ def test_backup_copies_a_sqlite_database_or_prints_pg_dump(demo_url, tmp_path):
 
 def test_backup_refuses_to_overwrite_without_force(tmp_path):
     url = f"sqlite:///{tmp_path / 'source.db'}"  # SQLite only: for PostgreSQL the command only prints pg_dump
-    succeeds(url, "demo", "--name", RUN)
+    with rolloutdb.connect(url) as store:
+        record_sample_run(store, RUN)
     target = tmp_path / "copy.db"
     target.write_bytes(b"keep me")
     assert "--force" in fails(url, "backup", str(target))

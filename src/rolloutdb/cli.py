@@ -29,9 +29,9 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from . import states
 from .config import display_url, resolve_url
-from .demo import ROLLOUT_COUNT, record_sample_run
+from .demo import train_demo
 from .errors import InvalidInputError, RolloutDBError, StoreUnavailableError
-from .records import Rollout, Run, StatusChange
+from .records import Rollout, Run, RunComparison, RunEvent, RunStats, StatusChange
 from .schema import attempts as attempts_table
 from .schema import metadata
 from .schema import rollouts as rollouts_table
@@ -46,6 +46,7 @@ from .store.engine import (
     unavailable_as_error,
     upgrade,
 )
+from .store.jobs import JobStatus
 from .store.rollouts import QUEUED
 
 app = typer.Typer(
@@ -61,7 +62,9 @@ rollouts_app = typer.Typer(help="Rollouts: list them, or show one with its attem
                            no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(runs_app, name="runs")
+jobs_app = typer.Typer(help="Long jobs (every run is one): watch, pause, resume, cancel, logs.", no_args_is_help=True)
 app.add_typer(rollouts_app, name="rollouts")
+app.add_typer(jobs_app, name="jobs")
 
 # Markup, emoji codes and highlighting off: run names, configs and errors are printed as they are.
 console = Console(markup=False, emoji=False, highlight=False)
@@ -71,6 +74,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 EntityType = enum.StrEnum("EntityType", {name: name for name in states.TRANSITIONS})
 SHOWN_STEPS = 20
 SHOWN_SPANS = 10
+SHOWN_LOG_ROWS = 10
 # Units largest first, each at most once: "7d", "12h", "1d12h", "1h30m".
 LONGEST_DURATION = timedelta(days=100 * 365)
 DURATION = re.compile(r"(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?")
@@ -806,6 +810,209 @@ def print_pg_dump_command(url: str, path: Path) -> None:
     console.print(f"Restore with: pg_restore --clean --dbname=URL {shlex.quote(str(path))}", soft_wrap=True)
 
 
+# -- long jobs --------------------------------------------------------------------------------------------
+
+ENDED = (states.RunStatus.COMPLETED, states.RunStatus.FAILED, states.RunStatus.CANCELLED, states.RunStatus.PAUSED)
+
+
+def job_status_label(job: JobStatus) -> str:
+    """The status, with what is pending: "running (stale)", "running, pause requested"."""
+    label = job.run.status + (" (stale)" if job.stale else "")
+    return label + (f", {job.run.control} requested" if job.run.control else "")
+
+
+def stage_label(run: Run) -> str | None:
+    """The current stage with its share of the plan, e.g. "ddl (10-40%)"."""
+    plan = {stage["name"]: stage for stage in run.stages}
+    stage = plan.get(run.stage or "")
+    return f"{run.stage} ({stage['start']:g}-{stage['end']:g}%)" if stage else run.stage
+
+
+@jobs_app.command("ls")
+@reports_errors
+def jobs_ls(
+    ctx: typer.Context,
+    status: Annotated[list[str] | None, typer.Option(help="Only jobs in this status (repeatable).")] = None,
+    kind: Annotated[str | None, typer.Option(help="Only runs of this kind (job, train, ...).")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many jobs.")] = 20,
+) -> None:
+    """List jobs (every run is one) with their stage, progress and heartbeat."""
+    filters: dict[str, Any] = {key: value for key, value in (("status", status), ("kind", kind)) if value}
+    with ctx.obj.connect() as store:
+        jobs = [store.jobs.get(run.id) for run in store.jobs.query(limit=limit, **filters)]
+        now = store.now()
+    if not jobs:
+        console.print(f"No jobs in project {ctx.obj.project!r}" + (" match the filters." if filters else "."))
+        return
+    print_table(
+        None, ("name", "kind", "status", "stage", "progress", "message", "heartbeat", "started"),
+        ((job.run.name, job.run.kind, job_status_label(job), job.run.stage, f"{job.run.progress:.0f}%",
+          job.run.message, format_age(job.run.heartbeat_at, now), format_time(job.run.started_at, precision="minutes"))
+         for job in jobs),
+        keep_whole=("name",),
+    )
+
+
+@jobs_app.command("show")
+@reports_errors
+def jobs_show(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Job name or id.")]) -> None:
+    """Show a job: status, stage, progress, saved state and its latest log rows."""
+    with ctx.obj.connect() as store:
+        job = store.jobs.get(name)
+        events = store.jobs.logs(job.run.id, limit=SHOWN_LOG_ROWS)
+        now = store.now()
+    run = job.run
+    print_fields([
+        ("job", run.name), ("id", run.id), ("kind", run.kind), ("status", job_status_label(job)),
+        ("stage", stage_label(run)), ("progress", f"{run.progress:.1f}%"), ("message", run.message),
+        ("error", run.error), ("concurrency key", run.concurrency_key), ("saved state", run.state),
+        ("heartbeat", format_age(run.heartbeat_at, now)), ("created", format_time(run.created_at)),
+        ("started", format_time(run.started_at)), ("ended", format_time(run.ended_at)),
+    ])
+    console.print()
+    print_events(f"Log (last {len(events)})", events)
+
+
+def print_events(title: str | None, events: Iterable[RunEvent]) -> None:
+    print_table(title, ("time", "level", "stage", "progress", "message"),
+                ((format_time(event.time, precision="milliseconds"), event.level, event.stage,
+                  None if event.progress is None else f"{event.progress:.1f}%", event.message) for event in events),
+                keep_whole=("time",))
+
+
+@jobs_app.command("pause")
+@reports_errors
+def jobs_pause(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Job name or id.")],
+               reason: Annotated[str | None, typer.Option(help="Why, for the log.")] = None) -> None:
+    """Ask a running job to pause at its next checkpoint (its state is saved; run it again to resume)."""
+    with ctx.obj.connect() as store:
+        run = store.jobs.request_pause(name, reason)
+    if run.status == states.RunStatus.PAUSED:
+        console.print(f"{run.name} paused at once: its process had stopped sending heartbeats.")
+    else:
+        console.print(f"Pause requested: {run.name} stops at its next checkpoint, saving its state.")
+
+
+@jobs_app.command("resume")
+@reports_errors
+def jobs_resume(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Job name or id.")],
+                reason: Annotated[str | None, typer.Option(help="Why, for the log.")] = None) -> None:
+    """Mark a paused job for resuming; its code, started again, continues from the saved stage and state."""
+    with ctx.obj.connect() as store:
+        run = store.jobs.request_resume(name, reason)
+    where = f" from stage {run.stage}" if run.stage else ""
+    console.print(f"Resume requested: run {run.name}'s code again; it continues{where} at {run.progress:.0f}%.")
+
+
+@jobs_app.command("cancel")
+@reports_errors
+def jobs_cancel(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Job name or id.")],
+                reason: Annotated[str | None, typer.Option(help="Why, for the log.")] = None) -> None:
+    """Cancel a job: a running one at its next checkpoint, a pending or paused one at once."""
+    with ctx.obj.connect() as store:
+        run = store.jobs.request_cancel(name, reason)
+    if run.status == states.RunStatus.CANCELLED:
+        console.print(f"{run.name} cancelled.")
+    else:
+        console.print(f"Cancel requested: {run.name} stops at its next checkpoint.")
+
+
+@jobs_app.command("delete")
+@reports_errors
+def jobs_delete(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Job name or id.")],
+                yes: Annotated[bool, typer.Option("--yes", help="Really delete it.")] = False) -> None:
+    """Delete a job that is not running, with its log and history."""
+    if not yes:
+        fail(f"this deletes job {name!r} with its log and history for good; pass --yes to do it")
+    with ctx.obj.connect() as store:
+        store.jobs.delete(name)
+    console.print(f"Deleted {name}.")
+
+
+@jobs_app.command("logs")
+@reports_errors
+def jobs_logs(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Job name or id.")],
+    limit: Annotated[int, typer.Option(help="The last this many rows.")] = 50,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new rows until the job ends.")] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between looks with --follow.")] = 0.5,
+) -> None:
+    """Print a job's log, oldest first."""
+    with ctx.obj.connect() as store, contextlib.suppress(KeyboardInterrupt):
+        events = store.jobs.logs(name, limit=limit)
+        print_events(None, events)
+        last = events[-1].seq if events else 0
+        while follow:
+            time.sleep(interval)
+            ended = store.runs.get(name).status in ENDED
+            events = store.jobs.logs(name, since=last, limit=10_000)
+            if events:
+                print_events(None, events)
+                last = events[-1].seq
+            elif ended:
+                return
+
+
+@jobs_app.command("watch")
+@reports_errors
+def jobs_watch(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Job name or id.")],
+    interval: Annotated[float, typer.Option(help="Seconds between refreshes.")] = 0.5,
+) -> None:
+    """A live progress bar of a job, until it ends; exit code 1 if it failed."""
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
+                   TimeElapsedColumn(), console=err_console, transient=True)
+    with ctx.obj.connect() as store, contextlib.suppress(KeyboardInterrupt):
+        run = store.runs.get(name)
+        with bar:
+            task = bar.add_task(run.name, total=100)
+            while run.status not in ENDED:
+                bar.update(task, completed=run.progress,
+                           description=f"{run.name} · {run.stage or '-'} · {run.message or ''}")
+                time.sleep(interval)
+                run = store.runs.get(run.id)
+        console.print(f"{run.name}: {run.status} at {run.progress:.0f}%"
+                      + (f" in stage {run.stage}" if run.stage else "") + (f"\n{run.error}" if run.error else ""))
+        if run.status == states.RunStatus.FAILED:
+            raise typer.Exit(1)
+
+
+@runs_app.command("compare")
+@reports_errors
+def runs_compare(ctx: typer.Context, a: Annotated[str, typer.Argument(help="Run A (name or id), e.g. a baseline.")],
+                 b: Annotated[str, typer.Argument(help="Run B, e.g. an eval.")]) -> None:
+    """Compare two runs per task and overall: success rate, mean reward, mean turns, and B - A."""
+    with ctx.obj.connect() as store:
+        comparison = store.compare_runs(a, b)
+    print_comparison(comparison)
+
+
+def print_comparison(comparison: RunComparison) -> None:
+    def label(run: Run) -> str:
+        return f"{run.name} ({run.kind}" + (f" @ step {run.parent_step}" if run.parent_step is not None else "") + ")"
+
+    def figure(stats: RunStats | None, field: str, percent: bool = False) -> str:
+        value = None if stats is None else getattr(stats, field)
+        return "-" if value is None else (f"{value:.0%}" if percent else f"{value:.3g}")
+
+    def delta(value: float | None, percent: bool = False) -> str:
+        return "-" if value is None else (f"{value:+.0%}" if percent else f"{value:+.3g}")
+
+    print_table(
+        f"A = {label(comparison.run_a)}   B = {label(comparison.run_b)}",
+        ("task", "rollouts A/B", "success A", "success B", "Δ success", "reward A", "reward B", "Δ reward",
+         "turns A", "turns B", "Δ turns"),
+        ((row.task, f"{row.a.rollouts if row.a else 0}/{row.b.rollouts if row.b else 0}",
+          figure(row.a, "success_rate", True), figure(row.b, "success_rate", True),
+          delta(row.success_rate_delta, True), figure(row.a, "reward_mean"), figure(row.b, "reward_mean"),
+          delta(row.reward_mean_delta), figure(row.a, "turns_mean"), figure(row.b, "turns_mean"),
+          delta(row.turns_mean_delta)) for row in [*comparison.tasks, comparison.overall]),
+        keep_whole=("task",),
+    )
+
+
 # -- demo -------------------------------------------------------------------------------------------------
 
 
@@ -814,11 +1021,16 @@ def print_pg_dump_command(url: str, path: Path) -> None:
 def demo(
     ctx: typer.Context,
     name: Annotated[str | None, typer.Option(help="Run name. Default: demo-<timestamp>.", show_default=False)] = None,
+    steps: Annotated[int, typer.Option(min=1, help="Training steps.")] = 30,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed learns the same way.")] = 0,
 ) -> None:
-    """Record a small sample training run (3 steps of GRPO groups) and show it."""
+    """Train a small agent with GRPO-style groups, recording everything, then show the run and how
+    its final eval compares with the baseline."""
     name = name or f"demo-{datetime.now():%Y%m%d-%H%M%S}"
     with ctx.obj.connect() as store:
         with progress_bar() as progress:
-            task = progress.add_task(f"Recording {name}", total=ROLLOUT_COUNT)
-            run = record_sample_run(store, name, on_rollout=lambda _rollout: progress.advance(task))
-        print_run(store, run)
+            task = progress.add_task(f"Training {name}", total=steps)
+            result = train_demo(store, name, steps=steps, seed=seed, on_step=lambda _step: progress.advance(task))
+        print_run(store, store.runs.get(result.train))
+        console.print()
+        print_comparison(store.compare_runs(result.baseline, result.final_eval))

@@ -1,113 +1,132 @@
-"""A sample training run, recorded through the public Store API: what `rolloutdb demo` writes.
+"""The demo: a small agent that really learns with GRPO-style groups, recorded end to end.
 
-Three GRPO-style steps; each step has one group of four rollouts per task. Rewards are drawn
-from a generator seeded with the run name, and improve with the step like a policy that learns.
+The task ("reach the target") starts from 1; each turn the agent picks +1, +2 or *2 and must land
+exactly on the target within a few turns. The policy is a softmax table over (value, target), trained
+with group-relative advantages: several rollouts of one task form a group, and each rollout's
+advantage is its reward against the group's mean. Everything goes through the Recorder: the task set
+(saved with its validator, then loaded back from the database), a baseline run before training, every
+step's groups, rollouts and turns, and eval runs along the way.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import statistics
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from .records import Rollout, Run, Task
+from .recorder import Recorder, RunHandle
+from .records import Task
 from .store import Store
 
-STEPS = 3
-GROUP_SIZE = 4
-VALIDATOR_NAME = "demo-exact-match"
-TASKS = (
-    {"external_id": "demo/arith-0001", "instruction": "What is 17 + 25?", "input": {"a": 17, "b": 25, "op": "+"},
-     "answer": 42},
-    {"external_id": "demo/arith-0002", "instruction": "What is 6 * 7?", "input": {"a": 6, "b": 7, "op": "*"},
-     "answer": 42},
-)
-ROLLOUT_COUNT = STEPS * len(TASKS) * GROUP_SIZE
-CONFIG = {
-    "algorithm": "grpo",
-    "model": "demo-policy-1b",
-    "learning_rate": 1e-5,
-    "group_size": GROUP_SIZE,
-    "groups_per_step": len(TASKS),
-    "kl_coef": 0.02,
-    "max_turns": 4,
-}
-FAILURE_RATE = 0.15  # share of rollouts whose sandbox dies: status failed, reward 0
+ACTIONS = ("+1", "+2", "*2")
+MAX_TURNS = 5
+TARGETS = (5, 6, 7, 8, 9, 10, 12, 16)
+DATASET, SPLIT = "arith-reach", "train"
+VALIDATOR = {"name": "reach-exact-target", "kind": "equals", "config": {"field": "value", "against": "target"}}
+CONFIG = {"algorithm": "grpo", "policy": "softmax table", "learning_rate": 0.5, "group_size": 4,
+          "max_turns": MAX_TURNS, "eval_every": 5, "eval_samples": 4}
 
 
-def record_sample_run(store: Store, name: str, on_rollout: Callable[[Rollout], None] | None = None) -> Run:
-    """Record a completed sample training run named ``name`` and return it.
+@dataclass(frozen=True)
+class DemoResult:
+    """The names of the runs the demo recorded."""
 
-    ``on_rollout`` is called after each rollout finishes (the CLI moves its progress bar with it).
-    """
-    tasks = ensure_sample_tasks(store)
-    rng = random.Random(name)
-    run = store.runs.create(name=name, kind="train", config=CONFIG, total_steps=STEPS,
-                            metadata={"source": "rolloutdb demo"})
-    store.runs.update(run.id, status="running", stage="rollouts", reason="demo started")
-    for number in range(STEPS):
-        step = store.steps.create(run_id=run.id, number=number)
-        store.steps.update(step.id, status="running")
-        rollouts = [
-            rollout
-            for task in tasks
-            for rollout in _record_group(store, run, number, task, rng, on_rollout)
-        ]
-        store.steps.update(step.id, status="completed", metrics=step_metrics(rollouts))
-        store.runs.update(run.id, progress=100.0 * (number + 1) / STEPS, stage=f"step {number + 1}/{STEPS}")
-    return store.runs.update(run.id, status="completed", stage="done", message="sample run recorded by rolloutdb demo",
-                             reason="all steps completed")
+    train: str
+    baseline: str
+    final_eval: str
 
 
-def ensure_sample_tasks(store: Store) -> list[Task]:
-    """The demo's validator and tasks, created on first use and reused by later demo runs."""
-    validators = store.validators.query(name=VALIDATOR_NAME)
-    validator = validators[0] if validators else store.validators.create(
-        name=VALIDATOR_NAME, kind="exact_match", config={"field": "answer"}
-    )
-    tasks = []
-    for spec in TASKS:
-        found = store.tasks.query(external_id=spec["external_id"])
-        tasks.append(found[0] if found else store.tasks.create(
-            external_id=spec["external_id"], instruction=spec["instruction"], input=spec["input"],
-            dataset="demo-arithmetic", split="train", tags=["demo", "arithmetic"], validator_id=validator.id,
-            metadata={"answer": spec["answer"]},
-        ))
-    return tasks
+class Policy:
+    """Softmax over the three actions, one row of logits per (value, target) state."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.logits: dict[tuple[int, int], list[float]] = {}
+        self.rng = rng
+
+    def probabilities(self, state: tuple[int, int]) -> list[float]:
+        logits = self.logits.setdefault(state, [0.0] * len(ACTIONS))
+        top = max(logits)
+        weights = [math.exp(logit - top) for logit in logits]
+        return [weight / sum(weights) for weight in weights]
+
+    def act(self, state: tuple[int, int]) -> int:
+        return self.rng.choices(range(len(ACTIONS)), self.probabilities(state))[0]
+
+    def reinforce(self, trajectory: list[tuple[tuple[int, int], int]], advantage: float, learning_rate: float) -> None:
+        """Policy-gradient step: d log p(a) / d logit_b = [a == b] - p(b)."""
+        for state, action in trajectory:
+            probabilities = self.probabilities(state)
+            for index, probability in enumerate(probabilities):
+                self.logits[state][index] += learning_rate * advantage * ((index == action) - probability)
 
 
-def step_metrics(rollouts: list[Rollout]) -> dict[str, float | int]:
-    rewards = [rollout.reward or 0.0 for rollout in rollouts]
-    return {
-        "reward_mean": round(statistics.fmean(rewards), 4),
-        "success_rate": round(sum(bool(rollout.success) for rollout in rollouts) / len(rollouts), 4),
-        "rollouts": len(rollouts),
-    }
+def apply(value: int, action: int) -> int:
+    return value + 1 if action == 0 else value + 2 if action == 1 else value * 2
 
 
-def _record_group(
-    store: Store, run: Run, step: int, task: Task, rng: random.Random, on_rollout: Callable[[Rollout], None] | None
-) -> list[Rollout]:
-    group = store.groups.create(run_id=run.id, step=step, source="step", task_id=task.id, size=GROUP_SIZE)
-    store.groups.update(group.id, status="running")
-    finished = []
-    for index in range(GROUP_SIZE):
-        rollout = store.rollouts.create(run_id=run.id, step=step, group_id=group.id, task_id=task.id, mode="train",
-                                        input={**task.input, "sample": index})
-        store.rollouts.update(rollout.id, status="preparing")
-        store.rollouts.update(rollout.id, status="running")
-        finished.append(store.rollouts.update(rollout.id, **_outcome(rng, step)))
-        if on_rollout is not None:
-            on_rollout(finished[-1])
-    store.groups.update(group.id, status="completed")
-    return finished
+def play(policy: Policy, task: Task, group) -> tuple[float, list[tuple[tuple[int, int], int]]]:
+    """One rollout of ``task``, recorded turn by turn; returns its reward and trajectory."""
+    target, value, trajectory = task.input["target"], 1, []
+    rollout = group.rollout(input={"target": target, "start": value})
+    for _ in range(MAX_TURNS):
+        state = (value, target)
+        action = policy.act(state)
+        trajectory.append((state, action))
+        value = apply(value, action)
+        done = value >= target
+        rollout.turn(observation={"value": state[0], "target": target}, action=ACTIONS[action],
+                     action_result={"value": value}, reward=1.0 if value == target else 0.0, done=done)
+        if done:
+            break
+    solved = value == target
+    rollout.finish(reward=1.0 if solved else 0.0, success=solved,
+                   validation={"validator": VALIDATOR["name"], "passed": solved, "value": value},
+                   metrics={"turns": len(trajectory)})
+    return (1.0 if solved else 0.0), trajectory
 
 
-def _outcome(rng: random.Random, step: int) -> dict[str, object]:
-    """Final fields of one rollout; later steps answer correctly more often."""
-    if rng.random() < FAILURE_RATE:
-        return {"status": "failed", "reward": 0.0, "success": False, "error": "sandbox exited with code 137",
-                "reason": "environment crashed"}
-    correct = rng.random() < 0.35 + 0.25 * step
-    reward = 1.0 if correct else round(rng.uniform(0.0, 0.3), 2)  # partial credit for the format
-    return {"status": "succeeded", "reward": reward, "success": correct, "metrics": {"turns": rng.randint(1, 4)}}
+def evaluate(policy: Policy, tasks: list[Task], run: RunHandle, samples: int) -> None:
+    with run:
+        for task in tasks:
+            group = run.group(task, size=samples)
+            for _ in range(samples):
+                play(policy, task, group)
+
+
+def train_demo(store: Store, name: str, *, steps: int = 30, seed: int = 0,
+               on_step: Callable[[int], None] | None = None) -> DemoResult:
+    """Train the agent for ``steps`` steps, recording everything into ``store`` under run ``name``."""
+    store.tasks.save([{"external_id": f"reach-{target}", "instruction": f"Starting from 1, reach exactly {target} "
+                       f"with +1, +2 or *2 in at most {MAX_TURNS} moves.", "input": {"target": target},
+                       "dataset": DATASET, "split": SPLIT, "tags": ["arithmetic"], "validator": VALIDATOR}
+                      for target in TARGETS])
+    tasks = store.tasks.load(dataset=DATASET, split=SPLIT, tags=["arithmetic"])  # the task set, from the database
+    policy = Policy(random.Random(seed))
+    size, rate, every = CONFIG["group_size"], CONFIG["learning_rate"], CONFIG["eval_every"]
+    with Recorder(store, run=name, config={**CONFIG, "seed": seed, "steps": steps}, total_steps=steps,
+                  flush_interval=0.2) as recorder:
+        baseline = recorder.baseline()
+        evaluate(policy, tasks, baseline, CONFIG["eval_samples"])
+        final_eval = baseline.name
+        for number in range(steps):
+            with recorder.step(number) as step:
+                advantages = []
+                for task in tasks:
+                    group = step.group(task, size=size)
+                    played = [play(policy, task, group) for _ in range(size)]
+                    rewards = [reward for reward, _ in played]
+                    mean, spread = statistics.fmean(rewards), statistics.pstdev(rewards)
+                    for reward, trajectory in played:
+                        advantage = (reward - mean) / (spread + 1e-6)
+                        advantages.append(abs(advantage))
+                        policy.reinforce(trajectory, advantage, rate)
+                step.log(learning_rate=rate, mean_abs_advantage=statistics.fmean(advantages))
+            if (number + 1) % every == 0 or number + 1 == steps:
+                evaluation = recorder.eval(step=number)
+                evaluate(policy, tasks, evaluation, CONFIG["eval_samples"])
+                final_eval = evaluation.name
+            if on_step is not None:
+                on_step(number)
+    return DemoResult(train=name, baseline=baseline.name, final_eval=final_eval)
