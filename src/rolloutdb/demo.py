@@ -70,12 +70,12 @@ def play(policy: Policy, task: Task, group) -> tuple[float, list[tuple[tuple[int
     """One rollout of ``task``, recorded turn by turn; returns its reward and trajectory."""
     target, value, trajectory = task.input["target"], 1, []
     rollout = group.rollout(input={"target": target, "start": value})
-    for _ in range(MAX_TURNS):
+    for turn in range(MAX_TURNS):
         state = (value, target)
         action = policy.act(state)
         trajectory.append((state, action))
         value = apply(value, action)
-        done = value >= target
+        done = value >= target or turn == MAX_TURNS - 1  # landed, overshot, or out of moves
         rollout.turn(observation={"value": state[0], "target": target}, action=ACTIONS[action],
                      action_result={"value": value}, reward=1.0 if value == target else 0.0, done=done)
         if done:

@@ -1,0 +1,121 @@
+"""The jobs commands and `runs compare`, on real databases."""
+
+import threading
+import time
+
+import pytest
+
+import rolloutdb
+from test_cli import fails, line_with, rolloutdb_cli, succeeds
+
+STAGES = [("load", 50), ("index", 50)]
+
+
+@pytest.fixture
+def paused_job(fresh_database_url):
+    """A job paused half-way through its second stage, with its state saved."""
+    with rolloutdb.connect(fresh_database_url) as store:
+        with store.job("build", stages=STAGES, key="ds", write_interval=0.0) as job:
+            job.stage("index")
+            job.progress(0.5)
+            job.checkpoint(state={"done": 5}, message="five done")
+            store.jobs.request_pause("build")
+            job.checkpoint(state={"done": 6}, message="six done")
+    return fresh_database_url
+
+
+def run_job_in_background(url: str, name: str, checkpoints: int) -> threading.Thread:
+    def work():
+        with rolloutdb.connect(url) as store, store.job(name, stages=[("only", 100)], write_interval=0.0) as job:
+            job.stage("only")
+            for i in range(checkpoints):
+                time.sleep(0.1)
+                job.progress((i + 1) / checkpoints)
+                job.checkpoint(message=f"step {i}")
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    return thread
+
+
+def test_ls_and_show_tell_where_a_paused_job_stands(paused_job):
+    listing = succeeds(paused_job, "jobs", "ls")
+    assert line_with(listing, "build").split()[:5] == ["build", "job", "paused", "index", "75%"]
+    shown = succeeds(paused_job, "jobs", "show", "build")
+    assert line_with(shown, "stage").split() == ["stage", "index", "(50-100%)"]
+    assert line_with(shown, "saved state") == 'saved state      {"done": 6}'
+    assert "six done" in shown and "paused at checkpoint" in shown
+
+
+def test_pause_resume_cancel_follow_the_job_state(paused_job):
+    assert "cannot pause job 'build': it is paused" in fails(paused_job, "jobs", "pause", "build")
+    out = succeeds(paused_job, "jobs", "resume", "build")
+    assert "continues from stage index at 75%" in out
+    with rolloutdb.connect(paused_job) as store:
+        assert store.jobs.get("build").run.control == "resume"
+    assert "build cancelled." in succeeds(paused_job, "jobs", "cancel", "build")
+    assert "it has already ended" in fails(paused_job, "jobs", "cancel", "build")
+    with rolloutdb.connect(paused_job) as store:
+        assert store.jobs.get("build").run.status == "cancelled"
+
+
+def test_pause_of_a_running_job_is_a_request(fresh_database_url):
+    with rolloutdb.connect(fresh_database_url) as store, store.job("live"):
+        assert "stops at its next checkpoint" in succeeds(fresh_database_url, "jobs", "pause", "live")
+        assert store.jobs.get("live").run.control == "pause"
+        assert "running: cancel it first" in fails(fresh_database_url, "jobs", "delete", "live", "--yes")
+
+
+def test_delete_needs_yes(paused_job):
+    assert "pass --yes" in fails(paused_job, "jobs", "delete", "build")
+    with rolloutdb.connect(paused_job) as store:
+        assert store.runs.count(name="build") == 1
+    succeeds(paused_job, "jobs", "delete", "build", "--yes")
+    with rolloutdb.connect(paused_job) as store:
+        assert store.runs.count(name="build") == 0
+
+
+def test_logs_follow_prints_every_row_until_the_job_ends(fresh_database_url):
+    rolloutdb.connect(fresh_database_url).close()
+    thread = run_job_in_background(fresh_database_url, "follow-me", 5)
+    time.sleep(0.3)
+    output = succeeds(fresh_database_url, "jobs", "logs", "follow-me", "--follow", "--interval", "0.1")
+    thread.join()
+    positions = [output.index(f"step {i}") for i in range(5)]
+    assert positions == sorted(positions) and output.rstrip().endswith("completed")
+
+
+def test_watch_follows_a_running_job_to_its_end(fresh_database_url):
+    rolloutdb.connect(fresh_database_url).close()
+    thread = run_job_in_background(fresh_database_url, "watched", 5)
+    time.sleep(0.3)
+    output = succeeds(fresh_database_url, "jobs", "watch", "watched", "--interval", "0.1")
+    thread.join()
+    assert output.strip() == "watched: completed at 100% in stage only"
+
+
+def test_watch_of_an_ended_job_says_how_it_ended(fresh_database_url):
+    with rolloutdb.connect(fresh_database_url) as store:
+        with pytest.raises(ValueError), store.job("broken") as job:
+            job.log("about to fail")
+            raise ValueError("no such table")
+    result = rolloutdb_cli(fresh_database_url, "jobs", "watch", "broken")
+    assert result.exit_code == 1  # scripts can tell a failed job from a finished one
+    assert result.stdout.startswith("broken: failed at 0%") and "ValueError: no such table" in result.stdout
+
+
+def test_runs_compare_prints_both_runs_per_task_and_overall(fresh_database_url):
+    with rolloutdb.Recorder(fresh_database_url, run="train", flush_interval=0.05) as recorder:
+        for handle, solved in ((recorder.baseline(), {"a": 1, "b": 0}), (recorder.eval(step=3), {"a": 2, "b": 2})):
+            with handle:
+                for task in ("a", "b"):
+                    group = handle.group(task, size=2)
+                    for k in range(2):
+                        rollout = group.rollout()
+                        rollout.turn(action="x")
+                        rollout.finish(reward=float(k < solved[task]), success=k < solved[task])
+    output = succeeds(fresh_database_url, "runs", "compare", "train/baseline", "train/eval@3")
+    assert "train/baseline (baseline)" in output and "train/eval@3 (eval @ step 3)" in output
+    assert line_with(output, "a ").split()[:5] == ["a", "2/2", "50%", "100%", "+50%"]
+    assert line_with(output, "b ").split()[:5] == ["b", "2/2", "0%", "100%", "+100%"]
+    assert line_with(output, "overall").split()[:5] == ["overall", "4/4", "25%", "100%", "+75%"]
