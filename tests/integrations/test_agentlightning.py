@@ -181,8 +181,10 @@ def test_resources_are_versioned(agl):
         assert await agl.get_resources_by_id("missing") is None
         assert [r.resources_id for r in await agl.query_resources(resources_id=first.resources_id)] == [
             first.resources_id]
-        with pytest.raises(ValueError):
-            await agl.update_resources("missing", {})
+        # Updating an id that does not exist creates it: Agent Lightning's Trainer sets up "default" so.
+        created = await agl.update_resources("default", {"prompt": PromptTemplate(template="c", engine="f-string")})
+        assert (created.resources_id, created.version) == ("default", 1)
+        assert (await agl.get_latest_resources()).resources_id == "default"
 
     run(scenario())
 
@@ -269,3 +271,19 @@ def test_many_concurrent_dequeuers_never_share_a_rollout(agl):
         assert len(claimed) == len(set(claimed)) == 60
 
     run(scenario())
+
+
+def test_an_agent_lightning_trainer_runs_on_the_store(fresh_database_url, tmp_path):
+    """The README's example: Agent Lightning's own Trainer, runners and algorithm on RolloutDB."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    example = Path(__file__).parent.parent.parent / "examples" / "agentlightning_trainer.py"
+    result = subprocess.run([sys.executable, str(example), fresh_database_url], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    store = rolloutdb.connect(fresh_database_url, project="agentlightning-example")
+    assert store.rollouts.count(status="succeeded") == 7  # 5 training tasks, 2 validation tasks
+    assert store.attempts.count() == 7 and store.spans.count() >= 7
+    assert store.resources.get("default").resources["prompt"]["template"] == "{question} = ?"

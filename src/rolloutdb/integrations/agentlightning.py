@@ -12,6 +12,7 @@ runs the synchronous RolloutDB store in a worker thread, so the event loop never
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any, Literal, TypeVar
@@ -39,7 +40,7 @@ from pydantic import TypeAdapter
 
 import rolloutdb
 from rolloutdb import records
-from rolloutdb.errors import RolloutDBError, StoreUnavailableError
+from rolloutdb.errors import NotFoundError, RolloutDBError, StoreUnavailableError
 
 T = TypeVar("T")
 NAMED_RESOURCES = TypeAdapter(NamedResources)
@@ -332,8 +333,17 @@ class RolloutDBLightningStore(LightningStore):
         return to_agl_resources(await self._run(self.store.resources.add, from_agl_resources(resources)))
 
     async def update_resources(self, resources_id: str, resources: NamedResources) -> ResourcesUpdate:
-        updated = await self._run(self.store.resources.update, resources_id, from_agl_resources(resources))
-        return to_agl_resources(updated)
+        """Replace a snapshot (its version goes up), or create it under that id: Agent Lightning's own
+        stores do, and its Trainer relies on it to set up the initial resources as "default"."""
+        named = from_agl_resources(resources)
+        store = self.store
+
+        def update_or_add() -> records.Resources:
+            with contextlib.suppress(NotFoundError):
+                return store.resources.update(resources_id, named)
+            return store.resources.add(named, id=resources_id)
+
+        return to_agl_resources(await self._run(update_or_add))
 
     async def get_resources_by_id(self, resources_id: str) -> ResourcesUpdate | None:
         found = await self._run(self.store.resources.query, id=resources_id, limit=1)
