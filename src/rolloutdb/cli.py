@@ -812,6 +812,8 @@ def print_pg_dump_command(url: str, path: Path) -> None:
 
 # -- long jobs --------------------------------------------------------------------------------------------
 
+JobName = Annotated[str, typer.Argument(help="Job name or id.")]
+Reason = Annotated[str | None, typer.Option(help="Why, for the job's log.")]
 ENDED = (states.RunStatus.COMPLETED, states.RunStatus.FAILED, states.RunStatus.CANCELLED, states.RunStatus.PAUSED)
 
 
@@ -855,7 +857,7 @@ def jobs_ls(
 
 @jobs_app.command("show")
 @reports_errors
-def jobs_show(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Job name or id.")]) -> None:
+def jobs_show(ctx: typer.Context, name: JobName) -> None:
     """Show a job: status, stage, progress, saved state and its latest log rows."""
     with ctx.obj.connect() as store:
         job = store.jobs.get(name)
@@ -882,8 +884,7 @@ def print_events(title: str | None, events: Iterable[RunEvent]) -> None:
 
 @jobs_app.command("pause")
 @reports_errors
-def jobs_pause(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Job name or id.")],
-               reason: Annotated[str | None, typer.Option(help="Why, for the log.")] = None) -> None:
+def jobs_pause(ctx: typer.Context, name: JobName, reason: Reason = None) -> None:
     """Ask a running job to pause at its next checkpoint (its state is saved; run it again to resume)."""
     with ctx.obj.connect() as store:
         run = store.jobs.request_pause(name, reason)
@@ -895,8 +896,7 @@ def jobs_pause(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Job
 
 @jobs_app.command("resume")
 @reports_errors
-def jobs_resume(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Job name or id.")],
-                reason: Annotated[str | None, typer.Option(help="Why, for the log.")] = None) -> None:
+def jobs_resume(ctx: typer.Context, name: JobName, reason: Reason = None) -> None:
     """Mark a paused job for resuming; its code, started again, continues from the saved stage and state."""
     with ctx.obj.connect() as store:
         run = store.jobs.request_resume(name, reason)
@@ -906,8 +906,7 @@ def jobs_resume(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Jo
 
 @jobs_app.command("cancel")
 @reports_errors
-def jobs_cancel(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Job name or id.")],
-                reason: Annotated[str | None, typer.Option(help="Why, for the log.")] = None) -> None:
+def jobs_cancel(ctx: typer.Context, name: JobName, reason: Reason = None) -> None:
     """Cancel a job: a running one at its next checkpoint, a pending or paused one at once."""
     with ctx.obj.connect() as store:
         run = store.jobs.request_cancel(name, reason)
@@ -919,7 +918,7 @@ def jobs_cancel(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Jo
 
 @jobs_app.command("delete")
 @reports_errors
-def jobs_delete(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Job name or id.")],
+def jobs_delete(ctx: typer.Context, name: JobName,
                 yes: Annotated[bool, typer.Option("--yes", help="Really delete it.")] = False) -> None:
     """Delete a job that is not running, with its log and history."""
     if not yes:
@@ -933,7 +932,7 @@ def jobs_delete(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Jo
 @reports_errors
 def jobs_logs(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Job name or id.")],
+    name: JobName,
     limit: Annotated[int, typer.Option(help="The last this many rows.")] = 50,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new rows until the job ends.")] = False,
     interval: Annotated[float, typer.Option(help="Seconds between looks with --follow.")] = 0.5,
@@ -958,7 +957,7 @@ def jobs_logs(
 @reports_errors
 def jobs_watch(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Job name or id.")],
+    name: JobName,
     interval: Annotated[float, typer.Option(help="Seconds between refreshes.")] = 0.5,
 ) -> None:
     """A live progress bar of a job, until it ends; exit code 1 if it failed."""
