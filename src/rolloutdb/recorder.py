@@ -111,6 +111,11 @@ class Recorder:
         return self.run.step(number)
 
     @property
+    def current_step(self) -> StepHandle | None:
+        """The step that is open (started and not finished yet), if any."""
+        return self.run.open_step
+
+    @property
     def saved_state(self) -> Any:
         """The state the run saved at its last checkpoint (for a resumed run), or None."""
         run = self._writer.read_run(self.run.name)
@@ -197,6 +202,10 @@ class RunHandle:
     def step(self, number: int) -> StepHandle:
         self.close_step()
         self._open_step = StepHandle(self, number)
+        return self._open_step
+
+    @property
+    def open_step(self) -> StepHandle | None:
         return self._open_step
 
     def close_step(self) -> None:
