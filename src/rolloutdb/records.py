@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
@@ -202,6 +202,8 @@ class Turn(_Created):
 
 
 class Span(_Created):
+    # The free-form fields are checked when they are encoded for the database (a value JSON cannot
+    # hold is refused there, with its field), not value by value here: spans come in bulk.
     rollout_id: str
     attempt_id: str
     sequence_id: int = Field(ge=0)
@@ -209,13 +211,13 @@ class Span(_Created):
     span_id: str
     parent_id: str | None = None
     name: str
-    status: JsonValue = None
-    attributes: JsonDict = Field(default_factory=dict)
-    events: list[JsonValue] = Field(default_factory=list)
-    links: list[JsonValue] = Field(default_factory=list)
-    context: JsonValue = None
-    parent: JsonValue = None
-    resource: JsonValue = None
+    status: Any = None
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    events: list[Any] = Field(default_factory=list)
+    links: list[Any] = Field(default_factory=list)
+    context: Any = None
+    parent: Any = None
+    resource: Any = None
     start_time: datetime | None = None
     end_time: datetime | None = None
 

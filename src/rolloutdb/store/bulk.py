@@ -56,4 +56,17 @@ def _encoder(column: Column, dialect: Dialect) -> Callable[[Any], Any] | None:
     # JSON goes straight to the C encoder; None stays SQL NULL (reads return None either way).
     if isinstance(column.type.dialect_impl(dialect), JSON):
         return json.dumps
-    return column.type._cached_bind_processor(dialect)
+    process = column.type._cached_bind_processor(dialect)
+    return None if process is None else _remember_last(process)
+
+
+def _remember_last(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A batch repeats values column-wise (one timestamp for all its rows): encode each run once."""
+    last: list[Any] = [object(), None]
+
+    def encode(value: Any) -> Any:
+        if value is not last[0]:
+            last[0], last[1] = value, process(value)
+        return last[1]
+
+    return encode

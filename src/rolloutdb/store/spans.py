@@ -139,12 +139,12 @@ class Spans(Area[Span]):
         given = [fields["sequence_id"] for fields in group if fields.get("sequence_id") is not None]
         first = self._reserve(connection, attempt["id"], missing, at_least=max(given, default=0) + 1)
         records, next_free = [], first
+        # The attempt's id ("latest" resolved) and the project are the store's, whatever the caller sent.
+        fixed = {"attempt_id": attempt["id"], "project_id": self._store.project_id}
         for fields in group:
-            values = {**fields, "attempt_id": attempt["id"], "project_id": self._store.project_id}
+            values = {"id": new_id(), "created_at": now, **fields, **fixed}
             if values.get("sequence_id") is None:
                 values["sequence_id"], next_free = next_free, next_free + 1
-            values.setdefault("id", new_id())
-            values.setdefault("created_at", now)
             records.append(build_record(Span, values, "span"))
         return records
 
