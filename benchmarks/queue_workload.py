@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import multiprocessing
 import os
 import sqlite3
@@ -25,6 +24,7 @@ from datetime import datetime, timezone
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 
+import orjson
 import psycopg
 from rich.console import Console
 from rich.table import Table
@@ -67,17 +67,20 @@ def ingest_with_store(store: rolloutdb.Store, count: int, batch: int) -> float:
 
 def ingest_with_driver(store: rolloutdb.Store, count: int, batch: int) -> float:
     """The same spans inserted by the bare driver: the timed part turns the same dicts into rows
-    (ids, JSON text, timestamps) and inserts them, with no validation or bookkeeping."""
+    (ids, JSON text with orjson, timestamps) and inserts them, with no validation or bookkeeping."""
     claim = store.rollouts.start("raw")
     spans = [span_fields(claim.rollout.id, claim.attempt.id, n + 1) for n in range(count)]
     url = make_url(store.url)
     sqlite_time = "%Y-%m-%d %H:%M:%S.%f"
 
+    def encode(value) -> str:
+        return orjson.dumps(value).decode()
+
     def rows(chunk: list[dict]) -> list[tuple]:
         now = datetime.now(timezone.utc)
         created = now.replace(tzinfo=None).strftime(sqlite_time) if store.backend == "sqlite" else now
         return [(new_id(), store.project_id, s["rollout_id"], s["attempt_id"], s["sequence_id"], s["trace_id"],
-                 s["span_id"], s["parent_id"], s["name"], json.dumps(s["status"]), json.dumps(s["attributes"]),
+                 s["span_id"], s["parent_id"], s["name"], encode(s["status"]), encode(s["attributes"]),
                  "[]", "[]", None, None, None, None, None, created) for s in chunk]
 
     if store.backend == "sqlite":

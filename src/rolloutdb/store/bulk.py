@@ -6,13 +6,15 @@ here read back exactly like rows written through Core statements."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-import json
+from datetime import datetime, timezone
 from typing import Any
 
+import orjson
 from sqlalchemy import JSON, Column, Connection, Table
 from sqlalchemy.engine import Dialect
 
 from ..errors import InvalidInputError
+from ..schema import UTCDateTime
 
 
 def bulk_insert(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]], *,
@@ -52,10 +54,27 @@ def bulk_insert(connection: Connection, table: Table, rows: Sequence[Mapping[str
         cursor.close()
 
 
+JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY  # what json.dumps takes, and arrays
+
+
+def encode_json(value: Any) -> str:
+    return orjson.dumps(value, option=JSON_OPTIONS).decode()
+
+
+def encode_sqlite_time(value: datetime) -> str:
+    """What SQLAlchemy stores for a UTCDateTime on SQLite ("2026-01-01 12:00:00.000000"), done directly."""
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}: RolloutDB stores UTC, pass a timezone-aware datetime")
+    return value.astimezone(timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
 def _encoder(column: Column, dialect: Dialect) -> Callable[[Any], Any] | None:
-    # JSON goes straight to the C encoder; None stays SQL NULL (reads return None either way).
+    # JSON through orjson, several times faster than json.dumps on the hot path; None stays SQL NULL
+    # (reads return None either way).
     if isinstance(column.type.dialect_impl(dialect), JSON):
-        return json.dumps
+        return encode_json
+    if isinstance(column.type, UTCDateTime) and dialect.name == "sqlite":
+        return encode_sqlite_time
     process = column.type._cached_bind_processor(dialect)
     return None if process is None else _remember_last(process)
 
