@@ -28,5 +28,9 @@ def test_record_fields_match_table_columns(record, table):
 def test_ids_are_time_ordered_and_unique():
     from rolloutdb.ids import new_id
 
+    import uuid
+
     ids = [new_id() for _ in range(5000)]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    parsed = uuid.UUID(ids[0])
+    assert (str(parsed), parsed.version, parsed.variant) == (ids[0], 7, uuid.RFC_4122)
