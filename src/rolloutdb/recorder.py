@@ -29,15 +29,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic_core import to_jsonable_python
-from sqlalchemy import Connection, insert, select
+from pydantic import JsonValue
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, ProgrammingError
 
 from .errors import JobCancelled, JobInterrupted, JobPaused, StoreUnavailableError
 from .ids import new_id
-from .records import Run, Task
+from .records import Record, Run, Task
 from .schema import groups, rollouts, steps, turns
 from .states import GroupStatus, RolloutStatus, RunStatus, StepStatus
 from .store import Store, connect
@@ -49,6 +50,24 @@ log = logging.getLogger("rolloutdb.recorder")
 INSERTS = ("step", "group", "rollout", "turn")  # in foreign-key order
 TABLES = {"step": steps, "group": groups, "rollout": rollouts, "turn": turns}
 TIME_FIELD = re.compile(r"(_at|^time)$")
+
+
+class RolloutResult(Record):
+    """What ``RolloutHandle.finish`` reports, checked in the writer before it goes to the database."""
+
+    id: str
+    group_id: str
+    step: int | None
+    status: Literal["succeeded", "failed"]
+    reward: float | None
+    success: bool | None
+    validation: JsonValue
+    metrics: dict[str, JsonValue]
+    error: str | None
+
+
+FINISH_RUNNING_ROLLOUT = update(rollouts).where(rollouts.c.id == bindparam("b_id"),
+                                               rollouts.c.status == RolloutStatus.RUNNING)
 
 
 def _now() -> datetime:
@@ -309,8 +328,9 @@ class RolloutHandle:
         if self._done:
             return
         self._done = True
-        self._writer.put(("rollout_update", self.group.run.id, {
-            "id": self.id, "status": RolloutStatus.FAILED if error else RolloutStatus.SUCCEEDED, "reward": reward,
+        self._writer.put(("rollout_finish", self.group.run.id, {
+            "id": self.id, "group_id": self.group.id, "step": self.group.step,
+            "status": RolloutStatus.FAILED if error else RolloutStatus.SUCCEEDED, "reward": reward,
             "success": success, "validation": validation, "metrics": dict(metrics or {}), "error": error}))
 
     def __enter__(self) -> RolloutHandle:
@@ -337,6 +357,8 @@ class _Writer:
         self._idle = threading.Condition()
         self._journal = journal
         self._run_ids: dict[str, str] = {}  # recorder's run id -> the id stored (an existing run keeps its own)
+        self._task_ids: dict[str, str] = {}  # task external id -> id, as committed
+        self._new_task_ids: dict[str, str] = {}
         self._run_ops: dict[str, tuple] = {}  # kept so that a journal always names the runs its records belong to
         self._enqueued = self._written = self._failed = self._spilled = 0
         self._connected, self._last_error, self._warned = self._store is not None, None, False
@@ -420,6 +442,7 @@ class _Writer:
             with store._write() as connection:
                 self._apply_in(store, connection, batch)
             rejected = 0
+            self._task_ids.update(self._new_task_ids)
         except Exception as exc:
             if _is_outage(exc):
                 raise
@@ -447,6 +470,7 @@ class _Writer:
         log.error("rolloutdb recorder: the database rejected a %s record: %s", op[0], reason)
 
     def _apply_in(self, store: Store, connection: Connection, batch: list[tuple]) -> None:
+        self._new_task_ids.clear()  # ids learnt in a transaction count only once it commits
         by_kind: dict[str, list[tuple]] = collections.defaultdict(list)
         for op in batch:
             by_kind[op[0]].append(op)
@@ -470,9 +494,10 @@ class _Writer:
             touched_groups.update(row["group_id"] for row in rows if kind == "rollout")
             touched_steps.update((row["run_id"], row["step"]) for row in rows
                                  if kind == "rollout" and row["step"] is not None)
+        self._finish_rollouts(store, connection, by_kind["rollout_finish"], now, touched_groups, touched_steps)
         for op in batch:
             if op[0].endswith("_update") or op[0] == "run_status":
-                self._update(store, connection, op, touched_groups, touched_steps)
+                self._update(store, connection, op, touched_steps)
         for run_id in {self._run_ids[op[1]] for op in batch}:  # a sign of life, for stale-job detection
             connection.execute(store.runs._update_by_key, {"heartbeat_at": now, "b_key": run_id,
                                                            "b_project": store.project_id})
@@ -505,13 +530,37 @@ class _Writer:
         if kind in ("group", "rollout"):
             external = row.pop("task")
             if row["task_id"] is None and external is not None:
-                row["task_id"] = store.tasks._save_one(connection, {"external_id": external}).id
+                row["task_id"] = self._task_id(store, connection, external)
         if kind == "rollout":
             row.update(attempt_count=0, config={"max_attempts": 1, "retry_condition": []})
         return row
 
-    def _update(self, store: Store, connection: Connection, op: tuple, touched_groups: set[str],
-                touched_steps: set[tuple[str, int]]) -> None:
+    def _finish_rollouts(self, store: Store, connection: Connection, ops: list[tuple], now: datetime,
+                         touched_groups: set[str], touched_steps: set[tuple[str, int]]) -> None:
+        """Results of rollouts this recorder started (running until now): one batched UPDATE, no reads."""
+        if not ops:
+            return
+        rows = []
+        for _, run_local, fields in ops:
+            result = RolloutResult.model_validate(fields)
+            rows.append({**result.model_dump(exclude={"id", "group_id", "step"}), "ended_at": now, "updated_at": now,
+                         "b_id": result.id})
+            touched_groups.add(result.group_id)
+            if result.step is not None:
+                touched_steps.add((self._run_ids[run_local], result.step))
+        connection.execute(FINISH_RUNNING_ROLLOUT, rows)
+        record_status_changes(connection, [status_change_row(
+            store.project_id, "rollout", row["b_id"], RolloutStatus.RUNNING, row["status"], now, "finished")
+            for row in rows])
+
+    def _task_id(self, store: Store, connection: Connection, external_id: str) -> str:
+        """The id of the task with this external id, saved on first use; remembered once committed."""
+        known = self._task_ids.get(external_id) or self._new_task_ids.get(external_id)
+        if known is None:
+            known = self._new_task_ids[external_id] = store.tasks._save_one(connection, {"external_id": external_id}).id
+        return known
+
+    def _update(self, store: Store, connection: Connection, op: tuple, touched_steps: set[tuple[str, int]]) -> None:
         kind, run_local, fields = op
         run_id = self._run_ids[run_local]
         if kind == "run_status":
@@ -535,14 +584,6 @@ class _Writer:
                 changes["status"] = fields["status"]
             store.steps._update(connection, step["id"], changes, None, step)
             touched_steps.add((run_id, fields["number"]))
-        elif kind == "rollout_update":
-            rollout = store.rollouts._fetch(connection, fields["id"], for_update=True)
-            changes = {key: value for key, value in fields.items() if key != "id"}
-            changes["metrics"] = {**rollout["metrics"], **changes["metrics"]}
-            store.rollouts._update(connection, fields["id"], changes, "finished", rollout)
-            touched_groups.add(rollout["group_id"])
-            if rollout["step"] is not None:
-                touched_steps.add((run_id, rollout["step"]))
 
     # -- when the database is away ----------------------------------------------------------------
 
