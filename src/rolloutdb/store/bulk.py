@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -27,11 +28,19 @@ def bulk_insert(connection: Connection, table: Table, rows: Sequence[Mapping[str
         return
     dialect = connection.dialect
     columns = [table.c[name] for name in rows[0]]
-    encoders = [_encoder(column, dialect) for column in columns]
     names = [column.name for column in columns]
+    # Only the columns whose type needs encoding are touched; the rest go to the driver as they are.
+    encoding = [(index, encoder) for index, encoder in enumerate(_encoder(column, dialect) for column in columns)
+                if encoder is not None]
+    values_of = itemgetter(*names) if len(names) > 1 else (lambda row: (row[names[0]],))
+    encoded = []
     try:
-        encoded = [tuple(value if value is None or encode is None else encode(value)
-                         for encode, value in zip(encoders, map(row.__getitem__, names))) for row in rows]
+        for row in rows:
+            values = list(values_of(row))
+            for index, encode in encoding:
+                if values[index] is not None:
+                    values[index] = encode(values[index])
+            encoded.append(values)
     except (TypeError, ValueError) as exc:
         raise InvalidInputError(f"cannot store {table.name}: {exc}") from None
     quote = dialect.identifier_preparer.quote
