@@ -188,8 +188,11 @@ def main() -> None:
     for backend, database in (("sqlite", sqlite_database()), ("postgresql", postgres_database(args.postgres))):
         with database as url, rolloutdb.connect(url) as store:
             with console.status(f"{backend}: span ingest"):
-                ours = ingest_with_store(store, args.ingest, 500)
-                driver = ingest_with_driver(store, args.ingest, 500)
+                # Alternating, best of two each: neither side pays alone for growing a new database file.
+                ours, driver = float("inf"), float("inf")
+                for _ in range(2):
+                    ours = min(ours, ingest_with_store(store, args.ingest, 500))
+                    driver = min(driver, ingest_with_driver(store, args.ingest, 500))
             ingest.add_row(backend, f"{args.ingest / ours:,.0f}", f"{args.ingest / driver:,.0f}",
                            f"{driver / ours:.2f}")
             with console.status(f"{backend}: rollout cycle"):
