@@ -6,6 +6,8 @@ here read back exactly like rows written through Core statements."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+import functools
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from operator import itemgetter
 from typing import Any
@@ -26,41 +28,54 @@ def bulk_insert(connection: Connection, table: Table, rows: Sequence[Mapping[str
     ``INSERT ... ON CONFLICT DO NOTHING`` instead of COPY, which cannot skip."""
     if not rows:
         return
-    dialect = connection.dialect
-    columns = [table.c[name] for name in rows[0]]
-    names = [column.name for column in columns]
-    # Only the columns whose type needs encoding are touched; the rest go to the driver as they are.
-    encoding = [(index, encoder) for index, encoder in enumerate(_encoder(column, dialect) for column in columns)
-                if encoder is not None]
-    values_of = itemgetter(*names) if len(names) > 1 else (lambda row: (row[names[0]],))
+    plan = _plan(table, tuple(rows[0]), connection.dialect, ignore_conflicts)
     encoded = []
     try:
         for row in rows:
-            values = list(values_of(row))
-            for index, encode in encoding:
+            values = list(plan.values_of(row))
+            for index, encode in plan.encoding:
                 if values[index] is not None:
                     values[index] = encode(values[index])
             encoded.append(values)
     except (TypeError, ValueError) as exc:
         raise InvalidInputError(f"cannot store {table.name}: {exc}") from None
-    quote = dialect.identifier_preparer.quote
-    names = ", ".join(quote(name) for name in names)
     cursor = connection.connection.driver_connection.cursor()
     try:
-        if dialect.name == "postgresql" and not ignore_conflicts:
-            with cursor.copy(f"COPY {quote(table.name)} ({names}) FROM STDIN") as copy:
+        if plan.copy:
+            with cursor.copy(plan.sql) as copy:
                 for row in encoded:
                     copy.write_row(row)
-        elif dialect.name == "postgresql":
-            placeholders = ", ".join("%s" for _ in columns)
-            cursor.executemany(f"INSERT INTO {quote(table.name)} ({names}) VALUES ({placeholders}) "
-                               "ON CONFLICT DO NOTHING", encoded)
         else:
-            placeholders = ", ".join("?" for _ in columns)
-            verb = "INSERT OR IGNORE" if ignore_conflicts else "INSERT"
-            cursor.executemany(f"{verb} INTO {quote(table.name)} ({names}) VALUES ({placeholders})", encoded)
+            cursor.executemany(plan.sql, encoded)
     finally:
         cursor.close()
+
+
+@dataclass(frozen=True)
+class _Plan:
+    sql: str
+    copy: bool
+    values_of: Callable[[Mapping[str, Any]], Sequence[Any]]
+    encoding: list[tuple[int, Callable[[Any], Any]]]  # only the columns whose type needs encoding
+
+
+@functools.lru_cache(maxsize=64)
+def _plan(table: Table, names: tuple[str, ...], dialect: Dialect, ignore_conflicts: bool) -> _Plan:
+    """How to insert rows with these columns; worked out once, since small batches are frequent."""
+    encoders = (_encoder(table.c[name], dialect) for name in names)
+    encoding = [(index, encoder) for index, encoder in enumerate(encoders) if encoder is not None]
+    values_of = itemgetter(*names) if len(names) > 1 else (lambda row: (row[names[0]],))
+    quote = dialect.identifier_preparer.quote
+    target = f"{quote(table.name)} ({', '.join(quote(name) for name in names)})"
+    if dialect.name == "postgresql" and not ignore_conflicts:
+        return _Plan(f"COPY {target} FROM STDIN", True, values_of, encoding)
+    placeholder = "%s" if dialect.name == "postgresql" else "?"
+    values = ", ".join(placeholder for _ in names)
+    if dialect.name == "postgresql":
+        sql = f"INSERT INTO {target} VALUES ({values}) ON CONFLICT DO NOTHING"
+    else:
+        sql = f"INSERT {'OR IGNORE ' if ignore_conflicts else ''}INTO {target} VALUES ({values})"
+    return _Plan(sql, False, values_of, encoding)
 
 
 JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY  # what json.dumps takes, and arrays
