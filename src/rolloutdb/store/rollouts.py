@@ -13,7 +13,7 @@ from ..errors import InvalidInputError
 from ..records import Claim, Rollout
 from ..schema import rollouts
 from ..states import RolloutStatus as RO
-from .base import Area, record_status_changes, status_change_row
+from .base import Area, lifetime_stamps, record_status_changes, status_change_row
 
 QUEUED = (RO.QUEUING, RO.REQUEUING)
 MAX_CLAIM = 1000
@@ -147,7 +147,13 @@ class Rollouts(Area[Rollout]):
         A finished rollout stays finished (a late result of a cancelled rollout changes only its attempt)."""
         if status == row["status"] or not states.allowed("rollout", row["status"], status):
             return
-        self._update(connection, row["id"], {"status": status}, reason, row)
+        # A legal status change computed by the store itself: written directly, without re-validating the row.
+        values = {"status": status, "queued_at": now if status in QUEUED else None, "updated_at": now,
+                  **lifetime_stamps("rollout", row, status, now)}
+        connection.execute(self._update_by_key, {**values, "b_key": row["id"], "b_project": self._store.project_id})
+        record_status_changes(connection, [status_change_row(
+            self._store.project_id, "rollout", row["id"], row["status"], status, now, reason)])
+        self._after_status_change(connection, {**row, **values}, row["status"])
 
     def _update(self, connection, id, changes, reason, row=None):
         # queued_at orders the queue: set on entering it (a requeued rollout goes to the back), cleared on leaving.
