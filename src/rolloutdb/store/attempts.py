@@ -105,9 +105,15 @@ class Attempts(Area[Attempt]):
         reason: str | None,
     ) -> Attempt:
         merged = build_record(Attempt, {**attempt, **changes}, "attempt")
-        values = {name: getattr(merged, name) for name in changes}
+        return self._to_record(self._write_changes(
+            connection, rollout, attempt, {name: getattr(merged, name) for name in changes}, reason))
+
+    def _write_changes(self, connection: Connection, rollout: Mapping[str, Any], attempt: Mapping[str, Any],
+                       values: dict[str, Any], reason: str | None) -> Mapping[str, Any]:
+        """Write validated changes: a legal status change, its history, and what follows from it for the
+        rollout (when this is its latest attempt) and the worker. Returns the attempt row as written."""
         now = self._store.now()
-        old, new = attempt["status"], merged.status
+        old, new = attempt["status"], values.get("status", attempt["status"])
         history: list[dict[str, Any]] = []
         if new != old:
             if not states.allowed("attempt", old, new):
@@ -129,13 +135,14 @@ class Attempts(Area[Attempt]):
                 self._store.rollouts._follow(connection, rollout, target, now, reason or f"attempt {new}")
             if updated["worker_id"]:
                 self._store.workers._follow_attempt(connection, updated, now)
-        return self._to_record(updated)
+        return updated
 
     def _heartbeat(self, connection: Connection, rollout: Mapping[str, Any], attempt: Mapping[str, Any],
                    now: datetime) -> None:
         """A sign of life (a span or an explicit heartbeat): a preparing or unresponsive attempt runs again."""
         if attempt["status"] in (A.PREPARING, A.UNRESPONSIVE):
-            self._apply(connection, rollout, attempt, {"status": A.RUNNING, "last_heartbeat_at": now}, "heartbeat")
+            self._write_changes(connection, rollout, attempt, {"status": A.RUNNING, "last_heartbeat_at": now},
+                                "heartbeat")
         else:
             connection.execute(UPDATE_BY_ID, {"last_heartbeat_at": now, "updated_at": now, "b_id": attempt["id"]})
 
