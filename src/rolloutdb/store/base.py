@@ -18,6 +18,7 @@ from .. import states
 from ..errors import ConflictError, InvalidInputError, InvalidTransitionError, NotFoundError
 from ..records import Record
 from ..schema import status_changes
+from .bulk import bulk_insert
 
 if TYPE_CHECKING:
     from . import Store
@@ -68,7 +69,7 @@ def record_status_changes(connection: Connection, rows: list[dict[str, Any]]) ->
 def flush_status_changes(connection: Connection) -> None:
     rows = connection.info.pop(PENDING_HISTORY, None)
     if rows:
-        connection.execute(insert(status_changes), rows)
+        bulk_insert(connection, status_changes, rows)
 
 
 def lifetime_stamps(entity_type: str, row: Mapping[str, Any], new_status: str, now) -> dict[str, Any]:
