@@ -116,6 +116,6 @@ def test_runs_compare_prints_both_runs_per_task_and_overall(fresh_database_url):
                         rollout.finish(reward=float(k < solved[task]), success=k < solved[task])
     output = succeeds(fresh_database_url, "runs", "compare", "train/baseline", "train/eval@3")
     assert "train/baseline (baseline)" in output and "train/eval@3 (eval @ step 3)" in output
-    assert line_with(output, "a ").split()[:5] == ["a", "2/2", "50%", "100%", "+50%"]
-    assert line_with(output, "b ").split()[:5] == ["b", "2/2", "0%", "100%", "+100%"]
-    assert line_with(output, "overall").split()[:5] == ["overall", "4/4", "25%", "100%", "+75%"]
+    assert line_with(output, "a ").split()[:6] == ["a", "2/2", "50%", "→", "100%", "+50%"]
+    assert line_with(output, "b ").split()[:9] == ["b", "2/2", "0%", "→", "100%", "+100%", "0.00", "→", "1.00"]
+    assert line_with(output, "overall").split()[:6] == ["overall", "4/4", "25%", "→", "100%", "+75%"]

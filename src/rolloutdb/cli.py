@@ -992,23 +992,23 @@ def print_comparison(comparison: RunComparison) -> None:
     def label(run: Run) -> str:
         return f"{run.name} ({run.kind}" + (f" @ step {run.parent_step}" if run.parent_step is not None else "") + ")"
 
-    def figure(stats: RunStats | None, field: str, percent: bool = False) -> str:
+    def figure(stats: RunStats | None, field: str, percent: bool) -> str:
         value = None if stats is None else getattr(stats, field)
-        return "-" if value is None else (f"{value:.0%}" if percent else f"{value:.3g}")
+        return "-" if value is None else (f"{value:.0%}" if percent else f"{value:.2f}")
 
-    def delta(value: float | None, percent: bool = False) -> str:
-        return "-" if value is None else (f"{value:+.0%}" if percent else f"{value:+.3g}")
+    def change(row, field: str, percent: bool = False) -> tuple[str, str]:
+        """"A → B" and B - A, one figure of one row."""
+        delta = getattr(row, f"{field}_delta")
+        return (f"{figure(row.a, field, percent)} → {figure(row.b, field, percent)}",
+                "-" if delta is None else (f"{delta:+.0%}" if percent else f"{delta:+.2f}"))
 
     print_table(
         f"A = {label(comparison.run_a)}   B = {label(comparison.run_b)}",
-        ("task", "rollouts A/B", "success A", "success B", "Δ success", "reward A", "reward B", "Δ reward",
-         "turns A", "turns B", "Δ turns"),
+        ("task", "n A/B", "success A → B", "Δ", "reward A → B", "Δ", "turns A → B", "Δ"),
         ((row.task, f"{row.a.rollouts if row.a else 0}/{row.b.rollouts if row.b else 0}",
-          figure(row.a, "success_rate", True), figure(row.b, "success_rate", True),
-          delta(row.success_rate_delta, True), figure(row.a, "reward_mean"), figure(row.b, "reward_mean"),
-          delta(row.reward_mean_delta), figure(row.a, "turns_mean"), figure(row.b, "turns_mean"),
-          delta(row.turns_mean_delta)) for row in [*comparison.tasks, comparison.overall]),
-        keep_whole=("task",),
+          *change(row, "success_rate", True), *change(row, "reward_mean"), *change(row, "turns_mean"))
+         for row in [*comparison.tasks, comparison.overall]),
+        keep_whole=("task", "success A → B", "reward A → B", "turns A → B"),
     )
 
 
