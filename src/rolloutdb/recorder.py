@@ -499,8 +499,8 @@ class _Writer:
             if op[0].endswith("_update") or op[0] == "run_status":
                 self._update(store, connection, op, touched_steps)
         for run_id in {self._run_ids[op[1]] for op in batch}:  # a sign of life, for stale-job detection
-            connection.execute(store.runs._update_by_key, {"heartbeat_at": now, "b_key": run_id,
-                                                           "b_project": store.project_id})
+            store.runs._update_by_key.run(connection, {"heartbeat_at": now, "b_key": run_id,
+                                                       "b_project": store.project_id})
         refresh_groups(store, connection, touched_groups)
         for run_id in {run for run, _ in touched_steps}:
             refresh_steps(store, connection, run_id, [number for run, number in touched_steps if run == run_id])

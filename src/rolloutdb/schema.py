@@ -231,6 +231,9 @@ resources = Table(
     Index("ix_resources_project_id_updated_at", "project_id", "updated_at"),
 )
 
+# Rollouts a worker can claim: the queue index's condition, and the queue query's word for word.
+QUEUE_PREDICATE = text("status IN ('queuing', 'requeuing')")
+
 rollouts = Table(
     "rollouts",
     metadata,
@@ -259,8 +262,8 @@ rollouts = Table(
         "ix_rollouts_queue",
         "project_id",
         "queued_at",
-        sqlite_where=text("status IN ('queuing', 'requeuing')"),
-        postgresql_where=text("status IN ('queuing', 'requeuing')"),
+        sqlite_where=QUEUE_PREDICATE,
+        postgresql_where=QUEUE_PREDICATE,
     ),
     Index("ix_rollouts_group_id", "group_id"),
     Index("ix_rollouts_run_id_step", "run_id", "step"),

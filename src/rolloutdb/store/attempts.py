@@ -15,14 +15,15 @@ from ..schema import attempts, rollouts
 from ..states import AttemptStatus as A
 from ..states import RolloutStatus as RO
 from .base import Area, build_record, record_status_changes, status_change_row
+from .statements import Prepared
 
 LATEST = "latest"
-# Hot statements, built once (see Area._select_by_key).
-SELECT_OF_ROLLOUT = select(attempts).where(attempts.c.id == bindparam("b_id"),
-                                           attempts.c.rollout_id == bindparam("b_rollout"))
-SELECT_BY_SEQUENCE = select(attempts).where(attempts.c.rollout_id == bindparam("b_rollout"),
-                                            attempts.c.sequence == bindparam("b_sequence"))
-UPDATE_BY_ID = update(attempts).where(attempts.c.id == bindparam("b_id"))
+# Hot statements, prepared once (see statements.Prepared).
+SELECT_OF_ROLLOUT = Prepared(select(attempts).where(attempts.c.id == bindparam("b_id"),
+                                                    attempts.c.rollout_id == bindparam("b_rollout")))
+SELECT_BY_SEQUENCE = Prepared(select(attempts).where(attempts.c.rollout_id == bindparam("b_rollout"),
+                                                     attempts.c.sequence == bindparam("b_sequence")))
+UPDATE_BY_ID = Prepared(update(attempts).where(attempts.c.id == bindparam("b_id")))
 
 
 def rollout_status_for(attempt_status: str, sequence: int, config: Mapping[str, Any]) -> str:
@@ -86,15 +87,13 @@ class Attempts(Area[Attempt]):
             if row is None:
                 raise NotFoundError(f"rollout {rollout['id']} has no attempt yet")
             return row
-        row = connection.execute(SELECT_OF_ROLLOUT, {"b_id": attempt_id, "b_rollout": rollout["id"]}).mappings().first()
+        row = SELECT_OF_ROLLOUT.first(connection, {"b_id": attempt_id, "b_rollout": rollout["id"]})
         if row is None:
             raise NotFoundError(f"attempt {attempt_id!r} not found for rollout {rollout['id']!r}")
         return row
 
     def _latest_row(self, connection: Connection, rollout: Mapping[str, Any]) -> Mapping[str, Any] | None:
-        return connection.execute(
-            SELECT_BY_SEQUENCE, {"b_rollout": rollout["id"], "b_sequence": rollout["attempt_count"]}
-        ).mappings().first()
+        return SELECT_BY_SEQUENCE.first(connection, {"b_rollout": rollout["id"], "b_sequence": rollout["attempt_count"]})
 
     def _apply(
         self,
@@ -126,7 +125,7 @@ class Attempts(Area[Attempt]):
                 values["ended_at"] = now
             history.append(status_change_row(self._store.project_id, "attempt", attempt["id"], old, new, now, reason))
         values["updated_at"] = now
-        connection.execute(UPDATE_BY_ID, {**values, "b_id": attempt["id"]})
+        UPDATE_BY_ID.run(connection, {**values, "b_id": attempt["id"]})
         record_status_changes(connection, history)
         updated = {**attempt, **values}
         if new != old:
@@ -144,7 +143,7 @@ class Attempts(Area[Attempt]):
             self._write_changes(connection, rollout, attempt, {"status": A.RUNNING, "last_heartbeat_at": now},
                                 "heartbeat")
         else:
-            connection.execute(UPDATE_BY_ID, {"last_heartbeat_at": now, "updated_at": now, "b_id": attempt["id"]})
+            UPDATE_BY_ID.run(connection, {"last_heartbeat_at": now, "updated_at": now, "b_id": attempt["id"]})
 
     def heartbeat(self, rollout_id: str, attempt_id: str = LATEST) -> Attempt:
         """Record that the attempt is alive (spans do this too)."""

@@ -19,6 +19,7 @@ from ..errors import ConflictError, InvalidInputError, InvalidTransitionError, N
 from ..records import Record
 from ..schema import status_changes
 from .bulk import bulk_insert
+from .statements import Prepared
 
 if TYPE_CHECKING:
     from . import Store
@@ -219,7 +220,7 @@ class Area(Generic[R]):
         if "updated_at" in self.table.c:
             values["updated_at"] = now
         if values:
-            connection.execute(self._update_by_key, {**values, "b_key": id, "b_project": self._store.project_id})
+            self._update_by_key.run(connection, {**values, "b_key": id, "b_project": self._store.project_id})
         if status_changed:
             record_status_changes(connection, [status_change_row(
                 self._store.project_id, self.entity_type, id, old_status, new_status, now, reason
@@ -232,29 +233,29 @@ class Area(Generic[R]):
 
     def _fetch(self, connection: Connection, id: str, *, for_update: bool = False) -> Mapping[str, Any]:
         statement = self._select_by_key_for_update if for_update else self._select_by_key
-        row = connection.execute(statement, {"b_key": id, "b_project": self._store.project_id}).mappings().first()
+        row = statement.first(connection, {"b_key": id, "b_project": self._store.project_id})
         if row is None:
             raise NotFoundError(f"{self.noun} {id!r} not found in project {self._store.project!r}")
         return row
 
-    # Hot statements are built once and reused: SQLAlchemy then skips building and keying them again.
+    # Hot statements, prepared once (see statements.Prepared).
     @functools.cached_property
     def _key_clause(self):
         return and_(self._primary_key_column() == bindparam("b_key"),
                     self.table.c.project_id == bindparam("b_project"))
 
     @functools.cached_property
-    def _select_by_key(self):
-        return select(self.table).where(self._key_clause)
+    def _select_by_key(self) -> Prepared:
+        return Prepared(select(self.table).where(self._key_clause))
 
     @functools.cached_property
-    def _select_by_key_for_update(self):
-        return self._select_by_key.with_for_update()
+    def _select_by_key_for_update(self) -> Prepared:
+        return Prepared(select(self.table).where(self._key_clause).with_for_update())
 
     @functools.cached_property
-    def _update_by_key(self):
+    def _update_by_key(self) -> Prepared:
         """UPDATE by key; the SET columns are the keys of the parameters it is executed with."""
-        return update(self.table).where(self._key_clause)
+        return Prepared(update(self.table).where(self._key_clause))
 
     def _primary_key_column(self):
         return next(c for c in self.table.primary_key.columns if c.name != "project_id")

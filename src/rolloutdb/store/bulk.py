@@ -8,16 +8,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 import functools
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from operator import itemgetter
 from typing import Any
 
-import orjson
-from sqlalchemy import JSON, Column, Connection, Table
+from sqlalchemy import Column, Connection, Table
 from sqlalchemy.engine import Dialect
 
 from ..errors import InvalidInputError
-from ..schema import UTCDateTime
+from .statements import encode_json, encoder_for
 
 
 def bulk_insert(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]], *,
@@ -78,38 +76,22 @@ def _plan(table: Table, names: tuple[str, ...], dialect: Dialect, ignore_conflic
     return _Plan(sql, False, values_of, encoding)
 
 
-JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY  # what json.dumps takes, and arrays
-
-
-def encode_json(value: Any) -> str:
-    return orjson.dumps(value, option=JSON_OPTIONS).decode()
-
-
-def encode_sqlite_time(value: datetime) -> str:
-    """What SQLAlchemy stores for a UTCDateTime on SQLite ("2026-01-01 12:00:00.000000"), done directly."""
-    if value.tzinfo is None:
-        raise ValueError(f"naive datetime {value!r}: RolloutDB stores UTC, pass a timezone-aware datetime")
-    return value.astimezone(timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
-
-
 def _encoder(column: Column, dialect: Dialect) -> Callable[[Any], Any] | None:
-    # JSON through orjson, several times faster than json.dumps on the hot path; None stays SQL NULL
-    # (reads return None either way).
-    if isinstance(column.type.dialect_impl(dialect), JSON):
-        return encode_json
-    if isinstance(column.type, UTCDateTime) and dialect.name == "sqlite":
-        return encode_sqlite_time
-    process = column.type._cached_bind_processor(dialect)
-    return None if process is None else _remember_last(process)
+    encode = encoder_for(column.type, dialect)
+    # JSON values are rarely the same object twice; other columns repeat (one timestamp for a batch).
+    return encode if encode is None or encode is encode_json else _remember_last(encode)
 
 
 def _remember_last(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """A batch repeats values column-wise (one timestamp for all its rows): encode each run once."""
-    last: list[Any] = [object(), None]
+    """A batch repeats values column-wise (one timestamp for all its rows): encode each run once.
+    The pair is swapped as one object, so threads sharing the plan never see half of it."""
+    last: list[tuple[Any, Any]] = [(object(), None)]
 
     def encode(value: Any) -> Any:
-        if value is not last[0]:
-            last[0], last[1] = value, process(value)
-        return last[1]
+        seen, encoded = last[0]
+        if value is not seen:
+            encoded = process(value)
+            last[0] = (value, encoded)
+        return encoded
 
     return encode

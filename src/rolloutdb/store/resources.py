@@ -36,7 +36,7 @@ class Resources(Area[ResourcesRecord]):
                 {**row, "resources": dict(named_resources), "version": row["version"] + 1, "updated_at": now},
                 self.noun,
             )
-            connection.execute(self._update_by_key, {"resources": changed.resources, "version": changed.version,
+            self._update_by_key.run(connection, {"resources": changed.resources, "version": changed.version,
                                                       "updated_at": now, "b_key": id,
                                                       "b_project": self._store.project_id})
             return changed

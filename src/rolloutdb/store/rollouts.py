@@ -11,25 +11,27 @@ from sqlalchemy import Connection, bindparam, func, select, update
 from .. import states
 from ..errors import InvalidInputError
 from ..records import Claim, Rollout
-from ..schema import rollouts
+from ..schema import QUEUE_PREDICATE, rollouts
 from ..states import RolloutStatus as RO
 from .base import Area, lifetime_stamps, record_status_changes, status_change_row
+from .statements import Prepared
 
 QUEUED = (RO.QUEUING, RO.REQUEUING)
 MAX_CLAIM = 1000
 
 # The queue's two hot statements, built once. SKIP LOCKED lets PostgreSQL workers claim side by side;
 # SQLite has no row locks and ignores it: there the write transaction itself is the lock.
-OLDEST_QUEUED = (
+# The predicate is the queue index's own text: SQLite uses a partial index only for the same terms.
+OLDEST_QUEUED = Prepared(
     select(rollouts)
-    .where(rollouts.c.project_id == bindparam("b_project"), rollouts.c.status.in_(QUEUED))
+    .where(rollouts.c.project_id == bindparam("b_project"), QUEUE_PREDICATE)
     .order_by(rollouts.c.queued_at, rollouts.c.id)
     .limit(bindparam("b_limit"))
     .with_for_update(skip_locked=True)
 )
-CLAIM = (
+CLAIM = Prepared(
     update(rollouts)
-    .where(rollouts.c.id.in_(bindparam("b_ids", expanding=True)))
+    .where(rollouts.c.id == bindparam("b_id"))
     .values(status=RO.PREPARING, attempt_count=rollouts.c.attempt_count + 1, queued_at=None,
             started_at=func.coalesce(rollouts.c.started_at, bindparam("b_now")), updated_at=bindparam("b_now"))
 )
@@ -74,8 +76,7 @@ class Rollouts(Area[Rollout]):
         if limit <= 0:
             return []
         with self._store._write() as connection:
-            candidates = connection.execute(
-                OLDEST_QUEUED, {"b_project": self._store.project_id, "b_limit": limit}).mappings().all()
+            candidates = OLDEST_QUEUED.rows(connection, {"b_project": self._store.project_id, "b_limit": limit})
             claims = self._claim(connection, candidates, worker_id)
             if worker_id is not None:
                 self._store.workers._after_dequeue(connection, worker_id, claims, self._store.now())
@@ -120,8 +121,7 @@ class Rollouts(Area[Rollout]):
         if not rows:
             return []
         now = self._store.now()
-        ids = [row["id"] for row in rows]
-        connection.execute(CLAIM, {"b_ids": ids, "b_now": now})
+        CLAIM.run_many(connection, [{"b_id": row["id"], "b_now": now} for row in rows])
         record_status_changes(connection, [
             status_change_row(self._store.project_id, "rollout", row["id"], row["status"], RO.PREPARING, now,
                               "claimed" if worker_id is None else f"claimed by {worker_id}")
@@ -150,7 +150,7 @@ class Rollouts(Area[Rollout]):
         # A legal status change computed by the store itself: written directly, without re-validating the row.
         values = {"status": status, "queued_at": now if status in QUEUED else None, "updated_at": now,
                   **lifetime_stamps("rollout", row, status, now)}
-        connection.execute(self._update_by_key, {**values, "b_key": row["id"], "b_project": self._store.project_id})
+        self._update_by_key.run(connection, {**values, "b_key": row["id"], "b_project": self._store.project_id})
         record_status_changes(connection, [status_change_row(
             self._store.project_id, "rollout", row["id"], row["status"], status, now, reason)])
         self._after_status_change(connection, {**row, **values}, row["status"])

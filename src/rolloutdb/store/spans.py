@@ -15,6 +15,7 @@ from ..schema import attempts, spans
 from .attempts import LATEST
 from .base import MAX_LIMIT, Area, build_record
 from .bulk import bulk_insert
+from .statements import Prepared
 
 TEXT_FILTERS = ("trace_id", "span_id", "parent_id", "name")
 
@@ -22,7 +23,7 @@ TEXT_FILTERS = ("trace_id", "span_id", "parent_id", "name")
 def _reserve_statement(larger_of):
     """Move the attempt's span counter up to at least ``b_at_least``, then take ``b_count`` ids."""
     counter = attempts.c.next_span_sequence
-    return (update(attempts).where(attempts.c.id == bindparam("b_id"))
+    return Prepared(update(attempts).where(attempts.c.id == bindparam("b_id"))
             .values(next_span_sequence=larger_of(counter, bindparam("b_at_least")) + bindparam("b_count"))
             .returning(counter))
 
@@ -30,8 +31,8 @@ def _reserve_statement(larger_of):
 RESERVE_SQLITE = _reserve_statement(func.max)
 RESERVE_POSTGRESQL = _reserve_statement(func.greatest)
 # A range, not an IN list: one short statement however large the batch.
-TAKEN_IN_RANGE = select(spans.c.sequence_id).where(
-    spans.c.attempt_id == bindparam("b_attempt"), spans.c.sequence_id.between(bindparam("b_low"), bindparam("b_high")))
+TAKEN_IN_RANGE = Prepared(select(spans.c.sequence_id).where(
+    spans.c.attempt_id == bindparam("b_attempt"), spans.c.sequence_id.between(bindparam("b_low"), bindparam("b_high"))))
 
 
 class Spans(Area[Span]):
@@ -152,9 +153,7 @@ class Spans(Area[Span]):
         """Take ``count`` sequence ids from the attempt's counter, first moving it up to ``at_least``;
         returns the first id taken."""
         reserve = RESERVE_SQLITE if connection.dialect.name == "sqlite" else RESERVE_POSTGRESQL
-        return connection.execute(
-            reserve, {"b_id": attempt_id, "b_at_least": at_least, "b_count": count}
-        ).scalar_one() - count
+        return reserve.scalar(connection, {"b_id": attempt_id, "b_at_least": at_least, "b_count": count}) - count
 
     def _insert_new(self, connection: Connection, attempt: Mapping[str, Any], records: list[Span]) -> list[Span]:
         """Insert the spans whose sequence id the attempt does not have yet; returns those.
@@ -163,9 +162,8 @@ class Spans(Area[Span]):
         Stored ids are all below the attempt's counter as it was read, so only ids below it can clash."""
         attempt_id, attempt_counter = attempt["id"], attempt["next_span_sequence"]
         supplied = [r.sequence_id for r in records if r.sequence_id < attempt_counter]
-        taken = set() if not supplied else set(connection.execute(
-            TAKEN_IN_RANGE, {"b_attempt": attempt_id, "b_low": min(supplied), "b_high": max(supplied)}
-        ).scalars())
+        taken = set() if not supplied else {row["sequence_id"] for row in TAKEN_IN_RANGE.rows(
+            connection, {"b_attempt": attempt_id, "b_low": min(supplied), "b_high": max(supplied)})}
         new = []
         for record in records:
             if record.sequence_id not in taken:

@@ -10,17 +10,19 @@ import time
 from typing import TYPE_CHECKING
 
 import psycopg
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, String, bindparam, func, select
 
 from .. import states
 from ..errors import NotFoundError
 from ..records import Rollout
 from ..schema import rollouts
+from .statements import Prepared
 
 if TYPE_CHECKING:
     from . import Store
 
 CHANNEL = "rolloutdb_rollout_finished"
+NOTIFY = Prepared(select(func.pg_notify(bindparam("channel", type_=String), bindparam("rollout", type_=String))))
 
 
 class Waiter:
@@ -32,7 +34,7 @@ class Waiter:
     def announce(self, connection: Connection, rollout_id: str) -> None:
         """Called inside the transaction that finishes a rollout: wake the waiters once it commits."""
         if connection.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_notify(:channel, :rollout)"), {"channel": CHANNEL, "rollout": rollout_id})
+            NOTIFY.first(connection, {"channel": CHANNEL, "rollout": rollout_id})
         else:
             connection.info.setdefault("after_commit", []).append(self._wake)
 

@@ -15,6 +15,7 @@ from ..records import Claim, Worker
 from ..schema import workers
 from ..states import AttemptStatus as A
 from .base import Area, build_record
+from .statements import Prepared
 
 
 class Workers(Area[Worker]):
@@ -28,7 +29,7 @@ class Workers(Area[Worker]):
 
     def __init__(self, store) -> None:
         super().__init__(store)
-        self._upserts: dict[tuple[str, frozenset[str]], Any] = {}  # built once per set of changed columns
+        self._upserts: dict[tuple[str, frozenset[str]], Prepared] = {}  # built once per set of changed columns
 
     def heartbeat(self, worker_id: str, stats: Mapping[str, Any] | None = None) -> Worker:
         """Record a worker heartbeat (registering the worker on first contact), with optional stats."""
@@ -57,8 +58,8 @@ class Workers(Area[Worker]):
                 index_elements=["id", "project_id"],
                 set_={name: statement.excluded[name] for name in (*columns, "updated_at")},
             )
-            self._upserts[(connection.dialect.name, columns)] = statement
-        connection.execute(statement, {"id": worker_id, "project_id": self._store.project_id, "status": "unknown",
+            statement = self._upserts[(connection.dialect.name, columns)] = Prepared(statement)
+        statement.run(connection, {"id": worker_id, "project_id": self._store.project_id, "status": "unknown",
                                        "metadata": {}, "created_at": now, **changes, "updated_at": now})
 
     def _follow_attempt(self, connection: Connection, attempt: Mapping[str, Any], now: datetime) -> None:
