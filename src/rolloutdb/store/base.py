@@ -4,15 +4,15 @@ whitelisted filters and sorting, parent checks, status transitions and their his
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import ValidationError
-from sqlalchemy import Connection, Table, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Connection, Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError, StatementError
+from sqlalchemy.exc import IntegrityError
 
 from .. import states
 from ..errors import ConflictError, InvalidInputError, InvalidTransitionError, NotFoundError
@@ -182,19 +182,25 @@ class Area(Generic[R]):
         return build_record(self.record, {**stamps, **fields, "project_id": self._store.project_id}, self.noun)  # type: ignore[return-value]
 
     def _insert(self, connection: Connection, record: R) -> None:
-        self._check_parents(connection, record.model_dump(include=set(self.parents)))
-        values = self._to_row(record)
+        self._insert_many(connection, [record])
+
+    def _insert_many(self, connection: Connection, records: Sequence[R]) -> None:
+        """Insert validated records through the bulk path, after checking the rows they refer to."""
+        references = {(field, getattr(record, field)) for record in records for field in self.parents}
+        self._check_parents(connection, references)
+        rows = [self._to_row(record) for record in records]
         try:
-            connection.execute(insert(self.table), values)
+            bulk_insert(connection, self.table, rows)
         except IntegrityError as exc:
-            raise ConflictError(self._conflict_message(record, exc)) from None
-        except StatementError as exc:
-            raise InvalidInputError(f"invalid {self.noun}: {exc.orig}") from None
+            if len(records) == 1:
+                raise ConflictError(self._conflict_message(records[0], exc)) from None
+            detail = str(exc.orig).strip().splitlines()[0]
+            raise ConflictError(f"one of {len(rows)} {self.noun}s conflicts with an existing row ({detail})") from None
         if self.entity_type:
+            now = self._store.now()
             record_status_changes(connection, [status_change_row(
-                self._store.project_id, self.entity_type, values["id"], None, values["status"], self._store.now(),
-                "created",
-            )])
+                self._store.project_id, self.entity_type, row["id"], None, row["status"], now, "created",
+            ) for row in rows])
 
     def _update(self, connection: Connection, id: str, changes: Mapping[str, Any], reason: str | None,
                 row: Mapping[str, Any] | None = None) -> R:
@@ -203,7 +209,7 @@ class Area(Generic[R]):
         current = self._to_record(row)
         merged = build_record(self.record, {**current.model_dump(), **changes}, self.noun)
         values = {name: value for name, value in self._to_row(merged).items() if name in changes}
-        self._check_parents(connection, {k: v for k, v in values.items() if k in self.parents})
+        self._check_parents(connection, [(k, v) for k, v in values.items() if k in self.parents])
         now = self._store.now()
         old_status, new_status = row.get("status"), values.get("status")
         status_changed = self.entity_type is not None and new_status is not None and new_status != old_status
@@ -260,8 +266,8 @@ class Area(Generic[R]):
     def _primary_key_column(self):
         return next(c for c in self.table.primary_key.columns if c.name != "project_id")
 
-    def _check_parents(self, connection: Connection, references: Mapping[str, Any]) -> None:
-        for field, value in references.items():
+    def _check_parents(self, connection: Connection, references: Iterable[tuple[str, Any]]) -> None:
+        for field, value in references:
             if value is not None:
                 getattr(self._store, self.parents[field])._fetch(connection, value)
 

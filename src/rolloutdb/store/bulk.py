@@ -15,7 +15,7 @@ from sqlalchemy import Column, Connection, Table
 from sqlalchemy.engine import Dialect
 
 from ..errors import InvalidInputError
-from .statements import encode_json, encoder_for
+from .statements import as_sqlalchemy_error, encode_json, encoder_for
 
 
 def bulk_insert(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]], *,
@@ -39,12 +39,13 @@ def bulk_insert(connection: Connection, table: Table, rows: Sequence[Mapping[str
         raise InvalidInputError(f"cannot store {table.name}: {exc}") from None
     cursor = connection.connection.driver_connection.cursor()
     try:
-        if plan.copy:
-            with cursor.copy(plan.sql) as copy:
-                for row in encoded:
-                    copy.write_row(row)
-        else:
-            cursor.executemany(plan.sql, encoded)
+        with as_sqlalchemy_error(connection, plan.sql):
+            if plan.copy:
+                with cursor.copy(plan.sql) as copy:
+                    for row in encoded:
+                        copy.write_row(row)
+            else:
+                cursor.executemany(plan.sql, encoded)
     finally:
         cursor.close()
 

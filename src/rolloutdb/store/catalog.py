@@ -58,7 +58,7 @@ class Tasks(Area[Task]):
         if validator is not None:
             fields["validator_id"] = self._store.validators._save(connection, validator).id
         record = self._new_record(fields)
-        self._check_parents(connection, {"validator_id": record.validator_id})
+        self._check_parents(connection, [("validator_id", record.validator_id)])
         connection.execute(insert_ignoring_conflicts(connection, tasks), self._to_row(record))
         return self._by_external_id(connection, record.external_id)
 

@@ -60,7 +60,7 @@ class Rollouts(Area[Rollout]):
     def enqueue_many(self, requests: Iterable[Mapping[str, Any]]) -> list[Rollout]:
         """Enqueue several rollouts in one transaction, keeping their order in the queue."""
         with self._store._write() as connection:
-            return [self._enqueue(connection, request) for request in requests]
+            return self._enqueue(connection, requests)
 
     def dequeue(self, worker_id: str | None = None) -> Claim | None:
         """Claim the rollout that has waited longest: it moves to preparing with a new attempt."""
@@ -85,7 +85,7 @@ class Rollouts(Area[Rollout]):
     def start(self, input: Any = None, *, worker_id: str | None = None, **fields: Any) -> Claim:
         """Create a rollout and its first attempt at once, bypassing the queue."""
         with self._store._write() as connection:
-            rollout = self._enqueue(connection, {"input": input, **fields})
+            rollout = self._enqueue(connection, [{"input": input, **fields}])[0]
             row = self._fetch(connection, rollout.id, for_update=True)
             return self._claim(connection, [row], worker_id)[0]
 
@@ -100,15 +100,19 @@ class Rollouts(Area[Rollout]):
 
     # -- building blocks ------------------------------------------------------------------------------
 
-    def _enqueue(self, connection: Connection, request: Mapping[str, Any]) -> Rollout:
-        fields = dict(request)
-        if fields.get("resources_id") is None:
-            latest = self._store.resources._latest_row(connection)
-            fields["resources_id"] = latest["id"] if latest is not None else None
-        fields.pop("status", None)
-        record = self._new_record({**fields, "status": RO.QUEUING})
-        self._insert(connection, record)
-        return record
+    def _enqueue(self, connection: Connection, requests: Iterable[Mapping[str, Any]]) -> list[Rollout]:
+        latest: list[str | None] = []  # looked up once, only if a request needs it
+        records = []
+        for request in requests:
+            fields = {**request, "status": RO.QUEUING}
+            if fields.get("resources_id") is None:
+                if not latest:
+                    row = self._store.resources._latest_row(connection)
+                    latest.append(None if row is None else row["id"])
+                fields["resources_id"] = latest[0]
+            records.append(self._new_record(fields))
+        self._insert_many(connection, records)
+        return records
 
     def _new_record(self, fields):
         record = super()._new_record(fields)

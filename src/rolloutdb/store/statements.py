@@ -131,7 +131,7 @@ class Prepared:
         compiled = self._compile(connection.dialect, tuple(params[0]))
         cursor = connection.connection.driver_connection.cursor()
         try:
-            with _as_sqlalchemy_error(connection, compiled.sql):
+            with as_sqlalchemy_error(connection, compiled.sql):
                 cursor.executemany(compiled.sql, [compiled.arguments(p) for p in params])
         finally:
             cursor.close()
@@ -139,7 +139,7 @@ class Prepared:
     def _execute(self, connection: Connection, params: Mapping[str, Any]):
         compiled = self._compile(connection.dialect, tuple(params))
         cursor = connection.connection.driver_connection.cursor()
-        with _as_sqlalchemy_error(connection, compiled.sql, cursor):
+        with as_sqlalchemy_error(connection, compiled.sql, cursor):
             cursor.execute(compiled.sql, compiled.arguments(params))
         return compiled, cursor
 
@@ -176,7 +176,7 @@ class Prepared:
         )
 
 
-class _as_sqlalchemy_error:
+class as_sqlalchemy_error:
     """Driver errors raised as SQLAlchemy raises them, so callers see one kind of error either way
     (and a lost connection is invalidated rather than returned to the pool)."""
 
