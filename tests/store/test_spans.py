@@ -116,3 +116,14 @@ def test_a_span_json_cannot_hold_is_refused_and_nothing_is_written(store):
         store.spans.add_many([span(claim, "ok"), span(claim, "bad", attributes={"handle": object()})])
     assert store.spans.query(claim.rollout.id) == []
     assert store.spans.next_sequence_id(claim.rollout.id, claim.attempt.id) == 1  # the counter did not move
+
+
+def test_spans_for_latest_and_for_the_attempt_id_in_one_batch_are_one_attempt(store):
+    claim = store.rollouts.start("x")
+    fields = {"rollout_id": claim.rollout.id, "trace_id": "t", "span_id": "s", "name": "n"}
+    added = store.spans.add_many([{**fields, "attempt_id": "latest", "sequence_id": 1},
+                                  {**fields, "attempt_id": claim.attempt.id, "sequence_id": 1},
+                                  {**fields, "attempt_id": claim.attempt.id},
+                                  {**fields, "attempt_id": "latest"}])
+    assert [span.sequence_id for span in added] == [1, 2, 3]
+    assert [span.sequence_id for span in store.spans.query(claim.rollout.id)] == [1, 2, 3]

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from .. import states
 from ..errors import InvalidInputError, InvalidTransitionError, NotFoundError
@@ -15,6 +15,7 @@ from ..schema import attempts, rollouts
 from ..states import AttemptStatus as A
 from ..states import RolloutStatus as RO
 from .base import Area, build_record, record_status_changes, status_change_row
+from .bulk import bulk_insert
 from .statements import Prepared
 
 LATEST = "latest"
@@ -162,7 +163,7 @@ class Attempts(Area[Attempt]):
             for rollout, sequence in claimed
         ]
         if records:
-            connection.execute(insert(attempts), [self._to_row(record) for record in records])
+            bulk_insert(connection, attempts, [record.__dict__ for record in records])
             record_status_changes(connection, [
                 status_change_row(self._store.project_id, "attempt", record.id, None, A.PREPARING, now, "created")
                 for record in records

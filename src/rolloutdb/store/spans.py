@@ -61,15 +61,19 @@ class Spans(Area[Span]):
                 raise InvalidInputError("every span needs a rollout_id and an attempt_id")
             by_attempt[(fields["rollout_id"], fields["attempt_id"])].append(fields)
         added: list[Span] = []
+        # Sequence ids taken in this call, per attempt: "latest" and the attempt's id may name the same one.
+        pending: dict[str, set[int]] = defaultdict(set)
         with self._store._write() as connection:
             now = self._store.now()
             for (rollout_id, attempt_id), group in by_attempt.items():
                 rollout = self._store.rollouts._fetch(connection, rollout_id, for_update=True)
                 attempt = self._store.attempts._resolve(connection, rollout, attempt_id)
-                inserted = self._insert_new(connection, attempt, self._number(connection, attempt, group, now))
+                inserted = self._new_only(connection, attempt, self._number(connection, attempt, group, now),
+                                          pending[attempt["id"]])
                 if inserted:
                     self._store.attempts._heartbeat(connection, rollout, attempt, now)
                 added.extend(inserted)
+            bulk_insert(connection, spans, [record.__dict__ for record in added])
         return added
 
     def next_sequence_id(self, rollout_id: str, attempt_id: str) -> int:
@@ -155,8 +159,9 @@ class Spans(Area[Span]):
         reserve = RESERVE_SQLITE if connection.dialect.name == "sqlite" else RESERVE_POSTGRESQL
         return reserve.scalar(connection, {"b_id": attempt_id, "b_at_least": at_least, "b_count": count}) - count
 
-    def _insert_new(self, connection: Connection, attempt: Mapping[str, Any], records: list[Span]) -> list[Span]:
-        """Insert the spans whose sequence id the attempt does not have yet; returns those.
+    def _new_only(self, connection: Connection, attempt: Mapping[str, Any], records: list[Span],
+                  pending: set[int]) -> list[Span]:
+        """The spans whose sequence id the attempt has neither stored nor ``pending`` (which they join).
 
         Callers hold the rollout's row lock, so no other writer adds spans to this attempt meanwhile.
         Stored ids are all below the attempt's counter as it was read, so only ids below it can clash."""
@@ -166,8 +171,7 @@ class Spans(Area[Span]):
             connection, {"b_attempt": attempt_id, "b_low": min(supplied), "b_high": max(supplied)})}
         new = []
         for record in records:
-            if record.sequence_id not in taken:
-                taken.add(record.sequence_id)  # a duplicate within the batch counts as well
+            if record.sequence_id not in taken and record.sequence_id not in pending:
+                pending.add(record.sequence_id)  # a duplicate within the batch counts as well
                 new.append(record)
-        bulk_insert(connection, spans, [record.__dict__ for record in new])
         return new
