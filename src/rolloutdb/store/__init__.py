@@ -8,6 +8,7 @@ Areas hang off the store (``store.runs``, ``store.steps``, ``store.tasks``, ``st
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -74,6 +75,7 @@ class Store:
         default_poll = 0.5 if engine.dialect.name == "sqlite" else 5.0
         self._waiter = Waiter(self, poll_interval or min(default_poll, health_check_interval or default_poll))
         self._write_lock = sqlite_write_lock(self.url) if engine.dialect.name == "sqlite" else contextlib.nullcontext()
+        self._sqlite_writer: tuple[int, Connection] | None = None  # (process id, connection): see _writer
         self.project_id = self._ensure_project(project)
         self.runs = Runs(self)
         self.steps = Steps(self)
@@ -169,6 +171,10 @@ class Store:
 
     def close(self) -> None:
         """Release the database connections."""
+        with self._write_lock:
+            if self._sqlite_writer is not None and self._sqlite_writer[0] == os.getpid():
+                self._sqlite_writer[1].close()
+            self._sqlite_writer = None
         self.engine.dispose()
 
     def __enter__(self) -> Store:
@@ -189,8 +195,7 @@ class Store:
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[Connection]:
-        with self._write_lock, unavailable_as_error(self.url), self.engine.connect() as connection:
-            connection.execution_options(**{WRITE: True})
+        with self._write_lock, unavailable_as_error(self.url), self._writer() as connection:
             try:
                 with connection.begin():
                     yield connection
@@ -202,6 +207,25 @@ class Store:
                 raise
             for callback in connection.info.pop("after_commit", []):
                 callback()
+
+    @contextlib.contextmanager
+    def _writer(self) -> Iterator[Connection]:
+        """A connection for one write transaction. On SQLite it is always the same one (writes queue on the
+        write lock anyway): SQLite empties a connection's page cache whenever another connection has
+        written, so one writer keeps its cache warm. PostgreSQL: a pooled connection each time."""
+        if self.backend != "sqlite":
+            with self.engine.connect() as connection:
+                yield connection.execution_options(**{WRITE: True})
+            return
+        if self._sqlite_writer is None or self._sqlite_writer[0] != os.getpid():  # none yet, or a forked child
+            self._sqlite_writer = (os.getpid(), self.engine.connect().execution_options(**{WRITE: True}))
+        connection = self._sqlite_writer[1]
+        try:
+            yield connection
+        finally:
+            if connection.invalidated or connection.closed:
+                connection.close()
+                self._sqlite_writer = None
 
     def _ensure_project(self, name: str) -> str:
         project = Project(name=name)
