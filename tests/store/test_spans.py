@@ -127,3 +127,10 @@ def test_spans_for_latest_and_for_the_attempt_id_in_one_batch_are_one_attempt(st
                                   {**fields, "attempt_id": "latest"}])
     assert [span.sequence_id for span in added] == [1, 2, 3]
     assert [span.sequence_id for span in store.spans.query(claim.rollout.id)] == [1, 2, 3]
+
+
+def test_a_bad_span_in_a_batch_is_named_by_its_place_and_nothing_is_stored(store):
+    claim = store.rollouts.start("x")
+    with pytest.raises(InvalidInputError, match=r"span #1: span_id: Input should be a valid string"):
+        store.spans.add_many([span(claim, "ok"), {**span(claim, "bad"), "span_id": 3}])
+    assert store.spans.query(claim.rollout.id) == []

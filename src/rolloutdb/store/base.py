@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Connection, Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -36,10 +36,14 @@ def insert_ignoring_conflicts(connection: Connection, table: Table):
     return dialect_insert(table).on_conflict_do_nothing()
 
 
-def validation_message(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']}" for err in exc.errors(include_url=False)
-    )
+def validation_message(exc: ValidationError, item: str | None = None) -> str:
+    """Each error as ``field: message``; for a list of ``item``s, ``item #index: field: message``."""
+    def where(loc: tuple) -> str:
+        if item is not None and loc and isinstance(loc[0], int):
+            return f"{item} #{loc[0]}: {'.'.join(str(p) for p in loc[1:]) or 'value'}"
+        return ".".join(str(p) for p in loc) or "value"
+
+    return "; ".join(f"{where(err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False))
 
 
 def build_record(model: type[R], values: Mapping[str, Any], what: str) -> R:
@@ -48,6 +52,19 @@ def build_record(model: type[R], values: Mapping[str, Any], what: str) -> R:
         return model.model_validate(dict(values))
     except ValidationError as exc:
         raise InvalidInputError(f"invalid {what}: {validation_message(exc)}") from None
+
+
+@functools.lru_cache(maxsize=None)
+def _list_of(model: type[R]) -> TypeAdapter[list[R]]:
+    return TypeAdapter(list[model])  # type: ignore[valid-type]
+
+
+def build_records(model: type[R], values: Sequence[Mapping[str, Any]], what: str) -> list[R]:
+    """``build_record`` for a batch, in one validator call (bulk paths); errors name the item's index."""
+    try:
+        return _list_of(model).validate_python(values)
+    except ValidationError as exc:
+        raise InvalidInputError(f"invalid {what}: {validation_message(exc, what)}") from None
 
 
 def status_change_row(

@@ -13,7 +13,7 @@ from ..ids import new_id
 from ..records import Span
 from ..schema import attempts, spans
 from .attempts import LATEST
-from .base import MAX_LIMIT, Area, build_record
+from .base import MAX_LIMIT, Area, build_records
 from .bulk import bulk_insert
 from .statements import Prepared
 
@@ -143,15 +143,15 @@ class Spans(Area[Span]):
         missing = sum(1 for fields in group if fields.get("sequence_id") is None)
         given = [fields["sequence_id"] for fields in group if fields.get("sequence_id") is not None]
         first = self._reserve(connection, attempt["id"], missing, at_least=max(given, default=0) + 1)
-        records, next_free = [], first
+        batch, next_free = [], first
         # The attempt's id ("latest" resolved) and the project are the store's, whatever the caller sent.
         fixed = {"attempt_id": attempt["id"], "project_id": self._store.project_id}
         for fields in group:
             values = {"id": new_id(), "created_at": now, **fields, **fixed}
             if values.get("sequence_id") is None:
                 values["sequence_id"], next_free = next_free, next_free + 1
-            records.append(build_record(Span, values, "span"))
-        return records
+            batch.append(values)
+        return build_records(Span, batch, "span")
 
     def _reserve(self, connection: Connection, attempt_id: str, count: int, at_least: int = 1) -> int:
         """Take ``count`` sequence ids from the attempt's counter, first moving it up to ``at_least``;
