@@ -1,0 +1,29 @@
+"""Prepared statements read and write exactly what SQLAlchemy Core reads and writes, on every backend."""
+
+from sqlalchemy import bindparam, select, update
+
+from rolloutdb.schema import rollouts
+from rolloutdb.store.statements import Prepared
+
+BY_ID = select(rollouts).where(rollouts.c.id == bindparam("b_id"))
+
+
+def test_a_prepared_select_returns_the_row_core_returns(store):
+    rollout = store.rollouts.enqueue({"question": "2 + 2", "nested": [1, 2.5, None]}, metadata={"tag": "x"})
+    store.rollouts.update(rollout.id, reward=0.5, success=True)
+    with store._read() as connection:
+        core = dict(connection.execute(BY_ID, {"b_id": rollout.id}).mappings().one())
+        prepared = Prepared(BY_ID).first(connection, {"b_id": rollout.id})
+    assert prepared == core
+    assert prepared["input"] == {"question": "2 + 2", "nested": [1, 2.5, None]}
+    assert prepared["created_at"].tzinfo is not None
+
+
+def test_a_prepared_update_sets_the_columns_named_by_its_parameters(store):
+    rollout = store.rollouts.enqueue({"n": 1})
+    statement = Prepared(update(rollouts).where(rollouts.c.id == bindparam("b_id")))
+    with store._write() as connection:
+        changed = statement.run(connection, {"metrics": {"loss": 0.25}, "reward": 1.0, "b_id": rollout.id})
+    assert changed == 1
+    stored = store.rollouts.get(rollout.id)
+    assert (stored.metrics, stored.reward, stored.input) == ({"loss": 0.25}, 1.0, {"n": 1})
