@@ -101,16 +101,14 @@ class Rollouts(Area[Rollout]):
     # -- building blocks ------------------------------------------------------------------------------
 
     def _enqueue(self, connection: Connection, requests: Iterable[Mapping[str, Any]]) -> list[Rollout]:
-        latest: list[str | None] = []  # looked up once, only if a request needs it
-        records = []
-        for request in requests:
-            fields = {**request, "status": RO.QUEUING}
-            if fields.get("resources_id") is None:
-                if not latest:
-                    row = self._store.resources._latest_row(connection)
-                    latest.append(None if row is None else row["id"])
-                fields["resources_id"] = latest[0]
-            records.append(self._new_record(fields))
+        requests = list(requests)
+        latest = None  # looked up once per batch, and only when a request has no resources of its own
+        if any(request.get("resources_id") is None for request in requests):
+            row = self._store.resources._latest_row(connection)
+            latest = None if row is None else row["id"]
+        records = [self._new_record({**request, "status": RO.QUEUING, "resources_id": latest
+                                     if request.get("resources_id") is None else request["resources_id"]})
+                   for request in requests]
         self._insert_many(connection, records)
         return records
 
