@@ -203,7 +203,10 @@ class Turn(_Created):
 
 class Span(_Created):
     # The free-form fields are checked when they are encoded for the database (a value JSON cannot
-    # hold is refused there, with its field), not value by value here: spans come in bulk.
+    # hold is refused there, with its field), not value by value here: spans come in bulk. For the
+    # same reason defaults are not validated: none is an enum to turn into its value, all are valid.
+    model_config = ConfigDict(validate_default=False)
+
     rollout_id: str
     attempt_id: str
     sequence_id: int = Field(ge=0)
