@@ -91,3 +91,17 @@ def test_store_calls_run_the_health_check_lazily(session_database_url, clock):
         clock.advance(2)
         claim = store.rollouts.dequeue()  # the check inside dequeue requeues the rollout first
         assert claim is not None and claim.rollout.id == rollout.id and claim.attempt.sequence == 2
+
+
+def test_new_spans_stamp_the_heartbeat_and_resent_ones_do_not(timed_store, clock):
+    timed_store.rollouts.enqueue("x")
+    claim = timed_store.rollouts.dequeue()
+    fields = {"rollout_id": claim.rollout.id, "attempt_id": "latest", "trace_id": "t", "span_id": "s", "name": "n"}
+    timed_store.spans.add(**fields, sequence_id=1)  # the first span starts the attempt
+    clock.advance(10)
+    timed_store.spans.add(**fields, sequence_id=2)
+    assert timed_store.attempts.get(claim.attempt.id).last_heartbeat_at == clock.now
+    clock.advance(10)
+    assert timed_store.spans.add_many([{**fields, "sequence_id": 1}, {**fields, "sequence_id": 2}]) == []
+    attempt = timed_store.attempts.get(claim.attempt.id)
+    assert (attempt.status, attempt.last_heartbeat_at) == ("running", clock.now - timedelta(seconds=10))

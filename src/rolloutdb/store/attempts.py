@@ -25,6 +25,8 @@ SELECT_OF_ROLLOUT = Prepared(select(attempts).where(attempts.c.id == bindparam("
 SELECT_BY_SEQUENCE = Prepared(select(attempts).where(attempts.c.rollout_id == bindparam("b_rollout"),
                                                      attempts.c.sequence == bindparam("b_sequence")))
 UPDATE_BY_ID = Prepared(update(attempts).where(attempts.c.id == bindparam("b_id")))
+# An attempt in one of these that shows a sign of life runs again: its heartbeat is a status change.
+REVIVED_BY_HEARTBEAT = frozenset({A.PREPARING, A.UNRESPONSIVE})
 
 
 def rollout_status_for(attempt_status: str, sequence: int, config: Mapping[str, Any]) -> str:
@@ -140,7 +142,7 @@ class Attempts(Area[Attempt]):
     def _heartbeat(self, connection: Connection, rollout: Mapping[str, Any], attempt: Mapping[str, Any],
                    now: datetime) -> None:
         """A sign of life (a span or an explicit heartbeat): a preparing or unresponsive attempt runs again."""
-        if attempt["status"] in (A.PREPARING, A.UNRESPONSIVE):
+        if attempt["status"] in REVIVED_BY_HEARTBEAT:
             self._write_changes(connection, rollout, attempt, {"status": A.RUNNING, "last_heartbeat_at": now},
                                 "heartbeat")
         else:

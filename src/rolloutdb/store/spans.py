@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, select, update
@@ -12,7 +13,7 @@ from ..errors import InvalidInputError
 from ..ids import new_id
 from ..records import Span
 from ..schema import attempts, spans
-from .attempts import LATEST
+from .attempts import LATEST, REVIVED_BY_HEARTBEAT
 from .base import MAX_LIMIT, Area, build_records
 from .bulk import bulk_insert
 from .statements import Prepared
@@ -68,11 +69,7 @@ class Spans(Area[Span]):
             for (rollout_id, attempt_id), group in by_attempt.items():
                 rollout = self._store.rollouts._fetch(connection, rollout_id, for_update=True)
                 attempt = self._store.attempts._resolve(connection, rollout, attempt_id)
-                inserted = self._new_only(connection, attempt, self._number(connection, attempt, group, now),
-                                          pending[attempt["id"]])
-                if inserted:
-                    self._store.attempts._heartbeat(connection, rollout, attempt, now)
-                added.extend(inserted)
+                added.extend(self._add_to_attempt(connection, rollout, attempt, group, now, pending[attempt["id"]]))
             bulk_insert(connection, spans, [record.__dict__ for record in added])
         return added
 
@@ -137,13 +134,21 @@ class Spans(Area[Span]):
 
     # -- building blocks ------------------------------------------------------------------------------
 
-    def _number(self, connection: Connection, attempt: Mapping[str, Any], group: list[Mapping[str, Any]],
-                now) -> list[Span]:
-        """Validate the spans of one attempt and give each a sequence id."""
-        missing = sum(1 for fields in group if fields.get("sequence_id") is None)
+    def _add_to_attempt(self, connection: Connection, rollout: Mapping[str, Any], attempt: Mapping[str, Any],
+                        group: list[Mapping[str, Any]], now, pending: set[int]) -> list[Span]:
+        """Validate and number the spans of one attempt; returns those whose sequence id the attempt has
+        neither stored nor ``pending`` (which they join). New spans count as the attempt's heartbeat."""
         given = [fields["sequence_id"] for fields in group if fields.get("sequence_id") is not None]
-        first = self._reserve(connection, attempt["id"], missing, at_least=max(given, default=0) + 1)
-        batch, next_free = [], first
+        missing = len(group) - len(given)
+        taken = self._stored(connection, attempt, given) | pending
+        alive = missing > 0 or any(sequence_id not in taken for sequence_id in given)
+        # The heartbeat goes with the reservation (one statement), unless it changes the attempt's status.
+        stamp = alive and attempt["status"] not in REVIVED_BY_HEARTBEAT
+        next_free = self._reserve(connection, attempt["id"], missing, at_least=max(given, default=0) + 1,
+                                  heartbeat=now if stamp else None)
+        if alive and not stamp:
+            self._store.attempts._heartbeat(connection, rollout, attempt, now)
+        batch = []
         # The attempt's id ("latest" resolved) and the project are the store's, whatever the caller sent.
         fixed = {"attempt_id": attempt["id"], "project_id": self._store.project_id}
         for fields in group:
@@ -151,27 +156,31 @@ class Spans(Area[Span]):
             if values.get("sequence_id") is None:
                 values["sequence_id"], next_free = next_free, next_free + 1
             batch.append(values)
-        return build_records(Span, batch, "span")
+        new = []
+        for record in build_records(Span, batch, "span"):
+            if record.sequence_id not in taken:
+                taken.add(record.sequence_id)  # a duplicate within the batch counts as well
+                pending.add(record.sequence_id)
+                new.append(record)
+        return new
 
-    def _reserve(self, connection: Connection, attempt_id: str, count: int, at_least: int = 1) -> int:
+    def _reserve(self, connection: Connection, attempt_id: str, count: int, at_least: int = 1,
+                 heartbeat: datetime | None = None) -> int:
         """Take ``count`` sequence ids from the attempt's counter, first moving it up to ``at_least``;
-        returns the first id taken."""
+        returns the first id taken. With ``heartbeat``, also stamp it as the attempt's last sign of life."""
         reserve = RESERVE_SQLITE if connection.dialect.name == "sqlite" else RESERVE_POSTGRESQL
-        return reserve.scalar(connection, {"b_id": attempt_id, "b_at_least": at_least, "b_count": count}) - count
+        params = {"b_id": attempt_id, "b_at_least": at_least, "b_count": count}
+        if heartbeat is not None:
+            params.update(last_heartbeat_at=heartbeat, updated_at=heartbeat)
+        return reserve.scalar(connection, params) - count
 
-    def _new_only(self, connection: Connection, attempt: Mapping[str, Any], records: list[Span],
-                  pending: set[int]) -> list[Span]:
-        """The spans whose sequence id the attempt has neither stored nor ``pending`` (which they join).
+    def _stored(self, connection: Connection, attempt: Mapping[str, Any], sequence_ids: list[int]) -> set[int]:
+        """Which of these sequence ids the attempt has stored already.
 
         Callers hold the rollout's row lock, so no other writer adds spans to this attempt meanwhile.
         Stored ids are all below the attempt's counter as it was read, so only ids below it can clash."""
-        attempt_id, attempt_counter = attempt["id"], attempt["next_span_sequence"]
-        supplied = [r.sequence_id for r in records if r.sequence_id < attempt_counter]
-        taken = set() if not supplied else {row["sequence_id"] for row in TAKEN_IN_RANGE.rows(
-            connection, {"b_attempt": attempt_id, "b_low": min(supplied), "b_high": max(supplied)})}
-        new = []
-        for record in records:
-            if record.sequence_id not in taken and record.sequence_id not in pending:
-                pending.add(record.sequence_id)  # a duplicate within the batch counts as well
-                new.append(record)
-        return new
+        below = [sequence_id for sequence_id in sequence_ids if sequence_id < attempt["next_span_sequence"]]
+        if not below:
+            return set()
+        return {row["sequence_id"] for row in TAKEN_IN_RANGE.rows(
+            connection, {"b_attempt": attempt["id"], "b_low": min(below), "b_high": max(below)})}
