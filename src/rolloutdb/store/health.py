@@ -47,8 +47,7 @@ def check_health(store: Store) -> int:
     for row in overdue:
         # Re-read under the write lock: another process may have marked it, or a span revived it.
         with store._write() as connection:
-            rollout = store.rollouts._fetch(connection, row["rollout_id"], for_update=True)
-            attempt = store.attempts._resolve(connection, rollout, row["id"])
+            rollout, attempt = store.attempts._locate(connection, row["rollout_id"], row["id"], for_update=True)
             status = verdict(attempt, rollout["config"], now) if attempt["status"] in ALIVE else None
             if status is not None and attempt["sequence"] == rollout["attempt_count"]:
                 store.attempts._apply(connection, rollout, attempt, {"status": status}, "health check")

@@ -67,8 +67,7 @@ class Spans(Area[Span]):
         with self._store._write() as connection:
             now = self._store.now()
             for (rollout_id, attempt_id), group in by_attempt.items():
-                rollout = self._store.rollouts._fetch(connection, rollout_id, for_update=True)
-                attempt = self._store.attempts._resolve(connection, rollout, attempt_id)
+                rollout, attempt = self._store.attempts._locate(connection, rollout_id, attempt_id, for_update=True)
                 added.extend(self._add_to_attempt(connection, rollout, attempt, group, now, pending[attempt["id"]]))
             bulk_insert(connection, spans, [record.__dict__ for record in added])
         return added
@@ -82,8 +81,7 @@ class Spans(Area[Span]):
         with self._store._write() as connection:
             result = []
             for rollout_id, attempt_id in pairs:
-                rollout = self._store.rollouts._fetch(connection, rollout_id)
-                attempt = self._store.attempts._resolve(connection, rollout, attempt_id)
+                _, attempt = self._store.attempts._locate(connection, rollout_id, attempt_id)
                 result.append(self._reserve(connection, attempt["id"], 1))
             return result
 

@@ -29,6 +29,10 @@ JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY  # what json
 
 
 def encode_json(value: Any) -> str:
+    kind = type(value)
+    # Empty lists and dicts fill whole columns (a span's events and links): no need to call the encoder.
+    if (kind is list or kind is dict) and not value:
+        return "[]" if kind is list else "{}"
     return orjson.dumps(value, option=JSON_OPTIONS).decode()
 
 
