@@ -6,7 +6,9 @@ Agent Lightning's InMemoryLightningStore, measured in the same run on this machi
 
 Every figure is also reported as a ratio against its reference, so results compare across machines:
 - span ingest: ``store.spans.add_many`` vs the driver doing the same inserts in one transaction
-  (sqlite3 ``executemany``; psycopg ``COPY``), target >= 0.70;
+  (sqlite3 ``executemany``; psycopg ``COPY``), target >= 0.70. RolloutDB's own SQLite path sends
+  multi-row INSERTs, which SQLite runs faster than executemany, so the bare driver doing that too is
+  shown beside it: what RolloutDB's validation and bookkeeping cost over the same technique;
 - rollout cycle (enqueue N, W workers dequeue, add spans, finish): RolloutDB vs the in-memory store
   doing the same through its own API, target >= 1.0 on SQLite.
 """
@@ -71,9 +73,10 @@ def ingest_with_store(store: rolloutdb.Store, count: int, batch: int) -> float:
     return timed(insert)
 
 
-def ingest_with_driver(store: rolloutdb.Store, count: int, batch: int) -> float:
+def ingest_with_driver(store: rolloutdb.Store, count: int, batch: int, *, multi_row: bool = False) -> float:
     """The same spans inserted by the bare driver: the timed part turns the same dicts into rows
-    (ids, JSON text with orjson, timestamps) and inserts them, with no validation or bookkeeping."""
+    (ids, JSON text with orjson, timestamps) and inserts them, with no validation or bookkeeping.
+    SQLite: executemany, or with ``multi_row`` statements of 100 rows each, as RolloutDB itself does."""
     claim = store.rollouts.start("raw")
     spans = [span_fields(claim.rollout.id, claim.attempt.id, n + 1) for n in range(count)]
     url = make_url(store.url)
@@ -90,14 +93,21 @@ def ingest_with_driver(store: rolloutdb.Store, count: int, batch: int) -> float:
                  "[]", "[]", None, None, None, None, None, created) for s in chunk]
 
     if store.backend == "sqlite":
+        insert_into = f"INSERT INTO spans ({', '.join(SPAN_COLUMNS)}) VALUES "
+        one_row = f"({', '.join('?' * len(SPAN_COLUMNS))})"
+
         def insert() -> None:
             connection = sqlite3.connect(url.database, isolation_level=None)
             for start in range(0, count, batch):
                 connection.execute("BEGIN IMMEDIATE")
-                connection.executemany(
-                    f"INSERT INTO spans ({', '.join(SPAN_COLUMNS)}) VALUES ({', '.join('?' * len(SPAN_COLUMNS))})",
-                    rows(spans[start:start + batch]),
-                )
+                chunk = rows(spans[start:start + batch])
+                if multi_row:
+                    for first in range(0, len(chunk), 100):
+                        part = chunk[first:first + 100]
+                        connection.execute(insert_into + ", ".join([one_row] * len(part)),
+                                           [value for row in part for value in row])
+                else:
+                    connection.executemany(insert_into + one_row, chunk)
                 connection.execute("COMMIT")
             connection.close()
     else:
@@ -177,7 +187,8 @@ def main() -> None:
     args = parser.parse_args()
 
     ingest = Table(title=f"Span ingest: {args.ingest:,} spans in batches of 500")
-    for column in ("backend", "RolloutDB spans/s", "driver spans/s", "ratio (target >= 0.70)"):
+    for column in ("backend", "RolloutDB spans/s", "driver spans/s", "ratio (target >= 0.70)",
+                   "driver, multi-row INSERT", "ratio to it"):
         ingest.add_column(column, justify="right")
     cycle = Table(title=f"Rollout cycle: {args.rollouts:,} rollouts, {args.workers} workers, {args.spans} spans each")
     for column in ("store", "rollouts/s", "spans/s", "ratio vs in-memory (target >= 1.0 on SQLite)"):
@@ -194,13 +205,20 @@ def main() -> None:
     for backend, database in (("sqlite", sqlite_database()), ("postgresql", postgres_database(args.postgres))):
         with database as url, rolloutdb.connect(url) as store:
             with console.status(f"{backend}: span ingest"):
-                # Alternating, best of two each: neither side pays alone for growing a new database file.
-                ours, driver = float("inf"), float("inf")
-                for _ in range(2):
-                    ours = min(ours, ingest_with_store(store, args.ingest, 500))
-                    driver = min(driver, ingest_with_driver(store, args.ingest, 500))
-            ingest.add_row(backend, f"{args.ingest / ours:,.0f}", f"{args.ingest / driver:,.0f}",
-                           f"{driver / ours:.2f}")
+                # Alternating, best of three each: neither side pays alone for growing the database file,
+                # and a moment when the machine is busy does not decide the ratio.
+                sides = {"ours": lambda: ingest_with_store(store, args.ingest, 500),
+                         "driver": lambda: ingest_with_driver(store, args.ingest, 500)}
+                if backend == "sqlite":  # the technique RolloutDB uses on SQLite, by the bare driver
+                    sides["multi-row"] = lambda: ingest_with_driver(store, args.ingest, 500, multi_row=True)
+                best = dict.fromkeys(sides, float("inf"))
+                for _ in range(3):
+                    for side, run in sides.items():
+                        best[side] = min(best[side], run())
+            multi_row = ((f"{args.ingest / best['multi-row']:,.0f}", f"{best['multi-row'] / best['ours']:.2f}")
+                         if "multi-row" in best else ("-", "-"))
+            ingest.add_row(backend, f"{args.ingest / best['ours']:,.0f}", f"{args.ingest / best['driver']:,.0f}",
+                           f"{best['driver'] / best['ours']:.2f}", *multi_row)
             with console.status(f"{backend}: rollout cycle"):
                 seconds = cycle_with_store(store, args.rollouts, args.workers, args.spans, args.batch)
             cycle.add_row(f"RolloutDB {backend}", f"{args.rollouts / seconds:,.0f}",

@@ -45,9 +45,8 @@ def test_ignoring_conflicts_skips_the_existing_rows_of_every_statement(store):
     with store._write() as connection:
         bulk_insert(connection, turns, rows, ignore_conflicts=True)
     with store._read() as connection:
-        stored = connection.execute(
-            select(turns.c.id, turns.c.action).where(turns.c.rollout_id == claim.rollout.id).order_by(turns.c.turn_index)
-        ).all()
+        stored = connection.execute(select(turns.c.id, turns.c.action)
+                                    .where(turns.c.rollout_id == claim.rollout.id).order_by(turns.c.turn_index)).all()
     assert [(row.id, row.action) for row in stored] == [(row["id"], row["action"]) for row in rows]
 
 

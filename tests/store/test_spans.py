@@ -134,3 +134,23 @@ def test_a_bad_span_in_a_batch_is_named_by_its_place_and_nothing_is_stored(store
     with pytest.raises(InvalidInputError, match=r"span #1: span_id: Input should be a valid string"):
         store.spans.add_many([span(claim, "ok"), {**span(claim, "bad"), "span_id": 3}])
     assert store.spans.query(claim.rollout.id) == []
+
+
+def test_a_bad_span_late_in_a_large_batch_stops_it_all_and_the_store_goes_on(store):
+    claim = store.rollouts.start("x")
+    batch = [span(claim, f"s{n}") for n in range(250)]
+    batch[180] = {**batch[180], "name": None}
+    with pytest.raises(InvalidInputError, match=r"span #180: name: Input should be a valid string"):
+        store.spans.add_many(batch)
+    assert store.spans.query(claim.rollout.id) == []
+    assert store.attempts.latest(claim.rollout.id).status == "preparing"
+    assert [s.sequence_id for s in store.spans.add_many(batch[:2])] == [1, 2]
+
+
+def test_bad_spans_are_named_by_their_place_in_the_callers_batch(store):
+    first, second = store.rollouts.start("a"), store.rollouts.start("b")
+    with pytest.raises(InvalidInputError, match=r"span #2: trace_id"):
+        store.spans.add_many([span(first, "a"), span(second, "b"), {**span(second, "c"), "trace_id": None}])
+    with pytest.raises(InvalidInputError, match=r"span #1: sequence_id: must be an integer, got '2'"):
+        store.spans.add_many([span(first, "a"), span(first, "b", sequence_id="2")])
+    assert store.spans.query(first.rollout.id) == store.spans.query(second.rollout.id) == []

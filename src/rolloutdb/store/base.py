@@ -39,11 +39,13 @@ def insert_ignoring_conflicts(connection: Connection, table: Table):
     return dialect_insert(table).on_conflict_do_nothing()
 
 
-def validation_message(exc: ValidationError, item: str | None = None) -> str:
-    """Each error as ``field: message``; for a list of ``item``s, ``item #index: field: message``."""
+def validation_message(exc: ValidationError, item: str | None = None, positions: Sequence[int] | None = None) -> str:
+    """Each error as ``field: message``; for a list of ``item``s, ``item #index: field: message``, where
+    the index is the item's place in the list, or in the caller's batch if ``positions`` maps it there."""
     def where(loc: tuple) -> str:
         if item is not None and loc and isinstance(loc[0], int):
-            return f"{item} #{loc[0]}: {'.'.join(str(p) for p in loc[1:]) or 'value'}"
+            place = loc[0] if positions is None else positions[loc[0]]
+            return f"{item} #{place}: {'.'.join(str(p) for p in loc[1:]) or 'value'}"
         return ".".join(str(p) for p in loc) or "value"
 
     return "; ".join(f"{where(err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False))
@@ -62,13 +64,15 @@ def _list_of(model: type[R]) -> TypeAdapter[list[R]]:
     return TypeAdapter(list[model])  # type: ignore[valid-type]
 
 
-def build_records(model: type[R], values: Sequence[Mapping[str, Any]], what: str) -> list[R]:
-    """``build_record`` for a batch, in one validator call (bulk paths); errors name the item's index."""
+def build_records(model: type[R], values: Sequence[Mapping[str, Any]], what: str,
+                  positions: Sequence[int] | None = None) -> list[R]:
+    """``build_record`` for a batch, in one validator call (bulk paths); errors name the item's index
+    (``positions``: each item's place in the caller's batch, when ``values`` is part of it)."""
     try:
         with collector_paused():
             return _list_of(model).validate_python(values)
     except ValidationError as exc:
-        raise InvalidInputError(f"invalid {what}: {validation_message(exc, what)}") from None
+        raise InvalidInputError(f"invalid {what}: {validation_message(exc, what, positions)}") from None
 
 
 _collector_lock = threading.Lock()

@@ -55,22 +55,24 @@ class Spans(Area[Span]):
 
         Spans without a ``sequence_id`` get the attempt's next ones; given ids keep the counter ahead of
         them. Every attempt that sent spans counts as alive: preparing or unresponsive ones run again."""
-        batch = list(new_spans)
-        by_attempt: dict[tuple[str, str], list[Mapping[str, Any]]] = defaultdict(list)
-        for fields in batch:
+        by_attempt: dict[tuple[str, str], list[tuple[int, Mapping[str, Any]]]] = defaultdict(list)
+        for position, fields in enumerate(new_spans):
             if "rollout_id" not in fields or "attempt_id" not in fields:
-                raise InvalidInputError("every span needs a rollout_id and an attempt_id")
-            by_attempt[(fields["rollout_id"], fields["attempt_id"])].append(fields)
-        added: list[Span] = []
+                raise InvalidInputError(f"every span needs a rollout_id and an attempt_id (span #{position} lacks one)")
+            sequence_id = fields.get("sequence_id")
+            if sequence_id is not None and type(sequence_id) is not int:
+                raise InvalidInputError(
+                    f"invalid span: span #{position}: sequence_id: must be an integer, got {sequence_id!r}")
+            by_attempt[(fields["rollout_id"], fields["attempt_id"])].append((position, fields))
         # Sequence ids taken in this call, per attempt: "latest" and the attempt's id may name the same one.
         pending: dict[str, set[int]] = defaultdict(set)
         with self._store._write() as connection:
             now = self._store.now()
+            numbered: list[tuple[int, dict[str, Any], bool]] = []
             for (rollout_id, attempt_id), group in by_attempt.items():
                 rollout, attempt = self._store.attempts._locate(connection, rollout_id, attempt_id, for_update=True)
-                added.extend(self._add_to_attempt(connection, rollout, attempt, group, now, pending[attempt["id"]]))
-            bulk_insert(connection, spans, [record.__dict__ for record in added])
-        return added
+                numbered.extend(self._number(connection, rollout, attempt, group, now, pending[attempt["id"]]))
+            return self._validate_and_insert(connection, numbered)
 
     def next_sequence_id(self, rollout_id: str, attempt_id: str) -> int:
         """Reserve the attempt's next span sequence id (1, 2, 3, ...)."""
@@ -132,35 +134,42 @@ class Spans(Area[Span]):
 
     # -- building blocks ------------------------------------------------------------------------------
 
-    def _add_to_attempt(self, connection: Connection, rollout: Mapping[str, Any], attempt: Mapping[str, Any],
-                        group: list[Mapping[str, Any]], now, pending: set[int]) -> list[Span]:
-        """Validate and number the spans of one attempt; returns those whose sequence id the attempt has
-        neither stored nor ``pending`` (which they join). New spans count as the attempt's heartbeat."""
-        given = [fields["sequence_id"] for fields in group if fields.get("sequence_id") is not None]
+    def _number(self, connection: Connection, rollout: Mapping[str, Any], attempt: Mapping[str, Any],
+                group: list[tuple[int, Mapping[str, Any]]], now: datetime,
+                pending: set[int]) -> list[tuple[int, dict[str, Any], bool]]:
+        """Give the spans of one attempt their ids and sequence ids: (place in the batch, values, whether
+        the attempt has neither stored its sequence id nor has it ``pending``, which it joins). New spans
+        count as the attempt's heartbeat."""
+        given = [fields["sequence_id"] for _, fields in group if fields.get("sequence_id") is not None]
         missing = len(group) - len(given)
-        taken = self._stored(connection, attempt, given) | pending
-        alive = missing > 0 or any(sequence_id not in taken for sequence_id in given)
+        stored = self._stored(connection, attempt, given)
+        alive = missing > 0 or any(sequence_id not in stored and sequence_id not in pending for sequence_id in given)
         # The heartbeat goes with the reservation (one statement), unless it changes the attempt's status.
         stamp = alive and attempt["status"] not in REVIVED_BY_HEARTBEAT
         next_free = self._reserve(connection, attempt["id"], missing, at_least=max(given, default=0) + 1,
                                   heartbeat=now if stamp else None)
         if alive and not stamp:
             self._store.attempts._heartbeat(connection, rollout, attempt, now)
-        batch = []
         # The attempt's id ("latest" resolved) and the project are the store's, whatever the caller sent.
         fixed = {"attempt_id": attempt["id"], "project_id": self._store.project_id}
-        for fields in group:
+        numbered = []
+        for position, fields in group:
             values = {"id": new_id(), "created_at": now, **fields, **fixed}
             if values.get("sequence_id") is None:
                 values["sequence_id"], next_free = next_free, next_free + 1
-            batch.append(values)
-        new = []
-        for record in build_records(Span, batch, "span"):
-            if record.sequence_id not in taken:
-                taken.add(record.sequence_id)  # a duplicate within the batch counts as well
-                pending.add(record.sequence_id)
-                new.append(record)
-        return new
+            sequence_id = values["sequence_id"]
+            numbered.append((position, values, sequence_id not in stored and sequence_id not in pending))
+            pending.add(sequence_id)  # a duplicate within the batch counts as well
+        return numbered
+
+    def _validate_and_insert(self, connection: Connection,
+                             numbered: list[tuple[int, dict[str, Any], bool]]) -> list[Span]:
+        """Validate every span (a bad one stops it all; the caller rolls back) and insert the new ones."""
+        records = build_records(Span, [values for _, values, _ in numbered], "span",
+                                positions=[position for position, _, _ in numbered])
+        added = [record for record, (_, _, is_new) in zip(records, numbered) if is_new]
+        bulk_insert(connection, spans, [record.__dict__ for record in added])
+        return added
 
     def _reserve(self, connection: Connection, attempt_id: str, count: int, at_least: int = 1,
                  heartbeat: datetime | None = None) -> int:
