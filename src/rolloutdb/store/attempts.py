@@ -42,6 +42,7 @@ def _rollout_with_attempt(latest: bool, for_update: bool) -> Prepared:
     return Prepared(statement.with_for_update(of=rollouts) if for_update else statement)
 
 
+ROLLOUT_COLUMNS, ATTEMPT_COLUMNS = tuple(rollouts.c.keys()), tuple(attempts.c.keys())
 ROLLOUT_WITH_ATTEMPT = {(latest, for_update): _rollout_with_attempt(latest, for_update)
                         for latest in (True, False) for for_update in (True, False)}
 
@@ -108,11 +109,12 @@ class Attempts(Area[Attempt]):
                                            **({} if attempt_id == LATEST else {"b_attempt": attempt_id})})
         if row is None:
             raise NotFoundError(f"rollout {rollout_id!r} not found in project {self._store.project!r}")
-        rollout = {name: row[f"rollout_{name}"] for name in rollouts.c.keys()}
         if row["attempt_id"] is None:
             raise NotFoundError(f"rollout {rollout_id} has no attempt yet" if attempt_id == LATEST
                                 else f"attempt {attempt_id!r} not found for rollout {rollout_id!r}")
-        return rollout, {name: row[f"attempt_{name}"] for name in attempts.c.keys()}
+        values = list(row.values())  # the rollout's columns, then the attempt's
+        return (dict(zip(ROLLOUT_COLUMNS, values[:len(ROLLOUT_COLUMNS)])),
+                dict(zip(ATTEMPT_COLUMNS, values[len(ROLLOUT_COLUMNS):])))
 
     def _resolve(self, connection: Connection, rollout: Mapping[str, Any], attempt_id: str) -> Mapping[str, Any]:
         if attempt_id == LATEST:
