@@ -1,5 +1,6 @@
 """Spans: per-attempt sequence ids, duplicates skipped, heartbeats, queries."""
 
+import gc
 import threading
 
 import pytest
@@ -154,3 +155,19 @@ def test_bad_spans_are_named_by_their_place_in_the_callers_batch(store):
     with pytest.raises(InvalidInputError, match=r"span #1: sequence_id: must be an integer, got '2'"):
         store.spans.add_many([span(first, "a"), span(first, "b", sequence_id="2")])
     assert store.spans.query(first.rollout.id) == store.spans.query(second.rollout.id) == []
+
+
+def test_a_batch_leaves_the_garbage_collector_as_it_found_it(store):
+    """Building a batch holds the collector off; afterwards it runs again, unless the caller had stopped it."""
+    claim = store.rollouts.start("x")
+    store.spans.add_many([span(claim, "a")])
+    assert gc.isenabled()
+    with pytest.raises(InvalidInputError):
+        store.spans.add_many([{**span(claim, "b"), "name": None}])
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        store.spans.add_many([span(claim, "c")])
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
