@@ -34,6 +34,7 @@ from sqlalchemy.engine import make_url
 
 import rolloutdb
 from rolloutdb.ids import new_id
+from rolloutdb.store.bulk import SQLITE_ROWS_PER_STATEMENT
 from common import add_postgres_option, postgres_database, sqlite_database
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # agentlightning imports litellm: stay offline
@@ -76,7 +77,7 @@ def ingest_with_store(store: rolloutdb.Store, count: int, batch: int) -> float:
 def ingest_with_driver(store: rolloutdb.Store, count: int, batch: int, *, multi_row: bool = False) -> float:
     """The same spans inserted by the bare driver: the timed part turns the same dicts into rows
     (ids, JSON text with orjson, timestamps) and inserts them, with no validation or bookkeeping.
-    SQLite: executemany, or with ``multi_row`` statements of 100 rows each, as RolloutDB itself does."""
+    SQLite: executemany, or with ``multi_row`` statements of as many rows as RolloutDB's own."""
     claim = store.rollouts.start("raw")
     spans = [span_fields(claim.rollout.id, claim.attempt.id, n + 1) for n in range(count)]
     url = make_url(store.url)
@@ -102,8 +103,8 @@ def ingest_with_driver(store: rolloutdb.Store, count: int, batch: int, *, multi_
                 connection.execute("BEGIN IMMEDIATE")
                 chunk = rows(spans[start:start + batch])
                 if multi_row:
-                    for first in range(0, len(chunk), 100):
-                        part = chunk[first:first + 100]
+                    for first in range(0, len(chunk), SQLITE_ROWS_PER_STATEMENT):
+                        part = chunk[first:first + SQLITE_ROWS_PER_STATEMENT]
                         connection.execute(insert_into + ", ".join([one_row] * len(part)),
                                            [value for row in part for value in row])
                 else:

@@ -47,6 +47,12 @@ ROLLOUT_WITH_ATTEMPT = {(latest, for_update): _rollout_with_attempt(latest, for_
                         for latest in (True, False) for for_update in (True, False)}
 
 
+def _no_such_attempt(rollout_id: str, attempt_id: str) -> NotFoundError:
+    if attempt_id == LATEST:
+        return NotFoundError(f"rollout {rollout_id} has no attempt yet")
+    return NotFoundError(f"attempt {attempt_id!r} not found for rollout {rollout_id!r}")
+
+
 def rollout_status_for(attempt_status: str, sequence: int, config: Mapping[str, Any]) -> str:
     """What the rollout's status becomes when its latest attempt is in ``attempt_status``."""
     if attempt_status in (A.PREPARING, A.RUNNING, A.SUCCEEDED):
@@ -108,10 +114,9 @@ class Attempts(Area[Attempt]):
         row = statement.first(connection, {"b_rollout": rollout_id, "b_project": self._store.project_id,
                                            **({} if attempt_id == LATEST else {"b_attempt": attempt_id})})
         if row is None:
-            raise NotFoundError(f"rollout {rollout_id!r} not found in project {self._store.project!r}")
+            raise self._store.rollouts._not_found(rollout_id)
         if row["attempt_id"] is None:
-            raise NotFoundError(f"rollout {rollout_id} has no attempt yet" if attempt_id == LATEST
-                                else f"attempt {attempt_id!r} not found for rollout {rollout_id!r}")
+            raise _no_such_attempt(rollout_id, attempt_id)
         values = list(row.values())  # the rollout's columns, then the attempt's
         return (dict(zip(ROLLOUT_COLUMNS, values[:len(ROLLOUT_COLUMNS)])),
                 dict(zip(ATTEMPT_COLUMNS, values[len(ROLLOUT_COLUMNS):])))
@@ -119,12 +124,10 @@ class Attempts(Area[Attempt]):
     def _resolve(self, connection: Connection, rollout: Mapping[str, Any], attempt_id: str) -> Mapping[str, Any]:
         if attempt_id == LATEST:
             row = self._latest_row(connection, rollout)
-            if row is None:
-                raise NotFoundError(f"rollout {rollout['id']} has no attempt yet")
-            return row
-        row = SELECT_OF_ROLLOUT.first(connection, {"b_id": attempt_id, "b_rollout": rollout["id"]})
+        else:
+            row = SELECT_OF_ROLLOUT.first(connection, {"b_id": attempt_id, "b_rollout": rollout["id"]})
         if row is None:
-            raise NotFoundError(f"attempt {attempt_id!r} not found for rollout {rollout['id']!r}")
+            raise _no_such_attempt(rollout["id"], attempt_id)
         return row
 
     def _latest_row(self, connection: Connection, rollout: Mapping[str, Any]) -> Mapping[str, Any] | None:

@@ -294,8 +294,11 @@ class Area(Generic[R]):
         statement = self._select_by_key_for_update if for_update else self._select_by_key
         row = statement.first(connection, {"b_key": id, "b_project": self._store.project_id})
         if row is None:
-            raise NotFoundError(f"{self.noun} {id!r} not found in project {self._store.project!r}")
+            raise self._not_found(id)
         return row
+
+    def _not_found(self, id: str) -> NotFoundError:
+        return NotFoundError(f"{self.noun} {id!r} not found in project {self._store.project!r}")
 
     # Hot statements, prepared once (see statements.Prepared).
     @functools.cached_property
