@@ -26,7 +26,8 @@ from .attempts import Attempts
 from .base import PENDING_HISTORY, flush_status_changes, insert_ignoring_conflicts
 from .catalog import Tasks, Validators
 from .comparison import compare_runs
-from .engine import WRITE, create_store_engine, ensure_schema, unavailable_as_error
+from .checkpoints import Checkpointer
+from .engine import BUSY_TIMEOUT_SECONDS, WRITE, create_store_engine, ensure_schema, sqlite_file, unavailable_as_error
 from .groups import Groups
 from .health import check_health
 from .jobs import AsyncJob, Job, Jobs
@@ -76,6 +77,9 @@ class Store:
         self._waiter = Waiter(self, poll_interval or min(default_poll, health_check_interval or default_poll))
         self._write_lock = sqlite_write_lock(self.url) if engine.dialect.name == "sqlite" else contextlib.nullcontext()
         self._sqlite_writer: tuple[int, Connection] | None = None  # (process id, connection): see _writer
+        database = sqlite_file(url)
+        self._checkpointer = None if database is None else Checkpointer(database, self._write_lock,
+                                                                         BUSY_TIMEOUT_SECONDS)
         self.project_id = self._ensure_project(project)
         self.runs = Runs(self)
         self.steps = Steps(self)
@@ -171,6 +175,8 @@ class Store:
 
     def close(self) -> None:
         """Release the database connections."""
+        if self._checkpointer is not None:
+            self._checkpointer.close()  # before taking the write lock, which its thread may be waiting for
         with self._write_lock:
             if self._sqlite_writer is not None and self._sqlite_writer[0] == os.getpid():
                 self._sqlite_writer[1].close()
@@ -207,6 +213,8 @@ class Store:
                 raise
             for callback in connection.info.pop("after_commit", []):
                 callback()
+            if self._checkpointer is not None:
+                self._checkpointer.written()
 
     @contextlib.contextmanager
     def _writer(self) -> Iterator[Connection]:

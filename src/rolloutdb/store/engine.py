@@ -1,6 +1,7 @@
 """Engines for SQLite and PostgreSQL, their connection settings, and schema migrations.
 
-SQLite: WAL, ``synchronous=NORMAL``, a busy timeout and foreign keys on every connection.
+SQLite: WAL, ``synchronous=NORMAL``, a busy timeout and foreign keys on every connection; WAL
+checkpoints are the store's own thread's job (see ``checkpoints``), not the committing writer's.
 Write transactions there begin with ``BEGIN IMMEDIATE`` so that concurrent writers queue on
 the busy timeout instead of failing with "database is locked" when a read lock is upgraded.
 """
@@ -38,8 +39,16 @@ def create_store_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
 
 
+def sqlite_file(url: str) -> str | None:
+    """The database file of a SQLite URL; None for an in-memory database or another backend."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return parsed.database
+
+
 def _sqlite_engine(url: str, database: str | None) -> Engine:
-    in_memory = not database or database == ":memory:"
+    in_memory = sqlite_file(url) is None
     if not in_memory and not Path(database).parent.is_dir():
         raise StoreUnavailableError(
             f"cannot open SQLite database {database!r}: the directory {str(Path(database).parent)!r} does not exist"
@@ -58,6 +67,7 @@ def _sqlite_engine(url: str, database: str | None) -> Engine:
         cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
         if not in_memory:
             cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA wal_autocheckpoint = 0")  # the store's checkpoint thread does it (see checkpoints)
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
