@@ -39,7 +39,7 @@ from .spans import Spans
 from .steps import Steps
 from .turns import Turns
 from .waiting import Waiter
-from .workers import Workers
+from .workers import PENDING_WORKERS, Workers
 
 DEFAULT_PROJECT = "default"
 _sqlite_write_locks: dict[str, threading.RLock] = {}
@@ -80,7 +80,6 @@ class Store:
         database = sqlite_file(url)
         self._checkpointer = None if database is None else Checkpointer(database, self._write_lock,
                                                                          BUSY_TIMEOUT_SECONDS)
-        self.project_id = self._ensure_project(project)
         self.runs = Runs(self)
         self.steps = Steps(self)
         self.validators = Validators(self)
@@ -93,6 +92,7 @@ class Store:
         self.workers = Workers(self)
         self.turns = Turns(self)
         self.jobs = Jobs(self)
+        self.project_id = self._ensure_project(project)
 
     @property
     def backend(self) -> str:
@@ -205,11 +205,12 @@ class Store:
             try:
                 with connection.begin():
                     yield connection
+                    self.workers._flush(connection)
                     flush_status_changes(connection)
             except BaseException:
-                # Rolled back: nothing to announce, no history to write.
-                connection.info.pop("after_commit", None)
-                connection.info.pop(PENDING_HISTORY, None)
+                # Rolled back: nothing to announce, no history or worker changes to write.
+                for pending in ("after_commit", PENDING_HISTORY, PENDING_WORKERS):
+                    connection.info.pop(pending, None)
                 raise
             for callback in connection.info.pop("after_commit", []):
                 callback()

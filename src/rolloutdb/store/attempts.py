@@ -151,7 +151,6 @@ class Attempts(Area[Attempt]):
         rollout (when this is its latest attempt) and the worker. Returns the attempt row as written."""
         now = self._store.now()
         old, new = attempt["status"], values.get("status", attempt["status"])
-        history: list[dict[str, Any]] = []
         if new != old:
             if not states.allowed("attempt", old, new):
                 allowed = sorted(states.TRANSITIONS["attempt"].get(old, ()))
@@ -161,12 +160,19 @@ class Attempts(Area[Attempt]):
                 )
             if new in states.TERMINAL["attempt"]:
                 values["ended_at"] = now
-            history.append(status_change_row(self._store.project_id, "attempt", attempt["id"], old, new, now, reason))
         values["updated_at"] = now
         UPDATE_BY_ID.run(connection, {**values, "b_id": attempt["id"]})
-        record_status_changes(connection, history)
+        return self._written(connection, rollout, attempt, values, reason, now)
+
+    def _written(self, connection: Connection, rollout: Mapping[str, Any], attempt: Mapping[str, Any],
+                 values: Mapping[str, Any], reason: str | None, now: datetime) -> Mapping[str, Any]:
+        """What follows once ``values`` are written to the attempt: for a status change, its history and
+        the status of the rollout (when this is its latest attempt) and of the worker."""
         updated = {**attempt, **values}
+        old, new = attempt["status"], updated["status"]
         if new != old:
+            record_status_changes(connection, [
+                status_change_row(self._store.project_id, "attempt", attempt["id"], old, new, now, reason)])
             if attempt["sequence"] == rollout["attempt_count"]:
                 target = rollout_status_for(new, attempt["sequence"], rollout["config"])
                 self._store.rollouts._follow(connection, rollout, target, now, reason or f"attempt {new}")
@@ -176,7 +182,8 @@ class Attempts(Area[Attempt]):
 
     def _heartbeat(self, connection: Connection, rollout: Mapping[str, Any], attempt: Mapping[str, Any],
                    now: datetime) -> None:
-        """A sign of life (a span or an explicit heartbeat): a preparing or unresponsive attempt runs again."""
+        """An explicit sign of life: a preparing or unresponsive attempt runs again (spans do this as they
+        reserve their sequence ids, see Spans._number)."""
         if attempt["status"] in REVIVED_BY_HEARTBEAT:
             self._write_changes(connection, rollout, attempt, {"status": A.RUNNING, "last_heartbeat_at": now},
                                 "heartbeat")

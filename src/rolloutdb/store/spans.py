@@ -13,6 +13,7 @@ from ..errors import InvalidInputError
 from ..ids import new_id
 from ..records import Span
 from ..schema import attempts, spans
+from ..states import AttemptStatus as A
 from .attempts import LATEST, REVIVED_BY_HEARTBEAT
 from .base import MAX_LIMIT, Area, build_records
 from .bulk import bulk_insert
@@ -144,12 +145,13 @@ class Spans(Area[Span]):
         missing = len(group) - len(given)
         stored = self._stored(connection, attempt, given)
         alive = missing > 0 or any(sequence_id not in stored and sequence_id not in pending for sequence_id in given)
-        # The heartbeat goes with the reservation (one statement), unless it changes the attempt's status.
-        stamp = alive and attempt["status"] not in REVIVED_BY_HEARTBEAT
+        revived = alive and attempt["status"] in REVIVED_BY_HEARTBEAT
+        # The heartbeat, and the status change when it revives the attempt, go with the reservation: one statement.
         next_free = self._reserve(connection, attempt["id"], missing, at_least=max(given, default=0) + 1,
-                                  heartbeat=now if stamp else None)
-        if alive and not stamp:
-            self._store.attempts._heartbeat(connection, rollout, attempt, now)
+                                  heartbeat=now if alive else None, revive=revived)
+        if revived:
+            self._store.attempts._written(connection, rollout, attempt, {
+                "status": A.RUNNING, "last_heartbeat_at": now, "updated_at": now}, "heartbeat", now)
         # The attempt's id ("latest" resolved) and the project are the store's, whatever the caller sent.
         fixed = {"attempt_id": attempt["id"], "project_id": self._store.project_id}
         numbered = []
@@ -172,13 +174,16 @@ class Spans(Area[Span]):
         return added
 
     def _reserve(self, connection: Connection, attempt_id: str, count: int, at_least: int = 1,
-                 heartbeat: datetime | None = None) -> int:
+                 heartbeat: datetime | None = None, revive: bool = False) -> int:
         """Take ``count`` sequence ids from the attempt's counter, first moving it up to ``at_least``;
-        returns the first id taken. With ``heartbeat``, also stamp it as the attempt's last sign of life."""
+        returns the first id taken. With ``heartbeat``, also stamp it as the attempt's last sign of life;
+        with ``revive``, also set it running (the caller writes what follows, see Attempts._written)."""
         reserve = RESERVE_SQLITE if connection.dialect.name == "sqlite" else RESERVE_POSTGRESQL
         params = {"b_id": attempt_id, "b_at_least": at_least, "b_count": count}
         if heartbeat is not None:
             params.update(last_heartbeat_at=heartbeat, updated_at=heartbeat)
+        if revive:
+            params["status"] = A.RUNNING
         return reserve.scalar(connection, params) - count
 
     def _stored(self, connection: Connection, attempt: Mapping[str, Any], sequence_ids: list[int]) -> set[int]:

@@ -17,6 +17,8 @@ from ..states import AttemptStatus as A
 from .base import Area, build_record
 from .statements import Prepared
 
+PENDING_WORKERS = "rolloutdb_pending_workers"  # connection.info key: see Workers._follow
+
 
 class Workers(Area[Worker]):
     table = workers
@@ -62,6 +64,18 @@ class Workers(Area[Worker]):
         statement.run(connection, {"id": worker_id, "project_id": self._store.project_id, "status": "unknown",
                                        "metadata": {}, "created_at": now, **changes, "updated_at": now})
 
+    def _follow(self, connection: Connection, worker_id: str, changes: Mapping[str, Any], now: datetime) -> None:
+        """Queue what the transaction's attempts imply for the worker; ``_flush`` writes it, once per worker,
+        just before the commit (a batch of spans moves one worker through several attempts). Later
+        changes of a column win, as if each had been written in turn."""
+        pending = connection.info.setdefault(PENDING_WORKERS, {})
+        earlier, _ = pending.get(worker_id, ({}, now))
+        pending[worker_id] = ({**earlier, **changes}, now)
+
+    def _flush(self, connection: Connection) -> None:
+        for worker_id, (changes, now) in connection.info.pop(PENDING_WORKERS, {}).items():
+            self._upsert(connection, worker_id, changes, now)
+
     def _follow_attempt(self, connection: Connection, attempt: Mapping[str, Any], now: datetime) -> None:
         status = attempt["status"]
         if status in (A.SUCCEEDED, A.FAILED):
@@ -72,13 +86,13 @@ class Workers(Area[Worker]):
         else:
             changes = {"status": "busy", "last_busy_at": now, "current_rollout_id": attempt["rollout_id"],
                        "current_attempt_id": attempt["id"]}
-        self._upsert(connection, attempt["worker_id"], changes, now)
+        self._follow(connection, attempt["worker_id"], changes, now)
 
     def _after_dequeue(self, connection: Connection, worker_id: str, claims: Sequence[Claim], now: datetime) -> None:
         if claims:
             last = claims[-1].attempt  # a worker works on one attempt at a time: the last one it took
-            self._upsert(connection, worker_id, {"status": "busy", "last_busy_at": now, "last_dequeue_at": now,
+            self._follow(connection, worker_id, {"status": "busy", "last_busy_at": now, "last_dequeue_at": now,
                                                  "current_rollout_id": last.rollout_id,
                                                  "current_attempt_id": last.id}, now)
         else:
-            self._upsert(connection, worker_id, {"status": "idle", "last_idle_at": now, "last_dequeue_at": now}, now)
+            self._follow(connection, worker_id, {"status": "idle", "last_idle_at": now, "last_dequeue_at": now}, now)
