@@ -17,7 +17,7 @@ from sqlalchemy import Column, Connection, Table
 from sqlalchemy.engine import Dialect
 
 from ..errors import InvalidInputError
-from .statements import as_sqlalchemy_error, encode_json, encoder_for
+from .statements import as_sqlalchemy_error, encode_json, encode_sqlite_time, encoder_for, remember_last
 
 
 def bulk_insert(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]], *,
@@ -100,19 +100,6 @@ def _plan(table: Table, names: tuple[str, ...], dialect: Dialect, ignore_conflic
 def _encoder(column: Column, dialect: Dialect) -> Callable[[Any], Any] | None:
     encode = encoder_for(column.type, dialect)
     # JSON values are rarely the same object twice; other columns repeat (one timestamp for a batch).
-    return encode if encode is None or encode is encode_json else _remember_last(encode)
-
-
-def _remember_last(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """A batch repeats values column-wise (one timestamp for all its rows): encode each run once.
-    The pair is swapped as one object, so threads sharing the plan never see half of it."""
-    last: list[tuple[Any, Any]] = [(object(), None)]
-
-    def encode(value: Any) -> Any:
-        seen, encoded = last[0]
-        if value is not seen:
-            encoded = process(value)
-            last[0] = (value, encoded)
-        return encoded
-
-    return encode
+    if encode is None or encode is encode_json or encode is encode_sqlite_time:  # the last remembers already
+        return encode
+    return remember_last(encode)
