@@ -11,7 +11,9 @@ Every figure is also reported as a ratio against its reference, so results compa
   shown beside it: what RolloutDB's validation and bookkeeping cost over the same technique;
 - rollout cycle (enqueue N, W workers dequeue, add spans, finish): RolloutDB vs the in-memory store
   doing the same through its own API, target >= 1.0 on SQLite.
-Each figure is the best of several runs (ingest 5, cycle 3), the two sides taking turns.
+The sides take turns, round after round (ingest 7 rounds, cycle 5), and a ratio is the median of
+the rounds' ratios: each compares runs made one right after the other, so a spell when the machine
+is slower (this one is a shared virtual machine) weighs on both sides of it; rates are medians too.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ import os
 import sqlite3
 import threading
 import time
-from datetime import datetime, timezone
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import AbstractContextManager
+from datetime import datetime, timezone
+from statistics import median
 
 import orjson
 import psycopg
@@ -176,6 +180,29 @@ def cycle_in_memory(rollouts: int, workers: int, spans: int, batch: int) -> floa
     return asyncio.run(run())
 
 
+# -- taking turns -----------------------------------------------------------------------------------
+
+INGEST_ROUNDS = 7
+CYCLE_ROUNDS = 5
+
+
+def in_turns(sides: dict[str, Callable[[], float]], rounds: int, what: str) -> dict[str, list[float]]:
+    """Each side's seconds, one run per round; the order flips every round, so that no side always
+    runs first (or right after the same other one)."""
+    seconds: dict[str, list[float]] = {side: [] for side in sides}
+    order = list(sides)
+    for round in range(rounds):
+        for side in order if round % 2 == 0 else reversed(order):
+            with console.status(f"{what}, round {round + 1} of {rounds}: {side}"):
+                seconds[side].append(sides[side]())
+    return seconds
+
+
+def median_ratio(reference: list[float], ours: list[float]) -> float:
+    """How many times faster ours ran than the reference, as the median over the rounds."""
+    return median(theirs / mine for theirs, mine in zip(reference, ours))
+
+
 # -- report -----------------------------------------------------------------------------------------
 
 def main() -> None:
@@ -198,39 +225,39 @@ def main() -> None:
 
     databases = {"sqlite": sqlite_database, "postgresql": lambda: postgres_database(args.postgres)}
     for backend, database in databases.items():
-        with database() as url, rolloutdb.connect(url) as store, console.status(f"{backend}: span ingest"):
-            # Alternating, best of five each (a run takes a second or less): neither side pays alone for
-            # growing the database file, and a moment when the machine is busy does not decide the ratio.
+        with database() as url, rolloutdb.connect(url) as store:
+            # All sides write to one database: none of them pays alone for growing its file.
             sides = {"ours": lambda: ingest_with_store(store, args.ingest, 500),
                      "driver": lambda: ingest_with_driver(store, args.ingest, 500)}
             if backend == "sqlite":  # the technique RolloutDB uses on SQLite, by the bare driver
                 sides["multi-row"] = lambda: ingest_with_driver(store, args.ingest, 500, multi_row=True)
-            best = dict.fromkeys(sides, float("inf"))
-            for _ in range(5):
-                for side, run in sides.items():
-                    best[side] = min(best[side], run())
-        multi_row = ((f"{args.ingest / best['multi-row']:,.0f}", f"{best['multi-row'] / best['ours']:.2f}")
-                     if "multi-row" in best else ("-", "-"))
-        ingest.add_row(backend, f"{args.ingest / best['ours']:,.0f}", f"{args.ingest / best['driver']:,.0f}",
-                       f"{best['driver'] / best['ours']:.2f}", *multi_row)
+            seconds = in_turns(sides, INGEST_ROUNDS, f"{backend}: span ingest")
+        multi_row = ((f"{args.ingest / median(seconds['multi-row']):,.0f}",
+                      f"{median_ratio(seconds['multi-row'], seconds['ours']):.2f}") if "multi-row" in seconds
+                     else ("-", "-"))
+        ingest.add_row(backend, f"{args.ingest / median(seconds['ours']):,.0f}",
+                       f"{args.ingest / median(seconds['driver']):,.0f}",
+                       f"{median_ratio(seconds['driver'], seconds['ours']):.2f}", *multi_row)
 
-    # The cycle too is best of three, the stores taking turns, each run on a fresh database as the
-    # in-memory store starts empty.
     workload = (args.rollouts, args.workers, args.spans, args.batch)
-    seconds = dict.fromkeys(["in-memory", *databases], float("inf"))
-    for round in range(1, 4):
-        with console.status(f"rollout cycle, round {round} of 3: Agent Lightning InMemoryLightningStore"):
-            # In a process of its own: what the in-memory store leaves running must not slow the others.
-            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-                seconds["in-memory"] = min(seconds["in-memory"], pool.submit(cycle_in_memory, *workload).result())
-        for backend, database in databases.items():
-            with console.status(f"rollout cycle, round {round} of 3: RolloutDB {backend}"):
-                with database() as url, rolloutdb.connect(url) as store:
-                    seconds[backend] = min(seconds[backend], cycle_with_store(store, *workload))
-    for name, elapsed in seconds.items():
+
+    def in_memory() -> float:
+        # In a process of its own: what the in-memory store leaves running must not slow the others.
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return pool.submit(cycle_in_memory, *workload).result()
+
+    def on(database: Callable[[], AbstractContextManager[str]]) -> Callable[[], float]:
+        def run() -> float:
+            with database() as url, rolloutdb.connect(url) as store:  # fresh, as the in-memory store starts empty
+                return cycle_with_store(store, *workload)
+        return run
+
+    seconds = in_turns({"in-memory": in_memory, **{name: on(database) for name, database in databases.items()}},
+                       CYCLE_ROUNDS, "rollout cycle")
+    for name, times in seconds.items():
         cycle.add_row("agentlightning in-memory" if name == "in-memory" else f"RolloutDB {name}",
-                      f"{args.rollouts / elapsed:,.0f}", f"{args.rollouts * args.spans / elapsed:,.0f}",
-                      f"{seconds['in-memory'] / elapsed:.2f}")
+                      f"{args.rollouts / median(times):,.0f}", f"{args.rollouts * args.spans / median(times):,.0f}",
+                      f"{median_ratio(seconds['in-memory'], times):.2f}")
     console.print(ingest)
     console.print(cycle)
 
