@@ -1,5 +1,6 @@
 """SQLite WAL checkpoints: done by the store's own thread, beside the writers, with the WAL kept bounded."""
 
+import logging
 import os
 import threading
 import time
@@ -103,3 +104,13 @@ def test_an_idle_thread_ends_and_the_next_commit_starts_another(tmp_path, monkey
         size_before = path.stat().st_size
         enqueue_megabytes(store, 4)
         assert wait_until(lambda: path.stat().st_size > size_before + 3_000_000)
+
+
+def test_a_database_file_removed_meanwhile_is_not_made_again(tmp_path, caplog):
+    removed = tmp_path / "removed.db"
+    checkpointer = checkpoints.Checkpointer(str(removed), threading.Lock(), busy_timeout=1.0)
+    with caplog.at_level(logging.WARNING, logger="rolloutdb.checkpoints"):
+        checkpointer.written()
+        assert wait_until(lambda: checkpoint_threads(removed) == [])
+    assert not removed.exists()
+    assert "cannot open" in caplog.text and "the next commit tries again" in caplog.text

@@ -15,11 +15,15 @@ and the WAL's size stays bounded.
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any
+
+log = logging.getLogger("rolloutdb.checkpoints")
 
 INTERVAL_SECONDS = 0.2
 WAL_LIMIT_BYTES = 64 * 1024 * 1024
@@ -62,7 +66,15 @@ class Checkpointer:
         thread.join()
 
     def _run(self, wake: threading.Event, stop: threading.Event) -> None:
-        connection = sqlite3.connect(self.database, isolation_level=None, timeout=self._busy_timeout)
+        try:
+            # mode=rw: a database file removed meanwhile is not made again, empty, by this connection.
+            connection = sqlite3.connect(f"{Path(self.database).absolute().as_uri()}?mode=rw", uri=True,
+                                         isolation_level=None, timeout=self._busy_timeout)
+        except sqlite3.Error as exc:
+            log.warning("rolloutdb: cannot open %s to checkpoint its WAL (%s); the next commit tries again",
+                        self.database, exc)
+            self._forget(threading.current_thread())
+            return
         try:
             page_size = connection.execute("PRAGMA page_size").fetchone()[0]
             while True:
@@ -74,14 +86,24 @@ class Checkpointer:
                 if stop.is_set():
                     return
                 wake.clear()
-                frames = checkpoint(connection)
-                if frames * page_size > WAL_LIMIT_BYTES:
-                    with self._write_lock:  # nothing new can come in: this one copies what remains
-                        checkpoint(connection)
+                try:
+                    if checkpoint(connection) * page_size > WAL_LIMIT_BYTES:
+                        with self._write_lock:  # nothing new can come in: this one copies what remains
+                            checkpoint(connection)
+                except sqlite3.Error as exc:  # e.g. another process holds the database locked
+                    log.warning("rolloutdb: checkpoint of %s failed (%s); trying again", self.database, exc)
+                    wake.set()
                 if stop.wait(INTERVAL_SECONDS):  # later commits wait for the next round together
                     return
         finally:
             connection.close()
+            self._forget(threading.current_thread())
+
+    def _forget(self, thread: threading.Thread) -> None:
+        """The thread ends: the next commit starts another (unless close() is stopping this one)."""
+        with self._lock:
+            if self._thread is thread:
+                self._thread = None
 
 
 def checkpoint(connection: sqlite3.Connection) -> int:
