@@ -34,7 +34,7 @@ class Checkpointer:
     """Checkpoints one SQLite database's WAL in a daemon thread, which commits start when it is needed."""
 
     def __init__(self, database: str, write_lock: AbstractContextManager[Any], busy_timeout: float) -> None:
-        self.database = database
+        self.database = str(Path(database).absolute())  # as opened now, whatever the working directory becomes
         self._write_lock = write_lock
         self._busy_timeout = busy_timeout
         self._lock = threading.Lock()  # guards the thread's start and end against a commit's wake-up
@@ -68,7 +68,7 @@ class Checkpointer:
     def _run(self, wake: threading.Event, stop: threading.Event) -> None:
         try:
             # mode=rw: a database file removed meanwhile is not made again, empty, by this connection.
-            connection = sqlite3.connect(f"{Path(self.database).absolute().as_uri()}?mode=rw", uri=True,
+            connection = sqlite3.connect(f"{Path(self.database).as_uri()}?mode=rw", uri=True,
                                          isolation_level=None, timeout=self._busy_timeout)
         except sqlite3.Error as exc:
             log.warning("rolloutdb: cannot open %s to checkpoint its WAL (%s); the next commit tries again",
