@@ -184,6 +184,8 @@ def cycle_in_memory(rollouts: int, workers: int, spans: int, batch: int) -> floa
 
 INGEST_ROUNDS = 7
 CYCLE_ROUNDS = 5
+PAIRED_CAPTION = ("rates: each side's median over the rounds; ratios: the median of the rounds' own ratios "
+                  "(runs one right after the other), so the two need not agree exactly")
 
 
 def in_turns(sides: dict[str, Callable[[], float]], rounds: int, what: str) -> dict[str, list[float]]:
@@ -215,11 +217,12 @@ def main() -> None:
     add_postgres_option(parser)
     args = parser.parse_args()
 
-    ingest = Table(title=f"Span ingest: {args.ingest:,} spans in batches of 500")
+    ingest = Table(title=f"Span ingest: {args.ingest:,} spans in batches of 500", caption=PAIRED_CAPTION)
     for column in ("backend", "RolloutDB spans/s", "driver spans/s", "ratio (target >= 0.70)",
                    "driver, multi-row INSERT", "ratio to it"):
         ingest.add_column(column, justify="right")
-    cycle = Table(title=f"Rollout cycle: {args.rollouts:,} rollouts, {args.workers} workers, {args.spans} spans each")
+    cycle = Table(title=f"Rollout cycle: {args.rollouts:,} rollouts, {args.workers} workers, {args.spans} spans each",
+                  caption=PAIRED_CAPTION)
     for column in ("store", "rollouts/s", "spans/s", "ratio vs in-memory (target >= 1.0 on SQLite)"):
         cycle.add_column(column, justify="right")
 
