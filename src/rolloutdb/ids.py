@@ -18,21 +18,27 @@ os.register_at_fork(after_in_child=lambda: _random.seed(os.urandom(32)))
 
 def new_id() -> str:
     """A UUIDv7 (RFC 9562) string; monotonic within the process, unique across machines."""
+    return new_ids(1)[0]
+
+
+def new_ids(count: int) -> list[str]:
+    """``count`` UUIDv7 strings in increasing order: ``new_id()`` for a batch, taking the clock and the
+    lock once."""
     global _last_ms, _counter
+    ids = []
     with _lock:
         now_ms = time.time_ns() // 1_000_000
-        if now_ms <= _last_ms:
-            # Same (or an earlier) millisecond: bump the 12-bit counter so ids keep increasing.
+        if now_ms > _last_ms:
+            _last_ms = now_ms
+            _counter = _random.getrandbits(10) - 1  # the first id below takes the next value
+        for _ in range(count):
+            # Same millisecond as the last id: bump the 12-bit counter so ids keep increasing.
             _counter += 1
             if _counter > 0xFFF:
                 _last_ms += 1
                 _counter = 0
-            now_ms = _last_ms
-        else:
-            _last_ms = now_ms
-            _counter = _random.getrandbits(10)
-        counter = _counter
-        tail = _random.getrandbits(62)
-    value = (now_ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | counter << 64 | 0b10 << 62 | tail
-    digits = f"{value:032x}"  # formatted by hand: building a uuid.UUID costs more than the rest
-    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
+            value = ((_last_ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | _counter << 64 | 0b10 << 62
+                     | _random.getrandbits(62))
+            digits = f"{value:032x}"  # formatted by hand: building a uuid.UUID costs more than the rest
+            ids.append(f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}")
+    return ids

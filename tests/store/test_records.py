@@ -26,11 +26,12 @@ def test_record_fields_match_table_columns(record, table):
 
 
 def test_ids_are_time_ordered_and_unique():
-    from rolloutdb.ids import new_id
+    from rolloutdb.ids import new_id, new_ids
 
     import uuid
 
-    ids = [new_id() for _ in range(5000)]
+    # Batches larger than the 4,096 ids one millisecond's counter holds, between single ids.
+    ids = [new_id() for _ in range(5000)] + new_ids(10_000) + [new_id()] + new_ids(3) + [new_id()]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     parsed = uuid.UUID(ids[0])
     assert (str(parsed), parsed.version, parsed.variant) == (ids[0], 7, uuid.RFC_4122)

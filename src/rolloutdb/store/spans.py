@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, func, select, update
 
 from ..errors import InvalidInputError
-from ..ids import new_id
+from ..ids import new_ids
 from ..records import Span
 from ..schema import attempts, spans
 from ..states import AttemptStatus as A
@@ -155,8 +155,8 @@ class Spans(Area[Span]):
         # The attempt's id ("latest" resolved) and the project are the store's, whatever the caller sent.
         fixed = {"attempt_id": attempt["id"], "project_id": self._store.project_id}
         numbered = []
-        for position, fields in group:
-            values = {"id": new_id(), "created_at": now, **fields, **fixed}
+        for (position, fields), row_id in zip(group, new_ids(len(group))):
+            values = {"id": row_id, "created_at": now, **fields, **fixed}
             if values.get("sequence_id") is None:
                 values["sequence_id"], next_free = next_free, next_free + 1
             sequence_id = values["sequence_id"]
