@@ -23,7 +23,7 @@ from ..errors import InvalidInputError
 from ..records import Project, Rollout, RunComparison, StatusChange, utcnow
 from ..schema import projects, status_changes
 from .attempts import Attempts
-from .base import PENDING_HISTORY, flush_status_changes, insert_ignoring_conflicts
+from .base import PENDING, flush_pending, insert_ignoring_conflicts
 from .catalog import Tasks, Validators
 from .comparison import compare_runs
 from .checkpoints import Checkpointer
@@ -39,7 +39,7 @@ from .spans import Spans
 from .steps import Steps
 from .turns import Turns
 from .waiting import Waiter
-from .workers import PENDING_WORKERS, Workers
+from .workers import Workers
 
 DEFAULT_PROJECT = "default"
 _sqlite_write_locks: dict[str, threading.RLock] = {}
@@ -80,6 +80,7 @@ class Store:
         database = sqlite_file(url)
         self._checkpointer = None if database is None else Checkpointer(database, self._write_lock,
                                                                          BUSY_TIMEOUT_SECONDS)
+        self.project_id = self._ensure_project(project)
         self.runs = Runs(self)
         self.steps = Steps(self)
         self.validators = Validators(self)
@@ -92,7 +93,6 @@ class Store:
         self.workers = Workers(self)
         self.turns = Turns(self)
         self.jobs = Jobs(self)
-        self.project_id = self._ensure_project(project)
 
     @property
     def backend(self) -> str:
@@ -205,12 +205,11 @@ class Store:
             try:
                 with connection.begin():
                     yield connection
-                    self.workers._flush(connection)
-                    flush_status_changes(connection)
+                    flush_pending(connection)
             except BaseException:
-                # Rolled back: nothing to announce, no history or worker changes to write.
-                for pending in ("after_commit", PENDING_HISTORY, PENDING_WORKERS):
-                    connection.info.pop(pending, None)
+                # Rolled back: nothing to announce, nothing queued to write.
+                connection.info.pop("after_commit", None)
+                connection.info.pop(PENDING, None)
                 raise
             for callback in connection.info.pop("after_commit", []):
                 callback()

@@ -7,7 +7,7 @@ import contextlib
 import functools
 import gc
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
@@ -111,17 +111,31 @@ def status_change_row(
             "new_status": new, "changed_at": now, "reason": reason}
 
 
-PENDING_HISTORY = "rolloutdb_pending_history"
+PENDING = "rolloutdb_pending"  # connection.info key: see pending()
+Q = TypeVar("Q")
+
+
+def pending(connection: Connection, flush: Callable[[Connection, Q], None], empty: Callable[[], Q]) -> Q:
+    """What the transaction has queued so far for ``flush`` to write (``empty()`` at first). The store
+    calls each flush with its queue just before the commit (``flush_pending``); a rollback drops them."""
+    queues = connection.info.setdefault(PENDING, {})
+    if flush not in queues:
+        queues[flush] = empty()
+    return queues[flush]
+
+
+def flush_pending(connection: Connection) -> None:
+    for flush, queued in connection.info.pop(PENDING, {}).items():
+        flush(connection, queued)
 
 
 def record_status_changes(connection: Connection, rows: list[dict[str, Any]]) -> None:
     """Queue status-change rows (see ``status_change_row``) of the transaction that changes the statuses;
-    ``flush_status_changes`` writes them all at once, just before it commits."""
-    connection.info.setdefault(PENDING_HISTORY, []).extend(rows)
+    they are written all at once, just before it commits."""
+    pending(connection, _insert_status_changes, list).extend(rows)
 
 
-def flush_status_changes(connection: Connection) -> None:
-    rows = connection.info.pop(PENDING_HISTORY, None)
+def _insert_status_changes(connection: Connection, rows: list[dict[str, Any]]) -> None:
     if rows:
         bulk_insert(connection, status_changes, rows)
 

@@ -14,10 +14,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from ..records import Claim, Worker
 from ..schema import workers
 from ..states import AttemptStatus as A
-from .base import Area, build_record
+from .base import Area, build_record, pending
 from .statements import Prepared
-
-PENDING_WORKERS = "rolloutdb_pending_workers"  # connection.info key: see Workers._follow
 
 
 class Workers(Area[Worker]):
@@ -65,15 +63,16 @@ class Workers(Area[Worker]):
                                        "metadata": {}, "created_at": now, **changes, "updated_at": now})
 
     def _follow(self, connection: Connection, worker_id: str, changes: Mapping[str, Any], now: datetime) -> None:
-        """Queue what the transaction's attempts imply for the worker; ``_flush`` writes it, once per worker,
-        just before the commit (a batch of spans moves one worker through several attempts). Later
-        changes of a column win, as if each had been written in turn."""
-        pending = connection.info.setdefault(PENDING_WORKERS, {})
-        earlier, _ = pending.get(worker_id, ({}, now))
-        pending[worker_id] = ({**earlier, **changes}, now)
+        """Queue what the transaction's attempts imply for the worker, written once per worker just before
+        the commit (a batch of spans moves one worker through several attempts). Later changes of a
+        column win, as if each had been written in turn."""
+        queued = pending(connection, self._write_followed, dict)
+        earlier, _ = queued.get(worker_id, ({}, now))
+        queued[worker_id] = ({**earlier, **changes}, now)
 
-    def _flush(self, connection: Connection) -> None:
-        for worker_id, (changes, now) in connection.info.pop(PENDING_WORKERS, {}).items():
+    def _write_followed(self, connection: Connection,
+                        queued: dict[str, tuple[dict[str, Any], datetime]]) -> None:
+        for worker_id, (changes, now) in queued.items():
             self._upsert(connection, worker_id, changes, now)
 
     def _follow_attempt(self, connection: Connection, attempt: Mapping[str, Any], now: datetime) -> None:
