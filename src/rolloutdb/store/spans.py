@@ -145,13 +145,15 @@ class Spans(Area[Span]):
         missing = len(group) - len(given)
         stored = self._stored(connection, attempt, given)
         alive = missing > 0 or any(sequence_id not in stored and sequence_id not in pending for sequence_id in given)
-        revived = alive and attempt["status"] in REVIVED_BY_HEARTBEAT
         # The heartbeat, and the status change when it revives the attempt, go with the reservation: one statement.
-        next_free = self._reserve(connection, attempt["id"], missing, at_least=max(given, default=0) + 1,
-                                  heartbeat=now if alive else None, revive=revived)
+        heartbeat = {"last_heartbeat_at": now, "updated_at": now} if alive else {}
+        revived = alive and attempt["status"] in REVIVED_BY_HEARTBEAT
         if revived:
-            self._store.attempts._written(connection, rollout, attempt, {
-                "status": A.RUNNING, "last_heartbeat_at": now, "updated_at": now}, "heartbeat", now)
+            heartbeat["status"] = A.RUNNING
+        next_free = self._reserve(connection, attempt["id"], missing, at_least=max(given, default=0) + 1,
+                                  also=heartbeat)
+        if revived:
+            self._store.attempts._written(connection, rollout, attempt, heartbeat, "heartbeat", now)
         # The attempt's id ("latest" resolved) and the project are the store's, whatever the caller sent.
         fixed = {"attempt_id": attempt["id"], "project_id": self._store.project_id}
         numbered = []
@@ -174,17 +176,13 @@ class Spans(Area[Span]):
         return added
 
     def _reserve(self, connection: Connection, attempt_id: str, count: int, at_least: int = 1,
-                 heartbeat: datetime | None = None, revive: bool = False) -> int:
+                 also: Mapping[str, Any] | None = None) -> int:
         """Take ``count`` sequence ids from the attempt's counter, first moving it up to ``at_least``;
-        returns the first id taken. With ``heartbeat``, also stamp it as the attempt's last sign of life;
-        with ``revive``, also set it running (the caller writes what follows, see Attempts._written)."""
+        returns the first id taken. ``also``: other columns of the attempt to set in the same statement
+        (a heartbeat; the caller writes what a status change brings, see Attempts._written)."""
         reserve = RESERVE_SQLITE if connection.dialect.name == "sqlite" else RESERVE_POSTGRESQL
-        params = {"b_id": attempt_id, "b_at_least": at_least, "b_count": count}
-        if heartbeat is not None:
-            params.update(last_heartbeat_at=heartbeat, updated_at=heartbeat)
-        if revive:
-            params["status"] = A.RUNNING
-        return reserve.scalar(connection, params) - count
+        return reserve.scalar(connection, {"b_id": attempt_id, "b_at_least": at_least, "b_count": count,
+                                           **(also or {})}) - count
 
     def _stored(self, connection: Connection, attempt: Mapping[str, Any], sequence_ids: list[int]) -> set[int]:
         """Which of these sequence ids the attempt has stored already.
