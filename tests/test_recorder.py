@@ -106,36 +106,78 @@ def test_eval_and_baseline_runs_link_to_training_and_compare(session_database_ur
     assert by_task["t2"].reward_mean_delta == pytest.approx(1.0)
 
 
-def test_a_rejected_record_is_reported_and_the_rest_is_written(session_database_url, project, caplog):
+def test_a_value_that_cannot_be_stored_is_refused_at_the_call_and_the_rest_is_written(session_database_url, project):
+    with rolloutdb.Recorder(session_database_url, run="train", project=project, flush_interval=0.05) as recorder:
+        with recorder.step(0) as step:
+            rollout = step.group(task="t", size=1).rollout()
+            rollout.turn(action="fine")
+            with pytest.raises(rolloutdb.InvalidInputError, match="action is not JSON"):
+                rollout.turn(action={"not json": object()})
+            with pytest.raises(rolloutdb.InvalidInputError, match="NUL"):
+                rollout.turn(observation={"text": "a\x00b"})
+            rollout.turn(action="also fine")
+            rollout.finish(reward=1.0)
+        assert recorder.flush()
+    store = rolloutdb.connect(session_database_url, project=project)
+    assert [t.action for t in store.turns.query()] == ["fine", "also fine"]
+    assert [t.turn_index for t in store.turns.query()] == [0, 1]
+
+
+def test_a_record_the_database_refuses_is_reported_with_what_it_was_and_changes_nothing(
+        session_database_url, project, caplog):
+    store = rolloutdb.connect(session_database_url, project=project)
     with rolloutdb.Recorder(session_database_url, run="train", project=project, flush_interval=0.05) as recorder:
         with recorder.step(0) as step:
             group = step.group(task="t", size=2)
-            good, bad = group.rollout(), group.rollout()
-            good.turn(action="fine")
-            bad.turn(action={"not json": object()})
-            good.finish(reward=1.0)
-            bad.finish(reward=0.0)
-        with caplog.at_level(logging.ERROR, logger="rolloutdb.recorder"):
+            cancelled, good = group.rollout(), group.rollout()
             assert recorder.flush()
+            store.rollouts.cancel(cancelled.id, reason="operator")
+            with caplog.at_level(logging.ERROR, logger="rolloutdb.recorder"):
+                cancelled.finish(reward=1.0, success=True)
+                good.finish(reward=1.0, success=True)
+                result = recorder.flush()
         health = recorder.health()
-    assert health.failed == 1 and "turn rejected" in health.last_error
-    assert "rejected a turn record" in caplog.text
-    store = rolloutdb.connect(session_database_url, project=project)
-    assert store.turns.count() == 1 and store.rollouts.count(status="succeeded") == 2
+    assert not result and result.complete
+    assert len(result.rejected) == 1 and cancelled.id in result.rejected[0]
+    assert "cannot go from 'cancelled' to 'succeeded'" in result.rejected[0]
+    assert health.failed == 1 and cancelled.id in health.last_error
+    assert f"rollout {cancelled.id}" in caplog.text
+    assert store.rollouts.get(cancelled.id).status == "cancelled"
+    assert [c.new_status for c in store.history("rollout", cancelled.id)] == ["running", "cancelled"]
+    assert store.rollouts.get(good.id).status == "succeeded"
+    assert store.groups.get(group.id).status == "completed"
 
 
-def test_resuming_a_run_by_name_continues_it(session_database_url, project):
+def test_a_finished_run_is_not_recorded_into_again_unless_asked(session_database_url, project):
     with rolloutdb.Recorder(session_database_url, run="train", total_steps=2, project=project,
                             flush_interval=0.05) as recorder:
         record_training(recorder, steps=1)
         recorder.finish("failed", "preempted")
-    with rolloutdb.Recorder(session_database_url, run="train", total_steps=2, project=project,
-                            flush_interval=0.05) as recorder:
-        with recorder.step(1):
-            pass
+    with pytest.raises(rolloutdb.ConflictError, match="already ended as failed: start it under a new name"):
+        rolloutdb.Recorder(session_database_url, run="train", project=project)
+    with pytest.raises(rolloutdb.ConflictError, match="already exists"):
+        rolloutdb.Recorder(session_database_url, run="train", project=project, resume=False)
+    with pytest.raises(rolloutdb.NotFoundError, match="to resume"):
+        rolloutdb.Recorder(session_database_url, run="other", project=project, resume=True)
     store = rolloutdb.connect(session_database_url, project=project)
-    assert store.runs.count() == 1
-    assert [s.number for s in store.steps.query()] == [0, 1]
+    assert store.runs.count() == 1 and store.rollouts.count() == 8
+    assert store.runs.get("train").status == "failed"
+
+
+def test_a_group_smaller_than_declared_is_completed_with_its_run(session_database_url, project):
+    """The README's example: a group declared with size=4 and one rollout recorded."""
+    with rolloutdb.Recorder(session_database_url, run="readme", project=project, total_steps=2,
+                            flush_interval=0.05) as recorder:
+        for i in range(2):
+            with recorder.step(i) as step:
+                group = step.group(task="add-7", size=4)
+                with group.rollout(input={"target": 7}) as rollout:
+                    rollout.turn(observation={"value": 0}, action="+2", reward=0.0)
+                    rollout.finish(reward=1.0, success=True)
+    store = rolloutdb.connect(session_database_url, project=project)
+    assert [(g.status, g.rollout_count, g.success_count) for g in store.groups.query()] == [("completed", 1, 1)] * 2
+    run = store.runs.get("readme")
+    assert (run.status, run.progress) == ("completed", 100.0)
 
 
 @pytest.mark.postgresql

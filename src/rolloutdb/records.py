@@ -62,6 +62,7 @@ class Run(_Lifetime):
     state: JsonValue = None
     total_steps: int | None = Field(default=None, ge=0)
     metadata: JsonDict = Field(default_factory=dict)
+    owner: str | None = Field(default=None, max_length=128)
     heartbeat_at: datetime | None = None
 
 

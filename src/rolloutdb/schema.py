@@ -112,6 +112,7 @@ runs = Table(
     Column("state", Json),
     Column("total_steps", Integer),
     Column("metadata", Json, nullable=False),
+    Column("owner", String(128)),  # the recorder session that records into the run, if any
     *_times("created_at", "updated_at", "started_at", "ended_at", "heartbeat_at"),
     UniqueConstraint("project_id", "name"),
     Index("ix_runs_project_id_status", "project_id", "status"),

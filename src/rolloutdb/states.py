@@ -59,6 +59,8 @@ TRANSITIONS: dict[str, dict[str, frozenset[str]]] = {
     "step": {
         S.PENDING: frozenset({S.RUNNING, S.COMPLETED, S.FAILED}),
         S.RUNNING: frozenset({S.COMPLETED, S.FAILED}),
+        # A step cut short (its process died) runs again when the run is resumed.
+        S.FAILED: frozenset({S.RUNNING}),
     },
     "group": {
         G.PENDING: frozenset({G.RUNNING, G.COMPLETED, G.FAILED, G.CANCELLED}),
@@ -91,6 +93,7 @@ ACTIVE = {R.RUNNING, S.RUNNING, G.RUNNING, RO.PREPARING, RO.RUNNING, A.RUNNING}
 TERMINAL: dict[str, frozenset[str]] = {
     kind: frozenset(str(s) for s in enum) - set(TRANSITIONS[kind]) for kind, enum in STATUS_ENUMS.items()
 }
+TERMINAL["step"] |= {S.FAILED}  # a failed step has ended, even though a resumed run may run it again
 
 
 def allowed(entity_type: str, old: str, new: str) -> bool:

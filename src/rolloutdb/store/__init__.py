@@ -23,7 +23,7 @@ from ..errors import InvalidInputError
 from ..records import Project, Rollout, RunComparison, StatusChange, utcnow
 from ..schema import projects, status_changes
 from .attempts import Attempts
-from .base import PENDING, flush_pending, insert_ignoring_conflicts
+from .base import AFTER_COMMIT, PENDING, flush_pending, insert_ignoring_conflicts
 from .catalog import Tasks, Validators
 from .comparison import compare_runs
 from .checkpoints import Checkpointer
@@ -31,6 +31,7 @@ from .engine import BUSY_TIMEOUT_SECONDS, WRITE, create_store_engine, ensure_sch
 from .groups import Groups
 from .health import check_health
 from .jobs import AsyncJob, Job, Jobs
+from .recording import Recording
 from .resources import Resources
 from .retention import PurgeResult, purge
 from .rollouts import Rollouts
@@ -93,6 +94,7 @@ class Store:
         self.workers = Workers(self)
         self.turns = Turns(self)
         self.jobs = Jobs(self)
+        self.recording = Recording(self)
 
     @property
     def backend(self) -> str:
@@ -208,10 +210,10 @@ class Store:
                     flush_pending(connection)
             except BaseException:
                 # Rolled back: nothing to announce, nothing queued to write.
-                connection.info.pop("after_commit", None)
+                connection.info.pop(AFTER_COMMIT, None)
                 connection.info.pop(PENDING, None)
                 raise
-            for callback in connection.info.pop("after_commit", []):
+            for callback in connection.info.pop(AFTER_COMMIT, []):
                 callback()
             if self._checkpointer is not None:
                 self._checkpointer.written()

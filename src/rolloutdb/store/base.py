@@ -4,6 +4,7 @@ whitelisted filters and sorting, parent checks, status transitions and their his
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import gc
 import threading
@@ -112,6 +113,7 @@ def status_change_row(
 
 
 PENDING = "rolloutdb_pending"  # connection.info key: see pending()
+AFTER_COMMIT = "after_commit"  # connection.info key: callbacks the store runs once the transaction commits
 Q = TypeVar("Q")
 
 
@@ -125,8 +127,26 @@ def pending(connection: Connection, flush: Callable[[Connection, Q], None], empt
 
 
 def flush_pending(connection: Connection) -> None:
-    for flush, queued in connection.info.pop(PENDING, {}).items():
-        flush(connection, queued)
+    # A flush may queue more (statistics refreshed change statuses, which queue history): until none is left.
+    while queues := connection.info.pop(PENDING, None):
+        for flush, queued in queues.items():
+            flush(connection, queued)
+
+
+@contextlib.contextmanager
+def savepoint(connection: Connection) -> Iterator[None]:
+    """A nested transaction whose rollback also drops what it queued for commit time (history rows,
+    statistics, wake-ups), so that a part undone leaves no trace."""
+    saved = {PENDING: {flush: copy.copy(queued) for flush, queued in connection.info.get(PENDING, {}).items()},
+             AFTER_COMMIT: list(connection.info.get(AFTER_COMMIT, []))}
+    try:
+        with connection.begin_nested():
+            yield
+    except BaseException:
+        for key in (PENDING, AFTER_COMMIT):
+            connection.info.pop(key, None)
+        connection.info.update(saved)
+        raise
 
 
 def record_status_changes(connection: Connection, rows: list[dict[str, Any]]) -> None:

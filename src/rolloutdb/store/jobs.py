@@ -21,7 +21,10 @@ from sqlalchemy.exc import IntegrityError
 from ..errors import ConflictError, InvalidInputError, InvalidTransitionError, JobCancelled, JobPaused
 from ..records import Record, Run, RunEvent
 from ..schema import run_events, runs, status_changes
+from ..states import GroupStatus
 from ..states import RunStatus as R
+from .base import savepoint
+from .runs import close_open_parts
 
 if TYPE_CHECKING:
     from . import Store
@@ -174,7 +177,7 @@ class Jobs:
 
     def _insert_claiming_key(self, connection: Connection, record: Run) -> None:
         try:
-            with connection.begin_nested():
+            with savepoint(connection):
                 self._store.runs._insert(connection, record)
         except ConflictError:
             holder = connection.execute(select(runs.c.name, runs.c.status).where(
@@ -188,6 +191,18 @@ class Jobs:
 
     def _resume(self, connection: Connection, run: Mapping[str, Any], plan: list[dict[str, Any]],
                 key: str | None, stale_after: float) -> Mapping[str, Any]:
+        changes: dict[str, Any] = {}
+        if plan and not run["stages"]:
+            changes["stages"] = plan
+        if key is not None and run["concurrency_key"] is None:
+            changes["concurrency_key"] = key
+        return self._take_over(connection, run, changes, stale_after)
+
+    def _take_over(self, connection: Connection, run: Mapping[str, Any], changes: Mapping[str, Any],
+                   stale_after: float) -> Mapping[str, Any]:
+        """Continue an existing run in this process (a job started again, a recorder with the run's name):
+        a pending or paused run starts, a running one whose process went quiet for ``stale_after`` seconds
+        is taken over (what it left running is closed as interrupted); a finished or live run is refused."""
         status = run["status"]
         if status in FINISHED:
             raise ConflictError(f"job {run['name']!r} has already {'ended as ' + status}: start it under a new "
@@ -196,18 +211,18 @@ class Jobs:
             age = (self._store.now() - run["heartbeat_at"]).total_seconds()
             raise ConflictError(f"job {run['name']!r} is already running (last heartbeat {age:.0f}s ago)")
         message = {R.PENDING: "started", R.PAUSED: "resumed", R.RUNNING: "resumed after its process went quiet"}
-        changes: dict[str, Any] = {"control": None, "heartbeat_at": self._store.now()}
+        if status == R.RUNNING:
+            close_open_parts(self._store, connection, run["id"], GroupStatus.CANCELLED,
+                             "interrupted: the process recording it went quiet")
+        changes = {"control": None, "heartbeat_at": self._store.now(), **changes}
         if status != R.RUNNING:
             changes["status"] = R.RUNNING
-        if plan and not run["stages"]:
-            changes["stages"] = plan
-        if key is not None and run["concurrency_key"] is None:
-            changes["concurrency_key"] = key
         try:
-            with connection.begin_nested():
-                updated = self._store.runs._update(connection, run["id"], changes, message[status], run)
+            with savepoint(connection):
+                updated = self._store.runs._update(connection, run["id"], changes, message[status])
         except IntegrityError:
-            raise ConflictError(f"another job with concurrency key {key or run['concurrency_key']!r} is active")
+            raise ConflictError(f"another job with concurrency key {changes.get('concurrency_key') or run['concurrency_key']!r} "
+                                "is active") from None
         self._event(connection, run["id"], message[status], run)
         return updated.model_dump()
 

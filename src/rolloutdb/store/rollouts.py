@@ -13,10 +13,12 @@ from ..errors import InvalidInputError
 from ..records import Claim, Rollout
 from ..schema import QUEUE_PREDICATE, rollouts
 from ..states import RolloutStatus as RO
-from .base import Area, lifetime_stamps, record_status_changes, status_change_row
+from .base import Area, lifetime_stamps, pending, record_status_changes, status_change_row
+from .statistics import refresh_statistics
 from .statements import Prepared
 
 QUEUED = (RO.QUEUING, RO.REQUEUING)
+FIGURES = frozenset({"status", "reward", "success"})  # what group and step statistics are computed from
 MAX_CLAIM = 1000
 
 # The queue's two hot statements, built once. SKIP LOCKED lets PostgreSQL workers claim side by side;
@@ -161,8 +163,27 @@ class Rollouts(Area[Rollout]):
         # queued_at orders the queue: set on entering it (a requeued rollout goes to the back), cleared on leaving.
         if "status" in changes:
             changes = {**changes, "queued_at": self._store.now() if changes["status"] in QUEUED else None}
-        return super()._update(connection, id, changes, reason, row)
+        updated = super()._update(connection, id, changes, reason, row)
+        if FIGURES & changes.keys():
+            self._touch_statistics(connection, [updated.model_dump()])
+        return updated
+
+    def _insert_many(self, connection: Connection, records) -> None:
+        super()._insert_many(connection, records)
+        self._touch_statistics(connection, [record.model_dump() for record in records])
 
     def _after_status_change(self, connection: Connection, row: Mapping[str, Any], old_status: str) -> None:
+        self._touch_statistics(connection, [row])
         if row["status"] in states.TERMINAL["rollout"]:
             self._store._waiter.announce(connection, row["id"])
+
+    def _touch_statistics(self, connection: Connection, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Queue the groups, steps and run progress these rollouts count in, refreshed just before commit:
+        the store keeps them true whoever writes the rollouts."""
+        touched = [(row["group_id"], row["run_id"], row["step"]) for row in rows
+                   if row["group_id"] is not None or (row["run_id"] is not None and row["step"] is not None)]
+        if touched:
+            pending(connection, self._refresh_statistics, set).update(touched)
+
+    def _refresh_statistics(self, connection: Connection, touched: set[tuple[str | None, str | None, int | None]]) -> None:
+        refresh_statistics(self._store, connection, touched)

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy import Connection, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import NotFoundError
 from ..records import Run
-from ..schema import runs
-from .base import Area
+from ..schema import groups, rollouts, runs, steps
+from ..states import GroupStatus, RolloutStatus, StepStatus
+from .base import Area, flush_pending
+
+if TYPE_CHECKING:
+    from . import Store
 
 
 class Runs(Area[Run]):
@@ -63,3 +69,29 @@ class Runs(Area[Run]):
         if "name" in str(exc.orig):
             return f"a run named {record.name!r} already exists in project {self._store.project!r}; pick another name"
         return super()._conflict_message(record, exc)
+
+
+def close_open_parts(store: Store, connection: Connection, run_id: str, outcome: str, reason: str) -> None:
+    """Close what a run left open when it ends or its process is gone: running rollouts are cancelled
+    (their groups' figures follow), open groups end with ``outcome`` (completed only if every rollout in
+    them finished), running steps end completed when the run completed, failed otherwise."""
+    for row in connection.execute(select(rollouts).where(
+            rollouts.c.project_id == store.project_id, rollouts.c.run_id == run_id,
+            rollouts.c.status == RolloutStatus.RUNNING).with_for_update()).mappings().all():
+        store.rollouts._update(connection, row["id"], {"status": RolloutStatus.CANCELLED,
+                                                       "error": f"interrupted: {reason}"}, reason, row)
+    flush_pending(connection)  # the figures of the cancelled rollouts, before judging their groups
+    for row in connection.execute(select(groups).where(
+            groups.c.project_id == store.project_id, groups.c.run_id == run_id,
+            groups.c.status.in_((GroupStatus.PENDING, GroupStatus.RUNNING))).with_for_update()).mappings().all():
+        status = outcome
+        if outcome == GroupStatus.COMPLETED and not (row["rollout_count"] and
+                                                    row["completed_count"] == row["rollout_count"]):
+            status = GroupStatus.CANCELLED
+        store.groups._update(connection, row["id"], {"status": status}, reason, row)
+    step_status = StepStatus.COMPLETED if outcome == GroupStatus.COMPLETED else StepStatus.FAILED
+    for row in connection.execute(select(steps).where(
+            steps.c.project_id == store.project_id, steps.c.run_id == run_id,
+            steps.c.status == StepStatus.RUNNING).with_for_update()).mappings().all():
+        store.steps._update(connection, row["id"], {"status": step_status}, reason, row)
+    flush_pending(connection)  # the run's progress, counting the steps just closed

@@ -36,6 +36,21 @@ def population_std(mean: float | None, square_mean: float | None) -> float | Non
     return math.sqrt(max(0.0, square_mean - mean * mean))
 
 
+def refresh_statistics(store: Store, connection: Connection,
+                       touched: Iterable[tuple[str | None, str | None, int | None]]) -> None:
+    """Refresh what depends on the rollouts touched in a transaction, given as (group id, run id, step):
+    their groups, their training steps and those runs' progress."""
+    touched = list(touched)
+    refresh_groups(store, connection, sorted({group for group, _, _ in touched if group is not None}))
+    steps_by_run: dict[str, set[int]] = {}
+    for _, run, step in touched:
+        if run is not None and step is not None:
+            steps_by_run.setdefault(run, set()).add(step)
+    for run, numbers in sorted(steps_by_run.items()):
+        refresh_steps(store, connection, run, sorted(numbers))
+        refresh_progress(store, connection, run)
+
+
 def refresh_groups(store: Store, connection: Connection, group_ids: Iterable[str]) -> None:
     """Recount each group from its rollouts; a group with all its rollouts finished is completed."""
     for group_id in group_ids:

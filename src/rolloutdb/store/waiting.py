@@ -16,6 +16,7 @@ from .. import states
 from ..errors import NotFoundError
 from ..records import Rollout
 from ..schema import rollouts
+from .base import AFTER_COMMIT
 from .statements import Prepared
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ class Waiter:
         if connection.dialect.name == "postgresql":
             NOTIFY.first(connection, {"channel": CHANNEL, "rollout": rollout_id})
         else:
-            connection.info.setdefault("after_commit", []).append(self._wake)
+            connection.info.setdefault(AFTER_COMMIT, []).append(self._wake)
 
     def _wake(self) -> None:
         with self._finished:

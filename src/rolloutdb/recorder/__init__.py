@@ -1,0 +1,452 @@
+"""The training recorder: a training loop records runs, steps, groups, rollouts and turns for a few
+microseconds a call; a writer process of its own applies them through the store's batch API
+(``store.recording``), so statuses, history and statistics follow the store's rules.
+
+Recording never breaks training. Every call encodes its record and appends it to memory; nothing in the
+loop waits for the database. When the database is slow, away or hanging, records wait in memory (at most
+``max_pending`` of them, none older than ``max_lag`` seconds) and then in a journal file, one warning says
+so, and they are written when the database is back — by this recorder, the next one on the same database
+and project, or ``rolloutdb journal replay``. A record the database refuses is reported with what it was
+and why, and does not hold back the others.
+
+    with rolloutdb.Recorder(run="grpo-1", config=hparams, total_steps=100) as recorder:
+        for i in range(100):
+            with recorder.step(i) as step:
+                group = step.group(task="add-1", size=4)
+                rollout = group.rollout(input=prompt)
+                rollout.turn(observation=obs, action=act, reward=0.0)
+                rollout.finish(reward=1.0, success=True)
+                step.log(loss=0.3)
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ..config import resolve_url
+from ..errors import ConflictError, InvalidInputError, JobCancelled, JobInterrupted, JobPaused, NotFoundError
+from ..ids import new_id
+from ..records import Task
+from ..states import RunStatus, StepStatus
+from ..store import DEFAULT_PROJECT, Store
+from ..store.engine import sqlite_file
+from ..store.jobs import DEFAULT_STALE_AFTER
+from ._journal import DEFAULT_DIRECTORY
+from ._pump import Pump
+
+log = logging.getLogger("rolloutdb.recorder")
+UTC = timezone.utc
+NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+START_ERRORS = {"ConflictError": ConflictError, "NotFoundError": NotFoundError, "InvalidInputError": InvalidInputError}
+
+
+def _encode(record: dict[str, Any]) -> bytes:
+    """One record as a line of JSON; a value JSON or PostgreSQL cannot hold is refused here, at the call."""
+    try:
+        line = orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY)
+    except TypeError as exc:
+        raise InvalidInputError(f"cannot record this {record['op']}: {_unencodable(record)}: {exc}") from None
+    if b"\\u0000" in line and NUL_ESCAPE.search(line):
+        raise InvalidInputError(f"cannot record this {record['op']}: a string holds a NUL character (\\x00), "
+                                "which PostgreSQL cannot store")
+    return line
+
+
+def _unencodable(record: dict[str, Any]) -> str:
+    for name, value in record.items():
+        try:
+            orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
+        except TypeError:
+            return f"{name} is not JSON"
+    return "a value is not JSON"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class RecorderHealth:
+    """What the recorder has done so far.
+
+    ``pending`` records are in memory, ``spilled`` in the journal file (``journal``); ``written`` were
+    applied, ``failed`` refused by the database (see ``last_error`` and the log), ``dropped`` lost because
+    neither the database nor the journal could take them. ``replayed`` counts records that earlier
+    recorders had left in the journal, written by this one."""
+
+    pending: int
+    spilled: int
+    written: int
+    failed: int
+    dropped: int
+    replayed: int
+    connected: bool
+    last_error: str | None
+    journal: Path | None
+
+
+@dataclass(frozen=True)
+class FlushResult:
+    """What ``flush()`` achieved: true when every record so far was written and none was refused since the
+    previous flush. ``rejected`` says what was refused, and why."""
+
+    complete: bool
+    pending: int
+    rejected: list[str]
+
+    def __bool__(self) -> bool:
+        return self.complete and not self.rejected
+
+
+class Recorder:
+    """Records one training run (and its eval and baseline runs) from a training loop.
+
+    ``target`` is a database URL, a Store (its URL and project are used), or None for the configured
+    default. A run name that exists is continued by the jobs' rules: a paused run resumes, a running one
+    whose process went quiet for ``stale_after`` seconds is taken over, a finished or live one is refused
+    with ConflictError; ``resume=True`` requires the run to exist, ``resume=False`` requires a new one.
+    Calls never wait for the database and never raise because of it; see ``health()``.
+    """
+
+    def __init__(
+        self,
+        target: str | Store | None = None,
+        *,
+        run: str,
+        config: Mapping[str, Any] | None = None,
+        total_steps: int | None = None,
+        project: str = DEFAULT_PROJECT,
+        resume: bool | None = None,
+        stale_after: float = DEFAULT_STALE_AFTER,
+        flush_interval: float = 1.0,
+        flush_size: int = 2000,
+        max_pending: int = 100_000,
+        max_lag: float = 5.0,
+        timeout: float = 10.0,
+        journal_dir: str | Path = DEFAULT_DIRECTORY,
+        control_interval: float = 1.0,
+        start_timeout: float = 15.0,
+    ) -> None:
+        url, project = (target.url, target.project) if isinstance(target, Store) else (resolve_url(target), project)
+        if url.startswith("sqlite") and sqlite_file(url) is None:
+            raise InvalidInputError("the recorder writes from a process of its own, which cannot see an in-memory "
+                                    "SQLite database: record into a file (sqlite:///path.db)")
+        if not isinstance(run, str) or not 0 < len(run) <= 200 or "\x00" in run:
+            raise InvalidInputError(f"run must be a name of 1 to 200 characters without NUL, got {run!r}")
+        for name, value in (("flush_interval", flush_interval), ("max_lag", max_lag), ("timeout", timeout),
+                            ("flush_size", flush_size), ("max_pending", max_pending)):
+            if not value > 0:
+                raise InvalidInputError(f"{name} must be positive, got {value!r}")
+        self._session = new_id()
+        self._pump = Pump(url, project, run, self._session, journal_dir=journal_dir, flush_interval=flush_interval,
+                          flush_size=flush_size, max_pending=max_pending, max_lag=max_lag, timeout=timeout,
+                          control_interval=control_interval)
+        self._finished = self._closed = False
+        self._flushed_rejections = 0
+        self.run = RunHandle(self, run, "train", config=config, total_steps=total_steps, resume=resume,
+                             stale_after=stale_after)
+        self._check_start(start_timeout)
+        weakref.finalize(self, self._pump.stop, 30.0)  # a recorder dropped without close() still writes out
+
+    def _check_start(self, timeout: float) -> None:
+        """Refuse the run now if the database answers in time and refuses it (a finished run's name, ...)."""
+        if not self._pump.wait_for(1, timeout):
+            return  # the database is away or slow: the run is created when it is back
+        for rejection in self._pump.counts.rejections:
+            if rejection["op"] == "run.start":
+                self._finished = self._closed = True
+                self._pump.stop(5.0)
+                raise START_ERRORS.get(rejection["error"], ConflictError)(rejection["message"])
+
+    # -- recording -------------------------------------------------------------------------------------
+
+    def _record(self, record: dict[str, Any]) -> None:
+        self._pump.put(_encode(record))
+
+    def step(self, number: int, *, state: Any = None) -> StepHandle:
+        """Start training step ``number`` (the previous one, if still open, is completed).
+
+        Each step is a checkpoint of the run as a job: ``state`` (JSON) is saved for a resume, and a
+        pause or cancel requested from outside (``rolloutdb jobs pause RUN``) raises JobPaused or
+        JobCancelled here, after everything recorded so far is written. The request is read by the writer
+        in the background: this call never waits for the database."""
+        if state is not None:
+            self._record({"op": "run.update", "run": self.run.name, "state": state})
+        self.run.close_step()
+        self._obey_control()
+        return self.run.step(number)
+
+    @property
+    def current_step(self) -> StepHandle | None:
+        """The step that is open (started and not finished yet), if any."""
+        return self.run.open_step
+
+    @property
+    def saved_state(self) -> Any:
+        """The state the run saved at its last checkpoint (for a resumed run), or None: as the writer last
+        read it, with the database's answer to this recorder's start."""
+        return self._pump.state
+
+    def _obey_control(self) -> None:
+        control = self._pump.control
+        if control not in ("pause", "cancel") or self._finished:
+            return
+        status = RunStatus.PAUSED if control == "pause" else RunStatus.CANCELLED
+        self._finished = True
+        self.run.end(status, message=f"{status} at a step checkpoint")
+        self.flush()
+        raise (JobPaused if status == RunStatus.PAUSED else JobCancelled)(
+            f"run {self.run.name!r} was {status} before a step; start it again to resume")
+
+    def eval(self, step: int | None = None, name: str | None = None) -> RunHandle:
+        """An eval run linked to this training run (at ``step``), with the same group/rollout API."""
+        label = name or f"{self.run.name}/eval" + (f"@{step}" if step is not None else "")
+        return RunHandle(self, label, "eval", parent=self.run, parent_step=step)
+
+    def baseline(self, name: str | None = None) -> RunHandle:
+        """A baseline run linked to this training run (typically before training starts)."""
+        return RunHandle(self, name or f"{self.run.name}/baseline", "baseline", parent=self.run)
+
+    def log(self, **metrics: Any) -> None:
+        """Merge hyperparameters or run-level metrics into the run's metadata."""
+        self._record({"op": "run.update", "run": self.run.name, "metadata": metrics})
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+
+    def flush(self, timeout: float | None = 30.0) -> FlushResult:
+        """Write everything recorded so far. The result is true when all of it was written within
+        ``timeout`` and nothing was refused since the last flush; otherwise it says what is pending and
+        what was refused."""
+        complete = self._pump.wait_for(self._pump.put_count, timeout)
+        rejections = self._pump.counts.rejections[self._flushed_rejections:]
+        self._flushed_rejections += len(rejections)
+        return FlushResult(complete=complete, pending=self._pump.in_memory + self._pump.in_journal,
+                           rejected=[f"{r['subject']}: {r['message']}" for r in rejections])
+
+    def health(self) -> RecorderHealth:
+        pump, counts = self._pump, self._pump.counts
+        return RecorderHealth(pending=pump.in_memory, spilled=pump.in_journal, written=counts.written,
+                              failed=counts.failed, dropped=counts.dropped, replayed=counts.replayed,
+                              connected=pump.connected, last_error=pump.last_error or pump.journal_error,
+                              journal=pump.journal_path if pump.in_journal else None)
+
+    def finish(self, status: str = RunStatus.COMPLETED, error: str | None = None, *,
+               message: str | None = None) -> None:
+        """End the training run (completed, failed, cancelled, or paused to resume later), closing its last
+        step; what it left open is closed by the store."""
+        if not self._finished:
+            self._finished = True
+            self.run.end(status, error, message=message)
+
+    def close(self, timeout: float | None = 30.0) -> None:
+        """Complete the run (unless ``finish`` was called), write everything and stop the writer. Whatever
+        the database does not take within ``timeout`` stays in the journal for the next recorder (or
+        ``rolloutdb journal replay``); the log says so."""
+        if self._closed:
+            return
+        self.finish()
+        self._closed = True
+        try:
+            self._drain(timeout)
+        finally:
+            self._pump.stop(5.0)
+            self._report_leftovers()
+
+    def _drain(self, timeout: float | None) -> None:
+        """Wait for the backlog to be written, saying so (with progress on a terminal) when it takes a while."""
+        pump = self._pump
+        if pump.wait_for(pump.put_count, min(1.0, timeout) if timeout is not None else 1.0):
+            return
+        if not pump.connected:
+            # Away: a short last chance, then the journal keeps the rest.
+            pump.wait_for(pump.put_count, min(3.0, timeout) if timeout is not None else 3.0)
+            return
+        from rich.console import Console  # noqa: PLC0415 - only a slow close needs it
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        console = Console(stderr=True)
+        total = pump.put_count - pump.counts.done
+        log.warning("rolloutdb recorder: writing %s recorded records before closing run %r", f"{total:,}",
+                    self.run.name)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        start = pump.counts.done
+        with Progress(TextColumn("[bold]rolloutdb[/] writing records"), BarColumn(), MofNCompleteColumn(),
+                      TimeRemainingColumn(), console=console, transient=True, disable=not console.is_terminal) as bar:
+            task = bar.add_task("records", total=total)
+            while not pump.wait_for(pump.put_count, 0.2):
+                bar.update(task, completed=pump.counts.done - start)
+                if (deadline is not None and time.monotonic() > deadline) or not pump.connected:
+                    return
+
+    def _report_leftovers(self) -> None:
+        health = self.health()
+        if health.spilled:
+            log.warning("rolloutdb recorder: %s records of run %r are kept in the journal %s; the next recorder on "
+                        "this database and project writes them, or run `rolloutdb journal replay`",
+                        f"{health.spilled:,}", self.run.name, health.journal)
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        stopped = isinstance(exc, JobInterrupted)
+        if isinstance(exc, KeyboardInterrupt):
+            self.finish(RunStatus.PAUSED, message="interrupted (Ctrl-C)")
+            log.warning("rolloutdb recorder: run %r paused: interrupted by Ctrl-C. Run the same code again to "
+                        "resume it, or `rolloutdb jobs cancel %s` to end it", self.run.name, self.run.name)
+        elif exc is not None and not stopped:
+            self.finish(RunStatus.FAILED, f"{exc_type.__name__}: {exc}")
+        self.close()
+        return stopped  # paused or cancelled from outside: leaving the block is the normal way out
+
+
+class RunHandle:
+    """A run being recorded: groups of rollouts (eval, baseline) or steps (training)."""
+
+    def __init__(self, recorder: Recorder, name: str, kind: str, *, config: Mapping[str, Any] | None = None,
+                 total_steps: int | None = None, parent: RunHandle | None = None, parent_step: int | None = None,
+                 resume: bool | None = None, stale_after: float = DEFAULT_STALE_AFTER) -> None:
+        self._recorder, self.name, self.kind = recorder, name, kind
+        self._open_step: StepHandle | None = None
+        recorder._record({"op": "run.start", "session": recorder._session, "id": new_id(), "name": name,
+                          "kind": kind, "config": dict(config or {}), "total_steps": total_steps,
+                          "parent": parent.name if parent else None, "parent_step": parent_step, "resume": resume,
+                          "stale_after": stale_after, "started_at": _now()})
+
+    def step(self, number: int) -> StepHandle:
+        self.close_step()
+        self._open_step = StepHandle(self, number)
+        return self._open_step
+
+    @property
+    def open_step(self) -> StepHandle | None:
+        return self._open_step
+
+    def close_step(self) -> None:
+        """Complete the open step, if any."""
+        if self._open_step is not None:
+            self._open_step.finish()
+            self._open_step = None
+
+    def group(self, task: Task | str | None = None, *, size: int | None = None,
+              metadata: Mapping[str, Any] | None = None) -> GroupHandle:
+        """A group of rollouts on one task outside any step (eval, baseline)."""
+        return GroupHandle(self, None, self.kind if self.kind in ("eval", "baseline") else "step", task, size,
+                           metadata)
+
+    def end(self, status: str, error: str | None = None, *, message: str | None = None) -> None:
+        if self._open_step is not None:
+            self._open_step.finish(status=StepStatus.COMPLETED if status == RunStatus.COMPLETED else StepStatus.FAILED)
+            self._open_step = None
+        self._recorder._record({"op": "run.end", "run": self.name, "status": str(status), "error": error,
+                                "message": message})
+
+    def finish(self, status: str = RunStatus.COMPLETED, error: str | None = None) -> None:
+        """End this run (an eval or baseline run when its rollouts are recorded)."""
+        self.end(status, error)
+
+    def __enter__(self) -> RunHandle:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.finish(RunStatus.FAILED if exc else RunStatus.COMPLETED, f"{exc_type.__name__}: {exc}" if exc else None)
+
+
+class StepHandle:
+    """One training step: its groups, its metrics; completed on ``finish`` or when the next one starts."""
+
+    def __init__(self, run: RunHandle, number: int) -> None:
+        self.run, self.number, self._done = run, number, False
+        run._recorder._record({"op": "step.start", "run": run.name, "number": number, "started_at": _now()})
+
+    def group(self, task: Task | str | None = None, *, source: str = "step", size: int | None = None,
+              metadata: Mapping[str, Any] | None = None) -> GroupHandle:
+        return GroupHandle(self.run, self.number, source, task, size, metadata)
+
+    def log(self, **metrics: Any) -> None:
+        """Merge metrics (loss, learning rate, ...) into the step's metrics."""
+        self.run._recorder._record({"op": "step.update", "run": self.run.name, "number": self.number,
+                                    "metrics": metrics})
+
+    def finish(self, status: str = StepStatus.COMPLETED, **metrics: Any) -> None:
+        if not self._done:
+            self._done = True
+            self.run._recorder._record({"op": "step.update", "run": self.run.name, "number": self.number,
+                                        "metrics": metrics, "status": str(status)})
+
+    def __enter__(self) -> StepHandle:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if not isinstance(exc, KeyboardInterrupt):  # interrupted: the run's pause closes it, to run again
+            self.finish(StepStatus.FAILED if exc else StepStatus.COMPLETED)
+
+
+class GroupHandle:
+    """Several rollouts of one task; the store keeps its counts and reward statistics."""
+
+    def __init__(self, run: RunHandle, step: int | None, source: str, task: Task | str | None,
+                 size: int | None, metadata: Mapping[str, Any] | None) -> None:
+        self.run, self.step, self.id = run, step, new_id()
+        self._task_id, self._task = (task.id, None) if isinstance(task, Task) else (None, task)
+        run._recorder._record({"op": "group.start", "id": self.id, "run": run.name, "step": step, "source": source,
+                               "task_id": self._task_id, "task": self._task, "size": size,
+                               "metadata": dict(metadata or {}), "created_at": _now()})
+
+    def rollout(self, input: Any = None, *, mode: str | None = None,
+                metadata: Mapping[str, Any] | None = None) -> RolloutHandle:
+        return RolloutHandle(self, input, mode, metadata)
+
+
+class RolloutHandle:
+    """One episode: its turns in order, then its result."""
+
+    def __init__(self, group: GroupHandle, input: Any, mode: str | None, metadata: Mapping[str, Any] | None) -> None:
+        self.group, self.id, self._turns, self._done = group, new_id(), 0, False
+        self._record = group.run._recorder._record
+        self._record({"op": "rollout.start", "id": self.id, "run": group.run.name, "group_id": group.id,
+                      "step": group.step, "task_id": group._task_id, "task": group._task, "input": input,
+                      "mode": mode, "metadata": dict(metadata or {}), "started_at": _now()})
+
+    def turn(self, observation: Any = None, action: Any = None, *, thinking: str | None = None,
+             model_response: Any = None, action_result: Any = None, reward: float | None = None,
+             done: bool | None = None, duration_seconds: float | None = None, success: bool | None = None,
+             error: str | None = None, metrics: Mapping[str, Any] | None = None, tokens: Any = None,
+             logprobs: Any = None) -> None:
+        self._record({
+            "op": "turn", "id": new_id(), "rollout_id": self.id, "turn_index": self._turns, "observation": observation,
+            "thinking": thinking, "action": action, "action_result": action_result, "model_response": model_response,
+            "reward": reward, "done": done, "duration_seconds": duration_seconds, "success": success, "error": error,
+            "metrics": metrics or {}, "tokens": tokens, "logprobs": logprobs, "created_at": _now()})
+        self._turns += 1
+
+    def finish(self, reward: float | None = None, *, success: bool | None = None, validation: Any = None,
+               metrics: Mapping[str, Any] | None = None, error: str | None = None) -> None:
+        """The result. A rollout with an ``error`` failed; otherwise it succeeded (``success`` says
+        whether the agent solved the task)."""
+        if self._done:
+            return
+        self._done = True
+        self._record({"op": "rollout.end", "id": self.id, "status": "failed" if error else "succeeded",
+                      "reward": reward, "success": success, "validation": validation, "metrics": dict(metrics or {}),
+                      "error": error})
+
+    def __enter__(self) -> RolloutHandle:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if not isinstance(exc, KeyboardInterrupt):  # interrupted: the run's pause closes it as cancelled
+            self.finish(error=f"{exc_type.__name__}: {exc}" if exc else None)
+
+
+__all__ = ["FlushResult", "GroupHandle", "Recorder", "RecorderHealth", "RolloutHandle", "RunHandle", "StepHandle"]

@@ -1,0 +1,184 @@
+"""The recorder's journal: records the database has not taken yet, kept on disk.
+
+Each recorder session spills into a file of its own, ``<journal dir>/<key>/<session>.jsonl``, where the key
+stands for the database and the project: a journal is replayed only into the database and project it was
+recorded for. The first line says so in words (database without password, project, run, session); each
+further line is one recorded operation as JSON. A live session holds an exclusive lock on its file, so
+another recorder (or ``rolloutdb journal replay``) replays only the files of sessions that are gone.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+from sqlalchemy.engine import make_url
+
+from ..config import display_url
+
+DEFAULT_DIRECTORY = ".rolloutdb-journal"
+SUFFIX = ".jsonl"
+
+
+def database_identity(url: str) -> str:
+    """The database a URL points at, without its password; a SQLite file by its absolute path."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        parsed = parsed.set(database=str(Path(parsed.database).resolve()))
+    return display_url(parsed.render_as_string(hide_password=False))
+
+
+def journal_folder(directory: str | os.PathLike, url: str, project: str) -> Path:
+    key = hashlib.sha256(f"{database_identity(url)}\n{project}".encode()).hexdigest()[:16]
+    return Path(directory) / key
+
+
+@dataclass(frozen=True)
+class JournalInfo:
+    """One journal file as ``rolloutdb journal ls`` shows it."""
+
+    path: Path
+    database: str
+    project: str
+    run: str
+    session: str
+    created_at: str
+    records: int
+    size: int
+    live: bool  # its recorder is still running (it holds the file's lock)
+
+
+class SpillFile:
+    """This session's journal file, created on the first spill and locked while the session lives."""
+
+    def __init__(self, folder: Path, header: dict[str, Any]) -> None:
+        self.path = folder / f"{header['session']}{SUFFIX}"
+        self._header = header
+        self._file: IO[bytes] | None = None
+        self._read_offset = 0
+        self.unread = 0  # records written and not yet read back
+
+    def append(self, lines: list[bytes]) -> None:
+        """Write records at the end (raises OSError when the folder cannot be written)."""
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "ab+")  # noqa: SIM115 - held open for the session's lifetime
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self._file.write(orjson.dumps(self._header) + b"\n")
+            self._read_offset = self._file.tell()
+        self._file.seek(0, os.SEEK_END)
+        self._file.write(b"\n".join(lines) + b"\n")
+        self._file.flush()
+        self.unread += len(lines)
+
+    def read(self, limit: int) -> tuple[list[bytes], int]:
+        """Up to ``limit`` records from where reading stopped, and the offset after them."""
+        if self._file is None or not self.unread:
+            return [], self._read_offset
+        self._file.seek(self._read_offset)
+        lines = []
+        while len(lines) < limit and (line := self._file.readline()):
+            lines.append(line.rstrip(b"\n"))
+        return lines, self._file.tell()
+
+    def consumed(self, count: int, offset: int) -> None:
+        """The records read up to ``offset`` are in the database: drop the file once all are."""
+        self._read_offset = offset
+        self.unread -= count
+        if not self.unread:
+            self.remove()
+
+    def remove(self) -> None:
+        if self._file is not None:
+            self.path.unlink(missing_ok=True)
+            self._file.close()
+            self._file = None
+            _remove_if_empty(self.path.parent)
+
+
+class LeftoverFile:
+    """A journal file whose session is gone, locked by whoever replays it."""
+
+    def __init__(self, path: Path, handle: IO[bytes]) -> None:
+        self.path, self._file = path, handle
+
+    @classmethod
+    def claim(cls, path: Path) -> LeftoverFile | None:
+        """The file, locked for replay, or None if its session still lives (or someone replays it)."""
+        try:
+            handle = open(path, "rb")  # noqa: SIM115 - closed by done()
+        except OSError:
+            return None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            return None
+        return cls(path, handle)
+
+    def batches(self, size: int) -> Iterator[list[bytes]]:
+        """Its records, ``size`` at a time (the header skipped)."""
+        self._file.seek(0)
+        self._file.readline()
+        batch: list[bytes] = []
+        for line in self._file:
+            if line.strip():
+                batch.append(line.rstrip(b"\n"))
+            if len(batch) == size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def done(self, *, remove: bool) -> None:
+        if remove:
+            self.path.unlink(missing_ok=True)
+            _remove_if_empty(self.path.parent)
+        self._file.close()
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass  # not empty: another session's journal is there
+
+
+def leftover_files(folder: Path, *, except_path: Path | None = None) -> list[Path]:
+    """Journal files in ``folder``, oldest first (ids are time-ordered), but ``except_path``."""
+    if not folder.is_dir():
+        return []
+    return sorted(path for path in folder.glob(f"*{SUFFIX}") if path != except_path)
+
+
+def header(url: str, project: str, run: str, session: str) -> dict[str, Any]:
+    return {"rolloutdb_journal": 1, "database": database_identity(url), "project": project, "run": run,
+            "session": session, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def list_journals(directory: str | os.PathLike) -> list[JournalInfo]:
+    """Every journal file under ``directory``, for any database and project."""
+    found = []
+    for path in sorted(Path(directory).glob(f"*/*{SUFFIX}")):
+        try:
+            with open(path, "rb") as handle:
+                first = orjson.loads(handle.readline() or b"{}")
+                records = sum(1 for line in handle if line.strip())
+        except (OSError, orjson.JSONDecodeError):
+            continue
+        claimed = LeftoverFile.claim(path)
+        if claimed is not None:
+            claimed.done(remove=False)
+        found.append(JournalInfo(path=path, database=str(first.get("database", "?")),
+                                 project=str(first.get("project", "?")), run=str(first.get("run", "?")),
+                                 session=str(first.get("session", path.stem)),
+                                 created_at=str(first.get("created_at", "?")), records=records,
+                                 size=path.stat().st_size, live=claimed is None))
+    return found

@@ -1,0 +1,103 @@
+"""The recorder's writer process: applies batches of recorded operations through the store's batch API.
+
+It runs apart from the training process, so the database's work (validation, SQL, waiting for a slow or
+hanging server) never takes the training loop's interpreter lock. The recorder starts it with
+``python -m rolloutdb.recorder._process READ_FD WRITE_FD`` and talks to it over two pipes: the first message
+says where to write (the URL is never on a command line), then each request is a batch and each answer says
+what was applied, what was refused and why, or that the database is away. A process that does not answer in
+time is killed and replaced by the recorder; one whose recorder is gone sees the pipe close and exits.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from datetime import timedelta
+from multiprocessing.connection import Connection
+from typing import Any
+
+import orjson
+from sqlalchemy.exc import DBAPIError
+
+from ..errors import NotFoundError, RolloutDBError, StoreUnavailableError
+from ..store import Store, connect
+
+HEARTBEAT_EVERY = timedelta(seconds=5)
+
+
+class Applier:
+    """Holds the store between requests and turns each request into an answer."""
+
+    def __init__(self, url: str, project: str) -> None:
+        self._url, self._project = url, project
+        self._store: Store | None = None
+
+    def handle(self, message: bytes) -> dict[str, Any]:
+        header, _, body = message.partition(b"\n")
+        request = orjson.loads(header)
+        records = [orjson.loads(line) for line in body.split(b"\n")] if body else []
+        try:
+            store = self._connect()
+            result = store.recording.apply(records, heartbeat=request["heartbeat"]) if records else None
+            answer = {"applied": 0, "rejected": [], **self._run_state(store, request.get("run"), request["heartbeat"])}
+        except (StoreUnavailableError, DBAPIError, OSError, TimeoutError) as exc:
+            self._disconnect()
+            return {"outage": _first_line(exc)}
+        except RolloutDBError as exc:  # the database is there but unusable for now (an old schema, ...)
+            self._disconnect()
+            return {"outage": _first_line(exc)}
+        if result is not None:
+            answer.update(applied=result.applied, rejected=[rejection.model_dump() for rejection in result.rejected])
+        return answer
+
+    def _connect(self) -> Store:
+        if self._store is None:
+            self._store = connect(self._url, project=self._project)
+        return self._store
+
+    def _disconnect(self) -> None:
+        if self._store is not None:
+            try:
+                self._store.close()
+            except Exception:  # noqa: BLE001 - a store whose server went away may fail to close cleanly
+                pass
+            self._store = None
+
+    @staticmethod
+    def _run_state(store: Store, run_name: str | None, heartbeat: bool) -> dict[str, Any]:
+        """What the run was asked to do (pause, cancel) and the state it saved, keeping a live run's heartbeat
+        fresh meanwhile. Nothing while the run is not recorded yet."""
+        if run_name is None:
+            return {}
+        try:
+            run = store.runs.get(run_name)
+        except NotFoundError:
+            return {}
+        if heartbeat and run.status == "running" and (
+                run.heartbeat_at is None or store.now() - run.heartbeat_at > HEARTBEAT_EVERY):
+            store.runs.update(run.id, heartbeat_at=store.now())
+        return {"control": {"paused": "pause", "cancelled": "cancel"}.get(run.status, run.control),
+                "state": run.state}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return (text.splitlines() or [type(exc).__name__])[0]
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the training process's to handle; it drains us
+    requests = Connection(int(sys.argv[1]), writable=False)
+    answers = Connection(int(sys.argv[2]), readable=False)
+    where = orjson.loads(requests.recv_bytes())
+    applier = Applier(where["url"], where["project"])
+    while True:
+        try:
+            message = requests.recv_bytes()
+        except EOFError:
+            return
+        answers.send_bytes(orjson.dumps(applier.handle(message)))
+
+
+if __name__ == "__main__":
+    main()

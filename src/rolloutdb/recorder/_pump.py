@@ -1,0 +1,385 @@
+"""The recorder's pump: a thread of the training process that moves recorded operations from memory to
+the writer process, and to the journal when the database cannot keep up or is away.
+
+The training loop only appends encoded lines to a deque. The pump sends them in batches, oldest first
+(records left by sessions that are gone, then this session's journal, then memory), waits for the writer's
+answer with a timeout, and treats a writer that does not answer like a database that refuses: it kills the
+process, keeps the batch, backs off and tries again with a new process. Memory holds at most
+``max_pending`` records and none older than ``max_lag`` seconds; the rest goes to the journal, so a crash of
+the training process loses little, and an outage nothing.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ._journal import LeftoverFile, SpillFile, header, journal_folder, leftover_files
+
+log = logging.getLogger("rolloutdb.recorder")
+STARTUP_ALLOWANCE = 60.0  # a new writer process imports and connects before its first answer
+MAX_BATCH_BYTES = 8 << 20
+BACKOFF_LIMIT = 5.0
+
+
+@dataclass
+class Batch:
+    lines: list[bytes]
+    own: int  # how many are this session's records (a leftover journal's are not)
+    heartbeat: bool
+    source: str  # "memory", "journal" or "leftover"
+    offset: int = 0  # for "journal": where reading the file stopped
+    folded: bool = False  # for "memory": copied into the journal while it was being written
+
+
+@dataclass
+class Counters:
+    done: int = 0  # this session's records applied, refused or dropped, in order
+    written: int = 0
+    failed: int = 0
+    dropped: int = 0
+    replayed: int = 0  # records of sessions that were gone, written by this one
+    rejections: list[dict[str, Any]] = field(default_factory=list)
+
+
+class WriterProcess:
+    """The child process that writes, and the two pipes to it."""
+
+    def __init__(self, url: str, project: str) -> None:
+        to_child, from_parent = os.pipe()
+        to_parent, from_child = os.pipe()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "rolloutdb.recorder._process", str(to_child), str(from_child)],
+            pass_fds=(to_child, from_child), stdin=subprocess.DEVNULL)
+        os.close(to_child)
+        os.close(from_child)
+        self._requests = Connection(from_parent, readable=False)
+        self._answers = Connection(to_parent, writable=False)
+        self.fresh = True
+        self._requests.send_bytes(orjson.dumps({"url": url, "project": project}))
+
+    def send(self, message: bytes) -> None:
+        self._requests.send_bytes(message)
+
+    def answer(self, wait: float) -> dict[str, Any] | None:
+        """The answer, if one came within ``wait`` seconds."""
+        if not self._answers.poll(wait):
+            return None
+        self.fresh = False
+        return orjson.loads(self._answers.recv_bytes())
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def close(self, *, kill: bool = False) -> None:
+        if kill:
+            self.process.kill()
+        for end in (self._requests, self._answers):
+            end.close()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+class Pump:
+    def __init__(self, url: str, project: str, run: str, session: str, *, journal_dir: str | os.PathLike,
+                 flush_interval: float, flush_size: int, max_pending: int, max_lag: float, timeout: float,
+                 control_interval: float) -> None:
+        self._url, self._project, self._run = url, project, run
+        self._interval, self._size, self._max_pending, self._max_lag = flush_interval, flush_size, max_pending, max_lag
+        self._timeout, self._control_interval = timeout, control_interval
+        folder = journal_folder(journal_dir, url, project)
+        self._spill = SpillFile(folder, header(url, project, run, session))
+        self._leftovers = collections.deque(leftover_files(folder, except_path=self._spill.path))
+        self._memory: collections.deque[bytes] = collections.deque()  # appends and pops are atomic
+        self._puts = itertools.count(1)
+        self.put_count = 0
+        self._marks: collections.deque[tuple[int, float]] = collections.deque()  # (records put by then, when)
+        self.counts = Counters()
+        self._in_flight: Batch | None = None
+        self._counted_in_journal = 0  # leading journal records that were applied (and counted) already
+        self._replaying: tuple[LeftoverFile, Any] | None = None
+        self._writer: WriterProcess | None = None
+        self.connected = False
+        self.last_error: str | None = None
+        self.journal_error: str | None = None
+        self.control: str | None = None  # what the run was asked to do, as the writer last read it
+        self.state: Any = None  # the state the run saved, likewise
+        self._warned: set[str] = set()
+        self._retry_at = 0.0
+        self._backoff = flush_interval
+        self._last_exchange = float("-inf")
+        self._wake = threading.Event()
+        self._progress = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, name="rolloutdb-recorder", daemon=True)
+        self._thread.start()
+
+    # -- the training loop's side ---------------------------------------------------------------------
+
+    def put(self, line: bytes) -> None:
+        self._memory.append(line)
+        self.put_count = next(self._puts)
+        if len(self._memory) >= self._size:
+            self._wake.set()
+
+    def wait_for(self, target: int, timeout: float | None) -> bool:
+        """Wait until this session's first ``target`` records are written or refused."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._wake.set()
+        with self._progress:
+            while self.counts.done < target:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._progress.wait(min(remaining, 0.5) if remaining is not None else 0.5)
+                self._wake.set()
+        return True
+
+    @property
+    def in_memory(self) -> int:
+        return len(self._memory) + (self._in_flight.own if self._in_flight and self._in_flight.source == "memory" else 0)
+
+    @property
+    def in_journal(self) -> int:
+        return self._spill.unread
+
+    @property
+    def journal_path(self) -> Path:
+        return self._spill.path
+
+    def stop(self, timeout: float | None) -> None:
+        """Stop the thread and the writer; what is still in memory goes to the journal."""
+        self._stopping = True
+        self._wake.set()
+        self._thread.join(timeout)
+        if self._thread.is_alive():  # stuck waiting for a writer that does not answer: kill it
+            if self._writer is not None:
+                self._writer.process.kill()
+            self._thread.join(5)
+        self._keep(list(self._memory), all_of_them=True)
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    # -- the pump's thread -----------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            self._mark()
+            self._bound_memory()
+            try:
+                while (batch := self._next_batch()) is not None:
+                    if not self._deliver(batch):
+                        break
+                    self._bound_memory()
+                if self._in_flight is None and self._control_due():
+                    self._exchange([], heartbeat=True)
+            except Exception:  # noqa: BLE001 - the pump must outlive anything; the loop must never see it
+                log.exception("rolloutdb recorder: unexpected error in the writer thread; records are kept")
+                self._went_down("unexpected error in the recorder's writer thread (logged)")
+            with self._progress:
+                self._progress.notify_all()
+            if self._stopping:
+                break
+
+    def _next_batch(self) -> Batch | None:
+        if self._in_flight is not None:
+            return self._in_flight if time.monotonic() >= self._retry_at else None
+        if time.monotonic() < self._retry_at:
+            return None
+        while self._leftovers:
+            batch = self._leftover_batch()
+            if batch is not None:
+                return batch
+        if self._spill.unread:
+            lines, offset = self._spill.read(self._size)
+            if lines:
+                extra = min(self._counted_in_journal, len(lines))
+                self._counted_in_journal -= extra
+                return self._take(Batch(lines, own=len(lines) - extra, heartbeat=True, source="journal",
+                                        offset=offset))
+        lines, size = [], 0
+        while self._memory and len(lines) < self._size and size < MAX_BATCH_BYTES:
+            line = self._memory.popleft()
+            lines.append(line)
+            size += len(line)
+        return self._take(Batch(lines, own=len(lines), heartbeat=True, source="memory")) if lines else None
+
+    def _take(self, batch: Batch) -> Batch:
+        self._in_flight = batch
+        return batch
+
+    def _leftover_batch(self) -> Batch | None:
+        """The next batch of the oldest journal left by a session that is gone."""
+        if self._replaying is None:
+            claimed = LeftoverFile.claim(self._leftovers[0])
+            if claimed is None:  # its session still lives
+                self._leftovers.popleft()
+                return None
+            self._replaying = (claimed, claimed.batches(self._size))
+        claimed, batches = self._replaying
+        lines = next(batches, None)
+        if lines is None:
+            claimed.done(remove=True)
+            self._replaying = None
+            self._leftovers.popleft()
+            return None
+        return self._take(Batch(lines, own=0, heartbeat=False, source="leftover"))
+
+    def _deliver(self, batch: Batch) -> bool:
+        """Send one batch and settle it; False when the database is away (the batch is kept)."""
+        answer = self._exchange(batch.lines, heartbeat=batch.heartbeat)
+        if batch.source != "leftover":
+            self._in_flight = None
+        if answer is None:
+            if batch.source == "memory" and not batch.folded:
+                self._memory.extendleft(reversed(batch.lines))  # still the oldest: nothing went to the journal
+            return False
+        self._in_flight = None
+        rejected = answer["rejected"]
+        for rejection in rejected:
+            self._report(rejection)
+        if batch.source == "journal":
+            self._spill.consumed(len(batch.lines), batch.offset)
+        if batch.folded:
+            self._counted_in_journal += len(batch.lines)  # applied now; their copies in the journal are extra
+        if batch.source == "leftover":
+            self.counts.replayed += len(batch.lines) - len(rejected)
+        own_rejected = min(len(rejected), batch.own)
+        with self._progress:
+            self.counts.written += batch.own - own_rejected
+            self.counts.failed += own_rejected
+            self.counts.done += batch.own
+            self._progress.notify_all()
+        return True
+
+    def _exchange(self, lines: list[bytes], *, heartbeat: bool) -> dict[str, Any] | None:
+        """One request to the writer and its answer; None (and the database marked away) if it failed."""
+        self._last_exchange = time.monotonic()
+        try:
+            if self._writer is None or not self._writer.alive():
+                self._writer = WriterProcess(self._url, self._project)
+            writer = self._writer
+            request = orjson.dumps({"heartbeat": heartbeat, "run": self._run})
+            writer.send(request + b"\n" + b"\n".join(lines) if lines else request)
+            deadline = time.monotonic() + self._timeout + (STARTUP_ALLOWANCE if writer.fresh else 0.0)
+            while (answer := writer.answer(0.1)) is None:
+                self._bound_memory()
+                if not writer.alive():
+                    raise OSError(f"the recorder's writer process ended (exit code {writer.process.returncode})")
+                if time.monotonic() > deadline:
+                    self._writer = None
+                    writer.close(kill=True)
+                    self._went_down(f"the database did not answer within {self._timeout:g} s")
+                    return None
+        except OSError as exc:
+            if self._writer is not None:
+                self._writer.close(kill=True)
+                self._writer = None
+            self._went_down(str(exc) or type(exc).__name__)
+            return None
+        if "outage" in answer:
+            self._went_down(answer["outage"])
+            return None
+        self._came_back()
+        if "control" in answer:
+            self.control, self.state = answer["control"], answer["state"]
+        return answer
+
+    def _control_due(self) -> bool:
+        return not self._stopping and time.monotonic() - self._last_exchange >= self._control_interval
+
+    # -- outages, backlog and the journal -----------------------------------------------------------------
+
+    def _went_down(self, reason: str) -> None:
+        self.connected = False
+        self.last_error = reason
+        self._retry_at = time.monotonic() + self._backoff
+        self._backoff = min(max(self._backoff * 2, 0.05), BACKOFF_LIMIT)
+        self._warn_once("outage", "rolloutdb recorder: cannot write to the database (%s); keeping the records "
+                        "and retrying", reason)
+
+    def _came_back(self) -> None:
+        if not self.connected and "outage" in self._warned:
+            log.warning("rolloutdb recorder: the database is back; writing the records it kept")
+            self._warned.discard("outage")
+        self.connected = True
+        self._backoff = self._interval
+
+    def _mark(self) -> None:
+        """Note how many records were put by now: records older than ``max_lag`` are found by these marks."""
+        self._marks.append((self.put_count, time.monotonic()))
+
+    def _bound_memory(self) -> None:
+        """Keep at most ``max_pending`` records, none older than ``max_lag`` seconds, in memory."""
+        too_old = 0
+        horizon = time.monotonic() - self._max_lag
+        while self._marks and self._marks[0][1] < horizon:
+            put_by_then, _ = self._marks.popleft()
+            too_old = max(too_old, put_by_then - (self.put_count - len(self._memory)))
+        excess = max(len(self._memory) - self._max_pending, too_old)
+        if excess <= 0:
+            return
+        if excess >= self._max_pending // 2:
+            self._warn_once("behind", "rolloutdb recorder: training records faster than the database takes them "
+                            "(%s records waiting, %s written so far); keeping the excess in the journal %s",
+                            f"{len(self._memory):,}", f"{self.counts.written:,}", self._spill.path)
+        self._keep([self._memory.popleft() for _ in range(min(excess, len(self._memory)))])
+
+    def _keep(self, lines: list[bytes], *, all_of_them: bool = False) -> None:
+        """Move records out of memory into the journal; when it cannot be written, keep them in memory up
+        to the limit and drop (and count) the oldest beyond it."""
+        if not lines:
+            return
+        folding = (self._in_flight is not None and self._in_flight.source == "memory" and not self._in_flight.folded
+                   and not self._spill.unread)
+        if folding:  # older than these and perhaps never applied: into the journal first, to keep the order
+            lines = self._in_flight.lines + lines
+        try:
+            self._spill.append(lines)
+        except OSError as exc:
+            self.journal_error = f"cannot write the journal {self._spill.path}: {exc}"
+            self.last_error = self.journal_error
+            if folding:
+                lines = lines[len(self._in_flight.lines):]
+            keep = 0 if all_of_them else max(0, self._max_pending - len(self._memory))
+            lost = max(0, len(lines) - keep)
+            self._memory.extendleft(reversed(lines[lost:]))
+            if lost:
+                with self._progress:
+                    self.counts.dropped += lost
+                    self.counts.done += lost
+                log.error("rolloutdb recorder: %s records lost: the database did not take them (%s) and %s",
+                          f"{lost:,}", self.last_error if self.last_error != self.journal_error else "it is away",
+                          self.journal_error)
+            return
+        if folding:
+            self._in_flight.folded = True
+
+    def _warn_once(self, key: str, message: str, *args: Any) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning(message, *args)
+
+    def _report(self, rejection: dict[str, Any]) -> None:
+        self.last_error = f"{rejection['subject']} rejected: {rejection['message']}"
+        self.counts.rejections.append(rejection)
+        log.error("rolloutdb recorder: the database rejected %s (%s): %s", rejection["subject"],
+                  rejection["error"], rejection["message"])

@@ -1,0 +1,435 @@
+"""Recording: what a training loop reports — runs, steps, groups, rollouts, turns and their results —
+applied in batches through the store's own operations, so that status rules, history and statistics are
+the same whoever writes. The recorder's writer calls ``store.recording.apply``; so will the HTTP server.
+
+Every operation can be applied twice with the same effect (a batch resent after a lost answer, a journal
+replayed): rows are keyed by the ids the recorder chose, a run by its name and the recorder session that
+holds it, a status that is already reached is no change. A batch is one transaction; when the database
+refuses part of it, each operation is tried on its own and only the refused ones are reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+
+from pydantic import Field, JsonValue, TypeAdapter, ValidationError
+from sqlalchemy import Connection, Table, select
+from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
+
+from ..errors import ConflictError, NotFoundError, RolloutDBError
+from ..records import JsonDict, Record, Turn
+from ..schema import groups, rollouts, steps, turns
+from ..states import GroupStatus, RolloutStatus, RunStatus, StepStatus
+from .base import savepoint, validation_message
+from .jobs import DEFAULT_STALE_AFTER, FINISHED
+from .runs import close_open_parts
+
+if TYPE_CHECKING:
+    from . import Store
+
+ID = Annotated[str, Field(min_length=1, max_length=128)]
+NAME = Annotated[str, Field(min_length=1, max_length=200)]
+ID_CHUNK = 1000  # ids per "IN (...)" lookup: far below every backend's parameter limit
+
+
+class RunStart(Record):
+    """Start recording run ``name``, or take it over (see ``Recording.apply``)."""
+
+    op: Literal["run.start"] = "run.start"
+    session: ID
+    id: ID
+    name: NAME
+    kind: Literal["train", "eval", "baseline"] = "train"
+    config: JsonDict = Field(default_factory=dict)
+    total_steps: int | None = Field(default=None, ge=0)
+    parent: NAME | None = None
+    parent_step: int | None = Field(default=None, ge=0)
+    resume: bool | None = None
+    stale_after: float = Field(default=DEFAULT_STALE_AFTER, gt=0)
+    started_at: datetime
+
+
+class RunChange(Record):
+    """Merge ``metadata`` into the run's; set its saved ``state`` when given."""
+
+    op: Literal["run.update"] = "run.update"
+    run: NAME
+    metadata: JsonDict = Field(default_factory=dict)
+    state: JsonValue = None
+
+
+class RunEnd(Record):
+    """End the run, or pause it (a pause requested from outside, or Ctrl-C). What it left open is closed."""
+
+    op: Literal["run.end"] = "run.end"
+    run: NAME
+    status: Literal["completed", "failed", "cancelled", "paused"]
+    error: str | None = None
+    message: str | None = None
+
+
+class StepStart(Record):
+    op: Literal["step.start"] = "step.start"
+    run: NAME
+    number: int = Field(ge=0)
+    started_at: datetime
+
+
+class StepChange(Record):
+    """Merge ``metrics`` into the step's; change its status when given."""
+
+    op: Literal["step.update"] = "step.update"
+    run: NAME
+    number: int = Field(ge=0)
+    metrics: JsonDict = Field(default_factory=dict)
+    status: Literal["completed", "failed"] | None = None
+
+
+class GroupStart(Record):
+    """A group of rollouts of one task: ``task_id``, or ``task``, an external id saved on first use."""
+
+    op: Literal["group.start"] = "group.start"
+    id: ID
+    run: NAME
+    step: int | None = Field(default=None, ge=0)
+    source: Literal["step", "eval", "baseline"] = "step"
+    task_id: ID | None = None
+    task: NAME | None = None
+    size: int | None = Field(default=None, ge=1)
+    metadata: JsonDict = Field(default_factory=dict)
+    created_at: datetime
+
+
+class RolloutStart(Record):
+    op: Literal["rollout.start"] = "rollout.start"
+    id: ID
+    run: NAME
+    group_id: ID | None = None
+    step: int | None = Field(default=None, ge=0)
+    task_id: ID | None = None
+    task: NAME | None = None
+    input: JsonValue = None
+    mode: Literal["train", "val", "test"] | None = None
+    metadata: JsonDict = Field(default_factory=dict)
+    started_at: datetime
+
+
+class TurnRecorded(Record):
+    """One turn of a rollout (the fields of ``Turn``)."""
+
+    op: Literal["turn"] = "turn"
+    id: ID
+    rollout_id: ID
+    turn_index: int = Field(ge=0)
+    observation: JsonValue = None
+    thinking: str | None = None
+    action: JsonValue = None
+    action_result: JsonValue = None
+    model_response: JsonValue = None
+    reward: float | None = None
+    done: bool | None = None
+    duration_seconds: float | None = Field(default=None, ge=0)
+    success: bool | None = None
+    error: str | None = None
+    metrics: JsonDict = Field(default_factory=dict)
+    tokens: JsonValue = None
+    logprobs: JsonValue = None
+    created_at: datetime
+
+
+class RolloutEnd(Record):
+    """A rollout's result: failed when it has an ``error``, succeeded otherwise."""
+
+    op: Literal["rollout.end"] = "rollout.end"
+    id: ID
+    status: Literal["succeeded", "failed", "cancelled"]
+    reward: float | None = None
+    success: bool | None = None
+    validation: JsonValue = None
+    metrics: JsonDict = Field(default_factory=dict)
+    error: str | None = None
+
+
+Operation = Annotated[Union[RunStart, RunChange, RunEnd, StepStart, StepChange, GroupStart, RolloutStart,
+                            TurnRecorded, RolloutEnd], Field(discriminator="op")]
+OPERATION = TypeAdapter(Operation)
+OPERATIONS = TypeAdapter(list[Operation])
+# Applied kind by kind in this order, so that every row exists before what refers to it.
+ORDER = ("run.start", "step.start", "group.start", "rollout.start", "turn", "rollout.end", "step.update",
+         "run.update", "run.end")
+
+
+class Rejection(Record):
+    """An operation the store refused: its place in the batch, what it was, and why."""
+
+    index: int
+    op: str
+    subject: str
+    error: str
+    message: str
+
+
+class RecordingResult(Record):
+    applied: int
+    rejected: list[Rejection] = Field(default_factory=list)
+
+
+def describe(operation: Any) -> str:
+    """What an operation was about, for a person reading a rejection."""
+    if isinstance(operation, (RunStart,)):
+        return f"run {operation.name!r}"
+    if isinstance(operation, (RunChange, RunEnd)):
+        return f"run {operation.run!r}"
+    if isinstance(operation, (StepStart, StepChange)):
+        return f"step {operation.number} of run {operation.run!r}"
+    if isinstance(operation, GroupStart):
+        return f"group {operation.id} of run {operation.run!r}" + (f" (task {operation.task})" if operation.task else "")
+    if isinstance(operation, (RolloutStart, RolloutEnd)):
+        return f"rollout {operation.id}"
+    if isinstance(operation, TurnRecorded):
+        return f"turn {operation.turn_index} of rollout {operation.rollout_id}"
+    if isinstance(operation, Mapping):
+        return str(operation.get("op", "record"))
+    return type(operation).__name__
+
+
+REFUSALS = (RolloutDBError, IntegrityError, DataError, ProgrammingError)
+
+
+class Recording:
+    """``store.recording``: apply batches of recorded operations."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def apply(self, operations: Sequence[Operation | Mapping[str, Any]], *, heartbeat: bool = True) -> RecordingResult:
+        """Apply a batch in one transaction; operations the store refuses are reported, not applied, and do
+        not hold back the others (those that depend on a refused one are refused too, saying so).
+
+        ``run.start`` creates the run, or continues it by the job's rules: a paused run is resumed, a
+        running one whose process went quiet for ``stale_after`` seconds is taken over (what it left
+        running is closed as interrupted), a finished or live one is refused. ``resume=True`` requires the
+        run to exist, ``resume=False`` requires it not to.
+
+        ``heartbeat`` marks the runs written to as alive; a replay of records kept by a recorder that is gone
+        (its journal) passes False, so that its run can still be taken over."""
+        valid, rejected = self._validate(operations)
+        try:
+            with self._store._write() as connection:
+                self._apply(connection, [operation for _, operation in valid], heartbeat)
+        except REFUSALS:
+            with self._store._write() as connection:
+                for index, operation in valid:
+                    try:
+                        with savepoint(connection):
+                            self._apply(connection, [operation], heartbeat)
+                    except REFUSALS as exc:
+                        rejected.append(_rejection(index, operation, exc))
+        rejected.sort(key=lambda rejection: rejection.index)
+        return RecordingResult(applied=len(operations) - len(rejected), rejected=rejected)
+
+    # -- building blocks ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _validate(operations: Sequence[Any]) -> tuple[list[tuple[int, Any]], list[Rejection]]:
+        try:
+            return list(enumerate(OPERATIONS.validate_python(list(operations)))), []
+        except ValidationError:
+            pass
+        valid, rejected = [], []
+        for index, raw in enumerate(operations):
+            try:
+                valid.append((index, OPERATION.validate_python(raw)))
+            except ValidationError as exc:
+                rejected.append(Rejection(index=index, op=str(raw.get("op", "?")) if isinstance(raw, Mapping) else "?",
+                                          subject=describe(raw), error="InvalidInputError",
+                                          message=validation_message(exc)))
+        return valid, rejected
+
+    def _apply(self, connection: Connection, operations: list[Any], heartbeat: bool) -> None:
+        by_kind: dict[str, list[Any]] = {kind: [] for kind in ORDER}
+        for operation in operations:
+            by_kind[operation.op].append(operation)
+        context = _Context(self._store, connection, heartbeat)
+        for start in by_kind["run.start"]:
+            self._start_run(context, start)
+        for start in by_kind["step.start"]:
+            self._start_step(context, start)
+        self._insert_groups(context, by_kind["group.start"])
+        self._insert_rollouts(context, by_kind["rollout.start"])
+        self._insert_turns(context, by_kind["turn"])
+        for end in by_kind["rollout.end"]:
+            self._end_rollout(context, end)
+        for change in by_kind["step.update"]:
+            self._change_step(context, change)
+        for change in by_kind["run.update"]:
+            self._change_run(context, change)
+        for end in by_kind["run.end"]:
+            self._end_run(context, end)
+        if not heartbeat:
+            return
+        now = self._store.now()
+        for run in context.runs.values():  # a sign of life, for stale-run detection
+            if run["status"] == RunStatus.RUNNING:
+                self._store.runs._update_by_key.run(connection, {"heartbeat_at": now, "b_key": run["id"],
+                                                                 "b_project": self._store.project_id})
+
+    def _start_run(self, context: _Context, start: RunStart) -> None:
+        store, connection = self._store, context.connection
+        existing = store.runs._find(connection, start.name)
+        if existing is None:
+            if start.resume:
+                raise NotFoundError(f"no run named {start.name!r} in project {store.project!r} to resume")
+            parent = context.run(start.parent)["id"] if start.parent else None
+            record = store.runs._new_record({
+                "id": start.id, "name": start.name, "kind": start.kind, "config": start.config,
+                "total_steps": start.total_steps, "parent_run_id": parent, "parent_step": start.parent_step,
+                "status": RunStatus.RUNNING, "started_at": start.started_at,
+                "heartbeat_at": store.now() if context.heartbeat else start.started_at,
+                "owner": start.session})
+            store.runs._insert(connection, record)
+        elif existing["owner"] != start.session:  # the same session starting it again changes nothing
+            if start.resume is False:
+                raise ConflictError(f"a run named {start.name!r} already exists in project {store.project!r}; "
+                                    "pick another name, or pass resume=True to record into it")
+            changes: dict[str, Any] = {"owner": start.session}
+            if start.total_steps is not None:
+                changes["total_steps"] = start.total_steps
+            store.jobs._take_over(connection, existing, changes, start.stale_after)
+        context.runs.pop(start.name, None)
+
+    def _start_step(self, context: _Context, start: StepStart) -> None:
+        run = context.run(start.run)
+        existing = context.step(run["id"], start.number)
+        if existing is None:
+            self._store.steps._insert(context.connection, self._store.steps._new_record({
+                "run_id": run["id"], "number": start.number, "status": StepStatus.RUNNING,
+                "started_at": start.started_at}))
+        elif existing["status"] == StepStatus.FAILED:  # cut short before a resume: it runs again
+            self._store.steps._update(context.connection, existing["id"], {
+                "status": StepStatus.RUNNING, "ended_at": None}, "run again", existing)
+
+    def _insert_groups(self, context: _Context, starts: list[GroupStart]) -> None:
+        new = context.unknown(groups, starts)
+        records = [self._store.groups._new_record({
+            "id": start.id, "run_id": context.run(start.run)["id"], "step": start.step, "source": start.source,
+            "task_id": context.task(start.task_id, start.task), "size": start.size, "metadata": start.metadata,
+            "status": GroupStatus.PENDING, "created_at": start.created_at}) for start in new]
+        if records:
+            self._store.groups._insert_many(context.connection, records)
+
+    def _insert_rollouts(self, context: _Context, starts: list[RolloutStart]) -> None:
+        new = context.unknown(rollouts, starts)
+        # Running from the start: a recorded rollout is never waiting work in the queue.
+        records = [self._store.rollouts._new_record({
+            "id": start.id, "run_id": context.run(start.run)["id"], "group_id": start.group_id,
+            "step": start.step, "task_id": context.task(start.task_id, start.task), "input": start.input,
+            "mode": start.mode, "metadata": start.metadata, "status": RolloutStatus.RUNNING,
+            "created_at": start.started_at, "started_at": start.started_at}) for start in new]
+        if records:
+            self._store.rollouts._insert_many(context.connection, records)
+
+    def _insert_turns(self, context: _Context, recorded: list[TurnRecorded]) -> None:
+        new = context.unknown(turns, recorded)
+        if new:
+            self._store.turns._insert_many(context.connection, [
+                Turn.model_construct(**turn.model_dump(exclude={"op"}), project_id=self._store.project_id)
+                for turn in new])
+
+    def _end_rollout(self, context: _Context, end: RolloutEnd) -> None:
+        row = self._store.rollouts._fetch(context.connection, end.id, for_update=True)
+        if row["status"] == end.status:
+            return  # applied before
+        changes = end.model_dump(exclude={"op", "id"})
+        self._store.rollouts._update(context.connection, end.id, changes, "finished", row)
+
+    def _change_step(self, context: _Context, change: StepChange) -> None:
+        run = context.run(change.run)
+        step = context.step(run["id"], change.number, for_update=True)
+        if step is None:
+            raise NotFoundError(f"run {change.run!r} has no step {change.number}")
+        changes: dict[str, Any] = {"metrics": {**step["metrics"], **change.metrics}}
+        if change.status is not None and change.status != step["status"]:
+            changes["status"] = change.status
+        self._store.steps._update(context.connection, step["id"], changes, None, step)
+
+    def _change_run(self, context: _Context, change: RunChange) -> None:
+        run = context.run(change.run, for_update=True)
+        changes: dict[str, Any] = {"metadata": {**run["metadata"], **change.metadata}}
+        if "state" in change.model_fields_set:
+            changes["state"] = change.state
+        context.runs[change.run] = self._store.runs._update(context.connection, run["id"], changes, None,
+                                                            run).model_dump()
+
+    def _end_run(self, context: _Context, end: RunEnd) -> None:
+        run = context.run(end.run, for_update=True)
+        if run["status"] == end.status:
+            return  # applied before
+        outcome = {"completed": GroupStatus.COMPLETED, "failed": GroupStatus.FAILED}.get(end.status,
+                                                                                       GroupStatus.CANCELLED)
+        close_open_parts(self._store, context.connection, run["id"], outcome,
+                         end.message or f"run {end.status}")
+        run = self._store.runs._fetch(context.connection, run["id"], for_update=True)  # progress refreshed
+        changes: dict[str, Any] = {"status": end.status, "error": end.error, "control": None}
+        if end.message is not None:
+            changes["message"] = end.message
+        if end.status == RunStatus.COMPLETED and not run["total_steps"]:
+            changes["progress"] = 100.0  # nothing to count: done is all of it
+        reason = end.message or ("recorder finished" if end.status in FINISHED else "paused")
+        context.runs[end.run] = self._store.runs._update(context.connection, run["id"], changes, reason,
+                                                         run).model_dump()
+        if end.status == RunStatus.PAUSED or end.message:
+            self._store.jobs._event(context.connection, run["id"], end.message or "paused", context.runs[end.run])
+
+
+class _Context:
+    """What one application of a batch looks up more than once: runs by name, tasks by external id."""
+
+    def __init__(self, store: Store, connection: Connection, heartbeat: bool) -> None:
+        self.store, self.connection, self.heartbeat = store, connection, heartbeat
+        self.runs: dict[str, dict[str, Any]] = {}
+        self._tasks: dict[str, str] = {}
+
+    def run(self, name: str, *, for_update: bool = False) -> dict[str, Any]:
+        if for_update or name not in self.runs:
+            row = self.store.runs._find(self.connection, name)
+            if row is None:
+                raise NotFoundError(f"no run named {name!r} in project {self.store.project!r}: "
+                                    "its run.start was not recorded")
+            self.runs[name] = dict(row)
+        return self.runs[name]
+
+    def step(self, run_id: str, number: int, *, for_update: bool = False) -> Mapping[str, Any] | None:
+        statement = select(steps).where(steps.c.project_id == self.store.project_id, steps.c.run_id == run_id,
+                                        steps.c.number == number)
+        return self.connection.execute(statement.with_for_update() if for_update else statement).mappings().first()
+
+    def task(self, task_id: str | None, external_id: str | None) -> str | None:
+        """The task's id: given, or found (saved on first use) by its external id."""
+        if task_id is not None or external_id is None:
+            return task_id
+        if external_id not in self._tasks:
+            self._tasks[external_id] = self.store.tasks._save_one(self.connection, {"external_id": external_id}).id
+        return self._tasks[external_id]
+
+    def unknown(self, table: Table, operations: list[Any]) -> list[Any]:
+        """The operations whose row (by id) is not stored yet: what was applied before is not applied again."""
+        ids = [operation.id for operation in operations]
+        known: set[str] = set()
+        for start in range(0, len(ids), ID_CHUNK):
+            known.update(self.connection.execute(select(table.c.id).where(
+                table.c.project_id == self.store.project_id, table.c.id.in_(ids[start:start + ID_CHUNK]))).scalars())
+        return [operation for operation in operations if operation.id not in known]
+
+
+def _rejection(index: int, operation: Any, exc: Exception) -> Rejection:
+    message = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    error = (type(exc).__name__ if isinstance(exc, RolloutDBError)
+             else "ConflictError" if isinstance(exc, IntegrityError) else "InvalidInputError")
+    return Rejection(index=index, op=operation.op, subject=describe(operation), error=error, message=message)
+
+
+__all__ = ["GroupStart", "Operation", "RecordingResult", "Recording", "Rejection", "RolloutEnd", "RolloutStart",
+           "RunChange", "RunEnd", "RunStart", "StepChange", "StepStart", "TurnRecorded"]
