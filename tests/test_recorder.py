@@ -259,3 +259,164 @@ def test_a_recorded_training_loop_is_paused_and_resumed_from_outside(session_dat
     assert run.status == "completed" and store.steps.count() == recorded + 5
     assert sorted(s.number for s in store.steps.query(limit=None)) == list(range(recorded + 5))
     assert [c.new_status for c in store.history("run", "train")] == ["running", "paused", "running", "completed"]
+
+
+@pytest.mark.postgresql
+def test_a_database_that_hangs_never_blocks_the_loop_and_is_treated_like_one_that_refuses(
+        postgres_databases, tmp_path, caplog):
+    url = make_url(postgres_databases.new())
+    proxy = Proxy(url.host or "127.0.0.1", url.port or 5432)
+    proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    try:
+        with caplog.at_level(logging.WARNING, logger="rolloutdb.recorder"):
+            recorder = rolloutdb.Recorder(proxied, run="train", total_steps=3, flush_interval=0.05, timeout=2,
+                                          control_interval=0.1, journal_dir=tmp_path)
+            record_training(recorder, steps=1)
+            assert recorder.flush(timeout=30)
+            proxy.hang()
+            started = time.monotonic()
+            for number in (1, 2):  # step() checks for a pause: it must not ask the silent database
+                record_training_step(recorder, number)
+                time.sleep(0.5)
+            assert time.monotonic() - started < 3  # 1 s of sleeping; the old recorder waited for the outage
+            deadline = time.monotonic() + 30
+            while recorder.health().connected and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not recorder.health().connected and "did not answer" in recorder.health().last_error
+            proxy.restore()
+            assert recorder.flush(timeout=60)
+            recorder.close()
+        assert len([r for r in caplog.records if "cannot write" in r.getMessage()]) == 1
+        store = rolloutdb.connect(url.render_as_string(hide_password=False))
+        run = store.runs.get("train")
+        assert run.status == "completed" and store.rollouts.count(run_id=run.id) == 3 * 2 * 4
+        assert [s.status for s in store.steps.query(run_id=run.id)] == ["completed"] * 3
+    finally:
+        proxy.close()
+
+
+def record_training_step(recorder, number, tasks=("t1", "t2"), size=4):
+    with recorder.step(number) as step:
+        for task in tasks:
+            group = step.group(task=task, size=size)
+            for k in range(size):
+                with group.rollout(input={"k": k}) as rollout:
+                    rollout.turn(action="x", reward=1.0)
+                    rollout.finish(reward=1.0, success=True)
+
+
+def test_the_journal_replays_only_into_the_database_and_project_it_was_recorded_for(tmp_path):
+    journal = tmp_path / "journal"
+    away = f"sqlite:///{tmp_path / 'not-yet' / 'a.db'}"  # its folder does not exist: the database is away
+    with rolloutdb.Recorder(away, run="nightly", project="team-a", journal_dir=journal, timeout=2,
+                            start_timeout=1) as recorder:
+        record_training(recorder, steps=1, tasks=("secret-task",))
+    assert recorder.health().spilled > 0
+    [kept] = rolloutdb.recorder.list_journals(journal)
+    assert (kept.project, kept.run, kept.live) == ("team-a", "nightly", False)
+    other = f"sqlite:///{tmp_path / 'b.db'}"
+    rolloutdb.Recorder(other, run="nightly", project="team-b", journal_dir=journal).close()
+    with rolloutdb.connect(other, project="team-b") as store:
+        assert store.rollouts.count() == 0 and store.tasks.count() == 0
+    assert kept.path.exists()
+    (tmp_path / "not-yet").mkdir()
+    with rolloutdb.Recorder(away, run="later", project="team-a", journal_dir=journal) as recorder:
+        pass
+    assert recorder.health().replayed == kept.records and not kept.path.exists()
+    with rolloutdb.connect(away, project="team-a") as store:
+        assert store.rollouts.count() == 4 and store.tasks.query()[0].external_id == "secret-task"
+        assert store.runs.get("nightly").status == "completed"
+
+
+def test_with_no_database_and_no_journal_close_returns_and_says_what_was_lost(tmp_path, caplog):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    away = f"sqlite:///{tmp_path / 'not-yet' / 'a.db'}"
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="rolloutdb.recorder"):
+        with rolloutdb.Recorder(away, run="r", journal_dir=blocker / "journal", timeout=2, start_timeout=1,
+                                max_pending=10) as recorder:
+            record_training(recorder, steps=1)
+        health = recorder.health()
+    assert time.monotonic() - started < 20
+    assert health.written == 0 and health.dropped == recorder._pump.put_count
+    assert "cannot write the journal" in health.last_error
+    assert "records lost" in caplog.text
+
+
+TRAINING_SCRIPT = """
+import sys, time, rolloutdb
+url, steps = sys.argv[1], int(sys.argv[2])
+with rolloutdb.Recorder(url, run="train", total_steps=steps, flush_interval=0.05, control_interval=0.1) as recorder:
+    start = (recorder.saved_state or {}).get("next_step", 0)
+    for number in range(start, steps):
+        with recorder.step(number, state={"next_step": number}) as step:
+            with step.group(task="t", size=1).rollout() as rollout:
+                rollout.turn(action="a")
+                print("step", number, flush=True)
+                time.sleep(0.1)
+                rollout.finish(reward=1.0, success=True)
+"""
+
+
+def run_script(tmp_path, *args, **popen):
+    import subprocess
+    import sys
+
+    script = tmp_path / "train.py"
+    script.write_text(TRAINING_SCRIPT)
+    return subprocess.Popen([sys.executable, str(script), *args], cwd=tmp_path, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen)
+
+
+def wait_for_steps(process, count):
+    for _ in range(count):
+        line = process.stdout.readline()
+        assert line.startswith("step"), process.stderr.read()
+
+
+def test_ctrl_c_pauses_the_run_and_says_how_to_resume(tmp_path):
+    import signal
+
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    first = run_script(tmp_path, url, "100")
+    wait_for_steps(first, 3)
+    first.send_signal(signal.SIGINT)
+    _, errors = first.communicate(timeout=60)
+    assert first.returncode != 0 and "KeyboardInterrupt" in errors
+    assert "paused" in errors and "Run the same code again to resume" in errors
+    with rolloutdb.connect(url) as store:
+        run = store.runs.get("train")
+        assert run.status == "paused" and run.error is None
+        interrupted = store.rollouts.query(status="cancelled")
+        assert len(interrupted) == 1 and "interrupted" in interrupted[0].error
+        done = store.steps.count(status="completed")
+    second = run_script(tmp_path, url, str(done + 2))
+    assert second.wait(timeout=60) == 0, second.stderr.read()
+    with rolloutdb.connect(url) as store:
+        assert store.runs.get("train").status == "completed"
+        assert store.steps.count(status="completed") == done + 2
+
+
+def test_a_run_whose_process_was_killed_is_taken_over_and_counts_only_real_steps(tmp_path):
+    import signal
+
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    killed = run_script(tmp_path, url, "500")
+    wait_for_steps(killed, 3)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(timeout=10)
+    with pytest.raises(rolloutdb.ConflictError, match="already running"):
+        rolloutdb.Recorder(url, run="train", total_steps=5)  # its heartbeat is still fresh
+    time.sleep(1.5)
+    with rolloutdb.Recorder(url, run="train", total_steps=5, stale_after=1.0, flush_interval=0.05) as recorder:
+        with recorder.step(4) as step:
+            with step.group(task="t", size=1).rollout() as rollout:
+                rollout.finish(reward=1.0, success=True)
+    with rolloutdb.connect(url) as store:
+        run = store.runs.get("train")
+        completed = store.steps.count(status="completed")
+        assert run.status == "completed" and run.total_steps == 5
+        assert run.progress == pytest.approx(100.0 * completed / 5) and completed < 5
+        assert store.rollouts.count(status="running") == 0 and store.groups.count(status="running") == 0
+        assert any("went quiet" in (event.message or "") for event in store.jobs.logs("train"))

@@ -41,7 +41,8 @@ from ..states import RunStatus, StepStatus
 from ..store import DEFAULT_PROJECT, Store
 from ..store.engine import sqlite_file
 from ..store.jobs import DEFAULT_STALE_AFTER
-from ._journal import DEFAULT_DIRECTORY
+from ._journal import (DEFAULT_DIRECTORY, JournalInfo, ReplayResult, count_journal_records, list_journals,
+                       replay_journals)
 from ._pump import Pump
 
 log = logging.getLogger("rolloutdb.recorder")
@@ -449,4 +450,5 @@ class RolloutHandle:
             self.finish(error=f"{exc_type.__name__}: {exc}" if exc else None)
 
 
-__all__ = ["FlushResult", "GroupHandle", "Recorder", "RecorderHealth", "RolloutHandle", "RunHandle", "StepHandle"]
+__all__ = ["FlushResult", "GroupHandle", "JournalInfo", "Recorder", "RecorderHealth", "ReplayResult", "RolloutHandle",
+           "RunHandle", "StepHandle", "count_journal_records", "list_journals", "replay_journals"]

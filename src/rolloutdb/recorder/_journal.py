@@ -95,6 +95,12 @@ class SpillFile:
         if not self.unread:
             self.remove()
 
+    def release(self) -> None:
+        """Let go of the file (and its lock), leaving what it holds for a later recorder."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
     def remove(self) -> None:
         if self._file is not None:
             self.path.unlink(missing_ok=True)
@@ -182,3 +188,48 @@ def list_journals(directory: str | os.PathLike) -> list[JournalInfo]:
                                  created_at=str(first.get("created_at", "?")), records=records,
                                  size=path.stat().st_size, live=claimed is None))
     return found
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """What ``replay_journals`` did: files written and removed, records written and refused (with why),
+    files skipped because their recorder still runs."""
+
+    files: int
+    written: int
+    rejected: list[str]
+    live: list[Path]
+
+
+def replay_journals(store: Any, directory: str | os.PathLike = DEFAULT_DIRECTORY, *, batch_size: int = 2000,
+                    on_batch: Any = None) -> ReplayResult:
+    """Write into ``store`` the records that gone recorders kept in the journal for its database and project,
+    oldest first, and remove their files. ``on_batch(records)`` is called after each batch (for progress)."""
+    folder = journal_folder(directory, store.url, store.project)
+    files = written = 0
+    rejected: list[str] = []
+    live: list[Path] = []
+    for path in leftover_files(folder):
+        claimed = LeftoverFile.claim(path)
+        if claimed is None:
+            live.append(path)
+            continue
+        try:
+            for lines in claimed.batches(batch_size):
+                result = store.recording.apply([orjson.loads(line) for line in lines], heartbeat=False)
+                written += result.applied
+                rejected += [f"{r.subject}: {r.message}" for r in result.rejected]
+                if on_batch is not None:
+                    on_batch(len(lines))
+        except BaseException:
+            claimed.done(remove=False)
+            raise
+        claimed.done(remove=True)
+        files += 1
+    return ReplayResult(files=files, written=written, rejected=rejected, live=live)
+
+
+def count_journal_records(store: Any, directory: str | os.PathLike = DEFAULT_DIRECTORY) -> int:
+    """How many records wait in the journal for ``store``'s database and project."""
+    folder = journal_folder(directory, store.url, store.project)
+    return sum(info.records for info in list_journals(directory) if info.path.parent == folder)

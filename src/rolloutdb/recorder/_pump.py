@@ -171,7 +171,8 @@ class Pump:
             if self._writer is not None:
                 self._writer.process.kill()
             self._thread.join(5)
-        self._keep(list(self._memory), all_of_them=True)
+        self._keep([self._memory.popleft() for _ in range(len(self._memory))], all_of_them=True)
+        self._spill.release()
         if self._writer is not None:
             self._writer.close()
             self._writer = None
