@@ -26,7 +26,8 @@ from .records import (
     Validator,
 )
 from .states import AttemptStatus, GroupStatus, RolloutStatus, RunStatus, StepStatus
-from .recorder import Recorder, RecorderHealth
+from .recorder import FlushResult, Recorder, RecorderHealth
+from .store.recording import RecordingResult, Rejection
 from .store import Store, connect
 
 __version__ = "0.1.0"
@@ -35,6 +36,7 @@ __all__ = [
     "Attempt",
     "AttemptStatus",
     "ConflictError",
+    "FlushResult",
     "Group",
     "GroupStatus",
     "InvalidInputError",
@@ -50,6 +52,8 @@ __all__ = [
     "Run",
     "Recorder",
     "RecorderHealth",
+    "RecordingResult",
+    "Rejection",
     "RunEvent",
     "RunStatus",
     "SchemaOutOfDateError",
