@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from . import Store
 
 FINISHED = tuple(states.TERMINAL["rollout"])
+GROUPS_PER_QUERY = 500
 
 
 def rollout_figures(where) -> Any:
@@ -52,21 +53,35 @@ def refresh_statistics(store: Store, connection: Connection,
 
 
 def refresh_groups(store: Store, connection: Connection, group_ids: Iterable[str]) -> None:
-    """Recount each group from its rollouts; a group with all its rollouts finished is completed."""
-    for group_id in group_ids:
-        figures = connection.execute(rollout_figures(rollouts.c.group_id == group_id)).one()
-        group = store.groups._fetch(connection, group_id, for_update=True)
-        values = {
-            "rollout_count": figures.count, "completed_count": figures.finished, "success_count": figures.successes,
-            "reward_mean": figures.reward_mean,
-            "reward_std": population_std(figures.reward_mean, figures.reward_square_mean),
-        }
-        expected = group["size"] or figures.count
-        if figures.finished and figures.finished >= expected and group["status"] != GroupStatus.COMPLETED:
-            values["status"] = GroupStatus.COMPLETED
-        elif figures.count and group["status"] == GroupStatus.PENDING:
-            values["status"] = GroupStatus.RUNNING
-        store.groups._update(connection, group_id, values, "rollouts recorded", group)
+    """Recount each group from its rollouts; a group with all its rollouts finished is completed. Figures
+    for all the groups come from one query, and a group whose figures did not change is not written."""
+    group_ids = list(group_ids)
+    for start in range(0, len(group_ids), GROUPS_PER_QUERY):
+        chunk = group_ids[start:start + GROUPS_PER_QUERY]
+        figures = {row.group_id: row for row in connection.execute(
+            rollout_figures(rollouts.c.group_id.in_(chunk)).add_columns(rollouts.c.group_id)
+            .group_by(rollouts.c.group_id))}
+        rows = connection.execute(select(groups).where(groups.c.project_id == store.project_id,
+                                                       groups.c.id.in_(chunk)).with_for_update()).mappings()
+        for group in rows:
+            _refresh_group(store, connection, group, figures.get(group["id"]))
+
+
+def _refresh_group(store: Store, connection: Connection, group: Any, figures: Any) -> None:
+    count, finished, successes = (figures.count, figures.finished, figures.successes) if figures else (0, 0, 0)
+    mean = figures.reward_mean if figures else None
+    values: dict[str, Any] = {
+        "rollout_count": count, "completed_count": finished, "success_count": successes, "reward_mean": mean,
+        "reward_std": population_std(mean, figures.reward_square_mean if figures else None),
+    }
+    expected = group["size"] or count
+    if finished and finished >= expected and group["status"] != GroupStatus.COMPLETED:
+        values["status"] = GroupStatus.COMPLETED
+    elif count and group["status"] == GroupStatus.PENDING:
+        values["status"] = GroupStatus.RUNNING
+    if all(group[name] == value for name, value in values.items()):
+        return
+    store.groups._update(connection, group["id"], values, "rollouts recorded", group)
 
 
 def refresh_steps(store: Store, connection: Connection, run_id: str, numbers: Iterable[int]) -> None:
