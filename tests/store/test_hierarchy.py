@@ -45,7 +45,8 @@ def test_groups_and_rollouts_hang_under_a_step_and_a_task(store, run):
                               mode="train", config={"max_attempts": 2, "retry_condition": ["failed"]})
         for i in range(4)
     ]
-    assert store.groups.query(run_id=run.id, step=0) == [group]
+    [found] = store.groups.query(run_id=run.id, step=0)
+    assert (found.id, found.status, found.rollout_count) == (group.id, "running", 4)  # counted by the store
     assert store.rollouts.query(group_id=group.id) == rollouts
     assert store.rollouts.query(run_id=run.id, step=0, status="queuing") == rollouts
     assert store.rollouts.get(rollouts[0].id).config.max_attempts == 2

@@ -165,23 +165,22 @@ class Rollouts(Area[Rollout]):
             changes = {**changes, "queued_at": self._store.now() if changes["status"] in QUEUED else None}
         updated = super()._update(connection, id, changes, reason, row)
         if FIGURES & changes.keys():
-            self._touch_statistics(connection, [updated.model_dump()])
+            self._touch_statistics(connection, [(updated.group_id, updated.run_id, updated.step)])
         return updated
 
     def _insert_many(self, connection: Connection, records) -> None:
         super()._insert_many(connection, records)
-        self._touch_statistics(connection, [record.model_dump() for record in records])
+        self._touch_statistics(connection, [(record.group_id, record.run_id, record.step) for record in records])
 
     def _after_status_change(self, connection: Connection, row: Mapping[str, Any], old_status: str) -> None:
-        self._touch_statistics(connection, [row])
+        self._touch_statistics(connection, [(row["group_id"], row["run_id"], row["step"])])
         if row["status"] in states.TERMINAL["rollout"]:
             self._store._waiter.announce(connection, row["id"])
 
-    def _touch_statistics(self, connection: Connection, rows: Iterable[Mapping[str, Any]]) -> None:
-        """Queue the groups, steps and run progress these rollouts count in, refreshed just before commit:
-        the store keeps them true whoever writes the rollouts."""
-        touched = [(row["group_id"], row["run_id"], row["step"]) for row in rows
-                   if row["group_id"] is not None or (row["run_id"] is not None and row["step"] is not None)]
+    def _touch_statistics(self, connection: Connection, places: Iterable[tuple[str | None, str | None, int | None]]) -> None:
+        """Queue the groups, steps and run progress that rollouts at these (group, run, step) places count
+        in, refreshed just before commit: the store keeps them true whoever writes the rollouts."""
+        touched = [place for place in places if place[0] is not None or (place[1] is not None and place[2] is not None)]
         if touched:
             pending(connection, self._refresh_statistics, set).update(touched)
 
