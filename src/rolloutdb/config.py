@@ -2,10 +2,14 @@
 
 1. the ``url`` argument, 2. ``ROLLOUTDB_URL``, 3. ``DATABASE_URL``,
 4. the ``POSTGRES_HOST/PORT/DB/USER/PASSWORD`` set, 5. ``sqlite:///./rolloutdb.db``.
+
+PostgreSQL timeouts (seconds) come from ``ROLLOUTDB_CONNECT_TIMEOUT`` and ``ROLLOUTDB_STATEMENT_TIMEOUT``
+(see ``store/engine.py`` for how they meet what the URL and the server say).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 
@@ -16,6 +20,8 @@ from .errors import InvalidInputError
 
 DEFAULT_URL = "sqlite:///./rolloutdb.db"
 POSTGRES_VARS = ("POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD")
+CONNECT_TIMEOUT_VAR = "ROLLOUTDB_CONNECT_TIMEOUT"
+STATEMENT_TIMEOUT_VAR = "ROLLOUTDB_STATEMENT_TIMEOUT"
 
 
 def resolve_url(url: str | None = None, environ: Mapping[str, str] | None = None) -> str:
@@ -39,6 +45,30 @@ def _postgres_from_env(env: Mapping[str, str]) -> str | None:
         port=int(port),
         database=env.get("POSTGRES_DB") or "postgres",
     ).render_as_string(hide_password=False)
+
+
+def connect_timeout(environ: Mapping[str, str] | None = None) -> int | None:
+    """``ROLLOUTDB_CONNECT_TIMEOUT`` in whole seconds (rounded up; 0: the driver's own), None when unset."""
+    seconds = _seconds(CONNECT_TIMEOUT_VAR, environ)
+    return None if seconds is None else math.ceil(seconds)
+
+
+def statement_timeout(environ: Mapping[str, str] | None = None) -> float | None:
+    """``ROLLOUTDB_STATEMENT_TIMEOUT`` in seconds (0: no limit), None when unset."""
+    return _seconds(STATEMENT_TIMEOUT_VAR, environ)
+
+
+def _seconds(name: str, environ: Mapping[str, str] | None) -> float | None:
+    value = (os.environ if environ is None else environ).get(name, "").strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0:
+        raise InvalidInputError(f"{name} must be a number of seconds, 0 or more, got {value!r}")
+    return seconds
 
 
 def normalize_url(url: str) -> str:

@@ -3,12 +3,28 @@
 SQLite: WAL, ``synchronous=NORMAL``, a busy timeout and foreign keys on every connection; WAL
 checkpoints are the store's own thread's job (see ``checkpoints``), not the committing writer's.
 Write transactions there begin with ``BEGIN IMMEDIATE`` so that concurrent writers queue on
-the busy timeout instead of failing with "database is locked" when a read lock is upgraded.
+the busy timeout instead of failing with "database is locked" when a read lock is upgraded. The busy
+timeout (30 s) is SQLite's only wait: the ROLLOUTDB_*_TIMEOUT variables are PostgreSQL's.
+
+PostgreSQL: every connection has timeouts, so that a server behind a network that drops packets (one
+that hangs instead of refusing) fails store calls with StoreUnavailableError instead of blocking them
+for as long as the outage lasts:
+
+- connecting gives up after ``connect_timeout`` (libpq's; 10 s unless the URL, ROLLOUTDB_CONNECT_TIMEOUT
+  or PGCONNECT_TIMEOUT says otherwise, in that order);
+- on an open connection, TCP keepalives and ``tcp_user_timeout`` let the kernel notice a dead link in
+  about 30 s (each can be set in the URL instead, as libpq parameters);
+- the server cancels a statement after ``statement_timeout`` and ends a session idle in a transaction
+  after ``idle_in_transaction_session_timeout`` (both ROLLOUTDB_STATEMENT_TIMEOUT, default 60 s; a
+  ``-c`` setting in the URL's ``options`` or PGOPTIONS wins, and our default does not override a value
+  the server has for the role or database). Migrations lift both inside their transaction.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
+import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,11 +33,12 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+import psycopg
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, pool, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DatabaseError, DBAPIError, OperationalError
 
-from ..config import display_url
+from ..config import CONNECT_TIMEOUT_VAR, STATEMENT_TIMEOUT_VAR, connect_timeout, display_url, statement_timeout
 from ..schema import metadata
 from ..errors import SchemaOutOfDateError, StoreUnavailableError
 
@@ -30,13 +47,86 @@ WRITE = "rolloutdb_write"  # execution option: this transaction writes
 # Any constant works; it only has to be the same in every process that migrates.
 MIGRATION_LOCK_KEY = 0x524F4C4C
 
+# PostgreSQL. A store's statements are short (a purge deletes 500 rollouts per transaction; migrations lift
+# the limit), so a minute is long for any of them; connecting takes milliseconds when the server is there.
+CONNECT_TIMEOUT_SECONDS = 10
+STATEMENT_TIMEOUT_SECONDS = 60.0
+# A dead link on an open connection: the first keepalive probe after 15 s idle, then every 5 s; sent
+# data (or a probe) unacknowledged for 30 s closes the connection. libpq names; the URL may set any.
+DEAD_LINK_SETTINGS = {"keepalives": "1", "keepalives_idle": "15", "keepalives_interval": "5",
+                      "keepalives_count": "3", "tcp_user_timeout": "30000"}
+SESSION_TIMEOUTS = ("statement_timeout", "idle_in_transaction_session_timeout")
+
 
 def create_store_engine(url: str) -> Engine:
     """An engine for ``url`` with RolloutDB's connection settings."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(url, parsed.database)
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    return _postgres_engine(url, parsed)
+
+
+def _postgres_engine(url: str, parsed: URL) -> Engine:
+    engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10,
+                           connect_args=postgres_connect_args(parsed))
+    session_settings = _session_timeouts(parsed)
+    if session_settings:
+        @event.listens_for(engine, "connect")
+        def _set_timeouts(dbapi_connection, _record) -> None:
+            with dbapi_connection.cursor() as cursor:
+                for name, value, chosen in session_settings:
+                    # Our default gives way to a value the server has (postgresql.conf, ALTER ROLE / DATABASE).
+                    cursor.execute("SELECT set_config(name, %s, false) FROM pg_settings"
+                                   " WHERE name = %s AND (%s OR source = 'default')", (value, name, chosen))
+            dbapi_connection.commit()  # a session setting made in a transaction that rolls back is undone
+
+    return engine
+
+
+def postgres_connect_args(parsed: URL) -> dict[str, str]:
+    """The connect and dead-link timeouts, as libpq parameters, that the URL does not set itself (its query
+    parameters go to libpq). For any connection the store opens to PostgreSQL, inside the engine or not."""
+    args: dict[str, str] = {}
+    configured = connect_timeout()
+    if configured is not None:
+        args["connect_timeout"] = str(configured)
+    elif not os.environ.get("PGCONNECT_TIMEOUT"):
+        args["connect_timeout"] = str(CONNECT_TIMEOUT_SECONDS)
+    args.update(DEAD_LINK_SETTINGS)
+    if psycopg.pq.version() < 120000:  # tcp_user_timeout is libpq 12's
+        del args["tcp_user_timeout"]
+    return {name: value for name, value in args.items() if name not in parsed.query}
+
+
+def _session_timeouts(parsed: URL) -> list[tuple[str, str, bool]]:
+    """(setting, value in ms, chosen by the user) for each session timeout the client does not set itself."""
+    configured = statement_timeout()
+    seconds = STATEMENT_TIMEOUT_SECONDS if configured is None else configured
+    milliseconds = max(1, round(seconds * 1000)) if seconds > 0 else 0
+    options = parsed.query.get("options", "")
+    client_options = " ".join((options,) if isinstance(options, str) else options) or os.environ.get("PGOPTIONS", "")
+    return [(name, str(milliseconds), configured is not None) for name in SESSION_TIMEOUTS
+            if name not in client_options]
+
+
+def _effective_connect_timeout(url: str) -> int | None:
+    """The seconds a connect to ``url`` waits for the server, as psycopg counts them (None: no limit of ours)."""
+    try:
+        in_url, configured = make_url(url).query.get("connect_timeout"), connect_timeout()
+        value = (in_url if in_url is not None else configured if configured is not None
+                 else os.environ.get("PGCONNECT_TIMEOUT") or CONNECT_TIMEOUT_SECONDS)
+        seconds = math.ceil(float(value))  # type: ignore[arg-type]
+    except (ValueError, TypeError):  # a bad value: connecting has said so already
+        return None
+    return None if seconds <= 0 else max(seconds, 2)  # libpq waits 2 s at least
+
+
+def _without_time_limits(connection: Connection) -> None:
+    """Lift the session timeouts for the rest of this transaction: migrations may be long, and may wait
+    for another process's migration."""
+    if connection.dialect.name == "postgresql":
+        for name in SESSION_TIMEOUTS:
+            connection.execute(text(f"SET LOCAL {name} = 0"))
 
 
 def sqlite_file(url: str) -> str | None:
@@ -88,17 +178,25 @@ def unavailable_as_error(url: str) -> Iterator[None]:
         yield
     except sqlite3.DatabaseError as exc:  # raised raw by the connect hook's PRAGMAs
         raise StoreUnavailableError(f"cannot open {display_url(url)}: {_sqlite_reason(exc)}") from exc
-    except OperationalError as exc:
-        if exc.connection_invalidated or _is_connect_error(exc):
+    except DBAPIError as exc:
+        if (note := _server_time_limit(exc)) is not None:
+            # The server is there and answered: it is a statement or transaction that took too long.
+            exc.add_note(note)
+            raise
+        if isinstance(exc, OperationalError) and (exc.connection_invalidated or _is_connect_error(exc)):
+            reason = str(exc.orig).strip().splitlines()[0]
+            if _is_connect_timeout(exc):
+                waited = _effective_connect_timeout(url)
+                reason += (f" (no answer within {waited} s: the server is down or the network drops packets; "
+                           f"connect_timeout in the URL or {CONNECT_TIMEOUT_VAR} sets how long to wait)"
+                           if waited is not None else " (no answer from the server)")
             raise StoreUnavailableError(
-                f"cannot reach the database at {display_url(url)}: {str(exc.orig).strip().splitlines()[0]}. "
+                f"cannot reach the database at {display_url(url)}: {reason}. "
                 "Check that the server is running and the URL (ROLLOUTDB_URL / DATABASE_URL) is right."
             ) from exc
+        if isinstance(exc, DatabaseError) and "file is not a database" in str(exc.orig):
+            raise StoreUnavailableError(f"cannot open {display_url(url)}: {_sqlite_reason(exc.orig)}") from exc
         raise
-    except DatabaseError as exc:
-        if "file is not a database" not in str(exc.orig):
-            raise
-        raise StoreUnavailableError(f"cannot open {display_url(url)}: {_sqlite_reason(exc.orig)}") from exc
 
 
 def _sqlite_reason(exc: BaseException) -> str:
@@ -110,8 +208,24 @@ def _is_connect_error(exc: DBAPIError) -> bool:
     return any(
         hint in message
         for hint in ("connection refused", "could not connect", "unable to open database", "connection failed",
-                     "does not exist", "timeout expired", "server closed the connection", "name or service")
+                     "does not exist", "timeout expired", "server closed the connection", "name or service",
+                     "connection timed out")
     )
+
+
+def _is_connect_timeout(exc: DBAPIError) -> bool:
+    return isinstance(exc.orig, psycopg.errors.ConnectionTimeout) or "timeout expired" in str(exc.orig).lower()
+
+
+def _server_time_limit(exc: DBAPIError) -> str | None:
+    """What to say when a server that answers ended a statement or session for running past its timeout."""
+    if isinstance(exc.orig, psycopg.errors.QueryCanceled) and "statement timeout" in str(exc.orig):
+        return (f"The server cancelled the statement after statement_timeout. {STATEMENT_TIMEOUT_VAR} (seconds, "
+                "0: no limit) or `options=-c statement_timeout=<ms>` in the URL sets it.")
+    if isinstance(exc.orig, psycopg.errors.IdleInTransactionSessionTimeout):
+        return ("The server ended the session: a transaction sat idle longer than idle_in_transaction_session_timeout"
+                f" ({STATEMENT_TIMEOUT_VAR} sets it too; 0: no limit).")
+    return None
 
 
 def alembic_config() -> Config:
@@ -141,6 +255,7 @@ def upgrade(engine: Engine, revision: str = "head") -> str:
     with engine.connect() as connection:
         connection.execution_options(**{WRITE: True})
         with connection.begin():
+            _without_time_limits(connection)
             if connection.dialect.name == "postgresql":
                 connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
             config = alembic_config()
@@ -181,10 +296,9 @@ def ensure_schema(engine: Engine, *, upgrade_if_needed: bool) -> None:
 
 def drop_everything(engine: Engine) -> None:
     """Drop every RolloutDB table and the migration version table."""
-
-
     with engine.connect() as connection:
         connection.execution_options(**{WRITE: True})
         with connection.begin():
+            _without_time_limits(connection)  # dropping waits for the locks of whoever still uses the tables
             metadata.drop_all(connection)
             connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
