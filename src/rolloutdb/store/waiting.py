@@ -11,12 +11,14 @@ from typing import TYPE_CHECKING
 
 import psycopg
 from sqlalchemy import Connection, String, bindparam, func, select
+from sqlalchemy.engine import make_url
 
 from .. import states
 from ..errors import NotFoundError
 from ..records import Rollout
 from ..schema import rollouts
 from .base import AFTER_COMMIT
+from .engine import postgres_connect_args
 from .statements import Prepared
 
 if TYPE_CHECKING:
@@ -46,8 +48,8 @@ class Waiter:
     def wait(self, rollout_ids: list[str], timeout: float | None) -> list[Rollout]:
         deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
         if self._store.backend == "postgresql":
-            with psycopg.connect(self._store.url.replace("postgresql+psycopg://", "postgresql://", 1),
-                                 autocommit=True) as listener:
+            url = self._store.url.replace("postgresql+psycopg://", "postgresql://", 1)
+            with psycopg.connect(url, autocommit=True, **postgres_connect_args(make_url(url))) as listener:
                 listener.execute(f"LISTEN {CHANNEL}")
                 return self._loop(rollout_ids, deadline, lambda seconds: self._next_notification(listener, seconds))
         return self._loop(rollout_ids, deadline, self._next_wake)
