@@ -72,6 +72,11 @@ def _unencodable(record: dict[str, Any]) -> str:
     return "a value is not JSON"
 
 
+def _write_out(pump: Pump) -> None:
+    pump.wait_for(pump.put_count, 10.0)
+    pump.stop(5.0)
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -156,8 +161,9 @@ class Recorder:
         self._flushed_rejections = 0
         self.run = RunHandle(self, run, "train", config=config, total_steps=total_steps, resume=resume,
                              stale_after=stale_after)
+        # A recorder dropped (or left at exit) without close() still writes out what it can.
+        self._finalizer = weakref.finalize(self, _write_out, self._pump)
         self._check_start(start_timeout)
-        weakref.finalize(self, self._pump.stop, 30.0)  # a recorder dropped without close() still writes out
 
     def _check_start(self, timeout: float) -> None:
         """Refuse the run now if the database answers in time and refuses it (a finished run's name, ...)."""
@@ -166,6 +172,7 @@ class Recorder:
         for rejection in self._pump.counts.rejections:
             if rejection["op"] == "run.start":
                 self._finished = self._closed = True
+                self._finalizer.detach()
                 self._pump.stop(5.0)
                 raise START_ERRORS.get(rejection["error"], ConflictError)(rejection["message"])
 
@@ -257,6 +264,7 @@ class Recorder:
             return
         self.finish()
         self._closed = True
+        self._finalizer.detach()
         try:
             self._drain(timeout)
         finally:

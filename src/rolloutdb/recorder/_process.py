@@ -10,8 +10,10 @@ time is killed and replaced by the recorder; one whose recorder is gone sees the
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
+import traceback
 from datetime import timedelta
 from multiprocessing.connection import Connection
 from typing import Any
@@ -21,8 +23,10 @@ from sqlalchemy.exc import DBAPIError
 
 from ..errors import NotFoundError, RolloutDBError, StoreUnavailableError
 from ..store import Store, connect
+from ..store.recording import describe
 
 HEARTBEAT_EVERY = timedelta(seconds=5)
+WRITER_NICENESS = 10
 
 
 class Applier:
@@ -35,7 +39,7 @@ class Applier:
     def handle(self, message: bytes) -> dict[str, Any]:
         header, _, body = message.partition(b"\n")
         request = orjson.loads(header)
-        records = [orjson.loads(line) for line in body.split(b"\n")] if body else []
+        records, unreadable = _decode(body.split(b"\n") if body else [])
         try:
             store = self._connect()
             result = store.recording.apply(records, heartbeat=request["heartbeat"]) if records else None
@@ -46,8 +50,14 @@ class Applier:
         except RolloutDBError as exc:  # the database is there but unusable for now (an old schema, ...)
             self._disconnect()
             return {"outage": _first_line(exc)}
+        except Exception as exc:  # noqa: BLE001 - a bug must not make the batch come back forever
+            traceback.print_exc()
+            return {"applied": 0, "rejected": [_refusal(index, record, f"internal error ({type(exc).__name__}: {exc}); "
+                                                        "see the writer's traceback above")
+                                               for index, record in enumerate(records)] + unreadable}
         if result is not None:
             answer.update(applied=result.applied, rejected=[rejection.model_dump() for rejection in result.rejected])
+        answer["rejected"] += unreadable
         return answer
 
     def _connect(self) -> Store:
@@ -80,6 +90,23 @@ class Applier:
                 "state": run.state}
 
 
+def _decode(lines: list[bytes]) -> tuple[list[Any], list[dict[str, Any]]]:
+    """The records, and a refusal for each line that is not one (a journal cut off by a crash mid-line)."""
+    records, unreadable = [], []
+    for line in lines:
+        try:
+            records.append(orjson.loads(line))
+        except orjson.JSONDecodeError:
+            unreadable.append(_refusal(len(records) + len(unreadable), None,
+                                       f"unreadable record {line[:80]!r}"))
+    return records, unreadable
+
+
+def _refusal(index: int, record: Any, message: str) -> dict[str, Any]:
+    op = record.get("op", "?") if isinstance(record, dict) else "?"
+    return {"index": index, "op": op, "subject": describe(record), "error": "InvalidInputError", "message": message}
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(getattr(exc, "orig", None) or exc).strip()
     return (text.splitlines() or [type(exc).__name__])[0]
@@ -87,6 +114,8 @@ def _first_line(exc: BaseException) -> str:
 
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the training process's to handle; it drains us
+    # Background work: where cores are scarce, training comes first and the backlog waits (bounded, in the journal).
+    os.nice(WRITER_NICENESS)
     requests = Connection(int(sys.argv[1]), writable=False)
     answers = Connection(int(sys.argv[2]), readable=False)
     where = orjson.loads(requests.recv_bytes())

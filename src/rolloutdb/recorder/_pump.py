@@ -60,9 +60,13 @@ class WriterProcess:
     def __init__(self, url: str, project: str) -> None:
         to_child, from_parent = os.pipe()
         to_parent, from_child = os.pipe()
+        # The child finds this very rolloutdb, however the parent found it (an install, a checkout, sys.path).
+        package_root = str(Path(__file__).resolve().parents[2])
+        environment = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            [package_root, *filter(None, [os.environ.get("PYTHONPATH")])])}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "rolloutdb.recorder._process", str(to_child), str(from_child)],
-            pass_fds=(to_child, from_child), stdin=subprocess.DEVNULL)
+            pass_fds=(to_child, from_child), stdin=subprocess.DEVNULL, env=environment)
         os.close(to_child)
         os.close(from_child)
         self._requests = Connection(from_parent, readable=False)
@@ -123,6 +127,7 @@ class Pump:
         self._retry_at = 0.0
         self._backoff = flush_interval
         self._last_exchange = float("-inf")
+        self._started = time.monotonic()
         self._wake = threading.Event()
         self._progress = threading.Condition()
         self._stopping = False
@@ -164,6 +169,8 @@ class Pump:
 
     def stop(self, timeout: float | None) -> None:
         """Stop the thread and the writer; what is still in memory goes to the journal."""
+        if self._stopping:
+            return
         self._stopping = True
         self._wake.set()
         self._thread.join(timeout)
@@ -338,10 +345,12 @@ class Pump:
         excess = max(len(self._memory) - self._max_pending, too_old)
         if excess <= 0:
             return
-        if excess >= self._max_pending // 2:
+        if self.connected:
+            elapsed = max(time.monotonic() - self._started, 1e-3)
             self._warn_once("behind", "rolloutdb recorder: training records faster than the database takes them "
-                            "(%s records waiting, %s written so far); keeping the excess in the journal %s",
-                            f"{len(self._memory):,}", f"{self.counts.written:,}", self._spill.path)
+                            "(%s records/s recorded, %s/s written; %s waiting); keeping the excess in the journal %s",
+                            f"{self.put_count / elapsed:,.0f}", f"{self.counts.written / elapsed:,.0f}",
+                            f"{len(self._memory) + self._spill.unread:,}", self._spill.path)
         self._keep([self._memory.popleft() for _ in range(min(excess, len(self._memory)))])
 
     def _keep(self, lines: list[bytes], *, all_of_them: bool = False) -> None:
