@@ -19,11 +19,12 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
 from ..errors import NotFoundError, RolloutDBError, StoreUnavailableError
 from ..store import Store, connect
-from ..store.recording import describe
+from ..store.recording import OPERATIONS, describe
 
 HEARTBEAT_EVERY = timedelta(seconds=5)
 WRITER_NICENESS = 10
@@ -91,7 +92,13 @@ class Applier:
 
 
 def _decode(lines: list[bytes]) -> tuple[list[Any], list[dict[str, Any]]]:
-    """The records, and a refusal for each line that is not one (a journal cut off by a crash mid-line)."""
+    """The records, and a refusal for each line that is not one (a journal cut off by a crash mid-line).
+    A batch that is all valid is validated straight from its JSON (faster than decoding, then validating)."""
+    if lines:
+        try:
+            return OPERATIONS.validate_json(b"[" + b",".join(lines) + b"]"), []
+        except ValidationError:
+            pass  # some line is bad: decode them one by one, and let the store say which and why
     records, unreadable = [], []
     for line in lines:
         try:
@@ -103,7 +110,7 @@ def _decode(lines: list[bytes]) -> tuple[list[Any], list[dict[str, Any]]]:
 
 
 def _refusal(index: int, record: Any, message: str) -> dict[str, Any]:
-    op = record.get("op", "?") if isinstance(record, dict) else "?"
+    op = record.get("op", "?") if isinstance(record, dict) else getattr(record, "op", "?")
     return {"index": index, "op": op, "subject": describe(record), "error": "InvalidInputError", "message": message}
 
 

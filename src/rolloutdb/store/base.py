@@ -273,14 +273,16 @@ class Area(Generic[R]):
 
     def _insert_many(self, connection: Connection, records: Sequence[R]) -> None:
         """Insert validated records through the bulk path, after checking the rows they refer to."""
-        references = {(field, getattr(record, field)) for record in records for field in self.parents}
-        self._check_parents(connection, references)
-        rows = [self._to_row(record) for record in records]
+        self._insert_rows(connection, [self._to_row(record) for record in records])
+
+    def _insert_rows(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """``_insert_many`` for rows already validated as this area's records and laid out as its columns."""
+        self._check_parents(connection, {(field, row[field]) for row in rows for field in self.parents})
         try:
             bulk_insert(connection, self.table, rows)
         except IntegrityError as exc:
-            if len(records) == 1:
-                raise ConflictError(self._conflict_message(records[0], exc)) from None
+            if len(rows) == 1:
+                raise ConflictError(self._conflict_message(self.record.model_construct(**rows[0]), exc)) from None
             detail = str(exc.orig).strip().splitlines()[0]
             raise ConflictError(f"one of {len(rows)} {self.noun}s conflicts with an existing row ({detail})") from None
         if self.entity_type:

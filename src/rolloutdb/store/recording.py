@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Table, select
 from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
 
 from ..errors import ConflictError, NotFoundError, RolloutDBError
-from ..records import JsonDict, Record, Turn
+from ..records import JsonDict, Record
 from ..schema import groups, rollouts, steps, turns
 from ..states import GroupStatus, RolloutStatus, RunStatus, StepStatus
 from .base import savepoint, validation_message
@@ -122,6 +122,7 @@ class TurnRecorded(Record):
     op: Literal["turn"] = "turn"
     id: ID
     rollout_id: ID
+    attempt_id: ID | None = None
     turn_index: int = Field(ge=0)
     observation: JsonValue = None
     thinking: str | None = None
@@ -333,9 +334,10 @@ class Recording:
 
     def _insert_turns(self, context: _Context, recorded: list[TurnRecorded]) -> None:
         new = context.unknown(turns, recorded)
-        if new:
-            self._store.turns._insert_many(context.connection, [
-                Turn.model_construct(**turn.model_dump(exclude={"op"}), project_id=self._store.project_id)
+        if new:  # validated already, field for field a Turn: their values go in as they are
+            project = self._store.project_id
+            self._store.turns._insert_rows(context.connection, [
+                {**{name: value for name, value in vars(turn).items() if name != "op"}, "project_id": project}
                 for turn in new])
 
     def _end_rollout(self, context: _Context, end: RolloutEnd) -> None:
