@@ -339,7 +339,7 @@ def test_with_no_database_and_no_journal_close_returns_and_says_what_was_lost(tm
             record_training(recorder, steps=1)
         health = recorder.health()
     assert time.monotonic() - started < 20
-    assert health.written == 0 and health.dropped == recorder._pump.put_count
+    assert health.written == 0 and health.dropped == health.recorded > 0
     assert "cannot write the journal" in health.last_error
     assert "records lost" in caplog.text
 
@@ -420,3 +420,29 @@ def test_a_run_whose_process_was_killed_is_taken_over_and_counts_only_real_steps
         assert run.progress == pytest.approx(100.0 * completed / 5) and completed < 5
         assert store.rollouts.count(status="running") == 0 and store.groups.count(status="running") == 0
         assert any("went quiet" in (event.message or "") for event in store.jobs.logs("train"))
+
+
+def test_records_kept_in_memory_and_journal_while_the_database_is_away_all_arrive_exactly_once(tmp_path):
+    away = tmp_path / "not-yet"
+    recorder = rolloutdb.Recorder(f"sqlite:///{away / 'r.db'}", run="r", total_steps=6, journal_dir=tmp_path / "j",
+                                  timeout=2, start_timeout=0.5, max_pending=30, max_lag=0.2, flush_interval=0.05)
+    for number in range(3):
+        record_training_step(recorder, number)
+        time.sleep(0.3)
+    health = recorder.health()
+    assert not health.connected and health.spilled > 0 and health.written == 0
+    away.mkdir()
+    for number in range(3, 6):
+        record_training_step(recorder, number)
+    assert recorder.flush(timeout=60)
+    recorder.close()
+    health = recorder.health()
+    per_step = 1 + 2 + 8 * 3 + 1  # step start, groups, rollouts (start, turn, end), step end
+    assert health.recorded == health.written == 2 + 6 * per_step
+    assert (health.failed, health.dropped, health.spilled, health.pending) == (0, 0, 0, 0)
+    with rolloutdb.connect(f"sqlite:///{away / 'r.db'}") as store:
+        assert store.runs.get("r").status == "completed"
+        assert (store.rollouts.count(status="succeeded"), store.turns.count()) == (48, 48)
+        assert all([c.new_status for c in store.history("rollout", rollout.id)] == ["running", "succeeded"]
+                   for rollout in store.rollouts.query(limit=None))
+    assert not list((tmp_path / "j").rglob("*.jsonl"))

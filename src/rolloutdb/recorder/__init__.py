@@ -85,11 +85,13 @@ def _now() -> datetime:
 class RecorderHealth:
     """What the recorder has done so far.
 
-    ``pending`` records are in memory, ``spilled`` in the journal file (``journal``); ``written`` were
+    ``recorded`` counts the records this recorder took so far. ``pending`` are in memory, ``spilled`` in the
+    journal file (``journal``); ``written`` were
     applied, ``failed`` refused by the database (see ``last_error`` and the log), ``dropped`` lost because
     neither the database nor the journal could take them. ``replayed`` counts records that earlier
     recorders had left in the journal, written by this one."""
 
+    recorded: int
     pending: int
     spilled: int
     written: int
@@ -243,7 +245,7 @@ class Recorder:
 
     def health(self) -> RecorderHealth:
         pump, counts = self._pump, self._pump.counts
-        return RecorderHealth(pending=pump.in_memory, spilled=pump.in_journal, written=counts.written,
+        return RecorderHealth(recorded=pump.put_count, pending=pump.in_memory, spilled=pump.in_journal, written=counts.written,
                               failed=counts.failed, dropped=counts.dropped, replayed=counts.replayed,
                               connected=pump.connected, last_error=pump.last_error or pump.journal_error,
                               journal=pump.journal_path if pump.in_journal else None)

@@ -219,9 +219,8 @@ class Pump:
         if self._spill.unread:
             lines, offset = self._spill.read(self._size)
             if lines:
-                extra = min(self._counted_in_journal, len(lines))
-                self._counted_in_journal -= extra
-                return self._take(Batch(lines, own=len(lines) - extra, heartbeat=True, source="journal",
+                counted = min(self._counted_in_journal, len(lines))  # settled when the batch is
+                return self._take(Batch(lines, own=len(lines) - counted, heartbeat=True, source="journal",
                                         offset=offset))
         lines, size = [], 0
         while self._memory and len(lines) < self._size and size < MAX_BATCH_BYTES:
@@ -266,6 +265,7 @@ class Pump:
             self._report(rejection)
         if batch.source == "journal":
             self._spill.consumed(len(batch.lines), batch.offset)
+            self._counted_in_journal -= len(batch.lines) - batch.own
         if batch.folded:
             self._counted_in_journal += len(batch.lines)  # applied now; their copies in the journal are extra
         if batch.source == "leftover":
@@ -312,7 +312,8 @@ class Pump:
         return answer
 
     def _control_due(self) -> bool:
-        return not self._stopping and time.monotonic() - self._last_exchange >= self._control_interval
+        now = time.monotonic()
+        return not self._stopping and now >= self._retry_at and now - self._last_exchange >= self._control_interval
 
     # -- outages, backlog and the journal -----------------------------------------------------------------
 
