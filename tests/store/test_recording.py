@@ -17,18 +17,19 @@ def training_batch(run="train", session="s1", rollouts=2):
     """A training run with one step and one group; ids end in the run's name (make it unique per test)."""
     ops = [{"op": "run.start", "session": session, "id": f"{run}-{session}", "name": run, "total_steps": 1,
             "started_at": now()},
-           {"op": "step.start", "run": run, "number": 0, "started_at": now()},
-           {"op": "group.start", "id": f"g-{run}", "run": run, "step": 0, "task": "t", "size": rollouts,
+           {"op": "step.start", "session": session, "run": run, "number": 0, "started_at": now()},
+           {"op": "group.start", "session": session, "id": f"g-{run}", "run": run, "step": 0, "task": "t", "size": rollouts,
             "created_at": now()}]
     for k in range(rollouts):
-        ops += [{"op": "rollout.start", "id": f"r{k}-{run}", "run": run, "group_id": f"g-{run}", "step": 0,
+        ops += [{"op": "rollout.start", "session": session, "id": f"r{k}-{run}", "run": run, "group_id": f"g-{run}", "step": 0,
                  "task": "t", "started_at": now()},
                 {"op": "turn", "id": f"t{k}-{run}", "rollout_id": f"r{k}-{run}", "turn_index": 0, "action": "a",
                  "created_at": now()},
                 {"op": "rollout.end", "id": f"r{k}-{run}", "status": "succeeded", "reward": float(k),
                  "success": k > 0}]
-    return ops + [{"op": "step.update", "run": run, "number": 0, "metrics": {"loss": 0.5}, "status": "completed"},
-                  {"op": "run.end", "run": run, "status": "completed"}]
+    return ops + [{"op": "step.update", "session": session, "run": run, "number": 0, "metrics": {"loss": 0.5},
+                   "status": "completed"},
+                  {"op": "run.end", "session": session, "run": run, "status": "completed"}]
 
 
 def test_group_and_step_figures_follow_rollouts_finished_through_the_store_api(store):
@@ -98,8 +99,23 @@ def test_a_run_left_running_by_a_process_that_went_quiet_is_taken_over_and_its_l
     group = store.groups.get(f"g-{run}")  # every rollout in it has ended now
     assert (group.status, group.completed_count, group.success_count) == ("completed", 2, 0)
     assert store.steps.query(run_id=stored.id)[0].status == "failed"
-    store.recording.apply([{"op": "step.start", "run": run, "number": 0, "started_at": now()},
-                           {"op": "step.update", "run": run, "number": 0, "status": "completed"},
-                           {"op": "run.end", "run": run, "status": "completed"}])
+    late = store.recording.apply([{"op": "step.update", "session": "s1", "run": run, "number": 0,
+                                   "status": "completed"}])  # the first process's last word, replayed late
+    assert "not recorded by this recorder" in late.rejected[0].message
+    assert store.recording.apply([
+        {"op": "step.start", "session": "s2", "run": run, "number": 0, "started_at": now()},
+        {"op": "step.update", "session": "s2", "run": run, "number": 0, "status": "completed"},
+        {"op": "run.end", "session": "s2", "run": run, "status": "completed"}]).rejected == []
     assert [s.status for s in store.steps.query(run_id=stored.id)] == ["completed"]
     assert store.runs.get(run).progress == 100.0
+
+
+def test_records_of_a_recorder_whose_start_was_refused_do_not_reach_the_run_of_that_name(store, run):
+    store.recording.apply(training_batch(run, session="first"))
+    again = training_batch(run, session="second")  # same name, the run has finished: all of it refused
+    result = store.recording.apply([{**op, "id": op["id"] + "-2"} if op["op"] in ("group.start",) else op
+                                    for op in again[:3]])
+    assert [r.op for r in result.rejected] == ["run.start", "step.start", "group.start"]
+    assert "already ended as completed" in result.rejected[0].message
+    assert "not recorded by this recorder" in result.rejected[1].message
+    assert store.groups.count() == 1 and store.runs.get(run).status == "completed"

@@ -191,7 +191,7 @@ class Recorder:
         JobCancelled here, after everything recorded so far is written. The request is read by the writer
         in the background: this call never waits for the database."""
         if state is not None:
-            self._record({"op": "run.update", "run": self.run.name, "state": state})
+            self._record({"op": "run.update", "session": self._session, "run": self.run.name, "state": state})
         self.run.close_step()
         self._obey_control()
         return self.run.step(number)
@@ -229,7 +229,7 @@ class Recorder:
 
     def log(self, **metrics: Any) -> None:
         """Merge hyperparameters or run-level metrics into the run's metadata."""
-        self._record({"op": "run.update", "run": self.run.name, "metadata": metrics})
+        self._record({"op": "run.update", "session": self._session, "run": self.run.name, "metadata": metrics})
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -359,8 +359,8 @@ class RunHandle:
         if self._open_step is not None:
             self._open_step.finish(status=StepStatus.COMPLETED if status == RunStatus.COMPLETED else StepStatus.FAILED)
             self._open_step = None
-        self._recorder._record({"op": "run.end", "run": self.name, "status": str(status), "error": error,
-                                "message": message})
+        self._recorder._record({"op": "run.end", "session": self._recorder._session, "run": self.name,
+                                "status": str(status), "error": error, "message": message})
 
     def finish(self, status: str = RunStatus.COMPLETED, error: str | None = None) -> None:
         """End this run (an eval or baseline run when its rollouts are recorded)."""
@@ -378,7 +378,8 @@ class StepHandle:
 
     def __init__(self, run: RunHandle, number: int) -> None:
         self.run, self.number, self._done = run, number, False
-        run._recorder._record({"op": "step.start", "run": run.name, "number": number, "started_at": _now()})
+        run._recorder._record({"op": "step.start", "session": run._recorder._session, "run": run.name,
+                               "number": number, "started_at": _now()})
 
     def group(self, task: Task | str | None = None, *, source: str = "step", size: int | None = None,
               metadata: Mapping[str, Any] | None = None) -> GroupHandle:
@@ -386,14 +387,15 @@ class StepHandle:
 
     def log(self, **metrics: Any) -> None:
         """Merge metrics (loss, learning rate, ...) into the step's metrics."""
-        self.run._recorder._record({"op": "step.update", "run": self.run.name, "number": self.number,
-                                    "metrics": metrics})
+        self.run._recorder._record({"op": "step.update", "session": self.run._recorder._session, "run": self.run.name,
+                                    "number": self.number, "metrics": metrics})
 
     def finish(self, status: str = StepStatus.COMPLETED, **metrics: Any) -> None:
         if not self._done:
             self._done = True
-            self.run._recorder._record({"op": "step.update", "run": self.run.name, "number": self.number,
-                                        "metrics": metrics, "status": str(status)})
+            self.run._recorder._record({"op": "step.update", "session": self.run._recorder._session,
+                                        "run": self.run.name, "number": self.number, "metrics": metrics,
+                                        "status": str(status)})
 
     def __enter__(self) -> StepHandle:
         return self
@@ -410,7 +412,8 @@ class GroupHandle:
                  size: int | None, metadata: Mapping[str, Any] | None) -> None:
         self.run, self.step, self.id = run, step, new_id()
         self._task_id, self._task = (task.id, None) if isinstance(task, Task) else (None, task)
-        run._recorder._record({"op": "group.start", "id": self.id, "run": run.name, "step": step, "source": source,
+        run._recorder._record({"op": "group.start", "session": run._recorder._session, "id": self.id, "run": run.name,
+                               "step": step, "source": source,
                                "task_id": self._task_id, "task": self._task, "size": size,
                                "metadata": dict(metadata or {}), "created_at": _now()})
 
@@ -425,7 +428,8 @@ class RolloutHandle:
     def __init__(self, group: GroupHandle, input: Any, mode: str | None, metadata: Mapping[str, Any] | None) -> None:
         self.group, self.id, self._turns, self._done = group, new_id(), 0, False
         self._record = group.run._recorder._record
-        self._record({"op": "rollout.start", "id": self.id, "run": group.run.name, "group_id": group.id,
+        self._record({"op": "rollout.start", "session": group.run._recorder._session, "id": self.id,
+                      "run": group.run.name, "group_id": group.id,
                       "step": group.step, "task_id": group._task_id, "task": group._task, "input": input,
                       "mode": mode, "metadata": dict(metadata or {}), "started_at": _now()})
 

@@ -35,7 +35,9 @@ ID_CHUNK = 1000  # ids per "IN (...)" lookup: far below every backend's paramete
 
 
 class RunStart(Record):
-    """Start recording run ``name``, or take it over (see ``Recording.apply``)."""
+    """Start recording run ``name``, or take it over (see ``Recording.apply``). The ``session`` (one per
+    recorder) then holds the run: the other operations name it with the run, and are refused for a run their
+    session does not hold (its start was refused, or another recorder took it over)."""
 
     op: Literal["run.start"] = "run.start"
     session: ID
@@ -55,6 +57,7 @@ class RunChange(Record):
     """Merge ``metadata`` into the run's; set its saved ``state`` when given."""
 
     op: Literal["run.update"] = "run.update"
+    session: ID
     run: NAME
     metadata: JsonDict = Field(default_factory=dict)
     state: JsonValue = None
@@ -64,6 +67,7 @@ class RunEnd(Record):
     """End the run, or pause it (a pause requested from outside, or Ctrl-C). What it left open is closed."""
 
     op: Literal["run.end"] = "run.end"
+    session: ID
     run: NAME
     status: Literal["completed", "failed", "cancelled", "paused"]
     error: str | None = None
@@ -72,6 +76,7 @@ class RunEnd(Record):
 
 class StepStart(Record):
     op: Literal["step.start"] = "step.start"
+    session: ID
     run: NAME
     number: int = Field(ge=0)
     started_at: datetime
@@ -81,6 +86,7 @@ class StepChange(Record):
     """Merge ``metrics`` into the step's; change its status when given."""
 
     op: Literal["step.update"] = "step.update"
+    session: ID
     run: NAME
     number: int = Field(ge=0)
     metrics: JsonDict = Field(default_factory=dict)
@@ -91,6 +97,7 @@ class GroupStart(Record):
     """A group of rollouts of one task: ``task_id``, or ``task``, an external id saved on first use."""
 
     op: Literal["group.start"] = "group.start"
+    session: ID
     id: ID
     run: NAME
     step: int | None = Field(default=None, ge=0)
@@ -104,6 +111,7 @@ class GroupStart(Record):
 
 class RolloutStart(Record):
     op: Literal["rollout.start"] = "rollout.start"
+    session: ID
     id: ID
     run: NAME
     group_id: ID | None = None
@@ -283,7 +291,7 @@ class Recording:
         if existing is None:
             if start.resume:
                 raise NotFoundError(f"no run named {start.name!r} in project {store.project!r} to resume")
-            parent = context.run(start.parent)["id"] if start.parent else None
+            parent = context.run(start.parent, start.session)["id"] if start.parent else None
             record = store.runs._new_record({
                 "id": start.id, "name": start.name, "kind": start.kind, "config": start.config,
                 "total_steps": start.total_steps, "parent_run_id": parent, "parent_step": start.parent_step,
@@ -302,7 +310,7 @@ class Recording:
         context.runs.pop(start.name, None)
 
     def _start_step(self, context: _Context, start: StepStart) -> None:
-        run = context.run(start.run)
+        run = context.run(start.run, start.session)
         existing = context.step(run["id"], start.number)
         if existing is None:
             self._store.steps._insert(context.connection, self._store.steps._new_record({
@@ -315,7 +323,8 @@ class Recording:
     def _insert_groups(self, context: _Context, starts: list[GroupStart]) -> None:
         new = context.unknown(groups, starts)
         records = [self._store.groups._new_record({
-            "id": start.id, "run_id": context.run(start.run)["id"], "step": start.step, "source": start.source,
+            "id": start.id, "run_id": context.run(start.run, start.session)["id"], "step": start.step,
+            "source": start.source,
             "task_id": context.task(start.task_id, start.task), "size": start.size, "metadata": start.metadata,
             "status": GroupStatus.PENDING, "created_at": start.created_at}) for start in new]
         if records:
@@ -325,7 +334,7 @@ class Recording:
         new = context.unknown(rollouts, starts)
         # Running from the start: a recorded rollout is never waiting work in the queue.
         records = [self._store.rollouts._new_record({
-            "id": start.id, "run_id": context.run(start.run)["id"], "group_id": start.group_id,
+            "id": start.id, "run_id": context.run(start.run, start.session)["id"], "group_id": start.group_id,
             "step": start.step, "task_id": context.task(start.task_id, start.task), "input": start.input,
             "mode": start.mode, "metadata": start.metadata, "status": RolloutStatus.RUNNING,
             "created_at": start.started_at, "started_at": start.started_at}) for start in new]
@@ -348,7 +357,7 @@ class Recording:
         self._store.rollouts._update(context.connection, end.id, changes, "finished", row)
 
     def _change_step(self, context: _Context, change: StepChange) -> None:
-        run = context.run(change.run)
+        run = context.run(change.run, change.session)
         step = context.step(run["id"], change.number, for_update=True)
         if step is None:
             raise NotFoundError(f"run {change.run!r} has no step {change.number}")
@@ -358,7 +367,7 @@ class Recording:
         self._store.steps._update(context.connection, step["id"], changes, None, step)
 
     def _change_run(self, context: _Context, change: RunChange) -> None:
-        run = context.run(change.run, for_update=True)
+        run = context.run(change.run, change.session, for_update=True)
         changes: dict[str, Any] = {"metadata": {**run["metadata"], **change.metadata}}
         if "state" in change.model_fields_set:
             changes["state"] = change.state
@@ -366,7 +375,7 @@ class Recording:
                                                             run).model_dump()
 
     def _end_run(self, context: _Context, end: RunEnd) -> None:
-        run = context.run(end.run, for_update=True)
+        run = context.run(end.run, end.session, for_update=True)
         if run["status"] == end.status:
             return  # applied before
         outcome = {"completed": GroupStatus.COMPLETED, "failed": GroupStatus.FAILED}.get(end.status,
@@ -394,13 +403,17 @@ class _Context:
         self.runs: dict[str, dict[str, Any]] = {}
         self._tasks: dict[str, str] = {}
 
-    def run(self, name: str, *, for_update: bool = False) -> dict[str, Any]:
+    def run(self, name: str, session: str, *, for_update: bool = False) -> dict[str, Any]:
+        """The run named ``name``, which ``session`` must hold."""
         if for_update or name not in self.runs:
             row = self.store.runs._find(self.connection, name)
             if row is None:
                 raise NotFoundError(f"no run named {name!r} in project {self.store.project!r}: "
                                     "its run.start was not recorded")
             self.runs[name] = dict(row)
+        if self.runs[name]["owner"] != session:
+            raise ConflictError(f"run {name!r} is not recorded by this recorder: its start was refused, or another "
+                                "recorder took the run over")
         return self.runs[name]
 
     def step(self, run_id: str, number: int, *, for_update: bool = False) -> Mapping[str, Any] | None:
