@@ -1,5 +1,5 @@
 """The `rolloutdb` command line: set up, inspect, back up and rebuild a RolloutDB database, watch its
-queue, look at rollouts and purge old ones."""
+queue, look at rollouts and purge old ones, replay what recorders kept in their journal."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import contextlib
 import enum
 import functools
 import json
+import logging
 import math
 import re
 import shlex
@@ -14,7 +15,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -31,6 +32,9 @@ from . import states
 from .config import display_url, resolve_url
 from .demo import train_demo
 from .errors import InvalidInputError, RolloutDBError, StoreUnavailableError
+from .recorder import JournalInfo, count_journal_records, list_journals, replay_journals
+from .recorder._journal import DEFAULT_DIRECTORY as DEFAULT_JOURNAL_DIRECTORY
+from .recorder._journal import journal_folder
 from .records import Rollout, Run, RunComparison, RunEvent, RunStats, StatusChange
 from .schema import attempts as attempts_table
 from .schema import metadata
@@ -65,6 +69,9 @@ app.add_typer(runs_app, name="runs")
 jobs_app = typer.Typer(help="Long jobs (every run is one): watch, pause, resume, cancel, logs.", no_args_is_help=True)
 app.add_typer(rollouts_app, name="rollouts")
 app.add_typer(jobs_app, name="jobs")
+journal_app = typer.Typer(help="What recorders kept on disk while the database was away or slow: list it, "
+                               "replay it.", no_args_is_help=True)
+app.add_typer(journal_app, name="journal")
 
 # Markup, emoji codes and highlighting off: run names, configs and errors are printed as they are.
 console = Console(markup=False, emoji=False, highlight=False)
@@ -78,6 +85,8 @@ SHOWN_LOG_ROWS = 10
 # Units largest first, each at most once: "7d", "12h", "1d12h", "1h30m".
 LONGEST_DURATION = timedelta(days=100 * 365)
 DURATION = re.compile(r"(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?")
+# C0 and C1 controls (ESC starts terminal escape sequences), line and paragraph separators, bidi overrides.
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 @dataclass(frozen=True)
@@ -218,6 +227,13 @@ def format_bytes(size: int | None) -> str:
     return f"{size / 1024 ** exponent:.1f} {units[exponent]}" if exponent else f"{size} B"
 
 
+def printable(text: str) -> str:
+    """``text`` with its control characters written as escapes (``\\x1b``, ``\\n``), for data read from
+    files or written by other programs: the consoles print no markup, and this keeps such data from moving
+    the cursor, recolouring the terminal or breaking a line."""
+    return CONTROL_CHARACTERS.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
+
+
 def format_value(value: Any) -> str:
     if value is None:
         return "-"
@@ -253,9 +269,11 @@ def print_fields(fields: Iterable[tuple[str, Any]]) -> None:
 
 
 def progress_bar() -> Progress:
-    # On stderr, so that stdout carries only the result.
+    # On stderr, so that stdout carries only the result; quiet when stderr is not a terminal, where Rich would
+    # leave an empty line (before an error message, in a log).
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=err_console, transient=True)
+                    console=err_console if err_console.is_terminal else Console(stderr=True, quiet=True),
+                    transient=True)
 
 
 @dataclass(frozen=True)
@@ -1012,24 +1030,144 @@ def print_comparison(comparison: RunComparison) -> None:
     )
 
 
+# -- the recorder's journal ---------------------------------------------------------------------------------
+
+JournalDir = Annotated[Path, typer.Option(
+    "--dir", help="The journal directory (the recorders' journal_dir).", file_okay=False)]
+
+
+def journal_age(info: JournalInfo, now: datetime) -> str:
+    """How long ago the file's recorder started spilling, e.g. "3m 07s ago"; the header's text if unreadable."""
+    try:
+        created = datetime.fromisoformat(info.created_at)
+    except ValueError:
+        return printable(info.created_at)
+    return format_age(created if created.tzinfo else created.replace(tzinfo=timezone.utc), now)
+
+
+@journal_app.command("ls")
+@reports_errors
+def journal_ls(directory: JournalDir = Path(DEFAULT_JOURNAL_DIRECTORY)) -> None:
+    """List the journal files of every database and project, and whether each one's recorder still runs.
+
+    A recorder keeps in a journal file what the database has not taken yet (away, or slower than training).
+    This reads only the files: it needs no database.
+
+    Example: rolloutdb journal ls --dir /scratch/run-7/.rolloutdb-journal
+    """
+    where = printable(str(directory.resolve()))
+    journals = list_journals(directory)
+    if not journals:
+        console.print(f"No journal in {where}.")
+        return
+    now = datetime.now(timezone.utc)
+    print_table(
+        f"Journal in {where}", ("run", "project", "records", "size", "created", "recorder", "database"),
+        ((printable(info.run), printable(info.project), f"{info.records:,}", format_bytes(info.size),
+          journal_age(info, now), "live" if info.live else "gone", printable(info.database)) for info in journals),
+        keep_whole=("records", "size", "created", "recorder"),
+    )
+    gone = sum(not info.live for info in journals)
+    console.print(f"{plural(len(journals), 'file')}, {sum(info.records for info in journals):,} records. "
+                  + (f"{gone} of gone recorders: `rolloutdb --url URL --project NAME journal replay` writes "
+                     "them into the database and project they were recorded for." if gone
+                     else "Their recorders are live and write them themselves."), soft_wrap=True)
+
+
+@journal_app.command("replay")
+@reports_errors
+def journal_replay(ctx: typer.Context, directory: JournalDir = Path(DEFAULT_JOURNAL_DIRECTORY)) -> None:
+    """Replay the journal files of gone recorders into the database and project of --url/--project.
+
+    Oldest first, with a progress bar; each file is removed once replayed. Refused records are listed.
+    Files of live recorders (they write them themselves) and of other databases or projects are left alone.
+
+    Example: rolloutdb --url postgresql://db/rl --project team-a journal replay
+    """
+    where = printable(str(directory.resolve()))
+    with ctx.obj.connect() as store:
+        total = count_journal_records(store, directory)
+        with progress_bar() as progress:
+            task = progress.add_task("Replaying the journal", total=total)
+            result = replay_journals(store, directory, on_batch=lambda records: progress.advance(task, records))
+        target = f"{printable(display_url(store.url))}, project {printable(store.project)}"
+        ours = journal_folder(directory, store.url, store.project)
+    others = [info for info in list_journals(directory) if info.path.parent != ours]
+    if result.files:
+        console.print(f"Replayed {plural(result.files, 'journal file')} into {target}: "
+                      f"{result.written:,} records written, {len(result.rejected):,} refused.", soft_wrap=True)
+    else:
+        console.print(f"Nothing to replay into {target} from {where}.", soft_wrap=True)
+    if result.rejected:
+        console.print("Refused by the database (not written; the file is removed all the same):")
+        for reason in result.rejected:
+            console.print(f"  {printable(reason)}", soft_wrap=True)
+    if result.live:
+        console.print(f"Skipped {plural(len(result.live), 'file')} whose recorder still runs (it writes "
+                      f"{'them' if len(result.live) > 1 else 'it'} itself):")
+        for path in result.live:
+            console.print(f"  {printable(str(path))}", soft_wrap=True)
+    if others:
+        console.print(f"{plural(len(others), 'other file')} in {where} "
+                      f"{'are' if len(others) > 1 else 'is'} for other databases or projects, left untouched: "
+                      f"replay {'them' if len(others) > 1 else 'it'} with its --url/--project (`rolloutdb journal ls` "
+                      "shows which).", soft_wrap=True)
+
+
 # -- demo -------------------------------------------------------------------------------------------------
+
+
+class HideStartRefusal(logging.Filter):
+    """Until the demo's run has started, the recorder's log line about a refused start: the recorder raises
+    the same error, which the command prints as its one error line."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        refused_start = (record.levelno >= logging.ERROR and len(args) >= 2 and str(args[0]).startswith("run ")
+                         and args[1] == "ConflictError")
+        return self.started or not refused_start
 
 
 @app.command()
 @reports_errors
 def demo(
     ctx: typer.Context,
-    name: Annotated[str | None, typer.Option(help="Run name. Default: demo-<timestamp>.", show_default=False)] = None,
+    name: Annotated[str | None, typer.Option(
+        help="Run name. Default: demo-<timestamp> (with -2, -3 ... if taken). A finished run's name is refused.",
+        show_default=False)] = None,
     steps: Annotated[int, typer.Option(min=1, help="Training steps.")] = 30,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed learns the same way.")] = 0,
 ) -> None:
-    """Train a small agent with GRPO-style groups, recording everything, then show the run and how
-    its final eval compares with the baseline."""
-    name = name or f"demo-{datetime.now():%Y%m%d-%H%M%S}"
-    with ctx.obj.connect() as store:
-        with progress_bar() as progress:
-            task = progress.add_task(f"Training {name}", total=steps)
-            result = train_demo(store, name, steps=steps, seed=seed, on_step=lambda _step: progress.advance(task))
-        print_run(store, store.runs.get(result.train))
-        console.print()
-        print_comparison(store.compare_runs(result.baseline, result.final_eval))
+    """Train a small agent with GRPO-style groups, recording everything; show the run and eval vs baseline.
+
+    The run, its baseline and its evals are recorded with rolloutdb.Recorder, as in a real training loop.
+
+    Example: rolloutdb --url sqlite:///demo.db demo --steps 100 --seed 3
+    """
+    refusal = HideStartRefusal()
+    recorder_log = logging.getLogger("rolloutdb.recorder")
+    recorder_log.addFilter(refusal)
+    try:
+        with ctx.obj.connect() as store:
+            with progress_bar() as progress:
+                task = progress.add_task("Training", total=steps)
+
+                def started(run: str) -> None:
+                    refusal.started = True
+                    progress.update(task, description=f"Training {run}")
+
+                def stepped(number: int) -> None:
+                    progress.advance(task)
+                    if number + 1 == steps:  # the recorder may show its own bar while it writes the rest
+                        progress.stop()
+
+                result = train_demo(store, name, steps=steps, seed=seed, on_start=started, on_step=stepped)
+            print_run(store, store.runs.get(result.train))
+            console.print()
+            print_comparison(store.compare_runs(result.baseline, result.final_eval))
+    finally:
+        recorder_log.removeFilter(refusal)

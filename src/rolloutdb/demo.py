@@ -15,7 +15,10 @@ import random
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
+from .errors import ConflictError
 from .recorder import Recorder, RunHandle
 from .records import Task
 from .store import Store
@@ -27,6 +30,7 @@ DATASET, SPLIT = "arith-reach", "train"
 VALIDATOR = {"name": "reach-exact-target", "kind": "equals", "config": {"field": "value", "against": "target"}}
 CONFIG = {"algorithm": "grpo", "policy": "softmax table", "learning_rate": 0.5, "group_size": 4,
           "max_turns": MAX_TURNS, "eval_every": 5, "eval_samples": 4}
+MAX_NAME_TRIES = 100
 
 
 @dataclass(frozen=True)
@@ -95,9 +99,36 @@ def evaluate(policy: Policy, tasks: list[Task], run: RunHandle, samples: int) ->
                 play(policy, task, group)
 
 
-def train_demo(store: Store, name: str, *, steps: int = 30, seed: int = 0,
+def default_name() -> str:
+    """The name a demo run gets unless it is given one (``-2``, ``-3`` ... are added if it is taken)."""
+    return f"demo-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+def start_recorder(store: Store, name: str | None, **options: Any) -> Recorder:
+    """A recorder on run ``name``, continued by the recorder's rules if it exists (a finished run is refused
+    with ConflictError). Without a name, a new run: ``default_name()``, or the first of its ``-2``, ``-3`` ...
+    that no run has, even when another demo takes the same name at the same moment."""
+    if name is not None:
+        return Recorder(store, run=name, **options)
+    base = default_name()
+    candidates = (base if number == 1 else f"{base}-{number}" for number in range(1, MAX_NAME_TRIES + 1))
+    for candidate in candidates:
+        if store.runs.count(name=candidate):
+            continue
+        try:
+            return Recorder(store, run=candidate, resume=False, **options)
+        except ConflictError:  # another demo took it since we looked
+            continue
+    raise ConflictError(f"runs {base!r} to {base}-{MAX_NAME_TRIES} all exist: give the demo a --name")
+
+
+def train_demo(store: Store, name: str | None = None, *, steps: int = 30, seed: int = 0,
+               on_start: Callable[[str], None] | None = None,
                on_step: Callable[[int], None] | None = None) -> DemoResult:
-    """Train the agent for ``steps`` steps, recording everything into ``store`` under run ``name``."""
+    """Train the agent for ``steps`` steps, recording everything into ``store`` under run ``name`` (see
+    ``start_recorder``; None: a new run named after the time). ``on_start(name)`` is called once the run is
+    started, ``on_step(number)`` after each step. Returns once every record is written (or, if the database
+    went away, kept in the journal)."""
     store.tasks.save([{"external_id": f"reach-{target}", "instruction": f"Starting from 1, reach exactly {target} "
                        f"with +1, +2 or *2 in at most {MAX_TURNS} moves.", "input": {"target": target},
                        "dataset": DATASET, "split": SPLIT, "tags": ["arithmetic"], "validator": VALIDATOR}
@@ -105,8 +136,12 @@ def train_demo(store: Store, name: str, *, steps: int = 30, seed: int = 0,
     tasks = store.tasks.load(dataset=DATASET, split=SPLIT, tags=["arithmetic"])  # the task set, from the database
     policy = Policy(random.Random(seed))
     size, rate, every = CONFIG["group_size"], CONFIG["learning_rate"], CONFIG["eval_every"]
-    with Recorder(store, run=name, config={**CONFIG, "seed": seed, "steps": steps}, total_steps=steps,
-                  flush_interval=0.2) as recorder:
+    recorder = start_recorder(store, name, config={**CONFIG, "seed": seed, "steps": steps}, total_steps=steps,
+                              flush_interval=0.2)
+    name = recorder.run.name
+    with recorder:
+        if on_start is not None:
+            on_start(name)
         baseline = recorder.baseline()
         evaluate(policy, tasks, baseline, CONFIG["eval_samples"])
         final_eval = baseline.name
@@ -129,4 +164,7 @@ def train_demo(store: Store, name: str, *, steps: int = 30, seed: int = 0,
                 final_eval = evaluation.name
             if on_step is not None:
                 on_step(number)
+        # Training can record faster than the database writes: wait for all of it (while the database
+        # takes it), so that the run can be shown complete.
+        recorder.close(timeout=None)
     return DemoResult(train=name, baseline=baseline.name, final_eval=final_eval)
