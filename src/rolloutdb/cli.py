@@ -7,7 +7,6 @@ import contextlib
 import enum
 import functools
 import json
-import logging
 import math
 import re
 import shlex
@@ -32,9 +31,8 @@ from . import states
 from .config import display_url, resolve_url
 from .demo import train_demo
 from .errors import InvalidInputError, RolloutDBError, StoreUnavailableError
-from .recorder import JournalInfo, count_journal_records, list_journals, replay_journals
-from .recorder._journal import DEFAULT_DIRECTORY as DEFAULT_JOURNAL_DIRECTORY
-from .recorder._journal import journal_folder
+from .recorder import DEFAULT_DIRECTORY as DEFAULT_JOURNAL_DIRECTORY
+from .recorder import JournalInfo, count_journal_records, journal_folder, list_journals, replay_journals
 from .records import Rollout, Run, RunComparison, RunEvent, RunStats, StatusChange
 from .schema import attempts as attempts_table
 from .schema import metadata
@@ -1117,21 +1115,6 @@ def journal_replay(ctx: typer.Context, directory: JournalDir = Path(DEFAULT_JOUR
 # -- demo -------------------------------------------------------------------------------------------------
 
 
-class HideStartRefusal(logging.Filter):
-    """Until the demo's run has started, the recorder's log line about a refused start: the recorder raises
-    the same error, which the command prints as its one error line."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.started = False
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args if isinstance(record.args, tuple) else ()
-        refused_start = (record.levelno >= logging.ERROR and len(args) >= 2 and str(args[0]).startswith("run ")
-                         and args[1] == "ConflictError")
-        return self.started or not refused_start
-
-
 @app.command()
 @reports_errors
 def demo(
@@ -1148,26 +1131,18 @@ def demo(
 
     Example: rolloutdb --url sqlite:///demo.db demo --steps 100 --seed 3
     """
-    refusal = HideStartRefusal()
-    recorder_log = logging.getLogger("rolloutdb.recorder")
-    recorder_log.addFilter(refusal)
-    try:
-        with ctx.obj.connect() as store:
-            with progress_bar() as progress:
-                task = progress.add_task("Training", total=steps)
+    with ctx.obj.connect() as store:
+        with progress_bar() as progress:
+            task = progress.add_task("Training", total=steps)
 
-                def started(run: str) -> None:
-                    refusal.started = True
-                    progress.update(task, description=f"Training {run}")
+            def stepped(number: int) -> None:
+                progress.advance(task)
+                if number + 1 == steps:  # the recorder may show its own bar while it writes the rest
+                    progress.stop()
 
-                def stepped(number: int) -> None:
-                    progress.advance(task)
-                    if number + 1 == steps:  # the recorder may show its own bar while it writes the rest
-                        progress.stop()
-
-                result = train_demo(store, name, steps=steps, seed=seed, on_start=started, on_step=stepped)
-            print_run(store, store.runs.get(result.train))
-            console.print()
-            print_comparison(store.compare_runs(result.baseline, result.final_eval))
-    finally:
-        recorder_log.removeFilter(refusal)
+            result = train_demo(store, name, steps=steps, seed=seed,
+                                on_start=lambda run: progress.update(task, description=f"Training {run}"),
+                                on_step=stepped)
+        print_run(store, store.runs.get(result.train))
+        console.print()
+        print_comparison(store.compare_runs(result.baseline, result.final_eval))

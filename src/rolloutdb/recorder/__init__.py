@@ -41,8 +41,8 @@ from ..states import RunStatus, StepStatus
 from ..store import DEFAULT_PROJECT, Store
 from ..store.engine import sqlite_file
 from ..store.jobs import DEFAULT_STALE_AFTER
-from ._journal import (DEFAULT_DIRECTORY, JournalInfo, ReplayResult, count_journal_records, list_journals,
-                       replay_journals)
+from ._journal import (DEFAULT_DIRECTORY, JournalInfo, ReplayResult, count_journal_records, journal_folder,
+                       list_journals, replay_journals)
 from ._pump import Pump
 
 log = logging.getLogger("rolloutdb.recorder")
@@ -54,7 +54,8 @@ START_ERRORS = {"ConflictError": ConflictError, "NotFoundError": NotFoundError, 
 def _encode(record: dict[str, Any]) -> bytes:
     """One record as a line of JSON; a value JSON or PostgreSQL cannot hold is refused here, at the call."""
     try:
-        line = orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY)
+        # Copied: orjson's own result keeps a ~4 KB buffer, which 100,000 waiting records would multiply.
+        line = bytes(memoryview(orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY)))
     except TypeError as exc:
         raise InvalidInputError(f"cannot record this {record['op']}: {_unencodable(record)}: {exc}") from None
     if b"\\u0000" in line and NUL_ESCAPE.search(line):
@@ -168,9 +169,13 @@ class Recorder:
         self._check_start(start_timeout)
 
     def _check_start(self, timeout: float) -> None:
-        """Refuse the run now if the database answers in time and refuses it (a finished run's name, ...)."""
-        if not self._pump.wait_for(1, timeout):
-            return  # the database is away or slow: the run is created when it is back
+        """Refuse the run now if the database answers in time and refuses it (a finished run's name, ...);
+        when it is away, do not wait: the run is created when it is back."""
+        try:
+            if not self._pump.wait_for(1, timeout, unless_away=True):
+                return
+        finally:
+            self._pump.quiet_start = False
         for rejection in self._pump.counts.rejections:
             if rejection["op"] == "run.start":
                 self._finished = self._closed = True
@@ -270,17 +275,21 @@ class Recorder:
         try:
             self._drain(timeout)
         finally:
-            self._pump.stop(5.0)
+            self._pump.stop(1.0)
             self._report_leftovers()
 
     def _drain(self, timeout: float | None) -> None:
         """Wait for the backlog to be written, saying so (with progress on a terminal) when it takes a while."""
         pump = self._pump
-        if pump.wait_for(pump.put_count, min(1.0, timeout) if timeout is not None else 1.0):
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        def remaining(at_most: float) -> float:
+            return at_most if deadline is None else max(0.0, min(at_most, deadline - time.monotonic()))
+
+        if pump.wait_for(pump.put_count, remaining(1.0)):
             return
         if not pump.connected:
-            # Away: a short last chance, then the journal keeps the rest.
-            pump.wait_for(pump.put_count, min(3.0, timeout) if timeout is not None else 3.0)
+            pump.wait_for(pump.put_count, remaining(3.0))  # away: a short last chance, then the journal keeps the rest
             return
         from rich.console import Console  # noqa: PLC0415 - only a slow close needs it
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -289,7 +298,6 @@ class Recorder:
         total = pump.put_count - pump.counts.done
         log.warning("rolloutdb recorder: writing %s recorded records before closing run %r", f"{total:,}",
                     self.run.name)
-        deadline = None if timeout is None else time.monotonic() + timeout
         start = pump.counts.done
         with Progress(TextColumn("[bold]rolloutdb[/] writing records"), BarColumn(), MofNCompleteColumn(),
                       TimeRemainingColumn(), console=console, transient=True, disable=not console.is_terminal) as bar:
@@ -464,5 +472,6 @@ class RolloutHandle:
             self.finish(error=f"{exc_type.__name__}: {exc}" if exc else None)
 
 
-__all__ = ["FlushResult", "GroupHandle", "JournalInfo", "Recorder", "RecorderHealth", "ReplayResult", "RolloutHandle",
-           "RunHandle", "StepHandle", "count_journal_records", "list_journals", "replay_journals"]
+__all__ = ["DEFAULT_DIRECTORY", "FlushResult", "GroupHandle", "JournalInfo", "Recorder", "RecorderHealth", "ReplayResult", "RolloutHandle",
+           "RunHandle", "StepHandle", "count_journal_records", "journal_folder", "list_journals",
+           "replay_journals"]

@@ -96,10 +96,23 @@ class SpillFile:
             self.remove()
 
     def release(self) -> None:
-        """Let go of the file (and its lock), leaving what it holds for a later recorder."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        """Let go of the file (and its lock), leaving the records not yet written for a later recorder: those
+        read back and written already are cut from its head first."""
+        if self._file is None:
+            return
+        if not self.unread:
+            self.remove()
+            return
+        self._file.seek(0)
+        head = self._file.readline()
+        if self._read_offset > len(head):
+            self._file.seek(self._read_offset)
+            rest = self._file.read()
+            rewritten = self.path.with_suffix(".rewriting")
+            rewritten.write_bytes(head + rest)
+            os.replace(rewritten, self.path)  # atomically: a crash leaves the old file or the new one
+        self._file.close()
+        self._file = None
 
     def remove(self) -> None:
         if self._file is not None:
@@ -230,6 +243,7 @@ def replay_journals(store: Any, directory: str | os.PathLike = DEFAULT_DIRECTORY
 
 
 def count_journal_records(store: Any, directory: str | os.PathLike = DEFAULT_DIRECTORY) -> int:
-    """How many records wait in the journal for ``store``'s database and project."""
+    """How many records wait in the journal for ``store``'s database and project (from recorders that are
+    gone: what ``replay_journals`` would write)."""
     folder = journal_folder(directory, store.url, store.project)
-    return sum(info.records for info in list_journals(directory) if info.path.parent == folder)
+    return sum(info.records for info in list_journals(directory) if info.path.parent == folder and not info.live)

@@ -119,6 +119,8 @@ class Pump:
         self._replaying: tuple[LeftoverFile, Any] | None = None
         self._writer: WriterProcess | None = None
         self.connected = False
+        self.outages = 0  # times the database was found away
+        self.quiet_start = True  # a refused run.start is the constructor's to raise, not to log
         self.last_error: str | None = None
         self.journal_error: str | None = None
         self.control: str | None = None  # what the run was asked to do, as the writer last read it
@@ -142,12 +144,13 @@ class Pump:
         if len(self._memory) >= self._size:
             self._wake.set()
 
-    def wait_for(self, target: int, timeout: float | None) -> bool:
-        """Wait until this session's first ``target`` records are written or refused."""
+    def wait_for(self, target: int, timeout: float | None, *, unless_away: bool = False) -> bool:
+        """Wait until this session's first ``target`` records are written or refused (or, ``unless_away``,
+        until the database is found away)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         self._wake.set()
         with self._progress:
-            while self.counts.done < target:
+            while self.counts.done < target and not (unless_away and self.outages):
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
@@ -297,11 +300,11 @@ class Pump:
                     writer.close(kill=True)
                     self._went_down(f"the database did not answer within {self._timeout:g} s")
                     return None
-        except OSError as exc:
+        except (OSError, EOFError) as exc:  # the writer went away mid-request (killed, crashed)
             if self._writer is not None:
                 self._writer.close(kill=True)
                 self._writer = None
-            self._went_down(str(exc) or type(exc).__name__)
+            self._went_down(str(exc) or f"the recorder's writer process stopped ({type(exc).__name__})")
             return None
         if "outage" in answer:
             self._went_down(answer["outage"])
@@ -319,6 +322,7 @@ class Pump:
 
     def _went_down(self, reason: str) -> None:
         self.connected = False
+        self.outages += 1
         self.last_error = reason
         self._retry_at = time.monotonic() + self._backoff
         self._backoff = min(max(self._backoff * 2, 0.05), BACKOFF_LIMIT)
@@ -347,10 +351,9 @@ class Pump:
         if excess <= 0:
             return
         if self.connected:
-            elapsed = max(time.monotonic() - self._started, 1e-3)
             self._warn_once("behind", "rolloutdb recorder: training records faster than the database takes them "
-                            "(%s records/s recorded, %s/s written; %s waiting); keeping the excess in the journal %s",
-                            f"{self.put_count / elapsed:,.0f}", f"{self.counts.written / elapsed:,.0f}",
+                            "(%s records in %.0f s, %s written, %s waiting); keeping the excess in the journal %s",
+                            f"{self.put_count:,}", time.monotonic() - self._started, f"{self.counts.written:,}",
                             f"{len(self._memory) + self._spill.unread:,}", self._spill.path)
         self._keep([self._memory.popleft() for _ in range(min(excess, len(self._memory)))])
 
@@ -392,5 +395,7 @@ class Pump:
     def _report(self, rejection: dict[str, Any]) -> None:
         self.last_error = f"{rejection['subject']} rejected: {rejection['message']}"
         self.counts.rejections.append(rejection)
+        if self.quiet_start and rejection["op"] == "run.start":
+            return
         log.error("rolloutdb recorder: the database rejected %s (%s): %s", rejection["subject"],
                   rejection["error"], rejection["message"])
