@@ -131,6 +131,7 @@ class Pump:
         self._last_exchange = float("-inf")
         self._started = time.monotonic()
         self._wake = threading.Event()
+        self._waiters = 0
         self._progress = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="rolloutdb-recorder", daemon=True)
@@ -148,15 +149,19 @@ class Pump:
         """Wait until this session's first ``target`` records are written or refused (or, ``unless_away``,
         until the database is found away)."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        self._waiters += 1  # someone waits: send what there is, without waiting for a full batch
         self._wake.set()
-        with self._progress:
-            while self.counts.done < target and not (unless_away and self.outages):
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._progress.wait(min(remaining, 0.5) if remaining is not None else 0.5)
-                self._wake.set()
-        return True
+        try:
+            with self._progress:
+                while self.counts.done < target and not (unless_away and self.outages):
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return False
+                    self._progress.wait(min(remaining, 0.5) if remaining is not None else 0.5)
+                    self._wake.set()
+            return True
+        finally:
+            self._waiters -= 1
 
     @property
     def in_memory(self) -> int:
@@ -191,12 +196,15 @@ class Pump:
 
     def _loop(self) -> None:
         while True:
-            self._wake.wait(self._interval)
+            # Records go out in full batches as they come, the rest once per interval (or when someone waits
+            # for them): each exchange takes the training loop's interpreter lock for a moment.
+            ticked = not self._wake.wait(self._interval)
             self._wake.clear()
+            partial = ticked or self._waiters > 0 or self._stopping
             self._mark()
             self._bound_memory()
             try:
-                while (batch := self._next_batch()) is not None:
+                while (batch := self._next_batch(partial)) is not None:
                     if not self._deliver(batch):
                         break
                     self._bound_memory()
@@ -210,7 +218,9 @@ class Pump:
             if self._stopping:
                 break
 
-    def _next_batch(self) -> Batch | None:
+    def _next_batch(self, partial: bool) -> Batch | None:
+        """The oldest records not yet written: a leftover journal's, this session's journal's, then memory's
+        (a batch short of ``flush_size`` only if ``partial``)."""
         if self._in_flight is not None:
             return self._in_flight if time.monotonic() >= self._retry_at else None
         if time.monotonic() < self._retry_at:
@@ -225,6 +235,8 @@ class Pump:
                 counted = min(self._counted_in_journal, len(lines))  # settled when the batch is
                 return self._take(Batch(lines, own=len(lines) - counted, heartbeat=True, source="journal",
                                         offset=offset))
+        if not partial and len(self._memory) < self._size:
+            return None
         lines, size = [], 0
         while self._memory and len(lines) < self._size and size < MAX_BATCH_BYTES:
             line = self._memory.popleft()
