@@ -13,6 +13,18 @@ from netproxy import Proxy
 
 
 @pytest.fixture
+def proxied_postgres(postgres_databases):
+    """A new PostgreSQL database, and a URL to it through a proxy the test can cut, hang and restore."""
+    url = make_url(postgres_databases.new())
+    proxy = Proxy(url.host or "127.0.0.1", url.port or 5432)
+    try:
+        yield (url.render_as_string(hide_password=False),
+               url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False), proxy)
+    finally:
+        proxy.close()
+
+
+@pytest.fixture
 def project():
     return f"rec-{uuid.uuid4().hex[:8]}"
 
@@ -182,43 +194,32 @@ def test_a_group_smaller_than_declared_is_completed_with_its_run(session_databas
 
 @pytest.mark.postgresql
 def test_training_goes_on_while_the_database_is_away_and_nothing_is_lost_or_doubled(
-        postgres_databases, tmp_path, caplog):
-    url = make_url(postgres_databases.new())
-    proxy = Proxy(url.host or "127.0.0.1", url.port or 5432)
-    proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-    try:
-        with caplog.at_level(logging.WARNING, logger="rolloutdb.recorder"):
-            recorder = rolloutdb.Recorder(proxied, run="train", total_steps=3, flush_interval=0.05,
-                                          max_pending=50, journal_dir=tmp_path)
-            record_training(recorder, steps=1)
-            assert recorder.flush(timeout=30)
-            proxy.cut()
-            started = time.monotonic()
-            for number in (1, 2):  # the loop never raises and never waits for the database
-                with recorder.step(number) as step:
-                    for task in ("t1", "t2"):
-                        group = step.group(task=task, size=4)
-                        for k in range(4):
-                            with group.rollout(input={"k": k}) as rollout:
-                                rollout.turn(action="x", reward=1.0)
-                                rollout.finish(reward=1.0, success=True)
-            assert time.monotonic() - started < 5
-            assert not recorder.flush(timeout=1)
-            health = recorder.health()
-            assert not health.connected and health.spilled > 0  # over max_pending: part went to the journal
-            proxy.restore()
-            assert recorder.flush(timeout=60)
-            recorder.close()
-        warnings = [r for r in caplog.records if "cannot write" in r.getMessage()]
-        assert len(warnings) == 1  # one warning for the outage, not one per record
-        store = rolloutdb.connect(url.render_as_string(hide_password=False))
-        run = store.runs.get("train")
-        assert store.rollouts.count(run_id=run.id) == 3 * 2 * 4
-        assert store.turns.count() == 8 * 2 + 16 * 1  # step 0: two turns each; steps 1-2: one each
-        assert [s.status for s in store.steps.query(run_id=run.id)] == ["completed"] * 3
-        assert recorder.health().failed == 0 and not list(tmp_path.iterdir())
-    finally:
-        proxy.close()
+        proxied_postgres, tmp_path, caplog):
+    direct, proxied, proxy = proxied_postgres
+    with caplog.at_level(logging.WARNING, logger="rolloutdb.recorder"):
+        recorder = rolloutdb.Recorder(proxied, run="train", total_steps=3, flush_interval=0.05,
+                                      max_pending=50, journal_dir=tmp_path)
+        record_training(recorder, steps=1)
+        assert recorder.flush(timeout=30)
+        proxy.cut()
+        started = time.monotonic()
+        for number in (1, 2):  # the loop never raises and never waits for the database
+            record_training_step(recorder, number)
+        assert time.monotonic() - started < 5
+        assert not recorder.flush(timeout=1)
+        health = recorder.health()
+        assert not health.connected and health.spilled > 0  # over max_pending: part went to the journal
+        proxy.restore()
+        assert recorder.flush(timeout=60)
+        recorder.close()
+    warnings = [r for r in caplog.records if "cannot write" in r.getMessage()]
+    assert len(warnings) == 1  # one warning for the outage, not one per record
+    store = rolloutdb.connect(direct)
+    run = store.runs.get("train")
+    assert store.rollouts.count(run_id=run.id) == 3 * 2 * 4
+    assert store.turns.count() == 8 * 2 + 16 * 1  # step 0: two turns each; steps 1-2: one each
+    assert [s.status for s in store.steps.query(run_id=run.id)] == ["completed"] * 3
+    assert recorder.health().failed == 0 and not list(tmp_path.iterdir())
 
 
 def train_in_process(url: str, project: str, steps: int) -> None:
@@ -263,36 +264,31 @@ def test_a_recorded_training_loop_is_paused_and_resumed_from_outside(session_dat
 
 @pytest.mark.postgresql
 def test_a_database_that_hangs_never_blocks_the_loop_and_is_treated_like_one_that_refuses(
-        postgres_databases, tmp_path, caplog):
-    url = make_url(postgres_databases.new())
-    proxy = Proxy(url.host or "127.0.0.1", url.port or 5432)
-    proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-    try:
-        with caplog.at_level(logging.WARNING, logger="rolloutdb.recorder"):
-            recorder = rolloutdb.Recorder(proxied, run="train", total_steps=3, flush_interval=0.05, timeout=2,
-                                          control_interval=0.1, journal_dir=tmp_path)
-            record_training(recorder, steps=1)
-            assert recorder.flush(timeout=30)
-            proxy.hang()
-            started = time.monotonic()
-            for number in (1, 2):  # step() checks for a pause: it must not ask the silent database
-                record_training_step(recorder, number)
-                time.sleep(0.5)
-            assert time.monotonic() - started < 3  # 1 s of sleeping; the old recorder waited for the outage
-            deadline = time.monotonic() + 30
-            while recorder.health().connected and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert not recorder.health().connected and "did not answer" in recorder.health().last_error
-            proxy.restore()
-            assert recorder.flush(timeout=60)
-            recorder.close()
-        assert len([r for r in caplog.records if "cannot write" in r.getMessage()]) == 1
-        store = rolloutdb.connect(url.render_as_string(hide_password=False))
-        run = store.runs.get("train")
-        assert run.status == "completed" and store.rollouts.count(run_id=run.id) == 3 * 2 * 4
-        assert [s.status for s in store.steps.query(run_id=run.id)] == ["completed"] * 3
-    finally:
-        proxy.close()
+        proxied_postgres, tmp_path, caplog):
+    direct, proxied, proxy = proxied_postgres
+    with caplog.at_level(logging.WARNING, logger="rolloutdb.recorder"):
+        recorder = rolloutdb.Recorder(proxied, run="train", total_steps=3, flush_interval=0.05, timeout=2,
+                                      control_interval=0.1, journal_dir=tmp_path)
+        record_training(recorder, steps=1)
+        assert recorder.flush(timeout=30)
+        proxy.hang()
+        started = time.monotonic()
+        for number in (1, 2):  # step() checks for a pause: it must not ask the silent database
+            record_training_step(recorder, number)
+            time.sleep(0.5)
+        assert time.monotonic() - started < 3  # 1 s of sleeping; the old recorder waited for the outage
+        deadline = time.monotonic() + 30
+        while recorder.health().connected and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not recorder.health().connected and "did not answer" in recorder.health().last_error
+        proxy.restore()
+        assert recorder.flush(timeout=60)
+        recorder.close()
+    assert len([r for r in caplog.records if "cannot write" in r.getMessage()]) == 1
+    store = rolloutdb.connect(direct)
+    run = store.runs.get("train")
+    assert run.status == "completed" and store.rollouts.count(run_id=run.id) == 3 * 2 * 4
+    assert [s.status for s in store.steps.query(run_id=run.id)] == ["completed"] * 3
 
 
 def record_training_step(recorder, number, tasks=("t1", "t2"), size=4):

@@ -183,10 +183,9 @@ class Worker(Record):
     last_idle_at: datetime | None = None
 
 
-class Turn(_Created):
-    rollout_id: str
-    attempt_id: str | None = None
-    turn_index: int = Field(ge=0)
+class TurnContent(Record):
+    """What one turn of an agent holds: what it saw, thought and did, what came of it, and its reward."""
+
     observation: JsonValue = None
     thinking: str | None = None
     action: JsonValue = None
@@ -200,6 +199,12 @@ class Turn(_Created):
     metrics: JsonDict = Field(default_factory=dict)
     tokens: JsonValue = None
     logprobs: JsonValue = None
+
+
+class Turn(_Created, TurnContent):
+    rollout_id: str
+    attempt_id: str | None = None
+    turn_index: int = Field(ge=0)
 
 
 class Span(_Created):

@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Table, select
 from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
 
 from ..errors import ConflictError, NotFoundError, RolloutDBError
-from ..records import JsonDict, Record
+from ..records import JsonDict, Record, TurnContent
 from ..schema import groups, rollouts, steps, turns
 from ..states import GroupStatus, RolloutStatus, RunStatus, StepStatus
 from .base import savepoint, validation_message
@@ -124,7 +124,7 @@ class RolloutStart(Record):
     started_at: datetime
 
 
-class TurnRecorded(Record):
+class TurnRecorded(TurnContent):
     """One turn of a rollout (the fields of ``Turn``)."""
 
     op: Literal["turn"] = "turn"
@@ -132,19 +132,6 @@ class TurnRecorded(Record):
     rollout_id: ID
     attempt_id: ID | None = None
     turn_index: int = Field(ge=0)
-    observation: JsonValue = None
-    thinking: str | None = None
-    action: JsonValue = None
-    action_result: JsonValue = None
-    model_response: JsonValue = None
-    reward: float | None = None
-    done: bool | None = None
-    duration_seconds: float | None = Field(default=None, ge=0)
-    success: bool | None = None
-    error: str | None = None
-    metrics: JsonDict = Field(default_factory=dict)
-    tokens: JsonValue = None
-    logprobs: JsonValue = None
     created_at: datetime
 
 
