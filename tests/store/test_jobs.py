@@ -8,9 +8,11 @@ import signal
 import time
 
 import pytest
+from sqlalchemy import func, select
 
 import rolloutdb
 from rolloutdb.errors import ConflictError, InvalidInputError, InvalidTransitionError
+from rolloutdb.schema import run_events, status_changes, steps
 
 STAGES = [("init", 10), ("ddl", 30), ("docs", 40), ("examples", 20)]
 
@@ -164,11 +166,31 @@ def test_bad_stage_plans_and_stages_are_rejected(store):
             job.progress(1.5)
 
 
+def rows_of_run(store, run_id):
+    """How many rows of the run's status history, log and steps are stored, read from the tables."""
+    with store._read() as connection:
+        return {
+            "history": connection.execute(select(func.count()).select_from(status_changes).where(
+                status_changes.c.entity_type == "run", status_changes.c.entity_id == run_id)).scalar_one(),
+            "log": connection.execute(select(func.count()).select_from(run_events)
+                                      .where(run_events.c.run_id == run_id)).scalar_one(),
+            "steps": connection.execute(select(func.count()).select_from(steps)
+                                        .where(steps.c.run_id == run_id)).scalar_one(),
+        }
+
+
 def test_delete_removes_an_ended_job_and_its_log(store):
-    with store.job("old") as job:
-        job.checkpoint(message="hello")
+    for name in ("old", "kept"):
+        with store.job(name) as job:
+            job.checkpoint(message="hello")
+        store.steps.create(run_id=store.jobs.get(name).run.id, number=0)
+    old, kept = store.jobs.get("old").run.id, store.jobs.get("kept").run.id
+    before, kept_before = rows_of_run(store, old), rows_of_run(store, kept)
+    assert before["history"] >= 2 and before["log"] >= 1 and before["steps"] == 1  # there is something to delete
     store.jobs.delete("old")
-    assert store.runs.count() == 0 and store.history("run", store.runs.create(name="old").id)[0].old_status is None
+    assert [run.name for run in store.runs.query()] == ["kept"]
+    assert rows_of_run(store, old) == {"history": 0, "log": 0, "steps": 0}
+    assert rows_of_run(store, kept) == kept_before  # another job's rows stay
 
 
 def test_the_async_twin_pauses_the_same_way(store):
