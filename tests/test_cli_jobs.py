@@ -38,6 +38,19 @@ def run_job_in_background(url: str, name: str, checkpoints: int) -> threading.Th
     return thread
 
 
+def wait_until_running(url: str, name: str, timeout: float = 30.0) -> None:
+    """Wait for the job to exist and run, polling; fail saying so if it does not within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    with rolloutdb.connect(url) as store:
+        while True:
+            status = store.jobs.get(name).run.status if store.runs.count(name=name) else "not created"
+            if status == "running":
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"job {name!r} was not running {timeout:.0f} s after it was started: {status}")
+            time.sleep(0.02)
+
+
 def test_ls_and_show_tell_where_a_paused_job_stands(paused_job):
     listing = succeeds(paused_job, "jobs", "ls")
     assert line_with(listing, "build").split()[:5] == ["build", "job", "paused", "index", "75%"]
@@ -78,7 +91,7 @@ def test_delete_needs_yes(paused_job):
 def test_logs_follow_prints_every_row_until_the_job_ends(fresh_database_url):
     rolloutdb.connect(fresh_database_url).close()
     thread = run_job_in_background(fresh_database_url, "follow-me", 5)
-    time.sleep(0.3)
+    wait_until_running(fresh_database_url, "follow-me")
     output = succeeds(fresh_database_url, "jobs", "logs", "follow-me", "--follow", "--interval", "0.1")
     thread.join()
     positions = [output.index(f"step {i}") for i in range(5)]
@@ -88,7 +101,7 @@ def test_logs_follow_prints_every_row_until_the_job_ends(fresh_database_url):
 def test_watch_follows_a_running_job_to_its_end(fresh_database_url):
     rolloutdb.connect(fresh_database_url).close()
     thread = run_job_in_background(fresh_database_url, "watched", 5)
-    time.sleep(0.3)
+    wait_until_running(fresh_database_url, "watched")
     output = succeeds(fresh_database_url, "jobs", "watch", "watched", "--interval", "0.1")
     thread.join()
     assert output.strip() == "watched: completed at 100% in stage only"
