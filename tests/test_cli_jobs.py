@@ -47,7 +47,7 @@ def wait_until_running(url: str, name: str, timeout: float = 30.0) -> None:
             if status == "running":
                 return
             if time.monotonic() > deadline:
-                raise AssertionError(f"job {name!r} was not running {timeout:.0f} s after it was started: {status}")
+                raise AssertionError(f"job {name!r} was not running {timeout:g} s after it was started: {status}")
             time.sleep(0.02)
 
 
