@@ -1,11 +1,17 @@
 """Prepared statements read and write exactly what SQLAlchemy Core reads and writes, on every backend."""
 
-from sqlalchemy import bindparam, select, update
+from datetime import datetime, timezone
+
+import pytest
+import sqlalchemy
+from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy.types import TypeEngine
 
 import rolloutdb
 
-from rolloutdb.schema import rollouts
-from rolloutdb.store.statements import Prepared
+from rolloutdb.ids import new_id
+from rolloutdb.schema import attempts, rollouts
+from rolloutdb.store.statements import Prepared, decoder_for, encoder_for
 
 BY_ID = select(rollouts).where(rollouts.c.id == bindparam("b_id"))
 
@@ -43,3 +49,115 @@ def test_sqlite_times_without_a_fraction_read_back_as_core_reads_them(tmp_path):
             prepared = Prepared(BY_ID).first(connection, {"b_id": rollout.id})
     assert prepared == core
     assert prepared["started_at"].isoformat() == "2026-01-02T03:04:05+00:00"
+
+
+# -- the private SQLAlchemy APIs of the fast path --------------------------------------------------------
+# statements.py (prepared statements, and bulk.py's inserts through encoder_for) calls three private
+# SQLAlchemy APIs. pyproject.toml pins SQLAlchemy below its next minor release because of them; before
+# raising that pin, this test must pass on the new release: it names the API that changed.
+PRIVATE_APIS = ("TypeEngine._cached_bind_processor", "TypeEngine._cached_result_processor",
+                "SQLCompiler._result_columns")
+
+
+def private_api_changed(api: str, problem: str) -> None:
+    pytest.fail(f"SQLAlchemy {sqlalchemy.__version__}: the private API {api} {problem}. "
+                f"rolloutdb.store.statements relies on {', '.join(PRIVATE_APIS)} (prepared statements, and "
+                "bulk inserts through encoder_for): adapt it before allowing this SQLAlchemy in pyproject.toml.",
+                pytrace=False)
+
+
+def as_compared(value):
+    """What a driver wrapper stands for: psycopg's Jsonb(...) compares by identity, its .obj by value."""
+    return getattr(value, "obj", value)
+
+
+def test_the_private_sqlalchemy_apis_of_the_fast_path_behave_as_it_relies_on(store, monkeypatch):
+    dialect = store.engine.dialect
+    for api in PRIVATE_APIS[:2]:
+        if not callable(getattr(TypeEngine, api.split(".")[1], None)):
+            private_api_changed(api, "is gone")
+    # A row with every kind of column, written by Core alone: the store's own writes take the fast path.
+    now = datetime.now(timezone.utc)
+    row = {"id": new_id(), "project_id": store.project_id, "step": 3, "input": {"question": "2 + 2", "n": [1, 2.5]},
+           "mode": "train", "status": "running", "config": {}, "attempt_count": 1, "reward": 0.5, "success": True,
+           "validation": None, "metrics": {"loss": 0.25}, "metadata": {"tag": "x"}, "error": "none",
+           "created_at": now, "updated_at": now, "started_at": now}
+    with store._write() as connection:
+        connection.execute(insert(rollouts), row)
+
+    # The compiled statement's result columns: (key, name, objects, type), in the order of the cursor's.
+    reserve = (update(attempts).where(attempts.c.id == bindparam("b_id"))
+               .values(next_span_sequence=attempts.c.next_span_sequence + bindparam("b_count"))
+               .returning(attempts.c.next_span_sequence))
+    for statement in (BY_ID, reserve):
+        compiled = statement.compile(dialect=dialect, column_keys=["b_id"])
+        expected = [(column.key, type(column.type)) for column in statement.exported_columns]
+        try:
+            got = [(entry[0], type(entry[3])) for entry in compiled._result_columns]
+        except Exception as exc:
+            private_api_changed(PRIVATE_APIS[2], f"is not a list of (key, name, objects, type) entries: {exc!r}")
+        if got != expected:
+            private_api_changed(PRIVATE_APIS[2], f"lists {got}, not the statement's columns {expected}")
+    with store._read() as connection:
+        cursor = connection.connection.driver_connection.cursor()
+        compiled = BY_ID.compile(dialect=dialect, column_keys=["b_id"])
+        cursor.execute(compiled.string, (row["id"],) if compiled.positiontup else {"b_id": row["id"]})
+        described = [column[0] for column in cursor.description]
+        cursor.close()
+    if described != [entry[0] for entry in compiled._result_columns]:
+        private_api_changed(PRIVATE_APIS[2], f"is not in the order of the driver's columns {described}")
+
+    with store._read() as connection:
+        core = connection.execute(select(rollouts).where(rollouts.c.id == row["id"])).mappings().one()
+        # A textual statement: the driver's own values, which no SQLAlchemy type has processed.
+        raw = connection.execute(text(f"SELECT {', '.join(rollouts.c.keys())} FROM rollouts WHERE id = :id"),
+                                 {"id": row["id"]}).mappings().one()
+
+    # Which of the two type APIs the fast path calls for a column, and what they give it.
+    asked: list[str] = []
+    for api in PRIVATE_APIS[:2]:
+        name = api.split(".")[1]
+
+        def spy(self, *args, _original=getattr(TypeEngine, name), _api=api):
+            asked.append(_api)
+            return _original(self, *args)
+        monkeypatch.setattr(TypeEngine, name, spy)
+    checked: dict[str, set[str]] = {api: set() for api in PRIVATE_APIS[:2]}
+    for column in rollouts.c:
+        where = f"rollouts.{column.key} ({column.type!r})"
+        # Core applies the processors of the type's implementation for the dialect (public API).
+        impl = column.type.dialect_impl(dialect)
+        asked.clear()
+        try:
+            encode = encoder_for(column.type, dialect)
+        except Exception as exc:
+            private_api_changed(" / ".join(asked) or PRIVATE_APIS[0], f"fails for {where}: {exc!r}")
+        if PRIVATE_APIS[0] in asked:
+            checked[PRIVATE_APIS[0]].add(type(column.type).__name__)
+            public, value = impl.bind_processor(dialect), core[column.key]
+            sent = encode(value) if encode is not None and value is not None else value
+            if (encode is None) != (public is None):
+                private_api_changed(PRIVATE_APIS[0], f"gives {encode!r} for {where}, where Core has {public!r}")
+            if value is not None and public is not None and as_compared(sent) != as_compared(public(value)):
+                private_api_changed(PRIVATE_APIS[0], f"encodes {where} otherwise than Core: {value!r} -> {sent!r}, "
+                                    f"Core sends {public(value)!r}")
+        asked.clear()
+        try:
+            decode = decoder_for(column.type, dialect)
+        except Exception as exc:
+            private_api_changed(" / ".join(asked) or PRIVATE_APIS[1], f"fails for {where}: {exc!r}")
+        if PRIVATE_APIS[1] in asked:
+            checked[PRIVATE_APIS[1]].add(type(column.type).__name__)
+            public = impl.result_processor(dialect, None)
+            read = decode(raw[column.key]) if decode is not None and raw[column.key] is not None else raw[column.key]
+            if (decode is None) != (public is None):
+                private_api_changed(PRIVATE_APIS[1], f"gives {decode!r} for {where}, where Core has {public!r}")
+            if read != core[column.key] or type(read) is not type(core[column.key]):
+                private_api_changed(PRIVATE_APIS[1], f"decodes {where} otherwise than Core: "
+                                    f"{raw[column.key]!r} -> {read!r}, Core read {core[column.key]!r}")
+    for api, kinds in checked.items():
+        # If the fast path stops calling one, this test (and the pin in pyproject.toml) can say so.
+        assert kinds, f"rolloutdb.store.statements no longer calls {api}: drop it from this test and the pin"
+    # Every kind of column the fast path sends through them was checked (PostgreSQL floats are read as they come).
+    assert {"String", "Integer", "Float", "Boolean"} <= checked[PRIVATE_APIS[0]]
+    assert {"String", "Integer", "Boolean"} <= checked[PRIVATE_APIS[1]]
