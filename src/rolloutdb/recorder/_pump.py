@@ -122,6 +122,7 @@ class Pump:
         self.outages = 0  # times the database was found away
         self.quiet_start = True  # a refused run.start is the constructor's to raise, not to log
         self.last_error: str | None = None
+        self._outage: str | None = None  # why the database was last found away
         self.journal_error: str | None = None
         self.control: str | None = None  # what the run was asked to do, as the writer last read it
         self.state: Any = None  # the state the run saved, likewise
@@ -335,7 +336,7 @@ class Pump:
     def _went_down(self, reason: str) -> None:
         self.connected = False
         self.outages += 1
-        self.last_error = reason
+        self.last_error = self._outage = reason
         self._retry_at = time.monotonic() + self._backoff
         self._backoff = min(max(self._backoff * 2, 0.05), BACKOFF_LIMIT)
         self._warn_once("outage", "rolloutdb recorder: cannot write to the database (%s); keeping the records "
@@ -383,6 +384,8 @@ class Pump:
         except OSError as exc:
             self.journal_error = f"cannot write the journal {self._spill.path}: {exc}"
             self.last_error = self.journal_error
+            self._warn_once("journal", "rolloutdb recorder: %s; keeping up to %s records in memory instead",
+                            self.journal_error, f"{self._max_pending:,}")
             if folding:
                 lines = lines[len(self._in_flight.lines):]
             keep = 0 if all_of_them else max(0, self._max_pending - len(self._memory))
@@ -392,9 +395,11 @@ class Pump:
                 with self._progress:
                     self.counts.dropped += lost
                     self.counts.done += lost
-                log.error("rolloutdb recorder: %s records lost: the database did not take them (%s) and %s",
-                          f"{lost:,}", self.last_error if self.last_error != self.journal_error else "it is away",
-                          self.journal_error)
+                if "lost" not in self._warned or all_of_them:  # once while it goes on, and at the end
+                    self._warned.add("lost")
+                    log.error("rolloutdb recorder: records lost (%s so far): the database did not take them "
+                              "(%s) and %s", f"{self.counts.dropped:,}", self._outage or "it is slow",
+                              self.journal_error)
             return
         if folding:
             self._in_flight.folded = True
