@@ -11,6 +11,7 @@ the training process loses little, and an outage nothing.
 
 from __future__ import annotations
 
+import bisect
 import collections
 import itertools
 import logging
@@ -109,7 +110,9 @@ class Pump:
         folder = journal_folder(journal_dir, url, project)
         self._spill = SpillFile(folder, header(url, project, run, session))
         self._leftovers = collections.deque(leftover_files(folder, except_path=self._spill.path))
-        self._memory: collections.deque[bytes] = collections.deque()  # appends and pops are atomic
+        # A list, not a deque: the pump takes and puts back records in slices, each one C-level step under the
+        # interpreter lock, instead of a Python loop that would hold the lock while the training loop waits.
+        self._memory: list[bytes] = []
         self._puts = itertools.count(1)
         self.put_count = 0
         self._marks: collections.deque[tuple[int, float]] = collections.deque()  # (records put by then, when)
@@ -187,7 +190,7 @@ class Pump:
             if self._writer is not None:
                 self._writer.process.kill()
             self._thread.join(5)
-        self._keep([self._memory.popleft() for _ in range(len(self._memory))], all_of_them=True)
+        self._keep(self._take_oldest(len(self._memory)), all_of_them=True)
         self._spill.release()
         if self._writer is not None:
             self._writer.close()
@@ -238,12 +241,20 @@ class Pump:
                                         offset=offset))
         if not partial and len(self._memory) < self._size:
             return None
-        lines, size = [], 0
-        while self._memory and len(lines) < self._size and size < MAX_BATCH_BYTES:
-            line = self._memory.popleft()
-            lines.append(line)
-            size += len(line)
+        lines = self._take_oldest(self._size)
+        if sum(map(len, lines)) > MAX_BATCH_BYTES:
+            cut = bisect.bisect_right(list(itertools.accumulate(map(len, lines))), MAX_BATCH_BYTES) or 1
+            self._put_back(lines[cut:])
+            lines = lines[:cut]
         return self._take(Batch(lines, own=len(lines), heartbeat=True, source="memory")) if lines else None
+
+    def _take_oldest(self, count: int) -> list[bytes]:
+        lines = self._memory[:count]
+        del self._memory[:len(lines)]  # callers only append: the first len(lines) are still these
+        return lines
+
+    def _put_back(self, lines: list[bytes]) -> None:
+        self._memory[0:0] = lines
 
     def _take(self, batch: Batch) -> Batch:
         self._in_flight = batch
@@ -273,7 +284,7 @@ class Pump:
             self._in_flight = None
         if answer is None:
             if batch.source == "memory" and not batch.folded:
-                self._memory.extendleft(reversed(batch.lines))  # still the oldest: nothing went to the journal
+                self._put_back(batch.lines)  # still the oldest: nothing went to the journal
             return False
         self._in_flight = None
         rejected = answer["rejected"]
@@ -368,7 +379,7 @@ class Pump:
                             "(%s records in %.0f s, %s written, %s waiting); keeping the excess in the journal %s",
                             f"{self.put_count:,}", time.monotonic() - self._started, f"{self.counts.written:,}",
                             f"{len(self._memory) + self._spill.unread:,}", self._spill.path)
-        self._keep([self._memory.popleft() for _ in range(min(excess, len(self._memory)))])
+        self._keep(self._take_oldest(excess))
 
     def _keep(self, lines: list[bytes], *, all_of_them: bool = False) -> None:
         """Move records out of memory into the journal; when it cannot be written, keep them in memory up
@@ -390,7 +401,7 @@ class Pump:
                 lines = lines[len(self._in_flight.lines):]
             keep = 0 if all_of_them else max(0, self._max_pending - len(self._memory))
             lost = max(0, len(lines) - keep)
-            self._memory.extendleft(reversed(lines[lost:]))
+            self._put_back(lines[lost:])
             if lost:
                 with self._progress:
                     self.counts.dropped += lost
