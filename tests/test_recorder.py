@@ -442,3 +442,18 @@ def test_records_kept_in_memory_and_journal_while_the_database_is_away_all_arriv
         assert all([c.new_status for c in store.history("rollout", rollout.id)] == ["running", "succeeded"]
                    for rollout in store.rollouts.query(limit=None))
     assert not list((tmp_path / "j").rglob("*.jsonl"))
+
+
+def test_a_task_of_another_project_is_refused_not_linked(session_database_url, project):
+    with rolloutdb.connect(session_database_url, project=f"{project}-a") as store_a:
+        [task_a] = store_a.tasks.save([{"external_id": "secret", "instruction": "team a's"}])
+    with rolloutdb.Recorder(session_database_url, run="train", project=f"{project}-b",
+                            flush_interval=0.05) as recorder:
+        with recorder.step(0) as step:
+            group = step.group(task=task_a, size=1)
+            with group.rollout() as rollout:
+                rollout.finish(reward=1.0)
+        result = recorder.flush()
+    assert not result and f"task {task_a.id!r} not found in project '{project}-b'" in result.rejected[0]
+    with rolloutdb.connect(session_database_url, project=f"{project}-b") as store_b:
+        assert store_b.groups.count() == 0 and store_b.tasks.count() == 0
