@@ -22,9 +22,9 @@ import orjson
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
-from ..errors import NotFoundError, RolloutDBError, StoreUnavailableError
+from ..errors import NotFoundError, RolloutDBError
 from ..store import Store, connect
-from ..store.recording import OPERATIONS, describe
+from ..store.recording import OPERATIONS, Rejection, describe, first_line
 
 HEARTBEAT_EVERY = timedelta(seconds=5)
 WRITER_NICENESS = 10
@@ -45,12 +45,9 @@ class Applier:
             store = self._connect()
             result = store.recording.apply(records, heartbeat=request["heartbeat"]) if records else None
             answer = {"applied": 0, "rejected": [], **self._run_state(store, request.get("run"), request["heartbeat"])}
-        except (StoreUnavailableError, DBAPIError, OSError, TimeoutError) as exc:
+        except (RolloutDBError, DBAPIError, OSError) as exc:  # away, or unusable for now (an old schema, ...)
             self._disconnect()
-            return {"outage": _first_line(exc)}
-        except RolloutDBError as exc:  # the database is there but unusable for now (an old schema, ...)
-            self._disconnect()
-            return {"outage": _first_line(exc)}
+            return {"outage": first_line(exc)}
         except Exception as exc:  # noqa: BLE001 - a bug must not make the batch come back forever
             traceback.print_exc()
             return {"applied": 0, "rejected": [_refusal(index, record, f"internal error ({type(exc).__name__}: {exc}); "
@@ -111,12 +108,8 @@ def _decode(lines: list[bytes]) -> tuple[list[Any], list[dict[str, Any]]]:
 
 def _refusal(index: int, record: Any, message: str) -> dict[str, Any]:
     op = record.get("op", "?") if isinstance(record, dict) else getattr(record, "op", "?")
-    return {"index": index, "op": op, "subject": describe(record), "error": "InvalidInputError", "message": message}
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return (text.splitlines() or [type(exc).__name__])[0]
+    return Rejection(index=index, op=str(op), subject=describe(record), error="InvalidInputError",
+                     message=message).model_dump()
 
 
 def main() -> None:

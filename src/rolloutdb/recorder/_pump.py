@@ -319,12 +319,9 @@ class Pump:
                 self._bound_memory()
                 if not writer.alive():
                     raise OSError(f"the recorder's writer process ended (exit code {writer.process.returncode})")
-                if time.monotonic() > deadline:
-                    self._writer = None
-                    writer.close(kill=True)
-                    self._went_down(f"the database did not answer within {self._timeout:g} s")
-                    return None
-        except (OSError, EOFError) as exc:  # the writer went away mid-request (killed, crashed)
+                if time.monotonic() > deadline:  # a database that hangs: treated as one that refuses
+                    raise TimeoutError(f"the database did not answer within {self._timeout:g} s")
+        except (OSError, EOFError) as exc:  # the writer hangs or went away mid-request (killed, crashed)
             if self._writer is not None:
                 self._writer.close(kill=True)
                 self._writer = None

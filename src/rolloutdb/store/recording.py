@@ -174,7 +174,7 @@ class RecordingResult(Record):
 
 def describe(operation: Any) -> str:
     """What an operation was about, for a person reading a rejection."""
-    if isinstance(operation, (RunStart,)):
+    if isinstance(operation, RunStart):
         return f"run {operation.name!r}"
     if isinstance(operation, (RunChange, RunEnd)):
         return f"run {operation.run!r}"
@@ -393,7 +393,7 @@ class _Context:
     def run(self, name: str, session: str, *, for_update: bool = False) -> dict[str, Any]:
         """The run named ``name``, which ``session`` must hold."""
         if for_update or name not in self.runs:
-            row = self.store.runs._find(self.connection, name)
+            row = self.store.runs._find(self.connection, name, for_update=for_update)
             if row is None:
                 raise NotFoundError(f"no run named {name!r} in project {self.store.project!r}: "
                                     "its run.start was not recorded")
@@ -426,8 +426,14 @@ class _Context:
         return [operation for operation in operations if operation.id not in known]
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of what an error says (the driver's own message for a database error)."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return (text.splitlines() or [type(exc).__name__])[0]
+
+
 def _rejection(index: int, operation: Any, exc: Exception) -> Rejection:
-    message = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    message = first_line(exc)
     error = (type(exc).__name__ if isinstance(exc, RolloutDBError)
              else "ConflictError" if isinstance(exc, IntegrityError) else "InvalidInputError")
     return Rejection(index=index, op=operation.op, subject=describe(operation), error=error, message=message)

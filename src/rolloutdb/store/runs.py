@@ -55,10 +55,10 @@ class Runs(Area[Run]):
             row = self._find(connection, name)
         return None if row is None else self._to_record(row)
 
-    def _find(self, connection: Connection, name: str):
-        """The run named ``name``, or None."""
-        return connection.execute(select(runs).where(runs.c.project_id == self._store.project_id,
-                                                     runs.c.name == name)).mappings().first()
+    def _find(self, connection: Connection, name: str, *, for_update: bool = False):
+        """The run named ``name`` (locked with ``for_update``), or None."""
+        statement = select(runs).where(runs.c.project_id == self._store.project_id, runs.c.name == name)
+        return connection.execute(statement.with_for_update() if for_update else statement).mappings().first()
 
     def _update(self, connection, id, changes, reason, row=None):
         # Callers may name the run; the row's id is the key of the update and of its history.
