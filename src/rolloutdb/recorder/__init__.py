@@ -250,9 +250,9 @@ class Recorder:
 
     def health(self) -> RecorderHealth:
         pump, counts = self._pump, self._pump.counts
-        return RecorderHealth(recorded=pump.put_count, pending=pump.in_memory, spilled=pump.in_journal, written=counts.written,
-                              failed=counts.failed, dropped=counts.dropped, replayed=counts.replayed,
-                              connected=pump.connected, last_error=pump.last_error or pump.journal_error,
+        return RecorderHealth(recorded=pump.put_count, pending=pump.in_memory, spilled=pump.in_journal,
+                              written=counts.written, failed=counts.failed, dropped=counts.dropped,
+                              replayed=counts.replayed, connected=pump.connected, last_error=pump.last_error,
                               journal=pump.journal_path if pump.in_journal else None)
 
     def finish(self, status: str = RunStatus.COMPLETED, error: str | None = None, *,
@@ -472,6 +472,6 @@ class RolloutHandle:
             self.finish(error=f"{exc_type.__name__}: {exc}" if exc else None)
 
 
-__all__ = ["DEFAULT_DIRECTORY", "FlushResult", "GroupHandle", "JournalInfo", "Recorder", "RecorderHealth", "ReplayResult", "RolloutHandle",
-           "RunHandle", "StepHandle", "count_journal_records", "journal_folder", "list_journals",
+__all__ = ["DEFAULT_DIRECTORY", "FlushResult", "GroupHandle", "JournalInfo", "Recorder", "RecorderHealth", "ReplayResult",
+           "RolloutHandle", "RunHandle", "StepHandle", "count_journal_records", "journal_folder", "list_journals",
            "replay_journals"]

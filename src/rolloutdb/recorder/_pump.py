@@ -169,7 +169,8 @@ class Pump:
 
     @property
     def in_memory(self) -> int:
-        return len(self._memory) + (self._in_flight.own if self._in_flight and self._in_flight.source == "memory" else 0)
+        in_flight = self._in_flight
+        return len(self._memory) + (in_flight.own if in_flight and in_flight.source == "memory" else 0)
 
     @property
     def in_journal(self) -> int:

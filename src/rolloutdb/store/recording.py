@@ -181,7 +181,8 @@ def describe(operation: Any) -> str:
     if isinstance(operation, (StepStart, StepChange)):
         return f"step {operation.number} of run {operation.run!r}"
     if isinstance(operation, GroupStart):
-        return f"group {operation.id} of run {operation.run!r}" + (f" (task {operation.task})" if operation.task else "")
+        task = f" (task {operation.task})" if operation.task else ""
+        return f"group {operation.id} of run {operation.run!r}{task}"
     if isinstance(operation, (RolloutStart, RolloutEnd)):
         return f"rollout {operation.id}"
     if isinstance(operation, TurnRecorded):
