@@ -2,6 +2,7 @@
 
 from .errors import (
     ConflictError,
+    DatabaseNotFoundError,
     InvalidInputError,
     InvalidTransitionError,
     JobCancelled,
@@ -28,7 +29,7 @@ from .records import (
 from .states import AttemptStatus, GroupStatus, RolloutStatus, RunStatus, StepStatus
 from .recorder import FlushResult, Recorder, RecorderHealth
 from .store.recording import RecordingResult, Rejection
-from .store import Store, connect
+from .store import Store, connect, create_project, list_projects
 
 __version__ = "0.1.0"
 
@@ -36,6 +37,7 @@ __all__ = [
     "Attempt",
     "AttemptStatus",
     "ConflictError",
+    "DatabaseNotFoundError",
     "FlushResult",
     "Group",
     "GroupStatus",
@@ -66,4 +68,6 @@ __all__ = [
     "Turn",
     "Validator",
     "connect",
+    "create_project",
+    "list_projects",
 ]

@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, insert, select
 
 from .. import states
 from ..config import display_url, resolve_url
-from ..errors import InvalidInputError
+from ..errors import ConflictError, InvalidInputError, NotFoundError
 from ..records import Project, Rollout, RunComparison, StatusChange, utcnow
 from ..schema import projects, status_changes
 from .attempts import Attempts
@@ -66,6 +66,7 @@ class Store:
         clock: Callable[[], datetime] = utcnow,
         health_check_interval: float = 5.0,
         poll_interval: float | None = None,
+        create_project: bool = True,
     ) -> None:
         self.engine = engine
         self.url = url
@@ -81,7 +82,7 @@ class Store:
         database = sqlite_file(url)
         self._checkpointer = None if database is None else Checkpointer(database, self._write_lock,
                                                                          BUSY_TIMEOUT_SECONDS)
-        self.project_id = self._ensure_project(project)
+        self.project_id = self._ensure_project(project) if create_project else self._existing_project(project)
         self.runs = Runs(self)
         self.steps = Steps(self)
         self.validators = Validators(self)
@@ -243,11 +244,23 @@ class Store:
             connection.execute(insert_ignoring_conflicts(connection, projects), project.model_dump())
             return connection.execute(select(projects.c.id).where(projects.c.name == name)).scalar_one()
 
+    def _existing_project(self, name: str) -> str:
+        with self._read() as connection:
+            found = connection.execute(select(projects.c.id).where(projects.c.name == name)).scalar_one_or_none()
+            if found is None:
+                names = connection.execute(select(projects.c.name).order_by(projects.c.name)).scalars().all()
+                raise NotFoundError(
+                    f"no project {name!r} in {display_url(self.url)}; "
+                    + (f"its projects: {', '.join(map(repr, names))}" if names else "it has no projects yet")
+                    + f". `rolloutdb projects create {name}` creates it; a write through connect() does too")
+        return found
+
 
 def connect(
     url: str | None = None,
     *,
     project: str = DEFAULT_PROJECT,
+    create: bool = True,
     upgrade: bool = False,
     clock: Callable[[], datetime] = utcnow,
     health_check_interval: float = 5.0,
@@ -255,23 +268,69 @@ def connect(
 ) -> Store:
     """Open the RolloutDB database at ``url`` (see ``rolloutdb.config`` for where it is found otherwise).
 
-    A new database is created and migrated. One at an older schema raises SchemaOutOfDateError
-    unless ``upgrade=True``. ``clock`` replaces the wall clock (tests); ``health_check_interval`` is
-    how often store calls may run the attempt watchdog; ``poll_interval`` how often a waiter looks
-    for rollouts finished by other processes (default 0.5 s on SQLite; PostgreSQL is notified).
+    A new database is created and migrated, and a new project created in it; with ``create=False``
+    both must exist already (DatabaseNotFoundError, NotFoundError) and nothing is written — what
+    reads use. One at an older schema raises SchemaOutOfDateError unless ``upgrade=True``. ``clock``
+    replaces the wall clock (tests); ``health_check_interval`` is how often store calls may run the
+    attempt watchdog; ``poll_interval`` how often a waiter looks for rollouts finished by other
+    processes (default 0.5 s on SQLite; PostgreSQL is notified).
     """
     resolved = resolve_url(url)
-    if not project or len(project) > 200:
-        raise InvalidInputError(f"project must be a name of 1 to 200 characters, got {project!r}")
-    engine = create_store_engine(resolved)
-    try:
-        with unavailable_as_error(resolved):
-            ensure_schema(engine, upgrade_if_needed=upgrade)
+    project_name(project)
+    with _opened(resolved, create=create, upgrade=upgrade) as engine:
         return Store(engine, resolved, project, clock=clock, health_check_interval=health_check_interval,
-                     poll_interval=poll_interval)
+                     poll_interval=poll_interval, create_project=create)
+
+
+def list_projects(url: str | None = None) -> list[Project]:
+    """The projects of the database at ``url``, by name. The database must exist; nothing is written."""
+    resolved = resolve_url(url)
+    with _opened(resolved, create=False) as engine:
+        try:
+            with unavailable_as_error(resolved), engine.connect() as connection:
+                rows = connection.execute(select(projects).order_by(projects.c.name)).mappings().all()
+        finally:
+            engine.dispose()
+    return [Project.model_validate(dict(row)) for row in rows]
+
+
+def create_project(name: str, url: str | None = None) -> Project:
+    """Create the project ``name`` (and the database, if there is none yet); ConflictError if it exists."""
+    resolved = resolve_url(url)
+    project = Project(name=project_name(name))
+    with _opened(resolved, create=True) as engine:
+        try:
+            with unavailable_as_error(resolved), engine.connect() as connection:
+                connection.execution_options(**{WRITE: True})
+                with connection.begin():
+                    inserted = connection.execute(insert_ignoring_conflicts(connection, projects)
+                                                  .returning(projects.c.id), project.model_dump()).first()
+        finally:
+            engine.dispose()
+    if inserted is None:
+        raise ConflictError(f"project {name!r} exists in {display_url(resolved)}")
+    return project
+
+
+def project_name(name: str) -> str:
+    """``name`` if it can name a project, else InvalidInputError."""
+    if not isinstance(name, str) or not name or len(name) > 200:
+        raise InvalidInputError(f"project must be a name of 1 to 200 characters, got {name!r}")
+    return name
+
+
+@contextlib.contextmanager
+def _opened(url: str, *, create: bool, upgrade: bool = False) -> Iterator[Engine]:
+    """An engine on the database at ``url``, its schema checked (and, if ``create``, made); disposed if the
+    block fails, left to the block otherwise."""
+    engine = create_store_engine(url, create=create)
+    try:
+        with unavailable_as_error(url):
+            ensure_schema(engine, upgrade_if_needed=upgrade, create=create)
+        yield engine
     except BaseException:
         engine.dispose()
         raise
 
 
-__all__ = ["DEFAULT_PROJECT", "PurgeResult", "Store", "connect"]
+__all__ = ["DEFAULT_PROJECT", "PurgeResult", "Store", "connect", "create_project", "list_projects"]
