@@ -11,26 +11,25 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select
 
 from .. import states
 from ..config import display_url, resolve_url
 from ..errors import ConflictError, InvalidInputError, NotFoundError
-from ..records import Project, Rollout, RunComparison, StatusChange, utcnow
+from ..records import Project, RunComparison, StatusChange, utcnow
 from ..schema import projects, status_changes
 from .attempts import Attempts
 from .base import AFTER_COMMIT, PENDING, flush_pending, insert_ignoring_conflicts
 from .catalog import Tasks, Validators
+from ._wal import WalKeeper
 from .comparison import compare_runs
-from .checkpoints import Checkpointer
 from .engine import BUSY_TIMEOUT_SECONDS, WRITE, create_store_engine, ensure_schema, sqlite_file, unavailable_as_error
 from .groups import Groups
 from .health import check_health
-from .jobs import AsyncJob, Job, Jobs
+from .jobs import Jobs
 from .recording import Recording
 from .resources import Resources
 from .retention import PurgeResult, purge
@@ -80,8 +79,7 @@ class Store:
         self._write_lock = sqlite_write_lock(self.url) if engine.dialect.name == "sqlite" else contextlib.nullcontext()
         self._sqlite_writer: tuple[int, Connection] | None = None  # (process id, connection): see _writer
         database = sqlite_file(url)
-        self._checkpointer = None if database is None else Checkpointer(database, self._write_lock,
-                                                                         BUSY_TIMEOUT_SECONDS)
+        self._wal = None if database is None else WalKeeper(database, self._write_lock, BUSY_TIMEOUT_SECONDS)
         self.project_id = self._ensure_project(project) if create_project else self._existing_project(project)
         self.runs = Runs(self)
         self.steps = Steps(self)
@@ -147,28 +145,10 @@ class Store:
             finally:
                 self._health_lock.release()
 
-    def job(self, name: str, *, stages: Any = None, key: str | None = None, kind: str = "job",
-            config: Mapping[str, Any] | None = None, stale_after: float = 60.0,
-            write_interval: float = 0.25) -> Job:
-        """Start the job ``name``, or resume it if it is paused (or running but silent for longer than
-        ``stale_after`` seconds: its process died). ``stages`` is the plan, ``[("init", 10), ("load", 60),
-        ("index", 30)]`` with shares adding up to 100; ``key`` allows one active job per key.
-        Use it as a context manager; see ``Job``."""
-        return self.jobs.start(name, stages=stages, key=key, kind=kind, config=config, stale_after=stale_after,
-                               write_interval=write_interval)
-
-    def job_async(self, name: str, **options: Any) -> AsyncJob:
-        """``job()`` for asyncio code: ``async with store.job_async(name, ...) as job``."""
-        return AsyncJob(self.jobs, name, options)
-
     def compare_runs(self, a: str, b: str) -> RunComparison:
         """Run ``b`` against run ``a`` (names or ids), per task and overall: success rate, mean reward,
         mean turns, and the differences ``b - a``."""
         return compare_runs(self, a, b)
-
-    def wait_for_rollouts(self, rollout_ids: Iterable[str], timeout: float | None = None) -> list[Rollout]:
-        """Block until the rollouts finish or ``timeout`` seconds pass; returns the finished ones."""
-        return self.rollouts.wait(rollout_ids, timeout)
 
     def purge(self, *, older_than: timedelta | None = None, keep_last: int | None = None,
               dry_run: bool = False) -> PurgeResult:
@@ -178,8 +158,8 @@ class Store:
 
     def close(self) -> None:
         """Release the database connections."""
-        if self._checkpointer is not None:
-            self._checkpointer.close()  # before taking the write lock, which its thread may be waiting for
+        if self._wal is not None:
+            self._wal.close()  # before taking the write lock, which its thread may be waiting for
         with self._write_lock:
             if self._sqlite_writer is not None and self._sqlite_writer[0] == os.getpid():
                 self._sqlite_writer[1].close()
@@ -216,8 +196,8 @@ class Store:
                 raise
             for callback in connection.info.pop(AFTER_COMMIT, []):
                 callback()
-            if self._checkpointer is not None:
-                self._checkpointer.written()
+            if self._wal is not None:
+                self._wal.written()
 
     @contextlib.contextmanager
     def _writer(self) -> Iterator[Connection]:

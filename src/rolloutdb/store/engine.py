@@ -1,7 +1,7 @@
 """Engines for SQLite and PostgreSQL, their connection settings, and schema migrations.
 
 SQLite: WAL, ``synchronous=NORMAL``, a busy timeout and foreign keys on every connection; WAL
-checkpoints are the store's own thread's job (see ``checkpoints``), not the committing writer's.
+checkpoints are the store's own thread's job (see ``_wal``), not the committing writer's.
 Write transactions there begin with ``BEGIN IMMEDIATE`` so that concurrent writers queue on
 the busy timeout instead of failing with "database is locked" when a read lock is upgraded. The busy
 timeout (30 s) is SQLite's only wait: the ROLLOUTDB_*_TIMEOUT variables are PostgreSQL's.
@@ -161,7 +161,7 @@ def _sqlite_engine(url: str, database: str | None, create: bool) -> Engine:
         cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
         if not in_memory and _is_rolloutdb_or_empty(cursor):  # never change another program's database
             cursor.execute("PRAGMA journal_mode = WAL")
-            cursor.execute("PRAGMA wal_autocheckpoint = 0")  # the store's checkpoint thread does it (see checkpoints)
+            cursor.execute("PRAGMA wal_autocheckpoint = 0")  # the store's WAL thread does it (see _wal)
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
