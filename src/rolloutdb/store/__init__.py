@@ -151,10 +151,11 @@ class Store:
         return compare_runs(self, a, b)
 
     def purge(self, *, older_than: timedelta | None = None, keep_last: int | None = None,
-              dry_run: bool = False) -> PurgeResult:
+              dry_run: bool = False, progress: Callable[[PurgeResult], None] | None = None) -> PurgeResult:
         """Delete finished rollouts (and their attempts, spans and turns) older than ``older_than`` or
-        beyond the ``keep_last`` most recent; ``dry_run`` only counts them."""
-        return purge(self, older_than=older_than, keep_last=keep_last, dry_run=dry_run)
+        beyond the ``keep_last`` most recent; ``dry_run`` only counts them. It goes in batches, each its own
+        short transaction; ``progress`` is called after each with the totals so far."""
+        return purge(self, older_than=older_than, keep_last=keep_last, dry_run=dry_run, progress=progress)
 
     def close(self) -> None:
         """Release the database connections."""
