@@ -10,9 +10,10 @@ runs a PASSIVE checkpoint at most every ``INTERVAL_SECONDS``, beside the writers
 
 A PASSIVE checkpoint never waits for a writer, so under constant writing it may never catch up with
 the end of the WAL, and SQLite writes the WAL from its start again only once all of it has been
-copied. When the WAL holds more than ``WAL_LIMIT_BYTES``, the thread therefore checkpoints once more
-holding the store's write lock: this process's writers pause for the few pages written meanwhile,
-and the WAL's size stays bounded.
+copied. When the WAL holds more than half of ``WAL_LIMIT_BYTES``, the thread therefore checkpoints once
+more holding the store's write lock: this process's writers pause for the few pages written meanwhile,
+and the WAL's size stays bounded. Half, because writers go on until the thread holds the lock: a purge
+adds tens of megabytes a second, and the WAL must stay under the limit meanwhile.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ class WalKeeper:
                     return
                 wake.clear()
                 try:
-                    if checkpoint(connection) * page_size > WAL_LIMIT_BYTES:
+                    if checkpoint(connection) * page_size > WAL_LIMIT_BYTES // 2:
                         with self._write_lock:  # nothing new can come in: this one copies what remains
                             checkpoint(connection)
                 except sqlite3.Error as exc:  # e.g. another process holds the database locked

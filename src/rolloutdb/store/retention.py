@@ -8,6 +8,7 @@ finished rollouts), so the time per rollout does not grow with the size of the t
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
 MAX_BATCH = 500  # rollouts per transaction at most: bound parameters stay few
 FIRST_BATCH = 50  # until a batch has shown how many rows hang under each rollout
 ROWS_PER_BATCH = 10_000  # rollouts, attempts, spans and turns per transaction: keeps it (and the WAL) short
+# SQLite: after each batch, a pause of this share of its time. Writers of other processes wait on SQLite's
+# busy handler, which tries again every few (up to 100) milliseconds: they must find the database free.
+PAUSE_SHARE = 0.1
 
 
 @dataclass(frozen=True)
@@ -66,11 +70,14 @@ def purge(store: Store, *, older_than: timedelta | None = None, keep_last: int |
     for stretch in _doomed(store, cutoff, keep_last):
         size, position = FIRST_BATCH, None
         while True:
+            started = time.monotonic()
             with store._read() if dry_run else store._write() as connection:
                 batch = connection.execute(_next_batch(store, stretch, position, size)).all()
                 if not batch:
                     break
                 counts = _delete(connection, store, [row.id for row in batch], dry_run)
+            if store.backend == "sqlite" and not dry_run:
+                time.sleep((time.monotonic() - started) * PAUSE_SHARE)
             totals += counts
             if progress is not None:
                 progress(totals)
