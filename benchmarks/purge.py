@@ -1,5 +1,6 @@
 """Purge at scale: the time to purge finished rollouts, per 1,000, in a small and a large database, on a
-SQLite file and on PostgreSQL; on SQLite also the write-ahead log's peak size while purging.
+SQLite file and on PostgreSQL; on SQLite also the write-ahead log's peak size while purging; and how long
+another process's writes wait meanwhile.
 
     python benchmarks/purge.py [--small 10000] [--large 100000] [--spans 10] [--rounds 3]
                                [--postgres postgresql://postgres@127.0.0.1:5432/postgres]
@@ -9,7 +10,9 @@ succeeded attempt, ``--spans`` spans and the seven history rows the queue writes
 ``store.purge(older_than=timedelta(0))`` deleting them all. The fill is written with the store's bulk
 inserts (COPY / multi-row INSERT), rows shaped as the queue leaves them: through the queue it would take
 many minutes at 100k on PostgreSQL, and only the purge is measured. Before the purge, SQLite's WAL is
-checkpointed and truncated, so that its peak (sampled every few milliseconds) is the purge's own.
+checkpointed and truncated, so that its peak (sampled every few milliseconds) is the purge's own; on
+PostgreSQL the tables are analyzed, as autovacuum would have. While it purges, another process enqueues a
+rollout every 20 ms: its longest write shows whether it got in between the purge's batches.
 
 Targets: flat — the time per 1,000 rollouts at ``--large`` within 1.5x of that at ``--small`` (the small
 size's median over ``--rounds`` rounds; the large one runs once); and on SQLite the WAL's peak under its
@@ -19,11 +22,13 @@ cap (64 MB, ``WAL_LIMIT_BYTES``). Each is marked met (✓) or not (✗); the exi
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from statistics import median
 
@@ -109,8 +114,30 @@ def wal_peak(url: str) -> Iterator[list[int]]:
         sampler.join()
 
 
-def purge_round(database: Callable[[], object], count: int, spans_each: int, what: str) -> tuple[float, int | None]:
-    """Seconds to purge ``count`` finished rollouts from a fresh database, and (SQLite) the WAL's peak."""
+def write_meanwhile(url: str, project: str, ready, stop, waits) -> None:
+    """Another process's writer: one rollout enqueued every 20 ms until ``stop``; each write's seconds go
+    to ``waits`` (a queue) at the end."""
+    with rolloutdb.connect(url, project=project) as store:
+        seconds = []
+        while not stop.is_set():
+            started = time.perf_counter()
+            store.rollouts.enqueue("written while purging")
+            seconds.append(time.perf_counter() - started)
+            ready.set()
+            stop.wait(0.02)
+    waits.put(seconds)
+
+
+@dataclass
+class Round:
+    seconds: float  # the purge's
+    wal_peak: int | None  # bytes; SQLite only
+    longest_write: float  # seconds: the other process's slowest write during the purge
+
+
+def purge_round(database: Callable[[], AbstractContextManager[str]], count: int, spans_each: int,
+                what: str) -> Round:
+    """Purge ``count`` finished rollouts from a fresh database while another process writes."""
     with database() as url, rolloutdb.connect(url) as store:
         with console.status(f"{what}: filling {count:,} rollouts"):
             fill(store, count, spans_each)
@@ -120,13 +147,21 @@ def purge_round(database: Callable[[], object], count: int, spans_each: int, wha
             # database that grew by use (without any, the planner takes 100k rows for a few hundred).
             connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)" if sqlite else "ANALYZE")
             connection.commit()
+        processes = multiprocessing.get_context("spawn")
+        ready, stop, waits = processes.Event(), processes.Event(), processes.Queue()
+        writer = processes.Process(target=write_meanwhile, args=(url, store.project, ready, stop, waits))
+        writer.start()
+        ready.wait()
         with console.status(f"{what}: purging {count:,} rollouts"), wal_peak(url) as peak:
             started = time.perf_counter()
             result = store.purge(older_than=timedelta(0))
             elapsed = time.perf_counter() - started
+        stop.set()
+        longest = max(waits.get())
+        writer.join()
         assert result.rollouts == count and result.spans == count * spans_each, result
-        assert store.rollouts.count() == 0
-        return elapsed, peak[0] if sqlite else None
+        assert store.rollouts.count(status="succeeded") == 0
+        return Round(elapsed, peak[0] if sqlite else None, longest)
 
 
 def main() -> None:
@@ -140,23 +175,26 @@ def main() -> None:
 
     table = Table(title=f"Purge: seconds per 1,000 rollouts ({args.spans} spans each) when purging "
                         f"{args.small:,} (small) and {args.large:,} (large)",
-                  caption=f"small: median of {args.rounds} rounds; WAL: its peak size over all rounds")
-    for column in ("backend", "small s/1k", "large s/1k", "ratio", "target", "met", "WAL MB", "target", "met"):
+                  caption=f"small: median of {args.rounds} rounds; WAL: its peak size, and the other writer's "
+                          "longest write, over all rounds")
+    for column in ("backend", "small s/1k", "large s/1k", "ratio", "target", "met", "WAL MB", "target", "met",
+                   "other writer max ms"):
         table.add_column(column, justify="center" if column == "met" else "right", no_wrap=column == "backend")
     databases = {"sqlite": sqlite_database, "postgresql": lambda: postgres_database(args.postgres)}
     for backend, database in databases.items():
-        small = [purge_round(database, args.small, args.spans, f"{backend}, {args.small:,}, round {n + 1}")
-                 for n in range(args.rounds)]
+        rounds = [purge_round(database, args.small, args.spans, f"{backend}, {args.small:,}, round {n + 1}")
+                  for n in range(args.rounds)]
         large = purge_round(database, args.large, args.spans, f"{backend}, {args.large:,}")
-        per_1k_small = median(seconds for seconds, _ in small) / args.small * 1000
-        per_1k_large = large[0] / args.large * 1000
+        per_1k_small = median(r.seconds for r in rounds) / args.small * 1000
+        per_1k_large = large.seconds / args.large * 1000
         ratio = per_1k_large / per_1k_small
-        wal = (max(peak for _, peak in [*small, large]) if backend == "sqlite" else None)
+        wal = large.wal_peak if large.wal_peak is None else max(r.wal_peak for r in [*rounds, large])
         table.add_row(backend, f"{per_1k_small:.3f}", f"{per_1k_large:.3f}", f"{ratio:.2f}",
                       f"<= {TARGET_FLAT:.1f}", met(ratio <= TARGET_FLAT),
                       "-" if wal is None else f"{wal / 2**20:.1f}",
                       "-" if wal is None else f"< {WAL_LIMIT_BYTES / 2**20:.0f}",
-                      met(None if wal is None else wal < WAL_LIMIT_BYTES))
+                      met(None if wal is None else wal < WAL_LIMIT_BYTES),
+                      f"{max(r.longest_write for r in [*rounds, large]) * 1000:,.0f}")
     console.print(table)
 
 

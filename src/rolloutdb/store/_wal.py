@@ -11,9 +11,11 @@ runs a PASSIVE checkpoint at most every ``INTERVAL_SECONDS``, beside the writers
 A PASSIVE checkpoint never waits for a writer, so under constant writing it may never catch up with
 the end of the WAL, and SQLite writes the WAL from its start again only once all of it has been
 copied. When the WAL holds more than half of ``WAL_LIMIT_BYTES``, the thread therefore checkpoints once
-more holding the store's write lock: this process's writers pause for the few pages written meanwhile,
-and the WAL's size stays bounded. Half, because writers go on until the thread holds the lock: a purge
-adds tens of megabytes a second, and the WAL must stay under the limit meanwhile.
+more holding the store's write lock, in RESTART mode: this process's writers pause for the few pages
+written meanwhile, other processes' writers for as long as the copy takes (it holds SQLite's write lock
+too, or they would slip a commit in and keep the WAL from starting over), and the next write starts the
+WAL from its start again. Half, because writers go on until the thread holds the lock: a purge adds tens
+of megabytes a second, and the WAL must stay under the limit meanwhile.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ log = logging.getLogger("rolloutdb.wal")
 
 INTERVAL_SECONDS = 0.2
 WAL_LIMIT_BYTES = 64 * 1024 * 1024
+# How long a RESTART checkpoint waits for other processes' writers and readers, holding this one's writers.
+CATCH_UP_WAIT_MS = 1000
 IDLE_SECONDS = 10.0  # a thread with nothing to do ends; the next commit starts another
 
 
@@ -80,6 +84,7 @@ class WalKeeper:
             return
         try:
             page_size = connection.execute("PRAGMA page_size").fetchone()[0]
+            connection.execute(f"PRAGMA busy_timeout = {CATCH_UP_WAIT_MS}")  # PASSIVE checkpoints never wait
             while True:
                 if not wake.wait(IDLE_SECONDS):
                     with self._lock:
@@ -89,14 +94,20 @@ class WalKeeper:
                 if stop.is_set():
                     return
                 wake.clear()
+                busy, size = False, 0
                 try:
-                    if checkpoint(connection) * page_size > WAL_LIMIT_BYTES // 2:
-                        with self._write_lock:  # nothing new can come in: this one copies what remains
-                            checkpoint(connection)
+                    busy, frames = checkpoint(connection)
+                    size = frames * page_size
+                    if size > WAL_LIMIT_BYTES // 2:
+                        with self._write_lock:  # nothing new comes in from this process: copy what remains
+                            busy, _ = checkpoint(connection, "RESTART")
                 except sqlite3.Error as exc:  # e.g. another process holds the database locked
                     log.warning("rolloutdb: checkpoint of %s failed (%s); trying again", self.database, exc)
                     wake.set()
-                if stop.wait(INTERVAL_SECONDS):  # later commits wait for the next round together
+                # Later commits wait for the next round together; but a WAL past a quarter of the limit (or
+                # one another process was checkpointing) is looked at again at the next commit, so that it is
+                # caught up before the limit however fast the writers write.
+                if stop.wait(0 if busy or size > WAL_LIMIT_BYTES // 4 else INTERVAL_SECONDS):
                     return
         finally:
             connection.close()
@@ -109,7 +120,9 @@ class WalKeeper:
                 self._thread = None
 
 
-def checkpoint(connection: sqlite3.Connection) -> int:
-    """One PASSIVE checkpoint on ``connection``; returns how many frames the WAL holds."""
-    _, frames, _ = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-    return frames
+def checkpoint(connection: sqlite3.Connection, mode: str = "PASSIVE") -> tuple[bool, int]:
+    """One checkpoint on ``connection``. Returns whether it was kept from finishing (by another
+    connection's checkpoint, or in RESTART mode by writers or readers that outlasted the wait), and how
+    many frames the WAL holds."""
+    busy, frames, _ = connection.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+    return bool(busy), frames

@@ -25,9 +25,10 @@ if TYPE_CHECKING:
 MAX_BATCH = 500  # rollouts per transaction at most: bound parameters stay few
 FIRST_BATCH = 50  # until a batch has shown how many rows hang under each rollout
 ROWS_PER_BATCH = 10_000  # rollouts, attempts, spans and turns per transaction: keeps it (and the WAL) short
-# SQLite: after each batch, a pause of this share of its time. Writers of other processes wait on SQLite's
-# busy handler, which tries again every few (up to 100) milliseconds: they must find the database free.
-PAUSE_SHARE = 0.1
+# SQLite: writers of other processes wait on SQLite's busy handler, which tries again every 100 ms at the
+# longest. So after at most TURN_SECONDS of batches, a purge leaves the database free for longer than that.
+TURN_SECONDS = 0.5
+PAUSE_SECONDS = 0.11
 
 
 @dataclass(frozen=True)
@@ -67,17 +68,18 @@ def purge(store: Store, *, older_than: timedelta | None = None, keep_last: int |
         raise InvalidInputError(f"older_than must not be negative, got {older_than}")
     cutoff = store.now() - older_than if older_than is not None else None
     totals = PurgeResult()
+    turn_began = time.monotonic()
     for stretch in _doomed(store, cutoff, keep_last):
         size, position = FIRST_BATCH, None
         while True:
-            started = time.monotonic()
             with store._read() if dry_run else store._write() as connection:
                 batch = connection.execute(_next_batch(store, stretch, position, size)).all()
                 if not batch:
                     break
                 counts = _delete(connection, store, [row.id for row in batch], dry_run)
-            if store.backend == "sqlite" and not dry_run:
-                time.sleep((time.monotonic() - started) * PAUSE_SHARE)
+            if store.backend == "sqlite" and not dry_run and time.monotonic() - turn_began > TURN_SECONDS:
+                time.sleep(PAUSE_SECONDS)
+                turn_began = time.monotonic()
             totals += counts
             if progress is not None:
                 progress(totals)
