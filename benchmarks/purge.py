@@ -175,10 +175,10 @@ def main() -> None:
 
     table = Table(title=f"Purge: seconds per 1,000 rollouts ({args.spans} spans each) when purging "
                         f"{args.small:,} (small) and {args.large:,} (large)",
-                  caption=f"small: median of {args.rounds} rounds; WAL: its peak size, and the other writer's "
-                          "longest write, over all rounds")
+                  caption=f"small: median of {args.rounds} rounds. WAL: its peak size; writer ms: the longest "
+                          "write of another process during the purge; both over all rounds")
     for column in ("backend", "small s/1k", "large s/1k", "ratio", "target", "met", "WAL MB", "target", "met",
-                   "other writer max ms"):
+                   "writer ms"):
         table.add_column(column, justify="center" if column == "met" else "right", no_wrap=column == "backend")
     databases = {"sqlite": sqlite_database, "postgresql": lambda: postgres_database(args.postgres)}
     for backend, database in databases.items():

@@ -24,6 +24,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -100,7 +101,7 @@ class WalKeeper:
                     size = frames * page_size
                     if size > WAL_LIMIT_BYTES // 2:
                         with self._write_lock:  # nothing new comes in from this process: copy what remains
-                            busy, _ = checkpoint(connection, "RESTART")
+                            busy = self._catch_up(connection)
                 except sqlite3.Error as exc:  # e.g. another process holds the database locked
                     log.warning("rolloutdb: checkpoint of %s failed (%s); trying again", self.database, exc)
                     wake.set()
@@ -112,6 +113,15 @@ class WalKeeper:
         finally:
             connection.close()
             self._forget(threading.current_thread())
+
+    def _catch_up(self, connection: sqlite3.Connection) -> bool:
+        """A RESTART checkpoint, with this process's writers held off by the caller. Another process's
+        checkpoint may be running (catching up too): wait for it, so that our writers do not add to the
+        WAL meanwhile. Returns whether the WAL is still not all copied after CATCH_UP_WAIT_MS."""
+        deadline = time.monotonic() + CATCH_UP_WAIT_MS / 1000
+        while (busy := checkpoint(connection, "RESTART")[0]) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return busy
 
     def _forget(self, thread: threading.Thread) -> None:
         """The thread ends: the next commit starts another (unless close() is stopping this one)."""

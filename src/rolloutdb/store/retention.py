@@ -8,13 +8,14 @@ finished rollouts), so the time per rollout does not grow with the size of the t
 
 from __future__ import annotations
 
+import operator
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Column, ColumnElement, Connection, and_, delete, func, or_, select
+from sqlalchemy import Column, ColumnElement, Connection, Select, and_, delete, func, or_, select
 
 from ..errors import InvalidInputError
 from ..schema import FINISHED_PREDICATE, attempts, rollouts, spans, status_changes, turns
@@ -52,7 +53,7 @@ class _Range:
 
     def before(self, position: Sequence[Any]) -> _Range:
         """This stretch up to ``position`` (key values), not included."""
-        return _Range(self.key, self.conditions + (_before(self.key, position),))
+        return _Range(self.key, self.conditions + (_beyond(self.key, position, BEFORE),))
 
 
 def purge(store: Store, *, older_than: timedelta | None = None, keep_last: int | None = None,
@@ -119,22 +120,21 @@ def _next_batch(store: Store, stretch: _Range, position: tuple[Any, ...] | None,
     statement = (select(*stretch.key)
                  .where(rollouts.c.project_id == store.project_id, FINISHED_PREDICATE, *stretch.conditions)
                  .order_by(*stretch.key).limit(size))
-    return statement if position is None else statement.where(_after(stretch.key, position))
+    return statement if position is None else statement.where(_beyond(stretch.key, position, AFTER))
 
 
-def _after(key: Sequence[Column[Any]], position: Sequence[Any]) -> ColumnElement[bool]:
-    """Rows past ``position`` in ``key`` order, written so that both backends seek in the index on ``key``."""
+AFTER, BEFORE = (operator.gt, operator.ge), (operator.lt, operator.le)  # (strictly, or equal to)
+
+
+def _beyond(key: Sequence[Column[Any]], position: Sequence[Any], side: tuple) -> ColumnElement[bool]:
+    """Rows strictly AFTER or BEFORE ``position`` (key values) in ``key`` order, written as a range of the
+    first column, so that both backends seek in the index on ``key``."""
+    strictly, or_equal = side
     first, *rest = key
     if not rest:
-        return first > position[0]
-    return and_(first >= position[0], or_(first > position[0], _after(rest, position[1:])))
-
-
-def _before(key: Sequence[Column[Any]], position: Sequence[Any]) -> ColumnElement[bool]:
-    first, *rest = key
-    if not rest:
-        return first < position[0]
-    return and_(first <= position[0], or_(first < position[0], _before(rest, position[1:])))
+        return strictly(first, position[0])
+    return and_(or_equal(first, position[0]),
+                or_(strictly(first, position[0]), _beyond(rest, position[1:], side)))
 
 
 def _delete(connection: Connection, store: Store, rollout_ids: list[str], dry_run: bool) -> PurgeResult:
@@ -159,5 +159,5 @@ def _delete(connection: Connection, store: Store, rollout_ids: list[str], dry_ru
     return counts
 
 
-def _count(connection: Connection, rows) -> int:
+def _count(connection: Connection, rows: Select[Any]) -> int:
     return connection.execute(select(func.count()).select_from(rows.subquery())).scalar_one()
