@@ -34,7 +34,7 @@ log = logging.getLogger("rolloutdb.wal")
 INTERVAL_SECONDS = 0.2
 WAL_LIMIT_BYTES = 64 * 1024 * 1024
 # How long a RESTART checkpoint waits for other processes' writers and readers, holding this one's writers.
-CATCH_UP_WAIT_MS = 1000
+CATCH_UP_WAIT_MS = 500
 IDLE_SECONDS = 10.0  # a thread with nothing to do ends; the next commit starts another
 
 
@@ -95,20 +95,22 @@ class WalKeeper:
                 if stop.is_set():
                     return
                 wake.clear()
-                busy, size = False, 0
+                busy, size, stuck = False, 0, False
                 try:
                     busy, frames = checkpoint(connection)
                     size = frames * page_size
                     if size > WAL_LIMIT_BYTES // 2:
                         with self._write_lock:  # nothing new comes in from this process: copy what remains
-                            busy = self._catch_up(connection)
+                            stuck = self._catch_up(connection)
                 except sqlite3.Error as exc:  # e.g. another process holds the database locked
                     log.warning("rolloutdb: checkpoint of %s failed (%s); trying again", self.database, exc)
                     wake.set()
                 # Later commits wait for the next round together; but a WAL past a quarter of the limit (or
                 # one another process was checkpointing) is looked at again at the next commit, so that it is
-                # caught up before the limit however fast the writers write.
-                if stop.wait(0 if busy or size > WAL_LIMIT_BYTES // 4 else INTERVAL_SECONDS):
+                # caught up before the limit however fast the writers write. Not when a catch-up could not
+                # finish (a long reader elsewhere holds the WAL): this process's writers must not wait on
+                # one catch-up after another meanwhile.
+                if stop.wait(0 if not stuck and (busy or size > WAL_LIMIT_BYTES // 4) else INTERVAL_SECONDS):
                     return
         finally:
             connection.close()
@@ -117,7 +119,8 @@ class WalKeeper:
     def _catch_up(self, connection: sqlite3.Connection) -> bool:
         """A RESTART checkpoint, with this process's writers held off by the caller. Another process's
         checkpoint may be running (catching up too): wait for it, so that our writers do not add to the
-        WAL meanwhile. Returns whether the WAL is still not all copied after CATCH_UP_WAIT_MS."""
+        WAL meanwhile. Returns whether it is still not all copied (or not free to start over) after about
+        CATCH_UP_WAIT_MS."""
         deadline = time.monotonic() + CATCH_UP_WAIT_MS / 1000
         while (busy := checkpoint(connection, "RESTART")[0]) and time.monotonic() < deadline:
             time.sleep(0.005)
