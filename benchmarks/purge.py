@@ -194,7 +194,7 @@ def main() -> None:
                       "-" if wal is None else f"{wal / 2**20:.1f}",
                       "-" if wal is None else f"< {WAL_LIMIT_BYTES / 2**20:.0f}",
                       met(None if wal is None else wal < WAL_LIMIT_BYTES),
-                      f"{max(r.longest_write for r in [*rounds, large]) * 1000:,.0f}")
+                      f"{max(r.longest_write for r in [*rounds, large]) * 1000:.0f}")
     console.print(table)
 
 
