@@ -1,6 +1,7 @@
 """RolloutDB: the experience store for agent reinforcement learning."""
 
 from .errors import (
+    AmbiguousIdError,
     ConflictError,
     InvalidInputError,
     InvalidTransitionError,
@@ -33,6 +34,7 @@ from .store import Store, connect
 __version__ = "0.1.0"
 
 __all__ = [
+    "AmbiguousIdError",
     "Attempt",
     "AttemptStatus",
     "ConflictError",

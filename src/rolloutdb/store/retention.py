@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -27,9 +28,10 @@ class PurgeResult:
 
 
 def purge(store: Store, *, older_than: timedelta | None = None, keep_last: int | None = None,
-          dry_run: bool = False) -> PurgeResult:
+          dry_run: bool = False, on_progress: Callable[[int, int], None] | None = None) -> PurgeResult:
     """Delete finished rollouts that ended before ``now - older_than`` and are not among the
-    ``keep_last`` most recently finished (either limit alone works too). Unfinished rollouts stay."""
+    ``keep_last`` most recently finished (either limit alone works too). Unfinished rollouts stay.
+    ``on_progress(rollouts done, rollouts in all)`` is called after each batch."""
     if older_than is None and keep_last is None:
         raise InvalidInputError("purge needs older_than, keep_last or both: otherwise it would delete every result")
     if keep_last is not None and keep_last < 0:
@@ -49,6 +51,8 @@ def purge(store: Store, *, older_than: timedelta | None = None, keep_last: int |
     totals = PurgeResult()
     for start in range(0, len(doomed), BATCH):
         totals = _add(totals, _delete_batch(store, doomed[start:start + BATCH], dry_run))
+        if on_progress is not None:
+            on_progress(totals.rollouts, len(doomed))
     return totals
 
 
