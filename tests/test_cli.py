@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 import rolloutdb
 from sample_run import record_sample_run
 from rolloutdb import demo as demo_module
-from rolloutdb.cli import app, format_time
+from rolloutdb.cli import app
+from rolloutdb.cli.output import format_time
 from rolloutdb.config import display_url
 from rolloutdb.demo import TARGETS
 from rolloutdb.errors import NotFoundError
@@ -44,6 +45,13 @@ def fails(url: str, *args: str) -> str:
     assert result.exit_code == 1, result.output
     assert isinstance(result.exception, SystemExit) and "Traceback" not in result.output
     return result.stderr
+
+
+def refused(url: str, *args: str) -> str:
+    """Run a command whose arguments the command line itself refuses (exit code 2, a usage error)."""
+    result = rolloutdb_cli(url, *args)
+    assert result.exit_code == 2, result.output
+    return result.output
 
 
 def is_sqlite(url: str) -> bool:
@@ -197,7 +205,9 @@ def test_runs_ls_lists_runs_and_filters_them(demo_url):
     assert RUN in only_train and "queued-eval" not in only_train
     assert "1 of 2 runs shown" in succeeds(demo_url, "runs", "ls", "--limit", "1")
     assert "No runs" in succeeds(demo_url, "runs", "ls", "--status", "failed")
-    assert "unknown run status 'finished'" in fails(demo_url, "runs", "ls", "--status", "finished")
+    # statuses and kinds are choices: a wrong one is refused before the database is opened, naming the right ones
+    assert "'finished' is not one of 'pending', 'running'" in refused(demo_url, "runs", "ls", "--status", "finished")
+    assert "'training' is not one of 'train', 'eval'" in refused(demo_url, "runs", "ls", "--kind", "training")
     assert "cannot sort runs by 'colour'" in fails(demo_url, "runs", "ls", "--sort", "colour")
 
 
@@ -223,7 +233,7 @@ def test_history_of_a_rollout_and_of_an_unknown_id(demo_url):
     changes = ["(new) → queuing", "queuing → preparing", "preparing → running", "running → succeeded"]
     positions = [output.index(change) for change in changes]
     assert positions == sorted(positions)
-    assert "no status changes recorded for step 'nope'" in fails(demo_url, "history", "step", "nope")
+    assert "step 'nope' not found in project 'default'" in fails(demo_url, "history", "step", "nope")
 
 
 # -- health, backups, rebuild -------------------------------------------------------------------------------
@@ -344,7 +354,8 @@ def test_queue_shows_rollouts_by_status_the_longest_wait_and_the_workers(fresh_d
     assert line_with(output, "attempts").split()[1:4] == ["1:", "1", "preparing"]  # of unfinished rollouts
     assert "no stale attempts" in line_with(output, "health check")
     busy = line_with(output, "worker-1").split()
-    assert busy[:3] == ["worker-1", "busy", claimed.id] and busy[-1] == "ago"  # its last dequeue, seconds ago
+    assert busy[:2] == ["worker-1", "busy"] and claimed.id.startswith(busy[2])  # its rollout, by a short id
+    assert busy[-1] == "ago"  # its last dequeue, seconds ago
     heartbeat_only = line_with(output, "worker-2").split()
     assert heartbeat_only[:3] == ["worker-2", "unknown", "-"]
     assert heartbeat_only[-3:] == [heartbeat_only[-3], "ago", "-"]  # a heartbeat seconds ago; never dequeued
@@ -373,7 +384,7 @@ def test_queue_of_an_empty_project_says_there_are_no_workers(fresh_database_url)
 
 
 def rollout_rows(output: str) -> dict[str, list[str]]:
-    """The rows of `rolloutdb rollouts ls` by rollout id."""
+    """The rows of `rolloutdb rollouts ls --wide` (full ids) by rollout id."""
     return {line.split()[0]: line.split() for line in output.splitlines()
             if line.strip() and len(line.split()[0]) == 36 and line.split()[0].count("-") == 4}
 
@@ -384,34 +395,35 @@ def test_rollouts_ls_lists_newest_first_and_filters_by_status_and_run(demo_url):
         queued = [store.rollouts.enqueue({"n": i}, run_id=run.id, step=0, mode="val") for i in range(3)]
         failed = store.rollouts.query(run_id=store.runs.get(RUN).id, status="failed", limit=None)
 
-    output = succeeds(demo_url, "rollouts", "ls")
+    output = succeeds(demo_url, "rollouts", "ls", "--wide")
     rows = rollout_rows(output)
     assert len(rows) == 20 and "20 of 27 rollouts shown" in output
     assert list(rows)[:3] == [rollout.id for rollout in reversed(queued)]  # newest first
     assert rows[queued[0].id][:6] == [queued[0].id, "queuing", "val", "0", "-", "eval-queue/0"]
 
-    only_queuing = rollout_rows(succeeds(demo_url, "rollouts", "ls", "--status", "queuing"))
+    only_queuing = rollout_rows(succeeds(demo_url, "rollouts", "ls", "--wide", "--status", "queuing"))
     assert set(only_queuing) == {rollout.id for rollout in queued}
-    only_failed = rollout_rows(succeeds(demo_url, "rollouts", "ls", "--status", "failed", "--limit", "100"))
+    only_failed = rollout_rows(succeeds(demo_url, "rollouts", "ls", "--wide", "--status", "failed", "--limit", "100"))
     assert set(only_failed) == {rollout.id for rollout in failed}
     assert all(row[1:3] == ["failed", "train"] and row[5].startswith(f"{RUN}/") for row in only_failed.values())
-    either = rollout_rows(succeeds(demo_url, "rollouts", "ls", "--status", "failed", "--status", "queuing",
+    either = rollout_rows(succeeds(demo_url, "rollouts", "ls", "--wide", "--status", "failed", "--status", "queuing",
                                    "--limit", "100"))
     assert set(either) == set(only_failed) | set(only_queuing)
 
-    of_run = rollout_rows(succeeds(demo_url, "rollouts", "ls", "--run", "eval-queue", "--asc"))
+    of_run = rollout_rows(succeeds(demo_url, "rollouts", "ls", "--wide", "--run", "eval-queue", "--asc"))
     assert list(of_run) == [rollout.id for rollout in queued]  # oldest first with --asc
-    assert rollout_rows(succeeds(demo_url, "rollouts", "ls", "--run", run.id, "--asc")) == of_run
-    of_demo = rollout_rows(succeeds(demo_url, "rollouts", "ls", "--run", RUN, "--step", "1", "--limit", "100"))
+    assert rollout_rows(succeeds(demo_url, "rollouts", "ls", "--wide", "--run", run.id, "--asc")) == of_run
+    of_demo = rollout_rows(succeeds(demo_url, "rollouts", "ls", "--wide", "--run", RUN, "--step", "1", "--limit", "100"))
     assert len(of_demo) == 8 and all(row[5] == f"{RUN}/1" for row in of_demo.values())
-    lowest = rollout_rows(succeeds(demo_url, "rollouts", "ls", "--run", RUN, "--sort", "reward", "--asc",
+    lowest = rollout_rows(succeeds(demo_url, "rollouts", "ls", "--wide", "--run", RUN, "--sort", "reward", "--asc",
                                    "--limit", "1"))
     assert [row[4] for row in lowest.values()] == ["0"]
 
     assert "No rollouts in project 'default' match the filters." in succeeds(
         demo_url, "rollouts", "ls", "--mode", "test")
     assert "no run with id or name 'nope'" in fails(demo_url, "rollouts", "ls", "--run", "nope")
-    assert "unknown rollout status 'done'" in fails(demo_url, "rollouts", "ls", "--status", "done")
+    assert "'done' is not one of 'queuing'" in refused(demo_url, "rollouts", "ls", "--status", "done")
+    assert "'eval' is not one of 'train', 'val', 'test'" in refused(demo_url, "rollouts", "ls", "--mode", "eval")
     assert "cannot sort rollouts by 'colour'" in fails(demo_url, "rollouts", "ls", "--sort", "colour")
 
 
@@ -442,7 +454,7 @@ def test_rollouts_show_prints_the_attempts_spans_and_history_of_a_retried_rollou
     assert line_containing(output, "worker-1")[:3] == ["1", "failed", "worker-1"]
     assert line_containing(output, "worker-2")[:3] == ["2", "succeeded", "worker-2"]
     assert "Spans of attempt 2 (first 10 of 12)" in output
-    assert line_containing(output, "step-1") == ["2", "step-1", "trace-2", "span-1", "span-0"]
+    assert line_containing(output, "step-1") == ["2", "step-1", "-", "trace-2", "span-1", "span-0"]
     assert "step-9" in output and "step-10" not in output and "first-try" not in output
 
     assert in_order(output, "(new) → queuing", "queuing → preparing", "preparing → running",

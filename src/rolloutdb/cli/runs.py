@@ -67,12 +67,13 @@ def runs_ls(
         return
     ids = short_ids(run.id for run in runs)
     print_table(
-        None, (Column("name"), Column("id", drop=4), Column("kind"), Column("status"), Column("progress"),
-               Column("stage", drop=3, text=True), Column("created", drop=2), Column("duration", drop=1)),
-        ((run.name, run.id if wide else ids[run.id], run.kind, run.status, f"{run.progress:.0f}%", run.stage,
+        None, (Column("name"), Column("kind"), Column("status"), Column("progress", justify="right"),
+               Column("stage", drop=3, text=True), Column("created", drop=2), Column("duration", drop=1),
+               Column("id", drop=4)),
+        ((run.name, run.kind, run.status, f"{run.progress:.0f}%", run.stage,
           format_time(run.created_at, precision="minutes") if wide else relative_time(run.created_at, now),
-          format_duration(run.started_at, run.ended_at or (now if run.started_at else None)))
-         for run in runs),
+          format_duration(run.started_at, run.ended_at or (now if run.started_at else None)),
+          run.id if wide else ids[run.id]) for run in runs),
         wide=wide,
     )
     if total > len(runs):
@@ -111,7 +112,7 @@ def print_run(store: Store, run: Run, *, wide: bool = False) -> None:
     else:
         steps = store.steps.query(run_id=run.id, order="desc", limit=SHOWN_STEPS)[::-1]
         title = "Steps" if total <= len(steps) else f"Steps (last {len(steps)} of {total}; `rolloutdb steps ls` for more)"
-        print_steps(title, steps, store.now(), wide=wide)
+        print_steps(title, steps, wide=wide)
     console.print()
     print_fields([
         ("groups", status_counts(store.groups.count, run.id, states.GroupStatus)),
@@ -119,16 +120,15 @@ def print_run(store: Store, run: Run, *, wide: bool = False) -> None:
     ])
 
 
-def print_steps(title: str | None, steps: list[Any], now: Any, *, wide: bool = False) -> None:
+def print_steps(title: str | None, steps: list[Any], *, wide: bool = False) -> None:
     """Steps with one column per metric; on a narrow terminal the metrics on the right go first."""
     metric_names = sorted({name for step in steps for name in step.metrics})
     print_table(
         title,
         (Column("step", justify="right"), Column("status"),
          *(Column(name, drop=10 + index, justify="right") for index, name in enumerate(metric_names)),
-         Column("ended", drop=2), Column("duration", drop=1)),
+         Column("duration", drop=1, justify="right")),
         ((step.number, step.status, *(step.metrics.get(name) for name in metric_names),
-          format_time(step.ended_at) if wide else relative_time(step.ended_at, now),
           format_duration(step.started_at, step.ended_at)) for step in steps),
         wide=wide,
     )
@@ -208,14 +208,13 @@ def steps_ls(
         found = store.runs.find(run)
         steps = store.steps.query(run_id=found.id, order="desc", limit=limit, **filters)[::-1]
         total = store.steps.count(run_id=found.id, **filters)
-        now = store.now()
     if json:
         print_json(steps)
         return
     if not steps:
         console.print(f"No steps in run {found.name!r}" + (" match the filters." if filters else "."))
         return
-    print_steps(None, steps, now, wide=wide)
+    print_steps(None, steps, wide=wide)
     if total > len(steps):
         console.print(f"The last {len(steps)} of {total} steps shown; raise --limit to see more.")
 

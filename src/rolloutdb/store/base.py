@@ -243,8 +243,10 @@ class Area(Generic[R]):
             return self._to_record(self._fetch_by_prefix(connection, id_or_prefix))
 
     def _fetch_by_prefix(self, connection: Connection, id_or_prefix: str) -> Mapping[str, Any]:
-        with contextlib.suppress(NotFoundError):
+        try:
             return self._fetch(connection, id_or_prefix)
+        except NotFoundError as exc:
+            not_found = exc
         key = self._primary_key_column()
         shown = 5
         statement = (select(self.table)
@@ -253,7 +255,7 @@ class Area(Generic[R]):
                      .order_by(key).limit(shown + 1))
         rows = connection.execute(statement).mappings().all() if id_or_prefix else []
         if not rows:
-            raise self._not_found(id_or_prefix)
+            raise not_found
         if len(rows) > 1:
             ids = ", ".join(row[key.name] for row in rows[:shown]) + (", ..." if len(rows) > shown else "")
             raise AmbiguousIdError(f"{self.noun} id {id_or_prefix!r} is ambiguous in project "
