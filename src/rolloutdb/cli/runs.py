@@ -12,7 +12,6 @@ from .options import EntityType, Json, Wide, group, values
 from .output import (
     Column,
     console,
-    fail,
     format_duration,
     format_time,
     print_fields,

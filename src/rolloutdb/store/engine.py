@@ -26,6 +26,7 @@ import contextlib
 import math
 import os
 import sqlite3
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,6 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-import psycopg
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, pool, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DatabaseError, DBAPIError, OperationalError
@@ -94,6 +94,8 @@ def postgres_connect_args(parsed: URL) -> dict[str, str]:
     elif not os.environ.get("PGCONNECT_TIMEOUT"):
         args["connect_timeout"] = str(CONNECT_TIMEOUT_SECONDS)
     args.update(DEAD_LINK_SETTINGS)
+    import psycopg  # here, not at the top: a SQLite store never loads the PostgreSQL driver
+
     if psycopg.pq.version() < 120000:  # tcp_user_timeout is libpq 12's
         del args["tcp_user_timeout"]
     return {name: value for name, value in args.items() if name not in parsed.query}
@@ -215,11 +217,16 @@ def _is_connect_error(exc: DBAPIError) -> bool:
 
 
 def _is_connect_timeout(exc: DBAPIError) -> bool:
-    return isinstance(exc.orig, psycopg.errors.ConnectionTimeout) or "timeout expired" in str(exc.orig).lower()
+    psycopg = sys.modules.get("psycopg")  # not loaded: the error cannot be the PostgreSQL driver's
+    return ((psycopg is not None and isinstance(exc.orig, psycopg.errors.ConnectionTimeout))
+            or "timeout expired" in str(exc.orig).lower())
 
 
 def _server_time_limit(exc: DBAPIError) -> str | None:
     """What to say when a server that answers ended a statement or session for running past its timeout."""
+    psycopg = sys.modules.get("psycopg")  # not loaded: the error cannot be the PostgreSQL driver's
+    if psycopg is None:
+        return None
     if isinstance(exc.orig, psycopg.errors.QueryCanceled) and "statement timeout" in str(exc.orig):
         return (f"The server cancelled the statement after statement_timeout. {STATEMENT_TIMEOUT_VAR} (seconds, "
                 "0: no limit) or `options=-c statement_timeout=<ms>` in the URL sets it.")

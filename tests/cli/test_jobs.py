@@ -6,7 +6,7 @@ import time
 import pytest
 
 import rolloutdb
-from test_cli import fails, line_with, rolloutdb_cli, succeeds
+from cli.clitools import fails, line_with, rolloutdb_cli, succeeds
 
 STAGES = [("load", 50), ("index", 50)]
 
