@@ -17,6 +17,7 @@ from .output import (
     err_console,
     fail,
     fit_columns,
+    table_width,
     format_age,
     format_time,
     format_value,
@@ -225,8 +226,7 @@ def jobs_logs(
             rows = [event_row(event) for event in events]
             widths = fit_columns(columns, [[format_value(cell) for cell in row] for row in rows], console.width)
             if follow:  # the message takes what is left of the line: rows to come may say more
-                used = sum(width or 0 for width in widths[:-1]) + 3 * sum(w is not None for w in widths[:-1])
-                widths[-1] = max(widths[-1] or 0, console.width - used)
+                widths[-1] = (widths[-1] or 0) + console.width - table_width(widths)
             print_table(None, columns, rows, widths=widths)
         last = events[-1].seq if events else 0
         while follow:

@@ -222,9 +222,10 @@ class Column:
     min_width: int = 0  # room for values still to come (rows printed later in line with these)
 
 
-# Table(box=SIMPLE_HEAD, show_edge=False, pad_edge=False): one space of padding either side of the
-# one-character divider between two columns.
+# Table(box=SIMPLE_HEAD, show_edge=False): one space of padding either side of the one-character divider
+# between two columns, and one at either edge of the table.
 COLUMN_GAP = 3
+EDGES = 2
 NARROWEST_TEXT = 12
 UNLIMITED = 1_000_000
 
@@ -240,7 +241,7 @@ def print_table(title: str | None, columns: Sequence[Column | str], rows: Iterab
     if widths is None:
         widths = fit_columns(columns, cells, UNLIMITED if wide else console.width)
     table = Table(title=title, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD, show_edge=False,
-                  pad_edge=False, show_header=show_header)
+                  show_header=show_header)
     kept = [index for index, width in enumerate(widths) if width is not None]
     for index in kept:
         column = columns[index]
@@ -248,8 +249,11 @@ def print_table(title: str | None, columns: Sequence[Column | str], rows: Iterab
                          overflow="ellipsis", justify=column.justify)  # type: ignore[arg-type]
     for row in cells:
         table.add_row(*(row[index] for index in kept))
-    needed = sum(widths[index] or 0 for index in kept) + COLUMN_GAP * (len(kept) - 1)
-    console.print(table, width=max(console.width, needed))
+    needed = table_width(widths)
+    # Wider than the terminal (--wide, or columns that cannot go): whole rows, which the terminal wraps.
+    # Rich prints no wider than its console, hence a console as wide as the table.
+    (console if needed <= console.width else Console(width=needed, markup=False, emoji=False,
+                                                     highlight=False)).print(table)
     return widths
 
 
@@ -262,7 +266,7 @@ def fit_columns(columns: Sequence[Column], cells: Sequence[Sequence[str]], width
     kept = set(range(len(columns)))
 
     def needed(sizes: Sequence[int]) -> int:
-        return sum(sizes[index] for index in kept) + COLUMN_GAP * (len(kept) - 1)
+        return table_width([size if index in kept else None for index, size in enumerate(sizes)])
 
     # Highest drop first; of equal ones, the rightmost.
     for index in sorted((i for i, column in enumerate(columns) if column.drop), key=lambda i: (columns[i].drop, i),
@@ -278,6 +282,12 @@ def fit_columns(columns: Sequence[Column], cells: Sequence[Sequence[str]], width
             spare -= grown - sizes[index]
             sizes[index] = grown
     return [sizes[index] if index in kept else None for index in range(len(columns))]
+
+
+def table_width(widths: Sequence[int | None]) -> int:
+    """How wide a table with columns this wide is (None: a dropped column)."""
+    kept = [width for width in widths if width is not None]
+    return sum(kept) + COLUMN_GAP * (len(kept) - 1) + EDGES
 
 
 def print_fields(fields: Iterable[tuple[str, Any]]) -> None:

@@ -83,8 +83,8 @@ def rollouts_ls(
     ids = short_ids(rollout.id for rollout in rollouts)
     print_table(
         None, (Column("id"), Column("status"), Column("mode", drop=4), Column("tries", justify="right", drop=5),
-               Column("reward", justify="right"), Column("run/step", drop=3), Column("created", drop=2),
-               Column("duration", drop=1)),
+               Column("reward", justify="right"), Column("run/step", drop=1), Column("created", drop=3),
+               Column("duration", drop=2)),
         ((rollout.id if wide else ids[rollout.id], rollout.status, rollout.mode, rollout.attempt_count,
           rollout.reward, run_and_step(run_names.get(rollout.run_id), rollout.step),
           # --wide: the time of day only when it is today
