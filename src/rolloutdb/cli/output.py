@@ -240,8 +240,8 @@ def print_table(title: str | None, columns: Sequence[Column | str], rows: Iterab
     cells = [[format_value(cell) for cell in row] for row in rows]
     if widths is None:
         widths = fit_columns(columns, cells, UNLIMITED if wide else console.width)
-    table = Table(title=title, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD, show_edge=False,
-                  show_header=show_header)
+    table = Table(title=None if title is None else printable(title), title_justify="left", title_style="bold",
+                  box=box.SIMPLE_HEAD, show_edge=False, show_header=show_header)
     kept = [index for index, width in enumerate(widths) if width is not None]
     for index in kept:
         column = columns[index]
@@ -291,14 +291,21 @@ def table_width(widths: Sequence[int | None]) -> int:
 
 
 def print_fields(fields: Iterable[tuple[str, Any]]) -> None:
-    """Label / value pairs, one a line, labels aligned; pairs without a value are left out."""
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold", no_wrap=True)
-    grid.add_column(overflow="fold")
-    for label, value in fields:
-        if value is not None:
-            grid.add_row(label, format_value(value))
-    console.print(grid)
+    """Label / value pairs, one a line, labels aligned; pairs without a value are left out. A value wraps
+    between words under itself; one with a word too long for the line (a URL, a path) is printed whole, for the
+    terminal to wrap, so that it copies and pastes whole."""
+    rows = [(label, format_value(value)) for label, value in fields if value is not None]
+    label_width = max((cell_len(label) for label, _ in rows), default=0)
+    room = console.width - label_width - 2
+    for label, text in rows:
+        if max((cell_len(word) for word in text.split()), default=0) > room:
+            console.print(f"{label:<{label_width}}  {text}", soft_wrap=True)
+            continue
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="bold", no_wrap=True, width=label_width)
+        grid.add_column()
+        grid.add_row(label, text)
+        console.print(grid)
 
 
 def print_json(items: Iterable[Any]) -> None:
