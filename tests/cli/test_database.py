@@ -145,3 +145,10 @@ def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path):
     assert not (tmp_path / "copy.db").exists()
 
 
+
+
+def test_init_says_where_a_sqlite_database_is_as_an_absolute_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    output = succeeds("sqlite:///./relative.db", "init")
+    assert line_with(output, "path").split() == ["path", str(tmp_path.resolve() / "relative.db")]
+    assert (tmp_path / "relative.db").exists()

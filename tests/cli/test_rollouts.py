@@ -228,3 +228,61 @@ def test_purge_refuses_bad_input_and_a_missing_yes_and_changes_nothing(purge_url
     assert len(remaining_rollouts(purge_url["url"])) == 5
 
 
+
+
+def test_rollouts_show_prints_the_trajectory_the_task_by_name_and_span_attributes(fresh_database_url):
+    with rolloutdb.connect(fresh_database_url) as store:
+        task = store.tasks.save([{"external_id": "add-7", "instruction": "reach 7", "input": {"target": 7}}])[0]
+        claim = store.rollouts.start({"target": 7}, task_id=task.id, worker_id="w")
+        for index, (value, action, reward) in enumerate([(5, "+2", 0.0), (7, "stop", 1.0)]):
+            store.turns.create(rollout_id=claim.rollout.id, attempt_id=claim.attempt.id, turn_index=index,
+                               observation={"value": value}, action=action, reward=reward, done=index == 1)
+        store.spans.add(rollout_id=claim.rollout.id, attempt_id=claim.attempt.id, trace_id="t", span_id="s",
+                        name="llm.call", attributes={"tokens": 512})
+    output = succeeds(fresh_database_url, "rollouts", "show", claim.rollout.id[:20])  # a start of the id will do
+    assert line_with(output, "rollout").split() == ["rollout", claim.rollout.id]
+    assert line_with(output, "task").split(maxsplit=1) == ["task", "add-7: reach 7"]
+    assert "Trajectory" in output
+    assert line_with(output, "0 ").split() == ["0", '{"value":', "5}", '"+2"', "0", "no", "-"]
+    assert line_with(output, "1 ").split() == ["1", '{"value":', "7}", '"stop"', "1", "yes", "-"]
+    assert line_containing(output, "llm.call")[:4] == ["1", "llm.call", '{"tokens":', "512}"]
+
+
+def test_an_ambiguous_short_id_is_a_clear_error(fresh_database_url):
+    with rolloutdb.connect(fresh_database_url) as store:
+        first, second = store.rollouts.create(id="twin-a", input=1), store.rollouts.create(id="twin-b", input=2)
+    error = fails(fresh_database_url, "rollouts", "show", "twin")
+    assert error.startswith("Error: rollout id 'twin' is ambiguous") and f"{first.id}, {second.id}" in error
+    assert "rollout 'twin-c' not found" in fails(fresh_database_url, "rollouts", "show", "twin-c")
+    assert line_with(succeeds(fresh_database_url, "history", "rollout", "twin-b"), "History").endswith("twin-b")
+
+
+def test_queue_hears_a_worker_through_the_spans_of_its_attempts(fresh_database_url):
+    with connect_in_the_past(fresh_database_url, timedelta(minutes=5)) as store:
+        store.rollouts.enqueue("x")
+        claim = store.rollouts.dequeue(worker_id="span-sender")
+    before = line_with(succeeds(fresh_database_url, "queue"), "span-sender").split()
+    assert before[:2] == ["span-sender", "busy"] and before[3] == "-"  # claimed five minutes ago, silent since
+    with rolloutdb.connect(fresh_database_url) as store:
+        store.spans.add(rollout_id=claim.rollout.id, attempt_id=claim.attempt.id, trace_id="t", span_id="s",
+                        name="tool.call")
+    after = line_with(succeeds(fresh_database_url, "queue"), "span-sender").split()
+    assert after[3].endswith("s") and after[4] == "ago"  # heard of seconds ago: its span
+
+
+def test_purge_says_how_much_space_it_freed_and_vacuum_gives_it_back(tmp_path):
+    url = f"sqlite:///{tmp_path / 'purged.db'}"  # SQLite: the file shrinks (PostgreSQL: see the store's test)
+    with connect_in_the_past(url, timedelta(days=2)) as store:
+        for claim in [store.rollouts.start({"padding": "x" * 2000}) for _ in range(100)]:
+            store.attempts.update(claim.rollout.id, status="succeeded")
+    size = (tmp_path / "purged.db").stat().st_size
+    output = succeeds(url, "purge", "--older-than", "1d", "--yes")
+    assert purge_counts(output)[0] == ["rollouts", "100"]
+    freed = line_with(output, "Freed")
+    assert "inside the database file" in freed and "--vacuum shrinks it" in freed and not freed.startswith("Freed 0 B")
+    with connect_in_the_past(url, timedelta(days=2)) as store:
+        for claim in [store.rollouts.start({"padding": "x" * 2000}) for _ in range(100)]:
+            store.attempts.update(claim.rollout.id, status="succeeded")
+    output = succeeds(url, "purge", "--older-than", "1d", "--yes", "--vacuum")
+    assert line_with(output, "Vacuumed: the database went from")
+    assert (tmp_path / "purged.db").stat().st_size < size

@@ -267,7 +267,7 @@ def jobs_watch(
                 paused = run.status == states.RunStatus.PAUSED
                 if paused and not said_paused:
                     bar.console.print(printable(f"{run.name} is paused at {where_it_stands(run)}: watching until "
-                                                "it resumes and ends (Ctrl-C stops watching)."))
+                                                "it resumes and ends (Ctrl-C stops watching)."), soft_wrap=True)
                 said_paused = paused
                 bar.update(task, completed=run.progress, description=printable(
                     f"{run.name} · {run.status} · {where_it_stands(run)} · {run.stage or '-'} · {run.message or ''}"))

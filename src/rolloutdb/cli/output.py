@@ -301,8 +301,8 @@ def print_fields(fields: Iterable[tuple[str, Any]]) -> None:
         if max((cell_len(word) for word in text.split()), default=0) > room:
             console.print(f"{label:<{label_width}}  {text}", soft_wrap=True)
             continue
-        grid = Table.grid(padding=(0, 2))
-        grid.add_column(style="bold", no_wrap=True, width=label_width)
+        grid = Table.grid()
+        grid.add_column(style="bold", no_wrap=True, width=label_width + 2)  # two spaces before the value
         grid.add_column()
         grid.add_row(label, text)
         console.print(grid)
