@@ -49,17 +49,9 @@ class AttemptStatus(StrEnum):
     UNRESPONSIVE = "unresponsive"
 
 
-class RunKind(StrEnum):
-    TRAIN = "train"
-    EVAL = "eval"
-    BASELINE = "baseline"
-    JOB = "job"
-
-
-class RolloutMode(StrEnum):
-    TRAIN = "train"
-    VAL = "val"
-    TEST = "test"
+# Not state machines: one line each.
+RunKind = StrEnum("RunKind", {"TRAIN": "train", "EVAL": "eval", "BASELINE": "baseline", "JOB": "job"})
+RolloutMode = StrEnum("RolloutMode", {"TRAIN": "train", "VAL": "val", "TEST": "test"})
 
 
 R, S, G, RO, A = RunStatus, StepStatus, GroupStatus, RolloutStatus, AttemptStatus

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -13,6 +14,7 @@ from .. import states
 from .options import Json, Wide, group, values
 from .output import (
     Column,
+    answered_without_table,
     console,
     err_console,
     fail,
@@ -31,7 +33,7 @@ from .output import (
 
 if TYPE_CHECKING:
     from ..records import Run, RunEvent
-    from ..store.jobs import JobStatus
+    from ..store.jobs import Jobs, JobStatus
 
 jobs_app = group("Long jobs (every run is one): watch, pause, resume, cancel, logs.")
 
@@ -82,11 +84,8 @@ def jobs_ls(
     with ctx.obj.connect() as store:
         jobs = [store.jobs.get(run.id) for run in store.jobs.query(limit=limit, **filters)]
         now = store.now()
-    if json:
-        print_json(jobs)
-        return
-    if not jobs:
-        console.print(f"No jobs in project {ctx.obj.project_name!r}" + (" match the filters." if filters else "."))
+    if answered_without_table(jobs, json=json, noun="jobs", where=f"project {ctx.obj.project_name!r}",
+                              filtered=bool(filters)):
         return
     print_table(
         None, (Column("name"), Column("kind", drop=3), Column("status"), Column("stage", drop=4),
@@ -143,6 +142,17 @@ def print_events(title: str | None, run: Run, events: list[RunEvent]) -> None:
     print_table(title, event_columns(run), (event_row(event) for event in events))
 
 
+def ask(ctx: typer.Context, request: Callable[[Jobs], Run]) -> Run:
+    """Make a pause, resume or cancel request of the project's jobs; returns the run as it is now."""
+    with ctx.obj.connect() as store:
+        return request(store.jobs)
+
+
+def say_which(done: bool, *, at_once: str, requested: str) -> None:
+    """What came of a pause or cancel request: done at once (the job was not running), or asked for."""
+    console.print(printable(at_once if done else requested))
+
+
 @jobs_app.command("pause")
 @reports_errors
 def jobs_pause(ctx: typer.Context, name: JobName, reason: Reason = None) -> None:
@@ -150,12 +160,10 @@ def jobs_pause(ctx: typer.Context, name: JobName, reason: Reason = None) -> None
 
     Example: rolloutdb jobs pause build-index --reason "freeing the GPU"
     """
-    with ctx.obj.connect() as store:
-        run = store.jobs.request_pause(name, reason)
-    if run.status == states.RunStatus.PAUSED:
-        console.print(printable(f"{run.name} paused at once: its process had stopped sending heartbeats."))
-    else:
-        console.print(printable(f"Pause requested: {run.name} stops at its next checkpoint, saving its state."))
+    run = ask(ctx, lambda jobs: jobs.request_pause(name, reason))
+    say_which(run.status == states.RunStatus.PAUSED,
+              at_once=f"{run.name} paused at once: its process had stopped sending heartbeats.",
+              requested=f"Pause requested: {run.name} stops at its next checkpoint, saving its state.")
 
 
 @jobs_app.command("resume")
@@ -165,8 +173,7 @@ def jobs_resume(ctx: typer.Context, name: JobName, reason: Reason = None) -> Non
 
     Example: rolloutdb jobs resume build-index
     """
-    with ctx.obj.connect() as store:
-        run = store.jobs.request_resume(name, reason)
+    run = ask(ctx, lambda jobs: jobs.request_resume(name, reason))
     where = f" from stage {run.stage}" if run.stage else ""
     console.print(printable(f"Resume requested: run {run.name}'s code again; it continues{where} at "
                             f"{run.progress:.0f}%."))
@@ -179,12 +186,9 @@ def jobs_cancel(ctx: typer.Context, name: JobName, reason: Reason = None) -> Non
 
     Example: rolloutdb jobs cancel build-index --reason "wrong dataset"
     """
-    with ctx.obj.connect() as store:
-        run = store.jobs.request_cancel(name, reason)
-    if run.status == states.RunStatus.CANCELLED:
-        console.print(printable(f"{run.name} cancelled."))
-    else:
-        console.print(printable(f"Cancel requested: {run.name} stops at its next checkpoint."))
+    run = ask(ctx, lambda jobs: jobs.request_cancel(name, reason))
+    say_which(run.status == states.RunStatus.CANCELLED, at_once=f"{run.name} cancelled.",
+              requested=f"Cancel requested: {run.name} stops at its next checkpoint.")
 
 
 @jobs_app.command("delete")

@@ -320,6 +320,24 @@ def print_json(items: Iterable[Any]) -> None:
     sys.stdout.flush()
 
 
+def answered_without_table(items: Sequence[Any], *, json: bool, noun: str, where: str, filtered: bool) -> bool:
+    """With --json, print ``items`` as JSON lines; without, say so when there are none ("No runs in project
+    'x' match the filters."). Whether that was the whole answer; if not, the caller prints its table."""
+    if json:
+        print_json(items)
+        return True
+    if not items:
+        console.print(f"No {noun} in {printable(where)}" + (" match the filters." if filtered else "."))
+        return True
+    return False
+
+
+def print_shown(shown: int, total: int, noun: str) -> None:
+    """Say that a listing stopped at its --limit, when it did."""
+    if total > shown:
+        console.print(f"{shown} of {total} {noun} shown; raise --limit to see more.")
+
+
 def progress_bar(*, total_shown: bool = True) -> Progress:
     # On stderr, so that stdout carries only the result; quiet when stderr is not a terminal, where Rich would
     # leave an empty line (before an error message, in a log).

@@ -12,6 +12,7 @@ from .. import states
 from .options import Json, Wide, group, values
 from .output import (
     Column,
+    answered_without_table,
     console,
     fail,
     format_age,
@@ -23,6 +24,7 @@ from .output import (
     plural,
     print_fields,
     print_json,
+    print_shown,
     print_table,
     progress_bar,
     relative_time,
@@ -74,11 +76,8 @@ def rollouts_ls(
         total = store.rollouts.count(**filters)
         run_names = names_of(store.runs, (rollout.run_id for rollout in rollouts), "name")
         now = store.now()
-    if json:
-        print_json(rollouts)
-        return
-    if not rollouts:
-        console.print(f"No rollouts in project {ctx.obj.project_name!r}" + (" match the filters." if filters else "."))
+    if answered_without_table(rollouts, json=json, noun="rollouts", where=f"project {ctx.obj.project_name!r}",
+                              filtered=bool(filters)):
         return
     ids = short_ids(rollout.id for rollout in rollouts)
     print_table(
@@ -92,8 +91,7 @@ def rollouts_ls(
           format_duration(rollout.started_at, rollout.ended_at)) for rollout in rollouts),
         wide=wide,
     )
-    if total > len(rollouts):
-        console.print(f"{len(rollouts)} of {total} rollouts shown; raise --limit to see more.")
+    print_shown(len(rollouts), total, "rollouts")
 
 
 @rollouts_app.command("show")

@@ -11,11 +11,13 @@ from .. import states
 from .options import EntityType, Json, Wide, group, values
 from .output import (
     Column,
+    answered_without_table,
     console,
     format_duration,
     format_time,
     print_fields,
     print_json,
+    print_shown,
     print_table,
     relative_time,
     reports_errors,
@@ -58,11 +60,8 @@ def runs_ls(
         runs = store.runs.query(sort=sort, order="desc" if descending else "asc", limit=limit, **filters)
         total = store.runs.count(**filters)
         now = store.now()
-    if json:
-        print_json(runs)
-        return
-    if not runs:
-        console.print(f"No runs in project {ctx.obj.project_name!r}" + (" match the filters." if filters else "."))
+    if answered_without_table(runs, json=json, noun="runs", where=f"project {ctx.obj.project_name!r}",
+                              filtered=bool(filters)):
         return
     ids = short_ids(run.id for run in runs)
     print_table(
@@ -75,8 +74,7 @@ def runs_ls(
           run.id if wide else ids[run.id]) for run in runs),
         wide=wide,
     )
-    if total > len(runs):
-        console.print(f"{len(runs)} of {total} runs shown; raise --limit to see more.")
+    print_shown(len(runs), total, "runs")
 
 
 @runs_app.command("show")
@@ -207,11 +205,7 @@ def steps_ls(
         found = store.runs.find(run)
         steps = store.steps.query(run_id=found.id, order="desc", limit=limit, **filters)[::-1]
         total = store.steps.count(run_id=found.id, **filters)
-    if json:
-        print_json(steps)
-        return
-    if not steps:
-        console.print(f"No steps in run {found.name!r}" + (" match the filters." if filters else "."))
+    if answered_without_table(steps, json=json, noun="steps", where=f"run {found.name!r}", filtered=bool(filters)):
         return
     print_steps(None, steps, wide=wide)
     if total > len(steps):
@@ -247,11 +241,8 @@ def groups_ls(
         run_names = names_of(store.runs, (group.run_id for group in groups), "name")
         task_names = names_of(store.tasks, (group.task_id for group in groups), "external_id")
         now = store.now()
-    if json:
-        print_json(groups)
-        return
-    if not groups:
-        console.print(f"No groups in project {ctx.obj.project_name!r}" + (" match the filters." if filters else "."))
+    if answered_without_table(groups, json=json, noun="groups", where=f"project {ctx.obj.project_name!r}",
+                              filtered=bool(filters)):
         return
     ids = short_ids(group.id for group in groups)
     print_table(
@@ -265,8 +256,7 @@ def groups_ls(
           format_time(group.created_at) if wide else relative_time(group.created_at, now)) for group in groups),
         wide=wide,
     )
-    if total > len(groups):
-        console.print(f"{len(groups)} of {total} groups shown; raise --limit to see more.")
+    print_shown(len(groups), total, "groups")
 
 
 @tasks_app.command("ls")
@@ -289,12 +279,8 @@ def tasks_ls(
         tasks = store.tasks.load(dataset=dataset, split=split, tags=tag)
         validators = names_of(store.validators, (task.validator_id for task in tasks), "name")
     shown = tasks[:limit]
-    if json:
-        print_json(shown)
-        return
-    if not shown:
-        console.print(f"No tasks in project {ctx.obj.project_name!r}"
-                      + (" match the filters." if dataset or split or tag else "."))
+    if answered_without_table(shown, json=json, noun="tasks", where=f"project {ctx.obj.project_name!r}",
+                              filtered=bool(dataset or split or tag)):
         return
     print_table(
         None, (Column("task"), Column("dataset", drop=3), Column("split", drop=4), Column("tags", drop=2, text=True),
@@ -303,8 +289,7 @@ def tasks_ls(
           validators.get(task.validator_id), task.instruction) for task in shown),
         wide=wide,
     )
-    if len(tasks) > len(shown):
-        console.print(f"{len(shown)} of {len(tasks)} tasks shown; raise --limit to see more.")
+    print_shown(len(shown), len(tasks), "tasks")
 
 
 def find_task(store: Store, external_id_or_id: str) -> Any:
