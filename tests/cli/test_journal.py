@@ -1,5 +1,6 @@
 """`rolloutdb journal`, on a fresh SQLite file and a fresh PostgreSQL database."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -74,6 +75,8 @@ def test_journal_left_while_the_database_was_away_is_listed_then_replayed(away_u
     row = line_with(result.stdout, "away-run").split()
     assert row[:3] == ["away-run", "default", str(kept)] and row[-2:-1] == ["gone"]
     assert "1 file" in result.stdout and "journal replay" in result.stdout
+    listed = json.loads(journal_cli("ls", "--dir", str(journal), "--json").stdout)
+    assert (listed["run"], listed["records"], listed["live"]) == ("away-run", kept, False)
     assert rolloutdb_cli(url, "journal", "replay", "--dir", str(journal)).exit_code == 1  # still away: one line
 
     bring_up()

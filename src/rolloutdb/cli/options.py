@@ -4,6 +4,7 @@ taken before or after the command's name), ``--json``, ``--wide``, and choices b
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -51,7 +52,8 @@ class Target:
         return connect(self.url, project=self.project_name, upgrade=upgrade)
 
 
-def _shared_options() -> list[Any]:
+@functools.cache  # built once, shared by every command: Typer takes a while to build options
+def _shared_options() -> tuple[Any, ...]:
     """``--url`` and ``--project`` as the options of a command, built by Typer from the two definitions above;
     given after a command's name, they replace those given before it."""
 
@@ -68,7 +70,7 @@ def _shared_options() -> list[Any]:
     for param in params:
         param.expose_value = False  # the command reads them from ctx.obj
         param.callback = remember
-    return params
+    return tuple(params)
 
 
 class TargetGroup(TyperGroup):
