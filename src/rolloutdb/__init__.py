@@ -1,11 +1,9 @@
 """RolloutDB: the experience store for agent reinforcement learning."""
 
-import importlib
-from typing import Any
-
 from .errors import (
     AmbiguousIdError,
     ConflictError,
+    DatabaseNotFoundError,
     InvalidInputError,
     InvalidTransitionError,
     JobCancelled,
@@ -21,15 +19,20 @@ from .states import AttemptStatus, GroupStatus, RolloutStatus, RunStatus, StepSt
 # The rest is imported on first use, so that `import rolloutdb` (and `rolloutdb --help`) does not load the
 # database and validation libraries before something needs them.
 _IMPORTED_ON_USE = {
-    **dict.fromkeys(("Attempt", "Group", "Rollout", "RolloutConfig", "Run", "RunEvent", "StatusChange", "Step",
-                     "Task", "Turn", "Validator"), "records"),
+    **dict.fromkeys(("Attempt", "Claim", "ComparisonRow", "Group", "Project", "Resources", "Rollout",
+                     "RolloutConfig", "Run", "RunComparison", "RunEvent", "RunStats", "Span", "StatusChange",
+                     "Step", "Task", "Turn", "Validator", "Worker", "QueueSummary", "WorkerActivity"), "records"),
     **dict.fromkeys(("FlushResult", "Recorder", "RecorderHealth"), "recorder"),
+    **dict.fromkeys(("AsyncJob", "Job", "JobStatus"), "store.jobs"),
     **dict.fromkeys(("RecordingResult", "Rejection"), "store.recording"),
-    **dict.fromkeys(("Store", "connect"), "store"),
+    **dict.fromkeys(("PurgeResult",), "store.retention"),
+    **dict.fromkeys(("Store", "connect", "create_project", "list_projects"), "store"),
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
+    import importlib
+
     module = _IMPORTED_ON_USE.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -46,30 +49,43 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AmbiguousIdError",
+    "AsyncJob",
     "Attempt",
     "AttemptStatus",
+    "Claim",
+    "ComparisonRow",
     "ConflictError",
+    "DatabaseNotFoundError",
     "FlushResult",
     "Group",
     "GroupStatus",
     "InvalidInputError",
     "InvalidTransitionError",
+    "Job",
     "JobCancelled",
     "JobInterrupted",
     "JobPaused",
+    "JobStatus",
     "NotFoundError",
+    "Project",
+    "PurgeResult",
+    "QueueSummary",
+    "Recorder",
+    "RecorderHealth",
+    "RecordingResult",
+    "Rejection",
+    "Resources",
     "Rollout",
     "RolloutConfig",
     "RolloutDBError",
     "RolloutStatus",
     "Run",
-    "Recorder",
-    "RecorderHealth",
-    "RecordingResult",
-    "Rejection",
+    "RunComparison",
     "RunEvent",
+    "RunStats",
     "RunStatus",
     "SchemaOutOfDateError",
+    "Span",
     "StatusChange",
     "Step",
     "StepStatus",
@@ -78,5 +94,9 @@ __all__ = [
     "Task",
     "Turn",
     "Validator",
+    "Worker",
+    "WorkerActivity",
     "connect",
+    "create_project",
+    "list_projects",
 ]

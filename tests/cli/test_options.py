@@ -9,7 +9,7 @@ import typer
 
 import rolloutdb
 from rolloutdb.cli import app
-from cli.clitools import RUN, demo_url, line_with, runner, succeeds
+from cli.clitools import RUN, demo_url, fails, line_with, runner, succeeds
 
 SOURCE = str(Path(rolloutdb.__file__).parent.parent)
 # What a command that only prints its help must not load: the database libraries and the store. (Pydantic is
@@ -76,3 +76,24 @@ def test_every_command_has_help_with_an_example():
         # --url and --project are listed with every command but journal ls, which reads only files
         if path != ("journal", "ls"):
             assert "--url" in shown.stdout and "--project" in shown.stdout, path
+
+
+def test_reads_open_what_exists_and_create_nothing(tmp_path, demo_url):
+    missing = tmp_path / "typo.db"
+    for command in (["runs", "ls"], ["rollouts", "ls"], ["queue"], ["jobs", "ls"], ["tasks", "ls"]):
+        error = fails(f"sqlite:///{missing}", *command)
+        assert error.startswith(f"Error: no database at {missing}: run `rolloutdb init`"), error
+    assert not missing.exists()
+    error = fails(demo_url, "runs", "ls", "--project", "defualt")
+    assert "no project 'defualt'" in error and "'default'" in error  # the projects there
+    with rolloutdb.connect(demo_url, create=False) as store:
+        assert store.runs.count() == 1
+    assert "no project 'defualt'" in fails(demo_url, "--project", "defualt", "runs", "ls")
+
+
+def test_projects_are_listed_and_created(demo_url):
+    assert line_with(succeeds(demo_url, "projects", "ls"), "default").split()[0] == "default"
+    assert "Created project 'team-b'." in succeeds(demo_url, "projects", "create", "team-b")
+    assert [line.split()[0] for line in succeeds(demo_url, "projects", "ls").splitlines()[2:]] == ["default", "team-b"]
+    assert "project 'team-b' exists" in fails(demo_url, "projects", "create", "team-b")
+    assert "No runs in project 'team-b'." in succeeds(demo_url, "runs", "ls", "--project", "team-b")

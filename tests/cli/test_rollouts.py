@@ -64,6 +64,7 @@ def test_queue_runs_the_health_check_first_so_stale_attempts_show_as_timed_out(f
 
 
 def test_queue_of_an_empty_project_says_there_are_no_workers(fresh_database_url):
+    succeeds(fresh_database_url, "init")
     output = succeeds(fresh_database_url, "queue")
     assert all(row[1] == "0" for row in status_rows(output))
     assert "oldest queued" not in output and "No workers in project 'default'." in output

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from . import database, demo, jobs, journal, rollouts, runs
+from . import database, demo, jobs, journal, projects, rollouts, runs
 from .options import Project, Target, TargetGroup, Url
 
 app = typer.Typer(
@@ -50,6 +50,7 @@ def main(
 for commands in (database.commands, runs.commands, rollouts.commands, demo.commands):
     app.add_typer(commands)
 app.add_typer(database.db_app, name="db")
+app.add_typer(projects.projects_app, name="projects")
 app.add_typer(runs.runs_app, name="runs")
 app.add_typer(runs.steps_app, name="steps")
 app.add_typer(runs.groups_app, name="groups")

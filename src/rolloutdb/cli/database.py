@@ -37,7 +37,7 @@ def init(ctx: typer.Context) -> None:
     from ..store.engine import sqlite_file
     from ..store.maintenance import database_schema
 
-    with ctx.obj.connect(upgrade=True) as store:
+    with ctx.obj.connect(create=True, upgrade=True) as store:
         backend, url, project = store.backend, store.url, store.project
     database = sqlite_file(url)
     console.print("RolloutDB database ready", style="green")

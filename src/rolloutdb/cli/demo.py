@@ -30,7 +30,7 @@ def demo(
     """
     from ..demo import train_demo
 
-    with ctx.obj.connect() as store:
+    with ctx.obj.connect(create=True) as store:
         with progress_bar() as progress:
             task = progress.add_task("Training", total=steps)
 

@@ -81,7 +81,7 @@ def journal_replay(ctx: typer.Context, directory: JournalDir = Path(JOURNAL_DIRE
     from ..recorder import count_journal_records, journal_folder, list_journals, replay_journals
 
     where = printable(str(directory.resolve()))
-    with ctx.obj.connect() as store:
+    with ctx.obj.connect(create=True) as store:
         total = count_journal_records(store, directory)
         with progress_bar() as progress:
             task = progress.add_task("Replaying the journal", total=total)

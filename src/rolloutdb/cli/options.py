@@ -45,11 +45,12 @@ class Target:
 
         return resolve_url(self.url)
 
-    def connect(self, *, upgrade: bool = False) -> Store:
-        """The project's store; a new database is created, an out-of-date one refused unless ``upgrade``."""
+    def connect(self, *, create: bool = False, upgrade: bool = False) -> Store:
+        """The project's store. Unless ``create``, the database and the project must exist, and opening them
+        writes nothing (reads, and writes to what is there); an out-of-date schema is refused unless ``upgrade``."""
         from ..store import connect
 
-        return connect(self.url, project=self.project_name, upgrade=upgrade)
+        return connect(self.url, project=self.project_name, create=create, upgrade=upgrade)
 
 
 @functools.cache  # built once, shared by every command: Typer takes a while to build options

@@ -42,11 +42,9 @@ def backend_of(url: str) -> str:
 
 @contextlib.contextmanager
 def opened(url: str, *, must_exist: bool = True) -> Iterator[Engine]:
-    """A bare engine on ``url``; with ``must_exist``, a SQLite file that is not there is an error, not created."""
-    database = sqlite_file(url)
-    if must_exist and database is not None and not Path(database).exists():
-        raise StoreUnavailableError(f"there is no database at {display_url(url)}: run `rolloutdb init` to create one")
-    engine = create_store_engine(url)
+    """A bare engine on ``url``; with ``must_exist``, a SQLite file that is not there is an error
+    (DatabaseNotFoundError), not created."""
+    engine = create_store_engine(url, create=not must_exist)
     try:
         with unavailable_as_error(url):
             yield engine
