@@ -35,6 +35,11 @@ def __getattr__(name: str) -> object:
 
     module = _IMPORTED_ON_USE.get(name)
     if module is None:
+        try:  # a submodule, as `import rolloutdb` then `rolloutdb.store` always found it
+            return importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
     globals()[name] = value  # found directly from now on
