@@ -95,18 +95,19 @@ def test_purge_goes_in_batches_each_committed_so_that_other_writers_get_in_betwe
     doomed = FIRST_BATCH + 10  # more than one batch
     finished_rollouts(store, doomed, spans=2)
     with rolloutdb.connect(store.url, project=store.project) as other:  # its own connections
-        seen: list[tuple[int, int]] = []
+        seen: list[tuple[int, int, int]] = []
 
-        def between_batches(so_far):
+        def between_batches(done, total):
             # Another connection sees each batch deleted as it commits, and can write at once.
-            seen.append((so_far.rollouts, other.rollouts.count(status="succeeded")))
-            other.rollouts.enqueue(f"written after {so_far.rollouts} rollouts went")
+            seen.append((done, total, other.rollouts.count(status="succeeded")))
+            other.rollouts.enqueue(f"written after {done} rollouts went")
 
-        counted = store.purge(keep_last=0, dry_run=True, progress=lambda so_far: seen.append((so_far.rollouts, 0)))
-        assert counted.rollouts == doomed and len(seen) > 1 and seen[-1][0] == doomed  # a dry run counts them all
+        counted = store.purge(keep_last=0, dry_run=True,
+                              on_progress=lambda done, total: seen.append((done, total, 0)))
+        assert counted.rollouts == doomed and len(seen) > 1 and seen[-1][:2] == (doomed, doomed)  # counts them all
         seen.clear()
-        result = store.purge(keep_last=0, progress=between_batches)
-    assert len(seen) > 1 and all(left == doomed - gone for gone, left in seen)
+        result = store.purge(keep_last=0, on_progress=between_batches)
+    assert len(seen) > 1 and all(total == doomed and left == doomed - done for done, total, left in seen)
     assert (result.rollouts, result.attempts, result.spans) == (doomed, doomed, 2 * doomed)
     assert store.rollouts.count() == len(seen) == store.rollouts.count(status="queuing")
 
