@@ -150,7 +150,7 @@ def test_every_lookup_of_a_purge_is_an_index_search(store):
     executed = []
     event.listen(store.engine, "before_cursor_execute", capture := lambda *args: executed.append(args[2:4]))
     try:
-        assert store.purge(keep_last=1, dry_run=True).rollouts == 2
+        assert store.purge(keep_last=1, dry_run=True, on_progress=lambda done, total: None).rollouts == 2
         assert store.purge(older_than=timedelta(0), keep_last=1).rollouts == 1
         assert store.purge(keep_last=1).rollouts == 1
     finally:
