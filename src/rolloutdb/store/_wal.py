@@ -37,6 +37,12 @@ WAL_LIMIT_BYTES = 64 * 1024 * 1024
 CATCH_UP_WAIT_MS = 500
 IDLE_SECONDS = 10.0  # a thread with nothing to do ends; the next commit starts another
 
+# Held by a WAL thread while it is inside SQLite, and by os.fork() around the fork: a child forked while
+# the thread was mid-checkpoint would inherit SQLite's internal mutexes locked, and hang on its first write.
+_in_sqlite = threading.Lock()
+os.register_at_fork(before=_in_sqlite.acquire, after_in_parent=_in_sqlite.release,
+                    after_in_child=_in_sqlite.release)
+
 
 class WalKeeper:
     """Checkpoints one SQLite database's WAL in a daemon thread, which commits start when it is needed."""
@@ -76,16 +82,18 @@ class WalKeeper:
     def _run(self, wake: threading.Event, stop: threading.Event) -> None:
         try:
             # mode=rw: a database file removed meanwhile is not made again, empty, by this connection.
-            connection = sqlite3.connect(f"{Path(self.database).as_uri()}?mode=rw", uri=True,
-                                         isolation_level=None, timeout=self._busy_timeout)
+            with _in_sqlite:
+                connection = sqlite3.connect(f"{Path(self.database).as_uri()}?mode=rw", uri=True,
+                                             isolation_level=None, timeout=self._busy_timeout)
         except sqlite3.Error as exc:
             log.warning("rolloutdb: cannot open %s to checkpoint its WAL (%s); the next commit tries again",
                         self.database, exc)
             self._forget(threading.current_thread())
             return
         try:
-            page_size = connection.execute("PRAGMA page_size").fetchone()[0]
-            connection.execute(f"PRAGMA busy_timeout = {CATCH_UP_WAIT_MS}")  # PASSIVE checkpoints never wait
+            with _in_sqlite:
+                page_size = connection.execute("PRAGMA page_size").fetchone()[0]
+                connection.execute(f"PRAGMA busy_timeout = {CATCH_UP_WAIT_MS}")  # PASSIVE checkpoints never wait
             while True:
                 if not wake.wait(IDLE_SECONDS):
                     with self._lock:
@@ -97,10 +105,13 @@ class WalKeeper:
                 wake.clear()
                 busy, size, stuck = False, 0, False
                 try:
-                    busy, frames = checkpoint(connection)
+                    with _in_sqlite:
+                        busy, frames = checkpoint(connection)
                     size = frames * page_size
                     if size > WAL_LIMIT_BYTES // 2:
-                        with self._write_lock:  # nothing new comes in from this process: copy what remains
+                        # Nothing new comes in from this process: copy what remains. (The write lock first: a
+                        # thread that forks while holding it takes _in_sqlite after it too.)
+                        with self._write_lock, _in_sqlite:
                             stuck = self._catch_up(connection)
                 except sqlite3.Error as exc:  # e.g. another process holds the database locked
                     log.warning("rolloutdb: checkpoint of %s failed (%s); trying again", self.database, exc)
@@ -113,7 +124,8 @@ class WalKeeper:
                 if stop.wait(0 if not stuck and (busy or size > WAL_LIMIT_BYTES // 4) else INTERVAL_SECONDS):
                     return
         finally:
-            connection.close()
+            with _in_sqlite:
+                connection.close()
             self._forget(threading.current_thread())
 
     def _catch_up(self, connection: sqlite3.Connection) -> bool:
