@@ -58,3 +58,28 @@ def test_history_of_unknown_entity_type_or_run_is_an_error(store):
         store.history("worker", "w1")
     with pytest.raises(NotFoundError):
         store.history("run", "nope")
+
+
+def test_every_change_the_store_makes_itself_is_one_its_state_machines_allow(store):
+    """Claims, spans reviving an attempt, retries and a new attempt by hand change statuses through the
+    same rule as an update: the history holds only transitions that ``states.TRANSITIONS`` allows."""
+    from rolloutdb import states
+
+    rollout = store.rollouts.enqueue("x", config={"max_attempts": 2, "retry_condition": ["failed"]})
+    claim = store.rollouts.dequeue("w1")
+    store.spans.add(rollout_id=rollout.id, attempt_id=claim.attempt.id, trace_id="t", span_id="s", name="n")
+    store.attempts.update(rollout.id, status="failed")  # requeued: an attempt remains
+    second = store.rollouts.dequeue("w1")
+    store.attempts.heartbeat(rollout.id)
+    third = store.attempts.start(rollout.id, worker_id="w2")  # by hand, while the second one runs
+    store.attempts.update(rollout.id, status="succeeded")
+    changes = [(kind, change) for kind, ids in (("rollout", [rollout.id]),
+                                                ("attempt", [claim.attempt.id, second.attempt.id, third.attempt.id]))
+               for entity_id in ids for change in store.history(kind, entity_id)]
+    illegal = [(kind, c.old_status, c.new_status) for kind, c in changes
+               if c.old_status is not None and not states.allowed(kind, c.old_status, c.new_status)]
+    assert illegal == []
+    assert [c.new_status for kind, c in changes if kind == "rollout"] == [
+        "queuing", "preparing", "running", "requeuing", "preparing", "running", "preparing", "succeeded"]
+    finished = store.rollouts.get(rollout.id)
+    assert finished.started_at is not None and finished.ended_at is not None and finished.queued_at is None

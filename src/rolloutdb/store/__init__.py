@@ -23,7 +23,8 @@ from ..errors import InvalidInputError
 from ..records import Project, Rollout, RunComparison, StatusChange, utcnow
 from ..schema import projects, status_changes
 from .attempts import Attempts
-from .base import AFTER_COMMIT, PENDING, flush_pending, insert_ignoring_conflicts
+from . import hooks
+from .base import insert_ignoring_conflicts
 from .catalog import Tasks, Validators
 from .comparison import compare_runs
 from .checkpoints import Checkpointer
@@ -204,17 +205,8 @@ class Store:
     @contextlib.contextmanager
     def _write(self) -> Iterator[Connection]:
         with self._write_lock, unavailable_as_error(self.url), self._writer() as connection:
-            try:
-                with connection.begin():
-                    yield connection
-                    flush_pending(connection)
-            except BaseException:
-                # Rolled back: nothing to announce, nothing queued to write.
-                connection.info.pop(AFTER_COMMIT, None)
-                connection.info.pop(PENDING, None)
-                raise
-            for callback in connection.info.pop(AFTER_COMMIT, []):
-                callback()
+            with hooks.transaction(connection):
+                yield connection
             if self._checkpointer is not None:
                 self._checkpointer.written()
 

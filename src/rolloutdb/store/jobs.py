@@ -23,7 +23,7 @@ from ..records import Record, Run, RunEvent
 from ..schema import run_events, runs, status_changes
 from ..states import GroupStatus
 from ..states import RunStatus as R
-from .base import savepoint
+from .hooks import savepoint
 from .runs import close_open_parts
 
 if TYPE_CHECKING:

@@ -13,8 +13,7 @@ from ..errors import InvalidInputError
 from ..ids import new_ids
 from ..records import Span
 from ..schema import attempts, spans
-from ..states import AttemptStatus as A
-from .attempts import LATEST, REVIVED_BY_HEARTBEAT
+from .attempts import LATEST, sign_of_life
 from .base import MAX_LIMIT, Area, build_records
 from .bulk import bulk_insert
 from .statements import Prepared
@@ -145,15 +144,19 @@ class Spans(Area[Span]):
         missing = len(group) - len(given)
         stored = self._stored(connection, attempt, given)
         alive = missing > 0 or any(sequence_id not in stored and sequence_id not in pending for sequence_id in given)
-        # The heartbeat, and the status change when it revives the attempt, go with the reservation: one statement.
-        heartbeat = {"last_heartbeat_at": now, "updated_at": now} if alive else {}
-        revived = alive and attempt["status"] in REVIVED_BY_HEARTBEAT
-        if revived:
-            heartbeat["status"] = A.RUNNING
-        next_free = self._reserve(connection, attempt["id"], missing, at_least=max(given, default=0) + 1,
-                                  also=heartbeat)
-        if revived:
-            self._store.attempts._written(connection, rollout, attempt, heartbeat, "heartbeat", now)
+        at_least = max(given, default=0) + 1
+        reserved: list[int] = []
+
+        def reserve(connection: Connection, writes: list[tuple[Mapping[str, Any], dict[str, Any]]]) -> None:
+            also = writes[0][1] if writes else {}
+            reserved.append(self._reserve(connection, attempt["id"], missing, at_least=at_least, also=also))
+
+        if alive:  # the heartbeat, and the status change when it revives the attempt, go with the reservation
+            self._store.attempts._change(connection, [(attempt, sign_of_life(attempt, now))], "heartbeat", now,
+                                         write=reserve, parent=rollout)
+        else:
+            reserve(connection, [])
+        next_free = reserved[0]
         # The attempt's id ("latest" resolved) and the project are the store's, whatever the caller sent.
         fixed = {"attempt_id": attempt["id"], "project_id": self._store.project_id}
         numbered = []
@@ -179,7 +182,7 @@ class Spans(Area[Span]):
                  also: Mapping[str, Any] | None = None) -> int:
         """Take ``count`` sequence ids from the attempt's counter, first moving it up to ``at_least``;
         returns the first id taken. ``also``: other columns of the attempt to set in the same statement
-        (a heartbeat; the caller writes what a status change brings, see Attempts._written)."""
+        (a heartbeat, written as the attempt's change: see Spans._number)."""
         reserve = RESERVE_SQLITE if connection.dialect.name == "sqlite" else RESERVE_POSTGRESQL
         return reserve.scalar(connection, {"b_id": attempt_id, "b_at_least": at_least, "b_count": count,
                                            **(also or {})}) - count

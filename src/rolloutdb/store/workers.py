@@ -14,7 +14,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from ..records import Claim, Worker
 from ..schema import workers
 from ..states import AttemptStatus as A
-from .base import Area, build_record, pending
+from .base import Area, build_record
+from .hooks import before_commit
 from .statements import Prepared
 
 
@@ -66,7 +67,7 @@ class Workers(Area[Worker]):
         """Queue what the transaction's attempts imply for the worker, written once per worker just before
         the commit (a batch of spans moves one worker through several attempts). Later changes of a
         column win, as if each had been written in turn."""
-        queued = pending(connection, self._write_followed, dict)
+        queued = before_commit(connection, self._write_followed, dict)
         earlier, _ = queued.get(worker_id, ({}, now))
         queued[worker_id] = ({**earlier, **changes}, now)
 
