@@ -96,7 +96,7 @@ class Attempts(Area[Attempt]):
             row = self._latest_row(connection, rollout)
         return None if row is None else self._to_record(row)
 
-    def update(  # type: ignore[override]
+    def update(
         self, rollout_id: str, attempt_id: str = LATEST, *, reason: str | None = None, **changes: Any
     ) -> Attempt:
         """Update an attempt (``attempt_id`` or ``"latest"``): status, worker_id, last_heartbeat_at, metadata.

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 R = TypeVar("R", bound=Record)
 
+DEFAULT_LIMIT = 100  # rows a query returns unless told otherwise, in every area
 MAX_LIMIT = 10_000
 OPERATORS = ("eq", "ne", "in", "contains", "gt", "gte", "lt", "lte", "isnull")
 
@@ -113,7 +114,9 @@ Write = Callable[[Connection, list[tuple[Mapping[str, Any], dict[str, Any]]]], N
 
 
 class Area(Generic[R]):
-    """One table of the store. Subclasses declare the table, the record and the whitelists."""
+    """One table of the store: reading, and the building blocks of its writes. Subclasses declare the
+    table, the record and the whitelists, and offer only the writes that keep their rules (an area whose
+    rows any valid values keep consistent is an ``EditableArea``)."""
 
     table: ClassVar[Table]
     record: ClassVar[type[Record]]
@@ -121,7 +124,7 @@ class Area(Generic[R]):
     entity_type: ClassVar[str | None] = None  # set when the rows have a status with history
     filterable: ClassVar[frozenset[str]]
     sortable: ClassVar[frozenset[str]]
-    updatable: ClassVar[frozenset[str]]
+    updatable: ClassVar[frozenset[str]] = frozenset()
     # field -> (area attribute on the store): references checked to exist in the same project
     parents: ClassVar[dict[str, str]] = {}
     default_sort: ClassVar[str] = "created_at"
@@ -137,61 +140,16 @@ class Area(Generic[R]):
             row = self._fetch(connection, id)
         return self._to_record(row)
 
-    def query(
-        self,
-        *,
-        sort: str | None = None,
-        order: str = "asc",
-        limit: int | None = 100,
-        offset: int = 0,
-        match: str = "all",
-        **filters: Any,
-    ) -> list[R]:
+    def query(self, *, sort: str | None = None, order: str = "asc", limit: int | None = DEFAULT_LIMIT,
+              offset: int = 0, match: str = "all", **filters: Any) -> list[R]:
         """Rows matching ``filters`` (``field=value``, ``field=[a, b]``, ``field__op=value`` with op in
         eq, ne, in, contains, gt, gte, lt, lte, isnull), all of them or, with ``match="any"``, any one;
         sorted and paginated (``limit=None``: no limit)."""
-        statement = self._select_where(filters, match)
-        sort = sort or self.default_sort
-        if sort not in self.sortable:
-            raise InvalidInputError(
-                f"cannot sort {self.noun}s by {sort!r}; sortable fields: {', '.join(sorted(self.sortable))}"
-            )
-        if order not in ("asc", "desc"):
-            raise InvalidInputError(f"order must be 'asc' or 'desc', got {order!r}")
-        if limit is not None and not 0 <= limit <= MAX_LIMIT:
-            raise InvalidInputError(f"limit must be between 0 and {MAX_LIMIT}, got {limit}")
-        if offset < 0:
-            raise InvalidInputError(f"offset must not be negative, got {offset}")
-        key = self.table.c[sort]
-        tiebreak = self._primary_key_column()
-        # Empty values last in either order, on every backend (their defaults differ).
-        ordering = ([key.asc().nulls_last(), tiebreak.asc()] if order == "asc"
-                    else [key.desc().nulls_last(), tiebreak.desc()])
-        statement = statement.order_by(*ordering).limit(limit).offset(offset)
-        with self._store._read() as connection:
-            rows = connection.execute(statement).mappings().all()
-        return [self._to_record(row) for row in rows]
+        return self._query({}, filters, sort=sort, order=order, limit=limit, offset=offset, match=match)
 
     def count(self, *, match: str = "all", **filters: Any) -> int:
         """How many rows match ``filters`` (same syntax as ``query``)."""
-        statement = self._select_where(filters, match).with_only_columns(func.count()).order_by(None)
-        with self._store._read() as connection:
-            return int(connection.execute(statement).scalar_one())
-
-    # -- writing -----------------------------------------------------------------------------------
-
-    def create(self, **fields: Any) -> R:
-        """Validate and insert one row; returns it as stored."""
-        record = self._new_record(fields)
-        with self._store._write() as connection:
-            self._insert(connection, record)
-        return record
-
-    def update(self, id: str, *, reason: str | None = None, **changes: Any) -> R:
-        """Change some fields of one row. A status change must be legal and is written to history."""
-        self._check_updatable(changes)
-        with self._store._write() as connection:
-            return self._update(connection, id, changes, reason)
+        return self._count({}, filters, match)
 
     # -- building blocks for subclasses --------------------------------------------------------------
 
@@ -355,10 +313,41 @@ class Area(Generic[R]):
             if value is not None:
                 getattr(self._store, self.parents[field])._fetch(connection, value)
 
-    def _select_where(self, filters: Mapping[str, Any], match: str = "all"):
+    def _query(self, scope: Mapping[str, Any], filters: Mapping[str, Any], *, sort: str | None, order: str,
+               limit: int | None, offset: int, match: str) -> list[R]:
+        """``query`` among the rows whose columns equal ``scope`` (whatever ``match`` says of ``filters``)."""
+        statement = self._select_where(scope, filters, match)
+        sort = sort or self.default_sort
+        if sort not in self.sortable:
+            raise InvalidInputError(
+                f"cannot sort {self.noun}s by {sort!r}; sortable fields: {', '.join(sorted(self.sortable))}"
+            )
+        if order not in ("asc", "desc"):
+            raise InvalidInputError(f"order must be 'asc' or 'desc', got {order!r}")
+        if limit is not None and not 0 <= limit <= MAX_LIMIT:
+            raise InvalidInputError(f"limit must be between 0 and {MAX_LIMIT}, got {limit}")
+        if offset < 0:
+            raise InvalidInputError(f"offset must not be negative, got {offset}")
+        key = self.table.c[sort]
+        tiebreak = self._primary_key_column()
+        # Empty values last in either order, on every backend (their defaults differ).
+        ordering = ([key.asc().nulls_last(), tiebreak.asc()] if order == "asc"
+                    else [key.desc().nulls_last(), tiebreak.desc()])
+        statement = statement.order_by(*ordering).limit(limit).offset(offset)
+        with self._store._read() as connection:
+            rows = connection.execute(statement).mappings().all()
+        return [self._to_record(row) for row in rows]
+
+    def _count(self, scope: Mapping[str, Any], filters: Mapping[str, Any], match: str) -> int:
+        statement = self._select_where(scope, filters, match).with_only_columns(func.count()).order_by(None)
+        with self._store._read() as connection:
+            return int(connection.execute(statement).scalar_one())
+
+    def _select_where(self, scope: Mapping[str, Any], filters: Mapping[str, Any], match: str = "all"):
         if match not in ("all", "any"):
             raise InvalidInputError(f"match must be 'all' or 'any', got {match!r}")
-        statement = select(self.table).where(self.table.c.project_id == self._store.project_id)
+        statement = select(self.table).where(self.table.c.project_id == self._store.project_id,
+                                             *(self.table.c[name] == value for name, value in scope.items()))
         clauses = [self._filter_clause(key, value) for key, value in filters.items()]
         if clauses:
             statement = statement.where(and_(*clauses) if match == "all" else or_(*clauses))
@@ -406,3 +395,21 @@ class Area(Generic[R]):
 
     def _to_record(self, row: Mapping[str, Any]) -> R:
         return self.record.model_validate(dict(row))  # type: ignore[return-value]
+
+
+class EditableArea(Area[R]):
+    """An area whose rows are created from any valid fields and changed field by field (status changes
+    through the state machine): ``create`` and ``update``."""
+
+    def create(self, **fields: Any) -> R:
+        """Validate and insert one row; returns it as stored."""
+        record = self._new_record(fields)
+        with self._store._write() as connection:
+            self._insert(connection, record)
+        return record
+
+    def update(self, id: str, *, reason: str | None = None, **changes: Any) -> R:
+        """Change some fields of one row. A status change must be legal and is written to history."""
+        self._check_updatable(changes)
+        with self._store._write() as connection:
+            return self._update(connection, id, changes, reason)

@@ -10,10 +10,10 @@ from sqlalchemy.exc import IntegrityError
 
 from ..records import Task, Validator
 from ..schema import tasks, validators
-from .base import Area, insert_ignoring_conflicts
+from .base import EditableArea, insert_ignoring_conflicts
 
 
-class Validators(Area[Validator]):
+class Validators(EditableArea[Validator]):
     table = validators
     record = Validator
     noun = "validator"
@@ -36,7 +36,7 @@ class Validators(Area[Validator]):
         return f"a validator named {record.name!r} already exists in project {self._store.project!r}"
 
 
-class Tasks(Area[Task]):
+class Tasks(EditableArea[Task]):
     table = tasks
     record = Task
     noun = "task"

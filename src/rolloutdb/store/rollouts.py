@@ -13,7 +13,7 @@ from ..errors import InvalidInputError
 from ..records import Claim, Rollout
 from ..schema import QUEUE_PREDICATE, rollouts
 from ..states import RolloutStatus as RO
-from .base import Area
+from .base import EditableArea
 from .hooks import before_commit
 from .statistics import refresh_statistics
 from .statements import Prepared
@@ -36,7 +36,7 @@ OLDEST_QUEUED = Prepared(
 CLAIM = Prepared(update(rollouts).where(rollouts.c.id == bindparam("b_id")))
 
 
-class Rollouts(Area[Rollout]):
+class Rollouts(EditableArea[Rollout]):
     table = rollouts
     record = Rollout
     noun = "rollout"

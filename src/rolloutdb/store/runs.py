@@ -11,14 +11,14 @@ from ..errors import NotFoundError
 from ..records import Run
 from ..schema import groups, rollouts, runs, steps
 from ..states import GroupStatus, RolloutStatus, StepStatus
-from .base import Area
+from .base import EditableArea
 from .hooks import flush_now
 
 if TYPE_CHECKING:
     from . import Store
 
 
-class Runs(Area[Run]):
+class Runs(EditableArea[Run]):
     table = runs
     record = Run
     noun = "run"

@@ -14,11 +14,10 @@ from ..ids import new_ids
 from ..records import Span
 from ..schema import attempts, spans
 from .attempts import LATEST, sign_of_life
-from .base import MAX_LIMIT, Area, build_records
+from .base import DEFAULT_LIMIT, Area, build_records
 from .bulk import bulk_insert
 from .statements import Prepared
 
-TEXT_FILTERS = ("trace_id", "span_id", "parent_id", "name")
 
 
 def _reserve_statement(larger_of):
@@ -40,9 +39,9 @@ class Spans(Area[Span]):
     table = spans
     record = Span
     noun = "span"
-    filterable = frozenset({"id", "rollout_id", "attempt_id", "sequence_id", *TEXT_FILTERS})
+    filterable = frozenset({"id", "rollout_id", "attempt_id", "sequence_id", "trace_id", "span_id", "parent_id", "name",
+                            "start_time", "end_time", "created_at"})
     sortable = frozenset({"sequence_id", "start_time", "end_time", "name", "created_at"})
-    updatable = frozenset()
     default_sort = "sequence_id"
 
     def add(self, **fields: Any) -> Span | None:
@@ -87,50 +86,30 @@ class Spans(Area[Span]):
                 result.append(self._reserve(connection, attempt["id"], 1))
             return result
 
-    def query(  # type: ignore[override]
-        self,
-        rollout_id: str,
-        attempt_id: str | None = LATEST,
-        *,
-        match: str = "all",
-        sort: str | None = None,
-        order: str = "asc",
-        limit: int | None = None,
-        offset: int = 0,
-        **filters: Any,
-    ) -> list[Span]:
-        """Spans of a rollout: of one attempt, of the ``"latest"`` one, or of all (``attempt_id=None``).
+    def query(self, rollout_id: str | None = None, attempt_id: str | None = LATEST, *, sort: str | None = None,
+              order: str = "asc", limit: int | None = DEFAULT_LIMIT, offset: int = 0, match: str = "all",
+              **filters: Any) -> list[Span]:
+        """Spans of a rollout: of one attempt, of its ``"latest"`` one (the default), or of all
+        (``attempt_id=None``); without a rollout, of every rollout. ``filters``, ``match``, sorting and
+        paging are those of every area's ``query``; sorted by sequence id unless ``sort`` says otherwise."""
+        return self._query(self._of(rollout_id, attempt_id), filters, sort=sort, order=order, limit=limit,
+                           offset=offset, match=match)
 
-        Filters: trace_id, span_id, parent_id, name, each exact or ``__contains``; ``match="any"``
-        combines them with OR instead of AND. Sorted by sequence id unless ``sort`` says otherwise."""
-        allowed = {f"{name}{suffix}" for name in TEXT_FILTERS for suffix in ("", "__contains")}
-        unknown = set(filters) - allowed
-        if unknown:
-            raise InvalidInputError(
-                f"cannot filter spans by {', '.join(sorted(unknown))}; filters: {', '.join(sorted(allowed))}"
-            )
-        sort = sort or self.default_sort
-        if sort not in self.sortable:
-            raise InvalidInputError(f"cannot sort spans by {sort!r}; sortable fields: {', '.join(sorted(self.sortable))}")
-        if order not in ("asc", "desc"):
-            raise InvalidInputError(f"order must be 'asc' or 'desc', got {order!r}")
-        if limit is not None and not 0 <= limit <= MAX_LIMIT * 10:
-            raise InvalidInputError(f"limit must be between 0 and {MAX_LIMIT * 10}, got {limit}")
+    def count(self, rollout_id: str | None = None, attempt_id: str | None = LATEST, *, match: str = "all",
+              **filters: Any) -> int:
+        """How many spans ``query`` finds with the same arguments, regardless of its limit."""
+        return self._count(self._of(rollout_id, attempt_id), filters, match)
+
+    def _of(self, rollout_id: str | None, attempt_id: str | None) -> dict[str, str]:
+        """The filters that select the spans of a rollout's attempt (``"latest"`` resolved)."""
+        if rollout_id is None:
+            return {} if attempt_id in (None, LATEST) else {"attempt_id": attempt_id}
         with self._store._read() as connection:
             rollout = self._store.rollouts._fetch(connection, rollout_id)
-            statement = select(spans).where(spans.c.rollout_id == rollout["id"])
-            if attempt_id is not None:
-                statement = statement.where(
-                    spans.c.attempt_id == self._store.attempts._resolve(connection, rollout, attempt_id)["id"]
-                )
-            statement = statement.where(self._select_where(
-                {key: value for key, value in filters.items() if value is not None}, match).whereclause)
-            key = spans.c[sort]
-            ordering = ([key.asc().nulls_last(), spans.c.sequence_id.asc()] if order == "asc"
-                        else [key.desc().nulls_last(), spans.c.sequence_id.desc()])
-            statement = statement.order_by(*ordering).limit(limit).offset(offset)
-            rows = connection.execute(statement).mappings().all()
-        return [self._to_record(row) for row in rows]
+            if attempt_id is None:
+                return {"rollout_id": rollout["id"]}
+            return {"rollout_id": rollout["id"],
+                    "attempt_id": self._store.attempts._resolve(connection, rollout, attempt_id)["id"]}
 
     # -- building blocks ------------------------------------------------------------------------------
 

@@ -8,12 +8,12 @@ from sqlalchemy.exc import IntegrityError
 
 from ..records import Step
 from ..schema import steps
-from .base import Area
+from .base import EditableArea
 from .hooks import before_commit
 from .statistics import refresh_progress
 
 
-class Steps(Area[Step]):
+class Steps(EditableArea[Step]):
     table = steps
     record = Step
     noun = "step"

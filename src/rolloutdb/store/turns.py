@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from ..records import Turn
 from ..schema import turns
-from .base import Area
+from .base import EditableArea
 
 
-class Turns(Area[Turn]):
+class Turns(EditableArea[Turn]):
     table = turns
     record = Turn
     noun = "turn"

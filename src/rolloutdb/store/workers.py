@@ -43,10 +43,11 @@ class Workers(Area[Worker]):
             self._upsert(connection, worker_id, changes, now)
             return self._to_record(self._fetch(connection, worker_id))
 
-    def update(self, id: str, *, reason: str | None = None, **changes: Any) -> Worker:  # type: ignore[override]
-        """Change a worker's heartbeat stats or metadata."""
-        del reason  # workers keep no status history
-        return super().update(id, **changes)
+    def update(self, id: str, **changes: Any) -> Worker:
+        """Change a worker's heartbeat stats or metadata (its status follows its attempts)."""
+        self._check_updatable(changes)
+        with self._store._write() as connection:
+            return self._update(connection, id, changes, None)
 
     def _upsert(self, connection: Connection, worker_id: str, changes: Mapping[str, Any], now: datetime) -> None:
         """Insert the worker or update ``changes`` on it, in one statement."""
