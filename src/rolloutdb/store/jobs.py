@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, delete, select
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import ConflictError, InvalidInputError, InvalidTransitionError, JobCancelled, JobPaused
@@ -23,6 +23,7 @@ from ..records import Record, Run, RunEvent
 from ..schema import run_events, runs, status_changes
 from ..states import GroupStatus
 from ..states import RunStatus as R
+from .bulk import bulk_insert
 from .hooks import savepoint
 from .runs import close_open_parts
 
@@ -150,9 +151,9 @@ class Jobs:
 
     def _event(self, connection: Connection, run_id: str, message: str | None, run: Mapping[str, Any],
                level: str = "info", data: Any = None) -> None:
-        connection.execute(insert(run_events), {
+        bulk_insert(connection, run_events, [{
             "project_id": self._store.project_id, "run_id": run_id, "time": self._store.now(), "level": level,
-            "stage": run["stage"], "progress": run["progress"], "message": message, "data": data})
+            "stage": run["stage"], "progress": run["progress"], "message": message, "data": data}])
 
     def start(self, name: str, *, stages: Any = None, key: str | None = None, kind: str = "job",
               config: Mapping[str, Any] | None = None, stale_after: float = DEFAULT_STALE_AFTER,
@@ -335,7 +336,7 @@ class Job:
         with self._store._write() as connection:
             run = self._store.runs._fetch(connection, self.id, for_update=True)
             if self._events:
-                connection.execute(insert(run_events), self._events)
+                bulk_insert(connection, run_events, self._events)
                 self._events = []
             if final is None:
                 # A request, or a pause/cancel another process already applied (it took the job for stale).

@@ -15,25 +15,24 @@ from datetime import datetime, timezone
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, Connection, Float
+from sqlalchemy import JSON, Connection, Float, String
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.expression import Executable
 from sqlalchemy.types import TypeEngine
 
+from ..errors import InvalidInputError
 from ..schema import UTCDateTime
+from ..storable import Unstorable, check_text, json_bytes
 
 Encoder = Callable[[Any], Any]
-
-JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY  # what json.dumps takes, and arrays
-
 
 def encode_json(value: Any) -> str:
     kind = type(value)
     # Empty lists and dicts fill whole columns (a span's events and links): no need to call the encoder.
     if (kind is list or kind is dict) and not value:
         return "[]" if kind is list else "{}"
-    return orjson.dumps(value, option=JSON_OPTIONS).decode()
+    return json_bytes(value).decode()
 
 
 def remember_last(process: Encoder) -> Encoder:
@@ -69,6 +68,8 @@ def encoder_for(type_: TypeEngine, dialect: Dialect) -> Encoder | None:
         return encode_json
     if isinstance(type_, UTCDateTime) and dialect.name == "sqlite":
         return encode_sqlite_time
+    if isinstance(type_, String):
+        return check_text  # the same text on every backend: PostgreSQL cannot hold a NUL
     return type_._cached_bind_processor(dialect)
 
 
@@ -109,7 +110,10 @@ class _Compiled:
         values = dict(self.fixed)
         for name, value in params.items():
             encode = self.encoders.get(name)
-            values[name] = encode(value) if encode is not None and value is not None else value
+            try:
+                values[name] = encode(value) if encode is not None and value is not None else value
+            except Unstorable as exc:
+                raise InvalidInputError(f"cannot store {exc.at(name.removeprefix('b_'))}") from None
         return tuple(values[name] for name in self.names) if self.positional else values
 
     def row(self, raw: Sequence[Any]) -> dict[str, Any]:
