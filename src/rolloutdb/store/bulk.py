@@ -18,7 +18,7 @@ from sqlalchemy.engine import Dialect
 
 from ..errors import InvalidInputError
 from ..storable import Unstorable, check_text, check_texts
-from .statements import as_sqlalchemy_error, encode_json, encode_sqlite_time, encoder_for, remember_last
+from .statements import as_sqlalchemy_error, checked_encoder, encode_json, encode_sqlite_time, remember_last
 
 
 def bulk_insert(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]], *,
@@ -110,7 +110,7 @@ def _plan(table: Table, names: tuple[str, ...], dialect: Dialect, ignore_conflic
 
 
 def _encoder(column: Column, dialect: Dialect) -> Callable[[Any], Any] | None:
-    encode = encoder_for(column.type, dialect)
+    encode = checked_encoder(column.type, dialect)
     # JSON values are rarely the same object twice; other columns repeat (one timestamp for a batch).
     if encode is None or encode is encode_json or encode is encode_sqlite_time or encode is check_text:
         return encode

@@ -68,9 +68,18 @@ def encoder_for(type_: TypeEngine, dialect: Dialect) -> Encoder | None:
         return encode_json
     if isinstance(type_, UTCDateTime) and dialect.name == "sqlite":
         return encode_sqlite_time
-    if isinstance(type_, String):
-        return check_text  # the same text on every backend: PostgreSQL cannot hold a NUL
     return type_._cached_bind_processor(dialect)
+
+
+def checked_encoder(type_: TypeEngine, dialect: Dialect) -> Encoder | None:
+    """``encoder_for``, and for text columns a refusal of text PostgreSQL cannot hold (on every backend,
+    so that a value is kept or refused the same way on both: see storable)."""
+    encode = encoder_for(type_, dialect)
+    if not isinstance(type_, String):
+        return encode
+    if encode is None:
+        return check_text
+    return lambda value: encode(check_text(value))
 
 
 def decoder_for(type_: TypeEngine, dialect: Dialect) -> Encoder | None:
@@ -194,7 +203,7 @@ class Prepared:
         if any(bind.expanding for bind in binds.values()):
             raise TypeError("prepared statements take no expanding IN parameters; write the list inline")
         encoders = {name: encoder for name, bind in binds.items()
-                    if (encoder := encoder_for(bind.type, dialect)) is not None}
+                    if (encoder := checked_encoder(bind.type, dialect)) is not None}
         fixed = {}
         for name, bind in binds.items():
             if name not in names and not bind.required:
