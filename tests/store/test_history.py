@@ -83,3 +83,15 @@ def test_every_change_the_store_makes_itself_is_one_its_state_machines_allow(sto
         "queuing", "preparing", "running", "requeuing", "preparing", "running", "preparing", "succeeded"]
     finished = store.rollouts.get(rollout.id)
     assert finished.started_at is not None and finished.ended_at is not None and finished.queued_at is None
+
+
+def test_a_row_created_in_a_started_or_final_status_has_its_lifetime_stamps(store):
+    """Creating a row enters its first status by the same rule as a change: started_at for a running one,
+    ended_at for a finished one, as of its creation (values given win)."""
+    run = store.runs.create(name="r", status="running")
+    assert run.started_at == run.created_at and run.ended_at is None
+    step = store.steps.create(run_id=run.id, number=0, status="completed")
+    assert step.ended_at == step.created_at and store.steps.get(step.id).ended_at == step.created_at
+    given = store.steps.create(run_id=run.id, number=1, status="running", started_at=run.created_at)
+    assert given.started_at == run.created_at
+    assert store.rollouts.create().queued_at is not None and store.rollouts.create(status="running").queued_at is None

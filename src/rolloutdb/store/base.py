@@ -145,11 +145,11 @@ class Area(Generic[R]):
         """Rows matching ``filters`` (``field=value``, ``field=[a, b]``, ``field__op=value`` with op in
         eq, ne, in, contains, gt, gte, lt, lte, isnull), all of them or, with ``match="any"``, any one;
         sorted and paginated (``limit=None``: no limit)."""
-        return self._query({}, filters, sort=sort, order=order, limit=limit, offset=offset, match=match)
+        return self._query((), filters, sort=sort, order=order, limit=limit, offset=offset, match=match)
 
     def count(self, *, match: str = "all", **filters: Any) -> int:
         """How many rows match ``filters`` (same syntax as ``query``)."""
-        return self._count({}, filters, match)
+        return self._count((), filters, match)
 
     # -- building blocks for subclasses --------------------------------------------------------------
 
@@ -165,8 +165,14 @@ class Area(Generic[R]):
         if "project_id" in fields:
             raise InvalidInputError("project_id is set by the store: connect(..., project=NAME) chooses it")
         now = self._store.now()
-        stamps = {name: now for name in ("created_at", "updated_at") if name in self.table.c}
-        return build_record(self.record, {**stamps, **fields, "project_id": self._store.project_id}, self.noun)  # type: ignore[return-value]
+        values = {**{name: now for name in ("created_at", "updated_at") if name in self.table.c}, **fields}
+        if self.entity_type is not None:
+            # A row is created in its first status: the stamps entering it implies, as of its creation.
+            status = values.get("status", self.record.model_fields["status"].default)
+            for name, stamp in self._stamps(values, status, values["created_at"]).items():
+                if values.get(name) is None:
+                    values[name] = stamp
+        return build_record(self.record, {**values, "project_id": self._store.project_id}, self.noun)  # type: ignore[return-value]
 
     def _insert(self, connection: Connection, record: R) -> None:
         self._insert_many(connection, [record])
@@ -313,9 +319,10 @@ class Area(Generic[R]):
             if value is not None:
                 getattr(self._store, self.parents[field])._fetch(connection, value)
 
-    def _query(self, scope: Mapping[str, Any], filters: Mapping[str, Any], *, sort: str | None, order: str,
+    def _query(self, scope: Sequence[Any], filters: Mapping[str, Any], *, sort: str | None, order: str,
                limit: int | None, offset: int, match: str) -> list[R]:
-        """``query`` among the rows whose columns equal ``scope`` (whatever ``match`` says of ``filters``)."""
+        """``query`` among the rows that meet every condition of ``scope``, whatever ``match`` says of
+        ``filters``."""
         statement = self._select_where(scope, filters, match)
         sort = sort or self.default_sort
         if sort not in self.sortable:
@@ -338,16 +345,15 @@ class Area(Generic[R]):
             rows = connection.execute(statement).mappings().all()
         return [self._to_record(row) for row in rows]
 
-    def _count(self, scope: Mapping[str, Any], filters: Mapping[str, Any], match: str) -> int:
+    def _count(self, scope: Sequence[Any], filters: Mapping[str, Any], match: str) -> int:
         statement = self._select_where(scope, filters, match).with_only_columns(func.count()).order_by(None)
         with self._store._read() as connection:
             return int(connection.execute(statement).scalar_one())
 
-    def _select_where(self, scope: Mapping[str, Any], filters: Mapping[str, Any], match: str = "all"):
+    def _select_where(self, scope: Sequence[Any], filters: Mapping[str, Any], match: str = "all"):
         if match not in ("all", "any"):
             raise InvalidInputError(f"match must be 'all' or 'any', got {match!r}")
-        statement = select(self.table).where(self.table.c.project_id == self._store.project_id,
-                                             *(self.table.c[name] == value for name, value in scope.items()))
+        statement = select(self.table).where(self.table.c.project_id == self._store.project_id, *scope)
         clauses = [self._filter_clause(key, value) for key, value in filters.items()]
         if clauses:
             statement = statement.where(and_(*clauses) if match == "all" else or_(*clauses))

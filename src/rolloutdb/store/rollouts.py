@@ -111,12 +111,6 @@ class Rollouts(EditableArea[Rollout]):
         self._insert_many(connection, records)
         return records
 
-    def _new_record(self, fields):
-        record = super()._new_record(fields)
-        if record.status in QUEUED and record.queued_at is None:
-            record.queued_at = record.created_at  # its place in the queue
-        return record
-
     def _claim(self, connection: Connection, rows: list[Mapping[str, Any]], worker_id: str | None) -> list[Claim]:
         """Move these rollout rows (locked) to preparing, each with a new attempt."""
         if not rows:

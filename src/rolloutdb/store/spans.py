@@ -7,12 +7,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy import Connection, and_, bindparam, func, select, update
 
 from ..errors import InvalidInputError
 from ..ids import new_ids
 from ..records import Span
-from ..schema import attempts, spans
+from ..schema import attempts, rollouts, spans
 from .attempts import LATEST, sign_of_life
 from .base import DEFAULT_LIMIT, Area, build_records
 from .bulk import bulk_insert
@@ -89,9 +89,10 @@ class Spans(Area[Span]):
     def query(self, rollout_id: str | None = None, attempt_id: str | None = LATEST, *, sort: str | None = None,
               order: str = "asc", limit: int | None = DEFAULT_LIMIT, offset: int = 0, match: str = "all",
               **filters: Any) -> list[Span]:
-        """Spans of a rollout: of one attempt, of its ``"latest"`` one (the default), or of all
-        (``attempt_id=None``); without a rollout, of every rollout. ``filters``, ``match``, sorting and
-        paging are those of every area's ``query``; sorted by sequence id unless ``sort`` says otherwise."""
+        """Spans of a rollout: of its ``"latest"`` attempt (the default), of one attempt, or of all
+        (``attempt_id=None``); without a rollout, of every attempt (or of ``attempt_id``). ``filters``,
+        ``match``, sorting and paging are those of every area's ``query``; sorted by sequence id unless
+        ``sort`` says otherwise."""
         return self._query(self._of(rollout_id, attempt_id), filters, sort=sort, order=order, limit=limit,
                            offset=offset, match=match)
 
@@ -100,16 +101,19 @@ class Spans(Area[Span]):
         """How many spans ``query`` finds with the same arguments, regardless of its limit."""
         return self._count(self._of(rollout_id, attempt_id), filters, match)
 
-    def _of(self, rollout_id: str | None, attempt_id: str | None) -> dict[str, str]:
-        """The filters that select the spans of a rollout's attempt (``"latest"`` resolved)."""
+    def _of(self, rollout_id: str | None, attempt_id: str | None) -> list[Any]:
+        """Conditions for the spans of a rollout's attempt (``"latest"``: the one its attempt count names)."""
         if rollout_id is None:
-            return {} if attempt_id in (None, LATEST) else {"attempt_id": attempt_id}
-        with self._store._read() as connection:
-            rollout = self._store.rollouts._fetch(connection, rollout_id)
-            if attempt_id is None:
-                return {"rollout_id": rollout["id"]}
-            return {"rollout_id": rollout["id"],
-                    "attempt_id": self._store.attempts._resolve(connection, rollout, attempt_id)["id"]}
+            return [] if attempt_id in (None, LATEST) else [spans.c.attempt_id == attempt_id]
+        if attempt_id is None:
+            return [spans.c.rollout_id == rollout_id]
+        if attempt_id == LATEST:
+            attempt_id = (select(attempts.c.id)
+                          .join(rollouts, and_(rollouts.c.id == attempts.c.rollout_id,
+                                               rollouts.c.attempt_count == attempts.c.sequence))
+                          .where(rollouts.c.id == rollout_id, rollouts.c.project_id == self._store.project_id)
+                          .scalar_subquery())
+        return [spans.c.rollout_id == rollout_id, spans.c.attempt_id == attempt_id]
 
     # -- building blocks ------------------------------------------------------------------------------
 
