@@ -77,6 +77,10 @@ class Jobs:
         filters.setdefault("order", "desc")
         return self._store.runs.query(**filters)
 
+    def count(self, **filters: Any) -> int:
+        """How many jobs and runs match (the filters of ``query``)."""
+        return self._store.runs.count(**filters)
+
     def request_pause(self, name_or_id: str, reason: str | None = None) -> Run:
         """Ask a running job to pause at its next checkpoint. A job whose process is gone (stale)
         is paused at once: nobody would see the request."""
