@@ -67,7 +67,7 @@ def main() -> None:
                      ("written every call", 0.0, False)]
             for label, interval, with_message in cases:
                 with console.status(f"{backend}: {label}"):
-                    with store.job(f"bench-{label}", write_interval=interval) as job:
+                    with store.jobs.start(f"bench-{label}", write_interval=interval) as job:
                         before = commits
                         calls, elapsed = loop(job, args.seconds, with_message)
                         writes = commits - before

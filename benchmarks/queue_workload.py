@@ -44,7 +44,9 @@ from sqlalchemy.engine import make_url
 import rolloutdb
 from rolloutdb.ids import new_id
 from rolloutdb.store import Store
+from rolloutdb.store._wal import WalKeeper
 from rolloutdb.store.bulk import SQLITE_ROWS_PER_STATEMENT
+from rolloutdb.store.engine import BUSY_TIMEOUT_SECONDS
 from common import add_postgres_option, postgres_database, sqlite_database
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # agentlightning imports litellm: stay offline
@@ -77,7 +79,7 @@ def span_fields(rollout_id: str, attempt_id: str, n: int) -> dict:
 
 def store_pragmas(store: Store) -> dict[str, object]:
     """The settings of one of the store's own SQLite connections."""
-    with store._read() as connection:
+    with store.engine.connect() as connection:
         return {name: connection.exec_driver_sql(f"PRAGMA {name}").scalar() for name in SQLITE_PRAGMAS}
 
 
@@ -135,10 +137,12 @@ def ingest_with_driver(store: rolloutdb.Store, count: int, batch: int, *, multi_
 
         def insert() -> None:
             connection = store_like_connection(store)
+            # As the store writes: under a write lock, and a commit wakes a WAL thread like the store's
+            # (automatic checkpoints are off on its connections, and so on this one).
+            write_lock = threading.Lock()
+            wal = WalKeeper(make_url(store.url).database, write_lock, BUSY_TIMEOUT_SECONDS)
             for start in range(0, count, batch):
-                # As the store writes: under its write lock, and a commit wakes its checkpoint thread
-                # (automatic checkpoints are off on its connections, and so on this one).
-                with store._write_lock:
+                with write_lock:
                     connection.execute("BEGIN IMMEDIATE")
                     chunk = rows(spans[start:start + batch])
                     if multi_row:
@@ -149,7 +153,8 @@ def ingest_with_driver(store: rolloutdb.Store, count: int, batch: int, *, multi_
                     else:
                         connection.executemany(insert_into + one_row, chunk)
                     connection.execute("COMMIT")
-                store._checkpointer.written()
+                wal.written()
+            wal.close()
             connection.close()
     else:
         def insert() -> None:

@@ -19,7 +19,7 @@ WORK = {"ddl": 60, "docs": 80, "examples": 40}  # items per stage
 
 
 def build_index(store: rolloutdb.Store, name: str, item_seconds: float) -> None:
-    with store.job(name, stages=STAGES, key="dataset:sales") as job:
+    with store.jobs.start(name, stages=STAGES, key="dataset:sales") as job:
         if job.resumed:
             print(f"resuming {name} at stage {job.stage_name} with state {job.state}")
         state = job.state or {"stage": "init", "done": 0}

@@ -15,7 +15,7 @@ STAGES = [("load", 50), ("index", 50)]
 def paused_job(fresh_database_url):
     """A job paused half-way through its second stage, with its state saved."""
     with rolloutdb.connect(fresh_database_url) as store:
-        with store.job("build", stages=STAGES, key="ds", write_interval=0.0) as job:
+        with store.jobs.start("build", stages=STAGES, key="ds", write_interval=0.0) as job:
             job.stage("index")
             job.progress(0.5)
             job.checkpoint(state={"done": 5}, message="five done")
@@ -26,7 +26,7 @@ def paused_job(fresh_database_url):
 
 def run_job_in_background(url: str, name: str, checkpoints: int) -> threading.Thread:
     def work():
-        with rolloutdb.connect(url) as store, store.job(name, stages=[("only", 100)], write_interval=0.0) as job:
+        with rolloutdb.connect(url) as store, store.jobs.start(name, stages=[("only", 100)], write_interval=0.0) as job:
             job.stage("only")
             for i in range(checkpoints):
                 time.sleep(0.1)
@@ -73,7 +73,7 @@ def test_pause_resume_cancel_follow_the_job_state(paused_job):
 
 
 def test_pause_of_a_running_job_is_a_request(fresh_database_url):
-    with rolloutdb.connect(fresh_database_url) as store, store.job("live"):
+    with rolloutdb.connect(fresh_database_url) as store, store.jobs.start("live"):
         assert "stops at its next checkpoint" in succeeds(fresh_database_url, "jobs", "pause", "live")
         assert store.jobs.get("live").run.control == "pause"
         assert "running: cancel it first" in fails(fresh_database_url, "jobs", "delete", "live", "--yes")
@@ -109,7 +109,7 @@ def test_watch_follows_a_running_job_to_its_end(fresh_database_url):
 
 def test_watch_of_an_ended_job_says_how_it_ended(fresh_database_url):
     with rolloutdb.connect(fresh_database_url) as store:
-        with pytest.raises(ValueError), store.job("broken") as job:
+        with pytest.raises(ValueError), store.jobs.start("broken") as job:
             job.log("about to fail")
             raise ValueError("no such table")
     result = rolloutdb_cli(fresh_database_url, "jobs", "watch", "broken")

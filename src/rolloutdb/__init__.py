@@ -2,6 +2,7 @@
 
 from .errors import (
     ConflictError,
+    DatabaseNotFoundError,
     InvalidInputError,
     InvalidTransitionError,
     JobCancelled,
@@ -14,49 +15,71 @@ from .errors import (
 )
 from .records import (
     Attempt,
+    Claim,
+    ComparisonRow,
     Group,
+    Project,
+    Resources,
     Rollout,
     RolloutConfig,
     Run,
+    RunComparison,
     RunEvent,
+    RunStats,
+    Span,
     StatusChange,
     Step,
     Task,
     Turn,
     Validator,
+    Worker,
 )
 from .states import AttemptStatus, GroupStatus, RolloutStatus, RunStatus, StepStatus
 from .recorder import FlushResult, Recorder, RecorderHealth
+from .store.jobs import AsyncJob, Job, JobStatus
 from .store.recording import RecordingResult, Rejection
-from .store import Store, connect
+from .store.retention import PurgeResult
+from .store import Store, connect, create_project, list_projects
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncJob",
     "Attempt",
     "AttemptStatus",
+    "Claim",
+    "ComparisonRow",
     "ConflictError",
+    "DatabaseNotFoundError",
     "FlushResult",
     "Group",
     "GroupStatus",
     "InvalidInputError",
     "InvalidTransitionError",
+    "Job",
     "JobCancelled",
     "JobInterrupted",
     "JobPaused",
+    "JobStatus",
     "NotFoundError",
+    "Project",
+    "PurgeResult",
+    "Recorder",
+    "RecorderHealth",
+    "RecordingResult",
+    "Rejection",
+    "Resources",
     "Rollout",
     "RolloutConfig",
     "RolloutDBError",
     "RolloutStatus",
     "Run",
-    "Recorder",
-    "RecorderHealth",
-    "RecordingResult",
-    "Rejection",
+    "RunComparison",
     "RunEvent",
+    "RunStats",
     "RunStatus",
     "SchemaOutOfDateError",
+    "Span",
     "StatusChange",
     "Step",
     "StepStatus",
@@ -65,5 +88,8 @@ __all__ = [
     "Task",
     "Turn",
     "Validator",
+    "Worker",
     "connect",
+    "create_project",
+    "list_projects",
 ]

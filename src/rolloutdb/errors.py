@@ -31,6 +31,10 @@ class StoreUnavailableError(RolloutDBError):
     """The database cannot be reached or opened."""
 
 
+class DatabaseNotFoundError(StoreUnavailableError):
+    """There is no database at the URL, and the call may not create one (reads never do)."""
+
+
 class JobInterrupted(RolloutDBError):
     """A job stopped at a checkpoint because another process asked it to; its state is saved."""
 

@@ -304,7 +304,9 @@ class Sample(_Created):
     dataset: str | None = None
 
 
-class Checkpoint(_Created):
+class ModelCheckpoint(_Created):
+    """A saved policy or model (weights at a URI, with its metrics); not a job's checkpoint (a save point)."""
+
     run_id: str | None = None
     step: int | None = None
     name: str

@@ -1,9 +1,13 @@
 """Opening databases: clear errors when there is nothing usable at the URL."""
 
+import sqlite3
+
 import pytest
 
 import rolloutdb
-from rolloutdb.errors import StoreUnavailableError
+from rolloutdb.errors import (
+    ConflictError, DatabaseNotFoundError, NotFoundError, SchemaOutOfDateError, StoreUnavailableError,
+)
 
 
 def test_a_file_that_is_not_sqlite_is_refused_clearly(tmp_path):
@@ -22,3 +26,58 @@ def test_a_missing_directory_is_refused_clearly(tmp_path):
 def test_an_unreachable_server_is_refused_with_what_to_check():
     with pytest.raises(StoreUnavailableError, match="Check that the server is running"):
         rolloutdb.connect("postgresql://postgres@127.0.0.1:1/nothing")
+
+
+# -- opening without creating: what reads use --------------------------------------------------------
+
+def test_opening_a_missing_database_without_create_creates_nothing(tmp_path):
+    path = tmp_path / "rolloutdb.db"
+    with pytest.raises(DatabaseNotFoundError, match=f"no database at {path}.*rolloutdb init"):
+        rolloutdb.connect(f"sqlite:///{path}", create=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_opening_a_missing_project_without_create_names_the_projects_there(fresh_database_url):
+    rolloutdb.connect(fresh_database_url, project="real").close()
+    with pytest.raises(NotFoundError, match=r"no project 'typo'.*its projects: 'real'.*projects create"):
+        rolloutdb.connect(fresh_database_url, project="typo", create=False)
+    assert [p.name for p in rolloutdb.list_projects(fresh_database_url)] == ["real"]
+
+
+def test_an_existing_database_and_project_open_without_create(fresh_database_url):
+    with rolloutdb.connect(fresh_database_url, project="real") as store:
+        store.runs.create(name="r1")
+    with rolloutdb.connect(fresh_database_url, project="real", create=False) as store:
+        assert [run.name for run in store.runs.query()] == ["r1"]
+
+
+def test_projects_are_created_on_demand_and_listed_by_name(fresh_database_url):
+    created = rolloutdb.create_project("b-team", fresh_database_url)
+    assert created.name == "b-team"
+    with pytest.raises(ConflictError, match="project 'b-team' exists"):
+        rolloutdb.create_project("b-team", fresh_database_url)
+    assert [p.name for p in rolloutdb.list_projects(fresh_database_url)] == ["b-team"]
+
+
+def test_listing_projects_of_a_missing_database_creates_nothing(tmp_path):
+    with pytest.raises(DatabaseNotFoundError):
+        rolloutdb.list_projects(f"sqlite:///{tmp_path / 'none.db'}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_foreign_sqlite_database_is_refused_without_being_changed(tmp_path):
+    path = tmp_path / "theirs.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE notes (body TEXT)")
+    for create in (True, False):
+        with pytest.raises(SchemaOutOfDateError, match="not a RolloutDB database"):
+            rolloutdb.connect(f"sqlite:///{path}", create=create)
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["theirs.db"]
+
+
+def test_a_directory_given_as_the_database_is_named_as_such(tmp_path):
+    with pytest.raises(StoreUnavailableError, match="is a directory") as caught:
+        rolloutdb.connect(f"sqlite:///{tmp_path}")
+    assert "server" not in str(caught.value)

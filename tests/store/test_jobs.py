@@ -20,7 +20,7 @@ STAGES = [("init", 10), ("ddl", 30), ("docs", 40), ("examples", 20)]
 def run_job(url: str, project: str, items: int, fail_at: int | None = None) -> None:
     """The job's code, as its own process runs it: resumes from the saved stage and item."""
     with rolloutdb.connect(url, project=project) as store:
-        with store.job("index", stages=STAGES, key="dataset-1", write_interval=0.05) as job:
+        with store.jobs.start("index", stages=STAGES, key="dataset-1", write_interval=0.05) as job:
             done = (job.state or {}).get("done", 0)
             if job.stage_name in (None, "init"):
                 job.stage("init")
@@ -76,7 +76,7 @@ def test_pause_stops_the_job_at_a_checkpoint_and_resume_finishes_it(store):
 
 
 def test_progress_never_goes_back_and_each_message_is_one_log_row(store):
-    with store.job("steady", stages=STAGES, write_interval=10.0) as job:  # writes coalesced to the forced ones
+    with store.jobs.start("steady", stages=STAGES, write_interval=10.0) as job:  # writes coalesced to the forced ones
         job.stage("ddl")
         for fraction in (0.5, 0.2, 0.9):
             job.progress(fraction)
@@ -108,13 +108,13 @@ def test_a_failing_job_records_its_error(store):
 
 
 def test_one_active_job_per_concurrency_key(store):
-    with store.job("first", key="dataset-1"):
+    with store.jobs.start("first", key="dataset-1"):
         with pytest.raises(ConflictError, match="'first' is running with concurrency key 'dataset-1'"):
-            store.job("second", key="dataset-1")
-        with store.job("elsewhere", key="dataset-2"):
+            store.jobs.start("second", key="dataset-1")
+        with store.jobs.start("elsewhere", key="dataset-2"):
             pass
     assert store.runs.count(name="second") == 0
-    with store.job("second", key="dataset-1"):  # the first one has ended
+    with store.jobs.start("second", key="dataset-1"):  # the first one has ended
         pass
     assert store.jobs.get("second").run.status == "completed"
 
@@ -128,8 +128,8 @@ def test_a_killed_job_is_visibly_stale_and_can_be_resumed(store):
     assert store.jobs.get("index", stale_after=0.2).stale
     assert not store.jobs.get("index").stale  # within the default minute it still counts as alive
     with pytest.raises(ConflictError, match="already running"):
-        store.job("index", stale_after=60)
-    with store.job("index", stale_after=0.2) as job:  # a stale job is taken over where it stopped
+        store.jobs.start("index", stale_after=60)
+    with store.jobs.start("index", stale_after=0.2) as job:  # a stale job is taken over where it stopped
         assert job.resumed and job.state["done"] > 2 and job.stage_name == "ddl"
     assert store.jobs.get("index").run.status == "completed"
 
@@ -137,11 +137,11 @@ def test_a_killed_job_is_visibly_stale_and_can_be_resumed(store):
 @pytest.mark.parametrize(
     ("setup", "call", "message"),
     [
-        (lambda s: s.job("j").__exit__(None, None, None), lambda s: s.jobs.request_pause("j"),
+        (lambda s: s.jobs.start("j").__exit__(None, None, None), lambda s: s.jobs.request_pause("j"),
          "cannot pause job 'j': it is completed"),
-        (lambda s: s.job("j"), lambda s: s.jobs.request_resume("j"), "cannot resume job 'j': it is running"),
-        (lambda s: s.job("j"), lambda s: s.jobs.delete("j"), "job 'j' is running: cancel it first"),
-        (lambda s: s.job("j").__exit__(None, None, None), lambda s: s.jobs.request_cancel("j"),
+        (lambda s: s.jobs.start("j"), lambda s: s.jobs.request_resume("j"), "cannot resume job 'j': it is running"),
+        (lambda s: s.jobs.start("j"), lambda s: s.jobs.delete("j"), "job 'j' is running: cancel it first"),
+        (lambda s: s.jobs.start("j").__exit__(None, None, None), lambda s: s.jobs.request_cancel("j"),
          "it has already ended"),
     ],
 )
@@ -155,11 +155,11 @@ def test_control_calls_check_the_state_first(store, setup, call, message):
 
 def test_bad_stage_plans_and_stages_are_rejected(store):
     with pytest.raises(InvalidInputError, match="add up to 100"):
-        store.job("j", stages=[("a", 50), ("b", 40)])
+        store.jobs.start("j", stages=[("a", 50), ("b", 40)])
     with pytest.raises(InvalidInputError, match="positive share"):
-        store.job("j", stages=[("a", -5), ("b", 105)])
+        store.jobs.start("j", stages=[("a", -5), ("b", 105)])
     assert store.runs.count() == 0
-    with store.job("j", stages=[("a", 50), ("b", 50)]) as job:
+    with store.jobs.start("j", stages=[("a", 50), ("b", 50)]) as job:
         with pytest.raises(InvalidInputError, match="unknown stage 'c'"):
             job.stage("c")
         with pytest.raises(InvalidInputError, match="between 0 and 1"):
@@ -181,7 +181,7 @@ def rows_of_run(store, run_id):
 
 def test_delete_removes_an_ended_job_and_its_log(store):
     for name in ("old", "kept"):
-        with store.job(name) as job:
+        with store.jobs.start(name) as job:
             job.checkpoint(message="hello")
         store.steps.create(run_id=store.jobs.get(name).run.id, number=0)
     old, kept = store.jobs.get("old").run.id, store.jobs.get("kept").run.id
@@ -195,7 +195,7 @@ def test_delete_removes_an_ended_job_and_its_log(store):
 
 def test_the_async_twin_pauses_the_same_way(store):
     async def job_code():
-        async with store.job_async("async-job", stages=[("only", 100)], write_interval=0.0) as job:
+        async with store.jobs.start_async("async-job", stages=[("only", 100)], write_interval=0.0) as job:
             await job.stage("only")
             for i in range(1000):
                 await job.checkpoint(state={"i": i})

@@ -12,7 +12,7 @@ PAIRS = [
     (records.Span, schema.spans), (records.Resources, schema.resources), (records.Artifact, schema.artifacts),
     (records.ArtifactLink, schema.artifact_links), (records.Script, schema.scripts),
     (records.Decision, schema.decisions), (records.Signal, schema.signals), (records.Sample, schema.samples),
-    (records.Checkpoint, schema.checkpoints), (records.ApiToken, schema.api_tokens),
+    (records.ModelCheckpoint, schema.checkpoints), (records.ApiToken, schema.api_tokens),
 ]
 
 

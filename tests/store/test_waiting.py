@@ -1,4 +1,4 @@
-"""wait_for_rollouts: returns as soon as rollouts finish, in this process or another one."""
+"""Waiting for rollouts (rollouts.wait): returns as soon as they finish, in this process or another one."""
 
 import multiprocessing
 import threading
@@ -23,11 +23,11 @@ def test_wait_returns_when_another_process_finishes_the_rollout(store):
     finisher = context.Process(target=finish_later, args=(store.url, store.project, waiting_on.id, 1.0))
     finisher.start()
     try:
-        finished = store.wait_for_rollouts([waiting_on.id], timeout=60)
+        finished = store.rollouts.wait([waiting_on.id], timeout=60)
     finally:
         finisher.join(timeout=60)
     assert [r.id for r in finished] == [waiting_on.id] and finished[0].status == "succeeded"
-    assert store.wait_for_rollouts([never.id], timeout=0) == []
+    assert store.rollouts.wait([never.id], timeout=0) == []
 
 
 def test_wait_wakes_on_a_finish_in_this_process_without_polling(store):
@@ -37,7 +37,7 @@ def test_wait_wakes_on_a_finish_in_this_process_without_polling(store):
         timer = threading.Timer(0.3, lambda: waiter.attempts.update(rollout.id, status="failed"))
         timer.start()
         started = time.monotonic()
-        finished = waiter.wait_for_rollouts([rollout.id], timeout=120)
+        finished = waiter.rollouts.wait([rollout.id], timeout=120)
         elapsed = time.monotonic() - started
     assert [r.status for r in finished] == ["failed"]
     assert elapsed < 60  # it was woken, not timed out
@@ -47,9 +47,9 @@ def test_wait_returns_the_finished_subset_at_the_timeout(store):
     done = store.rollouts.start("done").rollout
     store.attempts.update(done.id, status="succeeded")
     pending = store.rollouts.enqueue("pending")
-    assert [r.id for r in store.wait_for_rollouts([done.id, pending.id], timeout=0.2)] == [done.id]
+    assert [r.id for r in store.rollouts.wait([done.id, pending.id], timeout=0.2)] == [done.id]
 
 
 def test_wait_for_an_unknown_rollout_is_an_error(store):
     with pytest.raises(NotFoundError, match="unknown rollout"):
-        store.wait_for_rollouts(["nope"], timeout=0)
+        store.rollouts.wait(["nope"], timeout=0)

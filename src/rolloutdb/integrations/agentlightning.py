@@ -258,7 +258,7 @@ class RolloutDBLightningStore(LightningStore):
         return to_agl_rollout(rollout)
 
     async def wait_for_rollouts(self, *, rollout_ids: list[str], timeout: float | None = None) -> list[Rollout]:
-        finished = await self._run(self.store.wait_for_rollouts, rollout_ids, timeout)
+        finished = await self._run(self.store.rollouts.wait, rollout_ids, timeout)
         return [to_agl_rollout(rollout) for rollout in finished]
 
     # -- attempts ---------------------------------------------------------------------------------------

@@ -11,27 +11,26 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select
 
 from .. import states
 from ..config import display_url, resolve_url
-from ..errors import InvalidInputError
-from ..records import Project, Rollout, RunComparison, StatusChange, utcnow
+from ..errors import ConflictError, InvalidInputError, NotFoundError
+from ..records import Project, RunComparison, StatusChange, utcnow
 from ..schema import projects, status_changes
-from .attempts import Attempts
 from . import hooks
+from ._wal import WalKeeper
+from .attempts import Attempts
 from .base import insert_ignoring_conflicts
 from .catalog import Tasks, Validators
 from .comparison import compare_runs
-from .checkpoints import Checkpointer
 from .engine import BUSY_TIMEOUT_SECONDS, WRITE, create_store_engine, ensure_schema, sqlite_file, unavailable_as_error
 from .groups import Groups
 from .health import check_health
-from .jobs import AsyncJob, Job, Jobs
+from .jobs import Jobs
 from .recording import Recording
 from .resources import Resources
 from .retention import PurgeResult, purge
@@ -67,6 +66,7 @@ class Store:
         clock: Callable[[], datetime] = utcnow,
         health_check_interval: float = 5.0,
         poll_interval: float | None = None,
+        create_project: bool = True,
     ) -> None:
         self.engine = engine
         self.url = url
@@ -80,9 +80,8 @@ class Store:
         self._write_lock = sqlite_write_lock(self.url) if engine.dialect.name == "sqlite" else contextlib.nullcontext()
         self._sqlite_writer: tuple[int, Connection] | None = None  # (process id, connection): see _writer
         database = sqlite_file(url)
-        self._checkpointer = None if database is None else Checkpointer(database, self._write_lock,
-                                                                         BUSY_TIMEOUT_SECONDS)
-        self.project_id = self._ensure_project(project)
+        self._wal = None if database is None else WalKeeper(database, self._write_lock, BUSY_TIMEOUT_SECONDS)
+        self.project_id = self._ensure_project(project) if create_project else self._existing_project(project)
         self.runs = Runs(self)
         self.steps = Steps(self)
         self.validators = Validators(self)
@@ -147,28 +146,10 @@ class Store:
             finally:
                 self._health_lock.release()
 
-    def job(self, name: str, *, stages: Any = None, key: str | None = None, kind: str = "job",
-            config: Mapping[str, Any] | None = None, stale_after: float = 60.0,
-            write_interval: float = 0.25) -> Job:
-        """Start the job ``name``, or resume it if it is paused (or running but silent for longer than
-        ``stale_after`` seconds: its process died). ``stages`` is the plan, ``[("init", 10), ("load", 60),
-        ("index", 30)]`` with shares adding up to 100; ``key`` allows one active job per key.
-        Use it as a context manager; see ``Job``."""
-        return self.jobs.start(name, stages=stages, key=key, kind=kind, config=config, stale_after=stale_after,
-                               write_interval=write_interval)
-
-    def job_async(self, name: str, **options: Any) -> AsyncJob:
-        """``job()`` for asyncio code: ``async with store.job_async(name, ...) as job``."""
-        return AsyncJob(self.jobs, name, options)
-
     def compare_runs(self, a: str, b: str) -> RunComparison:
         """Run ``b`` against run ``a`` (names or ids), per task and overall: success rate, mean reward,
         mean turns, and the differences ``b - a``."""
         return compare_runs(self, a, b)
-
-    def wait_for_rollouts(self, rollout_ids: Iterable[str], timeout: float | None = None) -> list[Rollout]:
-        """Block until the rollouts finish or ``timeout`` seconds pass; returns the finished ones."""
-        return self.rollouts.wait(rollout_ids, timeout)
 
     def purge(self, *, older_than: timedelta | None = None, keep_last: int | None = None,
               dry_run: bool = False) -> PurgeResult:
@@ -178,8 +159,8 @@ class Store:
 
     def close(self) -> None:
         """Release the database connections."""
-        if self._checkpointer is not None:
-            self._checkpointer.close()  # before taking the write lock, which its thread may be waiting for
+        if self._wal is not None:
+            self._wal.close()  # before taking the write lock, which its thread may be waiting for
         with self._write_lock:
             if self._sqlite_writer is not None and self._sqlite_writer[0] == os.getpid():
                 self._sqlite_writer[1].close()
@@ -207,8 +188,8 @@ class Store:
         with self._write_lock, unavailable_as_error(self.url), self._writer() as connection:
             with hooks.transaction(connection):
                 yield connection
-            if self._checkpointer is not None:
-                self._checkpointer.written()
+            if self._wal is not None:
+                self._wal.written()
 
     @contextlib.contextmanager
     def _writer(self) -> Iterator[Connection]:
@@ -235,11 +216,23 @@ class Store:
             connection.execute(insert_ignoring_conflicts(connection, projects), project.model_dump())
             return connection.execute(select(projects.c.id).where(projects.c.name == name)).scalar_one()
 
+    def _existing_project(self, name: str) -> str:
+        with self._read() as connection:
+            found = connection.execute(select(projects.c.id).where(projects.c.name == name)).scalar_one_or_none()
+            if found is None:
+                names = connection.execute(select(projects.c.name).order_by(projects.c.name)).scalars().all()
+                raise NotFoundError(
+                    f"no project {name!r} in {display_url(self.url)}; "
+                    + (f"its projects: {', '.join(map(repr, names))}" if names else "it has no projects yet")
+                    + f". `rolloutdb projects create {name}` creates it; a write through connect() does too")
+        return found
+
 
 def connect(
     url: str | None = None,
     *,
     project: str = DEFAULT_PROJECT,
+    create: bool = True,
     upgrade: bool = False,
     clock: Callable[[], datetime] = utcnow,
     health_check_interval: float = 5.0,
@@ -247,23 +240,69 @@ def connect(
 ) -> Store:
     """Open the RolloutDB database at ``url`` (see ``rolloutdb.config`` for where it is found otherwise).
 
-    A new database is created and migrated. One at an older schema raises SchemaOutOfDateError
-    unless ``upgrade=True``. ``clock`` replaces the wall clock (tests); ``health_check_interval`` is
-    how often store calls may run the attempt watchdog; ``poll_interval`` how often a waiter looks
-    for rollouts finished by other processes (default 0.5 s on SQLite; PostgreSQL is notified).
+    A new database is created and migrated, and a new project created in it; with ``create=False``
+    both must exist already (DatabaseNotFoundError, NotFoundError) and nothing is written — what
+    reads use. One at an older schema raises SchemaOutOfDateError unless ``upgrade=True``. ``clock``
+    replaces the wall clock (tests); ``health_check_interval`` is how often store calls may run the
+    attempt watchdog; ``poll_interval`` how often a waiter looks for rollouts finished by other
+    processes (default 0.5 s on SQLite; PostgreSQL is notified).
     """
     resolved = resolve_url(url)
-    if not project or len(project) > 200:
-        raise InvalidInputError(f"project must be a name of 1 to 200 characters, got {project!r}")
-    engine = create_store_engine(resolved)
-    try:
-        with unavailable_as_error(resolved):
-            ensure_schema(engine, upgrade_if_needed=upgrade)
+    project_name(project)
+    with _opened(resolved, create=create, upgrade=upgrade) as engine:
         return Store(engine, resolved, project, clock=clock, health_check_interval=health_check_interval,
-                     poll_interval=poll_interval)
+                     poll_interval=poll_interval, create_project=create)
+
+
+def list_projects(url: str | None = None) -> list[Project]:
+    """The projects of the database at ``url``, by name. The database must exist; nothing is written."""
+    resolved = resolve_url(url)
+    with _opened(resolved, create=False) as engine:
+        try:
+            with unavailable_as_error(resolved), engine.connect() as connection:
+                rows = connection.execute(select(projects).order_by(projects.c.name)).mappings().all()
+        finally:
+            engine.dispose()
+    return [Project.model_validate(dict(row)) for row in rows]
+
+
+def create_project(name: str, url: str | None = None) -> Project:
+    """Create the project ``name`` (and the database, if there is none yet); ConflictError if it exists."""
+    resolved = resolve_url(url)
+    project = Project(name=project_name(name))
+    with _opened(resolved, create=True) as engine:
+        try:
+            with unavailable_as_error(resolved), engine.connect() as connection:
+                connection.execution_options(**{WRITE: True})
+                with connection.begin():
+                    inserted = connection.execute(insert_ignoring_conflicts(connection, projects)
+                                                  .returning(projects.c.id), project.model_dump()).first()
+        finally:
+            engine.dispose()
+    if inserted is None:
+        raise ConflictError(f"project {name!r} exists in {display_url(resolved)}")
+    return project
+
+
+def project_name(name: str) -> str:
+    """``name`` if it can name a project, else InvalidInputError."""
+    if not isinstance(name, str) or not name or len(name) > 200:
+        raise InvalidInputError(f"project must be a name of 1 to 200 characters, got {name!r}")
+    return name
+
+
+@contextlib.contextmanager
+def _opened(url: str, *, create: bool, upgrade: bool = False) -> Iterator[Engine]:
+    """An engine on the database at ``url``, its schema checked (and, if ``create``, made); disposed if the
+    block fails, left to the block otherwise."""
+    engine = create_store_engine(url, create=create)
+    try:
+        with unavailable_as_error(url):
+            ensure_schema(engine, upgrade_if_needed=upgrade, create=create)
+        yield engine
     except BaseException:
         engine.dispose()
         raise
 
 
-__all__ = ["DEFAULT_PROJECT", "PurgeResult", "Store", "connect"]
+__all__ = ["DEFAULT_PROJECT", "PurgeResult", "Store", "connect", "create_project", "list_projects"]

@@ -1,7 +1,7 @@
 """Engines for SQLite and PostgreSQL, their connection settings, and schema migrations.
 
 SQLite: WAL, ``synchronous=NORMAL``, a busy timeout and foreign keys on every connection; WAL
-checkpoints are the store's own thread's job (see ``checkpoints``), not the committing writer's.
+checkpoints are the store's own thread's job (see ``_wal``), not the committing writer's.
 Write transactions there begin with ``BEGIN IMMEDIATE`` so that concurrent writers queue on
 the busy timeout instead of failing with "database is locked" when a read lock is upgraded. The busy
 timeout (30 s) is SQLite's only wait: the ROLLOUTDB_*_TIMEOUT variables are PostgreSQL's.
@@ -40,7 +40,7 @@ from sqlalchemy.exc import DatabaseError, DBAPIError, OperationalError
 
 from ..config import CONNECT_TIMEOUT_VAR, STATEMENT_TIMEOUT_VAR, connect_timeout, display_url, statement_timeout
 from ..schema import metadata
-from ..errors import SchemaOutOfDateError, StoreUnavailableError
+from ..errors import DatabaseNotFoundError, SchemaOutOfDateError, StoreUnavailableError
 
 BUSY_TIMEOUT_SECONDS = 30.0
 WRITE = "rolloutdb_write"  # execution option: this transaction writes
@@ -58,11 +58,12 @@ DEAD_LINK_SETTINGS = {"keepalives": "1", "keepalives_idle": "15", "keepalives_in
 SESSION_TIMEOUTS = ("statement_timeout", "idle_in_transaction_session_timeout")
 
 
-def create_store_engine(url: str) -> Engine:
-    """An engine for ``url`` with RolloutDB's connection settings."""
+def create_store_engine(url: str, *, create: bool = True) -> Engine:
+    """An engine for ``url`` with RolloutDB's connection settings. ``create=False``: a SQLite file must
+    exist already (DatabaseNotFoundError), so that opening it to read leaves nothing behind."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(url, parsed.database)
+        return _sqlite_engine(url, parsed.database, create)
     return _postgres_engine(url, parsed)
 
 
@@ -137,12 +138,15 @@ def sqlite_file(url: str) -> str | None:
     return parsed.database
 
 
-def _sqlite_engine(url: str, database: str | None) -> Engine:
+def _sqlite_engine(url: str, database: str | None, create: bool) -> Engine:
     in_memory = sqlite_file(url) is None
     if not in_memory and not Path(database).parent.is_dir():
         raise StoreUnavailableError(
             f"cannot open SQLite database {database!r}: the directory {str(Path(database).parent)!r} does not exist"
         )
+    if not in_memory and not create and not Path(database).exists():
+        raise DatabaseNotFoundError(f"no database at {Path(database).absolute()}: run `rolloutdb init` to create one,"
+                                    " or point --url / ROLLOUTDB_URL at yours")
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_SECONDS},
@@ -155,9 +159,9 @@ def _sqlite_engine(url: str, database: str | None) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
-        if not in_memory:
+        if not in_memory and _is_rolloutdb_or_empty(cursor):  # never change another program's database
             cursor.execute("PRAGMA journal_mode = WAL")
-            cursor.execute("PRAGMA wal_autocheckpoint = 0")  # the store's checkpoint thread does it (see checkpoints)
+            cursor.execute("PRAGMA wal_autocheckpoint = 0")  # the store's WAL thread does it (see _wal)
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
@@ -171,18 +175,32 @@ def _sqlite_engine(url: str, database: str | None) -> Engine:
     return engine
 
 
+def _is_rolloutdb_or_empty(cursor: sqlite3.Cursor) -> bool:
+    tables = {name for (name,) in cursor.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    return not tables or "alembic_version" in tables
+
+
 @contextlib.contextmanager
 def unavailable_as_error(url: str) -> Iterator[None]:
     """Turn "cannot connect" driver errors into a StoreUnavailableError that says what to check."""
     try:
         yield
     except sqlite3.DatabaseError as exc:  # raised raw by the connect hook's PRAGMAs
-        raise StoreUnavailableError(f"cannot open {display_url(url)}: {_sqlite_reason(exc)}") from exc
+        raise StoreUnavailableError(f"cannot open {display_url(url)}: {_sqlite_reason(url, exc)}") from exc
     except DBAPIError as exc:
         if (note := _server_time_limit(exc)) is not None:
             # The server is there and answered: it is a statement or transaction that took too long.
             exc.add_note(note)
             raise
+        if sqlite_file(url) is not None and (
+                (isinstance(exc, OperationalError) and _is_connect_error(exc))
+                or (isinstance(exc, DatabaseError) and "file is not a database" in str(exc.orig))):
+            raise StoreUnavailableError(f"cannot open {display_url(url)}: {_sqlite_reason(url, exc.orig)}") from exc
+        if isinstance(exc, OperationalError) and _is_missing_database(exc):
+            raise DatabaseNotFoundError(
+                f"no database at {display_url(url)}: the server has none of that name. Create it "
+                "(`createdb NAME`, or CREATE DATABASE) and run `rolloutdb init`, or fix the URL"
+            ) from exc
         if isinstance(exc, OperationalError) and (exc.connection_invalidated or _is_connect_error(exc)):
             reason = str(exc.orig).strip().splitlines()[0]
             if _is_connect_timeout(exc):
@@ -194,13 +212,26 @@ def unavailable_as_error(url: str) -> Iterator[None]:
                 f"cannot reach the database at {display_url(url)}: {reason}. "
                 "Check that the server is running and the URL (ROLLOUTDB_URL / DATABASE_URL) is right."
             ) from exc
-        if isinstance(exc, DatabaseError) and "file is not a database" in str(exc.orig):
-            raise StoreUnavailableError(f"cannot open {display_url(url)}: {_sqlite_reason(exc.orig)}") from exc
         raise
 
 
-def _sqlite_reason(exc: BaseException) -> str:
-    return "it is not a SQLite database" if "file is not a database" in str(exc) else str(exc)
+def _sqlite_reason(url: str, exc: BaseException) -> str:
+    """What is wrong with a SQLite file that SQLite would not open, in words that name the cause."""
+    if "file is not a database" in str(exc):
+        return "it is not a SQLite database"
+    path = Path(sqlite_file(url) or "").absolute()
+    if path.is_dir():
+        return f"{path} is a directory; give the path of a database file in it (e.g. {path / 'rolloutdb.db'})"
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        return f"no permission to read and write {path}"
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        return (f"no permission to write in {path.parent}: SQLite keeps its write-ahead log next to the database "
+                "file, so the directory must be writable")
+    return str(exc)
+
+
+def _is_missing_database(exc: DBAPIError) -> bool:
+    return "database" in str(exc.orig) and "does not exist" in str(exc.orig)
 
 
 def _is_connect_error(exc: DBAPIError) -> bool:
@@ -264,8 +295,9 @@ def upgrade(engine: Engine, revision: str = "head") -> str:
             return current_revision(connection) or "base"
 
 
-def ensure_schema(engine: Engine, *, upgrade_if_needed: bool) -> None:
-    """Migrate a new database; refuse (or, if asked, upgrade) one at an older revision."""
+def ensure_schema(engine: Engine, *, upgrade_if_needed: bool, create: bool = True) -> None:
+    """Migrate a new database (``create=False``: refuse it); refuse (or, if asked, upgrade) one at an
+    older revision."""
     head = head_revision()
     with engine.connect() as connection:
         current = current_revision(connection)
@@ -273,6 +305,9 @@ def ensure_schema(engine: Engine, *, upgrade_if_needed: bool) -> None:
     if current == head:
         return
     if current is None and not has_tables:
+        if not create:
+            raise DatabaseNotFoundError(f"the database at {engine.url.render_as_string(hide_password=True)}"
+                                        " is empty: run `rolloutdb init` to create RolloutDB's tables in it")
         upgrade(engine)
         return
     if current is not None and current not in {rev for rev, _, _ in migration_history()}:

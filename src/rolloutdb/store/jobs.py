@@ -1,6 +1,6 @@
 """Long jobs: stages, progress, logs, and pause / resume / cancel requested from any process.
 
-A job is a run. Its code holds a ``Job`` (``with store.job(name, stages=...) as job``) and calls
+A job is a run. Its code holds a ``Job`` (``with store.jobs.start(name, stages=...) as job``) and calls
 ``job.checkpoint()`` now and then; pause and cancel are requests stored in the database that the job
 sees at its next checkpoint, after saving its state. Starting a paused job again resumes it with the
 stage and state it saved. Progress and log writes are coalesced, so checkpoints are cheap.
@@ -92,7 +92,7 @@ class Jobs:
             return self._request(connection, run, "pause", reason)
 
     def request_resume(self, name_or_id: str, reason: str | None = None) -> Run:
-        """Mark a paused job for resuming: starting its code again (``store.job(name)``) continues it
+        """Mark a paused job for resuming: starting its code again (``store.jobs.start(name)``) continues it
         from its saved stage and state. ``jobs.query(control="resume")`` lists the jobs waiting for that."""
         with self._store._write() as connection:
             run = self._store.runs._fetch(connection, name_or_id, for_update=True)
@@ -162,7 +162,10 @@ class Jobs:
     def start(self, name: str, *, stages: Any = None, key: str | None = None, kind: str = "job",
               config: Mapping[str, Any] | None = None, stale_after: float = DEFAULT_STALE_AFTER,
               write_interval: float = 0.25) -> Job:
-        """Start a job, or resume it if it exists paused (or running, but stale). See ``Store.job``."""
+        """Start the job ``name``, or resume it if it is paused (or running but silent for longer than
+        ``stale_after`` seconds: its process died). ``stages`` is the plan, ``[("init", 10), ("load", 60),
+        ("index", 30)]`` with shares adding up to 100; ``key`` allows one active job per key.
+        Use it as a context manager: ``with store.jobs.start(name, stages=...) as job``; see ``Job``."""
         plan = stage_plan(stages)
         with self._store._write() as connection:
             run = self._store.runs._find(connection, name)
@@ -179,6 +182,10 @@ class Jobs:
                 run = self._resume(connection, run, plan, key, stale_after)
                 resumed = True
         return Job(self, Run.model_validate(dict(run)), resumed=resumed, write_interval=write_interval)
+
+    def start_async(self, name: str, **options: Any) -> AsyncJob:
+        """``start()`` for asyncio code: ``async with store.jobs.start_async(name, ...) as job``."""
+        return AsyncJob(self, name, options)
 
     def _insert_claiming_key(self, connection: Connection, record: Run) -> None:
         try:
@@ -233,7 +240,7 @@ class Jobs:
 
 
 class Job:
-    """The job's side: stages, progress, checkpoints. Use as a context manager (``store.job(...)``)."""
+    """The job's side: stages, progress, checkpoints. Use as a context manager (``store.jobs.start(...)``)."""
 
     def __init__(self, jobs: Jobs, run: Run, *, resumed: bool, write_interval: float) -> None:
         self._jobs, self._store = jobs, jobs._store
@@ -354,7 +361,7 @@ class Job:
 class AsyncJob:
     """``Job`` for asyncio code: the same calls, awaited, run off the event loop.
 
-    ``async with store.job_async(name, stages=...) as job: await job.checkpoint(state=...)``"""
+    ``async with store.jobs.start_async(name, stages=...) as job: await job.checkpoint(state=...)``"""
 
     def __init__(self, jobs: Jobs, name: str, options: Mapping[str, Any]) -> None:
         self._jobs, self._name, self._options = jobs, name, options
@@ -363,7 +370,7 @@ class AsyncJob:
     @property
     def job(self) -> Job:
         if self._job is None:
-            raise InvalidInputError("use the async job inside `async with store.job_async(...) as job:`")
+            raise InvalidInputError("use the async job inside `async with store.jobs.start_async(...) as job:`")
         return self._job
 
     @property

@@ -1,4 +1,6 @@
-"""SQLite WAL checkpoints in a thread of the store's own, off the writers' path.
+"""Keeping SQLite's write-ahead log short: its checkpoints run in a thread of the store's own, off the
+writers' path. ("Checkpoint" is SQLite's word for copying the WAL into the database file; RolloutDB's
+own checkpoints are a job's save points.)
 
 By default SQLite checkpoints inside the commit that takes the WAL past 1,000 pages: that commit
 copies the pages into the database file and syncs both files while every writer waits (about a
@@ -23,14 +25,14 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger("rolloutdb.checkpoints")
+log = logging.getLogger("rolloutdb.wal")
 
 INTERVAL_SECONDS = 0.2
 WAL_LIMIT_BYTES = 64 * 1024 * 1024
 IDLE_SECONDS = 10.0  # a thread with nothing to do ends; the next commit starts another
 
 
-class Checkpointer:
+class WalKeeper:
     """Checkpoints one SQLite database's WAL in a daemon thread, which commits start when it is needed."""
 
     def __init__(self, database: str, write_lock: AbstractContextManager[Any], busy_timeout: float) -> None:
@@ -49,7 +51,7 @@ class Checkpointer:
             if self._thread is None or self._pid != os.getpid():
                 self._wake, self._stop = threading.Event(), threading.Event()
                 self._thread = threading.Thread(target=self._run, args=(self._wake, self._stop), daemon=True,
-                                                name=f"rolloutdb checkpoints {self.database}")
+                                                name=f"rolloutdb wal {self.database}")
                 self._pid = os.getpid()
                 self._thread.start()
             self._wake.set()

@@ -8,7 +8,7 @@ import time
 import pytest
 
 import rolloutdb
-from rolloutdb.store import checkpoints
+from rolloutdb.store import _wal
 
 
 def wait_until(condition, seconds: float = 20.0) -> bool:
@@ -21,7 +21,7 @@ def wait_until(condition, seconds: float = 20.0) -> bool:
 
 
 def checkpoint_threads(path) -> list[threading.Thread]:
-    return [thread for thread in threading.enumerate() if thread.name == f"rolloutdb checkpoints {path}"]
+    return [thread for thread in threading.enumerate() if thread.name == f"rolloutdb wal {path}"]
 
 
 def enqueue_megabytes(store: rolloutdb.Store, megabytes: int) -> None:
@@ -45,8 +45,8 @@ def test_writers_leave_checkpoints_to_the_store_thread(tmp_path):
 
 def test_the_wal_stays_bounded_under_constant_writing(tmp_path, monkeypatch):
     # Small limits, so that a test's worth of writing goes past them many times.
-    monkeypatch.setattr(checkpoints, "WAL_LIMIT_BYTES", 512 * 1024)
-    monkeypatch.setattr(checkpoints, "INTERVAL_SECONDS", 0.01)
+    monkeypatch.setattr(_wal, "WAL_LIMIT_BYTES", 512 * 1024)
+    monkeypatch.setattr(_wal, "INTERVAL_SECONDS", 0.01)
     path = tmp_path / "store.db"
     wal = tmp_path / "store.db-wal"
     with rolloutdb.connect(f"sqlite:///{path}") as store:
@@ -96,7 +96,7 @@ def test_a_forked_child_checkpoints_with_a_thread_of_its_own(tmp_path):
 
 
 def test_an_idle_thread_ends_and_the_next_commit_starts_another(tmp_path, monkeypatch):
-    monkeypatch.setattr(checkpoints, "IDLE_SECONDS", 0.1)
+    monkeypatch.setattr(_wal, "IDLE_SECONDS", 0.1)
     path = tmp_path / "store.db"
     with rolloutdb.connect(f"sqlite:///{path}") as store:  # a store left open keeps no thread busy
         store.rollouts.enqueue({"task": 1})
@@ -108,9 +108,9 @@ def test_an_idle_thread_ends_and_the_next_commit_starts_another(tmp_path, monkey
 
 def test_a_database_file_removed_meanwhile_is_not_made_again(tmp_path, caplog):
     removed = tmp_path / "removed.db"
-    checkpointer = checkpoints.Checkpointer(str(removed), threading.Lock(), busy_timeout=1.0)
-    with caplog.at_level(logging.WARNING, logger="rolloutdb.checkpoints"):
-        checkpointer.written()
+    wal_keeper = _wal.WalKeeper(str(removed), threading.Lock(), busy_timeout=1.0)
+    with caplog.at_level(logging.WARNING, logger="rolloutdb.wal"):
+        wal_keeper.written()
         assert wait_until(lambda: checkpoint_threads(removed) == [])
     assert not removed.exists()
     assert "cannot open" in caplog.text and "the next commit tries again" in caplog.text
