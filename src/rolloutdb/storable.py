@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable
 from types import NoneType
 from typing import Any
 
@@ -39,7 +38,7 @@ def json_bytes(value: Any) -> bytes:
         raise _problem(value, "") or Unstorable("", str(exc)) from None
     # orjson writes NaN and infinities as null and a NUL as \u0000: look closer only when either may be
     # there, that is when there are more nulls than the value's own None fields (a record's are counted in C).
-    if b"\\u0000" in encoded or encoded.count(b"null") > (
+    if (b"\\" in encoded and b"\\u0000" in encoded) or encoded.count(b"null") > (
             list(map(type, value.values())).count(NoneType) if type(value) is dict else 0):
         problem = _problem(value, "")
         if problem is not None:
@@ -54,9 +53,8 @@ def check_text(value: str) -> str:
     return value
 
 
-def check_texts(values: Iterable[str | None]) -> None:
+def check_texts(values: list[str | None]) -> None:
     """``check_text`` for a column of values (None for SQL NULL)."""
-    values = list(values)
     try:
         found = NUL in "".join(values)  # one C-level pass when there is no NULL among them
     except TypeError:

@@ -22,7 +22,6 @@ and why, and does not hold back the others.
 from __future__ import annotations
 
 import logging
-import re
 import time
 import weakref
 from collections.abc import Mapping
@@ -30,8 +29,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-
-import orjson
 
 from ..config import resolve_url
 from ..errors import ConflictError, InvalidInputError, JobCancelled, JobInterrupted, JobPaused, NotFoundError

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, bindparam, select
 
 from .. import states
-from ..errors import InvalidInputError, InvalidTransitionError, NotFoundError
+from ..errors import InvalidTransitionError, NotFoundError
 from ..records import Attempt, Claim, RolloutConfig
 from ..schema import attempts, rollouts
 from ..states import AttemptStatus as A
@@ -153,8 +153,9 @@ class Attempts(Area[Attempt]):
     def _after_status_change(self, connection, changed, reason, now, parent) -> None:
         # The rollout follows its latest attempt; the worker follows the attempt it runs.
         for attempt, _ in changed:
-            rollout = parent if parent is not None and parent["id"] == attempt["rollout_id"] else \
-                self._store.rollouts._fetch(connection, attempt["rollout_id"], for_update=True)
+            rollout = parent
+            if rollout is None or rollout["id"] != attempt["rollout_id"]:
+                rollout = self._store.rollouts._fetch(connection, attempt["rollout_id"], for_update=True)
             if attempt["sequence"] == rollout["attempt_count"]:
                 target = rollout_status_for(attempt["status"], attempt["sequence"], rollout["config"])
                 self._store.rollouts._follow(connection, rollout, target, now, reason or f"attempt {attempt['status']}")

@@ -234,7 +234,7 @@ class Area(Generic[R]):
             elif guarded:
                 continue
             if "updated_at" in self.table.c:
-                values["updated_at"] = now
+                values = {**values, "updated_at": now}
             writes.append((row, values))
             if new != old:
                 changed.append(({**row, **values}, old))
@@ -246,9 +246,16 @@ class Area(Generic[R]):
         return [{**row, **values} for row, values in writes]
 
     def _write_by_key(self, connection: Connection, writes: list[tuple[Mapping[str, Any], dict[str, Any]]]) -> None:
+        # Rows given the same columns (rows entering one status: see _stamps) are written in one driver call.
+        batches: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for row, values in writes:
-            self._update_by_key.run(connection, {**values, "b_key": row[self._key_name],
-                                                 "b_project": self._store.project_id})
+            batches.setdefault(tuple(values), []).append(
+                {**values, "b_key": row[self._key_name], "b_project": self._store.project_id})
+        for params in batches.values():
+            if len(params) == 1:
+                self._update_by_key.run(connection, params[0])
+            else:
+                self._update_by_key.run_many(connection, params)
 
     def _stamps(self, row: Mapping[str, Any], new_status: str, now: datetime) -> dict[str, Any]:
         """What entering ``new_status`` sets besides the status: started_at / ended_at. The keys depend on

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, select
 
 from .. import states
 from ..errors import InvalidInputError
@@ -22,7 +22,7 @@ QUEUED = (RO.QUEUING, RO.REQUEUING)
 FIGURES = frozenset({"status", "reward", "success"})  # what group and step statistics are computed from
 MAX_CLAIM = 1000
 
-# The queue's two hot statements, built once. SKIP LOCKED lets PostgreSQL workers claim side by side;
+# The queue's hot statement, built once. SKIP LOCKED lets PostgreSQL workers claim side by side;
 # SQLite has no row locks and ignores it: there the write transaction itself is the lock.
 # The predicate is the queue index's own text: SQLite uses a partial index only for the same terms.
 OLDEST_QUEUED = Prepared(
@@ -32,8 +32,6 @@ OLDEST_QUEUED = Prepared(
     .limit(bindparam("b_limit"))
     .with_for_update(skip_locked=True)
 )
-# Claimed rollouts are written by one statement: the same columns for each (see Area._stamps).
-CLAIM = Prepared(update(rollouts).where(rollouts.c.id == bindparam("b_id")))
 
 
 class Rollouts(EditableArea[Rollout]):
@@ -118,14 +116,10 @@ class Rollouts(EditableArea[Rollout]):
         now = self._store.now()
         claimed = self._change(
             connection, [(row, {"status": RO.PREPARING, "attempt_count": row["attempt_count"] + 1}) for row in rows],
-            "claimed" if worker_id is None else f"claimed by {worker_id}", now, write=self._write_claims)
+            "claimed" if worker_id is None else f"claimed by {worker_id}", now)
         new_attempts = self._store.attempts._insert_new(
             connection, [(row, row["attempt_count"]) for row in claimed], worker_id, now)
         return [Claim(rollout=self._to_record(row), attempt=attempt) for row, attempt in zip(claimed, new_attempts)]
-
-    @staticmethod
-    def _write_claims(connection: Connection, writes: list[tuple[Mapping[str, Any], dict[str, Any]]]) -> None:
-        CLAIM.run_many(connection, [{**values, "b_id": row["id"]} for row, values in writes])
 
     def _follow(self, connection: Connection, row: Mapping[str, Any], status: str, now: datetime,
                 reason: str | None) -> None:
