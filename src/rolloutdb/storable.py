@@ -13,6 +13,8 @@ from typing import Any
 
 import orjson
 
+from .errors import InvalidInputError
+
 JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY  # what json.dumps takes, and arrays
 NUL = "\x00"
 
@@ -44,6 +46,15 @@ def json_bytes(value: Any) -> bytes:
         if problem is not None:
             raise problem
     return encoded
+
+
+def require_storable(field: str, value: Any) -> None:
+    """InvalidInputError naming ``field`` unless the database can hold ``value``: for a value kept before it
+    is written, so that it is refused where it is given rather than at every later write."""
+    try:
+        json_bytes(value)
+    except Unstorable as exc:
+        raise InvalidInputError(f"cannot store {exc.at(field)}") from None
 
 
 def check_text(value: str) -> str:
@@ -100,4 +111,4 @@ def _nul(where: str) -> Unstorable:
     return Unstorable(where, "a string holds a NUL character (\\x00), which PostgreSQL cannot store")
 
 
-__all__ = ["JSON_OPTIONS", "Unstorable", "check_text", "check_texts", "json_bytes"]
+__all__ = ["JSON_OPTIONS", "Unstorable", "check_text", "check_texts", "json_bytes", "require_storable"]

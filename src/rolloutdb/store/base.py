@@ -1,5 +1,7 @@
-"""What every store area shares: create / get / update / query over one table, with
-whitelisted filters and sorting, parent checks, status transitions and their history."""
+"""What every store area shares: get / query / count over one table with whitelisted filters and
+sorting, and the building blocks of its writes: parent checks, and the one way a stored row changes
+(``Area._change``: status transitions, their lifetime stamps, history and consequences). Areas whose
+rows take any valid values add ``create`` / ``update`` (``EditableArea``)."""
 
 from __future__ import annotations
 

@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from ..errors import ConflictError, InvalidInputError, InvalidTransitionError, JobCancelled, JobPaused
 from ..records import Record, Run, RunEvent
 from ..schema import run_events, runs, status_changes
+from ..storable import require_storable
 from ..states import GroupStatus
 from ..states import RunStatus as R
 from .bulk import bulk_insert
@@ -287,6 +288,7 @@ class Job:
         """Save progress, state and a log row (if ``message``), then stop here if a pause or cancel
         was requested: raises JobPaused or JobCancelled after the state is saved."""
         if state is not None:
+            require_storable("state", state)
             self.state = state
         if message is not None:
             self._log(message)
@@ -331,6 +333,8 @@ class Job:
         self._progress = max(self._progress, min(100.0, value))
 
     def _log(self, message: str, level: str = "info", data: Any = None) -> None:
+        require_storable("message", message)
+        require_storable("data", data)
         self._message = message
         self._events.append({"project_id": self._store.project_id, "run_id": self.id, "time": self._store.now(),
                              "level": level, "stage": self._stage, "progress": self._progress,
