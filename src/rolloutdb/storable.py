@@ -32,27 +32,27 @@ class Unstorable(ValueError):
         return f"{where}: {self.reason}"
 
 
-def json_bytes(value: Any) -> bytes:
+def json_text(value: Any) -> str:
     """``value`` as JSON, or Unstorable when it holds something JSON or PostgreSQL cannot."""
     try:
-        encoded = orjson.dumps(value, option=JSON_OPTIONS)
+        text = orjson.dumps(value, option=JSON_OPTIONS).decode()  # str: searched faster than bytes
     except TypeError as exc:
         raise _problem(value, "") or Unstorable("", str(exc)) from None
     # orjson writes NaN and infinities as null and a NUL as \u0000: look closer only when either may be
     # there, that is when there are more nulls than the value's own None fields (a record's are counted in C).
-    if (b"\\" in encoded and b"\\u0000" in encoded) or encoded.count(b"null") > (
-            list(map(type, value.values())).count(NoneType) if type(value) is dict else 0):
+    if ("\\" in text and "\\u0000" in text) or ("null" in text and text.count("null") > (
+            list(map(type, value.values())).count(NoneType) if type(value) is dict else 0)):
         problem = _problem(value, "")
         if problem is not None:
             raise problem
-    return encoded
+    return text
 
 
 def require_storable(field: str, value: Any) -> None:
     """InvalidInputError naming ``field`` unless the database can hold ``value``: for a value kept before it
     is written, so that it is refused where it is given rather than at every later write."""
     try:
-        json_bytes(value)
+        json_text(value)
     except Unstorable as exc:
         raise InvalidInputError(f"cannot store {exc.at(field)}") from None
 
@@ -111,4 +111,4 @@ def _nul(where: str) -> Unstorable:
     return Unstorable(where, "a string holds a NUL character (\\x00), which PostgreSQL cannot store")
 
 
-__all__ = ["JSON_OPTIONS", "Unstorable", "check_text", "check_texts", "json_bytes", "require_storable"]
+__all__ = ["JSON_OPTIONS", "Unstorable", "check_text", "check_texts", "json_text", "require_storable"]

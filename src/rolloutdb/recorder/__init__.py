@@ -34,7 +34,7 @@ from ..config import resolve_url
 from ..errors import ConflictError, InvalidInputError, JobCancelled, JobInterrupted, JobPaused, NotFoundError
 from ..ids import new_id
 from ..records import Task
-from ..storable import Unstorable, json_bytes
+from ..storable import Unstorable, json_text
 from ..states import RunStatus, StepStatus
 from ..store import DEFAULT_PROJECT, Store
 from ..store.engine import sqlite_file
@@ -52,8 +52,7 @@ def _encode(record: dict[str, Any]) -> bytes:
     """One record as a line of JSON; a value the database cannot hold is refused here, at the call, by the
     store's own rule (``rolloutdb.storable``)."""
     try:
-        # Copied: orjson's own result keeps a ~4 KB buffer, which 100,000 waiting records would multiply.
-        return bytes(memoryview(json_bytes(record)))
+        return json_text(record).encode()  # a copy of its own size: orjson's result keeps a ~4 KB buffer
     except Unstorable as exc:
         raise InvalidInputError(f"cannot record this {record['op']}: {exc}") from None
 

@@ -23,7 +23,7 @@ from sqlalchemy.types import TypeEngine
 
 from ..errors import InvalidInputError
 from ..schema import UTCDateTime
-from ..storable import Unstorable, check_text, json_bytes
+from ..storable import Unstorable, check_text, json_text
 
 Encoder = Callable[[Any], Any]
 
@@ -32,7 +32,7 @@ def encode_json(value: Any) -> str:
     # Empty lists and dicts fill whole columns (a span's events and links): no need to call the encoder.
     if (kind is list or kind is dict) and not value:
         return "[]" if kind is list else "{}"
-    return json_bytes(value).decode()
+    return json_text(value)
 
 
 def remember_last(process: Encoder) -> Encoder:
