@@ -123,10 +123,14 @@ def test_a_value_that_cannot_be_stored_is_refused_at_the_call_and_the_rest_is_wr
         with recorder.step(0) as step:
             rollout = step.group(task="t", size=1).rollout()
             rollout.turn(action="fine")
-            with pytest.raises(rolloutdb.InvalidInputError, match="action is not JSON"):
+            with pytest.raises(rolloutdb.InvalidInputError, match="action.not json: object is not JSON"):
                 rollout.turn(action={"not json": object()})
             with pytest.raises(rolloutdb.InvalidInputError, match="NUL"):
                 rollout.turn(observation={"text": "a\x00b"})
+            with pytest.raises(rolloutdb.InvalidInputError, match=r"observation\.v: nan is not a JSON number"):
+                rollout.turn(observation={"v": float("nan")})  # the store's rule, not null
+            with pytest.raises(rolloutdb.InvalidInputError, match=r"reward: inf is not a JSON number"):
+                rollout.turn(action="x", reward=float("inf"))
             rollout.turn(action="also fine")
             rollout.finish(reward=1.0)
         assert recorder.flush()

@@ -75,7 +75,8 @@ TRANSITIONS: dict[str, dict[str, frozenset[str]]] = {
     "rollout": {
         RO.QUEUING: frozenset({RO.PREPARING, RO.RUNNING, RO.SUCCEEDED, RO.FAILED, RO.CANCELLED}),
         RO.PREPARING: frozenset({RO.RUNNING, RO.REQUEUING, RO.SUCCEEDED, RO.FAILED, RO.CANCELLED}),
-        RO.RUNNING: frozenset({RO.REQUEUING, RO.SUCCEEDED, RO.FAILED, RO.CANCELLED}),
+        # A new attempt started by hand (attempts.start) prepares the rollout again.
+        RO.RUNNING: frozenset({RO.PREPARING, RO.REQUEUING, RO.SUCCEEDED, RO.FAILED, RO.CANCELLED}),
         RO.REQUEUING: frozenset({RO.PREPARING, RO.RUNNING, RO.FAILED, RO.CANCELLED}),
     },
     "attempt": {

@@ -72,3 +72,19 @@ def test_bad_rollout_config_is_rejected(store):
     with pytest.raises(InvalidInputError, match="config.retry_condition"):
         store.rollouts.create(config={"retry_condition": ["bored"]})
     assert store.rollouts.count() == 0
+
+
+def test_a_turn_names_an_attempt_of_its_own_rollout(store):
+    mine, other = store.rollouts.start("mine"), store.rollouts.start("other")
+    with pytest.raises(InvalidInputError, match="is an attempt of rollout"):
+        store.turns.create(rollout_id=mine.rollout.id, attempt_id=other.attempt.id, turn_index=0)
+    assert store.turns.count() == 0
+    turn = store.turns.create(rollout_id=mine.rollout.id, attempt_id=mine.attempt.id, turn_index=0)
+    assert store.turns.query(attempt_id=mine.attempt.id) == [turn]
+
+
+def test_jobs_count_takes_the_filters_of_jobs_query(store):
+    store.runs.create(name="a", kind="job", status="running")
+    store.runs.create(name="b", kind="job")
+    assert store.jobs.count(status="running") == len(store.jobs.query(status="running")) == 1
+    assert store.jobs.count() == 2

@@ -58,3 +58,40 @@ def test_history_of_unknown_entity_type_or_run_is_an_error(store):
         store.history("worker", "w1")
     with pytest.raises(NotFoundError):
         store.history("run", "nope")
+
+
+def test_every_change_the_store_makes_itself_is_one_its_state_machines_allow(store):
+    """Claims, spans reviving an attempt, retries and a new attempt by hand change statuses through the
+    same rule as an update: the history holds only transitions that ``states.TRANSITIONS`` allows."""
+    from rolloutdb import states
+
+    rollout = store.rollouts.enqueue("x", config={"max_attempts": 2, "retry_condition": ["failed"]})
+    claim = store.rollouts.dequeue("w1")
+    store.spans.add(rollout_id=rollout.id, attempt_id=claim.attempt.id, trace_id="t", span_id="s", name="n")
+    store.attempts.update(rollout.id, status="failed")  # requeued: an attempt remains
+    second = store.rollouts.dequeue("w1")
+    store.attempts.heartbeat(rollout.id)
+    third = store.attempts.start(rollout.id, worker_id="w2")  # by hand, while the second one runs
+    store.attempts.update(rollout.id, status="succeeded")
+    changes = [(kind, change) for kind, ids in (("rollout", [rollout.id]),
+                                                ("attempt", [claim.attempt.id, second.attempt.id, third.attempt.id]))
+               for entity_id in ids for change in store.history(kind, entity_id)]
+    illegal = [(kind, c.old_status, c.new_status) for kind, c in changes
+               if c.old_status is not None and not states.allowed(kind, c.old_status, c.new_status)]
+    assert illegal == []
+    assert [c.new_status for kind, c in changes if kind == "rollout"] == [
+        "queuing", "preparing", "running", "requeuing", "preparing", "running", "preparing", "succeeded"]
+    finished = store.rollouts.get(rollout.id)
+    assert finished.started_at is not None and finished.ended_at is not None and finished.queued_at is None
+
+
+def test_a_row_created_in_a_started_or_final_status_has_its_lifetime_stamps(store):
+    """Creating a row enters its first status by the same rule as a change: started_at for a running one,
+    ended_at for a finished one, as of its creation (values given win)."""
+    run = store.runs.create(name="r", status="running")
+    assert run.started_at == run.created_at and run.ended_at is None
+    step = store.steps.create(run_id=run.id, number=0, status="completed")
+    assert step.ended_at == step.created_at and store.steps.get(step.id).ended_at == step.created_at
+    given = store.steps.create(run_id=run.id, number=1, status="running", started_at=run.created_at)
+    assert given.started_at == run.created_at
+    assert store.rollouts.create().queued_at is not None and store.rollouts.create(status="running").queued_at is None

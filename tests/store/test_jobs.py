@@ -205,3 +205,15 @@ def test_the_async_twin_pauses_the_same_way(store):
 
     assert asyncio.run(job_code()) == {"i": 4}
     assert store.jobs.get("async-job").run.status == "paused"
+
+
+def test_a_log_or_state_the_database_cannot_hold_is_refused_at_the_call_and_the_job_goes_on(store):
+    with store.jobs.start("nan-job") as job:
+        with pytest.raises(InvalidInputError, match=r"data\.loss: nan is not a JSON number"):
+            job.log("step", data={"loss": float("nan")})
+        with pytest.raises(InvalidInputError, match=r"state\.seen\[0\]: a string holds a NUL character"):
+            job.checkpoint(state={"seen": ["a\x00"]})
+        job.log("step", data={"loss": 0.5})
+        job.checkpoint(state={"seen": ["a"]})
+    assert store.runs.get("nan-job").status == "completed" and store.runs.get("nan-job").state == {"seen": ["a"]}
+    assert [event.data for event in store.jobs.logs("nan-job") if event.message == "step"] == [{"loss": 0.5}]

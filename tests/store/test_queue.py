@@ -167,3 +167,13 @@ def test_a_rollout_created_in_the_queue_keeps_its_place(store):
     second = store.rollouts.enqueue("enqueued after it")
     assert first.queued_at is not None
     assert [store.rollouts.dequeue().rollout.id for _ in range(2)] == [first.id, second.id]
+
+
+def test_attempts_are_started_not_created(store):
+    """An attempt comes only from a claim or attempts.start, which number it and move its rollout: no
+    inherited create leaves a rollout with an attempt it does not count."""
+    rollout = store.rollouts.enqueue("x")
+    assert not hasattr(store.attempts, "create")
+    claim = store.attempts.start(rollout.id)
+    assert claim.attempt.sequence == 1 and store.rollouts.get(rollout.id).attempt_count == 1
+    assert store.attempts.latest(rollout.id) == claim.attempt

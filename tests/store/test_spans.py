@@ -76,7 +76,7 @@ def test_query_by_attempt_latest_or_all_with_filters(store):
     assert {s.span_id for s in store.spans.query(rollout.id, None, match="any", trace_id="t2", span_id="c1")} == {
         "r2", "c1"}
     assert [s.span_id for s in store.spans.query(rollout.id, None, order="desc", limit=1)] == ["c1"]
-    with pytest.raises(InvalidInputError, match="cannot filter spans by attributes"):
+    with pytest.raises(InvalidInputError, match="cannot filter spans by .attributes."):
         store.spans.query(rollout.id, attributes="x")
 
 
@@ -113,7 +113,7 @@ def test_concurrent_writers_never_share_a_sequence_id(store):
 
 def test_a_span_json_cannot_hold_is_refused_and_nothing_is_written(store):
     claim = store.rollouts.start("a")
-    with pytest.raises(InvalidInputError, match="cannot store spans: Type is not JSON serializable: object"):
+    with pytest.raises(InvalidInputError, match="cannot store spans: attributes.handle: object is not JSON"):
         store.spans.add_many([span(claim, "ok"), span(claim, "bad", attributes={"handle": object()})])
     assert store.spans.query(claim.rollout.id) == []
     assert store.spans.next_sequence_id(claim.rollout.id, claim.attempt.id) == 1  # the counter did not move
@@ -171,3 +171,24 @@ def test_a_batch_leaves_the_garbage_collector_as_it_found_it(store):
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_spans_are_added_not_created_and_never_updated(store):
+    """Spans only come in through add/add_many, which number them: no inherited create stores a span
+    outside its attempt's sequence, and no update is offered that could only fail."""
+    claim = store.rollouts.start("a")
+    assert not hasattr(store.spans, "create") and not hasattr(store.spans, "update")
+    store.spans.add(**span(claim, "first"))
+    assert store.spans.next_sequence_id(claim.rollout.id, claim.attempt.id) == 2
+
+
+def test_span_query_and_count_take_every_area_s_filters_and_default_limit(store):
+    claim = store.rollouts.start("a")
+    store.spans.add_many([span(claim, f"s{i}") for i in range(120)])
+    rollout_id = claim.rollout.id
+    assert len(store.spans.query(rollout_id)) == 100  # the default limit of every area
+    assert store.spans.count(rollout_id) == 120
+    assert [s.sequence_id for s in store.spans.query(rollout_id, sequence_id__gt=118)] == [119, 120]
+    assert store.spans.count(rollout_id, sequence_id__gt=118) == 2
+    assert store.spans.count(rollout_id, match="any", name="s0", span_id="span-s1") == 2
+    assert store.spans.count() == 120 and len(store.spans.query(limit=None)) == 120

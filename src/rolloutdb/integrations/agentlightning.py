@@ -322,10 +322,16 @@ class RolloutDBLightningStore(LightningStore):
         filters = {"trace_id": trace_id, "trace_id__contains": trace_id_contains, "span_id": span_id,
                    "span_id__contains": span_id_contains, "parent_id": parent_id,
                    "parent_id__contains": parent_id_contains, "name": name, "name__contains": name_contains}
-        spans = await self._run(self.store.spans.query, rollout_id, attempt_id, match=_match(filter_logic),
-                                sort=_sort(sort_by, SPAN_SORT, "sequence_id"), order=sort_order, limit=_page(limit),
-                                offset=offset, **{key: value for key, value in filters.items() if value is not None})
-        return [to_agl_span(span) for span in spans]
+        store = self.store
+
+        def query() -> list[records.Span]:
+            store.rollouts.get(rollout_id)  # an unknown rollout is an error, not an empty list
+            return store.spans.query(rollout_id, attempt_id, match=_match(filter_logic),
+                                     sort=_sort(sort_by, SPAN_SORT, "sequence_id"), order=sort_order,
+                                     limit=_page(limit), offset=offset,
+                                     **{key: value for key, value in filters.items() if value is not None})
+
+        return [to_agl_span(span) for span in await self._run(query)]
 
     # -- resources --------------------------------------------------------------------------------------
 

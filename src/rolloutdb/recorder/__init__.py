@@ -22,7 +22,6 @@ and why, and does not hold back the others.
 from __future__ import annotations
 
 import logging
-import re
 import time
 import weakref
 from collections.abc import Mapping
@@ -31,12 +30,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from ..config import JOURNAL_DIRECTORY, resolve_url
 from ..errors import ConflictError, InvalidInputError, JobCancelled, JobInterrupted, JobPaused, NotFoundError
 from ..ids import new_id
 from ..records import Task
+from ..storable import Unstorable, json_text
 from ..states import RunStatus, StepStatus
 from ..store import DEFAULT_PROJECT, Store
 from ..store.engine import sqlite_file
@@ -47,30 +45,16 @@ from ._pump import Pump
 
 log = logging.getLogger("rolloutdb.recorder")
 UTC = timezone.utc
-NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 START_ERRORS = {"ConflictError": ConflictError, "NotFoundError": NotFoundError, "InvalidInputError": InvalidInputError}
 
 
 def _encode(record: dict[str, Any]) -> bytes:
-    """One record as a line of JSON; a value JSON or PostgreSQL cannot hold is refused here, at the call."""
+    """One record as a line of JSON; a value the database cannot hold is refused here, at the call, by the
+    store's own rule (``rolloutdb.storable``)."""
     try:
-        # Copied: orjson's own result keeps a ~4 KB buffer, which 100,000 waiting records would multiply.
-        line = bytes(memoryview(orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY)))
-    except TypeError as exc:
-        raise InvalidInputError(f"cannot record this {record['op']}: {_unencodable(record)}: {exc}") from None
-    if b"\\u0000" in line and NUL_ESCAPE.search(line):
-        raise InvalidInputError(f"cannot record this {record['op']}: a string holds a NUL character (\\x00), "
-                                "which PostgreSQL cannot store")
-    return line
-
-
-def _unencodable(record: dict[str, Any]) -> str:
-    for name, value in record.items():
-        try:
-            orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
-        except TypeError:
-            return f"{name} is not JSON"
-    return "a value is not JSON"
+        return json_text(record).encode()  # a copy of its own size: orjson's result keeps a ~4 KB buffer
+    except Unstorable as exc:
+        raise InvalidInputError(f"cannot record this {record['op']}: {exc}") from None
 
 
 def _write_out(pump: Pump) -> None:

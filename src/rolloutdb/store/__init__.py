@@ -21,10 +21,11 @@ from ..config import DEFAULT_PROJECT, display_url, resolve_url
 from ..errors import ConflictError, InvalidInputError, NotFoundError
 from ..records import Project, QueueSummary, RunComparison, StatusChange, utcnow
 from ..schema import projects, status_changes
-from .attempts import Attempts
-from .base import AFTER_COMMIT, PENDING, flush_pending, insert_ignoring_conflicts
-from .catalog import Tasks, Validators
+from . import hooks
 from ._wal import WalKeeper
+from .attempts import Attempts
+from .base import insert_ignoring_conflicts
+from .catalog import Tasks, Validators
 from .comparison import compare_runs
 from .engine import BUSY_TIMEOUT_SECONDS, WRITE, create_store_engine, ensure_schema, sqlite_file, unavailable_as_error
 from .groups import Groups
@@ -190,17 +191,8 @@ class Store:
     @contextlib.contextmanager
     def _write(self) -> Iterator[Connection]:
         with self._write_lock, unavailable_as_error(self.url), self._writer() as connection:
-            try:
-                with connection.begin():
-                    yield connection
-                    flush_pending(connection)
-            except BaseException:
-                # Rolled back: nothing to announce, nothing queued to write.
-                connection.info.pop(AFTER_COMMIT, None)
-                connection.info.pop(PENDING, None)
-                raise
-            for callback in connection.info.pop(AFTER_COMMIT, []):
-                callback()
+            with hooks.transaction(connection):
+                yield connection
             if self._wal is not None:
                 self._wal.written()
 

@@ -6,16 +6,15 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, select, update
+from sqlalchemy import Connection, and_, bindparam, select
 
 from .. import states
-from ..errors import InvalidInputError, InvalidTransitionError, NotFoundError
+from ..errors import InvalidTransitionError, NotFoundError
 from ..records import Attempt, Claim, RolloutConfig
 from ..schema import attempts, rollouts
 from ..states import AttemptStatus as A
 from ..states import RolloutStatus as RO
-from .base import Area, build_record, record_status_changes, status_change_row
-from .bulk import bulk_insert
+from .base import Area, build_record
 from .statements import Prepared
 
 LATEST = "latest"
@@ -24,7 +23,6 @@ SELECT_OF_ROLLOUT = Prepared(select(attempts).where(attempts.c.id == bindparam("
                                                     attempts.c.rollout_id == bindparam("b_rollout")))
 SELECT_BY_SEQUENCE = Prepared(select(attempts).where(attempts.c.rollout_id == bindparam("b_rollout"),
                                                      attempts.c.sequence == bindparam("b_sequence")))
-UPDATE_BY_ID = Prepared(update(attempts).where(attempts.c.id == bindparam("b_id")))
 # An attempt in one of these that shows a sign of life runs again: its heartbeat is a status change.
 REVIVED_BY_HEARTBEAT = frozenset({A.PREPARING, A.UNRESPONSIVE})
 
@@ -45,6 +43,13 @@ def _rollout_with_attempt(latest: bool, for_update: bool) -> Prepared:
 ROLLOUT_COLUMNS, ATTEMPT_COLUMNS = tuple(rollouts.c.keys()), tuple(attempts.c.keys())
 ROLLOUT_WITH_ATTEMPT = {(latest, for_update): _rollout_with_attempt(latest, for_update)
                         for latest in (True, False) for for_update in (True, False)}
+
+
+def sign_of_life(attempt: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    """What a sign of life of the attempt changes: its heartbeat, and its status when that revives it."""
+    if attempt["status"] in REVIVED_BY_HEARTBEAT:
+        return {"last_heartbeat_at": now, "status": A.RUNNING}
+    return {"last_heartbeat_at": now}
 
 
 def _no_such_attempt(rollout_id: str, attempt_id: str) -> NotFoundError:
@@ -91,7 +96,7 @@ class Attempts(Area[Attempt]):
             row = self._latest_row(connection, rollout)
         return None if row is None else self._to_record(row)
 
-    def update(  # type: ignore[override]
+    def update(
         self, rollout_id: str, attempt_id: str = LATEST, *, reason: str | None = None, **changes: Any
     ) -> Attempt:
         """Update an attempt (``attempt_id`` or ``"latest"``): status, worker_id, last_heartbeat_at, metadata.
@@ -142,53 +147,26 @@ class Attempts(Area[Attempt]):
         reason: str | None,
     ) -> Attempt:
         merged = build_record(Attempt, {**attempt, **changes}, "attempt")
-        return self._to_record(self._write_changes(
-            connection, rollout, attempt, {name: getattr(merged, name) for name in changes}, reason))
+        return self._to_record(self._change(
+            connection, [(attempt, {name: getattr(merged, name) for name in changes})], reason, parent=rollout)[0])
 
-    def _write_changes(self, connection: Connection, rollout: Mapping[str, Any], attempt: Mapping[str, Any],
-                       values: dict[str, Any], reason: str | None) -> Mapping[str, Any]:
-        """Write validated changes: a legal status change, its history, and what follows from it for the
-        rollout (when this is its latest attempt) and the worker. Returns the attempt row as written."""
-        now = self._store.now()
-        old, new = attempt["status"], values.get("status", attempt["status"])
-        if new != old:
-            if not states.allowed("attempt", old, new):
-                allowed = sorted(states.TRANSITIONS["attempt"].get(old, ()))
-                raise InvalidTransitionError(
-                    f"attempt {attempt['id']} cannot go from {old!r} to {new!r}; "
-                    + (f"from {old!r} it can go to {', '.join(allowed)}" if allowed else f"{old!r} is final")
-                )
-            if new in states.TERMINAL["attempt"]:
-                values["ended_at"] = now
-        values["updated_at"] = now
-        UPDATE_BY_ID.run(connection, {**values, "b_id": attempt["id"]})
-        return self._written(connection, rollout, attempt, values, reason, now)
-
-    def _written(self, connection: Connection, rollout: Mapping[str, Any], attempt: Mapping[str, Any],
-                 values: Mapping[str, Any], reason: str | None, now: datetime) -> Mapping[str, Any]:
-        """What follows once ``values`` are written to the attempt: for a status change, its history and
-        the status of the rollout (when this is its latest attempt) and of the worker."""
-        updated = {**attempt, **values}
-        old, new = attempt["status"], updated["status"]
-        if new != old:
-            record_status_changes(connection, [
-                status_change_row(self._store.project_id, "attempt", attempt["id"], old, new, now, reason)])
+    def _after_status_change(self, connection, changed, reason, now, parent) -> None:
+        # The rollout follows its latest attempt; the worker follows the attempt it runs.
+        for attempt, _ in changed:
+            rollout = parent
+            if rollout is None or rollout["id"] != attempt["rollout_id"]:
+                rollout = self._store.rollouts._fetch(connection, attempt["rollout_id"], for_update=True)
             if attempt["sequence"] == rollout["attempt_count"]:
-                target = rollout_status_for(new, attempt["sequence"], rollout["config"])
-                self._store.rollouts._follow(connection, rollout, target, now, reason or f"attempt {new}")
-            if updated["worker_id"]:
-                self._store.workers._follow_attempt(connection, updated, now)
-        return updated
+                target = rollout_status_for(attempt["status"], attempt["sequence"], rollout["config"])
+                self._store.rollouts._follow(connection, rollout, target, now, reason or f"attempt {attempt['status']}")
+            if attempt["worker_id"]:
+                self._store.workers._follow_attempt(connection, attempt, now)
 
     def _heartbeat(self, connection: Connection, rollout: Mapping[str, Any], attempt: Mapping[str, Any],
                    now: datetime) -> None:
         """An explicit sign of life: a preparing or unresponsive attempt runs again (spans do this as they
         reserve their sequence ids, see Spans._number)."""
-        if attempt["status"] in REVIVED_BY_HEARTBEAT:
-            self._write_changes(connection, rollout, attempt, {"status": A.RUNNING, "last_heartbeat_at": now},
-                                "heartbeat")
-        else:
-            UPDATE_BY_ID.run(connection, {"last_heartbeat_at": now, "updated_at": now, "b_id": attempt["id"]})
+        self._change(connection, [(attempt, sign_of_life(attempt, now))], "heartbeat", now, parent=rollout)
 
     def heartbeat(self, rollout_id: str, attempt_id: str = LATEST) -> Attempt:
         """Record that the attempt is alive (spans do this too)."""
@@ -206,12 +184,8 @@ class Attempts(Area[Attempt]):
             for rollout, sequence in claimed
         ]
         if records:
-            bulk_insert(connection, attempts, [record.__dict__ for record in records])
-            record_status_changes(connection, [
-                status_change_row(self._store.project_id, "attempt", record.id, None, A.PREPARING, now, "created")
-                for record in records
-            ])
+            self._insert_rows(connection, [record.__dict__ for record in records], now)
         return records
 
 
-__all__ = ["LATEST", "Attempts", "rollout_status_for"]
+__all__ = ["LATEST", "Attempts", "rollout_status_for", "sign_of_life"]

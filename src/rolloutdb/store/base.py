@@ -1,10 +1,11 @@
-"""What every store area shares: create / get / update / query over one table, with
-whitelisted filters and sorting, parent checks, status transitions and their history."""
+"""What every store area shares: get / query / count over one table with whitelisted filters and
+sorting, and the building blocks of its writes: parent checks, and the one way a stored row changes
+(``Area._change``: status transitions, their lifetime stamps, history and consequences). Areas whose
+rows take any valid values add ``create`` / ``update`` (``EditableArea``)."""
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
 import gc
 import threading
@@ -23,6 +24,7 @@ from ..errors import AmbiguousIdError, ConflictError, InvalidInputError, Invalid
 from ..records import Record
 from ..schema import status_changes
 from .bulk import bulk_insert
+from .hooks import before_commit
 from .statements import Prepared
 
 if TYPE_CHECKING:
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 
 R = TypeVar("R", bound=Record)
 
+DEFAULT_LIMIT = 100  # rows a query returns unless told otherwise, in every area
 MAX_LIMIT = 10_000
 OPERATORS = ("eq", "ne", "in", "contains", "gt", "gte", "lt", "lte", "isnull")
 
@@ -104,74 +107,18 @@ def collector_paused() -> Iterator[None]:
                 gc.enable()
 
 
-def status_change_row(
-    project_id: str, entity_type: str, entity_id: str, old: str | None, new: str, now: datetime,
-    reason: str | None = None,
-) -> dict[str, Any]:
-    return {"project_id": project_id, "entity_type": entity_type, "entity_id": entity_id, "old_status": old,
-            "new_status": new, "changed_at": now, "reason": reason}
-
-
-PENDING = "rolloutdb_pending"  # connection.info key: see pending()
-AFTER_COMMIT = "after_commit"  # connection.info key: callbacks the store runs once the transaction commits
-Q = TypeVar("Q")
-
-
-def pending(connection: Connection, flush: Callable[[Connection, Q], None], empty: Callable[[], Q]) -> Q:
-    """What the transaction has queued so far for ``flush`` to write (``empty()`` at first). The store
-    calls each flush with its queue just before the commit (``flush_pending``); a rollback drops them."""
-    queues = connection.info.setdefault(PENDING, {})
-    if flush not in queues:
-        queues[flush] = empty()
-    return queues[flush]
-
-
-def flush_pending(connection: Connection) -> None:
-    # A flush may queue more (statistics refreshed change statuses, which queue history): until none is left.
-    while queues := connection.info.pop(PENDING, None):
-        for flush, queued in queues.items():
-            flush(connection, queued)
-
-
-@contextlib.contextmanager
-def savepoint(connection: Connection) -> Iterator[None]:
-    """A nested transaction whose rollback also drops what it queued for commit time (history rows,
-    statistics, wake-ups), so that a part undone leaves no trace."""
-    saved = {PENDING: {flush: copy.copy(queued) for flush, queued in connection.info.get(PENDING, {}).items()},
-             AFTER_COMMIT: list(connection.info.get(AFTER_COMMIT, []))}
-    try:
-        with connection.begin_nested():
-            yield
-    except BaseException:
-        for key in (PENDING, AFTER_COMMIT):
-            connection.info.pop(key, None)
-        connection.info.update(saved)
-        raise
-
-
-def record_status_changes(connection: Connection, rows: list[dict[str, Any]]) -> None:
-    """Queue status-change rows (see ``status_change_row``) of the transaction that changes the statuses;
-    they are written all at once, just before it commits."""
-    pending(connection, _insert_status_changes, list).extend(rows)
-
-
 def _insert_status_changes(connection: Connection, rows: list[dict[str, Any]]) -> None:
     if rows:
         bulk_insert(connection, status_changes, rows)
 
 
-def lifetime_stamps(entity_type: str, row: Mapping[str, Any], new_status: str, now) -> dict[str, Any]:
-    """started_at / ended_at values implied by entering ``new_status``."""
-    stamps: dict[str, Any] = {}
-    if new_status in states.ACTIVE and row.get("started_at") is None:
-        stamps["started_at"] = now
-    if new_status in states.TERMINAL[entity_type]:
-        stamps["ended_at"] = now
-    return stamps
+Write = Callable[[Connection, list[tuple[Mapping[str, Any], dict[str, Any]]]], None]
 
 
 class Area(Generic[R]):
-    """One table of the store. Subclasses declare the table, the record and the whitelists."""
+    """One table of the store: reading, and the building blocks of its writes. Subclasses declare the
+    table, the record and the whitelists, and offer only the writes that keep their rules (an area whose
+    rows any valid values keep consistent is an ``EditableArea``)."""
 
     table: ClassVar[Table]
     record: ClassVar[type[Record]]
@@ -179,7 +126,7 @@ class Area(Generic[R]):
     entity_type: ClassVar[str | None] = None  # set when the rows have a status with history
     filterable: ClassVar[frozenset[str]]
     sortable: ClassVar[frozenset[str]]
-    updatable: ClassVar[frozenset[str]]
+    updatable: ClassVar[frozenset[str]] = frozenset()
     # field -> (area attribute on the store): references checked to exist in the same project
     parents: ClassVar[dict[str, str]] = {}
     default_sort: ClassVar[str] = "created_at"
@@ -195,46 +142,16 @@ class Area(Generic[R]):
             row = self._fetch(connection, id)
         return self._to_record(row)
 
-    def query(
-        self,
-        *,
-        sort: str | None = None,
-        order: str = "asc",
-        limit: int | None = 100,
-        offset: int = 0,
-        match: str = "all",
-        **filters: Any,
-    ) -> list[R]:
+    def query(self, *, sort: str | None = None, order: str = "asc", limit: int | None = DEFAULT_LIMIT,
+              offset: int = 0, match: str = "all", **filters: Any) -> list[R]:
         """Rows matching ``filters`` (``field=value``, ``field=[a, b]``, ``field__op=value`` with op in
         eq, ne, in, contains, gt, gte, lt, lte, isnull), all of them or, with ``match="any"``, any one;
         sorted and paginated (``limit=None``: no limit)."""
-        statement = self._select_where(filters, match)
-        sort = sort or self.default_sort
-        if sort not in self.sortable:
-            raise InvalidInputError(
-                f"cannot sort {self.noun}s by {sort!r}; sortable fields: {', '.join(sorted(self.sortable))}"
-            )
-        if order not in ("asc", "desc"):
-            raise InvalidInputError(f"order must be 'asc' or 'desc', got {order!r}")
-        if limit is not None and not 0 <= limit <= MAX_LIMIT:
-            raise InvalidInputError(f"limit must be between 0 and {MAX_LIMIT}, got {limit}")
-        if offset < 0:
-            raise InvalidInputError(f"offset must not be negative, got {offset}")
-        key = self.table.c[sort]
-        tiebreak = self._primary_key_column()
-        # Empty values last in either order, on every backend (their defaults differ).
-        ordering = ([key.asc().nulls_last(), tiebreak.asc()] if order == "asc"
-                    else [key.desc().nulls_last(), tiebreak.desc()])
-        statement = statement.order_by(*ordering).limit(limit).offset(offset)
-        with self._store._read() as connection:
-            rows = connection.execute(statement).mappings().all()
-        return [self._to_record(row) for row in rows]
+        return self._query((), filters, sort=sort, order=order, limit=limit, offset=offset, match=match)
 
     def count(self, *, match: str = "all", **filters: Any) -> int:
         """How many rows match ``filters`` (same syntax as ``query``)."""
-        statement = self._select_where(filters, match).with_only_columns(func.count()).order_by(None)
-        with self._store._read() as connection:
-            return int(connection.execute(statement).scalar_one())
+        return self._count((), filters, match)
 
     def find(self, id_or_prefix: str) -> R:
         """The row with this id or, failing that, the one row whose id starts with it (a short id, as
@@ -262,21 +179,6 @@ class Area(Generic[R]):
                                    f"{self._store.project!r}: {ids} start with it; give more of the id")
         return rows[0]
 
-    # -- writing -----------------------------------------------------------------------------------
-
-    def create(self, **fields: Any) -> R:
-        """Validate and insert one row; returns it as stored."""
-        record = self._new_record(fields)
-        with self._store._write() as connection:
-            self._insert(connection, record)
-        return record
-
-    def update(self, id: str, *, reason: str | None = None, **changes: Any) -> R:
-        """Change some fields of one row. A status change must be legal and is written to history."""
-        self._check_updatable(changes)
-        with self._store._write() as connection:
-            return self._update(connection, id, changes, reason)
-
     # -- building blocks for subclasses --------------------------------------------------------------
 
     def _check_updatable(self, changes: Mapping[str, Any]) -> None:
@@ -291,8 +193,14 @@ class Area(Generic[R]):
         if "project_id" in fields:
             raise InvalidInputError("project_id is set by the store: connect(..., project=NAME) chooses it")
         now = self._store.now()
-        stamps = {name: now for name in ("created_at", "updated_at") if name in self.table.c}
-        return build_record(self.record, {**stamps, **fields, "project_id": self._store.project_id}, self.noun)  # type: ignore[return-value]
+        values = {**{name: now for name in ("created_at", "updated_at") if name in self.table.c}, **fields}
+        if self.entity_type is not None:
+            # A row is created in its first status: the stamps entering it implies, as of its creation.
+            status = values.get("status", self.record.model_fields["status"].default)
+            for name, stamp in self._stamps(values, status, values["created_at"]).items():
+                if values.get(name) is None:
+                    values[name] = stamp
+        return build_record(self.record, {**values, "project_id": self._store.project_id}, self.noun)  # type: ignore[return-value]
 
     def _insert(self, connection: Connection, record: R) -> None:
         self._insert_many(connection, [record])
@@ -301,8 +209,10 @@ class Area(Generic[R]):
         """Insert validated records through the bulk path, after checking the rows they refer to."""
         self._insert_rows(connection, [self._to_row(record) for record in records])
 
-    def _insert_rows(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-        """``_insert_many`` for rows already validated as this area's records and laid out as its columns."""
+    def _insert_rows(self, connection: Connection, rows: Sequence[Mapping[str, Any]],
+                     now: datetime | None = None) -> None:
+        """``_insert_many`` for rows already validated as this area's records and laid out as its columns
+        (``now``: when they were created, for their history)."""
         self._check_parents(connection, {(field, row[field]) for row in rows for field in self.parents})
         try:
             bulk_insert(connection, self.table, rows)
@@ -312,45 +222,96 @@ class Area(Generic[R]):
             detail = str(exc.orig).strip().splitlines()[0]
             raise ConflictError(f"one of {len(rows)} {self.noun}s conflicts with an existing row ({detail})") from None
         if self.entity_type:
-            now = self._store.now()
-            record_status_changes(connection, [status_change_row(
-                self._store.project_id, self.entity_type, row["id"], None, row["status"], now, "created",
-            ) for row in rows])
+            self._record_history(connection, [(row["id"], None, row["status"]) for row in rows], "created",
+                                 now or self._store.now())
 
     def _update(self, connection: Connection, id: str, changes: Mapping[str, Any], reason: str | None,
                 row: Mapping[str, Any] | None = None) -> R:
-        """Apply ``changes`` to the row ``id`` (``row`` when the caller already holds it, locked)."""
+        """Validate ``changes`` and apply them to the row ``id`` (``row`` when the caller already holds it,
+        locked) through ``_change``."""
         row = row if row is not None else self._fetch(connection, id, for_update=True)
-        current = self._to_record(row)
-        merged = build_record(self.record, {**current.model_dump(), **changes}, self.noun)
+        merged = build_record(self.record, {**self._to_record(row).model_dump(), **changes}, self.noun)
         values = {name: value for name, value in self._to_row(merged).items() if name in changes}
         self._check_parents(connection, [(k, v) for k, v in values.items() if k in self.parents])
-        now = self._store.now()
-        old_status, new_status = row.get("status"), values.get("status")
-        status_changed = self.entity_type is not None and new_status is not None and new_status != old_status
-        if status_changed:
-            if not states.allowed(self.entity_type, old_status, new_status):
-                allowed = sorted(states.TRANSITIONS[self.entity_type].get(old_status, ()))
-                raise InvalidTransitionError(
-                    f"{self.noun} {id} cannot go from {old_status!r} to {new_status!r}; "
-                    + (f"from {old_status!r} it can go to {', '.join(allowed)}" if allowed
-                       else f"{old_status!r} is final")
-                )
-            values.update({k: v for k, v in lifetime_stamps(self.entity_type, row, new_status, now).items()
-                           if k not in changes})
-        if "updated_at" in self.table.c:
-            values["updated_at"] = now
-        if values:
-            self._update_by_key.run(connection, {**values, "b_key": id, "b_project": self._store.project_id})
-        if status_changed:
-            record_status_changes(connection, [status_change_row(
-                self._store.project_id, self.entity_type, id, old_status, new_status, now, reason
-            )])
-            self._after_status_change(connection, {**row, **values}, old_status)
-        return self._to_record({**row, **values})
+        return self._to_record(self._change(connection, [(row, values)], reason)[0])
 
-    def _after_status_change(self, connection: Connection, row: Mapping[str, Any], old_status: str) -> None:
-        """Hook for areas whose status changes have consequences (waking waiters, ...)."""
+    def _change(self, connection: Connection, changes: Sequence[tuple[Mapping[str, Any], dict[str, Any]]],
+                reason: str | None, now: datetime | None = None, *, write: Write | None = None,
+                guarded: bool = False, parent: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Write validated ``values`` to existing rows, given as (row as read and locked, values): every
+        change of a stored row, and so every status change, goes through here.
+
+        A status change must be legal (else InvalidTransitionError; with ``guarded`` the row is left as it
+        is, and so is one whose status would not change). It sets the lifetime stamps the new status implies
+        (``_stamps``; values given win), is written to history, and has its consequences for other rows
+        (``_after_status_change``, told ``parent``: the row this one belongs to, when the caller holds it).
+        ``write`` replaces the UPDATE by key, for a statement that does more at once. Returns the rows as
+        written."""
+        now = now or self._store.now()
+        writes: list[tuple[Mapping[str, Any], dict[str, Any]]] = []
+        changed: list[tuple[dict[str, Any], str]] = []
+        for row, values in changes:
+            old = row.get("status")
+            new = values.get("status", old) if self.entity_type is not None else old
+            if new != old:
+                if not states.allowed(self.entity_type, old, new):
+                    if guarded:
+                        continue
+                    raise self._illegal_transition(row, old, new)
+                values = {**self._stamps(row, new, now), **values}
+            elif guarded:
+                continue
+            if "updated_at" in self.table.c:
+                values = {**values, "updated_at": now}
+            writes.append((row, values))
+            if new != old:
+                changed.append(({**row, **values}, old))
+        (write or self._write_by_key)(connection, writes)
+        if changed:
+            self._record_history(connection, [(row[self._key_name], old, row["status"]) for row, old in changed],
+                                 reason, now)
+            self._after_status_change(connection, changed, reason, now, parent)
+        return [{**row, **values} for row, values in writes]
+
+    def _write_by_key(self, connection: Connection, writes: list[tuple[Mapping[str, Any], dict[str, Any]]]) -> None:
+        # Rows given the same columns (rows entering one status: see _stamps) are written in one driver call.
+        batches: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for row, values in writes:
+            batches.setdefault(tuple(values), []).append(
+                {**values, "b_key": row[self._key_name], "b_project": self._store.project_id})
+        for params in batches.values():
+            if len(params) == 1:
+                self._update_by_key.run(connection, params[0])
+            else:
+                self._update_by_key.run_many(connection, params)
+
+    def _stamps(self, row: Mapping[str, Any], new_status: str, now: datetime) -> dict[str, Any]:
+        """What entering ``new_status`` sets besides the status: started_at / ended_at. The keys depend on
+        the status only, so rows entering one status can be written by one statement."""
+        stamps: dict[str, Any] = {}
+        if new_status in states.ACTIVE:
+            stamps["started_at"] = row.get("started_at") or now
+        if new_status in states.TERMINAL[self.entity_type]:
+            stamps["ended_at"] = now
+        return stamps
+
+    def _illegal_transition(self, row: Mapping[str, Any], old: str, new: str) -> InvalidTransitionError:
+        allowed = sorted(states.TRANSITIONS[self.entity_type].get(old, ()))
+        return InvalidTransitionError(
+            f"{self.noun} {row[self._key_name]} cannot go from {old!r} to {new!r}; "
+            + (f"from {old!r} it can go to {', '.join(allowed)}" if allowed else f"{old!r} is final"))
+
+    def _record_history(self, connection: Connection, entries: Iterable[tuple[str, str | None, str]],
+                        reason: str | None, now: datetime) -> None:
+        """Queue history rows (entity id, old status, new status): written all at once, just before commit."""
+        before_commit(connection, _insert_status_changes, list).extend(
+            {"project_id": self._store.project_id, "entity_type": self.entity_type, "entity_id": entity_id,
+             "old_status": old, "new_status": new, "changed_at": now, "reason": reason}
+            for entity_id, old, new in entries)
+
+    def _after_status_change(self, connection: Connection, changed: list[tuple[dict[str, Any], str]],
+                             reason: str | None, now: datetime, parent: Mapping[str, Any] | None) -> None:
+        """What status changes imply for other rows, given (row as written, old status); nothing by default."""
 
     def _fetch(self, connection: Connection, id: str, *, for_update: bool = False) -> Mapping[str, Any]:
         statement = self._select_by_key_for_update if for_update else self._select_by_key
@@ -384,15 +345,50 @@ class Area(Generic[R]):
     def _primary_key_column(self):
         return next(c for c in self.table.primary_key.columns if c.name != "project_id")
 
+    @functools.cached_property
+    def _key_name(self) -> str:
+        return self._primary_key_column().name
+
     def _check_parents(self, connection: Connection, references: Iterable[tuple[str, Any]]) -> None:
         for field, value in references:
             if value is not None:
                 getattr(self._store, self.parents[field])._fetch(connection, value)
 
-    def _select_where(self, filters: Mapping[str, Any], match: str = "all"):
+    def _query(self, scope: Sequence[Any], filters: Mapping[str, Any], *, sort: str | None, order: str,
+               limit: int | None, offset: int, match: str) -> list[R]:
+        """``query`` among the rows that meet every condition of ``scope``, whatever ``match`` says of
+        ``filters``."""
+        statement = self._select_where(scope, filters, match)
+        sort = sort or self.default_sort
+        if sort not in self.sortable:
+            raise InvalidInputError(
+                f"cannot sort {self.noun}s by {sort!r}; sortable fields: {', '.join(sorted(self.sortable))}"
+            )
+        if order not in ("asc", "desc"):
+            raise InvalidInputError(f"order must be 'asc' or 'desc', got {order!r}")
+        if limit is not None and not 0 <= limit <= MAX_LIMIT:
+            raise InvalidInputError(f"limit must be between 0 and {MAX_LIMIT}, got {limit}")
+        if offset < 0:
+            raise InvalidInputError(f"offset must not be negative, got {offset}")
+        key = self.table.c[sort]
+        tiebreak = self._primary_key_column()
+        # Empty values last in either order, on every backend (their defaults differ).
+        ordering = ([key.asc().nulls_last(), tiebreak.asc()] if order == "asc"
+                    else [key.desc().nulls_last(), tiebreak.desc()])
+        statement = statement.order_by(*ordering).limit(limit).offset(offset)
+        with self._store._read() as connection:
+            rows = connection.execute(statement).mappings().all()
+        return [self._to_record(row) for row in rows]
+
+    def _count(self, scope: Sequence[Any], filters: Mapping[str, Any], match: str) -> int:
+        statement = self._select_where(scope, filters, match).with_only_columns(func.count()).order_by(None)
+        with self._store._read() as connection:
+            return int(connection.execute(statement).scalar_one())
+
+    def _select_where(self, scope: Sequence[Any], filters: Mapping[str, Any], match: str = "all"):
         if match not in ("all", "any"):
             raise InvalidInputError(f"match must be 'all' or 'any', got {match!r}")
-        statement = select(self.table).where(self.table.c.project_id == self._store.project_id)
+        statement = select(self.table).where(self.table.c.project_id == self._store.project_id, *scope)
         clauses = [self._filter_clause(key, value) for key, value in filters.items()]
         if clauses:
             statement = statement.where(and_(*clauses) if match == "all" else or_(*clauses))
@@ -440,3 +436,21 @@ class Area(Generic[R]):
 
     def _to_record(self, row: Mapping[str, Any]) -> R:
         return self.record.model_validate(dict(row))  # type: ignore[return-value]
+
+
+class EditableArea(Area[R]):
+    """An area whose rows are created from any valid fields and changed field by field (status changes
+    through the state machine): ``create`` and ``update``."""
+
+    def create(self, **fields: Any) -> R:
+        """Validate and insert one row; returns it as stored."""
+        record = self._new_record(fields)
+        with self._store._write() as connection:
+            self._insert(connection, record)
+        return record
+
+    def update(self, id: str, *, reason: str | None = None, **changes: Any) -> R:
+        """Change some fields of one row. A status change must be legal and is written to history."""
+        self._check_updatable(changes)
+        with self._store._write() as connection:
+            return self._update(connection, id, changes, reason)

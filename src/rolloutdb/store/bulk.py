@@ -17,7 +17,8 @@ from sqlalchemy import Column, Connection, Table
 from sqlalchemy.engine import Dialect
 
 from ..errors import InvalidInputError
-from .statements import as_sqlalchemy_error, encode_json, encode_sqlite_time, encoder_for, remember_last
+from ..storable import Unstorable, check_text, check_texts
+from .statements import as_sqlalchemy_error, checked_encoder, encode_json, encode_sqlite_time, remember_last
 
 
 def bulk_insert(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]], *,
@@ -35,11 +36,16 @@ def bulk_insert(connection: Connection, table: Table, rows: Sequence[Mapping[str
     plan = _plan(table, tuple(rows[0]), connection.dialect, ignore_conflicts, parameter_limit)
     # Column by column: one tight loop per column that needs encoding, instead of a branch per cell.
     columns = [[row[name] for row in rows] for name in plan.names]
+    index = 0
     try:
+        for index in plan.texts:
+            check_texts(columns[index])
         for index, encode in plan.encoding:
             columns[index] = [None if value is None else encode(value) for value in columns[index]]
+    except Unstorable as exc:
+        raise InvalidInputError(f"cannot store {table.name}: {exc.at(plan.names[index])}") from None
     except (TypeError, ValueError) as exc:
-        raise InvalidInputError(f"cannot store {table.name}: {exc}") from None
+        raise InvalidInputError(f"cannot store {table.name}: {plan.names[index]}: {exc}") from None
     # Rows are put together one at a time as the driver takes them: a batch's worth of row tuples alive
     # at once would only feed the garbage collector.
     encoded = zip(*columns)
@@ -71,6 +77,7 @@ class _Plan:
     copy: bool
     names: tuple[str, ...]
     encoding: list[tuple[int, Callable[[Any], Any]]]  # only the columns whose type needs encoding
+    texts: list[int]  # the text columns, checked column by column (see storable.check_texts)
     multi_row_sql: str | None = None  # SQLite: an INSERT of rows_per_statement rows
     rows_per_statement: int = 1
 
@@ -79,27 +86,32 @@ class _Plan:
 def _plan(table: Table, names: tuple[str, ...], dialect: Dialect, ignore_conflicts: bool,
           parameter_limit: int) -> _Plan:
     """How to insert rows with these columns; worked out once, since small batches are frequent."""
-    encoders = (_encoder(table.c[name], dialect) for name in names)
-    encoding = [(index, encoder) for index, encoder in enumerate(encoders) if encoder is not None]
+    encoding, texts = [], []
+    for index, name in enumerate(names):
+        encoder = _encoder(table.c[name], dialect)
+        if encoder is check_text:
+            texts.append(index)
+        elif encoder is not None:
+            encoding.append((index, encoder))
     quote = dialect.identifier_preparer.quote
     target = f"{quote(table.name)} ({', '.join(quote(name) for name in names)})"
     if dialect.name == "postgresql" and not ignore_conflicts:
-        return _Plan(f"COPY {target} FROM STDIN", True, names, encoding)
+        return _Plan(f"COPY {target} FROM STDIN", True, names, encoding, texts)
     placeholder = "%s" if dialect.name == "postgresql" else "?"
     values = ", ".join(placeholder for _ in names)
     if dialect.name == "postgresql":
-        return _Plan(f"INSERT INTO {target} VALUES ({values}) ON CONFLICT DO NOTHING", False, names, encoding)
+        return _Plan(f"INSERT INTO {target} VALUES ({values}) ON CONFLICT DO NOTHING", False, names, encoding, texts)
     insert = f"INSERT {'OR IGNORE ' if ignore_conflicts else ''}INTO {target} VALUES "
     rows_per_statement = min(SQLITE_ROWS_PER_STATEMENT, parameter_limit // len(names))
     if rows_per_statement < 2:
-        return _Plan(f"{insert}({values})", False, names, encoding)
+        return _Plan(f"{insert}({values})", False, names, encoding, texts)
     many = ", ".join(f"({values})" for _ in range(rows_per_statement))
-    return _Plan(f"{insert}({values})", False, names, encoding, insert + many, rows_per_statement)
+    return _Plan(f"{insert}({values})", False, names, encoding, texts, insert + many, rows_per_statement)
 
 
 def _encoder(column: Column, dialect: Dialect) -> Callable[[Any], Any] | None:
-    encode = encoder_for(column.type, dialect)
+    encode = checked_encoder(column.type, dialect)
     # JSON values are rarely the same object twice; other columns repeat (one timestamp for a batch).
-    if encode is None or encode is encode_json or encode is encode_sqlite_time:  # the last remembers already
+    if encode is None or encode is encode_json or encode is encode_sqlite_time or encode is check_text:
         return encode
     return remember_last(encode)

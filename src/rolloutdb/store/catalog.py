@@ -10,10 +10,11 @@ from sqlalchemy.exc import IntegrityError
 
 from ..records import Task, Validator
 from ..schema import tasks, validators
-from .base import Area, insert_ignoring_conflicts
+from .base import EditableArea
+from .bulk import bulk_insert
 
 
-class Validators(Area[Validator]):
+class Validators(EditableArea[Validator]):
     table = validators
     record = Validator
     noun = "validator"
@@ -28,7 +29,7 @@ class Validators(Area[Validator]):
 
     def _save(self, connection: Connection, fields: Mapping[str, Any]) -> Validator:
         record = self._new_record(fields)
-        connection.execute(insert_ignoring_conflicts(connection, validators), self._to_row(record))
+        bulk_insert(connection, validators, [self._to_row(record)], ignore_conflicts=True)
         return self._to_record(connection.execute(select(validators).where(
             validators.c.project_id == self._store.project_id, validators.c.name == record.name)).mappings().one())
 
@@ -36,7 +37,7 @@ class Validators(Area[Validator]):
         return f"a validator named {record.name!r} already exists in project {self._store.project!r}"
 
 
-class Tasks(Area[Task]):
+class Tasks(EditableArea[Task]):
     table = tasks
     record = Task
     noun = "task"
@@ -59,7 +60,7 @@ class Tasks(Area[Task]):
             fields["validator_id"] = self._store.validators._save(connection, validator).id
         record = self._new_record(fields)
         self._check_parents(connection, [("validator_id", record.validator_id)])
-        connection.execute(insert_ignoring_conflicts(connection, tasks), self._to_row(record))
+        bulk_insert(connection, tasks, [self._to_row(record)], ignore_conflicts=True)
         return self._by_external_id(connection, record.external_id)
 
     def load(self, *, dataset: str | None = None, split: str | None = None,

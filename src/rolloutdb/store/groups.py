@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from ..records import Group
 from ..schema import groups
-from .base import Area
+from .base import EditableArea
 
 
-class Groups(Area[Group]):
+class Groups(EditableArea[Group]):
     table = groups
     record = Group
     noun = "group"

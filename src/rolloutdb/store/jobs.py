@@ -15,15 +15,17 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, delete, select
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import ConflictError, InvalidInputError, InvalidTransitionError, JobCancelled, JobPaused
 from ..records import Record, Run, RunEvent
 from ..schema import run_events, runs, status_changes
+from ..storable import require_storable
 from ..states import GroupStatus
 from ..states import RunStatus as R
-from .base import savepoint
+from .bulk import bulk_insert
+from .hooks import savepoint
 from .runs import close_open_parts
 
 if TYPE_CHECKING:
@@ -75,6 +77,10 @@ class Jobs:
         filters.setdefault("sort", "created_at")
         filters.setdefault("order", "desc")
         return self._store.runs.query(**filters)
+
+    def count(self, **filters: Any) -> int:
+        """How many jobs and runs match (the filters of ``query``)."""
+        return self._store.runs.count(**filters)
 
     def request_pause(self, name_or_id: str, reason: str | None = None) -> Run:
         """Ask a running job to pause at its next checkpoint. A job whose process is gone (stale)
@@ -150,9 +156,9 @@ class Jobs:
 
     def _event(self, connection: Connection, run_id: str, message: str | None, run: Mapping[str, Any],
                level: str = "info", data: Any = None) -> None:
-        connection.execute(insert(run_events), {
+        bulk_insert(connection, run_events, [{
             "project_id": self._store.project_id, "run_id": run_id, "time": self._store.now(), "level": level,
-            "stage": run["stage"], "progress": run["progress"], "message": message, "data": data})
+            "stage": run["stage"], "progress": run["progress"], "message": message, "data": data}])
 
     def start(self, name: str, *, stages: Any = None, key: str | None = None, kind: str = "job",
               config: Mapping[str, Any] | None = None, stale_after: float = DEFAULT_STALE_AFTER,
@@ -282,6 +288,7 @@ class Job:
         """Save progress, state and a log row (if ``message``), then stop here if a pause or cancel
         was requested: raises JobPaused or JobCancelled after the state is saved."""
         if state is not None:
+            require_storable("state", state)
             self.state = state
         if message is not None:
             self._log(message)
@@ -326,6 +333,8 @@ class Job:
         self._progress = max(self._progress, min(100.0, value))
 
     def _log(self, message: str, level: str = "info", data: Any = None) -> None:
+        require_storable("message", message)
+        require_storable("data", data)
         self._message = message
         self._events.append({"project_id": self._store.project_id, "run_id": self.id, "time": self._store.now(),
                              "level": level, "stage": self._stage, "progress": self._progress,
@@ -342,7 +351,7 @@ class Job:
         with self._store._write() as connection:
             run = self._store.runs._fetch(connection, self.id, for_update=True)
             if self._events:
-                connection.execute(insert(run_events), self._events)
+                bulk_insert(connection, run_events, self._events)
                 self._events = []
             if final is None:
                 # A request, or a pause/cancel another process already applied (it took the job for stale).

@@ -22,7 +22,8 @@ from ..errors import ConflictError, NotFoundError, RolloutDBError
 from ..records import JsonDict, Record, TurnContent
 from ..schema import groups, rollouts, steps, turns
 from ..states import GroupStatus, RolloutStatus, RunStatus, StepStatus
-from .base import savepoint, validation_message
+from .base import validation_message
+from .hooks import savepoint
 from .jobs import DEFAULT_STALE_AFTER, FINISHED
 from .runs import close_open_parts
 

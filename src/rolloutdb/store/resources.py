@@ -24,9 +24,12 @@ class Resources(Area[ResourcesRecord]):
 
     def add(self, named_resources: Mapping[str, Any], id: str | None = None) -> ResourcesRecord:
         """Store a new snapshot (version 1); it becomes the latest."""
-        return self.create(resources=dict(named_resources), **({"id": id} if id else {}))
+        record = self._new_record({"resources": dict(named_resources), **({"id": id} if id else {})})
+        with self._store._write() as connection:
+            self._insert(connection, record)
+        return record
 
-    def update(self, id: str, named_resources: Mapping[str, Any]) -> ResourcesRecord:  # type: ignore[override]
+    def update(self, id: str, named_resources: Mapping[str, Any]) -> ResourcesRecord:
         """Replace a snapshot's resources: its version goes up by one and it becomes the latest."""
         with self._store._write() as connection:
             row = self._fetch(connection, id, for_update=True)

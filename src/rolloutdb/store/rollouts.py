@@ -6,14 +6,15 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy import Connection, bindparam, select
 
 from .. import states
 from ..errors import InvalidInputError
 from ..records import Claim, Rollout
 from ..schema import QUEUE_PREDICATE, rollouts
 from ..states import RolloutStatus as RO
-from .base import Area, lifetime_stamps, pending, record_status_changes, status_change_row
+from .base import EditableArea
+from .hooks import before_commit
 from .statistics import refresh_statistics
 from .statements import Prepared
 
@@ -21,7 +22,7 @@ QUEUED = (RO.QUEUING, RO.REQUEUING)
 FIGURES = frozenset({"status", "reward", "success"})  # what group and step statistics are computed from
 MAX_CLAIM = 1000
 
-# The queue's two hot statements, built once. SKIP LOCKED lets PostgreSQL workers claim side by side;
+# The queue's hot statement, built once. SKIP LOCKED lets PostgreSQL workers claim side by side;
 # SQLite has no row locks and ignores it: there the write transaction itself is the lock.
 # The predicate is the queue index's own text: SQLite uses a partial index only for the same terms.
 OLDEST_QUEUED = Prepared(
@@ -31,15 +32,9 @@ OLDEST_QUEUED = Prepared(
     .limit(bindparam("b_limit"))
     .with_for_update(skip_locked=True)
 )
-CLAIM = Prepared(
-    update(rollouts)
-    .where(rollouts.c.id == bindparam("b_id"))
-    .values(status=RO.PREPARING, attempt_count=rollouts.c.attempt_count + 1, queued_at=None,
-            started_at=func.coalesce(rollouts.c.started_at, bindparam("b_now")), updated_at=bindparam("b_now"))
-)
 
 
-class Rollouts(Area[Rollout]):
+class Rollouts(EditableArea[Rollout]):
     table = rollouts
     record = Rollout
     noun = "rollout"
@@ -114,55 +109,30 @@ class Rollouts(Area[Rollout]):
         self._insert_many(connection, records)
         return records
 
-    def _new_record(self, fields):
-        record = super()._new_record(fields)
-        if record.status in QUEUED and record.queued_at is None:
-            record.queued_at = record.created_at  # its place in the queue
-        return record
-
     def _claim(self, connection: Connection, rows: list[Mapping[str, Any]], worker_id: str | None) -> list[Claim]:
-        """Move these rollout rows to preparing, each with a new attempt."""
+        """Move these rollout rows (locked) to preparing, each with a new attempt."""
         if not rows:
             return []
         now = self._store.now()
-        CLAIM.run_many(connection, [{"b_id": row["id"], "b_now": now} for row in rows])
-        record_status_changes(connection, [
-            status_change_row(self._store.project_id, "rollout", row["id"], row["status"], RO.PREPARING, now,
-                              "claimed" if worker_id is None else f"claimed by {worker_id}")
-            for row in rows if row["status"] != RO.PREPARING
-        ])
+        claimed = self._change(
+            connection, [(row, {"status": RO.PREPARING, "attempt_count": row["attempt_count"] + 1}) for row in rows],
+            "claimed" if worker_id is None else f"claimed by {worker_id}", now)
         new_attempts = self._store.attempts._insert_new(
-            connection, [(row, row["attempt_count"] + 1) for row in rows], worker_id, now
-        )
-        return [
-            Claim(
-                rollout=self._to_record({**row, "status": RO.PREPARING, "attempt_count": row["attempt_count"] + 1,
-                                         "queued_at": None, "started_at": row["started_at"] or now,
-                                         "updated_at": now}),
-                attempt=attempt,
-            )
-            for row, attempt in zip(rows, new_attempts)
-        ]
+            connection, [(row, row["attempt_count"]) for row in claimed], worker_id, now)
+        return [Claim(rollout=self._to_record(row), attempt=attempt) for row, attempt in zip(claimed, new_attempts)]
 
     def _follow(self, connection: Connection, row: Mapping[str, Any], status: str, now: datetime,
                 reason: str | None) -> None:
         """Move the rollout to the status its latest attempt implies, when that is a legal change.
 
         A finished rollout stays finished (a late result of a cancelled rollout changes only its attempt)."""
-        if status == row["status"] or not states.allowed("rollout", row["status"], status):
-            return
-        # A legal status change computed by the store itself: written directly, without re-validating the row.
-        values = {"status": status, "queued_at": now if status in QUEUED else None, "updated_at": now,
-                  **lifetime_stamps("rollout", row, status, now)}
-        self._update_by_key.run(connection, {**values, "b_key": row["id"], "b_project": self._store.project_id})
-        record_status_changes(connection, [status_change_row(
-            self._store.project_id, "rollout", row["id"], row["status"], status, now, reason)])
-        self._after_status_change(connection, {**row, **values}, row["status"])
+        self._change(connection, [(row, {"status": status})], reason, now, guarded=True)
+
+    def _stamps(self, row: Mapping[str, Any], new_status: str, now: datetime) -> dict[str, Any]:
+        # queued_at orders the queue: set on entering it (a requeued rollout goes to the back), cleared on leaving.
+        return {**super()._stamps(row, new_status, now), "queued_at": now if new_status in QUEUED else None}
 
     def _update(self, connection, id, changes, reason, row=None):
-        # queued_at orders the queue: set on entering it (a requeued rollout goes to the back), cleared on leaving.
-        if "status" in changes:
-            changes = {**changes, "queued_at": self._store.now() if changes["status"] in QUEUED else None}
         updated = super()._update(connection, id, changes, reason, row)
         if FIGURES & changes.keys():
             self._touch_statistics(connection, [(updated.group_id, updated.run_id, updated.step)])
@@ -172,9 +142,11 @@ class Rollouts(Area[Rollout]):
         super()._insert_many(connection, records)
         self._touch_statistics(connection, [(record.group_id, record.run_id, record.step) for record in records])
 
-    def _after_status_change(self, connection: Connection, row: Mapping[str, Any], old_status: str) -> None:
-        self._touch_statistics(connection, [(row["group_id"], row["run_id"], row["step"])])
-        if row["status"] in states.TERMINAL["rollout"]:
+    def _after_status_change(self, connection, changed, reason, now, parent) -> None:
+        # Group and step figures count finished rollouts: only a rollout that finishes moves them.
+        finished = [row for row, _ in changed if row["status"] in states.TERMINAL["rollout"]]
+        self._touch_statistics(connection, [(row["group_id"], row["run_id"], row["step"]) for row in finished])
+        for row in finished:
             self._store._waiter.announce(connection, row["id"])
 
     def _touch_statistics(self, connection: Connection, places: Iterable[tuple[str | None, str | None, int | None]]) -> None:
@@ -182,7 +154,7 @@ class Rollouts(Area[Rollout]):
         in, refreshed just before commit: the store keeps them true whoever writes the rollouts."""
         touched = [place for place in places if place[0] is not None or (place[1] is not None and place[2] is not None)]
         if touched:
-            pending(connection, self._refresh_statistics, set).update(touched)
+            before_commit(connection, self._refresh_statistics, set).update(touched)
 
     def _refresh_statistics(self, connection: Connection, touched: set[tuple[str | None, str | None, int | None]]) -> None:
         refresh_statistics(self._store, connection, touched)

@@ -11,13 +11,14 @@ from ..errors import NotFoundError
 from ..records import Run
 from ..schema import groups, rollouts, runs, steps
 from ..states import GroupStatus, RolloutStatus, StepStatus
-from .base import Area, flush_pending
+from .base import EditableArea
+from .hooks import flush_now
 
 if TYPE_CHECKING:
     from . import Store
 
 
-class Runs(Area[Run]):
+class Runs(EditableArea[Run]):
     table = runs
     record = Run
     noun = "run"
@@ -60,11 +61,6 @@ class Runs(Area[Run]):
         statement = select(runs).where(runs.c.project_id == self._store.project_id, runs.c.name == name)
         return connection.execute(statement.with_for_update() if for_update else statement).mappings().first()
 
-    def _update(self, connection, id, changes, reason, row=None):
-        # Callers may name the run; the row's id is the key of the update and of its history.
-        row = row if row is not None else self._fetch(connection, id, for_update=True)
-        return super()._update(connection, row["id"], changes, reason, row)
-
     def _conflict_message(self, record: Run, exc: IntegrityError) -> str:
         if "name" in str(exc.orig):
             return f"a run named {record.name!r} already exists in project {self._store.project!r}; pick another name"
@@ -80,7 +76,7 @@ def close_open_parts(store: Store, connection: Connection, run_id: str, outcome:
             rollouts.c.status == RolloutStatus.RUNNING).with_for_update()).mappings().all():
         store.rollouts._update(connection, row["id"], {"status": RolloutStatus.CANCELLED,
                                                        "error": f"interrupted: {reason}"}, reason, row)
-    flush_pending(connection)  # the figures of the cancelled rollouts, before judging their groups
+    flush_now(connection)  # the figures of the cancelled rollouts, before judging their groups
     for row in connection.execute(select(groups).where(
             groups.c.project_id == store.project_id, groups.c.run_id == run_id,
             groups.c.status.in_((GroupStatus.PENDING, GroupStatus.RUNNING))).with_for_update()).mappings().all():
@@ -94,4 +90,4 @@ def close_open_parts(store: Store, connection: Connection, run_id: str, outcome:
             steps.c.project_id == store.project_id, steps.c.run_id == run_id,
             steps.c.status == StepStatus.RUNNING).with_for_update()).mappings().all():
         store.steps._update(connection, row["id"], {"status": step_status}, reason, row)
-    flush_pending(connection)  # the run's progress, counting the steps just closed
+    flush_now(connection)  # the run's progress, counting the steps just closed

@@ -7,19 +7,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy import Connection, and_, bindparam, func, select, update
 
 from ..errors import InvalidInputError
 from ..ids import new_ids
 from ..records import Span
-from ..schema import attempts, spans
-from ..states import AttemptStatus as A
-from .attempts import LATEST, REVIVED_BY_HEARTBEAT
-from .base import MAX_LIMIT, Area, build_records
+from ..schema import attempts, rollouts, spans
+from .attempts import LATEST, sign_of_life
+from .base import DEFAULT_LIMIT, Area, build_records
 from .bulk import bulk_insert
 from .statements import Prepared
 
-TEXT_FILTERS = ("trace_id", "span_id", "parent_id", "name")
 
 
 def _reserve_statement(larger_of):
@@ -41,9 +39,9 @@ class Spans(Area[Span]):
     table = spans
     record = Span
     noun = "span"
-    filterable = frozenset({"id", "rollout_id", "attempt_id", "sequence_id", *TEXT_FILTERS})
+    filterable = frozenset({"id", "rollout_id", "attempt_id", "sequence_id", "trace_id", "span_id", "parent_id", "name",
+                            "start_time", "end_time", "created_at"})
     sortable = frozenset({"sequence_id", "start_time", "end_time", "name", "created_at"})
-    updatable = frozenset()
     default_sort = "sequence_id"
 
     def add(self, **fields: Any) -> Span | None:
@@ -88,50 +86,34 @@ class Spans(Area[Span]):
                 result.append(self._reserve(connection, attempt["id"], 1))
             return result
 
-    def query(  # type: ignore[override]
-        self,
-        rollout_id: str,
-        attempt_id: str | None = LATEST,
-        *,
-        match: str = "all",
-        sort: str | None = None,
-        order: str = "asc",
-        limit: int | None = None,
-        offset: int = 0,
-        **filters: Any,
-    ) -> list[Span]:
-        """Spans of a rollout: of one attempt, of the ``"latest"`` one, or of all (``attempt_id=None``).
+    def query(self, rollout_id: str | None = None, attempt_id: str | None = LATEST, *, sort: str | None = None,
+              order: str = "asc", limit: int | None = DEFAULT_LIMIT, offset: int = 0, match: str = "all",
+              **filters: Any) -> list[Span]:
+        """Spans of a rollout: of its ``"latest"`` attempt (the default), of one attempt, or of all
+        (``attempt_id=None``); without a rollout, of every attempt (or of ``attempt_id``). ``filters``,
+        ``match``, sorting and paging are those of every area's ``query``; sorted by sequence id unless
+        ``sort`` says otherwise."""
+        return self._query(self._of(rollout_id, attempt_id), filters, sort=sort, order=order, limit=limit,
+                           offset=offset, match=match)
 
-        Filters: trace_id, span_id, parent_id, name, each exact or ``__contains``; ``match="any"``
-        combines them with OR instead of AND. Sorted by sequence id unless ``sort`` says otherwise."""
-        allowed = {f"{name}{suffix}" for name in TEXT_FILTERS for suffix in ("", "__contains")}
-        unknown = set(filters) - allowed
-        if unknown:
-            raise InvalidInputError(
-                f"cannot filter spans by {', '.join(sorted(unknown))}; filters: {', '.join(sorted(allowed))}"
-            )
-        sort = sort or self.default_sort
-        if sort not in self.sortable:
-            raise InvalidInputError(f"cannot sort spans by {sort!r}; sortable fields: {', '.join(sorted(self.sortable))}")
-        if order not in ("asc", "desc"):
-            raise InvalidInputError(f"order must be 'asc' or 'desc', got {order!r}")
-        if limit is not None and not 0 <= limit <= MAX_LIMIT * 10:
-            raise InvalidInputError(f"limit must be between 0 and {MAX_LIMIT * 10}, got {limit}")
-        with self._store._read() as connection:
-            rollout = self._store.rollouts._fetch(connection, rollout_id)
-            statement = select(spans).where(spans.c.rollout_id == rollout["id"])
-            if attempt_id is not None:
-                statement = statement.where(
-                    spans.c.attempt_id == self._store.attempts._resolve(connection, rollout, attempt_id)["id"]
-                )
-            statement = statement.where(self._select_where(
-                {key: value for key, value in filters.items() if value is not None}, match).whereclause)
-            key = spans.c[sort]
-            ordering = ([key.asc().nulls_last(), spans.c.sequence_id.asc()] if order == "asc"
-                        else [key.desc().nulls_last(), spans.c.sequence_id.desc()])
-            statement = statement.order_by(*ordering).limit(limit).offset(offset)
-            rows = connection.execute(statement).mappings().all()
-        return [self._to_record(row) for row in rows]
+    def count(self, rollout_id: str | None = None, attempt_id: str | None = LATEST, *, match: str = "all",
+              **filters: Any) -> int:
+        """How many spans ``query`` finds with the same arguments, regardless of its limit."""
+        return self._count(self._of(rollout_id, attempt_id), filters, match)
+
+    def _of(self, rollout_id: str | None, attempt_id: str | None) -> list[Any]:
+        """Conditions for the spans of a rollout's attempt (``"latest"``: the one its attempt count names)."""
+        if rollout_id is None:
+            return [] if attempt_id in (None, LATEST) else [spans.c.attempt_id == attempt_id]
+        if attempt_id is None:
+            return [spans.c.rollout_id == rollout_id]
+        if attempt_id == LATEST:
+            attempt_id = (select(attempts.c.id)
+                          .join(rollouts, and_(rollouts.c.id == attempts.c.rollout_id,
+                                               rollouts.c.attempt_count == attempts.c.sequence))
+                          .where(rollouts.c.id == rollout_id, rollouts.c.project_id == self._store.project_id)
+                          .scalar_subquery())
+        return [spans.c.rollout_id == rollout_id, spans.c.attempt_id == attempt_id]
 
     # -- building blocks ------------------------------------------------------------------------------
 
@@ -145,15 +127,19 @@ class Spans(Area[Span]):
         missing = len(group) - len(given)
         stored = self._stored(connection, attempt, given)
         alive = missing > 0 or any(sequence_id not in stored and sequence_id not in pending for sequence_id in given)
-        # The heartbeat, and the status change when it revives the attempt, go with the reservation: one statement.
-        heartbeat = {"last_heartbeat_at": now, "updated_at": now} if alive else {}
-        revived = alive and attempt["status"] in REVIVED_BY_HEARTBEAT
-        if revived:
-            heartbeat["status"] = A.RUNNING
-        next_free = self._reserve(connection, attempt["id"], missing, at_least=max(given, default=0) + 1,
-                                  also=heartbeat)
-        if revived:
-            self._store.attempts._written(connection, rollout, attempt, heartbeat, "heartbeat", now)
+        at_least = max(given, default=0) + 1
+        reserved: list[int] = []
+
+        def reserve(connection: Connection, writes: list[tuple[Mapping[str, Any], dict[str, Any]]]) -> None:
+            also = writes[0][1] if writes else {}
+            reserved.append(self._reserve(connection, attempt["id"], missing, at_least=at_least, also=also))
+
+        if alive:  # the heartbeat, and the status change when it revives the attempt, go with the reservation
+            self._store.attempts._change(connection, [(attempt, sign_of_life(attempt, now))], "heartbeat", now,
+                                         write=reserve, parent=rollout)
+        else:
+            reserve(connection, [])
+        next_free = reserved[0]
         # The attempt's id ("latest" resolved) and the project are the store's, whatever the caller sent.
         fixed = {"attempt_id": attempt["id"], "project_id": self._store.project_id}
         numbered = []
@@ -179,7 +165,7 @@ class Spans(Area[Span]):
                  also: Mapping[str, Any] | None = None) -> int:
         """Take ``count`` sequence ids from the attempt's counter, first moving it up to ``at_least``;
         returns the first id taken. ``also``: other columns of the attempt to set in the same statement
-        (a heartbeat; the caller writes what a status change brings, see Attempts._written)."""
+        (a heartbeat, written as the attempt's change: see Spans._number)."""
         reserve = RESERVE_SQLITE if connection.dialect.name == "sqlite" else RESERVE_POSTGRESQL
         return reserve.scalar(connection, {"b_id": attempt_id, "b_at_least": at_least, "b_count": count,
                                            **(also or {})}) - count

@@ -15,25 +15,24 @@ from datetime import datetime, timezone
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, Connection, Float
+from sqlalchemy import JSON, Connection, Float, String
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.expression import Executable
 from sqlalchemy.types import TypeEngine
 
+from ..errors import InvalidInputError
 from ..schema import UTCDateTime
+from ..storable import Unstorable, check_text, json_text
 
 Encoder = Callable[[Any], Any]
-
-JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY  # what json.dumps takes, and arrays
-
 
 def encode_json(value: Any) -> str:
     kind = type(value)
     # Empty lists and dicts fill whole columns (a span's events and links): no need to call the encoder.
     if (kind is list or kind is dict) and not value:
         return "[]" if kind is list else "{}"
-    return orjson.dumps(value, option=JSON_OPTIONS).decode()
+    return json_text(value)
 
 
 def remember_last(process: Encoder) -> Encoder:
@@ -70,6 +69,17 @@ def encoder_for(type_: TypeEngine, dialect: Dialect) -> Encoder | None:
     if isinstance(type_, UTCDateTime) and dialect.name == "sqlite":
         return encode_sqlite_time
     return type_._cached_bind_processor(dialect)
+
+
+def checked_encoder(type_: TypeEngine, dialect: Dialect) -> Encoder | None:
+    """``encoder_for``, and for text columns a refusal of text PostgreSQL cannot hold (on every backend,
+    so that a value is kept or refused the same way on both: see storable)."""
+    encode = encoder_for(type_, dialect)
+    if not isinstance(type_, String):
+        return encode
+    if encode is None:
+        return check_text
+    return lambda value: encode(check_text(value))
 
 
 def decoder_for(type_: TypeEngine, dialect: Dialect) -> Encoder | None:
@@ -109,7 +119,10 @@ class _Compiled:
         values = dict(self.fixed)
         for name, value in params.items():
             encode = self.encoders.get(name)
-            values[name] = encode(value) if encode is not None and value is not None else value
+            try:
+                values[name] = encode(value) if encode is not None and value is not None else value
+            except Unstorable as exc:
+                raise InvalidInputError(f"cannot store {exc.at(name.removeprefix('b_'))}") from None
         return tuple(values[name] for name in self.names) if self.positional else values
 
     def row(self, raw: Sequence[Any]) -> dict[str, Any]:
@@ -190,7 +203,7 @@ class Prepared:
         if any(bind.expanding for bind in binds.values()):
             raise TypeError("prepared statements take no expanding IN parameters; write the list inline")
         encoders = {name: encoder for name, bind in binds.items()
-                    if (encoder := encoder_for(bind.type, dialect)) is not None}
+                    if (encoder := checked_encoder(bind.type, dialect)) is not None}
         fixed = {}
         for name, bind in binds.items():
             if name not in names and not bind.required:

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from ..records import Step
 from ..schema import steps
-from .base import Area, pending
+from .base import EditableArea
+from .hooks import before_commit
 from .statistics import refresh_progress
 
 
-class Steps(Area[Step]):
+class Steps(EditableArea[Step]):
     table = steps
     record = Step
     noun = "step"
@@ -28,9 +27,9 @@ class Steps(Area[Step]):
     def _conflict_message(self, record: Step, exc: IntegrityError) -> str:
         return f"run {record.run_id!r} already has a step {record.number}"
 
-    def _after_status_change(self, connection: Connection, row: Mapping[str, Any], old_status: str) -> None:
+    def _after_status_change(self, connection, changed, reason, now, parent) -> None:
         # A training run's progress counts its completed steps: refreshed just before commit.
-        pending(connection, self._refresh_progress, set).add(row["run_id"])
+        before_commit(connection, self._refresh_progress, set).update(row["run_id"] for row, _ in changed)
 
     def _refresh_progress(self, connection: Connection, run_ids: set[str]) -> None:
         for run_id in sorted(run_ids):

@@ -16,7 +16,7 @@ from .. import states
 from ..errors import NotFoundError
 from ..records import Rollout
 from ..schema import rollouts
-from .base import AFTER_COMMIT
+from . import hooks
 from .engine import postgres_connect_args
 from .statements import Prepared
 
@@ -40,7 +40,7 @@ class Waiter:
         if connection.dialect.name == "postgresql":
             NOTIFY.first(connection, {"channel": CHANNEL, "rollout": rollout_id})
         else:
-            connection.info.setdefault(AFTER_COMMIT, []).append(self._wake)
+            hooks.after_commit(connection, self._wake)
 
     def _wake(self) -> None:
         with self._finished:

@@ -14,7 +14,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from ..records import Claim, Worker
 from ..schema import workers
 from ..states import AttemptStatus as A
-from .base import Area, build_record, pending
+from .base import Area, build_record
+from .hooks import before_commit
 from .statements import Prepared
 
 
@@ -42,10 +43,11 @@ class Workers(Area[Worker]):
             self._upsert(connection, worker_id, changes, now)
             return self._to_record(self._fetch(connection, worker_id))
 
-    def update(self, id: str, *, reason: str | None = None, **changes: Any) -> Worker:  # type: ignore[override]
-        """Change a worker's heartbeat stats or metadata."""
-        del reason  # workers keep no status history
-        return super().update(id, **changes)
+    def update(self, id: str, **changes: Any) -> Worker:
+        """Change a worker's heartbeat stats or metadata (its status follows its attempts)."""
+        self._check_updatable(changes)
+        with self._store._write() as connection:
+            return self._update(connection, id, changes, None)
 
     def _upsert(self, connection: Connection, worker_id: str, changes: Mapping[str, Any], now: datetime) -> None:
         """Insert the worker or update ``changes`` on it, in one statement."""
@@ -66,7 +68,7 @@ class Workers(Area[Worker]):
         """Queue what the transaction's attempts imply for the worker, written once per worker just before
         the commit (a batch of spans moves one worker through several attempts). Later changes of a
         column win, as if each had been written in turn."""
-        queued = pending(connection, self._write_followed, dict)
+        queued = before_commit(connection, self._write_followed, dict)
         earlier, _ = queued.get(worker_id, ({}, now))
         queued[worker_id] = ({**earlier, **changes}, now)
 

@@ -1,0 +1,74 @@
+"""Work a write transaction leaves for its end: "before commit" (queued rows written all at once,
+statistics refreshed once however many rows touched them) and "after commit" (waking waiters).
+Both live on the connection for the length of one transaction; a rollback drops them, and so does
+the rollback of a savepoint for what was queued inside it."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+from sqlalchemy import Connection
+
+BEFORE_COMMIT = "rolloutdb_before_commit"  # connection.info keys
+AFTER_COMMIT = "rolloutdb_after_commit"
+Q = TypeVar("Q")
+
+
+def before_commit(connection: Connection, flush: Callable[[Connection, Q], None], empty: Callable[[], Q]) -> Q:
+    """What the transaction has queued so far for ``flush`` to write (``empty()`` at first): the caller adds
+    to it. ``flush`` is called once with the queue just before the commit, or when ``flush_now`` asks."""
+    queues = connection.info.setdefault(BEFORE_COMMIT, {})
+    if flush not in queues:
+        queues[flush] = empty()
+    return queues[flush]
+
+
+def after_commit(connection: Connection, callback: Callable[[], None]) -> None:
+    """Call ``callback`` once the transaction has committed (never if it rolls back)."""
+    connection.info.setdefault(AFTER_COMMIT, []).append(callback)
+
+
+def flush_now(connection: Connection) -> None:
+    """Run the before-commit work queued so far, for a step of the transaction that must see its result."""
+    # A flush may queue more (statistics refreshed change statuses, which queue history): until none is left.
+    while queues := connection.info.pop(BEFORE_COMMIT, None):
+        for flush, queued in queues.items():
+            flush(connection, queued)
+
+
+@contextlib.contextmanager
+def transaction(connection: Connection) -> Iterator[Connection]:
+    """One write transaction with its hooks: before-commit work, the commit, then after-commit callbacks."""
+    try:
+        with connection.begin():
+            yield connection
+            flush_now(connection)
+    except BaseException:
+        _drop(connection)
+        raise
+    for callback in connection.info.pop(AFTER_COMMIT, []):
+        callback()
+
+
+@contextlib.contextmanager
+def savepoint(connection: Connection) -> Iterator[None]:
+    """A nested transaction whose rollback also drops what it queued for commit time (history rows,
+    statistics, wake-ups), so that a part undone leaves no trace."""
+    saved = {BEFORE_COMMIT: {flush: copy.copy(queued)
+                             for flush, queued in connection.info.get(BEFORE_COMMIT, {}).items()},
+             AFTER_COMMIT: list(connection.info.get(AFTER_COMMIT, []))}
+    try:
+        with connection.begin_nested():
+            yield
+    except BaseException:
+        _drop(connection)
+        connection.info.update(saved)
+        raise
+
+
+def _drop(connection: Connection) -> None:
+    connection.info.pop(BEFORE_COMMIT, None)
+    connection.info.pop(AFTER_COMMIT, None)
