@@ -1,4 +1,4 @@
-"""What the benchmarks share: throwaway databases and the PostgreSQL server option."""
+"""What the benchmarks share: throwaway databases, the PostgreSQL server option, marking targets."""
 
 from __future__ import annotations
 
@@ -38,3 +38,8 @@ def postgres_database(server_url: str) -> Iterator[str]:
     finally:
         with psycopg.connect(**admin) as connection:
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def met(ok: bool | None) -> str:
+    """A table cell for a target: met, not met, or none."""
+    return "-" if ok is None else "[green]✓[/]" if ok else "[red]✗[/]"

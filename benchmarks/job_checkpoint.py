@@ -23,13 +23,9 @@ from rich.table import Table
 from sqlalchemy import event
 
 import rolloutdb
-from common import add_postgres_option, postgres_database, sqlite_database
+from common import add_postgres_option, met, postgres_database, sqlite_database
 
 console = Console()
-
-
-def met(ok: bool | None) -> str:
-    return "-" if ok is None else "[green]✓[/]" if ok else "[red]✗[/]"
 
 
 def loop(job, seconds: float, with_message: bool) -> tuple[int, float]:

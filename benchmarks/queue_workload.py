@@ -47,7 +47,7 @@ from rolloutdb.store import Store
 from rolloutdb.store._wal import WalKeeper
 from rolloutdb.store.bulk import SQLITE_ROWS_PER_STATEMENT
 from rolloutdb.store.engine import BUSY_TIMEOUT_SECONDS
-from common import add_postgres_option, postgres_database, sqlite_database
+from common import add_postgres_option, met, postgres_database, sqlite_database
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # agentlightning imports litellm: stay offline
 
@@ -63,10 +63,6 @@ TARGET_CYCLE_SQLITE = 1.0  # rollout cycle on SQLite, RolloutDB / in-memory stor
 SQLITE_PRAGMAS = ("journal_mode", "synchronous", "wal_autocheckpoint", "busy_timeout", "foreign_keys")
 
 console = Console()
-
-
-def met(ok: bool | None) -> str:
-    return "-" if ok is None else "[green]✓[/]" if ok else "[red]✗[/]"
 
 
 def span_fields(rollout_id: str, attempt_id: str, n: int) -> dict:

@@ -45,7 +45,7 @@ from rich.console import Console
 from rich.table import Table
 
 import rolloutdb
-from common import add_postgres_option, postgres_database, sqlite_database
+from common import add_postgres_option, met, postgres_database, sqlite_database
 
 console = Console(width=None if sys.stdout.isatty() else 100)
 ROLLOUTS_PER_GROUP, TURNS_PER_ROLLOUT, GROUPS_PER_STEP = 8, 10, 4
@@ -305,10 +305,6 @@ def measure_drain(url: str, journal: str, records: int) -> Drain:
 
 
 # -- report -----------------------------------------------------------------------------------------
-
-def met(ok: bool | None) -> str:
-    return "-" if ok is None else "[green]✓[/]" if ok else "[red]✗[/]"
-
 
 def us(ns: float) -> str:
     return f"{ns / 1000:,.2f} µs"

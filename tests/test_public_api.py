@@ -1,8 +1,12 @@
 """What the package offers: every type the API hands back can be imported from ``rolloutdb``."""
 
 import inspect
+import os
+import subprocess
+import sys
 import types
 import typing
+from pathlib import Path
 
 import rolloutdb
 
@@ -38,6 +42,16 @@ def test_every_type_the_store_api_returns_is_exported(tmp_path):
 
 
 def test_the_package_exports_only_what_it_lists():
-    exported = {name for name, value in vars(rolloutdb).items()
-                if not name.startswith("_") and not isinstance(value, types.ModuleType)}
+    # dir(), not vars(): most names are imported on first use (see rolloutdb.__getattr__)
+    exported = {name for name in dir(rolloutdb)
+                if not name.startswith("_") and not isinstance(getattr(rolloutdb, name), types.ModuleType)}
     assert exported == set(rolloutdb.__all__)
+
+
+
+def test_the_subpackages_are_reached_from_the_package_as_before():
+    # a fresh interpreter: this one has imported them already
+    script = "import rolloutdb; print(rolloutdb.store.DEFAULT_PROJECT, rolloutdb.records.Run.__name__)"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                            env={**os.environ, "PYTHONPATH": str(Path(rolloutdb.__file__).parent.parent)})
+    assert result.stdout.split() == ["default", "Run"]

@@ -1,6 +1,7 @@
 """RolloutDB: the experience store for agent reinforcement learning."""
 
 from .errors import (
+    AmbiguousIdError,
     ConflictError,
     DatabaseNotFoundError,
     InvalidInputError,
@@ -13,37 +14,46 @@ from .errors import (
     SchemaOutOfDateError,
     StoreUnavailableError,
 )
-from .records import (
-    Attempt,
-    Claim,
-    ComparisonRow,
-    Group,
-    Project,
-    Resources,
-    Rollout,
-    RolloutConfig,
-    Run,
-    RunComparison,
-    RunEvent,
-    RunStats,
-    Span,
-    StatusChange,
-    Step,
-    Task,
-    Turn,
-    Validator,
-    Worker,
-)
 from .states import AttemptStatus, GroupStatus, RolloutStatus, RunStatus, StepStatus
-from .recorder import FlushResult, Recorder, RecorderHealth
-from .store.jobs import AsyncJob, Job, JobStatus
-from .store.recording import RecordingResult, Rejection
-from .store.retention import PurgeResult
-from .store import Store, connect, create_project, list_projects
+
+# The rest is imported on first use, so that `import rolloutdb` (and `rolloutdb --help`) does not load the
+# database and validation libraries before something needs them.
+_IMPORTED_ON_USE = {
+    **dict.fromkeys(("Attempt", "Claim", "ComparisonRow", "Group", "Project", "Resources", "Rollout",
+                     "RolloutConfig", "Run", "RunComparison", "RunEvent", "RunStats", "Span", "StatusChange",
+                     "Step", "Task", "Turn", "Validator", "Worker", "QueueSummary", "WorkerActivity"), "records"),
+    **dict.fromkeys(("FlushResult", "Recorder", "RecorderHealth"), "recorder"),
+    **dict.fromkeys(("AsyncJob", "Job", "JobStatus"), "store.jobs"),
+    **dict.fromkeys(("RecordingResult", "Rejection"), "store.recording"),
+    **dict.fromkeys(("PurgeResult",), "store.retention"),
+    **dict.fromkeys(("Store", "connect", "create_project", "list_projects"), "store"),
+}
+
+
+def __getattr__(name: str) -> object:
+    import importlib
+
+    module = _IMPORTED_ON_USE.get(name)
+    if module is None:
+        try:  # a submodule, as `import rolloutdb` then `rolloutdb.store` always found it
+            return importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # found directly from now on
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_IMPORTED_ON_USE})
+
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AmbiguousIdError",
     "AsyncJob",
     "Attempt",
     "AttemptStatus",
@@ -64,6 +74,7 @@ __all__ = [
     "NotFoundError",
     "Project",
     "PurgeResult",
+    "QueueSummary",
     "Recorder",
     "RecorderHealth",
     "RecordingResult",
@@ -89,6 +100,7 @@ __all__ = [
     "Turn",
     "Validator",
     "Worker",
+    "WorkerActivity",
     "connect",
     "create_project",
     "list_projects",

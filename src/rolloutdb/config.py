@@ -13,12 +13,12 @@ import math
 import os
 from collections.abc import Mapping
 
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
-
 from .errors import InvalidInputError
 
+# SQLAlchemy is imported where a URL is parsed, not here: the command line reads this module to show its help.
 DEFAULT_URL = "sqlite:///./rolloutdb.db"
+DEFAULT_PROJECT = "default"
+JOURNAL_DIRECTORY = ".rolloutdb-journal"  # where recorders keep what the database has not taken yet
 POSTGRES_VARS = ("POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD")
 CONNECT_TIMEOUT_VAR = "ROLLOUTDB_CONNECT_TIMEOUT"
 STATEMENT_TIMEOUT_VAR = "ROLLOUTDB_STATEMENT_TIMEOUT"
@@ -37,6 +37,8 @@ def _postgres_from_env(env: Mapping[str, str]) -> str | None:
     port = env.get("POSTGRES_PORT") or "5432"
     if not port.isdigit():
         raise InvalidInputError(f"POSTGRES_PORT must be a port number, got {port!r}")
+    from sqlalchemy.engine import URL
+
     return URL.create(
         "postgresql+psycopg",
         username=env.get("POSTGRES_USER") or "postgres",
@@ -73,6 +75,9 @@ def _seconds(name: str, environ: Mapping[str, str] | None) -> float | None:
 
 def normalize_url(url: str) -> str:
     """Accept the usual spellings (``postgres://``, ``postgresql://``) and pick the psycopg 3 driver."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -89,4 +94,6 @@ def normalize_url(url: str) -> str:
 
 def display_url(url: str) -> str:
     """The URL with any password masked, for printing."""
+    from sqlalchemy.engine import make_url
+
     return make_url(url).render_as_string(hide_password=True)

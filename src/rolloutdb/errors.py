@@ -23,6 +23,10 @@ class InvalidInputError(RolloutDBError, ValueError):
     """Malformed input: an unknown field, a bad value, an unknown filter or sort field."""
 
 
+class AmbiguousIdError(InvalidInputError):
+    """A short id (the start of an id) that more than one row's id starts with."""
+
+
 class SchemaOutOfDateError(RolloutDBError):
     """The database schema is older (or newer) than this version of RolloutDB expects."""
 

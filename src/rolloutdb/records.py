@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from .ids import new_id
-from .states import AttemptStatus, GroupStatus, RolloutStatus, RunStatus, StepStatus
+from .states import AttemptStatus, GroupStatus, RolloutMode, RolloutStatus, RunKind, RunStatus, StepStatus
 
 JsonDict = dict[str, JsonValue]
 
@@ -47,7 +47,7 @@ class Project(Record):
 
 class Run(_Lifetime):
     name: str = Field(min_length=1, max_length=200)
-    kind: Literal["train", "eval", "baseline", "job"] = "train"
+    kind: RunKind = RunKind.TRAIN
     parent_run_id: str | None = None
     parent_step: int | None = None
     config: JsonDict = Field(default_factory=dict)
@@ -143,7 +143,7 @@ class Rollout(_Lifetime):
     group_id: str | None = None
     task_id: str | None = None
     input: JsonValue = None
-    mode: Literal["train", "val", "test"] | None = None
+    mode: RolloutMode | None = None
     status: RolloutStatus = RolloutStatus.QUEUING
     resources_id: str | None = None
     config: RolloutConfig = Field(default_factory=RolloutConfig)
@@ -359,3 +359,20 @@ class RunComparison(Record):
     run_b: Run
     overall: ComparisonRow
     tasks: list[ComparisonRow]
+
+
+class WorkerActivity(Record):
+    """A worker, and when it was last heard of: its own heartbeat or a span of one of its attempts."""
+
+    worker: Worker
+    last_seen_at: datetime | None
+
+
+class QueueSummary(Record):
+    """The rollout queue at a glance."""
+
+    rollouts_by_status: dict[str, int]
+    waiting: int  # queuing or requeuing
+    oldest_queued_at: datetime | None
+    attempts_by_status: dict[str, int]  # attempts of unfinished rollouts
+    workers: list[WorkerActivity]

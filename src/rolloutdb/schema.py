@@ -234,6 +234,8 @@ resources = Table(
 
 # Rollouts a worker can claim: the queue index's condition, and the queue query's word for word.
 QUEUE_PREDICATE = text("status IN ('queuing', 'requeuing')")
+# Finished rollouts (states.TERMINAL["rollout"]), which purge deletes: the purge index's condition and its queries'.
+FINISHED_PREDICATE = text("status IN ('succeeded', 'failed', 'cancelled')")
 
 rollouts = Table(
     "rollouts",
@@ -265,6 +267,15 @@ rollouts = Table(
         "queued_at",
         sqlite_where=QUEUE_PREDICATE,
         postgresql_where=QUEUE_PREDICATE,
+    ),
+    # What purge goes through: finished rollouts, oldest first.
+    Index(
+        "ix_rollouts_finished",
+        "project_id",
+        "ended_at",
+        "id",
+        sqlite_where=FINISHED_PREDICATE,
+        postgresql_where=FINISHED_PREDICATE,
     ),
     Index("ix_rollouts_group_id", "group_id"),
     Index("ix_rollouts_run_id_step", "run_id", "step"),
@@ -329,6 +340,7 @@ turns = Table(
     Column("logprobs", Json),
     *_times("created_at"),
     Index("ix_turns_rollout_id_turn_index", "rollout_id", "turn_index"),
+    Index("ix_turns_attempt_id", "attempt_id"),  # deleting an attempt looks its turns up (ON DELETE CASCADE)
 )
 
 spans = Table(
@@ -355,6 +367,7 @@ spans = Table(
     *_times("created_at"),
     UniqueConstraint("rollout_id", "attempt_id", "sequence_id"),
     Index("ix_spans_rollout_id_attempt_id_span_id", "rollout_id", "attempt_id", "span_id"),
+    Index("ix_spans_attempt_id", "attempt_id"),  # deleting an attempt looks its spans up (ON DELETE CASCADE)
 )
 
 artifacts = Table(
@@ -417,6 +430,7 @@ scripts = Table(
     *_times("created_at", "updated_at"),
     UniqueConstraint("project_id", "name", "version"),
     Index("ix_scripts_task_id_active", "task_id", "active"),
+    Index("ix_scripts_source_rollout_id", "source_rollout_id"),  # deleting a rollout unlinks its scripts
 )
 
 decisions = Table(

@@ -1,4 +1,5 @@
-"""Statuses of every entity that has one, and the transitions each state machine allows (DESIGN.md §4)."""
+"""Statuses of every entity that has one, and the transitions each state machine allows (DESIGN.md §4);
+the kinds of runs and the modes of rollouts."""
 
 from __future__ import annotations
 
@@ -46,6 +47,11 @@ class AttemptStatus(StrEnum):
     FAILED = "failed"
     TIMEOUT = "timeout"
     UNRESPONSIVE = "unresponsive"
+
+
+# Not state machines: one line each.
+RunKind = StrEnum("RunKind", {"TRAIN": "train", "EVAL": "eval", "BASELINE": "baseline", "JOB": "job"})
+RolloutMode = StrEnum("RolloutMode", {"TRAIN": "train", "VAL": "val", "TEST": "test"})
 
 
 R, S, G, RO, A = RunStatus, StepStatus, GroupStatus, RolloutStatus, AttemptStatus

@@ -30,7 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..config import resolve_url
+from ..config import JOURNAL_DIRECTORY, resolve_url
 from ..errors import ConflictError, InvalidInputError, JobCancelled, JobInterrupted, JobPaused, NotFoundError
 from ..ids import new_id
 from ..records import Task
@@ -39,7 +39,7 @@ from ..states import RunStatus, StepStatus
 from ..store import DEFAULT_PROJECT, Store
 from ..store.engine import sqlite_file
 from ..store.jobs import DEFAULT_STALE_AFTER
-from ._journal import (DEFAULT_DIRECTORY, JournalInfo, ReplayResult, count_journal_records, journal_folder,
+from ._journal import (JournalInfo, ReplayResult, count_journal_records, journal_folder,
                        list_journals, replay_journals)
 from ._pump import Pump
 
@@ -126,7 +126,7 @@ class Recorder:
         max_pending: int = 100_000,
         max_lag: float = 5.0,
         timeout: float = 10.0,
-        journal_dir: str | Path = DEFAULT_DIRECTORY,
+        journal_dir: str | Path = JOURNAL_DIRECTORY,
         control_interval: float = 1.0,
         start_timeout: float = 15.0,
     ) -> None:
@@ -456,6 +456,6 @@ class RolloutHandle:
             self.finish(error=f"{exc_type.__name__}: {exc}" if exc else None)
 
 
-__all__ = ["DEFAULT_DIRECTORY", "FlushResult", "GroupHandle", "JournalInfo", "Recorder", "RecorderHealth", "ReplayResult",
+__all__ = ["FlushResult", "GroupHandle", "JournalInfo", "Recorder", "RecorderHealth", "ReplayResult",
            "RolloutHandle", "RunHandle", "StepHandle", "count_journal_records", "journal_folder", "list_journals",
            "replay_journals"]

@@ -21,9 +21,8 @@ from typing import IO, Any
 import orjson
 from sqlalchemy.engine import make_url
 
-from ..config import display_url
+from ..config import JOURNAL_DIRECTORY, display_url
 
-DEFAULT_DIRECTORY = ".rolloutdb-journal"
 SUFFIX = ".jsonl"
 
 
@@ -214,7 +213,7 @@ class ReplayResult:
     live: list[Path]
 
 
-def replay_journals(store: Any, directory: str | os.PathLike = DEFAULT_DIRECTORY, *, batch_size: int = 2000,
+def replay_journals(store: Any, directory: str | os.PathLike = JOURNAL_DIRECTORY, *, batch_size: int = 2000,
                     on_batch: Any = None) -> ReplayResult:
     """Write into ``store`` the records that gone recorders kept in the journal for its database and project,
     oldest first, and remove their files. ``on_batch(records)`` is called after each batch (for progress)."""
@@ -242,7 +241,7 @@ def replay_journals(store: Any, directory: str | os.PathLike = DEFAULT_DIRECTORY
     return ReplayResult(files=files, written=written, rejected=rejected, live=live)
 
 
-def count_journal_records(store: Any, directory: str | os.PathLike = DEFAULT_DIRECTORY) -> int:
+def count_journal_records(store: Any, directory: str | os.PathLike = JOURNAL_DIRECTORY) -> int:
     """How many records wait in the journal for ``store``'s database and project (from recorders that are
     gone: what ``replay_journals`` would write)."""
     folder = journal_folder(directory, store.url, store.project)

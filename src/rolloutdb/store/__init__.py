@@ -17,9 +17,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, Engine, insert, select
 
 from .. import states
-from ..config import display_url, resolve_url
+from ..config import DEFAULT_PROJECT, display_url, resolve_url
 from ..errors import ConflictError, InvalidInputError, NotFoundError
-from ..records import Project, RunComparison, StatusChange, utcnow
+from ..records import Project, QueueSummary, RunComparison, StatusChange, utcnow
 from ..schema import projects, status_changes
 from . import hooks
 from ._wal import WalKeeper
@@ -29,7 +29,7 @@ from .catalog import Tasks, Validators
 from .comparison import compare_runs
 from .engine import BUSY_TIMEOUT_SECONDS, WRITE, create_store_engine, ensure_schema, sqlite_file, unavailable_as_error
 from .groups import Groups
-from .health import check_health
+from .health import check_health, queue_summary
 from .jobs import Jobs
 from .recording import Recording
 from .resources import Resources
@@ -42,7 +42,6 @@ from .turns import Turns
 from .waiting import Waiter
 from .workers import Workers
 
-DEFAULT_PROJECT = "default"
 _sqlite_write_locks: dict[str, threading.RLock] = {}
 _sqlite_write_locks_guard = threading.Lock()
 
@@ -136,6 +135,11 @@ class Store:
         self._last_health_check = time.monotonic()
         return check_health(self)
 
+    def queue_summary(self) -> QueueSummary:
+        """The rollout queue at a glance: rollouts by status, the longest wait, the attempts of unfinished
+        rollouts by status, and the workers with when each was last heard of (a span is a heartbeat)."""
+        return queue_summary(self)
+
     def maybe_check_health(self) -> None:
         """Run the health check if the last one is older than ``health_check_interval``."""
         if time.monotonic() - self._last_health_check < self._health_check_interval:
@@ -152,10 +156,11 @@ class Store:
         return compare_runs(self, a, b)
 
     def purge(self, *, older_than: timedelta | None = None, keep_last: int | None = None,
-              dry_run: bool = False) -> PurgeResult:
+              dry_run: bool = False, on_progress: Callable[[int, int], None] | None = None) -> PurgeResult:
         """Delete finished rollouts (and their attempts, spans and turns) older than ``older_than`` or
-        beyond the ``keep_last`` most recent; ``dry_run`` only counts them."""
-        return purge(self, older_than=older_than, keep_last=keep_last, dry_run=dry_run)
+        beyond the ``keep_last`` most recent; ``dry_run`` only counts them. It goes in batches, each its own
+        short transaction; ``on_progress(done, total)`` follows the rollouts batch by batch."""
+        return purge(self, older_than=older_than, keep_last=keep_last, dry_run=dry_run, on_progress=on_progress)
 
     def close(self) -> None:
         """Release the database connections."""

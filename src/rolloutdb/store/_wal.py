@@ -10,9 +10,12 @@ runs a PASSIVE checkpoint at most every ``INTERVAL_SECONDS``, beside the writers
 
 A PASSIVE checkpoint never waits for a writer, so under constant writing it may never catch up with
 the end of the WAL, and SQLite writes the WAL from its start again only once all of it has been
-copied. When the WAL holds more than ``WAL_LIMIT_BYTES``, the thread therefore checkpoints once more
-holding the store's write lock: this process's writers pause for the few pages written meanwhile,
-and the WAL's size stays bounded.
+copied. When the WAL holds more than half of ``WAL_LIMIT_BYTES``, the thread therefore checkpoints once
+more holding the store's write lock, in RESTART mode: this process's writers pause for the few pages
+written meanwhile, other processes' writers for as long as the copy takes (it holds SQLite's write lock
+too, or they would slip a commit in and keep the WAL from starting over), and the next write starts the
+WAL from its start again. Half, because writers go on until the thread holds the lock: a purge adds tens
+of megabytes a second, and the WAL must stay under the limit meanwhile.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -29,7 +33,15 @@ log = logging.getLogger("rolloutdb.wal")
 
 INTERVAL_SECONDS = 0.2
 WAL_LIMIT_BYTES = 64 * 1024 * 1024
+# How long a RESTART checkpoint waits for other processes' writers and readers, holding this one's writers.
+CATCH_UP_WAIT_MS = 500
 IDLE_SECONDS = 10.0  # a thread with nothing to do ends; the next commit starts another
+
+# Held by a WAL thread while it is inside SQLite, and by os.fork() around the fork: a child forked while
+# the thread was mid-checkpoint would inherit SQLite's internal mutexes locked, and hang on its first write.
+_in_sqlite = threading.Lock()
+os.register_at_fork(before=_in_sqlite.acquire, after_in_parent=_in_sqlite.release,
+                    after_in_child=_in_sqlite.release)
 
 
 class WalKeeper:
@@ -70,15 +82,18 @@ class WalKeeper:
     def _run(self, wake: threading.Event, stop: threading.Event) -> None:
         try:
             # mode=rw: a database file removed meanwhile is not made again, empty, by this connection.
-            connection = sqlite3.connect(f"{Path(self.database).as_uri()}?mode=rw", uri=True,
-                                         isolation_level=None, timeout=self._busy_timeout)
+            with _in_sqlite:
+                connection = sqlite3.connect(f"{Path(self.database).as_uri()}?mode=rw", uri=True,
+                                             isolation_level=None, timeout=self._busy_timeout)
         except sqlite3.Error as exc:
             log.warning("rolloutdb: cannot open %s to checkpoint its WAL (%s); the next commit tries again",
                         self.database, exc)
             self._forget(threading.current_thread())
             return
         try:
-            page_size = connection.execute("PRAGMA page_size").fetchone()[0]
+            with _in_sqlite:
+                page_size = connection.execute("PRAGMA page_size").fetchone()[0]
+                connection.execute(f"PRAGMA busy_timeout = {CATCH_UP_WAIT_MS}")  # PASSIVE checkpoints never wait
             while True:
                 if not wake.wait(IDLE_SECONDS):
                     with self._lock:
@@ -88,18 +103,40 @@ class WalKeeper:
                 if stop.is_set():
                     return
                 wake.clear()
+                busy, size, stuck = False, 0, False
                 try:
-                    if checkpoint(connection) * page_size > WAL_LIMIT_BYTES:
-                        with self._write_lock:  # nothing new can come in: this one copies what remains
-                            checkpoint(connection)
+                    with _in_sqlite:
+                        busy, frames = checkpoint(connection)
+                    size = frames * page_size
+                    if size > WAL_LIMIT_BYTES // 2:
+                        # Nothing new comes in from this process: copy what remains. (The write lock first: a
+                        # thread that forks while holding it takes _in_sqlite after it too.)
+                        with self._write_lock, _in_sqlite:
+                            stuck = self._catch_up(connection)
                 except sqlite3.Error as exc:  # e.g. another process holds the database locked
                     log.warning("rolloutdb: checkpoint of %s failed (%s); trying again", self.database, exc)
                     wake.set()
-                if stop.wait(INTERVAL_SECONDS):  # later commits wait for the next round together
+                # Later commits wait for the next round together; but a WAL past a quarter of the limit (or
+                # one another process was checkpointing) is looked at again at the next commit, so that it is
+                # caught up before the limit however fast the writers write. Not when a catch-up could not
+                # finish (a long reader elsewhere holds the WAL): this process's writers must not wait on
+                # one catch-up after another meanwhile.
+                if stop.wait(0 if not stuck and (busy or size > WAL_LIMIT_BYTES // 4) else INTERVAL_SECONDS):
                     return
         finally:
-            connection.close()
+            with _in_sqlite:
+                connection.close()
             self._forget(threading.current_thread())
+
+    def _catch_up(self, connection: sqlite3.Connection) -> bool:
+        """A RESTART checkpoint, with this process's writers held off by the caller. Another process's
+        checkpoint may be running (catching up too): wait for it, so that our writers do not add to the
+        WAL meanwhile. Returns whether it is still not all copied (or not free to start over) after about
+        CATCH_UP_WAIT_MS."""
+        deadline = time.monotonic() + CATCH_UP_WAIT_MS / 1000
+        while (busy := checkpoint(connection, "RESTART")[0]) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return busy
 
     def _forget(self, thread: threading.Thread) -> None:
         """The thread ends: the next commit starts another (unless close() is stopping this one)."""
@@ -108,7 +145,9 @@ class WalKeeper:
                 self._thread = None
 
 
-def checkpoint(connection: sqlite3.Connection) -> int:
-    """One PASSIVE checkpoint on ``connection``; returns how many frames the WAL holds."""
-    _, frames, _ = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-    return frames
+def checkpoint(connection: sqlite3.Connection, mode: str = "PASSIVE") -> tuple[bool, int]:
+    """One checkpoint on ``connection``. Returns whether it was kept from finishing (by another
+    connection's checkpoint, or in RESTART mode by writers or readers that outlasted the wait), and how
+    many frames the WAL holds."""
+    busy, frames, _ = connection.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+    return bool(busy), frames

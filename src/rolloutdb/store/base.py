@@ -20,7 +20,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from .. import states
-from ..errors import ConflictError, InvalidInputError, InvalidTransitionError, NotFoundError
+from ..errors import AmbiguousIdError, ConflictError, InvalidInputError, InvalidTransitionError, NotFoundError
 from ..records import Record
 from ..schema import status_changes
 from .bulk import bulk_insert
@@ -152,6 +152,32 @@ class Area(Generic[R]):
     def count(self, *, match: str = "all", **filters: Any) -> int:
         """How many rows match ``filters`` (same syntax as ``query``)."""
         return self._count((), filters, match)
+
+    def find(self, id_or_prefix: str) -> R:
+        """The row with this id or, failing that, the one row whose id starts with it (a short id, as
+        listings print them). NotFoundError when no id starts with it; AmbiguousIdError when several do."""
+        with self._store._read() as connection:
+            return self._to_record(self._fetch_by_prefix(connection, id_or_prefix))
+
+    def _fetch_by_prefix(self, connection: Connection, id_or_prefix: str) -> Mapping[str, Any]:
+        try:
+            return self._fetch(connection, id_or_prefix)
+        except NotFoundError as exc:
+            not_found = exc
+        key = self._primary_key_column()
+        shown = 5
+        statement = (select(self.table)
+                     .where(self.table.c.project_id == self._store.project_id,
+                            key.startswith(id_or_prefix, autoescape=True))  # % and _ match themselves
+                     .order_by(key).limit(shown + 1))
+        rows = connection.execute(statement).mappings().all() if id_or_prefix else []
+        if not rows:
+            raise not_found
+        if len(rows) > 1:
+            ids = ", ".join(row[key.name] for row in rows[:shown]) + (", ..." if len(rows) > shown else "")
+            raise AmbiguousIdError(f"{self.noun} id {id_or_prefix!r} is ambiguous in project "
+                                   f"{self._store.project!r}: {ids} start with it; give more of the id")
+        return rows[0]
 
     # -- building blocks for subclasses --------------------------------------------------------------
 

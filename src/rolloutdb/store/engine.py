@@ -26,14 +26,15 @@ import contextlib
 import math
 import os
 import sqlite3
+import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-import psycopg
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, pool, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DatabaseError, DBAPIError, OperationalError
@@ -94,6 +95,8 @@ def postgres_connect_args(parsed: URL) -> dict[str, str]:
     elif not os.environ.get("PGCONNECT_TIMEOUT"):
         args["connect_timeout"] = str(CONNECT_TIMEOUT_SECONDS)
     args.update(DEAD_LINK_SETTINGS)
+    import psycopg  # here, not at the top: a SQLite store never loads the PostgreSQL driver
+
     if psycopg.pq.version() < 120000:  # tcp_user_timeout is libpq 12's
         del args["tcp_user_timeout"]
     return {name: value for name, value in args.items() if name not in parsed.query}
@@ -245,11 +248,16 @@ def _is_connect_error(exc: DBAPIError) -> bool:
 
 
 def _is_connect_timeout(exc: DBAPIError) -> bool:
-    return isinstance(exc.orig, psycopg.errors.ConnectionTimeout) or "timeout expired" in str(exc.orig).lower()
+    psycopg = sys.modules.get("psycopg")  # not loaded: the error cannot be the PostgreSQL driver's
+    return ((psycopg is not None and isinstance(exc.orig, psycopg.errors.ConnectionTimeout))
+            or "timeout expired" in str(exc.orig).lower())
 
 
 def _server_time_limit(exc: DBAPIError) -> str | None:
     """What to say when a server that answers ended a statement or session for running past its timeout."""
+    psycopg = sys.modules.get("psycopg")  # not loaded: the error cannot be the PostgreSQL driver's
+    if psycopg is None:
+        return None
     if isinstance(exc.orig, psycopg.errors.QueryCanceled) and "statement timeout" in str(exc.orig):
         return (f"The server cancelled the statement after statement_timeout. {STATEMENT_TIMEOUT_VAR} (seconds, "
                 "0: no limit) or `options=-c statement_timeout=<ms>` in the URL sets it.")
@@ -295,27 +303,63 @@ def upgrade(engine: Engine, revision: str = "head") -> str:
             return current_revision(connection) or "base"
 
 
+@dataclass(frozen=True)
+class SchemaState:
+    """Where a database's schema stands against this release."""
+
+    current: str | None  # the database's revision; None when it has none
+    head: str  # this release's
+    verdict: str  # "up to date", "empty", "not rolloutdb", "newer" or "out of date"
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.verdict == "up to date"
+
+    @property
+    def summary(self) -> str:
+        """The state in a few words, with what to do about it."""
+        return {
+            "up to date": f"{self.current} (up to date)",
+            "empty": f"empty: not initialised (run `rolloutdb init` to create schema {self.head})",
+            "not rolloutdb": "no RolloutDB schema version, but the database has tables: not a RolloutDB database",
+            "newer": f"{self.current}, newer than this release knows (head {self.head}): upgrade the rolloutdb package",
+            "out of date": f"{self.current}, out of date (head {self.head}): run `rolloutdb db upgrade`",
+        }[self.verdict]
+
+
+def schema_state(connection: Connection) -> SchemaState:
+    """The database's schema revision against this release's head."""
+    current, head = current_revision(connection), head_revision()
+    if current == head:
+        verdict = "up to date"
+    elif current is None:
+        verdict = "not rolloutdb" if inspect(connection).get_table_names() else "empty"
+    elif current not in {revision for revision, _, _ in migration_history()}:
+        verdict = "newer"
+    else:
+        verdict = "out of date"
+    return SchemaState(current, head, verdict)
+
+
 def ensure_schema(engine: Engine, *, upgrade_if_needed: bool, create: bool = True) -> None:
     """Migrate a new database (``create=False``: refuse it); refuse (or, if asked, upgrade) one at an
     older revision."""
-    head = head_revision()
     with engine.connect() as connection:
-        current = current_revision(connection)
-        has_tables = bool(inspect(connection).get_table_names())
-    if current == head:
+        state = schema_state(connection)
+    if state.verdict == "up to date":
         return
-    if current is None and not has_tables:
+    if state.verdict == "empty":
         if not create:
             raise DatabaseNotFoundError(f"the database at {engine.url.render_as_string(hide_password=True)}"
                                         " is empty: run `rolloutdb init` to create RolloutDB's tables in it")
         upgrade(engine)
         return
-    if current is not None and current not in {rev for rev, _, _ in migration_history()}:
+    if state.verdict == "newer":
         raise SchemaOutOfDateError(
-            f"the database is at schema revision {current}, which this version of RolloutDB does not know: "
+            f"the database is at schema revision {state.current}, which this version of RolloutDB does not know: "
             "it was written by a newer RolloutDB. Upgrade the rolloutdb package."
         )
-    if current is None:
+    if state.verdict == "not rolloutdb":
         raise SchemaOutOfDateError(
             "the database has tables but no RolloutDB schema version: it is not a RolloutDB database "
             "(or an unversioned one). Point ROLLOUTDB_URL elsewhere, or run `rolloutdb rebuild --yes` to wipe it."
@@ -324,7 +368,7 @@ def ensure_schema(engine: Engine, *, upgrade_if_needed: bool, create: bool = Tru
         upgrade(engine)
         return
     raise SchemaOutOfDateError(
-        f"the database schema is at revision {current} but this RolloutDB needs {head}. "
+        f"the database schema is at revision {state.current} but this RolloutDB needs {state.head}. "
         "Run `rolloutdb db upgrade` (or connect(..., upgrade=True)) to migrate it."
     )
 

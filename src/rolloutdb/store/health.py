@@ -7,11 +7,14 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, func, select
 
+from .. import states
+from ..records import QueueSummary, WorkerActivity
 from ..schema import attempts, rollouts
 from ..states import AttemptStatus as A
 from ..states import RolloutStatus as RO
+from .rollouts import QUEUED
 
 if TYPE_CHECKING:
     from . import Store
@@ -53,3 +56,40 @@ def check_health(store: Store) -> int:
                 store.attempts._apply(connection, rollout, attempt, {"status": status}, "health check")
                 marked += 1
     return marked
+
+
+def queue_summary(store: Store) -> QueueSummary:
+    """Rollouts by status, the longest wait, the attempts of unfinished rollouts by status, and the workers
+    with when each was last heard of (spans count as heartbeats: they are sent by the worker's attempts)."""
+    project = store.project_id
+    by_status = (select(rollouts.c.status, func.count()).where(rollouts.c.project_id == project)
+                 .group_by(rollouts.c.status))
+    oldest = select(func.min(rollouts.c.queued_at)).where(rollouts.c.project_id == project,
+                                                          rollouts.c.status.in_(QUEUED))
+    attempts_by_status = (
+        select(attempts.c.status, func.count())
+        .join(rollouts, rollouts.c.id == attempts.c.rollout_id)
+        .where(rollouts.c.project_id == project, rollouts.c.status.not_in(states.TERMINAL["rollout"]))
+        .group_by(attempts.c.status)
+    )
+    workers = store.workers.query(limit=None)
+    attempt_heartbeats = (
+        select(attempts.c.worker_id, func.max(attempts.c.last_heartbeat_at))
+        .where(attempts.c.project_id == project, attempts.c.worker_id.in_([worker.id for worker in workers]))
+        .group_by(attempts.c.worker_id)
+    )
+    with store._read() as connection:
+        rollout_counts = dict(connection.execute(by_status).all())
+        oldest_queued = connection.execute(oldest).scalar_one()
+        attempt_counts = dict(connection.execute(attempts_by_status).all())
+        spans_seen = dict(connection.execute(attempt_heartbeats).all()) if workers else {}
+    counts = {str(status): rollout_counts.get(str(status), 0) for status in states.RolloutStatus}
+    return QueueSummary(
+        rollouts_by_status=counts,
+        waiting=sum(counts[str(status)] for status in QUEUED),
+        oldest_queued_at=oldest_queued,
+        attempts_by_status={str(status): attempt_counts.get(str(status), 0) for status in states.AttemptStatus},
+        workers=[WorkerActivity(worker=worker, last_seen_at=max(
+            (seen for seen in (worker.last_heartbeat_at, spans_seen.get(worker.id)) if seen is not None),
+            default=None)) for worker in workers],
+    )

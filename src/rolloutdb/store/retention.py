@@ -1,21 +1,35 @@
-"""Retention: delete finished rollouts (with their attempts, spans and turns) so disk stays bounded."""
+"""Retention: delete finished rollouts (with their attempts, spans, turns and history) so disk stays bounded.
+
+A purge goes through the rollouts to delete in batches, oldest first, each batch its own short transaction:
+other writers get in between batches, and SQLite's WAL thread can checkpoint. Every lookup is an index
+search, and the next batch starts where the last one stopped (keyset pagination over the index of
+finished rollouts), so the time per rollout does not grow with the size of the tables.
+"""
 
 from __future__ import annotations
 
+import operator
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import TYPE_CHECKING
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Column, ColumnElement, Connection, Select, and_, delete, func, or_, select
 
-from .. import states
 from ..errors import InvalidInputError
-from ..schema import attempts, rollouts, spans, status_changes, turns
+from ..schema import FINISHED_PREDICATE, attempts, rollouts, spans, status_changes, turns
 
 if TYPE_CHECKING:
     from . import Store
 
-BATCH = 500  # rollouts per transaction: keeps locks short and bound parameters few
+MAX_BATCH = 500  # rollouts per transaction at most: bound parameters stay few
+FIRST_BATCH = 50  # until a batch has shown how many rows hang under each rollout
+ROWS_PER_BATCH = 10_000  # rollouts, attempts, spans and turns per transaction: keeps it (and the WAL) short
+# SQLite: writers of other processes wait on SQLite's busy handler, which tries again every 100 ms at the
+# longest. So after at most TURN_SECONDS of batches, a purge leaves the database free for longer than that.
+TURN_SECONDS = 0.5
+PAUSE_SECONDS = 0.11
 
 
 @dataclass(frozen=True)
@@ -25,51 +39,134 @@ class PurgeResult:
     spans: int = 0
     turns: int = 0
 
+    def __add__(self, other: PurgeResult) -> PurgeResult:
+        return PurgeResult(self.rollouts + other.rollouts, self.attempts + other.attempts,
+                           self.spans + other.spans, self.turns + other.turns)
+
+
+@dataclass(frozen=True)
+class _Range:
+    """A stretch of the finished-rollouts index to go through: its conditions and its order (``id`` last)."""
+
+    key: tuple[Column[Any], ...]
+    conditions: tuple[ColumnElement[bool], ...]
+
+    def before(self, position: Sequence[Any]) -> _Range:
+        """This stretch up to ``position`` (key values), not included."""
+        return _Range(self.key, self.conditions + (_beyond(self.key, position, BEFORE),))
+
 
 def purge(store: Store, *, older_than: timedelta | None = None, keep_last: int | None = None,
-          dry_run: bool = False) -> PurgeResult:
+          dry_run: bool = False, on_progress: Callable[[int, int], None] | None = None) -> PurgeResult:
     """Delete finished rollouts that ended before ``now - older_than`` and are not among the
-    ``keep_last`` most recently finished (either limit alone works too). Unfinished rollouts stay."""
+    ``keep_last`` most recently finished (either limit alone works too). Unfinished rollouts stay.
+    ``on_progress(rollouts done, rollouts in all)`` is called after each batch."""
     if older_than is None and keep_last is None:
         raise InvalidInputError("purge needs older_than, keep_last or both: otherwise it would delete every result")
     if keep_last is not None and keep_last < 0:
         raise InvalidInputError(f"keep_last must not be negative, got {keep_last}")
     if older_than is not None and older_than < timedelta(0):
         raise InvalidInputError(f"older_than must not be negative, got {older_than}")
-    newest_first = select(rollouts.c.id, rollouts.c.ended_at).where(
-        rollouts.c.project_id == store.project_id, rollouts.c.status.in_(states.TERMINAL["rollout"])
-    ).order_by(rollouts.c.ended_at.desc().nulls_last(), rollouts.c.id.desc())
-    if keep_last is not None:
-        newest_first = newest_first.offset(keep_last)  # never the keep_last most recent
     cutoff = store.now() - older_than if older_than is not None else None
-    with store._read() as connection:
-        # Both limits given: a rollout goes only when it is old AND not among the most recent.
-        doomed = [row.id for row in connection.execute(newest_first)
-                  if cutoff is None or (row.ended_at is not None and row.ended_at < cutoff)]
+    stretches = _doomed(store, cutoff, keep_last)
+    if on_progress is not None:
+        with store._read() as connection:  # an index-only count: far cheaper than the deletes
+            in_all = sum(connection.execute(select(func.count()).select_from(_select(store, stretch).subquery()))
+                         .scalar_one() for stretch in stretches)
     totals = PurgeResult()
-    for start in range(0, len(doomed), BATCH):
-        totals = _add(totals, _delete_batch(store, doomed[start:start + BATCH], dry_run))
+    turn_began = time.monotonic()
+    for stretch in stretches:
+        size, position = FIRST_BATCH, None
+        while True:
+            with store._read() if dry_run else store._write() as connection:
+                batch = connection.execute(_next_batch(store, stretch, position, size)).all()
+                if not batch:
+                    break
+                counts = _delete(connection, store, [row.id for row in batch], dry_run)
+            if store.backend == "sqlite" and not dry_run and time.monotonic() - turn_began > TURN_SECONDS:
+                time.sleep(PAUSE_SECONDS)
+                turn_began = time.monotonic()
+            totals += counts
+            if on_progress is not None:
+                on_progress(totals.rollouts, max(in_all, totals.rollouts))
+            if len(batch) < size:
+                break
+            position = tuple(batch[-1])
+            # As many rollouts as keep the next transaction near ROWS_PER_BATCH rows.
+            rows = counts.rollouts + counts.attempts + counts.spans + counts.turns
+            size = max(1, min(MAX_BATCH, ROWS_PER_BATCH * counts.rollouts // rows))
     return totals
 
 
-def _delete_batch(store: Store, rollout_ids: list[str], dry_run: bool) -> PurgeResult:
-    with store._write() as connection:
-        attempt_ids = list(connection.execute(
-            select(attempts.c.id).where(attempts.c.rollout_id.in_(rollout_ids))).scalars())
-        counts = PurgeResult(
-            rollouts=len(rollout_ids),
-            attempts=len(attempt_ids),
-            spans=connection.execute(select(func.count()).where(spans.c.rollout_id.in_(rollout_ids))).scalar_one(),
-            turns=connection.execute(select(func.count()).where(turns.c.rollout_id.in_(rollout_ids))).scalar_one(),
-        )
-        if not dry_run:
-            # Spans, turns and attempts go by ON DELETE CASCADE; history rows have no foreign key.
-            connection.execute(delete(status_changes).where(
-                status_changes.c.project_id == store.project_id,
-                status_changes.c.entity_id.in_(rollout_ids + attempt_ids)))
-            connection.execute(delete(rollouts).where(rollouts.c.id.in_(rollout_ids)))
-        return counts
+def _doomed(store: Store, cutoff: datetime | None, keep_last: int | None) -> list[_Range]:
+    """Where in the index the rollouts to delete are, oldest first. Finished rollouts without an end time
+    count as the oldest (they are never old enough for ``older_than``); then come the others by end time."""
+    undated = _Range((rollouts.c.id,), (rollouts.c.ended_at.is_(None),))
+    dated = _Range((rollouts.c.ended_at, rollouts.c.id), (rollouts.c.ended_at.is_not(None),)
+                   + (() if cutoff is None else (rollouts.c.ended_at < cutoff,)))
+    stretches = [dated] if cutoff is not None else [undated, dated]
+    if not keep_last:
+        return stretches
+    with store._read() as connection:
+        oldest_kept = connection.execute(
+            select(rollouts.c.ended_at, rollouts.c.id)
+            .where(rollouts.c.project_id == store.project_id, FINISHED_PREDICATE)
+            .order_by(rollouts.c.ended_at.desc().nulls_last(), rollouts.c.id.desc())
+            .offset(keep_last - 1).limit(1)).first()
+    if oldest_kept is None:  # no more finished rollouts than keep_last: all are kept
+        return []
+    if oldest_kept.ended_at is None:  # all dated ones are kept, and the undated ones after it
+        return [undated.before((oldest_kept.id,))] if cutoff is None else []
+    return [stretch.before(tuple(oldest_kept)) if stretch is dated else stretch for stretch in stretches]
 
 
-def _add(a: PurgeResult, b: PurgeResult) -> PurgeResult:
-    return PurgeResult(a.rollouts + b.rollouts, a.attempts + b.attempts, a.spans + b.spans, a.turns + b.turns)
+def _select(store: Store, stretch: _Range) -> Select[Any]:
+    """The rollouts of ``stretch``: their key values."""
+    return select(*stretch.key).where(rollouts.c.project_id == store.project_id, FINISHED_PREDICATE,
+                                      *stretch.conditions)
+
+
+def _next_batch(store: Store, stretch: _Range, position: tuple[Any, ...] | None, size: int) -> Select[Any]:
+    """The next ``size`` rollouts of ``stretch`` after ``position`` (key values), in key order."""
+    statement = _select(store, stretch).order_by(*stretch.key).limit(size)
+    return statement if position is None else statement.where(_beyond(stretch.key, position, AFTER))
+
+
+AFTER, BEFORE = (operator.gt, operator.ge), (operator.lt, operator.le)  # (strictly, or equal to)
+
+
+def _beyond(key: Sequence[Column[Any]], position: Sequence[Any], side: tuple) -> ColumnElement[bool]:
+    """Rows strictly AFTER or BEFORE ``position`` (key values) in ``key`` order, written as a range of the
+    first column, so that both backends seek in the index on ``key``."""
+    strictly, or_equal = side
+    first, *rest = key
+    if not rest:
+        return strictly(first, position[0])
+    return and_(or_equal(first, position[0]),
+                or_(strictly(first, position[0]), _beyond(rest, position[1:], side)))
+
+
+def _delete(connection: Connection, store: Store, rollout_ids: list[str], dry_run: bool) -> PurgeResult:
+    """Count what hangs under these rollouts and, unless ``dry_run``, delete them with it."""
+    their_attempts = select(attempts.c.id).where(attempts.c.rollout_id.in_(rollout_ids))
+    counts = PurgeResult(
+        rollouts=len(rollout_ids),
+        attempts=_count(connection, their_attempts),
+        spans=_count(connection, select(spans.c.id).where(spans.c.rollout_id.in_(rollout_ids))),
+        turns=_count(connection, select(turns.c.id).where(turns.c.rollout_id.in_(rollout_ids))),
+    )
+    if not dry_run:
+        # Spans, turns and attempts go by ON DELETE CASCADE; history rows have no foreign key. Naming the
+        # entity type lets the history index find them.
+        connection.execute(delete(status_changes).where(
+            status_changes.c.project_id == store.project_id, status_changes.c.entity_type == "attempt",
+            status_changes.c.entity_id.in_(their_attempts.scalar_subquery())))
+        connection.execute(delete(status_changes).where(
+            status_changes.c.project_id == store.project_id, status_changes.c.entity_type == "rollout",
+            status_changes.c.entity_id.in_(rollout_ids)))
+        connection.execute(delete(rollouts).where(rollouts.c.id.in_(rollout_ids)))
+    return counts
+
+
+def _count(connection: Connection, rows: Select[Any]) -> int:
+    return connection.execute(select(func.count()).select_from(rows.subquery())).scalar_one()

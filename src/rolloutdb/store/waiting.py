@@ -9,7 +9,6 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-import psycopg
 from sqlalchemy import Connection, String, bindparam, func, select
 from sqlalchemy.engine import make_url
 
@@ -22,6 +21,8 @@ from .engine import postgres_connect_args
 from .statements import Prepared
 
 if TYPE_CHECKING:
+    import psycopg
+
     from . import Store
 
 CHANNEL = "rolloutdb_rollout_finished"
@@ -48,6 +49,8 @@ class Waiter:
     def wait(self, rollout_ids: list[str], timeout: float | None) -> list[Rollout]:
         deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
         if self._store.backend == "postgresql":
+            import psycopg  # here: a SQLite store never loads the PostgreSQL driver
+
             url = self._store.url.replace("postgresql+psycopg://", "postgresql://", 1)
             with psycopg.connect(url, autocommit=True, **postgres_connect_args(make_url(url))) as listener:
                 listener.execute(f"LISTEN {CHANNEL}")

@@ -1,12 +1,16 @@
 """The jobs commands and `runs compare`, on real databases."""
 
+import os
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 import rolloutdb
-from test_cli import fails, line_with, rolloutdb_cli, succeeds
+from cli.clitools import RUN, demo_url, fails, line_with, rolloutdb_cli, succeeds
 
 STAGES = [("load", 50), ("index", 50)]
 
@@ -96,6 +100,8 @@ def test_logs_follow_prints_every_row_until_the_job_ends(fresh_database_url):
     thread.join()
     positions = [output.index(f"step {i}") for i in range(5)]
     assert positions == sorted(positions) and output.rstrip().endswith("completed")
+    headers = [line for line in output.splitlines() if line.split()[:2] == ["time", "level"]]
+    assert len(headers) == 1, output  # rows printed as they come line up under one header
 
 
 def test_watch_follows_a_running_job_to_its_end(fresh_database_url):
@@ -132,3 +138,30 @@ def test_runs_compare_prints_both_runs_per_task_and_overall(fresh_database_url):
     assert line_with(output, "a ").split()[:6] == ["a", "2/2", "50%", "→", "100%", "+50%"]
     assert line_with(output, "b ").split()[:9] == ["b", "2/2", "0%", "→", "100%", "+100%", "0.00", "→", "1.00"]
     assert line_with(output, "overall").split()[:6] == ["overall", "4/4", "25%", "→", "100%", "+75%"]
+
+
+def test_watch_and_ls_of_a_training_run_tell_the_step_it_is_at(demo_url):
+    assert succeeds(demo_url, "jobs", "watch", RUN).strip() == (
+        f"{RUN}: completed at 100% (step 3 of 3) in stage done")
+    assert line_with(succeeds(demo_url, "jobs", "ls"), RUN).split()[:7] == [
+        RUN, "train", "completed", "done", "step", "3", "of"]
+
+
+def test_watch_keeps_watching_a_paused_job_until_it_resumes_and_ends(paused_job):
+    source = str(Path(rolloutdb.__file__).parent.parent)
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([source, os.environ.get("PYTHONPATH", "")])}
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "rolloutdb.cli", "jobs", "watch", "build", "--url", paused_job, "--interval", "0.05"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
+    try:
+        said = watcher.stderr.readline()  # it says so once it has seen the job paused, and goes on watching
+        assert "build is paused at 75%: watching until it resumes and ends (Ctrl-C stops watching)" in said, said
+        assert watcher.poll() is None
+        with rolloutdb.connect(paused_job) as store, store.jobs.start("build", stages=STAGES, key="ds") as job:
+            assert job.state == {"done": 6}  # resumed where it paused
+            job.stage("index")
+            job.progress(1.0)
+        output, _ = watcher.communicate(timeout=60)
+    finally:
+        watcher.kill()
+    assert watcher.returncode == 0 and output.strip() == "build: completed at 100% in stage index"

@@ -1,0 +1,62 @@
+"""The ``rolloutdb`` command line: set up, inspect, back up and rebuild a RolloutDB database, look at runs,
+steps, groups, tasks and rollouts, watch the queue and long jobs, purge old rollouts, replay what recorders
+kept in their journal.
+
+One module per command group; each command is a thin call into the Python API, and prints with ``output``.
+Commands import the store when they run, not when the command line starts, so that ``--help`` is quick.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from . import database, demo, jobs, journal, projects, rollouts, runs
+from .options import Project, Target, TargetGroup, Url
+
+app = typer.Typer(
+    name="rolloutdb",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,  # locals would include the database URL with its password
+    cls=TargetGroup,
+)
+
+
+def show_version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f"rolloutdb {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    url: Url = None,
+    project: Project = None,
+    version: Annotated[bool, typer.Option("--version", callback=show_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """RolloutDB: the experience store for agent reinforcement learning.
+
+    --url and --project go before or after the command's name: `rolloutdb runs ls --url sqlite:///rl.db`.
+    """
+    ctx.obj = Target(url, project)
+
+
+for commands in (database.commands, runs.commands, rollouts.commands, demo.commands):
+    app.add_typer(commands)
+app.add_typer(database.db_app, name="db")
+app.add_typer(projects.projects_app, name="projects")
+app.add_typer(runs.runs_app, name="runs")
+app.add_typer(runs.steps_app, name="steps")
+app.add_typer(runs.groups_app, name="groups")
+app.add_typer(runs.tasks_app, name="tasks")
+app.add_typer(rollouts.rollouts_app, name="rollouts")
+app.add_typer(jobs.jobs_app, name="jobs")
+app.add_typer(journal.journal_app, name="journal")
+
+__all__ = ["app"]

@@ -1,0 +1,244 @@
+"""Work on a whole database rather than one project's rows: its schema state and migrations, the doctor's
+checks (rows and bytes per table, SQLite's integrity check), space and VACUUM, SQLite backups, rebuilding.
+
+Each function takes a URL and opens a bare engine, without the store's migration on connect: these are the
+operations that must work on a database that is out of date, foreign or (for ``upgrade_database`` and
+``rebuild_database``) not there yet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+import sqlite3
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine, func, inspect, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+
+from ..config import display_url
+from ..errors import InvalidInputError, StoreUnavailableError
+from ..schema import metadata
+from .engine import (
+    SchemaState,
+    create_store_engine,
+    current_revision,
+    drop_everything,
+    ensure_schema,
+    schema_state,
+    sqlite_file,
+    unavailable_as_error,
+    upgrade,
+)
+
+
+def backend_of(url: str) -> str:
+    """``"sqlite"`` or ``"postgresql"``."""
+    return make_url(url).get_backend_name()
+
+
+@contextlib.contextmanager
+def opened(url: str, *, must_exist: bool = True) -> Iterator[Engine]:
+    """A bare engine on ``url``; with ``must_exist``, a SQLite file that is not there is an error
+    (DatabaseNotFoundError), not created."""
+    engine = create_store_engine(url, create=not must_exist)
+    try:
+        with unavailable_as_error(url):
+            yield engine
+    finally:
+        engine.dispose()
+
+
+def database_schema(url: str) -> SchemaState:
+    """Where the database's schema stands against this release."""
+    with opened(url) as engine, engine.connect() as connection:
+        return schema_state(connection)
+
+
+def upgrade_database(url: str) -> tuple[str | None, str | None]:
+    """Migrate the database (created if new) to this release's head; returns its revision before and after."""
+    with opened(url, must_exist=False) as engine:
+        with engine.connect() as connection:
+            before = current_revision(connection)
+        ensure_schema(engine, upgrade_if_needed=True)
+        with engine.connect() as connection:
+            return before, current_revision(connection)
+
+
+def rebuild_database(url: str) -> str:
+    """Drop every table (all projects, all data) and create the schema at head; returns the revision."""
+    with opened(url, must_exist=False) as engine:
+        drop_everything(engine)
+        return upgrade(engine)
+
+
+# -- the doctor's checks --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TableFigures:
+    name: str
+    rows: int | None  # None: the table is missing
+    size: int | None  # bytes with its indexes; None where the backend cannot tell
+
+
+@dataclass(frozen=True)
+class DatabaseReport:
+    """What ``examine_database`` found."""
+
+    backend: str
+    url: str  # password masked
+    schema: SchemaState
+    tables: list[TableFigures]
+    integrity: str | None = None  # SQLite's integrity check: "ok" or the problems
+    journal_mode: str | None = None  # SQLite
+    file_size: int | None = None  # SQLite file, without its write-ahead log
+    server_version: str | None = None  # PostgreSQL
+    problems: list[str] = field(default_factory=list)
+
+
+def examine_database(url: str) -> DatabaseReport:
+    """The database's schema state, every table's rows (all projects) and size, and on SQLite its integrity."""
+    with opened(url) as engine, engine.connect() as connection:
+        schema = schema_state(connection)
+        tables = table_figures(connection)
+        problems = [] if schema.up_to_date else [f"schema: {schema.summary}"]
+        if engine.dialect.name != "sqlite":
+            server = connection.exec_driver_sql("SHOW server_version").scalar_one()
+            return DatabaseReport("postgresql", display_url(url), schema, tables, server_version=server,
+                                  problems=problems)
+        integrity = "; ".join(row[0] for row in connection.exec_driver_sql("PRAGMA integrity_check"))
+        if integrity != "ok":
+            problems.append(f"integrity check: {integrity}")
+        database = sqlite_file(url)
+        return DatabaseReport(
+            "sqlite", display_url(url), schema, tables, integrity=integrity,
+            journal_mode=connection.exec_driver_sql("PRAGMA journal_mode").scalar_one(),
+            file_size=Path(database).stat().st_size if database else None, problems=problems,
+        )
+
+
+def table_figures(connection: Connection) -> list[TableFigures]:
+    """Rows (all projects) and bytes of each table of the schema, by name."""
+    existing = set(inspect(connection).get_table_names())
+    sizes = _table_sizes(connection) or {}
+    return [TableFigures(name, connection.execute(select(func.count()).select_from(table)).scalar_one()
+                         if name in existing else None, sizes.get(name))
+            for name, table in sorted(metadata.tables.items())]
+
+
+def _table_sizes(connection: Connection) -> dict[str, int] | None:
+    """Bytes per table including its indexes; None when this SQLite lacks the dbstat table."""
+    if connection.dialect.name == "postgresql":
+        statement = text("SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c "
+                         "WHERE c.relkind = 'r' AND c.relnamespace = to_regnamespace(current_schema())")
+        return dict(connection.execute(statement).all())
+    try:
+        # dbstat lists tables and indexes by name; sqlite_master maps each index to its table.
+        statement = text("SELECT m.tbl_name, SUM(s.pgsize) FROM dbstat s JOIN sqlite_master m ON m.name = s.name "
+                         "GROUP BY m.tbl_name")
+        return dict(connection.execute(statement).all())
+    except OperationalError as exc:  # the dbstat virtual table is a compile-time option of SQLite
+        if "dbstat" not in str(exc):
+            raise
+        connection.rollback()
+        return None
+
+
+# -- space ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DatabaseSpace:
+    size: int  # bytes the database takes: the SQLite file with its write-ahead log, or pg_database_size
+    free: int | None  # bytes inside it free for reuse (SQLite's free pages); None on PostgreSQL
+
+
+def database_space(url: str) -> DatabaseSpace:
+    with opened(url) as engine, engine.connect() as connection:
+        if engine.dialect.name == "postgresql":
+            return DatabaseSpace(connection.exec_driver_sql("SELECT pg_database_size(current_database())")
+                                 .scalar_one(), None)
+        database = sqlite_file(url)
+        page_size = connection.exec_driver_sql("PRAGMA page_size").scalar_one()
+        free = connection.exec_driver_sql("PRAGMA freelist_count").scalar_one() * page_size
+        if database is None:
+            return DatabaseSpace(connection.exec_driver_sql("PRAGMA page_count").scalar_one() * page_size, free)
+        files = (Path(database), Path(f"{database}-wal"))
+        return DatabaseSpace(sum(path.stat().st_size for path in files if path.exists()), free)
+
+
+def vacuum_database(url: str) -> None:
+    """Give the space of deleted rows back: SQLite rewrites the file (and empties its write-ahead log),
+    PostgreSQL runs a plain VACUUM (the space becomes reusable; the files rarely shrink)."""
+    with opened(url) as engine:
+        if engine.dialect.name == "postgresql":
+            # VACUUM cannot run inside a transaction.
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+                connection.exec_driver_sql("VACUUM")
+            return
+        raw = engine.raw_connection()  # the store's SQLite connections leave transactions to it: autocommit
+        try:
+            raw.driver_connection.execute("VACUUM")
+            raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            raw.close()
+
+
+# -- backups --------------------------------------------------------------------------------------------------
+
+
+def backup_sqlite_database(url: str, destination: Path, *, on_progress: Callable[[int, int], None] | None = None,
+                           pages_per_step: int = 256) -> int:
+    """SQLite's online backup of the database at ``url`` into ``destination`` (replaced only once the copy
+    is complete), as one self-contained file; ``on_progress(pages copied, pages in all)``. Returns its size."""
+    if backend_of(url) != "sqlite":
+        raise InvalidInputError("only a SQLite database is copied this way: back up PostgreSQL with pg_dump "
+                                "(see pg_dump_command)")
+    if sqlite_file(url) is None:
+        raise InvalidInputError("an in-memory database has nothing to back up")
+    if not destination.parent.is_dir():
+        raise InvalidInputError(f"cannot write {destination}: the directory {destination.parent} does not exist")
+    partial = destination.with_name(f".{destination.name}.partial")
+    partial.unlink(missing_ok=True)
+    with opened(url) as engine:
+        source = engine.raw_connection()
+        try:
+            with contextlib.closing(sqlite3.connect(partial)) as target:
+                def report(_status: int, remaining: int, total: int) -> None:
+                    if on_progress is not None:
+                        on_progress(total - remaining, total)
+
+                source.driver_connection.backup(target, pages=pages_per_step, progress=report)
+                # A backup should be one self-contained file, not a database plus its write-ahead log.
+                target.execute("PRAGMA journal_mode = DELETE")
+            # An old database at the destination may have left these behind; next to the new file they would
+            # corrupt it.
+            for stale in (f"{destination}-wal", f"{destination}-shm"):
+                Path(stale).unlink(missing_ok=True)
+            partial.replace(destination)
+        except sqlite3.Error as exc:
+            partial.unlink(missing_ok=True)
+            raise StoreUnavailableError(f"backup of {display_url(url)} failed: {exc}") from exc
+        finally:
+            source.close()
+    return destination.stat().st_size
+
+
+@dataclass(frozen=True)
+class PgDumpCommand:
+    dump: str  # the pg_dump command line, password masked as ***
+    restore: str
+    password_masked: bool
+
+
+def pg_dump_command(url: str, destination: Path) -> PgDumpCommand:
+    """How to back up the PostgreSQL database at ``url`` into ``destination`` with PostgreSQL's own tools."""
+    parsed = make_url(url).set(drivername="postgresql")  # libpq does not know SQLAlchemy's "+psycopg"
+    masked = parsed.render_as_string(hide_password=True)
+    file = shlex.quote(str(destination))
+    return PgDumpCommand(f"pg_dump --format=custom --file={file} --dbname={shlex.quote(masked)}",
+                         f"pg_restore --clean --dbname=URL {file}", bool(parsed.password))

@@ -1,0 +1,100 @@
+"""Whole-database operations the command line prints: the queue summary, the doctor's figures, space,
+VACUUM and backups, on every backend."""
+
+import sqlite3
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+
+import rolloutdb
+from rolloutdb.errors import InvalidInputError, StoreUnavailableError
+from rolloutdb.store import maintenance
+from rolloutdb.schema import metadata
+
+
+def test_queue_summary_counts_the_queue_and_hears_workers_through_their_spans(store):
+    store.rollouts.enqueue({"n": 0})
+    claimed = store.rollouts.dequeue(worker_id="spans-only")
+    store.rollouts.enqueue({"n": 1})
+    store.workers.heartbeat("heartbeat-only")
+    summary = store.queue_summary()
+    assert summary.rollouts_by_status["queuing"] == 1 and summary.rollouts_by_status["preparing"] == 1
+    assert summary.waiting == 1 and summary.oldest_queued_at is not None
+    assert summary.attempts_by_status["preparing"] == 1 and sum(summary.attempts_by_status.values()) == 1
+    heard = {activity.worker.id: activity.last_seen_at for activity in summary.workers}
+    assert heard["spans-only"] is None  # claimed, but not heard of since
+
+    store.spans.add(rollout_id=claimed.rollout.id, attempt_id=claimed.attempt.id, trace_id="t", span_id="s",
+                    name="llm.call")
+    heard = {activity.worker.id: activity for activity in store.queue_summary().workers}
+    assert heard["spans-only"].last_seen_at == store.attempts.latest(claimed.rollout.id).last_heartbeat_at
+    assert heard["spans-only"].worker.last_heartbeat_at is None  # a span is the worker's heartbeat all the same
+    assert heard["heartbeat-only"].last_seen_at == heard["heartbeat-only"].worker.last_heartbeat_at
+
+
+def test_queue_summary_of_another_project_sees_nothing_of_this_one(store, session_database_url):
+    store.rollouts.enqueue("x")
+    store.workers.heartbeat("w")
+    with rolloutdb.connect(session_database_url, project=f"{store.project}-empty") as other:
+        summary = other.queue_summary()
+    assert summary.waiting == 0 and summary.oldest_queued_at is None and summary.workers == []
+
+
+def test_examine_database_reports_schema_tables_and_on_sqlite_integrity(fresh_database_url):
+    with rolloutdb.connect(fresh_database_url) as store:
+        store.runs.create(name="one")
+    report = maintenance.examine_database(fresh_database_url)
+    assert report.schema.up_to_date and report.problems == []
+    rows = {table.name: table.rows for table in report.tables}
+    assert set(rows) == set(metadata.tables) and rows["runs"] == 1 and rows["projects"] == 1
+    if report.backend == "sqlite":
+        assert (report.integrity, report.journal_mode) == ("ok", "wal") and report.file_size > 0
+    else:
+        assert report.server_version and all(table.size for table in report.tables)
+
+
+def test_examine_database_of_a_missing_sqlite_file_creates_nothing(tmp_path):
+    missing = tmp_path / "missing.db"
+    with pytest.raises(StoreUnavailableError, match="run `rolloutdb init`"):
+        maintenance.examine_database(f"sqlite:///{missing}")
+    assert not missing.exists()
+
+
+def test_vacuum_gives_deleted_space_back_to_the_disk(tmp_path):
+    url = f"sqlite:///{tmp_path / 'big.db'}"
+    with rolloutdb.connect(url) as store:
+        claims = [store.rollouts.start({"padding": "x" * 2000}) for _ in range(200)]
+        for claim in claims:
+            store.attempts.update(claim.rollout.id, status="succeeded")
+        grown = maintenance.database_space(url)
+        store.purge(keep_last=0)
+    purged = maintenance.database_space(url)
+    assert purged.free > grown.free  # the rows' pages are free for reuse inside the file
+    maintenance.vacuum_database(url)
+    vacuumed = maintenance.database_space(url)
+    assert vacuumed.size < purged.size and vacuumed.free == 0
+
+
+def test_sqlite_backup_is_one_complete_file_and_postgresql_is_pointed_to_pg_dump(tmp_path, fresh_database_url):
+    target = tmp_path / "copy.db"
+    if make_url(fresh_database_url).get_backend_name() == "postgresql":
+        with pytest.raises(InvalidInputError, match="pg_dump"):
+            maintenance.backup_sqlite_database(fresh_database_url, target)
+        command = maintenance.pg_dump_command(fresh_database_url, target)
+        assert command.dump.startswith(f"pg_dump --format=custom --file={target} --dbname=postgresql://")
+        assert not target.exists()
+        return
+    with rolloutdb.connect(fresh_database_url) as store:
+        store.runs.create(name="kept")
+    progress = []
+    size = maintenance.backup_sqlite_database(fresh_database_url, target,
+                                              on_progress=lambda done, total: progress.append((done, total)))
+    assert size == target.stat().st_size and progress and progress[-1][0] == progress[-1][1]
+    with sqlite3.connect(target) as copy:
+        assert copy.execute("SELECT name FROM runs").fetchall() == [("kept",)]
+        assert copy.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+    copy.close()
+    with pytest.raises(InvalidInputError, match="does not exist"):
+        maintenance.backup_sqlite_database(fresh_database_url, tmp_path / "no-such-dir" / "copy.db")
