@@ -198,8 +198,7 @@ class Area(Generic[R]):
             # A row is created in its first status: the stamps entering it implies, as of its creation.
             status = values.get("status", self.record.model_fields["status"].default)
             for name, stamp in self._stamps(values, status, values["created_at"]).items():
-                if values.get(name) is None:
-                    values[name] = stamp
+                values.setdefault(name, stamp)  # a value given, even None, wins
         return build_record(self.record, {**values, "project_id": self._store.project_id}, self.noun)  # type: ignore[return-value]
 
     def _insert(self, connection: Connection, record: R) -> None:
