@@ -4,12 +4,12 @@ import re
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event, select, update
+from sqlalchemy import event, select
 
 import rolloutdb
 from rolloutdb import states
 from rolloutdb.errors import InvalidInputError
-from rolloutdb.schema import FINISHED_PREDICATE, metadata, rollouts
+from rolloutdb.schema import FINISHED_PREDICATE, metadata
 from rolloutdb.store.retention import FIRST_BATCH
 
 
@@ -81,15 +81,8 @@ def finished_rollouts(store, count, spans=0):
     return [claim.rollout for claim in claims]
 
 
-def without_end_time(store, finished) -> None:
-    """Finished rollouts as releases before creation stamped ended_at left them: no end time."""
-    with store.engine.begin() as connection:
-        connection.execute(update(rollouts).where(rollouts.c.id.in_([r.id for r in finished])).values(ended_at=None))
-
-
 def test_finished_rollouts_without_an_end_time_count_as_the_oldest(store):
-    undated = sorted((store.rollouts.create(status="succeeded") for _ in range(2)), key=lambda r: r.id)
-    without_end_time(store, undated)
+    undated = sorted((store.rollouts.create(status="succeeded", ended_at=None) for _ in range(2)), key=lambda r: r.id)
     dated = finished_rollouts(store, 3)
     assert store.purge(older_than=timedelta(0), dry_run=True).rollouts == 3  # never old enough
     assert store.purge(keep_last=4).rollouts == 1
@@ -152,8 +145,7 @@ def full_scans(connection, statement: str, parameters) -> list[str]:
 def test_every_lookup_of_a_purge_is_an_index_search(store):
     old, kept = finished_rollouts(store, 2, spans=2)
     store.turns.create(rollout_id=old.id, attempt_id=store.attempts.latest(old.id).id, turn_index=0)
-    # Finished without an end time: looked for in a range of its own.
-    without_end_time(store, [store.rollouts.create(status="cancelled")])
+    store.rollouts.create(status="cancelled", ended_at=None)  # finished without an end time: a range of its own
     store.rollouts.enqueue("unfinished")
     executed = []
     event.listen(store.engine, "before_cursor_execute", capture := lambda *args: executed.append(args[2:4]))

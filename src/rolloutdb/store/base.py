@@ -198,8 +198,7 @@ class Area(Generic[R]):
             # A row is created in its first status: the stamps entering it implies, as of its creation.
             status = values.get("status", self.record.model_fields["status"].default)
             for name, stamp in self._stamps(values, status, values["created_at"]).items():
-                if values.get(name) is None:
-                    values[name] = stamp
+                values.setdefault(name, stamp)  # a value given, even None, wins
         return build_record(self.record, {**values, "project_id": self._store.project_id}, self.noun)  # type: ignore[return-value]
 
     def _insert(self, connection: Connection, record: R) -> None:
@@ -265,16 +264,17 @@ class Area(Generic[R]):
                 values = {**values, "updated_at": now}
             writes.append((row, values))
             if new != old:
-                changed.append(({**row, **values}, old))
+                changed.append((row, values, old))
         (write or self._write_by_key)(connection, writes)
         if changed:
-            self._record_history(connection, [(row[self._key_name], old, row["status"]) for row, old in changed],
+            written = [({**row, **values}, old) for row, values, old in changed]
+            self._record_history(connection, [(row[self._key_name], old, row["status"]) for row, old in written],
                                  reason, now)
-            self._after_status_change(connection, changed, reason, now, parent)
+            self._after_status_change(connection, written, reason, now, parent)
         return [{**row, **values} for row, values in writes]
 
     def _write_by_key(self, connection: Connection, writes: list[tuple[Mapping[str, Any], dict[str, Any]]]) -> None:
-        # Rows given the same columns (rows entering one status: see _stamps) are written in one driver call.
+        # Rows given the same columns (a batch of claims) are written in one driver call.
         batches: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for row, values in writes:
             batches.setdefault(tuple(values), []).append(
@@ -286,11 +286,10 @@ class Area(Generic[R]):
                 self._update_by_key.run_many(connection, params)
 
     def _stamps(self, row: Mapping[str, Any], new_status: str, now: datetime) -> dict[str, Any]:
-        """What entering ``new_status`` sets besides the status: started_at / ended_at. The keys depend on
-        the status only, so rows entering one status can be written by one statement."""
+        """What entering ``new_status`` sets besides the status: started_at (once) and ended_at."""
         stamps: dict[str, Any] = {}
-        if new_status in states.ACTIVE:
-            stamps["started_at"] = row.get("started_at") or now
+        if new_status in states.ACTIVE and row.get("started_at") is None:
+            stamps["started_at"] = now
         if new_status in states.TERMINAL[self.entity_type]:
             stamps["ended_at"] = now
         return stamps

@@ -130,7 +130,12 @@ class Rollouts(EditableArea[Rollout]):
 
     def _stamps(self, row: Mapping[str, Any], new_status: str, now: datetime) -> dict[str, Any]:
         # queued_at orders the queue: set on entering it (a requeued rollout goes to the back), cleared on leaving.
-        return {**super()._stamps(row, new_status, now), "queued_at": now if new_status in QUEUED else None}
+        stamps = super()._stamps(row, new_status, now)
+        if new_status in QUEUED:
+            stamps["queued_at"] = now
+        elif row.get("queued_at") is not None:
+            stamps["queued_at"] = None
+        return stamps
 
     def _update(self, connection, id, changes, reason, row=None):
         updated = super()._update(connection, id, changes, reason, row)

@@ -18,7 +18,7 @@ import orjson
 from sqlalchemy import JSON, Connection, Float, String
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.sql.expression import Executable
+from sqlalchemy.sql.expression import Executable, Insert, Update
 from sqlalchemy.types import TypeEngine
 
 from ..errors import InvalidInputError
@@ -202,8 +202,11 @@ class Prepared:
         binds = compiled.binds
         if any(bind.expanding for bind in binds.values()):
             raise TypeError("prepared statements take no expanding IN parameters; write the list inline")
+        # Values written to columns follow the storable rule; values a statement only looks up need not.
+        columns = self.statement.table.c if isinstance(self.statement, (Insert, Update)) else {}
         encoders = {name: encoder for name, bind in binds.items()
-                    if (encoder := checked_encoder(bind.type, dialect)) is not None}
+                    if (encoder := (checked_encoder if name in columns else encoder_for)(bind.type, dialect))
+                    is not None}
         fixed = {}
         for name, bind in binds.items():
             if name not in names and not bind.required:
