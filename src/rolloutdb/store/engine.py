@@ -329,11 +329,14 @@ class SchemaState:
 
 def schema_state(connection: Connection) -> SchemaState:
     """The database's schema revision against this release's head."""
+    # The tables before the revision: another process's migration that commits in between then shows as
+    # "empty, then migrated" (up to date), never as tables without a revision (not rolloutdb).
+    has_tables = bool(inspect(connection).get_table_names())
     current, head = current_revision(connection), head_revision()
     if current == head:
         verdict = "up to date"
     elif current is None:
-        verdict = "not rolloutdb" if inspect(connection).get_table_names() else "empty"
+        verdict = "not rolloutdb" if has_tables else "empty"
     elif current not in {revision for revision, _, _ in migration_history()}:
         verdict = "newer"
     else:
