@@ -40,7 +40,7 @@ import rolloutdb
 from rolloutdb.ids import new_ids
 from rolloutdb.schema import attempts, rollouts, spans, status_changes
 from rolloutdb.store._wal import WAL_LIMIT_BYTES
-from rolloutdb.store.bulk import bulk_insert
+from rolloutdb.store._bulk import bulk_insert
 from common import add_postgres_option, met, postgres_database, sqlite_database
 
 TARGET_FLAT = 1.5  # per-1k time at the large size / at the small size

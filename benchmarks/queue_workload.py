@@ -45,7 +45,7 @@ import rolloutdb
 from rolloutdb.ids import new_id
 from rolloutdb.store import Store
 from rolloutdb.store._wal import WalKeeper
-from rolloutdb.store.bulk import SQLITE_ROWS_PER_STATEMENT
+from rolloutdb.store._bulk import SQLITE_ROWS_PER_STATEMENT
 from rolloutdb.store.engine import BUSY_TIMEOUT_SECONDS
 from common import add_postgres_option, met, postgres_database, sqlite_database
 

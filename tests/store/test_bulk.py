@@ -8,7 +8,7 @@ from sqlalchemy import select
 import rolloutdb
 from rolloutdb.ids import new_id
 from rolloutdb.schema import turns
-from rolloutdb.store.bulk import SQLITE_ROWS_PER_STATEMENT, bulk_insert
+from rolloutdb.store._bulk import SQLITE_ROWS_PER_STATEMENT, bulk_insert
 
 # Two full multi-row statements on SQLite and some rows left over for executemany.
 BATCH = 2 * SQLITE_ROWS_PER_STATEMENT + 7

@@ -11,7 +11,7 @@ import rolloutdb
 
 from rolloutdb.ids import new_id
 from rolloutdb.schema import attempts, rollouts
-from rolloutdb.store.statements import Prepared, decoder_for, encoder_for
+from rolloutdb.store._statements import Prepared, decoder_for, encoder_for
 
 BY_ID = select(rollouts).where(rollouts.c.id == bindparam("b_id"))
 
@@ -61,7 +61,7 @@ PRIVATE_APIS = ("TypeEngine._cached_bind_processor", "TypeEngine._cached_result_
 
 def private_api_changed(api: str, problem: str) -> None:
     pytest.fail(f"SQLAlchemy {sqlalchemy.__version__}: the private API {api} {problem}. "
-                f"rolloutdb.store.statements relies on {', '.join(PRIVATE_APIS)} (prepared statements, and "
+                f"rolloutdb.store._statements relies on {', '.join(PRIVATE_APIS)} (prepared statements, and "
                 "bulk inserts through encoder_for): adapt it before allowing this SQLAlchemy in pyproject.toml.",
                 pytrace=False)
 
@@ -157,7 +157,7 @@ def test_the_private_sqlalchemy_apis_of_the_fast_path_behave_as_it_relies_on(sto
                                     f"{raw[column.key]!r} -> {read!r}, Core read {core[column.key]!r}")
     for api, kinds in checked.items():
         # If the fast path stops calling one, this test (and the pin in pyproject.toml) can say so.
-        assert kinds, f"rolloutdb.store.statements no longer calls {api}: drop it from this test and the pin"
+        assert kinds, f"rolloutdb.store._statements no longer calls {api}: drop it from this test and the pin"
     # Every kind of column the fast path sends through them was checked (PostgreSQL floats are read as they come).
     assert {"String", "Integer", "Float", "Boolean"} <= checked[PRIVATE_APIS[0]]
     assert {"String", "Integer", "Boolean"} <= checked[PRIVATE_APIS[1]]

@@ -15,10 +15,10 @@ from ..schema import attempts, rollouts
 from ..states import AttemptStatus as A
 from ..states import RolloutStatus as RO
 from .base import Area, build_record
-from .statements import Prepared
+from ._statements import Prepared
 
 LATEST = "latest"
-# Hot statements, prepared once (see statements.Prepared).
+# Hot statements, prepared once (see _statements.Prepared).
 SELECT_OF_ROLLOUT = Prepared(select(attempts).where(attempts.c.id == bindparam("b_id"),
                                                     attempts.c.rollout_id == bindparam("b_rollout")))
 SELECT_BY_SEQUENCE = Prepared(select(attempts).where(attempts.c.rollout_id == bindparam("b_rollout"),

@@ -23,9 +23,9 @@ from .. import states
 from ..errors import AmbiguousIdError, ConflictError, InvalidInputError, InvalidTransitionError, NotFoundError
 from ..records import Record
 from ..schema import status_changes
-from .bulk import bulk_insert
+from ._bulk import bulk_insert
 from .hooks import before_commit
-from .statements import Prepared
+from ._statements import Prepared
 
 if TYPE_CHECKING:
     from . import Store
@@ -322,7 +322,7 @@ class Area(Generic[R]):
     def _not_found(self, id: str) -> NotFoundError:
         return NotFoundError(f"{self.noun} {id!r} not found in project {self._store.project!r}")
 
-    # Hot statements, prepared once (see statements.Prepared).
+    # Hot statements, prepared once (see _statements.Prepared).
     @functools.cached_property
     def _key_clause(self):
         return and_(self._primary_key_column() == bindparam("b_key"),

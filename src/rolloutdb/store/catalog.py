@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from ..records import Task, Validator
 from ..schema import tasks, validators
 from .base import EditableArea
-from .bulk import bulk_insert
+from ._bulk import bulk_insert
 
 
 class Validators(EditableArea[Validator]):

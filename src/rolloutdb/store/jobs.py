@@ -24,7 +24,7 @@ from ..schema import run_events, runs, status_changes
 from ..storable import require_storable
 from ..states import GroupStatus
 from ..states import RunStatus as R
-from .bulk import bulk_insert
+from ._bulk import bulk_insert
 from .hooks import savepoint
 from .runs import close_open_parts
 

@@ -16,7 +16,7 @@ from ..states import RolloutStatus as RO
 from .base import EditableArea
 from .hooks import before_commit
 from .statistics import refresh_statistics
-from .statements import Prepared
+from ._statements import Prepared
 
 QUEUED = (RO.QUEUING, RO.REQUEUING)
 FIGURES = frozenset({"status", "reward", "success"})  # what group and step statistics are computed from

@@ -15,8 +15,8 @@ from ..records import Span
 from ..schema import attempts, rollouts, spans
 from .attempts import LATEST, sign_of_life
 from .base import DEFAULT_LIMIT, Area, build_records
-from .bulk import bulk_insert
-from .statements import Prepared
+from ._bulk import bulk_insert
+from ._statements import Prepared
 
 
 

@@ -18,7 +18,7 @@ from ..records import Rollout
 from ..schema import rollouts
 from . import hooks
 from .engine import postgres_connect_args
-from .statements import Prepared
+from ._statements import Prepared
 
 if TYPE_CHECKING:
     import psycopg

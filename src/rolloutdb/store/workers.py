@@ -16,7 +16,7 @@ from ..schema import workers
 from ..states import AttemptStatus as A
 from .base import Area, build_record
 from .hooks import before_commit
-from .statements import Prepared
+from ._statements import Prepared
 
 
 class Workers(Area[Worker]):

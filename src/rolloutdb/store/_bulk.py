@@ -18,7 +18,7 @@ from sqlalchemy.engine import Dialect
 
 from ..errors import InvalidInputError
 from ..storable import Unstorable, check_text, check_texts
-from .statements import as_sqlalchemy_error, checked_encoder, encode_json, encode_sqlite_time, remember_last
+from ._statements import as_sqlalchemy_error, checked_encoder, encode_json, encode_sqlite_time, remember_last
 
 
 def bulk_insert(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]], *,
