@@ -222,7 +222,7 @@ def test_purge_keep_last_with_yes_deletes_the_oldest_finished_rollouts_and_keeps
     (["--keep-last", "1"], "purge would delete 2 finished rollouts with 2 attempts, 4 spans and 2 turns; "
                            "nothing was deleted. Pass --yes to delete them"),
     (["--yes"], "purge needs older_than, keep_last or both"),
-    (["--keep-last", "-1", "--yes"], "keep_last must not be negative"),
+    (["--keep-last", "-1", "--yes"], "keep_last must be a whole number from 0"),
 ])
 def test_purge_refuses_bad_input_and_a_missing_yes_and_changes_nothing(purge_url, arguments, message):
     assert message in fails(purge_url["url"], "purge", *arguments)

@@ -34,7 +34,15 @@ R = TypeVar("R", bound=Record)
 
 DEFAULT_LIMIT = 100  # rows a query returns unless told otherwise, in every area
 MAX_LIMIT = 10_000
+MAX_OFFSET = 2 ** 63 - 1  # the databases' largest integer
 OPERATORS = ("eq", "ne", "in", "contains", "gt", "gte", "lt", "lte", "isnull")
+
+
+def whole_number(name: str, value: Any, low: int, high: int) -> int:
+    """``value`` if it is an int (not a bool) from ``low`` to ``high``; else InvalidInputError naming ``name``."""
+    if type(value) is not int or not low <= value <= high:
+        raise InvalidInputError(f"{name} must be a whole number from {low:,} to {high:,}, got {value!r:.80}")
+    return value
 
 
 def insert_ignoring_conflicts(connection: Connection, table: Table):
@@ -313,11 +321,16 @@ class Area(Generic[R]):
         """What status changes imply for other rows, given (row as written, old status); nothing by default."""
 
     def _fetch(self, connection: Connection, id: str, *, for_update: bool = False) -> Mapping[str, Any]:
+        self._check_key(id)
         statement = self._select_by_key_for_update if for_update else self._select_by_key
         row = statement.first(connection, {"b_key": id, "b_project": self._store.project_id})
         if row is None:
             raise self._not_found(id)
         return row
+
+    def _check_key(self, key: Any) -> None:
+        if not isinstance(key, str):
+            raise InvalidInputError(f"a {self.noun} is named by a string, got {type(key).__name__} {key!r:.80}")
 
     def _not_found(self, id: str) -> NotFoundError:
         return NotFoundError(f"{self.noun} {id!r} not found in project {self._store.project!r}")
@@ -365,10 +378,9 @@ class Area(Generic[R]):
             )
         if order not in ("asc", "desc"):
             raise InvalidInputError(f"order must be 'asc' or 'desc', got {order!r}")
-        if limit is not None and not 0 <= limit <= MAX_LIMIT:
-            raise InvalidInputError(f"limit must be between 0 and {MAX_LIMIT}, got {limit}")
-        if offset < 0:
-            raise InvalidInputError(f"offset must not be negative, got {offset}")
+        if limit is not None:
+            whole_number("limit", limit, 0, MAX_LIMIT)
+        whole_number("offset", offset, 0, MAX_OFFSET)
         key = self.table.c[sort]
         tiebreak = self._primary_key_column()
         # Empty values last in either order, on every backend (their defaults differ).

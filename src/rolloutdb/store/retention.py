@@ -19,6 +19,7 @@ from sqlalchemy import Column, ColumnElement, Connection, Select, and_, delete, 
 
 from ..errors import InvalidInputError
 from ..schema import FINISHED_PREDICATE, attempts, rollouts, spans, status_changes, turns
+from .base import MAX_OFFSET, whole_number
 
 if TYPE_CHECKING:
     from . import Store
@@ -63,11 +64,16 @@ def purge(store: Store, *, older_than: timedelta | None = None, keep_last: int |
     ``on_progress(rollouts done, rollouts in all)`` is called after each batch."""
     if older_than is None and keep_last is None:
         raise InvalidInputError("purge needs older_than, keep_last or both: otherwise it would delete every result")
-    if keep_last is not None and keep_last < 0:
-        raise InvalidInputError(f"keep_last must not be negative, got {keep_last}")
+    if keep_last is not None:
+        whole_number("keep_last", keep_last, 0, MAX_OFFSET)
+    if older_than is not None and not isinstance(older_than, timedelta):
+        raise InvalidInputError(f"older_than must be a timedelta, got {type(older_than).__name__} {older_than!r:.80}")
     if older_than is not None and older_than < timedelta(0):
         raise InvalidInputError(f"older_than must not be negative, got {older_than}")
-    cutoff = store.now() - older_than if older_than is not None else None
+    try:
+        cutoff = store.now() - older_than if older_than is not None else None
+    except OverflowError:
+        raise InvalidInputError(f"older_than reaches back before the year 1: {older_than}") from None
     stretches = _doomed(store, cutoff, keep_last)
     if on_progress is not None:
         with store._read() as connection:  # an index-only count: far cheaper than the deletes

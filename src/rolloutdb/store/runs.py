@@ -37,6 +37,7 @@ class Runs(EditableArea[Run]):
         return self._to_record(row)
 
     def _fetch(self, connection: Connection, name_or_id: str, *, for_update: bool = False):
+        self._check_key(name_or_id)
         statement = (
             select(runs)
             .where(runs.c.project_id == self._store.project_id, or_(runs.c.id == name_or_id, runs.c.name == name_or_id))
