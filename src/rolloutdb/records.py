@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
@@ -11,6 +11,8 @@ from .ids import new_id
 from .states import AttemptStatus, GroupStatus, RolloutMode, RolloutStatus, RunKind, RunStatus, StepStatus
 
 JsonDict = dict[str, JsonValue]
+# What an INTEGER column holds on every backend (PostgreSQL's is 32 bits): larger values are refused by name.
+Int32 = Annotated[int, Field(ge=-(2 ** 31), le=2 ** 31 - 1)]
 
 
 def utcnow() -> datetime:
@@ -49,7 +51,7 @@ class Run(_Lifetime):
     name: str = Field(min_length=1, max_length=200)
     kind: RunKind = RunKind.TRAIN
     parent_run_id: str | None = None
-    parent_step: int | None = None
+    parent_step: Int32 | None = None
     config: JsonDict = Field(default_factory=dict)
     status: RunStatus = RunStatus.PENDING
     progress: float = Field(default=0.0, ge=0.0, le=100.0)
@@ -60,7 +62,7 @@ class Run(_Lifetime):
     concurrency_key: str | None = Field(default=None, max_length=200)
     control: Literal["pause", "resume", "cancel"] | None = None
     state: JsonValue = None
-    total_steps: int | None = Field(default=None, ge=0)
+    total_steps: Int32 | None = Field(default=None, ge=0)
     metadata: JsonDict = Field(default_factory=dict)
     owner: str | None = Field(default=None, max_length=128)
     heartbeat_at: datetime | None = None
@@ -91,7 +93,7 @@ class StatusChange(Record):
 
 class Step(_Lifetime):
     run_id: str
-    number: int = Field(ge=0)
+    number: Int32 = Field(ge=0)
     status: StepStatus = StepStatus.PENDING
     metrics: JsonDict = Field(default_factory=dict)
 
@@ -115,14 +117,14 @@ class Task(_Updated):
 
 class Group(_Lifetime):
     run_id: str | None = None
-    step: int | None = Field(default=None, ge=0)
+    step: Int32 | None = Field(default=None, ge=0)
     source: Literal["step", "eval", "baseline"] = "step"
     task_id: str | None = None
-    size: int | None = Field(default=None, ge=1)
+    size: Int32 | None = Field(default=None, ge=1)
     status: GroupStatus = GroupStatus.PENDING
-    rollout_count: int = 0
-    completed_count: int = 0
-    success_count: int = 0
+    rollout_count: Int32 = 0
+    completed_count: Int32 = 0
+    success_count: Int32 = 0
     reward_mean: float | None = None
     reward_std: float | None = None
     metadata: JsonDict = Field(default_factory=dict)
@@ -139,7 +141,7 @@ class RolloutConfig(Record):
 
 class Rollout(_Lifetime):
     run_id: str | None = None
-    step: int | None = Field(default=None, ge=0)
+    step: Int32 | None = Field(default=None, ge=0)
     group_id: str | None = None
     task_id: str | None = None
     input: JsonValue = None
@@ -147,7 +149,7 @@ class Rollout(_Lifetime):
     status: RolloutStatus = RolloutStatus.QUEUING
     resources_id: str | None = None
     config: RolloutConfig = Field(default_factory=RolloutConfig)
-    attempt_count: int = 0
+    attempt_count: Int32 = 0
     reward: float | None = None
     success: bool | None = None
     validation: JsonValue = None
@@ -159,10 +161,10 @@ class Rollout(_Lifetime):
 
 class Attempt(_Lifetime):
     rollout_id: str
-    sequence: int = Field(ge=1)
+    sequence: Int32 = Field(ge=1)
     status: AttemptStatus = AttemptStatus.PREPARING
     worker_id: str | None = None
-    next_span_sequence: int = 1
+    next_span_sequence: Int32 = 1
     metadata: JsonDict = Field(default_factory=dict)
     last_heartbeat_at: datetime | None = None
 
@@ -204,7 +206,7 @@ class TurnContent(Record):
 class Turn(_Created, TurnContent):
     rollout_id: str
     attempt_id: str | None = None
-    turn_index: int = Field(ge=0)
+    turn_index: Int32 = Field(ge=0)
 
 
 class Span(_Created):
@@ -215,7 +217,7 @@ class Span(_Created):
 
     rollout_id: str
     attempt_id: str
-    sequence_id: int = Field(ge=0)
+    sequence_id: Int32 = Field(ge=0)
     trace_id: str
     span_id: str
     parent_id: str | None = None
@@ -232,7 +234,7 @@ class Span(_Created):
 
 
 class Resources(_Updated):
-    version: int = Field(default=1, ge=1)
+    version: Int32 = Field(default=1, ge=1)
     resources: JsonDict = Field(default_factory=dict)
 
 
@@ -260,13 +262,13 @@ class Script(_Updated):
     name: str = Field(min_length=1, max_length=200)
     actions: list[JsonValue] = Field(default_factory=list)
     source_rollout_id: str | None = None
-    version: int = Field(default=1, ge=1)
+    version: Int32 = Field(default=1, ge=1)
     checksum: str
     active: bool = True
     device: str | None = None
     model: str | None = None
-    replay_count: int = 0
-    success_count: int = 0
+    replay_count: Int32 = 0
+    success_count: Int32 = 0
     mean_execution_seconds: float | None = None
     metadata: JsonDict = Field(default_factory=dict)
 
@@ -308,7 +310,7 @@ class ModelCheckpoint(_Created):
     """A saved policy or model (weights at a URI, with its metrics); not a job's checkpoint (a save point)."""
 
     run_id: str | None = None
-    step: int | None = None
+    step: Int32 | None = None
     name: str
     uri: str
     metrics: JsonDict = Field(default_factory=dict)

@@ -1,8 +1,13 @@
 """Records and tables describe the same data: one record field per column."""
 
+import typing
+
+import pydantic
 import pytest
+import sqlalchemy
 
 from rolloutdb import records, schema
+from rolloutdb.errors import InvalidInputError
 
 PAIRS = [
     (records.Project, schema.projects), (records.Run, schema.runs), (records.RunEvent, schema.run_events),
@@ -35,3 +40,25 @@ def test_ids_are_time_ordered_and_unique():
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     parsed = uuid.UUID(ids[0])
     assert (str(parsed), parsed.version, parsed.variant) == (ids[0], 7, uuid.RFC_4122)
+
+
+INT32_MAX = 2 ** 31 - 1
+
+
+@pytest.mark.parametrize(("record", "table"), PAIRS, ids=[t.name for _, t in PAIRS])
+def test_record_integers_stay_within_their_columns(record, table):
+    # A value the column cannot hold is refused by the record, naming the field, before any driver sees it.
+    for column in table.columns:
+        if type(column.type) is sqlalchemy.Integer and column.name in record.model_fields:
+            field = record.model_fields[column.name]
+            check = pydantic.TypeAdapter(typing.Annotated[field.annotation, *field.metadata] if field.metadata
+                                         else field.annotation)
+            assert check.validate_python(INT32_MAX) == INT32_MAX
+            with pytest.raises(pydantic.ValidationError):
+                check.validate_python(INT32_MAX + 1)
+
+
+def test_an_integer_too_large_for_its_column_is_refused_by_name(store):
+    with pytest.raises(InvalidInputError, match="step"):
+        store.rollouts.create(step=2 ** 40)
+    assert store.rollouts.count() == 0
