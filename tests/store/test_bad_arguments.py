@@ -5,7 +5,7 @@ from datetime import timedelta
 
 import pytest
 
-from rolloutdb.errors import InvalidInputError
+from rolloutdb.errors import InvalidInputError, NotFoundError
 
 
 @pytest.mark.parametrize(("arguments", "named"), [
@@ -38,3 +38,12 @@ def test_an_id_that_is_not_a_string_is_refused(store):
     for area in (store.runs, store.rollouts, store.attempts):
         with pytest.raises(InvalidInputError, match="named by a string"):
             area.get(["a"])
+
+
+def test_a_filter_on_more_ids_than_a_statement_takes_parameters_still_works(store):
+    kept = store.rollouts.enqueue_many([{"input": {"n": i}} for i in range(3)])
+    ids = [f"missing-{i}" for i in range(70_000)] + [r.id for r in kept]
+    assert store.rollouts.count(id=ids) == 3
+    assert {r.id for r in store.rollouts.query(id=ids)} == {r.id for r in kept}
+    with pytest.raises(NotFoundError, match="missing-0, missing-1, missing-10, missing-100, missing-1000 and 69,995 more"):
+        store.rollouts.wait(ids, timeout=0)

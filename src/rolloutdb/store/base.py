@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import Connection, Table, and_, bindparam, func, or_, select, update
+from sqlalchemy import ARRAY, Connection, Table, and_, any_, bindparam, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -43,6 +43,14 @@ def whole_number(name: str, value: Any, low: int, high: int) -> int:
     if type(value) is not int or not low <= value <= high:
         raise InvalidInputError(f"{name} must be a whole number from {low:,} to {high:,}, got {value!r:.80}")
     return value
+
+
+def one_of(column, values: Sequence[Any], backend: str):
+    """``column IN values``; on PostgreSQL a long list goes as one array parameter, since a statement takes
+    at most 65,535 parameters there."""
+    if backend == "postgresql" and len(values) > 1000:
+        return column == any_(literal(list(values), ARRAY(column.type)))
+    return column.in_(values)
 
 
 def insert_ignoring_conflicts(connection: Connection, table: Table):
@@ -423,7 +431,7 @@ class Area(Generic[R]):
             values = list(value)
             for item in values:
                 self._check_filter_value(field, item)
-            return column.in_(values)
+            return one_of(column, values, self._store.backend)
         self._check_filter_value(field, value)
         if operator == "contains":
             return column.contains(str(value), autoescape=True)

@@ -19,6 +19,7 @@ from ..schema import rollouts
 from . import hooks
 from .engine import postgres_connect_args
 from ._statements import Prepared
+from .base import one_of
 
 if TYPE_CHECKING:
     import psycopg
@@ -79,9 +80,11 @@ class Waiter:
     def _finished_among(self, rollout_ids: list[str]) -> list[Rollout]:
         with self._store._read() as connection:
             rows = connection.execute(
-                select(rollouts).where(rollouts.c.project_id == self._store.project_id, rollouts.c.id.in_(rollout_ids))
+                select(rollouts).where(rollouts.c.project_id == self._store.project_id,
+                                       one_of(rollouts.c.id, rollout_ids, self._store.backend))
             ).mappings().all()
-        missing = set(rollout_ids) - {row["id"] for row in rows}
+        missing = sorted(set(rollout_ids) - {row["id"] for row in rows})
         if missing:
-            raise NotFoundError(f"cannot wait for unknown rollout(s): {', '.join(sorted(missing))}")
+            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5:,} more" if len(missing) > 5 else "")
+            raise NotFoundError(f"cannot wait for unknown rollout(s): {shown}")
         return [Rollout.model_validate(dict(row)) for row in rows if row["status"] in states.TERMINAL["rollout"]]
