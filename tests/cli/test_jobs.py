@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import rolloutdb
-from cli.clitools import RUN, demo_url, fails, line_with, rolloutdb_cli, succeeds
+from cli.clitools import RUN, demo_url, fails, line_with, refused, rolloutdb_cli, succeeds
 
 STAGES = [("load", 50), ("index", 50)]
 
@@ -165,3 +165,9 @@ def test_watch_keeps_watching_a_paused_job_until_it_resumes_and_ends(paused_job)
     finally:
         watcher.kill()
     assert watcher.returncode == 0 and output.strip() == "build: completed at 100% in stage index"
+
+
+@pytest.mark.parametrize("command", [["jobs", "watch", "j", "--interval", "-1"],
+                                     ["jobs", "logs", "j", "-f", "--interval", "-1"]])
+def test_a_negative_interval_is_a_usage_error_not_a_traceback(fresh_database_url, command):
+    assert "--interval" in refused(fresh_database_url, *command)

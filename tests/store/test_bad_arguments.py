@@ -47,3 +47,11 @@ def test_a_filter_on_more_ids_than_a_statement_takes_parameters_still_works(stor
     assert {r.id for r in store.rollouts.query(id=ids)} == {r.id for r in kept}
     with pytest.raises(NotFoundError, match="missing-0, missing-1, missing-10, missing-100, missing-1000 and 69,995 more"):
         store.rollouts.wait(ids, timeout=0)
+
+
+@pytest.mark.parametrize("limit", ["x", True, -1, 1001, 2 ** 70])
+def test_a_claim_of_the_wrong_size_is_refused_by_name(store, limit):
+    store.rollouts.enqueue("waiting")
+    with pytest.raises(InvalidInputError, match="limit"):
+        store.rollouts.dequeue_many(limit)
+    assert store.rollouts.count(status="queuing") == 1

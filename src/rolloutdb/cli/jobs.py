@@ -213,7 +213,7 @@ def jobs_logs(
     name: JobName,
     limit: Annotated[int, typer.Option(help="The last this many rows.")] = 50,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new rows until the job ends.")] = False,
-    interval: Annotated[float, typer.Option(help="Seconds between looks with --follow.")] = 0.5,
+    interval: Annotated[float, typer.Option(min=0.05, help="Seconds between looks with --follow.")] = 0.5,
     json: Json = False,
 ) -> None:
     """Print a job's log, oldest first; with --follow, new rows as they come, under the same header.
@@ -253,7 +253,7 @@ def jobs_logs(
 def jobs_watch(
     ctx: typer.Context,
     name: JobName,
-    interval: Annotated[float, typer.Option(help="Seconds between refreshes.")] = 0.5,
+    interval: Annotated[float, typer.Option(min=0.05, help="Seconds between refreshes.")] = 0.5,
 ) -> None:
     """A live progress bar of a job (step N of M for a training run) until it completes, fails or is cancelled;
     a paused job is watched until it resumes and ends, or Ctrl-C. Exit code 1 if it failed.

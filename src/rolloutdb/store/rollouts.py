@@ -9,11 +9,10 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, select
 
 from .. import states
-from ..errors import InvalidInputError
 from ..records import Claim, Rollout
 from ..schema import QUEUE_PREDICATE, rollouts
 from ..states import RolloutStatus as RO
-from .base import EditableArea
+from .base import EditableArea, whole_number
 from .hooks import before_commit
 from .statistics import refresh_statistics
 from ._statements import Prepared
@@ -67,8 +66,7 @@ class Rollouts(EditableArea[Rollout]):
     def dequeue_many(self, limit: int, worker_id: str | None = None) -> list[Claim]:
         """Claim up to ``limit`` rollouts in one transaction, oldest first. Each is claimed exactly once,
         however many workers ask at the same time."""
-        if limit > MAX_CLAIM:
-            raise InvalidInputError(f"dequeue at most {MAX_CLAIM} rollouts at once, asked for {limit}")
+        whole_number("limit (rollouts claimed at once)", limit, 0, MAX_CLAIM)
         self._store.maybe_check_health()
         if limit <= 0:
             return []
