@@ -261,13 +261,8 @@ def connect(
 
 def list_projects(url: str | None = None) -> list[Project]:
     """The projects of the database at ``url``, by name. The database must exist; nothing is written."""
-    resolved = resolve_url(url)
-    with _opened(resolved, create=False) as engine:
-        try:
-            with unavailable_as_error(resolved), engine.connect() as connection:
-                rows = connection.execute(select(projects).order_by(projects.c.name)).mappings().all()
-        finally:
-            engine.dispose()
+    with _connected_once(resolve_url(url), create=False) as connection:
+        rows = connection.execute(select(projects).order_by(projects.c.name)).mappings().all()
     return [Project.model_validate(dict(row)) for row in rows]
 
 
@@ -275,15 +270,11 @@ def create_project(name: str, url: str | None = None) -> Project:
     """Create the project ``name`` (and the database, if there is none yet); ConflictError if it exists."""
     resolved = resolve_url(url)
     project = Project(name=project_name(name))
-    with _opened(resolved, create=True) as engine:
-        try:
-            with unavailable_as_error(resolved), engine.connect() as connection:
-                connection.execution_options(**{WRITE: True})
-                with connection.begin():
-                    inserted = connection.execute(insert_ignoring_conflicts(connection, projects)
-                                                  .returning(projects.c.id), project.model_dump()).first()
-        finally:
-            engine.dispose()
+    with _connected_once(resolved, create=True) as connection:
+        connection.execution_options(**{WRITE: True})
+        with connection.begin():
+            inserted = connection.execute(insert_ignoring_conflicts(connection, projects)
+                                          .returning(projects.c.id), project.model_dump()).first()
     if inserted is None:
         raise ConflictError(f"project {name!r} exists in {display_url(resolved)}")
     return project
@@ -294,6 +285,17 @@ def project_name(name: str) -> str:
     if not isinstance(name, str) or not name or len(name) > 200:
         raise InvalidInputError(f"project must be a name of 1 to 200 characters, got {name!r}")
     return name
+
+
+@contextlib.contextmanager
+def _connected_once(url: str, *, create: bool) -> Iterator[Connection]:
+    """One connection to the database at ``url`` for a call that needs no Store; its engine goes with it."""
+    with _opened(url, create=create) as engine:
+        try:
+            with unavailable_as_error(url), engine.connect() as connection:
+                yield connection
+        finally:
+            engine.dispose()
 
 
 @contextlib.contextmanager
