@@ -118,3 +118,7 @@ def test_sqlite_backup_is_one_complete_file_and_postgresql_is_pointed_to_pg_dump
     copy.close()
     with pytest.raises(InvalidInputError, match="does not exist"):
         maintenance.backup_sqlite_database(fresh_database_url, tmp_path / "no-such-dir" / "copy.db")
+    (tmp_path / "a-dir" / "in-it").mkdir(parents=True)
+    with pytest.raises(InvalidInputError, match="a-dir is a directory: give the path of a file"):
+        maintenance.backup_sqlite_database(fresh_database_url, tmp_path / "a-dir")
+    assert [path.name for path in tmp_path.iterdir() if "partial" in path.name] == []

@@ -258,6 +258,7 @@ def test_the_recorders_operations_do_not_reach_another_projects_rows(rows):
     # the store refuses any new row with a taken id.
     mine = b.groups.create()
     taken_here = outcome(lambda id: b.groups.create(id=id), mine.id)
+    assert taken_here == ("ConflictError", "group id 'ID' is taken: leave the id out and the store picks a new one")
     assert outcome(rejection(lambda id: group(id=id)), rows.group.id) == ("result", repr([taken_here]))
     assert rows.snapshot() == before
 

@@ -223,6 +223,8 @@ def backup_sqlite_database(url: str, destination: Path, *, on_progress: Callable
         raise InvalidInputError("an in-memory database has nothing to back up")
     if not destination.parent.is_dir():
         raise InvalidInputError(f"cannot write {destination}: the directory {destination.parent} does not exist")
+    if destination.is_dir():
+        raise InvalidInputError(f"{destination} is a directory: give the path of a file to write the copy to")
     partial = destination.with_name(f".{destination.name}.partial")
     partial.unlink(missing_ok=True)
     with opened(url) as engine:
