@@ -130,6 +130,7 @@ def test_reads_of_another_projects_ids_find_nothing(rows):
 def test_writes_to_another_projects_ids_change_nothing(rows):
     b, before = rows.b, rows.snapshot()
     my_rollout = b.rollouts.start({"q": 3}).rollout
+    [my_task] = b.tasks.save([{"external_id": "b-task"}])
     writes: list[tuple[Callable[[str], Any], str]] = [
         (lambda id: b.runs.update(id, status="paused"), rows.run.id),
         (lambda id: b.steps.update(id, metrics={"loss": 1.0}), rows.step.id),
@@ -160,6 +161,7 @@ def test_writes_to_another_projects_ids_change_nothing(rows):
         (lambda id: b.steps.create(run_id=id, number=7), rows.run.id),
         (lambda id: b.tasks.create(external_id="t", validator_id=id), rows.validator.id),
         (lambda id: b.tasks.save([{"external_id": "t", "validator_id": id}]), rows.validator.id),
+        (lambda id: b.tasks.update(my_task.id, validator_id=id), rows.validator.id),
         (lambda id: b.groups.create(run_id=id), rows.run.id),
         (lambda id: b.groups.create(task_id=id), rows.task.id),
         (lambda id: b.rollouts.create(group_id=id), rows.group.id),
@@ -173,6 +175,8 @@ def test_writes_to_another_projects_ids_change_nothing(rows):
     ]
     for write, id in writes:
         assert as_if_unknown(write, id)[0] == "NotFoundError", (writes.index((write, id)), outcome(write, id))
+    b.workers.heartbeat(rows.worker, {"b's": True})  # registers a worker of b's own by that name
+    assert b.rollouts.dequeue_many(10, worker_id=rows.worker) == []
     assert rows.snapshot() == before
 
 
