@@ -282,7 +282,10 @@ class Area(Generic[R]):
             writes.append((row, values))
             if new != old:
                 changed.append((row, values, old))
-        (write or self._write_by_key)(connection, writes)
+        try:
+            (write or self._write_by_key)(connection, writes)
+        except IntegrityError as exc:
+            raise ConflictError(self._conflict_message([{**row, **values} for row, values in writes], exc)) from None
         if changed:
             written = [({**row, **values}, old) for row, values, old in changed]
             self._record_history(connection, [(row[self._key_name], old, row["status"]) for row, old in written],
@@ -448,7 +451,7 @@ class Area(Generic[R]):
                 raise InvalidInputError(f"unknown {self.noun} status {value!r}; statuses: {', '.join(known)}")
 
     def _conflict_message(self, rows: Sequence[Mapping[str, Any]], exc: IntegrityError) -> str:
-        """What inserting ``rows`` collided with, by the constraint it broke. Ids are unique across the whole
+        """What writing ``rows`` collided with, by the constraint it broke. Ids are unique across the whole
         database: an id taken in another project is answered as one taken in this one, naming neither the
         project nor the database's own words."""
         constraint = violated_constraint(exc)

@@ -28,8 +28,11 @@ class Runs(EditableArea[Run]):
     updatable = frozenset({"status", "progress", "stage", "stages", "message", "error", "config", "control", "state",
                            "total_steps", "metadata", "heartbeat_at", "concurrency_key"})
     parents = {"parent_run_id": "runs"}
-    conflicts = {"uq_runs_project_id_name":
-                 "a run named {name!r} already exists in project {project!r}; pick another name"}
+    conflicts = {
+        "uq_runs_project_id_name": "a run named {name!r} already exists in project {project!r}; pick another name",
+        "uq_runs_active_concurrency_key": "another job with concurrency key {concurrency_key!r} is active in project "
+                                          "{project!r}: only one job per key can be active",
+    }
 
     def get(self, name_or_id: str) -> Run:
         """The run with this id or, failing that, this name."""
