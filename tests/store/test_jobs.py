@@ -117,7 +117,11 @@ def test_a_run_changed_to_take_an_active_jobs_concurrency_key_is_a_conflict(stor
         other = store.runs.create(name="other", status="running")
         with pytest.raises(ConflictError, match="concurrency key 'dataset-1' is active"):
             store.runs.update(other.id, concurrency_key="dataset-1")
+        store.runs.create(name="pending")
+        with pytest.raises(ConflictError, match="concurrency key 'dataset-1' is active"):
+            store.jobs.start("pending", key="dataset-1")  # started, it would take the key
     assert (store.runs.get("waiting").status, store.runs.get("other").concurrency_key) == ("pending", None)
+    assert store.runs.get("pending").status == "pending"
 
 
 def test_one_active_job_per_concurrency_key(store):
