@@ -461,7 +461,7 @@ class Area(Generic[R]):
             return f"{which} is taken: leave the id out and the store picks a new one"
         if constraint in self.conflicts and len(rows) == 1:
             return self.conflicts[constraint].format(**rows[0], project=self._store.project)
-        return f"{subject} conflicts with an existing row ({constraint or 'a row it refers to is gone'})"
+        return f"{subject} conflicts with an existing row ({constraint or 'a rule of the schema'})"
 
     def _to_row(self, record: Record) -> dict[str, Any]:
         return record.model_dump(exclude={"seq"} if "seq" in type(record).model_fields and record.seq is None else None)
