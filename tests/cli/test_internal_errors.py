@@ -68,16 +68,29 @@ def test_debug_shows_the_traceback_instead(tmp_path, asked):
     assert not (tmp_path / "logs").exists()
 
 
+def rolloutdb_raising(tmp_path: Path, exception: str) -> subprocess.CompletedProcess:
+    """The real command line with one more command, registered here for the test, that raises ``exception``."""
+    script = ("from rolloutdb.cli import app\n"
+              "@app.command('raising')\n"
+              "def raising() -> None:\n"
+              f"    raise {exception}\n"
+              "app(['raising'], prog_name='rolloutdb')\n")
+    env = {**{name: value for name, value in os.environ.items() if name != "ROLLOUTDB_DEBUG"},
+           "PYTHONPATH": os.pathsep.join([SOURCE, os.environ.get("PYTHONPATH", "")]),
+           "ROLLOUTDB_LOG_DIR": str(tmp_path / "logs")}
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
+
+
+def test_a_bug_is_named_by_its_exception_on_the_line(tmp_path):
+    result = rolloutdb_raising(tmp_path, "KeyError('x')")
+    log = (tmp_path / "logs" / "rolloutdb-cli.log").resolve()
+    assert (result.returncode, result.stderr) == (
+        70, f"Error: internal error (KeyError: 'x'); details in {log} — please report it\n")
+    assert "KeyError: 'x'" in log.read_text()
+
+
 def test_ctrl_c_still_ends_a_command_quietly_with_130(tmp_path):
     """KeyboardInterrupt is no bug: it goes by as before (Typer exits 130), and nothing is logged."""
-    script = ("import sys, typer\n"
-              "from rolloutdb.cli import app\n"
-              "@app.command('interrupted')\n"
-              "def interrupted() -> None:\n"
-              "    raise KeyboardInterrupt\n"
-              "app(['interrupted'], prog_name='rolloutdb')\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([SOURCE, os.environ.get("PYTHONPATH", "")]),
-           "ROLLOUTDB_LOG_DIR": str(tmp_path / "logs")}
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    result = rolloutdb_raising(tmp_path, "KeyboardInterrupt")
     assert result.returncode == 130 and "Traceback" not in result.stderr and "internal error" not in result.stderr
     assert not (tmp_path / "logs").exists()

@@ -29,6 +29,7 @@ DEBUG_VAR = "ROLLOUTDB_DEBUG"
 LOG_NAME = "rolloutdb-cli.log"
 LOG_LIMIT_BYTES = 1 << 20  # past this, the log starts afresh (the old one kept as rolloutdb-cli.log.1)
 EXIT_INTERNAL_ERROR = 70  # EX_SOFTWARE of sysexits.h: an internal software error (bad input exits 1, usage 2)
+SUMMARY_LIMIT = 200  # characters of the error on the line; the log has all of it
 PASSWORD_IN_URL = re.compile(r"(://[^/:@\s]*:)[^@\s]*@")
 
 
@@ -59,7 +60,8 @@ class BugReportingGroup(TargetGroup):
 
 def report_internal_error(exc: Exception) -> NoReturn:
     """Log ``exc`` with its traceback, print one line naming the log, exit with EXIT_INTERNAL_ERROR."""
-    summary = printable(f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__)
+    summary = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
+    summary = printable(summary if len(summary) <= SUMMARY_LIMIT else summary[:SUMMARY_LIMIT - 1] + "…")
     entry = _log_entry(exc)
     wanted = log_directory()
     try:
