@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy import Connection, Engine, insert, literal, select
 
 from .. import states
 from ..config import DEFAULT_PROJECT, display_url, resolve_url
@@ -122,6 +122,11 @@ class Store:
         )
         with self._read() as connection:
             return [StatusChange.model_validate(dict(row)) for row in connection.execute(statement).mappings()]
+
+    def ping(self) -> None:
+        """Ask the database for nothing, to see that it answers: StoreUnavailableError when it does not."""
+        with self._read() as connection:
+            connection.execute(select(literal(1))).scalar_one()
 
     def now(self) -> datetime:
         """The store's clock (UTC); injectable through ``connect(clock=...)`` for tests."""

@@ -1,0 +1,112 @@
+"""Errors as HTTP answers: one table from RolloutDB's exceptions to status codes, and one body everywhere,
+``{"error": {"type": "<exception class name>", "message": "..."}}``. The type is the name of the exception
+the Python API raises for the same mistake, so a remote client can raise that exception again."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from ..errors import (
+    ConflictError,
+    InvalidInputError,
+    InvalidTransitionError,
+    NotFoundError,
+    RolloutDBError,
+    SchemaOutOfDateError,
+    StoreUnavailableError,
+)
+
+log = logging.getLogger("rolloutdb.server")
+
+# The most specific class of an exception that is listed here decides its status.
+STATUS: dict[type[RolloutDBError], int] = {
+    NotFoundError: 404,
+    ConflictError: 409,
+    InvalidTransitionError: 409,
+    InvalidInputError: 422,  # AmbiguousIdError too
+    StoreUnavailableError: 503,  # DatabaseNotFoundError too
+    SchemaOutOfDateError: 503,
+    RolloutDBError: 400,
+}
+RETRY_AFTER_SECONDS = 5  # when the database is away: how long a client should wait before asking again
+# Errors HTTP itself raises (no such route, no such method, a body too large), by the exception they would be.
+HTTP_ERROR_TYPE = {404: "NotFoundError", 405: "InvalidInputError", 413: "InvalidInputError"}
+INTERNAL_MESSAGE = "internal error; see the server log"
+
+
+def error_response(status: int, type_name: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"type": type_name, "message": message}}, status_code=status, headers=headers)
+
+
+def status_of(exc: RolloutDBError) -> int:
+    return next(STATUS[cls] for cls in type(exc).__mro__ if cls in STATUS)
+
+
+async def _rolloutdb_error(request: Request, exc: RolloutDBError) -> JSONResponse:
+    status = status_of(exc)
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
+    return error_response(status, type(exc).__name__, str(exc), headers)
+
+
+async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """FastAPI's own check of a request (types, required and unknown fields, malformed JSON) answers as the
+    store's does: InvalidInputError naming each field."""
+    problems = "; ".join(f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+                         for error in exc.errors())
+    return error_response(422, InvalidInputError.__name__, f"invalid request: {problems}")
+
+
+async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    message = exc.detail if exc.status_code != 404 else f"no route {request.method} {request.url.path}; see /docs"
+    return error_response(exc.status_code, HTTP_ERROR_TYPE.get(exc.status_code, "HTTPError"), str(message),
+                          getattr(exc, "headers", None))
+
+
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    # The traceback goes to the server's log only: it may show code, paths and values.
+    log.error("internal error answering %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "InternalError", INTERNAL_MESSAGE)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RolloutDBError, _rolloutdb_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _internal_error)
+
+
+class BodyLimit:
+    """Refuse a request body over ``max_bytes`` with 413, by its Content-Length or, when it streams without
+    one, as soon as more has arrived: the server never holds more than that of one request."""
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _too_large(self) -> str:
+        return (f"request body is over the server's limit of {self.max_bytes:,} bytes (max_body_bytes); "
+                "send smaller batches")
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            return await error_response(413, HTTP_ERROR_TYPE[413], self._too_large())(scope, receive, send)
+        received = 0
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise HTTPException(413, self._too_large())  # FastAPI passes it on to _http_error
+            return message
+
+        await self.app(scope, limited_receive, send)
