@@ -12,7 +12,7 @@ from .output import console, reports_errors
 commands = typer.Typer()  # top level: serve
 
 # Literal values, not the server package's constants: importing it loads FastAPI, and --help must stay quick.
-DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8765
+DEFAULT_HOST, DEFAULT_PORT, DEFAULT_MAX_BODY_BYTES = "127.0.0.1", 8765, 16 * 2 ** 20
 
 
 @commands.command()
@@ -23,6 +23,8 @@ def serve(
                                            "--allow-unauthenticated-remote.")] = DEFAULT_HOST,
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = DEFAULT_PORT,
     workers: Annotated[int, typer.Option(min=1, help="Server processes (each opens the database itself).")] = 1,
+    max_body_bytes: Annotated[int, typer.Option(min=1, help="Larger request bodies are refused (413).")]
+    = DEFAULT_MAX_BODY_BYTES,
     allow_unauthenticated_remote: Annotated[bool, typer.Option(
         "--allow-unauthenticated-remote",
         help="Listen on a non-loopback address although the server has no authentication yet: anyone who reaches "
@@ -37,7 +39,7 @@ def serve(
     from ..server import serve as serve_app
 
     serve_app(ctx.obj.url, project=ctx.obj.project_name, host=host, port=port, workers=workers,
-              allow_unauthenticated_remote=allow_unauthenticated_remote,
+              max_body_bytes=max_body_bytes, allow_unauthenticated_remote=allow_unauthenticated_remote,
               on_ready=functools.partial(announce, "RolloutDB server on"))
 
 
