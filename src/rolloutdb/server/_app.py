@@ -21,7 +21,7 @@ from ..errors import InvalidInputError, StoreUnavailableError
 from ..records import Record
 from ..store import Store, connect
 from ._errors import BodyLimit, error_response, install_error_handlers, RETRY_AFTER_SECONDS
-from ._operations import PAGE_WINDOW, Operation, Page
+from ._operations import PAGE_WINDOW, Operation, Page, field_type
 from ._routes import ROUTES
 
 API_PREFIX = "/api/v1"
@@ -134,7 +134,7 @@ def filters_from(request: Request, record: type[Record], declared: set[str]) -> 
         values = request.query_params.getlist(key)
         field, _, operator = key.partition("__")
         info = record.model_fields.get(field)
-        kind: Any = {"isnull": bool, "contains": str}.get(operator, info.annotation if info else str)
+        kind: Any = {"isnull": bool, "contains": str}.get(operator, field_type(info) if info else str)
         many = operator == "in" or len(values) > 1
         try:
             filters[key] = _adapter(list[kind] if many else kind).validate_python(values if many else values[0])

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic.fields import FieldInfo
 
 from ..records import Record
 from ..store.base import DEFAULT_LIMIT
@@ -84,14 +85,18 @@ class SpanScope(Paging):
         return None if value == "all" else value
 
 
+def field_type(info: FieldInfo) -> Any:
+    """A record field's type with its constraints (an INTEGER column's range, a name's length)."""
+    return Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+
+
 def input_model(record: type[Record], name: str, fields: frozenset[str] | None = None,
                 **extra: Any) -> type[BaseModel]:
     """A request body of ``record``'s fields (those in ``fields``, if given), each optional: what is left
     out is left to the store, which checks what is required and says so by field. ``extra``: more fields,
     as ``create_model`` takes them."""
     declared = {
-        field_name: (Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation,
-                     Field(None, description=info.description))
+        field_name: (field_type(info), Field(None, description=info.description))
         for field_name, info in record.model_fields.items()
         if field_name != "project_id" and (fields is None or field_name in fields)
     }
