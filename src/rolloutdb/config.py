@@ -22,6 +22,10 @@ JOURNAL_DIRECTORY = ".rolloutdb-journal"  # where recorders keep what the databa
 POSTGRES_VARS = ("POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD")
 CONNECT_TIMEOUT_VAR = "ROLLOUTDB_CONNECT_TIMEOUT"
 STATEMENT_TIMEOUT_VAR = "ROLLOUTDB_STATEMENT_TIMEOUT"
+# `rolloutdb serve`: where it listens, and the largest request body it takes, unless told otherwise.
+SERVER_HOST = "127.0.0.1"
+SERVER_PORT = 8765
+SERVER_MAX_BODY_BYTES = 16 * 2 ** 20
 
 
 def resolve_url(url: str | None = None, environ: Mapping[str, str] | None = None) -> str:

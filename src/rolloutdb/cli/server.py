@@ -7,12 +7,10 @@ from typing import Annotated
 
 import typer
 
+from ..config import SERVER_HOST, SERVER_MAX_BODY_BYTES, SERVER_PORT
 from .output import console, reports_errors
 
 commands = typer.Typer()  # top level: serve
-
-# Literal values, not the server package's constants: importing it loads FastAPI, and --help must stay quick.
-DEFAULT_HOST, DEFAULT_PORT, DEFAULT_MAX_BODY_BYTES = "127.0.0.1", 8765, 16 * 2 ** 20
 
 
 @commands.command()
@@ -20,11 +18,11 @@ DEFAULT_HOST, DEFAULT_PORT, DEFAULT_MAX_BODY_BYTES = "127.0.0.1", 8765, 16 * 2 *
 def serve(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Address to listen on. Only loopback without "
-                                           "--allow-unauthenticated-remote.")] = DEFAULT_HOST,
-    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = DEFAULT_PORT,
+                                           "--allow-unauthenticated-remote.")] = SERVER_HOST,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = SERVER_PORT,
     workers: Annotated[int, typer.Option(min=1, help="Server processes (each opens the database itself).")] = 1,
     max_body_bytes: Annotated[int, typer.Option(min=1, help="Larger request bodies are refused (413).")]
-    = DEFAULT_MAX_BODY_BYTES,
+    = SERVER_MAX_BODY_BYTES,
     allow_unauthenticated_remote: Annotated[bool, typer.Option(
         "--allow-unauthenticated-remote",
         help="Listen on a non-loopback address although the server has no authentication yet: anyone who reaches "

@@ -16,22 +16,21 @@ from fastapi import APIRouter, Body, FastAPI, Path, Query, Request, Response
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from .. import __version__
-from ..config import DEFAULT_PROJECT
+from ..config import DEFAULT_PROJECT, SERVER_MAX_BODY_BYTES
 from ..errors import InvalidInputError, StoreUnavailableError
 from ..records import Record
 from ..store import Store, connect
-from ._errors import BodyLimit, error_response, install_error_handlers, RETRY_AFTER_SECONDS
+from ._errors import RETRY_AFTER_SECONDS, BodyLimit, InternalErrors, error_response, install_error_handlers
 from ._operations import PAGE_WINDOW, Operation, Page, field_type
 from ._routes import ROUTES
 
 API_PREFIX = "/api/v1"
-DEFAULT_MAX_BODY_BYTES = 16 * 2 ** 20
 # Threads answering requests at once. PostgreSQL: the store's connection pool holds 15, so no request waits
 # for a connection (and gives up after the pool's timeout) while it holds a thread.
 DEFAULT_THREADS = 15
 
 
-def create_app(url: str | None = None, *, project: str = DEFAULT_PROJECT, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+def create_app(url: str | None = None, *, project: str = DEFAULT_PROJECT, max_body_bytes: int = SERVER_MAX_BODY_BYTES,
                threads: int = DEFAULT_THREADS) -> FastAPI:
     """The REST server of the database at ``url`` (found as ``rolloutdb.connect`` finds it), serving ``project``.
 
@@ -54,6 +53,7 @@ def create_app(url: str | None = None, *, project: str = DEFAULT_PROJECT, max_bo
     app.state.store = store
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(InternalErrors)  # the outermost of ours: it sees what the others raise
     app.add_api_route("/healthz", healthz, methods=["GET"], summary="The server process is up")
     app.add_api_route("/readyz", functools.partial(readyz, store), methods=["GET"],
                       summary="The database answers (200), or not (503)")

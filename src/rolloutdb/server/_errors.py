@@ -21,8 +21,6 @@ from ..errors import (
     StoreUnavailableError,
 )
 
-log = logging.getLogger("rolloutdb.server")
-
 # The most specific class of an exception that is listed here decides its status.
 STATUS: dict[type[RolloutDBError], int] = {
     NotFoundError: 404,
@@ -37,6 +35,7 @@ RETRY_AFTER_SECONDS = 5  # when the database is away: how long a client should w
 # Errors HTTP itself raises (no such route, no such method, a body too large), by the exception they would be.
 HTTP_ERROR_TYPE = {404: "NotFoundError", 405: "InvalidInputError", 413: "InvalidInputError"}
 INTERNAL_MESSAGE = "internal error; see the server log"
+log = logging.getLogger("rolloutdb.server")
 
 
 def error_response(status: int, type_name: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -67,17 +66,10 @@ async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
                           getattr(exc, "headers", None))
 
 
-async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
-    # The traceback goes to the server's log only: it may show code, paths and values.
-    log.error("internal error answering %s %s", request.method, request.url.path, exc_info=exc)
-    return error_response(500, "InternalError", INTERNAL_MESSAGE)
-
-
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RolloutDBError, _rolloutdb_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(Exception, _internal_error)
 
 
 class BodyLimit:
@@ -110,3 +102,29 @@ class BodyLimit:
             return message
 
         await self.app(scope, limited_receive, send)
+
+
+class InternalErrors:
+    """Answer any other exception with a 500 that says only ``INTERNAL_MESSAGE``: the traceback may show code,
+    paths and values, so it goes to the server's log alone, written before the answer leaves."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        answering = False
+
+        async def watched_send(message) -> None:
+            nonlocal answering
+            answering = answering or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched_send)
+        except Exception:
+            log.exception("internal error answering %s %s", scope["method"], scope["path"])
+            if answering:
+                raise  # too late for an answer: the ASGI server closes the connection
+            await error_response(500, "InternalError", INTERNAL_MESSAGE)(scope, receive, send)

@@ -7,13 +7,11 @@ import json
 import os
 from collections.abc import Callable
 
-from ..config import DEFAULT_PROJECT, display_url, resolve_url
+from ..config import DEFAULT_PROJECT, SERVER_HOST, SERVER_MAX_BODY_BYTES, SERVER_PORT, display_url, resolve_url
 from ..errors import InvalidInputError
 from ..store import connect
-from ._app import DEFAULT_MAX_BODY_BYTES, DEFAULT_THREADS, create_app
+from ._app import DEFAULT_THREADS, create_app
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8765
 # How ``serve`` hands its settings to the app factory in uvicorn's worker processes.
 SETTINGS_VARIABLE = "ROLLOUTDB_SERVE_SETTINGS"
 
@@ -28,9 +26,9 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def serve(url: str | None = None, *, project: str = DEFAULT_PROJECT, host: str = DEFAULT_HOST,
-          port: int = DEFAULT_PORT, workers: int = 1, threads: int = DEFAULT_THREADS,
-          max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, allow_unauthenticated_remote: bool = False,
+def serve(url: str | None = None, *, project: str = DEFAULT_PROJECT, host: str = SERVER_HOST,
+          port: int = SERVER_PORT, workers: int = 1, threads: int = DEFAULT_THREADS,
+          max_body_bytes: int = SERVER_MAX_BODY_BYTES, allow_unauthenticated_remote: bool = False,
           on_ready: Callable[[str], None] | None = None) -> None:
     """Serve the database at ``url`` (project ``project``) over HTTP until interrupted.
 
