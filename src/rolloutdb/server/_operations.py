@@ -7,6 +7,7 @@ into the path, query and body the same way and reads back ``operation.response``
 
 from __future__ import annotations
 
+import inspect
 import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
@@ -15,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from pydantic.fields import FieldInfo
 
 from ..records import Record
-from ..store.base import DEFAULT_LIMIT
+from ..store.base import DEFAULT_LIMIT, MAX_LIMIT, Area
 
 T = TypeVar("T")
 
@@ -68,7 +69,7 @@ class Paging(BaseModel):
 
     sort: str | None = Field(None, description="A sortable field of the area; default: its own order.")
     order: str = Field("asc", description="asc or desc.")
-    limit: int = Field(DEFAULT_LIMIT, description="At most this many rows (0 to 10,000).")
+    limit: int = Field(DEFAULT_LIMIT, description=f"At most this many rows (0 to {MAX_LIMIT:,}).")
     offset: int = Field(0, description="Rows to skip.")
     match: str = Field("all", description="all: every filter holds; any: one does.")
 
@@ -103,30 +104,36 @@ def input_model(record: type[Record], name: str, fields: frozenset[str] | None =
     return create_model(name, __base__=Strict, **declared, **extra)
 
 
-def editable_area(area: str, record: type[Record], updatable: frozenset[str], *, reason: bool = True,
-                  key: str = "{id}", extra: tuple[Operation, ...] = ()) -> list[Operation]:
-    """The routes of an ``EditableArea``: list, get (by id or its unique start), create, update. ``key``: how
-    the path names a row (``{id:path}`` where names may hold a slash)."""
-    noun = record.__name__
-    update_fields = {"reason": (str | None, Field(None, description="Why, for the status history."))} if reason else {}
+def editable_area(area: str, kind: type[Area], *, key: str = "{id}",
+                  extra: tuple[Operation, ...] = ()) -> list[Operation]:
+    """The routes of an ``EditableArea`` (``kind``, at ``store.<area>``): list, get (by id or its unique start),
+    create, update. ``key``: how the path names a row (``{id:path}`` where names may hold a slash)."""
+    record = kind.record
     return [
         *extra,  # before the routes by id, which would take their paths for an id
-        *readable_area(area, record, key=key.replace("{id", "{id_or_prefix")),
-        Operation("POST", f"/{area}", f"{area}.create", f"Create a {noun.lower()}", record,
-                  body=input_model(record, f"{noun}Create"), status_code=201),
+        *readable_area(area, kind, key=key.replace("{id", "{id_or_prefix")),
+        Operation("POST", f"/{area}", f"{area}.create", f"Create a {kind.noun}", record,
+                  body=input_model(record, f"{record.__name__}Create"), status_code=201),
         Operation("PATCH", f"/{area}/{key}", f"{area}.update",
-                  f"Change a {noun.lower()} (a status change must be legal and is written to history)", record,
-                  body=input_model(record, f"{noun}Update", updatable, **update_fields)),
+                  f"Change a {kind.noun} (a status change must be legal and is written to history)", record,
+                  body=update_model(kind)),
     ]
 
 
-def readable_area(area: str, record: type[Record], scope: type[Paging] = Paging,
+def update_model(kind: type[Area]) -> type[BaseModel]:
+    """The body of an area's ``update``: its updatable fields, and ``reason`` when the call takes one."""
+    takes_reason = "reason" in inspect.signature(kind.update).parameters
+    return input_model(kind.record, f"{kind.record.__name__}Update", kind.updatable, **(
+        {"reason": (str | None, Field(None, description="Why, for the status history."))} if takes_reason else {}))
+
+
+def readable_area(area: str, kind: type[Area], scope: type[Paging] = Paging,
                   key: str = "{id_or_prefix}") -> list[Operation]:
-    """The routes every area has: list (filtered, sorted, paginated, with a total) and get."""
-    noun = record.__name__.lower()
+    """The routes every area has (``kind``, at ``store.<area>``): list (filtered, sorted, paginated, with a
+    total) and get."""
     return [
         Operation("GET", f"/{area}", f"{area}.query", f"List {area} (filters: field=value, field__op=value)",
-                  Page[record], query=scope, listing=record),
+                  Page[kind.record], query=scope, listing=kind.record),
         Operation("GET", f"/{area}/{key}", f"{area}.find",
-                  f"Get a {noun} by its id or a unique start of it", record),
+                  f"Get a {kind.noun} by its id or a unique start of it", kind.record),
     ]

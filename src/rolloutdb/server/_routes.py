@@ -8,18 +8,22 @@ from datetime import timedelta
 
 from pydantic import Field, JsonValue
 
-from ..records import Attempt, Claim, Group, QueueSummary, Resources, Rollout, Run, RunComparison, RunEvent, Span
-from ..records import StatusChange, Step, Task, Turn, Validator, Worker
+from ..records import Attempt, Claim, QueueSummary, Resources, Rollout, Run, RunComparison, RunEvent, Span
+from ..records import StatusChange, Worker
+from ..store.attempts import Attempts
 from ..store.catalog import Tasks, Validators
 from ..store.groups import Groups
 from ..store.jobs import DEFAULT_STALE_AFTER, JobStatus
+from ..store.resources import Resources as ResourcesArea
 from ..store.retention import PurgeResult
 from ..store.rollouts import MAX_CLAIM, Rollouts
 from ..store.runs import Runs
+from ..store.spans import Spans
 from ..store.steps import Steps
 from ..store.turns import Turns
 from ..store.workers import Workers
-from ._operations import Operation, Page, Paging, SpanScope, Strict, editable_area, input_model, readable_area
+from ._operations import (Operation, Page, Paging, SpanScope, Strict, editable_area, input_model, readable_area,
+                          update_model)
 
 MAX_WAIT_SECONDS = 60.0  # a wait holds one of the server's threads: a client waiting longer asks again
 
@@ -83,12 +87,12 @@ RUN_KEY = "{id:path}"  # run names may hold "/": "grpo/eval@19"
 JOB = "/jobs/{name_or_id:path}"
 
 ROUTES: list[Operation] = [
-    *editable_area("runs", Run, Runs.updatable, key=RUN_KEY),
-    *editable_area("steps", Step, Steps.updatable),
-    *editable_area("groups", Group, Groups.updatable),
-    *editable_area("validators", Validator, Validators.updatable),
-    *editable_area("tasks", Task, Tasks.updatable),
-    *editable_area("rollouts", Rollout, Rollouts.updatable, extra=(
+    *editable_area("runs", Runs, key=RUN_KEY),
+    *editable_area("steps", Steps),
+    *editable_area("groups", Groups),
+    *editable_area("validators", Validators),
+    *editable_area("tasks", Tasks),
+    *editable_area("rollouts", Rollouts, extra=(
         Operation("POST", "/rollouts/enqueue", "rollouts.enqueue_many",
                   "Enqueue rollouts, in this order, at the back of the queue", list[Rollout],
                   body=list[RolloutInput], body_argument="requests", status_code=201),
@@ -107,29 +111,27 @@ ROUTES: list[Operation] = [
                   "Start a new attempt of an unfinished rollout by hand", Claim, body=AttemptStart, status_code=201),
         Operation("PATCH", "/rollouts/{rollout_id}/attempts/{attempt_id}", "attempts.update",
                   "Change an attempt (its id, or latest); the rollout follows its latest attempt", Attempt,
-                  body=input_model(Attempt, "AttemptUpdate", frozenset({"status", "worker_id", "last_heartbeat_at",
-                                                                        "metadata"}),
-                                   reason=(str | None, None))),
+                  body=update_model(Attempts)),
         Operation("POST", "/rollouts/{rollout_id}/attempts/{attempt_id}/heartbeat", "attempts.heartbeat",
                   "Record that an attempt (its id, or latest) is alive", Attempt),
     )),
-    *readable_area("attempts", Attempt),
+    *readable_area("attempts", Attempts),
     Operation("POST", "/spans", "spans.add_many", "Store spans; returns those that were new", list[Span],
               body=list[input_model(Span, "SpanInput")], body_argument="new_spans", status_code=201),
-    *readable_area("spans", Span, SpanScope),
-    *editable_area("turns", Turn, Turns.updatable, reason=False),
+    *readable_area("spans", Spans, SpanScope),
+    *editable_area("turns", Turns),
     Operation("GET", "/resources/latest", "resources.latest", "The latest resources, or null", Resources | None),
-    *readable_area("resources", Resources),
+    *readable_area("resources", ResourcesArea),
     Operation("POST", "/resources", "resources.add", "Store a new snapshot of resources; it becomes the latest",
               Resources, body=ResourcesAdd, status_code=201),
     Operation("PUT", "/resources/{id}", "resources.update",
               "Replace a snapshot's resources: its version goes up by one and it becomes the latest", Resources,
               body=ResourcesReplace),
-    *readable_area("workers", Worker),
+    *readable_area("workers", Workers),
     Operation("POST", "/workers/{worker_id}/heartbeat", "workers.heartbeat",
               "Record a worker's heartbeat, registering it on first contact", Worker, body=Heartbeat),
     Operation("PATCH", "/workers/{id}", "workers.update", "Change a worker's heartbeat stats or metadata", Worker,
-              body=input_model(Worker, "WorkerUpdate", Workers.updatable)),
+              body=update_model(Workers)),
     Operation("GET", "/jobs", "jobs.query", "List jobs (every run is one), newest first", Page[Run], query=Paging,
               listing=Run),
     Operation("GET", f"{JOB}/logs", "jobs.logs", "A job's log rows, oldest first", list[RunEvent], query=LogWindow),
