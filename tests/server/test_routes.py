@@ -160,6 +160,33 @@ def test_jobs(api):
     error(api.get(f"/jobs/{name}"), 404, "NotFoundError")
 
 
+def test_catalog_sequence_ids_recording_and_health(api):
+    dataset = unique("arith")
+    validator = ok(api.post("/validators/save", json={"name": unique("equals"), "kind": "equals"}))
+    assert ok(api.post("/validators/save", json={"name": validator["name"], "kind": "other"}))["id"] == validator["id"]
+    tasks = [{"external_id": unique("task"), "dataset": dataset, "tags": tags,
+              "validator": {"name": validator["name"], "kind": "equals"}} for tags in (["easy"], ["hard"])]
+    saved = ok(api.post("/tasks/save", json=tasks))
+    assert ok(api.post("/tasks/save", json=tasks)) == saved  # saving again changes nothing
+    assert {task["validator_id"] for task in saved} == {validator["id"]}
+    assert [task["id"] for task in ok(api.get("/tasks/load", params={"dataset": dataset, "tags": "easy"}))] == [
+        saved[0]["id"]]
+
+    claim = ok(api.post("/rollouts/start", json={"input": "by hand"}), 201)
+    rollout_id = claim["rollout"]["id"]
+    assert ok(api.get(f"/rollouts/{rollout_id}/attempts/latest"))["id"] == claim["attempt"]["id"]
+    assert ok(api.post("/spans/sequence-ids", json={"pairs": [[rollout_id, "latest"]] * 2})) == [1, 2]
+    assert isinstance(ok(api.post("/check-health")), int)
+
+    name, session = unique("recorded"), unique("session")
+    result = ok(api.post("/recording", params={"heartbeat": "false"}, json=[
+        {"op": "run.start", "id": unique("run-id"), "name": name, "session": session,
+         "started_at": "2026-01-01T00:00:00Z"},
+        {"op": "no.such.operation"}]))
+    assert result["applied"] == 1 and [rejection["index"] for rejection in result["rejected"]] == [1]
+    assert ok(api.get(f"/runs/{name}"))["status"] == "running"
+
+
 def test_every_route_was_called(server):
     """Runs after the tests above, on the same server: each route of the table was requested at least once."""
     requested = called[server.base]

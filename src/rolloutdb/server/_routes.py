@@ -9,11 +9,12 @@ from datetime import timedelta
 from pydantic import Field, JsonValue
 
 from ..records import Attempt, Claim, QueueSummary, Resources, Rollout, Run, RunComparison, RunEvent, Span
-from ..records import StatusChange, Worker
+from ..records import StatusChange, Task, Validator, Worker
 from ..store.attempts import Attempts
 from ..store.catalog import Tasks, Validators
 from ..store.groups import Groups
 from ..store.jobs import DEFAULT_STALE_AFTER, JobStatus
+from ..store.recording import RecordingResult
 from ..store.resources import Resources as ResourcesArea
 from ..store.retention import PurgeResult
 from ..store.rollouts import MAX_CLAIM, Rollouts
@@ -75,6 +76,26 @@ class RunPair(Strict):
     b: str = Field(description="Run B: name or id; the differences are B - A.")
 
 
+class ValidatorSave(Strict):
+    name: str
+    kind: str
+    config: dict[str, JsonValue] | None = None
+
+
+class TaskSet(Strict):
+    dataset: str | None = None
+    split: str | None = None
+    tags: list[str] | None = Field(None, description="Only tasks carrying all of them (repeat the parameter).")
+
+
+class SequenceIdRequest(Strict):
+    pairs: list[tuple[str, str]] = Field(description="(rollout id, attempt id or latest), one id reserved for each.")
+
+
+class RecordingOptions(Strict):
+    heartbeat: bool = Field(True, description="Mark the runs written to as alive (false: a journal's replay).")
+
+
 class PurgeRequest(Strict):
     older_than: timedelta | None = Field(None, description="Seconds, or an ISO 8601 duration (P7D).")
     keep_last: int | None = None
@@ -82,6 +103,8 @@ class PurgeRequest(Strict):
 
 
 RolloutInput = input_model(Rollout, "RolloutInput")
+TaskSave = input_model(Task, "TaskSave", validator=(ValidatorSave | None, Field(
+    None, description="Saved by name as validators/save does; the task refers to it.")))
 ROLLOUT_START = input_model(Rollout, "RolloutStart", worker_id=(str | None, None))
 RUN_KEY = "{id:path}"  # run names may hold "/": "grpo/eval@19"
 JOB = "/jobs/{name_or_id:path}"
@@ -90,8 +113,18 @@ ROUTES: list[Operation] = [
     *editable_area("runs", Runs, key=RUN_KEY),
     *editable_area("steps", Steps),
     *editable_area("groups", Groups),
-    *editable_area("validators", Validators),
-    *editable_area("tasks", Tasks),
+    *editable_area("validators", Validators, extra=(
+        Operation("POST", "/validators/save", "validators.save",
+                  "The validator with this name, created on first save (later saves return it unchanged)", Validator,
+                  body=ValidatorSave),
+    )),
+    *editable_area("tasks", Tasks, extra=(
+        Operation("POST", "/tasks/save", "tasks.save",
+                  "Save tasks idempotently by external id (with their validator); returns them as stored", list[Task],
+                  body=list[TaskSave], body_argument="new_tasks"),
+        Operation("GET", "/tasks/load", "tasks.load", "The stored task set of a dataset and split, with all the tags",
+                  list[Task], query=TaskSet),
+    )),
     *editable_area("rollouts", Rollouts, extra=(
         Operation("POST", "/rollouts/enqueue", "rollouts.enqueue_many",
                   "Enqueue rollouts, in this order, at the back of the queue", list[Rollout],
@@ -109,6 +142,8 @@ ROUTES: list[Operation] = [
                   Rollout, body=Reason),
         Operation("POST", "/rollouts/{rollout_id}/attempts", "attempts.start",
                   "Start a new attempt of an unfinished rollout by hand", Claim, body=AttemptStart, status_code=201),
+        Operation("GET", "/rollouts/{rollout_id}/attempts/latest", "attempts.latest",
+                  "The rollout's latest attempt, or null before its first", Attempt | None),
         Operation("PATCH", "/rollouts/{rollout_id}/attempts/{attempt_id}", "attempts.update",
                   "Change an attempt (its id, or latest); the rollout follows its latest attempt", Attempt,
                   body=update_model(Attempts)),
@@ -118,6 +153,8 @@ ROUTES: list[Operation] = [
     *readable_area("attempts", Attempts),
     Operation("POST", "/spans", "spans.add_many", "Store spans; returns those that were new", list[Span],
               body=list[input_model(Span, "SpanInput")], body_argument="new_spans", status_code=201),
+    Operation("POST", "/spans/sequence-ids", "spans.next_sequence_ids",
+              "Reserve the next span sequence id of each (rollout, attempt)", list[int], body=SequenceIdRequest),
     *readable_area("spans", Spans, SpanScope),
     *editable_area("turns", Turns),
     Operation("GET", "/resources/latest", "resources.latest", "The latest resources, or null", Resources | None),
@@ -148,6 +185,11 @@ ROUTES: list[Operation] = [
     Operation("GET", "/compare", "compare_runs", "Run B against run A, per task and overall", RunComparison,
               query=RunPair),
     Operation("GET", "/queue", "queue_summary", "The rollout queue at a glance", QueueSummary),
+    Operation("POST", "/check-health", "check_health",
+              "Mark overdue attempts timeout or unresponsive now; returns how many were marked", int),
+    Operation("POST", "/recording", "recording.apply",
+              "Apply a batch of the recorder's operations in one transaction; refused ones are reported, not applied",
+              RecordingResult, query=RecordingOptions, body=list[dict[str, JsonValue]], body_argument="operations"),
     Operation("POST", "/purge", "purge", "Delete finished rollouts older than older_than or beyond keep_last",
               PurgeResult, body=PurgeRequest),
 ]
