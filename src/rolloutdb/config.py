@@ -26,6 +26,11 @@ STATEMENT_TIMEOUT_VAR = "ROLLOUTDB_STATEMENT_TIMEOUT"
 SERVER_HOST = "127.0.0.1"
 SERVER_PORT = 8765
 SERVER_MAX_BODY_BYTES = 16 * 2 ** 20
+# Requests using the store at once: PostgreSQL's connection pool (store/engine.py) holds 15, so none waits for a
+# connection (and gives up after the pool's timeout) while it holds a thread. Writes taken at once, running
+# and waiting for a thread; more are answered 503.
+SERVER_THREADS = 15
+SERVER_WRITES_IN_FLIGHT = 2 * SERVER_THREADS
 
 
 def resolve_url(url: str | None = None, environ: Mapping[str, str] | None = None) -> str:

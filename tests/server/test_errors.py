@@ -4,6 +4,8 @@ an internal failure answers 500 without a traceback; a database that goes away m
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 
 import httpx
@@ -11,6 +13,7 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
+import rolloutdb
 from netproxy import Proxy
 from server.servers import TEST_MAX_BODY_BYTES, error, ok, running_server, unique
 
@@ -161,3 +164,27 @@ def test_readyz_follows_the_database(postgres_databases, tmp_path):
             assert ok(httpx.get(server.base + "/readyz")) == {"status": "ok"}
     finally:
         proxy.close()
+
+
+def test_writes_beyond_the_limit_are_503_at_once(tmp_path):
+    """One write in flight at most: while a wait holds it, another write is answered 503 with Retry-After at once
+    (not queued), reads still answer, and writes are taken again once it is done."""
+    url = f"sqlite:///{tmp_path / 'busy.db'}"
+    with running_server(url, tmp_path, "busy", "--max-writes-in-flight", "1") as server, server.client() as api:
+        rollout = ok(api.post("/rollouts/enqueue", json=[{"input": 1}]), 201)[0]
+        waiting = threading.Thread(target=lambda: api.post("/rollouts/wait", json={"rollout_ids": [rollout["id"]],
+                                                                                   "timeout": 60}))
+        waiting.start()
+        try:
+            deadline = time.monotonic() + 30
+            while (busy := api.post("/runs", json={"name": unique("busy")})).status_code != 503:
+                assert time.monotonic() < deadline, "no write was refused while the wait held the only slot"
+                time.sleep(0.02)
+            assert "the server is busy" in error(busy, 503, "StoreUnavailableError")
+            assert busy.headers["retry-after"] == "1"
+            assert ok(api.get(f"/rollouts/{rollout['id']}"))["status"] == "queuing"  # reads are not held back
+        finally:
+            with rolloutdb.connect(url, project="busy") as store:  # ends the wait: its rollout finishes
+                store.rollouts.cancel(rollout["id"])
+            waiting.join()
+        ok(api.post("/runs", json={"name": unique("free")}), 201)

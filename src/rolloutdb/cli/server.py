@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ..config import SERVER_HOST, SERVER_MAX_BODY_BYTES, SERVER_PORT
+from ..config import SERVER_HOST, SERVER_MAX_BODY_BYTES, SERVER_PORT, SERVER_WRITES_IN_FLIGHT
 from .output import console, reports_errors
 
 commands = typer.Typer()  # top level: serve
@@ -23,6 +23,9 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, help="Server processes (each opens the database itself).")] = 1,
     max_body_bytes: Annotated[int, typer.Option(min=1, help="Larger request bodies are refused (413).")]
     = SERVER_MAX_BODY_BYTES,
+    max_writes_in_flight: Annotated[int, typer.Option(
+        min=1, help="More writes (POST, PUT, PATCH, DELETE) at once are answered 503 with Retry-After.")]
+    = SERVER_WRITES_IN_FLIGHT,
     allow_unauthenticated_remote: Annotated[bool, typer.Option(
         "--allow-unauthenticated-remote",
         help="Listen on a non-loopback address although the server has no authentication yet: anyone who reaches "
@@ -37,7 +40,8 @@ def serve(
     from ..server import serve as serve_app
 
     serve_app(ctx.obj.url, project=ctx.obj.project_name, host=host, port=port, workers=workers,
-              max_body_bytes=max_body_bytes, allow_unauthenticated_remote=allow_unauthenticated_remote,
+              max_body_bytes=max_body_bytes, max_writes_in_flight=max_writes_in_flight,
+              allow_unauthenticated_remote=allow_unauthenticated_remote,
               on_ready=functools.partial(announce, "RolloutDB server on"))
 
 

@@ -16,27 +16,26 @@ from fastapi import APIRouter, Body, FastAPI, Path, Query, Request, Response
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from .. import __version__
-from ..config import DEFAULT_PROJECT, SERVER_MAX_BODY_BYTES
+from ..config import DEFAULT_PROJECT, SERVER_MAX_BODY_BYTES, SERVER_THREADS, SERVER_WRITES_IN_FLIGHT
 from ..errors import InvalidInputError, StoreUnavailableError
 from ..records import Record
 from ..store import Store, connect
-from ._errors import RETRY_AFTER_SECONDS, BodyLimit, InternalErrors, error_response, install_error_handlers
+from ._errors import RETRY_AFTER_SECONDS, InternalErrors, error_response, install_error_handlers
+from ._limits import BodyLimit, WriteLimit
 from ._operations import PAGE_WINDOW, Operation, Page, field_type
 from ._routes import ROUTES
 
 API_PREFIX = "/api/v1"
-# Threads answering requests at once. PostgreSQL: the store's connection pool holds 15, so no request waits
-# for a connection (and gives up after the pool's timeout) while it holds a thread.
-DEFAULT_THREADS = 15
 
 
 def create_app(url: str | None = None, *, project: str = DEFAULT_PROJECT, max_body_bytes: int = SERVER_MAX_BODY_BYTES,
-               threads: int = DEFAULT_THREADS) -> FastAPI:
+               threads: int = SERVER_THREADS, max_writes_in_flight: int = SERVER_WRITES_IN_FLIGHT) -> FastAPI:
     """The REST server of the database at ``url`` (found as ``rolloutdb.connect`` finds it), serving ``project``.
 
     The store is opened (and the database created and migrated, if need be) here, once; the app closes it when
     it shuts down. Request bodies over ``max_body_bytes`` are refused (413); at most ``threads`` requests use
-    the store at once, the others wait their turn."""
+    the store at once, the others wait their turn; a write beyond ``max_writes_in_flight`` is answered 503 with
+    Retry-After."""
     store = connect(url, project=project)
 
     @contextlib.asynccontextmanager
@@ -53,6 +52,7 @@ def create_app(url: str | None = None, *, project: str = DEFAULT_PROJECT, max_bo
     app.state.store = store
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(WriteLimit, max_in_flight=max_writes_in_flight)
     app.add_middleware(InternalErrors)  # the outermost of ours: it sees what the others raise
     app.add_api_route("/healthz", healthz, methods=["GET"], summary="The server process is up")
     app.add_api_route("/readyz", functools.partial(readyz, store), methods=["GET"],

@@ -72,38 +72,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, _http_error)
 
 
-class BodyLimit:
-    """Refuse a request body over ``max_bytes`` with 413, by its Content-Length or, when it streams without
-    one, as soon as more has arrived: the server never holds more than that of one request."""
-
-    def __init__(self, app, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    def _too_large(self) -> str:
-        return (f"request body is over the server's limit of {self.max_bytes:,} bytes (max_body_bytes); "
-                "send smaller batches")
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            return await error_response(413, HTTP_ERROR_TYPE[413], self._too_large())(scope, receive, send)
-        received = 0
-
-        async def limited_receive():
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise HTTPException(413, self._too_large())  # FastAPI passes it on to _http_error
-            return message
-
-        await self.app(scope, limited_receive, send)
-
-
 class InternalErrors:
     """Answer any other exception with a 500 that says only ``INTERNAL_MESSAGE``: the traceback may show code,
     paths and values, so it goes to the server's log alone, written before the answer leaves."""

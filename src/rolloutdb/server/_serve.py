@@ -7,10 +7,11 @@ import json
 import os
 from collections.abc import Callable
 
-from ..config import DEFAULT_PROJECT, SERVER_HOST, SERVER_MAX_BODY_BYTES, SERVER_PORT, display_url, resolve_url
+from ..config import (DEFAULT_PROJECT, SERVER_HOST, SERVER_MAX_BODY_BYTES, SERVER_PORT, SERVER_THREADS,
+                      SERVER_WRITES_IN_FLIGHT, display_url, resolve_url)
 from ..errors import InvalidInputError
 from ..store import connect
-from ._app import DEFAULT_THREADS, create_app
+from ._app import create_app
 
 # How ``serve`` hands its settings to the app factory in uvicorn's worker processes.
 SETTINGS_VARIABLE = "ROLLOUTDB_SERVE_SETTINGS"
@@ -27,8 +28,9 @@ def is_loopback(host: str) -> bool:
 
 
 def serve(url: str | None = None, *, project: str = DEFAULT_PROJECT, host: str = SERVER_HOST,
-          port: int = SERVER_PORT, workers: int = 1, threads: int = DEFAULT_THREADS,
-          max_body_bytes: int = SERVER_MAX_BODY_BYTES, allow_unauthenticated_remote: bool = False,
+          port: int = SERVER_PORT, workers: int = 1, threads: int = SERVER_THREADS,
+          max_body_bytes: int = SERVER_MAX_BODY_BYTES, max_writes_in_flight: int = SERVER_WRITES_IN_FLIGHT,
+          allow_unauthenticated_remote: bool = False,
           on_ready: Callable[[str], None] | None = None) -> None:
     """Serve the database at ``url`` (project ``project``) over HTTP until interrupted.
 
@@ -42,13 +44,14 @@ def serve(url: str | None = None, *, project: str = DEFAULT_PROJECT, host: str =
             f"who can reach {host}:{port} could read, change and delete every row of project {project!r}. Listen on "
             "127.0.0.1 (the default) and reach it through an SSH tunnel, or pass --allow-unauthenticated-remote "
             "if only trusted machines can reach this network")
-    if workers < 1 or threads < 1 or max_body_bytes < 1:
-        raise InvalidInputError(f"workers, threads and max_body_bytes must be at least 1, got {workers}, {threads}, "
-                                f"{max_body_bytes}")
+    if min(workers, threads, max_body_bytes, max_writes_in_flight) < 1:
+        raise InvalidInputError(f"workers, threads, max_body_bytes and max_writes_in_flight must be at least 1, got "
+                                f"{workers}, {threads}, {max_body_bytes}, {max_writes_in_flight}")
     resolved = resolve_url(url)
     connect(resolved, project=project).close()  # the database and project exist and are up to date
     os.environ[SETTINGS_VARIABLE] = json.dumps({"url": resolved, "project": project, "threads": threads,
-                                                "max_body_bytes": max_body_bytes})
+                                                "max_body_bytes": max_body_bytes,
+                                                "max_writes_in_flight": max_writes_in_flight})
     import uvicorn  # here: `rolloutdb --help` and the library never load it
 
     where = f"http://{f'[{host}]' if ':' in host else host}:{port}"
