@@ -105,7 +105,7 @@ class PurgeRequest(Strict):
 RolloutInput = input_model(Rollout, "RolloutInput")
 TaskSave = input_model(Task, "TaskSave", validator=(ValidatorSave | None, Field(
     None, description="Saved by name as validators/save does; the task refers to it.")))
-ROLLOUT_START = input_model(Rollout, "RolloutStart", worker_id=(str | None, None))
+RolloutStart = input_model(Rollout, "RolloutStart", worker_id=(str | None, None))
 RUN_KEY = "{id:path}"  # run names may hold "/": "grpo/eval@19"
 JOB = "/jobs/{name_or_id:path}"
 
@@ -134,7 +134,7 @@ ROUTES: list[Operation] = [
                   list[Claim], body=DequeueRequest),
         Operation("POST", "/rollouts/start", "rollouts.start",
                   "Create a rollout and its first attempt at once, bypassing the queue", Claim,
-                  body=ROLLOUT_START, status_code=201),
+                  body=RolloutStart, status_code=201),
         Operation("POST", "/rollouts/wait", "rollouts.wait",
                   "Wait until the rollouts finish or the timeout passes; returns the finished ones",
                   list[Rollout], body=WaitRequest),
