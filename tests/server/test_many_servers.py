@@ -1,5 +1,5 @@
-"""Several `rolloutdb serve` processes on one PostgreSQL are interchangeable: clients of either claim every
-rollout exactly once."""
+"""Several `rolloutdb serve` processes on one PostgreSQL are interchangeable: clients of any claim every rollout
+exactly once."""
 
 from __future__ import annotations
 
@@ -21,7 +21,9 @@ def test_dequeue_is_exactly_once_across_two_servers(postgres_databases, tmp_path
     url = postgres_databases.new()
     project = f"queue-{uuid.uuid4().hex[:6]}"
     with contextlib.ExitStack() as stack:
-        servers = [stack.enter_context(running_server(url, tmp_path, project)) for _ in range(2)]
+        # The second runs two uvicorn worker processes: three processes in all claim from one queue.
+        servers = [stack.enter_context(running_server(url, tmp_path, project, *options))
+                   for options in ((), ("--workers", "2"))]
         with servers[0].client() as api:
             enqueued = [rollout["id"] for start in range(0, ROLLOUTS, 100)
                         for rollout in ok(api.post("/rollouts/enqueue", json=[{"input": i}
