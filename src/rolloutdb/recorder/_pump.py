@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 import collections
+import fcntl
 import itertools
 import logging
 import os
@@ -32,6 +33,7 @@ from ._journal import LeftoverFile, SpillFile, header, journal_folder, leftover_
 log = logging.getLogger("rolloutdb.recorder")
 STARTUP_ALLOWANCE = 60.0  # a new writer process imports and connects before its first answer
 MAX_BATCH_BYTES = 8 << 20
+PIPE_BYTES = 1 << 20  # a batch of flush_size ordinary records goes in one write, not one per 64 KB
 BACKOFF_LIMIT = 5.0
 
 
@@ -61,6 +63,11 @@ class WriterProcess:
     def __init__(self, url: str, project: str) -> None:
         to_child, from_parent = os.pipe()
         to_parent, from_child = os.pipe()
+        for end in (from_parent, from_child):
+            try:
+                fcntl.fcntl(end, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+            except OSError:  # a system limit below it: the default size works, in more writes
+                pass
         # The child finds this very rolloutdb, however the parent found it (an install, a checkout, sys.path).
         package_root = str(Path(__file__).resolve().parents[2])
         environment = {**os.environ, "PYTHONPATH": os.pathsep.join(
@@ -79,7 +86,7 @@ class WriterProcess:
         self._requests.send_bytes(message)
 
     def answer(self, wait: float) -> dict[str, Any] | None:
-        """The answer, if one came within ``wait`` seconds."""
+        """The answer, if one came within ``wait`` seconds; EOFError if the process ended."""
         if not self._answers.poll(wait):
             return None
         self.fresh = False
@@ -107,6 +114,7 @@ class Pump:
         self._url, self._project, self._run = url, project, run
         self._interval, self._size, self._max_pending, self._max_lag = flush_interval, flush_size, max_pending, max_lag
         self._timeout, self._control_interval = timeout, control_interval
+        self._bound_every = min(max_lag / 4, 0.5)  # how often memory's bounds are checked while a batch is out
         folder = journal_folder(journal_dir, url, project)
         self._spill = SpillFile(folder, header(url, project, run, session))
         self._leftovers = collections.deque(leftover_files(folder, except_path=self._spill.path))
@@ -316,10 +324,10 @@ class Pump:
             request = orjson.dumps({"heartbeat": heartbeat, "run": self._run})
             writer.send(request + b"\n" + b"\n".join(lines) if lines else request)
             deadline = time.monotonic() + self._timeout + (STARTUP_ALLOWANCE if writer.fresh else 0.0)
-            while (answer := writer.answer(0.1)) is None:
+            # Each wake-up takes the training loop's interpreter lock: wait long, waking only to keep memory
+            # bounded. A writer that ends closes the pipe, which ends the wait at once (EOFError).
+            while (answer := writer.answer(min(self._bound_every, max(0.0, deadline - time.monotonic())))) is None:
                 self._bound_memory()
-                if not writer.alive():
-                    raise OSError(f"the recorder's writer process ended (exit code {writer.process.returncode})")
                 if time.monotonic() > deadline:  # a database that hangs: treated as one that refuses
                     raise TimeoutError(f"the database did not answer within {self._timeout:g} s")
         except (OSError, EOFError) as exc:  # the writer hangs or went away mid-request (killed, crashed)
