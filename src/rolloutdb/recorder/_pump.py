@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import bisect
 import collections
-import fcntl
 import itertools
 import logging
 import os
@@ -22,18 +21,17 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from ._journal import LeftoverFile, SpillFile, header, journal_folder, leftover_files
+from ._pipe import Receiver, pipe, send
 
 log = logging.getLogger("rolloutdb.recorder")
 STARTUP_ALLOWANCE = 60.0  # a new writer process imports and connects before its first answer
 MAX_BATCH_BYTES = 8 << 20
-PIPE_BYTES = 1 << 20  # a batch of flush_size ordinary records goes in one write, not one per 64 KB
 BACKOFF_LIMIT = 5.0
 
 
@@ -61,13 +59,8 @@ class WriterProcess:
     """The child process that writes, and the two pipes to it."""
 
     def __init__(self, url: str, project: str) -> None:
-        to_child, from_parent = os.pipe()
-        to_parent, from_child = os.pipe()
-        for end in (from_parent, from_child):
-            try:
-                fcntl.fcntl(end, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-            except OSError:  # a system limit below it: the default size works, in more writes
-                pass
+        to_child, self._requests = pipe()
+        answers, from_child = pipe()
         # The child finds this very rolloutdb, however the parent found it (an install, a checkout, sys.path).
         package_root = str(Path(__file__).resolve().parents[2])
         environment = {**os.environ, "PYTHONPATH": os.pathsep.join(
@@ -77,29 +70,31 @@ class WriterProcess:
             pass_fds=(to_child, from_child), stdin=subprocess.DEVNULL, env=environment)
         os.close(to_child)
         os.close(from_child)
-        self._requests = Connection(from_parent, readable=False)
-        self._answers = Connection(to_parent, writable=False)
+        self._answers = Receiver(answers)
+        self._open = True
         self.fresh = True
-        self._requests.send_bytes(orjson.dumps({"url": url, "project": project}))
+        self.send(orjson.dumps({"url": url, "project": project}))
 
     def send(self, message: bytes) -> None:
-        self._requests.send_bytes(message)
+        try:
+            send(self._requests, message)
+        except BrokenPipeError:
+            raise OSError(f"the recorder's writer process ended (exit code {self.process.poll()})") from None
 
     def answer(self, wait: float) -> dict[str, Any] | None:
         """The answer, if one came within ``wait`` seconds; EOFError if the process ended."""
-        if not self._answers.poll(wait):
+        if not self._answers.ready(wait):
             return None
         self.fresh = False
-        return orjson.loads(self._answers.recv_bytes())
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
+        return orjson.loads(self._answers.receive())
 
     def close(self, *, kill: bool = False) -> None:
         if kill:
             self.process.kill()
-        for end in (self._requests, self._answers):
-            end.close()
+        if self._open:  # the pump's thread and stop() may both close a writer that hangs
+            self._open = False
+            os.close(self._requests)
+            os.close(self._answers.fd)
         try:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -318,11 +313,10 @@ class Pump:
         """One request to the writer and its answer; None (and the database marked away) if it failed."""
         self._last_exchange = time.monotonic()
         try:
-            if self._writer is None or not self._writer.alive():
+            if self._writer is None:  # one that ended is found when it is sent to (no system call per batch)
                 self._writer = WriterProcess(self._url, self._project)
             writer = self._writer
-            request = orjson.dumps({"heartbeat": heartbeat, "run": self._run})
-            writer.send(request + b"\n" + b"\n".join(lines) if lines else request)
+            writer.send(b"\n".join([orjson.dumps({"heartbeat": heartbeat, "run": self._run}), *lines]))
             deadline = time.monotonic() + self._timeout + (STARTUP_ALLOWANCE if writer.fresh else 0.0)
             # Each wake-up takes the training loop's interpreter lock: wait long, waking only to keep memory
             # bounded. A writer that ends closes the pipe, which ends the wait at once (EOFError).
