@@ -1,12 +1,15 @@
-"""The recorder's pump: a thread of the training process that moves recorded operations from memory to
-the writer process, and to the journal when the database cannot keep up or is away.
+"""The recorder's pump: moves recorded operations from memory to the writer process, and to the journal when
+the database cannot keep up or is away.
 
-The training loop only appends encoded lines to a deque. The pump sends them in batches, oldest first
-(records left by sessions that are gone, then this session's journal, then memory), waits for the writer's
-answer with a timeout, and treats a writer that does not answer like a database that refuses: it kills the
-process, keeps the batch, backs off and tries again with a new process. Memory holds at most
-``max_pending`` records and none older than ``max_lag`` seconds; the rest goes to the journal, so a crash of
-the training process loses little, and an outage nothing.
+The training loop appends encoded lines to a list. While all is well, the loop's own thread also sends them:
+about once per ``flush_interval`` it settles the writer's answer to the last batch and sends the next, each a
+system call that does not wait. Everything else is the pump's thread's: batches oldest first (records left by
+sessions that are gone, then this session's journal, then memory), waiting for an answer with a timeout, and
+treating a writer that does not answer like a database that refuses: it kills the process, keeps the batch,
+backs off and tries again with a new process. Memory holds at most ``max_pending`` records and none older than
+``max_lag`` seconds; the rest goes to the journal, so a crash of the training process loses little, and an
+outage nothing. The thread sleeps while the loop's thread sends: each time it runs, the loop must hand it the
+interpreter lock and wait for the lock to come back, which costs far more than the sending itself.
 """
 
 from __future__ import annotations
@@ -162,9 +165,7 @@ class Pump:
 
     def _serve(self) -> None:
         """On the training loop's thread, about once per interval: settle the answer to the batch it sent and send
-        the next one, when that takes no waiting (a healthy writer, an empty pipe, nothing older in the journal).
-        The pump's thread then sleeps: each time it runs, the loop stops to hand it the interpreter lock, and
-        waits for it to be scheduled. Anything else (an outage, the journal, a writer that hangs) wakes it."""
+        the next one, never waiting (not even for the pump's thread). What it cannot do wakes the pump's thread."""
         now = time.monotonic()
         self._serve_at = now + self._interval
         if len(self._memory) > self._max_pending:
@@ -270,7 +271,7 @@ class Pump:
     def _loop(self) -> None:
         while True:
             # Records go out in full batches as they come, the rest once per interval (or when someone waits
-            # for them): each exchange takes the training loop's interpreter lock for a moment.
+            # for them); while the loop's thread sends them, this one sleeps longer and leaves memory to it.
             serving = time.monotonic() - self._served_at < self._interval  # the loop's thread moves records
             ticked = not self._wake.wait(max(self._interval, self._max_lag / 2) if serving else self._interval)
             self._wake.clear()
