@@ -68,7 +68,11 @@ def validation_message(exc: ValidationError, item: str | None = None, positions:
             return f"{item} #{place}: {'.'.join(str(p) for p in loc[1:]) or 'value'}"
         return ".".join(str(p) for p in loc) or "value"
 
-    return "; ".join(f"{where(err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False))
+    def what(err: Mapping[str, Any]) -> str:
+        # A value of the wrong type (records convert none): say which type it was, not the value itself.
+        return f"{err['msg']}, got {type(err['input']).__name__}" if err["type"].endswith("_type") else err["msg"]
+
+    return "; ".join(f"{where(err['loc'])}: {what(err)}" for err in exc.errors(include_url=False))
 
 
 def build_record(model: type[R], values: Mapping[str, Any], what: str) -> R:
