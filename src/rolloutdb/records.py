@@ -35,6 +35,7 @@ Whole = Annotated[int, BeforeValidator(_python_scalar)]
 Flag = Annotated[bool, BeforeValidator(_python_scalar)]
 Time = AwareDatetime
 JsonDict = dict[str, JsonValue]
+Id = Annotated[str, Field(min_length=1, max_length=128)]  # what an id column holds
 # What an INTEGER column holds on every backend (PostgreSQL's is 32 bits): larger values are refused by name.
 Int32 = Annotated[Whole, Field(ge=-(2 ** 31), le=2 ** 31 - 1)]
 
@@ -52,7 +53,7 @@ class Record(BaseModel):
 
 
 class _Created(Record):
-    id: str = Field(default_factory=new_id, min_length=1, max_length=128)
+    id: Id = Field(default_factory=new_id)
     project_id: str = ""
     created_at: Time = Field(default_factory=utcnow)
 
@@ -67,7 +68,7 @@ class _Lifetime(_Updated):
 
 
 class Project(Record):
-    id: str = Field(default_factory=new_id, min_length=1, max_length=128)
+    id: Id = Field(default_factory=new_id)
     name: str = Field(min_length=1, max_length=200)
     settings: JsonDict = Field(default_factory=dict)
     created_at: Time = Field(default_factory=utcnow)
@@ -189,14 +190,14 @@ class Attempt(_Lifetime):
     rollout_id: str
     sequence: Int32 = Field(ge=1)
     status: Choice[AttemptStatus] = AttemptStatus.PREPARING
-    worker_id: str | None = None
+    worker_id: Id | None = None
     next_span_sequence: Int32 = 1
     metadata: JsonDict = Field(default_factory=dict)
     last_heartbeat_at: Time | None = None
 
 
 class Worker(Record):
-    id: str = Field(min_length=1, max_length=128)
+    id: Id
     project_id: str = ""
     status: Literal["idle", "busy", "unknown"] = "unknown"
     heartbeat_stats: JsonDict | None = None
@@ -312,7 +313,7 @@ class Decision(_Created):
 
 
 class Signal(Record):
-    id: str = Field(default_factory=new_id, min_length=1, max_length=128)
+    id: Id = Field(default_factory=new_id)
     project_id: str = ""
     subject_id: str
     kind: Literal["hit", "quality", "feedback"]
@@ -344,7 +345,7 @@ class ModelCheckpoint(_Created):
 
 
 class ApiToken(Record):
-    id: str = Field(default_factory=new_id, min_length=1, max_length=128)
+    id: Id = Field(default_factory=new_id)
     project_id: str = ""
     name: str
     token_hash: str
