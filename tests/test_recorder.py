@@ -141,6 +141,8 @@ def test_a_value_that_cannot_be_stored_is_refused_at_the_call_and_the_rest_is_wr
 
 
 def test_a_value_of_the_wrong_type_is_refused_at_the_call_as_the_store_refuses_it(session_database_url, project):
+    with pytest.raises(rolloutdb.InvalidInputError, match=r"total_steps: .* got str"):
+        rolloutdb.Recorder(session_database_url, run="train", project=project, total_steps="10")
     with rolloutdb.Recorder(session_database_url, run="train", project=project, flush_interval=0.05) as recorder:
         with pytest.raises(rolloutdb.InvalidInputError, match=r"number: Input should be a valid integer, got str"):
             recorder.step("0")

@@ -148,8 +148,12 @@ class Recorder:
                           control_interval=control_interval)
         self._finished = self._closed = False
         self._flushed_rejections = 0
-        self.run = RunHandle(self, run, "train", config=config, total_steps=total_steps, resume=resume,
-                             stale_after=stale_after)
+        try:
+            self.run = RunHandle(self, run, "train", config=config, total_steps=total_steps, resume=resume,
+                                 stale_after=stale_after)
+        except InvalidInputError:  # refused at the call: nothing was recorded, so no writer is left behind
+            self._pump.stop(1.0)
+            raise
         # A recorder dropped (or left at exit) without close() still writes out what it can.
         self._finalizer = weakref.finalize(self, _write_out, self._pump)
         self._check_start(start_timeout)
