@@ -19,6 +19,7 @@ def _python_scalar(value: Any) -> Any:
 
 
 def _text(value: Any) -> Any:
+    """Text as it is; anything else refused (a choice otherwise takes bytes, decoding them)."""
     if isinstance(value, str):
         return value
     raise PydanticCustomError("string_type", "Input should be a valid string")
@@ -46,7 +47,7 @@ def utcnow() -> datetime:
 
 class Record(BaseModel):
     """Base of all records: unknown fields are an error, values are validated on assignment and are not
-    converted from another type (see ``Whole``)."""
+    converted from another type (the rule above ``Choice``)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True, use_enum_values=True,
                               strict=True)
