@@ -24,7 +24,7 @@ from ..schema import projects, status_changes
 from . import hooks
 from ._wal import WalKeeper
 from .attempts import Attempts
-from .base import insert_ignoring_conflicts
+from .base import check_key, insert_ignoring_conflicts
 from .catalog import Tasks, Validators
 from .comparison import compare_runs
 from .engine import BUSY_TIMEOUT_SECONDS, WRITE, create_store_engine, ensure_schema, sqlite_file, unavailable_as_error
@@ -105,10 +105,11 @@ class Store:
 
         A run may be named by its name as well as its id.
         """
-        if entity_type not in states.TRANSITIONS:
+        if not isinstance(entity_type, str) or entity_type not in states.TRANSITIONS:
             raise InvalidInputError(
-                f"unknown entity type {entity_type!r}; history is kept for {', '.join(states.TRANSITIONS)}"
+                f"unknown entity type {entity_type!r:.80}; history is kept for {', '.join(states.TRANSITIONS)}"
             )
+        check_key(entity_type, entity_id)
         if entity_type == "run":
             entity_id = self.runs.get(entity_id).id
         statement = (

@@ -14,7 +14,7 @@ from ..records import Attempt, Claim, RolloutConfig
 from ..schema import attempts, rollouts
 from ..states import AttemptStatus as A
 from ..states import RolloutStatus as RO
-from .base import Area, build_record
+from .base import Area, build_record, check_key
 from ._statements import Prepared
 
 LATEST = "latest"
@@ -115,6 +115,8 @@ class Attempts(Area[Attempt]):
     def _locate(self, connection: Connection, rollout_id: str, attempt_id: str, *,
                 for_update: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
         """The rollout (locked with ``for_update``) and its attempt ``attempt_id`` or ``"latest"``."""
+        check_key("rollout", rollout_id)
+        check_key("attempt", attempt_id)
         statement = ROLLOUT_WITH_ATTEMPT[(attempt_id == LATEST, for_update)]
         row = statement.first(connection, {"b_rollout": rollout_id, "b_project": self._store.project_id,
                                            **({} if attempt_id == LATEST else {"b_attempt": attempt_id})})

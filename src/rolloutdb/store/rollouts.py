@@ -12,10 +12,11 @@ from .. import states
 from ..records import Claim, Rollout
 from ..schema import QUEUE_PREDICATE, rollouts
 from ..states import RolloutStatus as RO
-from .base import EditableArea, whole_number
+from .base import EditableArea, ids_of, mappings, seconds, whole_number
 from .hooks import before_commit
 from .statistics import refresh_statistics
 from ._statements import Prepared
+from .workers import checked_worker_id
 
 QUEUED = (RO.QUEUING, RO.REQUEUING)
 FIGURES = frozenset({"status", "reward", "success"})  # what group and step statistics are computed from
@@ -91,12 +92,13 @@ class Rollouts(EditableArea[Rollout]):
     def wait(self, rollout_ids: Iterable[str], timeout: float | None = None) -> list[Rollout]:
         """Block until the rollouts finish or ``timeout`` seconds pass; returns the finished ones.
         Unknown ids raise NotFoundError."""
-        return self._store._waiter.wait(list(rollout_ids), timeout)
+        return self._store._waiter.wait(ids_of("rollout", rollout_ids),
+                                        None if timeout is None else seconds("timeout", timeout))
 
     # -- building blocks ------------------------------------------------------------------------------
 
     def _enqueue(self, connection: Connection, requests: Iterable[Mapping[str, Any]]) -> list[Rollout]:
-        requests = list(requests)
+        requests = mappings("rollout", requests)
         latest = None  # looked up once per batch, and only when a request has no resources of its own
         if any(request.get("resources_id") is None for request in requests):
             row = self._store.resources._latest_row(connection)
@@ -108,6 +110,8 @@ class Rollouts(EditableArea[Rollout]):
         return records
 
     def _claim(self, connection: Connection, rows: list[Mapping[str, Any]], worker_id: str | None) -> list[Claim]:
+        if worker_id is not None:
+            checked_worker_id(worker_id)
         """Move these rollout rows (locked) to preparing, each with a new attempt."""
         if not rows:
             return []

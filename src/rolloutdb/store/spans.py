@@ -14,7 +14,7 @@ from ..ids import new_ids
 from ..records import Span
 from ..schema import attempts, rollouts, spans
 from .attempts import LATEST, sign_of_life
-from .base import DEFAULT_LIMIT, Area, build_records
+from .base import DEFAULT_LIMIT, Area, build_records, check_key, mappings
 from ._bulk import bulk_insert
 from ._statements import Prepared
 
@@ -55,9 +55,11 @@ class Spans(Area[Span]):
         Spans without a ``sequence_id`` get the attempt's next ones; given ids keep the counter ahead of
         them. Every attempt that sent spans counts as alive: preparing or unresponsive ones run again."""
         by_attempt: dict[tuple[str, str], list[tuple[int, Mapping[str, Any]]]] = defaultdict(list)
-        for position, fields in enumerate(new_spans):
+        for position, fields in enumerate(mappings("span", new_spans)):
             if "rollout_id" not in fields or "attempt_id" not in fields:
                 raise InvalidInputError(f"every span needs a rollout_id and an attempt_id (span #{position} lacks one)")
+            check_key("rollout", fields["rollout_id"])
+            check_key("attempt", fields["attempt_id"])
             sequence_id = fields.get("sequence_id")
             if sequence_id is not None and type(sequence_id) is not int:
                 raise InvalidInputError(
@@ -103,6 +105,9 @@ class Spans(Area[Span]):
 
     def _of(self, rollout_id: str | None, attempt_id: str | None) -> list[Any]:
         """Conditions for the spans of a rollout's attempt (``"latest"``: the one its attempt count names)."""
+        for noun, key in (("rollout", rollout_id), ("attempt", attempt_id)):
+            if key is not None:
+                check_key(noun, key)
         if rollout_id is None:
             return [] if attempt_id in (None, LATEST) else [spans.c.attempt_id == attempt_id]
         if attempt_id is None:
