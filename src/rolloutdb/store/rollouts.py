@@ -41,7 +41,7 @@ class Rollouts(EditableArea[Rollout]):
     filterable = frozenset({"id", "run_id", "step", "group_id", "task_id", "mode", "status", "resources_id",
                             "created_at", "started_at", "ended_at", "queued_at", "success", "reward"})
     sortable = frozenset({"created_at", "updated_at", "started_at", "ended_at", "queued_at", "reward", "step",
-                          "status", "id"})
+                          "status", "id", "mode", "resources_id"})
     updatable = frozenset({"status", "reward", "success", "validation", "metrics", "metadata", "error", "config",
                            "resources_id", "mode", "input"})
     parents = {"run_id": "runs", "group_id": "groups", "task_id": "tasks", "resources_id": "resources"}
@@ -82,7 +82,7 @@ class Rollouts(EditableArea[Rollout]):
         with self._store._write() as connection:
             rollout = self._enqueue(connection, [{"input": input, **fields}])[0]
             row = self._fetch(connection, rollout.id, for_update=True)
-            return self._claim(connection, [row], worker_id)[0]
+            return self._store.attempts._started_by(connection, self._claim(connection, [row], worker_id)[0])
 
     def cancel(self, rollout_id: str, reason: str | None = None) -> Rollout:
         """Cancel an unfinished rollout; waiters see it as finished."""
@@ -101,8 +101,9 @@ class Rollouts(EditableArea[Rollout]):
         if any(request.get("resources_id") is None for request in requests):
             row = self._store.resources._latest_row(connection)
             latest = None if row is None else row["id"]
-        records = [self._new_record({**request, "status": RO.QUEUING, "resources_id": latest
-                                     if request.get("resources_id") is None else request["resources_id"]})
+        records = [self._new_record({"id": self._store.new_id("rollout"), **request, "status": RO.QUEUING,
+                                     "resources_id": latest if request.get("resources_id") is None
+                                     else request["resources_id"]})
                    for request in requests]
         self._insert_many(connection, records)
         return records
