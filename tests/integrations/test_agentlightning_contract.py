@@ -215,3 +215,14 @@ def test_a_cancelled_wait_does_not_hold_up_the_event_loops_shutdown(agl):
     runner.start()
     runner.join(timeout=5)
     assert not runner.is_alive()
+
+
+def test_a_rollout_may_name_resources_not_stored(agl):
+    async def scenario():
+        queued = await agl.enqueue_rollout("q", resources_id="later")
+        started = await agl.start_rollout("s", resources_id="elsewhere")
+        updated = await agl.update_rollout(queued.rollout_id, resources_id="newer")
+        assert (queued.resources_id, started.resources_id, updated.resources_id) == ("later", "elsewhere", "newer")
+        assert await agl.get_resources_by_id("later") is None
+
+    run(scenario())

@@ -48,7 +48,7 @@ from pydantic import TypeAdapter
 
 import rolloutdb
 from rolloutdb import records
-from rolloutdb.errors import NotFoundError, RolloutDBError, StoreUnavailableError
+from rolloutdb.errors import ConflictError, NotFoundError, RolloutDBError, StoreUnavailableError
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -173,11 +173,12 @@ class RolloutDBLightningStore(LightningStore):
 
     def __init__(self, url: str | None = None, *, project: str = rolloutdb.store.DEFAULT_PROJECT,
                  store: rolloutdb.Store | None = None, **connect_options: Any) -> None:
-        """Connect to ``url`` (``connect_options`` as ``rolloutdb.connect`` takes them; Agent Lightning's clock
-        and id shapes unless they say otherwise), or use ``store`` as it is."""
+        """Connect to ``url`` (``connect_options`` as ``rolloutdb.connect`` takes them; Agent Lightning's clock,
+        id shapes and loose resources ids unless they say otherwise), or use ``store`` as it is."""
         super().__init__()
         if store is None:
-            connect_options = {"clock": agl_clock, "id_prefixes": AGL_ID_PREFIXES, **connect_options}
+            connect_options = {"clock": agl_clock, "id_prefixes": AGL_ID_PREFIXES, "resources_must_exist": False,
+                               **connect_options}
             store = rolloutdb.connect(url, project=project, **connect_options)
         self.store = store
         self._started = time.monotonic()
@@ -451,7 +452,10 @@ class RolloutDBLightningStore(LightningStore):
         def update_or_add() -> records.Resources:
             with contextlib.suppress(NotFoundError):
                 return store.resources.update(resources_id, named)
-            return store.resources.add(named, id=resources_id)
+            try:
+                return store.resources.add(named, id=resources_id)
+            except ConflictError:  # another caller added it meanwhile: this update goes on top
+                return store.resources.update(resources_id, named)
 
         return to_agl_resources(await self._run(update_or_add, health_check=True))
 

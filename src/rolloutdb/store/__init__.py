@@ -68,9 +68,11 @@ class Store:
         poll_interval: float | None = None,
         create_project: bool = True,
         id_prefixes: Mapping[str, str] | None = None,
+        resources_must_exist: bool = True,
     ) -> None:
         self.engine = engine
         self.id_prefixes = checked_id_prefixes(id_prefixes or {})
+        self.resources_must_exist = resources_must_exist
         self.url = url
         self.project = project
         self._clock = clock
@@ -250,6 +252,7 @@ def connect(
     health_check_interval: float = 5.0,
     poll_interval: float | None = None,
     id_prefixes: Mapping[str, str] | None = None,
+    resources_must_exist: bool = True,
 ) -> Store:
     """Open the RolloutDB database at ``url`` (see ``rolloutdb.config`` for where it is found otherwise).
 
@@ -259,13 +262,15 @@ def connect(
     replaces the wall clock (tests); ``health_check_interval`` is how often store calls may run the
     attempt watchdog; ``poll_interval`` how often a waiter looks for rollouts finished by other
     processes (default 0.5 s on SQLite; PostgreSQL is notified); ``id_prefixes`` starts the ids of new
-    rollouts and attempts, e.g. ``{"rollout": "ro-", "attempt": "at-"}`` (Agent Lightning's shapes).
+    rollouts and attempts, e.g. ``{"rollout": "ro-", "attempt": "at-"}`` (Agent Lightning's shapes);
+    ``resources_must_exist=False`` lets a rollout name resources not stored (yet), as Agent Lightning does.
     """
     resolved = resolve_url(url)
     project_name(project)
     with _opened(resolved, create=create, upgrade=upgrade) as engine:
         return Store(engine, resolved, project, clock=clock, health_check_interval=health_check_interval,
-                     poll_interval=poll_interval, create_project=create, id_prefixes=id_prefixes)
+                     poll_interval=poll_interval, create_project=create, id_prefixes=id_prefixes,
+                     resources_must_exist=resources_must_exist)
 
 
 def list_projects(url: str | None = None) -> list[Project]:

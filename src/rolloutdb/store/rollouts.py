@@ -95,6 +95,11 @@ class Rollouts(EditableArea[Rollout]):
 
     # -- building blocks ------------------------------------------------------------------------------
 
+    def _check_parents(self, connection: Connection, references: Iterable[tuple[str, Any]]) -> None:
+        if not self._store.resources_must_exist:  # then resources_id is a name, as in Agent Lightning
+            references = [(field, value) for field, value in references if field != "resources_id"]
+        super()._check_parents(connection, references)
+
     def _enqueue(self, connection: Connection, requests: Iterable[Mapping[str, Any]]) -> list[Rollout]:
         requests = list(requests)
         latest = None  # looked up once per batch, and only when a request has no resources of its own
