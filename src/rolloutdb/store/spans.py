@@ -53,9 +53,10 @@ class Spans(Area[Span]):
                           "trace_id", "span_id", "parent_id"})
     default_sort = "sequence_id"
 
-    def add(self, **fields: Any) -> Span | None:
-        """Store one span; returns None when a span with its (rollout, attempt, sequence id) exists already."""
-        added = self.add_many([fields])
+    def add(self, *, unique_span_ids: bool = False, **fields: Any) -> Span | None:
+        """Store one span; returns None when a span with its (rollout, attempt, sequence id) exists already
+        (with ``unique_span_ids``, or its (rollout, attempt, span_id): see ``add_many``)."""
+        added = self.add_many([fields], unique_span_ids=unique_span_ids)
         return added[0] if added else None
 
     def add_many(self, new_spans: Iterable[Mapping[str, Any]], *, unique_span_ids: bool = False) -> list[Span]:
