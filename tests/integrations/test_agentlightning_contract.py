@@ -152,7 +152,7 @@ def test_statistics_name_every_total_and_the_uptime(agl):
     run(scenario())
 
 
-def test_a_worker_that_starts_a_rollout_or_attempt_is_busy_on_it(agl):
+def test_a_worker_that_starts_or_is_given_an_attempt_is_busy_on_it(agl):
     async def scenario():
         started = await agl.start_rollout("s", worker_id="w-start")
         worker = await agl.get_worker_by_id("w-start")
@@ -160,6 +160,9 @@ def test_a_worker_that_starts_a_rollout_or_attempt_is_busy_on_it(agl):
         retry = await agl.start_attempt(started.rollout_id, worker_id="w-retry")
         worker = await agl.get_worker_by_id("w-retry")
         assert (worker.status, worker.current_attempt_id) == ("busy", retry.attempt.attempt_id)
+        await agl.update_attempt(started.rollout_id, started.attempt.attempt_id, worker_id="w-given")
+        worker = await agl.get_worker_by_id("w-given")
+        assert (worker.status, worker.current_attempt_id) == ("busy", started.attempt.attempt_id)
         with pytest.raises(TypeError):
             await agl.update_worker("w-retry", heartbeat_stats=None)
 

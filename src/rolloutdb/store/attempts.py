@@ -154,8 +154,12 @@ class Attempts(Area[Attempt]):
         reason: str | None,
     ) -> Attempt:
         merged = build_record(Attempt, {**attempt, **changes}, "attempt")
-        return self._to_record(self._change(
-            connection, [(attempt, {name: getattr(merged, name) for name in changes})], reason, parent=rollout)[0])
+        written = self._change(
+            connection, [(attempt, {name: getattr(merged, name) for name in changes})], reason, parent=rollout)[0]
+        if changes.get("worker_id") and "status" not in changes:
+            # A worker given an attempt takes it on, as a status change would have it (_after_status_change).
+            self._store.workers._follow_attempt(connection, written, written["updated_at"])
+        return self._to_record(written)
 
     def _after_status_change(self, connection, changed, reason, now, parent) -> None:
         # The rollout follows its latest attempt; the worker follows the attempt it runs.
