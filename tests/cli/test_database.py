@@ -74,6 +74,20 @@ def test_doctor_reports_schema_and_every_table_with_its_row_count(demo_url):
     assert "No problems found" in output
 
 
+def test_doctor_counts_the_projects_rows_unless_asked_for_all(demo_url):
+    with rolloutdb.connect(demo_url, project="other") as other:
+        other.runs.create(name="theirs")
+    assert line_with(succeeds(demo_url, "doctor"), "runs ").split()[1] == "1"
+    assert line_with(succeeds(demo_url, "doctor", "--project", "other"), "runs ").split()[1] == "1"
+    assert line_with(succeeds(demo_url, "doctor", "--project", "other"), "rollouts ").split()[1] == "0"
+    everything = succeeds(demo_url, "doctor", "--all-projects")
+    assert line_with(everything, "runs ").split()[1] == "2" and line_with(everything, "projects ").split()[1] == "2"
+    assert "all projects" in everything and "Tables of project 'other'" in succeeds(demo_url, "doctor", "--project",
+                                                                                      "other")
+    missing = rolloutdb_cli(demo_url, "doctor", "--project", "nope")
+    assert missing.exit_code == 0 and "Note: no project 'nope'" in missing.stderr
+
+
 def test_doctor_fails_on_an_out_of_date_schema(fresh_database_url, later_release):
     engine_module.upgrade(engine_module.create_store_engine(fresh_database_url), later_release)
     result = rolloutdb_cli(fresh_database_url, "doctor")

@@ -287,3 +287,15 @@ def test_purge_says_how_much_space_it_freed_and_vacuum_gives_it_back(tmp_path):
     output = succeeds(url, "purge", "--older-than", "1d", "--yes", "--vacuum")
     assert line_with(output, "Vacuumed: the database went from")
     assert (tmp_path / "purged.db").stat().st_size < size
+
+
+def test_another_projects_rows_are_not_found_as_if_they_did_not_exist(demo_url):
+    with rolloutdb.connect(demo_url) as store:
+        theirs = store.rollouts.query(limit=1)[0].id
+    rolloutdb.connect(demo_url, project="other").close()
+    unknown = "01a00000-0000-7000-8000-000000000000"
+    for command in (["rollouts", "show"], ["history", "rollout"], ["runs", "show"]):
+        given = theirs if command[0] != "runs" else RUN
+        answer = fails(demo_url, "--project", "other", *command, given).replace(given, "ID")
+        assert answer == fails(demo_url, "--project", "other", *command, unknown).replace(unknown, "ID")
+    assert theirs not in succeeds(demo_url, "--project", "other", "rollouts", "ls", "--wide", "--json")

@@ -41,9 +41,9 @@ def test_ignoring_conflicts_skips_the_existing_rows_of_every_statement(store):
     claim = store.rollouts.start({"task": 1})
     rows = turn_rows(store, claim)
     with store._write() as connection:
-        bulk_insert(connection, turns, rows[::2], ignore_conflicts=True)  # every other row is there already
+        bulk_insert(connection, turns, rows[::2], ignore_conflicts_on=("id",))  # every other row is there already
     with store._write() as connection:
-        bulk_insert(connection, turns, rows, ignore_conflicts=True)
+        bulk_insert(connection, turns, rows, ignore_conflicts_on=("id",))
     with store._read() as connection:
         stored = connection.execute(select(turns.c.id, turns.c.action)
                                     .where(turns.c.rollout_id == claim.rollout.id).order_by(turns.c.turn_index)).all()

@@ -107,6 +107,23 @@ def test_a_failing_job_records_its_error(store):
     assert run.state == {"done": 4}
 
 
+def test_a_run_changed_to_take_an_active_jobs_concurrency_key_is_a_conflict(store):
+    with store.jobs.start("first", key="dataset-1"):
+        waiting = store.runs.create(name="waiting", concurrency_key="dataset-1")
+        with pytest.raises(ConflictError) as raised:
+            store.runs.update(waiting.id, status="running")
+        assert str(raised.value) == (f"another job with concurrency key 'dataset-1' is active in project "
+                                     f"{store.project!r}: only one job per key can be active")
+        other = store.runs.create(name="other", status="running")
+        with pytest.raises(ConflictError, match="concurrency key 'dataset-1' is active"):
+            store.runs.update(other.id, concurrency_key="dataset-1")
+        store.runs.create(name="pending")
+        with pytest.raises(ConflictError, match="concurrency key 'dataset-1' is active"):
+            store.jobs.start("pending", key="dataset-1")  # started, it would take the key
+    assert (store.runs.get("waiting").status, store.runs.get("other").concurrency_key) == ("pending", None)
+    assert store.runs.get("pending").status == "pending"
+
+
 def test_one_active_job_per_concurrency_key(store):
     with store.jobs.start("first", key="dataset-1"):
         with pytest.raises(ConflictError, match="'first' is running with concurrency key 'dataset-1'"):

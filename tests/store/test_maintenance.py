@@ -55,6 +55,26 @@ def test_examine_database_reports_schema_tables_and_on_sqlite_integrity(fresh_da
         assert report.server_version and all(table.size for table in report.tables)
 
 
+def test_examine_database_counts_one_projects_rows_unless_asked_for_all(fresh_database_url):
+    with rolloutdb.connect(fresh_database_url, project="a") as a, rolloutdb.connect(fresh_database_url, project="b") as b:
+        a.runs.create(name="one")
+        for name in ("two", "three"):
+            b.rollouts.create(run_id=b.runs.create(name=name).id)
+
+    def rows(**project: str) -> dict[str, int | None]:
+        return {table.name: table.rows for table in maintenance.examine_database(fresh_database_url, **project).tables}
+
+    assert {name: count for name, count in rows(project="a").items() if count} == {
+        "runs": 1, "projects": 1, "status_changes": 1}
+    assert {name: count for name, count in rows(project="b").items() if count} == {
+        "runs": 2, "rollouts": 2, "projects": 1, "status_changes": 4}
+    assert (rows()["runs"], rows()["projects"]) == (3, 2)
+    assert maintenance.examine_database(fresh_database_url, project="a").project == "a"
+    missing = maintenance.examine_database(fresh_database_url, project="c")
+    assert not any(table.rows for table in missing.tables) and missing.problems == []
+    assert "no project 'c'" in missing.notes[0] and "its projects: 'a', 'b'" in missing.notes[0]
+
+
 def test_examine_database_of_a_missing_sqlite_file_creates_nothing(tmp_path):
     missing = tmp_path / "missing.db"
     with pytest.raises(StoreUnavailableError, match="run `rolloutdb init`"):
@@ -98,3 +118,7 @@ def test_sqlite_backup_is_one_complete_file_and_postgresql_is_pointed_to_pg_dump
     copy.close()
     with pytest.raises(InvalidInputError, match="does not exist"):
         maintenance.backup_sqlite_database(fresh_database_url, tmp_path / "no-such-dir" / "copy.db")
+    (tmp_path / "a-dir" / "in-it").mkdir(parents=True)
+    with pytest.raises(InvalidInputError, match="a-dir is a directory: give the path of a file"):
+        maintenance.backup_sqlite_database(fresh_database_url, tmp_path / "a-dir")
+    assert [path.name for path in tmp_path.iterdir() if "partial" in path.name] == []

@@ -13,14 +13,15 @@ from typing import Annotated
 import typer
 
 from . import database, demo, jobs, journal, projects, rollouts, runs
-from .options import Project, Target, TargetGroup, Url
+from .internal_errors import DEBUG_VAR, BugReportingGroup
+from .options import Project, Target, Url
 
 app = typer.Typer(
     name="rolloutdb",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,  # locals would include the database URL with its password
-    cls=TargetGroup,
+    cls=BugReportingGroup,
 )
 
 
@@ -39,10 +40,14 @@ def main(
     project: Project = None,
     version: Annotated[bool, typer.Option("--version", callback=show_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
+    debug: Annotated[bool, typer.Option(
+        "--debug", help=f"Show the traceback of an internal error (a bug) instead of logging it ({DEBUG_VAR}=1 "
+        "does the same).")] = False,
 ) -> None:
     """RolloutDB: the experience store for agent reinforcement learning.
 
     --url and --project go before or after the command's name: `rolloutdb runs ls --url sqlite:///rl.db`.
+    A bug prints one line naming the log file that holds its details (ROLLOUTDB_LOG_DIR chooses the folder).
     """
     ctx.obj = Target(url, project)
 

@@ -124,14 +124,20 @@ def rebuild(
 
 @commands.command()
 @reports_errors
-def doctor(ctx: typer.Context) -> None:
+def doctor(
+    ctx: typer.Context,
+    all_projects: Annotated[bool, typer.Option("--all-projects",
+                                               help="Count the rows of every project, not only --project's.")] = False,
+) -> None:
     """Check the database: schema revision, tables with row counts and sizes, SQLite integrity.
 
-    Example: rolloutdb doctor
+    Rows are counted for --project (default: default) unless --all-projects; sizes are the whole tables'.
+
+    Example: rolloutdb doctor --all-projects
     """
     from ..store.maintenance import examine_database
 
-    report = examine_database(ctx.obj.resolved_url)
+    report = examine_database(ctx.obj.resolved_url, project=None if all_projects else ctx.obj.project_name)
     print_fields([
         ("backend", report.backend), ("url", printable(report.url)), ("schema", report.schema.summary),
         ("integrity", report.integrity), ("journal mode", report.journal_mode),
@@ -140,10 +146,13 @@ def doctor(ctx: typer.Context) -> None:
     ])
     console.print()
     sized = any(table.size is not None for table in report.tables)
-    print_table("Tables (all projects)",
+    print_table("Tables (all projects)" if report.project is None else
+                f"Tables of project {printable(repr(report.project))} (sizes: all projects)",
                 ("table", Column("rows", justify="right"), *([Column("size", justify="right")] if sized else [])),
                 ((table.name, "missing" if table.rows is None else f"{table.rows:,}",
                   *([format_bytes(table.size)] if sized else [])) for table in report.tables))
+    for note in report.notes:
+        err_console.print(f"Note: {printable(note)}", style="yellow", soft_wrap=True)
     if report.problems:
         for problem in report.problems:
             err_console.print(f"Problem: {printable(problem)}", style="red")

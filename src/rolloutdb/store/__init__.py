@@ -232,14 +232,19 @@ class Store:
 
     def _existing_project(self, name: str) -> str:
         with self._read() as connection:
-            found = connection.execute(select(projects.c.id).where(projects.c.name == name)).scalar_one_or_none()
-            if found is None:
-                names = connection.execute(select(projects.c.name).order_by(projects.c.name)).scalars().all()
-                raise NotFoundError(
-                    f"no project {name!r} in {display_url(self.url)}; "
-                    + (f"its projects: {', '.join(map(repr, names))}" if names else "it has no projects yet")
-                    + f". `rolloutdb projects create {name}` creates it; a write through connect() does too")
-        return found
+            return existing_project_id(connection, name, self.url)
+
+
+def existing_project_id(connection: Connection, name: str, url: str) -> str:
+    """The id of the project ``name`` in the database at ``url``; NotFoundError naming the projects there."""
+    found = connection.execute(select(projects.c.id).where(projects.c.name == name)).scalar_one_or_none()
+    if found is None:
+        names = connection.execute(select(projects.c.name).order_by(projects.c.name)).scalars().all()
+        raise NotFoundError(
+            f"no project {name!r} in {display_url(url)}; "
+            + (f"its projects: {', '.join(map(repr, names))}" if names else "it has no projects yet")
+            + f". `rolloutdb projects create {name}` creates it; a write through connect() does too")
+    return found
 
 
 def connect(

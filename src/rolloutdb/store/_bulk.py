@@ -22,18 +22,19 @@ from ._statements import as_sqlalchemy_error, checked_encoder, encode_json, enco
 
 
 def bulk_insert(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]], *,
-                ignore_conflicts: bool = False) -> None:
+                ignore_conflicts_on: tuple[str, ...] = ()) -> None:
     """Insert ``rows`` (all with the same keys) into ``table`` inside the connection's transaction.
 
-    ``ignore_conflicts`` skips rows whose key exists (a retried write); PostgreSQL then uses a pipelined
-    ``INSERT ... ON CONFLICT DO NOTHING`` instead of COPY, which cannot skip."""
+    ``ignore_conflicts_on`` (the columns of a unique key) skips rows whose key is stored already (a retried
+    write); any other conflict still raises. PostgreSQL then uses a pipelined ``INSERT ... ON CONFLICT DO
+    NOTHING`` instead of COPY, which cannot skip."""
     if not rows:
         return
     driver_connection = connection.connection.driver_connection
     # SQLite caps the parameters of one statement (999 before 3.32, 32,766 since; builds may differ).
     parameter_limit = (driver_connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
                        if connection.dialect.name == "sqlite" else 0)
-    plan = _plan(table, tuple(rows[0]), connection.dialect, ignore_conflicts, parameter_limit)
+    plan = _plan(table, tuple(rows[0]), connection.dialect, ignore_conflicts_on, parameter_limit)
     # Column by column: one tight loop per column that needs encoding, instead of a branch per cell.
     columns = [[row[name] for row in rows] for name in plan.names]
     index = 0
@@ -83,7 +84,7 @@ class _Plan:
 
 
 @functools.lru_cache(maxsize=64)
-def _plan(table: Table, names: tuple[str, ...], dialect: Dialect, ignore_conflicts: bool,
+def _plan(table: Table, names: tuple[str, ...], dialect: Dialect, ignore_conflicts_on: tuple[str, ...],
           parameter_limit: int) -> _Plan:
     """How to insert rows with these columns; worked out once, since small batches are frequent."""
     encoding, texts = [], []
@@ -95,18 +96,20 @@ def _plan(table: Table, names: tuple[str, ...], dialect: Dialect, ignore_conflic
             encoding.append((index, encoder))
     quote = dialect.identifier_preparer.quote
     target = f"{quote(table.name)} ({', '.join(quote(name) for name in names)})"
-    if dialect.name == "postgresql" and not ignore_conflicts:
+    if dialect.name == "postgresql" and not ignore_conflicts_on:
         return _Plan(f"COPY {target} FROM STDIN", True, names, encoding, texts)
     placeholder = "%s" if dialect.name == "postgresql" else "?"
     values = ", ".join(placeholder for _ in names)
+    skip = (f" ON CONFLICT ({', '.join(quote(name) for name in ignore_conflicts_on)}) DO NOTHING"
+            if ignore_conflicts_on else "")
     if dialect.name == "postgresql":
-        return _Plan(f"INSERT INTO {target} VALUES ({values}) ON CONFLICT DO NOTHING", False, names, encoding, texts)
-    insert = f"INSERT {'OR IGNORE ' if ignore_conflicts else ''}INTO {target} VALUES "
+        return _Plan(f"INSERT INTO {target} VALUES ({values}){skip}", False, names, encoding, texts)
+    insert = f"INSERT INTO {target} VALUES "
     rows_per_statement = min(SQLITE_ROWS_PER_STATEMENT, parameter_limit // len(names))
     if rows_per_statement < 2:
-        return _Plan(f"{insert}({values})", False, names, encoding, texts)
+        return _Plan(f"{insert}({values}){skip}", False, names, encoding, texts)
     many = ", ".join(f"({values})" for _ in range(rows_per_statement))
-    return _Plan(f"{insert}({values})", False, names, encoding, texts, insert + many, rows_per_statement)
+    return _Plan(f"{insert}({values}){skip}", False, names, encoding, texts, insert + many + skip, rows_per_statement)
 
 
 def _encoder(column: Column, dialect: Dialect) -> Callable[[Any], Any] | None:

@@ -24,6 +24,7 @@ from ..errors import AmbiguousIdError, ConflictError, InvalidInputError, Invalid
 from ..records import Record
 from ..schema import status_changes
 from ._bulk import bulk_insert
+from .engine import violated_constraint
 from .hooks import before_commit
 from ._statements import Prepared
 
@@ -145,6 +146,8 @@ class Area(Generic[R]):
     updatable: ClassVar[frozenset[str]] = frozenset()
     # field -> (area attribute on the store): references checked to exist in the same project
     parents: ClassVar[dict[str, str]] = {}
+    # unique constraint -> what breaking it means, formatted with the row's columns and ``project``
+    conflicts: ClassVar[dict[str, str]] = {}
     default_sort: ClassVar[str] = "created_at"
 
     def __init__(self, store: Store) -> None:
@@ -225,17 +228,15 @@ class Area(Generic[R]):
         self._insert_rows(connection, [self._to_row(record) for record in records])
 
     def _insert_rows(self, connection: Connection, rows: Sequence[Mapping[str, Any]],
-                     now: datetime | None = None) -> None:
+                     now: datetime | None = None, *, unless_taken: tuple[str, ...] = ()) -> None:
         """``_insert_many`` for rows already validated as this area's records and laid out as its columns
-        (``now``: when they were created, for their history)."""
+        (``now``: when they were created, for their history). ``unless_taken``: columns of a unique key; a row
+        whose key is stored already is skipped (any other conflict is an error)."""
         self._check_parents(connection, {(field, row[field]) for row in rows for field in self.parents})
         try:
-            bulk_insert(connection, self.table, rows)
+            bulk_insert(connection, self.table, rows, ignore_conflicts_on=unless_taken)
         except IntegrityError as exc:
-            if len(rows) == 1:
-                raise ConflictError(self._conflict_message(self.record.model_construct(**rows[0]), exc)) from None
-            detail = str(exc.orig).strip().splitlines()[0]
-            raise ConflictError(f"one of {len(rows)} {self.noun}s conflicts with an existing row ({detail})") from None
+            raise ConflictError(self._conflict_message(rows, exc)) from None
         if self.entity_type:
             self._record_history(connection, [(row["id"], None, row["status"]) for row in rows], "created",
                                  now or self._store.now())
@@ -281,7 +282,10 @@ class Area(Generic[R]):
             writes.append((row, values))
             if new != old:
                 changed.append((row, values, old))
-        (write or self._write_by_key)(connection, writes)
+        try:
+            (write or self._write_by_key)(connection, writes)
+        except IntegrityError as exc:
+            raise ConflictError(self._conflict_message([{**row, **values} for row, values in writes], exc)) from None
         if changed:
             written = [({**row, **values}, old) for row, values, old in changed]
             self._record_history(connection, [(row[self._key_name], old, row["status"]) for row, old in written],
@@ -446,9 +450,18 @@ class Area(Generic[R]):
             if value not in known:
                 raise InvalidInputError(f"unknown {self.noun} status {value!r}; statuses: {', '.join(known)}")
 
-    def _conflict_message(self, record: R, exc: IntegrityError) -> str:
-        detail = str(exc.orig).strip().splitlines()[0]
-        return f"{self.noun} {getattr(record, 'id', '')!r} conflicts with an existing row ({detail})"
+    def _conflict_message(self, rows: Sequence[Mapping[str, Any]], exc: IntegrityError) -> str:
+        """What writing ``rows`` collided with, by the constraint it broke. Ids are unique across the whole
+        database: an id taken in another project is answered as one taken in this one, naming neither the
+        project nor the database's own words."""
+        constraint = violated_constraint(exc)
+        subject = f"{self.noun} {rows[0][self._key_name]!r}" if len(rows) == 1 else f"one of {len(rows)} {self.noun}s"
+        if constraint == self.table.primary_key.name:
+            which = f"{self.noun} id {rows[0][self._key_name]!r}" if len(rows) == 1 else f"the id of {subject}"
+            return f"{which} is taken: leave the id out and the store picks a new one"
+        if constraint in self.conflicts and len(rows) == 1:
+            return self.conflicts[constraint].format(**rows[0], project=self._store.project)
+        return f"{subject} conflicts with an existing row ({constraint or 'a rule of the schema'})"
 
     def _to_row(self, record: Record) -> dict[str, Any]:
         return record.model_dump(exclude={"seq"} if "seq" in type(record).model_fields and record.seq is None else None)

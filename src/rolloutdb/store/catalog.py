@@ -6,12 +6,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import Connection, select
-from sqlalchemy.exc import IntegrityError
 
 from ..records import Task, Validator
 from ..schema import tasks, validators
 from .base import EditableArea
-from ._bulk import bulk_insert
 
 
 class Validators(EditableArea[Validator]):
@@ -21,6 +19,7 @@ class Validators(EditableArea[Validator]):
     filterable = frozenset({"id", "name", "kind", "created_at"})
     sortable = frozenset({"name", "kind", "created_at", "updated_at"})
     updatable = frozenset({"kind", "config"})
+    conflicts = {"uq_validators_project_id_name": "a validator named {name!r} already exists in project {project!r}"}
 
     def save(self, name: str, kind: str, config: Mapping[str, Any] | None = None) -> Validator:
         """The validator with this name, created on first save (later saves return it unchanged)."""
@@ -29,12 +28,9 @@ class Validators(EditableArea[Validator]):
 
     def _save(self, connection: Connection, fields: Mapping[str, Any]) -> Validator:
         record = self._new_record(fields)
-        bulk_insert(connection, validators, [self._to_row(record)], ignore_conflicts=True)
+        self._insert_rows(connection, [self._to_row(record)], unless_taken=("project_id", "name"))
         return self._to_record(connection.execute(select(validators).where(
             validators.c.project_id == self._store.project_id, validators.c.name == record.name)).mappings().one())
-
-    def _conflict_message(self, record: Validator, exc: IntegrityError) -> str:
-        return f"a validator named {record.name!r} already exists in project {self._store.project!r}"
 
 
 class Tasks(EditableArea[Task]):
@@ -45,6 +41,8 @@ class Tasks(EditableArea[Task]):
     sortable = frozenset({"external_id", "dataset", "split", "created_at", "updated_at"})
     updatable = frozenset({"instruction", "input", "dataset", "split", "tags", "validator_id", "metadata"})
     parents = {"validator_id": "validators"}
+    conflicts = {"uq_tasks_project_id_external_id":
+                 "a task with external id {external_id!r} already exists in project {project!r}"}
 
     def save(self, new_tasks: Iterable[Mapping[str, Any]]) -> list[Task]:
         """Save tasks when a dataset is loaded, idempotently: a task whose ``external_id`` is stored
@@ -59,8 +57,7 @@ class Tasks(EditableArea[Task]):
         if validator is not None:
             fields["validator_id"] = self._store.validators._save(connection, validator).id
         record = self._new_record(fields)
-        self._check_parents(connection, [("validator_id", record.validator_id)])
-        bulk_insert(connection, tasks, [self._to_row(record)], ignore_conflicts=True)
+        self._insert_rows(connection, [self._to_row(record)], unless_taken=("project_id", "external_id"))
         return self._by_external_id(connection, record.external_id)
 
     def load(self, *, dataset: str | None = None, split: str | None = None,
@@ -72,9 +69,6 @@ class Tasks(EditableArea[Task]):
     def _by_external_id(self, connection: Connection, external_id: str) -> Task:
         return self._to_record(connection.execute(select(tasks).where(
             tasks.c.project_id == self._store.project_id, tasks.c.external_id == external_id)).mappings().one())
-
-    def _conflict_message(self, record: Task, exc: IntegrityError) -> str:
-        return f"a task with external id {record.external_id!r} already exists in project {self._store.project!r}"
 
 
 def _with_tags(records: list[Task], tags: Iterable[str] | None) -> list[Task]:

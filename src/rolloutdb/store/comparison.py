@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 
 def _stats_by_task(store: Store, run_id: str) -> tuple[dict[str | None, RunStats], RunStats]:
     """Finished rollouts of the run per task id (None: rollouts without a task), and over all of them."""
-    turn_counts = select(turns.c.rollout_id, func.count().label("turns")).group_by(turns.c.rollout_id).subquery()
+    turn_counts = (select(turns.c.rollout_id, func.count().label("turns")).where(turns.c.project_id == store.project_id)
+                   .group_by(turns.c.rollout_id).subquery())
     figures = [
         func.count().label("rollouts"),
         func.avg(case((rollouts.c.success.is_(True), 1.0), (rollouts.c.success.is_(False), 0.0))).label("success"),
@@ -57,7 +58,7 @@ def compare_runs(store: Store, a: str, b: str) -> RunComparison:
     task_ids = set(stats_a) | set(stats_b)
     with store._read() as connection:
         labels = dict(connection.execute(select(tasks.c.id, tasks.c.external_id).where(
-            tasks.c.id.in_(task_ids - {None}))).all())
+            tasks.c.project_id == store.project_id, tasks.c.id.in_(task_ids - {None}))).all())
     rows = [_row(task_id, labels.get(task_id, "(no task)"), stats_a.get(task_id), stats_b.get(task_id))
             for task_id in task_ids]
     return RunComparison(run_a=run_a, run_b=run_b, overall=_row(None, "overall", overall_a, overall_b),

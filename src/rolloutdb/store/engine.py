@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import sqlite3
 import sys
 from collections.abc import Iterator
@@ -35,9 +36,10 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, pool, text
+from sqlalchemy import (Connection, Engine, PrimaryKeyConstraint, UniqueConstraint, create_engine, event, inspect,
+                        pool, text)
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DatabaseError, DBAPIError, OperationalError
+from sqlalchemy.exc import DatabaseError, DBAPIError, IntegrityError, OperationalError
 
 from ..config import CONNECT_TIMEOUT_VAR, STATEMENT_TIMEOUT_VAR, connect_timeout, display_url, statement_timeout
 from ..schema import metadata
@@ -216,6 +218,27 @@ def unavailable_as_error(url: str) -> Iterator[None]:
                 "Check that the server is running and the URL (ROLLOUTDB_URL / DATABASE_URL) is right."
             ) from exc
         raise
+
+
+# SQLite names the columns of the key a row collides with, not the constraint: "... failed: runs.project_id, runs.name".
+SQLITE_UNIQUE_FAILED = re.compile(r"UNIQUE constraint failed: (\w+)\.(\w+(?:, \w+\.\w+)*)$")
+
+
+def violated_constraint(exc: IntegrityError) -> str | None:
+    """The schema's name of the constraint or unique index that a write broke, the same on both backends
+    (PostgreSQL names it; SQLite names the columns, looked up here); None when the driver does not tell
+    (SQLite's foreign keys)."""
+    diagnostics = getattr(exc.orig, "diag", None)
+    if diagnostics is not None:
+        return diagnostics.constraint_name
+    found = SQLITE_UNIQUE_FAILED.match(str(exc.orig).strip())
+    table = metadata.tables.get(found.group(1)) if found else None
+    if table is None:
+        return None
+    columns = [column.rpartition(".")[2] for column in found.group(2).split(", ")]
+    keys = [*(key for key in table.constraints if isinstance(key, (PrimaryKeyConstraint, UniqueConstraint))),
+            *(index for index in table.indexes if index.unique)]
+    return next((str(key.name) for key in keys if [column.name for column in key.columns] == columns), None)
 
 
 def _sqlite_reason(url: str, exc: BaseException) -> str:

@@ -16,7 +16,6 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, delete, select
-from sqlalchemy.exc import IntegrityError
 
 from ..errors import ConflictError, InvalidInputError, InvalidTransitionError, JobCancelled, JobPaused
 from ..records import Record, Run, RunEvent
@@ -230,12 +229,7 @@ class Jobs:
         changes = {"control": None, "heartbeat_at": self._store.now(), **changes}
         if status != R.RUNNING:
             changes["status"] = R.RUNNING
-        try:
-            with savepoint(connection):
-                updated = self._store.runs._update(connection, run["id"], changes, message[status])
-        except IntegrityError:
-            raise ConflictError(f"another job with concurrency key {changes.get('concurrency_key') or run['concurrency_key']!r} "
-                                "is active") from None
+        updated = self._store.runs._update(connection, run["id"], changes, message[status])
         self._event(connection, run["id"], message[status], run)
         return updated.model_dump()
 

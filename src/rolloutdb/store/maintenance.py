@@ -15,13 +15,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, func, inspect, select, text
+from sqlalchemy import Connection, Engine, Table, func, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from ..config import display_url
-from ..errors import InvalidInputError, StoreUnavailableError
-from ..schema import metadata
+from ..errors import InvalidInputError, NotFoundError, StoreUnavailableError
+from ..schema import metadata, projects
+from . import existing_project_id
 from .engine import (
     SchemaState,
     create_store_engine,
@@ -98,18 +99,29 @@ class DatabaseReport:
     file_size: int | None = None  # SQLite file, without its write-ahead log
     server_version: str | None = None  # PostgreSQL
     problems: list[str] = field(default_factory=list)
+    project: str | None = None  # whose rows are counted; None: every project's
+    notes: list[str] = field(default_factory=list)  # worth saying, but no fault of the database's
 
 
-def examine_database(url: str) -> DatabaseReport:
-    """The database's schema state, every table's rows (all projects) and size, and on SQLite its integrity."""
+def examine_database(url: str, project: str | None = None) -> DatabaseReport:
+    """The database's schema state, every table's rows and size, and on SQLite its integrity. Rows are those
+    of ``project`` (none, with a note naming the projects there, if it has no such project), or of all
+    projects; sizes are always the whole tables'."""
     with opened(url) as engine, engine.connect() as connection:
         schema = schema_state(connection)
-        tables = table_figures(connection)
+        notes = []
+        # A database without the projects table (empty, or not RolloutDB's) has no project whose rows to count.
+        if project is not None and inspect(connection).has_table(projects.name):
+            try:
+                existing_project_id(connection, project, url)
+            except NotFoundError as exc:
+                notes.append(str(exc))
+        tables = table_figures(connection, project)
         problems = [] if schema.up_to_date else [f"schema: {schema.summary}"]
         if engine.dialect.name != "sqlite":
             server = connection.exec_driver_sql("SHOW server_version").scalar_one()
             return DatabaseReport("postgresql", display_url(url), schema, tables, server_version=server,
-                                  problems=problems)
+                                  problems=problems, project=project, notes=notes)
         integrity = "; ".join(row[0] for row in connection.exec_driver_sql("PRAGMA integrity_check"))
         if integrity != "ok":
             problems.append(f"integrity check: {integrity}")
@@ -117,16 +129,25 @@ def examine_database(url: str) -> DatabaseReport:
         return DatabaseReport(
             "sqlite", display_url(url), schema, tables, integrity=integrity,
             journal_mode=connection.exec_driver_sql("PRAGMA journal_mode").scalar_one(),
-            file_size=Path(database).stat().st_size if database else None, problems=problems,
+            file_size=Path(database).stat().st_size if database else None, problems=problems, project=project,
+            notes=notes,
         )
 
 
-def table_figures(connection: Connection) -> list[TableFigures]:
-    """Rows (all projects) and bytes of each table of the schema, by name."""
+def table_figures(connection: Connection, project: str | None = None) -> list[TableFigures]:
+    """Rows (of the project named ``project``, or of all) and bytes (all projects') of each table of the
+    schema, by name."""
     existing = set(inspect(connection).get_table_names())
     sizes = _table_sizes(connection) or {}
-    return [TableFigures(name, connection.execute(select(func.count()).select_from(table)).scalar_one()
-                         if name in existing else None, sizes.get(name))
+    project_id = select(projects.c.id).where(projects.c.name == project).scalar_subquery()
+
+    def rows(table: Table) -> int:
+        statement = select(func.count()).select_from(table)
+        if project is not None:
+            statement = statement.where((table.c.id if table is projects else table.c.project_id) == project_id)
+        return connection.execute(statement).scalar_one()
+
+    return [TableFigures(name, rows(table) if name in existing else None, sizes.get(name))
             for name, table in sorted(metadata.tables.items())]
 
 
@@ -202,6 +223,8 @@ def backup_sqlite_database(url: str, destination: Path, *, on_progress: Callable
         raise InvalidInputError("an in-memory database has nothing to back up")
     if not destination.parent.is_dir():
         raise InvalidInputError(f"cannot write {destination}: the directory {destination.parent} does not exist")
+    if destination.is_dir():
+        raise InvalidInputError(f"{destination} is a directory: give the path of a file to write the copy to")
     partial = destination.with_name(f".{destination.name}.partial")
     partial.unlink(missing_ok=True)
     with opened(url) as engine:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, or_, select
-from sqlalchemy.exc import IntegrityError
 
 from ..errors import NotFoundError
 from ..records import Run
@@ -29,6 +28,11 @@ class Runs(EditableArea[Run]):
     updatable = frozenset({"status", "progress", "stage", "stages", "message", "error", "config", "control", "state",
                            "total_steps", "metadata", "heartbeat_at", "concurrency_key"})
     parents = {"parent_run_id": "runs"}
+    conflicts = {
+        "uq_runs_project_id_name": "a run named {name!r} already exists in project {project!r}; pick another name",
+        "uq_runs_active_concurrency_key": "another job with concurrency key {concurrency_key!r} is active in project "
+                                          "{project!r}: only one job per key can be active",
+    }
 
     def get(self, name_or_id: str) -> Run:
         """The run with this id or, failing that, this name."""
@@ -62,10 +66,6 @@ class Runs(EditableArea[Run]):
         statement = select(runs).where(runs.c.project_id == self._store.project_id, runs.c.name == name)
         return connection.execute(statement.with_for_update() if for_update else statement).mappings().first()
 
-    def _conflict_message(self, record: Run, exc: IntegrityError) -> str:
-        if "name" in str(exc.orig):
-            return f"a run named {record.name!r} already exists in project {self._store.project!r}; pick another name"
-        return super()._conflict_message(record, exc)
 
 
 def close_open_parts(store: Store, connection: Connection, run_id: str, outcome: str, reason: str) -> None:

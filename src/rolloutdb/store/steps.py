@@ -4,7 +4,6 @@ from __future__ import annotations
 
 
 from sqlalchemy import Connection
-from sqlalchemy.exc import IntegrityError
 
 from ..records import Step
 from ..schema import steps
@@ -22,10 +21,8 @@ class Steps(EditableArea[Step]):
     sortable = frozenset({"number", "created_at", "updated_at", "started_at", "ended_at"})
     updatable = frozenset({"status", "metrics"})
     parents = {"run_id": "runs"}
+    conflicts = {"uq_steps_run_id_number": "run {run_id!r} already has a step {number}"}
     default_sort = "number"
-
-    def _conflict_message(self, record: Step, exc: IntegrityError) -> str:
-        return f"run {record.run_id!r} already has a step {record.number}"
 
     def _after_status_change(self, connection, changed, reason, now, parent) -> None:
         # A training run's progress counts its completed steps: refreshed just before commit.

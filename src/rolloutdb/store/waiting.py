@@ -1,10 +1,13 @@
 """Waiting for rollouts to finish without busy-polling the database.
 
-PostgreSQL: the transaction that finishes a rollout sends NOTIFY; waiters LISTEN. SQLite: waiters in
-this process are woken when such a transaction commits, and poll slowly for other processes."""
+PostgreSQL: the transaction that finishes a rollout sends NOTIFY on its project's channel; waiters LISTEN
+to their own project's, so no process hears another project's rollout ids. SQLite: waiters in this process
+are woken when such a transaction commits, and poll slowly for other processes."""
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -26,8 +29,13 @@ if TYPE_CHECKING:
 
     from . import Store
 
-CHANNEL = "rolloutdb_rollout_finished"
 NOTIFY = Prepared(select(func.pg_notify(bindparam("channel", type_=String), bindparam("rollout", type_=String))))
+
+
+def channel(project_id: str) -> str:
+    """The PostgreSQL notification channel of a project's finished rollouts. A hash of the project's id: a
+    valid identifier for any id, and within PostgreSQL's 63 bytes."""
+    return "rolloutdb_finished_" + hashlib.sha256(project_id.encode()).hexdigest()[:32]
 
 
 class Waiter:
@@ -39,9 +47,13 @@ class Waiter:
     def announce(self, connection: Connection, rollout_id: str) -> None:
         """Called inside the transaction that finishes a rollout: wake the waiters once it commits."""
         if connection.dialect.name == "postgresql":
-            NOTIFY.first(connection, {"channel": CHANNEL, "rollout": rollout_id})
+            NOTIFY.first(connection, {"channel": self._channel, "rollout": rollout_id})
         else:
             hooks.after_commit(connection, self._wake)
+
+    @functools.cached_property
+    def _channel(self) -> str:
+        return channel(self._store.project_id)
 
     def _wake(self) -> None:
         with self._finished:
@@ -51,10 +63,11 @@ class Waiter:
         deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
         if self._store.backend == "postgresql":
             import psycopg  # here: a SQLite store never loads the PostgreSQL driver
+            from psycopg import sql
 
             url = self._store.url.replace("postgresql+psycopg://", "postgresql://", 1)
             with psycopg.connect(url, autocommit=True, **postgres_connect_args(make_url(url))) as listener:
-                listener.execute(f"LISTEN {CHANNEL}")
+                listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
                 return self._loop(rollout_ids, deadline, lambda seconds: self._next_notification(listener, seconds))
         return self._loop(rollout_ids, deadline, self._next_wake)
 
