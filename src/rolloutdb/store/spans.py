@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
@@ -14,7 +15,7 @@ from ..ids import new_ids
 from ..records import Span
 from ..schema import attempts, rollouts, spans
 from .attempts import LATEST, sign_of_life
-from .base import DEFAULT_LIMIT, Area, build_records, one_of
+from .base import DEFAULT_LIMIT, Area, build_records
 from ._bulk import bulk_insert
 from ._statements import Prepared
 
@@ -41,6 +42,18 @@ RESERVE_ACROSS_ROLLOUT = Prepared(
 # A range, not an IN list: one short statement however large the batch.
 TAKEN_IN_RANGE = Prepared(select(spans.c.sequence_id).where(
     spans.c.attempt_id == bindparam("b_attempt"), spans.c.sequence_id.between(bindparam("b_low"), bindparam("b_high"))))
+
+
+SPAN_IDS_PER_LOOKUP = 64
+
+
+@functools.lru_cache(maxsize=SPAN_IDS_PER_LOOKUP)
+def _stored_span_ids(count: int) -> Prepared:
+    """Which of ``count`` span ids (``b_span_0`` ...) the attempt ``b_attempt`` has stored: prepared once per
+    count, since building the statement costs more than running it."""
+    return Prepared(select(spans.c.span_id).where(
+        spans.c.attempt_id == bindparam("b_attempt"),
+        spans.c.span_id.in_([bindparam(f"b_span_{n}") for n in range(count)])))
 
 
 class Spans(Area[Span]):
@@ -196,17 +209,20 @@ class Spans(Area[Span]):
     def _without_seen_span_ids(self, connection: Connection,
                                numbered: list[tuple[int, dict[str, Any], bool]]) -> list[tuple[int, dict[str, Any], bool]]:
         """``numbered`` with each new span whose (attempt, span_id) is stored, or new earlier in it, not new."""
-        new_keys = {(values["attempt_id"], values.get("span_id")) for _, values, is_new in numbered if is_new}
-        seen: set[tuple[str, Any]] = set()
-        if new_keys:
-            backend = self._store.backend
-            statement = select(spans.c.attempt_id, spans.c.span_id).where(
-                one_of(spans.c.attempt_id, sorted({attempt for attempt, _ in new_keys}), backend),
-                one_of(spans.c.span_id, sorted({str(span_id) for _, span_id in new_keys}), backend))
-            seen = {tuple(row) for row in connection.execute(statement)}
+        span_ids_by_attempt: dict[str, set[str]] = defaultdict(set)
+        for _, values, is_new in numbered:
+            if is_new:
+                span_ids_by_attempt[values["attempt_id"]].add(str(values.get("span_id")))
+        seen: set[tuple[str, str]] = set()
+        for attempt_id, span_ids in span_ids_by_attempt.items():
+            ordered = sorted(span_ids)
+            for start in range(0, len(ordered), SPAN_IDS_PER_LOOKUP):
+                chunk = ordered[start:start + SPAN_IDS_PER_LOOKUP]
+                params = {"b_attempt": attempt_id, **{f"b_span_{n}": span_id for n, span_id in enumerate(chunk)}}
+                seen.update((attempt_id, row["span_id"]) for row in _stored_span_ids(len(chunk)).rows(connection, params))
         result = []
         for position, values, is_new in numbered:
-            key = (values["attempt_id"], values.get("span_id"))
+            key = (values["attempt_id"], str(values.get("span_id")))
             result.append((position, values, is_new and key not in seen))
             if is_new:
                 seen.add(key)
