@@ -22,6 +22,15 @@ JOURNAL_DIRECTORY = ".rolloutdb-journal"  # where recorders keep what the databa
 POSTGRES_VARS = ("POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD")
 CONNECT_TIMEOUT_VAR = "ROLLOUTDB_CONNECT_TIMEOUT"
 STATEMENT_TIMEOUT_VAR = "ROLLOUTDB_STATEMENT_TIMEOUT"
+# `rolloutdb serve`: where it listens, and the largest request body it takes, unless told otherwise.
+SERVER_HOST = "127.0.0.1"
+SERVER_PORT = 8765
+SERVER_MAX_BODY_BYTES = 16 * 2 ** 20
+# Requests using the store at once: PostgreSQL's connection pool (store/engine.py) holds 15, so none waits for a
+# connection (and gives up after the pool's timeout) while it holds a thread. Writes taken at once, running
+# and waiting for a thread; more are answered 503.
+SERVER_THREADS = 15
+SERVER_WRITES_IN_FLIGHT = 2 * SERVER_THREADS
 
 
 def resolve_url(url: str | None = None, environ: Mapping[str, str] | None = None) -> str:

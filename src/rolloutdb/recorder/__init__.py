@@ -430,11 +430,13 @@ class RolloutHandle:
              done: bool | None = None, duration_seconds: float | None = None, success: bool | None = None,
              error: str | None = None, metrics: Mapping[str, Any] | None = None, tokens: Any = None,
              logprobs: Any = None) -> None:
-        self._record({
+        record = {
             "op": "turn", "id": new_id(), "rollout_id": self.id, "turn_index": self._turns, "observation": observation,
             "thinking": thinking, "action": action, "action_result": action_result, "model_response": model_response,
             "reward": reward, "done": done, "duration_seconds": duration_seconds, "success": success, "error": error,
-            "metrics": metrics or {}, "tokens": tokens, "logprobs": logprobs, "created_at": _now()})
+            "metrics": metrics, "tokens": tokens, "logprobs": logprobs, "created_at": _now()}
+        # Left out when None (the writer's default): a shorter line, and no null for the encoder to tell from a NaN.
+        self._record({name: value for name, value in record.items() if value is not None})
         self._turns += 1
 
     def finish(self, reward: float | None = None, *, success: bool | None = None, validation: Any = None,

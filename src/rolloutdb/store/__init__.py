@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy import Connection, Engine, insert, literal, select
 
 from .. import states
 from ..config import DEFAULT_PROJECT, display_url, resolve_url
@@ -131,6 +131,11 @@ class Store:
     def new_id(self, kind: str) -> str:
         """A new id for a ``"rollout"`` or an ``"attempt"``: a UUIDv7, after the prefix ``id_prefixes`` gives."""
         return self.id_prefixes.get(kind, "") + new_id()
+
+    def ping(self) -> None:
+        """Ask the database for nothing, to see that it answers: StoreUnavailableError when it does not."""
+        with self._read() as connection:
+            connection.execute(select(literal(1))).scalar_one()
 
     def now(self) -> datetime:
         """The store's clock (UTC); injectable through ``connect(clock=...)`` for tests."""

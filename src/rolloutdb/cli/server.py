@@ -1,0 +1,50 @@
+"""`rolloutdb serve`: the REST server (``rolloutdb.server.serve``)."""
+
+from __future__ import annotations
+
+import functools
+from typing import Annotated
+
+import typer
+
+from ..config import SERVER_HOST, SERVER_MAX_BODY_BYTES, SERVER_PORT, SERVER_WRITES_IN_FLIGHT
+from .output import console, reports_errors
+
+commands = typer.Typer()  # top level: serve
+
+
+@commands.command()
+@reports_errors
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Address to listen on. Only loopback without "
+                                           "--allow-unauthenticated-remote.")] = SERVER_HOST,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = SERVER_PORT,
+    workers: Annotated[int, typer.Option(min=1, help="Server processes (each opens the database itself).")] = 1,
+    max_body_bytes: Annotated[int, typer.Option(min=1, help="Larger request bodies are refused (413).")]
+    = SERVER_MAX_BODY_BYTES,
+    max_writes_in_flight: Annotated[int, typer.Option(
+        min=1, help="More writes (POST, PUT, PATCH, DELETE) at once are answered 503 with Retry-After.")]
+    = SERVER_WRITES_IN_FLIGHT,
+    allow_unauthenticated_remote: Annotated[bool, typer.Option(
+        "--allow-unauthenticated-remote",
+        help="Listen on a non-loopback address although the server has no authentication yet: anyone who reaches "
+             "it can read, change and delete the project's rows.")] = False,
+) -> None:
+    """Serve the database over HTTP: REST at /api/v1, API docs at /docs, /healthz and /readyz.
+
+    The database is created or migrated first, as `rolloutdb init` does. Stop it with Ctrl-C.
+
+    Example: rolloutdb serve --url postgresql://trainer@db/rl --project team-a --port 8765 --workers 4
+    """
+    from ..server import serve as serve_app
+
+    serve_app(ctx.obj.url, project=ctx.obj.project_name, host=host, port=port, workers=workers,
+              max_body_bytes=max_body_bytes, max_writes_in_flight=max_writes_in_flight,
+              allow_unauthenticated_remote=allow_unauthenticated_remote,
+              on_ready=functools.partial(announce, "RolloutDB server on"))
+
+
+def announce(what: str, where: str) -> None:
+    console.print(f"{what} {where}", soft_wrap=True)
+    console.file.flush()  # before uvicorn's own lines, even when stdout goes to a pipe

@@ -1,0 +1,149 @@
+"""The FastAPI application: one Store, opened when the app is made, and the routes of ``_routes`` mounted on it.
+
+Store calls are synchronous: every route is a plain function, which FastAPI runs in its thread pool, so the
+event loop never waits for the database. The pool is bounded (``threads``), and so is every request body."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any
+
+import anyio.to_thread
+from fastapi import APIRouter, Body, FastAPI, Path, Query, Request, Response
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from .. import __version__
+from ..config import DEFAULT_PROJECT, SERVER_MAX_BODY_BYTES, SERVER_THREADS, SERVER_WRITES_IN_FLIGHT
+from ..errors import InvalidInputError, StoreUnavailableError
+from ..records import Record
+from ..store import Store, connect
+from ._errors import RETRY_AFTER_SECONDS, InternalErrors, error_response, install_error_handlers
+from ._limits import BodyLimit, WriteLimit
+from ._operations import PAGE_WINDOW, Operation, Page, field_type
+from ._routes import ROUTES
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(url: str | None = None, *, project: str = DEFAULT_PROJECT, max_body_bytes: int = SERVER_MAX_BODY_BYTES,
+               threads: int = SERVER_THREADS, max_writes_in_flight: int = SERVER_WRITES_IN_FLIGHT) -> FastAPI:
+    """The REST server of the database at ``url`` (found as ``rolloutdb.connect`` finds it), serving ``project``.
+
+    The store is opened (and the database created and migrated, if need be) here, once; the app closes it when
+    it shuts down. Request bodies over ``max_body_bytes`` are refused (413); at most ``threads`` requests use
+    the store at once, the others wait their turn; a write beyond ``max_writes_in_flight`` is answered 503 with
+    Retry-After."""
+    store = connect(url, project=project)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = threads
+        try:
+            yield
+        finally:
+            store.close()
+
+    app = FastAPI(title="RolloutDB", version=__version__, lifespan=lifespan,
+                  description=f"The experience store for agent RL: project {project!r}. Errors answer "
+                              '`{"error": {"type": "<exception class name>", "message": "..."}}`.')
+    app.state.store = store
+    install_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(WriteLimit, max_in_flight=max_writes_in_flight)
+    app.add_middleware(InternalErrors)  # the outermost of ours: it sees what the others raise
+    app.add_api_route("/healthz", healthz, methods=["GET"], summary="The server process is up")
+    app.add_api_route("/readyz", functools.partial(readyz, store), methods=["GET"],
+                      summary="The database answers (200), or not (503)")
+    router = APIRouter(prefix=API_PREFIX)
+    for operation in ROUTES:
+        router.add_api_route(operation.path, endpoint(operation, store), methods=[operation.method],
+                             response_model=operation.response, status_code=operation.status_code,
+                             summary=operation.summary, operation_id=operation.call,
+                             tags=[operation.call.partition(".")[0] if "." in operation.call else "store"])
+    app.include_router(router)
+    return app
+
+
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+def readyz(store: Store) -> Response:
+    try:
+        store.ping()
+    except StoreUnavailableError as exc:
+        return error_response(503, type(exc).__name__, str(exc), {"Retry-After": str(RETRY_AFTER_SECONDS)})
+    return Response('{"status":"ok"}', media_type="application/json")
+
+
+def endpoint(operation: Operation, store: Store) -> Callable[..., Any]:
+    """A function FastAPI can mount for ``operation``: its signature declares the path parameters, the query
+    model and the body, so FastAPI checks them and documents them; its body makes the Store call."""
+    call = functools.reduce(getattr, operation.call.split("."), store)
+    parameters = [inspect.Parameter("request", inspect.Parameter.KEYWORD_ONLY, annotation=Request)]
+    parameters += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[str, Path()])
+                   for name in operation.path_parameters]
+    if operation.query is not None:
+        parameters.append(inspect.Parameter("query_parameters", inspect.Parameter.KEYWORD_ONLY,
+                                            annotation=Annotated[operation.query, Query()]))
+    if operation.body is not None:
+        parameters.append(inspect.Parameter("body", inspect.Parameter.KEYWORD_ONLY,
+                                            annotation=Annotated[operation.body, Body()]))
+
+    def run(*, request: Request, query_parameters: BaseModel | None = None, body: Any = None, **path: str) -> Any:
+        arguments = {**path, **given(query_parameters)}
+        if operation.body_argument is not None:
+            arguments[operation.body_argument] = given(body)
+        else:
+            arguments.update(given(body))
+        if operation.listing is None:
+            result = call(**arguments)
+            return Response(status_code=204) if operation.response is None else result
+        filters = filters_from(request, operation.listing, declared=set(type(query_parameters).model_fields))
+        counted = {name: value for name, value in arguments.items() if name not in PAGE_WINDOW}
+        owner = call.__self__
+        return Page(items=call(**arguments, **filters), total=owner.count(**counted, **filters),
+                    limit=query_parameters.limit, offset=query_parameters.offset)
+
+    run.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    run.__name__ = operation.call.replace(".", "_")
+    return run
+
+
+def given(value: Any) -> Any:
+    """What the request gave, as the Store call takes it: models as dicts of the fields that were set (the
+    rest keeps the call's defaults), lists item by item."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(exclude_unset=True)
+    if isinstance(value, list):
+        return [given(item) for item in value]
+    return {} if value is None else value
+
+
+def filters_from(request: Request, record: type[Record], declared: set[str]) -> dict[str, Any]:
+    """The listing's filters from the query string: ``field=value``, ``field__op=value``, a field given more than
+    once for any of its values; each value read as the record's field holds it. The store checks the fields and
+    operators and names the allowed ones."""
+    filters: dict[str, Any] = {}
+    for key in dict.fromkeys(request.query_params.keys()):
+        if key in declared:
+            continue
+        values = request.query_params.getlist(key)
+        field, _, operator = key.partition("__")
+        info = record.model_fields.get(field)
+        kind: Any = {"isnull": bool, "contains": str}.get(operator, field_type(info) if info else str)
+        many = operator == "in" or len(values) > 1
+        try:
+            filters[key] = _adapter(list[kind] if many else kind).validate_python(values if many else values[0])
+        except ValidationError as exc:
+            problems = "; ".join(error["msg"] for error in exc.errors(include_url=False))
+            raise InvalidInputError(f"query parameter {key!r}: {problems}") from None
+    return filters
+
+
+@functools.lru_cache(maxsize=None)
+def _adapter(kind: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(kind)

@@ -1,0 +1,195 @@
+"""The route table: every route of ``/api/v1`` and the Store call it makes. Paths name their parameters as
+the call does, so a request maps onto the call one to one (see ``_operations``). Within a prefix, routes with
+a fixed word (``/rollouts/dequeue``) come before those taking an id there."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import Field, JsonValue
+
+from ..records import Attempt, Claim, QueueSummary, Resources, Rollout, Run, RunComparison, RunEvent, Span
+from ..records import StatusChange, Task, Validator, Worker
+from ..store.attempts import Attempts
+from ..store.catalog import Tasks, Validators
+from ..store.groups import Groups
+from ..store.jobs import DEFAULT_STALE_AFTER, JobStatus
+from ..store.recording import RecordingResult
+from ..store.resources import Resources as ResourcesArea
+from ..store.retention import PurgeResult
+from ..store.rollouts import MAX_CLAIM, Rollouts
+from ..store.runs import Runs
+from ..store.spans import Spans
+from ..store.steps import Steps
+from ..store.turns import Turns
+from ..store.workers import Workers
+from ._operations import (Operation, Page, Paging, SpanScope, Strict, editable_area, input_model, readable_area,
+                          update_model)
+
+MAX_WAIT_SECONDS = 60.0  # a wait holds one of the server's threads: a client waiting longer asks again
+
+
+class Reason(Strict):
+    reason: str | None = Field(None, description="Why, for the log and the status history.")
+
+
+class DequeueRequest(Strict):
+    limit: int = Field(1, description=f"Claim at most this many rollouts (0 to {MAX_CLAIM:,}).")
+    worker_id: str | None = None
+
+
+class WaitRequest(Strict):
+    rollout_ids: list[str]
+    timeout: float = Field(MAX_WAIT_SECONDS, ge=0, le=MAX_WAIT_SECONDS,
+                           description="Seconds to wait at most; the finished ones are returned then.")
+
+
+class AttemptStart(Strict):
+    worker_id: str | None = None
+
+
+class ResourcesAdd(Strict):
+    named_resources: dict[str, JsonValue]
+    id: str | None = None
+
+
+class ResourcesReplace(Strict):
+    named_resources: dict[str, JsonValue]
+
+
+class Heartbeat(Strict):
+    stats: dict[str, JsonValue] | None = None
+
+
+class JobLookup(Strict):
+    stale_after: float = Field(DEFAULT_STALE_AFTER, description="Seconds without a heartbeat after which a running "
+                                                                "job counts as stale.")
+
+
+class LogWindow(Strict):
+    limit: int = Field(100, description="The last this many rows, or this many after `since`.")
+    since: int | None = Field(None, description="Only rows after this sequence number.")
+
+
+class RunPair(Strict):
+    a: str = Field(description="Run A: name or id.")
+    b: str = Field(description="Run B: name or id; the differences are B - A.")
+
+
+class ValidatorSave(Strict):
+    name: str
+    kind: str
+    config: dict[str, JsonValue] | None = None
+
+
+class TaskSet(Strict):
+    dataset: str | None = None
+    split: str | None = None
+    tags: list[str] | None = Field(None, description="Only tasks carrying all of them (repeat the parameter).")
+
+
+class SequenceIdRequest(Strict):
+    pairs: list[tuple[str, str]] = Field(description="(rollout id, attempt id or latest), one id reserved for each.")
+
+
+class RecordingOptions(Strict):
+    heartbeat: bool = Field(True, description="Mark the runs written to as alive (false: a journal's replay).")
+
+
+class PurgeRequest(Strict):
+    older_than: timedelta | None = Field(None, description="Seconds, or an ISO 8601 duration (P7D).")
+    keep_last: int | None = None
+    dry_run: bool = False
+
+
+RolloutInput = input_model(Rollout, "RolloutInput")
+TaskSave = input_model(Task, "TaskSave", validator=(ValidatorSave | None, Field(
+    None, description="Saved by name as validators/save does; the task refers to it.")))
+RolloutStart = input_model(Rollout, "RolloutStart", worker_id=(str | None, None))
+RUN_KEY = "{id:path}"  # run names may hold "/": "grpo/eval@19"
+JOB = "/jobs/{name_or_id:path}"
+
+ROUTES: list[Operation] = [
+    *editable_area("runs", Runs, key=RUN_KEY),
+    *editable_area("steps", Steps),
+    *editable_area("groups", Groups),
+    *editable_area("validators", Validators, extra=(
+        Operation("POST", "/validators/save", "validators.save",
+                  "The validator with this name, created on first save (later saves return it unchanged)", Validator,
+                  body=ValidatorSave),
+    )),
+    *editable_area("tasks", Tasks, extra=(
+        Operation("POST", "/tasks/save", "tasks.save",
+                  "Save tasks idempotently by external id (with their validator); returns them as stored", list[Task],
+                  body=list[TaskSave], body_argument="new_tasks"),
+        Operation("GET", "/tasks/load", "tasks.load", "The stored task set of a dataset and split, with all the tags",
+                  list[Task], query=TaskSet),
+    )),
+    *editable_area("rollouts", Rollouts, extra=(
+        Operation("POST", "/rollouts/enqueue", "rollouts.enqueue_many",
+                  "Enqueue rollouts, in this order, at the back of the queue", list[Rollout],
+                  body=list[RolloutInput], body_argument="requests", status_code=201),
+        Operation("POST", "/rollouts/dequeue", "rollouts.dequeue_many",
+                  "Claim the rollouts that have waited longest, each exactly once, with a new attempt",
+                  list[Claim], body=DequeueRequest),
+        Operation("POST", "/rollouts/start", "rollouts.start",
+                  "Create a rollout and its first attempt at once, bypassing the queue", Claim,
+                  body=RolloutStart, status_code=201),
+        Operation("POST", "/rollouts/wait", "rollouts.wait",
+                  "Wait until the rollouts finish or the timeout passes; returns the finished ones",
+                  list[Rollout], body=WaitRequest),
+        Operation("POST", "/rollouts/{rollout_id}/cancel", "rollouts.cancel", "Cancel an unfinished rollout",
+                  Rollout, body=Reason),
+        Operation("POST", "/rollouts/{rollout_id}/attempts", "attempts.start",
+                  "Start a new attempt of an unfinished rollout by hand", Claim, body=AttemptStart, status_code=201),
+        Operation("GET", "/rollouts/{rollout_id}/attempts/latest", "attempts.latest",
+                  "The rollout's latest attempt, or null before its first", Attempt | None),
+        Operation("PATCH", "/rollouts/{rollout_id}/attempts/{attempt_id}", "attempts.update",
+                  "Change an attempt (its id, or latest); the rollout follows its latest attempt", Attempt,
+                  body=update_model(Attempts)),
+        Operation("POST", "/rollouts/{rollout_id}/attempts/{attempt_id}/heartbeat", "attempts.heartbeat",
+                  "Record that an attempt (its id, or latest) is alive", Attempt),
+    )),
+    *readable_area("attempts", Attempts),
+    Operation("POST", "/spans", "spans.add_many", "Store spans; returns those that were new", list[Span],
+              body=list[input_model(Span, "SpanInput")], body_argument="new_spans", status_code=201),
+    Operation("POST", "/spans/sequence-ids", "spans.next_sequence_ids",
+              "Reserve the next span sequence id of each (rollout, attempt)", list[int], body=SequenceIdRequest),
+    *readable_area("spans", Spans, SpanScope),
+    *editable_area("turns", Turns),
+    Operation("GET", "/resources/latest", "resources.latest", "The latest resources, or null", Resources | None),
+    *readable_area("resources", ResourcesArea),
+    Operation("POST", "/resources", "resources.add", "Store a new snapshot of resources; it becomes the latest",
+              Resources, body=ResourcesAdd, status_code=201),
+    Operation("PUT", "/resources/{id}", "resources.update",
+              "Replace a snapshot's resources: its version goes up by one and it becomes the latest", Resources,
+              body=ResourcesReplace),
+    *readable_area("workers", Workers),
+    Operation("POST", "/workers/{worker_id}/heartbeat", "workers.heartbeat",
+              "Record a worker's heartbeat, registering it on first contact", Worker, body=Heartbeat),
+    Operation("PATCH", "/workers/{id}", "workers.update", "Change a worker's heartbeat stats or metadata", Worker,
+              body=update_model(Workers)),
+    Operation("GET", "/jobs", "jobs.query", "List jobs (every run is one), newest first", Page[Run], query=Paging,
+              listing=Run),
+    Operation("GET", f"{JOB}/logs", "jobs.logs", "A job's log rows, oldest first", list[RunEvent], query=LogWindow),
+    Operation("POST", f"{JOB}/pause", "jobs.request_pause", "Ask a running job to pause at its next checkpoint", Run,
+              body=Reason),
+    Operation("POST", f"{JOB}/resume", "jobs.request_resume", "Mark a paused job for resuming", Run, body=Reason),
+    Operation("POST", f"{JOB}/cancel", "jobs.request_cancel", "Cancel a job", Run, body=Reason),
+    Operation("GET", JOB, "jobs.get", "A job: its run (status, stage, progress) and whether it is stale", JobStatus,
+              query=JobLookup),
+    Operation("DELETE", JOB, "jobs.delete", "Delete a job that is not running, with its log and history",
+              status_code=204),
+    Operation("GET", "/history/{entity_type}/{entity_id:path}", "history",
+              "Every status change of a run, step, group, rollout or attempt, oldest first", list[StatusChange]),
+    Operation("GET", "/compare", "compare_runs", "Run B against run A, per task and overall", RunComparison,
+              query=RunPair),
+    Operation("GET", "/queue", "queue_summary", "The rollout queue at a glance", QueueSummary),
+    Operation("POST", "/check-health", "check_health",
+              "Mark overdue attempts timeout or unresponsive now; returns how many were marked", int),
+    Operation("POST", "/recording", "recording.apply",
+              "Apply a batch of the recorder's operations in one transaction; refused ones are reported, not applied",
+              RecordingResult, query=RecordingOptions, body=list[dict[str, JsonValue]], body_argument="operations"),
+    Operation("POST", "/purge", "purge", "Delete finished rollouts older than older_than or beyond keep_last",
+              PurgeResult, body=PurgeRequest),
+]

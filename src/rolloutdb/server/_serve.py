@@ -1,0 +1,67 @@
+"""``serve``: run the REST server on uvicorn, in one process or several (each opens the store for itself)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from collections.abc import Callable
+
+from ..config import (DEFAULT_PROJECT, SERVER_HOST, SERVER_MAX_BODY_BYTES, SERVER_PORT, SERVER_THREADS,
+                      SERVER_WRITES_IN_FLIGHT, display_url, resolve_url)
+from ..errors import InvalidInputError
+from ..store import connect
+from ._app import create_app
+
+# How ``serve`` hands its settings to the app factory in uvicorn's worker processes.
+SETTINGS_VARIABLE = "ROLLOUTDB_SERVE_SETTINGS"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable only from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(url: str | None = None, *, project: str = DEFAULT_PROJECT, host: str = SERVER_HOST,
+          port: int = SERVER_PORT, workers: int = 1, threads: int = SERVER_THREADS,
+          max_body_bytes: int = SERVER_MAX_BODY_BYTES, max_writes_in_flight: int = SERVER_WRITES_IN_FLIGHT,
+          allow_unauthenticated_remote: bool = False,
+          on_ready: Callable[[str], None] | None = None) -> None:
+    """Serve the database at ``url`` (project ``project``) over HTTP until interrupted.
+
+    There are no API tokens yet: anyone who reaches the port can read and change every row of the project. So
+    a host other than loopback is refused unless ``allow_unauthenticated_remote``. The database is opened (and
+    created or migrated) before listening, so a bad URL fails here; ``on_ready(where)`` is told where it
+    listens."""
+    if not is_loopback(host) and not allow_unauthenticated_remote:
+        raise InvalidInputError(
+            f"refusing to listen on {host}: the server has no authentication yet (API tokens are coming), so anyone "
+            f"who can reach {host}:{port} could read, change and delete every row of project {project!r}. Listen on "
+            "127.0.0.1 (the default) and reach it through an SSH tunnel, or pass --allow-unauthenticated-remote "
+            "if only trusted machines can reach this network")
+    if min(workers, threads, max_body_bytes, max_writes_in_flight) < 1:
+        raise InvalidInputError(f"workers, threads, max_body_bytes and max_writes_in_flight must be at least 1, got "
+                                f"{workers}, {threads}, {max_body_bytes}, {max_writes_in_flight}")
+    resolved = resolve_url(url)
+    connect(resolved, project=project).close()  # the database and project exist and are up to date
+    os.environ[SETTINGS_VARIABLE] = json.dumps({"url": resolved, "project": project, "threads": threads,
+                                                "max_body_bytes": max_body_bytes,
+                                                "max_writes_in_flight": max_writes_in_flight})
+    import uvicorn  # here: `rolloutdb --help` and the library never load it
+
+    where = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    if on_ready is not None:
+        on_ready(f"{where} (database {display_url(resolved)}, project {project!r}); API docs at {where}/docs")
+    uvicorn.run(f"{__name__}:app_from_environment", factory=True, host=host, port=port, workers=workers,
+                log_level="info", server_header=False)
+
+
+def app_from_environment():
+    """The app as ``serve`` described it in the environment: what uvicorn calls in each worker process."""
+    settings = json.loads(os.environ[SETTINGS_VARIABLE])
+    return create_app(settings.pop("url"), **settings)

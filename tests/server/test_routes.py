@@ -1,0 +1,198 @@
+"""Every route of /api/v1 answers its happy path, over a real server on SQLite and on PostgreSQL; the last test
+checks that the tests above called every route of the route table."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+
+import httpx
+import pytest
+
+from rolloutdb.server import ROUTES
+from server.servers import error, ok, unique
+
+called: dict[str, set[tuple[str, str]]] = defaultdict(set)  # server base -> (method, path) requested
+
+
+@pytest.fixture
+def api(server):
+    def remember(request: httpx.Request) -> None:
+        called[server.base].add((request.method, request.url.path))
+
+    with httpx.Client(base_url=server.base + "/api/v1", timeout=30, event_hooks={"request": [remember]}) as client:
+        yield client
+
+
+def test_health_and_docs(server):
+    assert ok(httpx.get(server.base + "/healthz")) == {"status": "ok"}
+    assert ok(httpx.get(server.base + "/readyz")) == {"status": "ok"}
+    schema = ok(httpx.get(server.base + "/openapi.json"))
+    assert {"/api/v1/runs", "/api/v1/rollouts/dequeue", "/api/v1/spans"} <= set(schema["paths"])
+    # The records are the schema's: a run's fields are documented as the record has them.
+    assert "name" in schema["components"]["schemas"]["Run"]["properties"]
+    assert httpx.get(server.base + "/docs").status_code == 200
+
+
+def test_runs_steps_groups_history_compare(api):
+    name = unique("train") + "/eval@1"  # a slash in a run name, as eval runs have
+    run = ok(api.post("/runs", json={"name": name, "config": {"lr": 0.1}, "total_steps": 2}), 201)
+    assert ok(api.get(f"/runs/{name}"))["id"] == run["id"]
+    assert ok(api.get(f"/runs/{run['id'][:-4]}"))["id"] == run["id"]  # a unique start of the id
+    assert ok(api.patch(f"/runs/{name}", json={"status": "running", "reason": "go"}))["status"] == "running"
+    page = ok(api.get("/runs", params={"name": name}))
+    assert (page["total"], [item["id"] for item in page["items"]]) == (1, [run["id"]])
+
+    step = ok(api.post("/steps", json={"run_id": run["id"], "number": 0}), 201)
+    assert ok(api.get(f"/steps/{step['id']}"))["number"] == 0
+    assert ok(api.patch(f"/steps/{step['id']}", json={"status": "running"}))["status"] == "running"
+    assert ok(api.get("/steps", params={"run_id": run["id"]}))["total"] == 1
+
+    validator = ok(api.post("/validators", json={"name": unique("exact"), "kind": "equals"}), 201)
+    assert ok(api.get(f"/validators/{validator['id']}"))["kind"] == "equals"
+    assert ok(api.patch(f"/validators/{validator['id']}", json={"config": {"strict": True}}))["config"] == {"strict": True}
+    assert ok(api.get("/validators", params={"name": validator["name"]}))["total"] == 1
+    task = ok(api.post("/tasks", json={"external_id": unique("add-7"), "input": {"target": 7},
+                                       "validator_id": validator["id"], "tags": ["easy"]}), 201)
+    assert ok(api.get(f"/tasks/{task['id']}"))["tags"] == ["easy"]
+    assert ok(api.patch(f"/tasks/{task['id']}", json={"split": "train"}))["split"] == "train"
+    assert ok(api.get("/tasks", params={"external_id": task["external_id"]}))["total"] == 1
+
+    group = ok(api.post("/groups", json={"run_id": run["id"], "step": 0, "task_id": task["id"], "size": 2}), 201)
+    assert ok(api.get(f"/groups/{group['id']}"))["size"] == 2
+    assert ok(api.patch(f"/groups/{group['id']}", json={"status": "running"}))["status"] == "running"
+    assert ok(api.get("/groups", params={"run_id": run["id"]}))["total"] == 1
+    for reward in (1.0, 0.0):
+        rollout = ok(api.post("/rollouts", json={"run_id": run["id"], "step": 0, "group_id": group["id"],
+                                                 "task_id": task["id"], "status": "running"}), 201)
+        ok(api.patch(f"/rollouts/{rollout['id']}", json={"status": "succeeded", "reward": reward,
+                                                          "success": reward > 0}))
+        turn = ok(api.post("/turns", json={"rollout_id": rollout["id"], "turn_index": 0, "action": "+7"}), 201)
+        assert ok(api.patch(f"/turns/{turn['id']}", json={"reward": reward}))["reward"] == reward
+        assert ok(api.get(f"/turns/{turn['id']}"))["action"] == "+7"
+    assert ok(api.get("/turns", params={"rollout_id": rollout["id"]}))["total"] == 1
+    assert ok(api.get(f"/groups/{group['id']}"))["success_count"] == 1  # the store's statistics
+    rewards = ok(api.get("/rollouts", params={"group_id": group["id"], "sort": "reward", "order": "desc"}))
+    assert [rollout["reward"] for rollout in rewards["items"]] == [1.0, 0.0]
+
+    history = ok(api.get(f"/history/run/{name}"))
+    assert [(change["old_status"], change["new_status"]) for change in history] == [(None, "pending"),
+                                                                                 ("pending", "running")]
+    other = ok(api.post("/runs", json={"name": unique("baseline")}), 201)
+    comparison = ok(api.get("/compare", params={"a": other["name"], "b": name}))
+    assert comparison["overall"]["b"]["success_rate"] == 0.5
+
+
+def test_queue_attempts_spans_workers_resources(api):
+    resources = ok(api.post("/resources", json={"named_resources": {"prompt": "be careful"}}), 201)
+    assert ok(api.get("/resources/latest"))["id"] == resources["id"]
+    assert ok(api.put(f"/resources/{resources['id']}", json={"named_resources": {"prompt": "v2"}}))["version"] == 2
+    assert ok(api.get(f"/resources/{resources['id']}"))["resources"] == {"prompt": "v2"}
+    assert ok(api.get("/resources", params={"id": resources["id"]}))["total"] == 1
+
+    run = ok(api.post("/runs", json={"name": unique("queue")}), 201)
+    enqueued = ok(api.post("/rollouts/enqueue", json=[
+        {"run_id": run["id"], "input": {"question": i},
+         "config": {"max_attempts": 2, "retry_condition": ["failed"]}} for i in range(3)]), 201)
+    assert [rollout["status"] for rollout in enqueued] == ["queuing"] * 3
+    assert enqueued[0]["resources_id"] == resources["id"]  # the latest resources
+    worker = unique("gpu")
+    claims = []
+    while len(claims) < 3:  # other tests share the queue: take until ours are all claimed
+        batch = ok(api.post("/rollouts/dequeue", json={"limit": 3, "worker_id": worker}))
+        assert batch, "the queue ran dry before our rollouts were claimed"
+        claims += [claim for claim in batch if claim["rollout"]["run_id"] == run["id"]]
+    first = claims[0]
+    rollout_id, attempt_id = first["rollout"]["id"], first["attempt"]["id"]
+    assert ok(api.post(f"/rollouts/{rollout_id}/attempts/latest/heartbeat"))["status"] == "running"
+    spans = ok(api.post("/spans", json=[{"rollout_id": rollout_id, "attempt_id": attempt_id, "trace_id": "t",
+                                         "span_id": f"s{i}", "name": "llm.call", "attributes": {"tokens": i}}
+                                        for i in range(3)]), 201)
+    assert [span["sequence_id"] for span in spans] == [1, 2, 3]
+    page = ok(api.get("/spans", params={"rollout_id": rollout_id, "limit": 2, "sort": "sequence_id",
+                                        "order": "desc"}))
+    assert (page["total"], [span["span_id"] for span in page["items"]]) == (3, ["s2", "s1"])
+    assert ok(api.get(f"/spans/{spans[0]['id']}"))["name"] == "llm.call"
+    failed = ok(api.patch(f"/rollouts/{rollout_id}/attempts/{attempt_id}", json={"status": "failed",
+                                                                                "reason": "tool crashed"}))
+    assert failed["status"] == "failed"
+    assert ok(api.get(f"/rollouts/{rollout_id}"))["status"] == "requeuing"  # retried: failed is in its condition
+    second = ok(api.post(f"/rollouts/{rollout_id}/attempts", json={"worker_id": worker}), 201)
+    assert second["attempt"]["sequence"] == 2
+    assert ok(api.get("/attempts", params={"rollout_id": rollout_id}))["total"] == 2
+    assert ok(api.get(f"/attempts/{attempt_id}"))["status"] == "failed"
+    assert ok(api.get("/spans", params={"rollout_id": rollout_id, "attempt_id": "all"}))["total"] == 3
+    assert ok(api.get("/spans", params={"rollout_id": rollout_id}))["total"] == 0  # the latest attempt's
+
+    assert ok(api.post(f"/rollouts/{claims[1]['rollout']['id']}/cancel", json={"reason": "enough"}))["status"] \
+        == "cancelled"
+    ok(api.patch(f"/rollouts/{claims[2]['rollout']['id']}/attempts/latest", json={"status": "succeeded"}))
+    finished = ok(api.post("/rollouts/wait", json={"rollout_ids": [c["rollout"]["id"] for c in claims[1:]],
+                                                   "timeout": 5}))
+    assert sorted(rollout["status"] for rollout in finished) == ["cancelled", "succeeded"]
+    started = ok(api.post("/rollouts/start", json={"input": "direct", "worker_id": worker}), 201)
+    assert (started["rollout"]["status"], started["attempt"]["worker_id"]) == ("preparing", worker)
+
+    beat = ok(api.post(f"/workers/{worker}/heartbeat", json={"stats": {"gpu": 0.5}}))
+    assert beat["heartbeat_stats"] == {"gpu": 0.5}
+    assert ok(api.patch(f"/workers/{worker}", json={"metadata": {"host": "a"}}))["metadata"] == {"host": "a"}
+    assert ok(api.get(f"/workers/{worker}"))["last_heartbeat_at"] == beat["last_heartbeat_at"]
+    assert ok(api.get("/workers", params={"id": worker}))["total"] == 1
+    summary = ok(api.get("/queue"))
+    assert worker in [activity["worker"]["id"] for activity in summary["workers"]]
+    assert ok(api.post("/purge", json={"older_than": 3600, "dry_run": True})) == {
+        "rollouts": 0, "attempts": 0, "spans": 0, "turns": 0}
+
+
+def test_jobs(api):
+    name = unique("job")
+    run = ok(api.post("/runs", json={"name": name, "kind": "job", "status": "running"}), 201)
+    ok(api.patch(f"/runs/{run['id']}", json={"heartbeat_at": run["created_at"]}))  # a live job: just heard of
+    job = ok(api.get(f"/jobs/{name}", params={"stale_after": 3600}))
+    assert (job["run"]["id"], job["stale"]) == (run["id"], False)
+    assert name in [item["name"] for item in ok(api.get("/jobs", params={"kind": "job", "limit": 1000}))["items"]]
+    assert ok(api.post(f"/jobs/{name}/pause", json={"reason": "lunch"}))["control"] == "pause"
+    assert [row["message"] for row in ok(api.get(f"/jobs/{name}/logs"))] == ["pause requested: lunch"]
+    ok(api.patch(f"/runs/{name}", json={"status": "paused", "control": None}))  # what the job does at a checkpoint
+    assert ok(api.post(f"/jobs/{name}/resume", json={}))["control"] == "resume"
+    assert ok(api.post(f"/jobs/{name}/cancel", json={}))["status"] == "cancelled"
+    assert ok(api.delete(f"/jobs/{name}"), 204) is None
+    error(api.get(f"/jobs/{name}"), 404, "NotFoundError")
+
+
+def test_catalog_sequence_ids_recording_and_health(api):
+    dataset = unique("arith")
+    validator = ok(api.post("/validators/save", json={"name": unique("equals"), "kind": "equals"}))
+    assert ok(api.post("/validators/save", json={"name": validator["name"], "kind": "other"}))["id"] == validator["id"]
+    tasks = [{"external_id": unique("task"), "dataset": dataset, "tags": tags,
+              "validator": {"name": validator["name"], "kind": "equals"}} for tags in (["easy"], ["hard"])]
+    saved = ok(api.post("/tasks/save", json=tasks))
+    assert ok(api.post("/tasks/save", json=tasks)) == saved  # saving again changes nothing
+    assert {task["validator_id"] for task in saved} == {validator["id"]}
+    assert [task["id"] for task in ok(api.get("/tasks/load", params={"dataset": dataset, "tags": "easy"}))] == [
+        saved[0]["id"]]
+
+    claim = ok(api.post("/rollouts/start", json={"input": "by hand"}), 201)
+    rollout_id = claim["rollout"]["id"]
+    assert ok(api.get(f"/rollouts/{rollout_id}/attempts/latest"))["id"] == claim["attempt"]["id"]
+    assert ok(api.post("/spans/sequence-ids", json={"pairs": [[rollout_id, "latest"]] * 2})) == [1, 2]
+    assert isinstance(ok(api.post("/check-health")), int)
+
+    name, session = unique("recorded"), unique("session")
+    result = ok(api.post("/recording", params={"heartbeat": "false"}, json=[
+        {"op": "run.start", "id": unique("run-id"), "name": name, "session": session,
+         "started_at": "2026-01-01T00:00:00Z"},
+        {"op": "no.such.operation"}]))
+    assert result["applied"] == 1 and [rejection["index"] for rejection in result["rejected"]] == [1]
+    assert ok(api.get(f"/runs/{name}"))["status"] == "running"
+
+
+def test_every_route_was_called(server):
+    """Runs after the tests above, on the same server: each route of the table was requested at least once."""
+    requested = called[server.base]
+    missing = []
+    for operation in ROUTES:
+        pattern = re.compile("^/api/v1" + re.sub(r"{[^}]+}", "[^?]+", operation.path) + "$")
+        if not any(method == operation.method and pattern.match(path) for method, path in requested):
+            missing.append(f"{operation.method} {operation.path}")
+    assert not missing, f"routes no test called: {missing}"

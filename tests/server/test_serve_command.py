@@ -1,0 +1,28 @@
+"""`rolloutdb serve` itself: it refuses to listen beyond this machine while the server has no authentication."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from rolloutdb.server import is_loopback
+from server.servers import serve_command, server_environment
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::"])
+def test_a_host_beyond_loopback_is_refused_without_the_flag(tmp_path, host):
+    database = tmp_path / "never.db"
+    result = subprocess.run(serve_command(f"sqlite:///{database}", "p", "--host", host, "--port", "1"),
+                            capture_output=True, text=True, env=server_environment(), timeout=60)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"refusing to listen on {host}" in result.stderr and "--allow-unauthenticated-remote" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not database.exists()  # refused before anything was opened
+
+
+@pytest.mark.parametrize(("host", "loopback"), [("127.0.0.1", True), ("127.0.0.2", True), ("::1", True),
+                                                ("localhost", True), ("0.0.0.0", False), ("10.0.0.1", False),
+                                                ("", False)])
+def test_loopback_hosts(host, loopback):
+    assert is_loopback(host) is loopback
