@@ -49,6 +49,39 @@ def test_enqueue_uses_latest_resources_and_rejects_unknown_ones(store):
         store.rollouts.enqueue(3, resources_id="nope")
 
 
+def test_rollouts_may_name_resources_not_stored_when_the_store_allows_it(session_database_url):
+    import uuid
+
+    import rolloutdb
+
+    with rolloutdb.connect(session_database_url, project=f"loose-{uuid.uuid4().hex[:8]}",
+                           resources_must_exist=False) as store:
+        rollout = store.rollouts.enqueue(1, resources_id="not-yet")
+        assert store.rollouts.update(rollout.id, resources_id="nor-this").resources_id == "nor-this"
+
+
+def test_ids_of_new_rollouts_and_attempts_take_the_stores_prefixes(session_database_url):
+    import uuid
+
+    import rolloutdb
+
+    with rolloutdb.connect(session_database_url, project=f"ids-{uuid.uuid4().hex[:8]}",
+                           id_prefixes={"rollout": "ro-", "attempt": "at-"}) as store:
+        claim = store.rollouts.start("a")
+        assert claim.rollout.id.startswith("ro-") and claim.attempt.id.startswith("at-")
+        assert store.rollouts.enqueue("b").id.startswith("ro-")
+    with pytest.raises(InvalidInputError, match="no ids of kind 'span'"):
+        rolloutdb.connect(session_database_url, id_prefixes={"span": "sp-"})
+
+
+def test_a_worker_starting_a_rollout_or_attempt_by_hand_is_busy_with_it(store):
+    claim = store.rollouts.start("now", worker_id="w-start")
+    assert (store.workers.get("w-start").status, store.workers.get("w-start").current_attempt_id) == (
+        "busy", claim.attempt.id)
+    retry = store.attempts.start(claim.rollout.id, worker_id="w-retry")
+    assert store.workers.get("w-retry").current_attempt_id == retry.attempt.id
+
+
 def test_start_bypasses_the_queue(store):
     queued = store.rollouts.enqueue("waiting")
     claim = store.rollouts.start("now", worker_id="w")

@@ -38,6 +38,26 @@ def test_duplicate_spans_are_skipped(store):
     assert [s.name for s in store.spans.query(claim.rollout.id)] == ["one", "new"]
 
 
+def test_sequence_ids_across_attempts_count_per_rollout(store):
+    first, second = store.rollouts.start("a"), store.rollouts.start("b")
+    retry = store.attempts.start(first.rollout.id)
+    pairs = [(first.rollout.id, first.attempt.id), (second.rollout.id, second.attempt.id),
+             (first.rollout.id, retry.attempt.id), (first.rollout.id, first.attempt.id)]
+    assert store.spans.next_sequence_ids_across_attempts(pairs) == [1, 1, 2, 3]
+    store.spans.add(**span(first, "explicit"), sequence_id=9)  # on the older attempt: still the rollout's count
+    assert store.spans.next_sequence_ids_across_attempts([(first.rollout.id, retry.attempt.id)]) == [10]
+    with pytest.raises(NotFoundError, match="has no attempt yet"):
+        store.spans.next_sequence_ids_across_attempts([(store.rollouts.enqueue("c").id, "latest")])
+
+
+def test_unique_span_ids_skip_a_span_id_the_attempt_has(store):
+    claim = store.rollouts.start("a")
+    store.spans.add(**span(claim, "one"), unique_span_ids=True)
+    added = store.spans.add_many([span(claim, "one"), span(claim, "two"), span(claim, "two")], unique_span_ids=True)
+    assert [s.span_id for s in added] == ["span-two"]
+    assert len(store.spans.add_many([span(claim, "one")])) == 1  # without the option only sequence ids count
+
+
 def test_a_span_is_a_heartbeat_that_starts_the_attempt_and_rollout(store):
     claim = store.rollouts.start("a")
     store.spans.add(**span(claim))

@@ -11,7 +11,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, insert, literal, select
@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine, insert, literal, select
 from .. import states
 from ..config import DEFAULT_PROJECT, display_url, resolve_url
 from ..errors import ConflictError, InvalidInputError, NotFoundError
+from ..ids import new_id
 from ..records import Project, QueueSummary, RunComparison, StatusChange, utcnow
 from ..schema import projects, status_changes
 from . import hooks
@@ -66,8 +67,12 @@ class Store:
         health_check_interval: float = 5.0,
         poll_interval: float | None = None,
         create_project: bool = True,
+        id_prefixes: Mapping[str, str] | None = None,
+        resources_must_exist: bool = True,
     ) -> None:
         self.engine = engine
+        self.id_prefixes = checked_id_prefixes(id_prefixes or {})
+        self.resources_must_exist = resources_must_exist
         self.url = url
         self.project = project
         self._clock = clock
@@ -123,6 +128,10 @@ class Store:
         )
         with self._read() as connection:
             return [StatusChange.model_validate(dict(row)) for row in connection.execute(statement).mappings()]
+
+    def new_id(self, kind: str) -> str:
+        """A new id for a ``"rollout"`` or an ``"attempt"``: a UUIDv7, after the prefix ``id_prefixes`` gives."""
+        return self.id_prefixes.get(kind, "") + new_id()
 
     def ping(self) -> None:
         """Ask the database for nothing, to see that it answers: StoreUnavailableError when it does not."""
@@ -253,6 +262,8 @@ def connect(
     clock: Callable[[], datetime] = utcnow,
     health_check_interval: float = 5.0,
     poll_interval: float | None = None,
+    id_prefixes: Mapping[str, str] | None = None,
+    resources_must_exist: bool = True,
 ) -> Store:
     """Open the RolloutDB database at ``url`` (see ``rolloutdb.config`` for where it is found otherwise).
 
@@ -261,13 +272,16 @@ def connect(
     reads use. One at an older schema raises SchemaOutOfDateError unless ``upgrade=True``. ``clock``
     replaces the wall clock (tests); ``health_check_interval`` is how often store calls may run the
     attempt watchdog; ``poll_interval`` how often a waiter looks for rollouts finished by other
-    processes (default 0.5 s on SQLite; PostgreSQL is notified).
+    processes (default 0.5 s on SQLite; PostgreSQL is notified); ``id_prefixes`` starts the ids of new
+    rollouts and attempts, e.g. ``{"rollout": "ro-", "attempt": "at-"}`` (Agent Lightning's shapes);
+    ``resources_must_exist=False`` lets a rollout name resources not stored (yet), as Agent Lightning does.
     """
     resolved = resolve_url(url)
     project_name(project)
     with _opened(resolved, create=create, upgrade=upgrade) as engine:
         return Store(engine, resolved, project, clock=clock, health_check_interval=health_check_interval,
-                     poll_interval=poll_interval, create_project=create)
+                     poll_interval=poll_interval, create_project=create, id_prefixes=id_prefixes,
+                     resources_must_exist=resources_must_exist)
 
 
 def list_projects(url: str | None = None) -> list[Project]:
@@ -289,6 +303,20 @@ def create_project(name: str, url: str | None = None) -> Project:
     if inserted is None:
         raise ConflictError(f"project {name!r} exists in {display_url(resolved)}")
     return project
+
+
+ID_PREFIXED = ("rollout", "attempt")
+
+
+def checked_id_prefixes(prefixes: Mapping[str, str]) -> dict[str, str]:
+    """``prefixes`` if each names a kind in ID_PREFIXED and is a short string, else InvalidInputError."""
+    for kind, prefix in prefixes.items():
+        if kind not in ID_PREFIXED:
+            raise InvalidInputError(f"id_prefixes: no ids of kind {kind!r} are made; kinds: {', '.join(ID_PREFIXED)}")
+        if not isinstance(prefix, str) or len(prefix) > 40:
+            raise InvalidInputError(f"id_prefixes: the {kind} prefix must be a string of up to 40 characters, "
+                                    f"got {prefix!r:.80}")
+    return dict(prefixes)
 
 
 def project_name(name: str) -> str:

@@ -37,7 +37,8 @@ class Workers(Area[Worker]):
     record = Worker
     noun = "worker"
     filterable = frozenset({"id", "status", "current_rollout_id", "last_heartbeat_at", "created_at"})
-    sortable = frozenset({"id", "status", "created_at", "updated_at", "last_heartbeat_at", "last_dequeue_at"})
+    sortable = frozenset({"id", "status", "created_at", "updated_at", "last_heartbeat_at", "last_dequeue_at",
+                          "last_busy_at", "last_idle_at", "current_rollout_id", "current_attempt_id"})
     updatable = frozenset({"heartbeat_stats", "metadata"})
     default_sort = "id"
 
