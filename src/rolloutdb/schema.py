@@ -221,11 +221,17 @@ groups = Table(
     Index("ix_groups_run_id_step", "run_id", "step"),
 )
 
+# Resource ids are named by users (Agent Lightning's "default"), so each project has its own, as with workers.
 resources = Table(
     "resources",
     metadata,
-    _id(),
-    _project(),
+    Column("id", String(ID_LENGTH), primary_key=True),
+    Column(
+        "project_id",
+        String(ID_LENGTH),
+        ForeignKey("projects.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
     Column("version", Integer, nullable=False),
     Column("resources", Json, nullable=False),
     *_times("created_at", "updated_at"),

@@ -200,7 +200,6 @@ def test_an_id_taken_in_another_project_is_a_conflict_that_says_no_more_than_one
         (lambda id: b.tasks.create(id=id, external_id=f"t-{uuid.uuid4().hex}"), rows.task.id),
         (lambda id: b.tasks.save([{"id": id, "external_id": f"t-{uuid.uuid4().hex}"}]), rows.task.id),
         (lambda id: b.groups.create(id=id, run_id=run.id), rows.group.id),
-        (lambda id: b.resources.add({"p": 1}, id=id), rows.resources.id),
         (lambda id: b.rollouts.create(id=id, group_id=group.id), rows.rollout.id),
         (lambda id: b.rollouts.enqueue(id=id), rows.queued.id),
         (lambda id: b.rollouts.start(id=id).rollout, rows.queued.id),
@@ -216,6 +215,20 @@ def test_an_id_taken_in_another_project_is_a_conflict_that_says_no_more_than_one
     several = outcome(lambda id: b.rollouts.enqueue_many([{"id": new_id()}, {"id": id}]), rows.queued.id)
     assert several[0] == "ConflictError" and "is taken" in several[1] and rows.a.project not in several[1]
     assert "UNIQUE" not in several[1] and "duplicate" not in several[1]
+
+
+def test_resources_of_the_same_name_in_two_projects_are_each_their_own(rows):
+    """Resource ids are named by users ("default" in Agent Lightning's trainers): each project keeps its own
+    under the same name, and neither sees nor changes the other's."""
+    name = f"default-{uuid.uuid4().hex[:8]}"
+    theirs = rows.a.resources.add({"prompt": "a's"}, id=name)
+    mine = rows.b.resources.add({"prompt": "b's"}, id=name)
+    assert rows.b.resources.update(name, {"prompt": "b's, changed"}).version == 2
+    assert rows.a.resources.get(name) == theirs
+    assert rows.b.resources.get(name).resources == {"prompt": "b's, changed"} != mine.resources
+    assert [r.id for r in rows.b.resources.query(id=name)] == [name]
+    again = outcome(lambda id: rows.b.resources.add({"p": 1}, id=id), name)
+    assert again[0] == "ConflictError" and "is taken" in again[1]
 
 
 def _id_of(created: Any) -> str:
