@@ -19,24 +19,27 @@ from .. import __version__
 from ..config import DEFAULT_PROJECT, SERVER_MAX_BODY_BYTES, SERVER_THREADS, SERVER_WRITES_IN_FLIGHT
 from ..errors import InvalidInputError, StoreUnavailableError
 from ..records import Record
-from ..store import Store, connect
+from ..store import Store
 from ._errors import RETRY_AFTER_SECONDS, InternalErrors, error_response, install_error_handlers
 from ._limits import BodyLimit, WriteLimit
 from ._operations import PAGE_WINDOW, Operation, Page, field_type
+from ._projects import PROJECT_HEADER, ProjectStores
 from ._routes import ROUTES
 
 API_PREFIX = "/api/v1"
 
 
 def create_app(url: str | None = None, *, project: str = DEFAULT_PROJECT, max_body_bytes: int = SERVER_MAX_BODY_BYTES,
-               threads: int = SERVER_THREADS, max_writes_in_flight: int = SERVER_WRITES_IN_FLIGHT) -> FastAPI:
+               threads: int = SERVER_THREADS, max_writes_in_flight: int = SERVER_WRITES_IN_FLIGHT,
+               all_projects: bool = False) -> FastAPI:
     """The REST server of the database at ``url`` (found as ``rolloutdb.connect`` finds it), serving ``project``.
 
     The store is opened (and the database created and migrated, if need be) here, once; the app closes it when
     it shuts down. Request bodies over ``max_body_bytes`` are refused (413); at most ``threads`` requests use
     the store at once, the others wait their turn; a write beyond ``max_writes_in_flight`` is answered 503 with
-    Retry-After."""
-    store = connect(url, project=project)
+    Retry-After. A request works on ``project``; with ``all_projects``, on the project its ``RolloutDB-Project``
+    header names (see ``_projects``)."""
+    stores = ProjectStores(url, project, all_projects=all_projects)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -44,22 +47,24 @@ def create_app(url: str | None = None, *, project: str = DEFAULT_PROJECT, max_bo
         try:
             yield
         finally:
-            store.close()
+            stores.close()
 
-    app = FastAPI(title="RolloutDB", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="RolloutDB", version=__version__, lifespan=lifespan, redirect_slashes=False,
                   description=f"The experience store for agent RL: project {project!r}. Errors answer "
                               '`{"error": {"type": "<exception class name>", "message": "..."}}`.')
-    app.state.store = store
+    app.state.store = stores.default
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(WriteLimit, max_in_flight=max_writes_in_flight)
     app.add_middleware(InternalErrors)  # the outermost of ours: it sees what the others raise
     app.add_api_route("/healthz", healthz, methods=["GET"], summary="The server process is up")
-    app.add_api_route("/readyz", functools.partial(readyz, store), methods=["GET"],
+    app.add_api_route("/readyz", functools.partial(readyz, stores.default), methods=["GET"],
                       summary="The database answers (200), or not (503)")
     router = APIRouter(prefix=API_PREFIX)
+    router.add_api_route("/project", functools.partial(project_of, stores), methods=["GET"],
+                         summary=f"The project a request works on (its id and name); see the {PROJECT_HEADER} header")
     for operation in ROUTES:
-        router.add_api_route(operation.path, endpoint(operation, store), methods=[operation.method],
+        router.add_api_route(operation.path, endpoint(operation, stores), methods=[operation.method],
                              response_model=operation.response, status_code=operation.status_code,
                              summary=operation.summary, operation_id=operation.call,
                              tags=[operation.call.partition(".")[0] if "." in operation.call else "store"])
@@ -79,10 +84,15 @@ def readyz(store: Store) -> Response:
     return Response('{"status":"ok"}', media_type="application/json")
 
 
-def endpoint(operation: Operation, store: Store) -> Callable[..., Any]:
+def project_of(stores: ProjectStores, request: Request) -> dict[str, str]:
+    with stores.store(request.headers.get(PROJECT_HEADER)) as store:
+        return {"id": store.project_id, "name": store.project}
+
+
+def endpoint(operation: Operation, stores: ProjectStores) -> Callable[..., Any]:
     """A function FastAPI can mount for ``operation``: its signature declares the path parameters, the query
-    model and the body, so FastAPI checks them and documents them; its body makes the Store call."""
-    call = functools.reduce(getattr, operation.call.split("."), store)
+    model and the body, so FastAPI checks them and documents them; its body makes the Store call on the store
+    of the request's project."""
     parameters = [inspect.Parameter("request", inspect.Parameter.KEYWORD_ONLY, annotation=Request)]
     parameters += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[str, Path()])
                    for name in operation.path_parameters]
@@ -94,6 +104,12 @@ def endpoint(operation: Operation, store: Store) -> Callable[..., Any]:
                                             annotation=Annotated[operation.body, Body()]))
 
     def run(*, request: Request, query_parameters: BaseModel | None = None, body: Any = None, **path: str) -> Any:
+        with stores.store(request.headers.get(PROJECT_HEADER)) as store:
+            return make_call(functools.reduce(getattr, operation.call.split("."), store), request,
+                             query_parameters, body, path)
+
+    def make_call(call: Callable[..., Any], request: Request, query_parameters: BaseModel | None, body: Any,
+                  path: dict[str, str]) -> Any:
         arguments = {**path, **given(query_parameters)}
         if operation.body_argument is not None:
             arguments[operation.body_argument] = given(body)

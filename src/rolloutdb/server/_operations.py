@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from pydantic.fields import FieldInfo
@@ -79,6 +79,7 @@ class SpanScope(Paging):
 
     rollout_id: str | None = None
     attempt_id: str | None = Field("latest", description="An attempt's id, latest, or all (every attempt).")
+    spelled_none: ClassVar[dict[str, str]] = {"attempt_id": "all"}  # how a client asks for the call's None
 
     @field_validator("attempt_id")
     @classmethod

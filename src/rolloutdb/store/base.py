@@ -46,6 +46,11 @@ def whole_number(name: str, value: Any, low: int, high: int) -> int:
     return value
 
 
+def not_found(noun: str, id: str, project: str) -> NotFoundError:
+    """What every area raises for a row that is not there (the remote client too)."""
+    return NotFoundError(f"{noun} {id!r} not found in project {project!r}")
+
+
 def one_of(column, values: Sequence[Any], backend: str):
     """``column IN values``; on PostgreSQL a long list goes as one array parameter, since a statement takes
     at most 65,535 parameters there."""
@@ -345,7 +350,7 @@ class Area(Generic[R]):
             raise InvalidInputError(f"a {self.noun} is named by a string, got {type(key).__name__} {key!r:.80}")
 
     def _not_found(self, id: str) -> NotFoundError:
-        return NotFoundError(f"{self.noun} {id!r} not found in project {self._store.project!r}")
+        return not_found(self.noun, id, self._store.project)
 
     # Hot statements, prepared once (see _statements.Prepared).
     @functools.cached_property
