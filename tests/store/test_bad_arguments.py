@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 
 from rolloutdb.errors import InvalidInputError, NotFoundError
+from conftest import skip_on_http
 
 
 @pytest.mark.parametrize(("arguments", "named"), [
@@ -41,6 +42,7 @@ def test_an_id_that_is_not_a_string_is_refused(store):
 
 
 def test_a_filter_on_more_ids_than_a_statement_takes_parameters_still_works(store):
+    skip_on_http(store, "a filter of 70,000 ids does not fit in a URL")
     kept = store.rollouts.enqueue_many([{"input": {"n": i}} for i in range(3)])
     ids = [f"missing-{i}" for i in range(70_000)] + [r.id for r in kept]
     assert store.rollouts.count(id=ids) == 3

@@ -11,7 +11,10 @@ seconds have passed raises StoreUnavailableError."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from ..config import display_url
+from ..records import utcnow
 from ._http import Transport
 from ._store import REMOTE_AREAS, STORE_METHODS, Remote
 
@@ -45,6 +48,10 @@ class RemoteStore:
     def ping(self) -> None:
         """Ask the server whether its database answers: StoreUnavailableError when it does not."""
         self._transport.request("GET", self.url + "/readyz", repeatable=False)
+
+    def now(self) -> datetime:
+        """This machine's clock (UTC). The server's may differ a little: it stamps the rows it writes."""
+        return utcnow()
 
     def close(self) -> None:
         """Close the connections to the server."""

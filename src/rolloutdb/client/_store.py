@@ -18,12 +18,15 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import quote
 
-from pydantic import TypeAdapter
-from pydantic_core import to_jsonable_python
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic_core import PydanticSerializationError, to_jsonable_python
 
-from ..errors import NotFoundError
+from ..errors import InvalidInputError, NotFoundError
 from ..ids import new_id
+from ..storable import require_storable
 from ..server import ROUTES, Operation, Page
+from ..server._operations import RecordFields
+from ..server._errors import invalid_request_message
 from ..server._routes import MAX_WAIT_SECONDS
 from ..store import Store
 from ..store.attempts import Attempts
@@ -69,18 +72,25 @@ class Remote:
         path = operation.path
         for name in operation.path_parameters:
             value = arguments.pop(name) if name in arguments else defaults[name]
+            if not isinstance(value, str):
+                raise InvalidInputError(f"invalid request: {name}: a row is named by a string, got "
+                                        f"{type(value).__name__} {value!r:.80}")
             path = re.sub("{%s(:path)?}" % name, lambda match: quote(str(value), safe="/" if match[1] else ""), path)
         params: list[tuple[str, Any]] = []
         query_fields = operation.query.model_fields if operation.query is not None else {}
         spelled_none = getattr(operation.query, "spelled_none", {})
-        for name in [name for name in arguments if name in query_fields]:
-            value = arguments.pop(name)
+        query = {name: arguments.pop(name) for name in list(arguments) if name in query_fields}
+        if query:
+            checked(operation.query, query)
+        for name, value in query.items():
             params += query_parameters(name, spelled_none.get(name) if value is None else value)
         json: Any = None
         replay = None
         if operation.body_argument is not None:
             json, replay = self._with_client_ids(operation, list(arguments.pop(operation.body_argument)))
         elif operation.body is not None:
+            if not issubclass(operation.body, RecordFields):
+                checked(operation.body, arguments)
             json, arguments = jsonable(arguments), {}
             json, replay = self._with_client_ids(operation, json)
         if operation.listing is not None:
@@ -124,13 +134,44 @@ class Remote:
     areas: dict[str, Any]
 
 
+def checked(model: type[BaseModel], values: dict[str, Any]) -> None:
+    """JSON and query strings carry fewer types than Python, and the server reads them leniently: arguments are
+    held to the route's model here, strictly (``"10"`` is no limit), as the local call holds them."""
+    try:
+        model.model_validate({name: list(value) if isinstance(value, (tuple, set, frozenset)) else value
+                              for name, value in values.items()}, strict=True)
+    except ValidationError as exc:
+        raise InvalidInputError(invalid_request_message(exc.errors(include_url=False))) from None
+
+
 @functools.lru_cache(maxsize=None)
 def adapter(kind: Any) -> TypeAdapter[Any]:
     return TypeAdapter(kind)
 
 
 def jsonable(value: Any) -> Any:
-    return to_jsonable_python(value, fallback=lambda item: list(item) if isinstance(item, Iterable) else item)
+    """``value`` as JSON holds it (records as dicts, times as ISO 8601, iterables as lists); InvalidInputError
+    naming the field for what the database could not hold (``storable``'s rule) or JSON cannot carry."""
+    if isinstance(value, Mapping):
+        return {key: json_field(str(key), item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(item) for item in value]
+    return json_field("", value)
+
+
+def json_field(field: str, value: Any) -> Any:
+    def fallback(item: Any) -> Any:
+        if isinstance(item, Iterable):
+            return list(item)
+        raise TypeError(f"{type(item).__name__} is not JSON")
+
+    try:
+        converted = to_jsonable_python(value, fallback=fallback)
+    except (TypeError, ValueError, PydanticSerializationError):
+        require_storable(field, value)  # names where inside the value the problem is
+        raise InvalidInputError(f"cannot store {field}: {type(value).__name__} is not JSON") from None
+    require_storable(field, converted)
+    return converted
 
 
 def query_parameters(name: str, value: Any) -> list[tuple[str, Any]]:

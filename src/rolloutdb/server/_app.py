@@ -20,6 +20,7 @@ from ..config import DEFAULT_PROJECT, SERVER_MAX_BODY_BYTES, SERVER_THREADS, SER
 from ..errors import InvalidInputError, StoreUnavailableError
 from ..records import Record
 from ..store import Store
+from ..store.base import OPERATORS
 from ._errors import RETRY_AFTER_SECONDS, InternalErrors, error_response, install_error_handlers
 from ._limits import BodyLimit, WriteLimit
 from ._operations import PAGE_WINDOW, Operation, Page, field_type
@@ -118,9 +119,10 @@ def endpoint(operation: Operation, stores: ProjectStores) -> Callable[..., Any]:
         if operation.listing is None:
             result = call(**arguments)
             return Response(status_code=204) if operation.response is None else result
-        filters = filters_from(request, operation.listing, declared=set(type(query_parameters).model_fields))
-        counted = {name: value for name, value in arguments.items() if name not in PAGE_WINDOW}
         owner = call.__self__
+        filters = filters_from(request, operation.listing, declared=set(type(query_parameters).model_fields),
+                               filterable=getattr(owner, "filterable", frozenset(operation.listing.model_fields)))
+        counted = {name: value for name, value in arguments.items() if name not in PAGE_WINDOW}
         return Page(items=call(**arguments, **filters), total=owner.count(**counted, **filters),
                     limit=query_parameters.limit, offset=query_parameters.offset)
 
@@ -139,10 +141,12 @@ def given(value: Any) -> Any:
     return {} if value is None else value
 
 
-def filters_from(request: Request, record: type[Record], declared: set[str]) -> dict[str, Any]:
+def filters_from(request: Request, record: type[Record], declared: set[str],
+                 filterable: frozenset[str]) -> dict[str, Any]:
     """The listing's filters from the query string: ``field=value``, ``field__op=value``, a field given more than
-    once for any of its values; each value read as the record's field holds it. The store checks the fields and
-    operators and names the allowed ones."""
+    once for any of its values; each value read as the record's field holds it. What the store refuses itself —
+    a field it does not filter by, an unknown operator, an unknown status — is left to it as given, so that it
+    names the allowed ones, in its own words, on every backend."""
     filters: dict[str, Any] = {}
     for key in dict.fromkeys(request.query_params.keys()):
         if key in declared:
@@ -150,7 +154,8 @@ def filters_from(request: Request, record: type[Record], declared: set[str]) -> 
         values = request.query_params.getlist(key)
         field, _, operator = key.partition("__")
         info = record.model_fields.get(field)
-        kind: Any = {"isnull": bool, "contains": str}.get(operator, field_type(info) if info else str)
+        typed = info is not None and field in filterable and field != "status" and operator in ("", *OPERATORS)
+        kind: Any = {"isnull": bool, "contains": str}.get(operator, field_type(info) if typed else str)
         many = operator == "in" or len(values) > 1
         try:
             filters[key] = _adapter(list[kind] if many else kind).validate_python(values if many else values[0])

@@ -87,6 +87,11 @@ class SpanScope(Paging):
         return None if value == "all" else value
 
 
+class RecordFields(Strict):
+    """Request models of a record's fields: their values are read as the store reads a record's (leniently); the
+    other request models take the call's own Python types, and a client holds its arguments to them strictly."""
+
+
 def field_type(info: FieldInfo) -> Any:
     """A record field's type with its constraints (an INTEGER column's range, a name's length)."""
     return Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
@@ -102,7 +107,7 @@ def input_model(record: type[Record], name: str, fields: frozenset[str] | None =
         for field_name, info in record.model_fields.items()
         if field_name != "project_id" and (fields is None or field_name in fields)
     }
-    return create_model(name, __base__=Strict, **declared, **extra)
+    return create_model(name, __base__=RecordFields, **declared, **extra)
 
 
 def editable_area(area: str, kind: type[Area], *, key: str = "{id}",
