@@ -32,6 +32,7 @@ def test_a_server_url_in_rolloutdb_url_connects_through_it_and_projects_are_kept
         monkeypatch.setenv("ROLLOUTDB_URL", server.base + "/")
         with rolloutdb.connect(project="team-a") as remote:
             assert isinstance(remote, RemoteStore) and remote.url == server.base
+            remote.ping()  # the server's database answers
             run = remote.runs.create(name="from-env")
             with pytest.raises(NotImplementedError, match="jobs.start.. has no route"):
                 remote.jobs.start("a-job")

@@ -60,6 +60,8 @@ REPEATABLE = {"rollouts.wait", "tasks.save", "validators.save", "workers.heartbe
 class Remote:
     """The calls of one server and project: what every generated method goes through."""
 
+    areas: dict[str, Any]  # the remote store's areas, by name: where a write sent again reads back its rows
+
     def __init__(self, transport: Transport, project: str) -> None:
         self.transport = transport
         self.project = project
@@ -75,7 +77,7 @@ class Remote:
             if not isinstance(value, str):
                 raise InvalidInputError(f"invalid request: {name}: a row is named by a string, got "
                                         f"{type(value).__name__} {value!r:.80}")
-            path = re.sub("{%s(:path)?}" % name, lambda match: quote(str(value), safe="/" if match[1] else ""), path)
+            path = re.sub("{%s(:path)?}" % name, lambda match: quote(value, safe="/" if match[1] else ""), path)
         params: list[tuple[str, Any]] = []
         query_fields = operation.query.model_fields if operation.query is not None else {}
         spelled_none = getattr(operation.query, "spelled_none", {})
@@ -91,8 +93,7 @@ class Remote:
         elif operation.body is not None:
             if not issubclass(operation.body, RecordFields):
                 checked(operation.body, arguments)
-            json, arguments = jsonable(arguments), {}
-            json, replay = self._with_client_ids(operation, json)
+            (json, replay), arguments = self._with_client_ids(operation, arguments), {}
         if operation.listing is not None:
             for name, value in arguments.items():
                 params += filter_parameters(name, value)
@@ -100,8 +101,7 @@ class Remote:
             raise TypeError(f"{operation.call}() got unexpected arguments {', '.join(arguments)}")
         answer = self.transport.request(
             operation.method, path, params=params or None, json=json, read_timeout=read_timeout,
-            repeatable=operation.method == "GET" or operation.call in REPEATABLE or replay is not None,
-            replay=replay)
+            repeatable=safe_to_repeat(operation, json, replay), replay=replay)
         return None if operation.response is None else adapter(operation.response).validate_python(answer)
 
     def _with_client_ids(self, operation: Operation, body: Any) -> tuple[Any, Callable[[], Any] | None]:
@@ -116,7 +116,7 @@ class Remote:
                 return [found[id].model_dump(mode="json") for id in ids] if len(found) == len(ids) else None
 
             return [{**jsonable(request), "id": id} for request, id in zip(body, ids)], stored_rollouts
-        if operation.call.endswith(".create") and "id" not in body:
+        if operation.call.endswith(".create") and "id" in operation.body.model_fields and "id" not in body:
             made = new_id()
             area = self.areas[operation.call.partition(".")[0]]
 
@@ -126,12 +126,8 @@ class Remote:
                 except NotFoundError:
                     return None  # the conflict is the caller's own
 
-            return {**body, "id": made}, stored_row
-        if operation.call == "spans.add_many" and all("sequence_id" in span for span in body):
-            return jsonable(body), lambda: []  # the store skips spans it has: a retry adds only the rest
+            return jsonable({**body, "id": made}), stored_row
         return jsonable(body), None
-
-    areas: dict[str, Any]
 
 
 def checked(model: type[BaseModel], values: dict[str, Any]) -> None:
@@ -142,6 +138,15 @@ def checked(model: type[BaseModel], values: dict[str, Any]) -> None:
                               for name, value in values.items()}, strict=True)
     except ValidationError as exc:
         raise InvalidInputError(invalid_request_message(exc.errors(include_url=False))) from None
+
+
+def safe_to_repeat(operation: Operation, body: Any, replay: Callable[[], Any] | None) -> bool:
+    """Whether a request may be sent again when its answer did not come: a read, a write that changes nothing
+    the second time, one whose rows are found by the ids made here (``replay``), or spans that all carry their
+    sequence id (the store skips those it has; the retry returns only the others)."""
+    return (operation.method == "GET" or operation.call in REPEATABLE or replay is not None
+            or (operation.call == "spans.add_many" and all(isinstance(span, dict) and span.get("sequence_id") is not None
+                                                     for span in body)))
 
 
 @functools.lru_cache(maxsize=None)
