@@ -12,8 +12,7 @@ import httpx
 from .. import errors
 from ..config import display_url
 from ..errors import ConflictError, RolloutDBError, ServerError, StoreUnavailableError
-from ..server import API_PREFIX
-from ..server._projects import PROJECT_HEADER
+from ..server import API_PREFIX, PROJECT_HEADER
 
 FIRST_DELAY = 0.1  # seconds before the first retry; doubled each time, up to MAX_DELAY
 MAX_DELAY = 2.0

@@ -24,10 +24,7 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 from ..errors import InvalidInputError, NotFoundError
 from ..ids import new_id
 from ..storable import require_storable
-from ..server import ROUTES, Operation, Page
-from ..server._operations import RecordFields
-from ..server._errors import invalid_request_message
-from ..server._routes import MAX_WAIT_SECONDS
+from ..server import MAX_WAIT_SECONDS, ROUTES, Operation, Page, RecordFields, invalid_request_message
 from ..store import Store
 from ..store.attempts import Attempts
 from ..store.base import MAX_LIMIT, not_found
