@@ -5,6 +5,7 @@ import logging
 import time
 import uuid
 
+import numpy as np
 import pytest
 from sqlalchemy.engine import make_url
 
@@ -137,6 +138,33 @@ def test_a_value_that_cannot_be_stored_is_refused_at_the_call_and_the_rest_is_wr
     store = rolloutdb.connect(session_database_url, project=project)
     assert [t.action for t in store.turns.query()] == ["fine", "also fine"]
     assert [t.turn_index for t in store.turns.query()] == [0, 1]
+
+
+def test_a_value_of_the_wrong_type_is_refused_at_the_call_as_the_store_refuses_it(session_database_url, project):
+    with pytest.raises(rolloutdb.InvalidInputError, match=r"total_steps: .* got str"):
+        rolloutdb.Recorder(session_database_url, run="train", project=project, total_steps="10")
+    with rolloutdb.Recorder(session_database_url, run="train", project=project, flush_interval=0.05) as recorder:
+        with pytest.raises(rolloutdb.InvalidInputError, match=r"number: Input should be a valid integer, got str"):
+            recorder.step("0")
+        with recorder.step(0) as step:
+            with pytest.raises(rolloutdb.InvalidInputError, match=r"size: .* got float"):
+                step.group(task="t", size=1.0)
+            group = step.group(task="t", size=np.int64(1))  # NumPy scalars are the numbers they hold
+            with pytest.raises(rolloutdb.InvalidInputError, match=r"mode: Input should be 'train', 'val' or 'test'"):
+                group.rollout(mode="training")
+            rollout = group.rollout()
+            for wrong in ({"reward": "1.5"}, {"done": "yes"}, {"success": 1}, {"thinking": b"hm"}):
+                with pytest.raises(rolloutdb.InvalidInputError, match=rf"cannot record this turn: {next(iter(wrong))}:"):
+                    rollout.turn(action="x", **wrong)
+            rollout.turn(action="kept", reward=1, done=np.bool_(True), metrics={"loss": np.float32(0.5)})
+            with pytest.raises(rolloutdb.InvalidInputError, match=r"cannot record this rollout.end: success:"):
+                rollout.finish(reward=1.0, success="yes")
+            rollout.finish(reward=np.float64(1.0), success=True)
+        assert recorder.flush()
+    store = rolloutdb.connect(session_database_url, project=project)
+    assert [(t.action, t.reward, t.done, t.metrics) for t in store.turns.query()] == [("kept", 1.0, True, {"loss": 0.5})]
+    assert [(r.reward, r.success) for r in store.rollouts.query()] == [(1.0, True)]
+    assert store.steps.count() == 1 and store.groups.get(group.id).size == 1
 
 
 def test_a_record_the_database_refuses_is_reported_with_what_it_was_and_changes_nothing(

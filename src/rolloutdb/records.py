@@ -3,16 +3,42 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, Strict
+from pydantic_core import PydanticCustomError
 
 from .ids import new_id
 from .states import AttemptStatus, GroupStatus, RolloutMode, RolloutStatus, RunKind, RunStatus, StepStatus
 
+
+def _python_scalar(value: Any) -> Any:
+    """A NumPy scalar as the Python int, float or bool it holds (``np.int64(3)`` is 3, ``np.bool_(True)`` is
+    True, as a training loop's values often are); anything else as it is."""
+    return value.item() if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0 else value
+
+
+def _text(value: Any) -> Any:
+    """Text as it is; anything else refused (a choice otherwise takes bytes, decoding them)."""
+    if isinstance(value, str):
+        return value
+    raise PydanticCustomError("string_type", "Input should be a valid string")
+
+
+# Values are taken as the type they are, never converted (``Record`` is strict): a number (float field) is
+# an int or a float; a whole number (int field) is an int, not a float (3.0 neither), a bool or a string; a
+# flag is True or False, not 0/1 or "yes"; a time is a timezone-aware datetime, not text or a number; text
+# and ids are str. NumPy scalars count as the Python values they hold. Statuses, kinds and modes take their
+# enum members or their string values (``Choice``).
+E = TypeVar("E")
+Choice = Annotated[E, Strict(False), BeforeValidator(_text)]
+Whole = Annotated[int, BeforeValidator(_python_scalar)]
+Flag = Annotated[bool, BeforeValidator(_python_scalar)]
+Time = AwareDatetime
 JsonDict = dict[str, JsonValue]
+Id = Annotated[str, Field(min_length=1, max_length=128)]  # what an id column holds
 # What an INTEGER column holds on every backend (PostgreSQL's is 32 bits): larger values are refused by name.
-Int32 = Annotated[int, Field(ge=-(2 ** 31), le=2 ** 31 - 1)]
+Int32 = Annotated[Whole, Field(ge=-(2 ** 31), le=2 ** 31 - 1)]
 
 
 def utcnow() -> datetime:
@@ -20,40 +46,42 @@ def utcnow() -> datetime:
 
 
 class Record(BaseModel):
-    """Base of all records: unknown fields are an error, values are validated on assignment."""
+    """Base of all records: unknown fields are an error, values are validated on assignment and are not
+    converted from another type (the rule above ``Choice``)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True, use_enum_values=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True, use_enum_values=True,
+                              strict=True)
 
 
 class _Created(Record):
-    id: str = Field(default_factory=new_id, min_length=1, max_length=128)
+    id: Id = Field(default_factory=new_id)
     project_id: str = ""
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: Time = Field(default_factory=utcnow)
 
 
 class _Updated(_Created):
-    updated_at: datetime = Field(default_factory=utcnow)
+    updated_at: Time = Field(default_factory=utcnow)
 
 
 class _Lifetime(_Updated):
-    started_at: datetime | None = None
-    ended_at: datetime | None = None
+    started_at: Time | None = None
+    ended_at: Time | None = None
 
 
 class Project(Record):
-    id: str = Field(default_factory=new_id, min_length=1, max_length=128)
+    id: Id = Field(default_factory=new_id)
     name: str = Field(min_length=1, max_length=200)
     settings: JsonDict = Field(default_factory=dict)
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: Time = Field(default_factory=utcnow)
 
 
 class Run(_Lifetime):
     name: str = Field(min_length=1, max_length=200)
-    kind: RunKind = RunKind.TRAIN
+    kind: Choice[RunKind] = RunKind.TRAIN
     parent_run_id: str | None = None
     parent_step: Int32 | None = None
     config: JsonDict = Field(default_factory=dict)
-    status: RunStatus = RunStatus.PENDING
+    status: Choice[RunStatus] = RunStatus.PENDING
     progress: float = Field(default=0.0, ge=0.0, le=100.0)
     stage: str | None = None
     stages: list[JsonDict] = Field(default_factory=list)
@@ -65,14 +93,14 @@ class Run(_Lifetime):
     total_steps: Int32 | None = Field(default=None, ge=0)
     metadata: JsonDict = Field(default_factory=dict)
     owner: str | None = Field(default=None, max_length=128)
-    heartbeat_at: datetime | None = None
+    heartbeat_at: Time | None = None
 
 
 class RunEvent(Record):
-    seq: int | None = None
+    seq: Whole | None = None
     project_id: str = ""
     run_id: str
-    time: datetime = Field(default_factory=utcnow)
+    time: Time = Field(default_factory=utcnow)
     level: Literal["debug", "info", "warning", "error"] = "info"
     stage: str | None = None
     progress: float | None = None
@@ -81,20 +109,20 @@ class RunEvent(Record):
 
 
 class StatusChange(Record):
-    seq: int | None = None
+    seq: Whole | None = None
     project_id: str = ""
     entity_type: Literal["run", "step", "group", "rollout", "attempt"]
     entity_id: str
     old_status: str | None
     new_status: str
-    changed_at: datetime = Field(default_factory=utcnow)
+    changed_at: Time = Field(default_factory=utcnow)
     reason: str | None = None
 
 
 class Step(_Lifetime):
     run_id: str
     number: Int32 = Field(ge=0)
-    status: StepStatus = StepStatus.PENDING
+    status: Choice[StepStatus] = StepStatus.PENDING
     metrics: JsonDict = Field(default_factory=dict)
 
 
@@ -121,7 +149,7 @@ class Group(_Lifetime):
     source: Literal["step", "eval", "baseline"] = "step"
     task_id: str | None = None
     size: Int32 | None = Field(default=None, ge=1)
-    status: GroupStatus = GroupStatus.PENDING
+    status: Choice[GroupStatus] = GroupStatus.PENDING
     rollout_count: Int32 = 0
     completed_count: Int32 = 0
     success_count: Int32 = 0
@@ -133,7 +161,7 @@ class Group(_Lifetime):
 class RolloutConfig(Record):
     """How a rollout is retried and when its attempts count as dead."""
 
-    max_attempts: int = Field(default=1, ge=1)
+    max_attempts: Whole = Field(default=1, ge=1)
     timeout_seconds: float | None = Field(default=None, gt=0)
     unresponsive_seconds: float | None = Field(default=None, gt=0)
     retry_condition: list[Literal["failed", "timeout", "unresponsive"]] = Field(default_factory=list)
@@ -145,44 +173,44 @@ class Rollout(_Lifetime):
     group_id: str | None = None
     task_id: str | None = None
     input: JsonValue = None
-    mode: RolloutMode | None = None
-    status: RolloutStatus = RolloutStatus.QUEUING
+    mode: Choice[RolloutMode] | None = None
+    status: Choice[RolloutStatus] = RolloutStatus.QUEUING
     resources_id: str | None = None
     config: RolloutConfig = Field(default_factory=RolloutConfig)
     attempt_count: Int32 = 0
     reward: float | None = None
-    success: bool | None = None
+    success: Flag | None = None
     validation: JsonValue = None
     metrics: JsonDict = Field(default_factory=dict)
     metadata: JsonDict = Field(default_factory=dict)
     error: str | None = None
-    queued_at: datetime | None = None
+    queued_at: Time | None = None
 
 
 class Attempt(_Lifetime):
     rollout_id: str
     sequence: Int32 = Field(ge=1)
-    status: AttemptStatus = AttemptStatus.PREPARING
-    worker_id: str | None = None
+    status: Choice[AttemptStatus] = AttemptStatus.PREPARING
+    worker_id: Id | None = None
     next_span_sequence: Int32 = 1
     metadata: JsonDict = Field(default_factory=dict)
-    last_heartbeat_at: datetime | None = None
+    last_heartbeat_at: Time | None = None
 
 
 class Worker(Record):
-    id: str = Field(min_length=1, max_length=128)
+    id: Id
     project_id: str = ""
     status: Literal["idle", "busy", "unknown"] = "unknown"
     heartbeat_stats: JsonDict | None = None
     current_rollout_id: str | None = None
     current_attempt_id: str | None = None
     metadata: JsonDict = Field(default_factory=dict)
-    created_at: datetime = Field(default_factory=utcnow)
-    updated_at: datetime = Field(default_factory=utcnow)
-    last_heartbeat_at: datetime | None = None
-    last_dequeue_at: datetime | None = None
-    last_busy_at: datetime | None = None
-    last_idle_at: datetime | None = None
+    created_at: Time = Field(default_factory=utcnow)
+    updated_at: Time = Field(default_factory=utcnow)
+    last_heartbeat_at: Time | None = None
+    last_dequeue_at: Time | None = None
+    last_busy_at: Time | None = None
+    last_idle_at: Time | None = None
 
 
 class TurnContent(Record):
@@ -194,9 +222,9 @@ class TurnContent(Record):
     action_result: JsonValue = None
     model_response: JsonValue = None
     reward: float | None = None
-    done: bool | None = None
+    done: Flag | None = None
     duration_seconds: float | None = Field(default=None, ge=0)
-    success: bool | None = None
+    success: Flag | None = None
     error: str | None = None
     metrics: JsonDict = Field(default_factory=dict)
     tokens: JsonValue = None
@@ -229,8 +257,8 @@ class Span(_Created):
     context: Any = None
     parent: Any = None
     resource: Any = None
-    start_time: datetime | None = None
-    end_time: datetime | None = None
+    start_time: Time | None = None
+    end_time: Time | None = None
 
 
 class Resources(_Updated):
@@ -241,13 +269,13 @@ class Resources(_Updated):
 class Artifact(Record):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     project_id: str = ""
-    size: int = Field(ge=0)
+    size: Whole = Field(ge=0)
     media_type: str = "application/octet-stream"
     compression: Literal["gzip", "zstd"] | None = None
     storage: Literal["inline", "file"] = "inline"
     location: str | None = None
     data: bytes | None = None
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: Time = Field(default_factory=utcnow)
 
 
 class ArtifactLink(_Created):
@@ -264,7 +292,7 @@ class Script(_Updated):
     source_rollout_id: str | None = None
     version: Int32 = Field(default=1, ge=1)
     checksum: str
-    active: bool = True
+    active: Flag = True
     device: str | None = None
     model: str | None = None
     replay_count: Int32 = 0
@@ -282,17 +310,17 @@ class Decision(_Created):
     policy_version: str | None = None
     reward: float | None = None
     outcome: JsonValue = None
-    evaluated_at: datetime | None = None
+    evaluated_at: Time | None = None
 
 
 class Signal(Record):
-    id: str = Field(default_factory=new_id, min_length=1, max_length=128)
+    id: Id = Field(default_factory=new_id)
     project_id: str = ""
     subject_id: str
     kind: Literal["hit", "quality", "feedback"]
     value: float
     data: JsonValue = None
-    time: datetime = Field(default_factory=utcnow)
+    time: Time = Field(default_factory=utcnow)
 
 
 class Sample(_Created):
@@ -302,7 +330,7 @@ class Sample(_Created):
     action: JsonValue = None
     reward: float | None = None
     next_state: JsonValue = None
-    done: bool = False
+    done: Flag = False
     dataset: str | None = None
 
 
@@ -314,18 +342,18 @@ class ModelCheckpoint(_Created):
     name: str
     uri: str
     metrics: JsonDict = Field(default_factory=dict)
-    latest: bool = True
+    latest: Flag = True
 
 
 class ApiToken(Record):
-    id: str = Field(default_factory=new_id, min_length=1, max_length=128)
+    id: Id = Field(default_factory=new_id)
     project_id: str = ""
     name: str
     token_hash: str
     role: Literal["admin", "writer", "reader"] = "writer"
-    created_at: datetime = Field(default_factory=utcnow)
-    last_used_at: datetime | None = None
-    revoked_at: datetime | None = None
+    created_at: Time = Field(default_factory=utcnow)
+    last_used_at: Time | None = None
+    revoked_at: Time | None = None
 
 
 class Claim(Record):
@@ -338,7 +366,7 @@ class Claim(Record):
 class RunStats(Record):
     """How a run did on a set of tasks: finished rollouts, success rate, mean reward and mean turns."""
 
-    rollouts: int
+    rollouts: Whole
     success_rate: float | None
     reward_mean: float | None
     turns_mean: float | None
@@ -367,14 +395,14 @@ class WorkerActivity(Record):
     """A worker, and when it was last heard of: its own heartbeat or a span of one of its attempts."""
 
     worker: Worker
-    last_seen_at: datetime | None
+    last_seen_at: Time | None
 
 
 class QueueSummary(Record):
     """The rollout queue at a glance."""
 
     rollouts_by_status: dict[str, int]
-    waiting: int  # queuing or requeuing
-    oldest_queued_at: datetime | None
+    waiting: Whole  # queuing or requeuing
+    oldest_queued_at: Time | None
     attempts_by_status: dict[str, int]  # attempts of unfinished rollouts
     workers: list[WorkerActivity]

@@ -1,7 +1,8 @@
 """What the database can hold, one rule for every write path (the store's statements and bulk inserts, the
 recorder's calls): JSON values without NaN or infinities, and strings without NUL characters (PostgreSQL
 cannot store them, in JSON or in text columns; SQLite is held to the same rule, so that a value is
-refused or kept the same way on both). A refused value raises ``Unstorable``, which says where inside
+refused or kept the same way on both) or lone surrogates (not text in any encoding: no driver sends them),
+and no longer than their column (PostgreSQL refuses more, SQLite would keep it). A refused value raises ``Unstorable``, which says where inside
 the value the problem is; callers name the field."""
 
 from __future__ import annotations
@@ -57,27 +58,48 @@ def require_storable(field: str, value: Any) -> None:
         raise InvalidInputError(f"cannot store {exc.at(field)}") from None
 
 
-def check_text(value: str) -> str:
-    """A text value as it is, or Unstorable when it holds a NUL character."""
-    if NUL in value:
-        raise _nul("")
+def check_text(value: str, length: int | None = None) -> str:
+    """A text value as it is, or Unstorable when it holds a NUL character, is not text at all (a lone
+    surrogate, which no encoding of text holds) or is longer than ``length`` characters (its column's)."""
+    problem = _text_problem(value, "")
+    if problem is not None:
+        raise problem
+    if length is not None and len(value) > length:
+        raise _too_long(len(value), length)
     return value
 
 
-def check_texts(values: list[str | None]) -> None:
+def check_texts(values: list[str | None], length: int | None = None) -> None:
     """``check_text`` for a column of values (None for SQL NULL)."""
     try:
-        found = NUL in "".join(values)  # one C-level pass when there is no NULL among them
+        joined = "".join(values)  # one C-level pass when there is no NULL among them
     except TypeError:
-        found = any(value is not None and NUL in value for value in values)
-    if found:
-        raise _nul("")
+        values = [value for value in values if value is not None]
+        joined = "".join(values)
+    check_text(joined)
+    if length is not None and (longest := max(map(len, values), default=0)) > length:
+        raise _too_long(longest, length)
+
+
+def _too_long(found: int, length: int) -> Unstorable:
+    return Unstorable("", f"a string of {found:,} characters is longer than the {length:,} its column holds")
+
+
+def _text_problem(value: str, where: str) -> Unstorable | None:
+    if NUL in value:
+        return _nul(where)
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError as exc:
+            return Unstorable(where, f"a string holds {value[exc.start]!r}, a lone surrogate, which is not text")
+    return None
 
 
 def _problem(value: Any, where: str) -> Unstorable | None:
     """The first thing inside ``value`` the database cannot hold, or None."""
     if isinstance(value, str):
-        return _nul(where) if NUL in value else None
+        return _text_problem(value, where)
     if isinstance(value, float):
         return None if math.isfinite(value) else Unstorable(
             where, f"{value!r} is not a JSON number (NaN and infinities cannot be stored: use null)")

@@ -3,7 +3,7 @@
 import pytest
 
 from rolloutdb.errors import InvalidInputError, InvalidTransitionError, NotFoundError
-from conftest import skip_on_http
+from conftest import IN_THE_SCHEMAS_WORDS, skip_on_http
 
 RETRY_ON_FAILURE = {"max_attempts": 3, "retry_condition": ["failed", "timeout", "unresponsive"]}
 
@@ -48,6 +48,39 @@ def test_enqueue_uses_latest_resources_and_rejects_unknown_ones(store):
     assert store.rollouts.enqueue(2).resources_id == latest.id
     with pytest.raises(NotFoundError, match="resources 'nope' not found"):
         store.rollouts.enqueue(3, resources_id="nope")
+
+
+def test_rollouts_may_name_resources_not_stored_when_the_store_allows_it(session_database_url):
+    import uuid
+
+    import rolloutdb
+
+    with rolloutdb.connect(session_database_url, project=f"loose-{uuid.uuid4().hex[:8]}",
+                           resources_must_exist=False) as store:
+        rollout = store.rollouts.enqueue(1, resources_id="not-yet")
+        assert store.rollouts.update(rollout.id, resources_id="nor-this").resources_id == "nor-this"
+
+
+def test_ids_of_new_rollouts_and_attempts_take_the_stores_prefixes(session_database_url):
+    import uuid
+
+    import rolloutdb
+
+    with rolloutdb.connect(session_database_url, project=f"ids-{uuid.uuid4().hex[:8]}",
+                           id_prefixes={"rollout": "ro-", "attempt": "at-"}) as store:
+        claim = store.rollouts.start("a")
+        assert claim.rollout.id.startswith("ro-") and claim.attempt.id.startswith("at-")
+        assert store.rollouts.enqueue("b").id.startswith("ro-")
+    with pytest.raises(InvalidInputError, match="no ids of kind 'span'"):
+        rolloutdb.connect(session_database_url, id_prefixes={"span": "sp-"})
+
+
+def test_a_worker_starting_a_rollout_or_attempt_by_hand_is_busy_with_it(store):
+    claim = store.rollouts.start("now", worker_id="w-start")
+    assert (store.workers.get("w-start").status, store.workers.get("w-start").current_attempt_id) == (
+        "busy", claim.attempt.id)
+    retry = store.attempts.start(claim.rollout.id, worker_id="w-retry")
+    assert store.workers.get("w-retry").current_attempt_id == retry.attempt.id
 
 
 def test_start_bypasses_the_queue(store):
@@ -151,7 +184,7 @@ def test_illegal_attempt_transition_is_rejected_and_changes_nothing(store):
 )
 def test_bad_queue_calls_are_rejected(store, call, error, message):
     if message == "cannot update attempt field":
-        skip_on_http(store, "the server checks a request against its route's schema before the store does: the same InvalidInputError naming the field, in the schema's words")
+        skip_on_http(store, IN_THE_SCHEMAS_WORDS)
     rollout = store.rollouts.start("x").rollout
     with pytest.raises(error, match=message):
         call(store, rollout.id)

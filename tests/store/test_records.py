@@ -8,6 +8,7 @@ import sqlalchemy
 
 from rolloutdb import records, schema
 from rolloutdb.errors import InvalidInputError
+from conftest import skip_on_http
 
 PAIRS = [
     (records.Project, schema.projects), (records.Run, schema.runs), (records.RunEvent, schema.run_events),
@@ -62,3 +63,26 @@ def test_an_integer_too_large_for_its_column_is_refused_by_name(store):
     with pytest.raises(InvalidInputError, match="step"):
         store.rollouts.create(step=2 ** 40)
     assert store.rollouts.count() == 0
+
+
+def test_text_longer_than_its_column_is_refused_by_name_on_every_write_path(store):
+    # PostgreSQL would raise its own error; SQLite would keep it, for reads to fail on or to differ.
+    with pytest.raises(InvalidInputError, match=r"dataset: a string of 201 characters is longer than the 200"):
+        store.tasks.create(external_id="t", dataset="d" * 201)  # a bulk insert
+    claim = store.rollouts.start({"q": 1})
+    with pytest.raises(InvalidInputError, match=r"name: a string of 501 characters"):
+        store.spans.add(rollout_id=claim.rollout.id, attempt_id=claim.attempt.id, trace_id="t", span_id="s",
+                        name="n" * 501)
+    task = store.tasks.create(external_id="t", dataset="d" * 200)
+    with pytest.raises(InvalidInputError, match=r"split: a string of 101 characters"):
+        store.tasks.update(task.id, split="s" * 101)  # a prepared UPDATE
+    assert store.tasks.get(task.id) == task and store.spans.count(claim.rollout.id) == 0
+
+
+def test_an_id_too_long_for_its_column_is_refused_by_name(store):
+    skip_on_http(store, "an empty worker id makes a path the server has no route for (NotFoundError)")
+    with pytest.raises(InvalidInputError, match="worker_id"):
+        store.rollouts.start({"q": 1}, worker_id="w" * 129)
+    with pytest.raises(InvalidInputError, match="id"):
+        store.workers.heartbeat("")
+    assert store.rollouts.count() == 0 and store.workers.query() == []

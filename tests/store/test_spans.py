@@ -6,7 +6,7 @@ import threading
 import pytest
 
 from rolloutdb.errors import InvalidInputError, NotFoundError
-from conftest import skip_on_http
+from conftest import IN_THE_SCHEMAS_WORDS, skip_on_http
 
 
 def span(claim, name="llm", **fields):
@@ -37,6 +37,27 @@ def test_duplicate_spans_are_skipped(store):
     added = store.spans.add_many([span(claim, "dup", sequence_id=1), span(claim, "new", sequence_id=2)])
     assert [s.name for s in added] == ["new"]
     assert [s.name for s in store.spans.query(claim.rollout.id)] == ["one", "new"]
+
+
+def test_sequence_ids_across_attempts_count_per_rollout(store):
+    skip_on_http(store, "spans.next_sequence_ids_across_attempts has no route yet")
+    first, second = store.rollouts.start("a"), store.rollouts.start("b")
+    retry = store.attempts.start(first.rollout.id)
+    pairs = [(first.rollout.id, first.attempt.id), (second.rollout.id, second.attempt.id),
+             (first.rollout.id, retry.attempt.id), (first.rollout.id, first.attempt.id)]
+    assert store.spans.next_sequence_ids_across_attempts(pairs) == [1, 1, 2, 3]
+    store.spans.add(**span(first, "explicit"), sequence_id=9)  # on the older attempt: still the rollout's count
+    assert store.spans.next_sequence_ids_across_attempts([(first.rollout.id, retry.attempt.id)]) == [10]
+    with pytest.raises(NotFoundError, match="has no attempt yet"):
+        store.spans.next_sequence_ids_across_attempts([(store.rollouts.enqueue("c").id, "latest")])
+
+
+def test_unique_span_ids_skip_a_span_id_the_attempt_has(store):
+    claim = store.rollouts.start("a")
+    store.spans.add(**span(claim, "one"), unique_span_ids=True)
+    added = store.spans.add_many([span(claim, "one"), span(claim, "two"), span(claim, "two")], unique_span_ids=True)
+    assert [s.span_id for s in added] == ["span-two"]
+    assert len(store.spans.add_many([span(claim, "one")])) == 1  # without the option only sequence ids count
 
 
 def test_a_span_is_a_heartbeat_that_starts_the_attempt_and_rollout(store):
@@ -113,7 +134,7 @@ def test_concurrent_writers_never_share_a_sequence_id(store):
 
 
 def test_a_span_json_cannot_hold_is_refused_and_nothing_is_written(store):
-    skip_on_http(store, "the server checks a request against its route's schema before the store does: the same InvalidInputError naming the field, in the schema's words")
+    skip_on_http(store, IN_THE_SCHEMAS_WORDS)
     claim = store.rollouts.start("a")
     with pytest.raises(InvalidInputError, match="cannot store spans: attributes.handle: object is not JSON"):
         store.spans.add_many([span(claim, "ok"), span(claim, "bad", attributes={"handle": object()})])
@@ -133,7 +154,7 @@ def test_spans_for_latest_and_for_the_attempt_id_in_one_batch_are_one_attempt(st
 
 
 def test_a_bad_span_in_a_batch_is_named_by_its_place_and_nothing_is_stored(store):
-    skip_on_http(store, "the server checks a request against its route's schema before the store does: the same InvalidInputError naming the field, in the schema's words")
+    skip_on_http(store, IN_THE_SCHEMAS_WORDS)
     claim = store.rollouts.start("x")
     with pytest.raises(InvalidInputError, match=r"span #1: span_id: Input should be a valid string"):
         store.spans.add_many([span(claim, "ok"), {**span(claim, "bad"), "span_id": 3}])
@@ -141,7 +162,7 @@ def test_a_bad_span_in_a_batch_is_named_by_its_place_and_nothing_is_stored(store
 
 
 def test_a_bad_span_late_in_a_large_batch_stops_it_all_and_the_store_goes_on(store):
-    skip_on_http(store, "the server checks a request against its route's schema before the store does: the same InvalidInputError naming the field, in the schema's words")
+    skip_on_http(store, IN_THE_SCHEMAS_WORDS)
     claim = store.rollouts.start("x")
     batch = [span(claim, f"s{n}") for n in range(250)]
     batch[180] = {**batch[180], "name": None}
@@ -153,7 +174,7 @@ def test_a_bad_span_late_in_a_large_batch_stops_it_all_and_the_store_goes_on(sto
 
 
 def test_bad_spans_are_named_by_their_place_in_the_callers_batch(store):
-    skip_on_http(store, "the server checks a request against its route's schema before the store does: the same InvalidInputError naming the field, in the schema's words")
+    skip_on_http(store, IN_THE_SCHEMAS_WORDS)
     first, second = store.rollouts.start("a"), store.rollouts.start("b")
     with pytest.raises(InvalidInputError, match=r"span #2: trace_id"):
         store.spans.add_many([span(first, "a"), span(second, "b"), {**span(second, "c"), "trace_id": None}])

@@ -11,6 +11,7 @@ seconds have passed raises StoreUnavailableError."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 from ..config import display_url
@@ -37,7 +38,7 @@ class RemoteStore:
                                     retry_for=retry_for)
         self._remote = Remote(self._transport, project)
         try:  # the server is there and serves this project (creating it on first use)
-            self.project_id: str = self._transport.request("GET", "/project", repeatable=True)["id"]
+            self.project_id: str = json.loads(self._transport.request("GET", "/project", repeatable=True))["id"]
         except BaseException:
             self._transport.close()
             raise

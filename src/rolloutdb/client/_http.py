@@ -32,11 +32,11 @@ class Transport:
                                     limits=httpx.Limits(max_connections=64, max_keepalive_connections=16))
 
     def request(self, method: str, path: str, *, params: Any = None, json: Any = None, repeatable: bool,
-                read_timeout: float | None = None, replay: Callable[[], Any] | None = None) -> Any:
-        """The decoded JSON answer (None for 204). ``repeatable``: the request may be sent again when the
+                read_timeout: float | None = None, replay: Callable[[], bytes | None] | None = None) -> bytes | None:
+        """The answer's JSON text (None for 204: no content). ``repeatable``: the request may be sent again when the
         connection fails or the server answers 503, for ``retry_for`` seconds with backoff (honouring
         Retry-After); after that, or at once for another request, StoreUnavailableError. ``replay``: when a
-        request sent again is answered ConflictError, what the first try wrote, if it did (else None)."""
+        request sent again is answered ConflictError, what the first try wrote (as JSON text), if it did (else None)."""
         timeout = None if read_timeout is None else httpx.Timeout(read_timeout, connect=self._client.timeout.connect)
         deadline = time.monotonic() + self.retry_for
         delay = FIRST_DELAY
@@ -78,10 +78,10 @@ def retry_after(response: httpx.Response, default: float) -> float:
         return default
 
 
-def answer(response: httpx.Response) -> Any:
+def answer(response: httpx.Response) -> bytes | None:
     if not response.is_success:
         raise error_of(response)
-    return response.json() if response.content else None
+    return response.content or None
 
 
 def error_of(response: httpx.Response) -> RolloutDBError:

@@ -99,27 +99,30 @@ class Remote:
         answer = self.transport.request(
             operation.method, path, params=params or None, json=json, read_timeout=read_timeout,
             repeatable=safe_to_repeat(operation, json, replay), replay=replay)
-        return None if operation.response is None else adapter(operation.response).validate_python(answer)
+        # From JSON text: records are strict, and JSON is how their times and choices are written.
+        return None if operation.response is None else adapter(operation.response).validate_json(answer)
 
-    def _with_client_ids(self, operation: Operation, body: Any) -> tuple[Any, Callable[[], Any] | None]:
+    def _with_client_ids(self, operation: Operation, body: Any) -> tuple[Any, Callable[[], bytes | None] | None]:
         """The body with ids made here for the rows a create or enqueue writes, so that it may be sent again: a
         row the first try stored is found by its id (``replay``) instead of being stored twice."""
         if operation.call == "rollouts.enqueue_many" and all("id" not in request for request in body):
             ids = [new_id() for _ in body]
             area = self.areas["rollouts"]
 
-            def stored_rollouts() -> Any:
+            def stored_rollouts() -> bytes | None:
                 found = {rollout.id: rollout for rollout in area.query(id=ids, limit=len(ids))}
-                return [found[id].model_dump(mode="json") for id in ids] if len(found) == len(ids) else None
+                if len(found) < len(ids):
+                    return None  # the conflict is the caller's own
+                return adapter(operation.response).dump_json([found[id] for id in ids])
 
             return [{**jsonable(request), "id": id} for request, id in zip(body, ids)], stored_rollouts
         if operation.call.endswith(".create") and "id" in operation.body.model_fields and "id" not in body:
             made = new_id()
             area = self.areas[operation.call.partition(".")[0]]
 
-            def stored_row() -> Any:
+            def stored_row() -> bytes | None:
                 try:
-                    return area.find(made).model_dump(mode="json")
+                    return area.find(made).model_dump_json().encode()
                 except NotFoundError:
                     return None  # the conflict is the caller's own
 
@@ -141,9 +144,9 @@ def safe_to_repeat(operation: Operation, body: Any, replay: Callable[[], Any] | 
     """Whether a request may be sent again when its answer did not come: a read, a write that changes nothing
     the second time, one whose rows are found by the ids made here (``replay``), or spans that all carry their
     sequence id (the store skips those it has; the retry returns only the others)."""
-    return (operation.method == "GET" or operation.call in REPEATABLE or replay is not None
-            or (operation.call == "spans.add_many" and all(isinstance(span, dict) and span.get("sequence_id") is not None
-                                                     for span in body)))
+    if operation.call == "spans.add_many":
+        return all(isinstance(span, dict) and span.get("sequence_id") is not None for span in body)
+    return operation.method == "GET" or operation.call in REPEATABLE or replay is not None
 
 
 @functools.lru_cache(maxsize=None)
@@ -163,6 +166,8 @@ def jsonable(value: Any) -> Any:
 
 def json_field(field: str, value: Any) -> Any:
     def fallback(item: Any) -> Any:
+        if hasattr(item, "tolist") and hasattr(item, "dtype"):  # NumPy scalars and arrays, as storable takes them
+            return item.tolist()
         if isinstance(item, Iterable):
             return list(item)
         raise TypeError(f"{type(item).__name__} is not JSON")
@@ -224,10 +229,8 @@ def route_method(operation: Operation, local: Callable[..., Any]) -> Callable[..
 
 def listing_methods(operation: Operation, kind: type) -> dict[str, Callable[..., Any]]:
     """``query`` (``limit=None`` pages through) and ``count`` (the total of an empty page) of a listing."""
-    page = adapter(operation.response)
-
     def one_page(self, arguments: dict[str, Any]) -> Page:
-        return page.validate_python(self._remote.call(operation, arguments, {}))
+        return self._remote.call(operation, arguments, {})
 
     def query(self, arguments: dict[str, Any], defaults: dict[str, Any]) -> list[Any]:
         if arguments.get("limit", 0) is not None:

@@ -7,12 +7,19 @@
 Rollouts, attempts, spans, resources and workers live in the database, so they survive restarts, stay
 out of the trainer's memory, and are shared by runner processes on any number of machines. Every call
 runs the synchronous RolloutDB store in a worker thread, so the event loop never blocks.
+
+It keeps Agent Lightning's contract as its own stores and tests define it: their ids (``ro-``, ``at-``,
+``rs-``), span sequence ids counted per rollout, their error messages, paginated queries, and its clock
+(``time.time``) for timestamps and health checks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import secrets
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any, Literal, TypeVar
@@ -30,6 +37,7 @@ from agentlightning.types import (
     EnqueueRolloutRequest,
     NamedResources,
     ResourcesUpdate,
+    PaginatedResult,
     Rollout,
     RolloutConfig,
     Span,
@@ -40,21 +48,35 @@ from pydantic import TypeAdapter
 
 import rolloutdb
 from rolloutdb import records
-from rolloutdb.errors import NotFoundError, RolloutDBError, StoreUnavailableError
+from rolloutdb.errors import ConflictError, NotFoundError, RolloutDBError, StoreUnavailableError
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 NAMED_RESOURCES = TypeAdapter(NamedResources)
-# Agent Lightning's field names -> RolloutDB's, for sorting.
-ROLLOUT_SORT = {"rollout_id": "id", "start_time": "created_at", "end_time": "ended_at", "status": "status"}
-ATTEMPT_SORT = {"sequence_id": "sequence", "start_time": "started_at", "end_time": "ended_at", "status": "status",
+# The ids Agent Lightning's own stores make (its code and tests expect these shapes).
+AGL_ID_PREFIXES = {"rollout": "ro-", "attempt": "at-"}
+# Agent Lightning's field names -> RolloutDB's, for sorting (its JSON fields are not sortable).
+ROLLOUT_SORT = {"rollout_id": "id", "start_time": "created_at", "end_time": "ended_at", "status": "status",
+                "mode": "mode", "resources_id": "resources_id"}
+ATTEMPT_SORT = {"rollout_id": "rollout_id", "attempt_id": "id", "sequence_id": "sequence", "start_time": "started_at",
+                "end_time": "ended_at", "status": "status", "worker_id": "worker_id",
                 "last_heartbeat_time": "last_heartbeat_at"}
-SPAN_SORT = {"sequence_id": "sequence_id", "start_time": "start_time", "end_time": "end_time", "name": "name"}
+SPAN_SORT = {name: name for name in ("rollout_id", "attempt_id", "sequence_id", "trace_id", "span_id", "parent_id",
+                                     "name", "start_time", "end_time")}
 RESOURCES_SORT = {"resources_id": "id", "create_time": "created_at", "update_time": "updated_at", "version": "version"}
 WORKER_SORT = {"worker_id": "id", "status": "status", "last_heartbeat_time": "last_heartbeat_at",
-               "last_dequeue_time": "last_dequeue_at"}
+               "last_dequeue_time": "last_dequeue_at", "last_busy_time": "last_busy_at",
+               "last_idle_time": "last_idle_at", "current_rollout_id": "current_rollout_id",
+               "current_attempt_id": "current_attempt_id"}
+WAIT_SLICE_SECONDS = 0.5  # a wait blocks a worker thread this long at most, so a cancelled wait ends soon after
 
 
 # -- conversions ------------------------------------------------------------------------------------------
+
+
+def agl_clock() -> datetime:
+    """Agent Lightning's clock, ``time.time`` (its tests move it), as the store's UTC datetime."""
+    return datetime.fromtimestamp(time.time(), timezone.utc)
 
 
 def _seconds(value: datetime | None) -> float | None:
@@ -119,11 +141,11 @@ def to_agl_worker(worker: records.Worker) -> Worker:
                   current_attempt_id=worker.current_attempt_id)
 
 
-def _sort(sort_by: str | None, fields: dict[str, str], default: str) -> str:
+def _sort(sort_by: str | None, fields: dict[str, str], default: str, what: str) -> str:
     if sort_by is None:
         return default
     if sort_by not in fields:
-        raise ValueError(f"cannot sort by {sort_by!r}; sortable fields: {', '.join(sorted(fields))}")
+        raise ValueError(f"cannot sort {what} by {sort_by!r}; sortable fields: {', '.join(sorted(fields))}")
     return fields[sort_by]
 
 
@@ -137,6 +159,10 @@ def _match(filter_logic: str) -> str:
     return "all" if filter_logic == "and" else "any"
 
 
+def _paginated(items: Sequence[T], limit: int, offset: int, total: int) -> PaginatedResult[T]:
+    return PaginatedResult(items=list(items), limit=limit, offset=offset, total=total)
+
+
 def _changes(**fields: Any) -> dict[str, Any]:
     """The fields the caller set (Agent Lightning passes UNSET for the others)."""
     return {key: value for key, value in fields.items() if not isinstance(value, Unset)}
@@ -147,22 +173,56 @@ class RolloutDBLightningStore(LightningStore):
 
     def __init__(self, url: str | None = None, *, project: str = rolloutdb.store.DEFAULT_PROJECT,
                  store: rolloutdb.Store | None = None, **connect_options: Any) -> None:
+        """Connect to ``url`` (``connect_options`` as ``rolloutdb.connect`` takes them; Agent Lightning's clock,
+        id shapes and loose resources ids unless they say otherwise), or use ``store`` as it is."""
         super().__init__()
-        self.store = store if store is not None else rolloutdb.connect(url, project=project, **connect_options)
+        if store is None:
+            connect_options = {"clock": agl_clock, "id_prefixes": AGL_ID_PREFIXES, "resources_must_exist": False,
+                               **connect_options}
+            store = rolloutdb.connect(url, project=project, **connect_options)
+        self.store = store
+        self._started = time.monotonic()
 
     @property
     def capabilities(self) -> LightningStoreCapabilities:
         # One database shared by every thread, event loop and process.
         return LightningStoreCapabilities(thread_safe=True, async_safe=True, zero_copy=True, otlp_traces=False)
 
-    async def _run(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run a store call off the event loop; the contract's errors for bad ids and updates are ValueError."""
+    async def _run(self, call: Callable[..., T], *args: Any, health_check: bool = False,
+                   missing: Sequence[tuple[str, str | None]] = (), **kwargs: Any) -> T:
+        """Run a store call off the event loop; the contract's errors for bad ids and updates are ValueError.
+
+        ``health_check``: first run the store's health check if it is due (before the calls Agent Lightning's
+        stores check it). ``missing``: the (rollout, attempt or None) the call names, for Agent Lightning's
+        message when one of them is not there."""
+        def call_in_thread() -> T:
+            if health_check:
+                self.store.maybe_check_health()
+            try:
+                return call(*args, **kwargs)
+            except NotFoundError as exc:
+                raise self._not_found(missing) or exc
+
         try:
-            return await asyncio.to_thread(call, *args, **kwargs)
+            return await asyncio.to_thread(call_in_thread)
         except StoreUnavailableError:
             raise
         except RolloutDBError as exc:
             raise ValueError(str(exc)) from exc
+
+    def _not_found(self, named: Sequence[tuple[str, str | None]]) -> ValueError | None:
+        """Agent Lightning's error for the first of these rollouts (or attempts of them) that is not stored;
+        looked up only once a call has failed."""
+        for rollout_id, attempt_id in named:
+            if not self.store.rollouts.count(id=rollout_id):
+                return ValueError(f"Rollout {rollout_id} not found")
+            if attempt_id is None or attempt_id == "latest" and self.store.attempts.count(rollout_id=rollout_id):
+                continue
+            if not self.store.attempts.count(rollout_id=rollout_id):
+                return ValueError(f"No attempts found for rollout {rollout_id}")
+            if not self.store.attempts.count(rollout_id=rollout_id, id=attempt_id):
+                return ValueError(f"Attempt {attempt_id} not found for rollout {rollout_id}")
+        return None
 
     async def statistics(self) -> LightningStoreStatistics:
         store = self.store
@@ -171,7 +231,7 @@ class RolloutDBLightningStore(LightningStore):
             return LightningStoreStatistics(
                 name=type(self).__name__, total_rollouts=store.rollouts.count(), total_attempts=store.attempts.count(),
                 total_spans=store.spans.count(), total_resources=store.resources.count(),
-                total_workers=store.workers.count())
+                total_workers=store.workers.count(), uptime=time.monotonic() - self._started)
 
         return await self._run(counts)
 
@@ -186,13 +246,13 @@ class RolloutDBLightningStore(LightningStore):
     async def start_rollout(self, input: Any, mode: Any = None, resources_id: str | None = None,
                             config: RolloutConfig | None = None, metadata: dict[str, Any] | None = None,
                             worker_id: str | None = None) -> AttemptedRollout:
-        claim = await self._run(self.store.rollouts.start, input, worker_id=worker_id,
+        claim = await self._run(self.store.rollouts.start, input, worker_id=worker_id, health_check=True,
                                 **self._rollout_fields(mode, resources_id, config, metadata))
         return to_agl_claim(claim)
 
     async def enqueue_rollout(self, input: Any, mode: Any = None, resources_id: str | None = None,
                               config: RolloutConfig | None = None, metadata: dict[str, Any] | None = None) -> Rollout:
-        rollout = await self._run(self.store.rollouts.enqueue, input,
+        rollout = await self._run(self.store.rollouts.enqueue, input, health_check=True,
                                   **self._rollout_fields(mode, resources_id, config, metadata))
         return to_agl_rollout(rollout)
 
@@ -200,7 +260,8 @@ class RolloutDBLightningStore(LightningStore):
         requests = [{"input": request.input, **self._rollout_fields(request.mode, request.resources_id,
                                                                       request.config, request.metadata)}
                     for request in rollouts]
-        return [to_agl_rollout(rollout) for rollout in await self._run(self.store.rollouts.enqueue_many, requests)]
+        enqueued = await self._run(self.store.rollouts.enqueue_many, requests, health_check=True)
+        return [to_agl_rollout(rollout) for rollout in enqueued]
 
     async def dequeue_rollout(self, worker_id: str | None = None) -> AttemptedRollout | None:
         claim = await self._run(self.store.rollouts.dequeue, worker_id)
@@ -211,14 +272,15 @@ class RolloutDBLightningStore(LightningStore):
         return [to_agl_claim(claim) for claim in claims]
 
     async def start_attempt(self, rollout_id: str, worker_id: str | None = None) -> AttemptedRollout:
-        return to_agl_claim(await self._run(self.store.attempts.start, rollout_id, worker_id))
+        return to_agl_claim(await self._run(self.store.attempts.start, rollout_id, worker_id, health_check=True,
+                                            missing=[(rollout_id, None)]))
 
     async def query_rollouts(self, *, status_in: Sequence[str] | None = None,
                              rollout_id_in: Sequence[str] | None = None, rollout_id_contains: str | None = None,
                              filter_logic: Literal["and", "or"] = "and", sort_by: str | None = None,
                              sort_order: Literal["asc", "desc"] = "asc", limit: int = -1, offset: int = 0,
                              status: Sequence[str] | None = None, rollout_ids: Sequence[str] | None = None,
-                             ) -> Sequence[Rollout]:
+                             ) -> PaginatedResult[Rollout]:
         filters: dict[str, Any] = {}
         if (status_in if status_in is not None else status) is not None:
             filters["status"] = list(status_in if status_in is not None else status)
@@ -228,14 +290,16 @@ class RolloutDBLightningStore(LightningStore):
             filters["id__contains"] = rollout_id_contains
         store = self.store
 
-        def query() -> list[Rollout]:
-            found = store.rollouts.query(sort=_sort(sort_by, ROLLOUT_SORT, "created_at"), order=sort_order,
-                                         limit=_page(limit), offset=offset, match=_match(filter_logic), **filters)
+        def query() -> PaginatedResult[Rollout]:
+            match = _match(filter_logic)
+            found = store.rollouts.query(sort=_sort(sort_by, ROLLOUT_SORT, "created_at", "rollouts"),
+                                         order=sort_order, limit=_page(limit), offset=offset, match=match, **filters)
             latest = {attempt.rollout_id: attempt for attempt in store.attempts.query(
                 rollout_id=[rollout.id for rollout in found], sort="sequence", limit=None)} if found else {}
-            return [to_agl_rollout(rollout, latest.get(rollout.id)) for rollout in found]
+            return _paginated([to_agl_rollout(rollout, latest.get(rollout.id)) for rollout in found], limit, offset,
+                              store.rollouts.count(match=match, **filters))
 
-        return await self._run(query)
+        return await self._run(query, health_check=True)
 
     async def get_rollout_by_id(self, rollout_id: str) -> Rollout | None:
         store = self.store
@@ -244,7 +308,7 @@ class RolloutDBLightningStore(LightningStore):
             found = store.rollouts.query(id=rollout_id, limit=1)
             return to_agl_rollout(found[0], store.attempts.latest(rollout_id)) if found else None
 
-        return await self._run(get)
+        return await self._run(get, health_check=True)
 
     async def update_rollout(self, rollout_id: str, input: Any = UNSET, mode: Any = UNSET, resources_id: Any = UNSET,
                              status: Any = UNSET, config: Any = UNSET, metadata: Any = UNSET) -> Rollout:
@@ -254,30 +318,52 @@ class RolloutDBLightningStore(LightningStore):
             changes["config"] = (changes["config"] or RolloutConfig()).model_dump()
         if "metadata" in changes:
             changes["metadata"] = dict(changes["metadata"] or {})
-        rollout = await self._run(self.store.rollouts.update, rollout_id, **changes)
-        return to_agl_rollout(rollout)
+        store = self.store
+
+        def update() -> records.Rollout:
+            try:
+                return store.rollouts.update(rollout_id, **changes)
+            except NotFoundError:
+                if store.rollouts.count(id=rollout_id):
+                    raise  # the resources it names are missing
+                raise ValueError(f"Item does not exist with primary key(s): rollout_id={rollout_id!r}") from None
+
+        return to_agl_rollout(await self._run(update, health_check=True))
 
     async def wait_for_rollouts(self, *, rollout_ids: list[str], timeout: float | None = None) -> list[Rollout]:
-        finished = await self._run(self.store.rollouts.wait, rollout_ids, timeout)
-        return [to_agl_rollout(rollout) for rollout in finished]
+        """The rollouts among ``rollout_ids`` that have finished, once all have or ``timeout`` seconds have
+        passed (None: no limit). Unknown ids are left out, as Agent Lightning's stores do."""
+        store = self.store
+        known = await self._run(lambda: {rollout.id for rollout in store.rollouts.query(id=list(rollout_ids),
+                                                                                        limit=None)},
+                                health_check=True)
+        waited = [rollout_id for rollout_id in dict.fromkeys(rollout_ids) if rollout_id in known]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:  # in slices, so that cancelling the wait frees its thread soon
+            left = WAIT_SLICE_SECONDS if deadline is None else max(0.0, deadline - time.monotonic())
+            finished = await self._run(store.rollouts.wait, waited, min(left, WAIT_SLICE_SECONDS))
+            if len(finished) == len(waited) or deadline is not None and time.monotonic() >= deadline:
+                by_id = {rollout.id: rollout for rollout in finished}
+                return [to_agl_rollout(by_id[rollout_id]) for rollout_id in waited if rollout_id in by_id]
 
     # -- attempts ---------------------------------------------------------------------------------------
 
     async def query_attempts(self, rollout_id: str, *, sort_by: str | None = "sequence_id",
                              sort_order: Literal["asc", "desc"] = "asc", limit: int = -1,
-                             offset: int = 0) -> Sequence[Attempt]:
+                             offset: int = 0) -> PaginatedResult[Attempt]:
         store = self.store
 
-        def query() -> list[Attempt]:
+        def query() -> PaginatedResult[Attempt]:
             store.rollouts.get(rollout_id)  # an unknown rollout is an error, not an empty list
-            return [to_agl_attempt(attempt) for attempt in store.attempts.query(
-                rollout_id=rollout_id, sort=_sort(sort_by, ATTEMPT_SORT, "sequence"), order=sort_order,
-                limit=_page(limit), offset=offset)]
+            found = store.attempts.query(rollout_id=rollout_id, sort=_sort(sort_by, ATTEMPT_SORT, "sequence", "attempts"),
+                                         order=sort_order, limit=_page(limit), offset=offset)
+            return _paginated([to_agl_attempt(attempt) for attempt in found], limit, offset,
+                              store.attempts.count(rollout_id=rollout_id))
 
-        return await self._run(query)
+        return await self._run(query, health_check=True)
 
     async def get_latest_attempt(self, rollout_id: str) -> Attempt | None:
-        attempt = await self._run(self.store.attempts.latest, rollout_id)
+        attempt = await self._run(self.store.attempts.latest, rollout_id, health_check=True)
         return None if attempt is None else to_agl_attempt(attempt)
 
     async def update_attempt(self, rollout_id: str, attempt_id: str, status: Any = UNSET, worker_id: Any = UNSET,
@@ -287,18 +373,29 @@ class RolloutDBLightningStore(LightningStore):
             changes["metadata"] = dict(changes["metadata"] or {})
         if not isinstance(last_heartbeat_time, Unset):
             changes["last_heartbeat_at"] = _datetime(last_heartbeat_time)
-        attempt = await self._run(self.store.attempts.update, rollout_id, attempt_id, **changes)
+        attempt = await self._run(self.store.attempts.update, rollout_id, attempt_id, health_check=True,
+                                  missing=[(rollout_id, attempt_id)], **changes)
         return to_agl_attempt(attempt)
 
     # -- spans ------------------------------------------------------------------------------------------
 
     async def add_span(self, span: Span) -> Span | None:
-        stored = await self._run(self.store.spans.add, **from_agl_span(span))
-        return None if stored is None else to_agl_span(stored)
+        added = await self.add_many_spans([span])
+        return added[0] if added else None
 
     async def add_many_spans(self, spans: Sequence[Span]) -> Sequence[Span]:
-        stored = await self._run(self.store.spans.add_many, [from_agl_span(span) for span in spans])
-        return [to_agl_span(span) for span in stored]
+        """Store the spans; returns those that were new, as given (a span whose sequence id or span id its
+        attempt has already is skipped, and logged as Agent Lightning's stores do)."""
+        stored = await self._run(self.store.spans.add_many, [from_agl_span(span) for span in spans],
+                                 unique_span_ids=True,
+                                 missing=list(dict.fromkeys((span.rollout_id, span.attempt_id) for span in spans)))
+        new = {(span.rollout_id, span.sequence_id, span.span_id) for span in stored}
+        added = [span for span in spans if (span.rollout_id, span.sequence_id, span.span_id) in new]
+        for span in spans:
+            if (span.rollout_id, span.sequence_id, span.span_id) not in new:
+                logger.error("Duplicated span added for rollout=%s, attempt=%s, span=%s (sequence id %s). Skipping.",
+                             span.rollout_id, span.attempt_id, span.span_id, span.sequence_id)
+        return added
 
     async def add_otel_span(self, rollout_id: str, attempt_id: str, readable_span: ReadableSpan,
                             sequence_id: int | None = None) -> Span | None:
@@ -307,10 +404,13 @@ class RolloutDBLightningStore(LightningStore):
         return await self.add_span(Span.from_opentelemetry(readable_span, rollout_id, attempt_id, sequence_id))
 
     async def get_next_span_sequence_id(self, rollout_id: str, attempt_id: str) -> int:
-        return await self._run(self.store.spans.next_sequence_id, rollout_id, attempt_id)
+        return (await self.get_many_span_sequence_ids([(rollout_id, attempt_id)]))[0]
 
     async def get_many_span_sequence_ids(self, rollout_attempt_ids: Sequence[tuple[str, str]]) -> Sequence[int]:
-        return await self._run(self.store.spans.next_sequence_ids, list(rollout_attempt_ids))
+        """Sequence ids count per rollout, across its attempts, as in Agent Lightning's stores."""
+        pairs = list(rollout_attempt_ids)
+        return await self._run(self.store.spans.next_sequence_ids_across_attempts, pairs,
+                               missing=[(rollout_id, None) for rollout_id, _ in pairs])
 
     async def query_spans(self, rollout_id: str, attempt_id: str | None = None, *, trace_id: str | None = None,
                           trace_id_contains: str | None = None, span_id: str | None = None,
@@ -318,25 +418,30 @@ class RolloutDBLightningStore(LightningStore):
                           parent_id_contains: str | None = None, name: str | None = None,
                           name_contains: str | None = None, filter_logic: Literal["and", "or"] = "and",
                           limit: int = -1, offset: int = 0, sort_by: str | None = "sequence_id",
-                          sort_order: Literal["asc", "desc"] = "asc") -> Sequence[Span]:
+                          sort_order: Literal["asc", "desc"] = "asc") -> PaginatedResult[Span]:
         filters = {"trace_id": trace_id, "trace_id__contains": trace_id_contains, "span_id": span_id,
                    "span_id__contains": span_id_contains, "parent_id": parent_id,
                    "parent_id__contains": parent_id_contains, "name": name, "name__contains": name_contains}
         store = self.store
 
-        def query() -> list[records.Span]:
-            store.rollouts.get(rollout_id)  # an unknown rollout is an error, not an empty list
-            return store.spans.query(rollout_id, attempt_id, match=_match(filter_logic),
-                                     sort=_sort(sort_by, SPAN_SORT, "sequence_id"), order=sort_order,
-                                     limit=_page(limit), offset=offset,
-                                     **{key: value for key, value in filters.items() if value is not None})
+        given = {key: value for key, value in filters.items() if value is not None}
 
-        return [to_agl_span(span) for span in await self._run(query)]
+        def query() -> PaginatedResult[Span]:
+            match = _match(filter_logic)
+            found = store.spans.query(rollout_id, attempt_id, match=match,
+                                      sort=_sort(sort_by, SPAN_SORT, "sequence_id", "spans"), order=sort_order,
+                                      limit=_page(limit), offset=offset, **given)
+            return _paginated([to_agl_span(span) for span in found], limit, offset,
+                              store.spans.count(rollout_id, attempt_id, match=match, **given))
+
+        return await self._run(query, health_check=True)
 
     # -- resources --------------------------------------------------------------------------------------
 
     async def add_resources(self, resources: NamedResources) -> ResourcesUpdate:
-        return to_agl_resources(await self._run(self.store.resources.add, from_agl_resources(resources)))
+        # Agent Lightning's shape: "rs-" and 12 hex digits.
+        return to_agl_resources(await self._run(self.store.resources.add, from_agl_resources(resources),
+                                                id=f"rs-{secrets.token_hex(6)}"))
 
     async def update_resources(self, resources_id: str, resources: NamedResources) -> ResourcesUpdate:
         """Replace a snapshot (its version goes up), or create it under that id: Agent Lightning's own
@@ -347,9 +452,12 @@ class RolloutDBLightningStore(LightningStore):
         def update_or_add() -> records.Resources:
             with contextlib.suppress(NotFoundError):
                 return store.resources.update(resources_id, named)
-            return store.resources.add(named, id=resources_id)
+            try:
+                return store.resources.add(named, id=resources_id)
+            except ConflictError:  # another caller added it meanwhile: this update goes on top
+                return store.resources.update(resources_id, named)
 
-        return to_agl_resources(await self._run(update_or_add))
+        return to_agl_resources(await self._run(update_or_add, health_check=True))
 
     async def get_resources_by_id(self, resources_id: str) -> ResourcesUpdate | None:
         found = await self._run(self.store.resources.query, id=resources_id, limit=1)
@@ -361,35 +469,50 @@ class RolloutDBLightningStore(LightningStore):
 
     async def query_resources(self, *, resources_id: str | None = None, resources_id_contains: str | None = None,
                               sort_by: str | None = None, sort_order: Literal["asc", "desc"] = "asc",
-                              limit: int = -1, offset: int = 0) -> Sequence[ResourcesUpdate]:
+                              limit: int = -1, offset: int = 0) -> PaginatedResult[ResourcesUpdate]:
         filters = {key: value for key, value in (("id", resources_id), ("id__contains", resources_id_contains))
                    if value is not None}
-        found = await self._run(self.store.resources.query, sort=_sort(sort_by, RESOURCES_SORT, "created_at"),
-                                order=sort_order, limit=_page(limit), offset=offset, **filters)
-        return [to_agl_resources(resources) for resources in found]
+        store = self.store
+
+        def query() -> PaginatedResult[ResourcesUpdate]:
+            found = store.resources.query(sort=_sort(sort_by, RESOURCES_SORT, "created_at", "resources"),
+                                          order=sort_order, limit=_page(limit), offset=offset, **filters)
+            return _paginated([to_agl_resources(resources) for resources in found], limit, offset,
+                              store.resources.count(**filters))
+
+        return await self._run(query)
 
     # -- workers ----------------------------------------------------------------------------------------
 
     async def query_workers(self, *, status_in: Sequence[str] | None = None, worker_id_contains: str | None = None,
                             filter_logic: Literal["and", "or"] = "and", sort_by: str | None = None,
                             sort_order: Literal["asc", "desc"] = "asc", limit: int = -1,
-                            offset: int = 0) -> Sequence[Worker]:
+                            offset: int = 0) -> PaginatedResult[Worker]:
         filters: dict[str, Any] = {}
         if status_in is not None:
             filters["status"] = list(status_in)
         if worker_id_contains is not None:
             filters["id__contains"] = worker_id_contains
-        found = await self._run(self.store.workers.query, sort=_sort(sort_by, WORKER_SORT, "id"), order=sort_order,
-                                limit=_page(limit), offset=offset, match=_match(filter_logic), **filters)
-        return [to_agl_worker(worker) for worker in found]
+        store = self.store
+
+        def query() -> PaginatedResult[Worker]:
+            match = _match(filter_logic)
+            found = store.workers.query(sort=_sort(sort_by, WORKER_SORT, "id", "workers"), order=sort_order,
+                                        limit=_page(limit), offset=offset, match=match, **filters)
+            return _paginated([to_agl_worker(worker) for worker in found], limit, offset,
+                              store.workers.count(match=match, **filters))
+
+        return await self._run(query, health_check=True)
 
     async def get_worker_by_id(self, worker_id: str) -> Worker | None:
         found = await self._run(self.store.workers.query, id=worker_id, limit=1)
         return to_agl_worker(found[0]) if found else None
 
     async def update_worker(self, worker_id: str, heartbeat_stats: Any = UNSET) -> Worker:
+        if heartbeat_stats is None:
+            raise TypeError("heartbeat_stats must be a dict of figures, or left out; None is neither")
         stats = None if isinstance(heartbeat_stats, Unset) else heartbeat_stats
         return to_agl_worker(await self._run(self.store.workers.heartbeat, worker_id, stats))
 
 
-__all__ = ["RolloutDBLightningStore", "to_agl_attempt", "to_agl_rollout", "to_agl_span"]
+__all__ = ["AGL_ID_PREFIXES", "RolloutDBLightningStore", "agl_clock", "to_agl_attempt", "to_agl_rollout", "to_agl_span"]

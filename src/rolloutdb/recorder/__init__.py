@@ -39,6 +39,7 @@ from ..states import RunStatus, StepStatus
 from ..store import DEFAULT_PROJECT, Store
 from ..store.engine import sqlite_file
 from ..store.jobs import DEFAULT_STALE_AFTER
+from ..store.recording import check_typed_fields
 from ._journal import (JournalInfo, ReplayResult, count_journal_records, journal_folder,
                        list_journals, replay_journals)
 from ._pump import Pump
@@ -49,8 +50,9 @@ START_ERRORS = {"ConflictError": ConflictError, "NotFoundError": NotFoundError, 
 
 
 def _encode(record: dict[str, Any]) -> bytes:
-    """One record as a line of JSON; a value the database cannot hold is refused here, at the call, by the
-    store's own rule (``rolloutdb.storable``)."""
+    """One record as a line of JSON; a value of the wrong type or one the database cannot hold is refused
+    here, at the call, by the store's own rules (``store.recording.check_typed_fields``, ``rolloutdb.storable``)."""
+    check_typed_fields(record)
     try:
         return json_text(record).encode()  # a copy of its own size: orjson's result keeps a ~4 KB buffer
     except Unstorable as exc:
@@ -146,8 +148,12 @@ class Recorder:
                           control_interval=control_interval)
         self._finished = self._closed = False
         self._flushed_rejections = 0
-        self.run = RunHandle(self, run, "train", config=config, total_steps=total_steps, resume=resume,
-                             stale_after=stale_after)
+        try:
+            self.run = RunHandle(self, run, "train", config=config, total_steps=total_steps, resume=resume,
+                                 stale_after=stale_after)
+        except InvalidInputError:  # refused at the call: nothing was recorded, so no writer is left behind
+            self._pump.stop(1.0)
+            raise
         # A recorder dropped (or left at exit) without close() still writes out what it can.
         self._finalizer = weakref.finalize(self, _write_out, self._pump)
         self._check_start(start_timeout)
@@ -244,8 +250,8 @@ class Recorder:
         """End the training run (completed, failed, cancelled, or paused to resume later), closing its last
         step; what it left open is closed by the store."""
         if not self._finished:
-            self._finished = True
             self.run.end(status, error, message=message)
+            self._finished = True  # not before: a value refused at the call leaves the run open
 
     def close(self, timeout: float | None = 30.0) -> None:
         """Complete the run (unless ``finish`` was called), write everything and stop the writer. Whatever
@@ -384,10 +390,10 @@ class StepHandle:
 
     def finish(self, status: str = StepStatus.COMPLETED, **metrics: Any) -> None:
         if not self._done:
-            self._done = True
             self.run._recorder._record({"op": "step.update", "session": self.run._recorder._session,
                                         "run": self.run.name, "number": self.number, "metrics": metrics,
                                         "status": str(status)})
+            self._done = True
 
     def __enter__(self) -> StepHandle:
         return self
@@ -430,11 +436,13 @@ class RolloutHandle:
              done: bool | None = None, duration_seconds: float | None = None, success: bool | None = None,
              error: str | None = None, metrics: Mapping[str, Any] | None = None, tokens: Any = None,
              logprobs: Any = None) -> None:
-        self._record({
+        record = {
             "op": "turn", "id": new_id(), "rollout_id": self.id, "turn_index": self._turns, "observation": observation,
             "thinking": thinking, "action": action, "action_result": action_result, "model_response": model_response,
             "reward": reward, "done": done, "duration_seconds": duration_seconds, "success": success, "error": error,
-            "metrics": metrics or {}, "tokens": tokens, "logprobs": logprobs, "created_at": _now()})
+            "metrics": metrics, "tokens": tokens, "logprobs": logprobs, "created_at": _now()}
+        # Left out when None (the writer's default): a shorter line, and no null for the encoder to tell from a NaN.
+        self._record({name: value for name, value in record.items() if value is not None})
         self._turns += 1
 
     def finish(self, reward: float | None = None, *, success: bool | None = None, validation: Any = None,
@@ -443,10 +451,10 @@ class RolloutHandle:
         whether the agent solved the task)."""
         if self._done:
             return
-        self._done = True
         self._record({"op": "rollout.end", "id": self.id, "status": "failed" if error else "succeeded",
                       "reward": reward, "success": success, "validation": validation, "metrics": dict(metrics or {}),
                       "error": error})
+        self._done = True  # not before: a value refused at the call can be given again
 
     def __enter__(self) -> RolloutHandle:
         return self

@@ -15,7 +15,6 @@ import signal
 import sys
 import traceback
 from datetime import timedelta
-from multiprocessing.connection import Connection
 from typing import Any
 
 import orjson
@@ -25,6 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from ..errors import NotFoundError, RolloutDBError
 from ..store import Store, connect
 from ..store.recording import OPERATIONS, Rejection, describe, first_line
+from ._pipe import Receiver, send
 
 HEARTBEAT_EVERY = timedelta(seconds=5)
 WRITER_NICENESS = 10
@@ -116,16 +116,15 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the training process's to handle; it drains us
     # Background work: where cores are scarce, training comes first and the backlog waits (bounded, in the journal).
     os.nice(WRITER_NICENESS)
-    requests = Connection(int(sys.argv[1]), writable=False)
-    answers = Connection(int(sys.argv[2]), readable=False)
-    where = orjson.loads(requests.recv_bytes())
+    requests, answers = Receiver(int(sys.argv[1])), int(sys.argv[2])
+    where = orjson.loads(requests.receive())
     applier = Applier(where["url"], where["project"])
     while True:
         try:
-            message = requests.recv_bytes()
+            message = requests.receive()
         except EOFError:
             return
-        answers.send_bytes(orjson.dumps(applier.handle(message)))
+        send(answers, orjson.dumps(applier.handle(message)))
 
 
 if __name__ == "__main__":

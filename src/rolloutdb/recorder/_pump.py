@@ -1,18 +1,22 @@
-"""The recorder's pump: a thread of the training process that moves recorded operations from memory to
-the writer process, and to the journal when the database cannot keep up or is away.
+"""The recorder's pump: moves recorded operations from memory to the writer process, and to the journal when
+the database cannot keep up or is away.
 
-The training loop only appends encoded lines to a deque. The pump sends them in batches, oldest first
-(records left by sessions that are gone, then this session's journal, then memory), waits for the writer's
-answer with a timeout, and treats a writer that does not answer like a database that refuses: it kills the
-process, keeps the batch, backs off and tries again with a new process. Memory holds at most
-``max_pending`` records and none older than ``max_lag`` seconds; the rest goes to the journal, so a crash of
-the training process loses little, and an outage nothing.
+The training loop appends encoded lines to a list. While all is well, the loop's own thread also sends them:
+about once per ``flush_interval`` it settles the writer's answer to the last batch and sends the next, each a
+system call that does not wait. Everything else is the pump's thread's: batches oldest first (records left by
+sessions that are gone, then this session's journal, then memory), waiting for an answer with a timeout, and
+treating a writer that does not answer like a database that refuses: it kills the process, keeps the batch,
+backs off and tries again with a new process. Memory holds at most ``max_pending`` records and none older than
+``max_lag`` seconds; the rest goes to the journal, so a crash of the training process loses little, and an
+outage nothing. The thread sleeps while the loop's thread sends: each time it runs, the loop must hand it the
+interpreter lock and wait for the lock to come back, which costs far more than the sending itself.
 """
 
 from __future__ import annotations
 
 import bisect
 import collections
+import fcntl
 import itertools
 import logging
 import os
@@ -21,13 +25,13 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from ._journal import LeftoverFile, SpillFile, header, journal_folder, leftover_files
+from ._pipe import LENGTH, Receiver, pipe, send
 
 log = logging.getLogger("rolloutdb.recorder")
 STARTUP_ALLOWANCE = 60.0  # a new writer process imports and connects before its first answer
@@ -59,8 +63,9 @@ class WriterProcess:
     """The child process that writes, and the two pipes to it."""
 
     def __init__(self, url: str, project: str) -> None:
-        to_child, from_parent = os.pipe()
-        to_parent, from_child = os.pipe()
+        to_child, self._requests = pipe()
+        self.capacity = fcntl.fcntl(self._requests, fcntl.F_GETPIPE_SZ)  # a message this size is sent at once
+        answers, from_child = pipe()
         # The child finds this very rolloutdb, however the parent found it (an install, a checkout, sys.path).
         package_root = str(Path(__file__).resolve().parents[2])
         environment = {**os.environ, "PYTHONPATH": os.pathsep.join(
@@ -70,29 +75,31 @@ class WriterProcess:
             pass_fds=(to_child, from_child), stdin=subprocess.DEVNULL, env=environment)
         os.close(to_child)
         os.close(from_child)
-        self._requests = Connection(from_parent, readable=False)
-        self._answers = Connection(to_parent, writable=False)
+        self._answers = Receiver(answers)
+        self._open = True
         self.fresh = True
-        self._requests.send_bytes(orjson.dumps({"url": url, "project": project}))
+        self.send(orjson.dumps({"url": url, "project": project}))
 
     def send(self, message: bytes) -> None:
-        self._requests.send_bytes(message)
+        try:
+            send(self._requests, message)
+        except BrokenPipeError:
+            raise OSError(f"the recorder's writer process ended (exit code {self.process.poll()})") from None
 
     def answer(self, wait: float) -> dict[str, Any] | None:
-        """The answer, if one came within ``wait`` seconds."""
-        if not self._answers.poll(wait):
+        """The answer, if one came within ``wait`` seconds; EOFError if the process ended."""
+        if not self._answers.ready(wait):
             return None
         self.fresh = False
-        return orjson.loads(self._answers.recv_bytes())
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
+        return orjson.loads(self._answers.receive())
 
     def close(self, *, kill: bool = False) -> None:
         if kill:
             self.process.kill()
-        for end in (self._requests, self._answers):
-            end.close()
+        if self._open:  # the pump's thread and stop() may both close a writer that hangs
+            self._open = False
+            os.close(self._requests)
+            os.close(self._answers.fd)
         try:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -107,6 +114,7 @@ class Pump:
         self._url, self._project, self._run = url, project, run
         self._interval, self._size, self._max_pending, self._max_lag = flush_interval, flush_size, max_pending, max_lag
         self._timeout, self._control_interval = timeout, control_interval
+        self._bound_every = min(max_lag / 4, 0.5)  # how often memory's bounds are checked while a batch is out
         folder = journal_folder(journal_dir, url, project)
         self._spill = SpillFile(folder, header(url, project, run, session))
         self._leftovers = collections.deque(leftover_files(folder, except_path=self._spill.path))
@@ -136,6 +144,12 @@ class Pump:
         self._started = time.monotonic()
         self._wake = threading.Event()
         self._waiters = 0
+        # Whoever moves records holds this: the pump's thread for a round, or the training loop's thread
+        # for a moment (it never waits for it). A batch the loop's thread sent has its answer due then.
+        self._moving = threading.Lock()
+        self._answer_due: float | None = None
+        self._serve_at = 0.0  # when the loop's thread looks again
+        self._served_at = float("-inf")  # when it last sent or settled a batch
         self._progress = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="rolloutdb-recorder", daemon=True)
@@ -146,8 +160,63 @@ class Pump:
     def put(self, line: bytes) -> None:
         self._memory.append(line)
         self.put_count = next(self._puts)
-        if len(self._memory) >= self._size:
+        if time.monotonic() >= self._serve_at:
+            self._serve()
+
+    def _serve(self) -> None:
+        """On the training loop's thread, about once per interval: settle the answer to the batch it sent and send
+        the next one, never waiting (not even for the pump's thread). What it cannot do wakes the pump's thread."""
+        now = time.monotonic()
+        self._serve_at = now + self._interval
+        if len(self._memory) > self._max_pending:
             self._wake.set()
+        if not self._moving.acquire(blocking=False):
+            return
+        try:
+            self._mark()
+            self._hand_over(now)
+        except Exception:  # noqa: BLE001 - the loop must never see it; the pump's thread takes over
+            self._unexpected()
+            self._wake.set()
+        finally:
+            self._moving.release()
+
+    def _hand_over(self, now: float) -> None:
+        if self._answer_due is not None:
+            writer = self._writer
+            try:
+                answer = writer.answer(0)
+            except (OSError, EOFError):
+                answer = None
+                self._answer_due = now  # the pump's thread finds out what happened
+            if answer is None:
+                if now >= self._answer_due:
+                    self._wake.set()
+                return
+            if not self._settle(self._in_flight, self._answered(answer)):
+                self._wake.set()
+                return
+            self._served_at = now
+        if not self._memory or not self._may_hand_over(now):
+            if len(self._memory) >= self._size:
+                self._wake.set()
+            return
+        lines = self._take_oldest(self._size)
+        request = self._request(lines, heartbeat=True)
+        if len(request) + LENGTH.size > self._writer.capacity or not self._send(request, quietly=True):
+            self._put_back(lines)
+            self._wake.set()
+            return
+        self._take(Batch(lines, own=len(lines), heartbeat=True, source="memory"))
+        self._served_at = now
+        if len(self._memory) >= self._size:  # a burst: look again soon
+            self._serve_at = now + min(self._interval, 0.01)
+
+    def _may_hand_over(self, now: float) -> bool:
+        """Whether the loop's thread may send memory's oldest records now: nothing older waits, the writer is up
+        and answered before, the database is there."""
+        return (self._in_flight is None and self.connected and self._writer is not None and not self._writer.fresh
+                and now >= self._retry_at and not self._leftovers and not self._spill.unread and not self._stopping)
 
     def wait_for(self, target: int, timeout: float | None, *, unless_away: bool = False) -> bool:
         """Wait until this session's first ``target`` records are written or refused (or, ``unless_away``,
@@ -202,22 +271,26 @@ class Pump:
     def _loop(self) -> None:
         while True:
             # Records go out in full batches as they come, the rest once per interval (or when someone waits
-            # for them): each exchange takes the training loop's interpreter lock for a moment.
-            ticked = not self._wake.wait(self._interval)
+            # for them); while the loop's thread sends them, this one sleeps longer and leaves memory to it.
+            serving = time.monotonic() - self._served_at < self._interval  # the loop's thread moves records
+            ticked = not self._wake.wait(max(self._interval, self._max_lag / 2) if serving else self._interval)
             self._wake.clear()
-            partial = ticked or self._waiters > 0 or self._stopping
-            self._mark()
-            self._bound_memory()
-            try:
-                while (batch := self._next_batch(partial)) is not None:
-                    if not self._deliver(batch):
-                        break
-                    self._bound_memory()
-                if self._in_flight is None and self._control_due():
-                    self._exchange([], heartbeat=True)
-            except Exception:  # noqa: BLE001 - the pump must outlive anything; the loop must never see it
-                log.exception("rolloutdb recorder: unexpected error in the writer thread; records are kept")
-                self._went_down("unexpected error in the recorder's writer thread (logged)")
+            partial = (ticked and time.monotonic() - self._served_at >= self._interval) or self._waiters > 0 \
+                or self._stopping
+            with self._moving:
+                self._mark()
+                self._bound_memory()
+                try:
+                    if self._answer_due is not None:  # a batch the loop's thread sent
+                        self._settle(self._in_flight, self._await_answer())
+                    while (batch := self._next_batch(partial)) is not None:
+                        if not self._deliver(batch):
+                            break
+                        self._bound_memory()
+                    if self._in_flight is None and self._control_due():
+                        self._exchange([], heartbeat=True)
+                except Exception:  # noqa: BLE001 - the pump must outlive anything; the loop must never see it
+                    self._unexpected()
             with self._progress:
                 self._progress.notify_all()
             if self._stopping:
@@ -280,7 +353,10 @@ class Pump:
 
     def _deliver(self, batch: Batch) -> bool:
         """Send one batch and settle it; False when the database is away (the batch is kept)."""
-        answer = self._exchange(batch.lines, heartbeat=batch.heartbeat)
+        return self._settle(batch, self._exchange(batch.lines, heartbeat=batch.heartbeat))
+
+    def _settle(self, batch: Batch, answer: dict[str, Any] | None) -> bool:
+        """Count a batch by the writer's answer; when there is none (the database is away), keep it."""
         if batch.source != "leftover":
             self._in_flight = None
         if answer is None:
@@ -308,26 +384,53 @@ class Pump:
 
     def _exchange(self, lines: list[bytes], *, heartbeat: bool) -> dict[str, Any] | None:
         """One request to the writer and its answer; None (and the database marked away) if it failed."""
-        self._last_exchange = time.monotonic()
+        if not self._send(self._request(lines, heartbeat=heartbeat)):
+            return None
+        return self._await_answer()
+
+    def _request(self, lines: list[bytes], *, heartbeat: bool) -> bytes:
+        return b"\n".join([orjson.dumps({"heartbeat": heartbeat, "run": self._run}), *lines])
+
+    def _send(self, request: bytes, *, quietly: bool = False) -> bool:
+        """Send a request, starting a writer if there is none; False if that failed (and, unless ``quietly``,
+        the database marked away: the loop's thread leaves that to the pump's)."""
         try:
-            if self._writer is None or not self._writer.alive():
+            if self._writer is None:  # one that ended is found when it is sent to (no system call per batch)
                 self._writer = WriterProcess(self._url, self._project)
-            writer = self._writer
-            request = orjson.dumps({"heartbeat": heartbeat, "run": self._run})
-            writer.send(request + b"\n" + b"\n".join(lines) if lines else request)
-            deadline = time.monotonic() + self._timeout + (STARTUP_ALLOWANCE if writer.fresh else 0.0)
-            while (answer := writer.answer(0.1)) is None:
+            self._writer.send(request)
+        except OSError as exc:
+            if not quietly:
+                self._writer_failed(exc)
+            return False
+        self._last_exchange = time.monotonic()
+        self._answer_due = self._last_exchange + self._timeout + (STARTUP_ALLOWANCE if self._writer.fresh else 0.0)
+        return True
+
+    def _await_answer(self) -> dict[str, Any] | None:
+        """The answer to the request sent; None (and the database marked away) if none came in time."""
+        try:
+            # Each wake-up takes the training loop's interpreter lock: wait long, waking only to keep memory
+            # bounded. A writer that ends closes the pipe, which ends the wait at once (EOFError).
+            while (answer := self._writer.answer(
+                    min(self._bound_every, max(0.0, self._answer_due - time.monotonic())))) is None:
                 self._bound_memory()
-                if not writer.alive():
-                    raise OSError(f"the recorder's writer process ended (exit code {writer.process.returncode})")
-                if time.monotonic() > deadline:  # a database that hangs: treated as one that refuses
+                if time.monotonic() > self._answer_due:  # a database that hangs: treated as one that refuses
                     raise TimeoutError(f"the database did not answer within {self._timeout:g} s")
         except (OSError, EOFError) as exc:  # the writer hangs or went away mid-request (killed, crashed)
-            if self._writer is not None:
-                self._writer.close(kill=True)
-                self._writer = None
-            self._went_down(str(exc) or f"the recorder's writer process stopped ({type(exc).__name__})")
+            self._writer_failed(exc)
             return None
+        return self._answered(answer)
+
+    def _writer_failed(self, exc: BaseException) -> None:
+        self._answer_due = None
+        if self._writer is not None:
+            self._writer.close(kill=True)
+            self._writer = None
+        self._went_down(str(exc) or f"the recorder's writer process stopped ({type(exc).__name__})")
+
+    def _answered(self, answer: dict[str, Any]) -> dict[str, Any] | None:
+        """The writer's answer, or None when it says the database is away."""
+        self._answer_due = None
         if "outage" in answer:
             self._went_down(answer["outage"])
             return None
@@ -412,6 +515,10 @@ class Pump:
             return
         if folding:
             self._in_flight.folded = True
+
+    def _unexpected(self) -> None:
+        log.exception("rolloutdb recorder: unexpected error in the writer thread; records are kept")
+        self._went_down("unexpected error in the recorder's writer thread (logged)")
 
     def _warn_once(self, key: str, message: str, *args: Any) -> None:
         if key not in self._warned:

@@ -88,8 +88,9 @@ class SpanScope(Paging):
 
 
 class RecordFields(Strict):
-    """Request models of a record's fields: their values are read as the store reads a record's (leniently); the
-    other request models take the call's own Python types, and a client holds its arguments to them strictly."""
+    """Request models of a record's fields: read leniently here (JSON spells times and choices as strings), then
+    strictly by the store. The other request models take the call's own Python types, and a client holds its
+    arguments to them strictly."""
 
 
 def field_type(info: FieldInfo) -> Any:

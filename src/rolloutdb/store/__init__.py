@@ -11,7 +11,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, insert, literal, select
@@ -19,12 +19,13 @@ from sqlalchemy import Connection, Engine, insert, literal, select
 from .. import states
 from ..config import DEFAULT_PROJECT, display_url, is_server_url, resolve_url
 from ..errors import ConflictError, InvalidInputError, NotFoundError
+from ..ids import new_id
 from ..records import Project, QueueSummary, RunComparison, StatusChange, utcnow
 from ..schema import projects, status_changes
 from . import hooks
 from ._wal import WalKeeper
 from .attempts import Attempts
-from .base import insert_ignoring_conflicts
+from .base import check_key, insert_ignoring_conflicts
 from .catalog import Tasks, Validators
 from .comparison import compare_runs
 from .engine import BUSY_TIMEOUT_SECONDS, WRITE, create_store_engine, ensure_schema, sqlite_file, unavailable_as_error
@@ -66,8 +67,12 @@ class Store:
         health_check_interval: float = 5.0,
         poll_interval: float | None = None,
         create_project: bool = True,
+        id_prefixes: Mapping[str, str] | None = None,
+        resources_must_exist: bool = True,
     ) -> None:
         self.engine = engine
+        self.id_prefixes = checked_id_prefixes(id_prefixes or {})
+        self.resources_must_exist = resources_must_exist
         self.url = url
         self.project = project
         self._clock = clock
@@ -105,10 +110,11 @@ class Store:
 
         A run may be named by its name as well as its id.
         """
-        if entity_type not in states.TRANSITIONS:
+        if not isinstance(entity_type, str) or entity_type not in states.TRANSITIONS:
             raise InvalidInputError(
-                f"unknown entity type {entity_type!r}; history is kept for {', '.join(states.TRANSITIONS)}"
+                f"unknown entity type {entity_type!r:.80}; history is kept for {', '.join(states.TRANSITIONS)}"
             )
+        check_key(entity_type, entity_id)
         if entity_type == "run":
             entity_id = self.runs.get(entity_id).id
         statement = (
@@ -122,6 +128,10 @@ class Store:
         )
         with self._read() as connection:
             return [StatusChange.model_validate(dict(row)) for row in connection.execute(statement).mappings()]
+
+    def new_id(self, kind: str) -> str:
+        """A new id for a ``"rollout"`` or an ``"attempt"``: a UUIDv7, after the prefix ``id_prefixes`` gives."""
+        return self.id_prefixes.get(kind, "") + new_id()
 
     def ping(self) -> None:
         """Ask the database for nothing, to see that it answers: StoreUnavailableError when it does not."""
@@ -252,6 +262,8 @@ def connect(
     clock: Callable[[], datetime] = utcnow,
     health_check_interval: float = 5.0,
     poll_interval: float | None = None,
+    id_prefixes: Mapping[str, str] | None = None,
+    resources_must_exist: bool = True,
     token: str | None = None,
     **server_options: float,
 ) -> Store:
@@ -267,23 +279,27 @@ def connect(
     reads use. One at an older schema raises SchemaOutOfDateError unless ``upgrade=True``. ``clock``
     replaces the wall clock (tests); ``health_check_interval`` is how often store calls may run the
     attempt watchdog; ``poll_interval`` how often a waiter looks for rollouts finished by other
-    processes (default 0.5 s on SQLite; PostgreSQL is notified).
+    processes (default 0.5 s on SQLite; PostgreSQL is notified); ``id_prefixes`` starts the ids of new
+    rollouts and attempts, e.g. ``{"rollout": "ro-", "attempt": "at-"}`` (Agent Lightning's shapes);
+    ``resources_must_exist=False`` lets a rollout name resources not stored (yet), as Agent Lightning does.
     """
     resolved = resolve_url(url)
     project_name(project)
     if is_server_url(resolved):
         from ..client import RemoteStore
 
-        if clock is not utcnow or upgrade:
-            raise InvalidInputError("clock= and upgrade= are for a database: a server keeps its own clock and "
-                                    "migrates its database with `rolloutdb db upgrade`")
+        if clock is not utcnow or upgrade or id_prefixes is not None or not resources_must_exist:
+            raise InvalidInputError("clock=, upgrade=, id_prefixes= and resources_must_exist= are for a database: a "
+                                    "server keeps its own settings and migrates its database with `rolloutdb db "
+                                    "upgrade`")
         return RemoteStore(resolved, project, token=token, **server_options)  # type: ignore[return-value]
     if token is not None or server_options:
         raise InvalidInputError(f"token and {', '.join(server_options) or 'the timeouts'} are for a server's "
                                 f"URL (http://...), not for the database at {display_url(resolved)}")
     with _opened(resolved, create=create, upgrade=upgrade) as engine:
         return Store(engine, resolved, project, clock=clock, health_check_interval=health_check_interval,
-                     poll_interval=poll_interval, create_project=create)
+                     poll_interval=poll_interval, create_project=create, id_prefixes=id_prefixes,
+                     resources_must_exist=resources_must_exist)
 
 
 def list_projects(url: str | None = None) -> list[Project]:
@@ -305,6 +321,20 @@ def create_project(name: str, url: str | None = None) -> Project:
     if inserted is None:
         raise ConflictError(f"project {name!r} exists in {display_url(resolved)}")
     return project
+
+
+ID_PREFIXED = ("rollout", "attempt")
+
+
+def checked_id_prefixes(prefixes: Mapping[str, str]) -> dict[str, str]:
+    """``prefixes`` if each names a kind in ID_PREFIXED and is a short string, else InvalidInputError."""
+    for kind, prefix in prefixes.items():
+        if kind not in ID_PREFIXED:
+            raise InvalidInputError(f"id_prefixes: no ids of kind {kind!r} are made; kinds: {', '.join(ID_PREFIXED)}")
+        if not isinstance(prefix, str) or len(prefix) > 40:
+            raise InvalidInputError(f"id_prefixes: the {kind} prefix must be a string of up to 40 characters, "
+                                    f"got {prefix!r:.80}")
+    return dict(prefixes)
 
 
 def project_name(name: str) -> str:

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import Column, Connection, Table
+from sqlalchemy import Column, Connection, String, Table
 from sqlalchemy.engine import Dialect
 
 from ..errors import InvalidInputError
-from ..storable import Unstorable, check_text, check_texts
-from ._statements import as_sqlalchemy_error, checked_encoder, encode_json, encode_sqlite_time, remember_last
+from ..storable import Unstorable, check_texts
+from ._statements import (as_sqlalchemy_error, checked_encoder, encode_json, encode_sqlite_time, encoder_for,
+                          remember_last)
 
 
 def bulk_insert(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]], *,
@@ -39,8 +40,8 @@ def bulk_insert(connection: Connection, table: Table, rows: Sequence[Mapping[str
     columns = [[row[name] for row in rows] for name in plan.names]
     index = 0
     try:
-        for index in plan.texts:
-            check_texts(columns[index])
+        for index, length in plan.texts:
+            check_texts(columns[index], length)
         for index, encode in plan.encoding:
             columns[index] = [None if value is None else encode(value) for value in columns[index]]
     except Unstorable as exc:
@@ -78,7 +79,7 @@ class _Plan:
     copy: bool
     names: tuple[str, ...]
     encoding: list[tuple[int, Callable[[Any], Any]]]  # only the columns whose type needs encoding
-    texts: list[int]  # the text columns, checked column by column (see storable.check_texts)
+    texts: list[tuple[int, int | None]]  # the text columns and their lengths, checked column by column (storable)
     multi_row_sql: str | None = None  # SQLite: an INSERT of rows_per_statement rows
     rows_per_statement: int = 1
 
@@ -89,10 +90,10 @@ def _plan(table: Table, names: tuple[str, ...], dialect: Dialect, ignore_conflic
     """How to insert rows with these columns; worked out once, since small batches are frequent."""
     encoding, texts = [], []
     for index, name in enumerate(names):
-        encoder = _encoder(table.c[name], dialect)
-        if encoder is check_text:
-            texts.append(index)
-        elif encoder is not None:
+        column = table.c[name]
+        if isinstance(column.type, String) and encoder_for(column.type, dialect) is None:
+            texts.append((index, column.type.length))
+        elif (encoder := _encoder(column, dialect)) is not None:
             encoding.append((index, encoder))
     quote = dialect.identifier_preparer.quote
     target = f"{quote(table.name)} ({', '.join(quote(name) for name in names)})"
@@ -115,6 +116,6 @@ def _plan(table: Table, names: tuple[str, ...], dialect: Dialect, ignore_conflic
 def _encoder(column: Column, dialect: Dialect) -> Callable[[Any], Any] | None:
     encode = checked_encoder(column.type, dialect)
     # JSON values are rarely the same object twice; other columns repeat (one timestamp for a batch).
-    if encode is None or encode is encode_json or encode is encode_sqlite_time or encode is check_text:
+    if encode is None or encode is encode_json or encode is encode_sqlite_time:
         return encode
     return remember_last(encode)

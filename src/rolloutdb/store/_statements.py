@@ -77,9 +77,11 @@ def checked_encoder(type_: TypeEngine, dialect: Dialect) -> Encoder | None:
     encode = encoder_for(type_, dialect)
     if not isinstance(type_, String):
         return encode
+    length = type_.length
+    check = check_text if length is None else (lambda value: check_text(value, length))
     if encode is None:
-        return check_text
-    return lambda value: encode(check_text(value))
+        return check
+    return lambda value: encode(check(value))
 
 
 def decoder_for(type_: TypeEngine, dialect: Dialect) -> Encoder | None:

@@ -14,7 +14,7 @@ from ..records import Attempt, Claim, RolloutConfig
 from ..schema import attempts, rollouts
 from ..states import AttemptStatus as A
 from ..states import RolloutStatus as RO
-from .base import Area, build_record
+from .base import Area, build_record, check_key
 from ._statements import Prepared
 
 LATEST = "latest"
@@ -75,7 +75,8 @@ class Attempts(Area[Attempt]):
     entity_type = "attempt"
     filterable = frozenset({"id", "rollout_id", "sequence", "status", "worker_id", "created_at", "started_at",
                             "last_heartbeat_at"})
-    sortable = frozenset({"sequence", "created_at", "started_at", "ended_at", "last_heartbeat_at", "status"})
+    sortable = frozenset({"sequence", "created_at", "started_at", "ended_at", "last_heartbeat_at", "status", "id",
+                          "rollout_id", "worker_id"})
     updatable = frozenset({"status", "worker_id", "last_heartbeat_at", "metadata"})
     default_sort = "sequence"
 
@@ -87,7 +88,13 @@ class Attempts(Area[Attempt]):
                 raise InvalidTransitionError(
                     f"rollout {rollout_id} is {rollout['status']}: a finished rollout gets no new attempt"
                 )
-            return self._store.rollouts._claim(connection, [rollout], worker_id)[0]
+            return self._started_by(connection, self._store.rollouts._claim(connection, [rollout], worker_id)[0])
+
+    def _started_by(self, connection: Connection, claim: Claim) -> Claim:
+        """A worker that starts an attempt by hand is busy with it, as one that dequeued it would be."""
+        if claim.attempt.worker_id is not None:
+            self._store.workers._follow_attempt(connection, claim.attempt.__dict__, claim.attempt.created_at)
+        return claim
 
     def latest(self, rollout_id: str) -> Attempt | None:
         """The rollout's attempt with the highest sequence number, or None before its first attempt."""
@@ -115,6 +122,8 @@ class Attempts(Area[Attempt]):
     def _locate(self, connection: Connection, rollout_id: str, attempt_id: str, *,
                 for_update: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
         """The rollout (locked with ``for_update``) and its attempt ``attempt_id`` or ``"latest"``."""
+        check_key("rollout", rollout_id)
+        check_key("attempt", attempt_id)
         statement = ROLLOUT_WITH_ATTEMPT[(attempt_id == LATEST, for_update)]
         row = statement.first(connection, {"b_rollout": rollout_id, "b_project": self._store.project_id,
                                            **({} if attempt_id == LATEST else {"b_attempt": attempt_id})})
@@ -147,8 +156,12 @@ class Attempts(Area[Attempt]):
         reason: str | None,
     ) -> Attempt:
         merged = build_record(Attempt, {**attempt, **changes}, "attempt")
-        return self._to_record(self._change(
-            connection, [(attempt, {name: getattr(merged, name) for name in changes})], reason, parent=rollout)[0])
+        written = self._change(
+            connection, [(attempt, {name: getattr(merged, name) for name in changes})], reason, parent=rollout)[0]
+        if changes.get("worker_id") and "status" not in changes:
+            # A worker given an attempt takes it on, as a status change would have it (_after_status_change).
+            self._store.workers._follow_attempt(connection, written, written["updated_at"])
+        return self._to_record(written)
 
     def _after_status_change(self, connection, changed, reason, now, parent) -> None:
         # The rollout follows its latest attempt; the worker follows the attempt it runs.
@@ -179,7 +192,8 @@ class Attempts(Area[Attempt]):
                     worker_id: str | None, now: datetime) -> list[Attempt]:
         """Create the next attempt (preparing) of each (rollout row, sequence)."""
         records = [
-            Attempt(project_id=self._store.project_id, rollout_id=rollout["id"], sequence=sequence,
+            Attempt(id=self._store.new_id("attempt"), project_id=self._store.project_id, rollout_id=rollout["id"],
+                    sequence=sequence,
                     worker_id=worker_id, created_at=now, updated_at=now, started_at=now)
             for rollout, sequence in claimed
         ]

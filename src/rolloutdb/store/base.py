@@ -11,10 +11,12 @@ import gc
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Generic, TypeVar
 
-from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import ARRAY, Connection, Table, and_, any_, bindparam, func, literal, or_, select, update
+from annotated_types import MaxLen, MinLen
+
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
+from sqlalchemy import ARRAY, Connection, String, Table, and_, any_, bindparam, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -22,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from .. import states
 from ..errors import AmbiguousIdError, ConflictError, InvalidInputError, InvalidTransitionError, NotFoundError
 from ..records import Record
+from ..storable import Unstorable, check_text
 from ..schema import status_changes
 from ._bulk import bulk_insert
 from .engine import violated_constraint
@@ -36,6 +39,8 @@ R = TypeVar("R", bound=Record)
 DEFAULT_LIMIT = 100  # rows a query returns unless told otherwise, in every area
 MAX_LIMIT = 10_000
 MAX_OFFSET = 2 ** 63 - 1  # the databases' largest integer
+MAX_PATTERN = 10_000  # characters a text filter looks for (SQLite's LIKE takes at most 50,000 bytes)
+MAX_SECONDS = 10 ** 9  # timeouts and intervals: about 31 years, within what a timedelta holds
 OPERATORS = ("eq", "ne", "in", "contains", "gt", "gte", "lt", "lte", "isnull")
 
 
@@ -49,6 +54,52 @@ def whole_number(name: str, value: Any, low: int, high: int) -> int:
 def not_found(noun: str, id: str, project: str) -> NotFoundError:
     """What every area raises for a row that is not there (the remote client too)."""
     return NotFoundError(f"{noun} {id!r} not found in project {project!r}")
+
+
+def check_key(noun: str, key: Any) -> str:
+    """``key`` if it can name a row (a string the database can hold); else InvalidInputError."""
+    if not isinstance(key, str):
+        raise InvalidInputError(f"a {noun} is named by a string, got {type(key).__name__} {key!r:.80}")
+    try:
+        return check_text(key)
+    except Unstorable as exc:
+        raise InvalidInputError(f"a {noun} id cannot be this string: {exc}") from None
+
+
+_SECONDS = TypeAdapter(Annotated[float, Field(ge=0, le=MAX_SECONDS, allow_inf_nan=False)], config=ConfigDict(strict=True))
+
+
+def seconds(name: str, value: Any) -> float:
+    """``value`` if it is a number of seconds (an int or a float, as records take them) from 0 to
+    ``MAX_SECONDS``; else InvalidInputError naming ``name``."""
+    try:
+        return _SECONDS.validate_python(value)
+    except ValidationError as exc:
+        raise InvalidInputError(f"{name} must be a number of seconds: {validation_message(exc)}") from None
+
+
+def ids_of(noun: str, values: Any) -> list[str]:
+    """``values`` as a list of ids, when it is a collection of them; else InvalidInputError."""
+    if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Iterable):
+        raise InvalidInputError(f"{noun} ids are given as a list of strings, got {type(values).__name__}")
+    return [check_key(noun, value) for value in values]
+
+
+def as_object(value: Any) -> Any:
+    """A mapping given for a JSON object, as a dict; anything else as it is, for its record to refuse by name."""
+    return dict(value) if isinstance(value, Mapping) else value
+
+
+def mappings(what: str, values: Any) -> list[Mapping[str, Any]]:
+    """``values`` as a list, when it is a collection of mappings of fields (one ``what`` each); else
+    InvalidInputError."""
+    if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Iterable):
+        raise InvalidInputError(f"{what}s are given as a list of mappings of fields, got {type(values).__name__}")
+    items = list(values)
+    for position, item in enumerate(items):
+        if not isinstance(item, Mapping):
+            raise InvalidInputError(f"{what} #{position} is not a mapping of fields but a {type(item).__name__}")
+    return items
 
 
 def one_of(column, values: Sequence[Any], backend: str):
@@ -74,7 +125,11 @@ def validation_message(exc: ValidationError, item: str | None = None, positions:
             return f"{item} #{place}: {'.'.join(str(p) for p in loc[1:]) or 'value'}"
         return ".".join(str(p) for p in loc) or "value"
 
-    return "; ".join(f"{where(err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False))
+    def what(err: Mapping[str, Any]) -> str:
+        # A value of the wrong type (records convert none): say which type it was, not the value itself.
+        return f"{err['msg']}, got {type(err['input']).__name__}" if err["type"].endswith("_type") else err["msg"]
+
+    return "; ".join(f"{where(err['loc'])}: {what(err)}" for err in exc.errors(include_url=False))
 
 
 def build_record(model: type[R], values: Mapping[str, Any], what: str) -> R:
@@ -83,6 +138,16 @@ def build_record(model: type[R], values: Mapping[str, Any], what: str) -> R:
         return model.model_validate(dict(values))
     except ValidationError as exc:
         raise InvalidInputError(f"invalid {what}: {validation_message(exc)}") from None
+
+
+@functools.lru_cache(maxsize=None)
+def _comparable(model: type[Record], field: str) -> TypeAdapter[Any]:
+    """Values a filter may compare ``field`` with: the field's own, of any length (a text too long to be
+    stored matches nothing)."""
+    info = model.model_fields[field]
+    metadata = [item for item in info.metadata if not isinstance(item, (MinLen, MaxLen))]
+    return TypeAdapter(Annotated[(info.annotation, *metadata)] if metadata else info.annotation,
+                       config=model.model_config)
 
 
 @functools.lru_cache(maxsize=None)
@@ -194,7 +259,8 @@ class Area(Generic[R]):
                      .where(self.table.c.project_id == self._store.project_id,
                             key.startswith(id_or_prefix, autoescape=True))  # % and _ match themselves
                      .order_by(key).limit(shown + 1))
-        rows = connection.execute(statement).mappings().all() if id_or_prefix else []
+        # An id is no longer than its column: a longer start matches nothing (nor goes to LIKE, which limits it).
+        rows = connection.execute(statement).mappings().all() if 0 < len(id_or_prefix) <= key.type.length else []
         if not rows:
             raise not_found
         if len(rows) > 1:
@@ -218,9 +284,9 @@ class Area(Generic[R]):
             raise InvalidInputError("project_id is set by the store: connect(..., project=NAME) chooses it")
         now = self._store.now()
         values = {**{name: now for name in ("created_at", "updated_at") if name in self.table.c}, **fields}
-        if self.entity_type is not None:
+        status = values.get("status", self.record.model_fields["status"].default) if self.entity_type else None
+        if isinstance(status, str):  # anything else is refused by the record, below
             # A row is created in its first status: the stamps entering it implies, as of its creation.
-            status = values.get("status", self.record.model_fields["status"].default)
             for name, stamp in self._stamps(values, status, values["created_at"]).items():
                 values.setdefault(name, stamp)  # a value given, even None, wins
         return build_record(self.record, {**values, "project_id": self._store.project_id}, self.noun)  # type: ignore[return-value]
@@ -346,8 +412,7 @@ class Area(Generic[R]):
         return row
 
     def _check_key(self, key: Any) -> None:
-        if not isinstance(key, str):
-            raise InvalidInputError(f"a {self.noun} is named by a string, got {type(key).__name__} {key!r:.80}")
+        check_key(self.noun, key)
 
     def _not_found(self, id: str) -> NotFoundError:
         return not_found(self.noun, id, self._store.project)
@@ -389,9 +454,9 @@ class Area(Generic[R]):
         ``filters``."""
         statement = self._select_where(scope, filters, match)
         sort = sort or self.default_sort
-        if sort not in self.sortable:
+        if not isinstance(sort, str) or sort not in self.sortable:
             raise InvalidInputError(
-                f"cannot sort {self.noun}s by {sort!r}; sortable fields: {', '.join(sorted(self.sortable))}"
+                f"cannot sort {self.noun}s by {sort!r:.80}; sortable fields: {', '.join(sorted(self.sortable))}"
             )
         if order not in ("asc", "desc"):
             raise InvalidInputError(f"order must be 'asc' or 'desc', got {order!r}")
@@ -433,27 +498,45 @@ class Area(Generic[R]):
             raise InvalidInputError(f"unknown filter operator {operator!r} in {key!r}; use one of {', '.join(OPERATORS)}")
         column = self.table.c[field]
         if operator == "isnull":
+            if not isinstance(value, bool):
+                raise InvalidInputError(f"filter {key!r} takes True or False, got {type(value).__name__}")
             return column.is_(None) if value else column.is_not(None)
         if operator == "in":
             if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
                 raise InvalidInputError(f"filter {key!r} takes a list of values")
             values = list(value)
             for item in values:
-                self._check_filter_value(field, item)
+                self._check_filter_value(key, field, item)
             return one_of(column, values, self._store.backend)
-        self._check_filter_value(field, value)
+        if operator == "contains" and not isinstance(column.type, String):
+            raise InvalidInputError(f"filter {key!r}: contains applies to text fields, and {field} is not one")
+        if operator not in ("eq", "ne") and value is None:
+            raise InvalidInputError(f"filter {key!r} compares with a value, not None (use {field}__isnull)")
+        if operator == "contains" and isinstance(value, str) and len(value) > MAX_PATTERN:
+            raise InvalidInputError(f"filter {key!r} looks for at most {MAX_PATTERN:,} characters, got {len(value):,}")
+        self._check_filter_value(key, field, value)
         if operator == "contains":
-            return column.contains(str(value), autoescape=True)
+            return column.contains(value, autoescape=True)
         return {
             "eq": column.__eq__, "ne": column.__ne__, "gt": column.__gt__, "gte": column.__ge__,
             "lt": column.__lt__, "lte": column.__le__,
         }[operator](value)
 
-    def _check_filter_value(self, field: str, value: Any) -> None:
+    def _check_filter_value(self, key: str, field: str, value: Any) -> None:
+        """A filter compares a field with a value the field could hold: of its type and range (not
+        converted, as records take them) and text the database can hold."""
         if field == "status" and self.entity_type:
             known = [str(s) for s in states.STATUS_ENUMS[self.entity_type]]
             if value not in known:
-                raise InvalidInputError(f"unknown {self.noun} status {value!r}; statuses: {', '.join(known)}")
+                raise InvalidInputError(f"unknown {self.noun} status {value!r:.80}; statuses: {', '.join(known)}")
+        try:
+            _comparable(self.record, field).validate_python(value)
+            if isinstance(value, str):
+                check_text(value)
+        except ValidationError as exc:
+            raise InvalidInputError(f"filter {key!r}: {validation_message(exc)}") from None
+        except Unstorable as exc:
+            raise InvalidInputError(f"filter {key!r}: {exc}") from None
 
     def _conflict_message(self, rows: Sequence[Mapping[str, Any]], exc: IntegrityError) -> str:
         """What writing ``rows`` collided with, by the constraint it broke. Ids are unique across the whole

@@ -7,9 +7,10 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from ..errors import InvalidInputError
 from ..records import Task, Validator
 from ..schema import tasks, validators
-from .base import EditableArea
+from .base import EditableArea, as_object, mappings
 
 
 class Validators(EditableArea[Validator]):
@@ -24,7 +25,8 @@ class Validators(EditableArea[Validator]):
     def save(self, name: str, kind: str, config: Mapping[str, Any] | None = None) -> Validator:
         """The validator with this name, created on first save (later saves return it unchanged)."""
         with self._store._write() as connection:
-            return self._save(connection, {"name": name, "kind": kind, "config": dict(config or {})})
+            return self._save(connection, {"name": name, "kind": kind,
+                                            "config": {} if config is None else as_object(config)})
 
     def _save(self, connection: Connection, fields: Mapping[str, Any]) -> Validator:
         record = self._new_record(fields)
@@ -49,13 +51,13 @@ class Tasks(EditableArea[Task]):
         already keeps its row (and id). ``validator`` may be given as ``{"name", "kind", "config"}``
         and is saved the same way. Returns the stored tasks in the given order."""
         with self._store._write() as connection:
-            return [self._save_one(connection, fields) for fields in new_tasks]
+            return [self._save_one(connection, fields) for fields in mappings("task", new_tasks)]
 
     def _save_one(self, connection: Connection, fields: Mapping[str, Any]) -> Task:
         fields = dict(fields)
         validator = fields.pop("validator", None)
         if validator is not None:
-            fields["validator_id"] = self._store.validators._save(connection, validator).id
+            fields["validator_id"] = self._store.validators._save(connection, mappings("validator", [validator])[0]).id
         record = self._new_record(fields)
         self._insert_rows(connection, [self._to_row(record)], unless_taken=("project_id", "external_id"))
         return self._by_external_id(connection, record.external_id)
@@ -64,6 +66,11 @@ class Tasks(EditableArea[Task]):
              tags: Iterable[str] | None = None) -> list[Task]:
         """The stored task set: tasks of a dataset and split that carry all the given tags."""
         filters = {key: value for key, value in (("dataset", dataset), ("split", split)) if value is not None}
+        if tags is not None:
+            given = None if isinstance(tags, (str, bytes)) or not isinstance(tags, Iterable) else list(tags)
+            if given is None or not all(isinstance(tag, str) for tag in given):
+                raise InvalidInputError(f"tags are a list of strings, got {tags!r:.80}")
+            tags = given
         return _with_tags(self.query(sort="external_id", limit=None, **filters), tags)
 
     def _by_external_id(self, connection: Connection, external_id: str) -> Task:

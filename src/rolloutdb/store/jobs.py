@@ -9,6 +9,7 @@ stage and state it saved. Progress and log writes are coalesced, so checkpoints 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import traceback
 from collections.abc import Iterable, Mapping
@@ -24,6 +25,7 @@ from ..storable import require_storable
 from ..states import GroupStatus
 from ..states import RunStatus as R
 from ._bulk import bulk_insert
+from .base import MAX_OFFSET, as_object, seconds, whole_number
 from .hooks import savepoint
 from .runs import close_open_parts
 
@@ -46,12 +48,16 @@ def stage_plan(stages: Iterable[tuple[str, float]] | Mapping[str, float] | None)
     """``[("init", 10), ("ddl", 30), ...]`` (shares adding up to 100) as ``[{name, start, end}, ...]``."""
     if stages is None:
         return []
+    if isinstance(stages, (str, bytes)) or not isinstance(stages, Iterable):
+        raise InvalidInputError(f"stages are (name, share) pairs or a mapping of names to shares, got {stages!r:.80}")
     items = list(stages.items() if isinstance(stages, Mapping) else stages)
     plan, start = [], 0.0
     for item in items:
-        name, share = (item["name"], item["share"]) if isinstance(item, Mapping) else item
-        if not isinstance(name, str) or not name or not isinstance(share, (int, float)) or share <= 0:
-            raise InvalidInputError(f"each stage needs a name and a positive share of 100, got {item!r}")
+        pair = (item.get("name"), item.get("share")) if isinstance(item, Mapping) else item
+        name, share = pair if isinstance(pair, (tuple, list)) and len(pair) == 2 else (None, None)
+        if (not isinstance(name, str) or not name or not isinstance(share, (int, float)) or isinstance(share, bool)
+                or not 0 < share < math.inf):
+            raise InvalidInputError(f"each stage needs a name and a positive share of 100, got {item!r:.80}")
         plan.append({"name": name, "start": start, "end": start + float(share)})
         start += float(share)
     if abs(start - 100.0) > 1e-6:
@@ -68,6 +74,7 @@ class Jobs:
         self._store = store
 
     def get(self, name_or_id: str, *, stale_after: float = DEFAULT_STALE_AFTER) -> JobStatus:
+        stale_after = seconds("stale_after", stale_after)
         run = self._store.runs.get(name_or_id)
         return JobStatus(run=run, stale=self._is_stale(run.status, run.heartbeat_at, stale_after))
 
@@ -122,8 +129,9 @@ class Jobs:
 
     def logs(self, name_or_id: str, *, limit: int = 100, since: int | None = None) -> list[RunEvent]:
         """The job's log, oldest first: the last ``limit`` rows, or those after sequence ``since``."""
-        if not 0 < limit <= 10_000:
-            raise InvalidInputError(f"limit must be between 1 and 10000, got {limit}")
+        whole_number("limit", limit, 1, 10_000)
+        if since is not None:
+            whole_number("since", since, 0, MAX_OFFSET)
         run = self._store.runs.get(name_or_id)
         statement = select(run_events).where(run_events.c.run_id == run.id)
         if since is not None:
@@ -167,12 +175,13 @@ class Jobs:
         ("index", 30)]`` with shares adding up to 100; ``key`` allows one active job per key.
         Use it as a context manager: ``with store.jobs.start(name, stages=...) as job``; see ``Job``."""
         plan = stage_plan(stages)
+        stale_after, write_interval = seconds("stale_after", stale_after), seconds("write_interval", write_interval)
         with self._store._write() as connection:
             run = self._store.runs._find(connection, name)
             now = self._store.now()
             if run is None:
                 record = self._store.runs._new_record({
-                    "name": name, "kind": kind, "config": dict(config or {}), "stages": plan,
+                    "name": name, "kind": kind, "config": {} if config is None else as_object(config), "stages": plan,
                     "concurrency_key": key, "status": R.RUNNING, "started_at": now, "heartbeat_at": now})
                 self._insert_claiming_key(connection, record)
                 run = self._store.runs._fetch(connection, record.id)

@@ -11,15 +11,15 @@ refuses part of it, each operation is tried on its own and only the refused ones
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import Field, JsonValue, TypeAdapter, ValidationError
+from pydantic import ConfigDict, Field, JsonValue, Strict, TypeAdapter, ValidationError, create_model
+from pydantic_core import SchemaValidator
 from sqlalchemy import Connection, Table, select
 from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
 
-from ..errors import ConflictError, NotFoundError, RolloutDBError
-from ..records import JsonDict, Record, TurnContent
+from ..errors import ConflictError, InvalidInputError, NotFoundError, RolloutDBError
+from ..records import Flag, JsonDict, Record, Time, TurnContent, Whole
 from ..schema import groups, rollouts, steps, turns
 from ..states import GroupStatus, RolloutStatus, RunStatus, StepStatus
 from .base import validation_message
@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
 ID = Annotated[str, Field(min_length=1, max_length=128)]
 NAME = Annotated[str, Field(min_length=1, max_length=200)]
+# The recorder stamps its operations itself; they reach ``apply`` as JSON (through its pipe and journal), so
+# their times come as ISO text.
+RecordedTime = Annotated[Time, Strict(False)]
 ID_CHUNK = 1000  # ids per "IN (...)" lookup: far below every backend's parameter limit
 
 
@@ -46,12 +49,12 @@ class RunStart(Record):
     name: NAME
     kind: Literal["train", "eval", "baseline"] = "train"
     config: JsonDict = Field(default_factory=dict)
-    total_steps: int | None = Field(default=None, ge=0)
+    total_steps: Whole | None = Field(default=None, ge=0)
     parent: NAME | None = None
-    parent_step: int | None = Field(default=None, ge=0)
-    resume: bool | None = None
+    parent_step: Whole | None = Field(default=None, ge=0)
+    resume: Flag | None = None
     stale_after: float = Field(default=DEFAULT_STALE_AFTER, gt=0)
-    started_at: datetime
+    started_at: RecordedTime
 
 
 class RunChange(Record):
@@ -79,8 +82,8 @@ class StepStart(Record):
     op: Literal["step.start"] = "step.start"
     session: ID
     run: NAME
-    number: int = Field(ge=0)
-    started_at: datetime
+    number: Whole = Field(ge=0)
+    started_at: RecordedTime
 
 
 class StepChange(Record):
@@ -89,7 +92,7 @@ class StepChange(Record):
     op: Literal["step.update"] = "step.update"
     session: ID
     run: NAME
-    number: int = Field(ge=0)
+    number: Whole = Field(ge=0)
     metrics: JsonDict = Field(default_factory=dict)
     status: Literal["completed", "failed"] | None = None
 
@@ -101,13 +104,13 @@ class GroupStart(Record):
     session: ID
     id: ID
     run: NAME
-    step: int | None = Field(default=None, ge=0)
+    step: Whole | None = Field(default=None, ge=0)
     source: Literal["step", "eval", "baseline"] = "step"
     task_id: ID | None = None
     task: NAME | None = None
-    size: int | None = Field(default=None, ge=1)
+    size: Whole | None = Field(default=None, ge=1)
     metadata: JsonDict = Field(default_factory=dict)
-    created_at: datetime
+    created_at: RecordedTime
 
 
 class RolloutStart(Record):
@@ -116,13 +119,13 @@ class RolloutStart(Record):
     id: ID
     run: NAME
     group_id: ID | None = None
-    step: int | None = Field(default=None, ge=0)
+    step: Whole | None = Field(default=None, ge=0)
     task_id: ID | None = None
     task: NAME | None = None
     input: JsonValue = None
     mode: Literal["train", "val", "test"] | None = None
     metadata: JsonDict = Field(default_factory=dict)
-    started_at: datetime
+    started_at: RecordedTime
 
 
 class TurnRecorded(TurnContent):
@@ -132,8 +135,8 @@ class TurnRecorded(TurnContent):
     id: ID
     rollout_id: ID
     attempt_id: ID | None = None
-    turn_index: int = Field(ge=0)
-    created_at: datetime
+    turn_index: Whole = Field(ge=0)
+    created_at: RecordedTime
 
 
 class RolloutEnd(Record):
@@ -143,14 +146,15 @@ class RolloutEnd(Record):
     id: ID
     status: Literal["succeeded", "failed", "cancelled"]
     reward: float | None = None
-    success: bool | None = None
+    success: Flag | None = None
     validation: JsonValue = None
     metrics: JsonDict = Field(default_factory=dict)
     error: str | None = None
 
 
-Operation = Annotated[Union[RunStart, RunChange, RunEnd, StepStart, StepChange, GroupStart, RolloutStart,
-                            TurnRecorded, RolloutEnd], Field(discriminator="op")]
+OPERATION_MODELS = (RunStart, RunChange, RunEnd, StepStart, StepChange, GroupStart, RolloutStart, TurnRecorded,
+                    RolloutEnd)
+Operation = Annotated[Union[OPERATION_MODELS], Field(discriminator="op")]
 OPERATION = TypeAdapter(Operation)
 OPERATIONS = TypeAdapter(list[Operation])
 # Applied kind by kind in this order, so that every row exists before what refers to it.
@@ -158,10 +162,31 @@ ORDER = ("run.start", "step.start", "group.start", "rollout.start", "turn", "rol
          "run.update", "run.end")
 
 
+def _typed_part(model: type[Record]) -> SchemaValidator:
+    """A validator of ``model``'s fields other than its JSON values, which lets the rest of a record by."""
+    fields = {name: (info.annotation, info) for name, info in model.model_fields.items()
+              if info.annotation not in (JsonValue, JsonDict)}
+    config = ConfigDict(**{**Record.model_config, "extra": "ignore", "validate_default": False})
+    return create_model(f"{model.__name__}Typed", __config__=config, **fields).__pydantic_validator__
+
+
+_TYPED_PARTS = {model.model_fields["op"].default: _typed_part(model) for model in OPERATION_MODELS}
+
+
+def check_typed_fields(operation: Mapping[str, Any]) -> None:
+    """InvalidInputError naming the field unless ``operation``'s values other than its JSON ones are what
+    ``apply`` takes (their types and ranges): for the recorder, which refuses a value at the call. Its JSON
+    values are left to ``storable.json_text``, which checks them as the recorder encodes them, at no extra cost."""
+    try:
+        _TYPED_PARTS[operation["op"]].validate_python(operation)
+    except ValidationError as exc:
+        raise InvalidInputError(f"cannot record this {operation['op']}: {validation_message(exc)}") from None
+
+
 class Rejection(Record):
     """An operation the store refused: its place in the batch, what it was, and why."""
 
-    index: int
+    index: Whole
     op: str
     subject: str
     error: str
@@ -169,7 +194,7 @@ class Rejection(Record):
 
 
 class RecordingResult(Record):
-    applied: int
+    applied: Whole
     rejected: list[Rejection] = Field(default_factory=list)
 
 
@@ -441,5 +466,5 @@ def _rejection(index: int, operation: Any, exc: Exception) -> Rejection:
     return Rejection(index=index, op=operation.op, subject=describe(operation), error=error, message=message)
 
 
-__all__ = ["GroupStart", "Operation", "RecordingResult", "Recording", "Rejection", "RolloutEnd", "RolloutStart",
+__all__ = ["GroupStart", "check_typed_fields", "Operation", "RecordingResult", "Recording", "Rejection", "RolloutEnd", "RolloutStart",
            "RunChange", "RunEnd", "RunStart", "StepChange", "StepStart", "TurnRecorded"]

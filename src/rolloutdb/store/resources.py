@@ -11,7 +11,7 @@ from sqlalchemy import Connection, select
 
 from ..records import Resources as ResourcesRecord
 from ..schema import resources
-from .base import Area, build_record
+from .base import Area, as_object, build_record
 
 
 class Resources(Area[ResourcesRecord]):
@@ -24,7 +24,7 @@ class Resources(Area[ResourcesRecord]):
 
     def add(self, named_resources: Mapping[str, Any], id: str | None = None) -> ResourcesRecord:
         """Store a new snapshot (version 1); it becomes the latest."""
-        record = self._new_record({"resources": dict(named_resources), **({"id": id} if id else {})})
+        record = self._new_record({"resources": as_object(named_resources), **({"id": id} if id else {})})
         with self._store._write() as connection:
             self._insert(connection, record)
         return record
@@ -36,7 +36,7 @@ class Resources(Area[ResourcesRecord]):
             now = self._store.now()
             changed = build_record(
                 ResourcesRecord,
-                {**row, "resources": dict(named_resources), "version": row["version"] + 1, "updated_at": now},
+                {**row, "resources": as_object(named_resources), "version": row["version"] + 1, "updated_at": now},
                 self.noun,
             )
             self._update_by_key.run(connection, {"resources": changed.resources, "version": changed.version,

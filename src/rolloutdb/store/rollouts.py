@@ -12,10 +12,11 @@ from .. import states
 from ..records import Claim, Rollout
 from ..schema import QUEUE_PREDICATE, rollouts
 from ..states import RolloutStatus as RO
-from .base import EditableArea, whole_number
+from .base import EditableArea, ids_of, mappings, seconds, whole_number
 from .hooks import before_commit
 from .statistics import refresh_statistics
 from ._statements import Prepared
+from .workers import checked_worker_id
 
 QUEUED = (RO.QUEUING, RO.REQUEUING)
 FIGURES = frozenset({"status", "reward", "success"})  # what group and step statistics are computed from
@@ -41,7 +42,7 @@ class Rollouts(EditableArea[Rollout]):
     filterable = frozenset({"id", "run_id", "step", "group_id", "task_id", "mode", "status", "resources_id",
                             "created_at", "started_at", "ended_at", "queued_at", "success", "reward"})
     sortable = frozenset({"created_at", "updated_at", "started_at", "ended_at", "queued_at", "reward", "step",
-                          "status", "id"})
+                          "status", "id", "mode", "resources_id"})
     updatable = frozenset({"status", "reward", "success", "validation", "metrics", "metadata", "error", "config",
                            "resources_id", "mode", "input"})
     parents = {"run_id": "runs", "group_id": "groups", "task_id": "tasks", "resources_id": "resources"}
@@ -82,7 +83,7 @@ class Rollouts(EditableArea[Rollout]):
         with self._store._write() as connection:
             rollout = self._enqueue(connection, [{"input": input, **fields}])[0]
             row = self._fetch(connection, rollout.id, for_update=True)
-            return self._claim(connection, [row], worker_id)[0]
+            return self._store.attempts._started_by(connection, self._claim(connection, [row], worker_id)[0])
 
     def cancel(self, rollout_id: str, reason: str | None = None) -> Rollout:
         """Cancel an unfinished rollout; waiters see it as finished."""
@@ -91,23 +92,32 @@ class Rollouts(EditableArea[Rollout]):
     def wait(self, rollout_ids: Iterable[str], timeout: float | None = None) -> list[Rollout]:
         """Block until the rollouts finish or ``timeout`` seconds pass; returns the finished ones.
         Unknown ids raise NotFoundError."""
-        return self._store._waiter.wait(list(rollout_ids), timeout)
+        return self._store._waiter.wait(ids_of("rollout", rollout_ids),
+                                        None if timeout is None else seconds("timeout", timeout))
 
     # -- building blocks ------------------------------------------------------------------------------
 
+    def _check_parents(self, connection: Connection, references: Iterable[tuple[str, Any]]) -> None:
+        if not self._store.resources_must_exist:  # then resources_id is a name, as in Agent Lightning
+            references = [(field, value) for field, value in references if field != "resources_id"]
+        super()._check_parents(connection, references)
+
     def _enqueue(self, connection: Connection, requests: Iterable[Mapping[str, Any]]) -> list[Rollout]:
-        requests = list(requests)
+        requests = mappings("rollout", requests)
         latest = None  # looked up once per batch, and only when a request has no resources of its own
         if any(request.get("resources_id") is None for request in requests):
             row = self._store.resources._latest_row(connection)
             latest = None if row is None else row["id"]
-        records = [self._new_record({**request, "status": RO.QUEUING, "resources_id": latest
-                                     if request.get("resources_id") is None else request["resources_id"]})
+        records = [self._new_record({"id": self._store.new_id("rollout"), **request, "status": RO.QUEUING,
+                                     "resources_id": latest if request.get("resources_id") is None
+                                     else request["resources_id"]})
                    for request in requests]
         self._insert_many(connection, records)
         return records
 
     def _claim(self, connection: Connection, rows: list[Mapping[str, Any]], worker_id: str | None) -> list[Claim]:
+        if worker_id is not None:
+            checked_worker_id(worker_id)
         """Move these rollout rows (locked) to preparing, each with a new attempt."""
         if not rows:
             return []

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+import functools
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -14,7 +15,7 @@ from ..ids import new_ids
 from ..records import Span
 from ..schema import attempts, rollouts, spans
 from .attempts import LATEST, sign_of_life
-from .base import DEFAULT_LIMIT, Area, build_records
+from .base import DEFAULT_LIMIT, Area, build_records, check_key, mappings
 from ._bulk import bulk_insert
 from ._statements import Prepared
 
@@ -30,9 +31,29 @@ def _reserve_statement(larger_of):
 
 RESERVE_SQLITE = _reserve_statement(func.max)
 RESERVE_POSTGRESQL = _reserve_statement(func.greatest)
+_sibling = attempts.alias("sibling")
+# Take ``b_count`` ids from the rollout's count: the highest counter among its attempts, stored back on one of them.
+RESERVE_ACROSS_ROLLOUT = Prepared(
+    update(attempts).where(attempts.c.id == bindparam("b_id"))
+    .values(next_span_sequence=select(func.max(_sibling.c.next_span_sequence))
+            .where(_sibling.c.rollout_id == bindparam("b_rollout"), _sibling.c.project_id == bindparam("b_project"))
+            .scalar_subquery() + bindparam("b_count"))
+    .returning(attempts.c.next_span_sequence))
 # A range, not an IN list: one short statement however large the batch.
 TAKEN_IN_RANGE = Prepared(select(spans.c.sequence_id).where(
     spans.c.attempt_id == bindparam("b_attempt"), spans.c.sequence_id.between(bindparam("b_low"), bindparam("b_high"))))
+
+
+SPAN_IDS_PER_LOOKUP = 64
+
+
+@functools.lru_cache(maxsize=SPAN_IDS_PER_LOOKUP)
+def _stored_span_ids(count: int) -> Prepared:
+    """Which of ``count`` span ids (``b_span_0`` ...) the attempt ``b_attempt`` has stored: prepared once per
+    count, since building the statement costs more than running it."""
+    return Prepared(select(spans.c.span_id).where(
+        spans.c.attempt_id == bindparam("b_attempt"),
+        spans.c.span_id.in_([bindparam(f"b_span_{n}") for n in range(count)])))
 
 
 class Spans(Area[Span]):
@@ -41,23 +62,29 @@ class Spans(Area[Span]):
     noun = "span"
     filterable = frozenset({"id", "rollout_id", "attempt_id", "sequence_id", "trace_id", "span_id", "parent_id", "name",
                             "start_time", "end_time", "created_at"})
-    sortable = frozenset({"sequence_id", "start_time", "end_time", "name", "created_at"})
+    sortable = frozenset({"sequence_id", "start_time", "end_time", "name", "created_at", "rollout_id", "attempt_id",
+                          "trace_id", "span_id", "parent_id"})
     default_sort = "sequence_id"
 
-    def add(self, **fields: Any) -> Span | None:
-        """Store one span; returns None when a span with its (rollout, attempt, sequence id) exists already."""
-        added = self.add_many([fields])
+    def add(self, *, unique_span_ids: bool = False, **fields: Any) -> Span | None:
+        """Store one span; returns None when a span with its (rollout, attempt, sequence id) exists already
+        (with ``unique_span_ids``, or its (rollout, attempt, span_id): see ``add_many``)."""
+        added = self.add_many([fields], unique_span_ids=unique_span_ids)
         return added[0] if added else None
 
-    def add_many(self, new_spans: Iterable[Mapping[str, Any]]) -> list[Span]:
+    def add_many(self, new_spans: Iterable[Mapping[str, Any]], *, unique_span_ids: bool = False) -> list[Span]:
         """Store spans in one transaction and return those that were new (duplicates are skipped).
 
         Spans without a ``sequence_id`` get the attempt's next ones; given ids keep the counter ahead of
-        them. Every attempt that sent spans counts as alive: preparing or unresponsive ones run again."""
+        them. Every attempt that sent spans counts as alive: preparing or unresponsive ones run again.
+        With ``unique_span_ids``, a span whose ``span_id`` its attempt has stored (or that came earlier in
+        the batch) is a duplicate too: Agent Lightning's rule."""
         by_attempt: dict[tuple[str, str], list[tuple[int, Mapping[str, Any]]]] = defaultdict(list)
-        for position, fields in enumerate(new_spans):
+        for position, fields in enumerate(mappings("span", new_spans)):
             if "rollout_id" not in fields or "attempt_id" not in fields:
                 raise InvalidInputError(f"every span needs a rollout_id and an attempt_id (span #{position} lacks one)")
+            check_key("rollout", fields["rollout_id"])
+            check_key("attempt", fields["attempt_id"])
             sequence_id = fields.get("sequence_id")
             if sequence_id is not None and type(sequence_id) is not int:
                 raise InvalidInputError(
@@ -71,6 +98,8 @@ class Spans(Area[Span]):
             for (rollout_id, attempt_id), group in by_attempt.items():
                 rollout, attempt = self._store.attempts._locate(connection, rollout_id, attempt_id, for_update=True)
                 numbered.extend(self._number(connection, rollout, attempt, group, now, pending[attempt["id"]]))
+            if unique_span_ids:
+                numbered = self._without_seen_span_ids(connection, numbered)
             return self._validate_and_insert(connection, numbered)
 
     def next_sequence_id(self, rollout_id: str, attempt_id: str) -> int:
@@ -85,6 +114,24 @@ class Spans(Area[Span]):
                 _, attempt = self._store.attempts._locate(connection, rollout_id, attempt_id)
                 result.append(self._reserve(connection, attempt["id"], 1))
             return result
+
+    def next_sequence_ids_across_attempts(self, pairs: Sequence[tuple[str, str]]) -> list[int]:
+        """``next_sequence_ids`` counting per rollout across all its attempts (Agent Lightning's numbering):
+        only the rollout of each pair matters, and it must have an attempt. Spans added with given ids move
+        their rollout's count past them."""
+        wanted = Counter(rollout_id for rollout_id, _ in pairs)
+        next_free: dict[str, int] = {}
+        with self._store._write() as connection:
+            for rollout_id, count in wanted.items():
+                _, latest = self._store.attempts._locate(connection, rollout_id, LATEST, for_update=True)
+                next_free[rollout_id] = RESERVE_ACROSS_ROLLOUT.scalar(connection, {
+                    "b_id": latest["id"], "b_rollout": rollout_id, "b_project": self._store.project_id,
+                    "b_count": count}) - count
+        result = []
+        for rollout_id, _ in pairs:
+            result.append(next_free[rollout_id])
+            next_free[rollout_id] += 1
+        return result
 
     def query(self, rollout_id: str | None = None, attempt_id: str | None = LATEST, *, sort: str | None = None,
               order: str = "asc", limit: int | None = DEFAULT_LIMIT, offset: int = 0, match: str = "all",
@@ -103,6 +150,9 @@ class Spans(Area[Span]):
 
     def _of(self, rollout_id: str | None, attempt_id: str | None) -> list[Any]:
         """Conditions for the spans of a rollout's attempt (``"latest"``: the one its attempt count names)."""
+        for noun, key in (("rollout", rollout_id), ("attempt", attempt_id)):
+            if key is not None:
+                check_key(noun, key)
         if rollout_id is None:
             return [] if attempt_id in (None, LATEST) else [spans.c.attempt_id == attempt_id]
         if attempt_id is None:
@@ -160,6 +210,28 @@ class Spans(Area[Span]):
         added = [record for record, (_, _, is_new) in zip(records, numbered) if is_new]
         bulk_insert(connection, spans, [record.__dict__ for record in added])
         return added
+
+    def _without_seen_span_ids(self, connection: Connection,
+                               numbered: list[tuple[int, dict[str, Any], bool]]) -> list[tuple[int, dict[str, Any], bool]]:
+        """``numbered`` with each new span whose (attempt, span_id) is stored, or new earlier in it, not new."""
+        span_ids_by_attempt: dict[str, set[str]] = defaultdict(set)
+        for _, values, is_new in numbered:
+            if is_new:
+                span_ids_by_attempt[values["attempt_id"]].add(str(values.get("span_id")))
+        seen: set[tuple[str, str]] = set()
+        for attempt_id, span_ids in span_ids_by_attempt.items():
+            ordered = sorted(span_ids)
+            for start in range(0, len(ordered), SPAN_IDS_PER_LOOKUP):
+                chunk = ordered[start:start + SPAN_IDS_PER_LOOKUP]
+                params = {"b_attempt": attempt_id, **{f"b_span_{n}": span_id for n, span_id in enumerate(chunk)}}
+                seen.update((attempt_id, row["span_id"]) for row in _stored_span_ids(len(chunk)).rows(connection, params))
+        result = []
+        for position, values, is_new in numbered:
+            key = (values["attempt_id"], str(values.get("span_id")))
+            result.append((position, values, is_new and key not in seen))
+            if is_new:
+                seen.add(key)
+        return result
 
     def _reserve(self, connection: Connection, attempt_id: str, count: int, at_least: int = 1,
                  also: Mapping[str, Any] | None = None) -> int:

@@ -7,16 +7,29 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 from sqlalchemy import Connection
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from ..records import Claim, Worker
+from ..errors import InvalidInputError
+from ..records import Claim, Id, Worker
 from ..schema import workers
 from ..states import AttemptStatus as A
-from .base import Area, build_record
+from .base import Area, build_record, validation_message
 from .hooks import before_commit
 from ._statements import Prepared
+
+
+_WORKER_ID = TypeAdapter(Id, config=ConfigDict(strict=True))
+
+
+def checked_worker_id(worker_id: Any) -> str:
+    """``worker_id`` if it can name a worker (what ``Worker.id`` holds); else InvalidInputError."""
+    try:
+        return _WORKER_ID.validate_python(worker_id)
+    except ValidationError as exc:
+        raise InvalidInputError(f"worker_id: {validation_message(exc)}") from None
 
 
 class Workers(Area[Worker]):
@@ -24,7 +37,8 @@ class Workers(Area[Worker]):
     record = Worker
     noun = "worker"
     filterable = frozenset({"id", "status", "current_rollout_id", "last_heartbeat_at", "created_at"})
-    sortable = frozenset({"id", "status", "created_at", "updated_at", "last_heartbeat_at", "last_dequeue_at"})
+    sortable = frozenset({"id", "status", "created_at", "updated_at", "last_heartbeat_at", "last_dequeue_at",
+                          "last_busy_at", "last_idle_at", "current_rollout_id", "current_attempt_id"})
     updatable = frozenset({"heartbeat_stats", "metadata"})
     default_sort = "id"
 
@@ -34,6 +48,7 @@ class Workers(Area[Worker]):
 
     def heartbeat(self, worker_id: str, stats: Mapping[str, Any] | None = None) -> Worker:
         """Record a worker heartbeat (registering the worker on first contact), with optional stats."""
+        checked_worker_id(worker_id)
         now = self._store.now()
         changes: dict[str, Any] = {"last_heartbeat_at": now}
         if stats is not None:

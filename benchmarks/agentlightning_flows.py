@@ -1,0 +1,125 @@
+"""Agent Lightning's two micro-benchmark flows through its own LightningStore API: RolloutDBLightningStore
+(SQLite file, PostgreSQL) against Agent Lightning's InMemoryLightningStore, in the same run, sides taking
+turns, each with concurrent coroutines in one process.
+
+rollout: start_rollout, 4 x add_span, update_attempt(succeeded).
+dequeue: (rollouts enqueued up front with enqueue_many_rollouts, not timed) dequeue_rollout,
+get_many_span_sequence_ids(4), add_many_spans(4 spans of 32 attributes), update_attempt(succeeded).
+
+Usage: .venv/bin/python benchmarks/agentlightning_flows.py [--tasks 400] [--concurrency 8] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import Callable
+from statistics import median
+
+from rich.table import Table
+
+from common import add_postgres_option, met, postgres_database, sqlite_database
+from queue_workload import console, in_turns, median_ratio
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # agentlightning imports litellm: stay offline
+
+from agentlightning.store.base import LightningStore  # noqa: E402
+from agentlightning.store.memory import InMemoryLightningStore  # noqa: E402
+from agentlightning.types import EnqueueRolloutRequest, OtelResource, Span, SpanContext, TraceStatus  # noqa: E402
+
+from rolloutdb.integrations.agentlightning import RolloutDBLightningStore  # noqa: E402
+
+SPANS_PER_ATTEMPT = 4
+TARGETS = {"sqlite": 1.5, "postgresql": 1.0}  # times the in-memory store's rate (issue 14)
+
+
+def make_span(rollout_id: str, attempt_id: str, sequence_id: int, attributes: int) -> Span:
+    trace_id, span_id = f"{sequence_id:032x}", f"{sequence_id:016x}"
+    return Span(rollout_id=rollout_id, attempt_id=attempt_id, sequence_id=sequence_id, trace_id=trace_id,
+                span_id=span_id, parent_id=None, name=f"micro-span-{sequence_id}", status=TraceStatus(status_code="OK"),
+                attributes={f"attribute.{n}": "v" * (5 + 37 * n % 296) for n in range(attributes)},
+                events=[], links=[], start_time=None, end_time=None,
+                context=SpanContext(trace_id=trace_id, span_id=span_id, is_remote=False, trace_state={}),
+                parent=None, resource=OtelResource(attributes={}, schema_url=""))
+
+
+async def rollout_flow(store: LightningStore, task: int) -> None:
+    attempted = await store.start_rollout(input={"task": task})
+    for sequence_id in range(1, SPANS_PER_ATTEMPT + 1):
+        await store.add_span(make_span(attempted.rollout_id, attempted.attempt.attempt_id, sequence_id, 1))
+    await store.update_attempt(attempted.rollout_id, attempted.attempt.attempt_id, status="succeeded")
+
+
+async def dequeue_flow(store: LightningStore, task: int) -> None:
+    attempted = await store.dequeue_rollout(worker_id=f"worker-{task % 8}")
+    assert attempted is not None, "the queue ran dry"
+    pair = (attempted.rollout_id, attempted.attempt.attempt_id)
+    sequence_ids = await store.get_many_span_sequence_ids([pair] * SPANS_PER_ATTEMPT)
+    stored = await store.add_many_spans([make_span(*pair, sequence_id, 32) for sequence_id in sequence_ids])
+    assert len(stored) == SPANS_PER_ATTEMPT
+    await store.update_attempt(*pair, status="succeeded")
+
+
+async def timed_flows(store: LightningStore, flow: str, tasks: int, concurrency: int) -> float:
+    """Seconds for ``tasks`` runs of the flow, ``concurrency`` at a time."""
+    if flow == "dequeue":
+        await store.enqueue_many_rollouts([EnqueueRolloutRequest(input={"task": n}) for n in range(tasks)])
+    run = rollout_flow if flow == "rollout" else dequeue_flow
+    remaining = iter(range(tasks))
+
+    async def worker() -> None:
+        for task in remaining:
+            await run(store, task)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return time.perf_counter() - started
+
+
+def side(make_store: Callable[[], LightningStore], flow: str, tasks: int, concurrency: int) -> Callable[[], float]:
+    def measure() -> float:
+        store = make_store()
+        try:
+            return asyncio.run(timed_flows(store, flow, tasks, concurrency))
+        finally:
+            if isinstance(store, RolloutDBLightningStore):
+                store.store.close()
+    return measure
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", type=int, default=400, help="flows per run")
+    parser.add_argument("--concurrency", type=int, default=8, help="coroutines running flows at once")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--backends", default="sqlite,postgresql")
+    add_postgres_option(parser)
+    args = parser.parse_args()
+
+    table = Table(title=f"Agent Lightning flows: {args.tasks} per run, {args.concurrency} coroutines, "
+                        f"{args.rounds} rounds", caption="flows/s: each side's median; ratio: median of the "
+                                                         "rounds' own ratios")
+    for column in ("flow", "backend", "RolloutDB flows/s", "in-memory flows/s", "ratio", "target", "met"):
+        table.add_column(column, justify="center" if column == "met" else "right")
+    with sqlite_database() as sqlite_url, postgres_database(args.postgres) as postgres_url:
+        urls = {"sqlite": sqlite_url, "postgresql": postgres_url}
+        for flow in ("rollout", "dequeue"):
+            for backend in args.backends.split(","):
+                def ours(url: str = urls[backend]) -> LightningStore:
+                    return RolloutDBLightningStore(url, project=f"bench-{uuid.uuid4().hex[:8]}")
+
+                seconds = in_turns({"in-memory": side(InMemoryLightningStore, flow, args.tasks, args.concurrency),
+                                    backend: side(ours, flow, args.tasks, args.concurrency)},
+                                   args.rounds, f"{flow} flow on {backend}")
+                ratio = median_ratio(seconds["in-memory"], seconds[backend])
+                table.add_row(flow, backend, f"{args.tasks / median(seconds[backend]):,.0f}",
+                              f"{args.tasks / median(seconds['in-memory']):,.0f}", f"{ratio:.2f}x",
+                              f"≥ {TARGETS[backend]}x", met(ratio >= TARGETS[backend]))
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()
