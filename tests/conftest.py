@@ -7,6 +7,7 @@ tests are skipped, except under CI=true, where they fail instead.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
@@ -19,6 +20,7 @@ from alembic.config import Config
 from sqlalchemy.engine import make_url
 
 import rolloutdb
+from rolloutdb.config import SERVER_MAX_BODY_BYTES
 from rolloutdb.store import engine as engine_module
 
 POSTGRES_SERVER_URL = os.environ.get(
@@ -26,6 +28,9 @@ POSTGRES_SERVER_URL = os.environ.get(
 )
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]
+# The store contract tests also run through the remote client and a real server on each database.
+STORE_BACKENDS = [*BACKENDS, pytest.param("http-sqlite", marks=pytest.mark.http),
+                  pytest.param("http-postgresql", marks=[pytest.mark.http, pytest.mark.postgresql])]
 
 
 def _admin_connection() -> psycopg.Connection:
@@ -80,10 +85,45 @@ def new_database_url(backend: str, postgres_databases: PostgresDatabases, direct
     return postgres_databases.new()
 
 
+class SessionBackends:
+    """One database per backend for the whole session, and one server per backend for the http ones, made when
+    a test first asks for it; tests keep apart by project."""
+
+    def __init__(self, postgres_databases: PostgresDatabases, directory: Path) -> None:
+        self.postgres_databases = postgres_databases
+        self.directory = directory
+        self.urls: dict[str, str] = {}
+        self.servers: dict[str, str] = {}
+        self.running = contextlib.ExitStack()
+
+    def database_url(self, backend: str) -> str:
+        if backend not in self.urls:
+            self.urls[backend] = new_database_url(backend, self.postgres_databases, self.directory)
+        return self.urls[backend]
+
+    def server_url(self, backend: str) -> str:
+        """``rolloutdb serve --all-projects`` on the session's database of ``backend``."""
+        from server.servers import running_server
+
+        if backend not in self.servers:
+            server = self.running.enter_context(running_server(
+                self.database_url(backend), self.directory, None, "--all-projects",
+                "--max-body-bytes", str(SERVER_MAX_BODY_BYTES)))
+            self.servers[backend] = server.base
+        return self.servers[backend]
+
+
+@pytest.fixture(scope="session")
+def session_backends(postgres_databases, tmp_path_factory) -> Iterator[SessionBackends]:
+    backends = SessionBackends(postgres_databases, tmp_path_factory.mktemp("db"))
+    with backends.running:
+        yield backends
+
+
 @pytest.fixture(scope="session", params=BACKENDS)
-def session_database_url(request, postgres_databases, tmp_path_factory) -> str:
+def session_database_url(request, session_backends) -> str:
     """One database per backend for the whole session; tests keep apart by project."""
-    return new_database_url(request.param, postgres_databases, tmp_path_factory.mktemp("db"))
+    return session_backends.database_url(request.param)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -92,11 +132,28 @@ def fresh_database_url(request, postgres_databases, tmp_path) -> str:
     return new_database_url(request.param, postgres_databases, tmp_path)
 
 
-@pytest.fixture
-def store(session_database_url) -> Iterator[rolloutdb.Store]:
-    """A store on its own project, so tests never see each other's rows."""
-    with rolloutdb.connect(session_database_url, project=f"test-{uuid.uuid4().hex[:12]}") as store:
+@pytest.fixture(params=STORE_BACKENDS)
+def store(request, session_backends) -> Iterator[rolloutdb.Store]:
+    """A store on its own project, so tests never see each other's rows: on the session's database of each
+    backend, or (http-...) through the remote client and the session's server on that database."""
+    backend = request.param
+    url = (session_backends.server_url(backend.removeprefix("http-")) if backend.startswith("http-")
+           else session_backends.database_url(backend))
+    with rolloutdb.connect(url, project=f"test-{uuid.uuid4().hex[:12]}") as store:
         yield store
+
+
+# Why some store tests do not run through the server yet, or cannot.
+NOT_STRICT_THROUGH_A_SERVER = ("strict input types are not yet held through the server (issue 15): it reads query "
+                               "strings and JSON leniently, as the field holds them")
+IN_THE_SCHEMAS_WORDS = ("the server checks a request against its route's schema before the store does: the same "
+                        "InvalidInputError naming the field, in the schema's words")
+
+
+def skip_on_http(store, reason: str) -> None:
+    """Skip a store test on the http backend, where (``reason``) the remote client cannot do what it tests."""
+    if store.backend == "http":
+        pytest.skip(f"not through a server: {reason}")
 
 
 # -- migrations: a pretend later release ---------------------------------------------------------

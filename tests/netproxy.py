@@ -8,7 +8,8 @@ Two kinds of outage:
 - ``hang()``: silent. A network that drops packets: every connection, open or new, stays open, but no
   byte gets through in either direction, so clients wait until a timeout of theirs gives up.
 
-``restore()`` ends either. After a hang, open connections carry on (what was sent meanwhile arrives
+``hold_answers()`` is a hang in one direction: requests get through, answers wait, as when a link fails after
+the request went out. ``restore()`` ends any of them. After a hang, open connections carry on (what was sent meanwhile arrives
 then, as TCP would retransmit it), and connections accepted during the hang are put through to the
 server only now; a client that gave up on one meanwhile has closed it, so it just goes away.
 
@@ -34,6 +35,8 @@ class Proxy:
         self._serving = True
         self._flowing = threading.Event()  # cleared while hanging
         self._flowing.set()
+        self._answering = threading.Event()  # cleared while hanging or holding answers
+        self._answering.set()
         threading.Thread(target=self._accept, args=(self._listener,), daemon=True).start()
 
     def cut(self) -> None:
@@ -55,11 +58,17 @@ class Proxy:
         but no byte is forwarded either way until ``restore()``."""
         with self._lock:
             self._flowing.clear()
+            self._answering.clear()
+
+    def hold_answers(self) -> None:
+        """Forward what clients send, but hold back what the server answers until ``restore()``."""
+        self._answering.clear()
 
     def restore(self) -> None:
         """End a cut (listen again) or a hang (forward again, and put through what was accepted)."""
         with self._lock:
             self._flowing.set()
+            self._answering.set()
             held, self._held = self._held, []
             reopen = not self._serving
             if reopen:
@@ -98,13 +107,13 @@ class Proxy:
                 upstream.close()
                 return
             self._sockets.update((client, upstream))
-        for source, sink in ((client, upstream), (upstream, client)):
-            threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+        for source, sink, flowing in ((client, upstream, self._flowing), (upstream, client, self._answering)):
+            threading.Thread(target=self._pipe, args=(source, sink, flowing), daemon=True).start()
 
-    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+    def _pipe(self, source: socket.socket, sink: socket.socket, flowing: threading.Event) -> None:
         try:
             while data := source.recv(65536):
-                while not self._flowing.wait(0.1):  # hanging: hold the data back
+                while not flowing.wait(0.1):  # hanging: hold the data back
                     if sink.fileno() < 0:
                         return  # dropped by cut() meanwhile
                 sink.sendall(data)

@@ -12,6 +12,7 @@ from .errors import (
     NotFoundError,
     RolloutDBError,
     SchemaOutOfDateError,
+    ServerError,
     StoreUnavailableError,
 )
 from .states import AttemptStatus, GroupStatus, RolloutStatus, RunStatus, StepStatus
@@ -90,6 +91,7 @@ __all__ = [
     "RunStats",
     "RunStatus",
     "SchemaOutOfDateError",
+    "ServerError",
     "Span",
     "StatusChange",
     "Step",

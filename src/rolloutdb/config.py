@@ -1,6 +1,7 @@
 """Where the database is: the first configured source wins.
 
 1. the ``url`` argument, 2. ``ROLLOUTDB_URL``, 3. ``DATABASE_URL``,
+(any of them may be a server's ``http(s)://host:port``, reached through the remote client)
 4. the ``POSTGRES_HOST/PORT/DB/USER/PASSWORD`` set, 5. ``sqlite:///./rolloutdb.db``.
 
 PostgreSQL timeouts (seconds) come from ``ROLLOUTDB_CONNECT_TIMEOUT`` and ``ROLLOUTDB_STATEMENT_TIMEOUT``
@@ -82,8 +83,16 @@ def _seconds(name: str, environ: Mapping[str, str] | None) -> float | None:
     return seconds
 
 
+def is_server_url(url: str) -> bool:
+    """Whether ``url`` names a RolloutDB server (``rolloutdb serve``), reached through the remote client."""
+    return url.startswith(("http://", "https://"))
+
+
 def normalize_url(url: str) -> str:
-    """Accept the usual spellings (``postgres://``, ``postgresql://``) and pick the psycopg 3 driver."""
+    """Accept the usual spellings (``postgres://``, ``postgresql://``) and pick the psycopg 3 driver. A server's
+    URL (http, https) is kept as it is, without a trailing slash."""
+    if is_server_url(url):
+        return url.rstrip("/")
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
@@ -97,7 +106,8 @@ def normalize_url(url: str) -> str:
     if backend in ("postgres", "postgresql") and parsed.drivername != "postgresql+psycopg":
         parsed = parsed.set(drivername="postgresql+psycopg")
     elif backend not in ("sqlite", "postgresql"):
-        raise InvalidInputError(f"unsupported database {backend!r} in {url!r}: RolloutDB runs on sqlite or postgresql")
+        raise InvalidInputError(f"unsupported database {backend!r} in {url!r}: RolloutDB runs on sqlite or "
+                                "postgresql, or is reached through a server at http(s)://host:port")
     return parsed.render_as_string(hide_password=False)
 
 

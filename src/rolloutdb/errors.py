@@ -49,3 +49,7 @@ class JobPaused(JobInterrupted):
 
 class JobCancelled(JobInterrupted):
     """The job was cancelled at a checkpoint."""
+
+
+class ServerError(RolloutDBError):
+    """A RolloutDB server failed to answer (an internal error: see its log), or what answered is not one."""

@@ -50,11 +50,12 @@ def server_environment() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def running_server(url: str, log_dir: Path, project: str | None = None, *options: str) -> Iterator[Server]:
-    """`rolloutdb serve` on a free port, once /healthz answers; stopped (SIGTERM) at the end."""
+def running_server(url: str, log_dir: Path, project: str | None = None, *options: str,
+                   port: int | None = None) -> Iterator[Server]:
+    """`rolloutdb serve` on ``port`` (default: a free one), once /healthz answers; stopped (SIGTERM) at the end."""
     project = project or f"server-{uuid.uuid4().hex[:8]}"
-    port = free_port()
-    log = log_dir / f"server-{port}.log"
+    port = port or free_port()
+    log = log_dir / f"server-{port}-{uuid.uuid4().hex[:6]}.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
             serve_command(url, project, "--port", str(port), "--max-body-bytes", str(TEST_MAX_BODY_BYTES), *options),

@@ -67,7 +67,7 @@ def test_malformed_json_is_422(api):
     ({"limit": "all"}, "query.limit"),
     ({"offset": -1}, "offset must be a whole number"),
     ({"offset": 10 ** 30}, "offset must be a whole number"),
-    ({"status": "sleeping"}, "query parameter 'status'"),
+    ({"status": "sleeping"}, "unknown run status 'sleeping'"),  # the store's own words
     ({"name__like": "x%"}, "unknown filter operator 'like'"),
     ({"created_at__gt": "yesterday"}, "query parameter 'created_at__gt'"),
     ({"order": "sideways"}, "order must be 'asc' or 'desc'"),

@@ -9,6 +9,7 @@ import rolloutdb
 from rolloutdb.ids import new_id
 from rolloutdb.schema import turns
 from rolloutdb.store._bulk import SQLITE_ROWS_PER_STATEMENT, bulk_insert
+from conftest import skip_on_http
 
 # Two full multi-row statements on SQLite and some rows left over for executemany.
 BATCH = 2 * SQLITE_ROWS_PER_STATEMENT + 7
@@ -38,6 +39,7 @@ def test_a_batch_larger_than_one_statement_reads_back_as_written(store):
 
 
 def test_ignoring_conflicts_skips_the_existing_rows_of_every_statement(store):
+    skip_on_http(store, "it runs the bulk statements on the database connection of a local store")
     claim = store.rollouts.start({"task": 1})
     rows = turn_rows(store, claim)
     with store._write() as connection:

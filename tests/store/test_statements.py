@@ -12,6 +12,14 @@ import rolloutdb
 from rolloutdb.ids import new_id
 from rolloutdb.schema import attempts, rollouts
 from rolloutdb.store._statements import Prepared, decoder_for, encoder_for
+from conftest import skip_on_http
+
+
+@pytest.fixture(autouse=True)
+def _local(request):
+    if "store" in request.fixturenames:
+        skip_on_http(request.getfixturevalue("store"), "it runs prepared statements on a local store's connection")
+
 
 BY_ID = select(rollouts).where(rollouts.c.id == bindparam("b_id"))
 

@@ -30,6 +30,10 @@ def serve(
         "--allow-unauthenticated-remote",
         help="Listen on a non-loopback address although the server has no authentication yet: anyone who reaches "
              "it can read, change and delete the project's rows.")] = False,
+    all_projects: Annotated[bool, typer.Option(
+        "--all-projects",
+        help="Serve every project of the database: a request names its own in the RolloutDB-Project header (the "
+             "remote client's project=). Anyone who reaches the server reaches every project.")] = False,
 ) -> None:
     """Serve the database over HTTP: REST at /api/v1, API docs at /docs, /healthz and /readyz.
 
@@ -41,7 +45,7 @@ def serve(
 
     serve_app(ctx.obj.url, project=ctx.obj.project_name, host=host, port=port, workers=workers,
               max_body_bytes=max_body_bytes, max_writes_in_flight=max_writes_in_flight,
-              allow_unauthenticated_remote=allow_unauthenticated_remote,
+              allow_unauthenticated_remote=allow_unauthenticated_remote, all_projects=all_projects,
               on_ready=functools.partial(announce, "RolloutDB server on"))
 
 

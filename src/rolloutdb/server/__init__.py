@@ -2,12 +2,15 @@
 
 ``create_app(url, project=...)`` is the FastAPI application (for an ASGI server of your own);
 ``serve(url, project=..., host=..., port=...)`` runs it on uvicorn, as ``rolloutdb serve`` does. ``ROUTES`` is
-the route table: each route's Store call and how its arguments travel (see ``Operation``)."""
+the route table: each route's Store call and how its arguments travel (see ``Operation``), from which the remote
+client (``rolloutdb.client``) is made."""
 
 from ._app import API_PREFIX, create_app
-from ._errors import STATUS
-from ._operations import Operation, Page
-from ._routes import ROUTES
+from ._errors import STATUS, invalid_request_message
+from ._operations import Operation, Page, RecordFields
+from ._projects import PROJECT_HEADER
+from ._routes import MAX_WAIT_SECONDS, ROUTES
 from ._serve import is_loopback, serve
 
-__all__ = ["API_PREFIX", "Operation", "Page", "ROUTES", "STATUS", "create_app", "is_loopback", "serve"]
+__all__ = ["API_PREFIX", "MAX_WAIT_SECONDS", "Operation", "PROJECT_HEADER", "Page", "ROUTES", "RecordFields", "STATUS",
+           "create_app", "invalid_request_message", "is_loopback", "serve"]

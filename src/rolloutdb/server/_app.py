@@ -19,24 +19,28 @@ from .. import __version__
 from ..config import DEFAULT_PROJECT, SERVER_MAX_BODY_BYTES, SERVER_THREADS, SERVER_WRITES_IN_FLIGHT
 from ..errors import InvalidInputError, StoreUnavailableError
 from ..records import Record
-from ..store import Store, connect
+from ..store import Store
+from ..store.base import OPERATORS
 from ._errors import RETRY_AFTER_SECONDS, InternalErrors, error_response, install_error_handlers
 from ._limits import BodyLimit, WriteLimit
 from ._operations import PAGE_WINDOW, Operation, Page, field_type
+from ._projects import PROJECT_HEADER, ProjectStores
 from ._routes import ROUTES
 
 API_PREFIX = "/api/v1"
 
 
 def create_app(url: str | None = None, *, project: str = DEFAULT_PROJECT, max_body_bytes: int = SERVER_MAX_BODY_BYTES,
-               threads: int = SERVER_THREADS, max_writes_in_flight: int = SERVER_WRITES_IN_FLIGHT) -> FastAPI:
+               threads: int = SERVER_THREADS, max_writes_in_flight: int = SERVER_WRITES_IN_FLIGHT,
+               all_projects: bool = False) -> FastAPI:
     """The REST server of the database at ``url`` (found as ``rolloutdb.connect`` finds it), serving ``project``.
 
     The store is opened (and the database created and migrated, if need be) here, once; the app closes it when
     it shuts down. Request bodies over ``max_body_bytes`` are refused (413); at most ``threads`` requests use
     the store at once, the others wait their turn; a write beyond ``max_writes_in_flight`` is answered 503 with
-    Retry-After."""
-    store = connect(url, project=project)
+    Retry-After. A request works on ``project``; with ``all_projects``, on the project its ``RolloutDB-Project``
+    header names (see ``_projects``)."""
+    stores = ProjectStores(url, project, all_projects=all_projects)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -44,22 +48,24 @@ def create_app(url: str | None = None, *, project: str = DEFAULT_PROJECT, max_bo
         try:
             yield
         finally:
-            store.close()
+            stores.close()
 
-    app = FastAPI(title="RolloutDB", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="RolloutDB", version=__version__, lifespan=lifespan, redirect_slashes=False,
                   description=f"The experience store for agent RL: project {project!r}. Errors answer "
                               '`{"error": {"type": "<exception class name>", "message": "..."}}`.')
-    app.state.store = store
+    app.state.store = stores.default
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(WriteLimit, max_in_flight=max_writes_in_flight)
     app.add_middleware(InternalErrors)  # the outermost of ours: it sees what the others raise
     app.add_api_route("/healthz", healthz, methods=["GET"], summary="The server process is up")
-    app.add_api_route("/readyz", functools.partial(readyz, store), methods=["GET"],
+    app.add_api_route("/readyz", functools.partial(readyz, stores.default), methods=["GET"],
                       summary="The database answers (200), or not (503)")
     router = APIRouter(prefix=API_PREFIX)
+    router.add_api_route("/project", functools.partial(project_of, stores), methods=["GET"],
+                         summary=f"The project a request works on (its id and name); see the {PROJECT_HEADER} header")
     for operation in ROUTES:
-        router.add_api_route(operation.path, endpoint(operation, store), methods=[operation.method],
+        router.add_api_route(operation.path, endpoint(operation, stores), methods=[operation.method],
                              response_model=operation.response, status_code=operation.status_code,
                              summary=operation.summary, operation_id=operation.call,
                              tags=[operation.call.partition(".")[0] if "." in operation.call else "store"])
@@ -79,10 +85,15 @@ def readyz(store: Store) -> Response:
     return Response('{"status":"ok"}', media_type="application/json")
 
 
-def endpoint(operation: Operation, store: Store) -> Callable[..., Any]:
+def project_of(stores: ProjectStores, request: Request) -> dict[str, str]:
+    with stores.store(request.headers.get(PROJECT_HEADER)) as store:
+        return {"id": store.project_id, "name": store.project}
+
+
+def endpoint(operation: Operation, stores: ProjectStores) -> Callable[..., Any]:
     """A function FastAPI can mount for ``operation``: its signature declares the path parameters, the query
-    model and the body, so FastAPI checks them and documents them; its body makes the Store call."""
-    call = functools.reduce(getattr, operation.call.split("."), store)
+    model and the body, so FastAPI checks them and documents them; its body makes the Store call on the store
+    of the request's project."""
     parameters = [inspect.Parameter("request", inspect.Parameter.KEYWORD_ONLY, annotation=Request)]
     parameters += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[str, Path()])
                    for name in operation.path_parameters]
@@ -94,6 +105,12 @@ def endpoint(operation: Operation, store: Store) -> Callable[..., Any]:
                                             annotation=Annotated[operation.body, Body()]))
 
     def run(*, request: Request, query_parameters: BaseModel | None = None, body: Any = None, **path: str) -> Any:
+        with stores.store(request.headers.get(PROJECT_HEADER)) as store:
+            return make_call(functools.reduce(getattr, operation.call.split("."), store), request,
+                             query_parameters, body, path)
+
+    def make_call(call: Callable[..., Any], request: Request, query_parameters: BaseModel | None, body: Any,
+                  path: dict[str, str]) -> Any:
         arguments = {**path, **given(query_parameters)}
         if operation.body_argument is not None:
             arguments[operation.body_argument] = given(body)
@@ -102,9 +119,10 @@ def endpoint(operation: Operation, store: Store) -> Callable[..., Any]:
         if operation.listing is None:
             result = call(**arguments)
             return Response(status_code=204) if operation.response is None else result
-        filters = filters_from(request, operation.listing, declared=set(type(query_parameters).model_fields))
-        counted = {name: value for name, value in arguments.items() if name not in PAGE_WINDOW}
         owner = call.__self__
+        filters = filters_from(request, operation.listing, declared=set(type(query_parameters).model_fields),
+                               filterable=getattr(owner, "filterable", frozenset(operation.listing.model_fields)))
+        counted = {name: value for name, value in arguments.items() if name not in PAGE_WINDOW}
         return Page(items=call(**arguments, **filters), total=owner.count(**counted, **filters),
                     limit=query_parameters.limit, offset=query_parameters.offset)
 
@@ -123,10 +141,12 @@ def given(value: Any) -> Any:
     return {} if value is None else value
 
 
-def filters_from(request: Request, record: type[Record], declared: set[str]) -> dict[str, Any]:
+def filters_from(request: Request, record: type[Record], declared: set[str],
+                 filterable: frozenset[str]) -> dict[str, Any]:
     """The listing's filters from the query string: ``field=value``, ``field__op=value``, a field given more than
-    once for any of its values; each value read as the record's field holds it. The store checks the fields and
-    operators and names the allowed ones."""
+    once for any of its values; each value read as the record's field holds it. What the store refuses itself —
+    a field it does not filter by, an unknown operator, an unknown status — is left to it as given, so that it
+    names the allowed ones, in its own words, on every backend."""
     filters: dict[str, Any] = {}
     for key in dict.fromkeys(request.query_params.keys()):
         if key in declared:
@@ -134,7 +154,8 @@ def filters_from(request: Request, record: type[Record], declared: set[str]) -> 
         values = request.query_params.getlist(key)
         field, _, operator = key.partition("__")
         info = record.model_fields.get(field)
-        kind: Any = {"isnull": bool, "contains": str}.get(operator, field_type(info) if info else str)
+        typed = info is not None and field in filterable and field != "status" and operator in ("", *OPERATORS)
+        kind: Any = {"isnull": bool, "contains": str}.get(operator, field_type(info) if typed else str)
         many = operator == "in" or len(values) > 1
         try:
             filters[key] = _adapter(list[kind] if many else kind).validate_python(values if many else values[0])

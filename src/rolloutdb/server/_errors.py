@@ -5,6 +5,8 @@ the Python API raises for the same mistake, so a remote client can raise that ex
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -55,9 +57,13 @@ async def _rolloutdb_error(request: Request, exc: RolloutDBError) -> JSONRespons
 async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
     """FastAPI's own check of a request (types, required and unknown fields, malformed JSON) answers as the
     store's does: InvalidInputError naming each field."""
-    problems = "; ".join(f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
-                         for error in exc.errors())
-    return error_response(422, InvalidInputError.__name__, f"invalid request: {problems}")
+    return error_response(422, InvalidInputError.__name__, invalid_request_message(exc.errors()))
+
+
+def invalid_request_message(errors: Sequence[Mapping[str, Any]]) -> str:
+    """A request's problems, each as ``where.it.is: what is wrong`` (pydantic's errors)."""
+    problems = "; ".join(f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in errors)
+    return f"invalid request: {problems}"
 
 
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from pydantic.fields import FieldInfo
@@ -79,11 +79,18 @@ class SpanScope(Paging):
 
     rollout_id: str | None = None
     attempt_id: str | None = Field("latest", description="An attempt's id, latest, or all (every attempt).")
+    spelled_none: ClassVar[dict[str, str]] = {"attempt_id": "all"}  # how a client asks for the call's None
 
     @field_validator("attempt_id")
     @classmethod
     def _all_attempts(cls, value: str | None) -> str | None:
         return None if value == "all" else value
+
+
+class RecordFields(Strict):
+    """Request models of a record's fields: read leniently here (JSON spells times and choices as strings), then
+    strictly by the store. The other request models take the call's own Python types, and a client holds its
+    arguments to them strictly."""
 
 
 def field_type(info: FieldInfo) -> Any:
@@ -101,7 +108,7 @@ def input_model(record: type[Record], name: str, fields: frozenset[str] | None =
         for field_name, info in record.model_fields.items()
         if field_name != "project_id" and (fields is None or field_name in fields)
     }
-    return create_model(name, __base__=Strict, **declared, **extra)
+    return create_model(name, __base__=RecordFields, **declared, **extra)
 
 
 def editable_area(area: str, kind: type[Area], *, key: str = "{id}",

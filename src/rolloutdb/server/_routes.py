@@ -92,6 +92,10 @@ class SequenceIdRequest(Strict):
     pairs: list[tuple[str, str]] = Field(description="(rollout id, attempt id or latest), one id reserved for each.")
 
 
+class SpanOptions(Strict):
+    unique_span_ids: bool = Field(False, description="Skip a span whose span_id its attempt has already, too.")
+
+
 class RecordingOptions(Strict):
     heartbeat: bool = Field(True, description="Mark the runs written to as alive (false: a journal's replay).")
 
@@ -152,7 +156,8 @@ ROUTES: list[Operation] = [
     )),
     *readable_area("attempts", Attempts),
     Operation("POST", "/spans", "spans.add_many", "Store spans; returns those that were new", list[Span],
-              body=list[input_model(Span, "SpanInput")], body_argument="new_spans", status_code=201),
+              query=SpanOptions, body=list[input_model(Span, "SpanInput")], body_argument="new_spans",
+              status_code=201),
     Operation("POST", "/spans/sequence-ids", "spans.next_sequence_ids",
               "Reserve the next span sequence id of each (rollout, attempt)", list[int], body=SequenceIdRequest),
     *readable_area("spans", Spans, SpanScope),

@@ -30,14 +30,14 @@ def is_loopback(host: str) -> bool:
 def serve(url: str | None = None, *, project: str = DEFAULT_PROJECT, host: str = SERVER_HOST,
           port: int = SERVER_PORT, workers: int = 1, threads: int = SERVER_THREADS,
           max_body_bytes: int = SERVER_MAX_BODY_BYTES, max_writes_in_flight: int = SERVER_WRITES_IN_FLIGHT,
-          allow_unauthenticated_remote: bool = False,
+          allow_unauthenticated_remote: bool = False, all_projects: bool = False,
           on_ready: Callable[[str], None] | None = None) -> None:
     """Serve the database at ``url`` (project ``project``) over HTTP until interrupted.
 
     There are no API tokens yet: anyone who reaches the port can read and change every row of the project. So
     a host other than loopback is refused unless ``allow_unauthenticated_remote``. The database is opened (and
     created or migrated) before listening, so a bad URL fails here; ``on_ready(where)`` is told where it
-    listens."""
+    listens. ``all_projects``: a request may name any project of the database (see ``create_app``)."""
     if not is_loopback(host) and not allow_unauthenticated_remote:
         raise InvalidInputError(
             f"refusing to listen on {host}: the server has no authentication yet (API tokens are coming), so anyone "
@@ -51,7 +51,8 @@ def serve(url: str | None = None, *, project: str = DEFAULT_PROJECT, host: str =
     connect(resolved, project=project).close()  # the database and project exist and are up to date
     os.environ[SETTINGS_VARIABLE] = json.dumps({"url": resolved, "project": project, "threads": threads,
                                                 "max_body_bytes": max_body_bytes,
-                                                "max_writes_in_flight": max_writes_in_flight})
+                                                "max_writes_in_flight": max_writes_in_flight,
+                                                "all_projects": all_projects})
     import uvicorn  # here: `rolloutdb --help` and the library never load it
 
     where = f"http://{f'[{host}]' if ':' in host else host}:{port}"

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, Engine, insert, literal, select
 
 from .. import states
-from ..config import DEFAULT_PROJECT, display_url, resolve_url
+from ..config import DEFAULT_PROJECT, display_url, is_server_url, resolve_url
 from ..errors import ConflictError, InvalidInputError, NotFoundError
 from ..ids import new_id
 from ..records import Project, QueueSummary, RunComparison, StatusChange, utcnow
@@ -264,8 +264,15 @@ def connect(
     poll_interval: float | None = None,
     id_prefixes: Mapping[str, str] | None = None,
     resources_must_exist: bool = True,
+    token: str | None = None,
+    **server_options: float,
 ) -> Store:
     """Open the RolloutDB database at ``url`` (see ``rolloutdb.config`` for where it is found otherwise).
+
+    A server's URL (``http://host:8765``) gives a ``rolloutdb.client.RemoteStore`` instead: the same API
+    through the server, for the project ``project``; ``token`` authenticates (API tokens are coming) and
+    ``server_options`` are its ``timeout``, ``connect_timeout`` and ``retry_for`` (seconds). The options below
+    that concern a database itself (``create``, ``upgrade``, ``clock``, ...) are the server's business there.
 
     A new database is created and migrated, and a new project created in it; with ``create=False``
     both must exist already (DatabaseNotFoundError, NotFoundError) and nothing is written — what
@@ -278,6 +285,17 @@ def connect(
     """
     resolved = resolve_url(url)
     project_name(project)
+    if is_server_url(resolved):
+        from ..client import RemoteStore
+
+        if clock is not utcnow or upgrade or id_prefixes is not None or not resources_must_exist:
+            raise InvalidInputError("clock=, upgrade=, id_prefixes= and resources_must_exist= are for a database: a "
+                                    "server keeps its own settings and migrates its database with `rolloutdb db "
+                                    "upgrade`")
+        return RemoteStore(resolved, project, token=token, **server_options)  # type: ignore[return-value]
+    if token is not None or server_options:
+        raise InvalidInputError(f"token and {', '.join(server_options) or 'the timeouts'} are for a server's "
+                                f"URL (http://...), not for the database at {display_url(resolved)}")
     with _opened(resolved, create=create, upgrade=upgrade) as engine:
         return Store(engine, resolved, project, clock=clock, health_check_interval=health_check_interval,
                      poll_interval=poll_interval, create_project=create, id_prefixes=id_prefixes,

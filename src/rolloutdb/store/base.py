@@ -51,6 +51,11 @@ def whole_number(name: str, value: Any, low: int, high: int) -> int:
     return value
 
 
+def not_found(noun: str, id: str, project: str) -> NotFoundError:
+    """What every area raises for a row that is not there (the remote client too)."""
+    return NotFoundError(f"{noun} {id!r} not found in project {project!r}")
+
+
 def check_key(noun: str, key: Any) -> str:
     """``key`` if it can name a row (a string the database can hold); else InvalidInputError."""
     if not isinstance(key, str):
@@ -410,7 +415,7 @@ class Area(Generic[R]):
         check_key(self.noun, key)
 
     def _not_found(self, id: str) -> NotFoundError:
-        return NotFoundError(f"{self.noun} {id!r} not found in project {self._store.project!r}")
+        return not_found(self.noun, id, self._store.project)
 
     # Hot statements, prepared once (see _statements.Prepared).
     @functools.cached_property

@@ -1,0 +1,79 @@
+"""The remote client: ``rolloutdb.connect("http://host:8765", project=...)`` returns a ``RemoteStore``, the Store
+API through a RolloutDB server (``rolloutdb serve``), with the same records and errors.
+
+Requests go over pooled keep-alive connections. Those safe to repeat are retried with backoff when the
+connection fails or the server answers 503 (honouring Retry-After): reads (GET, and ``rollouts.wait``), writes
+that change nothing when repeated (``tasks.save``, ``validators.save``, heartbeats, ``check_health``), and
+writes that carry ids made here — ``create`` and ``rollouts.enqueue_many`` without ids of the caller's (a row
+the first try stored is read back rather than written twice) and ``spans.add_many`` of spans with sequence
+ids (the store skips those it has). Other writes are sent once. A server still away when ``retry_for``
+seconds have passed raises StoreUnavailableError."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from ..config import display_url
+from ..records import utcnow
+from ._http import Transport
+from ._store import REMOTE_AREAS, STORE_METHODS, Remote
+
+CONNECT_TIMEOUT = 5.0  # seconds to open a connection to the server
+READ_TIMEOUT = 60.0  # seconds to wait for an answer (a wait's own time comes on top)
+RETRY_FOR = 15.0  # seconds a request safe to repeat is tried again while the server is away
+
+
+class RemoteStore:
+    """A Store through a RolloutDB server: the areas and calls of the route table (``rolloutdb.server.ROUTES``),
+    with the local Store's signatures. Use ``rolloutdb.connect("http://...")``."""
+
+    backend = "http"
+
+    def __init__(self, url: str, project: str, *, token: str | None = None, timeout: float = READ_TIMEOUT,
+                 connect_timeout: float = CONNECT_TIMEOUT, retry_for: float = RETRY_FOR) -> None:
+        self.url = url
+        self.project = project
+        self._transport = Transport(url, project, token=token, timeout=timeout, connect_timeout=connect_timeout,
+                                    retry_for=retry_for)
+        self._remote = Remote(self._transport, project)
+        try:  # the server is there and serves this project (creating it on first use)
+            self.project_id: str = json.loads(self._transport.request("GET", "/project", repeatable=True))["id"]
+        except BaseException:
+            self._transport.close()
+            raise
+        for area, kind in REMOTE_AREAS.items():
+            setattr(self, area, kind(self._remote))
+        self._remote.areas = {area: getattr(self, area) for area in REMOTE_AREAS}
+
+    def ping(self) -> None:
+        """Ask the server whether its database answers: StoreUnavailableError when it does not."""
+        self._transport.request("GET", self.url + "/readyz", repeatable=False)
+
+    def now(self) -> datetime:
+        """This machine's clock (UTC). The server's may differ a little: it stamps the rows it writes."""
+        return utcnow()
+
+    def close(self) -> None:
+        """Close the connections to the server."""
+        self._transport.close()
+
+    def __enter__(self) -> RemoteStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<RemoteStore {display_url(self.url)} project={self.project!r}>"
+
+
+def _add_store_methods() -> None:
+    for name, method in STORE_METHODS.items():
+        if name not in vars(RemoteStore):
+            setattr(RemoteStore, name, method)
+
+
+_add_store_methods()
+
+__all__ = ["RemoteStore"]

@@ -1,0 +1,99 @@
+"""Requests to a RolloutDB server: pooled keep-alive connections (httpx), retries with backoff for requests
+that are safe to repeat, and the server's error answers raised again as the exceptions the Python API raises."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from .. import errors
+from ..config import display_url
+from ..errors import ConflictError, RolloutDBError, ServerError, StoreUnavailableError
+from ..server import API_PREFIX, PROJECT_HEADER
+
+FIRST_DELAY = 0.1  # seconds before the first retry; doubled each time, up to MAX_DELAY
+MAX_DELAY = 2.0
+
+
+class Transport:
+    """One server, one project: every request carries the project (and the token, if any)."""
+
+    def __init__(self, base: str, project: str, *, token: str | None, timeout: float, connect_timeout: float,
+                 retry_for: float) -> None:
+        self.base = base
+        self.timeout = timeout
+        self.retry_for = retry_for
+        headers = {PROJECT_HEADER: project, **({"Authorization": f"Bearer {token}"} if token else {})}
+        self._client = httpx.Client(base_url=base + API_PREFIX, headers=headers,
+                                    timeout=httpx.Timeout(timeout, connect=connect_timeout),
+                                    limits=httpx.Limits(max_connections=64, max_keepalive_connections=16))
+
+    def request(self, method: str, path: str, *, params: Any = None, json: Any = None, repeatable: bool,
+                read_timeout: float | None = None, replay: Callable[[], bytes | None] | None = None) -> bytes | None:
+        """The answer's JSON text (None for 204: no content). ``repeatable``: the request may be sent again when the
+        connection fails or the server answers 503, for ``retry_for`` seconds with backoff (honouring
+        Retry-After); after that, or at once for another request, StoreUnavailableError. ``replay``: when a
+        request sent again is answered ConflictError, what the first try wrote (as JSON text), if it did (else None)."""
+        timeout = None if read_timeout is None else httpx.Timeout(read_timeout, connect=self._client.timeout.connect)
+        deadline = time.monotonic() + self.retry_for
+        delay = FIRST_DELAY
+        sent_before = False
+        while True:
+            try:
+                response = self._client.request(method, path, params=params, json=json,
+                                                **({"timeout": timeout} if timeout else {}))
+            except httpx.TransportError as exc:
+                failure: str = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                wait = delay
+            else:
+                if response.status_code != 503:
+                    try:
+                        return answer(response)
+                    except ConflictError:
+                        written = replay() if sent_before and replay is not None else None
+                        if written is None:
+                            raise
+                        return written
+                failure = error_of(response).args[0]
+                wait = retry_after(response, delay)
+            if not repeatable or time.monotonic() + wait > deadline:
+                raise StoreUnavailableError(
+                    f"the RolloutDB server at {display_url(self.base)} did not answer {method} {path}: {failure}"
+                    + ("" if not repeatable else f" (retried for {self.retry_for:g} s)")) from None
+            time.sleep(wait)
+            sent_before = True
+            delay = min(delay * 2, MAX_DELAY)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def retry_after(response: httpx.Response, default: float) -> float:
+    try:
+        return max(float(response.headers.get("Retry-After", "")), 0.0)
+    except ValueError:
+        return default
+
+
+def answer(response: httpx.Response) -> bytes | None:
+    if not response.is_success:
+        raise error_of(response)
+    return response.content or None
+
+
+def error_of(response: httpx.Response) -> RolloutDBError:
+    """The exception the server's answer names (a class of ``rolloutdb.errors``), with its message; ServerError
+    for an answer that names none (a 500, or something that is not a RolloutDB server)."""
+    try:
+        error = response.json()["error"]
+        type_name, message = error["type"], str(error["message"])
+    except (ValueError, KeyError, TypeError):
+        return ServerError(f"HTTP {response.status_code} from {response.request.method} {response.request.url}: "
+                           f"{response.text[:500]}")
+    kind = getattr(errors, type_name, None) if isinstance(type_name, str) else None
+    if not (isinstance(kind, type) and issubclass(kind, RolloutDBError)):
+        return ServerError(f"{type_name} (HTTP {response.status_code}): {message}")
+    return kind(message)
