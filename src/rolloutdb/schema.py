@@ -73,6 +73,14 @@ def _project() -> Column:
     return Column("project_id", String(ID_LENGTH), ForeignKey("projects.id", ondelete="CASCADE"), nullable=False)
 
 
+def _id_per_project() -> list[Column]:
+    """The key of rows whose ids people choose (a host name, "default"): each project has its own ids."""
+    return [
+        Column("id", String(ID_LENGTH), primary_key=True),
+        Column("project_id", String(ID_LENGTH), ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True),
+    ]
+
+
 def _ref(name: str, target: str, *, ondelete: str = "CASCADE", nullable: bool = True) -> Column:
     return Column(name, String(ID_LENGTH), ForeignKey(target, ondelete=ondelete), nullable=nullable)
 
@@ -221,17 +229,11 @@ groups = Table(
     Index("ix_groups_run_id_step", "run_id", "step"),
 )
 
-# Resource ids are named by users (Agent Lightning's "default"), so each project has its own, as with workers.
+# Resource ids are named by users (Agent Lightning's "default"), so each project has its own.
 resources = Table(
     "resources",
     metadata,
-    Column("id", String(ID_LENGTH), primary_key=True),
-    Column(
-        "project_id",
-        String(ID_LENGTH),
-        ForeignKey("projects.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
+    *_id_per_project(),
     Column("version", Integer, nullable=False),
     Column("resources", Json, nullable=False),
     *_times("created_at", "updated_at"),
@@ -308,13 +310,7 @@ attempts = Table(
 workers = Table(
     "workers",
     metadata,
-    Column("id", String(ID_LENGTH), primary_key=True),
-    Column(
-        "project_id",
-        String(ID_LENGTH),
-        ForeignKey("projects.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
+    *_id_per_project(),
     Column("status", String(16), nullable=False),
     Column("heartbeat_stats", Json),
     Column("current_rollout_id", String(ID_LENGTH)),
