@@ -130,3 +130,12 @@ def test_a_start_of_an_id_longer_than_any_id_finds_nothing(store):
     store.groups.create()
     with pytest.raises(NotFoundError):
         store.groups.find("0" * 100_000)  # SQLite's LIKE refused so long a pattern
+
+
+def test_an_update_of_no_fields_leaves_the_row_as_it_is(store):
+    """``update(id)`` with nothing to change (found by the property test: PostgreSQL was sent ``UPDATE turns
+    SET WHERE …`` for a table without an updated_at) returns the row unchanged."""
+    turn = store.turns.create(rollout_id=store.rollouts.create().id, turn_index=0)
+    assert store.turns.update(turn.id) == turn == store.turns.get(turn.id)
+    run = store.runs.create(name="nothing-to-change")
+    assert store.runs.update(run.id).name == "nothing-to-change"

@@ -368,6 +368,8 @@ class Area(Generic[R]):
         # Rows given the same columns (a batch of claims) are written in one driver call.
         batches: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for row, values in writes:
+            if not values:
+                continue  # an update of no fields, on a table without updated_at: nothing to write
             batches.setdefault(tuple(values), []).append(
                 {**values, "b_key": row[self._key_name], "b_project": self._store.project_id})
         for params in batches.values():
