@@ -2,7 +2,6 @@
 
 import multiprocessing
 
-import pytest
 
 import rolloutdb
 

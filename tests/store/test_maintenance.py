@@ -2,8 +2,6 @@
 VACUUM and backups, on every backend."""
 
 import sqlite3
-from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import make_url

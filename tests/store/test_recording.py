@@ -6,7 +6,6 @@ from datetime import datetime, timezone
 
 import pytest
 
-import rolloutdb
 
 
 def now():

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, insert, literal, select
+from sqlalchemy import Connection, Engine, literal, select
 
 from .. import states
 from ..config import DEFAULT_PROJECT, display_url, is_server_url, resolve_url
