@@ -143,13 +143,6 @@ def store(request, session_backends) -> Iterator[rolloutdb.Store]:
         yield store
 
 
-# Why some store tests do not run through the server yet, or cannot.
-NOT_STRICT_THROUGH_A_SERVER = ("strict input types are not yet held through the server (issue 15): it reads query "
-                               "strings and JSON leniently, as the field holds them")
-IN_THE_SCHEMAS_WORDS = ("the server checks a request against its route's schema before the store does: the same "
-                        "InvalidInputError naming the field, in the schema's words")
-
-
 def skip_on_http(store, reason: str) -> None:
     """Skip a store test on the http backend, where (``reason``) the remote client cannot do what it tests."""
     if store.backend == "http":

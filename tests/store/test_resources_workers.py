@@ -3,7 +3,6 @@
 import pytest
 
 from rolloutdb.errors import InvalidInputError, NotFoundError
-from conftest import IN_THE_SCHEMAS_WORDS, skip_on_http
 
 
 def test_resources_versions_and_latest(store):
@@ -44,7 +43,6 @@ def test_worker_status_follows_its_attempts(store):
 
 
 def test_one_span_batch_for_several_attempts_leaves_the_worker_on_the_last(store):
-    skip_on_http(store, IN_THE_SCHEMAS_WORDS)
     first, second = store.rollouts.enqueue_many([{"input": "a"}, {"input": "b"}])
     claims = store.rollouts.dequeue_many(2, worker_id="w")
     before = store.workers.get("w")

@@ -6,7 +6,7 @@ import threading
 import pytest
 
 from rolloutdb.errors import InvalidInputError, NotFoundError
-from conftest import IN_THE_SCHEMAS_WORDS, skip_on_http
+from conftest import skip_on_http
 
 
 def span(claim, name="llm", **fields):
@@ -134,9 +134,10 @@ def test_concurrent_writers_never_share_a_sequence_id(store):
 
 
 def test_a_span_json_cannot_hold_is_refused_and_nothing_is_written(store):
-    skip_on_http(store, IN_THE_SCHEMAS_WORDS)
     claim = store.rollouts.start("a")
-    with pytest.raises(InvalidInputError, match="cannot store spans: attributes.handle: object is not JSON"):
+    # The store names the table too ("cannot store spans: ..."); a remote client, which cannot send the value,
+    # names the field alone.
+    with pytest.raises(InvalidInputError, match="cannot store (spans: )?attributes.handle: object is not JSON"):
         store.spans.add_many([span(claim, "ok"), span(claim, "bad", attributes={"handle": object()})])
     assert store.spans.query(claim.rollout.id) == []
     assert store.spans.next_sequence_id(claim.rollout.id, claim.attempt.id) == 1  # the counter did not move
@@ -154,7 +155,6 @@ def test_spans_for_latest_and_for_the_attempt_id_in_one_batch_are_one_attempt(st
 
 
 def test_a_bad_span_in_a_batch_is_named_by_its_place_and_nothing_is_stored(store):
-    skip_on_http(store, IN_THE_SCHEMAS_WORDS)
     claim = store.rollouts.start("x")
     with pytest.raises(InvalidInputError, match=r"span #1: span_id: Input should be a valid string"):
         store.spans.add_many([span(claim, "ok"), {**span(claim, "bad"), "span_id": 3}])
@@ -162,7 +162,6 @@ def test_a_bad_span_in_a_batch_is_named_by_its_place_and_nothing_is_stored(store
 
 
 def test_a_bad_span_late_in_a_large_batch_stops_it_all_and_the_store_goes_on(store):
-    skip_on_http(store, IN_THE_SCHEMAS_WORDS)
     claim = store.rollouts.start("x")
     batch = [span(claim, f"s{n}") for n in range(250)]
     batch[180] = {**batch[180], "name": None}
@@ -174,7 +173,6 @@ def test_a_bad_span_late_in_a_large_batch_stops_it_all_and_the_store_goes_on(sto
 
 
 def test_bad_spans_are_named_by_their_place_in_the_callers_batch(store):
-    skip_on_http(store, IN_THE_SCHEMAS_WORDS)
     first, second = store.rollouts.start("a"), store.rollouts.start("b")
     with pytest.raises(InvalidInputError, match=r"span #2: trace_id"):
         store.spans.add_many([span(first, "a"), span(second, "b"), {**span(second, "c"), "trace_id": None}])

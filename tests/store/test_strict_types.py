@@ -9,13 +9,6 @@ import pytest
 
 from rolloutdb.errors import InvalidInputError
 from rolloutdb.states import RolloutStatus
-from conftest import NOT_STRICT_THROUGH_A_SERVER, skip_on_http
-
-
-@pytest.fixture(autouse=True)
-def _strict_through_a_database(request):
-    if "store" in request.fixturenames:
-        skip_on_http(request.getfixturevalue("store"), NOT_STRICT_THROUGH_A_SERVER)
 
 
 WHEN = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)

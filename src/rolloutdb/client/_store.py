@@ -12,22 +12,24 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import quote
 
+import orjson
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from ..errors import InvalidInputError, NotFoundError
 from ..ids import new_id
 from ..storable import require_storable
-from ..server import MAX_WAIT_SECONDS, ROUTES, Operation, Page, RecordFields, invalid_request_message
+from ..server import MAX_WAIT_SECONDS, ROUTES, TYPED_FILTERS, Operation, Page, invalid_request_message, time_fields
 from ..store import Store
 from ..store.attempts import Attempts
-from ..store.base import MAX_LIMIT, not_found
+from ..store.base import MAX_LIMIT, build_record, build_records, check_key, ids_of, not_found, seconds, validation_message
 from ..store.catalog import Tasks, Validators
 from ..store.groups import Groups
 from ..store.jobs import Jobs
@@ -70,13 +72,10 @@ class Remote:
         arguments = dict(arguments)
         path = operation.path
         for name in operation.path_parameters:
-            value = arguments.pop(name) if name in arguments else defaults[name]
-            if not isinstance(value, str):
-                raise InvalidInputError(f"invalid request: {name}: a row is named by a string, got "
-                                        f"{type(value).__name__} {value!r:.80}")
+            value = check_key(name.replace("_", " "), arguments.pop(name) if name in arguments else defaults[name])
             path = re.sub("{%s(:path)?}" % name, lambda match: quote(value, safe="/" if match[1] else ""), path)
         params: list[tuple[str, Any]] = []
-        query_fields = operation.query.model_fields if operation.query is not None else {}
+        query_fields = set(operation.query.model_fields) - {TYPED_FILTERS} if operation.query is not None else set()
         spelled_none = getattr(operation.query, "spelled_none", {})
         query = {name: arguments.pop(name) for name in list(arguments) if name in query_fields}
         if query:
@@ -86,14 +85,21 @@ class Remote:
         json: Any = None
         replay = None
         if operation.body_argument is not None:
-            json, replay = self._with_client_ids(operation, list(arguments.pop(operation.body_argument)))
+            body = arguments.pop(operation.body_argument)
+            if isinstance(body, Iterable) and not isinstance(body, (str, bytes, Mapping)):
+                body = list(body)
+            if operation.fields is not None:
+                held_to_fields(operation, body)
+            json, replay = self._with_client_ids(operation, body)
         elif operation.body is not None:
-            if not issubclass(operation.body, RecordFields):
+            if operation.fields is not None:
+                held_to_fields(operation, arguments)
+            else:
                 checked(operation.body, arguments)
             (json, replay), arguments = self._with_client_ids(operation, arguments), {}
         if operation.listing is not None:
-            for name, value in arguments.items():
-                params += filter_parameters(name, value)
+            if arguments:
+                params.append((TYPED_FILTERS, typed_filters(operation.listing, arguments)))
         elif arguments:
             raise TypeError(f"{operation.call}() got unexpected arguments {', '.join(arguments)}")
         answer = self.transport.request(
@@ -105,7 +111,8 @@ class Remote:
     def _with_client_ids(self, operation: Operation, body: Any) -> tuple[Any, Callable[[], bytes | None] | None]:
         """The body with ids made here for the rows a create or enqueue writes, so that it may be sent again: a
         row the first try stored is found by its id (``replay``) instead of being stored twice."""
-        if operation.call == "rollouts.enqueue_many" and all("id" not in request for request in body):
+        if operation.call == "rollouts.enqueue_many" and isinstance(body, list) and all(
+                isinstance(request, Mapping) and "id" not in request for request in body):
             ids = [new_id() for _ in body]
             area = self.areas["rollouts"]
 
@@ -140,12 +147,84 @@ def checked(model: type[BaseModel], values: dict[str, Any]) -> None:
         raise InvalidInputError(invalid_request_message(exc.errors(include_url=False))) from None
 
 
+def held_to_fields(operation: Operation, values: Any) -> None:
+    """A record's fields (a list of them, with ``body_argument``), where JSON would change them on the way, held to
+    the record's own types, strictly, as the store holds them: a str given for a time would arrive as a time,
+    bytes as text, a set or a tuple as a list, and the store would take them then. Refused here in the store's
+    words; values JSON carries as they are, what is no field of the record, or no mapping of fields, are left
+    to the store itself."""
+    model, noun = operation.fields, noun_of(operation)
+    if operation.body_argument is None:
+        build_record(model, changed_by_json(model, values), noun)
+    elif isinstance(values, list) and all(isinstance(item, Mapping) for item in values):
+        changed = [changed_by_json(model, item) for item in values]
+        if any(changed):
+            build_records(model, changed, noun)
+
+
+def changed_by_json(model: type[BaseModel], values: Mapping[str, Any]) -> dict[str, Any]:
+    times = time_fields(model)
+    return {name: value for name, value in values.items() if name in model.model_fields and (
+        name in times and isinstance(value, str) if type(value) in JSON_SCALARS else not survives_json(value))}
+
+
+JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def survives_json(value: Any) -> bool:
+    """Whether ``value`` is read back from its JSON as the same value, of the same types."""
+    try:
+        return bool(orjson.loads(orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)) == value)
+    except (TypeError, ValueError):
+        return False
+
+
+def noun_of(operation: Operation) -> str:
+    area = operation.call.partition(".")[0]
+    return getattr(AREAS.get(area), "noun", area)
+
+
+def typed_filters(record: type, filters: Mapping[str, Any]) -> str:
+    """A listing's filters as the JSON object of the ``filters`` query parameter, which the server gives the store
+    as they are: each value keeps its JSON type for the store to check (a query string's ``field=value`` has none).
+    A str given for a time, which JSON would make a time on the way, is refused here, as the store refuses it."""
+    times = time_fields(record)
+    members = []
+    for key, value in filters.items():
+        if key.partition("__")[0] in times:
+            for item in value if isinstance(value, (list, tuple, set, frozenset)) else [value]:
+                if isinstance(item, (str, bytes)):
+                    try:
+                        adapter(record.model_fields[key.partition("__")[0]].annotation).validate_python(
+                            item, strict=True)
+                    except ValidationError as exc:
+                        raise InvalidInputError(f"filter {key!r}: {validation_message(exc)}") from None
+        try:
+            # ASCII, so that a NUL or a lone surrogate reaches the store, which names it.
+            text = json.dumps(value, ensure_ascii=True, allow_nan=False, default=json_default)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(f"filter {key!r}: {exc}") from None
+        members.append(f"{json.dumps(str(key))}:{text}")
+    return "{" + ",".join(members) + "}"
+
+
+def json_default(value: Any) -> Any:
+    """What the standard JSON encoder does not take, as JSON: times (ISO 8601), NumPy values, enums, sets."""
+    if isinstance(value, (set, frozenset)):
+        return list(value)
+    if isinstance(value, bytes) or not isinstance(converted := json_field("", value), (str, int, float, bool, list,
+                                                                                        dict, type(None))):
+        raise TypeError(f"{type(value).__name__} is not JSON")
+    return converted
+
+
 def safe_to_repeat(operation: Operation, body: Any, replay: Callable[[], Any] | None) -> bool:
     """Whether a request may be sent again when its answer did not come: a read, a write that changes nothing
     the second time, one whose rows are found by the ids made here (``replay``), or spans that all carry their
     sequence id (the store skips those it has; the retry returns only the others)."""
     if operation.call == "spans.add_many":
-        return all(isinstance(span, dict) and span.get("sequence_id") is not None for span in body)
+        return isinstance(body, list) and all(isinstance(span, dict) and span.get("sequence_id") is not None
+                                              for span in body)
     return operation.method == "GET" or operation.call in REPEATABLE or replay is not None
 
 
@@ -184,16 +263,6 @@ def json_field(field: str, value: Any) -> Any:
 def query_parameters(name: str, value: Any) -> list[tuple[str, Any]]:
     values = value if isinstance(value, (list, tuple, set, frozenset)) else [value]
     return [(name, item) for item in jsonable(list(values)) if item is not None]
-
-
-def filter_parameters(name: str, value: Any) -> list[tuple[str, Any]]:
-    """A listing filter as the server reads it: ``field=None`` is ``field__isnull=true``; a list of values, the
-    field given once for each (``__in`` when it has one value, which would otherwise read as ``eq``)."""
-    if value is None and "__" not in name:
-        return [(f"{name}__isnull", "true")]
-    if isinstance(value, (list, tuple, set, frozenset)) and len(value) == 1 and "__" not in name:
-        name = f"{name}__in"
-    return query_parameters(name, value)
 
 
 def given(signature: inspect.Signature, args: tuple, kwargs: dict) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -265,9 +334,9 @@ def waiting(operation: Operation) -> Callable[..., Any]:
     """``rollouts.wait`` for any timeout: one request per ``MAX_WAIT_SECONDS`` at most, until the rollouts
     finish or the timeout passes; each request may take its wait and the client's read timeout."""
     def wait(self, arguments: dict[str, Any], defaults: dict[str, Any]) -> Any:
-        rollout_ids = list(arguments["rollout_ids"])
+        rollout_ids = ids_of("rollout", arguments["rollout_ids"])
         timeout = arguments.get("timeout")
-        deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
+        deadline = None if timeout is None else time.monotonic() + seconds("timeout", timeout)
         while True:
             chunk = MAX_WAIT_SECONDS if deadline is None else min(max(deadline - time.monotonic(), 0.0),
                                                                    MAX_WAIT_SECONDS)

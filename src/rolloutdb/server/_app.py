@@ -8,12 +8,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import json
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 import anyio.to_thread
 from fastapi import APIRouter, Body, FastAPI, Path, Query, Request, Response
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, SkipValidation, TypeAdapter, ValidationError
 
 from .. import __version__
 from ..config import DEFAULT_PROJECT, SERVER_MAX_BODY_BYTES, SERVER_THREADS, SERVER_WRITES_IN_FLIGHT
@@ -23,7 +24,7 @@ from ..store import Store
 from ..store.base import OPERATORS
 from ._errors import RETRY_AFTER_SECONDS, InternalErrors, error_response, install_error_handlers
 from ._limits import BodyLimit, WriteLimit
-from ._operations import PAGE_WINDOW, Operation, Page, field_type
+from ._operations import PAGE_WINDOW, TYPED_FILTERS, Operation, Page, field_type, read_times
 from ._projects import PROJECT_HEADER, ProjectStores
 from ._routes import ROUTES
 
@@ -100,9 +101,10 @@ def endpoint(operation: Operation, stores: ProjectStores) -> Callable[..., Any]:
     if operation.query is not None:
         parameters.append(inspect.Parameter("query_parameters", inspect.Parameter.KEYWORD_ONLY,
                                             annotation=Annotated[operation.query, Query()]))
-    if operation.body is not None:
+    if operation.body is not None:  # a record's fields: documented, and left to the store to check
+        body = SkipValidation[operation.body] if operation.fields is not None else operation.body
         parameters.append(inspect.Parameter("body", inspect.Parameter.KEYWORD_ONLY,
-                                            annotation=Annotated[operation.body, Body()]))
+                                            annotation=Annotated[body, Body()]))
 
     def run(*, request: Request, query_parameters: BaseModel | None = None, body: Any = None, **path: str) -> Any:
         with stores.store(request.headers.get(PROJECT_HEADER)) as store:
@@ -112,16 +114,20 @@ def endpoint(operation: Operation, stores: ProjectStores) -> Callable[..., Any]:
     def make_call(call: Callable[..., Any], request: Request, query_parameters: BaseModel | None, body: Any,
                   path: dict[str, str]) -> Any:
         arguments = {**path, **given(query_parameters)}
+        if operation.fields is not None:
+            body = record_fields(operation, body)
         if operation.body_argument is not None:
             arguments[operation.body_argument] = given(body)
         else:
             arguments.update(given(body))
+        typed = arguments.pop(TYPED_FILTERS, None)
         if operation.listing is None:
             result = call(**arguments)
             return Response(status_code=204) if operation.response is None else result
         owner = call.__self__
         filters = filters_from(request, operation.listing, declared=set(type(query_parameters).model_fields),
                                filterable=getattr(owner, "filterable", frozenset(operation.listing.model_fields)))
+        filters.update(typed_filters(operation.listing, typed))
         counted = {name: value for name, value in arguments.items() if name not in PAGE_WINDOW}
         return Page(items=call(**arguments, **filters), total=owner.count(**counted, **filters),
                     limit=query_parameters.limit, offset=query_parameters.offset)
@@ -139,6 +145,45 @@ def given(value: Any) -> Any:
     if isinstance(value, list):
         return [given(item) for item in value]
     return {} if value is None else value
+
+
+def record_fields(operation: Operation, body: Any) -> Any:
+    """A body of a record's fields (or a list of them) as JSON gave it, for the store to check, with its times read
+    as times. Only what would not reach the store as a field is refused here: a body that is no JSON object
+    (a Python call takes fields by name), and a field that the path gives already."""
+    if operation.body_argument is not None:
+        return [read_times(operation.fields, item) for item in body] if isinstance(body, list) else body
+    if not isinstance(body, dict):
+        raise InvalidInputError(f"the body of {operation.method} {API_PREFIX}{operation.path} is a JSON object of "
+                                f"fields, got {json_type(body)}")
+    given_twice = sorted(set(operation.path_parameters) & set(body))
+    if given_twice:
+        raise InvalidInputError(f"{', '.join(given_twice)}: given by the path, and cannot be given in the body too")
+    return read_times(operation.fields, body)
+
+
+def json_type(value: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number",
+            float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def typed_filters(record: type[Record], text: str | None) -> dict[str, Any]:
+    """The filters of the ``filters`` query parameter: a JSON object, each value as JSON types it (times read as
+    times), for the store to check as it checks a Python caller's filters."""
+    if text is None:
+        return {}
+    try:
+        filters = json.loads(text, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidInputError(f"query parameter {TYPED_FILTERS!r} is not JSON: {exc}") from None
+    if not isinstance(filters, dict):
+        raise InvalidInputError(f"query parameter {TYPED_FILTERS!r} is a JSON object of filters, got "
+                                f"{json_type(filters)}")
+    return read_times(record, filters)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def filters_from(request: Request, record: type[Record], declared: set[str],

@@ -7,12 +7,14 @@ into the path, query and body the same way and reads back ``operation.response``
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, Generic, TypeVar
+from datetime import datetime
+from typing import Annotated, Any, ClassVar, Generic, TypeVar, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model, field_validator
 from pydantic.fields import FieldInfo
 
 from ..records import Record
@@ -45,6 +47,13 @@ class Operation:
     def path_parameters(self) -> list[str]:
         return [name.partition(":")[0] for name in re.findall(r"{([^}]+)}", self.path)]
 
+    @property
+    def fields(self) -> type[RecordFields] | None:
+        """The model of a record's fields that the body is (or, with ``body_argument``, a list of), if it is one:
+        such a body goes to the store as JSON gave it, for the store to check (``RecordFields``)."""
+        body = get_args(self.body)[0] if get_origin(self.body) is list else self.body
+        return body if isinstance(body, type) and issubclass(body, RecordFields) else None
+
 
 class Page(BaseModel, Generic[T]):
     """One page of a listing: its rows, how many rows match in all, and where the page is."""
@@ -62,6 +71,7 @@ class Strict(BaseModel):
 
 
 PAGE_WINDOW = ("sort", "order", "limit", "offset")  # what a listing's count does not take
+TYPED_FILTERS = "filters"  # the query parameter of filters as JSON, typed (``Paging.filters``)
 
 
 class Paging(BaseModel):
@@ -72,6 +82,8 @@ class Paging(BaseModel):
     limit: int = Field(DEFAULT_LIMIT, description=f"At most this many rows (0 to {MAX_LIMIT:,}).")
     offset: int = Field(0, description="Rows to skip.")
     match: str = Field("all", description="all: every filter holds; any: one does.")
+    filters: str | None = Field(None, description='Filters as one JSON object, {"field" or "field__op": value}, '
+                                                  "each value as JSON types it (the remote client sends its filters so).")
 
 
 class SpanScope(Paging):
@@ -88,9 +100,45 @@ class SpanScope(Paging):
 
 
 class RecordFields(Strict):
-    """Request models of a record's fields: read leniently here (JSON spells times and choices as strings), then
-    strictly by the store. The other request models take the call's own Python types, and a client holds its
-    arguments to them strictly."""
+    """Request models of a record's fields. The server documents a body by them but does not check it: the body
+    goes to the store as JSON gave it (its times read as times, ``read_times``), and the store checks it as it
+    checks a Python caller's fields, in its own words. A remote client holds a caller's values to them strictly
+    (the record's own types) before sending, for what JSON would change on the way (a str given for a time, bytes
+    for text, a set for a list). The other request models take the call's own Python types, read by FastAPI; a
+    client holds its arguments to them strictly too."""
+
+    model_config = ConfigDict(strict=True)
+
+
+@functools.lru_cache(maxsize=None)
+def time_fields(model: type[BaseModel]) -> frozenset[str]:
+    """The fields of ``model`` (a record or a model of its fields) that hold a time."""
+    def holds_time(kind: Any) -> bool:
+        return kind is AwareDatetime or (isinstance(kind, type) and issubclass(kind, datetime)) or any(
+            holds_time(inner) for inner in get_args(kind))
+
+    return frozenset(name for name, info in model.model_fields.items() if holds_time(info.annotation))
+
+
+def read_times(model: type[BaseModel], values: Any) -> Any:
+    """``values`` (a JSON object of ``model``'s fields, or of filters on them, ``field__op``) with the strings given
+    for its time fields read as the times they spell (ISO 8601): JSON has no times. Anything else is left as it
+    is, a string that is no time too, for the store to refuse in its own words, naming the field."""
+    if not isinstance(values, dict):
+        return values
+    times = time_fields(model)
+    return {key: _time(value) if key.partition("__")[0] in times else value for key, value in values.items()}
+
+
+def _time(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_time(item) for item in value]
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    return value
 
 
 def field_type(info: FieldInfo) -> Any:
