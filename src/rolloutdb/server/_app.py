@@ -138,10 +138,11 @@ def endpoint(operation: Operation, stores: ProjectStores) -> Callable[..., Any]:
 
 
 def given(value: Any) -> Any:
-    """What the request gave, as the Store call takes it: models as dicts of the fields that were set (the
-    rest keeps the call's defaults), lists item by item."""
+    """What the request gave, as the Store call takes it: models as dicts of their fields, those left out at the
+    route's defaults (the call's own, but where the call has none, as a claim's limit, or the route bounds it, as
+    a wait's timeout), lists item by item."""
     if isinstance(value, BaseModel):
-        return value.model_dump(exclude_unset=True)
+        return value.model_dump()
     if isinstance(value, list):
         return [given(item) for item in value]
     return {} if value is None else value

@@ -34,8 +34,9 @@ STATUS: dict[type[RolloutDBError], int] = {
     RolloutDBError: 400,
 }
 RETRY_AFTER_SECONDS = 5  # when the database is away: how long a client should wait before asking again
-# Errors HTTP itself raises (no such route, no such method, a body too large), by the exception they would be.
-HTTP_ERROR_TYPE = {404: "NotFoundError", 405: "InvalidInputError", 413: "InvalidInputError"}
+# Errors HTTP itself raises (a body that cannot be read, no such route, no such method, a body too large), by the
+# exception they would be.
+HTTP_ERROR_TYPE = {400: "InvalidInputError", 404: "NotFoundError", 405: "InvalidInputError", 413: "InvalidInputError"}
 INTERNAL_MESSAGE = "internal error; see the server log"
 log = logging.getLogger("rolloutdb.server")
 

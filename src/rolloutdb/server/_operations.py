@@ -131,8 +131,12 @@ def read_times(model: type[BaseModel], values: Any) -> Any:
 
 
 def _time(value: Any) -> Any:
-    if isinstance(value, list):
-        return [_time(item) for item in value]
+    if isinstance(value, list):  # the values of field__in
+        return [_one_time(item) for item in value]
+    return _one_time(value)
+
+
+def _one_time(value: Any) -> Any:
     if isinstance(value, str):
         try:
             return datetime.fromisoformat(value)
