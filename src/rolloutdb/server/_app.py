@@ -114,12 +114,11 @@ def endpoint(operation: Operation, stores: ProjectStores) -> Callable[..., Any]:
     def make_call(call: Callable[..., Any], request: Request, query_parameters: BaseModel | None, body: Any,
                   path: dict[str, str]) -> Any:
         arguments = {**path, **given(query_parameters)}
-        if operation.fields is not None:
-            body = record_fields(operation, body)
+        body = record_fields(operation, body) if operation.fields is not None else given(body)
         if operation.body_argument is not None:
-            arguments[operation.body_argument] = given(body)
+            arguments[operation.body_argument] = body
         else:
-            arguments.update(given(body))
+            arguments.update(body)
         typed = arguments.pop(TYPED_FILTERS, None)
         if operation.listing is None:
             result = call(**arguments)
