@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import quote
 
-import orjson
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
@@ -72,7 +71,8 @@ class Remote:
         arguments = dict(arguments)
         path = operation.path
         for name in operation.path_parameters:
-            value = check_key(name.replace("_", " "), arguments.pop(name) if name in arguments else defaults[name])
+            noun = noun_of(operation) if name.startswith(("id", "name")) else name.removesuffix("_id").replace("_", " ")
+            value = check_key(noun, arguments.pop(name) if name in arguments else defaults[name])
             path = re.sub("{%s(:path)?}" % name, lambda match: quote(value, safe="/" if match[1] else ""), path)
         params: list[tuple[str, Any]] = []
         query_fields = set(operation.query.model_fields) - {TYPED_FILTERS} if operation.query is not None else set()
@@ -88,15 +88,16 @@ class Remote:
             body = arguments.pop(operation.body_argument)
             if isinstance(body, Iterable) and not isinstance(body, (str, bytes, Mapping)):
                 body = list(body)
-            if operation.fields is not None:
-                held_to_fields(operation, body)
             json, replay = self._with_client_ids(operation, body)
-        elif operation.body is not None:
             if operation.fields is not None:
-                held_to_fields(operation, arguments)
-            else:
+                held_to_fields(operation, body, json)
+        elif operation.body is not None:
+            if operation.fields is None:
                 checked(operation.body, arguments)
-            (json, replay), arguments = self._with_client_ids(operation, arguments), {}
+            json, replay = self._with_client_ids(operation, arguments)
+            if operation.fields is not None:
+                held_to_fields(operation, arguments, json)
+            arguments = {}
         if operation.listing is not None:
             if arguments:
                 params.append((TYPED_FILTERS, typed_filters(operation.listing, arguments)))
@@ -147,36 +148,42 @@ def checked(model: type[BaseModel], values: dict[str, Any]) -> None:
         raise InvalidInputError(invalid_request_message(exc.errors(include_url=False))) from None
 
 
-def held_to_fields(operation: Operation, values: Any) -> None:
-    """A record's fields (a list of them, with ``body_argument``), where JSON would change them on the way, held to
-    the record's own types, strictly, as the store holds them: a str given for a time would arrive as a time,
-    bytes as text, a set or a tuple as a list, and the store would take them then. Refused here in the store's
-    words; values JSON carries as they are, what is no field of the record, or no mapping of fields, are left
-    to the store itself."""
+def held_to_fields(operation: Operation, values: Any, sent: Any) -> None:
+    """A record's fields (a list of them, with ``body_argument``) that JSON changes on the way (``sent``: their
+    JSON), held to the record's own types, strictly, as the store holds them: a str given for a time would arrive
+    as a time, bytes as text, a set or a tuple as a list, and the store would take them then. Refused here in the
+    store's words; values JSON carries as they are, what is no field of the record, or no mapping of fields, are
+    left to the store itself."""
     model, noun = operation.fields, noun_of(operation)
     if operation.body_argument is None:
-        build_record(model, changed_by_json(model, values), noun)
+        build_record(model, changed_by_json(model, values, sent), noun)
     elif isinstance(values, list) and all(isinstance(item, Mapping) for item in values):
-        changed = [changed_by_json(model, item) for item in values]
+        changed = [changed_by_json(model, item, as_sent) for item, as_sent in zip(values, sent)]
         if any(changed):
             build_records(model, changed, noun)
 
 
-def changed_by_json(model: type[BaseModel], values: Mapping[str, Any]) -> dict[str, Any]:
-    times = time_fields(model)
-    return {name: value for name, value in values.items() if name in model.model_fields and (
-        name in times and isinstance(value, str) if type(value) in JSON_SCALARS else not survives_json(value))}
+def changed_by_json(model: type[BaseModel], values: Mapping[str, Any], sent: Mapping[str, Any]) -> dict[str, Any]:
+    names, times = field_names(model), time_fields(model)
+    return {name: value for name, value in values.items() if name in names and (
+        isinstance(value, str) if name in times  # a datetime is read back as one, a str would be too
+        else type(value) not in JSON_SCALARS and differs(sent[name], value))}
 
 
-JSON_SCALARS = (str, int, float, bool, type(None))
+JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
-def survives_json(value: Any) -> bool:
-    """Whether ``value`` is read back from its JSON as the same value, of the same types."""
+@functools.lru_cache(maxsize=None)
+def field_names(model: type[BaseModel]) -> frozenset[str]:
+    return frozenset(model.model_fields)
+
+
+def differs(sent: Any, given: Any) -> bool:
+    """Whether JSON made ``sent`` of ``given`` other than it was (a tuple a list, a datetime a string)."""
     try:
-        return bool(orjson.loads(orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)) == value)
-    except (TypeError, ValueError):
-        return False
+        return bool(sent != given)
+    except ValueError:  # a NumPy array compares item by item
+        return True
 
 
 def noun_of(operation: Operation) -> str:
