@@ -102,8 +102,10 @@ class Routes:
         if kind == "object" or "properties" in schema:
             properties = schema.get("properties", {})
             extra = schema.get("additionalProperties")
-            return st.fixed_dictionaries({}, optional={name: self.values(item, depth + 1)
-                                                       for name, item in properties.items()}) | (
+            known = st.fixed_dictionaries({}, optional={name: self.values(item, depth + 1)  # required ones too
+                                                        for name, item in properties.items()})
+            unknown = st.dictionaries(NASTY_TEXT, ANYTHING, max_size=2)
+            return st.builds(lambda fields, more: {**more, **fields}, known, st.just({}) | unknown) | (
                 st.dictionaries(NASTY_TEXT, self.values(extra, depth + 1) if isinstance(extra, dict) else ANYTHING,
                                 max_size=3) if extra or not properties else st.nothing())
         if kind == "array":

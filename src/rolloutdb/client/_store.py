@@ -88,16 +88,11 @@ class Remote:
             body = arguments.pop(operation.body_argument)
             if isinstance(body, Iterable) and not isinstance(body, (str, bytes, Mapping)):
                 body = list(body)
-            json, replay = self._with_client_ids(operation, body)
-            if operation.fields is not None:
-                held_to_fields(operation, body, json)
+            json, replay = self._sendable(operation, body)
         elif operation.body is not None:
             if operation.fields is None:
                 checked(operation.body, arguments)
-            json, replay = self._with_client_ids(operation, arguments)
-            if operation.fields is not None:
-                held_to_fields(operation, arguments, json)
-            arguments = {}
+            (json, replay), arguments = self._sendable(operation, arguments), {}
         if operation.listing is not None:
             if arguments:
                 params.append((TYPED_FILTERS, typed_filters(operation.listing, arguments)))
@@ -108,6 +103,19 @@ class Remote:
             repeatable=safe_to_repeat(operation, json, replay), replay=replay)
         # From JSON text: records are strict, and JSON is how their times and choices are written.
         return None if operation.response is None else adapter(operation.response).validate_json(answer)
+
+    def _sendable(self, operation: Operation, body: Any) -> tuple[Any, Callable[[], bytes | None] | None]:
+        """``_with_client_ids``, and a record's fields held to its types where JSON changed them (``held_to_fields``);
+        a value JSON cannot carry at all is refused after a value of the wrong type, as the store refuses them."""
+        try:
+            json, replay = self._with_client_ids(operation, body)
+        except InvalidInputError:
+            if operation.fields is not None:
+                held_to_fields(operation, body, None)
+            raise
+        if operation.fields is not None:
+            held_to_fields(operation, body, json)
+        return json, replay
 
     def _with_client_ids(self, operation: Operation, body: Any) -> tuple[Any, Callable[[], bytes | None] | None]:
         """The body with ids made here for the rows a create or enqueue writes, so that it may be sent again: a
@@ -150,7 +158,7 @@ def checked(model: type[BaseModel], values: dict[str, Any]) -> None:
 
 def held_to_fields(operation: Operation, values: Any, sent: Any) -> None:
     """A record's fields (a list of them, with ``body_argument``) that JSON changes on the way (``sent``: their
-    JSON), held to the record's own types, strictly, as the store holds them: a str given for a time would arrive
+    JSON; None: any but a JSON scalar), held to the record's own types, strictly, as the store holds them: a str given for a time would arrive
     as a time, bytes as text, a set or a tuple as a list, and the store would take them then. Refused here in the
     store's words; values JSON carries as they are, what is no field of the record, or no mapping of fields, are
     left to the store itself."""
@@ -158,16 +166,17 @@ def held_to_fields(operation: Operation, values: Any, sent: Any) -> None:
     if operation.body_argument is None:
         build_record(model, changed_by_json(model, values, sent), noun)
     elif isinstance(values, list) and all(isinstance(item, Mapping) for item in values):
-        changed = [changed_by_json(model, item, as_sent) for item, as_sent in zip(values, sent)]
+        changed = [changed_by_json(model, item, as_sent)
+                   for item, as_sent in zip(values, sent if sent is not None else [None] * len(values))]
         if any(changed):
             build_records(model, changed, noun)
 
 
-def changed_by_json(model: type[BaseModel], values: Mapping[str, Any], sent: Mapping[str, Any]) -> dict[str, Any]:
+def changed_by_json(model: type[BaseModel], values: Mapping[str, Any], sent: Mapping[str, Any] | None) -> dict[str, Any]:
     names, times = field_names(model), time_fields(model)
     return {name: value for name, value in values.items() if name in names and (
         isinstance(value, str) if name in times  # a datetime is read back as one, a str would be too
-        else type(value) not in JSON_SCALARS and differs(sent[name], value))}
+        else type(value) not in JSON_SCALARS and (sent is None or differs(sent[name], value)))}
 
 
 JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
