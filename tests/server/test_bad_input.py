@@ -1,9 +1,10 @@
 """Bad input over the whole OpenAPI schema, generated: for every route of the server's own ``/openapi.json``,
 Hypothesis makes requests from the route's schema and spoils them — malformed JSON, wrong types, unknown and
 missing fields, absurd pagination, injection strings in filter names, values and sort fields, unicode, NUL bytes,
-overlong strings, deep nesting (as deep as 100,000 levels) — and sends them to a real server on SQLite and on PostgreSQL. Whatever comes, the
-answer is never a 5xx; a refusal is a 4xx with ``{"error": {"type", "message"}}`` naming one of RolloutDB's
-exceptions, and leaves the database as it was (every row of every table, compared before and after).
+overlong strings, deep nesting (as deep as 100,000 levels) — and sends them to a real server on SQLite and on
+PostgreSQL. Whatever comes, the answer is never a 5xx; a refusal is a 4xx with ``{"error": {"type", "message"}}``
+naming one of RolloutDB's exceptions, and leaves the database as it was (every row of every table, compared before
+and after).
 
 ``ROLLOUTDB_BAD_INPUT_EXAMPLES`` sets how many requests each backend gets (300 by default; CI may raise it)."""
 

@@ -28,7 +28,8 @@ from ..storable import require_storable
 from ..server import MAX_WAIT_SECONDS, ROUTES, TYPED_FILTERS, Operation, Page, invalid_request_message, time_fields
 from ..store import Store
 from ..store.attempts import Attempts
-from ..store.base import MAX_LIMIT, build_record, build_records, check_key, ids_of, not_found, seconds, validation_message
+from ..store.base import (MAX_LIMIT, build_record, build_records, check_key, ids_of, not_found, seconds,
+                          validation_message)
 from ..store.catalog import Tasks, Validators
 from ..store.groups import Groups
 from ..store.jobs import Jobs
@@ -158,10 +159,10 @@ def checked(model: type[BaseModel], values: dict[str, Any]) -> None:
 
 def held_to_fields(operation: Operation, values: Any, sent: Any) -> None:
     """A record's fields (a list of them, with ``body_argument``) that JSON changes on the way (``sent``: their
-    JSON; None: any but a JSON scalar), held to the record's own types, strictly, as the store holds them: a str given for a time would arrive
-    as a time, bytes as text, a set or a tuple as a list, and the store would take them then. Refused here in the
-    store's words; values JSON carries as they are, what is no field of the record, or no mapping of fields, are
-    left to the store itself."""
+    JSON; None: any but a JSON scalar), held to the record's own types, strictly, as the store holds them: a str
+    given for a time would arrive as a time, bytes as text, a set or a tuple as a list, and the store would take
+    them then. Refused here in the store's words; values JSON carries as they are, what is no field of the record,
+    or no mapping of fields, are left to the store itself."""
     model, noun = operation.fields, noun_of(operation)
     if operation.body_argument is None:
         build_record(model, changed_by_json(model, values, sent), noun)
@@ -172,7 +173,8 @@ def held_to_fields(operation: Operation, values: Any, sent: Any) -> None:
             build_records(model, changed, noun)
 
 
-def changed_by_json(model: type[BaseModel], values: Mapping[str, Any], sent: Mapping[str, Any] | None) -> dict[str, Any]:
+def changed_by_json(model: type[BaseModel], values: Mapping[str, Any],
+                    sent: Mapping[str, Any] | None) -> dict[str, Any]:
     names, times = field_names(model), time_fields(model)
     return {name: value for name, value in values.items() if name in names and (
         isinstance(value, str) if name in times  # a datetime is read back as one, a str would be too

@@ -82,8 +82,8 @@ class Paging(BaseModel):
     limit: int = Field(DEFAULT_LIMIT, description=f"At most this many rows (0 to {MAX_LIMIT:,}).")
     offset: int = Field(0, description="Rows to skip.")
     match: str = Field("all", description="all: every filter holds; any: one does.")
-    filters: str | None = Field(None, description='Filters as one JSON object, {"field" or "field__op": value}, '
-                                                  "each value as JSON types it (the remote client sends its filters so).")
+    filters: str | None = Field(None, description='Filters as one JSON object, {"field" or "field__op": value}, each '
+                                                  "value as JSON types it (the remote client sends its filters so).")
 
 
 class SpanScope(Paging):
