@@ -85,3 +85,24 @@ def test_a_body_that_is_not_utf8_json_is_refused(api):
     body = b'{"name": "' + name.encode() + b'\xff"}'
     error(api.post("/runs", content=body, headers={"content-type": "application/json"}), 400, "InvalidInputError")
     assert ok(api.get("/runs", params={"name__contains": name}))["total"] == 0
+
+
+@pytest.mark.parametrize(("path", "body", "field"), [
+    ("/rollouts/dequeue", {"limit": "5"}, "body.limit: Input should be a valid integer"),
+    ("/rollouts/dequeue", {"limit": 1.0}, "body.limit"),
+    ("/rollouts/wait", {"rollout_ids": "abc", "timeout": 0}, "body.rollout_ids"),
+    ("/purge", {"older_than": True}, "body.older_than"),
+    ("/purge", {"keep_last": 0, "dry_run": 1}, "body.dry_run: Input should be a valid boolean"),
+])
+def test_other_bodies_take_json_values_as_json_types_them(api, path, body, field):
+    """A body that is not a record's fields is read by its route's model, as strictly as the Python call takes
+    its arguments: a string is no number, 1 is no flag, a float no count (durations, which JSON has no type for,
+    are seconds or ISO 8601 text)."""
+    waiting = ok(api.post("/rollouts/enqueue", json=[{"input": unique("strict")}]), 201)[0]
+    assert field in error(api.post(path, json=body), 422, "InvalidInputError")
+    assert ok(api.get(f"/rollouts/{waiting['id']}"))["status"] == "queuing"
+
+
+def test_a_duration_is_seconds_or_iso_8601(api):
+    for older_than in (3600, 0.5, "P7D", "PT1H"):
+        assert set(ok(api.post("/purge", json={"older_than": older_than, "dry_run": True}))) >= {"rollouts", "spans"}

@@ -65,9 +65,18 @@ class Page(BaseModel, Generic[T]):
 
 
 class Strict(BaseModel):
-    """Request models: a field the call does not take is an error, as it is in Python."""
+    """Request models: a field the call does not take is an error, as it is in Python. Read leniently, as a query
+    string must be (its values are all text)."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class StrictBody(Strict):
+    """Request bodies (but a record's fields, ``RecordFields``): JSON values taken as the types JSON gives them, as
+    the store takes a Python caller's (``"5"`` is no limit, ``1`` no flag). A field that JSON must spell in another
+    type (a duration, a pair) says so (``Strict(False)``)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 PAGE_WINDOW = ("sort", "order", "limit", "offset")  # what a listing's count does not take

@@ -5,8 +5,10 @@ a fixed word (``/rollouts/dequeue``) come before those taking an id there."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Annotated, Any
 
-from pydantic import Field, JsonValue
+from pydantic import BeforeValidator, Field, JsonValue
+from pydantic import Strict as StrictType
 
 from ..records import Attempt, Claim, QueueSummary, Resources, Rollout, Run, RunComparison, RunEvent, Span
 from ..records import StatusChange, Task, Validator, Worker
@@ -23,41 +25,49 @@ from ..store.spans import Spans
 from ..store.steps import Steps
 from ..store.turns import Turns
 from ..store.workers import Workers
-from ._operations import (Operation, Page, Paging, SpanScope, Strict, editable_area, input_model, readable_area,
-                          update_model)
+from ._operations import (Operation, Page, Paging, SpanScope, Strict, StrictBody, editable_area, input_model,
+                          readable_area, update_model)
+
+
+def not_a_flag(value: Any) -> Any:
+    """A value as it is, but for true or false, which a lenient duration would read as 1 or 0 seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"a number of seconds or an ISO 8601 duration, got {value}")
+    return value
+
 
 MAX_WAIT_SECONDS = 60.0  # a wait holds one of the server's threads: a client waiting longer asks again
 
 
-class Reason(Strict):
+class Reason(StrictBody):
     reason: str | None = Field(None, description="Why, for the log and the status history.")
 
 
-class DequeueRequest(Strict):
+class DequeueRequest(StrictBody):
     limit: int = Field(1, description=f"Claim at most this many rollouts (0 to {MAX_CLAIM:,}).")
     worker_id: str | None = None
 
 
-class WaitRequest(Strict):
+class WaitRequest(StrictBody):
     rollout_ids: list[str]
     timeout: float = Field(MAX_WAIT_SECONDS, ge=0, le=MAX_WAIT_SECONDS,
                            description="Seconds to wait at most; the finished ones are returned then.")
 
 
-class AttemptStart(Strict):
+class AttemptStart(StrictBody):
     worker_id: str | None = None
 
 
-class ResourcesAdd(Strict):
+class ResourcesAdd(StrictBody):
     named_resources: dict[str, JsonValue]
     id: str | None = None
 
 
-class ResourcesReplace(Strict):
+class ResourcesReplace(StrictBody):
     named_resources: dict[str, JsonValue]
 
 
-class Heartbeat(Strict):
+class Heartbeat(StrictBody):
     stats: dict[str, JsonValue] | None = None
 
 
@@ -76,7 +86,7 @@ class RunPair(Strict):
     b: str = Field(description="Run B: name or id; the differences are B - A.")
 
 
-class ValidatorSave(Strict):
+class ValidatorSave(StrictBody):
     name: str
     kind: str
     config: dict[str, JsonValue] | None = None
@@ -88,8 +98,9 @@ class TaskSet(Strict):
     tags: list[str] | None = Field(None, description="Only tasks carrying all of them (repeat the parameter).")
 
 
-class SequenceIdRequest(Strict):
-    pairs: list[tuple[str, str]] = Field(description="(rollout id, attempt id or latest), one id reserved for each.")
+class SequenceIdRequest(StrictBody):
+    pairs: list[Annotated[tuple[str, str], StrictType(False)]] = Field(  # JSON has no tuples: a pair is an array
+        description="(rollout id, attempt id or latest), one id reserved for each.")
 
 
 class SpanOptions(Strict):
@@ -100,8 +111,9 @@ class RecordingOptions(Strict):
     heartbeat: bool = Field(True, description="Mark the runs written to as alive (false: a journal's replay).")
 
 
-class PurgeRequest(Strict):
-    older_than: timedelta | None = Field(None, description="Seconds, or an ISO 8601 duration (P7D).")
+class PurgeRequest(StrictBody):
+    older_than: Annotated[timedelta | None, StrictType(False), BeforeValidator(not_a_flag)] = Field(
+        None, description="Seconds, or an ISO 8601 duration (P7D).")  # JSON has no durations: a number or a string
     keep_last: int | None = None
     dry_run: bool = False
 
