@@ -37,6 +37,7 @@ from ..store.rollouts import Rollouts
 from ..store.runs import Runs
 from ..store.spans import Spans
 from ..store.steps import Steps
+from ..store.tokens import Tokens
 from ..store.turns import Turns
 from ..store.workers import Workers
 from ._http import Transport
@@ -45,7 +46,7 @@ from ._http import Transport
 AREAS: dict[str, type] = {
     "runs": Runs, "steps": Steps, "groups": Groups, "validators": Validators, "tasks": Tasks,
     "rollouts": Rollouts, "attempts": Attempts, "spans": Spans, "turns": Turns, "resources": Resources,
-    "workers": Workers, "jobs": Jobs, "recording": Recording,
+    "workers": Workers, "jobs": Jobs, "recording": Recording, "tokens": Tokens,
 }
 # Local methods written over the area's own table calls: the remote area runs them as they are.
 BORROWED = {"rollouts": ("enqueue", "dequeue"), "spans": ("add", "next_sequence_id")}

@@ -1,8 +1,10 @@
-"""Which project a request works on: the server's own (``--project``), or with ``all_projects`` the one the
-request names in its ``RolloutDB-Project`` header, each opened as a store of its own on first use.
+"""Which project a request works on, and whether it may: each project is opened as a store of its own on first use.
 
-Until API tokens choose the project (issue 15), naming another project is refused unless the server was started
-with ``--all-projects``: whoever reaches it then reaches every project of the database."""
+With authentication (``rolloutdb serve --auth``) every request carries ``Authorization: Bearer <secret>``; the
+token's project is the request's (a ``RolloutDB-Project`` header naming another is refused), and its role must
+be at least the route's. Without it, the project is the server's own (``--project``), or with ``all_projects``
+the one the request names in its ``RolloutDB-Project`` header: whoever reaches the server then reaches every
+project of the database."""
 
 from __future__ import annotations
 
@@ -11,8 +13,14 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 
-from ..errors import NotFoundError
+import anyio.to_thread
+from starlette.requests import Request
+
+from ..errors import AuthenticationError, NotFoundError, PermissionDeniedError, RolloutDBError
+from ..records import TokenGrant
 from ..store import Store, connect, project_name
+from ..store.tokens import role_allows
+from ._errors import error_answer
 
 PROJECT_HEADER = "RolloutDB-Project"
 OPEN_PROJECTS = 4  # stores of other projects kept open (each holds database connections); the oldest unused close
@@ -22,28 +30,49 @@ class ProjectStores:
     """The stores a server answers with: its own project's, open for its whole life, and (``all_projects``)
     those of other projects, opened when a request names them and closed when they have been unused longest."""
 
-    def __init__(self, url: str | None, project: str, *, all_projects: bool) -> None:
+    def __init__(self, url: str | None, project: str, *, all_projects: bool, auth: bool) -> None:
         self.default = connect(url, project=project)
         self.all_projects = all_projects
+        self.auth = auth
         self._others: OrderedDict[str, Store] = OrderedDict()
         self._in_use: dict[str, int] = {}
         self._lock = threading.Lock()
 
     @contextlib.contextmanager
-    def store(self, requested: str | None) -> Iterator[Store]:
-        """The store of the project ``requested`` (None: the server's own), held open while the block runs."""
-        if requested is None or requested == self.default.project:
-            yield self.default
-            return
-        if not self.all_projects:
+    def store(self, request: Request, role: str) -> Iterator[Store]:
+        """The store of the project ``request`` works on, held open while the block runs; with authentication,
+        once its token (checked by ``Authentication``) is found to be of ``role`` at least."""
+        requested = request.headers.get(PROJECT_HEADER)
+        if self.auth:
+            grant: TokenGrant = request.state.token_grant
+            if requested is not None and requested != grant.project:
+                raise PermissionDeniedError(f"this API token is for project {grant.project!r}, not {requested!r}")
+            if not role_allows(grant.token.role, role):
+                raise PermissionDeniedError(f"this API token's role is {grant.token.role}: this needs {role} or "
+                                            "above")
+            requested = grant.project
+        elif requested is not None and requested != self.default.project and not self.all_projects:
             raise NotFoundError(
                 f"this server serves project {self.default.project!r} only, not {requested!r}: connect with "
                 f"project={self.default.project!r}, or start `rolloutdb serve --all-projects`")
+        if requested is None or requested == self.default.project:
+            yield self.default
+            return
         store = self._open(project_name(requested))
         try:
             yield store
         finally:
             self._release(requested)
+
+    def authenticate(self, authorization: str | None) -> TokenGrant:
+        """What the ``Authorization`` header's token grants. It is read from the database on every request:
+        revoking a token takes effect at once."""
+        scheme, _, secret = (authorization or "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
+            raise AuthenticationError(
+                "this server requires an API token: send `Authorization: Bearer <token>` (connect(url, token=...), "
+                "ROLLOUTDB_TOKEN or --token); a project's admin makes one with `rolloutdb tokens create`")
+        return self.default.tokens.verify(secret.strip())
 
     def _open(self, project: str) -> Store:
         with self._lock:
@@ -70,3 +99,24 @@ class ProjectStores:
             stores, self._others = [*self._others.values(), self.default], OrderedDict()
         for store in stores:
             store.close()
+
+
+class Authentication:
+    """With authentication, every request below ``prefix`` is answered 401 unless its API token is valid, before
+    its body is read; what the token grants is left in ``request.state.token_grant`` for ``ProjectStores.store``."""
+
+    def __init__(self, app, stores: ProjectStores, prefix: str) -> None:
+        self.app = app
+        self.stores = stores
+        self.prefix = prefix
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or not self.stores.auth or not scope["path"].startswith(self.prefix):
+            return await self.app(scope, receive, send)
+        authorization = Request(scope).headers.get("Authorization")
+        try:  # in a worker thread: the token is read from the database
+            grant = await anyio.to_thread.run_sync(self.stores.authenticate, authorization)
+        except RolloutDBError as exc:  # AuthenticationError; StoreUnavailableError when the database is away
+            return await error_answer(exc)(scope, receive, send)
+        scope.setdefault("state", {})["token_grant"] = grant
+        await self.app(scope, receive, send)
