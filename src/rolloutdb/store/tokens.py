@@ -62,7 +62,7 @@ class Tokens(Area[ApiToken]):
         elif expires is not None and not isinstance(expires, datetime):
             raise InvalidInputError(f"expires is a duration (timedelta), a time (datetime) or None, got "
                                     f"{type(expires).__name__}")
-        record = self._new_record({"role": role, "name": name, "expires_at": expires})
+        record = self._new_record({"role": role, "name": name, "created_at": now, "expires_at": expires})
         secret = f"{SECRET_PREFIX}{record.id}_{secrets.token_urlsafe(32)}"
         record.token_hash = token_hash(secret)
         with self._store._write() as connection:
