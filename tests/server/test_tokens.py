@@ -226,6 +226,9 @@ def test_revoked_and_expired_tokens_are_refused_at_once_on_every_route(auth_serv
         error(response, 401, "AuthenticationError")
     assert ok(httpx.get(auth_server.base + "/healthz")) == {"status": "ok"}
     assert ok(httpx.get(auth_server.base + "/readyz")) == {"status": "ok"}
+    schema = ok(httpx.get(auth_server.base + "/openapi.json"))  # /docs offers to send a token
+    assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    assert schema["paths"]["/api/v1/runs"]["get"]["security"] == [{"HTTPBearer": []}]
 
 
 def test_the_token_chooses_the_project_and_a_header_naming_another_is_refused(auth_server):

@@ -12,7 +12,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Body, FastAPI, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, FastAPI, Path, Query, Request, Response
+from fastapi.security import HTTPBearer
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from .. import __version__
@@ -63,7 +64,9 @@ def create_app(url: str | None = None, *, project: str = DEFAULT_PROJECT, max_bo
     app.add_api_route("/healthz", healthz, methods=["GET"], summary="The server process is up")
     app.add_api_route("/readyz", functools.partial(readyz, stores.default), methods=["GET"],
                       summary="The database answers (200), or not (503)")
-    router = APIRouter(prefix=API_PREFIX)
+    # With --auth, /docs offers to send a token (the check itself is ``Authentication``'s, before any route).
+    documented_auth = [Depends(HTTPBearer(auto_error=False, description="An API token: `rolloutdb tokens create`"))]
+    router = APIRouter(prefix=API_PREFIX, dependencies=documented_auth if auth else [])
     router.add_api_route("/project", functools.partial(project_of, stores), methods=["GET"],
                          summary=f"The project a request works on (its id and name): its API token's, or see the "
                                  f"{PROJECT_HEADER} header")

@@ -27,8 +27,9 @@ OPEN_PROJECTS = 4  # stores of other projects kept open (each holds database con
 
 
 class ProjectStores:
-    """The stores a server answers with: its own project's, open for its whole life, and (``all_projects``)
-    those of other projects, opened when a request names them and closed when they have been unused longest."""
+    """The stores a server answers with: its own project's, open for its whole life, and (``all_projects``, or
+    ``auth``) those of other projects, opened when a request names them (or its token's is one) and closed when
+    they have been unused longest."""
 
     def __init__(self, url: str | None, project: str, *, all_projects: bool, auth: bool) -> None:
         self.default = connect(url, project=project)
