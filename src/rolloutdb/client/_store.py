@@ -52,7 +52,7 @@ AREAS: dict[str, type] = {
 BORROWED = {"rollouts": ("enqueue", "dequeue"), "spans": ("add", "next_sequence_id")}
 # Writes that change nothing when sent twice, so a request whose answer was lost may be sent again.
 REPEATABLE = {"rollouts.wait", "tasks.save", "validators.save", "workers.heartbeat", "attempts.heartbeat",
-              "check_health"}
+              "check_health", "tokens.revoke"}
 
 
 class Remote:

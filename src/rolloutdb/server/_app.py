@@ -53,8 +53,9 @@ def create_app(url: str | None = None, *, project: str = DEFAULT_PROJECT, max_bo
             stores.close()
 
     app = FastAPI(title="RolloutDB", version=__version__, lifespan=lifespan, redirect_slashes=False,
-                  description=f"The experience store for agent RL: project {project!r}. Errors answer "
-                              '`{"error": {"type": "<exception class name>", "message": "..."}}`.')
+                  description="The experience store for agent RL: "
+                              + ("each request works on its API token's project" if auth else f"project {project!r}")
+                              + '. Errors answer `{"error": {"type": "<exception class name>", "message": "..."}}`.')
     app.state.store = stores.default
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
