@@ -1,6 +1,7 @@
 """What checking an API token on every request costs, on SQLite and PostgreSQL.
 
-    python benchmarks/token_overhead.py [--rounds 10] [--requests 200] [--postgres postgresql://postgres@127.0.0.1:5432/postgres]
+    python benchmarks/token_overhead.py [--rounds 10] [--requests 200]
+                                        [--postgres postgresql://postgres@127.0.0.1:5432/postgres]
 
 Two `rolloutdb serve` processes on one database: one with `--auth` (each request's token read from the database,
 no cache, so that revoking takes effect at once), one without, the reference. A client with keep-alive
@@ -45,7 +46,8 @@ def free_port() -> int:
 @contextmanager
 def server(url: str, *options: str) -> Iterator[str]:
     port = free_port()
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SOURCE), os.environ.get("PYTHONPATH")]))}
+    environment = {**os.environ,
+                   "PYTHONPATH": os.pathsep.join(filter(None, [str(SOURCE), os.environ.get("PYTHONPATH")]))}
     process = subprocess.Popen([sys.executable, "-m", "rolloutdb.cli", "serve", "--url", url, "--project", "bench",
                                 "--port", str(port), *options], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env=environment)

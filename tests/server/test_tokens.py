@@ -68,7 +68,8 @@ def fill_project(url: str) -> ProjectA:
     keys = {
         "runs": run.id, "steps": step.id, "groups": group.id, "validators": validator.id, "tasks": task.id,
         "rollouts": queued.id, "attempts": claim.attempt.id, "spans": span.id, "turns": turn.id,
-        "resources": resources.id, "workers": claim.attempt.worker_id, "jobs": run.id, "tokens": tokens["admin"].token.id,
+        "resources": resources.id, "workers": claim.attempt.worker_id, "jobs": run.id,
+        "tokens": tokens["admin"].token.id,
         "rollout_id": claim.rollout.id, "attempt_id": claim.attempt.id, "worker_id": claim.attempt.worker_id,
         "name_or_id": run.id, "entity_id": claim.rollout.id, "entity_type": "rollout", "finished": done.rollout.id,
     }

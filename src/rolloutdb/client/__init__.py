@@ -8,8 +8,8 @@ explicitly (and is refused if the token is another project's).
 
 Requests go over pooled keep-alive connections. Those safe to repeat are retried with backoff when the
 connection fails or the server answers 503 (honouring Retry-After): reads (GET, and ``rollouts.wait``), writes
-that change nothing when repeated (``tasks.save``, ``validators.save``, heartbeats, ``check_health``, ``tokens.revoke``), and
-writes that carry ids made here — ``create`` and ``rollouts.enqueue_many`` without ids of the caller's (a row
+that change nothing when repeated (``tasks.save``, ``validators.save``, heartbeats, ``check_health``,
+``tokens.revoke``), and writes that carry ids made here — ``create`` and ``rollouts.enqueue_many`` without ids of the caller's (a row
 the first try stored is read back rather than written twice) and ``spans.add_many`` of spans with sequence
 ids (the store skips those it has). Other writes are sent once. A server still away when ``retry_for``
 seconds have passed raises StoreUnavailableError."""

@@ -9,7 +9,8 @@ from datetime import datetime, timedelta
 
 from pydantic import Field, JsonValue
 
-from ..records import ApiToken, Attempt, Claim, IssuedToken, QueueSummary, Resources, Rollout, Run, RunComparison, RunEvent, Span
+from ..records import (ApiToken, Attempt, Claim, IssuedToken, QueueSummary, Resources, Rollout, Run, RunComparison,
+                       RunEvent, Span)
 from ..records import StatusChange, Task, Validator, Worker
 from ..store.attempts import Attempts
 from ..store.catalog import Tasks, Validators

@@ -49,7 +49,8 @@ class Tokens(Area[ApiToken]):
     filterable = frozenset({"id", "name", "role", "created_at", "expires_at", "last_used_at", "revoked_at"})
     sortable = frozenset({"id", "name", "role", "created_at", "expires_at", "last_used_at", "revoked_at"})
 
-    def create(self, role: TokenRole | str, *, name: str = "", expires: timedelta | datetime | None = None) -> IssuedToken:
+    def create(self, role: TokenRole | str, *, name: str = "",
+               expires: timedelta | datetime | None = None) -> IssuedToken:
         """A new token of this project with ``role`` (reader, writer or admin), valid until ``expires`` (a
         duration from now or a time; None: until revoked). The secret is in the result and nowhere else."""
         if role not in ROLES:
