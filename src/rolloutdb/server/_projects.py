@@ -13,11 +13,9 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 
-import anyio.to_thread
 from starlette.requests import Request
 
-from ..errors import AuthenticationError, NotFoundError, PermissionDeniedError, RolloutDBError
-from ..records import TokenGrant
+from ..errors import AuthenticationError, NotFoundError, PermissionDeniedError
 from ..store import Store, connect, project_name
 from ..store.tokens import role_allows
 from ._errors import error_answer
@@ -42,10 +40,11 @@ class ProjectStores:
     @contextlib.contextmanager
     def store(self, request: Request, role: str) -> Iterator[Store]:
         """The store of the project ``request`` works on, held open while the block runs; with authentication,
-        once its token (checked by ``Authentication``) is found to be of ``role`` at least."""
+        once its token is found valid and of ``role`` at least. The token is read from the database on every
+        request, in the request's own thread: revoking one takes effect at once."""
         requested = request.headers.get(PROJECT_HEADER)
         if self.auth:
-            grant: TokenGrant = request.state.token_grant
+            grant = self.default.tokens.verify(bearer_secret(request.headers.get("Authorization")))
             if requested is not None and requested != grant.project:
                 raise PermissionDeniedError(f"this API token is for project {grant.project!r}, not {requested!r}")
             if not role_allows(grant.token.role, role):
@@ -64,16 +63,6 @@ class ProjectStores:
             yield store
         finally:
             self._release(requested)
-
-    def authenticate(self, authorization: str | None) -> TokenGrant:
-        """What the ``Authorization`` header's token grants. It is read from the database on every request:
-        revoking a token takes effect at once."""
-        scheme, _, secret = (authorization or "").strip().partition(" ")
-        if scheme.lower() != "bearer" or not secret.strip():
-            raise AuthenticationError(
-                "this server requires an API token: send `Authorization: Bearer <token>` (connect(url, token=...), "
-                "ROLLOUTDB_TOKEN or --token); a project's admin makes one with `rolloutdb tokens create`")
-        return self.default.tokens.verify(secret.strip())
 
     def _open(self, project: str) -> Store:
         with self._lock:
@@ -102,9 +91,20 @@ class ProjectStores:
             store.close()
 
 
+def bearer_secret(authorization: str | None) -> str:
+    """The token an ``Authorization: Bearer <token>`` header carries; AuthenticationError without one."""
+    scheme, _, secret = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise AuthenticationError(
+            "this server requires an API token: send `Authorization: Bearer <token>` (connect(url, token=...), "
+            "ROLLOUTDB_TOKEN or --token); a project's admin makes one with `rolloutdb tokens create`")
+    return secret.strip()
+
+
 class Authentication:
-    """With authentication, every request below ``prefix`` is answered 401 unless its API token is valid, before
-    its body is read; what the token grants is left in ``request.state.token_grant`` for ``ProjectStores.store``."""
+    """With authentication, a request below ``prefix`` without a bearer token is answered 401 before its body is
+    read. The token itself is checked with the request's store (``ProjectStores.store``), in the thread that
+    makes its store call: one thread hop per request, not two."""
 
     def __init__(self, app, stores: ProjectStores, prefix: str) -> None:
         self.app = app
@@ -112,12 +112,9 @@ class Authentication:
         self.prefix = prefix
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or not self.stores.auth or not scope["path"].startswith(self.prefix):
-            return await self.app(scope, receive, send)
-        authorization = Request(scope).headers.get("Authorization")
-        try:  # in a worker thread: the token is read from the database
-            grant = await anyio.to_thread.run_sync(self.stores.authenticate, authorization)
-        except RolloutDBError as exc:  # AuthenticationError; StoreUnavailableError when the database is away
-            return await error_answer(exc)(scope, receive, send)
-        scope.setdefault("state", {})["token_grant"] = grant
+        if scope["type"] == "http" and self.stores.auth and scope["path"].startswith(self.prefix):
+            try:
+                bearer_secret(Request(scope).headers.get("Authorization"))
+            except AuthenticationError as exc:
+                return await error_answer(exc)(scope, receive, send)
         await self.app(scope, receive, send)
