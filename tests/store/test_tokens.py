@@ -34,6 +34,12 @@ def test_bad_arguments_are_refused_by_name(store):
         store.tokens.create("owner")
     with pytest.raises(InvalidInputError, match="expires"):
         store.tokens.create("reader", expires=timedelta(seconds=-1))
+    with pytest.raises(InvalidInputError, match="expires must be after now"):
+        store.tokens.create("reader", expires=datetime.now(timezone.utc) - timedelta(seconds=1))
+    with pytest.raises(InvalidInputError, match="expires_at"):
+        store.tokens.create("reader", expires=datetime(2100, 1, 1))  # naive: which zone?
+    with pytest.raises(InvalidInputError, match="expires"):
+        store.tokens.create("reader", expires="tomorrow")
     with pytest.raises(InvalidInputError, match="name"):
         store.tokens.create("reader", name="x" * 201)
     with pytest.raises(NotFoundError):

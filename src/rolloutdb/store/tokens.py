@@ -63,6 +63,8 @@ class Tokens(Area[ApiToken]):
         elif expires is not None and not isinstance(expires, datetime):
             raise InvalidInputError(f"expires is a duration (timedelta), a time (datetime) or None, got "
                                     f"{type(expires).__name__}")
+        elif expires is not None and expires.tzinfo is not None and expires <= now:  # a naive one: the record says
+            raise InvalidInputError(f"expires must be after now, got {expires.isoformat()}")
         record = self._new_record({"role": role, "name": name, "created_at": now, "expires_at": expires})
         secret = f"{SECRET_PREFIX}{record.id}_{secrets.token_urlsafe(32)}"
         record.token_hash = token_hash(secret)
