@@ -24,6 +24,7 @@ from ..store import Store
 from ..store.base import OPERATORS
 from ._errors import RETRY_AFTER_SECONDS, InternalErrors, error_response, install_error_handlers
 from ._limits import BodyLimit, WriteLimit
+from ._otlp import TRACES_PATH, receive_traces
 from ._operations import PAGE_WINDOW, Operation, Page, field_type
 from ._projects import PROJECT_HEADER, Authentication, ProjectStores
 from ._routes import ROUTES
@@ -67,6 +68,10 @@ def create_app(url: str | None = None, *, project: str = DEFAULT_PROJECT, max_bo
                       summary="The database answers (200), or not (503)")
     # With --auth, /docs offers to send a token (the check itself is ``Authentication``'s, before any route).
     documented_auth = [Depends(HTTPBearer(auto_error=False, description="An API token: `rolloutdb tokens create`"))]
+    app.add_api_route(TRACES_PATH, functools.partial(receive_traces, stores, max_body_bytes), methods=["POST"],
+                      summary="OTLP/HTTP trace export (protobuf or JSON, gzip): spans stored on the rollout and "
+                              "attempt their rolloutdb.rollout_id / rolloutdb.attempt_id attributes name",
+                      tags=["opentelemetry"], dependencies=documented_auth if auth else [])
     router = APIRouter(prefix=API_PREFIX, dependencies=documented_auth if auth else [])
     router.add_api_route("/project", functools.partial(project_of, stores), methods=["GET"],
                          summary=f"The project a request works on (its id and name): its API token's, or see the "
