@@ -149,6 +149,9 @@ def given(value: Any) -> Any:
     if isinstance(value, BaseModel):
         return value.model_dump(exclude_unset=True)
     if isinstance(value, list):
+        if value and all(type(item) is type(value[0]) for item in value) and isinstance(value[0], BaseModel):
+            # A batch (of spans, say) in one call rather than a call per item: the same dicts, faster.
+            return _adapter(list[type(value[0])]).dump_python(value, exclude_unset=True)
         return [given(item) for item in value]
     return {} if value is None else value
 
