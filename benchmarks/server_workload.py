@@ -30,9 +30,9 @@ import contextlib
 import importlib
 import multiprocessing
 import os
-import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -40,13 +40,15 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from statistics import median, quantiles
 
-import httpx
 import psutil
 from rich.console import Console
 from rich.table import Table
 
 import rolloutdb
 from common import add_postgres_option, met, postgres_database, sqlite_database
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from server.servers import free_port, serve_command, server_environment, stop, wait_until_answering  # noqa: E402
 from queue_workload import PAIRED_CAPTION, in_turns, ingest_with_store, median_ratio, span_fields, timed
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # agentlightning imports litellm: stay offline
@@ -58,7 +60,6 @@ MEMORY_SPANS_TARGET = 1_000_000
 INGEST_BATCH = 500
 INGEST_ROUNDS = 5
 CYCLE_ROUNDS = 3
-SOURCE = Path(rolloutdb.__file__).resolve().parents[1]  # this rolloutdb, for the servers' processes too
 AGL_HEALTH = "/v1/agl/health"
 
 console = Console()
@@ -66,45 +67,29 @@ console = Console()
 
 # -- servers ----------------------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def fail(message: str) -> None:
+    raise RuntimeError(message)
 
 
 @contextlib.contextmanager
 def server_process(command: list[str], port: int, health: str) -> Iterator[subprocess.Popen]:
     """``command`` running until the block ends, once ``health`` answers on ``port``."""
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SOURCE),
-                                                                             os.environ.get("PYTHONPATH")]))}
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=environment)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"{command[:4]} exited: {process.stderr.read().decode()[-2000:]}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"http://127.0.0.1:{port}{health}", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{command[:4]} did not answer within 120 s")
-            time.sleep(0.1)
-        yield process
-    finally:
-        process.terminate()
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, env=server_environment())
         try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            wait_until_answering(process, f"http://127.0.0.1:{port}{health}",
+                                 lambda: (log.seek(0), log.read().decode(errors="replace")[-2000:])[1], fail,
+                                 within=120)
+            yield process
+        finally:
+            stop(process)
 
 
 @contextlib.contextmanager
 def rolloutdb_server(url: str, project: str) -> Iterator[tuple[str, subprocess.Popen]]:
     """`rolloutdb serve` on ``url`` (one process): its base URL and process."""
     port = free_port()
-    command = [sys.executable, "-m", "rolloutdb.cli", "serve", "--url", url, "--project", project, "--port", str(port)]
-    with server_process(command, port, "/healthz") as process:
+    with server_process(serve_command(url, project, "--port", str(port)), port, "/healthz") as process:
         yield f"http://127.0.0.1:{port}", process
 
 
@@ -259,7 +244,7 @@ def cycle(args: argparse.Namespace) -> list[Table]:
         ratio = median_ratio(seconds["agl"], times)
         cuts = quantiles(dequeues[side], n=100, method="inclusive")
         reference = side == "agl"
-        table.add_row("Agent Lightning server + client, in-memory store" if reference else f"RolloutDB HTTP, {side}",
+        table.add_row("Agent Lightning (in-memory)" if reference else f"RolloutDB {side}",
                       f"{args.rollouts / median(times):,.0f}", f"{cuts[49] * 1e3:.1f}", f"{cuts[98] * 1e3:.1f}",
                       f"{ratio:.2f}", "-" if reference else f">= {TARGET_CYCLE:.0f}",
                       met(None if reference else ratio >= TARGET_CYCLE))
