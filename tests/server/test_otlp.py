@@ -304,8 +304,12 @@ def test_an_export_beyond_the_writes_in_flight_is_503(tmp_path):
             rolloutdb.connect(url, project="busy") as store:
         claim = store.rollouts.start({"task": "busy"})
         body = encode_spans(recorded({"rolloutdb.rollout_id": claim.rollout.id}, [("a", {})])).SerializeToString()
-        waiting = threading.Thread(target=lambda: api.post("/rollouts/wait", json={"rollout_ids": [claim.rollout.id],
-                                                                                   "timeout": 60}))
+
+        def wait() -> None:  # until the server takes it: a probe below may hold the slot when it arrives
+            while api.post("/rollouts/wait", json={"rollout_ids": [claim.rollout.id], "timeout": 20}).status_code == 503:
+                time.sleep(0.01)
+
+        waiting = threading.Thread(target=wait)
         waiting.start()
         try:
             deadline = time.monotonic() + 30
