@@ -4,6 +4,7 @@ HTTP exporter (protobuf, plain and gzip), and by OTLP JSON sent with httpx; on S
 from __future__ import annotations
 
 import base64
+import os
 import gzip
 import threading
 import time
@@ -323,3 +324,28 @@ def test_an_export_beyond_the_writes_in_flight_is_503(tmp_path):
             store.rollouts.cancel(claim.rollout.id)  # ends the wait
             waiting.join()
         assert store.spans.count(claim.rollout.id, attempt_id=None) == 0
+
+
+def test_agent_lightning_s_own_exporter_sends_to_the_server_and_its_adapter_reads_the_spans(server, store):
+    """Agent Lightning's LightningStoreOTLPExporter names the rollout and attempt in the resource under its own
+    keys; the spans it sends are stored, and the adapter turns them into Agent Lightning spans as they were."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # agentlightning imports litellm: stay offline
+    agentlightning_otlp = pytest.importorskip("agentlightning.utils.otlp")
+    from rolloutdb.integrations.agentlightning import to_agl_span
+
+    claim = started(store)
+    # Made with the endpoint: with this OpenTelemetry SDK the one enable_store_otlp sets is not the one it sends to.
+    exporter = agentlightning_otlp.LightningStoreOTLPExporter(endpoint=f"{server.base}/v1/traces")
+    exporter.enable_store_otlp(f"{server.base}/v1/traces", claim.rollout.id, claim.attempt.id)
+    spans = recorded({"service.name": "agent"}, [("agent.run", {}), ("chat", GEN_AI)])
+    assert exporter.export(spans) == SpanExportResult.SUCCESS
+    stored = store.spans.query(claim.rollout.id, claim.attempt.id)
+    assert sorted(span.name for span in stored) == ["agent.run", "chat"]
+    chat = to_agl_span(next(span for span in stored if span.name == "chat"))
+    sdk_chat = next(span for span in spans if span.name == "chat")
+    assert chat.attributes == {**GEN_AI, "gen_ai.response.finish_reasons": ["stop"]}
+    assert chat.status.status_code == "ERROR" and chat.status.description == "rate limited"
+    assert [event.name for event in chat.events] == ["retry"]
+    assert chat.context.span_id == format(sdk_chat.context.span_id, "016x")
+    assert chat.resource.attributes["agentlightning.rollout_id"] == claim.rollout.id
+    assert chat.start_time == pytest.approx(sdk_chat.start_time / 1e9, abs=1e-5)
