@@ -349,3 +349,30 @@ def test_agent_lightning_s_own_exporter_sends_to_the_server_and_its_adapter_read
     assert chat.context.span_id == format(sdk_chat.context.span_id, "016x")
     assert chat.resource.attributes["agentlightning.rollout_id"] == claim.rollout.id
     assert chat.start_time == pytest.approx(sdk_chat.start_time / 1e9, abs=1e-5)
+
+
+def test_with_auth_a_writer_s_token_chooses_the_project_and_others_are_refused(tmp_path):
+    """With --auth, /v1/traces is a write of the token's project: no token 401, a reader's 403 (nothing stored);
+    a span naming another project's rollout is rejected as unknown there (never stored in it)."""
+    url = f"sqlite:///{tmp_path / 'auth.db'}"
+    projects = {}
+    for name in ("a", "b"):
+        with rolloutdb.connect(url, project=name) as store:
+            projects[name] = (store.rollouts.start({"task": name}), store.tokens.create("writer").secret,
+                              store.tokens.create("reader").secret)
+    (claim_a, writer_a, reader_a), (_, writer_b, _) = projects["a"], projects["b"]
+    spans = recorded({"rolloutdb.rollout_id": claim_a.rollout.id}, [("chat", GEN_AI)])
+    body = encode_spans(spans).SerializeToString()
+    with running_server(url, tmp_path, None, "--auth") as server:
+        traces = f"{server.base}/v1/traces"
+        error(httpx.post(traces, content=body, headers=PROTOBUF), 401, "AuthenticationError")
+        error(httpx.post(traces, content=body, headers={**PROTOBUF, "Authorization": f"Bearer {reader_a}"}),
+              403, "PermissionDeniedError")
+        answer = response_of(httpx.post(traces, content=body,
+                                        headers={**PROTOBUF, "Authorization": f"Bearer {writer_b}"}))
+        assert answer.partial_success.rejected_spans == 1
+        assert "1 name a rollout this project does not have" in answer.partial_success.error_message
+        with rolloutdb.connect(url, project="a") as store:
+            assert store.spans.count(claim_a.rollout.id, attempt_id=None) == 0
+            assert exported(server, spans, headers={"Authorization": f"Bearer {writer_a}"}) == SpanExportResult.SUCCESS
+            assert [span.name for span in store.spans.query(claim_a.rollout.id)] == ["chat"]
