@@ -24,6 +24,7 @@ from ..store import Store
 from ..store.base import OPERATORS
 from ._errors import RETRY_AFTER_SECONDS, InternalErrors, error_response, install_error_handlers
 from ._limits import BodyLimit, WriteLimit
+from ._otlp import OPENAPI as OTLP_OPENAPI
 from ._otlp import TRACES_PATH, receive_traces
 from ._operations import PAGE_WINDOW, Operation, Page, field_type
 from ._projects import PROJECT_HEADER, Authentication, ProjectStores
@@ -71,7 +72,10 @@ def create_app(url: str | None = None, *, project: str = DEFAULT_PROJECT, max_bo
     app.add_api_route(TRACES_PATH, functools.partial(receive_traces, stores, max_body_bytes), methods=["POST"],
                       summary="OTLP/HTTP trace export (protobuf or JSON, gzip): spans stored on the rollout and "
                               "attempt their rolloutdb.rollout_id / rolloutdb.attempt_id attributes name",
-                      tags=["opentelemetry"], dependencies=documented_auth if auth else [])
+                      tags=["opentelemetry"], dependencies=documented_auth if auth else [],
+                      openapi_extra=OTLP_OPENAPI, operation_id="otlp_traces",
+                      description="Spans that name no known rollout are not stored: the answer's partial_success "
+                                  "counts them and says why (OTLP's ExportTraceServiceResponse).")
     router = APIRouter(prefix=API_PREFIX, dependencies=documented_auth if auth else [])
     router.add_api_route("/project", functools.partial(project_of, stores), methods=["GET"],
                          summary=f"The project a request works on (its id and name): its API token's, or see the "

@@ -53,6 +53,11 @@ STATUS_CODES = {Status.STATUS_CODE_UNSET: "UNSET", Status.STATUS_CODE_OK: "OK", 
 NAME_LENGTH = spans_table.c.name.type.length
 IDS_PER_LOOKUP = 500  # rollouts or attempts looked up in one query
 EXAMPLES = 3  # ids named in a rejection's message, per reason
+# For /docs: the body is read as bytes (FastAPI cannot describe it from a signature).
+OPENAPI = {"requestBody": {"required": True, "description": "An OTLP ExportTraceServiceRequest; Content-Encoding: "
+                                                            "gzip or none", "content": {
+    PROTOBUF: {"schema": {"type": "string", "format": "binary"}},
+    JSON: {"schema": {"type": "object", "description": "OTLP's JSON encoding (ids in hex)"}}}}}
 log = logging.getLogger("rolloutdb.server")
 
 
@@ -352,4 +357,4 @@ def _time(unix_nano: int) -> datetime | None:
     return datetime.fromtimestamp(seconds, timezone.utc) + timedelta(microseconds=nanoseconds // 1000)
 
 
-__all__ = ["ATTEMPT_KEYS", "ROLLOUT_KEYS", "TRACES_PATH", "receive_traces"]
+__all__ = ["ATTEMPT_KEYS", "OPENAPI", "ROLLOUT_KEYS", "TRACES_PATH", "receive_traces"]
