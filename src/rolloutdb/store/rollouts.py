@@ -145,10 +145,10 @@ class Rollouts(EditableArea[Rollout]):
             stamps["queued_at"] = None
         return stamps
 
-    def _update(self, connection, id, changes, reason, row=None):
-        updated = super()._update(connection, id, changes, reason, row)
-        if FIGURES & changes.keys():
-            self._touch_statistics(connection, [(updated.group_id, updated.run_id, updated.step)])
+    def _update_many(self, connection, updates, reason):
+        updated = super()._update_many(connection, updates, reason)
+        self._touch_statistics(connection, [(rollout.group_id, rollout.run_id, rollout.step)
+                                            for rollout, (_, changes) in zip(updated, updates) if FIGURES & changes.keys()])
         return updated
 
     def _insert_many(self, connection: Connection, records) -> None:

@@ -55,6 +55,10 @@ class Runs(EditableArea[Run]):
             raise NotFoundError(f"no run with id or name {name_or_id!r} in project {self._store.project!r}")
         return row
 
+    def _check_exist(self, connection: Connection, keys) -> None:
+        for key in keys:  # a run is referred to by id or name: found as ``_fetch`` finds it
+            self._fetch(connection, key)
+
     def _find_by_name(self, name: str) -> Run | None:
         """The run named ``name``, or None (no error)."""
         with self._store._read() as connection:
