@@ -326,7 +326,7 @@ class Area(Generic[R]):
                      reason: str | None) -> list[R]:
         """``_update`` for several rows, given as (row as read and locked, changes): validated in one validator
         call and written through one ``_change`` (rows given the same columns in one driver call)."""
-        merged = [{**self._to_record(row).model_dump(), **changes} for row, changes in updates]
+        merged = [{**row, **changes} for row, changes in updates]  # a row holds its record's fields, decoded
         records = ([build_record(self.record, merged[0], self.noun)] if len(merged) == 1
                    else build_records(self.record, merged, self.noun))
         writes = [(row, {name: value for name, value in self._to_row(record).items() if name in changes})

@@ -357,9 +357,10 @@ class Recording:
         new = context.unknown(turns, recorded)
         if new:  # validated already, field for field a Turn: their values go in as they are
             project = self._store.project_id
-            self._store.turns._insert_rows(context.connection, [
-                {**{name: value for name, value in vars(turn).items() if name != "op"}, "project_id": project}
-                for turn in new])
+            rows = [{**vars(turn), "project_id": project} for turn in new]
+            for row in rows:
+                del row["op"]
+            self._store.turns._insert_rows(context.connection, rows)
 
     def _end_rollouts(self, context: _Context, ends: list[RolloutEnd]) -> None:
         """Rollouts' results: read, locked and written together (one statement each, not one per rollout)."""

@@ -159,8 +159,7 @@ class Rollouts(EditableArea[Rollout]):
         # Group and step figures count finished rollouts: only a rollout that finishes moves them.
         finished = [row for row, _ in changed if row["status"] in states.TERMINAL["rollout"]]
         self._touch_statistics(connection, [(row["group_id"], row["run_id"], row["step"]) for row in finished])
-        for row in finished:
-            self._store._waiter.announce(connection, row["id"])
+        self._store._waiter.announce(connection, [row["id"] for row in finished])
 
     def _touch_statistics(self, connection: Connection, places: Iterable[tuple[str | None, str | None, int | None]]) -> None:
         """Queue the groups, steps and run progress that rollouts at these (group, run, step) places count
