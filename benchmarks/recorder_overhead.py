@@ -22,7 +22,9 @@ only; every Recorder records a run of its own (a fresh name). Measured per backe
    flipping each round; the slowdown is the median of the rounds' own ratios (recorded / unrecorded),
    so a slow spell of the shared machine weighs on both sides; the middle half and the range of the
    rounds' ratios are shown beside it, and the writer process's CPU time per loop in the details (read
-   from /proc: on a busy machine it competes with the loop for a core). The load average of each round
+   from /proc: on a busy machine it competes with the loop for a core). The loop thread's own CPU time
+   (time.thread_time) is compared too: what recording costs the loop itself, which waiting for a core
+   does not inflate. The load average of each round
    is noted, and the report says when the machine was busy (load above its cores).
    Starting the Recorder (Recorder(), step(0), then flush(): the writer up and the run written) and
    flushing and closing it happen once per training run, not per turn: they are timed apart and shown
@@ -159,14 +161,15 @@ def measure_burst(url: str, journal: str, calls: int) -> Burst:
 # -- 2. and 3. the training loop --------------------------------------------------------------------
 
 def training_loop(recorder: rolloutdb.Recorder | None, step, turns: int, iterations: int,
-                  turn_costs: list[int] | None = None) -> float:
-    """Seconds for ``turns`` turns of work, recorded when a recorder is given (with its step 0 open).
-    With ``turn_costs``, each turn() call is timed alone into it (the unrecorded side times an empty
-    interval, so that both sides pay for the clock alike)."""
+                  turn_costs: list[int] | None = None) -> tuple[float, float]:
+    """Seconds for ``turns`` turns of work, recorded when a recorder is given (with its step 0 open): wall
+    time, and the CPU time of the loop's own thread (which time spent waiting for a core or for the
+    interpreter lock does not count in). With ``turn_costs``, each turn() call is timed alone into it (the
+    unrecorded side times an empty interval, so that both sides pay for the clock alike)."""
     recording = recorder is not None
     clock = time.perf_counter_ns
     group = rollout = None
-    began = time.perf_counter()
+    began, began_cpu = time.perf_counter(), time.thread_time()
     for g in range(turns // TURNS_PER_GROUP):
         if recording:
             if g % GROUPS_PER_STEP == 0 and g:
@@ -187,7 +190,7 @@ def training_loop(recorder: rolloutdb.Recorder | None, step, turns: int, iterati
                     rollout.turn(observation=observation, action=action, reward=reward, tokens=tokens)
             if recording:
                 rollout.finish(reward=1.0, success=True)
-    return time.perf_counter() - began
+    return time.perf_counter() - began, time.thread_time() - began_cpu
 
 
 def children_cpu() -> float:
@@ -253,6 +256,8 @@ class Loop:
     turn_us: list[float] = field(default_factory=list)  # per round: mean µs of the recorded loop's turn() calls
     clock_us: list[float] = field(default_factory=list)  # the same for the unrecorded loop's empty intervals
     writer_cpu: list[float] = field(default_factory=list)  # per round: the writer's CPU seconds for the loop
+    plain_cpu: list[float] = field(default_factory=list)  # per round: the loop thread's CPU seconds, each side
+    recorded_cpu: list[float] = field(default_factory=list)
     load: list[float] = field(default_factory=list)  # per round: load average (1 min) after it
 
     @property
@@ -267,19 +272,21 @@ def measure_loop(url: str, journal: str, turns: int, rounds: int, iterations: in
 
     def plain(keep: bool, n: int) -> None:
         costs: list[int] = []
-        seconds = training_loop(None, None, n, iterations, costs)
+        seconds, cpu = training_loop(None, None, n, iterations, costs)
         if keep:
             loop.plain.append(seconds)
+            loop.plain_cpu.append(cpu)
             loop.clock_us.append(statistics.fmean(costs) / 1000)
 
     def recorded(keep: bool, n: int) -> None:
         recorder, step, startup = start(url, journal, "loop", n)
         costs: list[int] = []
         cpu_before = children_cpu()
-        seconds = training_loop(recorder, step, n, iterations, costs)
+        seconds, cpu = training_loop(recorder, step, n, iterations, costs)
         closed = flush_and_close(recorder)
         if keep:
             loop.recorded.append(seconds)
+            loop.recorded_cpu.append(cpu)
             loop.startup.append(startup)
             loop.closed.append(closed)
             loop.turn_us.append(statistics.fmean(costs) / 1000)
@@ -462,8 +469,17 @@ def main() -> None:
                 slowdown = statistics.median(loop.ratios) - 1
                 targets.add_row(backend, "(3) loop slowdown", f"{slowdown:+.2%}",
                                 f"rounds {spread([r - 1 for r in loop.ratios], '{:+.1%}')}; "
-                                f"{statistics.median(loop.recorded):.3f} s vs {statistics.median(loop.plain):.3f} s",
+                                f"{statistics.median(loop.recorded):.3f} s vs {statistics.median(loop.plain):.3f} s; "
+                                f"loop thread's CPU {statistics.median(loop.recorded_cpu) / statistics.median(loop.plain_cpu) - 1:+.1%}",
                                 f"< {TARGET_SLOWDOWN:.0%}", met(slowdown < TARGET_SLOWDOWN))
+                # The loop thread's CPU time is what recording costs the loop itself, whatever else runs on the
+                # machine: per round, its extra over the unrecorded loop's, per turn and as a share.
+                extra_us = [(mine - theirs) / args.turns * 1e6 for mine, theirs in zip(loop.recorded_cpu, loop.plain_cpu)]
+                cpu_ratios = [mine / theirs - 1 for mine, theirs in zip(loop.recorded_cpu, loop.plain_cpu)]
+                details.add_row(backend, "(3) loop thread's CPU: extra per turn", str(len(extra_us)),
+                                f"{statistics.fmean(extra_us):,.2f} µs",
+                                f"{statistics.median(extra_us):,.2f} µs ({statistics.median(cpu_ratios):+.2%})",
+                                f"{max(extra_us):,.2f} µs")
                 writer_ms = [cpu * 1000 for cpu in loop.writer_cpu]
                 details.add_row(backend, "(3) writer CPU per loop", str(len(writer_ms)),
                                 f"{statistics.fmean(writer_ms):,.0f} ms",
