@@ -8,9 +8,11 @@ Runs on a throwaway SQLite file and a throwaway PostgreSQL database, through the
 only; every Recorder records a run of its own (a fresh name). Measured per backend:
 1. turn() in a burst: --calls calls back to back with nothing between them, timed in batches of
    1,000 while the writer drains; µs per call is the median of the batches. Target < 10 µs.
-2. turn() between work: one run of the loop of 3, with each recording call timed alone
-   (perf_counter_ns around the call only); µs per turn() is the mean of all the calls, so a rare slow
-   one counts. The other calls (step, group, rollout, finish) are shown in the details. Target < 10 µs.
+2. turn() between work: in each recorded round of 3, every turn() is timed alone (perf_counter_ns
+   around the call only; the unrecorded side times an empty interval the same way, so both pay for the
+   clock); a round's figure is the mean of its calls, so a rare slow one counts, and the result is the
+   median over the rounds, with their spread. One more loop times every recording call (step, group,
+   rollout, finish) for the details and single calls' p50 and p99. Target < 10 µs.
 3. Loop slowdown: groups of 8 rollouts of 10 turns, a step every 4 groups, 1 ms of CPU work per turn.
    The work is a fixed count of pure-Python operations (calibrated to ~1 ms at start; like a Python
    policy step it never lets go of the GIL by itself), not a wait for a clock: time the writer takes
@@ -18,7 +20,12 @@ only; every Recorder records a run of its own (a fresh name). Measured per backe
    payloads; the recorded side also makes the recording calls, with a new Recorder each round.
    Recorded and unrecorded loops take turns for --rounds rounds after a warm-up pair, the order
    flipping each round; the slowdown is the median of the rounds' own ratios (recorded / unrecorded),
-   so a slow spell of the shared machine weighs on both sides.
+   so a slow spell of the shared machine weighs on both sides; the middle half and the range of the
+   rounds' ratios are shown beside it, and the writer process's CPU time per loop in the details (read
+   from /proc: on a busy machine it competes with the loop for a core). The loop thread's own CPU time
+   (time.thread_time) is compared too: what recording costs the loop itself, which waiting for a core
+   does not inflate. The load average of each round
+   is noted, and the report says when the machine was busy (load above its cores).
    Starting the Recorder (Recorder(), step(0), then flush(): the writer up and the run written) and
    flushing and closing it happen once per training run, not per turn: they are timed apart and shown
    in the details. Target < 2 %.
@@ -108,14 +115,16 @@ class Closed:
     seconds: float  # flush() and close()
     flushed: bool
     failed: int
+    writer_cpu: float  # children_cpu() once everything was written, before the writer stops
 
 
 def flush_and_close(recorder: rolloutdb.Recorder) -> Closed:
     began = time.perf_counter()
     flushed = recorder.flush(FLUSH_TIMEOUT)
     failed = recorder.health().failed
+    writer_cpu = children_cpu()
     recorder.close()
-    return Closed(time.perf_counter() - began, flushed, failed)
+    return Closed(time.perf_counter() - began, flushed, failed, writer_cpu)
 
 
 # -- 1. turn() in a burst -----------------------------------------------------------------------------
@@ -151,11 +160,16 @@ def measure_burst(url: str, journal: str, calls: int) -> Burst:
 
 # -- 2. and 3. the training loop --------------------------------------------------------------------
 
-def training_loop(recorder: rolloutdb.Recorder | None, step, turns: int, iterations: int) -> float:
-    """Seconds for ``turns`` turns of work, recorded when a recorder is given (with its step 0 open)."""
+def training_loop(recorder: rolloutdb.Recorder | None, step, turns: int, iterations: int,
+                  turn_costs: list[int] | None = None) -> tuple[float, float]:
+    """Seconds for ``turns`` turns of work, recorded when a recorder is given (with its step 0 open): wall
+    time, and the CPU time of the loop's own thread (which time spent waiting for a core or for the
+    interpreter lock does not count in). With ``turn_costs``, each turn() call is timed alone into it (the
+    unrecorded side times an empty interval, so that both sides pay for the clock alike)."""
     recording = recorder is not None
+    clock = time.perf_counter_ns
     group = rollout = None
-    began = time.perf_counter()
+    began, began_cpu = time.perf_counter(), time.thread_time()
     for g in range(turns // TURNS_PER_GROUP):
         if recording:
             if g % GROUPS_PER_STEP == 0 and g:
@@ -167,11 +181,31 @@ def training_loop(recorder: rolloutdb.Recorder | None, step, turns: int, iterati
             for n in range(TURNS_PER_ROLLOUT):
                 observation, action, reward, tokens = turn_payload(n)
                 work(iterations)
-                if recording:
+                if turn_costs is not None:
+                    start_ns = clock()
+                    if recording:
+                        rollout.turn(observation=observation, action=action, reward=reward, tokens=tokens)
+                    turn_costs.append(clock() - start_ns)
+                elif recording:
                     rollout.turn(observation=observation, action=action, reward=reward, tokens=tokens)
             if recording:
                 rollout.finish(reward=1.0, success=True)
-    return time.perf_counter() - began
+    return time.perf_counter() - began, time.thread_time() - began_cpu
+
+
+def children_cpu() -> float:
+    """CPU seconds used so far by this process's children (the recorder's writer), from /proc; 0 elsewhere."""
+    total = 0
+    try:
+        for task in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{task}/children") as children:
+                for pid in children.read().split():
+                    with open(f"/proc/{pid}/stat") as stat:
+                        fields = stat.read().rpartition(")")[2].split()
+                    total += int(fields[11]) + int(fields[12])  # utime, stime
+    except OSError:
+        return 0.0
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def timed_training_loop(recorder: rolloutdb.Recorder, step, turns: int, iterations: int) -> dict[str, list[int]]:
@@ -219,6 +253,12 @@ class Loop:
     recorded: list[float] = field(default_factory=list)
     startup: list[float] = field(default_factory=list)
     closed: list[Closed] = field(default_factory=list)
+    turn_us: list[float] = field(default_factory=list)  # per round: mean µs of the recorded loop's turn() calls
+    clock_us: list[float] = field(default_factory=list)  # the same for the unrecorded loop's empty intervals
+    writer_cpu: list[float] = field(default_factory=list)  # per round: the writer's CPU seconds for the loop
+    plain_cpu: list[float] = field(default_factory=list)  # per round: the loop thread's CPU seconds, each side
+    recorded_cpu: list[float] = field(default_factory=list)
+    load: list[float] = field(default_factory=list)  # per round: load average (1 min) after it
 
     @property
     def ratios(self) -> list[float]:
@@ -231,18 +271,27 @@ def measure_loop(url: str, journal: str, turns: int, rounds: int, iterations: in
     loop = Loop()
 
     def plain(keep: bool, n: int) -> None:
-        seconds = training_loop(None, None, n, iterations)
+        costs: list[int] = []
+        seconds, cpu = training_loop(None, None, n, iterations, costs)
         if keep:
             loop.plain.append(seconds)
+            loop.plain_cpu.append(cpu)
+            loop.clock_us.append(statistics.fmean(costs) / 1000)
 
     def recorded(keep: bool, n: int) -> None:
         recorder, step, startup = start(url, journal, "loop", n)
-        seconds = training_loop(recorder, step, n, iterations)
+        costs: list[int] = []
+        cpu_before = children_cpu()
+        seconds, cpu = training_loop(recorder, step, n, iterations, costs)
         closed = flush_and_close(recorder)
         if keep:
             loop.recorded.append(seconds)
+            loop.recorded_cpu.append(cpu)
             loop.startup.append(startup)
             loop.closed.append(closed)
+            loop.turn_us.append(statistics.fmean(costs) / 1000)
+            loop.writer_cpu.append(closed.writer_cpu - cpu_before)
+            loop.load.append(os.getloadavg()[0])
 
     sides = {"unrecorded": plain, "recorded": recorded}
     status("loop slowdown: warm-up")
@@ -325,6 +374,13 @@ def guarded(notes: list[str], what: str) -> Iterator[None]:
         console.print(f"[red]{what} failed[/]\n{traceback.format_exc(limit=4)}")
 
 
+def spread(values: list[float], form: str) -> str:
+    """The middle half and the whole range of ``values``: "q1…q3 (min…max)"."""
+    ordered = sorted(values)
+    q1, q3 = percentile(ordered, 0.25), percentile(ordered, 0.75)
+    return f"{form.format(q1)}…{form.format(q3)} ({form.format(ordered[0])}…{form.format(ordered[-1])})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=20000, help="turn() calls in the burst (1)")
@@ -347,10 +403,12 @@ def main() -> None:
 
     targets = Table(title="Recorder cost to the training loop", caption=(
         f"(1) median of batches of {BATCH:,} calls, back to back; no-op: the same loop calling a method that "
-        "does nothing. (2) mean of every turn() timed alone between 1 ms of work, so slow calls count; "
-        f"single calls' p50, p99 and max beside it. (3) median of {args.rounds} rounds' paired ratios, "
+        "does nothing. (2) median over the recorded rounds of (3) of each round's mean turn() timed alone "
+        "between 1 ms of work (slow calls count); rounds' middle half (and range) beside it, and single calls' "
+        f"p50 and p99 from one more loop. (3) median of {args.rounds} rounds' paired ratios, "
         f"recorded / unrecorded loop of {args.turns:,} turns (sides alternating, order flipping each round); "
-        "each side's median seconds beside it. Recorder start and close are not in (3): see the details."))
+        "the rounds' middle half (and range), and each side's median seconds beside it. Recorder start and "
+        "close are not in (3): see the details."))
     for column, justify in (("backend", "left"), ("measure", "left"), ("value", "right"), ("beside it", "right"),
                             ("target", "right"), ("met", "center")):
         targets.add_column(column, justify=justify)
@@ -366,6 +424,7 @@ def main() -> None:
         throughput.add_column(column, justify="right")
     notes: list[str] = []
     work_ms: list[float] = []
+    loads: list[float] = []  # load average after each recorded round
 
     for backend, database in databases.items():
         with guarded(notes, f"{backend}: database"), database() as url, \
@@ -378,21 +437,16 @@ def main() -> None:
                 result = measure_burst(url, journal, args.calls)
                 cost = statistics.median(result.batches)
                 targets.add_row(backend, "(1) turn() burst", f"{cost:.2f} µs",
-                                f"worst batch {max(result.batches):.1f}, no-op {statistics.median(result.noop):.2f} µs",
+                                f"batches {spread(result.batches, '{:.1f}')}, no-op {statistics.median(result.noop):.2f} µs",
                                 f"< {TARGET_CALL_US:g} µs", met(cost < TARGET_CALL_US))
                 if not result.closed.flushed or result.closed.failed:
                     notes.append(f"{backend}: burst: flush() {'ok' if result.closed.flushed else 'timed out'}, "
                                  f"{result.closed.failed} records failed")
 
-            with guarded(notes, f"{backend}: turn() between work"):
+            with guarded(notes, f"{backend}: recording calls between work"):
                 say(f"recording calls timed alone, {args.turns:,} turns")
                 costs, closed = measure_timed_loop(url, journal, args.turns, iterations)
                 turn_costs = costs["turn()"]
-                mean = statistics.fmean(turn_costs) / 1000
-                targets.add_row(backend, "(2) turn() amid work", f"{mean:.2f} µs",
-                                f"p50 {statistics.median(turn_costs) / 1000:.1f}, "
-                                f"p99 {percentile(turn_costs, 0.99) / 1000:.0f}, max {max(turn_costs) / 1000:,.0f} µs",
-                                f"< {TARGET_CALL_US:g} µs", met(mean < TARGET_CALL_US))
                 for call, values in costs.items():
                     if values:
                         details.add_row(backend, call, f"{len(values):,}", us(statistics.fmean(values)),
@@ -406,10 +460,33 @@ def main() -> None:
 
             with guarded(notes, f"{backend}: loop slowdown"):
                 loop = measure_loop(url, journal, args.turns, args.rounds, iterations, say)
+                turn_us = statistics.median(loop.turn_us)
+                targets.add_row(backend, "(2) turn() amid work", f"{turn_us:.2f} µs",
+                                f"rounds {spread(loop.turn_us, '{:.1f}')} µs; clock alone {statistics.median(loop.clock_us):.2f}; "
+                                f"single calls p50 {statistics.median(turn_costs) / 1000:.1f}, "
+                                f"p99 {percentile(turn_costs, 0.99) / 1000:.0f} µs",
+                                f"< {TARGET_CALL_US:g} µs", met(turn_us < TARGET_CALL_US))
                 slowdown = statistics.median(loop.ratios) - 1
                 targets.add_row(backend, "(3) loop slowdown", f"{slowdown:+.2%}",
-                                f"{statistics.median(loop.recorded):.3f} s vs {statistics.median(loop.plain):.3f} s",
+                                f"rounds {spread([r - 1 for r in loop.ratios], '{:+.1%}')}; "
+                                f"{statistics.median(loop.recorded):.3f} s vs {statistics.median(loop.plain):.3f} s; "
+                                f"loop thread's CPU {statistics.median(loop.recorded_cpu) / statistics.median(loop.plain_cpu) - 1:+.1%}",
                                 f"< {TARGET_SLOWDOWN:.0%}", met(slowdown < TARGET_SLOWDOWN))
+                # The loop thread's CPU time is what recording costs the loop itself, whatever else runs on the
+                # machine: per round, its extra over the unrecorded loop's, per turn and as a share.
+                extra_us = [(mine - theirs) / args.turns * 1e6 for mine, theirs in zip(loop.recorded_cpu, loop.plain_cpu)]
+                cpu_ratios = [mine / theirs - 1 for mine, theirs in zip(loop.recorded_cpu, loop.plain_cpu)]
+                details.add_row(backend, "(3) loop thread's CPU: extra per turn", str(len(extra_us)),
+                                f"{statistics.fmean(extra_us):,.2f} µs",
+                                f"{statistics.median(extra_us):,.2f} µs ({statistics.median(cpu_ratios):+.2%})",
+                                f"{max(extra_us):,.2f} µs")
+                writer_ms = [cpu * 1000 for cpu in loop.writer_cpu]
+                details.add_row(backend, "(3) writer CPU per loop", str(len(writer_ms)),
+                                f"{statistics.fmean(writer_ms):,.0f} ms",
+                                f"{statistics.median(writer_ms):,.0f} ms "
+                                f"({statistics.median(loop.writer_cpu) / statistics.median(loop.plain):.1%} of a loop)",
+                                f"{max(writer_ms):,.0f} ms")
+                loads.extend(loop.load)
                 details.add_row(backend, "(3) rounds' ratios", str(len(loop.ratios)),
                                 f"{statistics.fmean(loop.ratios) - 1:+.2%}", f"{slowdown:+.2%}",
                                 f"{min(loop.ratios) - 1:+.2%} … {max(loop.ratios) - 1:+.2%}")
@@ -444,6 +521,14 @@ def main() -> None:
                       f"{statistics.median(work_ms):.3f} ms per turn (median of its runs, payload included).")
     console.print(f"Machine: {os.cpu_count()} cores; load average (1 min) {load_before:.1f} at the start, "
                   f"{os.getloadavg()[0]:.1f} at the end (this process and the writer count in it).")
+    cores = os.cpu_count() or 1
+    if loads and max(loads) > cores:
+        console.print(f"[yellow]The machine was busy[/]: load average {min(loads):.1f}…{max(loads):.1f} over the rounds on "
+                      f"{cores} cores, so the writer's CPU (see the details) competed with the loop for a core; on a "
+                      "quiet machine it runs on a free one. These figures are a busy machine's.")
+    elif loads:
+        console.print(f"The machine was quiet: load average {min(loads):.1f}…{max(loads):.1f} over the rounds on "
+                      f"{cores} cores.")
     for note in notes:
         console.print(f"[yellow]note:[/] {note}")
 

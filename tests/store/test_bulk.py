@@ -64,3 +64,16 @@ def test_sqlite_statements_stay_under_the_parameter_limit(tmp_path, limit):
         with store._read() as connection:
             stored = connection.execute(select(turns.c.id).where(turns.c.rollout_id == claim.rollout.id)).scalars()
             assert sorted(stored) == sorted(row["id"] for row in rows)
+
+
+def test_a_batch_referring_to_several_rows_names_the_one_that_does_not_exist_and_writes_nothing(store):
+    """References of a batch are checked together (one query per kind of parent); the first missing one is
+    named as when they were checked one by one."""
+    run = store.runs.create(name=f"r-{new_id()}")
+    groups = [store.groups.create(run_id=run.id) for _ in range(3)]
+    missing = new_id()
+    requests = [{"group_id": group.id} for group in groups] + [{"group_id": missing}, {"group_id": groups[0].id}]
+    with pytest.raises(rolloutdb.NotFoundError, match=missing):
+        store.rollouts.enqueue_many(requests)
+    assert store.rollouts.count(run_id=run.id) == store.rollouts.count(group_id=groups[0].id) == 0
+    assert len(store.rollouts.enqueue_many([{"group_id": group.id} for group in groups])) == 3

@@ -83,6 +83,26 @@ def test_refused_operations_are_reported_one_by_one_and_leave_no_trace(store, ru
     assert [c.new_status for c in store.history("rollout", f"r1-{run}")] == ["running", "succeeded"]
 
 
+def test_a_batch_finishing_many_rollouts_refuses_only_a_result_for_a_rollout_that_does_not_exist(store, run):
+    batch = training_batch(run, rollouts=4)  # the results of a batch are read and written together
+    batch.insert(len(batch) - 2, {"op": "rollout.end", "id": "no-such-rollout", "status": "succeeded"})
+    result = store.recording.apply(batch)
+    assert [(r.op, r.error) for r in result.rejected] == [("rollout.end", "NotFoundError")]
+    assert "no-such-rollout" in result.rejected[0].message
+    assert {store.rollouts.get(f"r{k}-{run}").status for k in range(4)} == {"succeeded"}
+    group = store.groups.get(f"g-{run}")
+    assert (group.status, group.completed_count, group.success_count) == ("completed", 4, 3)
+
+
+def test_a_rollout_finished_twice_in_one_batch_keeps_its_first_result(store, run):
+    batch = training_batch(run)
+    batch.insert(len(batch) - 2, {"op": "rollout.end", "id": f"r0-{run}", "status": "failed", "error": "late"})
+    result = store.recording.apply(batch)
+    assert [(r.op, r.error) for r in result.rejected] == [("rollout.end", "InvalidTransitionError")]
+    assert store.rollouts.get(f"r0-{run}").status == "succeeded"
+    assert [c.new_status for c in store.history("rollout", f"r0-{run}")] == ["running", "succeeded"]
+
+
 def test_a_run_left_running_by_a_process_that_went_quiet_is_taken_over_and_its_leftovers_closed(store, run):
     batch = training_batch(run)[:-2]  # the first process dies before its step and run end
     batch = [op for op in batch if not (op["op"] == "rollout.end" and op["id"] == f"r1-{run}")]

@@ -102,6 +102,9 @@ def mappings(what: str, values: Any) -> list[Mapping[str, Any]]:
     return items
 
 
+KEYS_PER_QUERY = 1000  # keys per "IN (...)" lookup: far below every backend's parameter limit
+
+
 def one_of(column, values: Sequence[Any], backend: str):
     """``column IN values``; on PostgreSQL a long list goes as one array parameter, since a statement takes
     at most 65,535 parameters there."""
@@ -317,10 +320,19 @@ class Area(Generic[R]):
         """Validate ``changes`` and apply them to the row ``id`` (``row`` when the caller already holds it,
         locked) through ``_change``."""
         row = row if row is not None else self._fetch(connection, id, for_update=True)
-        merged = build_record(self.record, {**self._to_record(row).model_dump(), **changes}, self.noun)
-        values = {name: value for name, value in self._to_row(merged).items() if name in changes}
-        self._check_parents(connection, [(k, v) for k, v in values.items() if k in self.parents])
-        return self._to_record(self._change(connection, [(row, values)], reason)[0])
+        return self._update_many(connection, [(row, changes)], reason)[0]
+
+    def _update_many(self, connection: Connection, updates: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]],
+                     reason: str | None) -> list[R]:
+        """``_update`` for several rows, given as (row as read and locked, changes): validated in one validator
+        call and written through one ``_change`` (rows given the same columns in one driver call)."""
+        merged = [{**row, **changes} for row, changes in updates]  # a row holds its record's fields, decoded
+        records = ([build_record(self.record, merged[0], self.noun)] if len(merged) == 1
+                   else build_records(self.record, merged, self.noun))
+        writes = [(row, {name: value for name, value in self._to_row(record).items() if name in changes})
+                  for (row, changes), record in zip(updates, records)]
+        self._check_parents(connection, [(k, v) for _, values in writes for k, v in values.items() if k in self.parents])
+        return [self._to_record(row) for row in self._change(connection, writes, reason)]
 
     def _change(self, connection: Connection, changes: Sequence[tuple[Mapping[str, Any], dict[str, Any]]],
                 reason: str | None, now: datetime | None = None, *, write: Write | None = None,
@@ -446,9 +458,29 @@ class Area(Generic[R]):
         return self._primary_key_column().name
 
     def _check_parents(self, connection: Connection, references: Iterable[tuple[str, Any]]) -> None:
+        wanted: dict[str, dict[Any, None]] = {}  # by field, each value once, in order
         for field, value in references:
             if value is not None:
-                getattr(self._store, self.parents[field])._fetch(connection, value)
+                wanted.setdefault(field, {})[value] = None
+        for field, values in wanted.items():
+            getattr(self._store, self.parents[field])._check_exist(connection, list(values))
+
+    def _check_exist(self, connection: Connection, keys: Sequence[Any]) -> None:
+        """NotFoundError for the first key that names no row (InvalidInputError for one that cannot name a
+        row): one query for many keys, as a bulk insert's references are checked."""
+        if len(keys) == 1:
+            self._fetch(connection, keys[0])
+            return
+        for key in keys:
+            self._check_key(key)
+        column, found = self._primary_key_column(), set()
+        for start in range(0, len(keys), KEYS_PER_QUERY):
+            found.update(connection.execute(select(column).where(
+                self.table.c.project_id == self._store.project_id, column.in_(keys[start:start + KEYS_PER_QUERY]))
+            ).scalars())
+        missing = next((key for key in keys if key not in found), None)
+        if missing is not None:
+            raise self._not_found(missing)
 
     def _query(self, scope: Sequence[Any], filters: Mapping[str, Any], *, sort: str | None, order: str,
                limit: int | None, offset: int, match: str) -> list[R]:

@@ -22,7 +22,7 @@ from ..errors import ConflictError, InvalidInputError, NotFoundError, RolloutDBE
 from ..records import Flag, JsonDict, Record, Time, TurnContent, Whole
 from ..schema import groups, rollouts, steps, turns
 from ..states import GroupStatus, RolloutStatus, RunStatus, StepStatus
-from .base import validation_message
+from .base import KEYS_PER_QUERY, validation_message
 from .hooks import savepoint
 from .jobs import DEFAULT_STALE_AFTER, FINISHED
 from .runs import close_open_parts
@@ -35,7 +35,6 @@ NAME = Annotated[str, Field(min_length=1, max_length=200)]
 # The recorder stamps its operations itself; they reach ``apply`` as JSON (through its pipe and journal), so
 # their times come as ISO text.
 RecordedTime = Annotated[Time, Strict(False)]
-ID_CHUNK = 1000  # ids per "IN (...)" lookup: far below every backend's parameter limit
 
 
 class RunStart(Record):
@@ -283,8 +282,7 @@ class Recording:
         self._insert_groups(context, by_kind["group.start"])
         self._insert_rollouts(context, by_kind["rollout.start"])
         self._insert_turns(context, by_kind["turn"])
-        for end in by_kind["rollout.end"]:
-            self._end_rollout(context, end)
+        self._end_rollouts(context, by_kind["rollout.end"])
         for change in by_kind["step.update"]:
             self._change_step(context, change)
         for change in by_kind["run.update"]:
@@ -359,16 +357,26 @@ class Recording:
         new = context.unknown(turns, recorded)
         if new:  # validated already, field for field a Turn: their values go in as they are
             project = self._store.project_id
-            self._store.turns._insert_rows(context.connection, [
-                {**{name: value for name, value in vars(turn).items() if name != "op"}, "project_id": project}
-                for turn in new])
+            rows = [{**vars(turn), "project_id": project} for turn in new]
+            for row in rows:
+                del row["op"]
+            self._store.turns._insert_rows(context.connection, rows)
 
-    def _end_rollout(self, context: _Context, end: RolloutEnd) -> None:
-        row = self._store.rollouts._fetch(context.connection, end.id, for_update=True)
-        if row["status"] == end.status:
-            return  # applied before
-        changes = end.model_dump(exclude={"op", "id"})
-        self._store.rollouts._update(context.connection, end.id, changes, "finished", row)
+    def _end_rollouts(self, context: _Context, ends: list[RolloutEnd]) -> None:
+        """Rollouts' results: read, locked and written together (one statement each, not one per rollout)."""
+        if len({end.id for end in ends}) < len(ends):  # the same rollout twice: one after the other
+            for end in ends:
+                self._end_rollouts(context, [end])
+            return
+        rows = context.rows(rollouts, [end.id for end in ends], for_update=True)
+        updates = []
+        for end in ends:
+            if end.id not in rows:
+                raise self._store.rollouts._not_found(end.id)
+            if rows[end.id]["status"] != end.status:  # else applied before
+                updates.append((rows[end.id], end.model_dump(exclude={"op", "id"})))
+        if updates:
+            self._store.rollouts._update_many(context.connection, updates, "finished")
 
     def _change_step(self, context: _Context, change: StepChange) -> None:
         run = context.run(change.run, change.session)
@@ -445,12 +453,20 @@ class _Context:
 
     def unknown(self, table: Table, operations: list[Any]) -> list[Any]:
         """The operations whose row (by id) is not stored yet: what was applied before is not applied again."""
-        ids = [operation.id for operation in operations]
-        known: set[str] = set()
-        for start in range(0, len(ids), ID_CHUNK):
-            known.update(self.connection.execute(select(table.c.id).where(
-                table.c.project_id == self.store.project_id, table.c.id.in_(ids[start:start + ID_CHUNK]))).scalars())
+        known = {row["id"] for row in self._by_ids(table, [operation.id for operation in operations], [table.c.id])}
         return [operation for operation in operations if operation.id not in known]
+
+    def rows(self, table: Table, ids: list[str], *, for_update: bool = False) -> dict[str, Mapping[str, Any]]:
+        """The stored rows with these ids, by id."""
+        return {row["id"]: row for row in self._by_ids(table, ids, list(table.c), for_update)}
+
+    def _by_ids(self, table: Table, ids: list[str], columns: list[Any], for_update: bool = False) -> list[Any]:
+        found: list[Any] = []
+        for start in range(0, len(ids), KEYS_PER_QUERY):
+            statement = select(*columns).where(table.c.project_id == self.store.project_id,
+                                               table.c.id.in_(ids[start:start + KEYS_PER_QUERY]))
+            found += self.connection.execute(statement.with_for_update() if for_update else statement).mappings()
+        return found
 
 
 def first_line(exc: BaseException) -> str:

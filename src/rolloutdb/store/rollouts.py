@@ -145,10 +145,10 @@ class Rollouts(EditableArea[Rollout]):
             stamps["queued_at"] = None
         return stamps
 
-    def _update(self, connection, id, changes, reason, row=None):
-        updated = super()._update(connection, id, changes, reason, row)
-        if FIGURES & changes.keys():
-            self._touch_statistics(connection, [(updated.group_id, updated.run_id, updated.step)])
+    def _update_many(self, connection, updates, reason):
+        updated = super()._update_many(connection, updates, reason)
+        self._touch_statistics(connection, [(rollout.group_id, rollout.run_id, rollout.step)
+                                            for rollout, (_, changes) in zip(updated, updates) if FIGURES & changes.keys()])
         return updated
 
     def _insert_many(self, connection: Connection, records) -> None:
@@ -159,8 +159,7 @@ class Rollouts(EditableArea[Rollout]):
         # Group and step figures count finished rollouts: only a rollout that finishes moves them.
         finished = [row for row, _ in changed if row["status"] in states.TERMINAL["rollout"]]
         self._touch_statistics(connection, [(row["group_id"], row["run_id"], row["step"]) for row in finished])
-        for row in finished:
-            self._store._waiter.announce(connection, row["id"])
+        self._store._waiter.announce(connection, [row["id"] for row in finished])
 
     def _touch_statistics(self, connection: Connection, places: Iterable[tuple[str | None, str | None, int | None]]) -> None:
         """Queue the groups, steps and run progress that rollouts at these (group, run, step) places count

@@ -4,17 +4,29 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, or_, select
+from sqlalchemy import Connection, bindparam, or_, select
 
 from ..errors import NotFoundError
 from ..records import Run
 from ..schema import groups, rollouts, runs, steps
 from ..states import GroupStatus, RolloutStatus, StepStatus
+from ._statements import Prepared
 from .base import EditableArea
 from .hooks import flush_now
 
 if TYPE_CHECKING:
     from . import Store
+
+
+def _run_by_name_or_id(for_update: bool) -> Prepared:
+    key = bindparam("b_key")
+    statement = (select(runs).where(runs.c.project_id == bindparam("b_project"), or_(runs.c.id == key, runs.c.name == key))
+                 .order_by((runs.c.id == key).desc()).limit(1))
+    return Prepared(statement.with_for_update() if for_update else statement)
+
+
+# Runs are looked up on hot paths (each recorder batch, each job checkpoint): prepared once.
+RUN_BY_NAME_OR_ID = {for_update: _run_by_name_or_id(for_update) for for_update in (False, True)}
 
 
 class Runs(EditableArea[Run]):
@@ -42,18 +54,14 @@ class Runs(EditableArea[Run]):
 
     def _fetch(self, connection: Connection, name_or_id: str, *, for_update: bool = False):
         self._check_key(name_or_id)
-        statement = (
-            select(runs)
-            .where(runs.c.project_id == self._store.project_id, or_(runs.c.id == name_or_id, runs.c.name == name_or_id))
-            .order_by((runs.c.id == name_or_id).desc())
-            .limit(1)
-        )
-        if for_update:
-            statement = statement.with_for_update()
-        row = connection.execute(statement).mappings().first()
+        row = RUN_BY_NAME_OR_ID[for_update].first(connection, {"b_key": name_or_id, "b_project": self._store.project_id})
         if row is None:
             raise NotFoundError(f"no run with id or name {name_or_id!r} in project {self._store.project!r}")
         return row
+
+    def _check_exist(self, connection: Connection, keys) -> None:
+        for key in keys:  # a run is referred to by id or name: found as ``_fetch`` finds it
+            self._fetch(connection, key)
 
     def _find_by_name(self, name: str) -> Run | None:
         """The run named ``name``, or None (no error)."""

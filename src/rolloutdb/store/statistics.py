@@ -63,11 +63,14 @@ def refresh_groups(store: Store, connection: Connection, group_ids: Iterable[str
             .group_by(rollouts.c.group_id))}
         rows = connection.execute(select(groups).where(groups.c.project_id == store.project_id,
                                                        groups.c.id.in_(chunk)).with_for_update()).mappings()
-        for group in rows:
-            _refresh_group(store, connection, group, figures.get(group["id"]))
+        updates = [(group, values) for group in rows
+                   if (values := _group_changes(group, figures.get(group["id"]))) is not None]
+        if updates:
+            store.groups._update_many(connection, updates, "rollouts recorded")
 
 
-def _refresh_group(store: Store, connection: Connection, group: Any, figures: Any) -> None:
+def _group_changes(group: Any, figures: Any) -> dict[str, Any] | None:
+    """What a group's rollouts' figures change in it, or None when nothing."""
     count, finished, successes = (figures.count, figures.finished, figures.successes) if figures else (0, 0, 0)
     mean = figures.reward_mean if figures else None
     values: dict[str, Any] = {
@@ -79,9 +82,7 @@ def _refresh_group(store: Store, connection: Connection, group: Any, figures: An
         values["status"] = GroupStatus.COMPLETED
     elif count and group["status"] == GroupStatus.PENDING:
         values["status"] = GroupStatus.RUNNING
-    if all(group[name] == value for name, value in values.items()):
-        return
-    store.groups._update(connection, group["id"], values, "rollouts recorded", group)
+    return None if all(group[name] == value for name, value in values.items()) else values
 
 
 def refresh_steps(store: Store, connection: Connection, run_id: str, numbers: Iterable[int]) -> None:

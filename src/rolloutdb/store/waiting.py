@@ -10,9 +10,10 @@ import functools
 import hashlib
 import threading
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, String, bindparam, func, select
+from sqlalchemy import Connection, select
 from sqlalchemy.engine import make_url
 
 from .. import states
@@ -21,7 +22,6 @@ from ..records import Rollout
 from ..schema import rollouts
 from . import hooks
 from .engine import postgres_connect_args
-from ._statements import Prepared
 from .base import one_of
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from . import Store
 
-NOTIFY = Prepared(select(func.pg_notify(bindparam("channel", type_=String), bindparam("rollout", type_=String))))
+NOTIFY_EACH = "SELECT pg_notify(%s, rollout) FROM unnest(%s::text[]) AS rollout"  # a notification per id
 
 
 def channel(project_id: str) -> str:
@@ -44,10 +44,13 @@ class Waiter:
         self._poll_interval = poll_interval
         self._finished = threading.Condition()
 
-    def announce(self, connection: Connection, rollout_id: str) -> None:
-        """Called inside the transaction that finishes a rollout: wake the waiters once it commits."""
+    def announce(self, connection: Connection, rollout_ids: Sequence[str]) -> None:
+        """Called inside the transaction that finishes rollouts: wake the waiters once it commits (one
+        statement, or one wake-up, however many rollouts it finishes)."""
+        if not rollout_ids:
+            return
         if connection.dialect.name == "postgresql":
-            NOTIFY.first(connection, {"channel": self._channel, "rollout": rollout_id})
+            connection.exec_driver_sql(NOTIFY_EACH, (self._channel, list(rollout_ids)))
         else:
             hooks.after_commit(connection, self._wake)
 
