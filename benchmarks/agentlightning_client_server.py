@@ -20,23 +20,15 @@ import multiprocessing
 import os
 import socket
 import time
-import uuid
 from collections.abc import Callable
-from statistics import median
-
-from rich.table import Table
-
-from common import add_postgres_option, met, postgres_database, sqlite_database
-from queue_workload import console, in_turns, median_ratio
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # agentlightning imports litellm: stay offline
 
 from agentlightning.store.base import LightningStore  # noqa: E402
 from agentlightning.store.client_server import LightningStoreClient, LightningStoreServer  # noqa: E402
-from agentlightning.store.memory import InMemoryLightningStore  # noqa: E402
 from agentlightning.types import EnqueueRolloutRequest  # noqa: E402
 
-from agentlightning_flows import dequeue_flow, rollout_flow  # noqa: E402
+from agentlightning_flows import add_common_options, compare, dequeue_flow, rollout_flow  # noqa: E402
 from rolloutdb.integrations.agentlightning import RolloutDBLightningStore  # noqa: E402
 
 TARGETS = {"sqlite": 1.0, "postgresql": None}  # times the in-memory store's rate (issue 14, item 4)
@@ -121,35 +113,14 @@ async def timed(make_store: Callable[[], LightningStore], flow: str, tasks: int,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", type=int, default=400, help="flows per run")
     parser.add_argument("--runners", type=int, default=4, help="runner processes")
     parser.add_argument("--concurrency", type=int, default=2, help="coroutines running flows in each runner")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--backends", default="sqlite,postgresql")
-    add_postgres_option(parser)
+    add_common_options(parser)
     args = parser.parse_args()
-
-    table = Table(title=f"Agent Lightning client-server: {args.tasks} flows per run, {args.runners} runner "
-                        f"processes x {args.concurrency} coroutines, {args.rounds} rounds",
-                  caption="flows/s: each side's median; ratio: median of the rounds' own ratios")
-    for column in ("flow", "backend", "RolloutDB flows/s", "in-memory flows/s", "ratio", "target", "met"):
-        table.add_column(column, justify="center" if column == "met" else "right")
-    with sqlite_database() as sqlite_url, postgres_database(args.postgres) as postgres_url:
-        urls = {"sqlite": sqlite_url, "postgresql": postgres_url}
-        for flow in ("rollout", "dequeue"):
-            for backend in args.backends.split(","):
-                def ours(url: str = urls[backend]) -> LightningStore:
-                    return RolloutDBLightningStore(url, project=f"bench-{uuid.uuid4().hex[:8]}")
-
-                sides = {name: side(make, flow, args.tasks, args.runners, args.concurrency)
-                         for name, make in (("in-memory", InMemoryLightningStore), (backend, ours))}
-                seconds = in_turns(sides, args.rounds, f"{flow} flow through the server on {backend}")
-                ratio = median_ratio(seconds["in-memory"], seconds[backend])
-                target = TARGETS[backend]
-                table.add_row(flow, backend, f"{args.tasks / median(seconds[backend]):,.0f}",
-                              f"{args.tasks / median(seconds['in-memory']):,.0f}", f"{ratio:.2f}x",
-                              "-" if target is None else f"≥ {target}x", met(None if target is None else ratio >= target))
-    console.print(table)
+    compare(args, f"Agent Lightning client-server: {args.tasks} flows per run, {args.runners} runner processes x "
+                  f"{args.concurrency} coroutines, {args.rounds} rounds",
+            lambda make_store, flow: side(make_store, flow, args.tasks, args.runners, args.concurrency), TARGETS,
+            " through the server")
 
 
 if __name__ == "__main__":
