@@ -28,7 +28,7 @@ STATEMENT_TIMEOUT_VAR = "ROLLOUTDB_STATEMENT_TIMEOUT"
 SERVER_HOST = "127.0.0.1"
 SERVER_PORT = 8765
 SERVER_MAX_BODY_BYTES = 16 * 2 ** 20
-# Requests using the store at once: PostgreSQL's connection pool (store/engine.py) holds 15, so none waits for a
+# Requests using the store at once: within PostgreSQL's connection pool (store/engine.py, 32), so none waits for a
 # connection (and gives up after the pool's timeout) while it holds a thread. Writes taken at once, running
 # and waiting for a thread; more are answered 503.
 SERVER_THREADS = 15

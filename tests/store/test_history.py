@@ -95,3 +95,16 @@ def test_a_row_created_in_a_started_or_final_status_has_its_lifetime_stamps(stor
     given = store.steps.create(run_id=run.id, number=1, status="running", started_at=run.created_at)
     assert given.started_at == run.created_at
     assert store.rollouts.create().queued_at is not None and store.rollouts.create(status="running").queued_at is None
+
+
+def test_a_rollout_started_at_once_is_stored_as_claimed_with_the_history_of_a_claim(store):
+    """``rollouts.start`` writes the rollout once, already claimed: what it returns is what is stored, and
+    its history is that of a rollout queued and then claimed."""
+    claim = store.rollouts.start("x", worker_id="w1")
+    stored = store.rollouts.get(claim.rollout.id)
+    assert stored == claim.rollout
+    assert stored.status == "preparing" and stored.attempt_count == 1 and stored.queued_at is None
+    assert stored.started_at is not None
+    assert [(c.old_status, c.new_status, c.reason) for c in store.history("rollout", stored.id)] == [
+        (None, "queuing", "created"), ("queuing", "preparing", "claimed by w1")]
+    assert store.attempts.latest(stored.id) == claim.attempt

@@ -20,6 +20,7 @@ import contextlib
 import logging
 import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any, Literal, TypeVar
@@ -69,6 +70,10 @@ WORKER_SORT = {"worker_id": "id", "status": "status", "last_heartbeat_time": "la
                "last_idle_time": "last_idle_at", "current_rollout_id": "current_rollout_id",
                "current_attempt_id": "current_attempt_id"}
 WAIT_SLICE_SECONDS = 0.5  # a wait blocks a worker thread this long at most, so a cancelled wait ends soon after
+# Threads that run store calls at once: as many as the PostgreSQL pool's connections (engine.POOL_SIZE +
+# POOL_OVERFLOW), so that concurrent calls commit together instead of queueing for asyncio's default
+# executor (as few as 5 threads on a small machine), and waits do not hold up the other calls.
+MAX_THREADS = 32
 
 
 # -- conversions ------------------------------------------------------------------------------------------
@@ -172,9 +177,11 @@ class RolloutDBLightningStore(LightningStore):
     """Agent Lightning's store contract on a RolloutDB database (SQLite file or PostgreSQL)."""
 
     def __init__(self, url: str | None = None, *, project: str = rolloutdb.store.DEFAULT_PROJECT,
-                 store: rolloutdb.Store | None = None, **connect_options: Any) -> None:
+                 store: rolloutdb.Store | None = None, max_threads: int = MAX_THREADS,
+                 **connect_options: Any) -> None:
         """Connect to ``url`` (``connect_options`` as ``rolloutdb.connect`` takes them; Agent Lightning's clock,
-        id shapes and loose resources ids unless they say otherwise), or use ``store`` as it is."""
+        id shapes and loose resources ids unless they say otherwise), or use ``store`` as it is.
+        ``max_threads``: how many store calls run at once (each in a thread of its own)."""
         super().__init__()
         if store is None:
             connect_options = {"clock": agl_clock, "id_prefixes": AGL_ID_PREFIXES, "resources_must_exist": False,
@@ -182,6 +189,7 @@ class RolloutDBLightningStore(LightningStore):
             store = rolloutdb.connect(url, project=project, **connect_options)
         self.store = store
         self._started = time.monotonic()
+        self._threads = ThreadPoolExecutor(max_threads, thread_name_prefix="rolloutdb-agl")
 
     @property
     def capabilities(self) -> LightningStoreCapabilities:
@@ -204,7 +212,7 @@ class RolloutDBLightningStore(LightningStore):
                 raise self._not_found(missing) or exc
 
         try:
-            return await asyncio.to_thread(call_in_thread)
+            return await asyncio.get_running_loop().run_in_executor(self._threads, call_in_thread)
         except StoreUnavailableError:
             raise
         except RolloutDBError as exc:

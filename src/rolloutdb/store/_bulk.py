@@ -1,5 +1,5 @@
-"""Bulk inserts through each backend's fast path: COPY on PostgreSQL; on SQLite, multi-row
-``INSERT ... VALUES (...), (...)`` statements, with executemany for the rows left over.
+"""Bulk inserts through each backend's fast path: multi-row ``INSERT ... VALUES (...), (...)`` statements,
+with executemany for the rows left over; COPY on PostgreSQL for large batches.
 
 Values are encoded by SQLAlchemy's own bind processors for each column type, so rows written
 here read back exactly like rows written through Core statements."""
@@ -54,10 +54,12 @@ def bulk_insert(connection: Connection, table: Table, rows: Sequence[Mapping[str
     cursor = driver_connection.cursor()
     try:
         with as_sqlalchemy_error(connection, plan.sql):
-            if plan.copy:
-                with cursor.copy(plan.sql) as copy:
+            if plan.copy_sql is not None and len(rows) > POSTGRESQL_ROWS_PER_STATEMENT:
+                with cursor.copy(plan.copy_sql) as copy:
                     for row in encoded:
                         copy.write_row(row)
+            elif plan.copy_sql is not None:
+                cursor.execute(_rows_of(plan.sql, len(rows)), [value for row in encoded for value in row])
             else:
                 if plan.multi_row_sql:
                     for _ in range(len(rows) // plan.rows_per_statement):
@@ -71,17 +73,20 @@ def bulk_insert(connection: Connection, table: Table, rows: Sequence[Mapping[str
 # SQLite runs one statement over many rows about 20% faster than executemany steps one row at a time;
 # beyond about a hundred rows a statement gains nothing more.
 SQLITE_ROWS_PER_STATEMENT = 100
+# PostgreSQL: COPY takes two round trips (start, end) however few the rows; an INSERT of up to this many
+# rows takes one. Most transactions write a handful (a claim's attempt, a span, history rows).
+POSTGRESQL_ROWS_PER_STATEMENT = 16
 
 
 @dataclass(frozen=True)
 class _Plan:
-    sql: str  # COPY, or an INSERT of one row
-    copy: bool
+    sql: str  # an INSERT of one row
     names: tuple[str, ...]
     encoding: list[tuple[int, Callable[[Any], Any]]]  # only the columns whose type needs encoding
     texts: list[tuple[int, int | None]]  # the text columns and their lengths, checked column by column (storable)
     multi_row_sql: str | None = None  # SQLite: an INSERT of rows_per_statement rows
     rows_per_statement: int = 1
+    copy_sql: str | None = None  # PostgreSQL: COPY, for batches larger than POSTGRESQL_ROWS_PER_STATEMENT
 
 
 @functools.lru_cache(maxsize=64)
@@ -97,20 +102,26 @@ def _plan(table: Table, names: tuple[str, ...], dialect: Dialect, ignore_conflic
             encoding.append((index, encoder))
     quote = dialect.identifier_preparer.quote
     target = f"{quote(table.name)} ({', '.join(quote(name) for name in names)})"
-    if dialect.name == "postgresql" and not ignore_conflicts_on:
-        return _Plan(f"COPY {target} FROM STDIN", True, names, encoding, texts)
     placeholder = "%s" if dialect.name == "postgresql" else "?"
     values = ", ".join(placeholder for _ in names)
     skip = (f" ON CONFLICT ({', '.join(quote(name) for name in ignore_conflicts_on)}) DO NOTHING"
             if ignore_conflicts_on else "")
-    if dialect.name == "postgresql":
-        return _Plan(f"INSERT INTO {target} VALUES ({values}){skip}", False, names, encoding, texts)
     insert = f"INSERT INTO {target} VALUES "
+    if dialect.name == "postgresql":
+        return _Plan(f"{insert}({values}){skip}", names, encoding, texts,
+                     copy_sql=None if ignore_conflicts_on else f"COPY {target} FROM STDIN")
     rows_per_statement = min(SQLITE_ROWS_PER_STATEMENT, parameter_limit // len(names))
     if rows_per_statement < 2:
-        return _Plan(f"{insert}({values}){skip}", False, names, encoding, texts)
+        return _Plan(f"{insert}({values}){skip}", names, encoding, texts)
     many = ", ".join(f"({values})" for _ in range(rows_per_statement))
-    return _Plan(f"{insert}({values}){skip}", False, names, encoding, texts, insert + many + skip, rows_per_statement)
+    return _Plan(f"{insert}({values}){skip}", names, encoding, texts, insert + many + skip, rows_per_statement)
+
+
+@functools.lru_cache(maxsize=256)
+def _rows_of(insert_one: str, count: int) -> str:
+    """The INSERT of one row (no ON CONFLICT), made an INSERT of ``count`` rows."""
+    values = insert_one[insert_one.rindex(" VALUES ") + len(" VALUES "):]
+    return insert_one + f", {values}" * (count - 1)
 
 
 def _encoder(column: Column, dialect: Dialect) -> Callable[[Any], Any] | None:

@@ -302,18 +302,21 @@ class Area(Generic[R]):
         self._insert_rows(connection, [self._to_row(record) for record in records])
 
     def _insert_rows(self, connection: Connection, rows: Sequence[Mapping[str, Any]],
-                     now: datetime | None = None, *, unless_taken: tuple[str, ...] = ()) -> None:
+                     now: datetime | None = None, *, unless_taken: tuple[str, ...] = (),
+                     created_as: str | None = None) -> None:
         """``_insert_many`` for rows already validated as this area's records and laid out as its columns
         (``now``: when they were created, for their history). ``unless_taken``: columns of a unique key; a row
-        whose key is stored already is skipped (any other conflict is an error)."""
+        whose key is stored already is skipped (any other conflict is an error). ``created_as``: the status
+        history gives them on creation, when they are written in a later one (whose change ``_change``
+        records)."""
         self._check_parents(connection, {(field, row[field]) for row in rows for field in self.parents})
         try:
             bulk_insert(connection, self.table, rows, ignore_conflicts_on=unless_taken)
         except IntegrityError as exc:
             raise ConflictError(self._conflict_message(rows, exc)) from None
         if self.entity_type:
-            self._record_history(connection, [(row["id"], None, row["status"]) for row in rows], "created",
-                                 now or self._store.now())
+            self._record_history(connection, [(row["id"], None, created_as or row["status"]) for row in rows],
+                                 "created", now or self._store.now())
 
     def _update(self, connection: Connection, id: str, changes: Mapping[str, Any], reason: str | None,
                 row: Mapping[str, Any] | None = None) -> R:

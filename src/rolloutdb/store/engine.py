@@ -28,6 +28,7 @@ import os
 import re
 import sqlite3
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +40,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import (Connection, Engine, PrimaryKeyConstraint, UniqueConstraint, create_engine, event, inspect,
                         pool, text)
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DatabaseError, DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DatabaseError, DBAPIError, DisconnectionError, IntegrityError, OperationalError
 
 from ..config import CONNECT_TIMEOUT_VAR, STATEMENT_TIMEOUT_VAR, connect_timeout, display_url, statement_timeout
 from ..schema import metadata
@@ -59,6 +60,12 @@ STATEMENT_TIMEOUT_SECONDS = 60.0
 DEAD_LINK_SETTINGS = {"keepalives": "1", "keepalives_idle": "15", "keepalives_interval": "5",
                       "keepalives_count": "3", "tcp_user_timeout": "30000"}
 SESSION_TIMEOUTS = ("statement_timeout", "idle_in_transaction_session_timeout")
+# A pooled connection idle this long is pinged before use (a server restarted meanwhile would have closed it);
+# one back from use a moment ago is not: a ping before every transaction is a round trip more for each.
+PING_AFTER_IDLE_SECONDS = 1.0
+# Connections kept open: enough for the threads that run store calls at once (asyncio's default executor
+# runs up to 32), beyond which connections are opened for a burst and closed after it.
+POOL_SIZE, POOL_OVERFLOW = 8, 24
 
 
 def create_store_engine(url: str, *, create: bool = True) -> Engine:
@@ -71,8 +78,9 @@ def create_store_engine(url: str, *, create: bool = True) -> Engine:
 
 
 def _postgres_engine(url: str, parsed: URL) -> Engine:
-    engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10,
+    engine = create_engine(url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW,
                            connect_args=postgres_connect_args(parsed))
+    _ping_when_idle(engine)
     session_settings = _session_timeouts(parsed)
     if session_settings:
         @event.listens_for(engine, "connect")
@@ -85,6 +93,24 @@ def _postgres_engine(url: str, parsed: URL) -> Engine:
             dbapi_connection.commit()  # a session setting made in a transaction that rolls back is undone
 
     return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Ping a pooled connection before use when it has been idle ``PING_AFTER_IDLE_SECONDS``; one that fails is
+    replaced by a new connection (SQLAlchemy's pool does that when checkout raises DisconnectionError)."""
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_connection, record) -> None:
+        record.info["returned_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _check(dbapi_connection, record, _proxy) -> None:
+        returned = record.info.get("returned_at")
+        if returned is None or time.monotonic() - returned < PING_AFTER_IDLE_SECONDS:
+            return  # new, or in use a moment ago
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            raise DisconnectionError(f"a pooled connection no longer answers: {exc}") from exc
 
 
 def postgres_connect_args(parsed: URL) -> dict[str, str]:

@@ -7,11 +7,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 
 from ..records import Resources as ResourcesRecord
 from ..schema import resources
 from .base import Area, as_object, build_record
+from ._statements import Prepared
+
+# Looked up by every enqueue without resources of its own: prepared once.
+LATEST = Prepared(select(resources).where(resources.c.project_id == bindparam("b_project"))
+                  .order_by(resources.c.updated_at.desc(), resources.c.id.desc()).limit(1))
 
 
 class Resources(Area[ResourcesRecord]):
@@ -51,9 +56,4 @@ class Resources(Area[ResourcesRecord]):
         return None if row is None else self._to_record(row)
 
     def _latest_row(self, connection: Connection) -> Mapping[str, Any] | None:
-        return connection.execute(
-            select(resources)
-            .where(resources.c.project_id == self._store.project_id)
-            .order_by(resources.c.updated_at.desc(), resources.c.id.desc())
-            .limit(1)
-        ).mappings().first()
+        return LATEST.first(connection, {"b_project": self._store.project_id})

@@ -12,7 +12,7 @@ from .. import states
 from ..records import Claim, Rollout
 from ..schema import QUEUE_PREDICATE, rollouts
 from ..states import RolloutStatus as RO
-from .base import EditableArea, ids_of, mappings, seconds, whole_number
+from .base import EditableArea, Write, ids_of, mappings, seconds, whole_number
 from .hooks import before_commit
 from .statistics import refresh_statistics
 from ._statements import Prepared
@@ -81,9 +81,15 @@ class Rollouts(EditableArea[Rollout]):
     def start(self, input: Any = None, *, worker_id: str | None = None, **fields: Any) -> Claim:
         """Create a rollout and its first attempt at once, bypassing the queue."""
         with self._store._write() as connection:
-            rollout = self._enqueue(connection, [{"input": input, **fields}])[0]
-            row = self._fetch(connection, rollout.id, for_update=True)
-            return self._store.attempts._started_by(connection, self._claim(connection, [row], worker_id)[0])
+            rollout = self._new_queued(connection, [{"input": input, **fields}])[0]
+
+            def insert_claimed(connection: Connection, writes) -> None:
+                # Written once, as claimed; its history still says it was queued first.
+                self._insert_rows(connection, [{**row, **values} for row, values in writes], rollout.created_at,
+                                  created_as=RO.QUEUING)
+
+            claim = self._claim(connection, [self._to_row(rollout)], worker_id, write=insert_claimed)[0]
+            return self._store.attempts._started_by(connection, claim)
 
     def cancel(self, rollout_id: str, reason: str | None = None) -> Rollout:
         """Cancel an unfinished rollout; waiters see it as finished."""
@@ -103,28 +109,34 @@ class Rollouts(EditableArea[Rollout]):
         super()._check_parents(connection, references)
 
     def _enqueue(self, connection: Connection, requests: Iterable[Mapping[str, Any]]) -> list[Rollout]:
+        records = self._new_queued(connection, requests)
+        self._insert_many(connection, records)
+        return records
+
+    def _new_queued(self, connection: Connection, requests: Iterable[Mapping[str, Any]]) -> list[Rollout]:
+        """Records of new queued rollouts, not written yet."""
         requests = mappings("rollout", requests)
         latest = None  # looked up once per batch, and only when a request has no resources of its own
         if any(request.get("resources_id") is None for request in requests):
             row = self._store.resources._latest_row(connection)
             latest = None if row is None else row["id"]
-        records = [self._new_record({"id": self._store.new_id("rollout"), **request, "status": RO.QUEUING,
-                                     "resources_id": latest if request.get("resources_id") is None
-                                     else request["resources_id"]})
+        return [self._new_record({"id": self._store.new_id("rollout"), **request, "status": RO.QUEUING,
+                                  "resources_id": latest if request.get("resources_id") is None
+                                  else request["resources_id"]})
                    for request in requests]
-        self._insert_many(connection, records)
-        return records
 
-    def _claim(self, connection: Connection, rows: list[Mapping[str, Any]], worker_id: str | None) -> list[Claim]:
+    def _claim(self, connection: Connection, rows: list[Mapping[str, Any]], worker_id: str | None, *,
+               write: Write | None = None) -> list[Claim]:
+        """Move these rollout rows (locked) to preparing, each with a new attempt. ``write``: as ``_change``
+        takes it (a rollout started at once is inserted as claimed)."""
         if worker_id is not None:
             checked_worker_id(worker_id)
-        """Move these rollout rows (locked) to preparing, each with a new attempt."""
         if not rows:
             return []
         now = self._store.now()
         claimed = self._change(
             connection, [(row, {"status": RO.PREPARING, "attempt_count": row["attempt_count"] + 1}) for row in rows],
-            "claimed" if worker_id is None else f"claimed by {worker_id}", now)
+            "claimed" if worker_id is None else f"claimed by {worker_id}", now, write=write)
         new_attempts = self._store.attempts._insert_new(
             connection, [(row, row["attempt_count"]) for row in claimed], worker_id, now)
         return [Claim(rollout=self._to_record(row), attempt=attempt) for row, attempt in zip(claimed, new_attempts)]
@@ -151,9 +163,9 @@ class Rollouts(EditableArea[Rollout]):
                                             for rollout, (_, changes) in zip(updated, updates) if FIGURES & changes.keys()])
         return updated
 
-    def _insert_many(self, connection: Connection, records) -> None:
-        super()._insert_many(connection, records)
-        self._touch_statistics(connection, [(record.group_id, record.run_id, record.step) for record in records])
+    def _insert_rows(self, connection: Connection, rows, now=None, **options) -> None:
+        super()._insert_rows(connection, rows, now, **options)
+        self._touch_statistics(connection, [(row["group_id"], row["run_id"], row["step"]) for row in rows])
 
     def _after_status_change(self, connection, changed, reason, now, parent) -> None:
         # Group and step figures count finished rollouts: only a rollout that finishes moves them.
