@@ -20,7 +20,7 @@ from .states import AttemptStatus, GroupStatus, RolloutStatus, RunStatus, StepSt
 # The rest is imported on first use, so that `import rolloutdb` (and `rolloutdb --help`) does not load the
 # database and validation libraries before something needs them.
 _IMPORTED_ON_USE = {
-    **dict.fromkeys(("Attempt", "Claim", "ComparisonRow", "Group", "Project", "Resources", "Rollout",
+    **dict.fromkeys(("Attempt", "Claim", "ComparisonRow", "Event", "Group", "Project", "Resources", "Rollout",
                      "RolloutConfig", "Run", "RunComparison", "RunEvent", "RunStats", "Span", "StatusChange",
                      "Step", "Task", "Turn", "Validator", "Worker", "QueueSummary", "WorkerActivity"), "records"),
     **dict.fromkeys(("FlushResult", "Recorder", "RecorderHealth"), "recorder"),
@@ -62,6 +62,7 @@ __all__ = [
     "ComparisonRow",
     "ConflictError",
     "DatabaseNotFoundError",
+    "Event",
     "FlushResult",
     "Group",
     "GroupStatus",

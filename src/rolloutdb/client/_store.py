@@ -29,6 +29,7 @@ from ..store import Store
 from ..store.attempts import Attempts
 from ..store.base import MAX_LIMIT, not_found
 from ..store.catalog import Tasks, Validators
+from ..store.events import Events
 from ..store.groups import Groups
 from ..store.jobs import Jobs
 from ..store.recording import Recording
@@ -45,10 +46,11 @@ from ._http import Transport
 AREAS: dict[str, type] = {
     "runs": Runs, "steps": Steps, "groups": Groups, "validators": Validators, "tasks": Tasks,
     "rollouts": Rollouts, "attempts": Attempts, "spans": Spans, "turns": Turns, "resources": Resources,
-    "workers": Workers, "jobs": Jobs, "recording": Recording,
+    "workers": Workers, "jobs": Jobs, "recording": Recording, "events": Events,
 }
 # Local methods written over the area's own table calls: the remote area runs them as they are.
-BORROWED = {"rollouts": ("enqueue", "dequeue"), "spans": ("add", "next_sequence_id")}
+BORROWED = {"rollouts": ("enqueue", "dequeue"), "spans": ("add", "next_sequence_id"),
+            "jobs": ("start", "start_async")}
 # Writes that change nothing when sent twice, so a request whose answer was lost may be sent again.
 REPEATABLE = {"rollouts.wait", "tasks.save", "validators.save", "workers.heartbeat", "attempts.heartbeat",
               "check_health"}

@@ -28,6 +28,7 @@ from .attempts import Attempts
 from .base import check_key, insert_ignoring_conflicts
 from .catalog import Tasks, Validators
 from .comparison import compare_runs
+from .events import Events
 from .engine import BUSY_TIMEOUT_SECONDS, WRITE, create_store_engine, ensure_schema, sqlite_file, unavailable_as_error
 from .groups import Groups
 from .health import check_health, queue_summary
@@ -99,6 +100,7 @@ class Store:
         self.turns = Turns(self)
         self.jobs = Jobs(self)
         self.recording = Recording(self)
+        self.events = Events(self)
 
     @property
     def backend(self) -> str:
