@@ -24,10 +24,12 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 from ..errors import InvalidInputError, NotFoundError
 from ..ids import new_id
 from ..storable import require_storable
-from ..server import MAX_WAIT_SECONDS, ROUTES, Operation, Page, RecordFields, invalid_request_message
+from ..records import Event
+from ..server import HEARTBEAT_SECONDS, MAX_WAIT_SECONDS, ROUTES, Operation, Page, RecordFields, invalid_request_message
 from ..store import Store
 from ..store.attempts import Attempts
 from ..store.base import MAX_LIMIT, not_found
+from ..store.base import seconds as checked_seconds
 from ..store.catalog import Tasks, Validators
 from ..store.events import Events
 from ..store.groups import Groups
@@ -281,6 +283,25 @@ def waiting(operation: Operation) -> Callable[..., Any]:
     return method_like(Rollouts.wait, wait)
 
 
+def following(query: Operation, latest: Operation) -> Callable[..., Any]:
+    """``events.follow`` through the server's event stream (``GET /api/v1/events``), resumed after the last id
+    whenever it breaks. The filters are checked at the call, as locally, by a request of the same filters."""
+    def follow(self, arguments: dict[str, Any], defaults: dict[str, Any]) -> Any:
+        topics, run, timeout = arguments.get("topics"), arguments.get("run"), arguments.get("timeout")
+        after = arguments.get("after")
+        self._remote.call(query, {"after": 0 if after is None else after, "topics": topics, "run": run,
+                                  "limit": 1}, {})
+        if timeout is not None:
+            checked_seconds("timeout", timeout)
+        start = self._remote.call(latest, {}, {}) if after is None else after
+        params = [*query_parameters("topic", topics or []), *query_parameters("run", run)]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        stream = self._remote.transport.stream_events(params, start, deadline, HEARTBEAT_SECONDS)
+        return (adapter(Event).validate_json(data) for id, _, data in stream if id is not None)
+
+    return method_like(Events.follow, follow)
+
+
 def unavailable(owner: str, name: str, local: Callable[..., Any]) -> Callable[..., Any]:
     def absent(self, arguments: dict[str, Any], defaults: dict[str, Any]) -> Any:
         raise NotImplementedError(f"{owner}{name}() has no route on the server yet (issue 15): call it on a store "
@@ -298,6 +319,9 @@ def methods_of(kind: type, owner: str, operations: list[Operation]) -> dict[str,
             methods.update(listing_methods(operation, kind))
         elif operation.call == "rollouts.wait":
             methods[name] = waiting(operation)
+        elif operation.call == "events.query":
+            methods[name] = route_method(operation, getattr(kind, name))
+            methods["follow"] = following(operation, next(op for op in operations if op.call == "events.latest_id"))
         else:
             methods[name] = route_method(operation, getattr(kind, name))
     if "find" in methods:

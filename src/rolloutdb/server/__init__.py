@@ -7,10 +7,11 @@ client (``rolloutdb.client``) is made."""
 
 from ._app import API_PREFIX, create_app
 from ._errors import STATUS, invalid_request_message
+from ._events import HEARTBEAT_SECONDS
 from ._operations import Operation, Page, RecordFields
 from ._projects import PROJECT_HEADER
 from ._routes import MAX_WAIT_SECONDS, ROUTES
 from ._serve import is_loopback, serve
 
-__all__ = ["API_PREFIX", "MAX_WAIT_SECONDS", "Operation", "PROJECT_HEADER", "Page", "ROUTES", "RecordFields", "STATUS",
+__all__ = ["API_PREFIX", "HEARTBEAT_SECONDS", "MAX_WAIT_SECONDS", "Operation", "PROJECT_HEADER", "Page", "ROUTES", "RecordFields", "STATUS",
            "create_app", "invalid_request_message", "is_loopback", "serve"]

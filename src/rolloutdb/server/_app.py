@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import anyio.to_thread
 from fastapi import APIRouter, Body, FastAPI, Path, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from .. import __version__
@@ -21,6 +22,7 @@ from ..errors import InvalidInputError, StoreUnavailableError
 from ..records import Record
 from ..store import Store
 from ..store.base import OPERATORS
+from ._events import EventStreams
 from ._errors import RETRY_AFTER_SECONDS, InternalErrors, error_response, install_error_handlers
 from ._limits import BodyLimit, WriteLimit
 from ._operations import PAGE_WINDOW, Operation, Page, field_type
@@ -41,6 +43,7 @@ def create_app(url: str | None = None, *, project: str = DEFAULT_PROJECT, max_bo
     Retry-After. A request works on ``project``; with ``all_projects``, on the project its ``RolloutDB-Project``
     header names (see ``_projects``)."""
     stores = ProjectStores(url, project, all_projects=all_projects)
+    streams = EventStreams(stores)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -48,6 +51,7 @@ def create_app(url: str | None = None, *, project: str = DEFAULT_PROJECT, max_bo
         try:
             yield
         finally:
+            streams.close()
             stores.close()
 
     app = FastAPI(title="RolloutDB", version=__version__, lifespan=lifespan, redirect_slashes=False,
@@ -64,6 +68,10 @@ def create_app(url: str | None = None, *, project: str = DEFAULT_PROJECT, max_bo
     router = APIRouter(prefix=API_PREFIX)
     router.add_api_route("/project", functools.partial(project_of, stores), methods=["GET"],
                          summary=f"The project a request works on (its id and name); see the {PROJECT_HEADER} header")
+    router.add_api_route("/events", streams.stream, methods=["GET"], response_class=StreamingResponse,
+                         summary="Live events (Server-Sent Events): job progress and logs, status changes, queue "
+                                 "counts; resumable with Last-Event-ID", tags=["events"], operation_id="events.stream",
+                         responses={200: {"content": {"text/event-stream": {}}}})
     for operation in ROUTES:
         router.add_api_route(operation.path, endpoint(operation, stores), methods=[operation.method],
                              response_model=operation.response, status_code=operation.status_code,

@@ -83,13 +83,15 @@ class JobBegin(Strict):
                                                                 "job of this name is taken over.")
 
 
+LogRow = input_model(RunEvent, "LogRow", frozenset({"time", "level", "stage", "progress", "message", "data"}))
+
+
 class JobWrite(Strict):
     progress: float
     stage: str | None = None
     message: str | None = None
     state: JsonValue = None
-    logs: list[input_model(RunEvent, "LogRow", frozenset({"time", "level", "stage", "progress", "message",
-                                                         "data"}))] = []
+    logs: list[LogRow] = []
     status: str | None = Field(None, description="The job's end: completed, failed, paused or cancelled.")
     error: str | None = None
 

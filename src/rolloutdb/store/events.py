@@ -26,7 +26,7 @@ from ..errors import InvalidInputError
 from ..records import Event
 from ..schema import events
 from ._feed import channel
-from .base import MAX_OFFSET, whole_number
+from .base import MAX_OFFSET, seconds, whole_number
 from .engine import postgres_connect_args
 
 if TYPE_CHECKING:
@@ -36,9 +36,11 @@ if TYPE_CHECKING:
 
 TOPICS = ("job", "log", *states.TRANSITIONS)  # a status change's topic is its entity type
 MAX_READ = 1000  # events one read returns at most
+CURRENT_SNAPSHOT = text("SELECT pg_current_snapshot()::text")
 # How often a follower looks for new events without being woken: SQLite has no notifications (a max(id) read
 # is cheap); on PostgreSQL it only covers a notification lost with a dropped connection.
 POLL_SECONDS = {"sqlite": 0.05, "postgresql": 1.0}
+HOLE_RECHECK_SECONDS = 0.05
 
 
 @dataclass
@@ -101,8 +103,14 @@ class Events:
         ``Event``) and of the run ``run`` (name or id), if given. On PostgreSQL an event committed late may
         later appear below the newest returned here: ``follow`` never skips one."""
         whole_number("limit", limit, 1, MAX_READ)
-        return self._matching(self._read(Cursor(whole_number("after", after, 0, MAX_OFFSET)), limit, None),
-                              *self.filters(topics, run))
+        wanted_topics, run_id = self.filters(topics, run)
+        statement = self._after(whole_number("after", after, 0, MAX_OFFSET), limit)
+        if wanted_topics is not None:
+            statement = statement.where(events.c.topic.in_(sorted(wanted_topics)))
+        if run_id is not None:
+            statement = statement.where(events.c.run_id == run_id)
+        with self._store._read() as connection:
+            return [Event.model_validate(dict(row)) for row in connection.execute(statement).mappings()]
 
     def follow(self, after: int | None = None, *, topics: Sequence[str] | None = None, run: str | None = None,
                timeout: float | None = None) -> Iterator[Event]:
@@ -111,16 +119,21 @@ class Events:
         loop to stop). The same on a remote store, through the server's event stream."""
         wanted = self.filters(topics, run)
         cursor = Cursor(self.latest_id() if after is None else whole_number("after", after, 0, MAX_OFFSET))
-        deadline = None if timeout is None else time.monotonic() + timeout
+        if timeout is not None:
+            seconds("timeout", timeout)
+        return self._following(cursor, wanted, None if timeout is None else time.monotonic() + timeout)
+
+    def _following(self, cursor: Cursor, wanted: tuple[frozenset[str] | None, str | None],
+                   deadline: float | None) -> Iterator[Event]:
         with self.wake_ups() as wait:
             while True:
-                for event in self._matching(self.read(cursor), *wanted):
+                for event in self.matching(self.read(cursor), *wanted):
                     yield event
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return
-                wait(POLL_SECONDS[self._store.backend] if remaining is None
-                     else min(remaining, POLL_SECONDS[self._store.backend]))
+                pause = self.pause(cursor)
+                wait(pause if remaining is None else min(remaining, pause))
 
     # -- for followers: ``follow`` and the server's event stream ------------------------------------
 
@@ -135,30 +148,36 @@ class Events:
                                         f"{', '.join(TOPICS)}")
         return (None if topics is None else frozenset(topics)), (None if run is None else self._store.runs.get(run).id)
 
+    def pause(self, cursor: Cursor) -> float:
+        """How long a follower at ``cursor`` may sleep at most before reading again: a hole is looked at again
+        soon, as the transaction that left it may end without a notification (rolled back)."""
+        return HOLE_RECHECK_SECONDS if cursor.hole_at is not None else POLL_SECONDS[self._store.backend]
+
     @staticmethod
-    def _matching(found: list[Event], topics: frozenset[str] | None, run_id: str | None) -> list[Event]:
+    def matching(found: list[Event], topics: frozenset[str] | None, run_id: str | None) -> list[Event]:
+        """Those of ``found`` that pass the filters (as ``filters`` returns them)."""
         return [event for event in found
                 if (topics is None or event.topic in topics) and (run_id is None or event.run_id == run_id)]
 
     def read(self, cursor: Cursor) -> list[Event]:
-        """The settled events after ``cursor`` (see ``Cursor``), at most ``MAX_READ``; moves it past them."""
-        return self._read(cursor, MAX_READ, cursor)
-
-    def _read(self, cursor: Cursor, limit: int, settling: Cursor | None) -> list[Event]:
-        statement = (select(events).where(events.c.project_id == self._store.project_id, events.c.id > cursor.last)
-                     .order_by(events.c.id).limit(limit))
+        """The settled events after ``cursor`` (see ``Cursor``), at most ``MAX_READ``, of every topic and run;
+        moves it past them."""
+        statement = self._after(cursor.last, MAX_READ)
         snapshot = None
         with self._store._read() as connection:
-            if settling is not None and connection.dialect.name == "postgresql":
+            if connection.dialect.name == "postgresql":
                 # One snapshot for the rows and the list of transactions in flight.
                 connection = connection.execution_options(isolation_level="REPEATABLE READ")
                 with connection.begin():
-                    snapshot = Snapshot.parse(connection.execute(text("SELECT pg_current_snapshot()::text")).scalar_one())
+                    snapshot = Snapshot.parse(connection.execute(CURRENT_SNAPSHOT).scalar_one())
                     rows = connection.execute(statement).mappings().all()
             else:
                 rows = connection.execute(statement).mappings().all()
-        taken = rows if settling is None else settling.take(rows, snapshot)
-        return [Event.model_validate(dict(row)) for row in taken]
+        return [Event.model_validate(dict(row)) for row in cursor.take(rows, snapshot)]
+
+    def _after(self, after: int, limit: int):
+        return (select(events).where(events.c.project_id == self._store.project_id, events.c.id > after)
+                .order_by(events.c.id).limit(limit))
 
     def wake_ups(self):
         """A context whose value ``wait(seconds)`` returns early when new events may be there (PostgreSQL:
