@@ -200,7 +200,7 @@ class EventStreams:
         hub = None
         try:
             hub, start = await self._subscribe(store, subscriber, after)
-            yield ": connected\n\n"
+            yield f": connected; {self.open} event streams open\n\n"
             if subscriber.wants(QUEUE_TOPIC):
                 counts = await anyio.to_thread.run_sync(store.queue_summary)
                 yield frame(QUEUE_TOPIC, counts.model_dump_json())

@@ -41,6 +41,7 @@ CURRENT_SNAPSHOT = text("SELECT pg_current_snapshot()::text")
 # is cheap); on PostgreSQL it only covers a notification lost with a dropped connection.
 POLL_SECONDS = {"sqlite": 0.05, "postgresql": 1.0}
 HOLE_RECHECK_SECONDS = 0.05
+SETTLE_SECONDS = 0.005  # how often latest_id looks whether the transactions it waits for have ended
 
 
 @dataclass
@@ -92,10 +93,32 @@ class Events:
         self._store = store
 
     def latest_id(self) -> int:
-        """The id of the project's newest event (0 before the first): follow after it for what comes next."""
+        """The id of the project's newest event (0 before the first): follow after it for what comes next.
+
+        Settled: no event with a smaller id commits later (on PostgreSQL, it waits for the transactions in
+        flight when it looked to end, as one of them may hold a smaller id)."""
+        newest = select(func.coalesce(func.max(events.c.id), 0)).where(events.c.project_id == self._store.project_id)
         with self._store._read() as connection:
-            return connection.execute(select(func.coalesce(func.max(events.c.id), 0))
-                                      .where(events.c.project_id == self._store.project_id)).scalar_one()
+            if connection.dialect.name != "postgresql":
+                return connection.execute(newest).scalar_one()
+            with self._snapshot_of(connection) as snapshot:
+                found = connection.execute(newest).scalar_one()
+            while snapshot.in_flight:
+                now = Snapshot.parse(connection.execute(CURRENT_SNAPSHOT).scalar_one())
+                connection.rollback()
+                if all(now.ended(xid) for xid in snapshot.in_flight):
+                    break
+                time.sleep(SETTLE_SECONDS)
+        return found
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _snapshot_of(connection) -> Iterator[Snapshot]:
+        """A PostgreSQL transaction whose reads all see one snapshot, and that snapshot's list of transactions
+        in flight."""
+        connection = connection.execution_options(isolation_level="REPEATABLE READ")
+        with connection.begin():
+            yield Snapshot.parse(connection.execute(CURRENT_SNAPSHOT).scalar_one())
 
     def query(self, after: int = 0, *, topics: Sequence[str] | None = None, run: str | None = None,
               limit: int = 100) -> list[Event]:
@@ -166,10 +189,7 @@ class Events:
         snapshot = None
         with self._store._read() as connection:
             if connection.dialect.name == "postgresql":
-                # One snapshot for the rows and the list of transactions in flight.
-                connection = connection.execution_options(isolation_level="REPEATABLE READ")
-                with connection.begin():
-                    snapshot = Snapshot.parse(connection.execute(CURRENT_SNAPSHOT).scalar_one())
+                with self._snapshot_of(connection) as snapshot:
                     rows = connection.execute(statement).mappings().all()
             else:
                 rows = connection.execute(statement).mappings().all()
