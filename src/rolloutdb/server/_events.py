@@ -135,6 +135,7 @@ class EventStreams:
         self.max_subscribers = max_subscribers
         self.open = 0
         self._hubs: dict[str, Hub] = {}
+        self._starting = asyncio.Lock()
 
     def close(self) -> None:
         for hub in self._hubs.values():
@@ -177,10 +178,11 @@ class EventStreams:
     async def _subscribe(self, store: Store, subscriber: Subscriber, after: int | None) -> tuple[Hub, int]:
         """``subscriber`` added to its project's hub, from where the hub is (or from ``after`` if the hub is
         behind it); returns the hub and the id to catch up from (up to ``subscriber.after``)."""
-        hub = self._hubs.get(store.project_id)
-        if hub is None:
-            hub = self._hubs[store.project_id] = await anyio.to_thread.run_sync(
-                Hub, store, asyncio.get_running_loop(), self._forget)
+        async with self._starting:  # one hub per project, however many streams open at once
+            hub = self._hubs.get(store.project_id)
+            if hub is None:
+                hub = self._hubs[store.project_id] = await anyio.to_thread.run_sync(
+                    Hub, store, asyncio.get_running_loop(), self._forget)
         # From here to the add, on the loop: no event is dispatched between reading the position and joining.
         start = hub.position if after is None else after
         subscriber.after = max(start, hub.position)
