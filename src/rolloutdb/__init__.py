@@ -2,6 +2,7 @@
 
 from .errors import (
     AmbiguousIdError,
+    AuthenticationError,
     ConflictError,
     DatabaseNotFoundError,
     InvalidInputError,
@@ -10,19 +11,22 @@ from .errors import (
     JobInterrupted,
     JobPaused,
     NotFoundError,
+    PermissionDeniedError,
     RolloutDBError,
     SchemaOutOfDateError,
     ServerError,
     StoreUnavailableError,
 )
-from .states import AttemptStatus, GroupStatus, RolloutStatus, RunStatus, StepStatus
+from .states import AttemptStatus, GroupStatus, RolloutStatus, RunStatus, StepStatus, TokenRole
 
 # The rest is imported on first use, so that `import rolloutdb` (and `rolloutdb --help`) does not load the
 # database and validation libraries before something needs them.
 _IMPORTED_ON_USE = {
-    **dict.fromkeys(("Attempt", "Claim", "ComparisonRow", "Event", "Group", "Project", "Resources", "Rollout",
+    **dict.fromkeys(("ApiToken", "Attempt", "Claim", "ComparisonRow", "Event", "Group", "Project", "Resources",
+                     "Rollout",
                      "RolloutConfig", "Run", "RunComparison", "RunEvent", "RunStats", "Span", "StatusChange",
-                     "Step", "Task", "Turn", "Validator", "Worker", "QueueSummary", "WorkerActivity"), "records"),
+                     "Step", "Task", "Turn", "Validator", "Worker", "QueueSummary", "WorkerActivity", "IssuedToken",
+                     "TokenGrant"), "records"),
     **dict.fromkeys(("FlushResult", "Recorder", "RecorderHealth"), "recorder"),
     **dict.fromkeys(("AsyncJob", "Job", "JobStart", "JobStatus"), "store.jobs"),
     **dict.fromkeys(("RecordingResult", "Rejection"), "store.recording"),
@@ -55,9 +59,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AmbiguousIdError",
+    "ApiToken",
     "AsyncJob",
     "Attempt",
     "AttemptStatus",
+    "AuthenticationError",
     "Claim",
     "ComparisonRow",
     "ConflictError",
@@ -68,6 +74,7 @@ __all__ = [
     "GroupStatus",
     "InvalidInputError",
     "InvalidTransitionError",
+    "IssuedToken",
     "Job",
     "JobCancelled",
     "JobInterrupted",
@@ -75,6 +82,7 @@ __all__ = [
     "JobStart",
     "JobStatus",
     "NotFoundError",
+    "PermissionDeniedError",
     "Project",
     "PurgeResult",
     "QueueSummary",
@@ -101,6 +109,8 @@ __all__ = [
     "Store",
     "StoreUnavailableError",
     "Task",
+    "TokenGrant",
+    "TokenRole",
     "Turn",
     "Validator",
     "Worker",

@@ -39,6 +39,14 @@ class DatabaseNotFoundError(StoreUnavailableError):
     """There is no database at the URL, and the call may not create one (reads never do)."""
 
 
+class AuthenticationError(RolloutDBError):
+    """A server that requires an API token got none, or one that is unknown, revoked or expired."""
+
+
+class PermissionDeniedError(RolloutDBError):
+    """The API token is valid but may not do this: its role is too low, or the rows are another project's."""
+
+
 class JobInterrupted(RolloutDBError):
     """A job stopped at a checkpoint because another process asked it to; its state is saved."""
 

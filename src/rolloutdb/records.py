@@ -9,7 +9,8 @@ from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Fiel
 from pydantic_core import PydanticCustomError
 
 from .ids import new_id
-from .states import AttemptStatus, GroupStatus, RolloutMode, RolloutStatus, RunKind, RunStatus, StepStatus
+from .states import (AttemptStatus, GroupStatus, RolloutMode, RolloutStatus, RunKind, RunStatus, StepStatus,
+                     TokenRole)
 
 
 def _python_scalar(value: Any) -> Any:
@@ -362,14 +363,32 @@ class ModelCheckpoint(_Created):
 
 
 class ApiToken(Record):
+    """An API token of a project (``store.tokens``). The secret is shown once, when it is made; the database
+    keeps only its SHA-256 (``token_hash``), which records read back do not carry and no output shows."""
+
     id: Id = Field(default_factory=new_id)
     project_id: str = ""
-    name: str
-    token_hash: str
-    role: Literal["admin", "writer", "reader"] = "writer"
+    name: str = Field("", max_length=200)
+    token_hash: str | None = Field(None, exclude=True, repr=False)
+    role: Choice[TokenRole] = TokenRole.READER
     created_at: Time = Field(default_factory=utcnow)
+    expires_at: Time | None = None
     last_used_at: Time | None = None
     revoked_at: Time | None = None
+
+
+class IssuedToken(Record):
+    """A token just made: its record, and the secret to hand to its user; the secret is not kept anywhere."""
+
+    token: ApiToken
+    secret: str
+
+
+class TokenGrant(Record):
+    """What a valid secret grants: its token, and the name of the token's project."""
+
+    token: ApiToken
+    project: str
 
 
 class Claim(Record):

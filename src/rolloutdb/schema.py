@@ -521,5 +521,5 @@ api_tokens = Table(
     Column("name", String(200), nullable=False),
     Column("token_hash", String(128), nullable=False, unique=True),
     Column("role", String(16), nullable=False),
-    *_times("created_at", "last_used_at", "revoked_at"),
+    *_times("created_at", "expires_at", "last_used_at", "revoked_at"),
 )

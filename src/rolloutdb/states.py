@@ -1,9 +1,18 @@
 """Statuses of every entity that has one, and the transitions each state machine allows (DESIGN.md §4);
-the kinds of runs and the modes of rollouts."""
+the kinds of runs, the modes of rollouts and the roles of API tokens."""
 
 from __future__ import annotations
 
 from enum import StrEnum
+
+
+class TokenRole(StrEnum):
+    """What an API token may do, each role what the ones before it may and more: read; write (record, claim,
+    change rows); manage the project's tokens and purge its rows."""
+
+    READER = "reader"
+    WRITER = "writer"
+    ADMIN = "admin"
 
 
 class RunStatus(StrEnum):

@@ -205,6 +205,20 @@ def test_catalog_sequence_ids_recording_and_health(api):
     assert ok(api.get(f"/runs/{name}"))["status"] == "running"
 
 
+def test_tokens(api):
+    # Without --auth the server takes no token, but its project's tokens are managed through it all the same.
+    name = unique("ci")
+    issued = ok(api.post("/tokens", json={"role": "writer", "name": name, "expires": "P30D"}), 201)
+    token = issued["token"]
+    assert issued["secret"].startswith("rdb_") and (token["role"], token["name"]) == ("writer", name)
+    assert "token_hash" not in token and issued["secret"] not in str(ok(api.get("/tokens")))
+    assert ok(api.get("/tokens", params={"name": name}))["items"] == [token]
+    assert ok(api.get(f"/tokens/{token['id']}")) == token
+    revoked = ok(api.post(f"/tokens/{token['id']}/revoke"))
+    assert revoked["revoked_at"] is not None and revoked["id"] == token["id"]
+    assert ok(api.post(f"/tokens/{token['id']}/revoke")) == revoked  # revoking again changes nothing
+
+
 def test_every_route_was_called(server):
     """Runs after the tests above, on the same server: each route of the table was requested at least once."""
     requested = called[server.base]

@@ -1,4 +1,4 @@
-"""`rolloutdb serve` itself: it refuses to listen beyond this machine while the server has no authentication."""
+"""`rolloutdb serve` itself: it refuses to listen beyond this machine without authentication."""
 
 from __future__ import annotations
 
@@ -16,9 +16,18 @@ def test_a_host_beyond_loopback_is_refused_without_the_flag(tmp_path, host):
     result = subprocess.run(serve_command(f"sqlite:///{database}", "p", "--host", host, "--port", "1"),
                             capture_output=True, text=True, env=server_environment(), timeout=60)
     assert result.returncode == 1, result.stdout + result.stderr
-    assert f"refusing to listen on {host}" in result.stderr and "--allow-unauthenticated-remote" in result.stderr
+    assert f"refusing to listen on {host} without authentication" in result.stderr
+    assert "--auth" in result.stderr and "--allow-unauthenticated-remote" in result.stderr
     assert "Traceback" not in result.stderr
     assert not database.exists()  # refused before anything was opened
+
+
+def test_auth_and_all_projects_do_not_go_together(tmp_path):
+    database = tmp_path / "never.db"
+    result = subprocess.run(serve_command(f"sqlite:///{database}", "p", "--auth", "--all-projects", "--port", "1"),
+                            capture_output=True, text=True, env=server_environment(), timeout=60)
+    assert result.returncode == 1 and "--auth and --all-projects do not go together" in result.stderr
+    assert not database.exists()
 
 
 @pytest.mark.parametrize(("host", "loopback"), [("127.0.0.1", True), ("127.0.0.2", True), ("::1", True),

@@ -12,9 +12,9 @@ from typing import Annotated
 
 import typer
 
-from . import database, demo, jobs, journal, projects, rollouts, runs, server
+from . import database, demo, jobs, journal, projects, rollouts, runs, server, tokens
 from .internal_errors import DEBUG_VAR, BugReportingGroup
-from .options import Project, Target, Url
+from .options import Project, Target, Token, Url
 
 app = typer.Typer(
     name="rolloutdb",
@@ -38,6 +38,7 @@ def main(
     ctx: typer.Context,
     url: Url = None,
     project: Project = None,
+    token: Token = None,
     version: Annotated[bool, typer.Option("--version", callback=show_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
     debug: Annotated[bool, typer.Option(
@@ -46,16 +47,17 @@ def main(
 ) -> None:
     """RolloutDB: the experience store for agent reinforcement learning.
 
-    --url and --project go before or after the command's name: `rolloutdb runs ls --url sqlite:///rl.db`.
+    --url, --project and --token go before or after the command's name: `rolloutdb runs ls --url sqlite:///rl.db`.
     A bug prints one line naming the log file that holds its details (ROLLOUTDB_LOG_DIR chooses the folder).
     """
-    ctx.obj = Target(url, project)
+    ctx.obj = Target(url, project, token)
 
 
 for commands in (database.commands, runs.commands, rollouts.commands, demo.commands, server.commands):
     app.add_typer(commands)
 app.add_typer(database.db_app, name="db")
 app.add_typer(projects.projects_app, name="projects")
+app.add_typer(tokens.tokens_app, name="tokens")
 app.add_typer(runs.runs_app, name="runs")
 app.add_typer(runs.steps_app, name="steps")
 app.add_typer(runs.groups_app, name="groups")

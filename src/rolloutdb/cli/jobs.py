@@ -84,7 +84,7 @@ def jobs_ls(
     with ctx.obj.connect() as store:
         jobs = [store.jobs.get(run.id) for run in store.jobs.query(limit=limit, **filters)]
         now = store.now()
-    if answered_without_table(jobs, json=json, noun="jobs", where=f"project {ctx.obj.project_name!r}",
+    if answered_without_table(jobs, json=json, noun="jobs", where=f"project {store.project!r}",
                               filtered=bool(filters)):
         return
     print_table(

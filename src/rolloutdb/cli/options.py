@@ -1,5 +1,5 @@
 """Options that many commands share, each defined once: the database and project (``--url``, ``--project``,
-taken before or after the command's name), ``--json``, ``--wide``, and choices built from ``rolloutdb.states``."""
+and ``--token`` for a server; taken before or after the command's name), ``--json``, ``--wide``, and choices built from ``rolloutdb.states``."""
 
 from __future__ import annotations
 
@@ -24,16 +24,20 @@ Url = Annotated[str | None, typer.Option(
 Project = Annotated[str | None, typer.Option(
     "--project", help=f"Project whose rows the command reads and writes. Default: {DEFAULT_PROJECT}.",
     show_default=False)]
+Token = Annotated[str | None, typer.Option(
+    "--token", help="API token for a server started with --auth (--url http://...). Default: ROLLOUTDB_TOKEN.",
+    show_default=False)]
 Json = Annotated[bool, typer.Option("--json", help="One JSON object per line instead of a table, for scripts.")]
 Wide = Annotated[bool, typer.Option("--wide", help="Every column, full ids and times, however wide the table.")]
 
 
 @dataclass(frozen=True)
 class Target:
-    """The database and project a command works on (``--url``, ``--project``)."""
+    """The database and project a command works on (``--url``, ``--project``), and the API token for a server."""
 
     url: str | None = None
     project: str | None = None
+    token: str | None = None
 
     @property
     def project_name(self) -> str:
@@ -50,15 +54,16 @@ class Target:
         writes nothing (reads, and writes to what is there); an out-of-date schema is refused unless ``upgrade``."""
         from ..store import connect
 
-        return connect(self.url, project=self.project_name, create=create, upgrade=upgrade)
+        # No --project: the default project's rows, or through a server, those of the token's project.
+        return connect(self.url, project=self.project, create=create, upgrade=upgrade, token=self.token)
 
 
 @functools.cache  # built once, shared by every command: Typer takes a while to build options
 def _shared_options() -> tuple[Any, ...]:
-    """``--url`` and ``--project`` as the options of a command, built by Typer from the two definitions above;
+    """``--url``, ``--project`` and ``--token`` as the options of a command, built by Typer from the two definitions above;
     given after a command's name, they replace those given before it."""
 
-    def options(url: Url = None, project: Project = None) -> None:
+    def options(url: Url = None, project: Project = None, token: Token = None) -> None:
         """Only its parameters are used."""
 
     def remember(ctx: typer.Context, param: Any, value: str | None) -> None:

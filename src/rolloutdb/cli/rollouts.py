@@ -76,7 +76,7 @@ def rollouts_ls(
         total = store.rollouts.count(**filters)
         run_names = names_of(store.runs, (rollout.run_id for rollout in rollouts), "name")
         now = store.now()
-    if answered_without_table(rollouts, json=json, noun="rollouts", where=f"project {ctx.obj.project_name!r}",
+    if answered_without_table(rollouts, json=json, noun="rollouts", where=f"project {store.project!r}",
                               filtered=bool(filters)):
         return
     ids = short_ids(rollout.id for rollout in rollouts)
@@ -217,7 +217,7 @@ def queue(ctx: typer.Context, json: Json = False, wide: Wide = False) -> None:
     ])
     console.print()
     if not summary.workers:
-        console.print(f"No workers in project {ctx.obj.project_name!r}.")
+        console.print(f"No workers in project {store.project!r}.")
         return
     current = short_ids(activity.worker.current_rollout_id for activity in summary.workers)
     print_table(

@@ -64,7 +64,7 @@ def runs_ls(
         runs = store.runs.query(sort=sort, order="desc" if descending else "asc", limit=limit, **filters)
         total = store.runs.count(**filters)
         now = store.now()
-    if answered_without_table(runs, json=json, noun="runs", where=f"project {ctx.obj.project_name!r}",
+    if answered_without_table(runs, json=json, noun="runs", where=f"project {store.project!r}",
                               filtered=bool(filters)):
         return
     ids = short_ids(run.id for run in runs)
@@ -280,7 +280,7 @@ def groups_ls(
         run_names = names_of(store.runs, (group.run_id for group in groups), "name")
         task_names = names_of(store.tasks, (group.task_id for group in groups), "external_id")
         now = store.now()
-    if answered_without_table(groups, json=json, noun="groups", where=f"project {ctx.obj.project_name!r}",
+    if answered_without_table(groups, json=json, noun="groups", where=f"project {store.project!r}",
                               filtered=bool(filters)):
         return
     ids = short_ids(group.id for group in groups)
@@ -318,7 +318,7 @@ def tasks_ls(
         tasks = store.tasks.load(dataset=dataset, split=split, tags=tag)
         validators = names_of(store.validators, (task.validator_id for task in tasks), "name")
     shown = tasks[:limit]
-    if answered_without_table(shown, json=json, noun="tasks", where=f"project {ctx.obj.project_name!r}",
+    if answered_without_table(shown, json=json, noun="tasks", where=f"project {store.project!r}",
                               filtered=bool(dataset or split or tag)):
         return
     print_table(

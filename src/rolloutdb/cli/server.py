@@ -26,10 +26,13 @@ def serve(
     max_writes_in_flight: Annotated[int, typer.Option(
         min=1, help="More writes (POST, PUT, PATCH, DELETE) at once are answered 503 with Retry-After.")]
     = SERVER_WRITES_IN_FLIGHT,
+    auth: Annotated[bool, typer.Option(
+        "--auth", help="Require an API token (`rolloutdb tokens create`) on every /api/v1 request; each request "
+                       "works on its token's project, as its role allows. Needed to listen beyond loopback.")] = False,
     allow_unauthenticated_remote: Annotated[bool, typer.Option(
         "--allow-unauthenticated-remote",
-        help="Listen on a non-loopback address although the server has no authentication yet: anyone who reaches "
-             "it can read, change and delete the project's rows.")] = False,
+        help="Listen on a non-loopback address without --auth: anyone who reaches it can read, change and delete "
+             "the project's rows.")] = False,
     all_projects: Annotated[bool, typer.Option(
         "--all-projects",
         help="Serve every project of the database: a request names its own in the RolloutDB-Project header (the "
@@ -40,12 +43,14 @@ def serve(
     The database is created or migrated first, as `rolloutdb init` does. Stop it with Ctrl-C.
 
     Example: rolloutdb serve --url postgresql://trainer@db/rl --project team-a --port 8765 --workers 4
+
+    Example, for other machines: rolloutdb serve --url postgresql://trainer@db/rl --host 0.0.0.0 --auth
     """
     from ..server import serve as serve_app
 
     serve_app(ctx.obj.url, project=ctx.obj.project_name, host=host, port=port, workers=workers,
               max_body_bytes=max_body_bytes, max_writes_in_flight=max_writes_in_flight,
-              allow_unauthenticated_remote=allow_unauthenticated_remote, all_projects=all_projects,
+              auth=auth, allow_unauthenticated_remote=allow_unauthenticated_remote, all_projects=all_projects,
               on_ready=functools.partial(announce, "RolloutDB server on"))
 
 

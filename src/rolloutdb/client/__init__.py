@@ -1,10 +1,15 @@
-"""The remote client: ``rolloutdb.connect("http://host:8765", project=...)`` returns a ``RemoteStore``, the Store
+"""The remote client: ``rolloutdb.connect("http://host:8765", token=...)`` returns a ``RemoteStore``, the Store
 API through a RolloutDB server (``rolloutdb serve``), with the same records and errors.
+
+The token (or ``ROLLOUTDB_TOKEN``) is sent as ``Authorization: Bearer ...``; a server started with ``--auth``
+answers a missing or bad one with AuthenticationError, and a call its role does not allow with
+PermissionDeniedError. The project is the token's, or the server's own without one; ``project=`` names it
+explicitly (and is refused if the token is another project's).
 
 Requests go over pooled keep-alive connections. Those safe to repeat are retried with backoff when the
 connection fails or the server answers 503 (honouring Retry-After): reads (GET, and ``rollouts.wait``), writes
-that change nothing when repeated (``tasks.save``, ``validators.save``, heartbeats, ``check_health``), and
-writes that carry ids made here — ``create`` and ``rollouts.enqueue_many`` without ids of the caller's (a row
+that change nothing when repeated (``tasks.save``, ``validators.save``, heartbeats, ``check_health``,
+``tokens.revoke``), and writes that carry ids made here — ``create`` and ``rollouts.enqueue_many`` without ids of the caller's (a row
 the first try stored is read back rather than written twice) and ``spans.add_many`` of spans with sequence
 ids (the store skips those it has). Other writes are sent once. A server still away when ``retry_for``
 seconds have passed raises StoreUnavailableError."""
@@ -12,9 +17,10 @@ seconds have passed raises StoreUnavailableError."""
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime
 
-from ..config import display_url
+from ..config import TOKEN_VAR, display_url
 from ..records import utcnow
 from ._http import Transport
 from ._store import REMOTE_AREAS, STORE_METHODS, Remote
@@ -30,18 +36,23 @@ class RemoteStore:
 
     backend = "http"
 
-    def __init__(self, url: str, project: str, *, token: str | None = None, timeout: float = READ_TIMEOUT,
-                 connect_timeout: float = CONNECT_TIMEOUT, retry_for: float = RETRY_FOR) -> None:
+    def __init__(self, url: str, project: str | None = None, *, token: str | None = None,
+                 timeout: float = READ_TIMEOUT, connect_timeout: float = CONNECT_TIMEOUT,
+                 retry_for: float = RETRY_FOR) -> None:
+        """``project``: None for the token's (or, without authentication, the server's own); ``token``: None
+        for ``ROLLOUTDB_TOKEN``'s, if it is set."""
         self.url = url
-        self.project = project
+        token = token if token is not None else os.environ.get(TOKEN_VAR) or None
         self._transport = Transport(url, project, token=token, timeout=timeout, connect_timeout=connect_timeout,
                                     retry_for=retry_for)
-        self._remote = Remote(self._transport, project)
-        try:  # the server is there and serves this project (creating it on first use)
-            self.project_id: str = json.loads(self._transport.request("GET", "/project", repeatable=True))["id"]
+        try:  # the server is there, lets us in, and serves this project (creating it on first use)
+            answer = json.loads(self._transport.request("GET", "/project", repeatable=True))
         except BaseException:
             self._transport.close()
             raise
+        self.project_id: str = answer["id"]
+        self.project: str = answer["name"]
+        self._remote = Remote(self._transport, self.project)
         for area, kind in REMOTE_AREAS.items():
             setattr(self, area, kind(self._remote))
         self._remote.areas = {area: getattr(self, area) for area in REMOTE_AREAS}

@@ -19,14 +19,15 @@ MAX_DELAY = 2.0
 
 
 class Transport:
-    """One server, one project: every request carries the project (and the token, if any)."""
+    """One server, one project: every request carries the project (if named) and the token (if any)."""
 
-    def __init__(self, base: str, project: str, *, token: str | None, timeout: float, connect_timeout: float,
+    def __init__(self, base: str, project: str | None, *, token: str | None, timeout: float, connect_timeout: float,
                  retry_for: float) -> None:
         self.base = base
         self.timeout = timeout
         self.retry_for = retry_for
-        headers = {PROJECT_HEADER: project, **({"Authorization": f"Bearer {token}"} if token else {})}
+        headers = {**({PROJECT_HEADER: project} if project is not None else {}),
+                   **({"Authorization": f"Bearer {token}"} if token else {})}
         self._client = httpx.Client(base_url=base + API_PREFIX, headers=headers,
                                     timeout=httpx.Timeout(timeout, connect=connect_timeout),
                                     limits=httpx.Limits(max_connections=64, max_keepalive_connections=16))

@@ -40,6 +40,7 @@ from ..store.rollouts import Rollouts
 from ..store.runs import Runs
 from ..store.spans import Spans
 from ..store.steps import Steps
+from ..store.tokens import Tokens
 from ..store.turns import Turns
 from ..store.workers import Workers
 from ._http import Transport
@@ -48,14 +49,14 @@ from ._http import Transport
 AREAS: dict[str, type] = {
     "runs": Runs, "steps": Steps, "groups": Groups, "validators": Validators, "tasks": Tasks,
     "rollouts": Rollouts, "attempts": Attempts, "spans": Spans, "turns": Turns, "resources": Resources,
-    "workers": Workers, "jobs": Jobs, "recording": Recording, "events": Events,
+    "workers": Workers, "jobs": Jobs, "recording": Recording, "tokens": Tokens, "events": Events,
 }
 # Local methods written over the area's own table calls: the remote area runs them as they are.
 BORROWED = {"rollouts": ("enqueue", "dequeue"), "spans": ("add", "next_sequence_id"),
             "jobs": ("start", "start_async")}
 # Writes that change nothing when sent twice, so a request whose answer was lost may be sent again.
 REPEATABLE = {"rollouts.wait", "tasks.save", "validators.save", "workers.heartbeat", "attempts.heartbeat",
-              "check_health"}
+              "check_health", "tokens.revoke"}
 
 
 class Remote:

@@ -12,8 +12,9 @@ from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Body, FastAPI, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, FastAPI, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
+from fastapi.security import HTTPBearer
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from .. import __version__
@@ -26,7 +27,7 @@ from ._events import EventStreams
 from ._errors import RETRY_AFTER_SECONDS, InternalErrors, error_response, install_error_handlers
 from ._limits import BodyLimit, WriteLimit
 from ._operations import PAGE_WINDOW, Operation, Page, field_type
-from ._projects import PROJECT_HEADER, ProjectStores
+from ._projects import PROJECT_HEADER, Authentication, ProjectStores
 from ._routes import ROUTES
 
 API_PREFIX = "/api/v1"
@@ -34,15 +35,16 @@ API_PREFIX = "/api/v1"
 
 def create_app(url: str | None = None, *, project: str = DEFAULT_PROJECT, max_body_bytes: int = SERVER_MAX_BODY_BYTES,
                threads: int = SERVER_THREADS, max_writes_in_flight: int = SERVER_WRITES_IN_FLIGHT,
-               all_projects: bool = False) -> FastAPI:
+               all_projects: bool = False, auth: bool = False) -> FastAPI:
     """The REST server of the database at ``url`` (found as ``rolloutdb.connect`` finds it), serving ``project``.
 
     The store is opened (and the database created and migrated, if need be) here, once; the app closes it when
     it shuts down. Request bodies over ``max_body_bytes`` are refused (413); at most ``threads`` requests use
     the store at once, the others wait their turn; a write beyond ``max_writes_in_flight`` is answered 503 with
     Retry-After. A request works on ``project``; with ``all_projects``, on the project its ``RolloutDB-Project``
-    header names (see ``_projects``)."""
-    stores = ProjectStores(url, project, all_projects=all_projects)
+    header names; with ``auth``, on its API token's project, if the token's role allows the route (see
+    ``_projects``)."""
+    stores = ProjectStores(url, project, all_projects=all_projects, auth=auth)
     streams = EventStreams(stores)
 
     @contextlib.asynccontextmanager
@@ -55,19 +57,24 @@ def create_app(url: str | None = None, *, project: str = DEFAULT_PROJECT, max_bo
             stores.close()
 
     app = FastAPI(title="RolloutDB", version=__version__, lifespan=lifespan, redirect_slashes=False,
-                  description=f"The experience store for agent RL: project {project!r}. Errors answer "
-                              '`{"error": {"type": "<exception class name>", "message": "..."}}`.')
+                  description="The experience store for agent RL: "
+                              + ("each request works on its API token's project" if auth else f"project {project!r}")
+                              + '. Errors answer `{"error": {"type": "<exception class name>", "message": "..."}}`.')
     app.state.store = stores.default
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(WriteLimit, max_in_flight=max_writes_in_flight)
+    app.add_middleware(Authentication, stores=stores, prefix=API_PREFIX)  # before the limits: strangers wait for none
     app.add_middleware(InternalErrors)  # the outermost of ours: it sees what the others raise
     app.add_api_route("/healthz", healthz, methods=["GET"], summary="The server process is up")
     app.add_api_route("/readyz", functools.partial(readyz, stores.default), methods=["GET"],
                       summary="The database answers (200), or not (503)")
-    router = APIRouter(prefix=API_PREFIX)
+    # With --auth, /docs offers to send a token (the check itself is ``Authentication``'s, before any route).
+    documented_auth = [Depends(HTTPBearer(auto_error=False, description="An API token: `rolloutdb tokens create`"))]
+    router = APIRouter(prefix=API_PREFIX, dependencies=documented_auth if auth else [])
     router.add_api_route("/project", functools.partial(project_of, stores), methods=["GET"],
-                         summary=f"The project a request works on (its id and name); see the {PROJECT_HEADER} header")
+                         summary=f"The project a request works on (its id and name): its API token's, or see the "
+                                 f"{PROJECT_HEADER} header")
     router.add_api_route("/events", streams.stream, methods=["GET"], response_class=StreamingResponse,
                          summary="Live events (Server-Sent Events): job progress and logs, status changes, queue "
                                  "counts; resumable with Last-Event-ID", tags=["events"], operation_id="events.stream",
@@ -94,7 +101,7 @@ def readyz(store: Store) -> Response:
 
 
 def project_of(stores: ProjectStores, request: Request) -> dict[str, str]:
-    with stores.store(request.headers.get(PROJECT_HEADER)) as store:
+    with stores.store(request, "reader") as store:
         return {"id": store.project_id, "name": store.project}
 
 
@@ -113,7 +120,7 @@ def endpoint(operation: Operation, stores: ProjectStores) -> Callable[..., Any]:
                                             annotation=Annotated[operation.body, Body()]))
 
     def run(*, request: Request, query_parameters: BaseModel | None = None, body: Any = None, **path: str) -> Any:
-        with stores.store(request.headers.get(PROJECT_HEADER)) as store:
+        with stores.store(request, operation.required_role) as store:
             return make_call(functools.reduce(getattr, operation.call.split("."), store), request,
                              query_parameters, body, path)
 

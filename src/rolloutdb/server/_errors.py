@@ -14,10 +14,12 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from ..errors import (
+    AuthenticationError,
     ConflictError,
     InvalidInputError,
     InvalidTransitionError,
     NotFoundError,
+    PermissionDeniedError,
     RolloutDBError,
     SchemaOutOfDateError,
     StoreUnavailableError,
@@ -25,6 +27,8 @@ from ..errors import (
 
 # The most specific class of an exception that is listed here decides its status.
 STATUS: dict[type[RolloutDBError], int] = {
+    AuthenticationError: 401,
+    PermissionDeniedError: 403,
     NotFoundError: 404,
     ConflictError: 409,
     InvalidTransitionError: 409,
@@ -34,6 +38,8 @@ STATUS: dict[type[RolloutDBError], int] = {
     RolloutDBError: 400,
 }
 RETRY_AFTER_SECONDS = 5  # when the database is away: how long a client should wait before asking again
+# What an answer of the status says besides its body: how to authenticate (RFC 6750), when to ask again.
+STATUS_HEADERS = {401: {"WWW-Authenticate": 'Bearer realm="rolloutdb"'}, 503: {"Retry-After": str(RETRY_AFTER_SECONDS)}}
 # Errors HTTP itself raises (no such route, no such method, a body too large), by the exception they would be.
 HTTP_ERROR_TYPE = {404: "NotFoundError", 405: "InvalidInputError", 413: "InvalidInputError"}
 INTERNAL_MESSAGE = "internal error; see the server log"
@@ -48,10 +54,13 @@ def status_of(exc: RolloutDBError) -> int:
     return next(STATUS[cls] for cls in type(exc).__mro__ if cls in STATUS)
 
 
-async def _rolloutdb_error(request: Request, exc: RolloutDBError) -> JSONResponse:
+def error_answer(exc: RolloutDBError) -> JSONResponse:
     status = status_of(exc)
-    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
-    return error_response(status, type(exc).__name__, str(exc), headers)
+    return error_response(status, type(exc).__name__, str(exc), STATUS_HEADERS.get(status))
+
+
+async def _rolloutdb_error(request: Request, exc: RolloutDBError) -> JSONResponse:
+    return error_answer(exc)
 
 
 async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

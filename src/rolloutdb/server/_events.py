@@ -27,7 +27,7 @@ from ..errors import InvalidInputError, StoreUnavailableError
 from ..records import Event
 from ..store import Store
 from ..store.events import MAX_READ, TOPICS, Cursor
-from ._projects import PROJECT_HEADER, ProjectStores
+from ._projects import ProjectStores
 
 QUEUE_TOPIC = "queue"  # the queue's counts: made by the server when rollouts change, not stored, so without an id
 QUEUE_TOPICS = frozenset({"rollout", "attempt"})  # the changes that move the queue's counts
@@ -36,6 +36,7 @@ HEARTBEAT_SECONDS = 15.0  # a comment line this often keeps proxies from closing
 SUBSCRIBER_BUFFER = 10_000  # events waiting for one subscriber; beyond, it is ended and catches up on reconnecting
 MAX_SUBSCRIBERS = 1_000  # open streams per server process; more are answered 503
 RETRY_SECONDS = 1.0
+READER = "reader"  # the API token role a stream needs (a read): the token is checked when the stream opens
 logger = logging.getLogger(__name__)
 
 
@@ -164,14 +165,13 @@ class EventStreams:
             raise StoreUnavailableError(f"the server has {self.open} event streams open, its limit; try again later")
         topics = None if not topic else frozenset(topic)
         stored_topics = None if topics is None else sorted(topics - {QUEUE_TOPIC})
-        requested = request.headers.get(PROJECT_HEADER)
 
-        def checked_run() -> str | None:  # the filters checked before the stream starts: errors get their status
-            with self.stores.store(requested) as store:
+        def checked_run() -> str | None:  # the token and filters checked before the stream starts, to get a status
+            with self.stores.store(request, READER) as store:
                 return store.events.filters(stored_topics, run)[1]
 
         run_id = await anyio.to_thread.run_sync(checked_run)
-        body = self._events(requested, Subscriber(topics, run_id, -1), after, stored_topics, timeout)
+        body = self._events(request, Subscriber(topics, run_id, -1), after, stored_topics, timeout)
         return StreamingResponse(body, media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
@@ -193,10 +193,10 @@ class EventStreams:
         if self._hubs.get(hub.store.project_id) is hub:
             del self._hubs[hub.store.project_id]
 
-    async def _events(self, requested: str | None, subscriber: Subscriber, after: int | None,
+    async def _events(self, request: Request, subscriber: Subscriber, after: int | None,
                       stored_topics: list[str] | None, timeout: float | None) -> AsyncIterator[str]:
         deadline = None if timeout is None else time.monotonic() + timeout
-        holding = self.stores.store(requested)  # the project's store stays open while the stream is
+        holding = self.stores.store(request, READER)  # the project's store stays open while the stream is
         store = await anyio.to_thread.run_sync(holding.__enter__)
         self.open += 1
         hub = None

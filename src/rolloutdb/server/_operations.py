@@ -28,7 +28,8 @@ class Operation:
     Its keyword arguments are the path's parameters (named as the call names them), the fields of ``query``
     and those of ``body`` given in the request; or, with ``body_argument``, the whole body is that one
     argument (a list). ``listing``: the call is an area's ``query``; the answer is a ``Page`` with the total
-    its ``count`` gives, and query parameters other than ``query``'s are its filters."""
+    its ``count`` gives, and query parameters other than ``query``'s are its filters. ``required_role``: what
+    an API token needs to make the call (reader < writer < admin)."""
 
     method: str
     path: str  # below /api/v1, in FastAPI's syntax ({name}, {name:path} for run names that hold "/")
@@ -40,6 +41,11 @@ class Operation:
     body_argument: str | None = None
     listing: type[Record] | None = None  # the record whose fields filter a listing
     status_code: int = 200
+    role: str | None = None  # the least API token role that may call it (None: reader for GET, writer otherwise)
+
+    @property
+    def required_role(self) -> str:
+        return self.role or ("reader" if self.method == "GET" else "writer")
 
     @property
     def path_parameters(self) -> list[str]:

@@ -1,8 +1,10 @@
-"""Which project a request works on: the server's own (``--project``), or with ``all_projects`` the one the
-request names in its ``RolloutDB-Project`` header, each opened as a store of its own on first use.
+"""Which project a request works on, and whether it may: each project is opened as a store of its own on first use.
 
-Until API tokens choose the project (issue 15), naming another project is refused unless the server was started
-with ``--all-projects``: whoever reaches it then reaches every project of the database."""
+With authentication (``rolloutdb serve --auth``) every request carries ``Authorization: Bearer <secret>``; the
+token's project is the request's (a ``RolloutDB-Project`` header naming another is refused), and its role must
+be at least the route's. Without it, the project is the server's own (``--project``), or with ``all_projects``
+the one the request names in its ``RolloutDB-Project`` header: whoever reaches the server then reaches every
+project of the database."""
 
 from __future__ import annotations
 
@@ -11,34 +13,51 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 
-from ..errors import NotFoundError
+from starlette.requests import Request
+
+from ..errors import AuthenticationError, NotFoundError, PermissionDeniedError
 from ..store import Store, connect, project_name
+from ..store.tokens import role_allows
+from ._errors import error_answer
 
 PROJECT_HEADER = "RolloutDB-Project"
 OPEN_PROJECTS = 4  # stores of other projects kept open (each holds database connections); the oldest unused close
 
 
 class ProjectStores:
-    """The stores a server answers with: its own project's, open for its whole life, and (``all_projects``)
-    those of other projects, opened when a request names them and closed when they have been unused longest."""
+    """The stores a server answers with: its own project's, open for its whole life, and (``all_projects``, or
+    ``auth``) those of other projects, opened when a request names them (or its token's is one) and closed when
+    they have been unused longest."""
 
-    def __init__(self, url: str | None, project: str, *, all_projects: bool) -> None:
+    def __init__(self, url: str | None, project: str, *, all_projects: bool, auth: bool) -> None:
         self.default = connect(url, project=project)
         self.all_projects = all_projects
+        self.auth = auth
         self._others: OrderedDict[str, Store] = OrderedDict()
         self._in_use: dict[str, int] = {}
         self._lock = threading.Lock()
 
     @contextlib.contextmanager
-    def store(self, requested: str | None) -> Iterator[Store]:
-        """The store of the project ``requested`` (None: the server's own), held open while the block runs."""
-        if requested is None or requested == self.default.project:
-            yield self.default
-            return
-        if not self.all_projects:
+    def store(self, request: Request, role: str) -> Iterator[Store]:
+        """The store of the project ``request`` works on, held open while the block runs; with authentication,
+        once its token is found valid and of ``role`` at least. The token is read from the database on every
+        request, in the request's own thread: revoking one takes effect at once."""
+        requested = request.headers.get(PROJECT_HEADER)
+        if self.auth:
+            grant = self.default.tokens.verify(bearer_secret(request.headers.get("Authorization")))
+            if requested is not None and requested != grant.project:
+                raise PermissionDeniedError(f"this API token is for project {grant.project!r}, not {requested!r}")
+            if not role_allows(grant.token.role, role):
+                raise PermissionDeniedError(f"this API token's role is {grant.token.role}: this needs {role} or "
+                                            "above")
+            requested = grant.project
+        elif requested is not None and requested != self.default.project and not self.all_projects:
             raise NotFoundError(
                 f"this server serves project {self.default.project!r} only, not {requested!r}: connect with "
                 f"project={self.default.project!r}, or start `rolloutdb serve --all-projects`")
+        if requested is None or requested == self.default.project:
+            yield self.default
+            return
         store = self._open(project_name(requested))
         try:
             yield store
@@ -70,3 +89,32 @@ class ProjectStores:
             stores, self._others = [*self._others.values(), self.default], OrderedDict()
         for store in stores:
             store.close()
+
+
+def bearer_secret(authorization: str | None) -> str:
+    """The token an ``Authorization: Bearer <token>`` header carries; AuthenticationError without one."""
+    scheme, _, secret = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise AuthenticationError(
+            "this server requires an API token: send `Authorization: Bearer <token>` (connect(url, token=...), "
+            "ROLLOUTDB_TOKEN or --token); a project's admin makes one with `rolloutdb tokens create`")
+    return secret.strip()
+
+
+class Authentication:
+    """With authentication, a request below ``prefix`` without a bearer token is answered 401 before its body is
+    read. The token itself is checked with the request's store (``ProjectStores.store``), in the thread that
+    makes its store call: one thread hop per request, not two."""
+
+    def __init__(self, app, stores: ProjectStores, prefix: str) -> None:
+        self.app = app
+        self.stores = stores
+        self.prefix = prefix
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and self.stores.auth and scope["path"].startswith(self.prefix):
+            try:
+                bearer_secret(Request(scope).headers.get("Authorization"))
+            except AuthenticationError as exc:
+                return await error_answer(exc)(scope, receive, send)
+        await self.app(scope, receive, send)

@@ -4,12 +4,14 @@ a fixed word (``/rollouts/dequeue``) come before those taking an id there."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import dataclasses
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import Field, JsonValue
 
-from ..records import Attempt, Claim, Event, QueueSummary, Resources, Rollout, Run, RunComparison, RunEvent, Span
+from ..records import (ApiToken, Attempt, Claim, Event, IssuedToken, QueueSummary, Resources, Rollout, Run,
+                       RunComparison, RunEvent, Span)
 from ..records import StatusChange, Task, Validator, Worker
 from ..store.attempts import Attempts
 from ..store.catalog import Tasks, Validators
@@ -23,6 +25,7 @@ from ..store.rollouts import MAX_CLAIM, Rollouts
 from ..store.runs import Runs
 from ..store.spans import Spans
 from ..store.steps import Steps
+from ..store.tokens import ROLES, Tokens
 from ..store.turns import Turns
 from ..store.workers import Workers
 from ._operations import (Operation, Page, Paging, SpanScope, Strict, editable_area, input_model, readable_area,
@@ -138,6 +141,18 @@ class PurgeRequest(Strict):
     dry_run: bool = False
 
 
+class TokenCreate(Strict):
+    role: str = Field(description=f"One of {', '.join(ROLES)}: each may do what the ones before it may.")
+    name: str = Field("", description="What the token is for, to recognise it in listings.")
+    expires: timedelta | datetime | None = Field(
+        None, description="Valid for this long (seconds, or an ISO 8601 duration: P30D) or until this time; "
+                          "null: until revoked.")
+
+
+def for_admins(operations: list[Operation]) -> list[Operation]:
+    return [dataclasses.replace(operation, role="admin") for operation in operations]
+
+
 RolloutInput = input_model(Rollout, "RolloutInput")
 TaskSave = input_model(Task, "TaskSave", validator=(ValidatorSave | None, Field(
     None, description="Saved by name as validators/save does; the task refers to it.")))
@@ -173,7 +188,7 @@ ROUTES: list[Operation] = [
                   body=RolloutStart, status_code=201),
         Operation("POST", "/rollouts/wait", "rollouts.wait",
                   "Wait until the rollouts finish or the timeout passes; returns the finished ones",
-                  list[Rollout], body=WaitRequest),
+                  list[Rollout], body=WaitRequest, role="reader"),
         Operation("POST", "/rollouts/{rollout_id}/cancel", "rollouts.cancel", "Cancel an unfinished rollout",
                   Rollout, body=Reason),
         Operation("POST", "/rollouts/{rollout_id}/attempts", "attempts.start",
@@ -242,5 +257,13 @@ ROUTES: list[Operation] = [
               "Apply a batch of the recorder's operations in one transaction; refused ones are reported, not applied",
               RecordingResult, query=RecordingOptions, body=list[dict[str, JsonValue]], body_argument="operations"),
     Operation("POST", "/purge", "purge", "Delete finished rollouts older than older_than or beyond keep_last",
-              PurgeResult, body=PurgeRequest),
+              PurgeResult, body=PurgeRequest, role="admin"),
+    # A project's admins manage its tokens; the answer to create holds the secret, which is shown only then.
+    *for_admins([
+        Operation("POST", "/tokens", "tokens.create", "Make an API token of the project; its secret is in this "
+                  "answer only", IssuedToken, body=TokenCreate, status_code=201),
+        Operation("POST", "/tokens/{id}/revoke", "tokens.revoke",
+                  "Revoke an API token: it is refused from the next request on", ApiToken),
+        *readable_area("tokens", Tokens),
+    ]),
 ]

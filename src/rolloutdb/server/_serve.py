@@ -32,20 +32,24 @@ def is_loopback(host: str) -> bool:
 def serve(url: str | None = None, *, project: str = DEFAULT_PROJECT, host: str = SERVER_HOST,
           port: int = SERVER_PORT, workers: int = 1, threads: int = SERVER_THREADS,
           max_body_bytes: int = SERVER_MAX_BODY_BYTES, max_writes_in_flight: int = SERVER_WRITES_IN_FLIGHT,
-          allow_unauthenticated_remote: bool = False, all_projects: bool = False,
+          auth: bool = False, allow_unauthenticated_remote: bool = False, all_projects: bool = False,
           on_ready: Callable[[str], None] | None = None) -> None:
     """Serve the database at ``url`` (project ``project``) over HTTP until interrupted.
 
-    There are no API tokens yet: anyone who reaches the port can read and change every row of the project. So
-    a host other than loopback is refused unless ``allow_unauthenticated_remote``. The database is opened (and
-    created or migrated) before listening, so a bad URL fails here; ``on_ready(where)`` is told where it
-    listens. ``all_projects``: a request may name any project of the database (see ``create_app``)."""
-    if not is_loopback(host) and not allow_unauthenticated_remote:
+    ``auth``: every request needs an API token (``store.tokens``), and works on the token's project with what its
+    role allows. Without it, anyone who reaches the port can read and change every row of the project (of every
+    project, with ``all_projects``: a request names its own, see ``create_app``). So a host other than loopback is
+    refused without ``auth`` unless ``allow_unauthenticated_remote``. The database is opened (and created or
+    migrated) before listening, so a bad URL fails here; ``on_ready(where)`` is told where it listens."""
+    if auth and all_projects:
+        raise InvalidInputError("--auth and --all-projects do not go together: with --auth each request works on "
+                                "its API token's project, whichever it is")
+    if not auth and not is_loopback(host) and not allow_unauthenticated_remote:
         raise InvalidInputError(
-            f"refusing to listen on {host}: the server has no authentication yet (API tokens are coming), so anyone "
-            f"who can reach {host}:{port} could read, change and delete every row of project {project!r}. Listen on "
-            "127.0.0.1 (the default) and reach it through an SSH tunnel, or pass --allow-unauthenticated-remote "
-            "if only trusted machines can reach this network")
+            f"refusing to listen on {host} without authentication: anyone who can reach {host}:{port} could read, "
+            f"change and delete every row of project {project!r}. Start it with --auth (every request then needs an "
+            "API token: `rolloutdb tokens create`), or listen on 127.0.0.1 (the default), or pass "
+            "--allow-unauthenticated-remote if only trusted machines can reach this network")
     if min(workers, threads, max_body_bytes, max_writes_in_flight) < 1:
         raise InvalidInputError(f"workers, threads, max_body_bytes and max_writes_in_flight must be at least 1, got "
                                 f"{workers}, {threads}, {max_body_bytes}, {max_writes_in_flight}")
@@ -54,12 +58,13 @@ def serve(url: str | None = None, *, project: str = DEFAULT_PROJECT, host: str =
     os.environ[SETTINGS_VARIABLE] = json.dumps({"url": resolved, "project": project, "threads": threads,
                                                 "max_body_bytes": max_body_bytes,
                                                 "max_writes_in_flight": max_writes_in_flight,
-                                                "all_projects": all_projects})
+                                                "all_projects": all_projects, "auth": auth})
     import uvicorn  # here: `rolloutdb --help` and the library never load it
 
     where = f"http://{f'[{host}]' if ':' in host else host}:{port}"
     if on_ready is not None:
-        on_ready(f"{where} (database {display_url(resolved)}, project {project!r}); API docs at {where}/docs")
+        serving = "API tokens required: each request works on its token's project" if auth else f"project {project!r}"
+        on_ready(f"{where} (database {display_url(resolved)}, {serving}); API docs at {where}/docs")
     uvicorn.run(f"{__name__}:app_from_environment", factory=True, host=host, port=port, workers=workers,
                 log_level="info", server_header=False, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS)
 

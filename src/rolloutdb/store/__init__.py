@@ -2,8 +2,8 @@
 
 Areas hang off the store (``store.runs``, ``store.steps``, ``store.tasks``, ``store.validators``,
 ``store.groups``, ``store.rollouts``, ``store.attempts``, ``store.spans``, ``store.resources``,
-``store.workers``, ``store.turns``); each has get / query / count, and the writes that make sense for it.
-``store.jobs`` runs and controls long jobs; ``store.events`` is the change feed live views follow.
+``store.workers``, ``store.turns``, ``store.tokens``); each has get / query / count, and the writes that make sense
+for it. ``store.jobs`` runs and controls long jobs; ``store.events`` is the change feed live views follow.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from .rollouts import Rollouts
 from .runs import Runs
 from .spans import Spans
 from .steps import Steps
+from .tokens import Tokens
 from .turns import Turns
 from .waiting import Waiter
 from .workers import Workers
@@ -101,6 +102,7 @@ class Store:
         self.turns = Turns(self)
         self.jobs = Jobs(self)
         self.recording = Recording(self)
+        self.tokens = Tokens(self)
         self.events = Events(self)
 
     @property
@@ -259,7 +261,7 @@ def existing_project_id(connection: Connection, name: str, url: str) -> str:
 def connect(
     url: str | None = None,
     *,
-    project: str = DEFAULT_PROJECT,
+    project: str | None = None,
     create: bool = True,
     upgrade: bool = False,
     clock: Callable[[], datetime] = utcnow,
@@ -272,10 +274,13 @@ def connect(
 ) -> Store:
     """Open the RolloutDB database at ``url`` (see ``rolloutdb.config`` for where it is found otherwise).
 
+    ``project``: the project whose rows the store reads and writes; None: ``DEFAULT_PROJECT`` ("default").
+
     A server's URL (``http://host:8765``) gives a ``rolloutdb.client.RemoteStore`` instead: the same API
-    through the server, for the project ``project``; ``token`` authenticates (API tokens are coming) and
-    ``server_options`` are its ``timeout``, ``connect_timeout`` and ``retry_for`` (seconds). The options below
-    that concern a database itself (``create``, ``upgrade``, ``clock``, ...) are the server's business there.
+    through the server. ``token`` (default: ``ROLLOUTDB_TOKEN``) is the API token it sends; the project is the
+    token's, or without one the server's own, unless ``project`` names it. ``server_options`` are its
+    ``timeout``, ``connect_timeout`` and ``retry_for`` (seconds). The options below that concern a database
+    itself (``create``, ``upgrade``, ``clock``, ...) are the server's business there.
 
     A new database is created and migrated, and a new project created in it; with ``create=False``
     both must exist already (DatabaseNotFoundError, NotFoundError) and nothing is written — what
@@ -287,7 +292,8 @@ def connect(
     ``resources_must_exist=False`` lets a rollout name resources not stored (yet), as Agent Lightning does.
     """
     resolved = resolve_url(url)
-    project_name(project)
+    if project is not None:
+        project_name(project)
     if is_server_url(resolved):
         from ..client import RemoteStore
 
@@ -300,7 +306,7 @@ def connect(
         raise InvalidInputError(f"token and {', '.join(server_options) or 'the timeouts'} are for a server's "
                                 f"URL (http://...), not for the database at {display_url(resolved)}")
     with _opened(resolved, create=create, upgrade=upgrade) as engine:
-        return Store(engine, resolved, project, clock=clock, health_check_interval=health_check_interval,
+        return Store(engine, resolved, DEFAULT_PROJECT if project is None else project, clock=clock, health_check_interval=health_check_interval,
                      poll_interval=poll_interval, create_project=create, id_prefixes=id_prefixes,
                      resources_must_exist=resources_must_exist)
 

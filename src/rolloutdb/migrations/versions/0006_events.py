@@ -1,11 +1,10 @@
 """events: the change feed live views follow (job progress and logs, status changes)
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-12-04
 
 Written in the transaction of each change, so that a subscriber resuming after an event's id misses nothing.
-(0005 is another branch's: the lead re-chains this one after it.)
 """
 
 from alembic import op
@@ -15,7 +14,7 @@ import rolloutdb.schema
 from sqlalchemy.dialects import postgresql
 
 revision = '0006'
-down_revision = '0004'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 
