@@ -13,5 +13,5 @@ from ._projects import PROJECT_HEADER
 from ._routes import MAX_WAIT_SECONDS, ROUTES
 from ._serve import is_loopback, serve
 
-__all__ = ["API_PREFIX", "HEARTBEAT_SECONDS", "MAX_WAIT_SECONDS", "Operation", "PROJECT_HEADER", "Page", "ROUTES", "RecordFields", "STATUS",
-           "create_app", "invalid_request_message", "is_loopback", "serve"]
+__all__ = ["API_PREFIX", "HEARTBEAT_SECONDS", "MAX_WAIT_SECONDS", "Operation", "PROJECT_HEADER", "Page", "ROUTES",
+           "RecordFields", "STATUS", "create_app", "invalid_request_message", "is_loopback", "serve"]
