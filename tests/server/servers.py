@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,24 +62,35 @@ def running_server(url: str, log_dir: Path, project: str | None = None, *options
             stdout=output, stderr=subprocess.STDOUT, env=server_environment())
     server = Server(url, project, f"http://127.0.0.1:{port}", log, process)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"the server exited with {process.returncode}:\n{log.read_text()}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(server.base + "/healthz", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(f"the server did not answer within 60 s:\n{log.read_text()}")
-            time.sleep(0.1)
+        wait_until_answering(process, server.base + "/healthz", log.read_text)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
+
+
+def wait_until_answering(process: subprocess.Popen, health_url: str, log: Callable[[], str],
+                         fail: Callable[[str], object] = pytest.fail, within: float = 60) -> None:
+    """Return once ``health_url`` answers 200; ``fail`` (with the server's log) if the process exits first or
+    ``within`` seconds pass. The benchmarks start their servers with it too."""
+    deadline = time.monotonic() + within
+    while True:
+        if process.poll() is not None:
+            fail(f"the server exited with {process.returncode}:\n{log()}")
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(health_url, timeout=2).status_code == 200:
+                return
+        if time.monotonic() > deadline:
+            fail(f"the server did not answer within {within:g} s:\n{log()}")
+        time.sleep(0.1)
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def unique(prefix: str) -> str:

@@ -3,17 +3,20 @@ that are safe to repeat, and the server's error answers raised again as the exce
 
 from __future__ import annotations
 
+import json as stdlib_json
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
+import orjson
 
 from .. import errors
 from ..config import display_url
 from ..errors import ConflictError, RolloutDBError, ServerError, StoreUnavailableError
 from ..server import API_PREFIX, PROJECT_HEADER
 
+JSON_CONTENT = {"Content-Type": "application/json"}
 FIRST_DELAY = 0.1  # seconds before the first retry; doubled each time, up to MAX_DELAY
 MAX_DELAY = 2.0
 
@@ -39,12 +42,14 @@ class Transport:
         Retry-After); after that, or at once for another request, StoreUnavailableError. ``replay``: when a
         request sent again is answered ConflictError, what the first try wrote (as JSON text), if it did (else None)."""
         timeout = None if read_timeout is None else httpx.Timeout(read_timeout, connect=self._client.timeout.connect)
+        body = None if json is None else json_bytes(json)
         deadline = time.monotonic() + self.retry_for
         delay = FIRST_DELAY
         sent_before = False
         while True:
             try:
-                response = self._client.request(method, path, params=params, json=json,
+                response = self._client.request(method, path, params=params, content=body,
+                                                headers=JSON_CONTENT if body is not None else None,
                                                 **({"timeout": timeout} if timeout else {}))
             except httpx.TransportError as exc:
                 failure: str = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -128,6 +133,15 @@ def server_sent_events(lines: Iterator[str]) -> Iterator[tuple[int | None, str, 
             topic = value
         elif name == "data":
             data.append(value)
+
+
+def json_bytes(value: Any) -> bytes:
+    """A request body as JSON: by orjson (a batch of spans: several times faster than httpx's json module),
+    or by the json module for what orjson does not write (integers beyond 64 bits)."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:
+        return stdlib_json.dumps(value).encode()
 
 
 def retry_after(response: httpx.Response, default: float) -> float:

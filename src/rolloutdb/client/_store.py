@@ -23,9 +23,9 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from ..errors import InvalidInputError, NotFoundError
 from ..ids import new_id
-from ..storable import require_storable
 from ..records import Event
 from ..server import HEARTBEAT_SECONDS, MAX_WAIT_SECONDS, ROUTES, Operation, Page, RecordFields, invalid_request_message
+from ..storable import json_text, require_storable
 from ..store import Store
 from ..store.attempts import Attempts
 from ..store.base import MAX_LIMIT, not_found
@@ -162,6 +162,13 @@ def adapter(kind: Any) -> TypeAdapter[Any]:
 def jsonable(value: Any) -> Any:
     """``value`` as JSON holds it (records as dicts, times as ISO 8601, iterables as lists); InvalidInputError
     naming the field for what the database could not hold (``storable``'s rule) or JSON cannot carry."""
+    try:  # the usual case, in one pass: everything converts and can be stored (a batch of spans: 4x faster)
+        converted = to_jsonable_python(value, fallback=_fallback)
+        for item in converted if isinstance(converted, list) else [converted]:
+            json_text(item)  # item by item: a dict's own None fields spare it the closer look
+        return converted
+    except (TypeError, ValueError, PydanticSerializationError):
+        pass  # Unstorable is a ValueError: found again below, field by field, to name where it is
     if isinstance(value, Mapping):
         return {key: json_field(str(key), item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
@@ -169,16 +176,17 @@ def jsonable(value: Any) -> Any:
     return json_field("", value)
 
 
-def json_field(field: str, value: Any) -> Any:
-    def fallback(item: Any) -> Any:
-        if hasattr(item, "tolist") and hasattr(item, "dtype"):  # NumPy scalars and arrays, as storable takes them
-            return item.tolist()
-        if isinstance(item, Iterable):
-            return list(item)
-        raise TypeError(f"{type(item).__name__} is not JSON")
+def _fallback(item: Any) -> Any:
+    if hasattr(item, "tolist") and hasattr(item, "dtype"):  # NumPy scalars and arrays, as storable takes them
+        return item.tolist()
+    if isinstance(item, Iterable):
+        return list(item)
+    raise TypeError(f"{type(item).__name__} is not JSON")
 
+
+def json_field(field: str, value: Any) -> Any:
     try:
-        converted = to_jsonable_python(value, fallback=fallback)
+        converted = to_jsonable_python(value, fallback=_fallback)
     except (TypeError, ValueError, PydanticSerializationError):
         require_storable(field, value)  # names where inside the value the problem is
         raise InvalidInputError(f"cannot store {field}: {type(value).__name__} is not JSON") from None

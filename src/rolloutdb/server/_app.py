@@ -26,6 +26,8 @@ from ..store.base import OPERATORS
 from ._events import EventStreams
 from ._errors import RETRY_AFTER_SECONDS, InternalErrors, error_response, install_error_handlers
 from ._limits import BodyLimit, WriteLimit
+from ._otlp import OPENAPI as OTLP_OPENAPI
+from ._otlp import TRACES_PATH, receive_traces
 from ._operations import PAGE_WINDOW, Operation, Page, field_type
 from ._projects import PROJECT_HEADER, Authentication, ProjectStores
 from ._routes import ROUTES
@@ -71,6 +73,13 @@ def create_app(url: str | None = None, *, project: str = DEFAULT_PROJECT, max_bo
                       summary="The database answers (200), or not (503)")
     # With --auth, /docs offers to send a token (the check itself is ``Authentication``'s, before any route).
     documented_auth = [Depends(HTTPBearer(auto_error=False, description="An API token: `rolloutdb tokens create`"))]
+    app.add_api_route(TRACES_PATH, functools.partial(receive_traces, stores, max_body_bytes), methods=["POST"],
+                      summary="OTLP/HTTP trace export (protobuf or JSON, gzip): spans stored on the rollout and "
+                              "attempt their rolloutdb.rollout_id / rolloutdb.attempt_id attributes name",
+                      tags=["opentelemetry"], dependencies=documented_auth if auth else [],
+                      openapi_extra=OTLP_OPENAPI, operation_id="otlp_traces",
+                      description="Spans that name no known rollout are not stored: the answer's partial_success "
+                                  "counts them and says why (OTLP's ExportTraceServiceResponse).")
     router = APIRouter(prefix=API_PREFIX, dependencies=documented_auth if auth else [])
     router.add_api_route("/project", functools.partial(project_of, stores), methods=["GET"],
                          summary=f"The project a request works on (its id and name): its API token's, or see the "
@@ -152,6 +161,9 @@ def given(value: Any) -> Any:
     if isinstance(value, BaseModel):
         return value.model_dump(exclude_unset=True)
     if isinstance(value, list):
+        if value and all(type(item) is type(value[0]) for item in value) and isinstance(value[0], BaseModel):
+            # A batch (of spans, say) in one call rather than a call per item: the same dicts, faster.
+            return _adapter(list[type(value[0])]).dump_python(value, exclude_unset=True)
         return [given(item) for item in value]
     return {} if value is None else value
 
