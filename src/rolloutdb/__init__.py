@@ -22,12 +22,13 @@ from .states import AttemptStatus, GroupStatus, RolloutStatus, RunStatus, StepSt
 # The rest is imported on first use, so that `import rolloutdb` (and `rolloutdb --help`) does not load the
 # database and validation libraries before something needs them.
 _IMPORTED_ON_USE = {
-    **dict.fromkeys(("ApiToken", "Attempt", "Claim", "ComparisonRow", "Group", "Project", "Resources", "Rollout",
+    **dict.fromkeys(("ApiToken", "Attempt", "Claim", "ComparisonRow", "Event", "Group", "Project", "Resources",
+                     "Rollout",
                      "RolloutConfig", "Run", "RunComparison", "RunEvent", "RunStats", "Span", "StatusChange",
                      "Step", "Task", "Turn", "Validator", "Worker", "QueueSummary", "WorkerActivity", "IssuedToken",
                      "TokenGrant"), "records"),
     **dict.fromkeys(("FlushResult", "Recorder", "RecorderHealth"), "recorder"),
-    **dict.fromkeys(("AsyncJob", "Job", "JobStatus"), "store.jobs"),
+    **dict.fromkeys(("AsyncJob", "Job", "JobStart", "JobStatus"), "store.jobs"),
     **dict.fromkeys(("RecordingResult", "Rejection"), "store.recording"),
     **dict.fromkeys(("PurgeResult",), "store.retention"),
     **dict.fromkeys(("Store", "connect", "create_project", "list_projects"), "store"),
@@ -67,6 +68,7 @@ __all__ = [
     "ComparisonRow",
     "ConflictError",
     "DatabaseNotFoundError",
+    "Event",
     "FlushResult",
     "Group",
     "GroupStatus",
@@ -77,6 +79,7 @@ __all__ = [
     "JobCancelled",
     "JobInterrupted",
     "JobPaused",
+    "JobStart",
     "JobStatus",
     "NotFoundError",
     "PermissionDeniedError",

@@ -120,6 +120,22 @@ class StatusChange(Record):
     reason: str | None = None
 
 
+class Event(Record):
+    """One entry of the change feed live views follow (``store.events``): ``topic`` says what changed.
+
+    job: a job's progress, stage and message (data: progress, stage, message, status); log: a row of a job's
+    log (data: level, stage, progress, message, data); run, step, group, rollout, attempt: a status change
+    (data: old_status, new_status, reason). ``run_id``: the run it belongs to, when there is one."""
+
+    id: Whole | None = None
+    project_id: str = ""
+    topic: Literal["job", "log", "run", "step", "group", "rollout", "attempt"]
+    run_id: str | None = None
+    entity_id: str | None = None
+    time: Time = Field(default_factory=utcnow)
+    data: JsonDict = Field(default_factory=dict)
+
+
 class Step(_Lifetime):
     run_id: str
     number: Int32 = Field(ge=0)

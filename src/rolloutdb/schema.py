@@ -165,6 +165,21 @@ status_changes = Table(
     Index("ix_status_changes_entity", "entity_type", "entity_id", "seq"),
 )
 
+# The change feed (issue 15): one row per thing a live view follows, written in the transaction that makes the
+# change; its id orders the feed and is what a subscriber resumes after (``store.events``).
+events = Table(
+    "events",
+    metadata,
+    Column("id", Serial, primary_key=True, autoincrement=True),
+    _project(),
+    Column("topic", String(16), nullable=False),
+    Column("run_id", String(ID_LENGTH)),  # no foreign key: the feed outlives a deleted run
+    Column("entity_id", String(ID_LENGTH)),
+    Column("time", UTCDateTime(), nullable=False),
+    Column("data", Json, nullable=False),
+    Index("ix_events_project_id_id", "project_id", "id"),
+)
+
 steps = Table(
     "steps",
     metadata,

@@ -1,5 +1,10 @@
 """`rolloutdb runs`, `steps`, `groups`, `tasks` and `history`, on a fresh SQLite file and a fresh PostgreSQL database."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import rolloutdb
 from cli.clitools import RUN, demo_url, fails, line_with, refused, succeeds
 
@@ -126,3 +131,32 @@ def test_tasks_ls_lists_the_catalogue_and_filters_it(demo_url):
     assert "demo/arith-0002" in only_demo and "other/1" not in only_demo
     assert "other/1" in succeeds(demo_url, "tasks", "ls", "--tag", "hard")
     assert "No tasks in project 'default' match the filters." in succeeds(demo_url, "tasks", "ls", "--split", "x")
+
+
+def test_runs_show_follow_prints_steps_as_they_end_until_the_run_ends(fresh_database_url):
+    with rolloutdb.connect(fresh_database_url) as store:
+        run = store.runs.create(name="live", status="running", total_steps=2)
+        source = str(Path(rolloutdb.__file__).parent.parent)
+        environment = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200",
+                       "PYTHONPATH": os.pathsep.join([source, os.environ.get("PYTHONPATH", "")])}
+        follower = subprocess.Popen(
+            [sys.executable, "-m", "rolloutdb.cli", "runs", "show", "live", "--follow", "--url", fresh_database_url],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=environment)
+        try:
+            shown = ""
+            while not shown.rstrip().splitlines() or not shown.rstrip().splitlines()[-1].startswith("rollouts"):
+                line = follower.stdout.readline()
+                assert line, shown  # it printed the run, and follows it from there
+                shown += line
+            for number, reward in ((0, 0.25), (1, 0.75)):
+                step = store.steps.create(run_id=run.id, number=number, status="running")
+                store.steps.update(step.id, status="completed", metrics={"reward": reward})
+            store.runs.update(run.id, status="completed", reason="trained")
+            output, _ = follower.communicate(timeout=60)
+        finally:
+            follower.kill()
+    assert follower.returncode == 0
+    followed = output.strip().splitlines()
+    assert [line.split("  ", 1)[1] for line in followed] == [  # after the time
+        "step 0 completed: reward 0.25", "step 1 completed: reward 0.75",
+        "run live: running → completed (trained)"]

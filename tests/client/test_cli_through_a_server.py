@@ -25,3 +25,36 @@ def test_runs_rollouts_and_queue_read_through_a_server(tmp_path):
         assert queued.id in succeeds(server.base, "rollouts", "show", queued.id[:13])
         summary = json.loads(succeeds(server.base, "queue", "--json"))
         assert summary["rollouts_by_status"]["queuing"] == 1, summary
+
+
+def test_jobs_logs_follow_and_watch_through_a_server(tmp_path):
+    """A job writing to the database directly; the command line follows it through the server's event stream."""
+    import threading
+    import time
+
+    import rolloutdb
+
+    database = f"sqlite:///{tmp_path / 'jobs.db'}"
+    with running_server(database, tmp_path, "default") as server:
+        started = threading.Event()
+
+        def work(name: str) -> None:
+            with rolloutdb.connect(database) as store, store.jobs.start(name, write_interval=0.0) as job:
+                started.set()
+                for i in range(5):
+                    time.sleep(0.2)
+                    job.progress((i + 1) / 5)
+                    job.checkpoint(message=f"step {i}")
+
+        for command in (["jobs", "logs", "remote-job", "--follow"], ["jobs", "watch", "watched-job"]):
+            started.clear()
+            thread = threading.Thread(target=work, args=(command[2],))
+            thread.start()
+            started.wait(30)
+            output = succeeds(server.base, *command)
+            thread.join()
+            if command[1] == "logs":
+                positions = [output.index(f"step {i}") for i in range(5)]
+                assert positions == sorted(positions) and output.rstrip().endswith("completed")
+            else:
+                assert output.strip() == "watched-job: completed at 100%"

@@ -34,10 +34,11 @@ def test_a_server_url_in_rolloutdb_url_connects_through_it_and_projects_are_kept
             assert isinstance(remote, RemoteStore) and remote.url == server.base
             remote.ping()  # the server's database answers
             run = remote.runs.create(name="from-env")
-            with pytest.raises(NotImplementedError, match="jobs.start.. has no route"):
-                remote.jobs.start("a-job")
+            with remote.jobs.start("a-job") as job:  # a job runs through the server too
+                job.checkpoint(state={"at": 1}, message="through the server")
         with rolloutdb.connect(database, project="team-a") as local:
             assert local.runs.get("from-env") == run and local.project_id == remote.project_id
+            assert (local.runs.get("a-job").status, local.runs.get("a-job").state) == ("completed", {"at": 1})
         with pytest.raises(NotFoundError, match="serves project 'team-a' only.*--all-projects"):
             rolloutdb.connect(project="team-b")
         with pytest.raises(rolloutdb.InvalidInputError, match="clock=, upgrade=, .* are for a database"):

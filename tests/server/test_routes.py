@@ -159,6 +159,23 @@ def test_jobs(api):
     assert ok(api.delete(f"/jobs/{name}"), 204) is None
     error(api.get(f"/jobs/{name}"), 404, "NotFoundError")
 
+    # A job's own side, as Job sends it: start, writes (answered with what it must do), its end.
+    after = ok(api.get("/events/latest"))
+    started = ok(api.post("/jobs/start", json={"name": unique("job"), "stages": [["only", 100]]}))
+    name = started["run"]["name"]
+    assert (started["resumed"], started["run"]["status"]) == (False, "running")
+    assert ok(api.post(f"/jobs/{name}/write", json={"progress": 50.0, "stage": "only", "logs": [
+        {"time": "2026-12-04T10:00:00Z", "level": "info", "message": "half"}]})) is None
+    ok(api.post(f"/jobs/{name}/pause", json={}))
+    assert ok(api.post(f"/jobs/{name}/write", json={"progress": 60.0, "stage": "only"})) == "pause"
+    assert ok(api.post(f"/jobs/{name}/write", json={"progress": 60.0, "stage": "only", "status": "paused"})) is None
+    assert ok(api.get(f"/jobs/{name}"))["run"]["status"] == "paused"
+    error(api.post(f"/jobs/{name}/write", json={"progress": 60.0, "status": "exploded"}), 422, "InvalidInputError")
+    events = ok(api.get("/events/past", params={"after": after, "run": name, "topics": ["log", "job"]}))
+    assert [event["data"]["message"] for event in events if event["topic"] == "log"] == [
+        "started", "half", "pause requested"]
+    assert events[-1]["topic"] == "job" and events[-1]["data"]["status"] == "paused"
+
 
 def test_catalog_sequence_ids_recording_and_health(api):
     dataset = unique("arith")
@@ -176,6 +193,7 @@ def test_catalog_sequence_ids_recording_and_health(api):
     rollout_id = claim["rollout"]["id"]
     assert ok(api.get(f"/rollouts/{rollout_id}/attempts/latest"))["id"] == claim["attempt"]["id"]
     assert ok(api.post("/spans/sequence-ids", json={"pairs": [[rollout_id, "latest"]] * 2})) == [1, 2]
+    assert ok(api.post("/spans/sequence-ids/across-attempts", json={"pairs": [[rollout_id, "latest"]]})) == [3]
     assert isinstance(ok(api.post("/check-health")), int)
 
     name, session = unique("recorded"), unique("session")

@@ -133,6 +133,8 @@ def body_of(operation: Operation, keys: dict[str, str]) -> Any:
         "workers.heartbeat": {"stats": {"b": 1}},
         "workers.update": {"metadata": {}},
         "jobs.request_pause": {"reason": "b"}, "jobs.request_resume": {}, "jobs.request_cancel": {},
+        "jobs.begin": {"name": f"b-{uuid.uuid4().hex[:8]}"}, "jobs.write": {"progress": 1.0},
+        "spans.next_sequence_ids_across_attempts": {"pairs": [[rollout, attempt]]},
         "recording.apply": [{"op": "rollout.end", "id": rollout, "status": "succeeded"},
                             {"op": "run.end", "session": "s", "run": run, "status": "completed"},
                             {"op": "turn", "id": uuid.uuid4().hex, "rollout_id": rollout, "turn_index": 9,
@@ -146,7 +148,8 @@ def body_of(operation: Operation, keys: dict[str, str]) -> Any:
 def params_of(operation: Operation, keys: dict[str, str]) -> dict[str, Any]:
     return {"compare_runs": {"a": keys["runs"], "b": keys["runs"]},
             "tasks.load": {"dataset": "arith", "split": "train"},
-            "spans.query": {"rollout_id": keys["rollout_id"], "attempt_id": "all"}}.get(operation.call, {})
+            "spans.query": {"rollout_id": keys["rollout_id"], "attempt_id": "all"},
+            "events.query": {"run": keys["runs"]}}.get(operation.call, {})
 
 
 def request(client: httpx.Client, operation: Operation, keys: dict[str, str], token: str) -> httpx.Response:
@@ -313,3 +316,18 @@ def test_the_cli_through_a_server_with_a_token(auth_server, tmp_path):
     revoked = cli("tokens", "revoke", token_id, "--url", auth_server.base, "--token", a.tokens["admin"].secret)
     assert revoked.returncode == 0 and f"Revoked token {token_id}" in revoked.stdout, revoked.stderr
     assert "revoked" in cli("runs", "ls", "--url", auth_server.base, "--token", secret).stderr
+
+
+def test_the_event_stream_takes_the_token_and_its_project(auth_server):
+    """``GET /events`` is not in the route table: its token and project are checked when it opens."""
+    a = fill_project(auth_server.url)
+    with rolloutdb.connect(auth_server.url, project=f"b-{uuid.uuid4().hex[:8]}") as b_store:
+        b_reader = {"Authorization": f"Bearer {b_store.tokens.create('reader').secret}"}
+    a_reader = {"Authorization": f"Bearer {a.tokens['reader'].secret}"}
+    with auth_server.client() as client:
+        error(client.get("/events", params={"timeout": 1}), 401, "AuthenticationError")
+        error(client.get("/events", params={"run": a.keys["runs"]}, headers=b_reader), 404, "NotFoundError")
+        seen_by_b = client.get("/events", params={"after": 0, "timeout": 1}, headers=b_reader)
+        assert seen_by_b.status_code == 200 and MARKER not in seen_by_b.text and a.keys["runs"] not in seen_by_b.text
+        seen_by_a = client.get("/events", params={"after": 0, "timeout": 1, "topic": "run"}, headers=a_reader)
+        assert seen_by_a.status_code == 200 and a.keys["runs"] in seen_by_a.text

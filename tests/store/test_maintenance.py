@@ -63,9 +63,9 @@ def test_examine_database_counts_one_projects_rows_unless_asked_for_all(fresh_da
         return {table.name: table.rows for table in maintenance.examine_database(fresh_database_url, **project).tables}
 
     assert {name: count for name, count in rows(project="a").items() if count} == {
-        "runs": 1, "projects": 1, "status_changes": 1}
+        "runs": 1, "projects": 1, "status_changes": 1, "events": 1}
     assert {name: count for name, count in rows(project="b").items() if count} == {
-        "runs": 2, "rollouts": 2, "projects": 1, "status_changes": 4}
+        "runs": 2, "rollouts": 2, "projects": 1, "status_changes": 4, "events": 4}
     assert (rows()["runs"], rows()["projects"]) == (3, 2)
     assert maintenance.examine_database(fresh_database_url, project="a").project == "a"
     missing = maintenance.examine_database(fresh_database_url, project="c")

@@ -19,6 +19,7 @@ PAIRS = [
     (records.ArtifactLink, schema.artifact_links), (records.Script, schema.scripts),
     (records.Decision, schema.decisions), (records.Signal, schema.signals), (records.Sample, schema.samples),
     (records.ModelCheckpoint, schema.checkpoints), (records.ApiToken, schema.api_tokens),
+    (records.Event, schema.events),
 ]
 
 

@@ -40,7 +40,6 @@ def test_duplicate_spans_are_skipped(store):
 
 
 def test_sequence_ids_across_attempts_count_per_rollout(store):
-    skip_on_http(store, "spans.next_sequence_ids_across_attempts has no route yet")
     first, second = store.rollouts.start("a"), store.rollouts.start("b")
     retry = store.attempts.start(first.rollout.id)
     pairs = [(first.rollout.id, first.attempt.id), (second.rollout.id, second.attempt.id),

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -32,7 +31,8 @@ from .output import (
 )
 
 if TYPE_CHECKING:
-    from ..records import Run, RunEvent
+    from ..records import Event, Run, RunEvent
+    from ..store import Store
     from ..store.jobs import Jobs, JobStatus
 
 jobs_app = group("Long jobs (every run is one): watch, pause, resume, cancel, logs.")
@@ -206,6 +206,25 @@ def jobs_delete(ctx: typer.Context, name: JobName,
     console.print(printable(f"Deleted {name}."))
 
 
+def until_it_ends(store: Store, run: Run, topics: tuple[str, ...], after: int) -> Iterator[Event]:
+    """The run's events of ``topics`` and its status changes after the event id ``after``, as they are written
+    (by any process; through a server too), until the change that ends it, which is the last one given."""
+    for event in store.events.follow(after, topics=[*topics, "run"], run=run.id):
+        yield event
+        if event.topic == "run" and event.data["new_status"] in ENDED:
+            return
+
+
+def progress_bar() -> Progress:
+    """The live progress bar of a run followed (on stderr: the output stays clean for pipes)."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
+                    TimeElapsedColumn(), console=err_console, transient=True)
+
+
+# Kept for scripts written when --follow and watch looked every --interval seconds: events now come at once.
+Interval = Annotated[float, typer.Option(min=0.05, hidden=True, help="Ignored: changes are shown as they are written.")]
+
+
 @jobs_app.command("logs")
 @reports_errors
 def jobs_logs(
@@ -213,14 +232,16 @@ def jobs_logs(
     name: JobName,
     limit: Annotated[int, typer.Option(help="The last this many rows.")] = 50,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new rows until the job ends.")] = False,
-    interval: Annotated[float, typer.Option(min=0.05, help="Seconds between looks with --follow.")] = 0.5,
+    interval: Interval = 0.5,
     json: Json = False,
 ) -> None:
-    """Print a job's log, oldest first; with --follow, new rows as they come, under the same header.
+    """Print a job's log, oldest first; with --follow, new rows as they are written, under the same header, until
+    the job ends (through a server too: `--url http://...`).
 
     Example: rolloutdb jobs logs build-index --follow
     """
     with ctx.obj.connect() as store, contextlib.suppress(KeyboardInterrupt):
+        after = store.events.latest_id() if follow else 0  # before the log is read: nothing falls in between
         run = store.runs.find(name)
         events = store.jobs.logs(run.id, limit=limit)
         if json:
@@ -232,20 +253,21 @@ def jobs_logs(
             if follow:  # the message takes what is left of the line: rows to come may say more
                 widths[-1] = (widths[-1] or 0) + console.width - table_width(widths)
             print_table(None, columns, rows, widths=widths)
-        last = events[-1].seq if events else 0
-        while follow:
-            time.sleep(interval)
-            ended = store.runs.get(run.id).status in ENDED
-            events = store.jobs.logs(run.id, since=last, limit=10_000)
-            if events:
-                if json:
-                    print_json(events)
-                else:
-                    print_table(None, columns, (event_row(event) for event in events), show_header=False,
-                                widths=widths)
-                last = events[-1].seq
-            elif ended:
-                return
+        if not follow or store.runs.get(run.id).status in ENDED:
+            return
+        from ..records import RunEvent  # here: the CLI loads the records when a command needs them
+
+        printed = {(event.time, event.message) for event in events}  # rows written after ``after`` may be among them
+        for event in until_it_ends(store, run, ("log",), after):
+            if event.topic != "log":
+                continue
+            row = RunEvent(run_id=run.id, **event.data, time=event.time)
+            if (row.time, row.message) in printed:
+                continue
+            if json:
+                print_json([row])
+            else:
+                print_table(None, columns, [event_row(row)], show_header=False, widths=widths)
 
 
 @jobs_app.command("watch")
@@ -253,20 +275,22 @@ def jobs_logs(
 def jobs_watch(
     ctx: typer.Context,
     name: JobName,
-    interval: Annotated[float, typer.Option(min=0.05, help="Seconds between refreshes.")] = 0.5,
+    interval: Interval = 0.5,
 ) -> None:
     """A live progress bar of a job (step N of M for a training run) until it completes, fails or is cancelled;
-    a paused job is watched until it resumes and ends, or Ctrl-C. Exit code 1 if it failed.
+    a paused job is watched until it resumes and ends, or Ctrl-C. Exit code 1 if it failed. It moves as the job
+    writes (through a server too: `--url http://...`).
 
     Example: rolloutdb jobs watch grpo-arith
     """
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
-                   TimeElapsedColumn(), console=err_console, transient=True)
+    bar = progress_bar()
     with ctx.obj.connect() as store:
+        after = store.events.latest_id()  # before the run is read: no change falls in between
         run = store.runs.find(name)
         with contextlib.suppress(KeyboardInterrupt), bar:
             task = bar.add_task(printable(run.name), total=100)
             said_paused = False
+            changes = until_it_ends(store, run, ("job", "step"), after)
             while run.status not in ENDED:
                 paused = run.status == states.RunStatus.PAUSED
                 if paused and not said_paused:
@@ -275,8 +299,10 @@ def jobs_watch(
                 said_paused = paused
                 bar.update(task, completed=run.progress, description=printable(
                     f"{run.name} · {run.status} · {where_it_stands(run)} · {run.stage or '-'} · {run.message or ''}"))
-                time.sleep(interval)
+                if next(changes, None) is None:
+                    break
                 run = store.runs.get(run.id)
+            run = store.runs.get(run.id)
     console.print(printable(f"{run.name}: {run.status} at {run.progress:.0f}%"
                             + (f" ({where_it_stands(run)})" if run.total_steps else "")
                             + (f" in stage {run.stage}" if run.stage else "")))

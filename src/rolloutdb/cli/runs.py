@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from .. import states
+from .jobs import ENDED, progress_bar, until_it_ends
 from .options import EntityType, Json, Wide, group, values
 from .output import (
     Column,
@@ -15,10 +17,12 @@ from .output import (
     console,
     format_duration,
     format_time,
+    format_value,
     print_fields,
     print_json,
     print_shown,
     print_table,
+    printable,
     relative_time,
     reports_errors,
     short_ids,
@@ -79,17 +83,52 @@ def runs_ls(
 
 @runs_app.command("show")
 @reports_errors
-def runs_show(ctx: typer.Context, name: RunName, json: Json = False, wide: Wide = False) -> None:
-    """Show one run: its fields, its last steps and its groups and rollouts by status.
+def runs_show(
+    ctx: typer.Context,
+    name: RunName,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Then print steps as they end and status changes "
+                                                                "as they happen, until the run ends.")] = False,
+    json: Json = False,
+    wide: Wide = False,
+) -> None:
+    """Show one run: its fields, its last steps and its groups and rollouts by status; with --follow, then its
+    steps and status changes as they are written (through a server too: `--url http://...`).
 
-    Example: rolloutdb runs show grpo-arith
+    Example: rolloutdb runs show grpo-arith --follow
     """
     with ctx.obj.connect() as store:
+        after = store.events.latest_id() if follow else 0  # before the run is read: nothing falls in between
         run = store.runs.find(name)
         if json:
             print_json([run])
-            return
-        print_run(store, run, wide=wide)
+        else:
+            print_run(store, run, wide=wide)
+        if follow and run.status not in ENDED:
+            follow_run(store, run, after, json=json)
+
+
+def follow_run(store: Store, run: Run, after: int, *, json: bool) -> None:
+    """Print the run's steps as they end and its status changes (JSON: the events), with a progress bar, until
+    the run ends or Ctrl-C."""
+    bar = progress_bar()
+    if not json:
+        console.print()
+    with contextlib.suppress(KeyboardInterrupt), bar:
+        task = bar.add_task(printable(run.name), total=100, completed=run.progress)
+        for event in until_it_ends(store, run, ("step",), after):
+            if json:
+                print_json([event])
+            elif event.topic == "run":
+                console.print(printable(f"{format_time(event.time, precision='milliseconds')}  run {run.name}: "
+                                        f"{event.data['old_status']} → {event.data['new_status']}"
+                                        + (f" ({event.data['reason']})" if event.data["reason"] else "")))
+            elif event.data["new_status"] in states.TERMINAL["step"]:
+                step = store.steps.get(event.entity_id)
+                metrics = ", ".join(f"{key} {format_value(value)}" for key, value in sorted(step.metrics.items()))
+                console.print(printable(f"{format_time(event.time, precision='milliseconds')}  step {step.number} "
+                                        f"{step.status}" + (f": {metrics}" if metrics else "")))
+            run = store.runs.get(run.id)
+            bar.update(task, completed=run.progress, description=printable(f"{run.name} · {run.status}"))
 
 
 def print_run(store: Store, run: Run, *, wide: bool = False) -> None:

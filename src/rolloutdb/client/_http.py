@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json as stdlib_json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -73,8 +73,66 @@ class Transport:
             sent_before = True
             delay = min(delay * 2, MAX_DELAY)
 
+    def stream_events(self, params: Any, after: int, deadline: float | None,
+                      quiet_for: float) -> Iterator[tuple[int | None, str, str]]:
+        """The server's event stream (``GET /events``) as (id or None, topic, data) from after the id ``after``
+        until ``deadline`` (``time.monotonic()``; None: never). A stream that breaks is opened again after the
+        last id it gave, so nothing is missed or repeated; for ``retry_for`` seconds, then StoreUnavailableError.
+        ``quiet_for``: the longest the server stays silent (its heartbeat), after which the stream counts as lost."""
+        last = after
+        delay = FIRST_DELAY
+        away_since: float | None = None
+        while deadline is None or time.monotonic() < deadline:
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
+            try:
+                with self._client.stream("GET", "/events", params=[*params, *([("timeout", remaining)]
+                                                                               if remaining else [])],
+                                         headers={"Last-Event-ID": str(last)},
+                                         timeout=httpx.Timeout(quiet_for + self.timeout,
+                                                               connect=self._client.timeout.connect)) as response:
+                    if response.status_code != 200:
+                        response.read()
+                        if response.status_code != 503:
+                            raise error_of(response)
+                        failure = error_of(response).args[0]
+                    else:
+                        away_since, delay = None, FIRST_DELAY
+                        for id, topic, data in server_sent_events(response.iter_lines()):
+                            if id is not None:
+                                last = id
+                            yield id, topic, data
+                        continue  # the server ended it (its timeout, or it is stopping): again after the last id
+            except httpx.TransportError as exc:
+                failure = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            away_since = away_since if away_since is not None else time.monotonic()
+            if time.monotonic() + delay > away_since + self.retry_for:
+                raise StoreUnavailableError(f"the RolloutDB server at {display_url(self.base)} did not keep the event "
+                                            f"stream open: {failure} (retried for {self.retry_for:g} s)") from None
+            time.sleep(delay)
+            delay = min(delay * 2, MAX_DELAY)
+
     def close(self) -> None:
         self._client.close()
+
+
+def server_sent_events(lines: Iterator[str]) -> Iterator[tuple[int | None, str, str]]:
+    """(id, event, data) of each Server-Sent Event in ``lines``; comments (heartbeats) are skipped."""
+    id: int | None = None
+    topic, data = "message", []
+    for line in lines:
+        if not line:
+            if data:
+                yield id, topic, "\n".join(data)
+            id, topic, data = None, "message", []
+            continue
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "id" and value.isdigit():
+            id = int(value)
+        elif name == "event":
+            topic = value
+        elif name == "data":
+            data.append(value)
 
 
 def json_bytes(value: Any) -> bytes:

@@ -24,13 +24,16 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from ..errors import InvalidInputError, NotFoundError
 from ..ids import new_id
+from ..records import Event
 from ..storable import json_text, require_storable
-from ..server import MAX_WAIT_SECONDS, ROUTES, TYPED_FILTERS, Operation, Page, invalid_request_message, time_fields
+from ..server import (HEARTBEAT_SECONDS, MAX_WAIT_SECONDS, ROUTES, TYPED_FILTERS, Operation, Page,
+                      invalid_request_message, time_fields)
 from ..store import Store
 from ..store.attempts import Attempts
 from ..store.base import (MAX_LIMIT, build_record, build_records, check_key, ids_of, not_found, seconds,
                           validation_message)
 from ..store.catalog import Tasks, Validators
+from ..store.events import Events
 from ..store.groups import Groups
 from ..store.jobs import Jobs
 from ..store.recording import Recording
@@ -48,10 +51,11 @@ from ._http import Transport
 AREAS: dict[str, type] = {
     "runs": Runs, "steps": Steps, "groups": Groups, "validators": Validators, "tasks": Tasks,
     "rollouts": Rollouts, "attempts": Attempts, "spans": Spans, "turns": Turns, "resources": Resources,
-    "workers": Workers, "jobs": Jobs, "recording": Recording, "tokens": Tokens,
+    "workers": Workers, "jobs": Jobs, "recording": Recording, "tokens": Tokens, "events": Events,
 }
 # Local methods written over the area's own table calls: the remote area runs them as they are.
-BORROWED = {"rollouts": ("enqueue", "dequeue"), "spans": ("add", "next_sequence_id")}
+BORROWED = {"rollouts": ("enqueue", "dequeue"), "spans": ("add", "next_sequence_id"),
+            "jobs": ("start", "start_async")}
 # Writes that change nothing when sent twice, so a request whose answer was lost may be sent again.
 REPEATABLE = {"rollouts.wait", "tasks.save", "validators.save", "workers.heartbeat", "attempts.heartbeat",
               "check_health", "tokens.revoke"}
@@ -375,6 +379,25 @@ def waiting(operation: Operation) -> Callable[..., Any]:
     return method_like(Rollouts.wait, wait)
 
 
+def following(query: Operation, latest: Operation) -> Callable[..., Any]:
+    """``events.follow`` through the server's event stream (``GET /api/v1/events``), resumed after the last id
+    whenever it breaks. The filters are checked at the call, as locally, by a request of the same filters."""
+    def follow(self, arguments: dict[str, Any], defaults: dict[str, Any]) -> Any:
+        topics, run, timeout = arguments.get("topics"), arguments.get("run"), arguments.get("timeout")
+        after = arguments.get("after")
+        self._remote.call(query, {"after": 0 if after is None else after, "topics": topics, "run": run,
+                                  "limit": 1}, {})
+        if timeout is not None:
+            seconds("timeout", timeout)
+        start = self._remote.call(latest, {}, {}) if after is None else after
+        params = [*query_parameters("topic", topics or []), *query_parameters("run", run)]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        stream = self._remote.transport.stream_events(params, start, deadline, HEARTBEAT_SECONDS)
+        return (adapter(Event).validate_json(data) for id, _, data in stream if id is not None)
+
+    return method_like(Events.follow, follow)
+
+
 def unavailable(owner: str, name: str, local: Callable[..., Any]) -> Callable[..., Any]:
     def absent(self, arguments: dict[str, Any], defaults: dict[str, Any]) -> Any:
         raise NotImplementedError(f"{owner}{name}() has no route on the server yet (issue 15): call it on a store "
@@ -392,6 +415,9 @@ def methods_of(kind: type, owner: str, operations: list[Operation]) -> dict[str,
             methods.update(listing_methods(operation, kind))
         elif operation.call == "rollouts.wait":
             methods[name] = waiting(operation)
+        elif operation.call == "events.query":
+            methods[name] = route_method(operation, getattr(kind, name))
+            methods["follow"] = following(operation, next(op for op in operations if op.call == "events.latest_id"))
         else:
             methods[name] = route_method(operation, getattr(kind, name))
     if "find" in methods:

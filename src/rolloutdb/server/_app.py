@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import anyio.to_thread
 from fastapi import APIRouter, Body, Depends, FastAPI, Path, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel, SkipValidation, TypeAdapter, ValidationError
 
@@ -23,6 +24,7 @@ from ..errors import InvalidInputError, StoreUnavailableError
 from ..records import Record
 from ..store import Store
 from ..store.base import OPERATORS
+from ._events import EventStreams
 from ._errors import RETRY_AFTER_SECONDS, InternalErrors, error_response, install_error_handlers
 from ._limits import BodyLimit, WriteLimit
 from ._otlp import OPENAPI as OTLP_OPENAPI
@@ -46,6 +48,7 @@ def create_app(url: str | None = None, *, project: str = DEFAULT_PROJECT, max_bo
     header names; with ``auth``, on its API token's project, if the token's role allows the route (see
     ``_projects``)."""
     stores = ProjectStores(url, project, all_projects=all_projects, auth=auth)
+    streams = EventStreams(stores)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -53,6 +56,7 @@ def create_app(url: str | None = None, *, project: str = DEFAULT_PROJECT, max_bo
         try:
             yield
         finally:
+            streams.close()
             stores.close()
 
     app = FastAPI(title="RolloutDB", version=__version__, lifespan=lifespan, redirect_slashes=False,
@@ -81,6 +85,10 @@ def create_app(url: str | None = None, *, project: str = DEFAULT_PROJECT, max_bo
     router.add_api_route("/project", functools.partial(project_of, stores), methods=["GET"],
                          summary=f"The project a request works on (its id and name): its API token's, or see the "
                                  f"{PROJECT_HEADER} header")
+    router.add_api_route("/events", streams.stream, methods=["GET"], response_class=StreamingResponse,
+                         summary="Live events (Server-Sent Events): job progress and logs, status changes, queue "
+                                 "counts; resumable with Last-Event-ID", tags=["events"], operation_id="events.stream",
+                         responses={200: {"content": {"text/event-stream": {}}}})
     for operation in ROUTES:
         router.add_api_route(operation.path, endpoint(operation, stores), methods=[operation.method],
                              response_model=operation.response, status_code=operation.status_code,

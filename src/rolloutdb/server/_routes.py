@@ -11,13 +11,14 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, Field, JsonValue
 from pydantic import Strict as StrictType
 
-from ..records import (ApiToken, Attempt, Claim, IssuedToken, QueueSummary, Resources, Rollout, Run, RunComparison,
-                       RunEvent, Span)
+from ..records import (ApiToken, Attempt, Claim, Event, IssuedToken, QueueSummary, Resources, Rollout, Run,
+                       RunComparison, RunEvent, Span)
 from ..records import StatusChange, Task, Validator, Worker
 from ..store.attempts import Attempts
 from ..store.catalog import Tasks, Validators
 from ..store.groups import Groups
-from ..store.jobs import DEFAULT_STALE_AFTER, JobStatus
+from ..store.events import MAX_READ
+from ..store.jobs import DEFAULT_STALE_AFTER, JobStart, JobStatus
 from ..store.recording import RecordingResult
 from ..store.resources import Resources as ResourcesArea
 from ..store.retention import PurgeResult
@@ -82,6 +83,36 @@ class JobLookup(Strict):
 class LogWindow(Strict):
     limit: int = Field(100, description="The last this many rows, or this many after `since`.")
     since: int | None = Field(None, description="Only rows after this sequence number.")
+
+
+class JobBegin(Strict):
+    name: str
+    stages: Any = Field(None, description="The plan: [[name, share], ...] with shares adding up to 100.")
+    key: str | None = Field(None, description="One active job per key.")
+    kind: str = "job"
+    config: dict[str, JsonValue] | None = None
+    stale_after: float = Field(DEFAULT_STALE_AFTER, description="Seconds without a heartbeat after which a running "
+                                                                "job of this name is taken over.")
+
+
+LogRow = input_model(RunEvent, "LogRow", frozenset({"time", "level", "stage", "progress", "message", "data"}))
+
+
+class JobWrite(Strict):
+    progress: float
+    stage: str | None = None
+    message: str | None = None
+    state: JsonValue = None
+    logs: list[LogRow] = []
+    status: str | None = Field(None, description="The job's end: completed, failed, paused or cancelled.")
+    error: str | None = None
+
+
+class EventWindow(Strict):
+    after: int = Field(0, description="Only events after this id.")
+    topics: list[str] | None = Field(None, description="Only events of these topics (repeat the parameter).")
+    run: str | None = Field(None, description="Only events of this run: name or id.")
+    limit: int = Field(100, description=f"At most this many events (1 to {MAX_READ:,}).")
 
 
 class RunPair(Strict):
@@ -187,6 +218,9 @@ ROUTES: list[Operation] = [
               status_code=201),
     Operation("POST", "/spans/sequence-ids", "spans.next_sequence_ids",
               "Reserve the next span sequence id of each (rollout, attempt)", list[int], body=SequenceIdRequest),
+    Operation("POST", "/spans/sequence-ids/across-attempts", "spans.next_sequence_ids_across_attempts",
+              "Reserve the next span sequence id of each rollout, counted across its attempts", list[int],
+              body=SequenceIdRequest),
     *readable_area("spans", Spans, SpanScope),
     *editable_area("turns", Turns),
     Operation("GET", "/resources/latest", "resources.latest", "The latest resources, or null", Resources | None),
@@ -203,6 +237,12 @@ ROUTES: list[Operation] = [
               body=update_model(Workers)),
     Operation("GET", "/jobs", "jobs.query", "List jobs (every run is one), newest first", Page[Run], query=Paging,
               listing=Run),
+    Operation("POST", "/jobs/start", "jobs.begin",
+              "Start a job, or take over a paused or stale one to resume it (what jobs.start does first)", JobStart,
+              body=JobBegin),
+    Operation("POST", f"{JOB}/write", "jobs.write",
+              "A running job's own write: progress, stage, state, log rows, or its end; returns pause, cancel or "
+              "null", str | None, body=JobWrite),
     Operation("GET", f"{JOB}/logs", "jobs.logs", "A job's log rows, oldest first", list[RunEvent], query=LogWindow),
     Operation("POST", f"{JOB}/pause", "jobs.request_pause", "Ask a running job to pause at its next checkpoint", Run,
               body=Reason),
@@ -216,6 +256,11 @@ ROUTES: list[Operation] = [
               "Every status change of a run, step, group, rollout or attempt, oldest first", list[StatusChange]),
     Operation("GET", "/compare", "compare_runs", "Run B against run A, per task and overall", RunComparison,
               query=RunPair),
+    Operation("GET", "/events/latest", "events.latest_id", "The id of the project's newest event (0: none yet)",
+              int),
+    Operation("GET", "/events/past", "events.query",
+              "Events after an id, oldest first (the live stream with resumption is GET /api/v1/events)",
+              list[Event], query=EventWindow),
     Operation("GET", "/queue", "queue_summary", "The rollout queue at a glance", QueueSummary),
     Operation("POST", "/check-health", "check_health",
               "Mark overdue attempts timeout or unresponsive now; returns how many were marked", int),

@@ -15,6 +15,8 @@ from ._app import create_app
 
 # How ``serve`` hands its settings to the app factory in uvicorn's worker processes.
 SETTINGS_VARIABLE = "ROLLOUTDB_SERVE_SETTINGS"
+# Stopping waits this long for requests to finish: open event streams never do by themselves.
+GRACEFUL_SHUTDOWN_SECONDS = 3
 
 
 def is_loopback(host: str) -> bool:
@@ -64,7 +66,7 @@ def serve(url: str | None = None, *, project: str = DEFAULT_PROJECT, host: str =
         serving = "API tokens required: each request works on its token's project" if auth else f"project {project!r}"
         on_ready(f"{where} (database {display_url(resolved)}, {serving}); API docs at {where}/docs")
     uvicorn.run(f"{__name__}:app_from_environment", factory=True, host=host, port=port, workers=workers,
-                log_level="info", server_header=False)
+                log_level="info", server_header=False, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS)
 
 
 def app_from_environment():

@@ -2,7 +2,8 @@
 
 Areas hang off the store (``store.runs``, ``store.steps``, ``store.tasks``, ``store.validators``,
 ``store.groups``, ``store.rollouts``, ``store.attempts``, ``store.spans``, ``store.resources``,
-``store.workers``, ``store.turns``, ``store.tokens``); each has get / query / count, and the writes that make sense for it.
+``store.workers``, ``store.turns``, ``store.tokens``); each has get / query / count, and the writes that make sense
+for it. ``store.jobs`` runs and controls long jobs; ``store.events`` is the change feed live views follow.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from .attempts import Attempts
 from .base import check_key, insert_ignoring_conflicts
 from .catalog import Tasks, Validators
 from .comparison import compare_runs
+from .events import Events
 from .engine import BUSY_TIMEOUT_SECONDS, WRITE, create_store_engine, ensure_schema, sqlite_file, unavailable_as_error
 from .groups import Groups
 from .health import check_health, queue_summary
@@ -101,6 +103,7 @@ class Store:
         self.jobs = Jobs(self)
         self.recording = Recording(self)
         self.tokens = Tokens(self)
+        self.events = Events(self)
 
     @property
     def backend(self) -> str:

@@ -27,6 +27,7 @@ from ..records import Record
 from ..storable import Unstorable, check_text
 from ..schema import status_changes
 from ._bulk import bulk_insert
+from ._feed import publish, status_events
 from .engine import violated_constraint
 from .hooks import before_commit
 from ._statements import Prepared
@@ -222,6 +223,7 @@ class Area(Generic[R]):
     # unique constraint -> what breaking it means, formatted with the row's columns and ``project``
     conflicts: ClassVar[dict[str, str]] = {}
     default_sort: ClassVar[str] = "created_at"
+    run_column: ClassVar[str] = "run_id"  # where a row names the run it belongs to (for the feed's run filter)
 
     def __init__(self, store: Store) -> None:
         self._store = store
@@ -315,8 +317,8 @@ class Area(Generic[R]):
         except IntegrityError as exc:
             raise ConflictError(self._conflict_message(rows, exc)) from None
         if self.entity_type:
-            self._record_history(connection, [(row["id"], None, created_as or row["status"]) for row in rows],
-                                 "created", now or self._store.now())
+            created = rows if created_as is None else [{**row, "status": created_as} for row in rows]
+            self._record_history(connection, [(row, None) for row in created], "created", now or self._store.now())
 
     def _update(self, connection: Connection, id: str, changes: Mapping[str, Any], reason: str | None,
                 row: Mapping[str, Any] | None = None) -> R:
@@ -374,8 +376,7 @@ class Area(Generic[R]):
             raise ConflictError(self._conflict_message([{**row, **values} for row, values in writes], exc)) from None
         if changed:
             written = [({**row, **values}, old) for row, values, old in changed]
-            self._record_history(connection, [(row[self._key_name], old, row["status"]) for row, old in written],
-                                 reason, now)
+            self._record_history(connection, written, reason, now)
             self._after_status_change(connection, written, reason, now, parent)
         return [{**row, **values} for row, values in writes]
 
@@ -408,13 +409,16 @@ class Area(Generic[R]):
             f"{self.noun} {row[self._key_name]} cannot go from {old!r} to {new!r}; "
             + (f"from {old!r} it can go to {', '.join(allowed)}" if allowed else f"{old!r} is final"))
 
-    def _record_history(self, connection: Connection, entries: Iterable[tuple[str, str | None, str]],
+    def _record_history(self, connection: Connection, entries: Iterable[tuple[Mapping[str, Any], str | None]],
                         reason: str | None, now: datetime) -> None:
-        """Queue history rows (entity id, old status, new status): written all at once, just before commit."""
+        """Queue the history rows and the feed's events of status changes, given as (row as written, old
+        status): written all at once, just before commit."""
+        changes = [(row[self._key_name], old, row["status"], row.get(self.run_column)) for row, old in entries]
         before_commit(connection, _insert_status_changes, list).extend(
             {"project_id": self._store.project_id, "entity_type": self.entity_type, "entity_id": entity_id,
              "old_status": old, "new_status": new, "changed_at": now, "reason": reason}
-            for entity_id, old, new in entries)
+            for entity_id, old, new, _ in changes)
+        publish(connection, self._store.project_id, status_events(self.entity_type, changes, reason, now))
 
     def _after_status_change(self, connection: Connection, changed: list[tuple[dict[str, Any], str]],
                              reason: str | None, now: datetime, parent: Mapping[str, Any] | None) -> None:

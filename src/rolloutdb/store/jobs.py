@@ -12,20 +12,21 @@ import asyncio
 import math
 import time
 import traceback
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, delete, select
 
 from ..errors import ConflictError, InvalidInputError, InvalidTransitionError, JobCancelled, JobPaused
-from ..records import Record, Run, RunEvent
+from ..records import Record, Run, RunEvent, utcnow
 from ..schema import run_events, runs, status_changes
 from ..storable import require_storable
 from ..states import GroupStatus
 from ..states import RunStatus as R
 from ._bulk import bulk_insert
-from .base import MAX_OFFSET, as_object, seconds, whole_number
+from ._feed import publish
+from .base import MAX_OFFSET, as_object, build_records, mappings, seconds, whole_number
 from .hooks import savepoint
 from .runs import close_open_parts
 
@@ -42,6 +43,13 @@ class JobStatus(Record):
 
     run: Run
     stale: bool
+
+
+class JobStart(Record):
+    """What starting a job gives its code: the run as it starts (its saved stage and state when resumed)."""
+
+    run: Run
+    resumed: bool
 
 
 def stage_plan(stages: Iterable[tuple[str, float]] | Mapping[str, float] | None) -> list[dict[str, Any]]:
@@ -161,11 +169,17 @@ class Jobs:
         self._event(connection, run["id"], message, run)
         return self._store.runs._update(connection, run["id"], {"status": status, "control": None}, reason, run)
 
-    def _event(self, connection: Connection, run_id: str, message: str | None, run: Mapping[str, Any],
-               level: str = "info", data: Any = None) -> None:
-        bulk_insert(connection, run_events, [{
-            "project_id": self._store.project_id, "run_id": run_id, "time": self._store.now(), "level": level,
-            "stage": run["stage"], "progress": run["progress"], "message": message, "data": data}])
+    def _event(self, connection: Connection, run_id: str, message: str | None, run: Mapping[str, Any]) -> None:
+        self._insert_log(connection, run_id, [{"time": self._store.now(), "level": "info", "stage": run["stage"],
+                                               "progress": run["progress"], "message": message, "data": None}])
+
+    def _insert_log(self, connection: Connection, run_id: str, lines: list[dict[str, Any]]) -> None:
+        """Rows of a job's log (time, level, stage, progress, message, data), and their events in the feed."""
+        bulk_insert(connection, run_events, [{"project_id": self._store.project_id, "run_id": run_id, **line}
+                                             for line in lines])
+        publish(connection, self._store.project_id, [
+            {"topic": "log", "run_id": run_id, "entity_id": run_id, "time": line["time"],
+             "data": {name: value for name, value in line.items() if name != "time"}} for line in lines])
 
     def start(self, name: str, *, stages: Any = None, key: str | None = None, kind: str = "job",
               config: Mapping[str, Any] | None = None, stale_after: float = DEFAULT_STALE_AFTER,
@@ -174,8 +188,15 @@ class Jobs:
         ``stale_after`` seconds: its process died). ``stages`` is the plan, ``[("init", 10), ("load", 60),
         ("index", 30)]`` with shares adding up to 100; ``key`` allows one active job per key.
         Use it as a context manager: ``with store.jobs.start(name, stages=...) as job``; see ``Job``."""
+        write_interval = seconds("write_interval", write_interval)
+        started = self.begin(name, stages=stages, key=key, kind=kind, config=config, stale_after=stale_after)
+        return Job(self, started.run, resumed=started.resumed, write_interval=write_interval)
+
+    def begin(self, name: str, *, stages: Any = None, key: str | None = None, kind: str = "job",
+              config: Mapping[str, Any] | None = None, stale_after: float = DEFAULT_STALE_AFTER) -> JobStart:
+        """``start``'s write: the job's run created, or taken over to be resumed (a job's code uses ``start``)."""
         plan = stage_plan(stages)
-        stale_after, write_interval = seconds("stale_after", stale_after), seconds("write_interval", write_interval)
+        stale_after = seconds("stale_after", stale_after)
         with self._store._write() as connection:
             run = self._store.runs._find(connection, name)
             now = self._store.now()
@@ -190,7 +211,39 @@ class Jobs:
             else:
                 run = self._resume(connection, run, plan, key, stale_after)
                 resumed = True
-        return Job(self, Run.model_validate(dict(run)), resumed=resumed, write_interval=write_interval)
+        return JobStart(run=Run.model_validate(dict(run)), resumed=resumed)
+
+    def write(self, name_or_id: str, *, progress: float, stage: str | None = None, message: str | None = None,
+              state: Any = None, logs: Sequence[Mapping[str, Any]] = (), status: str | None = None,
+              error: str | None = None) -> str | None:
+        """A running job's own write, in one transaction (what ``Job`` sends, coalesced): its progress, stage,
+        message, state and heartbeat, rows for its log (each with its time, level, message and optionally data,
+        stage and progress), and with ``status`` its end (completed, failed, paused or cancelled; ``error``
+        for a failure). Returns what the job must do at this checkpoint: ``"pause"``, ``"cancel"`` or None.
+        A job another process has ended already (taken for stale) keeps its end: only the log is written."""
+        if status is not None and status not in (*FINISHED, R.PAUSED):
+            raise InvalidInputError(f"a job ends as {', '.join((*FINISHED, R.PAUSED))}, not {status!r:.80}")
+        lines = [row.model_dump(exclude={"seq", "project_id", "run_id"}) for row in build_records(
+            RunEvent, [{"run_id": "", **line} for line in mappings("log row", logs)], "log row")]
+        changes: dict[str, Any] = {"progress": progress, "stage": stage, "message": message,
+                                   "heartbeat_at": self._store.now(), "state": state}
+        if status is not None:
+            changes.update(status=status, control=None, **({"error": error} if error is not None else {}))
+        with self._store._write() as connection:
+            run = self._store.runs._fetch(connection, name_or_id, for_update=True)
+            if lines:
+                self._insert_log(connection, run["id"], lines)
+            if status is None:
+                # A request, or a pause/cancel another process already applied (it took the job for stale).
+                control = {R.PAUSED: "pause", R.CANCELLED: "cancel"}.get(run["status"], run["control"])
+                if run["status"] != R.RUNNING:
+                    return control
+            updated = self._store.runs._update(connection, run["id"], changes, message if status else None, run)
+            publish(connection, self._store.project_id, [{
+                "topic": "job", "run_id": run["id"], "entity_id": run["id"], "time": updated.updated_at,
+                "data": {"progress": updated.progress, "stage": updated.stage, "message": updated.message,
+                         "status": updated.status}}])
+        return None if status is not None else control
 
     def start_async(self, name: str, **options: Any) -> AsyncJob:
         """``start()`` for asyncio code: ``async with store.jobs.start_async(name, ...) as job``."""
@@ -247,7 +300,7 @@ class Job:
     """The job's side: stages, progress, checkpoints. Use as a context manager (``store.jobs.start(...)``)."""
 
     def __init__(self, jobs: Jobs, run: Run, *, resumed: bool, write_interval: float) -> None:
-        self._jobs, self._store = jobs, jobs._store
+        self._jobs = jobs  # a local store's, or a remote one's: the job writes through ``jobs.write``
         self.id, self.name = run.id, run.name
         self.resumed = resumed
         self.state: Any = run.state  # what the job saved at its last checkpoint (None for a new job)
@@ -328,7 +381,7 @@ class Job:
         if progress is not None:
             self._set_progress(progress)
         self._log(message, "error" if error else "info")
-        self._write(force=True, final={"status": status, "control": None, **({"error": error} if error else {})})
+        self._write(force=True, final={"status": status, **({"error": error} if error else {})})
 
     # -- writing, coalesced ------------------------------------------------------------------------
 
@@ -339,8 +392,7 @@ class Job:
         require_storable("message", message)
         require_storable("data", data)
         self._message = message
-        self._events.append({"project_id": self._store.project_id, "run_id": self.id, "time": self._store.now(),
-                             "level": level, "stage": self._stage, "progress": self._progress,
+        self._events.append({"time": utcnow(), "level": level, "stage": self._stage, "progress": self._progress,
                              "message": message, "data": data})
 
     def _write(self, *, force: bool = False, final: Mapping[str, Any] | None = None) -> None:
@@ -349,20 +401,15 @@ class Job:
         if not force and time.monotonic() - self._last_write < self._write_interval:
             return
         self._last_write = time.monotonic()
-        changes: dict[str, Any] = {"progress": self._progress, "stage": self._stage, "message": self._message,
-                                   "heartbeat_at": self._store.now(), "state": self.state, **(final or {})}
-        with self._store._write() as connection:
-            run = self._store.runs._fetch(connection, self.id, for_update=True)
-            if self._events:
-                bulk_insert(connection, run_events, self._events)
-                self._events = []
-            if final is None:
-                # A request, or a pause/cancel another process already applied (it took the job for stale).
-                self._control = {R.PAUSED: "pause", R.CANCELLED: "cancel"}.get(run["status"], run["control"])
-                if run["status"] != R.RUNNING:
-                    changes.pop("status", None)
-                    return
-            self._store.runs._update(connection, self.id, changes, self._message if final else None, run)
+        events, self._events = self._events, []
+        try:
+            control = self._jobs.write(self.id, progress=self._progress, stage=self._stage, message=self._message,
+                                       state=self.state, logs=events, **(final or {}))
+        except BaseException:
+            self._events = events + self._events  # not written: sent with the next write
+            raise
+        if final is None:
+            self._control = control
 
 
 class AsyncJob:

@@ -34,6 +34,7 @@ class Runs(EditableArea[Run]):
     record = Run
     noun = "run"
     entity_type = "run"
+    run_column = "id"
     filterable = frozenset({"id", "name", "kind", "status", "parent_run_id", "concurrency_key", "control", "created_at",
                             "started_at", "ended_at", "stage"})
     sortable = frozenset({"created_at", "updated_at", "started_at", "ended_at", "name", "status", "progress"})
