@@ -166,16 +166,17 @@ def field_type(info: FieldInfo) -> Any:
 
 
 def input_model(record: type[Record], name: str, fields: frozenset[str] | None = None,
-                **extra: Any) -> type[BaseModel]:
+                base: type[BaseModel] = RecordFields, **extra: Any) -> type[BaseModel]:
     """A request body of ``record``'s fields (those in ``fields``, if given), each optional: what is left
-    out is left to the store, which checks what is required and says so by field. ``extra``: more fields,
+    out is left to the store, which checks what is required and says so by field. ``base``: ``Strict`` for
+    rows inside another body, which FastAPI reads (leniently, as JSON spells times). ``extra``: more fields,
     as ``create_model`` takes them."""
     declared = {
         field_name: (field_type(info), Field(None, description=info.description))
         for field_name, info in record.model_fields.items()
         if field_name != "project_id" and (fields is None or field_name in fields)
     }
-    return create_model(name, __base__=RecordFields, **declared, **extra)
+    return create_model(name, __base__=base, **declared, **extra)
 
 
 def editable_area(area: str, kind: type[Area], *, key: str = "{id}",

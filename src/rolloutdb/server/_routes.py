@@ -95,7 +95,8 @@ class JobBegin(Strict):
                                                                 "job of this name is taken over.")
 
 
-LogRow = input_model(RunEvent, "LogRow", frozenset({"time", "level", "stage", "progress", "message", "data"}))
+LogRow = input_model(RunEvent, "LogRow", frozenset({"time", "level", "stage", "progress", "message", "data"}),
+                     base=Strict)
 
 
 class JobWrite(Strict):
