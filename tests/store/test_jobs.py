@@ -237,3 +237,11 @@ def test_a_log_or_state_the_database_cannot_hold_is_refused_at_the_call_and_the_
         job.checkpoint(state={"seen": ["a"]})
     assert store.runs.get("nan-job").status == "completed" and store.runs.get("nan-job").state == {"seen": ["a"]}
     assert [event.data for event in store.jobs.logs("nan-job") if event.message == "step"] == [{"loss": 0.5}]
+
+
+@pytest.mark.parametrize("name", ["a\x00b", "\ud800"])
+def test_a_job_name_the_database_cannot_hold_is_refused_and_nothing_is_written(store, name):
+    # Found by the generated bad-input test: on PostgreSQL the name reached the lookup and the driver refused it.
+    with pytest.raises(InvalidInputError, match="name"):
+        store.jobs.start(name)
+    assert store.runs.count() == 0

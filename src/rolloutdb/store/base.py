@@ -57,14 +57,15 @@ def not_found(noun: str, id: str, project: str) -> NotFoundError:
     return NotFoundError(f"{noun} {id!r} not found in project {project!r}")
 
 
-def check_key(noun: str, key: Any) -> str:
-    """``key`` if it can name a row (a string the database can hold); else InvalidInputError."""
+def check_key(noun: str, key: Any, called: str = "id") -> str:
+    """``key`` if it can name a row (a string the database can hold); else InvalidInputError. ``called``: what
+    the key is to the row (its id, its name)."""
     if not isinstance(key, str):
         raise InvalidInputError(f"a {noun} is named by a string, got {type(key).__name__} {key!r:.80}")
     try:
         return check_text(key)
     except Unstorable as exc:
-        raise InvalidInputError(f"a {noun} id cannot be this string: {exc}") from None
+        raise InvalidInputError(f"a {noun} {called} cannot be this string: {exc}") from None
 
 
 _SECONDS = TypeAdapter(Annotated[float, Field(ge=0, le=MAX_SECONDS, allow_inf_nan=False)], config=ConfigDict(strict=True))

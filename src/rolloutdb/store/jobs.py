@@ -26,7 +26,7 @@ from ..states import GroupStatus
 from ..states import RunStatus as R
 from ._bulk import bulk_insert
 from ._feed import publish
-from .base import MAX_OFFSET, as_object, build_records, mappings, seconds, whole_number
+from .base import MAX_OFFSET, as_object, build_records, check_key, mappings, seconds, whole_number
 from .hooks import savepoint
 from .runs import close_open_parts
 
@@ -195,6 +195,7 @@ class Jobs:
     def begin(self, name: str, *, stages: Any = None, key: str | None = None, kind: str = "job",
               config: Mapping[str, Any] | None = None, stale_after: float = DEFAULT_STALE_AFTER) -> JobStart:
         """``start``'s write: the job's run created, or taken over to be resumed (a job's code uses ``start``)."""
+        check_key("job", name, called="name")  # looked up before its record is made, which would check it
         plan = stage_plan(stages)
         stale_after = seconds("stale_after", stale_after)
         with self._store._write() as connection:
