@@ -295,6 +295,15 @@ class Artifact(Record):
     touched_at: Time | None = None  # last put or link (gc's grace period counts from it)
 
 
+class ArtifactChunk(Record):
+    """One piece of an artifact stored in the database (``seq`` from 0); read back in order."""
+
+    project_id: str = ""
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    seq: Int32 = Field(ge=0)
+    data: bytes
+
+
 class ArtifactLink(_Created):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     owner_type: Literal["turn", "step", "rollout"]
