@@ -107,6 +107,30 @@ def test_put_refuses_what_is_not_content(local, tmp_path):
     assert rows(local, artifacts) == 0 and blobs(local) == []
 
 
+class BrokenSource(io.RawIOBase):
+    """A source that fails after its first chunk, as a crashing producer would."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        self.reads += 1
+        if self.reads > 1:
+            raise OSError("the camera went away")
+        return b"half a screenshot" * 1000
+
+
+def test_a_put_that_fails_midway_leaves_no_row_no_blob_and_no_spool(local):
+    with pytest.raises(OSError, match="camera"):
+        local.artifacts.put(BrokenSource())
+    assert rows(local, artifacts) == rows(local, artifact_chunks) == 0 and blobs(local) == []
+    if local.artifacts.home is not None:
+        assert list((local.artifacts.home / local.project_id / "tmp").iterdir()) == []
+
+
 def test_put_takes_a_path_and_a_file_object(local, tmp_path):
     source = tmp_path / "screen.png"
     source.write_bytes(b"pixels")

@@ -16,12 +16,14 @@ two never interleave on one artifact."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
 import re
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -213,7 +215,7 @@ class Artifacts:
         """The content as a binary file object, read as it is consumed (never all at once)."""
         record = self.get(artifact.sha256 if isinstance(artifact, Artifact) else artifact)
         if record.storage == DATABASE:
-            return io.BufferedReader(_ChunkReader(self, record.sha256), CHUNK_BYTES)
+            return io.BufferedReader(_ChunkReader(functools.partial(self._chunk, record.sha256)), CHUNK_BYTES)
         try:
             return open(record.location, "rb")
         except FileNotFoundError:
@@ -385,8 +387,8 @@ class _closing:
 class _ChunkReader(io.RawIOBase):
     """An artifact stored in the database, read a chunk (one row, one short read) at a time."""
 
-    def __init__(self, area: Artifacts, digest: str) -> None:
-        self._area, self._digest, self._seq, self._buffer = area, digest, 0, b""
+    def __init__(self, chunk: Callable[[int], bytes | None]) -> None:
+        self._chunk, self._seq, self._buffer = chunk, 0, b""  # chunk(seq): its bytes, None past the last
         self._done = False
 
     def readable(self) -> bool:
@@ -394,7 +396,7 @@ class _ChunkReader(io.RawIOBase):
 
     def readinto(self, target) -> int:
         if not self._buffer and not self._done:
-            chunk = self._area._chunk(self._digest, self._seq)
+            chunk = self._chunk(self._seq)
             self._seq += 1
             if chunk is None:
                 self._done = True
