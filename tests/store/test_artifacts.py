@@ -86,6 +86,15 @@ def test_content_goes_where_connect_says(fresh_database_url, tmp_path, setting):
         assert store.artifacts.read(artifact.sha256) == b"x" * (CHUNK_BYTES + 10)
 
 
+def test_rolloutdb_artifacts_chooses_where_content_goes_unless_connect_says(fresh_database_url, tmp_path,
+                                                                            monkeypatch):
+    monkeypatch.setenv("ROLLOUTDB_ARTIFACTS", str(tmp_path / "from-env"))
+    with rolloutdb.connect(fresh_database_url) as store:
+        assert store.artifacts.put(b"env").location.startswith(str(tmp_path / "from-env"))
+    with rolloutdb.connect(fresh_database_url, artifacts="database") as store:
+        assert store.artifacts.put(b"argument").storage == "database"
+
+
 def test_bad_artifacts_settings_are_refused(fresh_database_url):
     for bad in ("s3://bucket/blobs", "", 3):
         with pytest.raises(InvalidInputError, match="artifacts"):

@@ -32,6 +32,7 @@ from urllib.parse import unquote, urlparse
 
 from sqlalchemy import Connection, and_, delete, exists, select, update
 
+from ..config import ARTIFACTS_VAR
 from ..errors import InvalidInputError, NotFoundError
 from ..records import Artifact, ArtifactLink
 from ..schema import artifact_chunks, artifact_links, artifacts, rollouts, steps, turns
@@ -63,7 +64,7 @@ class GcResult:
 
 def artifacts_home(setting: str | os.PathLike | None, database_file: str | None) -> Path | None:
     """The folder blobs go to for ``connect(..., artifacts=setting)``; None: the database holds them."""
-    setting = os.environ.get("ROLLOUTDB_ARTIFACTS") or None if setting is None else setting
+    setting = os.environ.get(ARTIFACTS_VAR) or None if setting is None else setting
     if setting is None:
         return None if database_file is None else Path(database_file + ".artifacts").absolute()
     if isinstance(setting, os.PathLike):
