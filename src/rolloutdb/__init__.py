@@ -22,7 +22,7 @@ from .states import AttemptStatus, GroupStatus, RolloutStatus, RunStatus, StepSt
 # The rest is imported on first use, so that `import rolloutdb` (and `rolloutdb --help`) does not load the
 # database and validation libraries before something needs them.
 _IMPORTED_ON_USE = {
-    **dict.fromkeys(("ApiToken", "Attempt", "Claim", "ComparisonRow", "Event", "Group", "Project", "Resources",
+    **dict.fromkeys(("ApiToken", "Artifact", "ArtifactLink", "Attempt", "Claim", "ComparisonRow", "Event", "Group", "Project", "Resources",
                      "Rollout",
                      "RolloutConfig", "Run", "RunComparison", "RunEvent", "RunStats", "Span", "StatusChange",
                      "Step", "Task", "Turn", "Validator", "Worker", "QueueSummary", "WorkerActivity", "IssuedToken",
@@ -31,6 +31,7 @@ _IMPORTED_ON_USE = {
     **dict.fromkeys(("AsyncJob", "Job", "JobStart", "JobStatus"), "store.jobs"),
     **dict.fromkeys(("RecordingResult", "Rejection"), "store.recording"),
     **dict.fromkeys(("PurgeResult",), "store.retention"),
+    **dict.fromkeys(("GcResult",), "store.artifacts"),
     **dict.fromkeys(("Store", "connect", "create_project", "list_projects"), "store"),
 }
 
@@ -60,6 +61,8 @@ __version__ = "0.1.0"
 __all__ = [
     "AmbiguousIdError",
     "ApiToken",
+    "Artifact",
+    "ArtifactLink",
     "AsyncJob",
     "Attempt",
     "AttemptStatus",
@@ -70,6 +73,7 @@ __all__ = [
     "DatabaseNotFoundError",
     "Event",
     "FlushResult",
+    "GcResult",
     "Group",
     "GroupStatus",
     "InvalidInputError",

@@ -21,6 +21,7 @@ DEFAULT_URL = "sqlite:///./rolloutdb.db"
 DEFAULT_PROJECT = "default"
 JOURNAL_DIRECTORY = ".rolloutdb-journal"  # where recorders keep what the database has not taken yet
 POSTGRES_VARS = ("POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD")
+ARTIFACTS_VAR = "ROLLOUTDB_ARTIFACTS"  # where artifacts' content goes unless connect(artifacts=...) says
 TOKEN_VAR = "ROLLOUTDB_TOKEN"  # the API token a remote client sends when none is given
 CONNECT_TIMEOUT_VAR = "ROLLOUTDB_CONNECT_TIMEOUT"
 STATEMENT_TIMEOUT_VAR = "ROLLOUTDB_STATEMENT_TIMEOUT"

@@ -289,17 +289,26 @@ class Artifact(Record):
     size: Whole = Field(ge=0)
     media_type: str = "application/octet-stream"
     compression: Literal["gzip", "zstd"] | None = None
-    storage: Literal["inline", "file"] = "inline"
-    location: str | None = None
-    data: bytes | None = None
+    storage: Literal["database", "file"] = "database"
+    location: str | None = None  # storage "file": the blob's path
     created_at: Time = Field(default_factory=utcnow)
+    touched_at: Time | None = None  # last put or link (gc's grace period counts from it)
+
+
+class ArtifactChunk(Record):
+    """One piece of an artifact stored in the database (``seq`` from 0); read back in order."""
+
+    project_id: str = ""
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    seq: Int32 = Field(ge=0)
+    data: bytes
 
 
 class ArtifactLink(_Created):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    owner_type: Literal["turn", "step", "rollout", "run"]
-    owner_id: str
-    role: str = "attachment"
+    owner_type: Literal["turn", "step", "rollout"]
+    owner_id: Id
+    role: Literal["screenshot", "before", "after", "attachment"] = "attachment"
 
 
 class Script(_Updated):

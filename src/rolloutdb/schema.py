@@ -400,10 +400,26 @@ artifacts = Table(
     Column("size", BigInteger, nullable=False),
     Column("media_type", String(200), nullable=False),
     Column("compression", String(16)),
-    Column("storage", String(16), nullable=False),
+    Column("storage", String(16), nullable=False),  # "file": a blob at location; "database": artifact_chunks
     Column("location", Text),
-    Column("data", LargeBinary),
-    *_times("created_at"),
+    # Last put (or link): gc keeps an unlinked artifact put within its grace period, for a writer about to link it.
+    *_times("created_at", "touched_at"),
+)
+
+# The content of artifacts stored in the database, in chunks: written and read one chunk at a time.
+artifact_chunks = Table(
+    "artifact_chunks",
+    metadata,
+    Column("project_id", String(ID_LENGTH), primary_key=True),
+    Column("sha256", String(64), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("data", LargeBinary, nullable=False),
+    ForeignKeyConstraint(
+        ["sha256", "project_id"],
+        ["artifacts.sha256", "artifacts.project_id"],
+        ondelete="CASCADE",
+        name="fk_artifact_chunks_artifact",
+    ),
 )
 
 artifact_links = Table(

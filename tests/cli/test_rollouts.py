@@ -299,3 +299,15 @@ def test_another_projects_rows_are_not_found_as_if_they_did_not_exist(demo_url):
         answer = fails(demo_url, "--project", "other", *command, given).replace(given, "ID")
         assert answer == fails(demo_url, "--project", "other", *command, unknown).replace(unknown, "ID")
     assert theirs not in succeeds(demo_url, "--project", "other", "rollouts", "ls", "--wide", "--json")
+
+
+def test_gc_deletes_unlinked_artifacts_older_than_the_grace_period(fresh_database_url):
+    with rolloutdb.connect(fresh_database_url) as store:
+        turn = store.turns.create(rollout_id=store.rollouts.create().id, turn_index=0)
+        kept = store.artifacts.put(b"linked", turn_id=turn.id, role="screenshot")
+        orphan = store.artifacts.put(b"orphan")
+    assert "Deleted 0 artifacts (0 B) and 0 links" in succeeds(fresh_database_url, "gc")
+    assert "Deleted 1 artifact (6 B) and 0 links" in succeeds(fresh_database_url, "gc", "--grace", "0s")
+    with rolloutdb.connect(fresh_database_url) as store:
+        assert store.artifacts.exists(kept.sha256) and not store.artifacts.exists(orphan.sha256)
+    fails(fresh_database_url, "gc", "--grace", "soon")

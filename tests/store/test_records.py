@@ -16,6 +16,7 @@ PAIRS = [
     (records.Validator, schema.validators), (records.Group, schema.groups), (records.Rollout, schema.rollouts),
     (records.Attempt, schema.attempts), (records.Worker, schema.workers), (records.Turn, schema.turns),
     (records.Span, schema.spans), (records.Resources, schema.resources), (records.Artifact, schema.artifacts),
+    (records.ArtifactChunk, schema.artifact_chunks),
     (records.ArtifactLink, schema.artifact_links), (records.Script, schema.scripts),
     (records.Decision, schema.decisions), (records.Signal, schema.signals), (records.Sample, schema.samples),
     (records.ModelCheckpoint, schema.checkpoints), (records.ApiToken, schema.api_tokens),

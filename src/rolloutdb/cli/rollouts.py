@@ -1,4 +1,4 @@
-"""`rolloutdb rollouts`, `queue` and `purge`: rollouts with their trajectories, the queue and its workers,
+"""`rolloutdb rollouts`, `queue`, `purge` and `gc`: rollouts with their trajectories, the queue and its workers,
 and retention."""
 
 from __future__ import annotations
@@ -292,3 +292,24 @@ def purge(
         vacuumed = maintenance.database_space(url)
         console.print(f"Vacuumed: the database went from {format_bytes(after.size)} to "
                       f"{format_bytes(vacuumed.size)}.")
+
+
+@commands.command()
+@reports_errors
+def gc(
+    ctx: typer.Context,
+    grace: Annotated[str, typer.Option(
+        help="Keep unlinked artifacts put or linked more recently than this (a writer links what it put within it): "
+             "30s, 15m, 1h, ...")] = "1h",
+) -> None:
+    """Delete the artifacts (rows and content) no turn, step or rollout links, and the links whose owner is gone.
+
+    Example: rolloutdb gc --grace 1d
+    """
+    period = parse_duration(grace)
+    with ctx.obj.connect() as store:
+        if store.backend == "http":
+            fail("artifacts are not served yet: run `rolloutdb gc` with the database's URL, not the server's")
+        result = store.artifacts.gc(grace=period)
+    console.print(f"Deleted {plural(result.artifacts, 'artifact')} ({format_bytes(result.bytes)}) and "
+                  f"{plural(result.links, 'link')} from turns, steps or rollouts that are gone.")

@@ -25,6 +25,7 @@ from ..records import Project, QueueSummary, RunComparison, StatusChange, utcnow
 from ..schema import projects, status_changes
 from . import hooks
 from ._wal import WalKeeper
+from .artifacts import Artifacts, artifacts_home
 from .attempts import Attempts
 from .base import check_key, insert_ignoring_conflicts
 from .catalog import Tasks, Validators
@@ -72,6 +73,7 @@ class Store:
         create_project: bool = True,
         id_prefixes: Mapping[str, str] | None = None,
         resources_must_exist: bool = True,
+        artifacts: str | os.PathLike | None = None,
     ) -> None:
         self.engine = engine
         self.id_prefixes = checked_id_prefixes(id_prefixes or {})
@@ -87,6 +89,7 @@ class Store:
         self._write_lock = sqlite_write_lock(self.url) if engine.dialect.name == "sqlite" else contextlib.nullcontext()
         self._sqlite_writer: tuple[int, Connection] | None = None  # (process id, connection): see _writer
         database = sqlite_file(url)
+        artifacts_folder = artifacts_home(artifacts, database)  # bad input refused before anything is written
         self._wal = None if database is None else WalKeeper(database, self._write_lock, BUSY_TIMEOUT_SECONDS)
         self.project_id = self._ensure_project(project) if create_project else self._existing_project(project)
         self.runs = Runs(self)
@@ -104,6 +107,7 @@ class Store:
         self.recording = Recording(self)
         self.tokens = Tokens(self)
         self.events = Events(self)
+        self.artifacts = Artifacts(self, artifacts_folder)
 
     @property
     def backend(self) -> str:
@@ -269,6 +273,7 @@ def connect(
     poll_interval: float | None = None,
     id_prefixes: Mapping[str, str] | None = None,
     resources_must_exist: bool = True,
+    artifacts: str | os.PathLike | None = None,
     token: str | None = None,
     **server_options: float,
 ) -> Store:
@@ -290,6 +295,8 @@ def connect(
     processes (default 0.5 s on SQLite; PostgreSQL is notified); ``id_prefixes`` starts the ids of new
     rollouts and attempts, e.g. ``{"rollout": "ro-", "attempt": "at-"}`` (Agent Lightning's shapes);
     ``resources_must_exist=False`` lets a rollout name resources not stored (yet), as Agent Lightning does.
+    ``artifacts`` is where artifacts' content goes: ``"database"``, a folder or ``file:///dir`` (default:
+    ``ROLLOUTDB_ARTIFACTS``, else a SQLite file's folder ``<db>.artifacts``, else the database).
     """
     resolved = resolve_url(url)
     if project is not None:
@@ -297,8 +304,8 @@ def connect(
     if is_server_url(resolved):
         from ..client import RemoteStore
 
-        if clock is not utcnow or upgrade or id_prefixes is not None or not resources_must_exist:
-            raise InvalidInputError("clock=, upgrade=, id_prefixes= and resources_must_exist= are for a database: a "
+        if clock is not utcnow or upgrade or id_prefixes is not None or not resources_must_exist or artifacts is not None:
+            raise InvalidInputError("clock=, upgrade=, id_prefixes=, resources_must_exist= and artifacts= are for a database: a "
                                     "server keeps its own settings and migrates its database with `rolloutdb db "
                                     "upgrade`")
         return RemoteStore(resolved, project, token=token, **server_options)  # type: ignore[return-value]
@@ -308,7 +315,7 @@ def connect(
     with _opened(resolved, create=create, upgrade=upgrade) as engine:
         return Store(engine, resolved, DEFAULT_PROJECT if project is None else project, clock=clock, health_check_interval=health_check_interval,
                      poll_interval=poll_interval, create_project=create, id_prefixes=id_prefixes,
-                     resources_must_exist=resources_must_exist)
+                     resources_must_exist=resources_must_exist, artifacts=artifacts)
 
 
 def list_projects(url: str | None = None) -> list[Project]:

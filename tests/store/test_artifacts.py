@@ -1,0 +1,338 @@
+"""Artifacts: content stored once by its sha256, streamed back, linked from turns, steps and rollouts, and
+collected when nothing links it; in a folder or in the database, from several processes at once."""
+
+import hashlib
+import io
+import multiprocessing
+import os
+import tracemalloc
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+import rolloutdb
+from rolloutdb.errors import InvalidInputError, NotFoundError
+from rolloutdb.schema import artifact_chunks, artifact_links, artifacts
+from rolloutdb.store.artifacts import CHUNK_BYTES
+
+from conftest import skip_on_http
+
+NO_ARTIFACT_ROUTES = "the server has no artifact routes yet"
+
+
+@pytest.fixture
+def local(store):
+    skip_on_http(store, NO_ARTIFACT_ROUTES)
+    return store
+
+
+def rows(store, table) -> int:
+    with store.engine.connect() as connection:
+        return connection.execute(select(func.count()).select_from(table)
+                                  .where(table.c.project_id == store.project_id)).scalar_one()
+
+
+def blobs(store) -> list[Path]:
+    home = store.artifacts.home
+    if home is None:
+        return []
+    return sorted(path for path in (home / store.project_id).rglob("*") if path.is_file() and path.parent.name != "tmp")
+
+
+def test_put_stores_content_once_and_reads_it_back(local):
+    data = b"\x89PNG fake screenshot" * 100
+    first = local.artifacts.put(data, media_type="image/png")
+    assert (first.sha256, first.size, first.media_type) == (hashlib.sha256(data).hexdigest(), len(data), "image/png")
+    again = local.artifacts.put(io.BytesIO(data), media_type="image/png")
+    assert again.sha256 == first.sha256 and again.created_at == first.created_at
+    assert local.artifacts.get(first.sha256).sha256 == first.sha256
+    assert local.artifacts.read(first.sha256) == data
+    with local.artifacts.open(first) as file:
+        assert file.read(4) == b"\x89PNG" and file.read() == data[4:]
+    assert local.artifacts.exists(first.sha256) and not local.artifacts.exists("0" * 64)
+    assert rows(local, artifacts) == 1
+    assert len(blobs(local)) == (1 if first.storage == "file" else 0)
+    empty = local.artifacts.put(b"")
+    assert empty.size == 0 and local.artifacts.read(empty.sha256) == b""
+
+
+def test_where_content_lives_by_default(local):
+    artifact = local.artifacts.put(b"where am I")
+    if local.backend == "sqlite":
+        database = Path(local.engine.url.database)
+        assert artifact.storage == "file"
+        assert Path(artifact.location) == (Path(str(database) + ".artifacts").absolute() / local.project_id
+                                           / artifact.sha256[:2] / artifact.sha256[2:])
+        assert Path(artifact.location).read_bytes() == b"where am I"
+    else:
+        assert (artifact.storage, artifact.location) == ("database", None)
+        assert rows(local, artifact_chunks) == 1
+
+
+@pytest.mark.parametrize("setting", ["database", "folder", "file-url"])
+def test_content_goes_where_connect_says(fresh_database_url, tmp_path, setting):
+    folder = tmp_path / "shared blobs"
+    chosen = {"database": "database", "folder": folder, "file-url": folder.as_uri()}[setting]
+    with rolloutdb.connect(fresh_database_url, artifacts=chosen) as store:
+        artifact = store.artifacts.put(b"x" * (CHUNK_BYTES + 10))
+        assert store.artifacts.read(artifact.sha256) == b"x" * (CHUNK_BYTES + 10)
+        if setting == "database":
+            assert artifact.storage == "database" and rows(store, artifact_chunks) == 2
+        else:
+            assert artifact.storage == "file" and Path(artifact.location).parent.parent.parent == folder
+    # An artifact is read from where it went, whatever the store reading it is set to.
+    with rolloutdb.connect(fresh_database_url, artifacts="database" if setting != "database" else folder) as store:
+        assert store.artifacts.read(artifact.sha256) == b"x" * (CHUNK_BYTES + 10)
+
+
+def test_rolloutdb_artifacts_chooses_where_content_goes_unless_connect_says(fresh_database_url, tmp_path,
+                                                                            monkeypatch):
+    monkeypatch.setenv("ROLLOUTDB_ARTIFACTS", str(tmp_path / "from-env"))
+    with rolloutdb.connect(fresh_database_url) as store:
+        assert store.artifacts.put(b"env").location.startswith(str(tmp_path / "from-env"))
+    with rolloutdb.connect(fresh_database_url, artifacts="database") as store:
+        assert store.artifacts.put(b"argument").storage == "database"
+
+
+def test_bad_artifacts_settings_are_refused(fresh_database_url):
+    for bad in ("s3://bucket/blobs", "", 3):
+        with pytest.raises(InvalidInputError, match="artifacts"):
+            rolloutdb.connect(fresh_database_url, artifacts=bad)
+
+
+def test_put_refuses_what_is_not_content(local, tmp_path):
+    for bad in (None, 3, "no such file", tmp_path, io.StringIO("text")):
+        with pytest.raises(InvalidInputError):
+            local.artifacts.put(bad)
+    with pytest.raises(InvalidInputError, match="media_type"):
+        local.artifacts.put(b"x", media_type="")
+    with pytest.raises(InvalidInputError, match="sha256"):
+        local.artifacts.get("abc")
+    with pytest.raises(NotFoundError, match="not found"):
+        local.artifacts.get("0" * 64)
+    with pytest.raises(NotFoundError):
+        local.artifacts.open("0" * 64)
+    assert rows(local, artifacts) == 0 and blobs(local) == []
+
+
+class BrokenSource(io.RawIOBase):
+    """A source that fails after its first chunk, as a crashing producer would."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        self.reads += 1
+        if self.reads > 1:
+            raise OSError("the camera went away")
+        return b"half a screenshot" * 1000
+
+
+def test_a_put_that_fails_midway_leaves_no_row_no_blob_and_no_spool(local):
+    with pytest.raises(OSError, match="camera"):
+        local.artifacts.put(BrokenSource())
+    assert rows(local, artifacts) == rows(local, artifact_chunks) == 0 and blobs(local) == []
+    if local.artifacts.home is not None:
+        assert list((local.artifacts.home / local.project_id / "tmp").iterdir()) == []
+
+
+def test_put_takes_a_path_and_a_file_object(local, tmp_path):
+    source = tmp_path / "screen.png"
+    source.write_bytes(b"pixels")
+    by_path = local.artifacts.put(source, media_type="image/png")
+    by_name = local.artifacts.put(str(source))
+    with source.open("rb") as file:
+        by_file = local.artifacts.put(file)
+        assert not file.closed  # the caller's file is the caller's to close
+    assert by_path.sha256 == by_name.sha256 == by_file.sha256 and rows(local, artifacts) == 1
+    assert by_file.media_type == "image/png"  # the first put's
+
+
+@pytest.mark.parametrize("storage", ["file", "database"])
+def test_large_content_is_streamed_not_held_in_memory(fresh_database_url, tmp_path, storage):
+    size = 24 * CHUNK_BYTES + 123
+    source = tmp_path / "big.bin"
+    with source.open("wb") as file:
+        for i in range(size // CHUNK_BYTES + 1):
+            file.write(bytes([i % 251]) * min(CHUNK_BYTES, size - i * CHUNK_BYTES))
+    expected = hashlib.sha256(source.read_bytes()).hexdigest()
+    with rolloutdb.connect(fresh_database_url, artifacts=tmp_path / "blobs" if storage == "file" else "database") as store:
+        tracemalloc.start()
+        try:
+            artifact = store.artifacts.put(source)
+            _, put_peak = tracemalloc.get_traced_memory()
+            tracemalloc.reset_peak()
+            digest = hashlib.sha256()
+            with store.artifacts.open(artifact) as file:
+                while chunk := file.read(64 * 1024):
+                    digest.update(chunk)
+            _, read_peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert artifact.sha256 == expected == digest.hexdigest() and artifact.size == size
+    print(f"{storage}: {size / 2 ** 20:.0f} MiB blob, put peak {put_peak / 2 ** 20:.1f} MiB, "
+          f"read peak {read_peak / 2 ** 20:.1f} MiB")
+    assert put_peak < size / 4 and read_peak < size / 4
+
+
+def test_links_from_turns_steps_and_rollouts(local):
+    rollout = local.rollouts.create()
+    turn = local.turns.create(rollout_id=rollout.id, turn_index=0)
+    run = local.runs.create(name="r")
+    step = local.steps.create(run_id=run.id, number=0)
+    before, after = local.artifacts.put(b"before", "image/png"), local.artifacts.put(b"after", "image/png")
+    first = local.artifacts.link(before, turn_id=turn.id, role="before")
+    local.artifacts.link(after.sha256, turn_id=turn.id, role="after")
+    assert local.artifacts.link(before, turn_id=turn.id, role="before") == first  # linked once
+    local.artifacts.link(after, step_id=step.id)
+    local.artifacts.link(before, rollout_id=rollout.id, role="screenshot")
+    assert [(link.sha256, link.role) for link in local.artifacts.links(turn_id=turn.id)] == [
+        (before.sha256, "before"), (after.sha256, "after")]
+    assert [(link.owner_type, link.role) for link in local.artifacts.links(step_id=step.id)] == [("step", "attachment")]
+    assert [link.role for link in local.artifacts.links(rollout_id=rollout.id)] == ["screenshot"]
+    put_linked = local.artifacts.put(b"at once", "image/png", turn_id=turn.id, role="screenshot")
+    assert local.artifacts.links(turn_id=turn.id)[-1].sha256 == put_linked.sha256
+    assert local.artifacts.links(turn_id="no-such-turn") == []
+
+
+def test_bad_links_are_refused_and_write_nothing(local):
+    turn = local.turns.create(rollout_id=local.rollouts.create().id, turn_index=0)
+    artifact = local.artifacts.put(b"shot")
+    with pytest.raises(InvalidInputError, match="unknown artifact role 'thumbnail'"):
+        local.artifacts.link(artifact, turn_id=turn.id, role="thumbnail")
+    with pytest.raises(NotFoundError, match="turn 'missing' not found"):
+        local.artifacts.link(artifact, turn_id="missing")
+    with pytest.raises(NotFoundError, match="artifact 0{64} not found"):
+        local.artifacts.link("0" * 64, turn_id=turn.id)
+    with pytest.raises(InvalidInputError, match="exactly one owner"):
+        local.artifacts.link(artifact)
+    with pytest.raises(InvalidInputError, match="exactly one owner"):
+        local.artifacts.link(artifact, turn_id=turn.id, rollout_id="x")
+    with pytest.raises(InvalidInputError):
+        local.artifacts.link(artifact, turn_id=7)
+    with pytest.raises(InvalidInputError, match="sha256"):
+        local.artifacts.link(b"shot", turn_id=turn.id)
+    with pytest.raises(InvalidInputError):
+        local.artifacts.link(artifact, turn_id=turn.id, role=None)
+    with pytest.raises(NotFoundError, match="rollout 'missing' not found"):
+        local.artifacts.put(b"new content", rollout_id="missing")
+    with pytest.raises(InvalidInputError, match="unknown artifact role"):
+        local.artifacts.put(b"new content", turn_id=turn.id, role="thumbnail")
+    assert rows(local, artifact_links) == 0 and rows(local, artifacts) == 1
+    assert len(blobs(local)) == (1 if artifact.storage == "file" else 0)
+
+
+def test_gc_removes_what_no_link_refers_to_after_the_grace_period(local):
+    turn = local.turns.create(rollout_id=local.rollouts.create().id, turn_index=0)
+    kept = local.artifacts.put(b"linked")
+    local.artifacts.link(kept, turn_id=turn.id, role="screenshot")
+    orphan = local.artifacts.put(b"orphan" * 1000)
+    assert local.artifacts.gc().artifacts == 0  # put a moment ago: within the default hour
+    result = local.artifacts.gc(grace=0)
+    assert (result.artifacts, result.bytes) == (1, 6000)
+    assert not local.artifacts.exists(orphan.sha256) and local.artifacts.read(kept.sha256) == b"linked"
+    assert rows(local, artifacts) == 1 and len(blobs(local)) == (1 if kept.storage == "file" else 0)
+    assert rows(local, artifact_chunks) == (0 if kept.storage == "file" else 1)
+    again = local.artifacts.put(b"orphan" * 1000)  # collected content can be put again
+    assert local.artifacts.read(again.sha256) == b"orphan" * 1000
+    with pytest.raises(InvalidInputError, match="grace"):
+        local.artifacts.gc(grace=-1)
+
+
+def test_gc_drops_links_whose_owner_is_gone(local):
+    rollout = local.rollouts.create()
+    turn = local.turns.create(rollout_id=rollout.id, turn_index=0)
+    artifact = local.artifacts.put(b"shot")
+    local.artifacts.link(artifact, turn_id=turn.id)
+    local.rollouts.update(rollout.id, status="cancelled")
+    assert local.purge(keep_last=0).rollouts == 1
+    result = local.artifacts.gc(grace=0)
+    assert (result.links, result.artifacts) == (1, 1) and not local.artifacts.exists(artifact.sha256)
+
+
+# -- several processes ----------------------------------------------------------------------------------------
+
+def put_same(url: str, folder: str, data: bytes, start, results) -> None:
+    start.wait()
+    try:
+        with rolloutdb.connect(url, project="shared", artifacts=folder) as store:
+            results.put(store.artifacts.put(data).sha256)
+    except Exception as exc:
+        results.put(f"{type(exc).__name__}: {exc}")
+
+
+@pytest.mark.parametrize("storage", ["file", "database"])
+def test_concurrent_puts_of_the_same_content_store_it_once(fresh_database_url, tmp_path, storage):
+    folder = str(tmp_path / "blobs") if storage == "file" else "database"
+    data = os.urandom(3 * CHUNK_BYTES)
+    with rolloutdb.connect(fresh_database_url, project="shared", artifacts=folder):
+        pass  # migrated and project made before the race
+    context = multiprocessing.get_context("spawn")
+    start, results = context.Event(), context.Queue()
+    writers = [context.Process(target=put_same, args=(fresh_database_url, folder, data, start, results))
+               for _ in range(4)]
+    for process in writers:
+        process.start()
+    start.set()
+    for process in writers:
+        process.join(timeout=120)
+    answers = {results.get(timeout=5) for _ in writers}
+    assert answers == {hashlib.sha256(data).hexdigest()}
+    with rolloutdb.connect(fresh_database_url, project="shared", artifacts=folder) as store:
+        assert rows(store, artifacts) == 1
+        assert len(blobs(store)) == (1 if storage == "file" else 0)
+        assert rows(store, artifact_chunks) == (0 if storage == "file" else 3)
+        assert store.artifacts.read(answers.pop()) == data
+
+
+def put_and_link(url: str, folder: str, rounds: int, at_once: bool, start, results) -> None:
+    start.wait()
+    try:
+        with rolloutdb.connect(url, project="gc", artifacts=folder) as store:
+            rollout = store.rollouts.create()
+            for i in range(rounds):
+                turn = store.turns.create(rollout_id=rollout.id, turn_index=i)
+                store.artifacts.put(f"scratch {i}".encode())  # never linked: gc's to take
+                if at_once:
+                    store.artifacts.put(f"screenshot {i}".encode(), turn_id=turn.id, role="screenshot")
+                else:
+                    shot = store.artifacts.put(f"screenshot {i}".encode())
+                    store.artifacts.link(shot, turn_id=turn.id, role="screenshot")
+        results.put("ok")
+    except Exception as exc:
+        results.put(f"{type(exc).__name__}: {exc}")
+
+
+@pytest.mark.parametrize("storage", ["file", "database"])
+@pytest.mark.parametrize("at_once", [True, False], ids=["put-linking", "put-then-link"])
+def test_gc_never_takes_what_a_concurrent_writer_is_linking(fresh_database_url, tmp_path, storage, at_once):
+    """gc runs over and over while another process puts and links: a put that links is safe from any gc; a
+    put linked by a later call is safe within the grace period."""
+    folder = str(tmp_path / "blobs") if storage == "file" else "database"
+    rounds, grace = 40, (0 if at_once else 60)
+    with rolloutdb.connect(fresh_database_url, project="gc", artifacts=folder) as store:
+        context = multiprocessing.get_context("spawn")
+        start, results = context.Event(), context.Queue()
+        writer = context.Process(target=put_and_link,
+                                 args=(fresh_database_url, folder, rounds, at_once, start, results))
+        writer.start()
+        start.set()
+        collected = sweeps = 0
+        while writer.is_alive():
+            collected += store.artifacts.gc(grace=grace).artifacts
+            sweeps += 1
+        writer.join(timeout=120)
+        assert results.get(timeout=5) == "ok"
+        if not at_once:
+            assert collected == 0  # everything was put within the grace period
+        collected += store.artifacts.gc(grace=0).artifacts
+        assert collected == rounds and sweeps > 1  # every scratch artifact, and nothing else
+        rollout = store.rollouts.query()[0]
+        for turn in store.turns.query(rollout_id=rollout.id, limit=None):
+            (link,) = store.artifacts.links(turn_id=turn.id)
+            assert store.artifacts.read(link.sha256) == f"screenshot {turn.turn_index}".encode()
+        assert rows(store, artifacts) == rounds and len(blobs(store)) == (rounds if storage == "file" else 0)
