@@ -18,14 +18,25 @@ from agentlightning.types import PaginatedResult, PromptTemplate, RolloutConfig,
 
 from rolloutdb.integrations.agentlightning import RolloutDBLightningStore  # noqa: E402
 
+from conftest import STORE_BACKENDS, skip_on_http  # noqa: E402
 
-@pytest.fixture
-def agl(session_database_url):
-    # As Agent Lightning's tests make its in-memory store: health checked before every call that needs it.
-    store = RolloutDBLightningStore(session_database_url, project=f"aglc-{uuid.uuid4().hex[:8]}",
-                                    health_check_interval=0)
+
+@pytest.fixture(params=STORE_BACKENDS)
+def agl(request, session_backends):
+    # As Agent Lightning's tests make its in-memory store: health checked before every call that needs it. Through
+    # a server (http-...), the server's store checks health as it does itself.
+    backend, project = request.param, f"aglc-{uuid.uuid4().hex[:8]}"
+    if backend.startswith("http-"):
+        store = RolloutDBLightningStore(session_backends.server_url(backend.removeprefix("http-")), project=project)
+    else:
+        store = RolloutDBLightningStore(session_backends.database_url(backend), project=project,
+                                        health_check_interval=0)
     yield store
     store.store.close()
+
+
+def skip_through_a_server(agl, reason: str) -> None:
+    skip_on_http(agl.store, reason)
 
 
 def run(coroutine):
@@ -72,6 +83,8 @@ def test_unknown_rollouts_read_as_nothing(agl):
 
 
 def test_ids_have_agent_lightnings_shapes(agl):
+    skip_through_a_server(agl, "the server makes rollout and attempt ids in its own shape (`rolloutdb serve` has "
+                               "no setting for Agent Lightning's prefixes)")
     async def scenario():
         queued = await agl.enqueue_rollout("q")
         started = await agl.start_rollout("s")
@@ -170,6 +183,8 @@ def test_a_worker_that_starts_or_is_given_an_attempt_is_busy_on_it(agl):
 
 
 def test_health_checks_and_heartbeats_follow_agent_lightnings_clock(agl, monkeypatch):
+    skip_through_a_server(agl, "the server stamps and checks health on its own process's clock: monkeypatching "
+                               "time.time here cannot move it")
     async def scenario():
         now = time.time()
         monkeypatch.setattr(time, "time", lambda: now)
@@ -195,12 +210,14 @@ def test_a_wait_wakes_on_the_finish_not_at_its_next_poll(agl):
 
         def finish_later():
             time.sleep(0.3)
+            finished_at.append(time.monotonic())  # before the call: through a server the wait may end before it returns
             agl.store.attempts.update(started.rollout_id, status="succeeded")
-            finished_at.append(time.monotonic())
 
-        threading.Thread(target=finish_later).start()
+        finisher = threading.Thread(target=finish_later)
+        finisher.start()
         done = await agl.wait_for_rollouts(rollout_ids=[started.rollout_id], timeout=None)
         woke_after = time.monotonic() - finished_at[0]
+        finisher.join()
         assert [r.status for r in done] == ["succeeded"] and woke_after < 1.0
 
     run(scenario())
@@ -223,6 +240,8 @@ def test_a_cancelled_wait_does_not_hold_up_the_event_loops_shutdown(agl):
 
 
 def test_a_rollout_may_name_resources_not_stored(agl):
+    skip_through_a_server(agl, "the server's store requires a rollout's resources to be stored (`rolloutdb serve` "
+                               "has no setting for Agent Lightning's loose resources ids)")
     async def scenario():
         queued = await agl.enqueue_rollout("q", resources_id="later")
         started = await agl.start_rollout("s", resources_id="elsewhere")

@@ -61,6 +61,10 @@ class RemoteStore:
         """Ask the server whether its database answers: StoreUnavailableError when it does not."""
         self._transport.request("GET", self.url + "/readyz", repeatable=False)
 
+    def maybe_check_health(self) -> None:
+        """Nothing here: the server's store runs the health check when due, before the dequeues and in the waits
+        it serves, as a local store does (``check_health`` runs one at once)."""
+
     def now(self) -> datetime:
         """This machine's clock (UTC). The server's may differ a little: it stamps the rows it writes."""
         return utcnow()

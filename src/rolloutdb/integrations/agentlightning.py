@@ -49,6 +49,7 @@ from pydantic import TypeAdapter
 
 import rolloutdb
 from rolloutdb import records
+from rolloutdb.config import is_server_url, resolve_url
 from rolloutdb.errors import ConflictError, NotFoundError, RolloutDBError, StoreUnavailableError
 
 T = TypeVar("T")
@@ -176,16 +177,20 @@ def _changes(**fields: Any) -> dict[str, Any]:
 class RolloutDBLightningStore(LightningStore):
     """Agent Lightning's store contract on a RolloutDB database (SQLite file or PostgreSQL)."""
 
-    def __init__(self, url: str | None = None, *, project: str = rolloutdb.store.DEFAULT_PROJECT,
+    def __init__(self, url: str | None = None, *, project: str | None = None,
                  store: rolloutdb.Store | None = None, max_threads: int = MAX_THREADS,
                  **connect_options: Any) -> None:
         """Connect to ``url`` (``connect_options`` as ``rolloutdb.connect`` takes them; Agent Lightning's clock,
         id shapes and loose resources ids unless they say otherwise), or use ``store`` as it is.
+        ``project``: None for ``rolloutdb.connect``'s default (on a database "default"; through a server the
+        token's). A server's URL (``http://host:8765``, ``token=`` as ``connect`` takes it) keeps the server's
+        own settings: its clock, id shapes, and resources ids that must be stored.
         ``max_threads``: how many store calls run at once (each in a thread of its own)."""
         super().__init__()
         if store is None:
-            connect_options = {"clock": agl_clock, "id_prefixes": AGL_ID_PREFIXES, "resources_must_exist": False,
-                               **connect_options}
+            if not is_server_url(resolve_url(url)):
+                connect_options = {"clock": agl_clock, "id_prefixes": AGL_ID_PREFIXES, "resources_must_exist": False,
+                                   **connect_options}
             store = rolloutdb.connect(url, project=project, **connect_options)
         self.store = store
         self._started = time.monotonic()
