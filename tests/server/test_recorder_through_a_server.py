@@ -4,23 +4,13 @@ another, takes the token as ``token=`` or ``ROLLOUTDB_TOKEN``, and is refused at
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
 import rolloutdb
-from conftest import BACKENDS, new_database_url
 from rolloutdb.config import TOKEN_VAR
 from rolloutdb.errors import InvalidInputError, PermissionDeniedError
-from server.servers import Server, running_server
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def auth_server(request, postgres_databases, tmp_path_factory) -> Iterator[Server]:
-    directory = tmp_path_factory.mktemp("recorder-server")
-    with running_server(new_database_url(request.param, postgres_databases, directory), directory, None,
-                        "--auth") as running:
-        yield running
+from server.servers import Server
 
 
 def writer_token(server: Server) -> tuple[str, str]:
