@@ -38,13 +38,14 @@ class RemoteStore:
 
     def __init__(self, url: str, project: str | None = None, *, token: str | None = None,
                  timeout: float = READ_TIMEOUT, connect_timeout: float = CONNECT_TIMEOUT,
-                 retry_for: float = RETRY_FOR) -> None:
+                 retry_for: float = RETRY_FOR, create: bool = True) -> None:
         """``project``: None for the token's (or, without authentication, the server's own); ``token``: None
-        for ``ROLLOUTDB_TOKEN``'s, if it is set."""
+        for ``ROLLOUTDB_TOKEN``'s, if it is set; ``create=False``: a project not in the server's database is
+        NotFoundError, not created (as ``connect(..., create=False)`` on a database)."""
         self.url = url
         token = token if token is not None else os.environ.get(TOKEN_VAR) or None
         self._transport = Transport(url, project, token=token, timeout=timeout, connect_timeout=connect_timeout,
-                                    retry_for=retry_for)
+                                    retry_for=retry_for, create=create)
         try:  # the server is there, lets us in, and serves this project (creating it on first use)
             answer = json.loads(self._transport.request("GET", "/project", repeatable=True))
         except BaseException:

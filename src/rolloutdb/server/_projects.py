@@ -21,6 +21,9 @@ from ..store.tokens import role_allows
 from ._errors import error_answer
 
 PROJECT_HEADER = "RolloutDB-Project"
+# "false": a project the request names that is not in the database is not found (404) rather than created (the
+# remote client's connect(..., create=False)).
+CREATE_HEADER = "RolloutDB-Create-Project"
 OPEN_PROJECTS = 4  # stores of other projects kept open (each holds database connections); the oldest unused close
 
 
@@ -58,17 +61,17 @@ class ProjectStores:
         if requested is None or requested == self.default.project:
             yield self.default
             return
-        store = self._open(project_name(requested))
+        store = self._open(project_name(requested), create=request.headers.get(CREATE_HEADER) != "false")
         try:
             yield store
         finally:
             self._release(requested)
 
-    def _open(self, project: str) -> Store:
+    def _open(self, project: str, *, create: bool) -> Store:
         with self._lock:
             store = self._others.get(project)
             if store is None:
-                store = self._others[project] = connect(self.default.url, project=project)
+                store = self._others[project] = connect(self.default.url, project=project, create=create)
             self._others.move_to_end(project)
             self._in_use[project] = self._in_use.get(project, 0) + 1
             return store

@@ -280,7 +280,8 @@ def connect(
     through the server. ``token`` (default: ``ROLLOUTDB_TOKEN``) is the API token it sends; the project is the
     token's, or without one the server's own, unless ``project`` names it. ``server_options`` are its
     ``timeout``, ``connect_timeout`` and ``retry_for`` (seconds). The options below that concern a database
-    itself (``create``, ``upgrade``, ``clock``, ...) are the server's business there.
+    itself (``upgrade``, ``clock``, ...) are the server's business there; ``create=False`` keeps a server
+    serving ``--all-projects`` from creating the project named (NotFoundError instead).
 
     A new database is created and migrated, and a new project created in it; with ``create=False``
     both must exist already (DatabaseNotFoundError, NotFoundError) and nothing is written — what
@@ -301,7 +302,7 @@ def connect(
             raise InvalidInputError("clock=, upgrade=, id_prefixes= and resources_must_exist= are for a database: a "
                                     "server keeps its own settings and migrates its database with `rolloutdb db "
                                     "upgrade`")
-        return RemoteStore(resolved, project, token=token, **server_options)  # type: ignore[return-value]
+        return RemoteStore(resolved, project, token=token, create=create, **server_options)  # type: ignore[return-value]
     if token is not None or server_options:
         raise InvalidInputError(f"token and {', '.join(server_options) or 'the timeouts'} are for a server's "
                                 f"URL (http://...), not for the database at {display_url(resolved)}")
