@@ -4,6 +4,7 @@ an internal failure answers 500 without a traceback; a database that goes away m
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 import uuid
@@ -163,6 +164,20 @@ def test_readyz_follows_the_database(postgres_databases, tmp_path):
             assert ok(httpx.get(server.base + "/readyz")) == {"status": "ok"}
     finally:
         proxy.close()
+
+
+def test_readyz_answers_503_once_the_sqlite_file_is_gone(tmp_path):
+    """SQLite's open connections go on using a database file removed under them, so a query alone would still
+    answer: /readyz also looks whether the file it opened is still at its path."""
+    directory = tmp_path / "data"
+    directory.mkdir()
+    with running_server(f"sqlite:///{directory / 'ready.db'}", tmp_path, "ready") as server:
+        assert ok(httpx.get(server.base + "/readyz")) == {"status": "ok"}
+        shutil.rmtree(directory)
+        gone = httpx.get(server.base + "/readyz")
+        assert "ready.db' is gone" in error(gone, 503, "StoreUnavailableError")
+        assert gone.headers["retry-after"] == "5"
+        assert ok(httpx.get(server.base + "/healthz")) == {"status": "ok"}  # the process is up
 
 
 def test_writes_beyond_the_limit_are_503_at_once(tmp_path):

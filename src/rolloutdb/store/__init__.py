@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, literal, select
 
 from .. import states
 from ..config import DEFAULT_PROJECT, display_url, is_server_url, resolve_url
-from ..errors import ConflictError, InvalidInputError, NotFoundError
+from ..errors import ConflictError, InvalidInputError, NotFoundError, StoreUnavailableError
 from ..ids import new_id
 from ..records import Project, QueueSummary, RunComparison, StatusChange, utcnow
 from ..schema import projects, status_changes
@@ -30,7 +30,8 @@ from .base import check_key, insert_ignoring_conflicts
 from .catalog import Tasks, Validators
 from .comparison import compare_runs
 from .events import Events
-from .engine import BUSY_TIMEOUT_SECONDS, WRITE, create_store_engine, ensure_schema, sqlite_file, unavailable_as_error
+from .engine import (BUSY_TIMEOUT_SECONDS, WRITE, create_store_engine, ensure_schema, file_identity, sqlite_file,
+                     unavailable_as_error)
 from .groups import Groups
 from .health import check_health, queue_summary
 from .jobs import Jobs
@@ -88,6 +89,8 @@ class Store:
         self._sqlite_writer: tuple[int, Connection] | None = None  # (process id, connection): see _writer
         database = sqlite_file(url)
         self._wal = None if database is None else WalKeeper(database, self._write_lock, BUSY_TIMEOUT_SECONDS)
+        # SQLite's open connections keep using a database file removed or replaced under them: ping looks.
+        self._database_file = None if database is None else (database, file_identity(database))
         self.project_id = self._ensure_project(project) if create_project else self._existing_project(project)
         self.runs = Runs(self)
         self.steps = Steps(self)
@@ -139,7 +142,11 @@ class Store:
         return self.id_prefixes.get(kind, "") + new_id()
 
     def ping(self) -> None:
-        """Ask the database for nothing, to see that it answers: StoreUnavailableError when it does not."""
+        """Ask the database for nothing, to see that it answers: StoreUnavailableError when it does not, or
+        when the SQLite file it opened is no longer at its path."""
+        if self._database_file is not None and file_identity(self._database_file[0]) != self._database_file[1]:
+            raise StoreUnavailableError(f"the SQLite database file {self._database_file[0]!r} is gone: removed or "
+                                        "replaced since this store opened it")
         with self._read() as connection:
             connection.execute(select(literal(1))).scalar_one()
 
