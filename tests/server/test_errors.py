@@ -186,18 +186,26 @@ def test_writes_beyond_the_limit_are_503_at_once(tmp_path):
     url = f"sqlite:///{tmp_path / 'busy.db'}"
     with running_server(url, tmp_path, "busy", "--max-writes-in-flight", "1") as server, server.client() as api:
         rollout = ok(api.post("/rollouts/enqueue", json=[{"input": 1}]), 201)[0]
-        waiting = threading.Thread(target=lambda: api.post("/rollouts/wait", json={"rollout_ids": [rollout["id"]],
-                                                                                   "timeout": 60}))
+        done = threading.Event()
+
+        def wait_holding_the_slot() -> None:
+            # A probe below may hold the only slot when the wait arrives: the wait is refused then, and sent again
+            # until it is taken. Once it is, it holds the slot until its rollout finishes, and a probe is refused.
+            while api.post("/rollouts/wait", json={"rollout_ids": [rollout["id"]], "timeout": 60}).status_code == 503:
+                if done.is_set():
+                    return
+
+        waiting = threading.Thread(target=wait_holding_the_slot)
         waiting.start()
         try:
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 60  # a guard against a hang, not a timing assumption
             while (busy := api.post("/runs", json={"name": unique("busy")})).status_code != 503:
                 assert time.monotonic() < deadline, "no write was refused while the wait held the only slot"
-                time.sleep(0.02)
             assert "the server is busy" in error(busy, 503, "StoreUnavailableError")
             assert busy.headers["retry-after"] == "1"
             assert ok(api.get(f"/rollouts/{rollout['id']}"))["status"] == "queuing"  # reads are not held back
         finally:
+            done.set()
             with rolloutdb.connect(url, project="busy") as store:  # ends the wait: its rollout finishes
                 store.rollouts.cancel(rollout["id"])
             waiting.join()
