@@ -3,11 +3,13 @@ our words on both backends: error messages it matches, id shapes, span numbering
 and sortable queries, statistics, workers, health checks on AL's clock, waits that wake fast and cancel."""
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -19,15 +21,32 @@ from agentlightning.types import PaginatedResult, PromptTemplate, RolloutConfig,
 from rolloutdb.integrations.agentlightning import RolloutDBLightningStore  # noqa: E402
 
 from conftest import STORE_BACKENDS, skip_on_http  # noqa: E402
+from server.servers import running_server  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def agent_lightning_servers(session_backends) -> Iterator[Callable[[str], str]]:
+    """`rolloutdb serve --agent-lightning --all-projects` on the session's database of each backend, when first
+    asked for: its URL, by backend."""
+    servers: dict[str, str] = {}
+    with contextlib.ExitStack() as running:
+        def url(backend: str) -> str:
+            if backend not in servers:
+                servers[backend] = running.enter_context(running_server(
+                    session_backends.database_url(backend), session_backends.directory, None, "--all-projects",
+                    "--agent-lightning")).base
+            return servers[backend]
+
+        yield url
 
 
 @pytest.fixture(params=STORE_BACKENDS)
-def agl(request, session_backends):
+def agl(request, session_backends, agent_lightning_servers):
     # As Agent Lightning's tests make its in-memory store: health checked before every call that needs it. Through
     # a server (http-...), the server's store checks health as it does itself.
     backend, project = request.param, f"aglc-{uuid.uuid4().hex[:8]}"
     if backend.startswith("http-"):
-        store = RolloutDBLightningStore(session_backends.server_url(backend.removeprefix("http-")), project=project)
+        store = RolloutDBLightningStore(agent_lightning_servers(backend.removeprefix("http-")), project=project)
     else:
         store = RolloutDBLightningStore(session_backends.database_url(backend), project=project,
                                         health_check_interval=0)
@@ -83,8 +102,6 @@ def test_unknown_rollouts_read_as_nothing(agl):
 
 
 def test_ids_have_agent_lightnings_shapes(agl):
-    skip_through_a_server(agl, "the server makes rollout and attempt ids in its own shape (`rolloutdb serve` has "
-                               "no setting for Agent Lightning's prefixes)")
     async def scenario():
         queued = await agl.enqueue_rollout("q")
         started = await agl.start_rollout("s")
@@ -240,8 +257,6 @@ def test_a_cancelled_wait_does_not_hold_up_the_event_loops_shutdown(agl):
 
 
 def test_a_rollout_may_name_resources_not_stored(agl):
-    skip_through_a_server(agl, "the server's store requires a rollout's resources to be stored (`rolloutdb serve` "
-                               "has no setting for Agent Lightning's loose resources ids)")
     async def scenario():
         queued = await agl.enqueue_rollout("q", resources_id="later")
         started = await agl.start_rollout("s", resources_id="elsewhere")

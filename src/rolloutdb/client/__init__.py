@@ -22,6 +22,7 @@ from datetime import datetime
 
 from ..config import TOKEN_VAR, display_url
 from ..records import utcnow
+from ..store import Store
 from ._http import Transport
 from ._store import REMOTE_AREAS, STORE_METHODS, Remote
 
@@ -53,7 +54,8 @@ class RemoteStore:
             raise
         self.project_id: str = answer["id"]
         self.project: str = answer["name"]
-        self._remote = Remote(self._transport, self.project)
+        self.id_prefixes: dict[str, str] = answer["id_prefixes"]
+        self._remote = Remote(self._transport, self.project, self.new_id)
         for area, kind in REMOTE_AREAS.items():
             setattr(self, area, kind(self._remote))
         self._remote.areas = {area: getattr(self, area) for area in REMOTE_AREAS}
@@ -65,6 +67,8 @@ class RemoteStore:
     def maybe_check_health(self) -> None:
         """Nothing here: the server's store runs the health check when due, before the dequeues and in the waits
         it serves, as a local store does (``check_health`` runs one at once)."""
+
+    new_id = Store.new_id  # with the server's id_prefixes: ids made here have the shapes the server makes
 
     def now(self) -> datetime:
         """This machine's clock (UTC). The server's may differ a little: it stamps the rows it writes."""

@@ -56,7 +56,7 @@ T = TypeVar("T")
 logger = logging.getLogger(__name__)
 NAMED_RESOURCES = TypeAdapter(NamedResources)
 # The ids Agent Lightning's own stores make (its code and tests expect these shapes).
-AGL_ID_PREFIXES = {"rollout": "ro-", "attempt": "at-"}
+AGL_ID_PREFIXES = rolloutdb.store.AGENT_LIGHTNING_OPTIONS["id_prefixes"]
 # Agent Lightning's field names -> RolloutDB's, for sorting (its JSON fields are not sortable).
 ROLLOUT_SORT = {"rollout_id": "id", "start_time": "created_at", "end_time": "ended_at", "status": "status",
                 "mode": "mode", "resources_id": "resources_id"}
@@ -184,13 +184,13 @@ class RolloutDBLightningStore(LightningStore):
         id shapes and loose resources ids unless they say otherwise), or use ``store`` as it is.
         ``project``: None for ``rolloutdb.connect``'s default (on a database "default"; through a server the
         token's). A server's URL (``http://host:8765``, ``token=`` as ``connect`` takes it) keeps the server's
-        own settings: its clock, id shapes, and resources ids that must be stored.
+        own settings: its clock, and Agent Lightning's id shapes and loose resources ids if it was started with
+        ``rolloutdb serve --agent-lightning``.
         ``max_threads``: how many store calls run at once (each in a thread of its own)."""
         super().__init__()
         if store is None:
             if not is_server_url(resolve_url(url)):
-                connect_options = {"clock": agl_clock, "id_prefixes": AGL_ID_PREFIXES, "resources_must_exist": False,
-                                   **connect_options}
+                connect_options = {"clock": agl_clock, **rolloutdb.store.AGENT_LIGHTNING_OPTIONS, **connect_options}
             store = rolloutdb.connect(url, project=project, **connect_options)
         self.store = store
         self._started = time.monotonic()

@@ -12,6 +12,7 @@ import contextlib
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
+from typing import Any
 
 from starlette.requests import Request
 
@@ -32,8 +33,10 @@ class ProjectStores:
     ``auth``) those of other projects, opened when a request names them (or its token's is one) and closed when
     they have been unused longest."""
 
-    def __init__(self, url: str | None, project: str, *, all_projects: bool, auth: bool) -> None:
-        self.default = connect(url, project=project)
+    def __init__(self, url: str | None, project: str, *, all_projects: bool, auth: bool,
+                 store_options: dict[str, Any]) -> None:
+        self._store_options = store_options  # connect()'s, for every project's store
+        self.default = connect(url, project=project, **store_options)
         self.all_projects = all_projects
         self.auth = auth
         self._others: OrderedDict[str, Store] = OrderedDict()
@@ -71,7 +74,7 @@ class ProjectStores:
         with self._lock:
             store = self._others.get(project)
             if store is None:
-                store = self._others[project] = connect(self.default.url, project=project, create=create)
+                store = self._others[project] = connect(self.default.url, project=project, create=create, **self._store_options)
             self._others.move_to_end(project)
             self._in_use[project] = self._in_use.get(project, 0) + 1
             return store

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Connection, Engine, literal, select
 
@@ -265,6 +266,12 @@ def existing_project_id(connection: Connection, name: str, url: str) -> str:
     return found
 
 
+# What Agent Lightning's code and tests expect of a store (its ids' shapes, rollouts naming resources not stored):
+# how its adapter opens a database, and how `rolloutdb serve --agent-lightning` opens the server's.
+AGENT_LIGHTNING_OPTIONS: dict[str, Any] = {"id_prefixes": {"rollout": "ro-", "attempt": "at-"},
+                                           "resources_must_exist": False}
+
+
 def connect(
     url: str | None = None,
     *,
@@ -386,4 +393,4 @@ def _opened(url: str, *, create: bool, upgrade: bool = False) -> Iterator[Engine
         raise
 
 
-__all__ = ["DEFAULT_PROJECT", "PurgeResult", "Store", "connect", "create_project", "list_projects"]
+__all__ = ["AGENT_LIGHTNING_OPTIONS", "DEFAULT_PROJECT", "PurgeResult", "Store", "connect", "create_project", "list_projects"]
