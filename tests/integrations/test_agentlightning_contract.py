@@ -3,11 +3,13 @@ our words on both backends: error messages it matches, id shapes, span numbering
 and sortable queries, statistics, workers, health checks on AL's clock, waits that wake fast and cancel."""
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -18,14 +20,42 @@ from agentlightning.types import PaginatedResult, PromptTemplate, RolloutConfig,
 
 from rolloutdb.integrations.agentlightning import RolloutDBLightningStore  # noqa: E402
 
+from conftest import STORE_BACKENDS, skip_on_http  # noqa: E402
+from server.servers import running_server  # noqa: E402
 
-@pytest.fixture
-def agl(session_database_url):
-    # As Agent Lightning's tests make its in-memory store: health checked before every call that needs it.
-    store = RolloutDBLightningStore(session_database_url, project=f"aglc-{uuid.uuid4().hex[:8]}",
-                                    health_check_interval=0)
+
+@pytest.fixture(scope="session")
+def agent_lightning_servers(session_backends) -> Iterator[Callable[[str], str]]:
+    """`rolloutdb serve --agent-lightning --all-projects` on the session's database of each backend, when first
+    asked for: its URL, by backend."""
+    servers: dict[str, str] = {}
+    with contextlib.ExitStack() as running:
+        def url(backend: str) -> str:
+            if backend not in servers:
+                servers[backend] = running.enter_context(running_server(
+                    session_backends.database_url(backend), session_backends.directory, None, "--all-projects",
+                    "--agent-lightning")).base
+            return servers[backend]
+
+        yield url
+
+
+@pytest.fixture(params=STORE_BACKENDS)
+def agl(request, session_backends, agent_lightning_servers):
+    # As Agent Lightning's tests make its in-memory store: health checked before every call that needs it. Through
+    # a server (http-...), the server's store checks health as it does itself.
+    backend, project = request.param, f"aglc-{uuid.uuid4().hex[:8]}"
+    if backend.startswith("http-"):
+        store = RolloutDBLightningStore(agent_lightning_servers(backend.removeprefix("http-")), project=project)
+    else:
+        store = RolloutDBLightningStore(session_backends.database_url(backend), project=project,
+                                        health_check_interval=0)
     yield store
     store.store.close()
+
+
+def skip_through_a_server(agl, reason: str) -> None:
+    skip_on_http(agl.store, reason)
 
 
 def run(coroutine):
@@ -170,6 +200,8 @@ def test_a_worker_that_starts_or_is_given_an_attempt_is_busy_on_it(agl):
 
 
 def test_health_checks_and_heartbeats_follow_agent_lightnings_clock(agl, monkeypatch):
+    skip_through_a_server(agl, "the server stamps and checks health on its own process's clock: monkeypatching "
+                               "time.time here cannot move it")
     async def scenario():
         now = time.time()
         monkeypatch.setattr(time, "time", lambda: now)
@@ -195,12 +227,14 @@ def test_a_wait_wakes_on_the_finish_not_at_its_next_poll(agl):
 
         def finish_later():
             time.sleep(0.3)
+            finished_at.append(time.monotonic())  # before the call: through a server the wait may end before it returns
             agl.store.attempts.update(started.rollout_id, status="succeeded")
-            finished_at.append(time.monotonic())
 
-        threading.Thread(target=finish_later).start()
+        finisher = threading.Thread(target=finish_later)
+        finisher.start()
         done = await agl.wait_for_rollouts(rollout_ids=[started.rollout_id], timeout=None)
         woke_after = time.monotonic() - finished_at[0]
+        finisher.join()
         assert [r.status for r in done] == ["succeeded"] and woke_after < 1.0
 
     run(scenario())

@@ -19,6 +19,15 @@ def server(request, postgres_databases, tmp_path_factory) -> Iterator[Server]:
         yield running
 
 
+@pytest.fixture(scope="session", params=BACKENDS)
+def auth_server(request, postgres_databases, tmp_path_factory) -> Iterator[Server]:
+    """`rolloutdb serve --auth`, one per backend for the session: tests make projects and tokens of their own."""
+    directory = tmp_path_factory.mktemp("auth-server")
+    with running_server(new_database_url(request.param, postgres_databases, directory), directory, None,
+                        "--auth") as running:
+        yield running
+
+
 @pytest.fixture
 def api(server) -> Iterator[httpx.Client]:
     with server.client() as client:

@@ -4,6 +4,7 @@ an internal failure answers 500 without a traceback; a database that goes away m
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 import uuid
@@ -165,24 +166,46 @@ def test_readyz_follows_the_database(postgres_databases, tmp_path):
         proxy.close()
 
 
+def test_readyz_answers_503_once_the_sqlite_file_is_gone(tmp_path):
+    """SQLite's open connections go on using a database file removed under them, so a query alone would still
+    answer: /readyz also looks whether the file it opened is still at its path."""
+    directory = tmp_path / "data"
+    directory.mkdir()
+    with running_server(f"sqlite:///{directory / 'ready.db'}", tmp_path, "ready") as server:
+        assert ok(httpx.get(server.base + "/readyz")) == {"status": "ok"}
+        shutil.rmtree(directory)
+        gone = httpx.get(server.base + "/readyz")
+        assert "ready.db' is gone" in error(gone, 503, "StoreUnavailableError")
+        assert gone.headers["retry-after"] == "5"
+        assert ok(httpx.get(server.base + "/healthz")) == {"status": "ok"}  # the process is up
+
+
 def test_writes_beyond_the_limit_are_503_at_once(tmp_path):
     """One write in flight at most: while a wait holds it, another write is answered 503 with Retry-After at once
     (not queued), reads still answer, and writes are taken again once it is done."""
     url = f"sqlite:///{tmp_path / 'busy.db'}"
     with running_server(url, tmp_path, "busy", "--max-writes-in-flight", "1") as server, server.client() as api:
         rollout = ok(api.post("/rollouts/enqueue", json=[{"input": 1}]), 201)[0]
-        waiting = threading.Thread(target=lambda: api.post("/rollouts/wait", json={"rollout_ids": [rollout["id"]],
-                                                                                   "timeout": 60}))
+        done = threading.Event()
+
+        def wait_holding_the_slot() -> None:
+            # A probe below may hold the only slot when the wait arrives: the wait is refused then, and sent again
+            # until it is taken. Once it is, it holds the slot until its rollout finishes, and a probe is refused.
+            while api.post("/rollouts/wait", json={"rollout_ids": [rollout["id"]], "timeout": 60}).status_code == 503:
+                if done.is_set():
+                    return
+
+        waiting = threading.Thread(target=wait_holding_the_slot)
         waiting.start()
         try:
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 60  # a guard against a hang, not a timing assumption
             while (busy := api.post("/runs", json={"name": unique("busy")})).status_code != 503:
                 assert time.monotonic() < deadline, "no write was refused while the wait held the only slot"
-                time.sleep(0.02)
             assert "the server is busy" in error(busy, 503, "StoreUnavailableError")
             assert busy.headers["retry-after"] == "1"
             assert ok(api.get(f"/rollouts/{rollout['id']}"))["status"] == "queuing"  # reads are not held back
         finally:
+            done.set()
             with rolloutdb.connect(url, project="busy") as store:  # ends the wait: its rollout finishes
                 store.rollouts.cancel(rollout["id"])
             waiting.join()

@@ -9,7 +9,6 @@ import re
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -19,19 +18,10 @@ import pytest
 import sqlalchemy
 
 import rolloutdb
-from conftest import BACKENDS, new_database_url
 from rolloutdb.server import ROUTES, Operation
-from server.servers import Server, error, ok, running_server, server_environment
+from server.servers import error, ok, server_environment
 
 MARKER = "secret-of-project-a"  # in project A's rows; never sent by a test as another project: must never come back
-
-
-@pytest.fixture(scope="session", params=BACKENDS)
-def auth_server(request, postgres_databases, tmp_path_factory) -> Iterator[Server]:
-    directory = tmp_path_factory.mktemp("auth-server")
-    with running_server(new_database_url(request.param, postgres_databases, directory), directory, None,
-                        "--auth") as running:
-        yield running
 
 
 @dataclass

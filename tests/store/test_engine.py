@@ -1,6 +1,7 @@
 """Opening databases: clear errors when there is nothing usable at the URL."""
 
 import sqlite3
+import uuid
 
 import pytest
 
@@ -42,6 +43,16 @@ def test_opening_a_missing_project_without_create_names_the_projects_there(fresh
     with pytest.raises(NotFoundError, match=r"no project 'typo'.*its projects: 'real'.*projects create"):
         rolloutdb.connect(fresh_database_url, project="typo", create=False)
     assert [p.name for p in rolloutdb.list_projects(fresh_database_url)] == ["real"]
+
+
+def test_a_missing_project_is_not_found_without_create_on_every_backend(store):
+    # Through a server serving every project (the http backends), too: the server does not create it.
+    missing = f"typo-{uuid.uuid4().hex[:8]}"
+    for _ in range(2):  # the first refusal created nothing
+        with pytest.raises(NotFoundError, match=f"no project '{missing}'"):
+            rolloutdb.connect(store.url, project=missing, create=False)
+    with rolloutdb.connect(store.url, project=store.project, create=False) as same:
+        assert same.project == store.project
 
 
 def test_an_existing_database_and_project_open_without_create(fresh_database_url):

@@ -37,6 +37,10 @@ def serve(
         "--all-projects",
         help="Serve every project of the database: a request names its own in the RolloutDB-Project header (the "
              "remote client's project=). Anyone who reaches the server reaches every project.")] = False,
+    agent_lightning: Annotated[bool, typer.Option(
+        "--agent-lightning",
+        help="For RolloutDBLightningStore clients: rollout and attempt ids in Agent Lightning's shapes (ro-, at-), "
+             "and rollouts may name resources not stored.")] = False,
 ) -> None:
     """Serve the database over HTTP: REST at /api/v1, API docs at /docs, /healthz and /readyz.
 
@@ -51,7 +55,7 @@ def serve(
     serve_app(ctx.obj.url, project=ctx.obj.project_name, host=host, port=port, workers=workers,
               max_body_bytes=max_body_bytes, max_writes_in_flight=max_writes_in_flight,
               auth=auth, allow_unauthenticated_remote=allow_unauthenticated_remote, all_projects=all_projects,
-              on_ready=functools.partial(announce, "RolloutDB server on"))
+              agent_lightning=agent_lightning, on_ready=functools.partial(announce, "RolloutDB server on"))
 
 
 def announce(what: str, where: str) -> None:

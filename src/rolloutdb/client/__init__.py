@@ -22,6 +22,7 @@ from datetime import datetime
 
 from ..config import TOKEN_VAR, display_url
 from ..records import utcnow
+from ..store import Store
 from ._http import Transport
 from ._store import REMOTE_AREAS, STORE_METHODS, Remote
 
@@ -38,13 +39,14 @@ class RemoteStore:
 
     def __init__(self, url: str, project: str | None = None, *, token: str | None = None,
                  timeout: float = READ_TIMEOUT, connect_timeout: float = CONNECT_TIMEOUT,
-                 retry_for: float = RETRY_FOR) -> None:
+                 retry_for: float = RETRY_FOR, create: bool = True) -> None:
         """``project``: None for the token's (or, without authentication, the server's own); ``token``: None
-        for ``ROLLOUTDB_TOKEN``'s, if it is set."""
+        for ``ROLLOUTDB_TOKEN``'s, if it is set; ``create=False``: a project not in the server's database is
+        NotFoundError, not created (as ``connect(..., create=False)`` on a database)."""
         self.url = url
         token = token if token is not None else os.environ.get(TOKEN_VAR) or None
         self._transport = Transport(url, project, token=token, timeout=timeout, connect_timeout=connect_timeout,
-                                    retry_for=retry_for)
+                                    retry_for=retry_for, create=create)
         try:  # the server is there, lets us in, and serves this project (creating it on first use)
             answer = json.loads(self._transport.request("GET", "/project", repeatable=True))
         except BaseException:
@@ -52,7 +54,8 @@ class RemoteStore:
             raise
         self.project_id: str = answer["id"]
         self.project: str = answer["name"]
-        self._remote = Remote(self._transport, self.project)
+        self.id_prefixes: dict[str, str] = answer["id_prefixes"]
+        self._remote = Remote(self._transport, self.project, self.new_id)
         for area, kind in REMOTE_AREAS.items():
             setattr(self, area, kind(self._remote))
         self._remote.areas = {area: getattr(self, area) for area in REMOTE_AREAS}
@@ -60,6 +63,12 @@ class RemoteStore:
     def ping(self) -> None:
         """Ask the server whether its database answers: StoreUnavailableError when it does not."""
         self._transport.request("GET", self.url + "/readyz", repeatable=False)
+
+    def maybe_check_health(self) -> None:
+        """Nothing here: the server's store runs the health check when due, before the dequeues and in the waits
+        it serves, as a local store does (``check_health`` runs one at once)."""
+
+    new_id = Store.new_id  # with the server's id_prefixes: ids made here have the shapes the server makes
 
     def now(self) -> datetime:
         """This machine's clock (UTC). The server's may differ a little: it stamps the rows it writes."""

@@ -14,7 +14,7 @@ import orjson
 from .. import errors
 from ..config import display_url
 from ..errors import ConflictError, RolloutDBError, ServerError, StoreUnavailableError
-from ..server import API_PREFIX, PROJECT_HEADER
+from ..server import API_PREFIX, CREATE_HEADER, PROJECT_HEADER
 
 JSON_CONTENT = {"Content-Type": "application/json"}
 FIRST_DELAY = 0.1  # seconds before the first retry; doubled each time, up to MAX_DELAY
@@ -22,15 +22,17 @@ MAX_DELAY = 2.0
 
 
 class Transport:
-    """One server, one project: every request carries the project (if named) and the token (if any)."""
+    """One server, one project: every request carries the project (if named), the token (if any), and whether
+    the project may be created."""
 
     def __init__(self, base: str, project: str | None, *, token: str | None, timeout: float, connect_timeout: float,
-                 retry_for: float) -> None:
+                 retry_for: float, create: bool = True) -> None:
         self.base = base
         self.timeout = timeout
         self.retry_for = retry_for
         headers = {**({PROJECT_HEADER: project} if project is not None else {}),
-                   **({"Authorization": f"Bearer {token}"} if token else {})}
+                   **({"Authorization": f"Bearer {token}"} if token else {}),
+                   **({} if create else {CREATE_HEADER: "false"})}
         self._client = httpx.Client(base_url=base + API_PREFIX, headers=headers,
                                     timeout=httpx.Timeout(timeout, connect=connect_timeout),
                                     limits=httpx.Limits(max_connections=64, max_keepalive_connections=16))

@@ -23,7 +23,6 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from ..errors import InvalidInputError, NotFoundError
-from ..ids import new_id
 from ..records import Event
 from ..storable import json_text, require_storable
 from ..server import (HEARTBEAT_SECONDS, MAX_WAIT_SECONDS, ROUTES, TYPED_FILTERS, Operation, Page,
@@ -66,9 +65,10 @@ class Remote:
 
     areas: dict[str, Any]  # the remote store's areas, by name: where a write sent again reads back its rows
 
-    def __init__(self, transport: Transport, project: str) -> None:
+    def __init__(self, transport: Transport, project: str, new_id: Callable[[str], str]) -> None:
         self.transport = transport
         self.project = project
+        self.new_id = new_id  # the store's: ids of the server's shapes, made here
 
     def call(self, operation: Operation, arguments: Mapping[str, Any], defaults: Mapping[str, Any],
              read_timeout: float | None = None) -> Any:
@@ -128,7 +128,7 @@ class Remote:
         row the first try stored is found by its id (``replay``) instead of being stored twice."""
         if operation.call == "rollouts.enqueue_many" and isinstance(body, list) and all(
                 isinstance(request, Mapping) and "id" not in request for request in body):
-            ids = [new_id() for _ in body]
+            ids = [self.new_id("rollout") for _ in body]
             area = self.areas["rollouts"]
 
             def stored_rollouts() -> bytes | None:
@@ -139,7 +139,7 @@ class Remote:
 
             return [{**jsonable(request), "id": id} for request, id in zip(body, ids)], stored_rollouts
         if operation.call.endswith(".create") and "id" in operation.body.model_fields and "id" not in body:
-            made = new_id()
+            made = self.new_id(operation.call.partition(".")[0].removesuffix("s"))
             area = self.areas[operation.call.partition(".")[0]]
 
             def stored_row() -> bytes | None:

@@ -49,13 +49,14 @@ from pydantic import TypeAdapter
 
 import rolloutdb
 from rolloutdb import records
+from rolloutdb.config import is_server_url, resolve_url
 from rolloutdb.errors import ConflictError, NotFoundError, RolloutDBError, StoreUnavailableError
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
 NAMED_RESOURCES = TypeAdapter(NamedResources)
 # The ids Agent Lightning's own stores make (its code and tests expect these shapes).
-AGL_ID_PREFIXES = {"rollout": "ro-", "attempt": "at-"}
+AGL_ID_PREFIXES = rolloutdb.store.AGENT_LIGHTNING_OPTIONS["id_prefixes"]
 # Agent Lightning's field names -> RolloutDB's, for sorting (its JSON fields are not sortable).
 ROLLOUT_SORT = {"rollout_id": "id", "start_time": "created_at", "end_time": "ended_at", "status": "status",
                 "mode": "mode", "resources_id": "resources_id"}
@@ -176,16 +177,20 @@ def _changes(**fields: Any) -> dict[str, Any]:
 class RolloutDBLightningStore(LightningStore):
     """Agent Lightning's store contract on a RolloutDB database (SQLite file or PostgreSQL)."""
 
-    def __init__(self, url: str | None = None, *, project: str = rolloutdb.store.DEFAULT_PROJECT,
+    def __init__(self, url: str | None = None, *, project: str | None = None,
                  store: rolloutdb.Store | None = None, max_threads: int = MAX_THREADS,
                  **connect_options: Any) -> None:
         """Connect to ``url`` (``connect_options`` as ``rolloutdb.connect`` takes them; Agent Lightning's clock,
         id shapes and loose resources ids unless they say otherwise), or use ``store`` as it is.
+        ``project``: None for ``rolloutdb.connect``'s default (on a database "default"; through a server the
+        token's). A server's URL (``http://host:8765``, ``token=`` as ``connect`` takes it) keeps the server's
+        own settings: its clock, and Agent Lightning's id shapes and loose resources ids if it was started with
+        ``rolloutdb serve --agent-lightning``.
         ``max_threads``: how many store calls run at once (each in a thread of its own)."""
         super().__init__()
         if store is None:
-            connect_options = {"clock": agl_clock, "id_prefixes": AGL_ID_PREFIXES, "resources_must_exist": False,
-                               **connect_options}
+            if not is_server_url(resolve_url(url)):
+                connect_options = {"clock": agl_clock, **rolloutdb.store.AGENT_LIGHTNING_OPTIONS, **connect_options}
             store = rolloutdb.connect(url, project=project, **connect_options)
         self.store = store
         self._started = time.monotonic()

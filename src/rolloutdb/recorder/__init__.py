@@ -30,8 +30,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..config import JOURNAL_DIRECTORY, resolve_url
-from ..errors import ConflictError, InvalidInputError, JobCancelled, JobInterrupted, JobPaused, NotFoundError
+from ..config import JOURNAL_DIRECTORY, is_server_url, resolve_url
+from ..errors import ConflictError, InvalidInputError, StoreUnavailableError, JobCancelled, JobInterrupted, JobPaused, NotFoundError
 from ..ids import new_id
 from ..records import Task
 from ..storable import Unstorable, json_text
@@ -103,11 +103,39 @@ class FlushResult:
         return self.complete and not self.rejected
 
 
+def _destination(target: str | Store | Any, project: str | None, token: str | None,
+                 wait: float) -> tuple[str, str]:
+    """The URL and project a recorder writes to. A server is asked once, waiting ``wait`` seconds at most: whose
+    the token is (the journal is kept per project, so it must be known), and whether it lets us in."""
+    if target is None or isinstance(target, str):
+        url = resolve_url(target)
+    else:  # a Store or a remote store
+        url, project = target.url, target.project
+    if not is_server_url(url):
+        if token is not None:
+            raise InvalidInputError("token= is for a server's URL (http://...), not for a database")
+        return url, DEFAULT_PROJECT if project is None else project
+    from ..client import RemoteStore  # here: a recorder into a database never loads the HTTP client
+
+    try:
+        with RemoteStore(url, project, token=token, retry_for=wait) as store:
+            return url, store.project
+    except StoreUnavailableError:
+        if project is None:
+            raise StoreUnavailableError(f"the server at {url} did not answer, so the API token's project is not "
+                                        "known: name it (project=) to record into the journal until the server is "
+                                        "back") from None
+        return url, project
+
+
 class Recorder:
     """Records one training run (and its eval and baseline runs) from a training loop.
 
-    ``target`` is a database URL, a Store (its URL and project are used), or None for the configured
-    default. A run name that exists is continued by the jobs' rules: a paused run resumes, a running one
+    ``target`` is a database URL, a server's URL (``http://host:8765``), a Store or remote store (its URL
+    and project are used), or None for the configured default. ``project``: None for "default" on a
+    database, and for the token's project through a server (asked of it here; ``project=`` named, a server
+    away at the start is waited for in the journal instead). ``token``: the API token for a server started
+    with ``--auth``; None for ``ROLLOUTDB_TOKEN``'s. A run name that exists is continued by the jobs' rules: a paused run resumes, a running one
     whose process went quiet for ``stale_after`` seconds is taken over, a finished or live one is refused
     with ConflictError; ``resume=True`` requires the run to exist, ``resume=False`` requires a new one.
     Calls never wait for the database and never raise because of it; see ``health()``.
@@ -120,7 +148,8 @@ class Recorder:
         run: str,
         config: Mapping[str, Any] | None = None,
         total_steps: int | None = None,
-        project: str = DEFAULT_PROJECT,
+        project: str | None = None,
+        token: str | None = None,
         resume: bool | None = None,
         stale_after: float = DEFAULT_STALE_AFTER,
         flush_interval: float = 1.0,
@@ -132,7 +161,8 @@ class Recorder:
         control_interval: float = 1.0,
         start_timeout: float = 15.0,
     ) -> None:
-        url, project = (target.url, target.project) if isinstance(target, Store) else (resolve_url(target), project)
+        url, project = _destination(target, project, token, start_timeout)
+        self.project = project  # the one it records into
         if url.startswith("sqlite") and sqlite_file(url) is None:
             raise InvalidInputError("the recorder writes from a process of its own, which cannot see an in-memory "
                                     "SQLite database: record into a file (sqlite:///path.db)")
@@ -143,7 +173,7 @@ class Recorder:
             if not value > 0:
                 raise InvalidInputError(f"{name} must be positive, got {value!r}")
         self._session = new_id()
-        self._pump = Pump(url, project, run, self._session, journal_dir=journal_dir, flush_interval=flush_interval,
+        self._pump = Pump(url, project, token, run, self._session, journal_dir=journal_dir, flush_interval=flush_interval,
                           flush_size=flush_size, max_pending=max_pending, max_lag=max_lag, timeout=timeout,
                           control_interval=control_interval)
         self._finished = self._closed = False

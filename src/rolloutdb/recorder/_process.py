@@ -34,8 +34,8 @@ WRITER_NICENESS = 10
 class Applier:
     """Holds the store between requests and turns each request into an answer."""
 
-    def __init__(self, url: str, project: str) -> None:
-        self._url, self._project = url, project
+    def __init__(self, url: str, project: str, token: str | None) -> None:
+        self._url, self._project, self._token = url, project, token
         self._store: Store | None = None
 
     def handle(self, message: bytes) -> dict[str, Any]:
@@ -61,7 +61,7 @@ class Applier:
 
     def _connect(self) -> Store:
         if self._store is None:
-            self._store = connect(self._url, project=self._project)
+            self._store = connect(self._url, project=self._project, token=self._token)
             # What the imports and the connection made lives as long as the process: out of the collector's
             # full passes, which otherwise scan it all a few times per batch (a third of the writer's CPU).
             gc.collect()
@@ -123,7 +123,7 @@ def main() -> None:
     os.nice(WRITER_NICENESS)
     requests, answers = Receiver(int(sys.argv[1])), int(sys.argv[2])
     where = orjson.loads(requests.receive())
-    applier = Applier(where["url"], where["project"])
+    applier = Applier(where["url"], where["project"], where["token"])
     while True:
         try:
             message = requests.receive()

@@ -62,7 +62,7 @@ class Counters:
 class WriterProcess:
     """The child process that writes, and the two pipes to it."""
 
-    def __init__(self, url: str, project: str) -> None:
+    def __init__(self, url: str, project: str, token: str | None) -> None:
         to_child, self._requests = pipe()
         self.capacity = fcntl.fcntl(self._requests, fcntl.F_GETPIPE_SZ)  # a message this size is sent at once
         answers, from_child = pipe()
@@ -78,7 +78,8 @@ class WriterProcess:
         self._answers = Receiver(answers)
         self._open = True
         self.fresh = True
-        self.send(orjson.dumps({"url": url, "project": project}))
+        # The token goes through the pipe, not the command line, which other users of the machine can read.
+        self.send(orjson.dumps({"url": url, "project": project, "token": token}))
 
     def send(self, message: bytes) -> None:
         try:
@@ -108,10 +109,10 @@ class WriterProcess:
 
 
 class Pump:
-    def __init__(self, url: str, project: str, run: str, session: str, *, journal_dir: str | os.PathLike,
+    def __init__(self, url: str, project: str, token: str | None, run: str, session: str, *, journal_dir: str | os.PathLike,
                  flush_interval: float, flush_size: int, max_pending: int, max_lag: float, timeout: float,
                  control_interval: float) -> None:
-        self._url, self._project, self._run = url, project, run
+        self._url, self._project, self._token, self._run = url, project, token, run
         self._interval, self._size, self._max_pending, self._max_lag = flush_interval, flush_size, max_pending, max_lag
         self._timeout, self._control_interval = timeout, control_interval
         self._bound_every = min(max_lag / 4, 0.5)  # how often memory's bounds are checked while a batch is out
@@ -396,7 +397,7 @@ class Pump:
         the database marked away: the loop's thread leaves that to the pump's)."""
         try:
             if self._writer is None:  # one that ended is found when it is sent to (no system call per batch)
-                self._writer = WriterProcess(self._url, self._project)
+                self._writer = WriterProcess(self._url, self._project, self._token)
             self._writer.send(request)
         except OSError as exc:
             if not quietly:

@@ -22,7 +22,7 @@ from .. import __version__
 from ..config import DEFAULT_PROJECT, SERVER_MAX_BODY_BYTES, SERVER_THREADS, SERVER_WRITES_IN_FLIGHT
 from ..errors import InvalidInputError, StoreUnavailableError
 from ..records import Record
-from ..store import Store
+from ..store import AGENT_LIGHTNING_OPTIONS, Store
 from ..store.base import OPERATORS
 from ._events import EventStreams
 from ._errors import RETRY_AFTER_SECONDS, InternalErrors, error_response, install_error_handlers
@@ -38,7 +38,7 @@ API_PREFIX = "/api/v1"
 
 def create_app(url: str | None = None, *, project: str = DEFAULT_PROJECT, max_body_bytes: int = SERVER_MAX_BODY_BYTES,
                threads: int = SERVER_THREADS, max_writes_in_flight: int = SERVER_WRITES_IN_FLIGHT,
-               all_projects: bool = False, auth: bool = False) -> FastAPI:
+               all_projects: bool = False, auth: bool = False, agent_lightning: bool = False) -> FastAPI:
     """The REST server of the database at ``url`` (found as ``rolloutdb.connect`` finds it), serving ``project``.
 
     The store is opened (and the database created and migrated, if need be) here, once; the app closes it when
@@ -46,8 +46,10 @@ def create_app(url: str | None = None, *, project: str = DEFAULT_PROJECT, max_bo
     the store at once, the others wait their turn; a write beyond ``max_writes_in_flight`` is answered 503 with
     Retry-After. A request works on ``project``; with ``all_projects``, on the project its ``RolloutDB-Project``
     header names; with ``auth``, on its API token's project, if the token's role allows the route (see
-    ``_projects``)."""
-    stores = ProjectStores(url, project, all_projects=all_projects, auth=auth)
+    ``_projects``). ``agent_lightning``: the stores make ids in Agent Lightning's shapes and let rollouts name
+    resources not stored (``AGENT_LIGHTNING_OPTIONS``)."""
+    stores = ProjectStores(url, project, all_projects=all_projects, auth=auth,
+                           store_options=AGENT_LIGHTNING_OPTIONS if agent_lightning else {})
     streams = EventStreams(stores)
 
     @contextlib.asynccontextmanager
@@ -83,8 +85,8 @@ def create_app(url: str | None = None, *, project: str = DEFAULT_PROJECT, max_bo
                                   "counts them and says why (OTLP's ExportTraceServiceResponse).")
     router = APIRouter(prefix=API_PREFIX, dependencies=documented_auth if auth else [])
     router.add_api_route("/project", functools.partial(project_of, stores), methods=["GET"],
-                         summary=f"The project a request works on (its id and name): its API token's, or see the "
-                                 f"{PROJECT_HEADER} header")
+                         summary=f"The project a request works on (its id and name; id_prefixes: the shapes of the "
+                                 f"ids its store makes): its API token's, or see the {PROJECT_HEADER} header")
     router.add_api_route("/events", streams.stream, methods=["GET"], response_class=StreamingResponse,
                          summary="Live events (Server-Sent Events): job progress and logs, status changes, queue "
                                  "counts; resumable with Last-Event-ID", tags=["events"], operation_id="events.stream",
@@ -110,9 +112,10 @@ def readyz(store: Store) -> Response:
     return Response('{"status":"ok"}', media_type="application/json")
 
 
-def project_of(stores: ProjectStores, request: Request) -> dict[str, str]:
+def project_of(stores: ProjectStores, request: Request) -> dict[str, Any]:
     with stores.store(request, "reader") as store:
-        return {"id": store.project_id, "name": store.project}
+        # id_prefixes: the shapes of the ids the store makes, for the ids a remote client makes (see the client)
+        return {"id": store.project_id, "name": store.project, "id_prefixes": store.id_prefixes}
 
 
 def endpoint(operation: Operation, stores: ProjectStores) -> Callable[..., Any]:

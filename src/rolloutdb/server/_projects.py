@@ -12,6 +12,7 @@ import contextlib
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
+from typing import Any
 
 from starlette.requests import Request
 
@@ -21,6 +22,9 @@ from ..store.tokens import role_allows
 from ._errors import error_answer
 
 PROJECT_HEADER = "RolloutDB-Project"
+# "false": a project the request names that is not in the database is not found (404) rather than created (the
+# remote client's connect(..., create=False)).
+CREATE_HEADER = "RolloutDB-Create-Project"
 OPEN_PROJECTS = 4  # stores of other projects kept open (each holds database connections); the oldest unused close
 
 
@@ -29,8 +33,10 @@ class ProjectStores:
     ``auth``) those of other projects, opened when a request names them (or its token's is one) and closed when
     they have been unused longest."""
 
-    def __init__(self, url: str | None, project: str, *, all_projects: bool, auth: bool) -> None:
-        self.default = connect(url, project=project)
+    def __init__(self, url: str | None, project: str, *, all_projects: bool, auth: bool,
+                 store_options: dict[str, Any]) -> None:
+        self._store_options = store_options  # connect()'s, for every project's store
+        self.default = connect(url, project=project, **store_options)
         self.all_projects = all_projects
         self.auth = auth
         self._others: OrderedDict[str, Store] = OrderedDict()
@@ -58,17 +64,17 @@ class ProjectStores:
         if requested is None or requested == self.default.project:
             yield self.default
             return
-        store = self._open(project_name(requested))
+        store = self._open(project_name(requested), create=request.headers.get(CREATE_HEADER) != "false")
         try:
             yield store
         finally:
             self._release(requested)
 
-    def _open(self, project: str) -> Store:
+    def _open(self, project: str, *, create: bool) -> Store:
         with self._lock:
             store = self._others.get(project)
             if store is None:
-                store = self._others[project] = connect(self.default.url, project=project)
+                store = self._others[project] = connect(self.default.url, project=project, create=create, **self._store_options)
             self._others.move_to_end(project)
             self._in_use[project] = self._in_use.get(project, 0) + 1
             return store

@@ -33,14 +33,15 @@ def serve(url: str | None = None, *, project: str = DEFAULT_PROJECT, host: str =
           port: int = SERVER_PORT, workers: int = 1, threads: int = SERVER_THREADS,
           max_body_bytes: int = SERVER_MAX_BODY_BYTES, max_writes_in_flight: int = SERVER_WRITES_IN_FLIGHT,
           auth: bool = False, allow_unauthenticated_remote: bool = False, all_projects: bool = False,
-          on_ready: Callable[[str], None] | None = None) -> None:
+          agent_lightning: bool = False, on_ready: Callable[[str], None] | None = None) -> None:
     """Serve the database at ``url`` (project ``project``) over HTTP until interrupted.
 
     ``auth``: every request needs an API token (``store.tokens``), and works on the token's project with what its
     role allows. Without it, anyone who reaches the port can read and change every row of the project (of every
     project, with ``all_projects``: a request names its own, see ``create_app``). So a host other than loopback is
     refused without ``auth`` unless ``allow_unauthenticated_remote``. The database is opened (and created or
-    migrated) before listening, so a bad URL fails here; ``on_ready(where)`` is told where it listens."""
+    migrated) before listening, so a bad URL fails here; ``on_ready(where)`` is told where it listens.
+    ``agent_lightning``: see ``create_app``."""
     if auth and all_projects:
         raise InvalidInputError("--auth and --all-projects do not go together: with --auth each request works on "
                                 "its API token's project, whichever it is")
@@ -58,7 +59,8 @@ def serve(url: str | None = None, *, project: str = DEFAULT_PROJECT, host: str =
     os.environ[SETTINGS_VARIABLE] = json.dumps({"url": resolved, "project": project, "threads": threads,
                                                 "max_body_bytes": max_body_bytes,
                                                 "max_writes_in_flight": max_writes_in_flight,
-                                                "all_projects": all_projects, "auth": auth})
+                                                "all_projects": all_projects, "auth": auth,
+                                                "agent_lightning": agent_lightning})
     import uvicorn  # here: `rolloutdb --help` and the library never load it
 
     where = f"http://{f'[{host}]' if ':' in host else host}:{port}"

@@ -14,12 +14,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Connection, Engine, literal, select
 
 from .. import states
 from ..config import DEFAULT_PROJECT, display_url, is_server_url, resolve_url
-from ..errors import ConflictError, InvalidInputError, NotFoundError
+from ..errors import ConflictError, InvalidInputError, NotFoundError, StoreUnavailableError
 from ..ids import new_id
 from ..records import Project, QueueSummary, RunComparison, StatusChange, utcnow
 from ..schema import projects, status_changes
@@ -31,7 +32,8 @@ from .base import check_key, insert_ignoring_conflicts
 from .catalog import Tasks, Validators
 from .comparison import compare_runs
 from .events import Events
-from .engine import BUSY_TIMEOUT_SECONDS, WRITE, create_store_engine, ensure_schema, sqlite_file, unavailable_as_error
+from .engine import (BUSY_TIMEOUT_SECONDS, WRITE, create_store_engine, ensure_schema, file_identity, sqlite_file,
+                     unavailable_as_error)
 from .groups import Groups
 from .health import check_health, queue_summary
 from .jobs import Jobs
@@ -91,6 +93,8 @@ class Store:
         database = sqlite_file(url)
         artifacts_folder = artifacts_home(artifacts, database)  # bad input refused before anything is written
         self._wal = None if database is None else WalKeeper(database, self._write_lock, BUSY_TIMEOUT_SECONDS)
+        # SQLite's open connections keep using a database file removed or replaced under them: ping looks.
+        self._database_file = None if database is None else (database, file_identity(database))
         self.project_id = self._ensure_project(project) if create_project else self._existing_project(project)
         self.runs = Runs(self)
         self.steps = Steps(self)
@@ -143,7 +147,11 @@ class Store:
         return self.id_prefixes.get(kind, "") + new_id()
 
     def ping(self) -> None:
-        """Ask the database for nothing, to see that it answers: StoreUnavailableError when it does not."""
+        """Ask the database for nothing, to see that it answers: StoreUnavailableError when it does not, or
+        when the SQLite file it opened is no longer at its path."""
+        if self._database_file is not None and file_identity(self._database_file[0]) != self._database_file[1]:
+            raise StoreUnavailableError(f"the SQLite database file {self._database_file[0]!r} is gone: removed or "
+                                        "replaced since this store opened it")
         with self._read() as connection:
             connection.execute(select(literal(1))).scalar_one()
 
@@ -262,6 +270,12 @@ def existing_project_id(connection: Connection, name: str, url: str) -> str:
     return found
 
 
+# What Agent Lightning's code and tests expect of a store (its ids' shapes, rollouts naming resources not stored):
+# how its adapter opens a database, and how `rolloutdb serve --agent-lightning` opens the server's.
+AGENT_LIGHTNING_OPTIONS: dict[str, Any] = {"id_prefixes": {"rollout": "ro-", "attempt": "at-"},
+                                           "resources_must_exist": False}
+
+
 def connect(
     url: str | None = None,
     *,
@@ -285,7 +299,8 @@ def connect(
     through the server. ``token`` (default: ``ROLLOUTDB_TOKEN``) is the API token it sends; the project is the
     token's, or without one the server's own, unless ``project`` names it. ``server_options`` are its
     ``timeout``, ``connect_timeout`` and ``retry_for`` (seconds). The options below that concern a database
-    itself (``create``, ``upgrade``, ``clock``, ...) are the server's business there.
+    itself (``upgrade``, ``clock``, ...) are the server's business there; ``create=False`` keeps a server
+    serving ``--all-projects`` from creating the project named (NotFoundError instead).
 
     A new database is created and migrated, and a new project created in it; with ``create=False``
     both must exist already (DatabaseNotFoundError, NotFoundError) and nothing is written — what
@@ -308,7 +323,7 @@ def connect(
             raise InvalidInputError("clock=, upgrade=, id_prefixes=, resources_must_exist= and artifacts= are for a database: a "
                                     "server keeps its own settings and migrates its database with `rolloutdb db "
                                     "upgrade`")
-        return RemoteStore(resolved, project, token=token, **server_options)  # type: ignore[return-value]
+        return RemoteStore(resolved, project, token=token, create=create, **server_options)  # type: ignore[return-value]
     if token is not None or server_options:
         raise InvalidInputError(f"token and {', '.join(server_options) or 'the timeouts'} are for a server's "
                                 f"URL (http://...), not for the database at {display_url(resolved)}")
@@ -385,4 +400,4 @@ def _opened(url: str, *, create: bool, upgrade: bool = False) -> Iterator[Engine
         raise
 
 
-__all__ = ["DEFAULT_PROJECT", "PurgeResult", "Store", "connect", "create_project", "list_projects"]
+__all__ = ["AGENT_LIGHTNING_OPTIONS", "DEFAULT_PROJECT", "PurgeResult", "Store", "connect", "create_project", "list_projects"]

@@ -169,6 +169,15 @@ def sqlite_file(url: str) -> str | None:
     return parsed.database
 
 
+def file_identity(path: str) -> tuple[int, int] | None:
+    """Which file is at ``path`` now, as (device, inode); None when there is none."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
+
+
 def _sqlite_engine(url: str, database: str | None, create: bool) -> Engine:
     in_memory = sqlite_file(url) is None
     if not in_memory and not Path(database).parent.is_dir():
