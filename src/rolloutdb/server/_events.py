@@ -23,7 +23,7 @@ import anyio.to_thread
 from fastapi import Header, Query, Request
 from fastapi.responses import StreamingResponse
 
-from ..errors import InvalidInputError, StoreUnavailableError
+from ..errors import FeedTrimmedError, InvalidInputError, RolloutDBError, StoreUnavailableError
 from ..records import Event
 from ..store import Store
 from ..store.events import MAX_READ, TOPICS, Cursor
@@ -31,6 +31,7 @@ from ._projects import ProjectStores
 
 QUEUE_TOPIC = "queue"  # the queue's counts: made by the server when rollouts change, not stored, so without an id
 QUEUE_TOPICS = frozenset({"rollout", "attempt"})  # the changes that move the queue's counts
+ERROR_TOPIC = "error"  # the last event of a stream that cannot go on (resync, or the token no longer valid)
 QUEUE_EVERY_SECONDS = 1.0  # the queue's counts are sent at most this often
 HEARTBEAT_SECONDS = 15.0  # a comment line this often keeps proxies from closing a quiet stream
 SUBSCRIBER_BUFFER = 10_000  # events waiting for one subscriber; beyond, it is ended and catches up on reconnecting
@@ -166,8 +167,10 @@ class EventStreams:
         topics = None if not topic else frozenset(topic)
         stored_topics = None if topics is None else sorted(topics - {QUEUE_TOPIC})
 
-        def checked_run() -> str | None:  # the token and filters checked before the stream starts, to get a status
+        def checked_run() -> str | None:  # the token, filters and reach checked before the stream starts: a status
             with self.stores.store(request, READER) as store:
+                if after is not None:
+                    store.events.query(after, limit=1)  # FeedTrimmedError (410) if purge trimmed past it
                 return store.events.filters(stored_topics, run)[1]
 
         run_id = await anyio.to_thread.run_sync(checked_run)
@@ -207,8 +210,13 @@ class EventStreams:
                 counts = await anyio.to_thread.run_sync(store.queue_summary)
                 yield frame(QUEUE_TOPIC, counts.model_dump_json())
             if start < subscriber.after and stored_topics != []:
-                async for event in self._missed(store, (start, subscriber.after), stored_topics, subscriber.run_id):
-                    yield frame(event.topic, event.model_dump_json(), event.id)
+                try:
+                    async for event in self._missed(store, (start, subscriber.after), stored_topics,
+                                                    subscriber.run_id):
+                        yield frame(event.topic, event.model_dump_json(), event.id)
+                except FeedTrimmedError as exc:  # purged since the check at the start
+                    yield error_frame(exc)
+                    return
             while True:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
@@ -249,6 +257,11 @@ class EventStreams:
             if len(page) < MAX_READ:
                 return
             after = page[-1].id
+
+
+def error_frame(exc: RolloutDBError) -> str:
+    """The last event of a stream that cannot go on: ``event: error``, data as an error answer's body."""
+    return frame(ERROR_TOPIC, json.dumps({"error": {"type": type(exc).__name__, "message": str(exc)}}))
 
 
 def frame(topic: str, data: str, id: int | None = None) -> str:
