@@ -34,6 +34,7 @@ SERVER_MAX_BODY_BYTES = 16 * 2 ** 20
 # and waiting for a thread; more are answered 503.
 SERVER_THREADS = 15
 SERVER_WRITES_IN_FLIGHT = 2 * SERVER_THREADS
+SERVER_TOKEN_RECHECK_SECONDS = 15.0  # how often an open event stream checks its API token again (as its heartbeat)
 
 
 def resolve_url(url: str | None = None, environ: Mapping[str, str] | None = None) -> str:

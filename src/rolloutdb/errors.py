@@ -39,6 +39,11 @@ class DatabaseNotFoundError(StoreUnavailableError):
     """There is no database at the URL, and the call may not create one (reads never do)."""
 
 
+class FeedTrimmedError(RolloutDBError):
+    """The change feed was asked for events after an id that ``purge`` has trimmed past: some of the events
+    after it are gone. Resync (read the current state again) and follow from now on."""
+
+
 class AuthenticationError(RolloutDBError):
     """A server that requires an API token got none, or one that is unknown, revoked or expired."""
 

@@ -180,6 +180,15 @@ events = Table(
     Index("ix_events_project_id_id", "project_id", "id"),
 )
 
+# How far ``purge`` has trimmed a project's feed: events up to this id are gone, so a follower resuming after a
+# smaller id would miss some (``FeedTrimmedError``). Ids are shared by all projects: the kept ones cannot tell.
+event_trims = Table(
+    "event_trims",
+    metadata,
+    Column("project_id", String(ID_LENGTH), ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True),
+    Column("trimmed_through", Serial, nullable=False),
+)
+
 steps = Table(
     "steps",
     metadata,

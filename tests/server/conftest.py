@@ -19,12 +19,15 @@ def server(request, postgres_databases, tmp_path_factory) -> Iterator[Server]:
         yield running
 
 
+RECHECK_SECONDS = 0.3  # how often an open event stream checks its token again: short, to keep tests fast
+
+
 @pytest.fixture(scope="session", params=BACKENDS)
 def auth_server(request, postgres_databases, tmp_path_factory) -> Iterator[Server]:
     """`rolloutdb serve --auth`, one per backend for the session: tests make projects and tokens of their own."""
     directory = tmp_path_factory.mktemp("auth-server")
     with running_server(new_database_url(request.param, postgres_databases, directory), directory, None,
-                        "--auth") as running:
+                        "--auth", "--token-recheck", str(RECHECK_SECONDS)) as running:
         yield running
 
 

@@ -8,6 +8,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -321,3 +322,41 @@ def test_the_event_stream_takes_the_token_and_its_project(auth_server):
         assert seen_by_b.status_code == 200 and MARKER not in seen_by_b.text and a.keys["runs"] not in seen_by_b.text
         seen_by_a = client.get("/events", params={"after": 0, "timeout": 1, "topic": "run"}, headers=a_reader)
         assert seen_by_a.status_code == 200 and a.keys["runs"] in seen_by_a.text
+
+
+def test_an_open_event_stream_ends_once_its_token_is_revoked_or_expires(auth_server):
+    a = fill_project(auth_server.url)
+    soon = datetime.now(timezone.utc) - timedelta(minutes=5) + timedelta(seconds=3)
+    with rolloutdb.connect(auth_server.url, project=a.name, clock=lambda: soon) as earlier:
+        expiring = earlier.tokens.create("reader", expires=timedelta(minutes=5))  # expires 3 s from now
+    with rolloutdb.connect(auth_server.url, project=a.name) as store, auth_server.client() as client:
+        revoked = store.tokens.create("reader")
+        for token, why in ((revoked, "revoked"), (expiring, "expired")):
+            headers = {"Authorization": f"Bearer {token.secret}"}
+            with client.stream("GET", "/events", params={"timeout": 30}, headers=headers) as response:
+                assert response.status_code == 200
+                lines = response.iter_lines()
+                assert next(lines).startswith(": connected")
+                if why == "revoked":
+                    store.tokens.revoke(token.token.id)  # straight in the database
+                began = time.monotonic()
+                rest = list(lines)  # the stream ends by itself, long before its 30 s
+            assert time.monotonic() - began < 15
+            assert "event: error" in rest, rest
+            body = json.loads(rest[rest.index("event: error") + 1].removeprefix("data: "))  # the last event
+            assert body["error"]["type"] == "AuthenticationError" and why in body["error"]["message"]
+
+
+def test_the_remote_follow_raises_once_its_token_is_revoked(auth_server):
+    a = fill_project(auth_server.url)
+    with rolloutdb.connect(auth_server.url, project=a.name) as store:
+        reader = store.tokens.create("reader")
+        with rolloutdb.connect(auth_server.base, token=reader.secret) as remote:
+            follower = remote.events.follow(topics=["rollout"], timeout=30)
+            store.rollouts.enqueue("x")
+            assert next(follower).topic == "rollout"  # the stream is open
+            store.tokens.revoke(reader.token.id)
+            began = time.monotonic()
+            with pytest.raises(rolloutdb.AuthenticationError, match="revoked"):
+                list(follower)
+            assert time.monotonic() - began < 15

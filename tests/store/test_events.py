@@ -127,3 +127,75 @@ def test_follow_ends_after_its_timeout_when_nothing_happens(store):
     started = time.monotonic()
     assert list(store.events.follow(timeout=0.3)) == []
     assert time.monotonic() - started < 30
+
+
+# -- purge trims the feed --------------------------------------------------------------------------------
+
+
+def finished(store, count):
+    """``count`` rollouts started and finished: status events for each."""
+    rollouts = []
+    for _ in range(count):
+        claim = store.rollouts.start("x")
+        store.attempts.update(claim.rollout.id, status="succeeded")
+        rollouts.append(claim.rollout)
+    return rollouts
+
+
+def test_purge_trims_the_feed_of_what_it_is_older_than_and_resuming_before_that_is_refused(store):
+    from rolloutdb.errors import FeedTrimmedError
+
+    before = store.events.latest_id()
+    old = finished(store, 3)
+    old_ids = {event.id for event in store.events.query(before, limit=1000)}
+    middle = store.events.latest_id()
+    kept = finished(store, 2)
+    would = store.purge(keep_last=2, dry_run=True)
+    result = store.purge(keep_last=2)
+    assert result.rollouts == 3
+    assert result.events == would.events >= len(old_ids)
+    remaining = store.events.query(0, limit=1000)
+    assert not {event.entity_id for event in remaining} & {r.id for r in old}  # their events are gone
+    assert {r.id for r in kept} <= {event.entity_id for event in remaining}  # the kept ones' stay
+    assert [event.id for event in store.events.query(middle, limit=1000)] == [event.id for event in remaining]
+    # Resuming after an id the purge went past: a clear error (HTTP 410 through a server), not a silent gap.
+    with pytest.raises(FeedTrimmedError, match="purge"):
+        store.events.query(min(old_ids), limit=10)
+    with pytest.raises(FeedTrimmedError, match="purge"):
+        store.events.follow(after=min(old_ids), timeout=0.1)
+    # From now on, or from the oldest kept (after 0), or after a kept id: as before.
+    assert list(store.events.follow(after=middle, timeout=0.1)) == remaining
+    assert list(store.events.follow(timeout=0.1)) == []
+
+
+def test_purge_dry_run_counts_the_events_it_would_trim_and_keeps_them(store):
+    before = store.events.latest_id()
+    finished(store, 3)
+    finished(store, 1)
+    events = store.events.query(before, limit=1000)
+    result = store.purge(keep_last=1, dry_run=True)
+    assert 0 < result.events < len(events)
+    assert store.events.query(before, limit=1000) == events
+
+
+def test_purge_older_than_trims_events_older_than_its_cutoff(session_database_url):
+    import uuid
+    from datetime import datetime, timedelta, timezone
+
+    from rolloutdb.errors import FeedTrimmedError
+
+    clock = type("Clock", (), {"now": datetime(2026, 1, 1, tzinfo=timezone.utc)})()
+    with rolloutdb.connect(session_database_url, project=f"p-{uuid.uuid4().hex[:8]}",
+                           clock=lambda: clock.now) as store:
+        finished(store, 2)
+        old = store.events.latest_id()
+        clock.now += timedelta(days=10)
+        with store.jobs.start("recent", stages=[("work", 100)], write_interval=0.0) as job:
+            job.checkpoint(message="hello")
+        recent = store.events.query(old, limit=1000)
+        older = len(store.events.query(0, limit=1000)) - len(recent)
+        result = store.purge(older_than=timedelta(days=5))
+        assert (result.rollouts, result.events) == (2, older)
+        assert store.events.query(0, limit=1000) == recent
+        with pytest.raises(FeedTrimmedError):
+            store.events.query(1, limit=1)

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from ..config import SERVER_HOST, SERVER_MAX_BODY_BYTES, SERVER_PORT, SERVER_WRITES_IN_FLIGHT
+from ..config import (SERVER_HOST, SERVER_MAX_BODY_BYTES, SERVER_PORT, SERVER_TOKEN_RECHECK_SECONDS,
+                      SERVER_WRITES_IN_FLIGHT)
 from .output import console, reports_errors
 
 commands = typer.Typer()  # top level: serve
@@ -33,6 +34,9 @@ def serve(
         "--allow-unauthenticated-remote",
         help="Listen on a non-loopback address without --auth: anyone who reaches it can read, change and delete "
              "the project's rows.")] = False,
+    token_recheck: Annotated[float, typer.Option(
+        min=0.01, help="With --auth, an open event stream checks its token again this often (seconds) and ends "
+                       "once it is revoked or expired.")] = SERVER_TOKEN_RECHECK_SECONDS,
     all_projects: Annotated[bool, typer.Option(
         "--all-projects",
         help="Serve every project of the database: a request names its own in the RolloutDB-Project header (the "
@@ -55,7 +59,8 @@ def serve(
     serve_app(ctx.obj.url, project=ctx.obj.project_name, host=host, port=port, workers=workers,
               max_body_bytes=max_body_bytes, max_writes_in_flight=max_writes_in_flight,
               auth=auth, allow_unauthenticated_remote=allow_unauthenticated_remote, all_projects=all_projects,
-              agent_lightning=agent_lightning, on_ready=functools.partial(announce, "RolloutDB server on"))
+              agent_lightning=agent_lightning, token_recheck_seconds=token_recheck,
+              on_ready=functools.partial(announce, "RolloutDB server on"))
 
 
 def announce(what: str, where: str) -> None:

@@ -14,7 +14,7 @@ import orjson
 from .. import errors
 from ..config import display_url
 from ..errors import ConflictError, RolloutDBError, ServerError, StoreUnavailableError
-from ..server import API_PREFIX, CREATE_HEADER, PROJECT_HEADER
+from ..server import API_PREFIX, CREATE_HEADER, ERROR_TOPIC, PROJECT_HEADER
 
 JSON_CONTENT = {"Content-Type": "application/json"}
 FIRST_DELAY = 0.1  # seconds before the first retry; doubled each time, up to MAX_DELAY
@@ -100,6 +100,8 @@ class Transport:
                     else:
                         away_since, delay = None, FIRST_DELAY
                         for id, topic, data in server_sent_events(response.iter_lines()):
+                            if id is None and topic == ERROR_TOPIC:  # the stream cannot go on: say why
+                                raise error_in(data, "event stream", f"from {display_url(self.base)}")
                             if id is not None:
                                 last = id
                             yield id, topic, data
@@ -162,13 +164,19 @@ def answer(response: httpx.Response) -> bytes | None:
 def error_of(response: httpx.Response) -> RolloutDBError:
     """The exception the server's answer names (a class of ``rolloutdb.errors``), with its message; ServerError
     for an answer that names none (a 500, or something that is not a RolloutDB server)."""
+    return error_in(response.content, f"HTTP {response.status_code}",
+                    f"from {response.request.method} {response.request.url}")
+
+
+def error_in(body: bytes | str, status: str, where: str) -> RolloutDBError:
+    """The exception an error body (``{"error": {"type", "message"}}``) names, as ``error_of`` says."""
     try:
-        error = response.json()["error"]
+        error = stdlib_json.loads(body)["error"]
         type_name, message = error["type"], str(error["message"])
     except (ValueError, KeyError, TypeError):
-        return ServerError(f"HTTP {response.status_code} from {response.request.method} {response.request.url}: "
-                           f"{response.text[:500]}")
+        text = body.decode(errors="replace") if isinstance(body, bytes) else body
+        return ServerError(f"{status} {where}: {text[:500]}")
     kind = getattr(errors, type_name, None) if isinstance(type_name, str) else None
     if not (isinstance(kind, type) and issubclass(kind, RolloutDBError)):
-        return ServerError(f"{type_name} (HTTP {response.status_code}): {message}")
+        return ServerError(f"{type_name} ({status}): {message}")
     return kind(message)

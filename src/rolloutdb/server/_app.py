@@ -19,7 +19,8 @@ from fastapi.security import HTTPBearer
 from pydantic import BaseModel, SkipValidation, TypeAdapter, ValidationError
 
 from .. import __version__
-from ..config import DEFAULT_PROJECT, SERVER_MAX_BODY_BYTES, SERVER_THREADS, SERVER_WRITES_IN_FLIGHT
+from ..config import (DEFAULT_PROJECT, SERVER_MAX_BODY_BYTES, SERVER_THREADS, SERVER_TOKEN_RECHECK_SECONDS,
+                      SERVER_WRITES_IN_FLIGHT)
 from ..errors import InvalidInputError, StoreUnavailableError
 from ..records import Record
 from ..store import AGENT_LIGHTNING_OPTIONS, Store
@@ -38,7 +39,8 @@ API_PREFIX = "/api/v1"
 
 def create_app(url: str | None = None, *, project: str = DEFAULT_PROJECT, max_body_bytes: int = SERVER_MAX_BODY_BYTES,
                threads: int = SERVER_THREADS, max_writes_in_flight: int = SERVER_WRITES_IN_FLIGHT,
-               all_projects: bool = False, auth: bool = False, agent_lightning: bool = False) -> FastAPI:
+               all_projects: bool = False, auth: bool = False, agent_lightning: bool = False,
+               token_recheck_seconds: float = SERVER_TOKEN_RECHECK_SECONDS) -> FastAPI:
     """The REST server of the database at ``url`` (found as ``rolloutdb.connect`` finds it), serving ``project``.
 
     The store is opened (and the database created and migrated, if need be) here, once; the app closes it when
@@ -46,11 +48,12 @@ def create_app(url: str | None = None, *, project: str = DEFAULT_PROJECT, max_bo
     the store at once, the others wait their turn; a write beyond ``max_writes_in_flight`` is answered 503 with
     Retry-After. A request works on ``project``; with ``all_projects``, on the project its ``RolloutDB-Project``
     header names; with ``auth``, on its API token's project, if the token's role allows the route (see
-    ``_projects``). ``agent_lightning``: the stores make ids in Agent Lightning's shapes and let rollouts name
-    resources not stored (``AGENT_LIGHTNING_OPTIONS``)."""
+    ``_projects``); an open event stream checks its token again every ``token_recheck_seconds``.
+    ``agent_lightning``: the stores make ids in Agent Lightning's shapes and let rollouts name resources not
+    stored (``AGENT_LIGHTNING_OPTIONS``)."""
     stores = ProjectStores(url, project, all_projects=all_projects, auth=auth,
                            store_options=AGENT_LIGHTNING_OPTIONS if agent_lightning else {})
-    streams = EventStreams(stores)
+    streams = EventStreams(stores, recheck_seconds=token_recheck_seconds)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

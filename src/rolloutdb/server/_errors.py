@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from ..errors import (
     AuthenticationError,
     ConflictError,
+    FeedTrimmedError,
     InvalidInputError,
     InvalidTransitionError,
     NotFoundError,
@@ -32,6 +33,7 @@ STATUS: dict[type[RolloutDBError], int] = {
     NotFoundError: 404,
     ConflictError: 409,
     InvalidTransitionError: 409,
+    FeedTrimmedError: 410,
     InvalidInputError: 422,  # AmbiguousIdError too
     StoreUnavailableError: 503,  # DatabaseNotFoundError too
     SchemaOutOfDateError: 503,

@@ -23,7 +23,8 @@ import anyio.to_thread
 from fastapi import Header, Query, Request
 from fastapi.responses import StreamingResponse
 
-from ..errors import InvalidInputError, StoreUnavailableError
+from ..errors import (AuthenticationError, FeedTrimmedError, InvalidInputError, PermissionDeniedError, RolloutDBError,
+                      StoreUnavailableError)
 from ..records import Event
 from ..store import Store
 from ..store.events import MAX_READ, TOPICS, Cursor
@@ -31,12 +32,13 @@ from ._projects import ProjectStores
 
 QUEUE_TOPIC = "queue"  # the queue's counts: made by the server when rollouts change, not stored, so without an id
 QUEUE_TOPICS = frozenset({"rollout", "attempt"})  # the changes that move the queue's counts
+ERROR_TOPIC = "error"  # the last event of a stream that cannot go on (resync, or the token no longer valid)
 QUEUE_EVERY_SECONDS = 1.0  # the queue's counts are sent at most this often
 HEARTBEAT_SECONDS = 15.0  # a comment line this often keeps proxies from closing a quiet stream
 SUBSCRIBER_BUFFER = 10_000  # events waiting for one subscriber; beyond, it is ended and catches up on reconnecting
 MAX_SUBSCRIBERS = 1_000  # open streams per server process; more are answered 503
 RETRY_SECONDS = 1.0
-READER = "reader"  # the API token role a stream needs (a read): the token is checked when the stream opens
+READER = "reader"  # the API token role a stream needs (a read): checked when it opens, then every recheck_seconds
 logger = logging.getLogger(__name__)
 
 
@@ -131,9 +133,11 @@ class Hub:
 class EventStreams:
     """The hubs of a server process, by project, and the count of open streams."""
 
-    def __init__(self, stores: ProjectStores, max_subscribers: int = MAX_SUBSCRIBERS) -> None:
+    def __init__(self, stores: ProjectStores, max_subscribers: int = MAX_SUBSCRIBERS,
+                 recheck_seconds: float = HEARTBEAT_SECONDS) -> None:
         self.stores = stores
         self.max_subscribers = max_subscribers
+        self.recheck_seconds = recheck_seconds  # how often an open stream's API token is checked again
         self.open = 0
         self._hubs: dict[str, Hub] = {}
         self._starting = asyncio.Lock()
@@ -166,8 +170,10 @@ class EventStreams:
         topics = None if not topic else frozenset(topic)
         stored_topics = None if topics is None else sorted(topics - {QUEUE_TOPIC})
 
-        def checked_run() -> str | None:  # the token and filters checked before the stream starts, to get a status
+        def checked_run() -> str | None:  # the token, filters and reach checked before the stream starts: a status
             with self.stores.store(request, READER) as store:
+                if after is not None:
+                    store.events.query(after, limit=1)  # FeedTrimmedError (410) if purge trimmed past it
                 return store.events.filters(stored_topics, run)[1]
 
         run_id = await anyio.to_thread.run_sync(checked_run)
@@ -207,22 +213,39 @@ class EventStreams:
                 counts = await anyio.to_thread.run_sync(store.queue_summary)
                 yield frame(QUEUE_TOPIC, counts.model_dump_json())
             if start < subscriber.after and stored_topics != []:
-                async for event in self._missed(store, (start, subscriber.after), stored_topics, subscriber.run_id):
-                    yield frame(event.topic, event.model_dump_json(), event.id)
+                try:
+                    async for event in self._missed(store, (start, subscriber.after), stored_topics,
+                                                    subscriber.run_id):
+                        yield frame(event.topic, event.model_dump_json(), event.id)
+                except FeedTrimmedError as exc:  # purged since the check at the start
+                    yield error_frame(exc)
+                    return
+            sent = checked = time.monotonic()
             while True:
-                remaining = None if deadline is None else deadline - time.monotonic()
+                now = time.monotonic()
+                if self.stores.auth and now - checked >= self.recheck_seconds:
+                    try:  # a token revoked or expired since the stream opened ends it
+                        await anyio.to_thread.run_sync(self.stores.check, request, READER)
+                    except (AuthenticationError, PermissionDeniedError) as exc:
+                        yield error_frame(exc)
+                        return
+                    checked = now
+                remaining = None if deadline is None else deadline - now
                 if remaining is not None and remaining <= 0:
                     return
+                quiet = sent + HEARTBEAT_SECONDS - now
+                waits = [quiet, *([checked + self.recheck_seconds - now] if self.stores.auth else []),
+                         *([] if remaining is None else [remaining])]
                 try:
-                    item = await asyncio.wait_for(subscriber.queue.get(),
-                                                  HEARTBEAT_SECONDS if remaining is None
-                                                  else min(HEARTBEAT_SECONDS, remaining))
+                    item = await asyncio.wait_for(subscriber.queue.get(), max(min(waits), 0.001))
                 except asyncio.TimeoutError:
-                    if remaining is None or remaining > HEARTBEAT_SECONDS:  # a quiet while, not the end
+                    if time.monotonic() - sent >= HEARTBEAT_SECONDS:  # a quiet while (the end comes sooner)
+                        sent = time.monotonic()
                         yield ": heartbeat\n\n"
                     continue
                 if item is None:  # it fell behind: the client reconnects and catches up
                     return
+                sent = time.monotonic()
                 topic, value = item
                 if isinstance(value, Event):
                     yield frame(topic, value.model_dump_json(), value.id)
@@ -249,6 +272,11 @@ class EventStreams:
             if len(page) < MAX_READ:
                 return
             after = page[-1].id
+
+
+def error_frame(exc: RolloutDBError) -> str:
+    """The last event of a stream that cannot go on: ``event: error``, data as an error answer's body."""
+    return frame(ERROR_TOPIC, json.dumps({"error": {"type": type(exc).__name__, "message": str(exc)}}))
 
 
 def frame(topic: str, data: str, id: int | None = None) -> str:

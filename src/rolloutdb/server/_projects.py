@@ -48,6 +48,23 @@ class ProjectStores:
         """The store of the project ``request`` works on, held open while the block runs; with authentication,
         once its token is found valid and of ``role`` at least. The token is read from the database on every
         request, in the request's own thread: revoking one takes effect at once."""
+        requested = self._project(request, role)
+        if requested is None or requested == self.default.project:
+            yield self.default
+            return
+        store = self._open(project_name(requested), create=request.headers.get(CREATE_HEADER) != "false")
+        try:
+            yield store
+        finally:
+            self._release(requested)
+
+    def check(self, request: Request, role: str) -> None:
+        """AuthenticationError or PermissionDeniedError if ``request`` may no longer do what needs ``role`` (its
+        token revoked or expired since): what an open event stream asks now and then."""
+        self._project(request, role)
+
+    def _project(self, request: Request, role: str) -> str | None:
+        """The project ``request`` may work on (None: the server's own), with a role of ``role`` at least."""
         requested = request.headers.get(PROJECT_HEADER)
         if self.auth:
             grant = self.default.tokens.verify(bearer_secret(request.headers.get("Authorization")))
@@ -61,20 +78,14 @@ class ProjectStores:
             raise NotFoundError(
                 f"this server serves project {self.default.project!r} only, not {requested!r}: connect with "
                 f"project={self.default.project!r}, or start `rolloutdb serve --all-projects`")
-        if requested is None or requested == self.default.project:
-            yield self.default
-            return
-        store = self._open(project_name(requested), create=request.headers.get(CREATE_HEADER) != "false")
-        try:
-            yield store
-        finally:
-            self._release(requested)
+        return requested
 
     def _open(self, project: str, *, create: bool) -> Store:
         with self._lock:
             store = self._others.get(project)
             if store is None:
-                store = self._others[project] = connect(self.default.url, project=project, create=create, **self._store_options)
+                store = self._others[project] = connect(self.default.url, project=project, create=create,
+                                                        **self._store_options)
             self._others.move_to_end(project)
             self._in_use[project] = self._in_use.get(project, 0) + 1
             return store

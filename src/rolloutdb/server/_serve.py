@@ -8,7 +8,7 @@ import os
 from collections.abc import Callable
 
 from ..config import (DEFAULT_PROJECT, SERVER_HOST, SERVER_MAX_BODY_BYTES, SERVER_PORT, SERVER_THREADS,
-                      SERVER_WRITES_IN_FLIGHT, display_url, resolve_url)
+                      SERVER_TOKEN_RECHECK_SECONDS, SERVER_WRITES_IN_FLIGHT, display_url, resolve_url)
 from ..errors import InvalidInputError
 from ..store import connect
 from ._app import create_app
@@ -33,7 +33,8 @@ def serve(url: str | None = None, *, project: str = DEFAULT_PROJECT, host: str =
           port: int = SERVER_PORT, workers: int = 1, threads: int = SERVER_THREADS,
           max_body_bytes: int = SERVER_MAX_BODY_BYTES, max_writes_in_flight: int = SERVER_WRITES_IN_FLIGHT,
           auth: bool = False, allow_unauthenticated_remote: bool = False, all_projects: bool = False,
-          agent_lightning: bool = False, on_ready: Callable[[str], None] | None = None) -> None:
+          agent_lightning: bool = False, token_recheck_seconds: float = SERVER_TOKEN_RECHECK_SECONDS,
+          on_ready: Callable[[str], None] | None = None) -> None:
     """Serve the database at ``url`` (project ``project``) over HTTP until interrupted.
 
     ``auth``: every request needs an API token (``store.tokens``), and works on the token's project with what its
@@ -51,6 +52,8 @@ def serve(url: str | None = None, *, project: str = DEFAULT_PROJECT, host: str =
             f"change and delete every row of project {project!r}. Start it with --auth (every request then needs an "
             "API token: `rolloutdb tokens create`), or listen on 127.0.0.1 (the default), or pass "
             "--allow-unauthenticated-remote if only trusted machines can reach this network")
+    if not token_recheck_seconds > 0:
+        raise InvalidInputError(f"token_recheck_seconds must be positive, got {token_recheck_seconds}")
     if min(workers, threads, max_body_bytes, max_writes_in_flight) < 1:
         raise InvalidInputError(f"workers, threads, max_body_bytes and max_writes_in_flight must be at least 1, got "
                                 f"{workers}, {threads}, {max_body_bytes}, {max_writes_in_flight}")
@@ -60,7 +63,8 @@ def serve(url: str | None = None, *, project: str = DEFAULT_PROJECT, host: str =
                                                 "max_body_bytes": max_body_bytes,
                                                 "max_writes_in_flight": max_writes_in_flight,
                                                 "all_projects": all_projects, "auth": auth,
-                                                "agent_lightning": agent_lightning})
+                                                "agent_lightning": agent_lightning,
+                                                "token_recheck_seconds": token_recheck_seconds})
     import uvicorn  # here: `rolloutdb --help` and the library never load it
 
     where = f"http://{f'[{host}]' if ':' in host else host}:{port}"

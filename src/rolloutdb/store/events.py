@@ -7,7 +7,10 @@ once handed out is never followed by a smaller one: that is what makes resuming 
 
 On SQLite writers take turns, so ids commit in order. On PostgreSQL two transactions may commit out of id
 order: a reader that sees a hole below an id it can see stops there until every transaction that was in
-flight when it saw the hole has ended (``Cursor``), and a new event wakes readers by NOTIFY."""
+flight when it saw the hole has ended (``Cursor``), and a new event wakes readers by NOTIFY.
+
+``purge`` trims the feed's oldest events (see ``store.retention``): resuming reaches back to the oldest event
+kept; asking for what came after an id it has trimmed past raises ``FeedTrimmedError`` (resync instead)."""
 
 from __future__ import annotations
 
@@ -22,9 +25,9 @@ from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
 from .. import states
-from ..errors import InvalidInputError
+from ..errors import FeedTrimmedError, InvalidInputError
 from ..records import Event
-from ..schema import events
+from ..schema import event_trims, events
 from ._feed import channel
 from .base import MAX_OFFSET, seconds, whole_number
 from .engine import postgres_connect_args
@@ -127,13 +130,24 @@ class Events:
         later appear below the newest returned here: ``follow`` never skips one."""
         whole_number("limit", limit, 1, MAX_READ)
         wanted_topics, run_id = self.filters(topics, run)
-        statement = self._after(whole_number("after", after, 0, MAX_OFFSET), limit)
+        after = whole_number("after", after, 0, MAX_OFFSET)
+        statement = self._after(after, limit)
         if wanted_topics is not None:
             statement = statement.where(events.c.topic.in_(sorted(wanted_topics)))
         if run_id is not None:
             statement = statement.where(events.c.run_id == run_id)
         with self._store._read() as connection:
+            self._check_reach(connection, after)
             return [Event.model_validate(dict(row)) for row in connection.execute(statement).mappings()]
+
+    def _check_reach(self, connection, after: int) -> None:
+        """FeedTrimmedError if ``purge`` has deleted events after the id ``after`` (0: from the oldest kept)."""
+        trimmed = connection.execute(select(event_trims.c.trimmed_through)
+                                     .where(event_trims.c.project_id == self._store.project_id)).scalar_one_or_none()
+        if after and trimmed is not None and after < trimmed:
+            raise FeedTrimmedError(f"the events after id {after} are no longer all kept: purge deleted those up to "
+                                   f"id {trimmed}; read the current state again and follow from now on (the feed "
+                                   f"resumes after id {trimmed} or later)")
 
     def follow(self, after: int | None = None, *, topics: Sequence[str] | None = None, run: str | None = None,
                timeout: float | None = None) -> Iterator[Event]:
@@ -141,7 +155,11 @@ class Events:
         order, each once; filtered as ``query`` does. Ends after ``timeout`` seconds (None: never; leave the
         loop to stop). The same on a remote store, through the server's event stream."""
         wanted = self.filters(topics, run)
-        cursor = Cursor(self.latest_id() if after is None else whole_number("after", after, 0, MAX_OFFSET))
+        if after is not None:
+            after = whole_number("after", after, 0, MAX_OFFSET)
+            with self._store._read() as connection:
+                self._check_reach(connection, after)
+        cursor = Cursor(self.latest_id() if after is None else after)
         if timeout is not None:
             seconds("timeout", timeout)
         return self._following(cursor, wanted, None if timeout is None else time.monotonic() + timeout)
