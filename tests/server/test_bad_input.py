@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 from collections.abc import Iterator
@@ -212,6 +213,9 @@ def request_for(data: st.DataObject, routes: Routes, seeded: Seeded) -> dict[str
         if data.draw(st.booleans(), label="typed filters"):
             typed = data.draw(st.dictionaries(keys, ANYTHING, max_size=3) | ANYTHING, label="filters json")
             params.append(("filters", text(typed) if data.draw(st.booleans()) else text(typed)[:-1]))
+    if template == "/api/v1/events":  # a valid stream stays open until its timeout: 0, unless the value is bad
+        bad = [value for name, value in params if name == "timeout" and not is_number(value)]
+        params = [(name, value) for name, value in params if name != "timeout"] + [("timeout", (bad or ["0"])[-1])]
     request: dict[str, Any] = {"method": method, "url": path, "params": params}
     body = operation.get("requestBody")
     if body is not None or data.draw(st.integers(0, 9), label="stray body") == 0:
@@ -231,6 +235,13 @@ def request_for(data: st.DataObject, routes: Routes, seeded: Seeded) -> dict[str
             request["content"] = json.dumps(value).encode()
             request["headers"] = {"content-type": "application/json"}
     return request
+
+
+def is_number(value: str) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except ValueError:
+        return False
 
 
 def text(value: Any) -> str:
