@@ -141,7 +141,7 @@ def test_queue_attempts_spans_workers_resources(api):
     summary = ok(api.get("/queue"))
     assert worker in [activity["worker"]["id"] for activity in summary["workers"]]
     assert ok(api.post("/purge", json={"older_than": 3600, "dry_run": True})) == {
-        "rollouts": 0, "attempts": 0, "spans": 0, "turns": 0}
+        "rollouts": 0, "attempts": 0, "spans": 0, "turns": 0, "events": 0}
 
 
 def test_jobs(api):
