@@ -136,6 +136,14 @@ class Event(Record):
     data: JsonDict = Field(default_factory=dict)
 
 
+class EventTrim(Record):
+    """How far ``purge`` has trimmed a project's change feed: resuming after an id below it is refused
+    (``FeedTrimmedError``), as the events in between are gone."""
+
+    project_id: str = ""
+    trimmed_through: Whole
+
+
 class Step(_Lifetime):
     run_id: str
     number: Int32 = Field(ge=0)

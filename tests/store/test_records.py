@@ -20,7 +20,7 @@ PAIRS = [
     (records.ArtifactLink, schema.artifact_links), (records.Script, schema.scripts),
     (records.Decision, schema.decisions), (records.Signal, schema.signals), (records.Sample, schema.samples),
     (records.ModelCheckpoint, schema.checkpoints), (records.ApiToken, schema.api_tokens),
-    (records.Event, schema.events),
+    (records.Event, schema.events), (records.EventTrim, schema.event_trims),
 ]
 
 
