@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, Strict
+from pydantic import (AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, Strict,
+                      ValidationError, model_validator)
 from pydantic_core import PydanticCustomError
 
 from .ids import new_id
 from .states import (AttemptStatus, GroupStatus, RolloutMode, RolloutStatus, RunKind, RunStatus, StepStatus,
-                     TokenRole)
+                     TokenRole, TurnKind)
 
 
 def _python_scalar(value: Any) -> Any:
@@ -238,12 +239,86 @@ class Worker(Record):
     last_idle_at: Time | None = None
 
 
-class TurnContent(Record):
-    """What one turn of an agent holds: what it saw, thought and did, what came of it, and its reward."""
+GUI_ACTION_TYPES = ("tap", "double_tap", "long_press", "swipe", "drag", "type", "scroll", "key", "launch", "wait",
+                    "back", "home", "done")
+COORDINATES = ("x", "y", "x2", "y2")
+Coordinate = Annotated[float, BeforeValidator(_python_scalar), Field(ge=0, allow_inf_nan=False)]
+# What each action type needs besides its type: any one of the alternatives, each a set of fields.
+_NEEDS: dict[str, tuple[tuple[str, ...], ...]] = {
+    **dict.fromkeys(("tap", "double_tap", "long_press"), (("x", "y"), ("element",))),
+    "swipe": (("x2", "y2"), ("direction",)), "drag": (("x2", "y2"),), "type": (("text",),),
+    "scroll": (("direction",),), "key": (("key",),), "launch": (("app",),),
+}
 
+
+class GuiAction(Record):
+    """A phone- or computer-use agent's action, as a turn's ``action`` holds it: ``type``; where, in screen pixels
+    from the top left (``x``, ``y``; a swipe or drag's end ``x2``, ``y2``, or its ``direction``); the ``text``
+    typed, the ``key`` pressed, the ``app`` launched, the target ``element`` (its id, text or description), the
+    ``seconds`` waited. Other keys are kept as given (JSON)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal[GUI_ACTION_TYPES]
+    x: Coordinate | None = None
+    y: Coordinate | None = None
+    x2: Coordinate | None = None
+    y2: Coordinate | None = None
+    direction: Literal["up", "down", "left", "right"] | None = None
+    text: str | None = None
+    key: str | None = None
+    app: str | None = None
+    element: JsonValue = None
+    seconds: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _complete(self) -> GuiAction:
+        for first, second in (("x", "y"), ("x2", "y2")):  # a point is both of its coordinates
+            if (getattr(self, first) is None) != (getattr(self, second) is None):
+                missing = first if getattr(self, first) is None else second
+                raise PydanticCustomError("gui_action", "a point needs both {first} and {second}",
+                                          {"field": missing, "first": first, "second": second})
+        needs = _NEEDS.get(self.type, ((),))
+        if not any(all(getattr(self, name) is not None for name in fields) for fields in needs):
+            wanted = " or ".join(" and ".join(fields) for fields in needs)
+            raise PydanticCustomError("gui_action", "a {type} action needs {wanted}",
+                                      {"field": needs[0][0], "type": self.type, "wanted": wanted})
+        return self
+
+
+def is_gui_action(value: Any) -> bool:
+    """Whether a turn's action has the GUI shape, and is held to ``GuiAction``: an object whose ``type`` is a GUI
+    action's, or that has a ``type`` and coordinates. Any other action (text, a list, an object without a
+    ``type``, or whose ``type`` is not a GUI action's and that has no coordinates) is free-form, kept as given."""
+    return type(value) is dict and "type" in value and (
+        value["type"] in GUI_ACTION_TYPES or not value.keys().isdisjoint(COORDINATES))
+
+
+def _checked_action(value: Any) -> Any:
+    """A turn's action as given, once a GUI-shaped one is a valid ``GuiAction`` (else its first problem, naming
+    the key: see ``store.base.validation_message``)."""
+    if is_gui_action(value):
+        try:
+            GuiAction.model_validate(value)
+        except ValidationError as exc:
+            error = exc.errors(include_url=False)[0]
+            field = ".".join(map(str, error["loc"])) or error.get("ctx", {}).get("field", "")
+            raise PydanticCustomError("gui_action", "{message}", {"field": field, "message": error["msg"]}) from None
+    return value
+
+
+# A turn's action: anything JSON holds; a GUI-shaped one must be a valid GuiAction (``is_gui_action``).
+Action = Annotated[JsonValue, AfterValidator(_checked_action)]
+
+
+class TurnContent(Record):
+    """What one turn of an agent holds: what it saw, thought and did, what came of it, and its reward. ``kind``:
+    the step type of a GUI agent's turn."""
+
+    kind: Choice[TurnKind] | None = None
     observation: JsonValue = None
     thinking: str | None = None
-    action: JsonValue = None
+    action: Action = None
     action_result: JsonValue = None
     model_response: JsonValue = None
     reward: float | None = None

@@ -351,6 +351,7 @@ turns = Table(
     _ref("rollout_id", "rollouts.id", nullable=False),
     _ref("attempt_id", "attempts.id"),
     Column("turn_index", Integer, nullable=False),
+    Column("kind", String(16)),
     Column("observation", Json),
     Column("thinking", Text),
     Column("action", Json),

@@ -1,5 +1,5 @@
 """Statuses of every entity that has one, and the transitions each state machine allows (DESIGN.md §4);
-the kinds of runs, the modes of rollouts and the roles of API tokens."""
+the kinds of runs and turns, the modes of rollouts and the roles of API tokens."""
 
 from __future__ import annotations
 
@@ -61,6 +61,10 @@ class AttemptStatus(StrEnum):
 # Not state machines: one line each.
 RunKind = StrEnum("RunKind", {"TRAIN": "train", "EVAL": "eval", "BASELINE": "baseline", "JOB": "job"})
 RolloutMode = StrEnum("RolloutMode", {"TRAIN": "train", "VAL": "val", "TEST": "test"})
+# What one turn of a GUI agent was (its step type): it thought, acted, looked (a screenshot), failed, checked its
+# work or finished.
+TurnKind = StrEnum("TurnKind", {"THINKING": "thinking", "ACTION": "action", "SCREENSHOT": "screenshot", "ERROR": "error",
+                                "VALIDATION": "validation", "COMPLETION": "completion"})
 
 
 R, S, G, RO, A = RunStatus, StepStatus, GroupStatus, RolloutStatus, AttemptStatus

@@ -39,7 +39,8 @@ from ..states import RunStatus, StepStatus
 from ..store import DEFAULT_PROJECT, Store
 from ..store.engine import sqlite_file
 from ..store.jobs import DEFAULT_STALE_AFTER
-from ..store.recording import check_typed_fields
+from ..store.recording import check_screenshots, check_typed_fields
+from ._frames import Framed
 from ._journal import (JournalInfo, ReplayResult, count_journal_records, journal_folder,
                        list_journals, replay_journals)
 from ._pump import Pump
@@ -173,6 +174,7 @@ class Recorder:
             if not value > 0:
                 raise InvalidInputError(f"{name} must be positive, got {value!r}")
         self._session = new_id()
+        self._through_server = is_server_url(url)
         self._pump = Pump(url, project, token, run, self._session, journal_dir=journal_dir, flush_interval=flush_interval,
                           flush_size=flush_size, max_pending=max_pending, max_lag=max_lag, timeout=timeout,
                           control_interval=control_interval)
@@ -207,6 +209,22 @@ class Recorder:
 
     def _record(self, record: dict[str, Any]) -> None:
         self._pump.put(_encode(record))
+
+    def _record_with_screenshots(self, record: dict[str, Any], screenshot: bytes | None,
+                                 screenshots: Mapping[str, bytes] | None) -> None:
+        """A turn and its screenshots: the bytes travel beside the record's line as they are (``_frames``), to be
+        hashed and stored by the writer, so that the loop pays the same for a large screenshot as for a small one."""
+        if self._through_server:
+            raise InvalidInputError("screenshots cannot be recorded through a server yet (it has no artifact "
+                                    "routes): record into the database's URL")
+        contents = {} if screenshots is None else dict(screenshots)
+        if screenshot is not None:
+            if "screenshot" in contents:
+                raise InvalidInputError("cannot record this turn: its screenshot is given twice (screenshot= and "
+                                        "screenshots['screenshot'])")
+            contents["screenshot"] = screenshot
+        check_screenshots(contents)
+        self._pump.put(Framed(_encode(record), contents))
 
     def step(self, number: int, *, state: Any = None) -> StepHandle:
         """Start training step ``number`` (the previous one, if still open, is completed).
@@ -465,17 +483,25 @@ class RolloutHandle:
              model_response: Any = None, action_result: Any = None, reward: float | None = None,
              done: bool | None = None, duration_seconds: float | None = None, success: bool | None = None,
              error: str | None = None, metrics: Mapping[str, Any] | None = None, tokens: Any = None,
-             logprobs: Any = None) -> None:
+             logprobs: Any = None, kind: str | None = None, screenshot: bytes | None = None,
+             screenshots: Mapping[str, bytes] | None = None) -> None:
+        """One turn. A GUI agent's: its ``kind`` (step type), its ``action`` (a ``GuiAction``'s fields), and its
+        ``screenshot`` (a PNG's bytes) or ``screenshots`` by role ({"before": ..., "after": ...}): kept as given
+        (not copied: do not change a bytearray after), hashed and stored once by the writer, linked from the turn."""
         record = {"op": "turn", "id": new_id(), "rollout_id": self.id, "turn_index": self._turns, "created_at": _now()}
         # Left out when None (the writer's default): a shorter line, and no null for the encoder to tell from a NaN.
         # Added one by one rather than filtered from a full dict: this is the loop's hottest call.
         for name, value in (("observation", observation), ("thinking", thinking), ("action", action),
                             ("action_result", action_result), ("model_response", model_response), ("reward", reward),
                             ("done", done), ("duration_seconds", duration_seconds), ("success", success),
-                            ("error", error), ("metrics", metrics), ("tokens", tokens), ("logprobs", logprobs)):
+                            ("error", error), ("metrics", metrics), ("tokens", tokens), ("logprobs", logprobs),
+                            ("kind", kind)):
             if value is not None:
                 record[name] = value
-        self._record(record)
+        if screenshot is None and screenshots is None:
+            self._record(record)
+        else:
+            self.group.run._recorder._record_with_screenshots(record, screenshot, screenshots)
         self._turns += 1
 
     def finish(self, reward: float | None = None, *, success: bool | None = None, validation: Any = None,

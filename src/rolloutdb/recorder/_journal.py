@@ -3,7 +3,7 @@
 Each recorder session spills into a file of its own, ``<journal dir>/<key>/<session>.jsonl``, where the key
 stands for the database and the project: a journal is replayed only into the database and project it was
 recorded for. The first line says so in words (database without password, project, run, session); each
-further line is one recorded operation as JSON. A live session holds an exclusive lock on its file, so
+further entry is one recorded operation: a line of JSON, or a frame with its screenshots (``_frames``). A live session holds an exclusive lock on its file, so
 another recorder (or ``rolloutdb journal replay``) replays only the files of sessions that are gone.
 """
 
@@ -22,6 +22,7 @@ import orjson
 from sqlalchemy.engine import make_url
 
 from ..config import JOURNAL_DIRECTORY, display_url
+from ._frames import Entry, decode, entries, read, stream
 
 SUFFIX = ".jsonl"
 
@@ -64,7 +65,7 @@ class SpillFile:
         self._read_offset = 0
         self.unread = 0  # records written and not yet read back
 
-    def append(self, lines: list[bytes]) -> None:
+    def append(self, lines: list[Entry]) -> None:
         """Write records at the end (raises OSError when the folder cannot be written)."""
         if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -73,18 +74,20 @@ class SpillFile:
             self._file.write(orjson.dumps(self._header) + b"\n")
             self._read_offset = self._file.tell()
         self._file.seek(0, os.SEEK_END)
-        self._file.write(b"\n".join(lines) + b"\n")
+        written = stream(lines)
+        self._file.writelines([written] if type(written) is bytes else written)
+        self._file.write(b"\n")
         self._file.flush()
         self.unread += len(lines)
 
-    def read(self, limit: int) -> tuple[list[bytes], int]:
+    def read(self, limit: int) -> tuple[list[Entry], int]:
         """Up to ``limit`` records from where reading stopped, and the offset after them."""
         if self._file is None or not self.unread:
             return [], self._read_offset
         self._file.seek(self._read_offset)
         lines = []
-        while len(lines) < limit and (line := self._file.readline()):
-            lines.append(line.rstrip(b"\n"))
+        while len(lines) < limit and (line := read(self._file)) is not None:
+            lines.append(line)
         return lines, self._file.tell()
 
     def consumed(self, count: int, offset: int) -> None:
@@ -141,14 +144,13 @@ class LeftoverFile:
             return None
         return cls(path, handle)
 
-    def batches(self, size: int) -> Iterator[list[bytes]]:
+    def batches(self, size: int) -> Iterator[list[Entry]]:
         """Its records, ``size`` at a time (the header skipped)."""
         self._file.seek(0)
         self._file.readline()
-        batch: list[bytes] = []
-        for line in self._file:
-            if line.strip():
-                batch.append(line.rstrip(b"\n"))
+        batch: list[Entry] = []
+        for entry in entries(self._file):
+            batch.append(entry)
             if len(batch) == size:
                 yield batch
                 batch = []
@@ -188,7 +190,7 @@ def list_journals(directory: str | os.PathLike) -> list[JournalInfo]:
         try:
             with open(path, "rb") as handle:
                 first = orjson.loads(handle.readline() or b"{}")
-                records = sum(1 for line in handle if line.strip())
+                records = sum(1 for _ in entries(handle))
         except (OSError, orjson.JSONDecodeError):
             continue
         claimed = LeftoverFile.claim(path)
@@ -228,7 +230,7 @@ def replay_journals(store: Any, directory: str | os.PathLike = JOURNAL_DIRECTORY
             continue
         try:
             for lines in claimed.batches(batch_size):
-                result = store.recording.apply([orjson.loads(line) for line in lines], heartbeat=False)
+                result = store.recording.apply([decode(line) for line in lines], heartbeat=False)
                 written += result.applied
                 rejected += [f"{r.subject}: {r.message}" for r in result.rejected]
                 if on_batch is not None:

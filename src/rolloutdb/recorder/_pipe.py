@@ -14,6 +14,8 @@ import struct
 
 PIPE_BYTES = 1 << 20  # a batch of flush_size ordinary records fits
 LENGTH = struct.Struct("!Q")
+IOV_MAX = 1024  # buffers one writev takes (POSIX's least IOV_MAX)
+LARGE_PIECE = 1 << 16  # a piece this large is written as it is, not joined with its neighbours
 
 
 def pipe() -> tuple[int, int]:
@@ -26,14 +28,34 @@ def pipe() -> tuple[int, int]:
     return read_end, write_end
 
 
-def send(fd: int, message: bytes) -> None:
-    """Write one message (BrokenPipeError when the reader is gone)."""
-    length = LENGTH.pack(len(message))
-    written = os.writev(fd, [length, message])
-    if written < len(length) + len(message):  # the pipe was full: the rest as the reader makes room
-        rest = memoryview(length + message)[written:]
-        while rest:
-            rest = rest[os.write(fd, rest):]
+def send(fd: int, message: bytes | list[bytes]) -> None:
+    """Write one message, given whole or in pieces (BrokenPipeError when the reader is gone). Pieces are written
+    as they are, not joined first: a screenshot is not copied, and the kernel copies it without the GIL."""
+    parts = [message] if isinstance(message, bytes) else _coalesced(message)
+    buffers: list[bytes | memoryview] = [LENGTH.pack(sum(map(len, parts))), *parts]
+    while buffers:
+        written = os.writev(fd, buffers[:IOV_MAX])
+        while buffers and written >= len(buffers[0]):  # the pipe was full: the rest as the reader makes room
+            written -= len(buffers.pop(0))
+        if written:
+            buffers[0] = memoryview(buffers[0])[written:]
+
+
+def _coalesced(pieces: list[bytes]) -> list[bytes]:
+    """Small pieces joined (a writev takes at most ``IOV_MAX``), large ones (contents) kept as they are."""
+    parts: list[bytes] = []
+    small: list[bytes] = []
+    for piece in pieces:
+        if len(piece) < LARGE_PIECE:
+            small.append(piece)
+            continue
+        if small:
+            parts.append(b"".join(small))
+            small = []
+        parts.append(piece)
+    if small:
+        parts.append(b"".join(small))
+    return parts
 
 
 class Receiver:

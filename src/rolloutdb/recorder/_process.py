@@ -25,6 +25,7 @@ from sqlalchemy.exc import DBAPIError
 from ..errors import NotFoundError, RolloutDBError
 from ..store import Store, connect
 from ..store.recording import OPERATIONS, Rejection, describe, first_line
+from ._frames import Entry, decode, split
 from ._pipe import Receiver, send
 
 HEARTBEAT_EVERY = timedelta(seconds=5)
@@ -41,7 +42,7 @@ class Applier:
     def handle(self, message: bytes) -> dict[str, Any]:
         header, _, body = message.partition(b"\n")
         request = orjson.loads(header)
-        records, unreadable = _decode(body.split(b"\n") if body else [])
+        records, unreadable = _decode(split(body) if body else [])
         try:
             store = self._connect()
             result = store.recording.apply(records, heartbeat=request["heartbeat"]) if records else None
@@ -93,18 +94,18 @@ class Applier:
                 "state": run.state}
 
 
-def _decode(lines: list[bytes]) -> tuple[list[Any], list[dict[str, Any]]]:
+def _decode(lines: list[Entry]) -> tuple[list[Any], list[dict[str, Any]]]:
     """The records, and a refusal for each line that is not one (a journal cut off by a crash mid-line).
     A batch that is all valid is validated straight from its JSON (faster than decoding, then validating)."""
     if lines:
         try:
             return OPERATIONS.validate_json(b"[" + b",".join(lines) + b"]"), []
-        except ValidationError:
-            pass  # some line is bad: decode them one by one, and let the store say which and why
+        except (ValidationError, TypeError):  # TypeError: screenshots (frames) among them
+            pass  # decode them one by one, and let the store say which and why
     records, unreadable = [], []
     for line in lines:
         try:
-            records.append(orjson.loads(line))
+            records.append(decode(line))
         except orjson.JSONDecodeError:
             unreadable.append(_refusal(len(records) + len(unreadable), None,
                                        f"unreadable record {line[:80]!r}"))

@@ -1,7 +1,7 @@
 """The recorder's pump: moves recorded operations from memory to the writer process, and to the journal when
 the database cannot keep up or is away.
 
-The training loop appends encoded lines to a list. While all is well, the loop's own thread also sends them:
+The training loop appends encoded lines to a list (a line with screenshots: a ``_frames.Framed`` entry). While all is well, the loop's own thread also sends them:
 about once per ``flush_interval`` it settles the writer's answer to the last batch and sends the next, each a
 system call that does not wait. Everything else is the pump's thread's: batches oldest first (records left by
 sessions that are gone, then this session's journal, then memory), waiting for an answer with a timeout, and
@@ -30,6 +30,7 @@ from typing import Any
 
 import orjson
 
+from ._frames import Entry, stream
 from ._journal import LeftoverFile, SpillFile, header, journal_folder, leftover_files
 from ._pipe import LENGTH, Receiver, pipe, send
 
@@ -204,7 +205,9 @@ class Pump:
             return
         lines = self._take_oldest(self._size)
         request = self._request(lines, heartbeat=True)
-        if len(request) + LENGTH.size > self._writer.capacity or not self._send(request, quietly=True):
+        # Screenshots (pieces) and what the pipe cannot take at once are the pump thread's to send.
+        if type(request) is not bytes or len(request) + LENGTH.size > self._writer.capacity \
+                or not self._send(request, quietly=True):
             self._put_back(lines)
             self._wake.set()
             return
@@ -389,10 +392,10 @@ class Pump:
             return None
         return self._await_answer()
 
-    def _request(self, lines: list[bytes], *, heartbeat: bool) -> bytes:
-        return b"\n".join([orjson.dumps({"heartbeat": heartbeat, "run": self._run}), *lines])
+    def _request(self, lines: list[Entry], *, heartbeat: bool) -> bytes | list[bytes]:
+        return stream([orjson.dumps({"heartbeat": heartbeat, "run": self._run}), *lines])
 
-    def _send(self, request: bytes, *, quietly: bool = False) -> bool:
+    def _send(self, request: bytes | list[bytes], *, quietly: bool = False) -> bool:
         """Send a request, starting a writer if there is none; False if that failed (and, unless ``quietly``,
         the database marked away: the loop's thread leaves that to the pump's)."""
         try:

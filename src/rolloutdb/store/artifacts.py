@@ -62,6 +62,17 @@ class GcResult:
     links: int  # links deleted because their turn, step or rollout is gone
 
 
+# Content told by its first bytes (the recorder's screenshots come without a media type).
+_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF8", "image/gif"))
+
+
+def media_type_of(data: bytes) -> str:
+    """The media type of an image by its signature (PNG, JPEG, GIF, WebP); application/octet-stream otherwise."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return next((media for signature, media in _SIGNATURES if data.startswith(signature)), "application/octet-stream")
+
+
 def artifacts_home(setting: str | os.PathLike | None, database_file: str | None) -> Path | None:
     """The folder blobs go to for ``connect(..., artifacts=setting)``; None: the database holds them."""
     setting = os.environ.get(ARTIFACTS_VAR) or None if setting is None else setting
@@ -104,26 +115,37 @@ class Artifacts:
         if (turn_id, step_id, rollout_id) != (None, None, None):
             owner = self._owner(turn_id=turn_id, step_id=step_id, rollout_id=rollout_id)
             check_role(role)
-        with self._source(data) as source, self._spooled(source) as (spool, digest, size):
+        with self._source(data) as source, self._spooled(source) as spooled:
             with self._store._write() as connection:
-                now = self._store.now()  # in the transaction: gc's grace counts from when the row is touched
-                found = self._row(connection, digest, lock=True)
-                inserted = found is None and connection.execute(
-                    insert_ignoring_conflicts(connection, artifacts).returning(artifacts.c.sha256),
-                    {"sha256": digest, "project_id": self._store.project_id, "size": size, "media_type": media_type,
-                     "compression": None, "storage": "file" if self.home else DATABASE,
-                     "location": str(self._blob_path(digest)) if self.home else None,
-                     "created_at": now, "touched_at": now}).first() is not None
-                if not inserted:  # stored already (or meanwhile, by another process): keep it from gc
-                    self._touch(connection, digest, now)
-                row = self._row(connection, digest)
-                if owner is not None:
-                    self._link(connection, digest, *owner, role, now)
-                if row["storage"] == DATABASE:
-                    if inserted:
-                        self._write_chunks(connection, digest, spool)
-                else:
-                    self._place_blob(Path(row["location"]), spool)  # again, should a crash have lost it
+                return self._store_spooled(connection, spooled, media_type, owner, role)
+
+    def _put_in(self, connection: Connection, data: bytes, *, turn_id: str, role: str) -> Artifact:
+        """``put(data, turn_id=..., role=...)`` in the caller's write transaction (the recorder's batch: a turn and
+        its screenshots are written together or not at all), its media type told by its first bytes."""
+        with self._spooled(io.BytesIO(data)) as spooled:
+            return self._store_spooled(connection, spooled, media_type_of(data), ("turn_id", turn_id), role)
+
+    def _store_spooled(self, connection: Connection, spooled: _Spool, media_type: str,
+                       owner: tuple[str, str] | None, role: str) -> Artifact:
+        spool, digest, size = spooled.file, spooled.digest, spooled.size
+        now = self._store.now()  # in the transaction: gc's grace counts from when the row is touched
+        found = self._row(connection, digest, lock=True)
+        inserted = found is None and connection.execute(
+            insert_ignoring_conflicts(connection, artifacts).returning(artifacts.c.sha256),
+            {"sha256": digest, "project_id": self._store.project_id, "size": size, "media_type": media_type,
+             "compression": None, "storage": "file" if self.home else DATABASE,
+             "location": str(self._blob_path(digest)) if self.home else None,
+             "created_at": now, "touched_at": now}).first() is not None
+        if not inserted:  # stored already (or meanwhile, by another process): keep it from gc
+            self._touch(connection, digest, now)
+        row = self._row(connection, digest)
+        if owner is not None:
+            self._link(connection, digest, *owner, role, now)
+        if row["storage"] == DATABASE:
+            if inserted:
+                self._write_chunks(connection, digest, spool)
+        else:
+            self._place_blob(Path(row["location"]), spool)  # again, should a crash have lost it
         return self._record(row)
 
     def link(self, artifact: Artifact | str, *, role: str = "attachment", turn_id: str | None = None,
@@ -358,14 +380,14 @@ class Artifacts:
 
 
 class _Spool:
-    """A context manager over a spooled put: (file, sha256, size); the file is removed after, unless placed."""
+    """A context manager over a spooled put (its file, sha256 and size); the file is removed after, unless placed."""
 
     def __init__(self, file, digest: str, size: int) -> None:
         self.file, self.digest, self.size = file, digest, size
         self.file.placed = False
 
-    def __enter__(self):
-        return self.file, self.digest, self.size
+    def __enter__(self) -> _Spool:
+        return self
 
     def __exit__(self, *exc_info) -> None:
         self.file.close()

@@ -134,7 +134,12 @@ def validation_message(exc: ValidationError, item: str | None = None, positions:
         # A value of the wrong type (records convert none): say which type it was, not the value itself.
         return f"{err['msg']}, got {type(err['input']).__name__}" if err["type"].endswith("_type") else err["msg"]
 
-    return "; ".join(f"{where(err['loc'])}: {what(err)}" for err in exc.errors(include_url=False))
+    def at(err: Mapping[str, Any]) -> tuple:
+        # A GUI action's error names the key inside the action that is wrong (records.GuiAction).
+        inner = err["ctx"]["field"] if err["type"] == "gui_action" and err["ctx"]["field"] else None
+        return err["loc"] if inner is None else (*err["loc"], inner)
+
+    return "; ".join(f"{where(at(err))}: {what(err)}" for err in exc.errors(include_url=False))
 
 
 def build_record(model: type[R], values: Mapping[str, Any], what: str) -> R:

@@ -22,6 +22,7 @@ from ..errors import ConflictError, InvalidInputError, NotFoundError, RolloutDBE
 from ..records import Flag, JsonDict, Record, Time, TurnContent, Whole
 from ..schema import groups, rollouts, steps, turns
 from ..states import GroupStatus, RolloutStatus, RunStatus, StepStatus
+from .artifacts import ROLES
 from .base import KEYS_PER_QUERY, validation_message
 from .hooks import savepoint
 from .jobs import DEFAULT_STALE_AFTER, FINISHED
@@ -128,7 +129,8 @@ class RolloutStart(Record):
 
 
 class TurnRecorded(TurnContent):
-    """One turn of a rollout (the fields of ``Turn``)."""
+    """One turn of a rollout (the fields of ``Turn``), and its screenshots by role (the content, as it is: they
+    reach ``apply`` as Python bytes, from the recorder's frames), stored once each and linked from the turn."""
 
     op: Literal["turn"] = "turn"
     id: ID
@@ -136,6 +138,7 @@ class TurnRecorded(TurnContent):
     attempt_id: ID | None = None
     turn_index: Whole = Field(ge=0)
     created_at: RecordedTime
+    screenshots: dict[Literal[ROLES], bytes] = Field(default_factory=dict)
 
 
 class RolloutEnd(Record):
@@ -165,6 +168,9 @@ def _typed_part(model: type[Record]) -> SchemaValidator:
     """A validator of ``model``'s fields other than its JSON values, which lets the rest of a record by."""
     fields = {name: (info.annotation, info) for name, info in model.model_fields.items()
               if info.annotation not in (JsonValue, JsonDict)}
+    # A JSON value with a rule of its own (a turn's GUI action) is held to that rule, not walked as JSON.
+    fields |= {name: (Annotated[(Any, *info.metadata)], None) for name, info in model.model_fields.items()
+               if info.annotation is JsonValue and info.metadata}
     config = ConfigDict(**{**Record.model_config, "extra": "ignore", "validate_default": False})
     return create_model(f"{model.__name__}Typed", __config__=config, **fields).__pydantic_validator__
 
@@ -180,6 +186,18 @@ def check_typed_fields(operation: Mapping[str, Any]) -> None:
         _TYPED_PARTS[operation["op"]].validate_python(operation)
     except ValidationError as exc:
         raise InvalidInputError(f"cannot record this {operation['op']}: {validation_message(exc)}") from None
+
+
+_SCREENSHOTS = TypeAdapter(TurnRecorded.model_fields["screenshots"].annotation, config=Record.model_config)
+
+
+def check_screenshots(screenshots: Mapping[str, Any]) -> None:
+    """InvalidInputError naming the role unless ``screenshots`` are what a turn's are (bytes by artifact role):
+    for the recorder, which refuses them at the call."""
+    try:
+        _SCREENSHOTS.validate_python(screenshots)
+    except ValidationError as exc:
+        raise InvalidInputError(f"cannot record this turn: screenshots.{validation_message(exc)}") from None
 
 
 class Rejection(Record):
@@ -359,8 +377,11 @@ class Recording:
             project = self._store.project_id
             rows = [{**vars(turn), "project_id": project} for turn in new]
             for row in rows:
-                del row["op"]
+                del row["op"], row["screenshots"]
             self._store.turns._insert_rows(context.connection, rows)
+            for turn in new:
+                for role, content in turn.screenshots.items():
+                    self._store.artifacts._put_in(context.connection, content, turn_id=turn.id, role=role)
 
     def _end_rollouts(self, context: _Context, ends: list[RolloutEnd]) -> None:
         """Rollouts' results: read, locked and written together (one statement each, not one per rollout)."""
@@ -482,5 +503,5 @@ def _rejection(index: int, operation: Any, exc: Exception) -> Rejection:
     return Rejection(index=index, op=operation.op, subject=describe(operation), error=error, message=message)
 
 
-__all__ = ["GroupStart", "check_typed_fields", "Operation", "RecordingResult", "Recording", "Rejection", "RolloutEnd", "RolloutStart",
+__all__ = ["GroupStart", "check_screenshots", "check_typed_fields", "Operation", "RecordingResult", "Recording", "Rejection", "RolloutEnd", "RolloutStart",
            "RunChange", "RunEnd", "RunStart", "StepChange", "StepStart", "TurnRecorded"]

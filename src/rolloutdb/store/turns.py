@@ -1,4 +1,5 @@
-"""Turns: the steps of an agent inside one rollout (observation, thinking, action, result, reward)."""
+"""Turns: the steps of an agent inside one rollout (observation, thinking, action, result, reward); a GUI agent's
+also with their step type (``kind``) and a structured action (``records.GuiAction``)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ class Turns(EditableArea[Turn]):
     table = turns
     record = Turn
     noun = "turn"
-    filterable = frozenset({"id", "rollout_id", "attempt_id", "turn_index", "done", "success", "created_at"})
+    filterable = frozenset({"id", "rollout_id", "attempt_id", "turn_index", "kind", "done", "success", "created_at"})
     sortable = frozenset({"turn_index", "created_at", "reward", "duration_seconds"})
     updatable = frozenset({"action_result", "reward", "done", "success", "error", "metrics", "duration_seconds"})
     parents = {"rollout_id": "rollouts", "attempt_id": "attempts"}
