@@ -143,6 +143,20 @@ def store(request, session_backends) -> Iterator[rolloutdb.Store]:
         yield store
 
 
+@pytest.fixture
+def proxied_postgres(postgres_databases):
+    """A new PostgreSQL database, and a URL to it through a proxy the test can cut, hang and restore."""
+    from netproxy import Proxy
+
+    url = make_url(postgres_databases.new())
+    proxy = Proxy(url.host or "127.0.0.1", url.port or 5432)
+    try:
+        yield (url.render_as_string(hide_password=False),
+               url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False), proxy)
+    finally:
+        proxy.close()
+
+
 def skip_on_http(store, reason: str) -> None:
     """Skip a store test on the http backend, where (``reason``) the remote client cannot do what it tests."""
     if store.backend == "http":

@@ -7,22 +7,8 @@ import uuid
 
 import numpy as np
 import pytest
-from sqlalchemy.engine import make_url
 
 import rolloutdb
-from netproxy import Proxy
-
-
-@pytest.fixture
-def proxied_postgres(postgres_databases):
-    """A new PostgreSQL database, and a URL to it through a proxy the test can cut, hang and restore."""
-    url = make_url(postgres_databases.new())
-    proxy = Proxy(url.host or "127.0.0.1", url.port or 5432)
-    try:
-        yield (url.render_as_string(hide_password=False),
-               url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False), proxy)
-    finally:
-        proxy.close()
 
 
 @pytest.fixture

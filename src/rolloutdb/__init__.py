@@ -17,12 +17,12 @@ from .errors import (
     ServerError,
     StoreUnavailableError,
 )
-from .states import AttemptStatus, GroupStatus, RolloutStatus, RunStatus, StepStatus, TokenRole
+from .states import AttemptStatus, GroupStatus, RolloutStatus, RunStatus, StepStatus, TokenRole, TurnKind
 
 # The rest is imported on first use, so that `import rolloutdb` (and `rolloutdb --help`) does not load the
 # database and validation libraries before something needs them.
 _IMPORTED_ON_USE = {
-    **dict.fromkeys(("ApiToken", "Artifact", "ArtifactLink", "Attempt", "Claim", "ComparisonRow", "Event", "Group", "Project", "Resources",
+    **dict.fromkeys(("ApiToken", "Artifact", "ArtifactLink", "Attempt", "Claim", "ComparisonRow", "Event", "Group", "GuiAction", "Project", "Resources",
                      "Rollout",
                      "RolloutConfig", "Run", "RunComparison", "RunEvent", "RunStats", "Span", "StatusChange",
                      "Step", "Task", "Turn", "Validator", "Worker", "QueueSummary", "WorkerActivity", "IssuedToken",
@@ -76,6 +76,7 @@ __all__ = [
     "GcResult",
     "Group",
     "GroupStatus",
+    "GuiAction",
     "InvalidInputError",
     "InvalidTransitionError",
     "IssuedToken",
@@ -116,6 +117,7 @@ __all__ = [
     "TokenGrant",
     "TokenRole",
     "Turn",
+    "TurnKind",
     "Validator",
     "Worker",
     "WorkerActivity",
