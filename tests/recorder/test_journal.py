@@ -1,6 +1,7 @@
 """The journal's files: what a session leaves behind is exactly what the database has not taken."""
 
 from rolloutdb.recorder import list_journals
+from rolloutdb.recorder._frames import CUT_OFF, Framed, decode
 from rolloutdb.recorder._journal import LeftoverFile, SpillFile, header, journal_folder
 
 
@@ -30,3 +31,26 @@ def test_a_live_session_s_file_cannot_be_claimed_and_an_emptied_one_is_gone(tmp_
     assert not spill.path.exists()
     spill.release()
     assert list_journals(tmp_path) == []
+
+
+def test_records_with_screenshots_are_read_back_whole_and_a_frame_cut_off_is_one_unreadable_record(tmp_path):
+    folder = journal_folder(tmp_path, "sqlite:///x.db", "p")
+    spill = SpillFile(folder, header("sqlite:///x.db", "p", "run", "session-3"))
+    content = b"\x00\n" + bytes(range(256)) * 3 + b"\n"  # what would end a line, or start a frame
+    entries = [b'{"n": 0}', Framed(b'{"n": 1}', {"before": content, "after": b""}), b'{"n": 2}',
+               Framed(b'{"n": 3}', {"screenshot": content[::-1]})]
+    spill.append(entries[:2])
+    spill.append(entries[2:])
+    lines, offset = spill.read(3)
+    assert lines == entries[:3]
+    assert decode(lines[1]) == {"n": 1, "screenshots": {"before": content, "after": b""}}
+    spill.consumed(len(lines), offset)
+    spill.release()
+    [info] = list_journals(tmp_path)
+    assert info.records == 1
+    with open(info.path, "r+b") as file:  # a crash in the middle of the frame's content
+        file.truncate(info.size - 100)
+    claimed = LeftoverFile.claim(info.path)
+    [[cut]] = list(claimed.batches(10))
+    claimed.done(remove=True)
+    assert cut == CUT_OFF  # not JSON: refused as unreadable when replayed, as a line cut off is

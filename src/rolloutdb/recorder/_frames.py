@@ -22,6 +22,9 @@ from ..store.artifacts import ROLES
 MARK = b"\x00"
 HEAD = struct.Struct("!IH")
 PART = struct.Struct("!BQ")
+# What a frame cut off by a crash (the journal's last entry) is read as: not JSON, so it is refused as unreadable,
+# as a line cut off is; and no NUL or newline in it, to be mistaken for a frame or two entries.
+CUT_OFF = b"(a record with screenshots, cut off by a crash)"
 
 
 class Framed:
@@ -114,13 +117,13 @@ def read(file: IO[bytes]) -> Entry | None:
         return (first + rest).rstrip(b"\n") if first else None
     head = file.read(HEAD.size)
     if len(head) < HEAD.size:
-        return MARK + head  # cut off by a crash: refused as unreadable, as a cut-off line is
+        return CUT_OFF
     line_size, count = HEAD.unpack(head)
     parts = file.read(count * PART.size)
     wanted = line_size + sum(PART.unpack_from(parts, i * PART.size)[1] for i in range(len(parts) // PART.size))
     body = file.read(wanted)
     if len(parts) < count * PART.size or len(body) < wanted:
-        return MARK + head + parts + body
+        return CUT_OFF
     file.read(1)  # its newline
     entry, _ = _frame(memoryview(head + parts + body), 0)
     return entry
