@@ -25,6 +25,7 @@ from ..config import JOURNAL_DIRECTORY, display_url
 from ._frames import Entry, decode, entries, read, stream
 
 SUFFIX = ".jsonl"
+MAX_BATCH_BYTES = 8 << 20  # a batch of records (screenshots, mostly) read or sent at once holds about this much
 
 
 def database_identity(url: str) -> str:
@@ -81,13 +82,15 @@ class SpillFile:
         self.unread += len(lines)
 
     def read(self, limit: int) -> tuple[list[Entry], int]:
-        """Up to ``limit`` records from where reading stopped, and the offset after them."""
+        """Up to ``limit`` records (and ``MAX_BATCH_BYTES``, after the first) from where reading stopped, and the
+        offset after them."""
         if self._file is None or not self.unread:
             return [], self._read_offset
         self._file.seek(self._read_offset)
-        lines = []
-        while len(lines) < limit and (line := read(self._file)) is not None:
+        lines, size = [], 0
+        while len(lines) < limit and size < MAX_BATCH_BYTES and (line := read(self._file)) is not None:
             lines.append(line)
+            size += len(line)
         return lines, self._file.tell()
 
     def consumed(self, count: int, offset: int) -> None:
@@ -145,15 +148,17 @@ class LeftoverFile:
         return cls(path, handle)
 
     def batches(self, size: int) -> Iterator[list[Entry]]:
-        """Its records, ``size`` at a time (the header skipped)."""
+        """Its records, ``size`` at a time or fewer that hold ``MAX_BATCH_BYTES`` (the header skipped)."""
         self._file.seek(0)
         self._file.readline()
         batch: list[Entry] = []
+        held = 0
         for entry in entries(self._file):
             batch.append(entry)
-            if len(batch) == size:
+            held += len(entry)
+            if len(batch) == size or held >= MAX_BATCH_BYTES:
                 yield batch
-                batch = []
+                batch, held = [], 0
         if batch:
             yield batch
 

@@ -31,12 +31,11 @@ from typing import Any
 import orjson
 
 from ._frames import Entry, stream
-from ._journal import LeftoverFile, SpillFile, header, journal_folder, leftover_files
+from ._journal import MAX_BATCH_BYTES, LeftoverFile, SpillFile, header, journal_folder, leftover_files
 from ._pipe import LENGTH, Receiver, pipe, send
 
 log = logging.getLogger("rolloutdb.recorder")
 STARTUP_ALLOWANCE = 60.0  # a new writer process imports and connects before its first answer
-MAX_BATCH_BYTES = 8 << 20
 BACKOFF_LIMIT = 5.0
 
 
@@ -204,9 +203,9 @@ class Pump:
                 self._wake.set()
             return
         lines = self._take_oldest(self._size)
-        request = self._request(lines, heartbeat=True)
-        # Screenshots (pieces) and what the pipe cannot take at once are the pump thread's to send.
-        if type(request) is not bytes or len(request) + LENGTH.size > self._writer.capacity \
+        request = self._request(lines, heartbeat=True, whole=True)
+        # Screenshots and what the pipe cannot take at once are the pump thread's to send.
+        if request is None or len(request) + LENGTH.size > self._writer.capacity \
                 or not self._send(request, quietly=True):
             self._put_back(lines)
             self._wake.set()
@@ -392,8 +391,15 @@ class Pump:
             return None
         return self._await_answer()
 
-    def _request(self, lines: list[Entry], *, heartbeat: bool) -> bytes | list[bytes]:
-        return stream([orjson.dumps({"heartbeat": heartbeat, "run": self._run}), *lines])
+    def _request(self, lines: list[Entry], *, heartbeat: bool, whole: bool = False) -> bytes | list[bytes] | None:
+        """The request for a batch: bytes, or pieces when it has screenshots (None then, if ``whole``)."""
+        entries = [orjson.dumps({"heartbeat": heartbeat, "run": self._run}), *lines]
+        if whole:
+            try:
+                return b"\n".join(entries)
+            except TypeError:  # screenshots among them
+                return None
+        return stream(entries)
 
     def _send(self, request: bytes | list[bytes], *, quietly: bool = False) -> bool:
         """Send a request, starting a writer if there is none; False if that failed (and, unless ``quietly``,

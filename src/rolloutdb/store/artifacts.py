@@ -122,6 +122,11 @@ class Artifacts:
     def _put_in(self, connection: Connection, data: bytes, *, turn_id: str, role: str) -> Artifact:
         """``put(data, turn_id=..., role=...)`` in the caller's write transaction (the recorder's batch: a turn and
         its screenshots are written together or not at all), its media type told by its first bytes."""
+        digest = hashlib.sha256(data).hexdigest()
+        row = self._row(connection, digest, lock=True)
+        if row is not None and (row["storage"] == DATABASE or Path(row["location"]).exists()):
+            self._link(connection, digest, "turn_id", turn_id, role, self._store.now())  # stored: not again
+            return self._record(row)
         with self._spooled(io.BytesIO(data)) as spooled:
             return self._store_spooled(connection, spooled, media_type_of(data), ("turn_id", turn_id), role)
 
