@@ -98,12 +98,13 @@ def test_screenshots_recorded_while_the_database_is_away_arrive_when_it_is_back(
     assert recorder.flush(timeout=30)
     proxy.cut()
     record_screens(recorder, screens)
-    assert not recorder.flush(timeout=1)
-    health = recorder.health()
-    assert not health.connected and health.spilled > 0  # over max_pending: screenshots went to the journal
+    pending = recorder.flush(timeout=1)
+    away = recorder.health()
     proxy.restore()
-    assert recorder.flush(timeout=60)
-    recorder.close()
+    recorder.close(timeout=60)  # writes everything once the database is back
+    assert not pending and not away.connected and away.spilled > 0  # screenshots went to the journal meanwhile
+    done = recorder.health()
+    assert (done.written, done.failed, done.spilled) == (done.recorded, 0, 0)
     with rolloutdb.connect(direct) as store:
         [rollout] = store.rollouts.query()
         assert links_by_turn(store, rollout.id) == expected_links(screens)
