@@ -242,7 +242,8 @@ class Worker(Record):
 GUI_ACTION_TYPES = ("tap", "double_tap", "long_press", "swipe", "drag", "type", "scroll", "key", "launch", "wait",
                     "back", "home", "done")
 COORDINATES = ("x", "y", "x2", "y2")
-Coordinate = Annotated[float, BeforeValidator(_python_scalar), Field(ge=0, allow_inf_nan=False)]
+# The bounds inside, the NumPy scalar outside: so they are checked by the validator's core, not in Python.
+Coordinate = Annotated[Annotated[float, Field(ge=0, allow_inf_nan=False)], BeforeValidator(_python_scalar)]
 # What each action type needs besides its type: any one of the alternatives, each a set of fields.
 _NEEDS: dict[str, tuple[tuple[str, ...], ...]] = {
     **dict.fromkeys(("tap", "double_tap", "long_press"), (("x", "y"), ("element",))),
@@ -257,7 +258,8 @@ class GuiAction(Record):
     typed, the ``key`` pressed, the ``app`` launched, the target ``element`` (its id, text or description), the
     ``seconds`` waited. Other keys are kept as given (JSON)."""
 
-    model_config = ConfigDict(extra="allow")
+    # Defaults (None) are valid: not validated, as a turn's action is checked in the training loop's call.
+    model_config = ConfigDict(extra="allow", validate_default=False)
 
     type: Literal[GUI_ACTION_TYPES]
     x: Coordinate | None = None
@@ -273,13 +275,14 @@ class GuiAction(Record):
 
     @model_validator(mode="after")
     def _complete(self) -> GuiAction:
+        given = {name for name, value in self.__dict__.items() if value is not None}
         for first, second in (("x", "y"), ("x2", "y2")):  # a point is both of its coordinates
-            if (getattr(self, first) is None) != (getattr(self, second) is None):
-                missing = first if getattr(self, first) is None else second
+            if (first in given) != (second in given):
                 raise PydanticCustomError("gui_action", "a point needs both {first} and {second}",
-                                          {"field": missing, "first": first, "second": second})
-        needs = _NEEDS.get(self.type, ((),))
-        if not any(all(getattr(self, name) is not None for name in fields) for fields in needs):
+                                          {"field": second if first in given else first, "first": first,
+                                           "second": second})
+        needs = _NEEDS.get(self.type)
+        if needs is not None and not any(given.issuperset(fields) for fields in needs):
             wanted = " or ".join(" and ".join(fields) for fields in needs)
             raise PydanticCustomError("gui_action", "a {type} action needs {wanted}",
                                       {"field": needs[0][0], "type": self.type, "wanted": wanted})

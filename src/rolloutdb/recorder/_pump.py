@@ -151,6 +151,7 @@ class Pump:
         self._answer_due: float | None = None
         self._serve_at = 0.0  # when the loop's thread looks again
         self._served_at = float("-inf")  # when it last sent or settled a batch
+        self._handed_back = False  # it left a batch it was due to send (screenshots, too large) to the pump's thread
         self._progress = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="rolloutdb-recorder", daemon=True)
@@ -208,6 +209,7 @@ class Pump:
         if request is None or len(request) + LENGTH.size > self._writer.capacity \
                 or not self._send(request, quietly=True):
             self._put_back(lines)
+            self._handed_back = True
             self._wake.set()
             return
         self._take(Batch(lines, own=len(lines), heartbeat=True, source="memory"))
@@ -279,7 +281,8 @@ class Pump:
             ticked = not self._wake.wait(max(self._interval, self._max_lag / 2) if serving else self._interval)
             self._wake.clear()
             partial = (ticked and time.monotonic() - self._served_at >= self._interval) or self._waiters > 0 \
-                or self._stopping
+                or self._stopping or self._handed_back
+            self._handed_back = False
             with self._moving:
                 self._mark()
                 self._bound_memory()
