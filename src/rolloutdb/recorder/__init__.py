@@ -486,8 +486,8 @@ class RolloutHandle:
              logprobs: Any = None, kind: str | None = None, screenshot: bytes | None = None,
              screenshots: Mapping[str, bytes] | None = None) -> None:
         """One turn. A GUI agent's: its ``kind`` (step type), its ``action`` (a ``GuiAction``'s fields), and its
-        ``screenshot`` (a PNG's bytes) or ``screenshots`` by role ({"before": ..., "after": ...}): kept as given
-        (not copied: do not change a bytearray after), hashed and stored once by the writer, linked from the turn."""
+        ``screenshot`` (a PNG's bytes) or ``screenshots`` by role ({"before": ..., "after": ...}): bytes, kept as
+        given (not copied), hashed and stored once by the writer, and linked from the turn."""
         record = {"op": "turn", "id": new_id(), "rollout_id": self.id, "turn_index": self._turns, "created_at": _now()}
         # Left out when None (the writer's default): a shorter line, and no null for the encoder to tell from a NaN.
         # Added one by one rather than filtered from a full dict: this is the loop's hottest call.
