@@ -57,3 +57,14 @@ def test_a_project_not_the_tokens_is_refused_at_once(auth_server, tmp_path):
 def test_a_token_is_refused_for_a_database(auth_server, tmp_path):
     with pytest.raises(InvalidInputError, match="token= is for a server"):
         rolloutdb.Recorder(auth_server.url, run="train", token="rdb_x", journal_dir=tmp_path)
+
+
+def test_screenshots_are_refused_at_the_call_through_a_server_and_the_turn_is_not_recorded(auth_server, tmp_path):
+    project, secret = writer_token(auth_server)
+    with rolloutdb.Recorder(auth_server.base, run="train", token=secret, journal_dir=tmp_path) as recorder:
+        with recorder.step(0) as step, step.group(task="t").rollout() as rollout:
+            with pytest.raises(InvalidInputError, match="through a server yet"):
+                rollout.turn(action={"type": "back"}, screenshot=b"\x89PNG")
+            rollout.turn(action={"type": "back"})
+    with rolloutdb.connect(auth_server.url, project=project, create=False) as store:
+        assert [turn.turn_index for turn in store.turns.query()] == [0]
