@@ -3,12 +3,14 @@ journal while the database is away and linked once it is back; bad ones refused 
 
 import hashlib
 import os
+import time
 import uuid
 
 import pytest
 
 import rolloutdb
 from rolloutdb.errors import InvalidInputError
+from rolloutdb.recorder import _pump
 
 
 def png(size: int) -> bytes:
@@ -128,3 +130,21 @@ def test_screenshots_left_in_the_journal_are_replayed_with_their_links(tmp_path)
         [rollout] = store.rollouts.query()
         assert links_by_turn(store, rollout.id) == expected_links(screens)
         assert store.artifacts.read(digest(screens[1])) == screens[1]
+
+
+def test_screenshots_beyond_what_memory_holds_go_to_the_journal(tmp_path, monkeypatch):
+    monkeypatch.setattr(_pump, "MAX_PENDING_BYTES", 300_000)  # a test's size: 64 MB by default
+    away = tmp_path / "not-yet"
+    recorder = rolloutdb.Recorder(f"sqlite:///{away / 'r.db'}", run="gui", journal_dir=tmp_path / "j", timeout=2,
+                                  start_timeout=0.5, max_lag=600, flush_interval=0.05)
+    screens = [png(100_000 + n) for n in range(4)]
+    record_screens(recorder, screens)  # neither too many records nor too old: too many bytes
+    deadline = time.monotonic() + 30
+    while recorder.health().spilled == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert recorder.health().spilled > 0 and recorder.health().dropped == 0
+    away.mkdir()
+    recorder.close(timeout=60)
+    with rolloutdb.connect(f"sqlite:///{away / 'r.db'}") as store:
+        [rollout] = store.rollouts.query()
+        assert links_by_turn(store, rollout.id) == expected_links(screens)

@@ -224,7 +224,7 @@ class Recorder:
                                         "screenshots['screenshot'])")
             contents["screenshot"] = screenshot
         check_screenshots(contents)
-        self._pump.put(Framed(_encode(record), contents))
+        self._pump.put_with_content(Framed(_encode(record), contents))
 
     def step(self, number: int, *, state: Any = None) -> StepHandle:
         """Start training step ``number`` (the previous one, if still open, is completed).

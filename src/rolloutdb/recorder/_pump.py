@@ -1,15 +1,16 @@
 """The recorder's pump: moves recorded operations from memory to the writer process, and to the journal when
 the database cannot keep up or is away.
 
-The training loop appends encoded lines to a list (a line with screenshots: a ``_frames.Framed`` entry). While all is well, the loop's own thread also sends them:
-about once per ``flush_interval`` it settles the writer's answer to the last batch and sends the next, each a
-system call that does not wait. Everything else is the pump's thread's: batches oldest first (records left by
-sessions that are gone, then this session's journal, then memory), waiting for an answer with a timeout, and
-treating a writer that does not answer like a database that refuses: it kills the process, keeps the batch,
-backs off and tries again with a new process. Memory holds at most ``max_pending`` records and none older than
-``max_lag`` seconds; the rest goes to the journal, so a crash of the training process loses little, and an
-outage nothing. The thread sleeps while the loop's thread sends: each time it runs, the loop must hand it the
-interpreter lock and wait for the lock to come back, which costs far more than the sending itself.
+The training loop appends encoded lines to a list (a line with screenshots: a ``_frames.Framed`` entry). While
+all is well, the loop's own thread also sends them: about once per ``flush_interval`` it settles the writer's
+answer to the last batch and sends the next, each a system call that does not wait. Everything else is the pump's
+thread's: batches oldest first (records left by sessions that are gone, then this session's journal, then
+memory), waiting for an answer with a timeout, and treating a writer that does not answer like a database that
+refuses: it kills the process, keeps the batch, backs off and tries again with a new process. Memory holds at
+most ``max_pending`` records (and ``MAX_PENDING_BYTES`` of screenshots) and none older than ``max_lag`` seconds;
+the rest goes to the journal, so a crash of the training process loses little, and an outage nothing. The thread
+sleeps while the loop's thread sends: each time it runs, the loop must hand it the interpreter lock and wait for
+the lock to come back, which costs far more than the sending itself.
 """
 
 from __future__ import annotations
@@ -30,13 +31,14 @@ from typing import Any
 
 import orjson
 
-from ._frames import Entry, stream
+from ._frames import Entry, Framed, stream
 from ._journal import MAX_BATCH_BYTES, LeftoverFile, SpillFile, header, journal_folder, leftover_files
 from ._pipe import LENGTH, Receiver, pipe, send
 
 log = logging.getLogger("rolloutdb.recorder")
 STARTUP_ALLOWANCE = 60.0  # a new writer process imports and connects before its first answer
 BACKOFF_LIMIT = 5.0
+MAX_PENDING_BYTES = 64 << 20  # screenshots held in memory; beyond, they go to the journal (as records beyond max_pending)
 
 
 @dataclass
@@ -152,6 +154,7 @@ class Pump:
         self._serve_at = 0.0  # when the loop's thread looks again
         self._served_at = float("-inf")  # when it last sent or settled a batch
         self._handed_back = False  # it left a batch it was due to send (screenshots, too large) to the pump's thread
+        self._content_put = 0  # bytes of records with screenshots put since memory was last measured
         self._progress = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="rolloutdb-recorder", daemon=True)
@@ -159,11 +162,18 @@ class Pump:
 
     # -- the training loop's side ---------------------------------------------------------------------
 
-    def put(self, line: bytes) -> None:
+    def put(self, line: Entry) -> None:
         self._memory.append(line)
         self.put_count = next(self._puts)
         if time.monotonic() >= self._serve_at:
             self._serve()
+
+    def put_with_content(self, entry: Framed) -> None:
+        """``put`` for a record with screenshots: memory also holds at most ``MAX_PENDING_BYTES`` of them."""
+        self._content_put += len(entry)
+        if self._content_put > MAX_PENDING_BYTES:
+            self._wake.set()
+        self.put(entry)
 
     def _serve(self) -> None:
         """On the training loop's thread, about once per interval: settle the answer to the batch it sent and send
@@ -486,6 +496,10 @@ class Pump:
             put_by_then, _ = self._marks.popleft()
             too_old = max(too_old, put_by_then - (self.put_count - len(self._memory)))
         excess = max(len(self._memory) - self._max_pending, too_old)
+        if self._content_put > MAX_PENDING_BYTES:  # counted as put, never as sent: what memory holds is less
+            self._content_put = sum(map(len, self._memory))
+            if self._content_put > MAX_PENDING_BYTES:
+                excess, self._content_put = len(self._memory), 0
         if excess <= 0:
             return
         if self.connected:
