@@ -149,9 +149,7 @@ class Store:
     def ping(self) -> None:
         """Ask the database for nothing, to see that it answers: StoreUnavailableError when it does not, or
         when the SQLite file it opened is no longer at its path."""
-        if self._database_file is not None and file_identity(self._database_file[0]) != self._database_file[1]:
-            raise StoreUnavailableError(f"the SQLite database file {self._database_file[0]!r} is gone: removed or "
-                                        "replaced since this store opened it")
+        self._check_database_file()
         with self._read() as connection:
             connection.execute(select(literal(1))).scalar_one()
 
@@ -220,8 +218,16 @@ class Store:
         with unavailable_as_error(self.url), self.engine.connect() as connection:
             yield connection
 
+    def _check_database_file(self) -> None:
+        """StoreUnavailableError when the SQLite file this store opened is no longer at its path: its open
+        connections would go on using the removed file, and what they wrote would never be read again."""
+        if self._database_file is not None and file_identity(self._database_file[0]) != self._database_file[1]:
+            raise StoreUnavailableError(f"the SQLite database file {self._database_file[0]!r} is gone: removed or "
+                                        "replaced since this store opened it")
+
     @contextlib.contextmanager
     def _write(self) -> Iterator[Connection]:
+        self._check_database_file()
         with self._write_lock, unavailable_as_error(self.url), self._writer() as connection:
             with hooks.transaction(connection):
                 yield connection
