@@ -2,7 +2,7 @@
 
 Areas hang off the store (``store.runs``, ``store.steps``, ``store.tasks``, ``store.validators``,
 ``store.groups``, ``store.rollouts``, ``store.attempts``, ``store.spans``, ``store.resources``,
-``store.workers``, ``store.turns``, ``store.tokens``); each has get / query / count, and the writes that make sense
+``store.workers``, ``store.turns``, ``store.tokens``, ``store.scripts``); each has get / query / count, and the writes that make sense
 for it. ``store.jobs`` runs and controls long jobs; ``store.events`` is the change feed live views follow.
 """
 
@@ -42,6 +42,7 @@ from .resources import Resources
 from .retention import PurgeResult, purge
 from .rollouts import Rollouts
 from .runs import Runs
+from .scripts import Scripts
 from .spans import Spans
 from .steps import Steps
 from .tokens import Tokens
@@ -112,6 +113,7 @@ class Store:
         self.tokens = Tokens(self)
         self.events = Events(self)
         self.artifacts = Artifacts(self, artifacts_folder)
+        self.scripts = Scripts(self)
 
     @property
     def backend(self) -> str:
