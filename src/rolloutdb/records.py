@@ -434,6 +434,20 @@ class RunStats(Record):
     turns_mean: float | None
 
 
+class SummaryRow(Record):
+    """The rollouts of one task or one day (``store.summary``): how many, how many finished, and of those the
+    success rate, mean turns and mean duration; errors counted by type (an error's text up to its first colon)."""
+
+    key: str  # the task's external id ("(no task)" for rollouts without one), or the day (YYYY-MM-DD, UTC)
+    task_id: str | None = None
+    rollouts: Whole
+    finished: Whole
+    success_rate: float | None
+    turns_mean: float | None
+    duration_mean_seconds: float | None
+    errors: dict[str, int]
+
+
 class ComparisonRow(Record):
     """One task (or, with ``task_id`` None, all tasks) in two runs, and B minus A."""
 
