@@ -169,7 +169,9 @@ def test_replays_reported_by_8_processes_at_once_all_count(session_database_url)
     with rolloutdb.connect(session_database_url, project=project) as store:
         task = store.tasks.save([{"external_id": "t"}])[0]
         script = store.scripts.record(successful_rollout(store, task, [TAP]).id, name="main")
-    context = multiprocessing.get_context("spawn")
+    # Processes forked from one that imported everything once: eight spawned ones would each import it all.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["rolloutdb.store", report_replays.__module__])
     start, errors = context.Event(), context.Queue()
     workers = [context.Process(target=report_replays, args=(session_database_url, project, script.id, n, REPORTS,
                                                             start, errors)) for n in range(PROCESSES)]
