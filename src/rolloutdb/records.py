@@ -436,7 +436,8 @@ class RunStats(Record):
 
 class SummaryRow(Record):
     """The rollouts of one task or one day (``store.summary``): how many, how many finished, and of those the
-    success rate, mean turns and mean duration; errors counted by type (an error's text up to its first colon)."""
+    success rate (by their success flag; without one, whether they succeeded), mean turns and mean duration;
+    errors counted by type (an error's text up to its first colon)."""
 
     key: str  # the task's external id ("(no task)" for rollouts without one), or the day (YYYY-MM-DD, UTC)
     task_id: str | None = None

@@ -11,6 +11,7 @@ from sqlalchemy import case, func, select
 from ..errors import InvalidInputError
 from ..records import SummaryRow
 from ..schema import rollouts, tasks, turns
+from ..states import RolloutStatus
 from .statistics import FINISHED
 
 if TYPE_CHECKING:
@@ -69,8 +70,9 @@ def summarize(store: Store, by: str = "task", run: str | None = None, since: dat
         *keys,
         func.count().label("rollouts"),
         func.coalesce(func.sum(case((finished, 1), else_=0)), 0).label("finished"),
-        func.avg(case((finished & rollouts.c.success.is_(True), 1.0),
-                      (finished & rollouts.c.success.is_(False), 0.0))).label("success_rate"),
+        # A rollout's success flag, or without one (a queue's rollouts) whether it succeeded.
+        func.avg(case((~finished, None), (rollouts.c.success.is_(True), 1.0), (rollouts.c.success.is_(False), 0.0),
+                      (rollouts.c.status == RolloutStatus.SUCCEEDED, 1.0), else_=0.0)).label("success_rate"),
         func.avg(case((finished, func.coalesce(turn_counts.c.turns, 0)))).label("turns_mean"),
         func.avg(case((finished, _seconds_between(rollouts.c.started_at, rollouts.c.ended_at, backend))))
         .label("duration_mean"),
