@@ -120,6 +120,12 @@ def fields(world: World, names, required=()) -> st.SearchStrategy[dict]:
         lambda chosen: st.fixed_dictionaries({name: value_for(world, name) for name in [*required, *chosen]}))
 
 
+def known_fields(world: World, names, required=()) -> st.SearchStrategy[dict]:
+    """``fields`` without the unknown one, for calls whose keyword arguments are all named (Python refuses others)."""
+    return fields(world, names, required).map(
+        lambda given: {key: value for key, value in given.items() if key != "not_a_field"})
+
+
 def record_fields(world: World, model, required=(), positional=()) -> st.SearchStrategy[dict]:
     """Fields of ``model`` (not those the call takes by position, which Python itself refuses twice)."""
     return fields(world, [name for name in model.model_fields if name not in ("project_id", *positional)], required)
@@ -205,14 +211,14 @@ def calls(world: World) -> dict[str, object]:
         "queue_summary": lambda s, d: s.queue_summary(),
         "purge": lambda s, d: s.purge(**d(fields(w, ["older_than", "keep_last", "dry_run"]).map(
             lambda given: {key: value for key, value in given.items() if key != "not_a_field"}))),
-        "scripts.record": lambda s, d: s.scripts.record(d(an_id(w)), **d(fields(w, ["description", "device", "model"],
-                                                                                ["name"]))),
+        "scripts.record": lambda s, d: s.scripts.record(d(an_id(w)), **d(known_fields(
+            w, ["description", "device", "model"], ["name"]))),
         "scripts.report": lambda s, d: s.scripts.report(d(an_id(w)), success=d(anything), seconds=d(floats | anything)),
         "scripts.activate": lambda s, d: s.scripts.activate(d(an_id(w))),
         "scripts.best": lambda s, d: s.scripts.best(d(an_id(w))),
-        "scripts.list": lambda s, d: s.scripts.list(d(an_id(w) | st.none()), **d(fields(
+        "scripts.list": lambda s, d: s.scripts.list(d(an_id(w) | st.none()), **d(known_fields(
             w, ["name", "active", "limit", "offset"]))),
-        "summary": lambda s, d: s.summary(**d(fields(w, ["by", "run", "since"]))),
+        "summary": lambda s, d: s.summary(**d(known_fields(w, ["by", "run", "since"]))),
         "recording.apply": lambda s, d: s.recording.apply(d(st.lists(st.sampled_from(OPERATION_MODELS).flatmap(
             lambda model: record_fields(w, model, ["op"])), max_size=3))),
     })
