@@ -1,6 +1,7 @@
 """Scripts: recorded from a successful rollout's actions, versioned per (task, name) with one active version,
 replays counted exactly however many processes report them at once."""
 
+import concurrent.futures
 import hashlib
 import json
 import multiprocessing
@@ -70,6 +71,13 @@ def test_activate_switches_the_active_version(store, task):
     assert store.scripts.activate(second.id).active is True and not store.scripts.get(first.id).active
     with pytest.raises(NotFoundError, match="script 'nope' not found"):
         store.scripts.activate("nope")
+
+
+def test_switches_at_once_leave_one_active_version(store, task):
+    versions = [store.scripts.record(successful_rollout(store, task, [{"n": n}]).id, name="main") for n in range(3)]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda n: store.scripts.activate(versions[n % 3].id), range(24)))
+    assert sum(script.active for script in store.scripts.list(task.id)) == 1
 
 
 def test_the_database_holds_one_active_version_per_task_and_name(store, task):

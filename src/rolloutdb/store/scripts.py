@@ -108,8 +108,7 @@ class Scripts:
                                          "successful rollout")
             if rollout["task_id"] is None:
                 raise NotReplayableError(f"rollout {rollout_id!r} has no task: a script is the way to do a task")
-            # Versions of one task's scripts are numbered one recording at a time (SQLite: the write lock).
-            self._store.tasks._fetch(connection, rollout["task_id"], for_update=True)
+            self._lock_task(connection, rollout["task_id"])  # versions are numbered one recording at a time
             actions = self._actions(connection, rollout_id)
             if not actions:
                 raise NotReplayableError(f"rollout {rollout_id!r} has no turn with an action: nothing to replay")
@@ -133,6 +132,9 @@ class Scripts:
     def activate(self, script_id: str) -> Script:
         """Make this version the active one of its (task, name); the one active before is not any more."""
         with self._store._write() as connection:
+            task_id = self._rows._fetch(connection, script_id)["task_id"]
+            if task_id is not None:  # before any script row: two switches never wait for each other's rows
+                self._lock_task(connection, task_id)
             row = self._rows._fetch(connection, script_id, for_update=True)
             now = self._store.now()
             connection.execute(update(scripts).where(
@@ -167,6 +169,10 @@ class Scripts:
         return self._rows._to_record(row)
 
     # -- building blocks -------------------------------------------------------------------------------
+
+    def _lock_task(self, connection: Connection, task_id: str) -> None:
+        """Writes to one task's scripts go one at a time: each locks the task's row first (SQLite: the write lock)."""
+        self._store.tasks._fetch(connection, task_id, for_update=True)
 
     def _check_exist(self, connection: Connection, keys: Any) -> None:
         self._rows._check_exist(connection, keys)  # rollouts name the script they replay
