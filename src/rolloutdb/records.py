@@ -201,6 +201,7 @@ class Rollout(_Lifetime):
     mode: Choice[RolloutMode] | None = None
     status: Choice[RolloutStatus] = RolloutStatus.QUEUING
     resources_id: str | None = None
+    script_id: str | None = None  # the script the rollout replays
     config: RolloutConfig = Field(default_factory=RolloutConfig)
     attempt_count: Int32 = 0
     reward: float | None = None
@@ -320,19 +321,28 @@ class ArtifactLink(_Created):
 
 
 class Script(_Updated):
+    """A task's actions as one successful rollout took them, to replay; versions per (task, name)."""
+
     task_id: str | None = None
     name: str = Field(min_length=1, max_length=200)
+    description: str | None = None
     actions: list[JsonValue] = Field(default_factory=list)
+    total_steps: Int32 = Field(default=0, ge=0)
     source_rollout_id: str | None = None
     version: Int32 = Field(default=1, ge=1)
-    checksum: str
+    checksum: str = Field(pattern=r"^[0-9a-f]{64}$")
     active: Flag = True
-    device: str | None = None
-    model: str | None = None
-    replay_count: Int32 = 0
-    success_count: Int32 = 0
+    device: str | None = Field(default=None, max_length=200)
+    model: str | None = Field(default=None, max_length=200)
+    replay_count: Int32 = Field(default=0, ge=0)
+    success_count: Int32 = Field(default=0, ge=0)
     mean_execution_seconds: float | None = None
     metadata: JsonDict = Field(default_factory=dict)
+
+    @property
+    def success_rate(self) -> float | None:
+        """The share of its replays that succeeded; None before the first."""
+        return self.success_count / self.replay_count if self.replay_count else None
 
 
 class Decision(_Created):
@@ -422,6 +432,21 @@ class RunStats(Record):
     success_rate: float | None
     reward_mean: float | None
     turns_mean: float | None
+
+
+class SummaryRow(Record):
+    """The rollouts of one task or one day (``store.summary``): how many, how many finished, and of those the
+    success rate (by their success flag; without one, whether they succeeded), mean turns and mean duration;
+    errors counted by type (an error's text up to its first colon)."""
+
+    key: str  # the task's external id ("(no task)" for rollouts without one), or the day (YYYY-MM-DD, UTC)
+    task_id: str | None = None
+    rollouts: Whole
+    finished: Whole
+    success_rate: float | None
+    turns_mean: float | None
+    duration_mean_seconds: float | None
+    errors: dict[str, int]
 
 
 class ComparisonRow(Record):

@@ -2,7 +2,7 @@
 
 Areas hang off the store (``store.runs``, ``store.steps``, ``store.tasks``, ``store.validators``,
 ``store.groups``, ``store.rollouts``, ``store.attempts``, ``store.spans``, ``store.resources``,
-``store.workers``, ``store.turns``, ``store.tokens``); each has get / query / count, and the writes that make sense
+``store.workers``, ``store.turns``, ``store.tokens``, ``store.scripts``); each has get / query / count, and the writes that make sense
 for it. ``store.jobs`` runs and controls long jobs; ``store.events`` is the change feed live views follow.
 """
 
@@ -22,7 +22,7 @@ from .. import states
 from ..config import DEFAULT_PROJECT, display_url, is_server_url, resolve_url
 from ..errors import ConflictError, InvalidInputError, NotFoundError, StoreUnavailableError
 from ..ids import new_id
-from ..records import Project, QueueSummary, RunComparison, StatusChange, utcnow
+from ..records import Project, QueueSummary, RunComparison, StatusChange, SummaryRow, utcnow
 from ..schema import projects, status_changes
 from . import hooks
 from ._wal import WalKeeper
@@ -42,8 +42,10 @@ from .resources import Resources
 from .retention import PurgeResult, purge
 from .rollouts import Rollouts
 from .runs import Runs
+from .scripts import Scripts
 from .spans import Spans
 from .steps import Steps
+from .summary import summarize
 from .tokens import Tokens
 from .turns import Turns
 from .waiting import Waiter
@@ -112,6 +114,7 @@ class Store:
         self.tokens = Tokens(self)
         self.events = Events(self)
         self.artifacts = Artifacts(self, artifacts_folder)
+        self.scripts = Scripts(self)
 
     @property
     def backend(self) -> str:
@@ -184,6 +187,12 @@ class Store:
         """Run ``b`` against run ``a`` (names or ids), per task and overall: success rate, mean reward,
         mean turns, and the differences ``b - a``."""
         return compare_runs(self, a, b)
+
+    def summary(self, by: str = "task", run: str | None = None, since: datetime | None = None) -> list[SummaryRow]:
+        """The project's rollouts per task (``by="task"``, by external id) or per day (``"day"``, UTC, by when
+        they were created): rollouts, finished, success rate, mean turns and mean duration of the finished ones,
+        and errors by type. ``run`` (name or id) and ``since`` narrow it to one run's, or those created since."""
+        return summarize(self, by=by, run=run, since=since)
 
     def purge(self, *, older_than: timedelta | None = None, keep_last: int | None = None,
               dry_run: bool = False, on_progress: Callable[[int, int], None] | None = None) -> PurgeResult:
