@@ -32,7 +32,7 @@ from .base import check_key, insert_ignoring_conflicts
 from .catalog import Tasks, Validators
 from .comparison import compare_runs
 from .events import Events
-from .export import export
+from .export import export_rollouts
 from .engine import (BUSY_TIMEOUT_SECONDS, WRITE, create_store_engine, ensure_schema, file_identity, sqlite_file,
                      unavailable_as_error)
 from .groups import Groups
@@ -205,7 +205,7 @@ class Store:
         (``"embed"``, Parquet), or left out (``"none"``). ``on_progress(rollouts read, rollouts selected)``
         follows it page by page. Returns what was written and what was skipped, and why. Local only: it
         streams from the database, not through a server."""
-        return export(self, format, selection, out, messages=messages, images=images, on_progress=on_progress)
+        return export_rollouts(self, format, selection, out, messages=messages, images=images, on_progress=on_progress)
 
     def close(self) -> None:
         """Release the database connections."""

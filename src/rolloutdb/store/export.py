@@ -71,10 +71,11 @@ class Trajectory:
 
 
 def text(value: Any) -> str:
-    """A stored JSON value as message text: text as it is, anything else as compact JSON."""
+    """A stored JSON value as message text: text as it is, anything else as compact JSON with sorted keys (PostgreSQL's
+    JSONB keeps no key order: sorted, the text is the same from either backend)."""
     if value is None:
         return ""
-    return value if isinstance(value, str) else orjson.dumps(value).decode()
+    return value if isinstance(value, str) else orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
 def turn_conversation(row: Mapping[str, Any], turns: Sequence[Mapping[str, Any]], policy: MessagePolicy,
@@ -397,7 +398,7 @@ class Export:
         return True
 
 
-def export(store: Store, format: str, selection: Selection | Mapping[str, Any] | None, out: str | os.PathLike, *,
+def export_rollouts(store: Store, format: str, selection: Selection | Mapping[str, Any] | None, out: str | os.PathLike, *,
            messages: MessagePolicy | Mapping[str, Any] | None = None, images: str = "files",
            on_progress: Callable[[int, int], None] | None = None) -> ExportSummary:
     """See ``Store.export``."""
