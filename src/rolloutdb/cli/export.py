@@ -16,16 +16,16 @@ commands = typer.Typer()  # top level: export
 
 Images = enum.StrEnum("Images", {name: name for name in ("files", "embed", "none")})
 Observations = enum.StrEnum("Observations", {name: name for name in ("user", "tool")})
+Format = Annotated[str, typer.Argument(
+    help="trl-lm, trl-lm-chat, trl-prompt-completion[-chat], trl-prompt-only[-chat], trl-preference[-chat], "
+         "trl-unpaired-preference[-chat], trl-stepwise, verl, openai-chat or openai-preference.", show_default=False)]
 
 
 @commands.command()
 @reports_errors
 def export(
     ctx: typer.Context,
-    format: Annotated[str, typer.Argument(
-        help="trl-lm, trl-lm-chat, trl-prompt-completion[-chat], trl-prompt-only[-chat], trl-preference[-chat], "
-             "trl-unpaired-preference[-chat], trl-stepwise, verl, openai-chat or openai-preference.",
-        show_default=False)],
+    format: Format,
     out: Annotated[Path, typer.Option("--out", help="File to write: .jsonl or .parquet.", show_default=False)],
     run: Annotated[list[str] | None, typer.Option(help="Only rollouts of this run (name or id; repeatable).")] = None,
     children: Annotated[bool, typer.Option("--children", help="With --run: also its eval and baseline runs.")] = False,
