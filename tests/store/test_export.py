@@ -4,6 +4,7 @@ so it is local only: the http backend is skipped."""
 
 import io
 import uuid
+from pathlib import Path
 
 import orjson
 import pytest
@@ -329,3 +330,16 @@ def test_bad_input_is_refused_by_name_and_writes_nothing(data, tmp_path, format,
         store.export(format, selection, out=path, **options)
     assert message in str(raised.value)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_export_that_fails_midway_leaves_no_file(tmp_path):
+    with rolloutdb.connect(f"sqlite:///{tmp_path / 'lost.db'}") as store:
+        run = store.runs.create(name="train")
+        recorded(store, run=run, turns=TWO_TURNS, reward=1.0)
+        shot = store.artifacts.get(store.artifacts.links(turn_id=store.turns.query()[0].id)[0].sha256)
+        Path(shot.location).unlink()  # its content lost (a folder not restored with the database, say)
+        out = tmp_path / "out" / "sft.parquet"
+        out.parent.mkdir()
+        with pytest.raises(NotFoundError, match=f"the content of artifact {shot.sha256} is missing"):
+            store.export("trl-lm-chat", out=out)
+        assert [path.name for path in out.parent.iterdir() if path.is_file()] == []

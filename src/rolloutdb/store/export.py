@@ -444,8 +444,11 @@ def export_rollouts(store: Store, format: str, selection: Selection | Mapping[st
             rows = _pairs(job, [], final=True)
             writer.write(rows)
             job.rows += len(rows)
-    finally:
+    except BaseException:
         writer.close()
+        temporary.unlink(missing_ok=True)  # nothing half-written is left behind
+        raise
+    writer.close()
     os.replace(temporary, path)
     return ExportSummary(format=format, path=str(path), rows=job.rows, rollouts=job.kept_rollouts,
                          skipped=dict(sorted(job.skipped.items())), images=job.image_count)
