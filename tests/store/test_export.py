@@ -188,6 +188,8 @@ def test_every_format_loads_with_datasets_with_its_columns_and_its_rows_from_the
     assert dataset.features == Features(EXPECTED[name])
     assert len(dataset) == summary.rows > 0
     first_row_as_stored(name, dataset[0], store, ids)
+    if name == "verl":  # its index numbers the rows
+        assert [info["index"] for info in dataset["extra_info"]] == list(range(len(dataset)))
     if FORMATS[name].container is None:  # the same rows as JSONL (screenshots in a folder named after the file)
         jsonl = store.export(name, out=tmp_path / "out.jsonl", images="none")
         assert jsonl.rows == summary.rows

@@ -16,6 +16,7 @@ The prompt is what comes before the first assistant message, the completion the 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -230,7 +231,7 @@ def _verl(t: Trajectory, e: Export) -> Iterator[dict[str, Any]]:
            **e.images(t, len(t.prompt)),
            "ability": str((row["task_metadata"] or {}).get("ability", "agent")),
            "reward_model": {"style": "rule", "ground_truth": ground_truth(row)},
-           "extra_info": {"split": row["task_split"] or row["mode"] or "train", "index": e.rows,
+           "extra_info": {"split": row["task_split"] or row["mode"] or "train", "index": e.next_index,
                           "rollout_id": row["id"]}}
 
 
@@ -366,6 +367,7 @@ class Export:
         self.store, self.form, self.selection, self.policy, self.image_mode = store, form, selection, policy, images
         self.out = out
         self.rows = 0
+        self.next_index = 0  # the number of the next row, as verl's extra_info.index gives it
         self.kept_rollouts = 0
         self.image_count = 0
         self.skipped: dict[str, int] = {}
@@ -419,6 +421,9 @@ def export_rollouts(store: Store, format: str, selection: Selection | Mapping[st
     if images == "embed" and container != "parquet":
         raise InvalidInputError("embedded images (the datasets Image feature) need a .parquet file; JSONL takes "
                                 "images='files'")
+    if container == "parquet" and importlib.util.find_spec("pyarrow") is None:  # an optional dependency
+        raise InvalidInputError("writing Parquet needs pyarrow: pip install 'rolloutdb[export]' (or write .jsonl, "
+                                "where the format allows it)")
     if not path.parent.is_dir():
         raise InvalidInputError(f"no folder {str(path.parent)!r:.200} to write {path.name!r:.80} in")
     conditions = _conditions(store, chosen)
@@ -663,10 +668,8 @@ def _singles(job: Export, trajectories: list[Trajectory]) -> list[dict[str, Any]
             continue
         if not job.admit(t.row["task_id"], t.messages):
             continue
+        job.next_index = job.rows + len(out)
         made = list(job.form.rows(t, job))  # type: ignore[misc]
-        for number, row in enumerate(made):  # the verl index counts rows written
-            if "extra_info" in row:
-                row["extra_info"]["index"] = job.rows + len(out) + number
         out.extend(made)
         job.kept_rollouts += bool(made)
     return out
