@@ -543,7 +543,7 @@ def decoded(rows) -> list[dict[str, Any]]:
     names = list(rows.keys())
     raw = [index for index, name in enumerate(names) if name in RAW_JSON]
     out = []
-    for row in rows:
+    for row in rows.all():  # fetched at once: row by row, the driver is asked once a row
         values = list(row)
         for index in raw:
             if values[index] is not None:
