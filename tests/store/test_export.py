@@ -345,3 +345,24 @@ def test_an_export_that_fails_midway_leaves_no_file(tmp_path):
         with pytest.raises(NotFoundError, match=f"the content of artifact {shot.sha256} is missing"):
             store.export("trl-lm-chat", out=out)
         assert [path.name for path in out.parent.iterdir() if path.is_file()] == []
+
+
+def test_llm_spans_with_the_genai_message_lists_give_the_conversation_of_the_last_call(tmp_path):
+    with rolloutdb.connect(f"sqlite:///{tmp_path / 'spans.db'}") as store:
+        claim = store.rollouts.start("2+2?")
+        calls = [([{"role": "user", "parts": [{"type": "text", "content": "2+2?"}]}], "5"),
+                 ([{"role": "user", "parts": [{"type": "text", "content": "2+2?"}]},
+                   {"role": "assistant", "parts": [{"type": "text", "content": "5"}]},
+                   {"role": "user", "parts": [{"type": "text", "content": "Check again."}]}], "4")]
+        store.spans.add_many([
+            {"rollout_id": claim.rollout.id, "attempt_id": claim.attempt.id, "trace_id": "t", "span_id": f"s{n}",
+             "name": "chat", "attributes": {
+                 "gen_ai.input.messages": orjson.dumps(prompt).decode(),
+                 "gen_ai.output.messages": orjson.dumps([{"role": "assistant", "parts": [
+                     {"type": "reasoning", "content": "adding"}, {"type": "text", "content": answer}]}]).decode()}}
+            for n, (prompt, answer) in enumerate(calls)])
+        store.rollouts.update(claim.rollout.id, status="succeeded", reward=1.0)
+        store.export("openai-chat", out=tmp_path / "chat.jsonl")
+    assert orjson.loads((tmp_path / "chat.jsonl").read_bytes())["messages"] == [
+        {"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "5"},
+        {"role": "user", "content": "Check again."}, {"role": "assistant", "content": "4"}]

@@ -51,7 +51,7 @@ class Trajectory:
     row: Mapping[str, Any]  # the rollout's columns, its task's (task_*), validator's (validator_*) and run name
     turns: list[Mapping[str, Any]]
     messages: list[dict[str, Any]]  # the whole conversation
-    images: list[Any] = field(default_factory=list)  # per message index: screenshots shown with it
+    images: list[Any] = field(default_factory=list)  # per message, in order: the screenshots shown with it
 
     @property
     def prompt(self) -> list[dict[str, Any]]:
@@ -239,7 +239,8 @@ def _openai_chat(t: Trajectory, e: Export) -> Iterator[dict[str, Any]]:
     yield {"messages": t.messages}
 
 
-def _pair(chosen: Trajectory, rejected: Trajectory, e: Export, shape: str) -> dict[str, Any] | None:
+def _pair(chosen: Trajectory, rejected: Trajectory, shape: str) -> dict[str, Any] | None:
+    """A preference row in ``shape`` ("standard", "chat" or "openai"); None when OpenAI cannot take it."""
     if shape == "openai":
         if len(chosen.completion) != 1 or len(rejected.completion) != 1:
             return None
@@ -253,7 +254,7 @@ def _pair(chosen: Trajectory, rejected: Trajectory, e: Export, shape: str) -> di
 @dataclass(frozen=True)
 class Format:
     rows: Rows | None  # None: preference pairs, built from groups (``pairs`` says their shape)
-    columns: tuple[tuple[str, str], ...]  # (name, kind): see ``arrow_type``; "images" only with screenshots
+    columns: tuple[tuple[str, str], ...]  # (name, kind): see ``arrow_schema``; "images" only with screenshots
     container: str | None = None  # "jsonl" or "parquet" when the consumer takes only that; else by the file's suffix
     pairs: str = ""
     per_turn: bool = False  # rows are made of turns: LLM spans are not used
@@ -702,7 +703,7 @@ def _pairs(job: Export, trajectories: list[Trajectory], *, final: bool) -> list[
         if margin < job.selection.min_margin:
             job.skip("reward margin below min_margin", 2)
             continue
-        pair = _pair(best, worst, job, job.form.pairs)
+        pair = _pair(best, worst, job.form.pairs)
         if pair is None:
             job.skip("completion of several messages (OpenAI takes one)", 2)
             continue
