@@ -480,7 +480,7 @@ class Selection(Record):
     split: str | None = None
     tags: list[str] | None = None  # the task carries every one
     latest_attempt: bool = True  # the turns and spans of the rollout's latest attempt only
-    per_task: Whole | None = Field(default=None, ge=1)  # at most this many rows per task, first stored first
+    per_task: Whole | None = Field(default=None, ge=1)  # at most this many rollouts (pairs) per task, first stored first
     dedupe: bool = False  # one row per identical trajectory
     min_margin: float = Field(default=0.0, ge=0)  # preference pairs: least reward difference (ties never pair)
 

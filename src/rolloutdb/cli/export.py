@@ -43,7 +43,7 @@ def export(
     = None,
     all_attempts: Annotated[bool, typer.Option("--all-attempts",
                                                help="Turns of every attempt, not only the latest.")] = False,
-    per_task: Annotated[int | None, typer.Option(help="At most this many rows per task.")] = None,
+    per_task: Annotated[int | None, typer.Option(help="At most this many rollouts (preference: pairs) per task.")] = None,
     dedupe: Annotated[bool, typer.Option("--dedupe", help="One row per identical trajectory.")] = False,
     min_margin: Annotated[float, typer.Option(help="Preference pairs: the least reward difference.")] = 0.0,
     observations: Annotated[Observations, typer.Option(help="Observations as user messages or as tool results.")]

@@ -3,7 +3,7 @@
 The rollouts of a selection are read in pages (keyset pagination on the rollout id, or on group and id for
 preference pairs): each page's turns, spans and screenshots are fetched with it and its rows written before the
 next page is read, so memory stays flat however many rollouts there are. Only ``per_task`` and ``dedupe`` keep
-something per row (a count per task, a 16-byte digest per row kept).
+something as it goes (a count per task, a 16-byte digest per rollout or pair kept).
 
 A trajectory becomes chat messages as ``MessagePolicy`` says (README, "Training data"): the task's instruction
 (else the rollout's input) and the first turn's observation are the user's prompt; each turn's action is an
