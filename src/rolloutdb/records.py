@@ -483,3 +483,48 @@ class QueueSummary(Record):
     oldest_queued_at: Time | None
     attempts_by_status: dict[str, int]  # attempts of unfinished rollouts
     workers: list[WorkerActivity]
+
+
+# -- training data out (store.export) -------------------------------------------------------------------
+
+
+class Selection(Record):
+    """Which stored rollouts ``store.export`` turns into training data; every condition given must hold."""
+
+    runs: list[str] | None = None  # run names or ids
+    include_children: bool = False  # also the eval and baseline runs of those runs
+    step_min: Int32 | None = None
+    step_max: Int32 | None = None
+    mode: list[Choice[RolloutMode]] | None = None
+    status: list[Choice[RolloutStatus]] = Field(default_factory=lambda: [RolloutStatus.SUCCEEDED,
+                                                                         RolloutStatus.FAILED])
+    success_only: bool = False
+    min_reward: float | None = None
+    tasks: list[str] | None = None  # task external ids or ids
+    dataset: str | None = None
+    split: str | None = None
+    tags: list[str] | None = None  # the task carries every one
+    latest_attempt: bool = True  # the turns and spans of the rollout's latest attempt only
+    per_task: Whole | None = Field(default=None, ge=1)  # at most this many rollouts (pairs) per task, first stored first
+    dedupe: bool = False  # one row per identical trajectory
+    min_margin: float = Field(default=0.0, ge=0)  # preference pairs: least reward difference (ties never pair)
+
+
+class MessagePolicy(Record):
+    """How a trajectory becomes chat messages (see README "Training data")."""
+
+    observations: Literal["user", "tool"] = "user"
+    thinking: Literal["inline", "drop"] = "inline"  # inline: <think>...</think> before the action
+    spans: bool = True  # an LLM span's GenAI prompt/completion attributes, when the rollout has them
+    system: str | None = None  # a system message first
+
+
+class ExportSummary(Record):
+    """What ``store.export`` wrote: rows, the rollouts they came from, and the rollouts left out, by reason."""
+
+    format: str
+    path: str
+    rows: Whole
+    rollouts: Whole  # rollouts that gave at least one row
+    skipped: dict[str, int]
+    images: Whole  # screenshots written beside the file or embedded

@@ -22,7 +22,8 @@ from .. import states
 from ..config import DEFAULT_PROJECT, display_url, is_server_url, resolve_url
 from ..errors import ConflictError, InvalidInputError, NotFoundError, StoreUnavailableError
 from ..ids import new_id
-from ..records import Project, QueueSummary, RunComparison, StatusChange, SummaryRow, utcnow
+from ..records import (ExportSummary, MessagePolicy, Project, QueueSummary, RunComparison, Selection, StatusChange,
+                       SummaryRow, utcnow)
 from ..schema import projects, status_changes
 from . import hooks
 from ._wal import WalKeeper
@@ -32,6 +33,7 @@ from .base import check_key, insert_ignoring_conflicts
 from .catalog import Tasks, Validators
 from .comparison import compare_runs
 from .events import Events
+from .export import export_rollouts
 from .engine import (BUSY_TIMEOUT_SECONDS, WRITE, create_store_engine, ensure_schema, file_identity, sqlite_file,
                      unavailable_as_error)
 from .groups import Groups
@@ -200,6 +202,18 @@ class Store:
         beyond the ``keep_last`` most recent; ``dry_run`` only counts them. It goes in batches, each its own
         short transaction; ``on_progress(done, total)`` follows the rollouts batch by batch."""
         return purge(self, older_than=older_than, keep_last=keep_last, dry_run=dry_run, on_progress=on_progress)
+
+    def export(self, format: str, selection: Selection | Mapping[str, Any] | None = None, *, out: str | os.PathLike,
+               messages: MessagePolicy | Mapping[str, Any] | None = None, images: str = "files",
+               on_progress: Callable[[int, int], None] | None = None) -> ExportSummary:
+        """Write the rollouts of ``selection`` (a ``Selection`` or its fields) to ``out`` as training data in
+        ``format`` (``rolloutdb.store.export.FORMATS``: TRL, verl, OpenAI), JSONL or Parquet by the file's suffix,
+        streamed a page of rollouts at a time. ``messages`` says how a trajectory becomes chat messages;
+        ``images``: screenshots as files beside ``out`` (``"files"``), embedded as the datasets Image feature
+        (``"embed"``, Parquet), or left out (``"none"``). ``on_progress(rollouts read, rollouts selected)``
+        follows it page by page. Returns what was written and what was skipped, and why. Local only: it
+        streams from the database, not through a server."""
+        return export_rollouts(self, format, selection, out, messages=messages, images=images, on_progress=on_progress)
 
     def close(self) -> None:
         """Release the database connections."""
