@@ -23,6 +23,11 @@ class InvalidInputError(RolloutDBError, ValueError):
     """Malformed input: an unknown field, a bad value, an unknown filter or sort field."""
 
 
+class NotReplayableError(InvalidInputError):
+    """A script was asked for from a rollout it cannot come from: one that did not succeed, has no task, or
+    took no action."""
+
+
 class AmbiguousIdError(InvalidInputError):
     """A short id (the start of an id) that more than one row's id starts with."""
 

@@ -202,6 +202,7 @@ class Rollout(_Lifetime):
     mode: Choice[RolloutMode] | None = None
     status: Choice[RolloutStatus] = RolloutStatus.QUEUING
     resources_id: str | None = None
+    script_id: str | None = None  # the script the rollout replays
     config: RolloutConfig = Field(default_factory=RolloutConfig)
     attempt_count: Int32 = 0
     reward: float | None = None
@@ -398,19 +399,28 @@ class ArtifactLink(_Created):
 
 
 class Script(_Updated):
+    """A task's actions as one successful rollout took them, to replay; versions per (task, name)."""
+
     task_id: str | None = None
     name: str = Field(min_length=1, max_length=200)
+    description: str | None = None
     actions: list[JsonValue] = Field(default_factory=list)
+    total_steps: Int32 = Field(default=0, ge=0)
     source_rollout_id: str | None = None
     version: Int32 = Field(default=1, ge=1)
-    checksum: str
+    checksum: str = Field(pattern=r"^[0-9a-f]{64}$")
     active: Flag = True
-    device: str | None = None
-    model: str | None = None
-    replay_count: Int32 = 0
-    success_count: Int32 = 0
+    device: str | None = Field(default=None, max_length=200)
+    model: str | None = Field(default=None, max_length=200)
+    replay_count: Int32 = Field(default=0, ge=0)
+    success_count: Int32 = Field(default=0, ge=0)
     mean_execution_seconds: float | None = None
     metadata: JsonDict = Field(default_factory=dict)
+
+    @property
+    def success_rate(self) -> float | None:
+        """The share of its replays that succeeded; None before the first."""
+        return self.success_count / self.replay_count if self.replay_count else None
 
 
 class Decision(_Created):
@@ -502,6 +512,21 @@ class RunStats(Record):
     turns_mean: float | None
 
 
+class SummaryRow(Record):
+    """The rollouts of one task or one day (``store.summary``): how many, how many finished, and of those the
+    success rate (by their success flag; without one, whether they succeeded), mean turns and mean duration;
+    errors counted by type (an error's text up to its first colon)."""
+
+    key: str  # the task's external id ("(no task)" for rollouts without one), or the day (YYYY-MM-DD, UTC)
+    task_id: str | None = None
+    rollouts: Whole
+    finished: Whole
+    success_rate: float | None
+    turns_mean: float | None
+    duration_mean_seconds: float | None
+    errors: dict[str, int]
+
+
 class ComparisonRow(Record):
     """One task (or, with ``task_id`` None, all tasks) in two runs, and B minus A."""
 
@@ -536,3 +561,48 @@ class QueueSummary(Record):
     oldest_queued_at: Time | None
     attempts_by_status: dict[str, int]  # attempts of unfinished rollouts
     workers: list[WorkerActivity]
+
+
+# -- training data out (store.export) -------------------------------------------------------------------
+
+
+class Selection(Record):
+    """Which stored rollouts ``store.export`` turns into training data; every condition given must hold."""
+
+    runs: list[str] | None = None  # run names or ids
+    include_children: bool = False  # also the eval and baseline runs of those runs
+    step_min: Int32 | None = None
+    step_max: Int32 | None = None
+    mode: list[Choice[RolloutMode]] | None = None
+    status: list[Choice[RolloutStatus]] = Field(default_factory=lambda: [RolloutStatus.SUCCEEDED,
+                                                                         RolloutStatus.FAILED])
+    success_only: bool = False
+    min_reward: float | None = None
+    tasks: list[str] | None = None  # task external ids or ids
+    dataset: str | None = None
+    split: str | None = None
+    tags: list[str] | None = None  # the task carries every one
+    latest_attempt: bool = True  # the turns and spans of the rollout's latest attempt only
+    per_task: Whole | None = Field(default=None, ge=1)  # at most this many rollouts (pairs) per task, first stored first
+    dedupe: bool = False  # one row per identical trajectory
+    min_margin: float = Field(default=0.0, ge=0)  # preference pairs: least reward difference (ties never pair)
+
+
+class MessagePolicy(Record):
+    """How a trajectory becomes chat messages (see README "Training data")."""
+
+    observations: Literal["user", "tool"] = "user"
+    thinking: Literal["inline", "drop"] = "inline"  # inline: <think>...</think> before the action
+    spans: bool = True  # an LLM span's GenAI prompt/completion attributes, when the rollout has them
+    system: str | None = None  # a system message first
+
+
+class ExportSummary(Record):
+    """What ``store.export`` wrote: rows, the rollouts they came from, and the rollouts left out, by reason."""
+
+    format: str
+    path: str
+    rows: Whole
+    rollouts: Whole  # rollouts that gave at least one row
+    skipped: dict[str, int]
+    images: Whole  # screenshots written beside the file or embedded

@@ -282,6 +282,9 @@ rollouts = Table(
     Column("mode", String(16)),
     Column("status", String(16), nullable=False),
     Column("resources_id", String(ID_LENGTH)),
+    # The script the rollout replays. No foreign key: scripts point at rollouts (their source), and the cycle
+    # would have to be broken to create and drop the tables; the store checks the script exists on write.
+    Column("script_id", String(ID_LENGTH)),
     Column("config", Json, nullable=False),
     Column("attempt_count", Integer, nullable=False),
     Column("reward", Float),
@@ -312,6 +315,7 @@ rollouts = Table(
     Index("ix_rollouts_group_id", "group_id"),
     Index("ix_rollouts_run_id_step", "run_id", "step"),
     Index("ix_rollouts_task_id", "task_id"),
+    Index("ix_rollouts_script_id", "script_id"),
 )
 
 attempts = Table(
@@ -452,6 +456,9 @@ artifact_links = Table(
     Index("ix_artifact_links_sha256_project_id", "sha256", "project_id"),
 )
 
+# The script's active version: one per (task, name), which the database enforces.
+ACTIVE_SCRIPT_PREDICATE = text("active")
+
 scripts = Table(
     "scripts",
     metadata,
@@ -459,7 +466,9 @@ scripts = Table(
     _project(),
     _ref("task_id", "tasks.id", ondelete="SET NULL"),
     Column("name", String(200), nullable=False),
+    Column("description", Text),
     Column("actions", Json, nullable=False),
+    Column("total_steps", Integer, nullable=False),
     _ref("source_rollout_id", "rollouts.id", ondelete="SET NULL"),
     Column("version", Integer, nullable=False),
     Column("checksum", String(64), nullable=False),
@@ -471,7 +480,17 @@ scripts = Table(
     Column("mean_execution_seconds", Float),
     Column("metadata", Json, nullable=False),
     *_times("created_at", "updated_at"),
-    UniqueConstraint("project_id", "name", "version"),
+    UniqueConstraint("project_id", "task_id", "name", "version"),
+    UniqueConstraint("project_id", "task_id", "name", "checksum"),  # the same actions are one version
+    Index(
+        "uq_scripts_active",
+        "project_id",
+        "task_id",
+        "name",
+        unique=True,
+        sqlite_where=ACTIVE_SCRIPT_PREDICATE,
+        postgresql_where=ACTIVE_SCRIPT_PREDICATE,
+    ),
     Index("ix_scripts_task_id_active", "task_id", "active"),
     Index("ix_scripts_source_rollout_id", "source_rollout_id"),  # deleting a rollout unlinks its scripts
 )

@@ -49,6 +49,11 @@ def json_text(value: Any) -> str:
     return text
 
 
+def canonical_json(value: Any) -> bytes:
+    """``value`` as JSON in one spelling (keys sorted, no spaces), for a checksum: equal values, equal bytes."""
+    return orjson.dumps(value, option=JSON_OPTIONS | orjson.OPT_SORT_KEYS)
+
+
 def require_storable(field: str, value: Any) -> None:
     """InvalidInputError naming ``field`` unless the database can hold ``value``: for a value kept before it
     is written, so that it is refused where it is given rather than at every later write."""

@@ -88,6 +88,23 @@ def test_doctor_counts_the_projects_rows_unless_asked_for_all(demo_url):
     assert missing.exit_code == 0 and "Note: no project 'nope'" in missing.stderr
 
 
+def test_doctor_sizes_and_a_missing_blob_file(fresh_database_url, tmp_path):
+    with rolloutdb.connect(fresh_database_url, artifacts=tmp_path / "blobs") as store:
+        store.rollouts.enqueue(1)
+        artifact = store.artifacts.put(b"\x89PNG" + bytes(1000), "image/png")
+        sized = succeeds(fresh_database_url, "doctor", "--sizes")
+    assert line_with(sized, "artifacts stored").split()[2:4] == ["1", "(1004"] and "No problems found" in sized
+    if is_sqlite(fresh_database_url):
+        assert line_with(sized, "write-ahead log")
+    else:
+        assert "Index usage" in sized and line_with(sized, "rollouts ")
+        assert "pg_stat_statements is not installed" in rolloutdb_cli(fresh_database_url, "doctor", "--sizes").stderr
+    Path(artifact.location).unlink()
+    result = rolloutdb_cli(fresh_database_url, "doctor")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"artifacts: 1 blob file(s) missing, whose content is lost: {artifact.sha256}" in result.stderr
+
+
 def test_doctor_fails_on_an_out_of_date_schema(fresh_database_url, later_release):
     engine_module.upgrade(engine_module.create_store_engine(fresh_database_url), later_release)
     result = rolloutdb_cli(fresh_database_url, "doctor")

@@ -7,6 +7,7 @@ import json
 
 from cli.clitools import succeeds
 from server.servers import running_server
+from store.test_scripts import TAP, successful_rollout
 
 
 def test_runs_rollouts_and_queue_read_through_a_server(tmp_path):
@@ -25,6 +26,15 @@ def test_runs_rollouts_and_queue_read_through_a_server(tmp_path):
         assert queued.id in succeeds(server.base, "rollouts", "show", queued.id[:13])
         summary = json.loads(succeeds(server.base, "queue", "--json"))
         assert summary["rollouts_by_status"]["queuing"] == 1, summary
+
+        with rolloutdb.connect(database) as local:
+            task = local.tasks.save([{"external_id": "wifi-on"}])[0]
+            script = local.scripts.record(successful_rollout(local, task, [TAP]).id, name="main")
+        listed = [json.loads(line) for line in succeeds(server.base, "scripts", "ls", "--task", "wifi-on",
+                                                        "--json").splitlines()]
+        assert [row["id"] for row in listed] == [script.id]
+        assert '"type": "tap"' in succeeds(server.base, "scripts", "show", script.id[:13])
+        assert "wifi-on" in succeeds(server.base, "stats")
 
 
 def test_jobs_logs_follow_and_watch_through_a_server(tmp_path):

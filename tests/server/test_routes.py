@@ -219,6 +219,29 @@ def test_tokens(api):
     assert ok(api.post(f"/tokens/{token['id']}/revoke")) == revoked  # revoking again changes nothing
 
 
+def test_scripts_and_summary(api):
+    task = ok(api.post("/tasks", json={"external_id": unique("wifi-on")}), 201)
+    rollout_id = ok(api.post("/rollouts/start", json={"task_id": task["id"]}), 201)["rollout"]["id"]
+    ok(api.post("/turns", json={"rollout_id": rollout_id, "turn_index": 0, "action": {"type": "tap", "x": 1}}), 201)
+    ok(api.patch(f"/rollouts/{rollout_id}/attempts/latest", json={"status": "succeeded"}))
+    script = ok(api.post("/scripts/record", json={"rollout_id": rollout_id, "name": "main", "device": "pixel"}), 201)
+    assert (script["actions"], script["version"], script["active"]) == ([{"type": "tap", "x": 1}], 1, True)
+    assert ok(api.post("/scripts/record", json={"rollout_id": rollout_id, "name": "main"}), 201) == script
+    assert ok(api.post(f"/scripts/{script['id']}/activate"))["active"] is True
+    reported = ok(api.post(f"/scripts/{script['id']}/report", json={"success": True, "seconds": 2.5}))
+    assert (reported["replay_count"], reported["success_count"], reported["mean_execution_seconds"]) == (1, 1, 2.5)
+    assert ok(api.get("/scripts/best", params={"task": task["external_id"]}))["id"] == script["id"]
+    assert [s["id"] for s in ok(api.get("/scripts/list", params={"task": task["id"], "active": "true"}))] == [
+        script["id"]]
+    assert ok(api.get("/scripts", params={"task_id": task["id"]}))["total"] == 1
+    assert ok(api.get(f"/scripts/{script['id'][:-4]}"))["id"] == script["id"]
+    assert "success" in error(api.post(f"/scripts/{script['id']}/report", json={"success": 1, "seconds": 1}),
+                              422, "InvalidInputError")
+    rows = ok(api.get("/summary", params={"by": "task"}))
+    assert {"key": task["external_id"], "rollouts": 1, "finished": 1, "success_rate": 1.0}.items() <= next(
+        row for row in rows if row["key"] == task["external_id"]).items()
+
+
 def test_every_route_was_called(server):
     """Runs after the tests above, on the same server: each route of the table was requested at least once."""
     requested = called[server.base]

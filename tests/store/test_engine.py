@@ -114,3 +114,16 @@ def test_a_pooled_connection_the_server_closed_while_idle_is_replaced(postgres_d
         assert closed[0] >= 1
         assert store.rollouts.count() == 1
         assert store.rollouts.enqueue("y").status == "queuing"
+
+
+def test_a_write_into_a_removed_sqlite_file_is_refused_not_lost(tmp_path):
+    """SQLite's open connections go on writing into a database file removed or replaced under them, where nobody
+    will ever read it again: a write after that is refused (the store is unavailable), as ``ping`` says."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    with rolloutdb.connect(f"sqlite:///{folder / 'gone.db'}") as store:
+        store.runs.create(name="before")
+        for path in folder.iterdir():
+            path.unlink()
+        with pytest.raises(StoreUnavailableError, match="gone.db' is gone"):
+            store.runs.create(name="after")

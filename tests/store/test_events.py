@@ -168,6 +168,22 @@ def test_purge_trims_the_feed_of_what_it_is_older_than_and_resuming_before_that_
     assert list(store.events.follow(timeout=0.1)) == []
 
 
+def test_a_follower_behind_a_purge_is_told_rather_than_skipping_what_it_trimmed(store):
+    """A follower that has not read the events a purge trims gets FeedTrimmedError when it reads on, at the
+    latest once a newer event comes, instead of silently going on after the hole."""
+    from rolloutdb.errors import FeedTrimmedError
+
+    finished(store, 1)
+    before = store.events.latest_id()  # not 0: that would mean "from the oldest event kept"
+    follower = store.events.follow(after=before, timeout=5)
+    finished(store, 3)
+    finished(store, 1)
+    assert store.purge(keep_last=1).events > 0
+    finished(store, 1)
+    with pytest.raises(FeedTrimmedError, match="purge"):
+        next(follower)
+
+
 def test_purge_dry_run_counts_the_events_it_would_trim_and_keeps_them(store):
     before = store.events.latest_id()
     finished(store, 3)

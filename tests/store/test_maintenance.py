@@ -2,6 +2,7 @@
 VACUUM and backups, on every backend."""
 
 import sqlite3
+from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -120,3 +121,46 @@ def test_sqlite_backup_is_one_complete_file_and_postgresql_is_pointed_to_pg_dump
     with pytest.raises(InvalidInputError, match="a-dir is a directory: give the path of a file"):
         maintenance.backup_sqlite_database(fresh_database_url, tmp_path / "a-dir")
     assert [path.name for path in tmp_path.iterdir() if "partial" in path.name] == []
+
+
+def test_examine_database_finds_the_artifacts_and_a_blob_file_that_is_gone(fresh_database_url, tmp_path):
+    with rolloutdb.connect(fresh_database_url, project="a", artifacts=tmp_path / "blobs") as store:
+        kept, lost = store.artifacts.put(b"kept" * 100), store.artifacts.put(b"lost")
+    with rolloutdb.connect(fresh_database_url, project="b", artifacts="database") as other:
+        other.artifacts.put(b"in the database")
+    report = maintenance.examine_database(fresh_database_url, project="a")
+    assert report.problems == [] and report.sizes is None
+    assert (report.artifacts.count, report.artifacts.size, report.artifacts.in_files) == (2, 404, 2)
+    assert report.artifacts.file_bytes == 404 and report.artifacts.missing_count == 0
+    everything = maintenance.examine_database(fresh_database_url)
+    assert (everything.artifacts.count, everything.artifacts.in_database) == (3, 1)
+
+    Path(lost.location).unlink()
+    report = maintenance.examine_database(fresh_database_url, project="a")
+    assert report.artifacts.missing_count == 1 and report.artifacts.missing == [f"{lost.sha256} {lost.location}"]
+    assert report.problems == [f"artifacts: 1 blob file(s) missing, whose content is lost: {lost.sha256} "
+                               f"{lost.location}"]
+    assert kept.sha256 not in report.problems[0]
+
+
+def test_examine_database_sizes(fresh_database_url):
+    with rolloutdb.connect(fresh_database_url) as store:
+        store.rollouts.enqueue(1)
+        store.rollouts.dequeue()
+        report = maintenance.examine_database(fresh_database_url, sizes=True)
+    if report.backend == "sqlite":
+        assert report.sizes.wal_size > 0 and report.sizes.indexes == [] and report.sizes.slow_statements is None
+        return
+    indexes = {index.index: index for index in report.sizes.indexes}
+    assert "ix_rollouts_queue" in indexes and all(index.size > 0 for index in indexes.values())
+    # pg_stat_statements: not installed, then installed but not loaded (this server's case) or read.
+    assert report.sizes.slow_statements is None and any("pg_stat_statements is not installed" in note and
+                                                        "shared_preload_libraries" in note for note in report.notes)
+    with maintenance.opened(fresh_database_url) as engine, engine.begin() as connection:
+        connection.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    report = maintenance.examine_database(fresh_database_url, sizes=True)
+    assert report.problems == []
+    if report.sizes.slow_statements is None:
+        assert any("pg_stat_statements is installed but cannot be read" in note for note in report.notes)
+    else:
+        assert all(statement.calls > 0 for statement in report.sizes.slow_statements)

@@ -27,7 +27,8 @@ from rolloutdb.store.recording import OPERATION_MODELS
 EXAMPLES = int(os.environ.get("ROLLOUTDB_PROPERTY_EXAMPLES", "120"))
 PROPERTY = settings(max_examples=EXAMPLES, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-AREAS = ("runs", "steps", "validators", "tasks", "groups", "resources", "rollouts", "attempts", "workers", "turns")
+AREAS = ("runs", "steps", "validators", "tasks", "groups", "resources", "rollouts", "attempts", "workers", "turns",
+         "scripts")
 
 # -- values ------------------------------------------------------------------------------------------
 
@@ -75,8 +76,12 @@ class World:
         turn = store.turns.create(rollout_id=claim.rollout.id, turn_index=0, reward=1.0)
         queued = store.rollouts.enqueue({"q": 2})
         resources = store.resources.add({"prompt": "p"})
+        solved = store.rollouts.start({"q": 3}, task_id=task.id)
+        store.turns.create(rollout_id=solved.rollout.id, turn_index=0, action={"type": "tap", "x": 1, "y": 2})
+        store.attempts.update(solved.rollout.id, status="succeeded")
+        script = store.scripts.record(solved.rollout.id, name="script")
         return [run.id, run.name, step.id, task.id, group.id, claim.rollout.id, claim.attempt.id, span.id, turn.id,
-                queued.id, resources.id, "worker", "latest"]
+                queued.id, resources.id, "worker", "latest", solved.rollout.id, script.id, task.external_id]
 
     def close(self) -> None:
         self.store.close()
@@ -113,6 +118,12 @@ def fields(world: World, names, required=()) -> st.SearchStrategy[dict]:
     optional = sorted(set(names) - set(required)) + ["not_a_field"]
     return st.lists(st.sampled_from(optional), unique=True, max_size=4).flatmap(
         lambda chosen: st.fixed_dictionaries({name: value_for(world, name) for name in [*required, *chosen]}))
+
+
+def known_fields(world: World, names, required=()) -> st.SearchStrategy[dict]:
+    """``fields`` without the unknown one, for calls whose keyword arguments are all named (Python refuses others)."""
+    return fields(world, names, required).map(
+        lambda given: {key: value for key, value in given.items() if key != "not_a_field"})
 
 
 def record_fields(world: World, model, required=(), positional=()) -> st.SearchStrategy[dict]:
@@ -200,6 +211,14 @@ def calls(world: World) -> dict[str, object]:
         "queue_summary": lambda s, d: s.queue_summary(),
         "purge": lambda s, d: s.purge(**d(fields(w, ["older_than", "keep_last", "dry_run"]).map(
             lambda given: {key: value for key, value in given.items() if key != "not_a_field"}))),
+        "scripts.record": lambda s, d: s.scripts.record(d(an_id(w)), **d(known_fields(
+            w, ["description", "device", "model"], ["name"]))),
+        "scripts.report": lambda s, d: s.scripts.report(d(an_id(w)), success=d(anything), seconds=d(floats | anything)),
+        "scripts.activate": lambda s, d: s.scripts.activate(d(an_id(w))),
+        "scripts.best": lambda s, d: s.scripts.best(d(an_id(w))),
+        "scripts.list": lambda s, d: s.scripts.list(d(an_id(w) | st.none()), **d(known_fields(
+            w, ["name", "active", "limit", "offset"]))),
+        "summary": lambda s, d: s.summary(**d(known_fields(w, ["by", "run", "since"]))),
         "recording.apply": lambda s, d: s.recording.apply(d(st.lists(st.sampled_from(OPERATION_MODELS).flatmap(
             lambda model: record_fields(w, model, ["op"])), max_size=3))),
     })

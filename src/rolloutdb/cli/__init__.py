@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from . import database, demo, jobs, journal, projects, rollouts, runs, server, tokens
+from . import database, demo, export, jobs, journal, projects, rollouts, runs, scripts, server, tokens
 from .internal_errors import DEBUG_VAR, BugReportingGroup
 from .options import Project, Target, Token, Url
 
@@ -53,7 +53,8 @@ def main(
     ctx.obj = Target(url, project, token)
 
 
-for commands in (database.commands, runs.commands, rollouts.commands, demo.commands, server.commands):
+for commands in (database.commands, runs.commands, rollouts.commands, export.commands, demo.commands,
+                 server.commands, scripts.commands):
     app.add_typer(commands)
 app.add_typer(database.db_app, name="db")
 app.add_typer(projects.projects_app, name="projects")
@@ -65,5 +66,6 @@ app.add_typer(runs.tasks_app, name="tasks")
 app.add_typer(rollouts.rollouts_app, name="rollouts")
 app.add_typer(jobs.jobs_app, name="jobs")
 app.add_typer(journal.journal_app, name="journal")
+app.add_typer(scripts.scripts_app, name="scripts")
 
 __all__ = ["app"]

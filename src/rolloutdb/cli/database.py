@@ -128,16 +128,21 @@ def doctor(
     ctx: typer.Context,
     all_projects: Annotated[bool, typer.Option("--all-projects",
                                                help="Count the rows of every project, not only --project's.")] = False,
+    sizes: Annotated[bool, typer.Option("--sizes", help="Also the artifacts' size, the SQLite write-ahead log, and "
+                                                        "on PostgreSQL index usage and the slowest statements.")] = False,
 ) -> None:
-    """Check the database: schema revision, tables with row counts and sizes, SQLite integrity.
+    """Check the database: schema revision, tables with row counts and sizes, artifacts' blob files, SQLite
+    integrity.
 
-    Rows are counted for --project (default: default) unless --all-projects; sizes are the whole tables'.
+    Rows and artifacts are counted for --project (default: default) unless --all-projects; sizes are the whole
+    tables'. A blob file that is gone is a problem (exit 1).
 
-    Example: rolloutdb doctor --all-projects
+    Example: rolloutdb doctor --sizes --all-projects
     """
     from ..store.maintenance import examine_database
 
-    report = examine_database(ctx.obj.resolved_url, project=None if all_projects else ctx.obj.project_name)
+    report = examine_database(ctx.obj.resolved_url, project=None if all_projects else ctx.obj.project_name,
+                              sizes=sizes)
     print_fields([
         ("backend", report.backend), ("url", printable(report.url)), ("schema", report.schema.summary),
         ("integrity", report.integrity), ("journal mode", report.journal_mode),
@@ -151,6 +156,8 @@ def doctor(
                 ("table", Column("rows", justify="right"), *([Column("size", justify="right")] if sized else [])),
                 ((table.name, "missing" if table.rows is None else f"{table.rows:,}",
                   *([format_bytes(table.size)] if sized else [])) for table in report.tables))
+    if sizes:
+        print_sizes(report)
     for note in report.notes:
         err_console.print(f"Note: {printable(note)}", style="yellow", soft_wrap=True)
     if report.problems:
@@ -158,6 +165,32 @@ def doctor(
             err_console.print(f"Problem: {printable(problem)}", style="red")
         raise typer.Exit(1)
     console.print("No problems found.", style="green")
+
+
+def print_sizes(report) -> None:
+    """What ``doctor --sizes`` adds to the report."""
+    blobs, sizes = report.artifacts, report.sizes
+    console.print()
+    print_fields([
+        ("artifacts stored", None if blobs is None else f"{blobs.count:,} ({format_bytes(blobs.size)} of content)"),
+        ("in the database", None if blobs is None else f"{blobs.in_database:,}"),
+        ("in blob files", None if blobs is None else f"{blobs.in_files:,} ({format_bytes(blobs.file_bytes)} on disk"
+                                                       + (f", {blobs.missing_count:,} missing)" if blobs.missing_count
+                                                          else ")")),
+        ("write-ahead log", format_bytes(sizes.wal_size) if sizes.wal_size is not None else None),
+    ])
+    if sizes.indexes:
+        console.print()
+        print_table("Index usage (least used first)", (
+            "table", Column("index", text=True), Column("scans", justify="right"), Column("size", justify="right")),
+            ((index.table, index.index, f"{index.scans:,}", format_bytes(index.size)) for index in sizes.indexes))
+    if sizes.slow_statements is not None:
+        console.print()
+        print_table("Slowest statements (mean time)", (
+            Column("mean ms", justify="right"), Column("calls", justify="right"), Column("total ms", justify="right"),
+            Column("statement", text=True)),
+            ((f"{row.mean_ms:,.2f}", f"{row.calls:,}", f"{row.total_ms:,.0f}", row.query)
+             for row in sizes.slow_statements))
 
 
 @commands.command()

@@ -316,8 +316,14 @@ def print_json(items: Iterable[Any]) -> None:
         else:
             line = item.model_dump_json()
         # Valid JSON still: these characters only occur inside strings, and \\uXXXX is the same character.
-        sys.stdout.write(UNESCAPED_IN_JSON.sub(lambda match: f"\\u{ord(match.group()):04x}", line) + "\n")
+        sys.stdout.write(escaped_json(line) + "\n")
     sys.stdout.flush()
+
+
+def escaped_json(text: str) -> str:
+    """JSON text with the characters JSON leaves as they are but a terminal acts on written as ``\\uXXXX``: valid
+    JSON still, since they only occur inside strings, where the escape is the same character."""
+    return UNESCAPED_IN_JSON.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
 def answered_without_table(items: Sequence[Any], *, json: bool, noun: str, where: str, filtered: bool) -> bool:

@@ -171,7 +171,7 @@ def print_rollout_fields(rollout: Rollout, run: Run | None, task: Task | None) -
         ("rollout", rollout.id), ("status", rollout.status), ("mode", rollout.mode),
         ("run", f"{run.name} ({run.id})" if run else None), ("step", rollout.step), ("group", rollout.group_id),
         ("task", (task.external_id + (f": {task.instruction}" if task.instruction else "")) if task else None),
-        ("resources", rollout.resources_id), ("attempts", rollout.attempt_count),
+        ("resources", rollout.resources_id), ("script", rollout.script_id), ("attempts", rollout.attempt_count),
         ("reward", rollout.reward), ("success", rollout.success), ("error", rollout.error),
         ("input", None if rollout.input is None else format_json(rollout.input)),
         ("metrics", rollout.metrics or None), ("validation", rollout.validation),

@@ -39,6 +39,7 @@ from ..store.recording import Recording
 from ..store.resources import Resources
 from ..store.rollouts import Rollouts
 from ..store.runs import Runs
+from ..store.scripts import Scripts
 from ..store.spans import Spans
 from ..store.steps import Steps
 from ..store.tokens import Tokens
@@ -51,13 +52,14 @@ AREAS: dict[str, type] = {
     "runs": Runs, "steps": Steps, "groups": Groups, "validators": Validators, "tasks": Tasks,
     "rollouts": Rollouts, "attempts": Attempts, "spans": Spans, "turns": Turns, "resources": Resources,
     "workers": Workers, "jobs": Jobs, "recording": Recording, "tokens": Tokens, "events": Events,
+    "scripts": Scripts,
 }
 # Local methods written over the area's own table calls: the remote area runs them as they are.
 BORROWED = {"rollouts": ("enqueue", "dequeue"), "spans": ("add", "next_sequence_id"),
             "jobs": ("start", "start_async")}
 # Writes that change nothing when sent twice, so a request whose answer was lost may be sent again.
 REPEATABLE = {"rollouts.wait", "tasks.save", "validators.save", "workers.heartbeat", "attempts.heartbeat",
-              "check_health", "tokens.revoke"}
+              "check_health", "tokens.revoke", "scripts.record", "scripts.activate"}
 
 
 class Remote:

@@ -12,8 +12,8 @@ from pydantic import BeforeValidator, Field, JsonValue
 from pydantic import Strict as StrictType
 
 from ..records import (ApiToken, Attempt, Claim, Event, IssuedToken, QueueSummary, Resources, Rollout, Run,
-                       RunComparison, RunEvent, Span)
-from ..records import StatusChange, Task, Validator, Worker
+                       RunComparison, RunEvent, Script, Span)
+from ..records import StatusChange, SummaryRow, Task, Validator, Worker
 from ..store.attempts import Attempts
 from ..store.catalog import Tasks, Validators
 from ..store.groups import Groups
@@ -23,7 +23,9 @@ from ..store.recording import RecordingResult
 from ..store.resources import Resources as ResourcesArea
 from ..store.retention import PurgeResult
 from ..store.rollouts import MAX_CLAIM, Rollouts
+from ..store.base import DEFAULT_LIMIT
 from ..store.runs import Runs
+from ..store.scripts import ScriptRows
 from ..store.spans import Spans
 from ..store.steps import Steps
 from ..store.tokens import ROLES, Tokens
@@ -125,6 +127,37 @@ class ValidatorSave(StrictBody):
     name: str
     kind: str
     config: dict[str, JsonValue] | None = None
+
+
+class ScriptRecord(StrictBody):
+    rollout_id: str = Field(description="A successful rollout of a task: its turns' actions are the script's.")
+    name: str
+    description: str | None = None
+    device: str | None = None
+    model: str | None = None
+
+
+class ScriptReport(StrictBody):
+    success: bool
+    seconds: float = Field(description="How long the replay took.")
+
+
+class TaskKey(Strict):
+    task: str = Field(description="The task: its id or external id.")
+
+
+class ScriptListing(Strict):
+    task: str | None = Field(None, description="Only this task's scripts: its id or external id.")
+    name: str | None = None
+    active: bool | None = Field(None, description="Only the active versions (true) or the others (false).")
+    limit: int = Field(DEFAULT_LIMIT, description="At most this many scripts.")
+    offset: int = 0
+
+
+class SummaryRequest(Strict):
+    by: str = Field("task", description="task or day.")
+    run: str | None = Field(None, description="Only this run's rollouts: name or id.")
+    since: datetime | None = Field(None, description="Only rollouts created since then (ISO 8601, with a zone).")
 
 
 class TaskSet(Strict):
@@ -262,6 +295,22 @@ ROUTES: list[Operation] = [
     Operation("GET", "/events/past", "events.query",
               "Events after an id, oldest first (the live stream with resumption is GET /api/v1/events)",
               list[Event], query=EventWindow),
+    Operation("POST", "/scripts/record", "scripts.record",
+              "Record a successful rollout's actions as a new active version of a script of its task (the same "
+              "actions again: that version)", Script, body=ScriptRecord, status_code=201),
+    Operation("GET", "/scripts/best", "scripts.best",
+              "The task's active script with the best success rate (the faster of equals), or null", Script | None,
+              query=TaskKey),
+    Operation("GET", "/scripts/list", "scripts.list", "Scripts, newest first, of a task, a name, active or not",
+              list[Script], query=ScriptListing),
+    Operation("POST", "/scripts/{script_id}/activate", "scripts.activate",
+              "Make this version the active one of its task and name", Script),
+    Operation("POST", "/scripts/{script_id}/report", "scripts.report",
+              "Count one replay of the script: its success and how long it took", Script, body=ScriptReport),
+    *readable_area("scripts", ScriptRows),
+    Operation("GET", "/summary", "summary",
+              "Rollouts per task or per day: counts, success rate, mean turns and duration, errors by type",
+              list[SummaryRow], query=SummaryRequest),
     Operation("GET", "/queue", "queue_summary", "The rollout queue at a glance", QueueSummary),
     Operation("POST", "/check-health", "check_health",
               "Mark overdue attempts timeout or unresponsive now; returns how many were marked", int),

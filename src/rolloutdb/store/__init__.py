@@ -2,7 +2,7 @@
 
 Areas hang off the store (``store.runs``, ``store.steps``, ``store.tasks``, ``store.validators``,
 ``store.groups``, ``store.rollouts``, ``store.attempts``, ``store.spans``, ``store.resources``,
-``store.workers``, ``store.turns``, ``store.tokens``); each has get / query / count, and the writes that make sense
+``store.workers``, ``store.turns``, ``store.tokens``, ``store.scripts``); each has get / query / count, and the writes that make sense
 for it. ``store.jobs`` runs and controls long jobs; ``store.events`` is the change feed live views follow.
 """
 
@@ -22,7 +22,8 @@ from .. import states
 from ..config import DEFAULT_PROJECT, display_url, is_server_url, resolve_url
 from ..errors import ConflictError, InvalidInputError, NotFoundError, StoreUnavailableError
 from ..ids import new_id
-from ..records import Project, QueueSummary, RunComparison, StatusChange, utcnow
+from ..records import (ExportSummary, MessagePolicy, Project, QueueSummary, RunComparison, Selection, StatusChange,
+                       SummaryRow, utcnow)
 from ..schema import projects, status_changes
 from . import hooks
 from ._wal import WalKeeper
@@ -32,6 +33,7 @@ from .base import check_key, insert_ignoring_conflicts
 from .catalog import Tasks, Validators
 from .comparison import compare_runs
 from .events import Events
+from .export import export_rollouts
 from .engine import (BUSY_TIMEOUT_SECONDS, WRITE, create_store_engine, ensure_schema, file_identity, sqlite_file,
                      unavailable_as_error)
 from .groups import Groups
@@ -42,8 +44,10 @@ from .resources import Resources
 from .retention import PurgeResult, purge
 from .rollouts import Rollouts
 from .runs import Runs
+from .scripts import Scripts
 from .spans import Spans
 from .steps import Steps
+from .summary import summarize
 from .tokens import Tokens
 from .turns import Turns
 from .waiting import Waiter
@@ -112,6 +116,7 @@ class Store:
         self.tokens = Tokens(self)
         self.events = Events(self)
         self.artifacts = Artifacts(self, artifacts_folder)
+        self.scripts = Scripts(self)
 
     @property
     def backend(self) -> str:
@@ -149,9 +154,7 @@ class Store:
     def ping(self) -> None:
         """Ask the database for nothing, to see that it answers: StoreUnavailableError when it does not, or
         when the SQLite file it opened is no longer at its path."""
-        if self._database_file is not None and file_identity(self._database_file[0]) != self._database_file[1]:
-            raise StoreUnavailableError(f"the SQLite database file {self._database_file[0]!r} is gone: removed or "
-                                        "replaced since this store opened it")
+        self._check_database_file()
         with self._read() as connection:
             connection.execute(select(literal(1))).scalar_one()
 
@@ -187,12 +190,30 @@ class Store:
         mean turns, and the differences ``b - a``."""
         return compare_runs(self, a, b)
 
+    def summary(self, by: str = "task", run: str | None = None, since: datetime | None = None) -> list[SummaryRow]:
+        """The project's rollouts per task (``by="task"``, by external id) or per day (``"day"``, UTC, by when
+        they were created): rollouts, finished, success rate, mean turns and mean duration of the finished ones,
+        and errors by type. ``run`` (name or id) and ``since`` narrow it to one run's, or those created since."""
+        return summarize(self, by=by, run=run, since=since)
+
     def purge(self, *, older_than: timedelta | None = None, keep_last: int | None = None,
               dry_run: bool = False, on_progress: Callable[[int, int], None] | None = None) -> PurgeResult:
         """Delete finished rollouts (and their attempts, spans and turns) older than ``older_than`` or
         beyond the ``keep_last`` most recent; ``dry_run`` only counts them. It goes in batches, each its own
         short transaction; ``on_progress(done, total)`` follows the rollouts batch by batch."""
         return purge(self, older_than=older_than, keep_last=keep_last, dry_run=dry_run, on_progress=on_progress)
+
+    def export(self, format: str, selection: Selection | Mapping[str, Any] | None = None, *, out: str | os.PathLike,
+               messages: MessagePolicy | Mapping[str, Any] | None = None, images: str = "files",
+               on_progress: Callable[[int, int], None] | None = None) -> ExportSummary:
+        """Write the rollouts of ``selection`` (a ``Selection`` or its fields) to ``out`` as training data in
+        ``format`` (``rolloutdb.store.export.FORMATS``: TRL, verl, OpenAI), JSONL or Parquet by the file's suffix,
+        streamed a page of rollouts at a time. ``messages`` says how a trajectory becomes chat messages;
+        ``images``: screenshots as files beside ``out`` (``"files"``), embedded as the datasets Image feature
+        (``"embed"``, Parquet), or left out (``"none"``). ``on_progress(rollouts read, rollouts selected)``
+        follows it page by page. Returns what was written and what was skipped, and why. Local only: it
+        streams from the database, not through a server."""
+        return export_rollouts(self, format, selection, out, messages=messages, images=images, on_progress=on_progress)
 
     def close(self) -> None:
         """Release the database connections."""
@@ -220,8 +241,16 @@ class Store:
         with unavailable_as_error(self.url), self.engine.connect() as connection:
             yield connection
 
+    def _check_database_file(self) -> None:
+        """StoreUnavailableError when the SQLite file this store opened is no longer at its path: its open
+        connections would go on using the removed file, and what they wrote would never be read again."""
+        if self._database_file is not None and file_identity(self._database_file[0]) != self._database_file[1]:
+            raise StoreUnavailableError(f"the SQLite database file {self._database_file[0]!r} is gone: removed or "
+                                        "replaced since this store opened it")
+
     @contextlib.contextmanager
     def _write(self) -> Iterator[Connection]:
+        self._check_database_file()
         with self._write_lock, unavailable_as_error(self.url), self._writer() as connection:
             with hooks.transaction(connection):
                 yield connection

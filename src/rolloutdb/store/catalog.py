@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, or_, select
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, NotFoundError
 from ..records import Task, Validator
 from ..schema import tasks, validators
 from .base import EditableArea, as_object, mappings
@@ -72,6 +72,16 @@ class Tasks(EditableArea[Task]):
                 raise InvalidInputError(f"tags are a list of strings, got {tags!r:.80}")
             tags = given
         return _with_tags(self.query(sort="external_id", limit=None, **filters), tags)
+
+    def _by_id_or_external_id(self, connection: Connection, key: str) -> Task:
+        """The task with this id or, failing that, this external id."""
+        self._check_key(key)
+        row = connection.execute(select(tasks).where(
+            tasks.c.project_id == self._store.project_id, or_(tasks.c.id == key, tasks.c.external_id == key))
+            .order_by((tasks.c.id == key).desc()).limit(1)).mappings().first()
+        if row is None:
+            raise NotFoundError(f"no task with id or external id {key!r} in project {self._store.project!r}")
+        return self._to_record(row)
 
     def _by_external_id(self, connection: Connection, external_id: str) -> Task:
         return self._to_record(connection.execute(select(tasks).where(

@@ -10,7 +10,8 @@ order: a reader that sees a hole below an id it can see stops there until every 
 flight when it saw the hole has ended (``Cursor``), and a new event wakes readers by NOTIFY.
 
 ``purge`` trims the feed's oldest events (see ``store.retention``): resuming reaches back to the oldest event
-kept; asking for what came after an id it has trimmed past raises ``FeedTrimmedError`` (resync instead)."""
+kept; asking for what came after an id it has trimmed past raises ``FeedTrimmedError`` (resync instead), and so
+does a follower that had not read what purge trimmed, when it reads the next event."""
 
 from __future__ import annotations
 
@@ -211,6 +212,8 @@ class Events:
                     rows = connection.execute(statement).mappings().all()
             else:
                 rows = connection.execute(statement).mappings().all()
+            if rows and rows[0]["id"] != cursor.last + 1 and cursor.last:  # a gap: purge may have trimmed it
+                self._check_reach(connection, cursor.last)
         return [Event.model_validate(dict(row)) for row in cursor.take(rows, snapshot)]
 
     def _after(self, after: int, limit: int):

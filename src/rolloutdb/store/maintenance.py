@@ -9,6 +9,7 @@ operations that must work on a database that is out of date, foreign or (for ``u
 from __future__ import annotations
 
 import contextlib
+import os
 import shlex
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -17,11 +18,11 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Engine, Table, func, inspect, select, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from ..config import display_url
 from ..errors import InvalidInputError, NotFoundError, StoreUnavailableError
-from ..schema import metadata, projects
+from ..schema import artifacts, metadata, projects
 from . import existing_project_id
 from .engine import (
     SchemaState,
@@ -87,6 +88,45 @@ class TableFigures:
 
 
 @dataclass(frozen=True)
+class ArtifactFigures:
+    """The artifacts (of the project examined, or all) and where their content is."""
+
+    count: int
+    size: int  # bytes of content, as put
+    in_database: int  # artifacts whose content is in the database (artifact_chunks)
+    in_files: int  # artifacts whose content is a blob file
+    file_bytes: int  # bytes the blob files that are there take on disk
+    missing: list[str]  # the blob files that are gone (the first MISSING_SHOWN): "<sha256> <path>"
+    missing_count: int
+
+
+@dataclass(frozen=True)
+class IndexUsage:
+    table: str
+    index: str
+    scans: int  # index scans since PostgreSQL's statistics were last reset
+    size: int  # bytes
+
+
+@dataclass(frozen=True)
+class SlowStatement:
+    query: str  # normalised by pg_stat_statements (values as $1, $2, ...)
+    calls: int
+    mean_ms: float
+    total_ms: float
+
+
+@dataclass(frozen=True)
+class SizeReport:
+    """What ``examine_database(..., sizes=True)`` adds: the write-ahead log (SQLite), index usage and the slowest
+    statements (PostgreSQL; None when pg_stat_statements is not available, with a note saying why)."""
+
+    wal_size: int | None = None
+    indexes: list[IndexUsage] = field(default_factory=list)
+    slow_statements: list[SlowStatement] | None = None
+
+
+@dataclass(frozen=True)
 class DatabaseReport:
     """What ``examine_database`` found."""
 
@@ -101,12 +141,15 @@ class DatabaseReport:
     problems: list[str] = field(default_factory=list)
     project: str | None = None  # whose rows are counted; None: every project's
     notes: list[str] = field(default_factory=list)  # worth saying, but no fault of the database's
+    artifacts: ArtifactFigures | None = None  # None: the database has no artifacts table
+    sizes: SizeReport | None = None  # with sizes=True
 
 
-def examine_database(url: str, project: str | None = None) -> DatabaseReport:
-    """The database's schema state, every table's rows and size, and on SQLite its integrity. Rows are those
-    of ``project`` (none, with a note naming the projects there, if it has no such project), or of all
-    projects; sizes are always the whole tables'."""
+def examine_database(url: str, project: str | None = None, *, sizes: bool = False) -> DatabaseReport:
+    """The database's schema state, every table's rows and size, the artifacts and whether their blob files are
+    all there, and on SQLite its integrity. Rows and artifacts are those of ``project`` (none, with a note naming
+    the projects there, if it has no such project), or of all projects; sizes are always the whole tables'.
+    ``sizes`` adds the SQLite write-ahead log's size, or PostgreSQL's index usage and slowest statements."""
     with opened(url) as engine, engine.connect() as connection:
         schema = schema_state(connection)
         notes = []
@@ -118,20 +161,86 @@ def examine_database(url: str, project: str | None = None) -> DatabaseReport:
                 notes.append(str(exc))
         tables = table_figures(connection, project)
         problems = [] if schema.up_to_date else [f"schema: {schema.summary}"]
+        blobs = artifact_figures(connection, project)
+        if blobs is not None and blobs.missing_count:
+            problems.append(f"artifacts: {blobs.missing_count} blob file(s) missing, whose content is lost: "
+                            + "; ".join(blobs.missing) + ("; ..." if blobs.missing_count > len(blobs.missing) else ""))
         if engine.dialect.name != "sqlite":
             server = connection.exec_driver_sql("SHOW server_version").scalar_one()
             return DatabaseReport("postgresql", display_url(url), schema, tables, server_version=server,
-                                  problems=problems, project=project, notes=notes)
+                                  problems=problems, project=project, notes=notes, artifacts=blobs,
+                                  sizes=postgresql_sizes(connection, notes) if sizes else None)
         integrity = "; ".join(row[0] for row in connection.exec_driver_sql("PRAGMA integrity_check"))
         if integrity != "ok":
             problems.append(f"integrity check: {integrity}")
         database = sqlite_file(url)
+        wal = Path(f"{database}-wal") if database else None
         return DatabaseReport(
             "sqlite", display_url(url), schema, tables, integrity=integrity,
             journal_mode=connection.exec_driver_sql("PRAGMA journal_mode").scalar_one(),
             file_size=Path(database).stat().st_size if database else None, problems=problems, project=project,
-            notes=notes,
+            notes=notes, artifacts=blobs,
+            sizes=SizeReport(wal_size=wal.stat().st_size if wal and wal.exists() else 0 if wal else None)
+            if sizes else None,
         )
+
+
+MISSING_SHOWN = 5
+
+
+def artifact_figures(connection: Connection, project: str | None = None) -> ArtifactFigures | None:
+    """The artifacts of the project named ``project`` (or all), and each blob file looked for on disk."""
+    if not inspect(connection).has_table(artifacts.name):
+        return None
+    statement = select(artifacts.c.sha256, artifacts.c.size, artifacts.c.storage, artifacts.c.location)
+    if project is not None:
+        statement = statement.where(artifacts.c.project_id == select(projects.c.id).where(
+            projects.c.name == project).scalar_subquery())
+    count = size = in_files = file_bytes = missing_count = 0
+    missing: list[str] = []
+    for row in connection.execute(statement):
+        count, size = count + 1, size + row.size
+        if row.storage != "file":
+            continue
+        in_files += 1
+        try:
+            file_bytes += os.stat(row.location).st_size
+        except (OSError, TypeError, ValueError):  # gone, unreadable, or no path at all
+            missing_count += 1
+            if len(missing) < MISSING_SHOWN:
+                missing.append(f"{row.sha256} {row.location}")
+    return ArtifactFigures(count, size, count - in_files, in_files, file_bytes, missing, missing_count)
+
+
+SLOWEST_SHOWN = 10
+PG_STAT_STATEMENTS_HELP = ("to see the slowest statements, add pg_stat_statements to shared_preload_libraries in "
+                           "postgresql.conf, restart PostgreSQL, and run CREATE EXTENSION pg_stat_statements in "
+                           "this database")
+
+
+def postgresql_sizes(connection: Connection, notes: list[str]) -> SizeReport:
+    """Index usage, and the slowest statements when pg_stat_statements can tell (else a note in ``notes``)."""
+    indexes = [IndexUsage(*row) for row in connection.execute(text(
+        "SELECT relname, indexrelname, idx_scan, pg_relation_size(indexrelid) FROM pg_stat_user_indexes "
+        "WHERE schemaname = current_schema() ORDER BY idx_scan, pg_relation_size(indexrelid) DESC, indexrelname"))]
+    installed = connection.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'")).scalar()
+    if installed is None:
+        notes.append(f"pg_stat_statements is not installed: {PG_STAT_STATEMENTS_HELP}")
+        return SizeReport(indexes=indexes)
+    # Its columns were renamed in PostgreSQL 13.
+    total, mean = (("total_exec_time", "mean_exec_time") if connection.dialect.server_version_info >= (13,)
+                   else ("total_time", "mean_time"))
+    try:
+        with connection.begin_nested():  # refused when the library is not loaded: the rest of the report stands
+            rows = connection.execute(text(
+                f"SELECT query, calls, {mean}, {total} FROM pg_stat_statements "
+                "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                f"ORDER BY {mean} DESC LIMIT :shown"), {"shown": SLOWEST_SHOWN}).all()
+    except DBAPIError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "it cannot be read"
+        notes.append(f"pg_stat_statements is installed but cannot be read ({reason}): {PG_STAT_STATEMENTS_HELP}")
+        return SizeReport(indexes=indexes)
+    return SizeReport(indexes=indexes, slow_statements=[SlowStatement(*row) for row in rows])
 
 
 def table_figures(connection: Connection, project: str | None = None) -> list[TableFigures]:

@@ -40,12 +40,13 @@ class Rollouts(EditableArea[Rollout]):
     noun = "rollout"
     entity_type = "rollout"
     filterable = frozenset({"id", "run_id", "step", "group_id", "task_id", "mode", "status", "resources_id",
-                            "created_at", "started_at", "ended_at", "queued_at", "success", "reward"})
+                            "created_at", "started_at", "ended_at", "queued_at", "success", "reward", "script_id"})
     sortable = frozenset({"created_at", "updated_at", "started_at", "ended_at", "queued_at", "reward", "step",
                           "status", "id", "mode", "resources_id"})
     updatable = frozenset({"status", "reward", "success", "validation", "metrics", "metadata", "error", "config",
                            "resources_id", "mode", "input"})
-    parents = {"run_id": "runs", "group_id": "groups", "task_id": "tasks", "resources_id": "resources"}
+    parents = {"run_id": "runs", "group_id": "groups", "task_id": "tasks", "resources_id": "resources",
+               "script_id": "scripts"}
 
     # -- the queue ------------------------------------------------------------------------------------
 
