@@ -1,7 +1,7 @@
 """scripts: versions per (task, name), one active version each; rollouts.script_id, the script a rollout replays
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-04
 
 The scripts table was unused until now: its versions were numbered per name, not per (task, name). A script
@@ -13,7 +13,7 @@ from alembic import op
 import sqlalchemy as sa
 
 revision = '0010'
-down_revision = '0008'
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 
