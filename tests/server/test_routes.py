@@ -222,10 +222,10 @@ def test_tokens(api):
 def test_scripts_and_summary(api):
     task = ok(api.post("/tasks", json={"external_id": unique("wifi-on")}), 201)
     rollout_id = ok(api.post("/rollouts/start", json={"task_id": task["id"]}), 201)["rollout"]["id"]
-    ok(api.post("/turns", json={"rollout_id": rollout_id, "turn_index": 0, "action": {"type": "tap", "x": 1}}), 201)
+    ok(api.post("/turns", json={"rollout_id": rollout_id, "turn_index": 0, "action": {"type": "tap", "x": 1, "y": 2}}), 201)
     ok(api.patch(f"/rollouts/{rollout_id}/attempts/latest", json={"status": "succeeded"}))
     script = ok(api.post("/scripts/record", json={"rollout_id": rollout_id, "name": "main", "device": "pixel"}), 201)
-    assert (script["actions"], script["version"], script["active"]) == ([{"type": "tap", "x": 1}], 1, True)
+    assert (script["actions"], script["version"], script["active"]) == ([{"type": "tap", "x": 1, "y": 2}], 1, True)
     assert ok(api.post("/scripts/record", json={"rollout_id": rollout_id, "name": "main"}), 201) == script
     assert ok(api.post(f"/scripts/{script['id']}/activate"))["active"] is True
     reported = ok(api.post(f"/scripts/{script['id']}/report", json={"success": True, "seconds": 2.5}))

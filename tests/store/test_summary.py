@@ -15,7 +15,7 @@ def finished(store, task, when, *, seconds, success, turns, run=None, error=None
         task_id=task and task.id, run_id=run, status=status or ("succeeded" if success else "failed"),
         success=success, error=error, created_at=when, started_at=when, ended_at=when + timedelta(seconds=seconds))
     for index in range(turns):
-        store.turns.create(rollout_id=rollout.id, turn_index=index, action={"type": "tap"})
+        store.turns.create(rollout_id=rollout.id, turn_index=index, action={"type": "tap", "x": 1, "y": 2})
     return rollout
 
 
