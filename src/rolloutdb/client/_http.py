@@ -37,14 +37,14 @@ class Transport:
                                     timeout=httpx.Timeout(timeout, connect=connect_timeout),
                                     limits=httpx.Limits(max_connections=64, max_keepalive_connections=16))
 
-    def request(self, method: str, path: str, *, params: Any = None, json: Any = None, repeatable: bool,
+    def request(self, method: str, path: str, *, params: Any = None, body: bytes | None = None, repeatable: bool,
                 read_timeout: float | None = None, replay: Callable[[], bytes | None] | None = None) -> bytes | None:
-        """The answer's JSON text (None for 204: no content). ``repeatable``: the request may be sent again when the
-        connection fails or the server answers 503, for ``retry_for`` seconds with backoff (honouring
-        Retry-After); after that, or at once for another request, StoreUnavailableError. ``replay``: when a
-        request sent again is answered ConflictError, what the first try wrote (as JSON text), if it did (else None)."""
+        """The answer's JSON text (None for 204: no content) to a request of the JSON text ``body``, if any
+        (``json_bytes``). ``repeatable``: the request may be sent again when the connection fails or the server
+        answers 503, for ``retry_for`` seconds with backoff (honouring Retry-After); after that, or at once for
+        another request, StoreUnavailableError. ``replay``: when a request sent again is answered ConflictError,
+        what the first try wrote (as JSON text), if it did (else None)."""
         timeout = None if read_timeout is None else httpx.Timeout(read_timeout, connect=self._client.timeout.connect)
-        body = None if json is None else json_bytes(json)
         deadline = time.monotonic() + self.retry_for
         delay = FIRST_DELAY
         sent_before = False

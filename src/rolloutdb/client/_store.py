@@ -19,14 +19,15 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import quote
 
+import orjson
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from ..errors import InvalidInputError, NotFoundError
 from ..records import Event
-from ..storable import json_text, require_storable
+from ..storable import JSON_OPTIONS, json_text, require_storable
 from ..server import (HEARTBEAT_SECONDS, MAX_WAIT_SECONDS, ROUTES, TYPED_FILTERS, Operation, Page,
-                      invalid_request_message, time_fields)
+                      invalid_request_message, read_times, time_fields)
 from ..store import Store
 from ..store.attempts import Attempts
 from ..store.base import (MAX_LIMIT, build_record, build_records, check_key, ids_of, not_found, seconds,
@@ -45,7 +46,7 @@ from ..store.steps import Steps
 from ..store.tokens import Tokens
 from ..store.turns import Turns
 from ..store.workers import Workers
-from ._http import Transport
+from ._http import Transport, json_bytes
 
 # The local areas whose methods the remote ones mirror, at the store's attribute of the same name.
 AREAS: dict[str, type] = {
@@ -91,39 +92,46 @@ class Remote:
         for name, value in query.items():
             params += query_parameters(name, spelled_none.get(name) if value is None else value)
         json: Any = None
-        replay = None
+        text = replay = None
         if operation.body_argument is not None:
             body = arguments.pop(operation.body_argument)
             if isinstance(body, Iterable) and not isinstance(body, (str, bytes, Mapping)):
                 body = list(body)
-            json, replay = self._sendable(operation, body)
+            json, text, replay = self._sendable(operation, body)
         elif operation.body is not None:
             if operation.fields is None:
                 checked(operation.body, arguments)
-            (json, replay), arguments = self._sendable(operation, arguments), {}
+            (json, text, replay), arguments = self._sendable(operation, arguments), {}
         if operation.listing is not None:
             if arguments:
                 params.append((TYPED_FILTERS, typed_filters(operation.listing, arguments)))
         elif arguments:
             raise TypeError(f"{operation.call}() got unexpected arguments {', '.join(arguments)}")
         answer = self.transport.request(
-            operation.method, path, params=params or None, json=json, read_timeout=read_timeout,
+            operation.method, path, params=params or None, body=text, read_timeout=read_timeout,
             repeatable=safe_to_repeat(operation, json, replay), replay=replay)
         # From JSON text: records are strict, and JSON is how their times and choices are written.
         return None if operation.response is None else adapter(operation.response).validate_json(answer)
 
-    def _sendable(self, operation: Operation, body: Any) -> tuple[Any, Callable[[], bytes | None] | None]:
-        """``_with_client_ids``, and a record's fields held to its types where JSON changed them (``held_to_fields``);
-        a value JSON cannot carry at all is refused after a value of the wrong type, as the store refuses them."""
+    def _sendable(self, operation: Operation, body: Any) -> tuple[Any, bytes, Callable[[], bytes | None] | None]:
+        """The body as JSON, and as JSON text: ``_with_client_ids``; a batch of a record's fields that reaches the
+        server as given as it is (``as_given``: spans, as a rule); else each value as JSON holds it (``jsonable``),
+        and a record's fields held to its types where JSON changed them (``held_to_fields``). A value JSON cannot
+        carry at all is refused after a value of the wrong type, as the store refuses them."""
+        body_with_ids, replay = self._with_client_ids(operation, body)
+        if operation.fields is not None and operation.body_argument is not None:
+            given = as_given(operation.fields, body_with_ids)
+            if given is not None:
+                return *given, replay
         try:
-            json, replay = self._with_client_ids(operation, body)
+            json = jsonable(body_with_ids)
         except InvalidInputError:
             if operation.fields is not None:
                 held_to_fields(operation, body, None)
             raise
         if operation.fields is not None:
             held_to_fields(operation, body, json)
-        return json, replay
+        return json, json_bytes(json), replay
 
     def _with_client_ids(self, operation: Operation, body: Any) -> tuple[Any, Callable[[], bytes | None] | None]:
         """The body with ids made here for the rows a create or enqueue writes, so that it may be sent again: a
@@ -139,7 +147,7 @@ class Remote:
                     return None  # the conflict is the caller's own
                 return adapter(operation.response).dump_json([found[id] for id in ids])
 
-            return [{**jsonable(request), "id": id} for request, id in zip(body, ids)], stored_rollouts
+            return [{**request, "id": id} for request, id in zip(body, ids)], stored_rollouts
         if operation.call.endswith(".create") and "id" in operation.body.model_fields and "id" not in body:
             made = self.new_id(operation.call.partition(".")[0].removesuffix("s"))
             area = self.areas[operation.call.partition(".")[0]]
@@ -150,8 +158,8 @@ class Remote:
                 except NotFoundError:
                     return None  # the conflict is the caller's own
 
-            return jsonable({**body, "id": made}), stored_row
-        return jsonable(body), None
+            return {**body, "id": made}, stored_row
+        return body, None
 
 
 def checked(model: type[BaseModel], values: dict[str, Any]) -> None:
@@ -162,6 +170,25 @@ def checked(model: type[BaseModel], values: dict[str, Any]) -> None:
                               for name, value in values.items()}, strict=True)
     except ValidationError as exc:
         raise InvalidInputError(invalid_request_message(exc.errors(include_url=False))) from None
+
+
+def as_given(model: type[BaseModel], values: Any) -> tuple[list[Any], bytes] | None:
+    """A batch of ``model``'s fields as JSON, and as the server reads it (``read_times``), when that equals what was
+    given: the server's store then takes the very values a store called here would, and holds them to the same
+    rules, so nothing needs holding here first. Two passes in C where ``jsonable`` and ``held_to_fields`` go
+    value by value in Python: the usual batch of spans. None when JSON would change a value or cannot carry it
+    (a tuple, a NaN, bytes, text that spells a time): the caller takes the long way, which says what."""
+    if type(values) is not list:
+        return None
+    try:
+        text = orjson.dumps(values, option=JSON_OPTIONS)
+    except TypeError:
+        return None
+    try:
+        read = [read_times(model, item) for item in orjson.loads(text)]
+        return (read, text) if read == values else None
+    except ValueError:  # a NumPy array compares item by item
+        return None
 
 
 def held_to_fields(operation: Operation, values: Any, sent: Any) -> None:

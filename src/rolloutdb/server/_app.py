@@ -26,6 +26,7 @@ from ..records import Record
 from ..store import AGENT_LIGHTNING_OPTIONS, Store
 from ..store.base import OPERATORS
 from ._events import EventStreams
+from ._json import JSONRoute
 from ._errors import RETRY_AFTER_SECONDS, InternalErrors, error_response, install_error_handlers
 from ._limits import BodyLimit, WriteLimit
 from ._otlp import OPENAPI as OTLP_OPENAPI
@@ -86,7 +87,7 @@ def create_app(url: str | None = None, *, project: str = DEFAULT_PROJECT, max_bo
                       openapi_extra=OTLP_OPENAPI, operation_id="otlp_traces",
                       description="Spans that name no known rollout are not stored: the answer's partial_success "
                                   "counts them and says why (OTLP's ExportTraceServiceResponse).")
-    router = APIRouter(prefix=API_PREFIX, dependencies=documented_auth if auth else [])
+    router = APIRouter(prefix=API_PREFIX, dependencies=documented_auth if auth else [], route_class=JSONRoute)
     router.add_api_route("/project", functools.partial(project_of, stores), methods=["GET"],
                          summary=f"The project a request works on (its id and name; id_prefixes: the shapes of the "
                                  f"ids its store makes): its API token's, or see the {PROJECT_HEADER} header")
@@ -138,8 +139,8 @@ def endpoint(operation: Operation, stores: ProjectStores) -> Callable[..., Any]:
 
     def run(*, request: Request, query_parameters: BaseModel | None = None, body: Any = None, **path: str) -> Any:
         with stores.store(request, operation.required_role) as store:
-            return make_call(functools.reduce(getattr, operation.call.split("."), store), request,
-                             query_parameters, body, path)
+            return answer(operation, make_call(functools.reduce(getattr, operation.call.split("."), store), request,
+                                               query_parameters, body, path))
 
     def make_call(call: Callable[..., Any], request: Request, query_parameters: BaseModel | None, body: Any,
                   path: dict[str, str]) -> Any:
@@ -151,8 +152,7 @@ def endpoint(operation: Operation, stores: ProjectStores) -> Callable[..., Any]:
             arguments.update(body)
         typed = arguments.pop(TYPED_FILTERS, None)
         if operation.listing is None:
-            result = call(**arguments)
-            return Response(status_code=204) if operation.response is None else result
+            return call(**arguments)
         owner = call.__self__
         filters = filters_from(request, operation.listing, declared=set(type(query_parameters).model_fields),
                                filterable=getattr(owner, "filterable", frozenset(operation.listing.model_fields)))
@@ -164,6 +164,16 @@ def endpoint(operation: Operation, stores: ProjectStores) -> Callable[..., Any]:
     run.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
     run.__name__ = operation.call.replace(".", "_")
     return run
+
+
+def answer(operation: Operation, result: Any) -> Response:
+    """The route's answer to what its call returned: checked and written as JSON here, in the thread that made the
+    call, as FastAPI would check and write it after another hop to a thread (the route's response model)."""
+    if operation.response is None:
+        return Response(status_code=204)
+    adapter = _adapter(operation.response)
+    return Response(adapter.dump_json(adapter.validate_python(result, from_attributes=True)),
+                    status_code=operation.status_code, media_type="application/json")
 
 
 def given(value: Any) -> Any:

@@ -142,6 +142,8 @@ def read_times(model: type[BaseModel], values: Any) -> Any:
     if not isinstance(values, dict):
         return values
     times = time_fields(model)
+    if times.isdisjoint(values) and "__" not in "".join(values):  # no time in it (most spans): as it is, at once
+        return values
     return {key: _time(value) if key.partition("__")[0] in times else value for key, value in values.items()}
 
 

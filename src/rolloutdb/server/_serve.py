@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import json
 import os
@@ -15,6 +16,8 @@ from ._app import create_app
 
 # How ``serve`` hands its settings to the app factory in uvicorn's worker processes.
 SETTINGS_VARIABLE = "ROLLOUTDB_SERVE_SETTINGS"
+# Container objects allocated (net) between two collections of the youngest generation; Python's default is 700.
+GC_ALLOCATIONS = 20_000
 # Stopping waits this long for requests to finish: open event streams never do by themselves.
 GRACEFUL_SHUTDOWN_SECONDS = 3
 
@@ -78,4 +81,16 @@ def serve(url: str | None = None, *, project: str = DEFAULT_PROJECT, host: str =
 def app_from_environment():
     """The app as ``serve`` described it in the environment: what uvicorn calls in each worker process."""
     settings = json.loads(os.environ[SETTINGS_VARIABLE])
-    return create_app(settings.pop("url"), **settings)
+    app = create_app(settings.pop("url"), **settings)
+    collect_for_serving()
+    return app
+
+
+def collect_for_serving() -> None:
+    """Tune the cyclic garbage collector of a process that only serves. A request's objects (a batch of spans read
+    from JSON, its records) die with it, by reference counting, but with the default thresholds the collector walks
+    them several times while they live, and every few dozen batches the whole heap: about a tenth of the server's
+    time. Collecting after ``GC_ALLOCATIONS`` allocations finds most of them gone already; what was loaded to start
+    (modules, the app, its schemas) is set aside for good (``gc.freeze``), so that a full collection skips it."""
+    gc.freeze()
+    gc.set_threshold(GC_ALLOCATIONS, *gc.get_threshold()[1:])
