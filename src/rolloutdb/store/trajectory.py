@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, bindparam, or_, select
 
-from ..records import Attempt, Rollout, Span, Trajectory, TrajectoryTurn, TurnArtifact
+from ..records import Trajectory
 from ..schema import artifact_links, artifacts, spans, turns
 from ._statements import Prepared
 from .attempts import LATEST, no_such_attempt
@@ -54,9 +54,8 @@ def trajectory(store: Store, rollout_id: str, attempt: str | None = None) -> Tra
         span_rows = [] if chosen is None else SPANS.rows(connection, params)
     artifacts_of = defaultdict(list)
     for row in linked:
-        artifacts_of[row.pop("turn_id")].append(TurnArtifact.model_validate(row))
-    return Trajectory(
-        rollout=Rollout.model_validate(rollout),
-        attempt=None if chosen is None else Attempt.model_validate(chosen),
-        turns=[TrajectoryTurn.model_validate({**row, "artifacts": artifacts_of[row["id"]]}) for row in turn_rows],
-        spans=[Span.model_validate(row) for row in span_rows])
+        artifacts_of[row.pop("turn_id")].append(row)
+    # One validation of the whole: a call per row costs more than the rows' own checking.
+    return Trajectory.model_validate({
+        "rollout": rollout, "attempt": chosen, "spans": span_rows,
+        "turns": [{**row, "artifacts": artifacts_of[row["id"]]} for row in turn_rows]})
