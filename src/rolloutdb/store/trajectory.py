@@ -24,15 +24,15 @@ if TYPE_CHECKING:
 _OF_ATTEMPT = and_(turns.c.rollout_id == bindparam("b_rollout"), turns.c.project_id == bindparam("b_project"),
                    or_(turns.c.attempt_id.is_(None), turns.c.attempt_id == bindparam("b_attempt")))
 TURNS = Prepared(select(turns).where(_OF_ATTEMPT).order_by(turns.c.turn_index, turns.c.id))
+# The links of those turns: the turns found first (by rollout), then their links by owner — written as IN, since
+# as a join SQLite may start from the links of every turn.
 LINKED = Prepared(
-    select(turns.c.id.label("turn_id"), artifact_links.c.role, artifacts.c.sha256, artifacts.c.media_type,
-           artifacts.c.size, artifacts.c.compression)
-    .select_from(turns.join(artifact_links, and_(artifact_links.c.owner_type == "turn",
-                                                 artifact_links.c.owner_id == turns.c.id,
-                                                 artifact_links.c.project_id == turns.c.project_id))
-                 .join(artifacts, and_(artifacts.c.sha256 == artifact_links.c.sha256,
-                                       artifacts.c.project_id == artifact_links.c.project_id)))
-    .where(_OF_ATTEMPT)
+    select(artifact_links.c.owner_id.label("turn_id"), artifact_links.c.role, artifacts.c.sha256,
+           artifacts.c.media_type, artifacts.c.size, artifacts.c.compression)
+    .select_from(artifact_links.join(artifacts, and_(artifacts.c.sha256 == artifact_links.c.sha256,
+                                                     artifacts.c.project_id == artifact_links.c.project_id)))
+    .where(artifact_links.c.owner_type == "turn", artifact_links.c.project_id == bindparam("b_project"),
+           artifact_links.c.owner_id.in_(select(turns.c.id).where(_OF_ATTEMPT)))
     .order_by(artifact_links.c.created_at, artifact_links.c.id))
 SPANS = Prepared(select(spans).where(spans.c.rollout_id == bindparam("b_rollout"),
                                      spans.c.attempt_id == bindparam("b_attempt"),
