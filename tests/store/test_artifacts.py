@@ -354,3 +354,18 @@ def test_gc_never_takes_what_a_concurrent_writer_is_linking(fresh_database_url, 
             (link,) = store.artifacts.links(turn_id=turn.id)
             assert store.artifacts.read(link.sha256) == f"screenshot {turn.turn_index}".encode()
         assert rows(store, artifacts) == rounds and len(blobs(store)) == (rounds if storage == "file" else 0)
+
+
+def test_content_over_the_size_limit_is_refused_and_nothing_written(fresh_database_url):
+    with rolloutdb.connect(fresh_database_url, max_artifact_bytes=CHUNK_BYTES + 10) as store:
+        assert store.artifacts.put(b"x" * (CHUNK_BYTES + 10)).size == CHUNK_BYTES + 10  # the limit itself is taken
+        for too_large in (b"y" * (CHUNK_BYTES + 11), io.BytesIO(b"z" * (3 * CHUNK_BYTES))):
+            with pytest.raises(InvalidInputError, match=r"over the limit of 1,048,586 bytes \(max_artifact_bytes\)"):
+                store.artifacts.put(too_large)
+        assert rows(store, artifacts) == 1 and len(blobs(store)) == (1 if store.artifacts.home else 0)
+        assert spools(store) == []
+    for bad in (-1, 1.5, "50MB", None):
+        with pytest.raises(InvalidInputError, match="max_artifact_bytes"):
+            rolloutdb.connect(fresh_database_url, max_artifact_bytes=bad)
+    with pytest.raises(InvalidInputError, match="max_artifact_bytes= are for a database"):
+        rolloutdb.connect("http://127.0.0.1:9", max_artifact_bytes=10)
