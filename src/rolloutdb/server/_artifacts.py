@@ -16,7 +16,9 @@ import anyio.from_thread
 import anyio.to_thread
 from fastapi import Query, Request
 from fastapi.responses import StreamingResponse
+from starlette.requests import ClientDisconnect
 
+from ..errors import InvalidInputError
 from ..records import Artifact
 from ..store.artifacts import CHUNK_BYTES
 from ._projects import ProjectStores
@@ -40,9 +42,12 @@ class _RequestBody(io.RawIOBase):
         return True
 
     async def _next(self) -> bytes:
-        async for piece in self._pieces:
-            if piece:
-                return piece
+        try:
+            async for piece in self._pieces:
+                if piece:
+                    return piece
+        except ClientDisconnect:  # the store drops what it spooled; nobody is left to answer
+            raise InvalidInputError("the upload broke off before the end of its content") from None
         return b""
 
     def readinto(self, target) -> int:
