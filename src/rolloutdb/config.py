@@ -22,6 +22,7 @@ DEFAULT_PROJECT = "default"
 JOURNAL_DIRECTORY = ".rolloutdb-journal"  # where recorders keep what the database has not taken yet
 POSTGRES_VARS = ("POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD")
 ARTIFACTS_VAR = "ROLLOUTDB_ARTIFACTS"  # where artifacts' content goes unless connect(artifacts=...) says
+MAX_ARTIFACT_BYTES = 50 * 2 ** 20  # the largest artifact a store takes unless connect(max_artifact_bytes=...) says
 TOKEN_VAR = "ROLLOUTDB_TOKEN"  # the API token a remote client sends when none is given
 CONNECT_TIMEOUT_VAR = "ROLLOUTDB_CONNECT_TIMEOUT"
 STATEMENT_TIMEOUT_VAR = "ROLLOUTDB_STATEMENT_TIMEOUT"

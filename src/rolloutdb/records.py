@@ -398,6 +398,32 @@ class ArtifactLink(_Created):
     role: Literal["screenshot", "before", "after", "attachment"] = "attachment"
 
 
+class TurnArtifact(Record):
+    """An artifact linked from a turn, as a trajectory lists it: what it is and its role, not its content."""
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    role: Literal["screenshot", "before", "after", "attachment"]
+    media_type: str
+    size: Whole = Field(ge=0)
+    compression: Literal["gzip", "zstd"] | None = None
+
+
+class TrajectoryTurn(Turn):
+    """A turn with the artifacts linked from it (oldest link first)."""
+
+    artifacts: list[TurnArtifact] = Field(default_factory=list)
+
+
+class Trajectory(Record):
+    """A rollout read whole (``store.trajectory``): its turns in order with their artifacts, and the spans of
+    one attempt (the latest by default; None, and no spans, before its first)."""
+
+    rollout: Rollout
+    attempt: Attempt | None
+    turns: list[TrajectoryTurn]
+    spans: list[Span]
+
+
 class Script(_Updated):
     """A task's actions as one successful rollout took them, to replay; versions per (task, name)."""
 

@@ -242,6 +242,29 @@ def test_scripts_and_summary(api):
         row for row in rows if row["key"] == task["external_id"]).items()
 
 
+def test_artifacts_and_trajectory(api):
+    claim = ok(api.post("/rollouts/start", json={"input": "tap through"}), 201)
+    rollout_id = claim["rollout"]["id"]
+    turn = ok(api.post("/turns", json={"rollout_id": rollout_id, "turn_index": 0, "action": {"type": "tap", "x": 1, "y": 2}}), 201)
+    shot = ok(api.post("/artifacts", params={"media_type": "image/png", "turn_id": turn["id"], "role": "screenshot"},
+                       content=b"\x89PNG pixels"), 201)
+    assert (shot["size"], shot["media_type"]) == (11, "image/png")
+    assert ok(api.get(f"/artifacts/{shot['sha256']}")) == shot
+    assert ok(api.get(f"/artifacts/{shot['sha256']}/exists")) is True
+    assert ok(api.get(f"/artifacts/{'0' * 64}/exists")) is False
+    assert api.get(f"/artifacts/{shot['sha256']}/content").content == b"\x89PNG pixels"
+    link = ok(api.post(f"/artifacts/{shot['sha256']}/links", json={"turn_id": turn["id"], "role": "before"}), 201)
+    assert [item["role"] for item in ok(api.get("/artifacts/links", params={"turn_id": turn["id"]}))] == [
+        "screenshot", "before"] and link["owner_type"] == "turn"
+    trajectory = ok(api.get(f"/rollouts/{rollout_id}/trajectory"))
+    assert trajectory["attempt"]["id"] == claim["attempt"]["id"] and trajectory["spans"] == []
+    assert [(a["role"], a["sha256"]) for a in trajectory["turns"][0]["artifacts"]] == [
+        ("screenshot", shot["sha256"]), ("before", shot["sha256"])]
+    assert ok(api.get(f"/rollouts/{rollout_id}/trajectory", params={"attempt": claim["attempt"]["id"]})) == trajectory
+    error(api.get("/rollouts/no-such-rollout/trajectory"), 404, "NotFoundError")
+    assert ok(api.post("/artifacts/gc", json={"grace": 3600}))["artifacts"] == 0
+
+
 def test_every_route_was_called(server):
     """Runs after the tests above, on the same server: each route of the table was requested at least once."""
     requested = called[server.base]

@@ -53,6 +53,7 @@ def fill_project(url: str) -> ProjectA:
                         name="llm.call", attributes={"note": MARKER})
         span = store.spans.query(claim.rollout.id)[0]
         turn = store.turns.create(rollout_id=claim.rollout.id, turn_index=0, action=MARKER)
+        shot = store.artifacts.put(MARKER.encode(), "image/png", turn_id=turn.id, role="screenshot")
         store.workers.update(claim.attempt.worker_id, metadata={"note": MARKER})
         store.jobs.request_pause(run.id, reason=MARKER)
         tokens = {role: store.tokens.create(role, name=f"{MARKER}-{role}") for role in ("reader", "writer", "admin")}
@@ -63,6 +64,7 @@ def fill_project(url: str) -> ProjectA:
         "tokens": tokens["admin"].token.id,
         "rollout_id": claim.rollout.id, "attempt_id": claim.attempt.id, "worker_id": claim.attempt.worker_id,
         "name_or_id": run.id, "entity_id": claim.rollout.id, "entity_type": "rollout", "finished": done.rollout.id,
+        "sha256": shot.sha256, "artifact": shot.sha256,
     }
     return ProjectA(name, keys, tokens)
 
@@ -79,6 +81,8 @@ def snapshot(url: str, project: str) -> dict[str, Any]:
         rows["logs"] = [event.model_dump() for run in rows["runs"] for event in store.jobs.logs(run["id"], limit=1000)]
         rows["history"] = [change.model_dump() for rollout in rows["rollouts"]
                            for change in store.history("rollout", rollout["id"])]
+        rows["artifact links"] = [link.model_dump() for turn in rows["turns"]
+                                  for link in store.artifacts.links(turn_id=turn["id"])]
     return rows
 
 
@@ -132,6 +136,8 @@ def body_of(operation: Operation, keys: dict[str, str]) -> Any:
                              "created_at": now}],
         "purge": {"keep_last": 0},
         "tokens.create": {"role": "admin"},
+        "artifacts.link": {"turn_id": keys["turns"], "role": "before"},
+        "artifacts.gc": {"grace": 0},
     }
     return bodies.get(operation.call)
 
@@ -140,7 +146,8 @@ def params_of(operation: Operation, keys: dict[str, str]) -> dict[str, Any]:
     return {"compare_runs": {"a": keys["runs"], "b": keys["runs"]},
             "tasks.load": {"dataset": "arith", "split": "train"},
             "spans.query": {"rollout_id": keys["rollout_id"], "attempt_id": "all"},
-            "events.query": {"run": keys["runs"]}}.get(operation.call, {})
+            "events.query": {"run": keys["runs"]},
+            "artifacts.links": {"turn_id": keys["turns"]}}.get(operation.call, {})
 
 
 def request(client: httpx.Client, operation: Operation, keys: dict[str, str], token: str) -> httpx.Response:

@@ -5,6 +5,7 @@ import hashlib
 import io
 import multiprocessing
 import os
+import time
 import tracemalloc
 from pathlib import Path
 
@@ -16,15 +17,24 @@ from rolloutdb.errors import InvalidInputError, NotFoundError
 from rolloutdb.schema import artifact_chunks, artifact_links, artifacts
 from rolloutdb.store.artifacts import CHUNK_BYTES
 
-from conftest import skip_on_http
-
-NO_ARTIFACT_ROUTES = "the server has no artifact routes yet"
 
 
 @pytest.fixture
 def local(store):
-    skip_on_http(store, NO_ARTIFACT_ROUTES)
+    """The store under test: on a database, or through a server."""
     return store
+
+
+@pytest.fixture
+def database(local, request, session_backends):
+    """A store on the database under ``local`` (the server's, through a server), for what the tests look at there:
+    its tables and its blob folder."""
+    if local.backend != "http":
+        yield local
+        return
+    backend = request.node.callspec.params["store"].removeprefix("http-")
+    with rolloutdb.connect(session_backends.database_url(backend), project=local.project) as direct:
+        yield direct
 
 
 def rows(store, table) -> int:
@@ -40,7 +50,7 @@ def blobs(store) -> list[Path]:
     return sorted(path for path in (home / store.project_id).rglob("*") if path.is_file() and path.parent.name != "tmp")
 
 
-def test_put_stores_content_once_and_reads_it_back(local):
+def test_put_stores_content_once_and_reads_it_back(local, database):
     data = b"\x89PNG fake screenshot" * 100
     first = local.artifacts.put(data, media_type="image/png")
     assert (first.sha256, first.size, first.media_type) == (hashlib.sha256(data).hexdigest(), len(data), "image/png")
@@ -51,23 +61,23 @@ def test_put_stores_content_once_and_reads_it_back(local):
     with local.artifacts.open(first) as file:
         assert file.read(4) == b"\x89PNG" and file.read() == data[4:]
     assert local.artifacts.exists(first.sha256) and not local.artifacts.exists("0" * 64)
-    assert rows(local, artifacts) == 1
-    assert len(blobs(local)) == (1 if first.storage == "file" else 0)
+    assert rows(database, artifacts) == 1
+    assert len(blobs(database)) == (1 if first.storage == "file" else 0)
     empty = local.artifacts.put(b"")
     assert empty.size == 0 and local.artifacts.read(empty.sha256) == b""
 
 
-def test_where_content_lives_by_default(local):
+def test_where_content_lives_by_default(local, database):
     artifact = local.artifacts.put(b"where am I")
-    if local.backend == "sqlite":
-        database = Path(local.engine.url.database)
+    if database.backend == "sqlite":
+        database_file = Path(database.engine.url.database)
         assert artifact.storage == "file"
-        assert Path(artifact.location) == (Path(str(database) + ".artifacts").absolute() / local.project_id
+        assert Path(artifact.location) == (Path(str(database_file) + ".artifacts").absolute() / local.project_id
                                            / artifact.sha256[:2] / artifact.sha256[2:])
         assert Path(artifact.location).read_bytes() == b"where am I"
     else:
         assert (artifact.storage, artifact.location) == ("database", None)
-        assert rows(local, artifact_chunks) == 1
+        assert rows(database, artifact_chunks) == 1
 
 
 @pytest.mark.parametrize("setting", ["database", "folder", "file-url"])
@@ -101,7 +111,7 @@ def test_bad_artifacts_settings_are_refused(fresh_database_url):
             rolloutdb.connect(fresh_database_url, artifacts=bad)
 
 
-def test_put_refuses_what_is_not_content(local, tmp_path):
+def test_put_refuses_what_is_not_content(local, tmp_path, database):
     for bad in (None, 3, "no such file", tmp_path, io.StringIO("text")):
         with pytest.raises(InvalidInputError):
             local.artifacts.put(bad)
@@ -113,7 +123,7 @@ def test_put_refuses_what_is_not_content(local, tmp_path):
         local.artifacts.get("0" * 64)
     with pytest.raises(NotFoundError):
         local.artifacts.open("0" * 64)
-    assert rows(local, artifacts) == 0 and blobs(local) == []
+    assert rows(database, artifacts) == 0 and blobs(database) == []
 
 
 class BrokenSource(io.RawIOBase):
@@ -132,15 +142,23 @@ class BrokenSource(io.RawIOBase):
         return b"half a screenshot" * 1000
 
 
-def test_a_put_that_fails_midway_leaves_no_row_no_blob_and_no_spool(local):
+def test_a_put_that_fails_midway_leaves_no_row_no_blob_and_no_spool(local, database):
     with pytest.raises(OSError, match="camera"):
         local.artifacts.put(BrokenSource())
-    assert rows(local, artifacts) == rows(local, artifact_chunks) == 0 and blobs(local) == []
-    if local.artifacts.home is not None:
-        assert list((local.artifacts.home / local.project_id / "tmp").iterdir()) == []
+    # Through a server, the client gives up at once; the server sees the upload break a moment later.
+    deadline = time.monotonic() + (10 if local.backend == "http" else 0)
+    while spools(database) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert spools(database) == []
+    assert rows(database, artifacts) == rows(database, artifact_chunks) == 0 and blobs(database) == []
 
 
-def test_put_takes_a_path_and_a_file_object(local, tmp_path):
+def spools(store) -> list[Path]:
+    folder = None if store.artifacts.home is None else store.artifacts.home / store.project_id / "tmp"
+    return list(folder.iterdir()) if folder is not None and folder.is_dir() else []
+
+
+def test_put_takes_a_path_and_a_file_object(local, tmp_path, database):
     source = tmp_path / "screen.png"
     source.write_bytes(b"pixels")
     by_path = local.artifacts.put(source, media_type="image/png")
@@ -148,7 +166,7 @@ def test_put_takes_a_path_and_a_file_object(local, tmp_path):
     with source.open("rb") as file:
         by_file = local.artifacts.put(file)
         assert not file.closed  # the caller's file is the caller's to close
-    assert by_path.sha256 == by_name.sha256 == by_file.sha256 and rows(local, artifacts) == 1
+    assert by_path.sha256 == by_name.sha256 == by_file.sha256 and rows(database, artifacts) == 1
     assert by_file.media_type == "image/png"  # the first put's
 
 
@@ -199,7 +217,7 @@ def test_links_from_turns_steps_and_rollouts(local):
     assert local.artifacts.links(turn_id="no-such-turn") == []
 
 
-def test_bad_links_are_refused_and_write_nothing(local):
+def test_bad_links_are_refused_and_write_nothing(local, database):
     turn = local.turns.create(rollout_id=local.rollouts.create().id, turn_index=0)
     artifact = local.artifacts.put(b"shot")
     with pytest.raises(InvalidInputError, match="unknown artifact role 'thumbnail'"):
@@ -222,11 +240,11 @@ def test_bad_links_are_refused_and_write_nothing(local):
         local.artifacts.put(b"new content", rollout_id="missing")
     with pytest.raises(InvalidInputError, match="unknown artifact role"):
         local.artifacts.put(b"new content", turn_id=turn.id, role="thumbnail")
-    assert rows(local, artifact_links) == 0 and rows(local, artifacts) == 1
-    assert len(blobs(local)) == (1 if artifact.storage == "file" else 0)
+    assert rows(database, artifact_links) == 0 and rows(database, artifacts) == 1
+    assert len(blobs(database)) == (1 if artifact.storage == "file" else 0)
 
 
-def test_gc_removes_what_no_link_refers_to_after_the_grace_period(local):
+def test_gc_removes_what_no_link_refers_to_after_the_grace_period(local, database):
     turn = local.turns.create(rollout_id=local.rollouts.create().id, turn_index=0)
     kept = local.artifacts.put(b"linked")
     local.artifacts.link(kept, turn_id=turn.id, role="screenshot")
@@ -235,8 +253,8 @@ def test_gc_removes_what_no_link_refers_to_after_the_grace_period(local):
     result = local.artifacts.gc(grace=0)
     assert (result.artifacts, result.bytes) == (1, 6000)
     assert not local.artifacts.exists(orphan.sha256) and local.artifacts.read(kept.sha256) == b"linked"
-    assert rows(local, artifacts) == 1 and len(blobs(local)) == (1 if kept.storage == "file" else 0)
-    assert rows(local, artifact_chunks) == (0 if kept.storage == "file" else 1)
+    assert rows(database, artifacts) == 1 and len(blobs(database)) == (1 if kept.storage == "file" else 0)
+    assert rows(database, artifact_chunks) == (0 if kept.storage == "file" else 1)
     again = local.artifacts.put(b"orphan" * 1000)  # collected content can be put again
     assert local.artifacts.read(again.sha256) == b"orphan" * 1000
     with pytest.raises(InvalidInputError, match="grace"):
@@ -336,3 +354,18 @@ def test_gc_never_takes_what_a_concurrent_writer_is_linking(fresh_database_url, 
             (link,) = store.artifacts.links(turn_id=turn.id)
             assert store.artifacts.read(link.sha256) == f"screenshot {turn.turn_index}".encode()
         assert rows(store, artifacts) == rounds and len(blobs(store)) == (rounds if storage == "file" else 0)
+
+
+def test_content_over_the_size_limit_is_refused_and_nothing_written(fresh_database_url):
+    with rolloutdb.connect(fresh_database_url, max_artifact_bytes=CHUNK_BYTES + 10) as store:
+        assert store.artifacts.put(b"x" * (CHUNK_BYTES + 10)).size == CHUNK_BYTES + 10  # the limit itself is taken
+        for too_large in (b"y" * (CHUNK_BYTES + 11), io.BytesIO(b"z" * (3 * CHUNK_BYTES))):
+            with pytest.raises(InvalidInputError, match=r"over the limit of 1,048,586 bytes \(max_artifact_bytes\)"):
+                store.artifacts.put(too_large)
+        assert rows(store, artifacts) == 1 and len(blobs(store)) == (1 if store.artifacts.home else 0)
+        assert spools(store) == []
+    for bad in (-1, 1.5, "50MB", None):
+        with pytest.raises(InvalidInputError, match="max_artifact_bytes"):
+            rolloutdb.connect(fresh_database_url, max_artifact_bytes=bad)
+    with pytest.raises(InvalidInputError, match="max_artifact_bytes= are for a database"):
+        rolloutdb.connect("http://127.0.0.1:9", max_artifact_bytes=10)

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from ..config import (SERVER_HOST, SERVER_MAX_BODY_BYTES, SERVER_PORT, SERVER_TOKEN_RECHECK_SECONDS,
-                      SERVER_WRITES_IN_FLIGHT)
+from ..config import (MAX_ARTIFACT_BYTES, SERVER_HOST, SERVER_MAX_BODY_BYTES, SERVER_PORT,
+                      SERVER_TOKEN_RECHECK_SECONDS, SERVER_WRITES_IN_FLIGHT)
 from .output import console, reports_errors
 
 commands = typer.Typer()  # top level: serve
@@ -24,6 +24,9 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, help="Server processes (each opens the database itself).")] = 1,
     max_body_bytes: Annotated[int, typer.Option(min=1, help="Larger request bodies are refused (413).")]
     = SERVER_MAX_BODY_BYTES,
+    max_artifact_bytes: Annotated[int, typer.Option(
+        min=0, help="Larger artifacts are refused (POST /api/v1/artifacts streams past --max-body-bytes).")]
+    = MAX_ARTIFACT_BYTES,
     max_writes_in_flight: Annotated[int, typer.Option(
         min=1, help="More writes (POST, PUT, PATCH, DELETE) at once are answered 503 with Retry-After.")]
     = SERVER_WRITES_IN_FLIGHT,
@@ -60,6 +63,7 @@ def serve(
               max_body_bytes=max_body_bytes, max_writes_in_flight=max_writes_in_flight,
               auth=auth, allow_unauthenticated_remote=allow_unauthenticated_remote, all_projects=all_projects,
               agent_lightning=agent_lightning, token_recheck_seconds=token_recheck,
+              max_artifact_bytes=max_artifact_bytes,
               on_ready=functools.partial(announce, "RolloutDB server on"))
 
 

@@ -56,6 +56,7 @@ class RemoteStore:
         self.project: str = answer["name"]
         self.id_prefixes: dict[str, str] = answer["id_prefixes"]
         self._remote = Remote(self._transport, self.project, self.new_id)
+        self._remote.max_artifact_bytes = answer["max_artifact_bytes"]
         for area, kind in REMOTE_AREAS.items():
             setattr(self, area, kind(self._remote))
         self._remote.areas = {area: getattr(self, area) for area in REMOTE_AREAS}

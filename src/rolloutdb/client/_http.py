@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json as stdlib_json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import httpx
@@ -17,6 +17,7 @@ from ..errors import ConflictError, RolloutDBError, ServerError, StoreUnavailabl
 from ..server import API_PREFIX, CREATE_HEADER, ERROR_TOPIC, PROJECT_HEADER
 
 JSON_CONTENT = {"Content-Type": "application/json"}
+RAW_CONTENT = {"Content-Type": "application/octet-stream"}
 FIRST_DELAY = 0.1  # seconds before the first retry; doubled each time, up to MAX_DELAY
 MAX_DELAY = 2.0
 
@@ -38,20 +39,23 @@ class Transport:
                                     limits=httpx.Limits(max_connections=64, max_keepalive_connections=16))
 
     def request(self, method: str, path: str, *, params: Any = None, body: bytes | None = None, repeatable: bool,
-                read_timeout: float | None = None, replay: Callable[[], bytes | None] | None = None) -> bytes | None:
+                read_timeout: float | None = None, replay: Callable[[], bytes | None] | None = None,
+                content: Iterable[bytes] | None = None) -> bytes | None:
         """The answer's JSON text (None for 204: no content) to a request of the JSON text ``body``, if any
         (``json_bytes``). ``repeatable``: the request may be sent again when the connection fails or the server
         answers 503, for ``retry_for`` seconds with backoff (honouring Retry-After); after that, or at once for
         another request, StoreUnavailableError. ``replay``: when a request sent again is answered ConflictError,
-        what the first try wrote (as JSON text), if it did (else None)."""
+        what the first try wrote (as JSON text), if it did (else None). ``content``: a raw body instead of JSON,
+        sent as it is read (so sent once: ``repeatable`` False)."""
         timeout = None if read_timeout is None else httpx.Timeout(read_timeout, connect=self._client.timeout.connect)
+        headers = RAW_CONTENT if content is not None else JSON_CONTENT if body is not None else None
+        body = content if content is not None else body
         deadline = time.monotonic() + self.retry_for
         delay = FIRST_DELAY
         sent_before = False
         while True:
             try:
-                response = self._client.request(method, path, params=params, content=body,
-                                                headers=JSON_CONTENT if body is not None else None,
+                response = self._client.request(method, path, params=params, content=body, headers=headers,
                                                 **({"timeout": timeout} if timeout else {}))
             except httpx.TransportError as exc:
                 failure: str = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -74,6 +78,22 @@ class Transport:
             time.sleep(wait)
             sent_before = True
             delay = min(delay * 2, MAX_DELAY)
+
+    def download(self, path: str) -> httpx.Response:
+        """The answer to ``GET path``, its body not read yet (the caller closes it): the error the server names
+        if it is one, StoreUnavailableError if the server cannot be reached (sent once)."""
+        try:
+            response = self._client.send(self._client.build_request("GET", path), stream=True)
+        except httpx.TransportError as exc:
+            raise StoreUnavailableError(f"the RolloutDB server at {display_url(self.base)} did not answer GET "
+                                        f"{path}: {type(exc).__name__}: {exc}") from None
+        if response.status_code != 200:
+            try:
+                response.read()
+                raise error_of(response)
+            finally:
+                response.close()
+        return response
 
     def stream_events(self, params: Any, after: int, deadline: float | None,
                       quiet_for: float) -> Iterator[tuple[int | None, str, str]]:

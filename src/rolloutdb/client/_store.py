@@ -29,6 +29,7 @@ from ..storable import JSON_OPTIONS, json_text, require_storable
 from ..server import (HEARTBEAT_SECONDS, MAX_WAIT_SECONDS, ROUTES, TYPED_FILTERS, Operation, Page,
                       invalid_request_message, read_times, time_fields)
 from ..store import Store
+from ..store.artifacts import Artifacts
 from ..store.attempts import Attempts
 from ..store.base import (MAX_LIMIT, build_record, build_records, check_key, ids_of, not_found, seconds,
                           validation_message)
@@ -46,6 +47,7 @@ from ..store.steps import Steps
 from ..store.tokens import Tokens
 from ..store.turns import Turns
 from ..store.workers import Workers
+from ._artifacts import artifact_methods
 from ._http import Transport, json_bytes
 
 # The local areas whose methods the remote ones mirror, at the store's attribute of the same name.
@@ -54,19 +56,22 @@ AREAS: dict[str, type] = {
     "rollouts": Rollouts, "attempts": Attempts, "spans": Spans, "turns": Turns, "resources": Resources,
     "workers": Workers, "jobs": Jobs, "recording": Recording, "tokens": Tokens, "events": Events,
     "scripts": Scripts,
+    "artifacts": Artifacts,
 }
 # Local methods written over the area's own table calls: the remote area runs them as they are.
 BORROWED = {"rollouts": ("enqueue", "dequeue"), "spans": ("add", "next_sequence_id"),
-            "jobs": ("start", "start_async")}
+            "jobs": ("start", "start_async"), "artifacts": ("read",)}
 # Writes that change nothing when sent twice, so a request whose answer was lost may be sent again.
 REPEATABLE = {"rollouts.wait", "tasks.save", "validators.save", "workers.heartbeat", "attempts.heartbeat",
-              "check_health", "tokens.revoke", "scripts.record", "scripts.activate"}
+              "check_health", "tokens.revoke", "scripts.record", "scripts.activate", "artifacts.link",
+              "artifacts.gc"}
 
 
 class Remote:
     """The calls of one server and project: what every generated method goes through."""
 
     areas: dict[str, Any]  # the remote store's areas, by name: where a write sent again reads back its rows
+    max_artifact_bytes: int  # the largest artifact the server's store takes (artifacts.put sends no more)
 
     def __init__(self, transport: Transport, project: str, new_id: Callable[[str], str]) -> None:
         self.transport = transport
@@ -453,6 +458,8 @@ def methods_of(kind: type, owner: str, operations: list[Operation]) -> dict[str,
         methods["get"] = exact_get(kind)
     for name in BORROWED.get(owner.rstrip("."), ()):
         methods[name] = getattr(kind, name)
+    if owner == "artifacts.":
+        methods.update(artifact_methods(methods))
     for name, local in inspect.getmembers(kind, inspect.isfunction):
         if not name.startswith("_") and name not in methods:
             methods[name] = unavailable(owner, name, local)

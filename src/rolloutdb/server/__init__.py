@@ -6,6 +6,7 @@ the route table: each route's Store call and how its arguments travel (see ``Ope
 client (``rolloutdb.client``) is made."""
 
 from ._app import API_PREFIX, create_app
+from ._artifacts import CONTENT_PATH, UPLOAD_PATH
 from ._errors import STATUS, invalid_request_message
 from ._events import ERROR_TOPIC, HEARTBEAT_SECONDS
 from ._operations import TYPED_FILTERS, Operation, Page, RecordFields, read_times, time_fields
@@ -13,6 +14,6 @@ from ._projects import CREATE_HEADER, PROJECT_HEADER
 from ._routes import MAX_WAIT_SECONDS, ROUTES
 from ._serve import is_loopback, serve
 
-__all__ = ["API_PREFIX", "CREATE_HEADER", "ERROR_TOPIC", "HEARTBEAT_SECONDS", "MAX_WAIT_SECONDS", "Operation",
-           "PROJECT_HEADER", "Page", "ROUTES", "RecordFields", "STATUS", "TYPED_FILTERS", "create_app",
-           "invalid_request_message", "is_loopback", "read_times", "serve", "time_fields"]
+__all__ = ["API_PREFIX", "CONTENT_PATH", "CREATE_HEADER", "ERROR_TOPIC", "HEARTBEAT_SECONDS", "MAX_WAIT_SECONDS",
+           "Operation", "PROJECT_HEADER", "Page", "ROUTES", "RecordFields", "STATUS", "TYPED_FILTERS", "UPLOAD_PATH",
+           "create_app", "invalid_request_message", "is_loopback", "read_times", "serve", "time_fields"]

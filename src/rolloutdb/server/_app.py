@@ -19,12 +19,13 @@ from fastapi.security import HTTPBearer
 from pydantic import BaseModel, SkipValidation, TypeAdapter, ValidationError
 
 from .. import __version__
-from ..config import (DEFAULT_PROJECT, SERVER_MAX_BODY_BYTES, SERVER_THREADS, SERVER_TOKEN_RECHECK_SECONDS,
-                      SERVER_WRITES_IN_FLIGHT)
+from ..config import (DEFAULT_PROJECT, MAX_ARTIFACT_BYTES, SERVER_MAX_BODY_BYTES, SERVER_THREADS,
+                      SERVER_TOKEN_RECHECK_SECONDS, SERVER_WRITES_IN_FLIGHT)
 from ..errors import InvalidInputError, StoreUnavailableError
-from ..records import Record
+from ..records import Artifact, Record
 from ..store import AGENT_LIGHTNING_OPTIONS, Store
 from ..store.base import OPERATORS
+from ._artifacts import CONTENT_PATH, UPLOAD_PATH, download, upload
 from ._events import EventStreams
 from ._json import JSONRoute
 from ._errors import RETRY_AFTER_SECONDS, InternalErrors, error_response, install_error_handlers
@@ -41,7 +42,8 @@ API_PREFIX = "/api/v1"
 def create_app(url: str | None = None, *, project: str = DEFAULT_PROJECT, max_body_bytes: int = SERVER_MAX_BODY_BYTES,
                threads: int = SERVER_THREADS, max_writes_in_flight: int = SERVER_WRITES_IN_FLIGHT,
                all_projects: bool = False, auth: bool = False, agent_lightning: bool = False,
-               token_recheck_seconds: float = SERVER_TOKEN_RECHECK_SECONDS) -> FastAPI:
+               token_recheck_seconds: float = SERVER_TOKEN_RECHECK_SECONDS,
+               max_artifact_bytes: int = MAX_ARTIFACT_BYTES) -> FastAPI:
     """The REST server of the database at ``url`` (found as ``rolloutdb.connect`` finds it), serving ``project``.
 
     The store is opened (and the database created and migrated, if need be) here, once; the app closes it when
@@ -51,9 +53,10 @@ def create_app(url: str | None = None, *, project: str = DEFAULT_PROJECT, max_bo
     header names; with ``auth``, on its API token's project, if the token's role allows the route (see
     ``_projects``); an open event stream checks its token again every ``token_recheck_seconds``.
     ``agent_lightning``: the stores make ids in Agent Lightning's shapes and let rollouts name resources not
-    stored (``AGENT_LIGHTNING_OPTIONS``)."""
+    stored (``AGENT_LIGHTNING_OPTIONS``). ``max_artifact_bytes``: the largest artifact a request may store."""
     stores = ProjectStores(url, project, all_projects=all_projects, auth=auth,
-                           store_options=AGENT_LIGHTNING_OPTIONS if agent_lightning else {})
+                           store_options={**(AGENT_LIGHTNING_OPTIONS if agent_lightning else {}),
+                                          "max_artifact_bytes": max_artifact_bytes})
     streams = EventStreams(stores, recheck_seconds=token_recheck_seconds)
 
     @contextlib.asynccontextmanager
@@ -71,7 +74,8 @@ def create_app(url: str | None = None, *, project: str = DEFAULT_PROJECT, max_bo
                               + '. Errors answer `{"error": {"type": "<exception class name>", "message": "..."}}`.')
     app.state.store = stores.default
     install_error_handlers(app)
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    # An artifact's content streams to the store, which holds it to its own limit (max_artifact_bytes).
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes, unlimited=("POST", API_PREFIX + UPLOAD_PATH))
     app.add_middleware(WriteLimit, max_in_flight=max_writes_in_flight)
     app.add_middleware(Authentication, stores=stores, prefix=API_PREFIX)  # before the limits: strangers wait for none
     app.add_middleware(InternalErrors)  # the outermost of ours: it sees what the others raise
@@ -95,6 +99,15 @@ def create_app(url: str | None = None, *, project: str = DEFAULT_PROJECT, max_bo
                          summary="Live events (Server-Sent Events): job progress and logs, status changes, queue "
                                  "counts; resumable with Last-Event-ID", tags=["events"], operation_id="events.stream",
                          responses={200: {"content": {"text/event-stream": {}}}})
+    router.add_api_route(UPLOAD_PATH, upload(stores), methods=["POST"], response_model=Artifact, status_code=201,
+                         summary="Store an artifact: the body is its content, streamed to the store (its limit: "
+                                 "max_artifact_bytes); linked from turn_id, step_id or rollout_id with role, if given",
+                         tags=["artifacts"], operation_id="artifacts.put",
+                         openapi_extra={"requestBody": {"content": {"application/octet-stream": {}}}})
+    router.add_api_route(CONTENT_PATH, download(stores), methods=["GET"], response_class=StreamingResponse,
+                         summary="An artifact's content, streamed, with its media type (as an attachment unless an "
+                                 "image; nosniff)", tags=["artifacts"], operation_id="artifacts.open",
+                         responses={200: {"content": {"application/octet-stream": {}}}})
     for operation in ROUTES:
         router.add_api_route(operation.path, endpoint(operation, stores), methods=[operation.method],
                              response_model=operation.response, status_code=operation.status_code,
@@ -119,7 +132,9 @@ def readyz(store: Store) -> Response:
 def project_of(stores: ProjectStores, request: Request) -> dict[str, Any]:
     with stores.store(request, "reader") as store:
         # id_prefixes: the shapes of the ids the store makes, for the ids a remote client makes (see the client)
-        return {"id": store.project_id, "name": store.project, "id_prefixes": store.id_prefixes}
+        # max_artifact_bytes: what the store takes, for a remote client to refuse more before sending it
+        return {"id": store.project_id, "name": store.project, "id_prefixes": store.id_prefixes,
+                "max_artifact_bytes": store.artifacts.max_bytes}
 
 
 def endpoint(operation: Operation, stores: ProjectStores) -> Callable[..., Any]:

@@ -14,18 +14,20 @@ BUSY_RETRY_AFTER_SECONDS = 1
 
 class BodyLimit:
     """Refuse a request body over ``max_bytes`` with 413, by its Content-Length or, when it streams without
-    one, as soon as more has arrived: the server never holds more than that of one request."""
+    one, as soon as more has arrived: the server never holds more than that of one request. ``unlimited``: the
+    (method, path) of a route that streams its body on rather than holding it, and limits it itself."""
 
-    def __init__(self, app, max_bytes: int) -> None:
+    def __init__(self, app, max_bytes: int, unlimited: tuple[str, str] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.unlimited = unlimited
 
     def _too_large(self) -> str:
         return (f"request body is over the server's limit of {self.max_bytes:,} bytes (max_body_bytes); "
                 "send smaller batches")
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or (scope["method"], scope["path"]) == self.unlimited:
             return await self.app(scope, receive, send)
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:

@@ -11,9 +11,10 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, Field, JsonValue
 from pydantic import Strict as StrictType
 
-from ..records import (ApiToken, Attempt, Claim, Event, IssuedToken, QueueSummary, Resources, Rollout, Run,
-                       RunComparison, RunEvent, Script, Span)
+from ..records import (ApiToken, Artifact, ArtifactLink, Attempt, Claim, Event, IssuedToken, QueueSummary,
+                       Resources, Rollout, Run, RunComparison, RunEvent, Script, Span, Trajectory)
 from ..records import StatusChange, SummaryRow, Task, Validator, Worker
+from ..store.artifacts import GC_GRACE, GcResult
 from ..store.attempts import Attempts
 from ..store.catalog import Tasks, Validators
 from ..store.groups import Groups
@@ -194,6 +195,30 @@ class TokenCreate(Strict):
                           "null: until revoked.")
 
 
+class TrajectoryOptions(Strict):
+    attempt: str | None = Field(None, description="An attempt's id; default: the latest.")
+
+
+class LinkOwner(Strict):
+    """One of them: the turn, step or rollout whose links these are."""
+
+    turn_id: str | None = None
+    step_id: str | None = None
+    rollout_id: str | None = None
+
+
+class LinkRequest(StrictBody):
+    role: str = Field("attachment", description="screenshot, before, after or attachment.")
+    turn_id: str | None = Field(None, description="The owner: one of turn_id, step_id, rollout_id.")
+    step_id: str | None = None
+    rollout_id: str | None = None
+
+
+class GcRequest(StrictBody):
+    grace: float | Annotated[timedelta, StrictType(False), BeforeValidator(not_a_flag)] = Field(
+        GC_GRACE, description="Keep what was put or linked this recently: seconds, or an ISO 8601 duration (PT1H).")
+
+
 def for_admins(operations: list[Operation]) -> list[Operation]:
     return [dataclasses.replace(operation, role="admin") for operation in operations]
 
@@ -311,6 +336,21 @@ ROUTES: list[Operation] = [
     Operation("GET", "/summary", "summary",
               "Rollouts per task or per day: counts, success rate, mean turns and duration, errors by type",
               list[SummaryRow], query=SummaryRequest),
+    Operation("GET", "/rollouts/{rollout_id}/trajectory", "trajectory",
+              "The rollout whole: its turns in order with their artifacts (not their content), and an attempt's spans",
+              Trajectory, query=TrajectoryOptions),
+    # Content travels as a stream, apart from this table (see _artifacts): POST /artifacts, GET /artifacts/SHA/content.
+    Operation("GET", "/artifacts/links", "artifacts.links", "The links from one turn, step or rollout, oldest first",
+              list[ArtifactLink], query=LinkOwner),
+    Operation("POST", "/artifacts/gc", "artifacts.gc",
+              "Delete dangling links, then the artifacts nothing links that were not put or linked within the grace",
+              GcResult, body=GcRequest, role="admin"),
+    Operation("GET", "/artifacts/{sha256}", "artifacts.get", "An artifact's record (its content: .../content)",
+              Artifact),
+    Operation("GET", "/artifacts/{sha256}/exists", "artifacts.exists", "Whether the project has this artifact", bool),
+    Operation("POST", "/artifacts/{artifact}/links", "artifacts.link",
+              "Link an artifact from a turn, step or rollout with a role (linked again: the link there is)",
+              ArtifactLink, body=LinkRequest, status_code=201),
     Operation("GET", "/queue", "queue_summary", "The rollout queue at a glance", QueueSummary),
     Operation("POST", "/check-health", "check_health",
               "Mark overdue attempts timeout or unresponsive now; returns how many were marked", int),

@@ -8,8 +8,9 @@ import json
 import os
 from collections.abc import Callable
 
-from ..config import (DEFAULT_PROJECT, SERVER_HOST, SERVER_MAX_BODY_BYTES, SERVER_PORT, SERVER_THREADS,
-                      SERVER_TOKEN_RECHECK_SECONDS, SERVER_WRITES_IN_FLIGHT, display_url, resolve_url)
+from ..config import (DEFAULT_PROJECT, MAX_ARTIFACT_BYTES, SERVER_HOST, SERVER_MAX_BODY_BYTES, SERVER_PORT,
+                      SERVER_THREADS, SERVER_TOKEN_RECHECK_SECONDS, SERVER_WRITES_IN_FLIGHT, display_url,
+                      resolve_url)
 from ..errors import InvalidInputError
 from ..store import connect
 from ._app import create_app
@@ -37,7 +38,7 @@ def serve(url: str | None = None, *, project: str = DEFAULT_PROJECT, host: str =
           max_body_bytes: int = SERVER_MAX_BODY_BYTES, max_writes_in_flight: int = SERVER_WRITES_IN_FLIGHT,
           auth: bool = False, allow_unauthenticated_remote: bool = False, all_projects: bool = False,
           agent_lightning: bool = False, token_recheck_seconds: float = SERVER_TOKEN_RECHECK_SECONDS,
-          on_ready: Callable[[str], None] | None = None) -> None:
+          max_artifact_bytes: int = MAX_ARTIFACT_BYTES, on_ready: Callable[[str], None] | None = None) -> None:
     """Serve the database at ``url`` (project ``project``) over HTTP until interrupted.
 
     ``auth``: every request needs an API token (``store.tokens``), and works on the token's project with what its
@@ -45,7 +46,7 @@ def serve(url: str | None = None, *, project: str = DEFAULT_PROJECT, host: str =
     project, with ``all_projects``: a request names its own, see ``create_app``). So a host other than loopback is
     refused without ``auth`` unless ``allow_unauthenticated_remote``. The database is opened (and created or
     migrated) before listening, so a bad URL fails here; ``on_ready(where)`` is told where it listens.
-    ``agent_lightning``: see ``create_app``."""
+    ``agent_lightning``, ``max_artifact_bytes``: see ``create_app``."""
     if auth and all_projects:
         raise InvalidInputError("--auth and --all-projects do not go together: with --auth each request works on "
                                 "its API token's project, whichever it is")
@@ -61,13 +62,14 @@ def serve(url: str | None = None, *, project: str = DEFAULT_PROJECT, host: str =
         raise InvalidInputError(f"workers, threads, max_body_bytes and max_writes_in_flight must be at least 1, got "
                                 f"{workers}, {threads}, {max_body_bytes}, {max_writes_in_flight}")
     resolved = resolve_url(url)
-    connect(resolved, project=project).close()  # the database and project exist and are up to date
+    connect(resolved, project=project, max_artifact_bytes=max_artifact_bytes).close()  # the database and project exist and are up to date
     os.environ[SETTINGS_VARIABLE] = json.dumps({"url": resolved, "project": project, "threads": threads,
                                                 "max_body_bytes": max_body_bytes,
                                                 "max_writes_in_flight": max_writes_in_flight,
                                                 "all_projects": all_projects, "auth": auth,
                                                 "agent_lightning": agent_lightning,
-                                                "token_recheck_seconds": token_recheck_seconds})
+                                                "token_recheck_seconds": token_recheck_seconds,
+                                                "max_artifact_bytes": max_artifact_bytes})
     import uvicorn  # here: `rolloutdb --help` and the library never load it
 
     where = f"http://{f'[{host}]' if ':' in host else host}:{port}"

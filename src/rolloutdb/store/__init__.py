@@ -19,17 +19,17 @@ from typing import Any
 from sqlalchemy import Connection, Engine, literal, select
 
 from .. import states
-from ..config import DEFAULT_PROJECT, display_url, is_server_url, resolve_url
+from ..config import DEFAULT_PROJECT, MAX_ARTIFACT_BYTES, display_url, is_server_url, resolve_url
 from ..errors import ConflictError, InvalidInputError, NotFoundError, StoreUnavailableError
 from ..ids import new_id
 from ..records import (ExportSummary, MessagePolicy, Project, QueueSummary, RunComparison, Selection, StatusChange,
-                       SummaryRow, utcnow)
+                       SummaryRow, Trajectory, utcnow)
 from ..schema import projects, status_changes
 from . import hooks
 from ._wal import WalKeeper
 from .artifacts import Artifacts, artifacts_home
 from .attempts import Attempts
-from .base import check_key, insert_ignoring_conflicts
+from .base import MAX_OFFSET, check_key, insert_ignoring_conflicts, whole_number
 from .catalog import Tasks, Validators
 from .comparison import compare_runs
 from .events import Events
@@ -49,6 +49,7 @@ from .spans import Spans
 from .steps import Steps
 from .summary import summarize
 from .tokens import Tokens
+from .trajectory import trajectory
 from .turns import Turns
 from .waiting import Waiter
 from .workers import Workers
@@ -80,6 +81,7 @@ class Store:
         id_prefixes: Mapping[str, str] | None = None,
         resources_must_exist: bool = True,
         artifacts: str | os.PathLike | None = None,
+        max_artifact_bytes: int = MAX_ARTIFACT_BYTES,
     ) -> None:
         self.engine = engine
         self.id_prefixes = checked_id_prefixes(id_prefixes or {})
@@ -96,6 +98,7 @@ class Store:
         self._sqlite_writer: tuple[int, Connection] | None = None  # (process id, connection): see _writer
         database = sqlite_file(url)
         artifacts_folder = artifacts_home(artifacts, database)  # bad input refused before anything is written
+        whole_number("max_artifact_bytes", max_artifact_bytes, 0, MAX_OFFSET)
         self._wal = None if database is None else WalKeeper(database, self._write_lock, BUSY_TIMEOUT_SECONDS)
         # SQLite's open connections keep using a database file removed or replaced under them: ping looks.
         self._database_file = None if database is None else (database, file_identity(database))
@@ -115,7 +118,7 @@ class Store:
         self.recording = Recording(self)
         self.tokens = Tokens(self)
         self.events = Events(self)
-        self.artifacts = Artifacts(self, artifacts_folder)
+        self.artifacts = Artifacts(self, artifacts_folder, max_artifact_bytes)
         self.scripts = Scripts(self)
 
     @property
@@ -195,6 +198,13 @@ class Store:
         they were created): rollouts, finished, success rate, mean turns and mean duration of the finished ones,
         and errors by type. ``run`` (name or id) and ``since`` narrow it to one run's, or those created since."""
         return summarize(self, by=by, run=run, since=since)
+
+    def trajectory(self, rollout_id: str, *, attempt: str | None = None) -> Trajectory:
+        """The rollout whole, in one call: its turns in order (those of the attempt, and those that name none),
+        each with the artifacts it links (sha256, role, media type, size: ``artifacts.open`` reads one), and the
+        spans of ``attempt`` (an attempt's id; None or ``"latest"``: the latest, if it has one).
+        NotFoundError for a rollout, or an attempt of it, that is not there."""
+        return trajectory(self, rollout_id, attempt)
 
     def purge(self, *, older_than: timedelta | None = None, keep_last: int | None = None,
               dry_run: bool = False, on_progress: Callable[[int, int], None] | None = None) -> PurgeResult:
@@ -317,6 +327,7 @@ def connect(
     id_prefixes: Mapping[str, str] | None = None,
     resources_must_exist: bool = True,
     artifacts: str | os.PathLike | None = None,
+    max_artifact_bytes: int = MAX_ARTIFACT_BYTES,
     token: str | None = None,
     **server_options: float,
 ) -> Store:
@@ -340,7 +351,8 @@ def connect(
     rollouts and attempts, e.g. ``{"rollout": "ro-", "attempt": "at-"}`` (Agent Lightning's shapes);
     ``resources_must_exist=False`` lets a rollout name resources not stored (yet), as Agent Lightning does.
     ``artifacts`` is where artifacts' content goes: ``"database"``, a folder or ``file:///dir`` (default:
-    ``ROLLOUTDB_ARTIFACTS``, else a SQLite file's folder ``<db>.artifacts``, else the database).
+    ``ROLLOUTDB_ARTIFACTS``, else a SQLite file's folder ``<db>.artifacts``, else the database);
+    ``max_artifact_bytes`` the largest content ``artifacts.put`` takes (default 50 MiB).
     """
     resolved = resolve_url(url)
     if project is not None:
@@ -348,8 +360,10 @@ def connect(
     if is_server_url(resolved):
         from ..client import RemoteStore
 
-        if clock is not utcnow or upgrade or id_prefixes is not None or not resources_must_exist or artifacts is not None:
-            raise InvalidInputError("clock=, upgrade=, id_prefixes=, resources_must_exist= and artifacts= are for a database: a "
+        if (clock is not utcnow or upgrade or id_prefixes is not None or not resources_must_exist or artifacts is not None
+                or max_artifact_bytes != MAX_ARTIFACT_BYTES):
+            raise InvalidInputError("clock=, upgrade=, id_prefixes=, resources_must_exist=, artifacts= and "
+                                    "max_artifact_bytes= are for a database: a "
                                     "server keeps its own settings and migrates its database with `rolloutdb db "
                                     "upgrade`")
         return RemoteStore(resolved, project, token=token, create=create, **server_options)  # type: ignore[return-value]
@@ -359,7 +373,8 @@ def connect(
     with _opened(resolved, create=create, upgrade=upgrade) as engine:
         return Store(engine, resolved, DEFAULT_PROJECT if project is None else project, clock=clock, health_check_interval=health_check_interval,
                      poll_interval=poll_interval, create_project=create, id_prefixes=id_prefixes,
-                     resources_must_exist=resources_must_exist, artifacts=artifacts)
+                     resources_must_exist=resources_must_exist, artifacts=artifacts,
+                     max_artifact_bytes=max_artifact_bytes)
 
 
 def list_projects(url: str | None = None) -> list[Project]:

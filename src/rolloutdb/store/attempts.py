@@ -52,7 +52,7 @@ def sign_of_life(attempt: Mapping[str, Any], now: datetime) -> dict[str, Any]:
     return {"last_heartbeat_at": now}
 
 
-def _no_such_attempt(rollout_id: str, attempt_id: str) -> NotFoundError:
+def no_such_attempt(rollout_id: str, attempt_id: str) -> NotFoundError:
     if attempt_id == LATEST:
         return NotFoundError(f"rollout {rollout_id} has no attempt yet")
     return NotFoundError(f"attempt {attempt_id!r} not found for rollout {rollout_id!r}")
@@ -122,6 +122,14 @@ class Attempts(Area[Attempt]):
     def _locate(self, connection: Connection, rollout_id: str, attempt_id: str, *,
                 for_update: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
         """The rollout (locked with ``for_update``) and its attempt ``attempt_id`` or ``"latest"``."""
+        rollout, attempt = self._rollout_and_attempt(connection, rollout_id, attempt_id, for_update=for_update)
+        if attempt is None:
+            raise no_such_attempt(rollout_id, attempt_id)
+        return rollout, attempt
+
+    def _rollout_and_attempt(self, connection: Connection, rollout_id: str, attempt_id: str, *,
+                             for_update: bool = False) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """``_locate``, with None for an attempt the rollout does not have."""
         check_key("rollout", rollout_id)
         check_key("attempt", attempt_id)
         statement = ROLLOUT_WITH_ATTEMPT[(attempt_id == LATEST, for_update)]
@@ -129,11 +137,11 @@ class Attempts(Area[Attempt]):
                                            **({} if attempt_id == LATEST else {"b_attempt": attempt_id})})
         if row is None:
             raise self._store.rollouts._not_found(rollout_id)
-        if row["attempt_id"] is None:
-            raise _no_such_attempt(rollout_id, attempt_id)
         values = list(row.values())  # the rollout's columns, then the attempt's
-        return (dict(zip(ROLLOUT_COLUMNS, values[:len(ROLLOUT_COLUMNS)])),
-                dict(zip(ATTEMPT_COLUMNS, values[len(ROLLOUT_COLUMNS):])))
+        rollout = dict(zip(ROLLOUT_COLUMNS, values[:len(ROLLOUT_COLUMNS)]))
+        if row["attempt_id"] is None:
+            return rollout, None
+        return rollout, dict(zip(ATTEMPT_COLUMNS, values[len(ROLLOUT_COLUMNS):]))
 
     def _resolve(self, connection: Connection, rollout: Mapping[str, Any], attempt_id: str) -> Mapping[str, Any]:
         if attempt_id == LATEST:
@@ -141,7 +149,7 @@ class Attempts(Area[Attempt]):
         else:
             row = SELECT_OF_ROLLOUT.first(connection, {"b_id": attempt_id, "b_rollout": rollout["id"]})
         if row is None:
-            raise _no_such_attempt(rollout["id"], attempt_id)
+            raise no_such_attempt(rollout["id"], attempt_id)
         return row
 
     def _latest_row(self, connection: Connection, rollout: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -202,4 +210,4 @@ class Attempts(Area[Attempt]):
         return records
 
 
-__all__ = ["LATEST", "Attempts", "rollout_status_for", "sign_of_life"]
+__all__ = ["LATEST", "Attempts", "no_such_attempt", "rollout_status_for", "sign_of_life"]

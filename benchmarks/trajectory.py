@@ -1,0 +1,183 @@
+"""store.trajectory at scale: p50/p99 of reading a random 50-turn rollout whole (its turns, their artifacts, the
+latest attempt's spans) from a database holding ``--turns`` turns and ``--spans`` spans, on a SQLite file and on
+PostgreSQL.
+
+    python benchmarks/trajectory.py [--turns 1000000] [--spans 10000000] [--turns-per-rollout 50]
+                                    [--linked-rollouts 100] [--samples 1000] [--backends sqlite,postgresql]
+                                    [--postgres postgresql://postgres@127.0.0.1:5432/postgres]
+
+The data set is built in a throwaway database (a temp folder; a database created on the PostgreSQL server and
+dropped after) by the store's own batch insert (``store._bulk.bulk_insert``: COPY on PostgreSQL, multi-row INSERT
+on SQLite), rows shaped as the queue (a rollout claimed once, its running attempt), the recorder (``--turns-per-
+rollout`` turns each) and ``spans.add_many`` (``--spans`` / rollouts each) leave them. The public calls are too
+slow for 10M spans in minutes: ``spans.add_many`` validates every span (about 5k spans/s on SQLite, 2.5k/s on
+PostgreSQL on a loaded 2-core machine: over half an hour). ``--linked-rollouts`` rollouts get a screenshot linked
+from every turn (``artifacts.link``, one call per link: there is no batch link), from a few distinct images. The
+build rate of each part is printed.
+
+Then ``--samples`` trajectories of random rollouts are read, taking turns with a reference read in the same
+moment — ``rollouts.get`` of the same rollout, one indexed row — so the machine's noise shows in both. Half the
+samples are of rollouts with linked screenshots. Target: p99 of trajectory() < 10 ms, marked met (✓) or not (✗);
+the exit code is 0 either way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import time
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+from rich.console import Console
+from rich.table import Table
+
+import rolloutdb
+from rolloutdb.ids import new_ids
+from rolloutdb.schema import attempts, rollouts, spans
+from rolloutdb.schema import turns as turns_table
+from rolloutdb.store._bulk import bulk_insert
+from common import add_postgres_option, met, postgres_database, sqlite_database
+
+TARGET_P99_SECONDS = 0.010
+FILL_ROLLOUTS = 500  # rollouts (with their turns and spans) per fill transaction
+SCREENSHOTS = 8  # distinct images the linked turns share
+SPAN_ATTRIBUTES = {"gen_ai.request.model": "policy-7b", "gen_ai.usage.prompt_tokens": 512,
+                   "gen_ai.usage.completion_tokens": 64}
+
+console = Console()
+
+
+@dataclass
+class Built:
+    rollouts: list[str]
+    linked: list[str]
+    rates: dict[str, float]  # rows per second, by part
+
+
+def build(store: rolloutdb.Store, turns: int, spans_total: int, turns_per_rollout: int,
+          linked_rollouts: int) -> Built:
+    """Rollouts, each claimed once (a running attempt), with their turns and spans, written by the store's own batch
+    insert (COPY on PostgreSQL, multi-row INSERT on SQLite), rows shaped as the queue, the recorder and
+    spans.add_many leave them; then screenshots linked from the turns of ``linked_rollouts`` of them."""
+    rollout_count = max(turns // turns_per_rollout, 1)
+    spans_each = spans_total // rollout_count
+    rates: dict[str, float] = {}
+    started = time.perf_counter()
+    rollout_ids: list[str] = []
+    for first in range(0, rollout_count, FILL_ROLLOUTS):
+        chunk = min(FILL_ROLLOUTS, rollout_count - first)
+        chunk_rollouts, chunk_attempts = new_ids(chunk), new_ids(chunk)
+        now = store.now()
+        pairs = list(zip(chunk_rollouts, chunk_attempts))
+        with store.engine.begin() as connection:
+            bulk_insert(connection, rollouts, [
+                {"id": rollout_id, "project_id": store.project_id, "input": {"task": first + n}, "status": "running",
+                 "config": {"max_attempts": 1, "timeout_seconds": None, "unresponsive_seconds": None,
+                            "retry_condition": []},
+                 "attempt_count": 1, "metrics": {}, "metadata": {}, "created_at": now, "updated_at": now,
+                 "started_at": now, "queued_at": now}
+                for n, rollout_id in enumerate(chunk_rollouts)])
+            bulk_insert(connection, attempts, [
+                {"id": attempt_id, "project_id": store.project_id, "rollout_id": rollout_id, "sequence": 1,
+                 "status": "running", "worker_id": "phone-0", "next_span_sequence": spans_each + 1, "metadata": {},
+                 "created_at": now, "updated_at": now, "started_at": now, "last_heartbeat_at": now}
+                for rollout_id, attempt_id in pairs])
+            turn_ids = iter(new_ids(chunk * turns_per_rollout))
+            bulk_insert(connection, turns_table, [
+                {"id": next(turn_ids), "project_id": store.project_id, "rollout_id": rollout_id,
+                 "attempt_id": attempt_id, "turn_index": index, "thinking": "the settings icon is at the top right",
+                 "action": {"type": "tap", "x": 540, "y": 80 + index}, "action_result": {"ok": True},
+                 "duration_seconds": 0.4, "success": True, "metrics": {}, "created_at": now}
+                for rollout_id, attempt_id in pairs for index in range(turns_per_rollout)])
+            span_ids = iter(new_ids(chunk * spans_each))
+            bulk_insert(connection, spans, [
+                {"id": next(span_ids), "project_id": store.project_id, "rollout_id": rollout_id,
+                 "attempt_id": attempt_id, "sequence_id": index + 1, "trace_id": rollout_id, "span_id": f"s{index}",
+                 "name": "llm.call" if index % 2 else "tool.tap", "status": {"status_code": "OK"},
+                 "attributes": SPAN_ATTRIBUTES, "events": [], "links": [], "start_time": now, "end_time": now,
+                 "created_at": now}
+                for rollout_id, attempt_id in pairs for index in range(spans_each)])
+        rollout_ids += chunk_rollouts
+        elapsed = time.perf_counter() - started
+        console.print(f"  {len(rollout_ids):,} rollouts, {len(rollout_ids) * turns_per_rollout:,} turns, "
+                      f"{len(rollout_ids) * spans_each:,} spans ({len(rollout_ids) * spans_each / elapsed:,.0f} "
+                      "spans/s)", highlight=False)
+    elapsed = time.perf_counter() - started
+    rates["turns + spans (bulk insert)"] = rollout_count * (turns_per_rollout + spans_each) / elapsed
+
+    started = time.perf_counter()
+    images = [store.artifacts.put(os.urandom(200_000), "image/png") for _ in range(SCREENSHOTS)]
+    linked = random.sample(rollout_ids, min(linked_rollouts, len(rollout_ids)))
+    links = 0
+    for rollout_id in linked:
+        for turn in store.turns.query(rollout_id=rollout_id, limit=None):
+            store.artifacts.link(images[turn.turn_index % SCREENSHOTS], turn_id=turn.id, role="screenshot")
+            links += 1
+    rates["artifact links (artifacts.link)"] = links / max(time.perf_counter() - started, 1e-9)
+    return Built(rollout_ids, linked, rates)
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(int(share * len(ordered)), len(ordered) - 1)]
+
+
+def measure(store: rolloutdb.Store, built: Built, samples: int) -> dict[str, list[float]]:
+    """Trajectories of random rollouts (every other one with linked screenshots), each right after the reference
+    read of the same rollout."""
+    times: dict[str, list[float]] = {"trajectory": [], "rollouts.get (reference)": []}
+    for sample in range(samples):
+        rollout_id = random.choice(built.linked if sample % 2 and built.linked else built.rollouts)
+        started = time.perf_counter()
+        store.rollouts.get(rollout_id)
+        times["rollouts.get (reference)"].append(time.perf_counter() - started)
+        started = time.perf_counter()
+        trajectory = store.trajectory(rollout_id)
+        times["trajectory"].append(time.perf_counter() - started)
+        assert trajectory.turns and trajectory.attempt is not None
+    return times
+
+
+def run(name: str, database: AbstractContextManager[str], arguments: argparse.Namespace, table: Table) -> None:
+    with database as url, rolloutdb.connect(url) as store:
+        console.print(f"[bold]{name}[/]: building {arguments.turns:,} turns and {arguments.spans:,} spans ...")
+        started = time.perf_counter()
+        built = build(store, arguments.turns, arguments.spans, arguments.turns_per_rollout,
+                      arguments.linked_rollouts)
+        console.print(f"  built in {time.perf_counter() - started:,.0f} s: " + ", ".join(
+            f"{part} {rate:,.0f}/s" for part, rate in built.rates.items()), highlight=False)
+        store.trajectory(built.rollouts[0])  # warm: statements prepared, connections open
+        times = measure(store, built, arguments.samples)
+        sizes = f"{store.turns.count():,} turns, {store.spans.count(attempt_id=None):,} spans"
+        for what, values in times.items():
+            p99 = percentile(values, 0.99)
+            table.add_row(name, sizes, what, f"{percentile(values, 0.5) * 1e3:.2f}", f"{p99 * 1e3:.2f}",
+                          met(p99 < TARGET_P99_SECONDS) if what == "trajectory" else "-")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--turns", type=int, default=1_000_000)
+    parser.add_argument("--spans", type=int, default=10_000_000)
+    parser.add_argument("--turns-per-rollout", type=int, default=50)
+    parser.add_argument("--linked-rollouts", type=int, default=100, help="rollouts whose turns link a screenshot")
+    parser.add_argument("--samples", type=int, default=1_000)
+    parser.add_argument("--backends", default="sqlite,postgresql")
+    add_postgres_option(parser)
+    arguments = parser.parse_args()
+    table = Table(title=f"store.trajectory of a random {arguments.turns_per_rollout}-turn rollout "
+                        f"(target p99 < {TARGET_P99_SECONDS * 1e3:.0f} ms; load average "
+                        f"{os.getloadavg()[0]:.1f} at the start)")
+    for column in ("backend", "database", "read", "p50 ms", "p99 ms", "p99 < 10 ms"):
+        table.add_column(column)
+    databases = {"sqlite": sqlite_database, "postgresql": lambda: postgres_database(arguments.postgres)}
+    for name in arguments.backends.split(","):
+        run(name, databases[name](), arguments, table)
+    console.print(table)
+    console.print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""store.trajectory: a rollout read whole — its turns in order with their artifacts, and one attempt's spans — on
+every backend, through a server too, in a fixed number of queries."""
+
+import pytest
+from sqlalchemy import event
+
+from rolloutdb import Trajectory
+from rolloutdb.errors import InvalidInputError, NotFoundError
+
+
+def spans_of(claim, *names):
+    return [{"rollout_id": claim.rollout.id, "attempt_id": claim.attempt.id, "trace_id": "t", "span_id": name,
+             "name": name} for name in names]
+
+
+def test_a_trajectory_holds_the_rollout_its_turns_in_order_their_artifacts_and_the_spans(store):
+    claim = store.rollouts.start({"task": "open settings"})
+    rollout, attempt = claim.rollout, claim.attempt
+    # Written out of order: the trajectory orders turns by index, links by when they were made.
+    later = store.turns.create(rollout_id=rollout.id, attempt_id=attempt.id, turn_index=1, action={"type": "tap"})
+    first = store.turns.create(rollout_id=rollout.id, attempt_id=attempt.id, turn_index=0, thinking="look first")
+    before = store.artifacts.put(b"before pixels", "image/png", turn_id=later.id, role="before")
+    after = store.artifacts.put(b"after pixels" * 10, "image/png", turn_id=later.id, role="after")
+    store.artifacts.link(before, turn_id=first.id, role="screenshot")
+    store.artifacts.put(b"the rollout's own", rollout_id=rollout.id)  # not a turn's: not in a turn's list
+    store.spans.add_many(spans_of(claim, "llm", "tool", "llm-2"))
+    other = store.rollouts.start()  # another rollout's rows stay out
+    store.turns.create(rollout_id=other.rollout.id, turn_index=0)
+    store.spans.add_many(spans_of(other, "elsewhere"))
+
+    trajectory = store.trajectory(rollout.id)
+    assert isinstance(trajectory, Trajectory)
+    assert (trajectory.rollout.id, trajectory.attempt.id) == (rollout.id, attempt.id)
+    assert [(turn.id, turn.turn_index) for turn in trajectory.turns] == [(first.id, 0), (later.id, 1)]
+    assert trajectory.turns[0].thinking == "look first" and trajectory.turns[1].action == {"type": "tap"}
+    assert [(a.sha256, a.role, a.media_type, a.size) for a in trajectory.turns[1].artifacts] == [
+        (before.sha256, "before", "image/png", 13), (after.sha256, "after", "image/png", 120)]
+    assert [(a.sha256, a.role) for a in trajectory.turns[0].artifacts] == [(before.sha256, "screenshot")]
+    assert [span.name for span in trajectory.spans] == ["llm", "tool", "llm-2"]
+    assert [span.sequence_id for span in trajectory.spans] == [1, 2, 3]
+    assert store.trajectory(rollout.id, attempt="latest") == trajectory
+
+
+def test_the_trajectory_of_an_attempt_has_its_turns_and_spans_and_those_of_no_attempt(store):
+    claim = store.rollouts.start()
+    rollout = claim.rollout
+    store.turns.create(rollout_id=rollout.id, turn_index=0, thinking="the rollout's, of no attempt")
+    store.turns.create(rollout_id=rollout.id, attempt_id=claim.attempt.id, turn_index=1, thinking="first try")
+    store.spans.add_many(spans_of(claim, "first-try"))
+    retry = store.attempts.start(rollout.id)  # by hand: the first is left behind
+    store.turns.create(rollout_id=rollout.id, attempt_id=retry.attempt.id, turn_index=1, thinking="second try")
+    store.spans.add_many(spans_of(retry, "second-try"))
+
+    latest = store.trajectory(rollout.id)
+    assert latest.attempt.id == retry.attempt.id and latest.attempt.sequence == 2
+    assert [turn.thinking for turn in latest.turns] == ["the rollout's, of no attempt", "second try"]
+    assert [span.name for span in latest.spans] == ["second-try"]
+    earlier = store.trajectory(rollout.id, attempt=claim.attempt.id)
+    assert earlier.attempt.id == claim.attempt.id and earlier.rollout == latest.rollout
+    assert [turn.thinking for turn in earlier.turns] == ["the rollout's, of no attempt", "first try"]
+    assert [span.name for span in earlier.spans] == ["first-try"]
+
+
+def test_a_rollout_not_started_yet_has_no_attempt_and_no_spans(store):
+    queued = store.rollouts.enqueue({"task": "later"})
+    store.turns.create(rollout_id=queued.id, turn_index=0)
+    trajectory = store.trajectory(queued.id)
+    assert trajectory.rollout.id == queued.id and trajectory.attempt is None and trajectory.spans == []
+    assert [turn.turn_index for turn in trajectory.turns] == [0] and trajectory.turns[0].artifacts == []
+    with pytest.raises(NotFoundError, match="has no attempt yet"):
+        store.trajectory(queued.id, attempt="latest")
+
+
+def test_unknown_rollouts_and_attempts_are_not_found_and_bad_ids_refused(store):
+    claim = store.rollouts.start()
+    with pytest.raises(NotFoundError, match="rollout 'no-such-rollout' not found in project"):
+        store.trajectory("no-such-rollout")
+    with pytest.raises(NotFoundError, match="attempt 'no-such-attempt' not found for rollout"):
+        store.trajectory(claim.rollout.id, attempt="no-such-attempt")
+    other = store.rollouts.start()
+    with pytest.raises(NotFoundError, match="not found for rollout"):  # an attempt, but another rollout's
+        store.trajectory(claim.rollout.id, attempt=other.attempt.id)
+    for bad in (None, 7, "nul\x00"):
+        with pytest.raises(InvalidInputError):
+            store.trajectory(bad)
+    with pytest.raises(InvalidInputError):
+        store.trajectory(claim.rollout.id, attempt=3)
+
+
+def test_a_trajectory_takes_four_statements_however_many_turns_and_artifacts(tmp_path):
+    """No query per turn: the statements SQLite runs for a trajectory of 3 turns and of 60, counted."""
+    import rolloutdb
+
+    with rolloutdb.connect(f"sqlite:///{tmp_path / 'count.db'}") as store:
+        statements: list[str] = []
+        event.listen(store.engine, "checkout",
+                     lambda connection, *_: connection.set_trace_callback(statements.append))
+        counts = []
+        for turns in (3, 60):
+            claim = store.rollouts.start()
+            for index in range(turns):
+                turn = store.turns.create(rollout_id=claim.rollout.id, turn_index=index)
+                store.artifacts.put(f"shot {index}".encode(), "image/png", turn_id=turn.id, role="screenshot")
+            store.spans.add_many(spans_of(claim, *(f"span-{n}" for n in range(turns))))
+            statements.clear()
+            trajectory = store.trajectory(claim.rollout.id)
+            assert len(trajectory.turns) == len(trajectory.spans) == turns
+            assert all(len(turn.artifacts) == 1 for turn in trajectory.turns)
+            counts.append(len([sql for sql in statements if sql.lstrip().upper().startswith("SELECT")]))
+        assert counts == [4, 4]
