@@ -17,7 +17,7 @@ def test_a_trajectory_holds_the_rollout_its_turns_in_order_their_artifacts_and_t
     claim = store.rollouts.start({"task": "open settings"})
     rollout, attempt = claim.rollout, claim.attempt
     # Written out of order: the trajectory orders turns by index, links by when they were made.
-    later = store.turns.create(rollout_id=rollout.id, attempt_id=attempt.id, turn_index=1, action={"type": "tap"})
+    later = store.turns.create(rollout_id=rollout.id, attempt_id=attempt.id, turn_index=1, action={"type": "tap", "x": 3, "y": 4})
     first = store.turns.create(rollout_id=rollout.id, attempt_id=attempt.id, turn_index=0, thinking="look first")
     before = store.artifacts.put(b"before pixels", "image/png", turn_id=later.id, role="before")
     after = store.artifacts.put(b"after pixels" * 10, "image/png", turn_id=later.id, role="after")
@@ -32,7 +32,7 @@ def test_a_trajectory_holds_the_rollout_its_turns_in_order_their_artifacts_and_t
     assert isinstance(trajectory, Trajectory)
     assert (trajectory.rollout.id, trajectory.attempt.id) == (rollout.id, attempt.id)
     assert [(turn.id, turn.turn_index) for turn in trajectory.turns] == [(first.id, 0), (later.id, 1)]
-    assert trajectory.turns[0].thinking == "look first" and trajectory.turns[1].action == {"type": "tap"}
+    assert trajectory.turns[0].thinking == "look first" and trajectory.turns[1].action == {"type": "tap", "x": 3, "y": 4}
     assert [(a.sha256, a.role, a.media_type, a.size) for a in trajectory.turns[1].artifacts] == [
         (before.sha256, "before", "image/png", 13), (after.sha256, "after", "image/png", 120)]
     assert [(a.sha256, a.role) for a in trajectory.turns[0].artifacts] == [(before.sha256, "screenshot")]
