@@ -6,7 +6,10 @@ rollout: start_rollout, 4 x add_span, update_attempt(succeeded).
 dequeue: (rollouts enqueued up front with enqueue_many_rollouts, not timed) dequeue_rollout,
 get_many_span_sequence_ids(4), add_many_spans(4 spans of 32 attributes), update_attempt(succeeded).
 
-Usage: .venv/bin/python benchmarks/agentlightning_flows.py [--tasks 400] [--concurrency 8] [--rounds 3]
+With --per-call: the rollout flow one at a time (one coroutine), and what each side spends on it: CPU per
+flow (the whole process, every thread: robust to a busy machine, unlike rates) and each call's median time.
+
+Usage: .venv/bin/python benchmarks/agentlightning_flows.py [--tasks 400] [--concurrency 8] [--rounds 3] [--per-call]
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import asyncio
 import os
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Callable
 from statistics import median
 
@@ -79,6 +83,61 @@ async def timed_flows(store: LightningStore, flow: str, tasks: int, concurrency:
     return time.perf_counter() - started
 
 
+async def timed_calls(store: LightningStore, tasks: int) -> tuple[float, dict[str, list[float]]]:
+    """The rollout flow ``tasks`` times, one at a time: CPU seconds per flow (the whole process's), and the
+    seconds each call took, by call."""
+    calls: dict[str, list[float]] = defaultdict(list)
+
+    async def timed(call: str, awaitable):
+        started = time.perf_counter()
+        result = await awaitable
+        calls[call].append(time.perf_counter() - started)
+        return result
+
+    cpu = time.process_time()
+    for task in range(tasks):
+        attempted = await timed("start_rollout", store.start_rollout(input={"task": task}))
+        pair = (attempted.rollout_id, attempted.attempt.attempt_id)
+        for sequence_id in range(1, SPANS_PER_ATTEMPT + 1):
+            await timed("add_span", store.add_span(make_span(*pair, sequence_id, 1)))
+        await timed("update_attempt", store.update_attempt(*pair, status="succeeded"))
+    return (time.process_time() - cpu) / tasks, calls
+
+
+def per_call(args: argparse.Namespace) -> None:
+    """``timed_calls`` for each backend and the in-memory store, sides taking turns; prints medians."""
+    columns = ("start_rollout", "add_span", "update_attempt")
+    table = Table(title=f"Agent Lightning rollout flow, one at a time: {args.tasks} per run, {args.rounds} rounds",
+                  caption="CPU: the whole process's per flow; calls: median wall time of each (ms)")
+    for column in ("store", "CPU ms/flow", *(f"{call} ms" for call in columns)):
+        table.add_column(column, justify="right")
+    results: dict[str, list[tuple[float, dict[str, list[float]]]]] = defaultdict(list)
+
+    def run(make_store: Callable[[], LightningStore], name: str) -> Callable[[], float]:
+        def measure() -> float:
+            store = make_store()
+            try:
+                asyncio.run(timed_calls(store, 20))  # warm: connections, prepared statements
+                results[name].append(asyncio.run(timed_calls(store, args.tasks)))
+            finally:
+                if isinstance(store, RolloutDBLightningStore):
+                    store.store.close()
+            return results[name][-1][0]
+        return measure
+
+    with sqlite_database() as sqlite_url, postgres_database(args.postgres) as postgres_url:
+        urls = {"sqlite": sqlite_url, "postgresql": postgres_url}
+        sides = {"in-memory": run(InMemoryLightningStore, "in-memory")}
+        for backend in args.backends.split(","):
+            sides[backend] = run(lambda url=urls[backend]: RolloutDBLightningStore(
+                url, project=f"bench-{uuid.uuid4().hex[:8]}"), backend)
+        in_turns(sides, args.rounds, "rollout flow, one at a time")
+    for name, runs in results.items():
+        table.add_row(name, f"{median(cpu for cpu, _ in runs) * 1000:.2f}",
+                      *(f"{median(median(calls[call]) for _, calls in runs) * 1000:.2f}" for call in columns))
+    console.print(table)
+
+
 def side(make_store: Callable[[], LightningStore], flow: str, tasks: int, concurrency: int) -> Callable[[], float]:
     def measure() -> float:
         store = make_store()
@@ -124,8 +183,12 @@ def compare(args: argparse.Namespace, title: str, measure: Callable[[Callable[[]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--concurrency", type=int, default=8, help="coroutines running flows at once")
+    parser.add_argument("--per-call", action="store_true", help="CPU per flow and time per call, one flow at a time")
     add_common_options(parser)
     args = parser.parse_args()
+    if args.per_call:
+        per_call(args)
+        return
     compare(args, f"Agent Lightning flows: {args.tasks} per run, {args.concurrency} coroutines, {args.rounds} rounds",
             lambda make_store, flow: side(make_store, flow, args.tasks, args.concurrency), TARGETS)
 
