@@ -2,13 +2,11 @@
 
 from datetime import datetime, timedelta, timezone
 
-import pytest
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 import rolloutdb
 from rolloutdb.cli import app
-from sample_run import record_sample_run
 
 RUN = "demo-under-test"
 # Wide enough that no table drops a column; Rich reads COLUMNS when it prints.
@@ -74,11 +72,3 @@ def in_order(output: str, *parts: str) -> bool:
 def connect_in_the_past(url: str, ago: timedelta):
     """A store whose clock runs ``ago`` behind: what it writes looks that old to the CLI."""
     return rolloutdb.connect(url, clock=lambda: datetime.now(timezone.utc) - ago)
-
-
-@pytest.fixture
-def demo_url(fresh_database_url) -> str:
-    """A fresh database holding one sample training run named RUN (3 steps of 2 groups of 4)."""
-    with rolloutdb.connect(fresh_database_url) as store:
-        record_sample_run(store, RUN)
-    return fresh_database_url

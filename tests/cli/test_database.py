@@ -10,7 +10,7 @@ from sample_run import record_sample_run
 from rolloutdb.schema import metadata
 from rolloutdb.store import engine as engine_module
 from conftest import revision_of
-from cli.clitools import RUN, demo_url, fails, is_sqlite, line_with, rolloutdb_cli, succeeds
+from cli.clitools import RUN, fails, is_sqlite, line_with, rolloutdb_cli, succeeds
 
 
 # -- setup and schema ----------------------------------------------------------------------------------------

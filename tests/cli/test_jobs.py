@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import rolloutdb
-from cli.clitools import RUN, demo_url, fails, line_with, refused, rolloutdb_cli, succeeds
+from cli.clitools import RUN, fails, line_with, refused, rolloutdb_cli, succeeds
 
 STAGES = [("load", 50), ("index", 50)]
 

@@ -9,7 +9,7 @@ import typer
 
 import rolloutdb
 from rolloutdb.cli import app
-from cli.clitools import RUN, demo_url, fails, line_with, runner, succeeds
+from cli.clitools import RUN, fails, line_with, runner, succeeds
 
 SOURCE = str(Path(rolloutdb.__file__).parent.parent)
 # What a command that only prints its help must not load: the database libraries and the store. (Pydantic is

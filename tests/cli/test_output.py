@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 import rolloutdb
 from rolloutdb.cli import app
-from cli.clitools import RUN, demo_url, line_with, succeeds
+from cli.clitools import RUN, line_with, succeeds
 
 narrow = CliRunner(env={"COLUMNS": "80"})
 roomy = CliRunner(env={"COLUMNS": "400"})

@@ -7,7 +7,7 @@ import pytest
 import rolloutdb
 from rolloutdb.cli.output import format_time
 from rolloutdb.errors import NotFoundError
-from cli.clitools import RUN, connect_in_the_past, demo_url, fails, in_order, line_containing, line_with, refused, succeeds
+from cli.clitools import RUN, connect_in_the_past, fails, in_order, line_containing, line_with, refused, succeeds
 
 
 # -- the queue, rollouts and retention -------------------------------------------------------------------------

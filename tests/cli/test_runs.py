@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import rolloutdb
-from cli.clitools import RUN, demo_url, fails, line_with, refused, succeeds
+from cli.clitools import RUN, fails, line_with, refused, succeeds
 
 
 # -- runs and history ----------------------------------------------------------------------------------------

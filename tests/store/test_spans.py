@@ -6,7 +6,6 @@ import threading
 import pytest
 
 from rolloutdb.errors import InvalidInputError, NotFoundError
-from conftest import skip_on_http
 
 
 def span(claim, name="llm", **fields):
