@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,7 +39,7 @@ from ..states import RunStatus, StepStatus
 from ..store import DEFAULT_PROJECT, Store
 from ..store.engine import sqlite_file
 from ..store.jobs import DEFAULT_STALE_AFTER
-from ..store.recording import check_typed_fields
+from ..store.recording import check_turn_content, check_typed_fields
 from ._journal import (JournalInfo, ReplayResult, count_journal_records, journal_folder,
                        list_journals, replay_journals)
 from ._pump import Pump
@@ -49,10 +49,10 @@ UTC = timezone.utc
 START_ERRORS = {"ConflictError": ConflictError, "NotFoundError": NotFoundError, "InvalidInputError": InvalidInputError}
 
 
-def _encode(record: dict[str, Any]) -> bytes:
+def _encode(record: dict[str, Any], check: Callable[[dict[str, Any]], None] = check_typed_fields) -> bytes:
     """One record as a line of JSON; a value of the wrong type or one the database cannot hold is refused
-    here, at the call, by the store's own rules (``store.recording.check_typed_fields``, ``rolloutdb.storable``)."""
-    check_typed_fields(record)
+    here, at the call, by the store's own rules (``check``, from ``store.recording``; ``rolloutdb.storable``)."""
+    check(record)
     try:
         return json_text(record).encode()  # a copy of its own size: orjson's result keeps a ~4 KB buffer
     except Unstorable as exc:
@@ -205,8 +205,8 @@ class Recorder:
 
     # -- recording -------------------------------------------------------------------------------------
 
-    def _record(self, record: dict[str, Any]) -> None:
-        self._pump.put(_encode(record))
+    def _record(self, record: dict[str, Any], check: Callable[[dict[str, Any]], None] = check_typed_fields) -> None:
+        self._pump.put(_encode(record, check))
 
     def step(self, number: int, *, state: Any = None) -> StepHandle:
         """Start training step ``number`` (the previous one, if still open, is completed).
@@ -475,7 +475,7 @@ class RolloutHandle:
                             ("error", error), ("metrics", metrics), ("tokens", tokens), ("logprobs", logprobs)):
             if value is not None:
                 record[name] = value
-        self._record(record)
+        self._record(record, check_turn_content)
         self._turns += 1
 
     def finish(self, reward: float | None = None, *, success: bool | None = None, validation: Any = None,
