@@ -1,6 +1,6 @@
 """Recorder overhead: what recording costs a training loop, and how fast the writer drains.
 
-    python benchmarks/recorder_overhead.py [--calls 20000] [--pairs 300] [--rounds 3] [--drain 20000]
+    python benchmarks/recorder_overhead.py [--calls 20000] [--pairs 600] [--rounds 3] [--drain 20000]
                                            [--postgres postgresql://postgres@127.0.0.1:5432/postgres]
                                            [--no-postgres]
 
@@ -442,7 +442,7 @@ def spread(values: list[float], form: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=20000, help="turn() calls in the burst (1)")
-    parser.add_argument("--pairs", type=int, default=300,
+    parser.add_argument("--pairs", type=int, default=600,
                         help=f"pairs of recorded and unrecorded rollouts of {TURNS_PER_ROLLOUT} turns (2, 3)")
     parser.add_argument("--turns", type=int, default=2400,
                         help=f"turns per whole loop, in groups of {TURNS_PER_GROUP} (details)")

@@ -17,10 +17,9 @@ _random = random.Random(os.urandom(32))
 os.register_at_fork(after_in_child=lambda: _random.seed(os.urandom(32)))
 
 
-def _advance() -> tuple[str, int]:
-    """The next id's time prefix and 12-bit counter; the caller holds the lock."""
+def _advance(now_ms: int) -> tuple[str, int]:
+    """The next id's time prefix and 12-bit counter at ``now_ms``; the caller holds the lock."""
     global _last_ms, _counter, _prefix
-    now_ms = time.time_ns() // 1_000_000
     if now_ms > _last_ms:
         _last_ms, _counter = now_ms, _random.getrandbits(10)
     else:  # the same millisecond as the last id: bump the counter so ids keep increasing
@@ -42,11 +41,13 @@ def _text(prefix: str, counter: int) -> str:
 def new_id() -> str:
     """A UUIDv7 (RFC 9562) string; monotonic within the process, unique across machines."""
     with _lock:
-        prefix, counter = _advance()
+        prefix, counter = _advance(time.time_ns() // 1_000_000)
     return _text(prefix, counter)
 
 
 def new_ids(count: int) -> list[str]:
-    """``count`` UUIDv7 strings in increasing order: ``new_id()`` for a batch, taking the lock once."""
+    """``count`` UUIDv7 strings in increasing order: ``new_id()`` for a batch, taking the clock and the
+    lock once."""
     with _lock:
-        return [_text(*_advance()) for _ in range(count)]
+        now_ms = time.time_ns() // 1_000_000
+        return [_text(*_advance(now_ms)) for _ in range(count)]
