@@ -1,34 +1,40 @@
 """Recorder overhead: what recording costs a training loop, and how fast the writer drains.
 
-    python benchmarks/recorder_overhead.py [--calls 20000] [--turns 2400] [--rounds 7] [--drain 20000]
+    python benchmarks/recorder_overhead.py [--calls 20000] [--pairs 600] [--rounds 3] [--drain 20000]
                                            [--postgres postgresql://postgres@127.0.0.1:5432/postgres]
                                            [--no-postgres]
 
 Runs on a throwaway SQLite file and a throwaway PostgreSQL database, through the public Recorder API
-only; every Recorder records a run of its own (a fresh name). Measured per backend:
+only; every Recorder records a run of its own (a fresh name). A shared machine's speed changes from one
+second to the next (the same pure-Python work takes 8.5 ms, then 15 ms a few seconds later), so every
+target compares recorded and unrecorded work done within milliseconds of each other. Measured per backend:
 1. turn() in a burst: --calls calls back to back with nothing between them, timed in batches of
    1,000 while the writer drains; µs per call is the median of the batches. Target < 10 µs.
-2. turn() between work: in each recorded round of 3, every turn() is timed alone (perf_counter_ns
-   around the call only; the unrecorded side times an empty interval the same way, so both pay for the
-   clock); a round's figure is the mean of its calls, so a rare slow one counts, and the result is the
-   median over the rounds, with their spread. One more loop times every recording call (step, group,
-   rollout, finish) for the details and single calls' p50 and p99. Target < 10 µs.
-3. Loop slowdown: groups of 8 rollouts of 10 turns, a step every 4 groups, 1 ms of CPU work per turn.
-   The work is a fixed count of pure-Python operations (calibrated to ~1 ms at start; like a Python
-   policy step it never lets go of the GIL by itself), not a wait for a clock: time the writer takes
-   from the loop makes the loop longer instead of being absorbed. Both sides build the same turn
-   payloads; the recorded side also makes the recording calls, with a new Recorder each round.
-   Recorded and unrecorded loops take turns for --rounds rounds after a warm-up pair, the order
-   flipping each round; the slowdown is the median of the rounds' own ratios (recorded / unrecorded),
-   so a slow spell of the shared machine weighs on both sides; the middle half and the range of the
-   rounds' ratios are shown beside it, and the writer process's CPU time per loop in the details (read
-   from /proc: on a busy machine it competes with the loop for a core). The loop thread's own CPU time
-   (time.thread_time) is compared too: what recording costs the loop itself, which waiting for a core
-   does not inflate. The load average of each round
-   is noted, and the report says when the machine was busy (load above its cores).
-   Starting the Recorder (Recorder(), step(0), then flush(): the writer up and the run written) and
-   flushing and closing it happen once per training run, not per turn: they are timed apart and shown
-   in the details. Target < 2 %.
+2. and 3. One training loop with a live Recorder: groups of 8 rollouts of 10 turns, a step every 4
+   groups, 1 ms of CPU work per turn. The work is a fixed count of pure-Python operations (calibrated to
+   ~1 ms at start; like a Python policy step it never lets go of the GIL by itself), not a wait for a
+   clock: time the recorder takes from the loop makes the loop longer instead of being absorbed.
+   Recorded and unrecorded rollouts alternate, --pairs pairs of them (the order within a pair flipping
+   each time); both build the same turn payloads and do the same work, the recorded one also makes the
+   recording calls (its group's step() and group() calls too). Every recording call is timed alone with
+   perf_counter_ns, and so is an empty interval right after it; the unrecorded rollout times two empty
+   intervals at the same places, so both sides pay for the clock alike.
+2. turn() amid work: the mean over every recorded turn() of its time minus its empty interval's (a rare
+   slow call counts in full), with a bootstrap 95% interval of that mean and single calls' p50 and p99.
+   Target < 10 µs.
+3. Loop slowdown: Σ recorded rollouts' time / Σ unrecorded rollouts' time − 1, plus what the recorder does
+   in the training process outside the calls: its pump thread (``rolloutdb-recorder``) runs beside the
+   loop and takes the interpreter lock from it, and whatever lands on a rollout lands on either side
+   alike, so the thread's CPU time over the loop (from /proc/self/task/<tid>/schedstat) is charged in full
+   to the recorded rollouts — an upper bound, as part of it is in both sides' times already. Beside it:
+   the median of the pairs' own ratios with their middle half, and a bootstrap 95% interval. Target < 2 %.
+   The writer process's CPU per loop is a detail, not charged: it runs on another core, and the product
+   assumes two or more (on one core, or when every core is busy, it competes with the loop: the report
+   gives the load average and says when the machine was busy).
+   Also in the details, the old comparison of whole loops: recorded and unrecorded loops of --turns
+   turns taking turns for --rounds rounds, the median of the rounds' ratios (it cannot resolve 2 % on a
+   machine whose speed changes between loops), and the start (Recorder(), step(0), flush()) and
+   flush() + close() of a Recorder, paid once per training run.
 4. Writer throughput: once the run, step, group and rollout are written, --drain turn records are
    queued and timed until flush() returns (records/s, and whether flush() succeeded). No target.
 A missed target is marked ✗ in the table; the exit code is 0 either way.
@@ -38,15 +44,18 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -158,40 +167,7 @@ def measure_burst(url: str, journal: str, calls: int) -> Burst:
     return Burst(batches, burst(NoopRollout(), [turn_payload(n) for n in range(calls)]), closed)
 
 
-# -- 2. and 3. the training loop --------------------------------------------------------------------
-
-def training_loop(recorder: rolloutdb.Recorder | None, step, turns: int, iterations: int,
-                  turn_costs: list[int] | None = None) -> tuple[float, float]:
-    """Seconds for ``turns`` turns of work, recorded when a recorder is given (with its step 0 open): wall
-    time, and the CPU time of the loop's own thread (which time spent waiting for a core or for the
-    interpreter lock does not count in). With ``turn_costs``, each turn() call is timed alone into it (the
-    unrecorded side times an empty interval, so that both sides pay for the clock alike)."""
-    recording = recorder is not None
-    clock = time.perf_counter_ns
-    group = rollout = None
-    began, began_cpu = time.perf_counter(), time.thread_time()
-    for g in range(turns // TURNS_PER_GROUP):
-        if recording:
-            if g % GROUPS_PER_STEP == 0 and g:
-                step = recorder.step(g // GROUPS_PER_STEP)
-            group = step.group(task=f"task-{g % 10}", size=ROLLOUTS_PER_GROUP)
-        for r in range(ROLLOUTS_PER_GROUP):
-            if recording:
-                rollout = group.rollout(input={"group": g, "sample": r})
-            for n in range(TURNS_PER_ROLLOUT):
-                observation, action, reward, tokens = turn_payload(n)
-                work(iterations)
-                if turn_costs is not None:
-                    start_ns = clock()
-                    if recording:
-                        rollout.turn(observation=observation, action=action, reward=reward, tokens=tokens)
-                    turn_costs.append(clock() - start_ns)
-                elif recording:
-                    rollout.turn(observation=observation, action=action, reward=reward, tokens=tokens)
-            if recording:
-                rollout.finish(reward=1.0, success=True)
-    return time.perf_counter() - began, time.thread_time() - began_cpu
-
+# -- 2. and 3. the training loop, recorded and unrecorded rollouts alternating ----------------------
 
 def children_cpu() -> float:
     """CPU seconds used so far by this process's children (the recorder's writer), from /proc; 0 elsewhere."""
@@ -208,32 +184,146 @@ def children_cpu() -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def timed_training_loop(recorder: rolloutdb.Recorder, step, turns: int, iterations: int) -> dict[str, list[int]]:
-    """The recorded training loop with perf_counter_ns around each recording call: ns per call, by call."""
+def pump_cpu() -> float:
+    """CPU seconds used so far by the recorder's threads in this process (named ``rolloutdb-recorder``), from
+    /proc: schedstat's nanoseconds where the kernel keeps them, else stat's clock ticks; 0 elsewhere."""
+    total = 0.0
+    for thread in threading.enumerate():
+        if thread.name != "rolloutdb-recorder" or thread.native_id is None:
+            continue
+        try:
+            with open(f"/proc/self/task/{thread.native_id}/schedstat") as schedstat:
+                total += int(schedstat.read().split()[0]) / 1e9
+        except OSError:
+            try:
+                with open(f"/proc/self/task/{thread.native_id}/stat") as stat:
+                    fields = stat.read().rpartition(")")[2].split()
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            except OSError:
+                pass
+    return total
+
+
+CALLS = ("step()", "group()", "rollout()", "turn()", "finish()")
+
+
+@dataclass
+class Interleaved:
+    recorded: list[int] = field(default_factory=list)  # ns per recorded rollout (its group's step() and group() in)
+    plain: list[int] = field(default_factory=list)  # ns per unrecorded rollout, its pair's partner
+    calls: dict[str, list[int]] = field(default_factory=lambda: {call: [] for call in CALLS})  # ns, empty interval off
+    pump_seconds: float = 0.0  # the recorder's thread's CPU over the loop
+    writer_seconds: float = 0.0  # the writer process's CPU over the loop (and its flush)
+    seconds: float = 0.0  # the whole loop
+    closed: Closed | None = None
+
+    @property
+    def slowdown(self) -> float:
+        """Recorded over unrecorded time, the pump thread's CPU charged to the recorded side."""
+        return (sum(self.recorded) + self.pump_seconds * 1e9) / sum(self.plain) - 1
+
+    @property
+    def ratios(self) -> list[float]:
+        return [mine / theirs - 1 for mine, theirs in zip(self.recorded, self.plain)]
+
+
+def interleaved_loop(url: str, journal: str, pairs: int, iterations: int) -> Interleaved:
+    """``pairs`` recorded and unrecorded rollouts, alternating, in one loop with one live Recorder."""
+    groups = -(-pairs // ROLLOUTS_PER_GROUP)
+    recorder, step, _ = start(url, journal, "interleaved", groups * TURNS_PER_GROUP)
+    result = Interleaved()
     clock = time.perf_counter_ns
-    costs: dict[str, list[int]] = {"step()": [], "group()": [], "rollout()": [], "turn()": [], "finish()": []}
-    for g in range(turns // TURNS_PER_GROUP):
-        if g % GROUPS_PER_STEP == 0 and g:
-            began = clock()
-            step = recorder.step(g // GROUPS_PER_STEP)
-            costs["step()"].append(clock() - began)
+    calls = result.calls
+
+    def timed(call: str, action: Callable[[], Any]) -> Any:
+        """``action()`` timed alone, less an empty interval timed right after it."""
         began = clock()
-        group = step.group(task=f"task-{g % 10}", size=ROLLOUTS_PER_GROUP)
-        costs["group()"].append(clock() - began)
+        value = action()
+        ended = clock()
+        calls[call].append(ended - began - (clock() - clock()))
+        return value
+
+    def recorded(g: int, r: int) -> int:
+        nonlocal step, group
+        began = clock()
+        if r == 0:
+            if g % GROUPS_PER_STEP == 0 and g:
+                step = timed("step()", lambda: recorder.step(g // GROUPS_PER_STEP))
+            group = timed("group()", lambda: step.group(task=f"task-{g % 10}", size=ROLLOUTS_PER_GROUP))
+        rollout = timed("rollout()", lambda: group.rollout(input={"group": g, "sample": r}))
+        for n in range(TURNS_PER_ROLLOUT):
+            observation, action, reward, tokens = turn_payload(n)
+            work(iterations)
+            start_ns = clock()
+            rollout.turn(observation=observation, action=action, reward=reward, tokens=tokens)
+            end_ns = clock()
+            calls["turn()"].append(end_ns - start_ns - (clock() - clock()))
+        timed("finish()", lambda: rollout.finish(reward=1.0, success=True))
+        return clock() - began
+
+    def plain(g: int, r: int) -> int:
+        began = clock()
+        if r == 0:
+            if g % GROUPS_PER_STEP == 0 and g:
+                clock(), clock(), clock(), clock()
+            clock(), clock(), clock(), clock()
+        clock(), clock(), clock(), clock()
+        for n in range(TURNS_PER_ROLLOUT):
+            observation, action, reward, tokens = turn_payload(n)
+            work(iterations)
+            clock(), clock(), clock(), clock()
+        clock(), clock(), clock(), clock()
+        return clock() - began
+
+    group = None
+    pump_before, writer_before, began = pump_cpu(), children_cpu(), time.perf_counter()
+    for pair in range(pairs):
+        g, r = divmod(pair, ROLLOUTS_PER_GROUP)
+        if pair % 2 == 0:
+            result.recorded.append(recorded(g, r))
+            result.plain.append(plain(g, r))
+        else:
+            result.plain.append(plain(g, r))
+            result.recorded.append(recorded(g, r))
+    result.seconds = time.perf_counter() - began
+    result.pump_seconds = pump_cpu() - pump_before
+    result.closed = flush_and_close(recorder)
+    result.writer_seconds = result.closed.writer_cpu - writer_before
+    return result
+
+
+def bootstrap(pairs: list[tuple[float, float]], statistic: Callable[[list[tuple[float, float]]], float],
+              samples: int = 1000) -> tuple[float, float]:
+    """A 95% interval of ``statistic`` over ``pairs`` resampled with replacement (a fixed seed: the same
+    pairs give the same interval)."""
+    chooser = random.Random(0)
+    values = sorted(statistic(chooser.choices(pairs, k=len(pairs))) for _ in range(samples))
+    return values[int(0.025 * samples)], values[int(0.975 * samples) - 1]
+
+
+# -- the old comparison of whole loops (a detail) -----------------------------------------------------
+
+def training_loop(recorder: rolloutdb.Recorder | None, step, turns: int, iterations: int) -> float:
+    """Seconds for ``turns`` turns of work, recorded when a recorder is given (with its step 0 open)."""
+    recording = recorder is not None
+    group = rollout = None
+    began = time.perf_counter()
+    for g in range(turns // TURNS_PER_GROUP):
+        if recording:
+            if g % GROUPS_PER_STEP == 0 and g:
+                step = recorder.step(g // GROUPS_PER_STEP)
+            group = step.group(task=f"task-{g % 10}", size=ROLLOUTS_PER_GROUP)
         for r in range(ROLLOUTS_PER_GROUP):
-            began = clock()
-            rollout = group.rollout(input={"group": g, "sample": r})
-            costs["rollout()"].append(clock() - began)
+            if recording:
+                rollout = group.rollout(input={"group": g, "sample": r})
             for n in range(TURNS_PER_ROLLOUT):
                 observation, action, reward, tokens = turn_payload(n)
                 work(iterations)
-                began = clock()
-                rollout.turn(observation=observation, action=action, reward=reward, tokens=tokens)
-                costs["turn()"].append(clock() - began)
-            began = clock()
-            rollout.finish(reward=1.0, success=True)
-            costs["finish()"].append(clock() - began)
-    return costs
+                if recording:
+                    rollout.turn(observation=observation, action=action, reward=reward, tokens=tokens)
+            if recording:
+                rollout.finish(reward=1.0, success=True)
+    return time.perf_counter() - began
 
 
 def start(url: str, journal: str, purpose: str, turns: int) -> tuple[rolloutdb.Recorder, object, float]:
@@ -253,12 +343,6 @@ class Loop:
     recorded: list[float] = field(default_factory=list)
     startup: list[float] = field(default_factory=list)
     closed: list[Closed] = field(default_factory=list)
-    turn_us: list[float] = field(default_factory=list)  # per round: mean µs of the recorded loop's turn() calls
-    clock_us: list[float] = field(default_factory=list)  # the same for the unrecorded loop's empty intervals
-    writer_cpu: list[float] = field(default_factory=list)  # per round: the writer's CPU seconds for the loop
-    plain_cpu: list[float] = field(default_factory=list)  # per round: the loop thread's CPU seconds, each side
-    recorded_cpu: list[float] = field(default_factory=list)
-    load: list[float] = field(default_factory=list)  # per round: load average (1 min) after it
 
     @property
     def ratios(self) -> list[float]:
@@ -271,55 +355,29 @@ def measure_loop(url: str, journal: str, turns: int, rounds: int, iterations: in
     loop = Loop()
 
     def plain(keep: bool, n: int) -> None:
-        costs: list[int] = []
-        seconds, cpu = training_loop(None, None, n, iterations, costs)
+        seconds = training_loop(None, None, n, iterations)
         if keep:
             loop.plain.append(seconds)
-            loop.plain_cpu.append(cpu)
-            loop.clock_us.append(statistics.fmean(costs) / 1000)
 
     def recorded(keep: bool, n: int) -> None:
         recorder, step, startup = start(url, journal, "loop", n)
-        costs: list[int] = []
-        cpu_before = children_cpu()
-        seconds, cpu = training_loop(recorder, step, n, iterations, costs)
+        seconds = training_loop(recorder, step, n, iterations)
         closed = flush_and_close(recorder)
         if keep:
             loop.recorded.append(seconds)
-            loop.recorded_cpu.append(cpu)
             loop.startup.append(startup)
             loop.closed.append(closed)
-            loop.turn_us.append(statistics.fmean(costs) / 1000)
-            loop.writer_cpu.append(closed.writer_cpu - cpu_before)
-            loop.load.append(os.getloadavg()[0])
 
     sides = {"unrecorded": plain, "recorded": recorded}
-    status("loop slowdown: warm-up")
+    status("whole loops: warm-up")
     for side in sides.values():
         side(False, max(TURNS_PER_GROUP * GROUPS_PER_STEP, turns // 4))
     order = list(sides)
     for round in range(rounds):
         for side in order if round % 2 == 0 else reversed(order):
-            status(f"loop slowdown, round {round + 1} of {rounds}: {side}")
+            status(f"whole loops, round {round + 1} of {rounds}: {side}")
             sides[side](True, turns)
     return loop
-
-
-def measure_timed_loop(url: str, journal: str, turns: int, iterations: int) -> tuple[dict[str, list[int]], Closed]:
-    recorder, step, _ = start(url, journal, "timed", turns)
-    costs = timed_training_loop(recorder, step, turns, iterations)
-    return costs, flush_and_close(recorder)
-
-
-def timed_noop(calls: int) -> list[int]:
-    """ns per no-op call timed the same way as the loop's recording calls."""
-    clock, noop, costs = time.perf_counter_ns, NoopRollout(), []
-    for n in range(calls):
-        observation, action, reward, tokens = turn_payload(n)
-        began = clock()
-        noop.turn(observation=observation, action=action, reward=reward, tokens=tokens)
-        costs.append(clock() - began)
-    return costs
 
 
 # -- 4. writer throughput ---------------------------------------------------------------------------
@@ -384,15 +442,19 @@ def spread(values: list[float], form: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=20000, help="turn() calls in the burst (1)")
+    parser.add_argument("--pairs", type=int, default=600,
+                        help=f"pairs of recorded and unrecorded rollouts of {TURNS_PER_ROLLOUT} turns (2, 3)")
     parser.add_argument("--turns", type=int, default=2400,
-                        help=f"turns per training loop, in groups of {TURNS_PER_GROUP} (2, 3)")
-    parser.add_argument("--rounds", type=int, default=7, help="rounds of recorded vs unrecorded loops (3)")
+                        help=f"turns per whole loop, in groups of {TURNS_PER_GROUP} (details)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of recorded vs unrecorded whole loops "
+                                                              "(details; 0 for none)")
     parser.add_argument("--drain", type=int, default=20000, help="turn records in the writer throughput (4)")
     add_postgres_option(parser)
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
     args = parser.parse_args()
     args.turns = max(TURNS_PER_GROUP * GROUPS_PER_STEP, args.turns // TURNS_PER_GROUP * TURNS_PER_GROUP)
     args.calls = max(BATCH, args.calls // BATCH * BATCH)
+    args.pairs = max(2, args.pairs)
 
     load_before = os.getloadavg()[0]
     with console.status("calibrating 1 ms of work"):
@@ -403,18 +465,19 @@ def main() -> None:
 
     targets = Table(title="Recorder cost to the training loop", caption=(
         f"(1) median of batches of {BATCH:,} calls, back to back; no-op: the same loop calling a method that "
-        "does nothing. (2) median over the recorded rounds of (3) of each round's mean turn() timed alone "
-        "between 1 ms of work (slow calls count); rounds' middle half (and range) beside it, and single calls' "
-        f"p50 and p99 from one more loop. (3) median of {args.rounds} rounds' paired ratios, "
-        f"recorded / unrecorded loop of {args.turns:,} turns (sides alternating, order flipping each round); "
-        "the rounds' middle half (and range), and each side's median seconds beside it. Recorder start and "
-        "close are not in (3): see the details."))
+        f"does nothing. (2) and (3): one loop, {args.pairs} recorded and unrecorded rollouts of {TURNS_PER_ROLLOUT} "
+        "turns alternating, 1 ms of work a turn. (2) mean of every turn() less the empty interval timed right "
+        "after it, its bootstrap 95% interval, single calls' p50 and p99. (3) Σ recorded / Σ unrecorded − 1, "
+        "the recorder's thread's CPU over the loop added to the recorded side; beside it: without that CPU, "
+        "the median pair's ratio and the pairs' middle half, the bootstrap 95% interval of the figure."))
     for column, justify in (("backend", "left"), ("measure", "left"), ("value", "right"), ("beside it", "right"),
                             ("target", "right"), ("met", "center")):
         targets.add_column(column, justify=justify)
     details = Table(title="Details (no targets)", caption=(
-        "recording calls: in the loop of (2), each timed alone. (3) start: Recorder(), step(0), flush(); "
-        f"close: flush() + close() after the loop; {args.rounds} rounds"))
+        "recording calls: in the loop of (2) and (3), each timed alone less an empty interval. Whole loops: "
+        f"{args.rounds} rounds of recorded vs unrecorded loops of {args.turns:,} turns taking turns, the median "
+        "of the rounds' ratios (a shared machine's speed changes between loops: it cannot resolve 2 %); "
+        "start: Recorder(), step(0), flush(); close: flush() + close() after the loop"))
     for column in ("backend", "what", "n", "mean", "median", "max"):
         details.add_column(column, justify="left" if column in ("backend", "what") else "right")
     throughput = Table(title=f"Writer throughput: {args.drain:,} turn records",
@@ -424,7 +487,7 @@ def main() -> None:
         throughput.add_column(column, justify="right")
     notes: list[str] = []
     work_ms: list[float] = []
-    loads: list[float] = []  # load average after each recorded round
+    loads: list[float] = []  # load average after each interleaved loop and whole-loop round
 
     for backend, database in databases.items():
         with guarded(notes, f"{backend}: database"), database() as url, \
@@ -443,67 +506,62 @@ def main() -> None:
                     notes.append(f"{backend}: burst: flush() {'ok' if result.closed.flushed else 'timed out'}, "
                                  f"{result.closed.failed} records failed")
 
-            with guarded(notes, f"{backend}: recording calls between work"):
-                say(f"recording calls timed alone, {args.turns:,} turns")
-                costs, closed = measure_timed_loop(url, journal, args.turns, iterations)
-                turn_costs = costs["turn()"]
-                for call, values in costs.items():
+            with guarded(notes, f"{backend}: interleaved loop"):
+                say(f"{args.pairs} recorded and unrecorded rollouts alternating")
+                loop = interleaved_loop(url, journal, args.pairs, iterations)
+                loads.append(os.getloadavg()[0])
+                turn_ns = loop.calls["turn()"]
+                turn_us = statistics.fmean(turn_ns) / 1000
+                low, high = bootstrap([(ns, 0) for ns in turn_ns], lambda sample: statistics.fmean(n for n, _ in sample))
+                targets.add_row(backend, "(2) turn() amid work", f"{turn_us:.2f} µs",
+                                f"95% {low / 1000:.1f}…{high / 1000:.1f} µs; single calls p50 "
+                                f"{statistics.median(turn_ns) / 1000:.1f}, p99 {percentile(turn_ns, 0.99) / 1000:.0f} µs",
+                                f"< {TARGET_CALL_US:g} µs", met(turn_us < TARGET_CALL_US))
+                pump_ns = loop.pump_seconds * 1e9
+                low, high = bootstrap(list(zip(loop.recorded, loop.plain)), lambda sample: (
+                    sum(mine for mine, _ in sample) + pump_ns) / sum(theirs for _, theirs in sample) - 1)
+                targets.add_row(backend, "(3) loop slowdown", f"{loop.slowdown:+.2%}",
+                                f"without the thread's CPU {sum(loop.recorded) / sum(loop.plain) - 1:+.2%}; pairs' median "
+                                f"{statistics.median(loop.ratios):+.2%}, middle half {spread(loop.ratios, '{:+.1%}')}; "
+                                f"95% {low:+.2%}…{high:+.2%}",
+                                f"< {TARGET_SLOWDOWN:.0%}", met(loop.slowdown < TARGET_SLOWDOWN))
+                for call, values in loop.calls.items():
                     if values:
                         details.add_row(backend, call, f"{len(values):,}", us(statistics.fmean(values)),
                                         us(statistics.median(values)), us(max(values)))
-                noop = timed_noop(len(turn_costs))
-                details.add_row(backend, "no-op call, timed alike", f"{len(noop):,}", us(statistics.fmean(noop)),
-                                us(statistics.median(noop)), us(max(noop)))
-                if not closed.flushed or closed.failed:
-                    notes.append(f"{backend}: timed loop: flush() {'ok' if closed.flushed else 'timed out'}, "
-                                 f"{closed.failed} records failed")
+                plain_seconds = sum(loop.plain) / 1e9
+                details.add_row(backend, "(3) recorder's thread CPU over the loop", "1",
+                                f"{loop.pump_seconds * 1000:,.1f} ms",
+                                f"{loop.pump_seconds / plain_seconds:.2%} of the unrecorded rollouts' time", "")
+                details.add_row(backend, "(3) writer process CPU over the loop (not charged)", "1",
+                                f"{loop.writer_seconds * 1000:,.0f} ms",
+                                f"{loop.writer_seconds / loop.seconds:.1%} of the loop's time", "")
+                work_ms.append(plain_seconds / (len(loop.plain) * TURNS_PER_ROLLOUT) * 1000)
+                if not loop.closed.flushed or loop.closed.failed:
+                    notes.append(f"{backend}: interleaved loop: flush() {'ok' if loop.closed.flushed else 'timed out'}, "
+                                 f"{loop.closed.failed} records failed")
 
-            with guarded(notes, f"{backend}: loop slowdown"):
-                loop = measure_loop(url, journal, args.turns, args.rounds, iterations, say)
-                turn_us = statistics.median(loop.turn_us)
-                targets.add_row(backend, "(2) turn() amid work", f"{turn_us:.2f} µs",
-                                f"rounds {spread(loop.turn_us, '{:.1f}')} µs; clock alone {statistics.median(loop.clock_us):.2f}; "
-                                f"single calls p50 {statistics.median(turn_costs) / 1000:.1f}, "
-                                f"p99 {percentile(turn_costs, 0.99) / 1000:.0f} µs",
-                                f"< {TARGET_CALL_US:g} µs", met(turn_us < TARGET_CALL_US))
-                slowdown = statistics.median(loop.ratios) - 1
-                targets.add_row(backend, "(3) loop slowdown", f"{slowdown:+.2%}",
-                                f"rounds {spread([r - 1 for r in loop.ratios], '{:+.1%}')}; "
-                                f"{statistics.median(loop.recorded):.3f} s vs {statistics.median(loop.plain):.3f} s; "
-                                f"loop thread's CPU {statistics.median(loop.recorded_cpu) / statistics.median(loop.plain_cpu) - 1:+.1%}",
-                                f"< {TARGET_SLOWDOWN:.0%}", met(slowdown < TARGET_SLOWDOWN))
-                # The loop thread's CPU time is what recording costs the loop itself, whatever else runs on the
-                # machine: per round, its extra over the unrecorded loop's, per turn and as a share.
-                extra_us = [(mine - theirs) / args.turns * 1e6 for mine, theirs in zip(loop.recorded_cpu, loop.plain_cpu)]
-                cpu_ratios = [mine / theirs - 1 for mine, theirs in zip(loop.recorded_cpu, loop.plain_cpu)]
-                details.add_row(backend, "(3) loop thread's CPU: extra per turn", str(len(extra_us)),
-                                f"{statistics.fmean(extra_us):,.2f} µs",
-                                f"{statistics.median(extra_us):,.2f} µs ({statistics.median(cpu_ratios):+.2%})",
-                                f"{max(extra_us):,.2f} µs")
-                writer_ms = [cpu * 1000 for cpu in loop.writer_cpu]
-                details.add_row(backend, "(3) writer CPU per loop", str(len(writer_ms)),
-                                f"{statistics.fmean(writer_ms):,.0f} ms",
-                                f"{statistics.median(writer_ms):,.0f} ms "
-                                f"({statistics.median(loop.writer_cpu) / statistics.median(loop.plain):.1%} of a loop)",
-                                f"{max(writer_ms):,.0f} ms")
-                loads.extend(loop.load)
-                details.add_row(backend, "(3) rounds' ratios", str(len(loop.ratios)),
-                                f"{statistics.fmean(loop.ratios) - 1:+.2%}", f"{slowdown:+.2%}",
-                                f"{min(loop.ratios) - 1:+.2%} … {max(loop.ratios) - 1:+.2%}")
-                details.add_row(backend, "(3) Recorder start", str(len(loop.startup)),
-                                f"{statistics.fmean(loop.startup) * 1000:,.1f} ms",
-                                f"{statistics.median(loop.startup) * 1000:,.1f} ms",
-                                f"{max(loop.startup) * 1000:,.1f} ms")
-                close_seconds = [c.seconds for c in loop.closed]
-                details.add_row(backend, "(3) flush() + close()", str(len(close_seconds)),
-                                f"{statistics.fmean(close_seconds) * 1000:,.1f} ms",
-                                f"{statistics.median(close_seconds) * 1000:,.1f} ms",
-                                f"{max(close_seconds) * 1000:,.1f} ms")
-                work_ms.extend(seconds / args.turns * 1000 for seconds in loop.plain)
-                for number, closed in enumerate(loop.closed, 1):
-                    if not closed.flushed or closed.failed:
-                        notes.append(f"{backend}: loop round {number}: flush() "
-                                     f"{'ok' if closed.flushed else 'timed out'}, {closed.failed} records failed")
+            with guarded(notes, f"{backend}: whole loops"):
+                if args.rounds:
+                    whole = measure_loop(url, journal, args.turns, args.rounds, iterations, say)
+                    loads.append(os.getloadavg()[0])
+                    ratios = [ratio - 1 for ratio in whole.ratios]
+                    details.add_row(backend, "whole loops: recorded / unrecorded − 1", str(len(ratios)),
+                                    f"{statistics.fmean(ratios):+.2%}", f"{statistics.median(ratios):+.2%}",
+                                    f"{min(ratios):+.2%} … {max(ratios):+.2%}")
+                    details.add_row(backend, "whole loops: Recorder start", str(len(whole.startup)),
+                                    f"{statistics.fmean(whole.startup) * 1000:,.1f} ms",
+                                    f"{statistics.median(whole.startup) * 1000:,.1f} ms",
+                                    f"{max(whole.startup) * 1000:,.1f} ms")
+                    close_seconds = [c.seconds for c in whole.closed]
+                    details.add_row(backend, "whole loops: flush() + close()", str(len(close_seconds)),
+                                    f"{statistics.fmean(close_seconds) * 1000:,.1f} ms",
+                                    f"{statistics.median(close_seconds) * 1000:,.1f} ms",
+                                    f"{max(close_seconds) * 1000:,.1f} ms")
+                    for number, closed in enumerate(whole.closed, 1):
+                        if not closed.flushed or closed.failed:
+                            notes.append(f"{backend}: whole loop round {number}: flush() "
+                                         f"{'ok' if closed.flushed else 'timed out'}, {closed.failed} records failed")
 
             with guarded(notes, f"{backend}: writer throughput"):
                 say(f"writer draining {args.drain:,} turn records")
@@ -517,17 +575,17 @@ def main() -> None:
     console.print(throughput)
     console.print(targets)
     if work_ms:
-        console.print(f"Work per turn: {iterations:,} iterations, calibrated to 1 ms; the unrecorded loop took "
-                      f"{statistics.median(work_ms):.3f} ms per turn (median of its runs, payload included).")
+        console.print(f"Work per turn: {iterations:,} iterations, calibrated to 1 ms; the unrecorded rollouts took "
+                      f"{statistics.median(work_ms):.3f} ms per turn (payload and clock included).")
     console.print(f"Machine: {os.cpu_count()} cores; load average (1 min) {load_before:.1f} at the start, "
                   f"{os.getloadavg()[0]:.1f} at the end (this process and the writer count in it).")
     cores = os.cpu_count() or 1
     if loads and max(loads) > cores:
-        console.print(f"[yellow]The machine was busy[/]: load average {min(loads):.1f}…{max(loads):.1f} over the rounds on "
-                      f"{cores} cores, so the writer's CPU (see the details) competed with the loop for a core; on a "
+        console.print(f"[yellow]The machine was busy[/]: load average {min(loads):.1f}…{max(loads):.1f} over the loops on "
+                      f"{cores} cores, so the writer (see the details) competed with the loop for a core; on a "
                       "quiet machine it runs on a free one. These figures are a busy machine's.")
     elif loads:
-        console.print(f"The machine was quiet: load average {min(loads):.1f}…{max(loads):.1f} over the rounds on "
+        console.print(f"The machine was quiet: load average {min(loads):.1f}…{max(loads):.1f} over the loops on "
                       f"{cores} cores.")
     for note in notes:
         console.print(f"[yellow]note:[/] {note}")

@@ -139,7 +139,8 @@ def test_a_value_of_the_wrong_type_is_refused_at_the_call_as_the_store_refuses_i
             with pytest.raises(rolloutdb.InvalidInputError, match=r"mode: Input should be 'train', 'val' or 'test'"):
                 group.rollout(mode="training")
             rollout = group.rollout()
-            for wrong in ({"reward": "1.5"}, {"done": "yes"}, {"success": 1}, {"thinking": b"hm"}):
+            for wrong in ({"reward": "1.5"}, {"done": "yes"}, {"success": 1}, {"thinking": b"hm"},
+                          {"duration_seconds": -1.0}):
                 with pytest.raises(rolloutdb.InvalidInputError, match=rf"cannot record this turn: {next(iter(wrong))}:"):
                     rollout.turn(action="x", **wrong)
             rollout.turn(action="kept", reward=1, done=np.bool_(True), metrics={"loss": np.float32(0.5)})

@@ -1,5 +1,6 @@
 """Records and tables describe the same data: one record field per column."""
 
+import time
 import typing
 
 import pydantic
@@ -41,8 +42,11 @@ def test_ids_are_time_ordered_and_unique():
     # Batches larger than the 4,096 ids one millisecond's counter holds, between single ids.
     ids = [new_id() for _ in range(5000)] + new_ids(10_000) + [new_id()] + new_ids(3) + [new_id()]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
-    parsed = uuid.UUID(ids[0])
-    assert (str(parsed), parsed.version, parsed.variant) == (ids[0], 7, uuid.RFC_4122)
+    for text in (ids[0], ids[-1]):
+        parsed = uuid.UUID(text)
+        assert (str(parsed), parsed.version, parsed.variant) == (text, 7, uuid.RFC_4122)
+        # The first 48 bits are the Unix time in milliseconds (a batch's counter may run a little ahead).
+        assert abs((parsed.int >> 80) - time.time_ns() // 1_000_000) < 60_000
 
 
 INT32_MAX = 2 ** 31 - 1

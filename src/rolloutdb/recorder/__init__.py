@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,7 +39,7 @@ from ..states import RunStatus, StepStatus
 from ..store import DEFAULT_PROJECT, Store
 from ..store.engine import sqlite_file
 from ..store.jobs import DEFAULT_STALE_AFTER
-from ..store.recording import check_screenshots, check_typed_fields
+from ..store.recording import check_screenshots, check_turn_content, check_typed_fields
 from ._frames import Framed
 from ._journal import (JournalInfo, ReplayResult, count_journal_records, journal_folder,
                        list_journals, replay_journals)
@@ -50,10 +50,10 @@ UTC = timezone.utc
 START_ERRORS = {"ConflictError": ConflictError, "NotFoundError": NotFoundError, "InvalidInputError": InvalidInputError}
 
 
-def _encode(record: dict[str, Any]) -> bytes:
+def _encode(record: dict[str, Any], check: Callable[[dict[str, Any]], None] = check_typed_fields) -> bytes:
     """One record as a line of JSON; a value of the wrong type or one the database cannot hold is refused
-    here, at the call, by the store's own rules (``store.recording.check_typed_fields``, ``rolloutdb.storable``)."""
-    check_typed_fields(record)
+    here, at the call, by the store's own rules (``check``, from ``store.recording``; ``rolloutdb.storable``)."""
+    check(record)
     try:
         return json_text(record).encode()  # a copy of its own size: orjson's result keeps a ~4 KB buffer
     except Unstorable as exc:
@@ -207,8 +207,8 @@ class Recorder:
 
     # -- recording -------------------------------------------------------------------------------------
 
-    def _record(self, record: dict[str, Any]) -> None:
-        self._pump.put(_encode(record))
+    def _record(self, record: dict[str, Any], check: Callable[[dict[str, Any]], None] = check_typed_fields) -> None:
+        self._pump.put(_encode(record, check))
 
     def _record_with_screenshots(self, record: dict[str, Any], screenshot: bytes | None,
                                  screenshots: Mapping[str, bytes] | None) -> None:
@@ -224,7 +224,7 @@ class Recorder:
                                         "screenshots['screenshot'])")
             contents["screenshot"] = screenshot
         check_screenshots(contents)
-        self._pump.put_with_content(Framed(_encode(record), contents))
+        self._pump.put_with_content(Framed(_encode(record, check_turn_content), contents))
 
     def step(self, number: int, *, state: Any = None) -> StepHandle:
         """Start training step ``number`` (the previous one, if still open, is completed).
@@ -499,7 +499,7 @@ class RolloutHandle:
             if value is not None:
                 record[name] = value
         if screenshot is None and screenshots is None:
-            self._record(record)
+            self._record(record, check_turn_content)
         else:
             self.group.run._recorder._record_with_screenshots(record, screenshot, screenshots)
         self._turns += 1

@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import ConfigDict, Field, JsonValue, Strict, TypeAdapter, ValidationError, create_model
+from pydantic import ConfigDict, Field, JsonValue, Strict, TypeAdapter, ValidationError, create_model, with_config
 from pydantic_core import SchemaValidator
+from typing_extensions import TypedDict
 from sqlalchemy import Connection, Table, select
 from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
 
@@ -164,18 +165,31 @@ ORDER = ("run.start", "step.start", "group.start", "rollout.start", "turn", "rol
          "run.update", "run.end")
 
 
-def _typed_part(model: type[Record]) -> SchemaValidator:
-    """A validator of ``model``'s fields other than its JSON values, which lets the rest of a record by."""
+_TYPED_CONFIG = ConfigDict(**{**Record.model_config, "extra": "ignore", "validate_default": False})
+
+
+def _typed_fields(model: type[Record]) -> dict[str, Any]:
+    """``model``'s fields other than its JSON values, as (annotation, field) pairs; a JSON value with a rule of its
+    own (a turn's GUI action) is held to that rule, not walked as JSON."""
     fields = {name: (info.annotation, info) for name, info in model.model_fields.items()
               if info.annotation not in (JsonValue, JsonDict)}
-    # A JSON value with a rule of its own (a turn's GUI action) is held to that rule, not walked as JSON.
-    fields |= {name: (Annotated[(Any, *info.metadata)], None) for name, info in model.model_fields.items()
-               if info.annotation is JsonValue and info.metadata}
-    config = ConfigDict(**{**Record.model_config, "extra": "ignore", "validate_default": False})
-    return create_model(f"{model.__name__}Typed", __config__=config, **fields).__pydantic_validator__
+    return fields | {name: (Annotated[(Any, *info.metadata)], None) for name, info in model.model_fields.items()
+                     if info.annotation is JsonValue and info.metadata}
+
+
+def _typed_part(model: type[Record]) -> SchemaValidator:
+    """A validator of ``model``'s fields other than its JSON values, which lets the rest of a record by."""
+    return create_model(f"{model.__name__}Typed", __config__=_TYPED_CONFIG, **_typed_fields(model)).__pydantic_validator__
 
 
 _TYPED_PARTS = {model.model_fields["op"].default: _typed_part(model) for model in OPERATION_MODELS}
+# A turn's content fields other than its JSON values, each checked only when given: what ``check_turn_content``
+# checks on the recorder's hottest call. A TypedDict, not a model, and its fields' rules without their defaults:
+# no instance to build, and a field not given is not even in the result (half the cost).
+_TURN_CONTENT = TypeAdapter(with_config(_TYPED_CONFIG)(TypedDict(
+    "TurnContentTyped", {name: Annotated[(annotation, *info.metadata)] if info is not None and info.metadata
+                         else annotation for name, (annotation, info) in _typed_fields(TurnContent).items()},
+    total=False))).validator
 
 
 def check_typed_fields(operation: Mapping[str, Any]) -> None:
@@ -198,6 +212,15 @@ def check_screenshots(screenshots: Mapping[str, Any]) -> None:
         _SCREENSHOTS.validate_python(screenshots)
     except ValidationError as exc:
         raise InvalidInputError(f"cannot record this turn: screenshots.{validation_message(exc)}") from None
+
+
+def check_turn_content(turn: Mapping[str, Any]) -> None:
+    """``check_typed_fields`` for a turn whose other fields the recorder set itself (its id, rollout, index and
+    time): only the values the loop gave are checked, by ``TurnContent``'s rules."""
+    try:
+        _TURN_CONTENT.validate_python(turn)
+    except ValidationError as exc:
+        raise InvalidInputError(f"cannot record this turn: {validation_message(exc)}") from None
 
 
 class Rejection(Record):
@@ -503,5 +526,5 @@ def _rejection(index: int, operation: Any, exc: Exception) -> Rejection:
     return Rejection(index=index, op=operation.op, subject=describe(operation), error=error, message=message)
 
 
-__all__ = ["GroupStart", "check_screenshots", "check_typed_fields", "Operation", "RecordingResult", "Recording", "Rejection", "RolloutEnd", "RolloutStart",
+__all__ = ["GroupStart", "check_screenshots", "check_turn_content", "check_typed_fields", "Operation", "RecordingResult", "Recording", "Rejection", "RolloutEnd", "RolloutStart",
            "RunChange", "RunEnd", "RunStart", "StepChange", "StepStart", "TurnRecorded"]
