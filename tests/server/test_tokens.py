@@ -138,6 +138,8 @@ def body_of(operation: Operation, keys: dict[str, str]) -> Any:
         "tokens.create": {"role": "admin"},
         "artifacts.link": {"turn_id": keys["turns"], "role": "before"},
         "artifacts.gc": {"grace": 0},
+        "scripts.record": {"rollout_id": keys["finished"], "name": "b"},
+        "scripts.report": {"success": True, "seconds": 1.0},
     }
     return bodies.get(operation.call)
 
@@ -147,7 +149,8 @@ def params_of(operation: Operation, keys: dict[str, str]) -> dict[str, Any]:
             "tasks.load": {"dataset": "arith", "split": "train"},
             "spans.query": {"rollout_id": keys["rollout_id"], "attempt_id": "all"},
             "events.query": {"run": keys["runs"]},
-            "artifacts.links": {"turn_id": keys["turns"]}}.get(operation.call, {})
+            "artifacts.links": {"turn_id": keys["turns"]},
+            "scripts.best": {"task": keys["tasks"]}}.get(operation.call, {})
 
 
 def request(client: httpx.Client, operation: Operation, keys: dict[str, str], token: str) -> httpx.Response:
