@@ -215,8 +215,9 @@ class Recorder:
         """A turn and its screenshots: the bytes travel beside the record's line as they are (``_frames``), to be
         hashed and stored by the writer, so that the loop pays the same for a large screenshot as for a small one."""
         if self._through_server:
-            raise InvalidInputError("screenshots cannot be recorded through a server yet (it has no artifact "
-                                    "routes): record into the database's URL")
+            raise InvalidInputError("screenshots cannot be recorded through a server yet (the recorder's batches go "
+                                    "to it as JSON, without their bytes): record into the database's URL, or put "
+                                    "them with store.artifacts.put(..., turn_id=...)")
         contents = {} if screenshots is None else dict(screenshots)
         if screenshot is not None:
             if "screenshot" in contents:
