@@ -491,14 +491,36 @@ class RolloutHandle:
         given (not copied), hashed and stored once by the writer, and linked from the turn."""
         record = {"op": "turn", "id": new_id(), "rollout_id": self.id, "turn_index": self._turns, "created_at": _now()}
         # Left out when None (the writer's default): a shorter line, and no null for the encoder to tell from a NaN.
-        # Added one by one rather than filtered from a full dict: this is the loop's hottest call.
-        for name, value in (("observation", observation), ("thinking", thinking), ("action", action),
-                            ("action_result", action_result), ("model_response", model_response), ("reward", reward),
-                            ("done", done), ("duration_seconds", duration_seconds), ("success", success),
-                            ("error", error), ("metrics", metrics), ("tokens", tokens), ("logprobs", logprobs),
-                            ("kind", kind)):
-            if value is not None:
-                record[name] = value
+        # One plain test per field, not a loop over (name, value) pairs: this is the loop's hottest call, and the
+        # pairs cost it half a microsecond more.
+        if observation is not None:
+            record["observation"] = observation
+        if thinking is not None:
+            record["thinking"] = thinking
+        if action is not None:
+            record["action"] = action
+        if action_result is not None:
+            record["action_result"] = action_result
+        if model_response is not None:
+            record["model_response"] = model_response
+        if reward is not None:
+            record["reward"] = reward
+        if done is not None:
+            record["done"] = done
+        if duration_seconds is not None:
+            record["duration_seconds"] = duration_seconds
+        if success is not None:
+            record["success"] = success
+        if error is not None:
+            record["error"] = error
+        if metrics is not None:
+            record["metrics"] = metrics
+        if tokens is not None:
+            record["tokens"] = tokens
+        if logprobs is not None:
+            record["logprobs"] = logprobs
+        if kind is not None:
+            record["kind"] = kind
         if screenshot is None and screenshots is None:
             self._record(record, check_turn_content)
         else:
