@@ -237,15 +237,16 @@ def test_rollouts_show_prints_the_trajectory_the_task_by_name_and_span_attribute
         claim = store.rollouts.start({"target": 7}, task_id=task.id, worker_id="w")
         for index, (value, action, reward) in enumerate([(5, "+2", 0.0), (7, "stop", 1.0)]):
             store.turns.create(rollout_id=claim.rollout.id, attempt_id=claim.attempt.id, turn_index=index,
-                               observation={"value": value}, action=action, reward=reward, done=index == 1)
+                               observation={"value": value}, action=action, reward=reward, done=index == 1,
+                               kind="action" if index == 0 else None)
         store.spans.add(rollout_id=claim.rollout.id, attempt_id=claim.attempt.id, trace_id="t", span_id="s",
                         name="llm.call", attributes={"tokens": 512})
     output = succeeds(fresh_database_url, "rollouts", "show", claim.rollout.id[:20])  # a start of the id will do
     assert line_with(output, "rollout").split() == ["rollout", claim.rollout.id]
     assert line_with(output, "task").split(maxsplit=1) == ["task", "add-7: reach 7"]
     assert "Trajectory" in output
-    assert line_with(output, "0 ").split() == ["0", '{"value":', "5}", '"+2"', "0", "no", "-"]
-    assert line_with(output, "1 ").split() == ["1", '{"value":', "7}", '"stop"', "1", "yes", "-"]
+    assert line_with(output, "0 ").split() == ["0", "action", '{"value":', "5}", '"+2"', "0", "no", "-"]
+    assert line_with(output, "1 ").split() == ["1", "-", '{"value":', "7}", '"stop"', "1", "yes", "-"]
     assert line_containing(output, "llm.call")[:4] == ["1", "llm.call", '{"tokens":', "512}"]
 
 

@@ -129,10 +129,11 @@ def rollouts_show(
         shown = "" if turn_count <= len(turns) else f" (first {len(turns)} of {turn_count})"
         print_table(
             f"Trajectory{shown}",
-            (Column("turn", justify="right"), Column("observation", text=True), Column("action", text=True),
-             Column("reward", justify="right"), Column("done", drop=2), Column("error", text=True, drop=1)),
-            ((turn.turn_index, format_json(turn.observation), format_json(turn.action), turn.reward, turn.done,
-              turn.error) for turn in turns),
+            (Column("turn", justify="right"), Column("kind", drop=3), Column("observation", text=True),
+             Column("action", text=True), Column("reward", justify="right"), Column("done", drop=2),
+             Column("error", text=True, drop=1)),
+            ((turn.turn_index, turn.kind, format_json(turn.observation), format_json(turn.action), turn.reward,
+              turn.done, turn.error) for turn in turns),
             wide=wide,
         )
     console.print()
