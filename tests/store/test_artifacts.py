@@ -67,6 +67,30 @@ def test_put_stores_content_once_and_reads_it_back(local, database):
     assert empty.size == 0 and local.artifacts.read(empty.sha256) == b""
 
 
+def test_compressed_content_keeps_its_hash_and_size_and_reads_back_as_given(local, database):
+    text = b"".join(b'{"step": %d, "loss": 0.25, "log": "the same line again"}\n' % n for n in range(20_000))
+    stored = local.artifacts.put(text, media_type="application/jsonl", compression="zstd")
+    assert (stored.sha256, stored.size, stored.compression) == (hashlib.sha256(text).hexdigest(), len(text), "zstd")
+    assert local.artifacts.read(stored) == text
+    with local.artifacts.open(stored.sha256) as file:
+        assert file.read(10) == text[:10] and file.read() == text[10:]
+    if stored.storage == "file":
+        assert Path(stored.location).stat().st_size < len(text) / 10  # what lies on disk is the compressed form
+    else:
+        with database.engine.connect() as connection:
+            kept = connection.execute(select(func.sum(func.length(artifact_chunks.c.data))).where(
+                artifact_chunks.c.project_id == database.project_id,
+                artifact_chunks.c.sha256 == stored.sha256)).scalar_one()
+        assert kept < len(text) / 10
+    # The same content put again, compressed or not, is the stored one.
+    again = local.artifacts.put(text, media_type="application/jsonl")
+    assert (again.sha256, again.compression, again.created_at) == (stored.sha256, "zstd", stored.created_at)
+    assert local.artifacts.read(again) == text
+    with pytest.raises(InvalidInputError, match="unknown compression 'lz4'"):
+        local.artifacts.put(b"other", compression="lz4")
+    assert not local.artifacts.exists(hashlib.sha256(b"other").hexdigest())
+
+
 def test_where_content_lives_by_default(local, database):
     artifact = local.artifacts.put(b"where am I")
     if database.backend == "sqlite":

@@ -12,17 +12,19 @@ from urllib.parse import quote
 
 from ..records import Artifact
 from ..server import CONTENT_PATH, UPLOAD_PATH
-from ..store.artifacts import (CHUNK_BYTES, Artifacts, ChunkReader, artifact_digest, check_media_type, content_chunks,
-                               content_source)
+from ..store.artifacts import (CHUNK_BYTES, Artifacts, ChunkReader, artifact_digest, check_compression,
+                               check_media_type, content_chunks, content_source)
 
 
 def put(self, data: bytes | str | os.PathLike | IO[bytes], media_type: str = "application/octet-stream", *,
         role: str = "attachment", turn_id: str | None = None, step_id: str | None = None,
-        rollout_id: str | None = None) -> Artifact:
+        rollout_id: str | None = None, compression: str | None = None) -> Artifact:
     remote = self._remote
     check_media_type(media_type)  # a query string would make text of what is none
+    check_compression(compression)
     params = [(name, value) for name, value in (("media_type", media_type), ("role", role), ("turn_id", turn_id),
-                                                ("step_id", step_id), ("rollout_id", rollout_id))
+                                                ("step_id", step_id), ("rollout_id", rollout_id),
+                                                ("compression", compression))
               if value is not None]
     with content_source(data) as source:
         # Held to the server's limit here too: more is refused before it is sent, as the store refuses it.

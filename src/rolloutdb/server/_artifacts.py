@@ -62,13 +62,14 @@ class _RequestBody(io.RawIOBase):
 def upload(stores: ProjectStores):
     async def put(request: Request, media_type: str = Query("application/octet-stream"),
                   role: str = Query("attachment"), turn_id: str | None = None, step_id: str | None = None,
-                  rollout_id: str | None = None) -> Artifact:
+                  rollout_id: str | None = None,
+                  compression: str | None = Query(None, description="zstd: store it compressed")) -> Artifact:
         body = _RequestBody(request.stream())
 
         def store_it() -> Artifact:
             with stores.store(request, "writer") as store:
                 return store.artifacts.put(body, media_type, role=role, turn_id=turn_id, step_id=step_id,
-                                           rollout_id=rollout_id)
+                                           rollout_id=rollout_id, compression=compression)
 
         return await anyio.to_thread.run_sync(store_it)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gzip
 import hashlib
 import io
 import os
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import unquote, urlparse
 
+import zstandard
 from sqlalchemy import Connection, and_, delete, exists, select, update
 
 from ..config import ARTIFACTS_VAR, MAX_ARTIFACT_BYTES
@@ -41,6 +43,8 @@ from .base import build_record, check_key, insert_ignoring_conflicts, seconds
 
 CHUNK_BYTES = 1 << 20  # content is copied, written and read this much at a time
 ROLES = ("screenshot", "before", "after", "attachment")
+ZSTD = "zstd"
+COMPRESSIONS = (None, ZSTD)  # how put may store content
 # link(..., NAME=id): the owner type it stores, and the table whose row it must name
 OWNERS = {"turn_id": ("turn", turns), "step_id": ("step", steps), "rollout_id": ("rollout", rollouts)}
 GC_GRACE = timedelta(hours=1)
@@ -94,6 +98,12 @@ def check_media_type(media_type: Any) -> str:
     if not isinstance(media_type, str) or not 0 < len(media_type) <= 200:
         raise InvalidInputError(f"media_type must be a string of 1 to 200 characters, got {media_type!r:.80}")
     return media_type
+
+
+def check_compression(compression: Any) -> None:
+    if compression not in COMPRESSIONS:
+        raise InvalidInputError(f"unknown compression {compression!r:.80}; compressions: None, "
+                                f"{', '.join(repr(name) for name in COMPRESSIONS if name)}")
 
 
 def check_role(role: Any) -> str:
@@ -152,17 +162,19 @@ class Artifacts:
 
     def put(self, data: bytes | str | os.PathLike | IO[bytes], media_type: str = "application/octet-stream", *,
             role: str = "attachment", turn_id: str | None = None, step_id: str | None = None,
-            rollout_id: str | None = None) -> Artifact:
+            rollout_id: str | None = None, compression: str | None = None) -> Artifact:
         """Store ``data`` (bytes, a file's path, or a binary file object read to its end) and return its
         record; content stored already (in this project) is not stored again, and its record is returned.
         Given a turn, step or rollout, it is linked from there with ``role`` in the same transaction (which
-        gc cannot come between, whatever its grace period)."""
+        gc cannot come between, whatever its grace period). ``compression="zstd"`` stores it compressed (for
+        text-like content: logs, JSON, HTML); its sha256 and size stay the original's, and it reads back as given."""
         check_media_type(media_type)
+        check_compression(compression)
         owner = None
         if (turn_id, step_id, rollout_id) != (None, None, None):
             owner = self._owner(turn_id=turn_id, step_id=step_id, rollout_id=rollout_id)
             check_role(role)
-        with content_source(data) as source, self._spooled(source) as spooled:
+        with content_source(data) as source, self._spooled(source, compression) as spooled:
             with self._store._write() as connection:
                 return self._store_spooled(connection, spooled, media_type, owner, role)
 
@@ -185,7 +197,7 @@ class Artifacts:
         inserted = found is None and connection.execute(
             insert_ignoring_conflicts(connection, artifacts).returning(artifacts.c.sha256),
             {"sha256": digest, "project_id": self._store.project_id, "size": size, "media_type": media_type,
-             "compression": None, "storage": "file" if self.home else DATABASE,
+             "compression": spooled.compression, "storage": "file" if self.home else DATABASE,
              "location": str(self._blob_path(digest)) if self.home else None,
              "created_at": now, "touched_at": now}).first() is not None
         if not inserted:  # stored already (or meanwhile, by another process): keep it from gc
@@ -196,7 +208,7 @@ class Artifacts:
         if row["storage"] == DATABASE:
             if inserted:
                 self._write_chunks(connection, digest, spool)
-        else:
+        elif row["compression"] == spooled.compression:  # (stored otherwise, the spool is not its blob)
             self._place_blob(Path(row["location"]), spool)  # again, should a crash have lost it
         return self._record(row)
 
@@ -290,12 +302,18 @@ class Artifacts:
         """The content as a binary file object, read as it is consumed (never all at once)."""
         record = self.get(artifact.sha256 if isinstance(artifact, Artifact) else artifact)
         if record.storage == DATABASE:
-            return io.BufferedReader(ChunkReader(functools.partial(self._chunk, record.sha256)), CHUNK_BYTES)
-        try:
-            return open(record.location, "rb")
-        except FileNotFoundError:
-            raise NotFoundError(f"the content of artifact {record.sha256} is missing from {record.location}; "
-                                "putting it again restores it") from None
+            stored = io.BufferedReader(ChunkReader(functools.partial(self._chunk, record.sha256)), CHUNK_BYTES)
+        else:
+            try:
+                stored = open(record.location, "rb")
+            except FileNotFoundError:
+                raise NotFoundError(f"the content of artifact {record.sha256} is missing from {record.location}; "
+                                    "putting it again restores it") from None
+        if record.compression == ZSTD:
+            return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(stored, closefd=True), CHUNK_BYTES)
+        if record.compression == "gzip":  # not written by put, but a record may say so
+            return gzip.GzipFile(fileobj=stored)
+        return stored
 
     def read(self, artifact: Artifact | str) -> bytes:
         """The whole content, as bytes (``open`` streams it)."""
@@ -351,18 +369,22 @@ class Artifacts:
     def _spool_folder(self) -> Path | None:
         return None if self.home is None else self.home / self._store.project_id / "tmp"
 
-    def _spooled(self, source: IO[bytes]):
-        """Copy ``source`` to a temporary file (beside the blobs, for the rename), hashing it; fsynced."""
+    def _spooled(self, source: IO[bytes], compression: str | None = None):
+        """Copy ``source`` to a temporary file (beside the blobs, for the rename), hashing it (as given) and
+        compressing it if asked; fsynced."""
         folder = self._spool_folder()
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
         spool = tempfile.NamedTemporaryFile(dir=folder, prefix="put-", delete=False)
         digest, size = hashlib.sha256(), 0
+        compressor = zstandard.ZstdCompressor().compressobj() if compression == ZSTD else None
         try:
             for chunk in content_chunks(source, self.max_bytes):
                 digest.update(chunk)
                 size += len(chunk)
-                spool.write(chunk)
+                spool.write(chunk if compressor is None else compressor.compress(chunk))
+            if compressor is not None:
+                spool.write(compressor.flush())
             spool.flush()
             os.fsync(spool.fileno())
             spool.seek(0)
@@ -370,7 +392,7 @@ class Artifacts:
             spool.close()
             os.unlink(spool.name)
             raise
-        return _Spool(spool, digest.hexdigest(), size)
+        return _Spool(spool, digest.hexdigest(), size, compression)
 
     def _write_chunks(self, connection: Connection, digest: str, spool: IO[bytes]) -> None:
         seq = 0
@@ -410,8 +432,8 @@ class Artifacts:
 class _Spool:
     """A context manager over a spooled put (its file, sha256 and size); the file is removed after, unless placed."""
 
-    def __init__(self, file, digest: str, size: int) -> None:
-        self.file, self.digest, self.size = file, digest, size
+    def __init__(self, file, digest: str, size: int, compression: str | None) -> None:
+        self.file, self.digest, self.size, self.compression = file, digest, size, compression
         self.file.placed = False
 
     def __enter__(self) -> _Spool:
