@@ -169,7 +169,12 @@ class Events:
                    deadline: float | None) -> Iterator[Event]:
         with self.wake_ups() as wait:
             while True:
-                for event in self.matching(self.read(cursor), *wanted):
+                before = cursor.last
+                found = self.read(cursor)
+                if found and found[0].id != before + 1 and before:  # a gap: purge may have trimmed what it held
+                    with self._store._read() as connection:
+                        self._check_reach(connection, before)
+                for event in self.matching(found, *wanted):
                     yield event
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
@@ -212,8 +217,6 @@ class Events:
                     rows = connection.execute(statement).mappings().all()
             else:
                 rows = connection.execute(statement).mappings().all()
-            if rows and rows[0]["id"] != cursor.last + 1 and cursor.last:  # a gap: purge may have trimmed it
-                self._check_reach(connection, cursor.last)
         return [Event.model_validate(dict(row)) for row in cursor.take(rows, snapshot)]
 
     def _after(self, after: int, limit: int):
