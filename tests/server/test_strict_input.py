@@ -66,7 +66,9 @@ def test_typed_filters_are_checked_by_the_store(api, filters, said):
     assert said in error(api.get("/rollouts", params={"filters": json.dumps(filters)}), 422, "InvalidInputError")
 
 
-@pytest.mark.parametrize("text", ["{", "[1]", '"step"', "NaN", "[" * 10_000 + "]" * 10_000])
+# The deep list: deeper than orjson reads, in a URL within what uvicorn's h11 takes (16 KB; a longer one made the
+# server close the connection with the request unread, and the client at times saw a reset instead of the answer).
+@pytest.mark.parametrize("text", ["{", "[1]", '"step"', "NaN", "[" * 2_000 + "]" * 2_000])
 def test_filters_that_are_no_json_object_are_refused(api, text):
     assert "query parameter 'filters'" in error(api.get("/runs", params={"filters": text}), 422,
                                                 "InvalidInputError")
