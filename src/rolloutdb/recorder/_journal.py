@@ -3,8 +3,8 @@
 Each recorder session spills into a file of its own, ``<journal dir>/<key>/<session>.jsonl``, where the key
 stands for the database and the project: a journal is replayed only into the database and project it was
 recorded for. The first line says so in words (database without password, project, run, session); each
-further entry is one recorded operation: a line of JSON, or a frame with its screenshots (``_frames``). A live session holds an exclusive lock on its file, so
-another recorder (or ``rolloutdb journal replay``) replays only the files of sessions that are gone.
+further entry is one recorded operation: a line of JSON, or a frame with its screenshots (``_frames``). A live
+session holds an exclusive lock on its file, so another recorder (or ``rolloutdb journal replay``) replays only the files of sessions that are gone.
 """
 
 from __future__ import annotations

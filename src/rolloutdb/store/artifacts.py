@@ -283,8 +283,8 @@ class Artifacts:
 
     # -- reading -----------------------------------------------------------------------------------
 
-    def get(self, sha256: str) -> Artifact:
-        """The artifact with this sha256 (its record), or NotFoundError."""
+    def get(self, sha256: Artifact | str) -> Artifact:
+        """The artifact with this sha256 (or this record's, read again), or NotFoundError."""
         digest = artifact_digest(sha256)
         with self._store._read() as connection:
             row = self._row(connection, digest)
@@ -300,7 +300,7 @@ class Artifacts:
 
     def open(self, artifact: Artifact | str) -> IO[bytes]:
         """The content as a binary file object, read as it is consumed (never all at once)."""
-        record = self.get(artifact.sha256 if isinstance(artifact, Artifact) else artifact)
+        record = self.get(artifact)
         if record.storage == DATABASE:
             stored = io.BufferedReader(ChunkReader(functools.partial(self._chunk, record.sha256)), CHUNK_BYTES)
         else:
