@@ -24,6 +24,7 @@ the exit code is 0 either way.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import random
 import time
@@ -124,19 +125,47 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(int(share * len(ordered)), len(ordered) - 1)]
 
 
+class FullCollections:
+    """The cyclic collector's full runs (over the whole process heap) while it is entered: how many, and the
+    longest, since one lands in whichever read is running and makes the slowest ones."""
+
+    def __init__(self) -> None:
+        self.durations: list[float] = []
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict) -> None:
+        if info["generation"] == 2:
+            if phase == "start":
+                self._started = time.perf_counter()
+            else:
+                self.durations.append(time.perf_counter() - self._started)
+
+    def __enter__(self) -> FullCollections:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        gc.callbacks.remove(self)
+
+
 def measure(store: rolloutdb.Store, built: Built, samples: int) -> dict[str, list[float]]:
     """Trajectories of random rollouts (every other one with linked screenshots), each right after the reference
     read of the same rollout."""
     times: dict[str, list[float]] = {"trajectory": [], "rollouts.get (reference)": []}
-    for sample in range(samples):
-        rollout_id = random.choice(built.linked if sample % 2 and built.linked else built.rollouts)
-        started = time.perf_counter()
-        store.rollouts.get(rollout_id)
-        times["rollouts.get (reference)"].append(time.perf_counter() - started)
-        started = time.perf_counter()
-        trajectory = store.trajectory(rollout_id)
-        times["trajectory"].append(time.perf_counter() - started)
-        assert trajectory.turns and trajectory.attempt is not None
+    with FullCollections() as collections:
+        for sample in range(samples):
+            rollout_id = random.choice(built.linked if sample % 2 and built.linked else built.rollouts)
+            started = time.perf_counter()
+            store.rollouts.get(rollout_id)
+            times["rollouts.get (reference)"].append(time.perf_counter() - started)
+            started = time.perf_counter()
+            trajectory = store.trajectory(rollout_id)
+            times["trajectory"].append(time.perf_counter() - started)
+            assert trajectory.turns and trajectory.attempt is not None
+    if collections.durations:
+        console.print(f"  the collector's full runs during the samples: {len(collections.durations)}, the longest "
+                      f"{max(collections.durations) * 1e3:.1f} ms (over {len(gc.get_objects()):,} objects)",
+                      highlight=False)
     return times
 
 
@@ -149,6 +178,7 @@ def run(name: str, database: AbstractContextManager[str], arguments: argparse.Na
         console.print(f"  built in {time.perf_counter() - started:,.0f} s: " + ", ".join(
             f"{part} {rate:,.0f}/s" for part, rate in built.rates.items()), highlight=False)
         store.trajectory(built.rollouts[0])  # warm: statements prepared, connections open
+        console.print(f"  load average before the samples: {os.getloadavg()[0]:.1f}", highlight=False)
         times = measure(store, built, arguments.samples)
         sizes = f"{store.turns.count():,} turns, {store.spans.count(attempt_id=None):,} spans"
         for what, values in times.items():
