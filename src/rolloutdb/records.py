@@ -376,8 +376,8 @@ class Artifact(Record):
     size: Whole = Field(ge=0)
     media_type: str = "application/octet-stream"
     compression: Literal["gzip", "zstd"] | None = None
-    storage: Literal["database", "file"] = "database"
-    location: str | None = None  # storage "file": the blob's path
+    storage: Literal["database", "file", "url"] = "database"
+    location: str | None = None  # storage "file": the blob's path; "url": its URL (fsspec's)
     created_at: Time = Field(default_factory=utcnow)
     touched_at: Time | None = None  # last put or link (gc's grace period counts from it)
 

@@ -414,7 +414,8 @@ artifacts = Table(
     Column("size", BigInteger, nullable=False),
     Column("media_type", String(200), nullable=False),
     Column("compression", String(16)),
-    Column("storage", String(16), nullable=False),  # "file": a blob at location; "database": artifact_chunks
+    # "file": a blob at location (a path); "url": at location (a URL, fsspec's); "database": artifact_chunks
+    Column("storage", String(16), nullable=False),
     Column("location", Text),
     # Last put (or link): gc keeps an unlinked artifact put within its grace period, for a writer about to link it.
     *_times("created_at", "touched_at"),

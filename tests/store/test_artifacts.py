@@ -16,6 +16,7 @@ import rolloutdb
 from rolloutdb.errors import InvalidInputError, NotFoundError
 from rolloutdb.schema import artifact_chunks, artifact_links, artifacts
 from rolloutdb.store.artifacts import CHUNK_BYTES
+from rolloutdb.store.maintenance import artifact_figures
 
 
 
@@ -130,9 +131,55 @@ def test_rolloutdb_artifacts_chooses_where_content_goes_unless_connect_says(fres
 
 
 def test_bad_artifacts_settings_are_refused(fresh_database_url):
-    for bad in ("s3://bucket/blobs", "", 3):
+    for bad in ("", 3, "file://otherhost/blobs"):
         with pytest.raises(InvalidInputError, match="artifacts"):
             rolloutdb.connect(fresh_database_url, artifacts=bad)
+    with pytest.raises(InvalidInputError, match=r"artifacts: nosuchfs:// is no filesystem fsspec knows"):
+        rolloutdb.connect(fresh_database_url, artifacts="nosuchfs://bucket/blobs")
+    try:
+        import s3fs  # noqa: F401
+    except ImportError:  # s3:// is fsspec's, but its package is missing: said so, with what to install
+        with pytest.raises(InvalidInputError, match=r"artifacts: s3:// needs a package .*rolloutdb\[s3\]"):
+            rolloutdb.connect(fresh_database_url, artifacts="s3://bucket/blobs")
+
+
+def test_content_goes_to_a_folder_given_by_url(fresh_database_url):
+    """A folder fsspec reaches by URL (here its in-memory filesystem, as an object store would be: not a local
+    path): put, read, stream, dedupe, links, gc and a missing blob, as with a local folder."""
+    import fsspec
+
+    memory = fsspec.filesystem("memory")
+    home = f"memory://blobs-{os.urandom(6).hex()}"
+    data = os.urandom(CHUNK_BYTES + 100)
+    with rolloutdb.connect(fresh_database_url, artifacts=home + "/") as store:
+        assert store.artifacts.home is None  # no local folder
+        artifact = store.artifacts.put(data, "image/png")
+        assert (artifact.storage, artifact.location) == (
+            "url", f"{home}/{store.project_id}/{artifact.sha256[:2]}/{artifact.sha256[2:]}")
+        assert memory.cat_file(artifact.location) == data
+        assert store.artifacts.read(artifact) == data
+        with store.artifacts.open(artifact.sha256) as file:
+            assert file.read(10) == data[:10] and file.read() == data[10:]
+        assert store.artifacts.put(data).created_at == artifact.created_at  # stored once
+        assert rows(store, artifact_chunks) == 0 and memory.find(home) == [memory._strip_protocol(artifact.location)]
+        packed = store.artifacts.put(b"log line\n" * 10_000, "text/plain", compression="zstd")
+        assert store.artifacts.read(packed) == b"log line\n" * 10_000
+        assert memory.info(packed.location)["size"] < 10_000
+        rollout = store.rollouts.create()
+        store.artifacts.link(artifact, rollout_id=rollout.id, role="attachment")
+        assert store.artifacts.gc(grace=0).artifacts == 1  # the unlinked one
+        assert not memory.exists(packed.location) and memory.exists(artifact.location)
+    # Read from where it went, whatever the reading store is set to.
+    with rolloutdb.connect(fresh_database_url, artifacts="database") as store:
+        assert store.artifacts.read(artifact.sha256) == data
+        with store.engine.connect() as connection:
+            figures = artifact_figures(connection, store.project)
+        assert (figures.in_files, figures.file_bytes, figures.missing_count) == (1, len(data), 0)
+        memory.rm_file(artifact.location)
+        with pytest.raises(NotFoundError, match="is missing from memory://"):
+            store.artifacts.read(artifact.sha256)
+        with store.engine.connect() as connection:  # what doctor reports
+            assert artifact_figures(connection, store.project).missing == [f"{artifact.sha256} {artifact.location}"]
 
 
 def test_put_refuses_what_is_not_content(local, tmp_path, database):

@@ -2,12 +2,12 @@
 turns, steps and rollouts.
 
 Where the content lives is chosen by ``connect(..., artifacts=...)``: ``"database"`` (in ``artifact_chunks``,
-a chunk a row), or a folder (a path or ``file:///dir``), where each blob is ``<folder>/<project id>/ab/cdef...``.
-Default: a SQLite file's folder ``<db>.artifacts`` beside it; the database itself otherwise. An artifact
-remembers where its content went, so a store opened with another setting still reads it.
+a chunk a row), a folder (a path or ``file:///dir``), or a folder fsspec reaches by URL (``s3://bucket/prefix``):
+see ``blobs``. Default: a SQLite file's folder ``<db>.artifacts`` beside it; the database itself otherwise. An
+artifact remembers where its content went, so a store opened with another setting still reads it.
 
-Content is always spooled first (hashing it), then written under the hash in the put's transaction: a blob by
-temp file + fsync + rename, so a crash never leaves half a blob under its hash; chunks in that transaction.
+Content is always spooled first (hashing it), then written under the hash in the put's transaction: a blob whole
+or not at all (see ``blobs``), so a crash never leaves half a blob under its hash; chunks in that transaction.
 
 gc deletes artifacts no link refers to that were not put or linked within its grace period: a writer puts,
 then links within the grace period, and gc leaves the artifact alone meanwhile. gc locks the artifacts it
@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import unquote, urlparse
 
 import zstandard
 from sqlalchemy import Connection, and_, delete, exists, select, update
@@ -40,6 +39,7 @@ from ..errors import InvalidInputError, NotFoundError
 from ..records import Artifact, ArtifactLink
 from ..schema import artifact_chunks, artifact_links, artifacts, rollouts, steps, turns
 from .base import build_record, check_key, insert_ignoring_conflicts, seconds
+from .blobs import Folder, UrlFolder, blob_exists, blob_home, open_blob, place_blob, remove_blob
 
 CHUNK_BYTES = 1 << 20  # content is copied, written and read this much at a time
 ROLES = ("screenshot", "before", "after", "attachment")
@@ -130,33 +130,31 @@ def media_type_of(data: bytes) -> str:
     return next((media for signature, media in _SIGNATURES if data.startswith(signature)), "application/octet-stream")
 
 
-def artifacts_home(setting: str | os.PathLike | None, database_file: str | None) -> Path | None:
-    """The folder blobs go to for ``connect(..., artifacts=setting)``; None: the database holds them."""
+def artifacts_home(setting: str | os.PathLike | None, database_file: str | None) -> Folder | UrlFolder | None:
+    """Where blobs go for ``connect(..., artifacts=setting)``; None: the database holds them."""
     setting = os.environ.get(ARTIFACTS_VAR) or None if setting is None else setting
     if setting is None:
-        return None if database_file is None else Path(database_file + ".artifacts").absolute()
-    if isinstance(setting, os.PathLike):
-        return Path(setting).absolute()
-    if not isinstance(setting, str) or not setting:
-        raise InvalidInputError(f'artifacts must be "database", a folder or a file:// URL, got {setting!r:.80}')
+        return None if database_file is None else Folder(Path(database_file + ".artifacts").absolute())
+    if not isinstance(setting, (str, os.PathLike)) or not setting:
+        raise InvalidInputError(f'artifacts must be "database", a folder or a URL (file://, s3://, ...), got '
+                                f'{setting!r:.80}')
     if setting == DATABASE:
         return None
-    if "://" in setting:
-        parsed = urlparse(setting)
-        if parsed.scheme != "file" or parsed.netloc not in ("", "localhost"):
-            raise InvalidInputError(f"artifacts: only file:// URLs (a local or mounted folder) are supported, got "
-                                    f"{setting!r}")
-        return Path(unquote(parsed.path)).absolute()
-    return Path(setting).absolute()
+    return blob_home(setting, "artifacts")
 
 
 class Artifacts:
     """``store.artifacts``: put content, read it back, link it, collect what nothing links."""
 
-    def __init__(self, store, home: Path | None, max_bytes: int = MAX_ARTIFACT_BYTES) -> None:
+    def __init__(self, store, blobs: Folder | UrlFolder | None, max_bytes: int = MAX_ARTIFACT_BYTES) -> None:
         self._store = store
-        self.home = home  # None: content is stored in the database
+        self.blobs = blobs  # where new content goes; None: in the database
         self.max_bytes = max_bytes  # a put of more is refused
+
+    @property
+    def home(self) -> Path | None:
+        """The local folder new content goes to; None when it goes to the database or to a URL."""
+        return self.blobs.path if isinstance(self.blobs, Folder) else None
 
     # -- writing -----------------------------------------------------------------------------------
 
@@ -183,7 +181,7 @@ class Artifacts:
         its screenshots are written together or not at all), its media type told by its first bytes."""
         digest = hashlib.sha256(data).hexdigest()
         row = self._row(connection, digest, lock=True)
-        if row is not None and (row["storage"] == DATABASE or Path(row["location"]).exists()):
+        if row is not None and (row["storage"] == DATABASE or blob_exists(row["storage"], row["location"])):
             self._link(connection, digest, "turn_id", turn_id, role, self._store.now())  # stored: not again
             return self._record(row)
         with self._spooled(io.BytesIO(data)) as spooled:
@@ -197,8 +195,8 @@ class Artifacts:
         inserted = found is None and connection.execute(
             insert_ignoring_conflicts(connection, artifacts).returning(artifacts.c.sha256),
             {"sha256": digest, "project_id": self._store.project_id, "size": size, "media_type": media_type,
-             "compression": spooled.compression, "storage": "file" if self.home else DATABASE,
-             "location": str(self._blob_path(digest)) if self.home else None,
+             "compression": spooled.compression, "storage": DATABASE if self.blobs is None else self.blobs.storage,
+             "location": None if self.blobs is None else self.blobs.location(self._store.project_id, digest),
              "created_at": now, "touched_at": now}).first() is not None
         if not inserted:  # stored already (or meanwhile, by another process): keep it from gc
             self._touch(connection, digest, now)
@@ -209,7 +207,7 @@ class Artifacts:
             if inserted:
                 self._write_chunks(connection, digest, spool)
         elif row["compression"] == spooled.compression:  # (stored otherwise, the spool is not its blob)
-            self._place_blob(Path(row["location"]), spool)  # again, should a crash have lost it
+            spool.placed = place_blob(row["storage"], row["location"], spool)  # again, should a crash have lost it
         return self._record(row)
 
     def link(self, artifact: Artifact | str, *, role: str = "attachment", turn_id: str | None = None,
@@ -261,7 +259,7 @@ class Artifacts:
                     ~exists().where(table.c.project_id == project, table.c.id == artifact_links.c.owner_id))
                 ).rowcount
             candidates = connection.execute(
-                select(artifacts.c.sha256, artifacts.c.size, artifacts.c.location)
+                select(artifacts.c.sha256, artifacts.c.size, artifacts.c.storage, artifacts.c.location)
                 .where(artifacts.c.project_id == project, ~linked,
                        (artifacts.c.touched_at < cutoff) | artifacts.c.touched_at.is_(None))
                 .with_for_update()).all()
@@ -276,8 +274,8 @@ class Artifacts:
                     connection.execute(delete(table).where(table.c.project_id == project, table.c.sha256.in_(batch)))
             # Before commit, while the rows are locked: a put of the same content waits, then writes it anew.
             for row in doomed:
-                if row.location is not None:
-                    Path(row.location).unlink(missing_ok=True)
+                if row.storage != DATABASE and row.location is not None:
+                    remove_blob(row.storage, row.location)
         self._remove_stale_spools()
         return GcResult(artifacts=len(doomed), bytes=sum(row.size for row in doomed), links=dangling)
 
@@ -305,7 +303,7 @@ class Artifacts:
             stored = io.BufferedReader(ChunkReader(functools.partial(self._chunk, record.sha256)), CHUNK_BYTES)
         else:
             try:
-                stored = open(record.location, "rb")
+                stored = open_blob(record.storage, record.location)
             except FileNotFoundError:
                 raise NotFoundError(f"the content of artifact {record.sha256} is missing from {record.location}; "
                                     "putting it again restores it") from None
@@ -363,11 +361,9 @@ class Artifacts:
         field, value = given[0]
         return field, check_key(OWNERS[field][0], value)
 
-    def _blob_path(self, digest: str) -> Path:
-        return self.home / self._store.project_id / digest[:2] / digest[2:]
-
     def _spool_folder(self) -> Path | None:
-        return None if self.home is None else self.home / self._store.project_id / "tmp"
+        """Where puts spool content: beside a local folder's blobs (placing one is a rename); else a temp folder."""
+        return None if self.blobs is None else self.blobs.spool_folder(self._store.project_id)
 
     def _spooled(self, source: IO[bytes], compression: str | None = None):
         """Copy ``source`` to a temporary file (beside the blobs, for the rename), hashing it (as given) and
@@ -400,20 +396,6 @@ class Artifacts:
             connection.execute(artifact_chunks.insert(), {"project_id": self._store.project_id, "sha256": digest,
                                                          "seq": seq, "data": chunk})
             seq += 1
-
-    @staticmethod
-    def _place_blob(path: Path, spool) -> None:
-        """The spooled content renamed to ``path`` (atomic: whole or absent), unless it is there already."""
-        if path.exists():
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(spool.name, path)
-        spool.placed = True
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)  # the rename itself survives a crash
-        finally:
-            os.close(directory)
 
     def _remove_stale_spools(self) -> None:
         """Spool files a crashed put left behind."""
