@@ -371,6 +371,11 @@ class Resources(_Updated):
 
 
 class Artifact(Record):
+    """Content stored once per project by the sha256 of what was put. Compressed content reads back as put; re-encoded
+    content (a screenshot put with ``reencode="webp"``) reads back in its stored form, whose media type
+    ``media_type`` is, ``original_media_type`` naming what was put (``sha256`` and ``size`` are always the put
+    content's: the same screenshot put again is this one)."""
+
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     project_id: str = ""
     size: Whole = Field(ge=0)
@@ -378,8 +383,15 @@ class Artifact(Record):
     compression: Literal["gzip", "zstd"] | None = None
     storage: Literal["database", "file", "url"] = "database"
     location: str | None = None  # storage "file": the blob's path; "url": its URL (fsspec's)
+    stored_size: Whole | None = Field(default=None, ge=0)  # the bytes stored; None: put before it was kept
+    original_media_type: str | None = None  # re-encoded: the media type put; None: stored as put
     created_at: Time = Field(default_factory=utcnow)
     touched_at: Time | None = None  # last put or link (gc's grace period counts from it)
+
+    @property
+    def content_size(self) -> int:
+        """The bytes ``open`` and ``read`` give: the stored form's when re-encoded, else ``size``."""
+        return self.stored_size if self.original_media_type is not None and self.stored_size is not None else self.size
 
 
 class ArtifactChunk(Record):

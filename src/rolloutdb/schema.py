@@ -417,6 +417,10 @@ artifacts = Table(
     # "file": a blob at location (a path); "url": at location (a URL, fsspec's); "database": artifact_chunks
     Column("storage", String(16), nullable=False),
     Column("location", Text),
+    # The bytes stored (compressed or re-encoded; as put otherwise); NULL for artifacts put before it was kept.
+    Column("stored_size", BigInteger),
+    # Re-encoded content: the media type it was put with (media_type is the stored form's); NULL otherwise.
+    Column("original_media_type", String(200)),
     # Last put (or link): gc keeps an unlinked artifact put within its grace period, for a writer about to link it.
     *_times("created_at", "touched_at"),
 )

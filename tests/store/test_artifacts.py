@@ -440,3 +440,65 @@ def test_content_over_the_size_limit_is_refused_and_nothing_written(fresh_databa
             rolloutdb.connect(fresh_database_url, max_artifact_bytes=bad)
     with pytest.raises(InvalidInputError, match="max_artifact_bytes= are for a database"):
         rolloutdb.connect("http://127.0.0.1:9", max_artifact_bytes=10)
+
+
+def screen_png(width: int = 360, height: int = 640, seed: int = 0) -> bytes:
+    """A phone screen as a PNG, drawn as the phone agent example draws one: bars, buttons and text."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (width, height), (245, 245, 250))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((0, 0, width, 48), fill=(30 + seed, 90, 200))
+    for row in range(8):
+        top = 70 + row * 64
+        draw.rounded_rectangle((16, top, width - 16, top + 52), radius=10, fill=(255, 255, 255),
+                               outline=(200, 200, 210))
+        draw.text((32, top + 18), f"Setting {row} — Wi-Fi, Bluetooth, Display {seed}", fill=(20, 20, 20))
+    for x in range(0, width, 3):  # a photo-like strip: what PNG keeps losslessly and WebP does not
+        draw.line((x, height - 80, x, height), fill=((x * 7 + seed) % 256, (x * 13) % 256, (x * 29) % 256))
+    encoded = io.BytesIO()
+    image.save(encoded, format="PNG")
+    return encoded.getvalue()
+
+
+def test_a_screenshot_re_encoded_keeps_the_originals_hash_and_reads_back_in_its_stored_form(local, database):
+    from PIL import Image
+
+    png = screen_png()
+    shot = local.artifacts.put(png, "image/png", reencode="webp", quality=80)
+    assert (shot.sha256, shot.size) == (hashlib.sha256(png).hexdigest(), len(png))  # the original's: for dedupe
+    assert (shot.media_type, shot.original_media_type) == ("image/webp", "image/png")
+    assert shot.stored_size < len(png) and shot.content_size == shot.stored_size
+    stored = local.artifacts.read(shot)
+    assert len(stored) == shot.stored_size and stored[:4] == b"RIFF" and stored[8:12] == b"WEBP"
+    with Image.open(io.BytesIO(stored)) as image:
+        assert (image.format, image.size) == ("WEBP", (360, 640))
+    assert local.artifacts.get(shot.sha256).model_dump(exclude={"touched_at"}) == shot.model_dump(exclude={"touched_at"})
+    # The same screenshot again, re-encoded or not, is the stored one.
+    for again in (local.artifacts.put(png, "image/png"), local.artifacts.put(png, "image/png", reencode="webp")):
+        assert again.model_dump(exclude={"touched_at"}) == shot.model_dump(exclude={"touched_at"})
+    if shot.storage == "file":
+        assert Path(shot.location).stat().st_size == shot.stored_size
+    # A lower quality is smaller still; as given, a put's stored size is its size.
+    other = screen_png(seed=1)
+    assert local.artifacts.put(other, "image/png", reencode="webp", quality=20).stored_size < shot.stored_size
+    plain = local.artifacts.put(b"as given", "text/plain")
+    assert (plain.stored_size, plain.content_size, plain.original_media_type) == (8, 8, None)
+    # A trajectory lists a re-encoded screenshot by its stored form's media type.
+    claim = local.rollouts.start()
+    turn = local.turns.create(rollout_id=claim.rollout.id, attempt_id=claim.attempt.id, turn_index=0)
+    local.artifacts.link(shot, turn_id=turn.id, role="screenshot")
+    (listed,) = local.trajectory(claim.rollout.id).turns[0].artifacts
+    assert (listed.sha256, listed.media_type) == (shot.sha256, "image/webp")
+
+
+def test_re_encoding_refuses_what_is_no_image_and_bad_settings_writing_nothing(local, database):
+    for bad, message in ((dict(reencode="avif"), "unknown reencode 'avif'"),
+                         (dict(reencode="webp", quality=101), "quality must be a whole number from 0 to 100"),
+                         (dict(reencode="webp", quality=True), "quality must be a whole number"),
+                         (dict(reencode="webp", compression="zstd"), "reencode and compression do not go together")):
+        with pytest.raises(InvalidInputError, match=message):
+            local.artifacts.put(screen_png(), "image/png", **bad)
+    with pytest.raises(InvalidInputError, match="cannot re-encode the content as webp: it is no image Pillow reads"):
+        local.artifacts.put(b"\x89PNG but not really", "image/png", reencode="webp")
+    assert rows(database, artifacts) == 0 and blobs(database) == [] and spools(database) == []

@@ -12,20 +12,24 @@ from urllib.parse import quote
 
 from ..records import Artifact
 from ..server import CONTENT_PATH, UPLOAD_PATH
-from ..store.artifacts import (CHUNK_BYTES, Artifacts, ChunkReader, artifact_digest, check_compression,
-                               check_media_type, content_chunks, content_source)
+from ..store.artifacts import (CHUNK_BYTES, DEFAULT_QUALITY, Artifacts, ChunkReader, artifact_digest,
+                               check_compression, check_media_type, check_reencoding, content_chunks, content_source)
 
 
 def put(self, data: bytes | str | os.PathLike | IO[bytes], media_type: str = "application/octet-stream", *,
         role: str = "attachment", turn_id: str | None = None, step_id: str | None = None,
-        rollout_id: str | None = None, compression: str | None = None) -> Artifact:
+        rollout_id: str | None = None, compression: str | None = None, reencode: str | None = None,
+        quality: int = DEFAULT_QUALITY) -> Artifact:
     remote = self._remote
     check_media_type(media_type)  # a query string would make text of what is none
     check_compression(compression)
+    check_reencoding(reencode, quality, compression)
     params = [(name, value) for name, value in (("media_type", media_type), ("role", role), ("turn_id", turn_id),
                                                 ("step_id", step_id), ("rollout_id", rollout_id),
-                                                ("compression", compression))
+                                                ("compression", compression), ("reencode", reencode))
               if value is not None]
+    if reencode is not None:
+        params.append(("quality", str(quality)))
     with content_source(data) as source:
         # Held to the server's limit here too: more is refused before it is sent, as the store refuses it.
         answer = remote.transport.request("POST", UPLOAD_PATH, params=params, repeatable=False,

@@ -38,13 +38,16 @@ from ..config import ARTIFACTS_VAR, MAX_ARTIFACT_BYTES
 from ..errors import InvalidInputError, NotFoundError
 from ..records import Artifact, ArtifactLink
 from ..schema import artifact_chunks, artifact_links, artifacts, rollouts, steps, turns
-from .base import build_record, check_key, insert_ignoring_conflicts, seconds
+from .base import build_record, check_key, insert_ignoring_conflicts, seconds, whole_number
 from .blobs import Folder, UrlFolder, blob_exists, blob_home, open_blob, place_blob, remove_blob
 
 CHUNK_BYTES = 1 << 20  # content is copied, written and read this much at a time
 ROLES = ("screenshot", "before", "after", "attachment")
 ZSTD = "zstd"
 COMPRESSIONS = (None, ZSTD)  # how put may store content
+WEBP = "webp"
+REENCODINGS = (None, WEBP)  # what put may re-encode images as
+DEFAULT_QUALITY = 80
 # link(..., NAME=id): the owner type it stores, and the table whose row it must name
 OWNERS = {"turn_id": ("turn", turns), "step_id": ("step", steps), "rollout_id": ("rollout", rollouts)}
 GC_GRACE = timedelta(hours=1)
@@ -106,6 +109,32 @@ def check_compression(compression: Any) -> None:
                                 f"{', '.join(repr(name) for name in COMPRESSIONS if name)}")
 
 
+def check_reencoding(reencode: Any, quality: Any, compression: str | None) -> None:
+    if reencode not in REENCODINGS:
+        raise InvalidInputError(f"unknown reencode {reencode!r:.80}; re-encodings: None, "
+                                f"{', '.join(repr(name) for name in REENCODINGS if name)}")
+    whole_number("quality", quality, 0, 100)
+    if reencode is not None and compression is not None:
+        raise InvalidInputError("reencode and compression do not go together: an image re-encoded is compressed")
+
+
+def reencoded(data: bytes, quality: int) -> bytes:
+    """The image ``data`` as WebP at ``quality`` (0-100, Pillow's scale); InvalidInputError when it is no image
+    Pillow reads, or Pillow is not installed."""
+    try:
+        from PIL import Image
+    except ImportError:
+        raise InvalidInputError("artifacts.put: reencode needs Pillow: pip install 'rolloutdb[images]'") from None
+    encoded = io.BytesIO()
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.save(encoded, format="WEBP", quality=quality)
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:  # not an image: UnidentifiedImageError
+        raise InvalidInputError(f"artifacts.put: cannot re-encode the content as webp: it is no image Pillow reads "
+                                f"({exc})") from None
+    return encoded.getvalue()
+
+
 def check_role(role: Any) -> str:
     if not isinstance(role, str) or role not in ROLES:
         raise InvalidInputError(f"unknown artifact role {role!r:.80}; roles: {', '.join(ROLES)}")
@@ -160,19 +189,25 @@ class Artifacts:
 
     def put(self, data: bytes | str | os.PathLike | IO[bytes], media_type: str = "application/octet-stream", *,
             role: str = "attachment", turn_id: str | None = None, step_id: str | None = None,
-            rollout_id: str | None = None, compression: str | None = None) -> Artifact:
+            rollout_id: str | None = None, compression: str | None = None, reencode: str | None = None,
+            quality: int = DEFAULT_QUALITY) -> Artifact:
         """Store ``data`` (bytes, a file's path, or a binary file object read to its end) and return its
         record; content stored already (in this project) is not stored again, and its record is returned.
         Given a turn, step or rollout, it is linked from there with ``role`` in the same transaction (which
         gc cannot come between, whatever its grace period). ``compression="zstd"`` stores it compressed (for
-        text-like content: logs, JSON, HTML); its sha256 and size stay the original's, and it reads back as given."""
+        text-like content: logs, JSON, HTML); its sha256 and size stay the original's, and it reads back as given.
+        ``reencode="webp"`` stores an image (a screenshot) as WebP at ``quality`` (0-100) when that is smaller:
+        the record keeps the original's sha256, size and media type (``original_media_type``; the same image put
+        again is this artifact), its ``media_type`` and ``stored_size`` are the stored form's, and it reads back
+        in that form."""
         check_media_type(media_type)
         check_compression(compression)
+        check_reencoding(reencode, quality, compression)
         owner = None
         if (turn_id, step_id, rollout_id) != (None, None, None):
             owner = self._owner(turn_id=turn_id, step_id=step_id, rollout_id=rollout_id)
             check_role(role)
-        with content_source(data) as source, self._spooled(source, compression) as spooled:
+        with content_source(data) as source, self._spooled(source, compression, reencode, quality) as spooled:
             with self._store._write() as connection:
                 return self._store_spooled(connection, spooled, media_type, owner, role)
 
@@ -194,7 +229,9 @@ class Artifacts:
         found = self._row(connection, digest, lock=True)
         inserted = found is None and connection.execute(
             insert_ignoring_conflicts(connection, artifacts).returning(artifacts.c.sha256),
-            {"sha256": digest, "project_id": self._store.project_id, "size": size, "media_type": media_type,
+            {"sha256": digest, "project_id": self._store.project_id, "size": size,
+             "media_type": spooled.stored_media_type or media_type, "stored_size": spooled.stored_size,
+             "original_media_type": media_type if spooled.stored_media_type else None,
              "compression": spooled.compression, "storage": DATABASE if self.blobs is None else self.blobs.storage,
              "location": None if self.blobs is None else self.blobs.location(self._store.project_id, digest),
              "created_at": now, "touched_at": now}).first() is not None
@@ -206,7 +243,7 @@ class Artifacts:
         if row["storage"] == DATABASE:
             if inserted:
                 self._write_chunks(connection, digest, spool)
-        elif row["compression"] == spooled.compression:  # (stored otherwise, the spool is not its blob)
+        elif spooled.is_form_of(row):  # (stored otherwise, the spool is not its blob)
             spool.placed = place_blob(row["storage"], row["location"], spool)  # again, should a crash have lost it
         return self._record(row)
 
@@ -365,22 +402,35 @@ class Artifacts:
         """Where puts spool content: beside a local folder's blobs (placing one is a rename); else a temp folder."""
         return None if self.blobs is None else self.blobs.spool_folder(self._store.project_id)
 
-    def _spooled(self, source: IO[bytes], compression: str | None = None):
+    def _spooled(self, source: IO[bytes], compression: str | None = None, reencode: str | None = None,
+                  quality: int = DEFAULT_QUALITY):
         """Copy ``source`` to a temporary file (beside the blobs, for the rename), hashing it (as given) and
-        compressing it if asked; fsynced."""
+        compressing it if asked, or re-encoding it (read whole: an image is decoded whole) when that is smaller;
+        fsynced."""
         folder = self._spool_folder()
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
         spool = tempfile.NamedTemporaryFile(dir=folder, prefix="put-", delete=False)
-        digest, size = hashlib.sha256(), 0
+        digest, size, stored_size, stored_media_type = hashlib.sha256(), 0, 0, None
         compressor = zstandard.ZstdCompressor().compressobj() if compression == ZSTD else None
         try:
-            for chunk in content_chunks(source, self.max_bytes):
-                digest.update(chunk)
-                size += len(chunk)
-                spool.write(chunk if compressor is None else compressor.compress(chunk))
-            if compressor is not None:
-                spool.write(compressor.flush())
+            if reencode is not None:
+                original = b"".join(content_chunks(source, self.max_bytes))
+                digest.update(original)
+                size = len(original)
+                stored = reencoded(original, quality)
+                if len(stored) < size:
+                    stored_media_type = f"image/{reencode}"
+                else:
+                    stored = original
+                stored_size = spool.write(stored)
+            else:
+                for chunk in content_chunks(source, self.max_bytes):
+                    digest.update(chunk)
+                    size += len(chunk)
+                    stored_size += spool.write(chunk if compressor is None else compressor.compress(chunk))
+                if compressor is not None:
+                    stored_size += spool.write(compressor.flush())
             spool.flush()
             os.fsync(spool.fileno())
             spool.seek(0)
@@ -388,7 +438,7 @@ class Artifacts:
             spool.close()
             os.unlink(spool.name)
             raise
-        return _Spool(spool, digest.hexdigest(), size, compression)
+        return _Spool(spool, digest.hexdigest(), size, compression, stored_size, stored_media_type)
 
     def _write_chunks(self, connection: Connection, digest: str, spool: IO[bytes]) -> None:
         seq = 0
@@ -412,11 +462,22 @@ class Artifacts:
 
 
 class _Spool:
-    """A context manager over a spooled put (its file, sha256 and size); the file is removed after, unless placed."""
+    """A context manager over a spooled put: its file, the sha256 and size of the content put, and the form it is
+    stored in (compressed, or re-encoded as ``stored_media_type``, ``stored_size`` bytes); the file is removed
+    after, unless placed."""
 
-    def __init__(self, file, digest: str, size: int, compression: str | None) -> None:
+    def __init__(self, file, digest: str, size: int, compression: str | None, stored_size: int,
+                 stored_media_type: str | None) -> None:
         self.file, self.digest, self.size, self.compression = file, digest, size, compression
+        self.stored_size, self.stored_media_type = stored_size, stored_media_type
         self.file.placed = False
+
+    def is_form_of(self, row) -> bool:
+        """Whether the spool holds the stored form of the artifact ``row`` (its blob, should that be lost): stored
+        as put, compressed or re-encoded alike (a row from before stored sizes were kept: by its compression)."""
+        return (row["compression"] == self.compression
+                and (row["original_media_type"] is None) == (self.stored_media_type is None)
+                and row["stored_size"] in (None, self.stored_size))
 
     def __enter__(self) -> _Spool:
         return self
