@@ -502,3 +502,64 @@ def test_re_encoding_refuses_what_is_no_image_and_bad_settings_writing_nothing(l
     with pytest.raises(InvalidInputError, match="cannot re-encode the content as webp: it is no image Pillow reads"):
         local.artifacts.put(b"\x89PNG but not really", "image/png", reencode="webp")
     assert rows(database, artifacts) == 0 and blobs(database) == [] and spools(database) == []
+
+
+def test_link_many_links_many_artifacts_to_many_owners_at_once(local, database):
+    claim = local.rollouts.start()
+    turns = [local.turns.create(rollout_id=claim.rollout.id, attempt_id=claim.attempt.id, turn_index=n)
+             for n in range(3)]
+    shot, log = local.artifacts.put(b"a screenshot", "image/png"), local.artifacts.put(b"a log", "text/plain")
+    asked = [{"artifact": shot, "turn_id": turn.id, "role": "screenshot"} for turn in turns] + [
+        {"artifact": log.sha256, "rollout_id": claim.rollout.id},  # role: attachment
+        {"artifact": shot.sha256, "turn_id": turns[0].id, "role": "screenshot"}]  # twice in the batch
+    links = local.artifacts.link_many(asked)
+    assert [(link.sha256, link.owner_type, link.owner_id, link.role) for link in links] == [
+        *((shot.sha256, "turn", turn.id, "screenshot") for turn in turns),
+        (log.sha256, "rollout", claim.rollout.id, "attachment"), (shot.sha256, "turn", turns[0].id, "screenshot")]
+    assert links[0] == links[-1] and rows(database, artifact_links) == 4
+    assert local.artifacts.links(turn_id=turns[1].id) == [links[1]]
+    assert [link.id for link in local.artifacts.link_many(asked)] == [link.id for link in links]  # again: the same
+    assert local.artifacts.link_many([]) == []
+    assert [turn.artifacts[0].sha256 for turn in local.trajectory(claim.rollout.id).turns] == [shot.sha256] * 3
+
+
+def test_link_many_refuses_a_bad_link_and_links_none(local, database):
+    claim = local.rollouts.start()
+    turn = local.turns.create(rollout_id=claim.rollout.id, attempt_id=claim.attempt.id, turn_index=0)
+    shot = local.artifacts.put(b"pixels", "image/png")
+    good = {"artifact": shot.sha256, "turn_id": turn.id, "role": "screenshot"}
+    for bad, error, message in (
+            ({"artifact": "0" * 64, "turn_id": turn.id}, NotFoundError, f"artifact {'0' * 64} not found"),
+            ({"artifact": shot.sha256, "turn_id": "no-such-turn"}, NotFoundError, "turn 'no-such-turn' not found"),
+            ({"artifact": shot.sha256, "turn_id": turn.id, "role": "thumbnail"}, InvalidInputError,
+             "link #1: unknown artifact role 'thumbnail'"),
+            ({"artifact": shot.sha256, "turn_id": turn.id, "rollout_id": claim.rollout.id}, InvalidInputError,
+             "link #1: name exactly one owner"),
+            ({"artifact": "not a digest", "turn_id": turn.id}, InvalidInputError, "link #1: an artifact is named by"),
+            ({"turn_id": turn.id}, InvalidInputError, "link #1: a link has an artifact, a role and one owner"),
+            ({"artifact": shot.sha256, "turn_id": turn.id, "colour": "red"}, InvalidInputError,
+             "link #1: a link has an artifact")):
+        with pytest.raises(error, match=message):
+            local.artifacts.link_many([good, bad])
+    for not_links in ({"artifact": shot.sha256}, "links", [3]):
+        with pytest.raises(InvalidInputError, match="links are given as a list of mappings|link #0 is not a mapping"):
+            local.artifacts.link_many(not_links)
+    assert rows(database, artifact_links) == 0
+
+
+def test_link_many_takes_the_same_statements_for_two_links_as_for_sixty(tmp_path):
+    with rolloutdb.connect(f"sqlite:///{tmp_path / 'count.db'}") as store:
+        statements: list[str] = []
+        from sqlalchemy import event
+        event.listen(store.engine, "checkout", lambda connection, *_: connection.set_trace_callback(statements.append))
+        counts = []
+        for turns in (2, 60):
+            rollout = store.rollouts.create()
+            owners = [store.turns.create(rollout_id=rollout.id, turn_index=n) for n in range(turns)]
+            shots = [store.artifacts.put(f"shot {n}".encode()) for n in range(turns)]
+            statements.clear()
+            store.artifacts.link_many([{"artifact": shot, "turn_id": turn.id, "role": "screenshot"}
+                                       for shot, turn in zip(shots, owners)])
+            counts.append(len([sql for sql in statements if sql.lstrip().split()[0].upper() in
+                               ("SELECT", "INSERT", "UPDATE")]))
+        assert counts[0] == counts[1] <= 5

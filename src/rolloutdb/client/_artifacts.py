@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 from ..records import Artifact
 from ..server import CONTENT_PATH, UPLOAD_PATH
+from ..store.base import mappings
 from ..store.artifacts import (CHUNK_BYTES, DEFAULT_QUALITY, Artifacts, ChunkReader, artifact_digest,
                                check_compression, check_media_type, check_reencoding, content_chunks, content_source)
 
@@ -69,8 +70,21 @@ def naming_by_digest(method):
     return named
 
 
+def links_by_digest(method):
+    """``link_many``, refusing what is not a list of links as the store does, each link's artifact record sent as its
+    sha256 (the rest of each link is the server's to check)."""
+    @functools.wraps(method)
+    def named(self, links: Any) -> Any:
+        return method(self, [{**link, "artifact": link["artifact"].sha256}
+                             if isinstance(link.get("artifact"), Artifact) else link
+                             for link in mappings("link", links)])
+
+    return named
+
+
 def artifact_methods(generated: dict[str, Any]) -> dict[str, Any]:
     """The remote artifacts' methods: those of the route table (``generated``) and the streams."""
     methods = {name: naming_by_digest(generated[name]) for name in ("get", "exists", "link")}
+    methods["link_many"] = links_by_digest(generated["link_many"])
     methods.update({"put": functools.wraps(Artifacts.put)(put), "open": functools.wraps(Artifacts.open)(open)})
     return methods

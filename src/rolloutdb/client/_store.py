@@ -64,7 +64,7 @@ BORROWED = {"rollouts": ("enqueue", "dequeue"), "spans": ("add", "next_sequence_
 # Writes that change nothing when sent twice, so a request whose answer was lost may be sent again.
 REPEATABLE = {"rollouts.wait", "tasks.save", "validators.save", "workers.heartbeat", "attempts.heartbeat",
               "check_health", "tokens.revoke", "scripts.record", "scripts.activate", "artifacts.link",
-              "artifacts.gc"}
+              "artifacts.link_many", "artifacts.gc"}
 
 
 class Remote:

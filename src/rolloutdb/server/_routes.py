@@ -342,6 +342,10 @@ ROUTES: list[Operation] = [
     # Content travels as a stream, apart from this table (see _artifacts): POST /artifacts, GET /artifacts/SHA/content.
     Operation("GET", "/artifacts/links", "artifacts.links", "The links from one turn, step or rollout, oldest first",
               list[ArtifactLink], query=LinkOwner),
+    Operation("POST", "/artifacts/links", "artifacts.link_many",
+              "Link many artifacts from turns, steps or rollouts in one transaction (each linked again: the link there "
+              "is); a bad one links none", list[ArtifactLink], body=list[dict[str, JsonValue]], body_argument="links",
+              status_code=201),
     Operation("POST", "/artifacts/gc", "artifacts.gc",
               "Delete dangling links, then the artifacts nothing links that were not put or linked within the grace",
               GcResult, body=GcRequest, role="admin"),

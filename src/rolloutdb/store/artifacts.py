@@ -25,20 +25,21 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any
 
 import zstandard
-from sqlalchemy import Connection, and_, delete, exists, select, update
+from sqlalchemy import Connection, delete, exists, select, update
 
 from ..config import ARTIFACTS_VAR, MAX_ARTIFACT_BYTES
 from ..errors import InvalidInputError, NotFoundError
 from ..records import Artifact, ArtifactLink
 from ..schema import artifact_chunks, artifact_links, artifacts, rollouts, steps, turns
-from .base import build_record, check_key, insert_ignoring_conflicts, seconds, whole_number
+from ._bulk import bulk_insert
+from .base import build_record, check_key, insert_ignoring_conflicts, mappings, one_of, seconds, whole_number
 from .blobs import Folder, UrlFolder, blob_exists, blob_home, open_blob, place_blob, remove_blob
 
 CHUNK_BYTES = 1 << 20  # content is copied, written and read this much at a time
@@ -211,16 +212,28 @@ class Artifacts:
             with self._store._write() as connection:
                 return self._store_spooled(connection, spooled, media_type, owner, role)
 
-    def _put_in(self, connection: Connection, data: bytes, *, turn_id: str, role: str) -> Artifact:
-        """``put(data, turn_id=..., role=...)`` in the caller's write transaction (the recorder's batch: a turn and
-        its screenshots are written together or not at all), its media type told by its first bytes."""
-        digest = hashlib.sha256(data).hexdigest()
-        row = self._row(connection, digest, lock=True)
-        if row is not None and (row["storage"] == DATABASE or blob_exists(row["storage"], row["location"])):
-            self._link(connection, digest, "turn_id", turn_id, role, self._store.now())  # stored: not again
-            return self._record(row)
-        with self._spooled(io.BytesIO(data)) as spooled:
-            return self._store_spooled(connection, spooled, media_type_of(data), ("turn_id", turn_id), role)
+    def _put_screenshots_in(self, connection: Connection, screenshots: list[tuple[bytes, str, str]]) -> None:
+        """``put(content, turn_id=..., role=...)`` for each (content, turn id, role), in the caller's write
+        transaction (the recorder's batch: turns and their screenshots are written together or not at all), each
+        media type told by the content's first bytes: content not stored yet is stored, then all are linked at
+        once (``_link_many``)."""
+        if not screenshots:
+            return
+        digests = [hashlib.sha256(content).hexdigest() for content, _, _ in screenshots]
+        stored = {row["sha256"]: row for row in connection.execute(
+            select(artifacts).where(artifacts.c.project_id == self._store.project_id,
+                                    one_of(artifacts.c.sha256, sorted(set(digests)), self._store.backend))
+            .with_for_update()).mappings()}
+        placed: set[str] = set()  # the same content twice in the batch: stored once
+        for (content, _, _), digest in zip(screenshots, digests):
+            row = stored.get(digest)
+            if digest not in placed and (row is None or (
+                    row["storage"] != DATABASE and not blob_exists(row["storage"], row["location"]))):
+                with self._spooled(io.BytesIO(content)) as spooled:
+                    self._store_spooled(connection, spooled, media_type_of(content), None, "")
+                placed.add(digest)
+        self._link_many(connection, [(digest, "turn_id", turn_id, role)
+                                     for digest, (_, turn_id, role) in zip(digests, screenshots)], self._store.now())
 
     def _store_spooled(self, connection: Connection, spooled: _Spool, media_type: str,
                        owner: tuple[str, str] | None, role: str) -> Artifact:
@@ -239,7 +252,7 @@ class Artifacts:
             self._touch(connection, digest, now)
         row = self._row(connection, digest)
         if owner is not None:
-            self._link(connection, digest, *owner, role, now)
+            self._link_many(connection, [(digest, *owner, role)], now)
         if row["storage"] == DATABASE:
             if inserted:
                 self._write_chunks(connection, digest, spool)
@@ -253,32 +266,74 @@ class Artifacts:
         ``ROLES``). Linking it again with the same owner and role returns the link there is. An artifact not
         linked within gc's grace period of its put may be collected meanwhile (NotFoundError): ``put(...,
         turn_id=...)`` puts and links at once."""
-        digest = artifact_digest(artifact)
-        check_role(role)
-        field, owner_id = self._owner(turn_id=turn_id, step_id=step_id, rollout_id=rollout_id)
+        wanted = (artifact_digest(artifact), *self._owner(turn_id=turn_id, step_id=step_id, rollout_id=rollout_id),
+                  check_role(role))
         with self._store._write() as connection:
-            if self._row(connection, digest, lock=True) is None:  # the lock keeps gc off it until commit
-                raise self._not_found(digest)
-            return self._link(connection, digest, field, owner_id, role, self._store.now())
+            return self._link_many(connection, [wanted], self._store.now())[0]
 
-    def _link(self, connection: Connection, digest: str, field: str, owner_id: str, role: str, now) -> ArtifactLink:
-        """Link the artifact ``digest``, locked by the caller, from its owner, which must exist."""
-        owner_type, table = OWNERS[field]
-        if connection.execute(select(table.c.id).where(table.c.project_id == self._store.project_id,
-                                                       table.c.id == owner_id)).first() is None:
-            raise NotFoundError(f"{owner_type} {owner_id!r} not found in project {self._store.project!r}")
-        self._touch(connection, digest, now)
-        same = and_(artifact_links.c.project_id == self._store.project_id, artifact_links.c.sha256 == digest,
-                    artifact_links.c.owner_type == owner_type, artifact_links.c.owner_id == owner_id,
-                    artifact_links.c.role == role)
-        existing = connection.execute(select(artifact_links).where(same)).mappings().first()
-        if existing is not None:
-            return ArtifactLink.model_validate(dict(existing))
-        link = build_record(ArtifactLink, {"project_id": self._store.project_id, "sha256": digest,
-                                           "owner_type": owner_type, "owner_id": owner_id, "role": role,
-                                           "created_at": now}, "artifact link")
-        connection.execute(artifact_links.insert(), link.model_dump())
-        return link
+    def link_many(self, links: Iterable[Mapping[str, Any]]) -> list[ArtifactLink]:
+        """``link`` for many artifacts and owners in one transaction and a few statements, however many links: each
+        a mapping of ``artifact`` (a record or sha256), ``role`` (default ``"attachment"``) and one of ``turn_id``,
+        ``step_id``, ``rollout_id``. Returns the links in the order given (one linked already: the link there is).
+        A bad one (an unknown artifact or owner among them) links none."""
+        wanted = []
+        for position, item in enumerate(mappings("link", links)):
+            unknown = set(item) - {"artifact", "role", *OWNERS}
+            try:
+                if unknown or "artifact" not in item:
+                    raise InvalidInputError(f"a link has an artifact, a role and one owner ({', '.join(OWNERS)}), "
+                                            f"got {', '.join(sorted(map(str, item)))}")
+                wanted.append((artifact_digest(item["artifact"]),
+                               *self._owner(**{field: item.get(field) for field in OWNERS}),
+                               check_role(item.get("role", "attachment"))))
+            except InvalidInputError as exc:
+                raise InvalidInputError(f"link #{position}: {exc}") from None
+        if not wanted:
+            return []
+        with self._store._write() as connection:
+            return self._link_many(connection, wanted, self._store.now())
+
+    def _link_many(self, connection: Connection, wanted: list[tuple[str, str, str, str]], now) -> list[ArtifactLink]:
+        """Link each (sha256, owner field, owner id, role): the artifacts locked (gc keeps off them until commit)
+        and touched, their owners found, the links not there yet inserted, in a statement each."""
+        project, backend = self._store.project_id, self._store.backend
+        digests = sorted({digest for digest, *_ in wanted})
+        found = set(connection.execute(select(artifacts.c.sha256).where(
+            artifacts.c.project_id == project, one_of(artifacts.c.sha256, digests, backend))
+            .with_for_update()).scalars())
+        if missing := [digest for digest, *_ in wanted if digest not in found]:
+            raise self._not_found(missing[0])
+        for field in sorted({field for _, field, _, _ in wanted}):
+            owner_type, table = OWNERS[field]
+            ids = sorted({owner_id for _, named, owner_id, _ in wanted if named == field})
+            present = set(connection.execute(select(table.c.id).where(
+                table.c.project_id == project, one_of(table.c.id, ids, backend))).scalars())
+            if absent := [owner_id for owner_id in ids if owner_id not in present]:
+                raise NotFoundError(f"{owner_type} {absent[0]!r} not found in project {self._store.project!r}")
+        connection.execute(update(artifacts).where(artifacts.c.project_id == project,
+                                                   one_of(artifacts.c.sha256, digests, backend))
+                           .values(touched_at=now))
+        def key(row: Mapping[str, Any]) -> tuple[str, str, str, str]:
+            return row["sha256"], row["owner_type"], row["owner_id"], row["role"]
+
+        there = {key(row): ArtifactLink.model_validate(dict(row)) for row in connection.execute(
+            select(artifact_links).where(artifact_links.c.project_id == project,
+                                         one_of(artifact_links.c.sha256, digests, backend),
+                                         one_of(artifact_links.c.owner_id,
+                                                sorted({owner_id for _, _, owner_id, _ in wanted}), backend)))
+            .mappings()}
+        result, new = [], []
+        for digest, field, owner_id, role in wanted:
+            values = {"project_id": project, "sha256": digest, "owner_type": OWNERS[field][0], "owner_id": owner_id,
+                      "role": role, "created_at": now}
+            link = there.get(key(values))
+            if link is None:
+                link = there[key(values)] = build_record(ArtifactLink, values, "artifact link")
+                new.append(link.model_dump())
+            result.append(link)
+        if new:
+            bulk_insert(connection, artifact_links, new)
+        return result
 
     def gc(self, grace: timedelta | float = GC_GRACE) -> GcResult:
         """Delete the links whose turn, step or rollout is gone, then the artifacts (rows and content) no link

@@ -402,9 +402,8 @@ class Recording:
             for row in rows:
                 del row["op"], row["screenshots"]
             self._store.turns._insert_rows(context.connection, rows)
-            for turn in new:
-                for role, content in turn.screenshots.items():
-                    self._store.artifacts._put_in(context.connection, content, turn_id=turn.id, role=role)
+            self._store.artifacts._put_screenshots_in(context.connection, [
+                (content, turn.id, role) for turn in new for role, content in turn.screenshots.items()])
 
     def _end_rollouts(self, context: _Context, ends: list[RolloutEnd]) -> None:
         """Rollouts' results: read, locked and written together (one statement each, not one per rollout)."""
