@@ -553,7 +553,8 @@ class RunStats(Record):
 class SummaryRow(Record):
     """The rollouts of one task or one day (``store.summary``): how many, how many finished, and of those the
     success rate (by their success flag; without one, whether they succeeded), mean turns and mean duration;
-    errors counted by type (an error's text up to its first colon)."""
+    the rollouts' errors and their turns' errors counted by type (an error's text up to its first colon), most
+    frequent first."""
 
     key: str  # the task's external id ("(no task)" for rollouts without one), or the day (YYYY-MM-DD, UTC)
     task_id: str | None = None
@@ -563,6 +564,7 @@ class SummaryRow(Record):
     turns_mean: float | None
     duration_mean_seconds: float | None
     errors: dict[str, int]
+    turn_errors: dict[str, int] = Field(default_factory=dict)  # errors of the rollouts' turns (a GUI agent's steps)
 
 
 class ComparisonRow(Record):
