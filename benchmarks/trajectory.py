@@ -12,8 +12,8 @@ on SQLite), rows shaped as the queue (a rollout claimed once, its running attemp
 rollout`` turns each) and ``spans.add_many`` (``--spans`` / rollouts each) leave them. The public calls are too
 slow for 10M spans in minutes: ``spans.add_many`` validates every span (about 5k spans/s on SQLite, 2.5k/s on
 PostgreSQL on a loaded 2-core machine: over half an hour). ``--linked-rollouts`` rollouts get a screenshot linked
-from every turn (``artifacts.link``, one call per link: there is no batch link), from a few distinct images. The
-build rate of each part is printed.
+from every turn (``artifacts.link_many``, a call per rollout), from a few distinct images. The build rate of each
+part is printed.
 
 Then ``--samples`` trajectories of random rollouts are read, taking turns with a reference read in the same
 moment — ``rollouts.get`` of the same rollout, one indexed row — so the machine's noise shows in both. Half the
@@ -113,10 +113,10 @@ def build(store: rolloutdb.Store, turns: int, spans_total: int, turns_per_rollou
     linked = random.sample(rollout_ids, min(linked_rollouts, len(rollout_ids)))
     links = 0
     for rollout_id in linked:
-        for turn in store.turns.query(rollout_id=rollout_id, limit=None):
-            store.artifacts.link(images[turn.turn_index % SCREENSHOTS], turn_id=turn.id, role="screenshot")
-            links += 1
-    rates["artifact links (artifacts.link)"] = links / max(time.perf_counter() - started, 1e-9)
+        links += len(store.artifacts.link_many([
+            {"artifact": images[turn.turn_index % SCREENSHOTS], "turn_id": turn.id, "role": "screenshot"}
+            for turn in store.turns.query(rollout_id=rollout_id, limit=None)]))
+    rates["artifact links (artifacts.link_many)"] = links / max(time.perf_counter() - started, 1e-9)
     return Built(rollout_ids, linked, rates)
 
 
