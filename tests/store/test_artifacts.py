@@ -2,6 +2,7 @@
 collected when nothing links it; in a folder or in the database, from several processes at once."""
 
 import hashlib
+import importlib.util
 import io
 import multiprocessing
 import os
@@ -136,11 +137,9 @@ def test_bad_artifacts_settings_are_refused(fresh_database_url):
             rolloutdb.connect(fresh_database_url, artifacts=bad)
     with pytest.raises(InvalidInputError, match=r"artifacts: nosuchfs:// is no filesystem fsspec knows"):
         rolloutdb.connect(fresh_database_url, artifacts="nosuchfs://bucket/blobs")
-    try:
-        import s3fs  # noqa: F401
-    except ImportError:  # s3:// is fsspec's, but its package is missing: said so, with what to install
+    if importlib.util.find_spec("s3fs") is None:  # s3:// is fsspec's, but its package is missing: said so, with what
         with pytest.raises(InvalidInputError, match=r"artifacts: s3:// needs a package .*rolloutdb\[s3\]"):
-            rolloutdb.connect(fresh_database_url, artifacts="s3://bucket/blobs")
+            rolloutdb.connect(fresh_database_url, artifacts="s3://bucket/blobs")  # to install
 
 
 def test_content_goes_to_a_folder_given_by_url(fresh_database_url):
@@ -378,18 +377,20 @@ def test_concurrent_puts_of_the_same_content_store_it_once(fresh_database_url, t
         assert store.artifacts.read(answers.pop()) == data
 
 
-def put_and_link(url: str, folder: str, rounds: int, at_once: bool, start, results) -> None:
+def put_and_link(url: str, folder: str | None, rounds: int, at_once: bool, start, results, label: str = "") -> None:
+    """A writer of ``rounds`` turns, each with a screenshot put and linked (at once, or by a later call) and scratch
+    content linked by nothing; ``label`` starts its content (writers with their own content)."""
     start.wait()
     try:
         with rolloutdb.connect(url, project="gc", artifacts=folder) as store:
             rollout = store.rollouts.create()
             for i in range(rounds):
                 turn = store.turns.create(rollout_id=rollout.id, turn_index=i)
-                store.artifacts.put(f"scratch {i}".encode())  # never linked: gc's to take
+                store.artifacts.put(f"{label}scratch {i}".encode())  # never linked: gc's to take
                 if at_once:
-                    store.artifacts.put(f"screenshot {i}".encode(), turn_id=turn.id, role="screenshot")
+                    store.artifacts.put(f"{label}screenshot {i}".encode(), turn_id=turn.id, role="screenshot")
                 else:
-                    shot = store.artifacts.put(f"screenshot {i}".encode())
+                    shot = store.artifacts.put(f"{label}screenshot {i}".encode())
                     store.artifacts.link(shot, turn_id=turn.id, role="screenshot")
         results.put("ok")
     except Exception as exc:
