@@ -346,3 +346,15 @@ def test_gc_from_the_command_line_never_takes_what_writers_are_linking(fresh_dat
             shown.add(store.artifacts.read(link.sha256))
         assert shown == {f"writer-{n}screenshot {i}".encode() for n in range(2) for i in range(rounds)}
         assert sweeps > 1 and store.artifacts.gc(grace=0).artifacts == 0  # the scratch content was all taken
+
+
+def test_gc_through_a_server(session_backends):
+    url = session_backends.server_url("sqlite")
+    project = "gc-over-http"
+    with rolloutdb.connect(url, project=project) as store:
+        turn = store.turns.create(rollout_id=store.rollouts.create().id, turn_index=0)
+        kept = store.artifacts.put(b"linked", turn_id=turn.id, role="screenshot")
+        orphan = store.artifacts.put(b"orphan")
+    assert "Deleted 1 artifact (6 B)" in succeeds(url, "--project", project, "gc", "--grace", "0s")
+    with rolloutdb.connect(url, project=project) as store:
+        assert store.artifacts.exists(kept.sha256) and not store.artifacts.exists(orphan.sha256)
