@@ -256,10 +256,15 @@ def test_artifacts_and_trajectory(api):
     link = ok(api.post(f"/artifacts/{shot['sha256']}/links", json={"turn_id": turn["id"], "role": "before"}), 201)
     assert [item["role"] for item in ok(api.get("/artifacts/links", params={"turn_id": turn["id"]}))] == [
         "screenshot", "before"] and link["owner_type"] == "turn"
+    many = ok(api.post("/artifacts/links", json=[{"artifact": shot["sha256"], "turn_id": turn["id"], "role": "after"},
+                                                 {"artifact": shot["sha256"], "rollout_id": rollout_id}]), 201)
+    assert [(item["owner_type"], item["role"]) for item in many] == [("turn", "after"), ("rollout", "attachment")]
+    assert "link #0" in error(api.post("/artifacts/links", json=[{"artifact": "x", "turn_id": turn["id"]}]), 422,
+                              "InvalidInputError")
     trajectory = ok(api.get(f"/rollouts/{rollout_id}/trajectory"))
     assert trajectory["attempt"]["id"] == claim["attempt"]["id"] and trajectory["spans"] == []
     assert [(a["role"], a["sha256"]) for a in trajectory["turns"][0]["artifacts"]] == [
-        ("screenshot", shot["sha256"]), ("before", shot["sha256"])]
+        ("screenshot", shot["sha256"]), ("before", shot["sha256"]), ("after", shot["sha256"])]
     assert ok(api.get(f"/rollouts/{rollout_id}/trajectory", params={"attempt": claim["attempt"]["id"]})) == trajectory
     error(api.get("/rollouts/no-such-rollout/trajectory"), 404, "NotFoundError")
     assert ok(api.post("/artifacts/gc", json={"grace": 3600}))["artifacts"] == 0
