@@ -350,8 +350,9 @@ def connect(
     processes (default 0.5 s on SQLite; PostgreSQL is notified); ``id_prefixes`` starts the ids of new
     rollouts and attempts, e.g. ``{"rollout": "ro-", "attempt": "at-"}`` (Agent Lightning's shapes);
     ``resources_must_exist=False`` lets a rollout name resources not stored (yet), as Agent Lightning does.
-    ``artifacts`` is where artifacts' content goes: ``"database"``, a folder or ``file:///dir`` (default:
-    ``ROLLOUTDB_ARTIFACTS``, else a SQLite file's folder ``<db>.artifacts``, else the database);
+    ``artifacts`` is where artifacts' content goes: ``"database"``, a folder or ``file:///dir``, or a folder fsspec
+    reaches by URL (``s3://bucket/prefix`` with ``rolloutdb[s3]``) (default: ``ROLLOUTDB_ARTIFACTS``, else a
+    SQLite file's folder ``<db>.artifacts``, else the database);
     ``max_artifact_bytes`` the largest content ``artifacts.put`` takes (default 50 MiB).
     """
     resolved = resolve_url(url)
