@@ -132,7 +132,7 @@ def test_rolloutdb_artifacts_chooses_where_content_goes_unless_connect_says(fres
 
 
 def test_bad_artifacts_settings_are_refused(fresh_database_url):
-    for bad in ("", 3, "file://otherhost/blobs"):
+    for bad in ("", 3, "file://otherhost/blobs", "memory://", "s3:///"):
         with pytest.raises(InvalidInputError, match="artifacts"):
             rolloutdb.connect(fresh_database_url, artifacts=bad)
     with pytest.raises(InvalidInputError, match=r"artifacts: nosuchfs:// is no filesystem fsspec knows"):

@@ -77,6 +77,8 @@ def blob_home(setting: str | os.PathLike, what: str) -> Folder | UrlFolder:
         return Folder(Path(unquote(parsed.path)).absolute())
     import fsspec
 
+    if not setting.partition("://")[2].strip("/"):
+        raise InvalidInputError(f"{what}: a URL names a folder (s3://bucket/prefix), got {setting!r}")
     if scheme not in fsspec.available_protocols():
         raise InvalidInputError(f"{what}: {scheme}:// is no filesystem fsspec knows, in {setting!r}")
     try:
