@@ -39,6 +39,7 @@ from ..states import RunStatus, StepStatus
 from ..store import DEFAULT_PROJECT, Store
 from ..store.engine import sqlite_file
 from ..store.jobs import DEFAULT_STALE_AFTER
+from ..store.artifacts import DEFAULT_QUALITY, check_reencoding
 from ..store.recording import check_screenshots, check_turn_content, check_typed_fields
 from ._frames import Framed
 from ._journal import (JournalInfo, ReplayResult, count_journal_records, journal_folder,
@@ -140,6 +141,8 @@ class Recorder:
     whose process went quiet for ``stale_after`` seconds is taken over, a finished or live one is refused
     with ConflictError; ``resume=True`` requires the run to exist, ``resume=False`` requires a new one.
     Calls never wait for the database and never raise because of it; see ``health()``.
+    ``screenshot_reencode="webp"`` stores the turns' screenshots as WebP at ``screenshot_quality`` when smaller
+    (see ``artifacts.put``; a screenshot that is no image Pillow reads is stored as given).
     """
 
     def __init__(
@@ -161,7 +164,14 @@ class Recorder:
         journal_dir: str | Path = JOURNAL_DIRECTORY,
         control_interval: float = 1.0,
         start_timeout: float = 15.0,
+        screenshot_reencode: str | None = None,
+        screenshot_quality: int = DEFAULT_QUALITY,
     ) -> None:
+        check_reencoding(screenshot_reencode, screenshot_quality, None)
+        # Sent with each turn that has screenshots: the writer re-encodes them (the loop pays nothing for it).
+        self._screenshot_encoding = ({} if screenshot_reencode is None else
+                                     {"screenshot_reencode": screenshot_reencode,
+                                      "screenshot_quality": screenshot_quality})
         url, project = _destination(target, project, token, start_timeout)
         self.project = project  # the one it records into
         if url.startswith("sqlite") and sqlite_file(url) is None:
@@ -225,6 +235,7 @@ class Recorder:
                                         "screenshots['screenshot'])")
             contents["screenshot"] = screenshot
         check_screenshots(contents)
+        record.update(self._screenshot_encoding)
         self._pump.put_with_content(Framed(_encode(record, check_turn_content), contents))
 
     def step(self, number: int, *, state: Any = None) -> StepHandle:

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import zstandard
 from sqlalchemy import Connection, delete, exists, select, update
@@ -142,6 +142,16 @@ def check_role(role: Any) -> str:
     return role
 
 
+class Screenshot(NamedTuple):
+    """A turn's screenshot as the recorder hands it to the store (``Artifacts._put_screenshots_in``)."""
+
+    content: bytes
+    turn_id: str
+    role: str
+    reencode: str | None = None
+    quality: int = DEFAULT_QUALITY
+
+
 @dataclass(frozen=True)
 class GcResult:
     artifacts: int  # artifacts deleted, with their content
@@ -212,28 +222,33 @@ class Artifacts:
             with self._store._write() as connection:
                 return self._store_spooled(connection, spooled, media_type, owner, role)
 
-    def _put_screenshots_in(self, connection: Connection, screenshots: list[tuple[bytes, str, str]]) -> None:
-        """``put(content, turn_id=..., role=...)`` for each (content, turn id, role), in the caller's write
-        transaction (the recorder's batch: turns and their screenshots are written together or not at all), each
-        media type told by the content's first bytes: content not stored yet is stored, then all are linked at
-        once (``_link_many``)."""
+    def _put_screenshots_in(self, connection: Connection, screenshots: list[Screenshot]) -> None:
+        """``put(content, turn_id=..., role=..., reencode=..., quality=...)`` for each screenshot, in the caller's
+        write transaction (the recorder's batch: turns and their screenshots are written together or not at all),
+        each media type told by the content's first bytes: content not stored yet is stored (re-encoded if asked
+        and Pillow reads it; else as given: a turn is not refused for its screenshot), then all are linked at once
+        (``_link_many``)."""
         if not screenshots:
             return
-        digests = [hashlib.sha256(content).hexdigest() for content, _, _ in screenshots]
+        digests = [hashlib.sha256(shot.content).hexdigest() for shot in screenshots]
         stored = {row["sha256"]: row for row in connection.execute(
             select(artifacts).where(artifacts.c.project_id == self._store.project_id,
                                     one_of(artifacts.c.sha256, sorted(set(digests)), self._store.backend))
             .with_for_update()).mappings()}
         placed: set[str] = set()  # the same content twice in the batch: stored once
-        for (content, _, _), digest in zip(screenshots, digests):
+        for shot, digest in zip(screenshots, digests):
             row = stored.get(digest)
             if digest not in placed and (row is None or (
                     row["storage"] != DATABASE and not blob_exists(row["storage"], row["location"]))):
-                with self._spooled(io.BytesIO(content)) as spooled:
-                    self._store_spooled(connection, spooled, media_type_of(content), None, "")
+                try:
+                    spooled = self._spooled(io.BytesIO(shot.content), None, shot.reencode, shot.quality)
+                except InvalidInputError:  # no image Pillow reads (or no Pillow): stored as given
+                    spooled = self._spooled(io.BytesIO(shot.content))
+                with spooled:
+                    self._store_spooled(connection, spooled, media_type_of(shot.content), None, "")
                 placed.add(digest)
-        self._link_many(connection, [(digest, "turn_id", turn_id, role)
-                                     for digest, (_, turn_id, role) in zip(digests, screenshots)], self._store.now())
+        self._link_many(connection, [(digest, "turn_id", shot.turn_id, shot.role)
+                                     for digest, shot in zip(digests, screenshots)], self._store.now())
 
     def _store_spooled(self, connection: Connection, spooled: _Spool, media_type: str,
                        owner: tuple[str, str] | None, role: str) -> Artifact:

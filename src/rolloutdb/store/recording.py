@@ -23,7 +23,7 @@ from ..errors import ConflictError, InvalidInputError, NotFoundError, RolloutDBE
 from ..records import Flag, JsonDict, Record, Time, TurnContent, Whole
 from ..schema import groups, rollouts, steps, turns
 from ..states import GroupStatus, RolloutStatus, RunStatus, StepStatus
-from .artifacts import ROLES
+from .artifacts import DEFAULT_QUALITY, ROLES, Screenshot
 from .base import KEYS_PER_QUERY, validation_message
 from .hooks import savepoint
 from .jobs import DEFAULT_STALE_AFTER, FINISHED
@@ -140,6 +140,8 @@ class TurnRecorded(TurnContent):
     turn_index: Whole = Field(ge=0)
     created_at: RecordedTime
     screenshots: dict[Literal[ROLES], bytes] = Field(default_factory=dict)
+    screenshot_reencode: Literal["webp"] | None = None  # store them re-encoded (artifacts.put's reencode)
+    screenshot_quality: Whole = Field(default=DEFAULT_QUALITY, ge=0, le=100)
 
 
 class RolloutEnd(Record):
@@ -400,10 +402,11 @@ class Recording:
             project = self._store.project_id
             rows = [{**vars(turn), "project_id": project} for turn in new]
             for row in rows:
-                del row["op"], row["screenshots"]
+                del row["op"], row["screenshots"], row["screenshot_reencode"], row["screenshot_quality"]
             self._store.turns._insert_rows(context.connection, rows)
             self._store.artifacts._put_screenshots_in(context.connection, [
-                (content, turn.id, role) for turn in new for role, content in turn.screenshots.items()])
+                Screenshot(content, turn.id, role, turn.screenshot_reencode, turn.screenshot_quality)
+                for turn in new for role, content in turn.screenshots.items()])
 
     def _end_rollouts(self, context: _Context, ends: list[RolloutEnd]) -> None:
         """Rollouts' results: read, locked and written together (one statement each, not one per rollout)."""
