@@ -14,7 +14,7 @@ from .states import (AttemptStatus, GroupStatus, RolloutMode, RolloutStatus, Run
                      TokenRole, TurnKind)
 
 
-def _python_scalar(value: Any) -> Any:
+def python_scalar(value: Any) -> Any:
     """A NumPy scalar as the Python int, float or bool it holds (``np.int64(3)`` is 3, ``np.bool_(True)`` is
     True, as a training loop's values often are); anything else as it is."""
     return value.item() if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0 else value
@@ -34,8 +34,8 @@ def _text(value: Any) -> Any:
 # enum members or their string values (``Choice``).
 E = TypeVar("E")
 Choice = Annotated[E, Strict(False), BeforeValidator(_text)]
-Whole = Annotated[int, BeforeValidator(_python_scalar)]
-Flag = Annotated[bool, BeforeValidator(_python_scalar)]
+Whole = Annotated[int, BeforeValidator(python_scalar)]
+Flag = Annotated[bool, BeforeValidator(python_scalar)]
 Time = AwareDatetime
 JsonDict = dict[str, JsonValue]
 Id = Annotated[str, Field(min_length=1, max_length=128)]  # what an id column holds
@@ -244,7 +244,7 @@ GUI_ACTION_TYPES = ("tap", "double_tap", "long_press", "swipe", "drag", "type", 
                     "back", "home", "done")
 COORDINATES = ("x", "y", "x2", "y2")
 # The bounds inside, the NumPy scalar outside: so they are checked by the validator's core, not in Python.
-Coordinate = Annotated[Annotated[float, Field(ge=0, allow_inf_nan=False)], BeforeValidator(_python_scalar)]
+Coordinate = Annotated[Annotated[float, Field(ge=0, allow_inf_nan=False)], BeforeValidator(python_scalar)]
 # What each action type needs besides its type: any one of the alternatives, each a set of fields.
 _NEEDS: dict[str, tuple[tuple[str, ...], ...]] = {
     **dict.fromkeys(("tap", "double_tap", "long_press"), (("x", "y"), ("element",))),
