@@ -19,9 +19,9 @@ from fastapi.security import HTTPBearer
 from pydantic import BaseModel, SkipValidation, TypeAdapter, ValidationError
 
 from .. import __version__
-from ..dashboard import mount_dashboard
 from ..config import (DEFAULT_PROJECT, MAX_ARTIFACT_BYTES, SERVER_MAX_BODY_BYTES, SERVER_THREADS,
                       SERVER_TOKEN_RECHECK_SECONDS, SERVER_WRITES_IN_FLIGHT)
+from ..dashboard import mount_dashboard
 from ..errors import InvalidInputError, StoreUnavailableError
 from ..records import Artifact, Record
 from ..store import AGENT_LIGHTNING_OPTIONS, Store
