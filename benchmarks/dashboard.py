@@ -33,7 +33,6 @@ from rich.table import Table
 from sqlalchemy.engine import make_url
 
 import rolloutdb
-from rolloutdb.ids import new_ids
 from rolloutdb.records import Run
 from rolloutdb.schema import runs as runs_table
 from rolloutdb.store._bulk import bulk_insert
