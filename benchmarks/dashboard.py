@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import random
 import statistics
@@ -210,7 +209,6 @@ def main() -> None:
                               f"< {target * 1e3:.0f} ms", met(median < target) if name == "dashboard-bench" else "-")
     console.print(table)
     console.print(f"load average at the end: {os.getloadavg()[0]:.1f}")
-    console.print(json.dumps({"note": "median of the samples; max shows the machine's noise"}))
 
 
 if __name__ == "__main__":
