@@ -102,10 +102,25 @@ export function duration(seconds) {
   return Math.floor(seconds / 86400) + " d " + Math.round((seconds % 86400) / 3600) + " h";
 }
 
-// A running run's time left, by the pace of its progress since it started.
+// Progress seen move on this page, by run: [milliseconds, percent], the last minute of it.
+const PACE_WINDOW_MS = 60000;
+const seen = new Map();
+
+// A running run's time left: at the pace its progress moved while the page watched it, or before that, at
+// its pace since it started (a plan's first stage may jump ahead of the rest).
 export function eta(run) {
   if (run.status !== "running" || !run.started_at || !(run.progress > 0) || run.progress >= 100) return "—";
-  const elapsed = (Date.now() - new Date(run.started_at).getTime()) / 1000;
+  const now = Date.now();
+  const samples = seen.get(run.id) || [];
+  if (!samples.length || samples[samples.length - 1][1] !== run.progress) samples.push([now, run.progress]);
+  while (samples.length > 2 && now - samples[1][0] > PACE_WINDOW_MS) samples.shift();
+  seen.set(run.id, samples);
+  const [[firstTime, firstProgress], [lastTime, lastProgress]] = [samples[0], samples[samples.length - 1]];
+  if (lastProgress > firstProgress && lastTime - firstTime >= 2000) {
+    const perSecond = (lastProgress - firstProgress) / ((lastTime - firstTime) / 1000);
+    return duration((100 - run.progress) / perSecond);
+  }
+  const elapsed = (now - new Date(run.started_at).getTime()) / 1000;
   return duration(elapsed * (100 - run.progress) / run.progress);
 }
 

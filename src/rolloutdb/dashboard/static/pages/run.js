@@ -1,7 +1,7 @@
 // Run: its status and progress (live), step metrics as a chart, groups per step, evals against the baseline per
 // task, its config, and for a job its controls (writers only) and its log as it is written.
 import { api, follow, path, taskNames } from "../api.js";
-import { add, ago, badge, clear, errorBox, eta, h, json, number, pager, percent, progressBar, route, setProgress, shortId,
+import { add, badge, clear, errorBox, eta, h, json, number, pager, percent, progressBar, route, setProgress, shortId,
          table, time } from "../dom.js";
 import { metricNames, stepChart } from "./chart.js";
 import { liveBadge } from "./live.js";
@@ -203,6 +203,5 @@ async function logSection(run) {
     if (list.parentElement) list.parentElement.scrollTop = list.parentElement.scrollHeight;
   };
   rows.forEach((row) => add(row));
-  return { element: h("section", {}, h("h2", {}, "Log ", h("span", { class: "muted" }, ago(run.updated_at))),
-                      h("div", { class: "log-box" }, list)), add };
+  return { element: h("section", {}, h("h2", {}, "Log"), h("div", { class: "log-box" }, list)), add };
 }
