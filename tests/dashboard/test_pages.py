@@ -59,6 +59,11 @@ def test_the_runs_page_lists_the_stored_runs_newest_first_and_filters_them(site,
     page.goto(address)
     page.wait_for_function("document.body.dataset.ready === location.hash")
     assert column(page, "#runs a.run-name") == [run.name for run in stored if "eval@" in run.name]
+    # Live: a run created elsewhere that the filter takes shows up first, without reloading the page.
+    page.wait_for_selector(".live.on")
+    with site.store() as store:
+        new = store.runs.create(name=f"eval@live-{uuid.uuid4().hex[:6]}")
+    page.wait_for_function(f"document.querySelector('#runs a.run-name')?.textContent === '{new.name}'")
 
 
 def test_the_run_page_charts_its_steps_and_shows_its_groups_evals_and_config(site, page):

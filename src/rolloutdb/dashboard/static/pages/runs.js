@@ -4,6 +4,7 @@ import { add, ago, badge, eta, h, pager, progressBar, route, setProgress, table 
 import { liveBadge } from "./live.js";
 
 const LIMIT = 50;
+const RELOAD_AFTER_MS = 1000;
 const RUN_STATUSES = ["", "pending", "running", "paused", "completed", "failed", "cancelled"];
 const KINDS = ["", "train", "eval", "baseline", "job"];
 
@@ -50,13 +51,20 @@ export async function runsPage(container, params) {
     setTimeout(() => api("/runs/" + path(runId)).then(update).catch(() => {}).finally(() => refreshing.delete(runId)),
                500);
   };
+  // A run this page does not show (a new one): the first page is read again, a moment later, once.
+  let reloading = null;
+  const reload = () => {
+    if (offset === 0 && reloading === null) {
+      reloading = setTimeout(() => window.dispatchEvent(new HashChangeEvent("hashchange")), RELOAD_AFTER_MS);
+    }
+  };
   const stop = follow({ topics: ["job", "run", "step"] }, {
     job: (event) => update({ id: event.run_id, ...pick(event.data, ["progress", "stage", "message", "status"]) }),
-    run: (event) => refresh(event.run_id),
+    run: (event) => (rows.has(event.run_id) ? refresh(event.run_id) : reload()),
     step: (event) => refresh(event.run_id),
   }, live.set);
   const ticking = setInterval(() => rows.forEach((row) => { row.cells.eta.textContent = eta(row.run); }), 5000);
-  return () => { stop(); clearInterval(ticking); };
+  return () => { stop(); clearInterval(ticking); clearTimeout(reloading); };
 }
 
 function pick(data, names) {
