@@ -7,6 +7,7 @@ server's event stream for what changes. ``ui`` starts a server on this machine f
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from starlette.staticfiles import StaticFiles
@@ -38,9 +39,10 @@ def mount_dashboard(app) -> None:
 
 
 def ui(url: str | None = None, *, project: str | None = None, port: int = 0, open_browser: bool = True,
-       on_ready=None) -> None:
+       on_ready: Callable[[str], None] | None = None) -> None:
     """Serve the database at ``url`` (project ``project``) on 127.0.0.1:``port`` (0: a free port) and open the
-    dashboard in the default browser once it answers (``open_browser``); until interrupted."""
+    dashboard in the default browser once it answers (``open_browser``); until interrupted. ``on_ready(where)`` is
+    told where the dashboard is and what it serves."""
     from ._ui import run_ui
 
     run_ui(url, project=project, port=port, open_browser=open_browser, on_ready=on_ready)

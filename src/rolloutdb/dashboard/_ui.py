@@ -30,7 +30,7 @@ def run_ui(url: str | None, *, project: str | None, port: int, open_browser: boo
         threading.Thread(target=open_when_answering, args=(address,), name="rolloutdb-ui-browser",
                          daemon=True).start()
     serve(url, project=project or DEFAULT_PROJECT, host=LOOPBACK, port=int(address.rsplit(":", 1)[1]),
-          on_ready=None if on_ready is None else lambda where: on_ready(f"{address}/ — {where}"))
+          on_ready=None if on_ready is None else lambda where: on_ready(f"{address}/ (server: {where})"))
 
 
 def open_when_answering(address: str) -> None:
