@@ -103,6 +103,10 @@ def test_the_compare_page_shows_run_b_against_run_a_per_task(site, page):
     assert column(page, "#comparison tbody tr td:first-child") == ["overall", *[row.task for row in comparison.tasks]]
     delta = comparison.overall.success_rate_delta
     assert same_percent(rows.nth(0).locator("td").nth(9).inner_text(), delta)
+    # A run's name with a slash in it ("…/eval@2") is one route, to that run's page.
+    page.click("#run-b")
+    page.wait_for_function("document.body.dataset.ready === location.hash && location.hash.startsWith('#/runs/')")
+    assert page.inner_text("h1 .run-name") == site.seeded.final_eval
 
 
 def test_the_queue_page_counts_rollouts_and_shows_workers_with_their_rollouts(site, page):
