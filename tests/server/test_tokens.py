@@ -370,3 +370,34 @@ def test_the_remote_follow_raises_once_its_token_is_revoked(auth_server):
             with pytest.raises(rolloutdb.AuthenticationError, match="revoked"):
                 list(follower)
             assert time.monotonic() - began < 15
+
+
+def test_the_project_answer_names_the_tokens_role(auth_server, server):
+    a = fill_project(auth_server.url)
+    with auth_server.client() as client:
+        for role, issued in a.tokens.items():
+            assert ok(client.get("/project", headers={"Authorization": f"Bearer {issued.secret}"}))["role"] == role
+    with server.client() as client:
+        assert ok(client.get("/project"))["role"] is None  # without --auth: no token, nothing refused
+
+
+def test_the_dashboard_cookie_carries_a_token_for_reads_only(auth_server):
+    """The dashboard's browser sends its token as a cookie where it cannot set a header (images, the event
+    stream): taken for GET, never for a write (a page elsewhere could make the browser send it), and a header
+    wins over it."""
+    a = fill_project(auth_server.url)
+    reader, writer = a.tokens["reader"].secret, a.tokens["writer"].secret
+    with rolloutdb.connect(auth_server.url, project=a.name) as store:
+        before = store.runs.get(a.keys["runs"])
+    with httpx.Client(base_url=auth_server.base + "/api/v1", timeout=30) as client:
+        assert ok(client.get("/project", cookies={"rolloutdb_token": reader}))["role"] == "reader"
+        with client.stream("GET", "/events", params={"timeout": 1}, cookies={"rolloutdb_token": reader}) as events:
+            assert events.status_code == 200
+        error(client.post(f"/jobs/{a.keys['runs']}/resume", json={}, cookies={"rolloutdb_token": writer}), 401,
+              "AuthenticationError")
+        error(client.get("/runs", cookies={"rolloutdb_token": "rdb_nobody_x"}), 401, "AuthenticationError")
+        answer = client.get("/project", cookies={"rolloutdb_token": reader},
+                            headers={"Authorization": f"Bearer {a.tokens['admin'].secret}"})
+        assert ok(answer)["role"] == "admin"
+    with rolloutdb.connect(auth_server.url, project=a.name) as store:
+        assert store.runs.get(a.keys["runs"]) == before  # the cookie's write changed nothing
