@@ -336,12 +336,15 @@ def test_the_event_stream_takes_the_token_and_its_project(auth_server):
 
 def test_an_open_event_stream_ends_once_its_token_is_revoked_or_expires(auth_server):
     a = fill_project(auth_server.url)
-    soon = datetime.now(timezone.utc) - timedelta(minutes=5) + timedelta(seconds=3)
-    with rolloutdb.connect(auth_server.url, project=a.name, clock=lambda: soon) as earlier:
-        expiring = earlier.tokens.create("reader", expires=timedelta(minutes=5))  # expires 3 s from now
+
+    def expiring_soon():  # made just before its stream opens: on a busy machine the revoked case takes a while
+        soon = datetime.now(timezone.utc) - timedelta(minutes=5) + timedelta(seconds=4)
+        with rolloutdb.connect(auth_server.url, project=a.name, clock=lambda: soon) as earlier:
+            return earlier.tokens.create("reader", expires=timedelta(minutes=5))  # expires 4 s from now
+
     with rolloutdb.connect(auth_server.url, project=a.name) as store, auth_server.client() as client:
-        revoked = store.tokens.create("reader")
-        for token, why in ((revoked, "revoked"), (expiring, "expired")):
+        for make_token, why in ((lambda: store.tokens.create("reader"), "revoked"), (expiring_soon, "expired")):
+            token = make_token()
             headers = {"Authorization": f"Bearer {token.secret}"}
             with client.stream("GET", "/events", params={"timeout": 30}, headers=headers) as response:
                 assert response.status_code == 200
