@@ -408,8 +408,8 @@ def export_rollouts(store: Store, format: str, selection: Selection | Mapping[st
     form = FORMATS.get(format) if isinstance(format, str) else None
     if form is None:
         raise InvalidInputError(f"unknown export format {format!r:.80}; formats: {', '.join(FORMATS)}")
-    chosen = _model(Selection, selection, "selection")
-    policy = _model(MessagePolicy, messages, "messages")
+    chosen = checked_model(Selection, selection, "selection")
+    policy = checked_model(MessagePolicy, messages, "messages")
     if images not in IMAGE_MODES:
         raise InvalidInputError(f"images must be one of {', '.join(IMAGE_MODES)}, got {images!r:.80}")
     if not isinstance(out, (str, os.PathLike)):
@@ -427,14 +427,14 @@ def export_rollouts(store: Store, format: str, selection: Selection | Mapping[st
                                 "where the format allows it)")
     if not path.parent.is_dir():
         raise InvalidInputError(f"no folder {str(path.parent)!r:.200} to write {path.name!r:.80} in")
-    conditions = _conditions(store, chosen)
+    conditions = selection_conditions(store, chosen)
     job = Export(store, form, chosen, policy, images, path)
     job.with_images = ("images", "images") in form.columns and images != "none" and _has_screenshots(store, conditions)
     temporary = path.with_name(path.name + ".partial")
     writer = (ParquetWriter(temporary, arrow_schema(form, policy, images, job.with_images)) if container == "parquet"
               else JsonlWriter(temporary))
     with store._read() as connection:
-        total = connection.execute(select(func.count()).select_from(_joined()).where(*conditions)).scalar_one()
+        total = connection.execute(select(func.count()).select_from(selected_join()).where(*conditions)).scalar_one()
     try:
         done = 0
         for page in _pages(store, conditions, by_group=form.rows is None):
@@ -460,7 +460,7 @@ def export_rollouts(store: Store, format: str, selection: Selection | Mapping[st
                          skipped=dict(sorted(job.skipped.items())), images=job.image_count)
 
 
-def _model(model: type, value: Any, what: str) -> Any:
+def checked_model(model: type, value: Any, what: str) -> Any:
     if isinstance(value, model):
         return value
     if value is not None and not isinstance(value, Mapping):
@@ -475,13 +475,13 @@ def _model(model: type, value: Any, what: str) -> Any:
         raise InvalidInputError(f"invalid {what}: {validation_message(exc)}") from None
 
 
-def _joined():
+def selected_join():
     return (rollouts.outerjoin(tasks, tasks.c.id == rollouts.c.task_id)
             .outerjoin(validators, validators.c.id == tasks.c.validator_id)
             .outerjoin(runs, runs.c.id == rollouts.c.run_id))
 
 
-def _conditions(store: Store, s: Selection) -> list[Any]:
+def selection_conditions(store: Store, s: Selection) -> list[Any]:
     """The SQL conditions of a selection (all but tags, which are checked as rows are read)."""
     conditions: list[Any] = [rollouts.c.project_id == store.project_id, rollouts.c.status.in_(s.status)]
     if s.runs is not None:
@@ -507,12 +507,14 @@ def _conditions(store: Store, s: Selection) -> list[Any]:
         conditions.append(tasks.c.dataset == s.dataset)
     if s.split is not None:
         conditions.append(tasks.c.split == s.split)
+    if s.ended_before is not None:
+        conditions.append(rollouts.c.ended_at < s.ended_before)
     return conditions
 
 
 def _has_screenshots(store: Store, conditions: list[Any]) -> bool:
     statement = (select(artifact_links.c.id)
-                 .select_from(_joined().join(turns, turns.c.rollout_id == rollouts.c.id)
+                 .select_from(selected_join().join(turns, turns.c.rollout_id == rollouts.c.id)
                               .join(artifact_links, and_(artifact_links.c.owner_id == turns.c.id,
                                                          artifact_links.c.owner_type == "turn")))
                  .where(*conditions, artifact_links.c.role == SCREENSHOT).limit(1))
@@ -560,7 +562,7 @@ def _pages(store: Store, conditions: list[Any], *, by_group: bool) -> Iterator[l
     after: tuple[Any, ...] | None = None
     while True:
         beyond = [] if after is None else [_after(key, after)]
-        statement = (select(*COLUMNS).select_from(_joined()).where(*conditions, *extra, *beyond)
+        statement = (select(*COLUMNS).select_from(selected_join()).where(*conditions, *extra, *beyond)
                      .order_by(*key).limit(PAGE))
         with store._read() as connection:
             page = decoded(connection.execute(statement))
