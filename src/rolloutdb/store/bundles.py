@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import Column, Table, select
+from sqlalchemy import Column, Table, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import ConflictError, InvalidBundleError, InvalidInputError
@@ -240,7 +240,7 @@ def bundle_target(out: Any) -> tuple[Path, bool]:
     if not path.parent.is_dir():
         raise InvalidInputError(f"no folder {str(path.parent)!r:.200} to write {path.name!r:.80} in")
     as_tar = path.suffix == ".tar"
-    if as_tar and path.is_dir() or not as_tar and path.exists() and (not path.is_dir() or any(path.iterdir())):
+    if as_tar and path.exists() or not as_tar and path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise InvalidInputError(f"{str(path)!r:.200} is there already: a bundle is written to a new .tar file or to "
                                 "a new (or empty) folder")
     return path, as_tar
@@ -459,6 +459,7 @@ class Importer:
             new = self.new_rows(table, rows)
             if table is scripts:
                 self.unlink_missing_sources(new)
+                self.relink_sources([row for row in rows if row not in new])
             if new:
                 bulk_insert(self.connection, table, new)
             if table is rollouts:
@@ -497,6 +498,16 @@ class Importer:
         for row in rows:
             if row["source_rollout_id"] in sources - stored:
                 row["source_rollout_id"] = None
+
+
+    def relink_sources(self, kept: list[dict[str, Any]]) -> None:
+        """A script kept whose source rollout was purged (which unlinked it) and is in the bundle names it again:
+        an archive's import restores what the purge undid."""
+        for row in kept:
+            if row["source_rollout_id"] in self.rollout_ids:
+                self.connection.execute(update(scripts).where(
+                    scripts.c.id == row["id"], scripts.c.project_id == self.store.project_id,
+                    scripts.c.source_rollout_id.is_(None)).values(source_rollout_id=row["source_rollout_id"]))
 
 
 def import_bundle(store: Store, path: str | os.PathLike, *, on_progress: Progress = None) -> ImportSummary:
