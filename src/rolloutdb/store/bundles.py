@@ -42,6 +42,7 @@ from ._bulk import bulk_insert
 from .base import KEYS_PER_QUERY, one_of
 from .engine import head_revision
 from .export import checked_model, selected_join, selection_conditions
+from .retention import purge
 
 if TYPE_CHECKING:
     from . import Store
@@ -61,9 +62,6 @@ NOT_FOR_BUNDLES = ("latest_attempt", "per_task", "dedupe", "min_margin")
 # The entities whose status history a bundle carries, by the table they are rows of.
 HISTORY = {"runs": "run", "steps": "step", "groups": "group", "rollouts": "rollout", "attempts": "attempt"}
 FINISHED = [RolloutStatus.SUCCEEDED, RolloutStatus.FAILED, RolloutStatus.CANCELLED]
-# ``purge`` reads the clock itself: archive hands it an age this much larger, so that it never reaches rollouts
-# that ended after the archive's cutoff (those that ended within the margin before it stay, archived, until the next).
-PURGE_MARGIN = timedelta(seconds=1)
 
 Progress = Callable[[str, int, int], None] | None  # (stage, done, in all)
 
@@ -577,8 +575,8 @@ def archive(store: Store, older_than: timedelta, to: str | os.PathLike, *, on_pr
     if manifest["tables"]["rollouts"]["rows"] != written.rows["rollouts"] or still != written.rows["rollouts"]:
         raise ConflictError(f"the archive {out} holds {written.rows['rollouts']} rollouts, the database now has "
                             f"{still} finished before {cutoff}: nothing was purged")
-    purged = store.purge(older_than=store.now() - cutoff + PURGE_MARGIN,
-                         on_progress=None if on_progress is None else lambda done, total: on_progress("purge", done, total))
+    purged = purge(store, ended_before=cutoff,  # the bundle's cutoff: not one rollout more
+                   on_progress=None if on_progress is None else lambda done, total: on_progress("purge", done, total))
     return ArchiveSummary(bundle=written, cutoff=cutoff, purged_rollouts=purged.rollouts,
                           purged_attempts=purged.attempts, purged_spans=purged.spans, purged_turns=purged.turns)
 

@@ -407,7 +407,8 @@ def export_rollouts(store: Store, format: str, selection: Selection | Mapping[st
     """See ``Store.export``."""
     form = FORMATS.get(format) if isinstance(format, str) else None
     if form is None:
-        raise InvalidInputError(f"unknown export format {format!r:.80}; formats: {', '.join(FORMATS)}")
+        raise InvalidInputError(f"unknown export format {format!r:.80}; formats: {', '.join(FORMATS)} (and a bundle "
+                                "of the rows as stored: store.export_bundle, `rolloutdb export bundle`)")
     chosen = checked_model(Selection, selection, "selection")
     policy = checked_model(MessagePolicy, messages, "messages")
     if images not in IMAGE_MODES:
