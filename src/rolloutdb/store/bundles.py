@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import tarfile
 import tempfile
@@ -567,7 +568,8 @@ def archive(store: Store, older_than: timedelta, to: str | os.PathLike, *, on_pr
         raise InvalidInputError(f"to is the folder to write the archive in, got {to!r:.200}")
     cutoff = store.now() - older_than
     selection = Selection(status=FINISHED, ended_before=cutoff)
-    out = Path(to) / f"{store.project}-before-{cutoff:%Y%m%dT%H%M%S}Z.rdb.tar"
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", store.project)  # any name a project may have, as a file's
+    out = Path(to) / f"{name}-before-{cutoff:%Y%m%dT%H%M%S}Z.rdb.tar"
     if out.exists():
         raise InvalidInputError(f"{str(out)!r:.200} is there already: archive again in a moment, or elsewhere")
     written = export_bundle(store, selection, out, on_progress=on_progress)

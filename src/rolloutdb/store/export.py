@@ -88,25 +88,28 @@ def turn_conversation(row: Mapping[str, Any], turns: Sequence[Mapping[str, Any]]
     first = text(turns[0]["observation"]) if turns else ""
     messages.append({"role": "user", "content": "\n\n".join(part for part in (asked, first) if part)})
     images.append(list(shots.get(turns[0]["id"], ())) if turns else [])
-    for index, turn in enumerate(turns):
-        if index and turn["observation"] is not None:
-            if policy.observations == "tool":
-                messages.append({"role": "tool", "content": text(turn["observation"]), "tool_calls": None,
-                                 "tool_call_id": f"call_{index - 1}"})
+    as_tool, thinking = policy.observations == "tool", policy.thinking == "inline"
+    add_message, add_images = messages.append, images.append
+    for index, turn in enumerate(turns):  # the loop of every export: once a turn, kept lean
+        observation = turn["observation"]
+        if index and observation is not None:
+            said = observation if type(observation) is str else text(observation)
+            if as_tool:
+                add_message({"role": "tool", "content": said, "tool_calls": None, "tool_call_id": f"call_{index - 1}"})
             else:
-                messages.append({"role": "user", "content": text(turn["observation"])})
-            images.append(list(shots.get(turn["id"], ())))
-        thought = f"<think>{turn['thinking']}</think>\n" if turn["thinking"] and policy.thinking == "inline" else ""
-        if policy.observations == "tool":
-            action = turn["action"]
+                add_message({"role": "user", "content": said})
+            add_images(list(shots[turn["id"]]) if turn["id"] in shots else [])
+        thought = f"<think>{turn['thinking']}</think>\n" if thinking and turn["thinking"] else ""
+        action = turn["action"]
+        if as_tool:
             name = action.get("type") or action.get("name") if isinstance(action, dict) else None
             call = {"id": f"call_{index}", "type": "function",
                     "function": {"name": str(name or "action"), "arguments": text(action)}}
-            messages.append({"role": "assistant", "content": thought.removesuffix("\n"), "tool_calls": [call],
-                             "tool_call_id": None})
+            add_message({"role": "assistant", "content": thought.removesuffix("\n"), "tool_calls": [call],
+                         "tool_call_id": None})
         else:
-            messages.append({"role": "assistant", "content": thought + text(turn["action"])})
-        images.append([])
+            add_message({"role": "assistant", "content": thought + (action if type(action) is str else text(action))})
+        add_images([])
     return messages, images
 
 
@@ -543,17 +546,18 @@ TURN_COLUMNS = [_as_text(turns.c[name], name) if name in RAW_JSON else turns.c[n
 
 
 def decoded(rows) -> list[dict[str, Any]]:
-    """Result rows as dicts, their JSON text decoded."""
+    """Result rows as dicts, their JSON text decoded: column by column, one tight loop each (a branch per cell of
+    every row costs more than the decoding)."""
     names = list(rows.keys())
-    raw = [index for index, name in enumerate(names) if name in RAW_JSON]
-    out = []
-    for row in rows.all():  # fetched at once: row by row, the driver is asked once a row
-        values = list(row)
-        for index in raw:
-            if values[index] is not None:
-                values[index] = orjson.loads(values[index])
-        out.append(dict(zip(names, values)))
-    return out
+    found = rows.all()  # fetched at once: row by row, the driver is asked once a row
+    if not found:
+        return []
+    columns = list(zip(*found))
+    loads = orjson.loads
+    for index, name in enumerate(names):
+        if name in RAW_JSON:
+            columns[index] = [None if value is None else loads(value) for value in columns[index]]
+    return [dict(zip(names, values)) for values in zip(*columns)]
 
 
 def _pages(store: Store, conditions: list[Any], *, by_group: bool) -> Iterator[list[Mapping[str, Any]]]:
