@@ -481,9 +481,12 @@ class Importer:
         present: dict[Any, str] = {}
         mine = table.c.project_id == self.store.project_id
         scope = [mine] if table is resources else []  # resource ids are per project
-        for first in range(0, len(keys), KEYS_PER_QUERY):
+        # PostgreSQL takes the keys of a whole batch as one array parameter (one_of): a statement of a thousand
+        # parameters costs more to build and parse than the lookup.
+        per_query = len(keys) or 1 if self.store.backend == "postgresql" else KEYS_PER_QUERY
+        for first in range(0, len(keys), per_query):
             present.update(self.connection.execute(select(key, table.c.project_id).where(
-                one_of(key, keys[first:first + KEYS_PER_QUERY], self.store.backend), *scope)).all())
+                one_of(key, keys[first:first + per_query], self.store.backend), *scope)).all())
         foreign = sorted(id for id, project in present.items() if project != self.store.project_id)
         if foreign:
             raise ConflictError(f"{table.name} {foreign[0]!r:.140} (and {len(foreign) - 1} more) of the bundle is "
