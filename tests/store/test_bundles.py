@@ -350,3 +350,17 @@ def test_bundles_are_local_only_a_remote_store_says_so(store, tmp_path):
             store.import_bundle(tmp_path / "b.tar")
     else:
         assert store.export_bundle(out=tmp_path / "b.tar").rows["rollouts"] == 0
+
+
+def test_a_script_whose_source_rollout_stays_behind_names_none_once_imported(tmp_path):
+    with connected(f"sqlite:///{tmp_path / 'a.db'}") as source:
+        made = fill(source)
+        written = source.export_bundle({"runs": ["train-eval"], "status": FINISHED}, out=tmp_path / "b.tar")
+        assert (written.rows["rollouts"], written.rows["scripts"], written.rows["runs"]) == (1, 1, 2)  # and its parent
+        (script,) = source.scripts.list()
+        assert script.source_rollout_id == made["rollouts"][0]
+    with connected(f"sqlite:///{tmp_path / 'b.db'}") as target:
+        target.import_bundle(tmp_path / "b.tar")
+        (imported,) = target.scripts.list()
+        assert imported.id == script.id and imported.source_rollout_id is None
+        assert target.rollouts.get(made["rollouts"][1]).script_id == script.id

@@ -122,13 +122,13 @@ class Collector:
         self.resources_ids: set[str] = set()
         self.sha256s: set[str] = set()
 
-    def rows(self, table: Table, *conditions: Any, order: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        columns = bundle_columns(table)
+    def rows(self, table: Table, *conditions: Any) -> list[dict[str, Any]]:
+        """The project's rows of ``table`` that meet ``conditions``, in key order."""
+        key = [column for column in table.primary_key.columns if column.name != "project_id"]
         with self.store._read() as connection:
             return [dict(row) for row in connection.execute(
-                select(*columns).where(table.c.project_id == self.store.project_id, *conditions)
-                .order_by(*(order or [column for column in table.primary_key.columns
-                                      if column.name != "project_id"]))).mappings()]
+                select(*bundle_columns(table)).where(table.c.project_id == self.store.project_id, *conditions)
+                .order_by(*key)).mappings()]
 
     def by_keys(self, table: Table, column: Column, keys: Iterable[Any], *conditions: Any) -> list[dict[str, Any]]:
         keys, found = sorted(set(keys)), []
