@@ -364,3 +364,14 @@ def test_a_script_whose_source_rollout_stays_behind_names_none_once_imported(tmp
         (imported,) = target.scripts.list()
         assert imported.id == script.id and imported.source_rollout_id is None
         assert target.rollouts.get(made["rollouts"][1]).script_id == script.id
+
+
+def test_a_manifest_naming_another_file_is_refused(bundle, tmp_path):
+    folder, target = bundle
+    (tmp_path / "elsewhere.jsonl").write_text("")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["tables"]["turns"]["file"] = "../elsewhere.jsonl"
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(InvalidBundleError, match="turns is not in tables/turns.jsonl"):
+        target.import_bundle(folder)
+    assert nothing_written(target)

@@ -53,6 +53,7 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 BATCH = 5_000  # rows per insert, and per lookup of the keys present already
 CHUNK = 8 << 20  # bytes of a table file read at once
+SHA256 = re.compile(r"[0-9a-f]{64}")
 # In the order of import: a row's parents come before it (rollouts before scripts, which name their source).
 TABLES: tuple[Table, ...] = (validators, tasks, runs, steps, groups, resources, rollouts, scripts, attempts, turns,
                              spans, artifacts, artifact_links, status_changes)
@@ -153,11 +154,9 @@ class Collector:
     def rollouts(self, ids: list[str]) -> None:
         """The rollouts ``ids`` (at most KEYS_PER_QUERY) and the rows under them; what they point at is noted."""
         found = self.write(rollouts, self.rows(rollouts, one_of(rollouts.c.id, ids, self.store.backend)))
-        for row, noted in ((row, noted) for row in found for noted in (
-                (self.run_ids, "run_id"), (self.group_ids, "group_id"), (self.task_ids, "task_id"),
-                (self.script_ids, "script_id"), (self.resources_ids, "resources_id"))):
-            if row[noted[1]] is not None:
-                noted[0].add(row[noted[1]])
+        for noted, column in ((self.run_ids, "run_id"), (self.group_ids, "group_id"), (self.task_ids, "task_id"),
+                              (self.script_ids, "script_id"), (self.resources_ids, "resources_id")):
+            noted.update(row[column] for row in found if row[column] is not None)
         attempt_ids = [row["id"] for row in self.write(attempts, self.by_keys(attempts, attempts.c.rollout_id, ids))]
         turn_ids = [row["id"] for row in self.write(turns, self.by_keys(turns, turns.c.rollout_id, ids))]
         self.write(spans, self.by_keys(spans, spans.c.rollout_id, ids))
@@ -364,15 +363,19 @@ class BundleReader:
         if not isinstance(tables_, dict) or set(tables_) - set(BY_NAME):
             raise self.invalid(f"{MANIFEST} names tables this release does not know")
         for name, entry in tables_.items():
-            known = {column.name for column in bundle_columns(BY_NAME[name])}
-            if not isinstance(entry, dict) or not set(entry.get("columns", [])) <= known:
+            # A table's file is where the format puts it, whatever the manifest says: it names no other file.
+            if not isinstance(entry, dict) or entry.get("file") != table_file(name):
+                raise self.invalid(f"{MANIFEST}: {name} is not in {table_file(name)}")
+            columns, known = entry.get("columns"), {column.name for column in bundle_columns(BY_NAME[name])}
+            if not isinstance(columns, list) or not set(columns) <= known:
                 raise self.invalid(f"{MANIFEST}: columns of {name} this release does not know")
             missing = [column.name for column in bundle_columns(BY_NAME[name])
-                       if column.name not in entry["columns"] and not column.nullable]
+                       if column.name not in columns and not column.nullable]
             if missing:
                 raise self.invalid(f"{name} has no {', '.join(missing)}")
-        if not isinstance(manifest.get("blobs"), list):
-            raise self.invalid(f"{MANIFEST} lists no blobs")
+        blobs = manifest.get("blobs")
+        if not isinstance(blobs, list) or not all(isinstance(sha, str) and SHA256.fullmatch(sha) for sha in blobs):
+            raise self.invalid(f"{MANIFEST} does not list its blobs by sha256")
 
     def verify(self, on_progress: Progress = None) -> None:
         """Every file's checksum and row count against the manifest, every content's sha256 against its name."""
@@ -394,6 +397,10 @@ class BundleReader:
                     raise self.invalid(f"{name}: checksum or row count does not match {MANIFEST}")
             if on_progress is not None:
                 on_progress("verify", done, len(names))
+        listed = set(self.manifest["blobs"])
+        for batch in self.rows("artifacts"):
+            if any(row.get("sha256") not in listed for row in batch):
+                raise self.invalid("an artifact without its content in blobs/")
 
     def rows(self, name: str) -> Iterator[list[dict[str, Any]]]:
         """A table's rows, about BATCH at a time (read in large chunks: line by line, a tar member is slow)."""
@@ -408,7 +415,10 @@ class BundleReader:
                 lines = (rest + chunk).split(b"\n")
                 rest = lines.pop()
                 for first in range(0, len(lines), BATCH):
-                    yield [orjson.loads(line) for line in lines[first:first + BATCH]]
+                    try:
+                        yield [orjson.loads(line) for line in lines[first:first + BATCH]]
+                    except orjson.JSONDecodeError as exc:
+                        raise self.invalid(f"{entry['file']}: a row that is not JSON ({exc})") from None
                 if not chunk:
                     return
 
