@@ -40,7 +40,7 @@ from ..schema import (UTCDateTime, artifact_links, artifacts, attempts, groups, 
                       spans, status_changes, steps, tasks, turns, validators)
 from ..states import RolloutStatus
 from ._bulk import bulk_insert
-from .base import KEYS_PER_QUERY, one_of
+from .base import KEYS_PER_QUERY, collector_paused, one_of
 from .engine import head_revision
 from .export import checked_model, selected_join, selection_conditions
 from .retention import purge
@@ -255,7 +255,8 @@ def export_bundle(store: Store, selection: Selection | Mapping[str, Any] | None,
     try:
         collector = Collector(store, staging)
         for first in range(0, len(ids), KEYS_PER_QUERY):
-            collector.rollouts(ids[first:first + KEYS_PER_QUERY])
+            with collector_paused():  # rows without cycles: see collector_paused
+                collector.rollouts(ids[first:first + KEYS_PER_QUERY])
             if on_progress is not None:
                 on_progress("export", min(first + KEYS_PER_QUERY, len(ids)), len(ids))
         collector.the_rest()
@@ -536,7 +537,8 @@ def import_bundle(store: Store, path: str | os.PathLike, *, on_progress: Progres
                 importer = Importer(store, reader, connection)
                 for done, table in enumerate(TABLES, 1):
                     if table is not artifacts:  # put before the rows (store.artifacts.put)
-                        importer.table(table)
+                        with collector_paused():  # batches of rows without cycles: see collector_paused
+                            importer.table(table)
                     if on_progress is not None:
                         on_progress("import", done, len(TABLES))
         except IntegrityError as exc:
