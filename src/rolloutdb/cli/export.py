@@ -75,14 +75,15 @@ def export(
         if any(given.values()):
             raise InvalidInputError(f"{', '.join(name for name, set_ in given.items() if set_)}: how messages are "
                                     "made does not apply to a bundle, which holds the rows as stored")
-        all_attempts = all_attempts or None  # a bundle holds every attempt: only a flag given is refused
-        dedupe = dedupe or None
+        # A bundle holds every attempt (--all-attempts or not); the flags about rows of training data that are
+        # given are refused by export_bundle, naming them.
+        dedupe = dedupe or None  # type: ignore[assignment]
         min_margin = min_margin or None  # type: ignore[assignment]
     selection = {key: value for key, value in (
         ("runs", run), ("include_children", children), ("step_min", step_min), ("step_max", step_max),
         ("mode", values(mode)), ("status", values(status)), ("success_only", success_only),
         ("min_reward", min_reward), ("tasks", task), ("dataset", dataset), ("split", split), ("tags", tag),
-        ("latest_attempt", None if all_attempts is None else not all_attempts), ("per_task", per_task),
+        ("latest_attempt", None if format == BUNDLE else not all_attempts), ("per_task", per_task),
         ("dedupe", dedupe), ("min_margin", min_margin)) if value is not None}
     if format == BUNDLE:
         with ctx.obj.connect() as store, staged_progress("Exporting") as on_progress:
