@@ -375,3 +375,19 @@ def test_a_manifest_naming_another_file_is_refused(bundle, tmp_path):
     with pytest.raises(InvalidBundleError, match="turns is not in tables/turns.jsonl"):
         target.import_bundle(folder)
     assert nothing_written(target)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_run_name_the_project_uses_under_another_id_is_a_conflict_and_nothing_is_written(backend,
+                                                                                          postgres_databases,
+                                                                                          tmp_path):
+    source_url, target_url = (new_database_url(backend, postgres_databases, tmp_path) for _ in range(2))
+    with connected(source_url) as source:
+        fill(source)
+        source.export_bundle({"status": FINISHED}, out=tmp_path / "b.tar")
+    with connected(target_url) as target:
+        fill(target)  # the same names, other ids
+        before = snapshot(target)
+        with pytest.raises(ConflictError, match="conflict with rows of this project.*nothing was written"):
+            target.import_bundle(tmp_path / "b.tar")
+        assert snapshot(target) == before
