@@ -612,6 +612,7 @@ class Selection(Record):
     per_task: Whole | None = Field(default=None, ge=1)  # at most this many rollouts (pairs) per task, first stored first
     dedupe: bool = False  # one row per identical trajectory
     min_margin: float = Field(default=0.0, ge=0)  # preference pairs: least reward difference (ties never pair)
+    ended_before: Time | None = None  # rollouts that ended before this time (what ``rolloutdb archive`` takes)
 
 
 class MessagePolicy(Record):
@@ -632,3 +633,36 @@ class ExportSummary(Record):
     rollouts: Whole  # rollouts that gave at least one row
     skipped: dict[str, int]
     images: Whole  # screenshots written beside the file or embedded
+
+
+# -- bundles (store.export_bundle, store.import_bundle, store.archive) ------------------------------------------
+
+
+class BundleSummary(Record):
+    """What ``store.export_bundle`` wrote: the rows of each table, the artifacts' contents, the file's size."""
+
+    path: str
+    schema_revision: str
+    rows: dict[str, int]  # by table, every table of a bundle named (0 when it has none)
+    blobs: Whole  # artifact contents
+    bytes: Whole  # of the bundle: the tar file, or the folder's files
+
+
+class ImportSummary(Record):
+    """What ``store.import_bundle`` did: by table, the rows it added and those it kept (present already)."""
+
+    path: str
+    inserted: dict[str, int]
+    kept: dict[str, int]
+    blobs: Whole  # artifact contents stored (not there before)
+
+
+class ArchiveSummary(Record):
+    """What ``store.archive`` did: the bundle it wrote and verified, then what the purge deleted."""
+
+    bundle: BundleSummary
+    cutoff: Time  # rollouts that ended before it were archived
+    purged_rollouts: Whole
+    purged_attempts: Whole
+    purged_spans: Whole
+    purged_turns: Whole
