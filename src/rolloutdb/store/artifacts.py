@@ -250,6 +250,19 @@ class Artifacts:
         self._link_many(connection, [(digest, "turn_id", shot.turn_id, shot.role)
                                      for digest, shot in zip(digests, screenshots)], self._store.now())
 
+    def _put_stored_form(self, data: IO[bytes], record: Mapping[str, Any]) -> Artifact:
+        """A re-encoded artifact put again from its stored form (a bundle's, whose ``record`` it is): kept under the
+        original's sha256, size and media type, as where it came from. Content of another size than the record's
+        stored size is refused."""
+        with self._spooled(data) as spooled:
+            if spooled.size != record["stored_size"]:
+                raise InvalidInputError(f"the stored form of artifact {record['sha256']} has {spooled.size:,} bytes, "
+                                        f"not {record['stored_size']!r}")
+            spooled.digest, spooled.size = record["sha256"], record["size"]
+            spooled.stored_media_type = record["media_type"]
+            with self._store._write() as connection:
+                return self._store_spooled(connection, spooled, record["original_media_type"], None, "")
+
     def _store_spooled(self, connection: Connection, spooled: _Spool, media_type: str,
                        owner: tuple[str, str] | None, role: str) -> Artifact:
         spool, digest, size = spooled.file, spooled.digest, spooled.size

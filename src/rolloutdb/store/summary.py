@@ -1,5 +1,6 @@
 """Summaries of the project's rollouts per task or per day: how many, how many succeeded, their turns, their
-duration and their errors by type (the rollouts' own, and their turns'). Replays of scripts are rollouts, so they count here like any other."""
+duration and their errors by type (the rollouts' own, and their turns'). Replays of scripts are rollouts, so they
+count here like any other."""
 
 from __future__ import annotations
 

@@ -36,9 +36,9 @@ LINKED = Prepared(
            artifact_links.c.owner_id.in_(select(turns.c.id).where(_OF_ATTEMPT)))
     .order_by(artifact_links.c.created_at, artifact_links.c.id))
 # The columns in the order of Span's fields: its records are built from the rows as they are (stored_records).
-SPANS = Prepared(select(*(spans.c[name] for name in Span.model_fields)).where(spans.c.rollout_id == bindparam("b_rollout"),
-                                     spans.c.attempt_id == bindparam("b_attempt"),
-                                     spans.c.project_id == bindparam("b_project"))
+SPANS = Prepared(select(*(spans.c[name] for name in Span.model_fields))
+                 .where(spans.c.rollout_id == bindparam("b_rollout"), spans.c.attempt_id == bindparam("b_attempt"),
+                        spans.c.project_id == bindparam("b_project"))
                  .order_by(spans.c.sequence_id))
 
 
