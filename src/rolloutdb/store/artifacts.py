@@ -341,6 +341,7 @@ class Artifacts:
         connection.execute(update(artifacts).where(artifacts.c.project_id == project,
                                                    one_of(artifacts.c.sha256, digests, backend))
                            .values(touched_at=now))
+
         def key(row: Mapping[str, Any]) -> tuple[str, str, str, str]:
             return row["sha256"], row["owner_type"], row["owner_id"], row["role"]
 
