@@ -480,6 +480,9 @@ class Sample(_Created):
     next_state: JsonValue = None
     done: Flag = False
     dataset: str | None = None
+    propensity: float | None = Field(None, gt=0, le=1)  # the probability the logging policy gave the action
+    policy_version: str | None = None
+    decided_at: Time | None = None  # when the decision the sample comes from was taken
 
 
 class ModelCheckpoint(_Created):
@@ -491,6 +494,12 @@ class ModelCheckpoint(_Created):
     uri: str
     metrics: JsonDict = Field(default_factory=dict)
     latest: Flag = True
+    version: Int32 = Field(1, ge=1)  # counts up per name
+    active: Flag = False  # the version in use (``store.checkpoints.activate``): one per name at most
+    sha256: str | None = None  # the artifact holding the weights, when the store keeps them
+    activated_at: Time | None = None
+    window_start: Time | None = None  # the data it was trained on: from ...
+    window_end: Time | None = None  # ... to
 
 
 class ApiToken(Record):

@@ -540,8 +540,15 @@ samples = Table(
     Column("done", Boolean, nullable=False),
     Column("dataset", String(200)),
     *_times("created_at"),
+    Column("propensity", Float),  # the probability the logging policy gave the action
+    Column("policy_version", String(100)),
+    Column("decided_at", UTCDateTime()),  # when the decision the sample comes from was taken
     Index("ix_samples_project_id_dataset", "project_id", "dataset"),
+    Index("uq_samples_source", "project_id", "source", "source_id", unique=True),  # one sample per decision
 )
+
+# The version of a policy or model in use: one per name, which the database enforces.
+ACTIVE_CHECKPOINT_PREDICATE = text("active")
 
 checkpoints = Table(
     "checkpoints",
@@ -555,7 +562,14 @@ checkpoints = Table(
     Column("metrics", Json, nullable=False),
     Column("latest", Boolean, nullable=False),
     *_times("created_at"),
+    Column("version", Integer, nullable=False),  # counts up per name
+    Column("active", Boolean, nullable=False),  # the version in use: one per name at most
+    Column("sha256", String(64)),  # the artifact holding the weights, when the store keeps them
+    *_times("activated_at", "window_start", "window_end"),  # window: the data it was trained on
     Index("ix_checkpoints_project_id_name_created_at", "project_id", "name", "created_at"),
+    UniqueConstraint("project_id", "name", "version"),
+    Index("uq_checkpoints_active", "project_id", "name", unique=True, sqlite_where=ACTIVE_CHECKPOINT_PREDICATE,
+          postgresql_where=ACTIVE_CHECKPOINT_PREDICATE),
 )
 
 api_tokens = Table(
