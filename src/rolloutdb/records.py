@@ -393,7 +393,7 @@ class ArtifactChunk(Record):
 
 class ArtifactLink(_Created):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    owner_type: Literal["turn", "step", "rollout"]
+    owner_type: Literal["turn", "step", "rollout", "checkpoint"]
     owner_id: Id
     role: Literal["screenshot", "before", "after", "attachment"] = "attachment"
 
