@@ -28,6 +28,7 @@ from ..records import (ExportSummary, MessagePolicy, Project, QueueSummary, RunC
 from ..schema import projects, status_changes
 from . import hooks
 from ._wal import WalKeeper
+from .advisor import Advisor
 from .artifacts import Artifacts, artifacts_home
 from .attempts import Attempts
 from .base import MAX_OFFSET, check_key, insert_ignoring_conflicts, whole_number
@@ -45,6 +46,7 @@ from .recording import Recording
 from .resources import Resources
 from .retention import PurgeResult, purge
 from .rollouts import Rollouts
+from .samples import Samples
 from .runs import Runs
 from .scripts import Scripts
 from .spans import Spans
@@ -123,6 +125,7 @@ class Store:
         self.artifacts = Artifacts(self, artifacts_folder, max_artifact_bytes)
         self.scripts = Scripts(self)
         self.checkpoints = Checkpoints(self)
+        self.samples = Samples(self)
 
     @property
     def backend(self) -> str:
@@ -190,6 +193,13 @@ class Store:
                 self.check_health()
             finally:
                 self._health_lock.release()
+
+    def advisor(self, domain: str, *, epsilon: float | None = None, seed: int | None = None) -> Advisor:
+        """The active policy of ``domain``, loaded once, to ask for the action to take in a state
+        (``advise(state)``; ``decide(subject_id, state)`` logs the decision too). ``epsilon``: explore at this rate
+        instead of the policy's; ``seed``: its draws, for repeatable runs. NotFoundError when no version is
+        active."""
+        return Advisor(self, domain, epsilon=epsilon, seed=seed)
 
     def compare_runs(self, a: str, b: str) -> RunComparison:
         """Run ``b`` against run ``a`` (names or ids), per task and overall: success rate, mean reward,
