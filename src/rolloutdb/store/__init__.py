@@ -2,7 +2,7 @@
 
 Areas hang off the store (``store.runs``, ``store.steps``, ``store.tasks``, ``store.validators``,
 ``store.groups``, ``store.rollouts``, ``store.attempts``, ``store.spans``, ``store.resources``,
-``store.workers``, ``store.turns``, ``store.tokens``, ``store.scripts``); each has get / query / count, and the writes that make sense
+``store.workers``, ``store.turns``, ``store.tokens``, ``store.scripts``, ``store.decisions``, ``store.signals``); each has get / query / count, and the writes that make sense
 for it. ``store.jobs`` runs and controls long jobs; ``store.events`` is the change feed live views follow.
 """
 
@@ -31,6 +31,7 @@ from .artifacts import Artifacts, artifacts_home
 from .attempts import Attempts
 from .base import MAX_OFFSET, check_key, insert_ignoring_conflicts, whole_number
 from .catalog import Tasks, Validators
+from .decisions import Decisions, Domains, Signals
 from .comparison import compare_runs
 from .events import Events
 from .export import export_rollouts
@@ -120,6 +121,9 @@ class Store:
         self.events = Events(self)
         self.artifacts = Artifacts(self, artifacts_folder, max_artifact_bytes)
         self.scripts = Scripts(self)
+        domains = Domains(self)
+        self.decisions = Decisions(self, domains)
+        self.signals = Signals(self, domains)
 
     @property
     def backend(self) -> str:
