@@ -449,26 +449,41 @@ class Script(_Updated):
         return self.success_count / self.replay_count if self.replay_count else None
 
 
+Name = Annotated[str, Field(min_length=1, max_length=100)]  # a domain, an action, a policy version
+Number = Annotated[float, Field(allow_inf_nan=False), BeforeValidator(_python_scalar)]  # a finite float (or int)
+
+
 class Decision(_Created):
-    domain: str = "memory"
-    subject_id: str
-    action: Literal["insert", "update", "ignore", "delete"]
+    """One decision of a policy in a domain (the flywheel's why-log): the action taken on a subject, why, the state
+    it saw, and the probability the policy gave that action; the reward rules fill reward, outcome and
+    evaluated_at. ``created_at`` is when it was taken."""
+
+    domain: Name = "memory"
+    subject_id: Id
+    action: Name
     reason: str | None = None
     state: JsonValue = None
-    policy_version: str | None = None
-    reward: float | None = None
+    context: JsonValue = None
+    policy_version: Name | None = None
+    propensity: Annotated[Number, Field(gt=0, le=1)] | None = None
+    reward: Number | None = None
     outcome: JsonValue = None
     evaluated_at: Time | None = None
 
 
 class Signal(Record):
+    """An outcome of a domain's subject (a hit, a new quality score, feedback): ``time`` is when it happened,
+    ``recorded_at`` when the store got it."""
+
     id: Id = Field(default_factory=new_id)
     project_id: str = ""
-    subject_id: str
-    kind: Literal["hit", "quality", "feedback"]
-    value: float
+    domain: Name = "memory"
+    subject_id: Id
+    kind: Annotated[str, Field(min_length=1, max_length=32)]
+    value: Number = 1.0
     data: JsonValue = None
     time: Time = Field(default_factory=utcnow)
+    recorded_at: Time = Field(default_factory=utcnow)
 
 
 class Sample(_Created):

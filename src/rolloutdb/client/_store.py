@@ -34,6 +34,7 @@ from ..store.attempts import Attempts
 from ..store.base import (MAX_LIMIT, build_record, build_records, check_key, ids_of, not_found, seconds,
                           validation_message)
 from ..store.catalog import Tasks, Validators
+from ..store.decisions import Decisions, Signals
 from ..store.events import Events
 from ..store.groups import Groups
 from ..store.jobs import Jobs
@@ -55,7 +56,7 @@ AREAS: dict[str, type] = {
     "runs": Runs, "steps": Steps, "groups": Groups, "validators": Validators, "tasks": Tasks,
     "rollouts": Rollouts, "attempts": Attempts, "spans": Spans, "turns": Turns, "resources": Resources,
     "workers": Workers, "jobs": Jobs, "recording": Recording, "tokens": Tokens, "events": Events,
-    "scripts": Scripts,
+    "scripts": Scripts, "decisions": Decisions, "signals": Signals,
     "artifacts": Artifacts,
 }
 # Local methods written over the area's own table calls: the remote area runs them as they are.
@@ -64,7 +65,10 @@ BORROWED = {"rollouts": ("enqueue", "dequeue"), "spans": ("add", "next_sequence_
 # Writes that change nothing when sent twice, so a request whose answer was lost may be sent again.
 REPEATABLE = {"rollouts.wait", "tasks.save", "validators.save", "workers.heartbeat", "attempts.heartbeat",
               "check_health", "tokens.revoke", "scripts.record", "scripts.activate", "artifacts.link",
-              "artifacts.gc"}
+              "artifacts.gc", "decisions.declare"}
+# Writes whose rows the client gives ids (when the caller did not): stored once by id, so they may be sent again.
+CLIENT_IDS = {"decisions.log": "decision", "decisions.log_many": "decision", "signals.add": "signal",
+              "signals.add_many": "signal"}
 
 
 class Remote:
@@ -153,6 +157,12 @@ class Remote:
                 return adapter(operation.response).dump_json([found[id] for id in ids])
 
             return [{**request, "id": id} for request, id in zip(body, ids)], stored_rollouts
+        if operation.call in CLIENT_IDS:
+            kind = CLIENT_IDS[operation.call]
+            if isinstance(body, list):
+                return [{**item, "id": self.new_id(kind)} if isinstance(item, Mapping) and item.get("id") is None
+                        else item for item in body], None
+            return ({**body, "id": self.new_id(kind)} if body.get("id") is None else body), None
         if operation.call.endswith(".create") and "id" in operation.body.model_fields and "id" not in body:
             made = self.new_id(operation.call.partition(".")[0].removesuffix("s"))
             area = self.areas[operation.call.partition(".")[0]]
@@ -282,7 +292,7 @@ def safe_to_repeat(operation: Operation, body: Any, replay: Callable[[], Any] | 
     if operation.call == "spans.add_many":
         return isinstance(body, list) and all(isinstance(span, dict) and span.get("sequence_id") is not None
                                               for span in body)
-    return operation.method == "GET" or operation.call in REPEATABLE or replay is not None
+    return operation.method == "GET" or operation.call in REPEATABLE or operation.call in CLIENT_IDS or replay is not None
 
 
 @functools.lru_cache(maxsize=None)

@@ -11,12 +11,14 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, Field, JsonValue
 from pydantic import Strict as StrictType
 
-from ..records import (ApiToken, Artifact, ArtifactLink, Attempt, Claim, Event, IssuedToken, QueueSummary,
-                       Resources, Rollout, Run, RunComparison, RunEvent, Script, Span, Trajectory)
-from ..records import StatusChange, SummaryRow, Task, Validator, Worker
+from ..records import (ApiToken, Artifact, ArtifactLink, Attempt, Claim, Decision, Event, IssuedToken,
+                       QueueSummary, Resources, Rollout, Run, RunComparison, RunEvent, Script, Span, Trajectory)
+from ..records import Signal, StatusChange, SummaryRow, Task, Validator, Worker
 from ..store.artifacts import GC_GRACE, GcResult
 from ..store.attempts import Attempts
 from ..store.catalog import Tasks, Validators
+from ..store.decisions import DecisionRows, SignalRows
+from ..store.domains import Domain
 from ..store.groups import Groups
 from ..store.events import MAX_READ
 from ..store.jobs import DEFAULT_STALE_AFTER, JobStart, JobStatus
@@ -32,8 +34,8 @@ from ..store.steps import Steps
 from ..store.tokens import ROLES, Tokens
 from ..store.turns import Turns
 from ..store.workers import Workers
-from ._operations import (Operation, Page, Paging, SpanScope, Strict, StrictBody, editable_area, input_model,
-                          readable_area, update_model)
+from ._operations import (Operation, Page, Paging, RecordFields, SpanScope, Strict, StrictBody, editable_area,
+                          input_model, readable_area, update_model)
 
 
 def not_a_flag(value: Any) -> Any:
@@ -141,6 +143,50 @@ class ScriptRecord(StrictBody):
 class ScriptReport(StrictBody):
     success: bool
     seconds: float = Field(description="How long the replay took.")
+
+
+class DecisionFields(RecordFields):
+    """One decision, as ``store.decisions.log`` takes it (the store checks it: what is required, what is declared)."""
+
+    domain: str | None = None
+    subject_id: str | None = None
+    action: str | None = None
+    reason: str | None = None
+    state: JsonValue = None
+    context: JsonValue = None
+    policy_version: str | None = None
+    propensity: float | None = None
+    at: datetime | None = Field(None, description="When it was taken (default: now).")
+    id: str | None = Field(None, description="Yours: logged again under it, it is stored once.")
+
+
+class SignalFields(RecordFields):
+    """One signal, as ``store.signals.add`` takes it (the store checks it)."""
+
+    subject_id: str | None = None
+    kind: str | None = None
+    value: float | None = None
+    at: datetime | None = Field(None, description="When it happened (default: now).")
+    domain: str | None = None
+    data: JsonValue = None
+    id: str | None = Field(None, description="Yours: added again under it, it is stored once.")
+
+
+class DomainDeclaration(StrictBody):
+    domain: str
+    actions: list[str]
+    signals: list[str]
+
+
+class DecisionListing(Strict):
+    domain: str | None = None
+    subject_id: str | None = None
+    action: str | None = None
+    policy_version: str | None = None
+    evaluated: bool | None = Field(None, description="Only those evaluated (true) or not yet (false).")
+    since: datetime | None = Field(None, description="Only those taken since then (ISO 8601, with a zone).")
+    limit: int = Field(DEFAULT_LIMIT, description="At most this many decisions.")
+    offset: int = 0
 
 
 class TaskKey(Strict):
@@ -333,6 +379,24 @@ ROUTES: list[Operation] = [
     Operation("POST", "/scripts/{script_id}/report", "scripts.report",
               "Count one replay of the script: its success and how long it took", Script, body=ScriptReport),
     *readable_area("scripts", ScriptRows),
+    Operation("POST", "/decisions/domains", "decisions.declare",
+              "Declare a flywheel domain with its actions and signal kinds (or add some to one)", Domain,
+              body=DomainDeclaration),
+    Operation("GET", "/decisions/domains", "decisions.domains", "The declared flywheel domains", list[Domain]),
+    Operation("POST", "/decisions/log", "decisions.log", "Log one decision of a policy (the why-log)", Decision,
+              body=DecisionFields, status_code=201),
+    Operation("POST", "/decisions/batch", "decisions.log_many",
+              "Log decisions in one transaction; returns those that were new", list[Decision],
+              body=list[DecisionFields], body_argument="decisions", status_code=201),
+    Operation("GET", "/decisions/list", "decisions.list", "Decisions, newest first, of a domain, subject, action, "
+              "policy version, evaluated or not", list[Decision], query=DecisionListing),
+    *readable_area("decisions", DecisionRows),
+    Operation("POST", "/signals/add", "signals.add", "Record one signal of a subject", Signal, body=SignalFields,
+              status_code=201),
+    Operation("POST", "/signals/batch", "signals.add_many",
+              "Record signals in one transaction; returns those that were new", list[Signal],
+              body=list[SignalFields], body_argument="signals", status_code=201),
+    *readable_area("signals", SignalRows),
     Operation("GET", "/summary", "summary",
               "Rollouts per task or per day: counts, success rate, mean turns and duration, errors by type",
               list[SummaryRow], query=SummaryRequest),

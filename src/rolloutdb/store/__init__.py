@@ -2,8 +2,8 @@
 
 Areas hang off the store (``store.runs``, ``store.steps``, ``store.tasks``, ``store.validators``,
 ``store.groups``, ``store.rollouts``, ``store.attempts``, ``store.spans``, ``store.resources``,
-``store.workers``, ``store.turns``, ``store.tokens``, ``store.scripts``, ``store.checkpoints``,
-``store.samples``); each has get / query / count, and the writes that make sense
+``store.workers``, ``store.turns``, ``store.tokens``, ``store.scripts``, ``store.decisions``, ``store.signals``,
+``store.samples``, ``store.checkpoints``); each has get / query / count, and the writes that make sense
 for it. ``store.jobs`` runs and controls long jobs; ``store.events`` is the change feed live views follow.
 """
 
@@ -34,6 +34,7 @@ from .attempts import Attempts
 from .base import MAX_OFFSET, check_key, insert_ignoring_conflicts, whole_number
 from .catalog import Tasks, Validators
 from .checkpoints import Checkpoints
+from .decisions import Decisions, Domains, Signals
 from .comparison import compare_runs
 from .events import Events
 from .export import export_rollouts
@@ -124,8 +125,11 @@ class Store:
         self.events = Events(self)
         self.artifacts = Artifacts(self, artifacts_folder, max_artifact_bytes)
         self.scripts = Scripts(self)
-        self.checkpoints = Checkpoints(self)
+        domains = Domains(self)
+        self.decisions = Decisions(self, domains)
+        self.signals = Signals(self, domains)
         self.samples = Samples(self)
+        self.checkpoints = Checkpoints(self)
 
     @property
     def backend(self) -> str:

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 import rolloutdb.schema
 
 revision = '0012'
-down_revision = '0010'  # TEMPORARY until flywheel-record's 0011 is merged
+down_revision = '0011'
 branch_labels = None
 depends_on = None
 
