@@ -17,22 +17,14 @@ on both sides, so the comparison is paired) lies above zero.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from .errors import InvalidInputError
+from .records import Estimate
 from .policy import require_numpy
 
 DEFAULT_BOOTSTRAP = 1000
 DEFAULT_CONFIDENCE = 0.95
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """A policy's value: the point estimate and its confidence interval."""
-
-    value: float
-    low: float
-    high: float
 
 
 @dataclass(frozen=True)
@@ -51,8 +43,6 @@ class OffPolicyReport:
         """Whether the candidate beats the logging policy with the report's confidence."""
         return self.gain.low > 0
 
-    def to_dict(self) -> dict:
-        return {**asdict(self), "better": self.better}
 
 
 def evaluate(candidate, taken, rewards, propensities, predicted, *, bootstrap: int = DEFAULT_BOOTSTRAP,
@@ -97,7 +87,7 @@ def evaluate(candidate, taken, rewards, propensities, predicted, *, bootstrap: i
     def estimate(name: str) -> Estimate:
         spread = numpy.concatenate(means[name])
         low, high = numpy.percentile(spread, [tail, 100 - tail])
-        return Estimate(float(terms[name].mean()), float(low), float(high))
+        return Estimate(value=float(terms[name].mean()), low=float(low), high=float(high))
 
     return OffPolicyReport(n, confidence, estimate("logging"), estimate("ips"), estimate("dr"), estimate("gain"))
 
@@ -111,4 +101,4 @@ def action_indices(actions: Sequence[str], taken: Sequence[str]) -> list[int]:
         raise InvalidInputError(f"a sample took action {exc.args[0]!r}, not among {', '.join(actions)}") from None
 
 
-__all__ = ["Estimate", "OffPolicyReport", "action_indices", "evaluate"]
+__all__ = ["OffPolicyReport", "action_indices", "evaluate"]

@@ -656,3 +656,35 @@ class ExportSummary(Record):
     rollouts: Whole  # rollouts that gave at least one row
     skipped: dict[str, int]
     images: Whole  # screenshots written beside the file or embedded
+
+
+class Estimate(Record):
+    """A policy's value estimated off-policy: the point estimate and its confidence interval."""
+
+    value: float
+    low: float
+    high: float
+
+
+class FlywheelReport(Record):
+    """What one turn of the flywheel did (``store.run_flywheel``): decisions evaluated, samples built, and, when it
+    trained, the candidate policy's off-policy estimates against the decisions logged, its checkpoint and whether
+    it became the active policy (``verdict`` says why or why not)."""
+
+    domain: str
+    window_start: Time | None = None  # the decisions taken from ... (None: all)
+    window_end: Time  # ... until
+    evaluated: Whole = 0  # decisions whose reward was computed (again)
+    samples: Whole = 0  # samples built (again)
+    trained: bool = False
+    training_samples: Whole = 0
+    holdout_samples: Whole = 0  # samples the candidate was evaluated on, not trained on
+    logging: Estimate | None = None  # what the logged decisions earned, per decision
+    ips: Estimate | None = None  # the candidate, by inverse propensity scoring
+    dr: Estimate | None = None  # the candidate, doubly robust
+    gain: Estimate | None = None  # dr - logging, paired
+    checkpoint_id: str | None = None
+    version: int | None = None  # the candidate's version
+    activated: bool = False
+    policy_version: str | None = None  # the domain's active policy after the run
+    verdict: str = ""

@@ -23,8 +23,8 @@ from .. import states
 from ..config import DEFAULT_PROJECT, MAX_ARTIFACT_BYTES, display_url, is_server_url, resolve_url
 from ..errors import ConflictError, InvalidInputError, NotFoundError, StoreUnavailableError
 from ..ids import new_id
-from ..records import (ExportSummary, MessagePolicy, Project, QueueSummary, RunComparison, Selection, StatusChange,
-                       SummaryRow, Trajectory, utcnow)
+from ..records import (ExportSummary, FlywheelReport, MessagePolicy, Project, QueueSummary, RunComparison, Selection,
+                       StatusChange, SummaryRow, Trajectory, utcnow)
 from ..schema import projects, status_changes
 from . import hooks
 from ._wal import WalKeeper
@@ -38,6 +38,8 @@ from .decisions import Decisions, Domains, Signals
 from .comparison import compare_runs
 from .events import Events
 from .export import export_rollouts
+from .flywheel import (DEFAULT_ALPHA, DEFAULT_BOOTSTRAP, DEFAULT_CONFIDENCE, DEFAULT_EPSILON, DEFAULT_HOLDOUT,
+                       run_flywheel)
 from .engine import (BUSY_TIMEOUT_SECONDS, WRITE, create_store_engine, ensure_schema, file_identity, sqlite_file,
                      unavailable_as_error)
 from .groups import Groups
@@ -204,6 +206,18 @@ class Store:
         instead of the policy's; ``seed``: its draws, for repeatable runs. NotFoundError when no version is
         active."""
         return Advisor(self, domain, epsilon=epsilon, seed=seed)
+
+    def run_flywheel(self, domain: str, *, days: float | None = 7, train: bool = False,
+                     epsilon: float = DEFAULT_EPSILON, alpha: float = DEFAULT_ALPHA, holdout: float = DEFAULT_HOLDOUT,
+                     bootstrap: int = DEFAULT_BOOTSTRAP, confidence: float = DEFAULT_CONFIDENCE, seed: int = 0, on_progress: Callable[[str, int, int], None] | None = None) -> FlywheelReport:
+        """One turn of the learning flywheel for ``domain``: evaluate its due decisions' rewards, build the samples
+        of those taken in the last ``days`` (None: all), and with ``train`` fit a candidate policy (exploring at
+        ``epsilon``, ridge ``alpha``) on all but a ``holdout`` share of them, estimate it off-policy on that share
+        (IPS and doubly robust, ``bootstrap`` resamples, ``confidence`` intervals), checkpoint it, and activate it
+        only if its gain over the logged decisions is above zero with that confidence. ``seed``: the split and the
+        resamples. ``on_progress(stage, done, total)`` follows it (stages: ``flywheel.STAGES``)."""
+        return run_flywheel(self, domain, days=days, train=train, epsilon=epsilon, alpha=alpha, holdout=holdout,
+                            bootstrap=bootstrap, confidence=confidence, seed=seed, on_progress=on_progress)
 
     def compare_runs(self, a: str, b: str) -> RunComparison:
         """Run ``b`` against run ``a`` (names or ids), per task and overall: success rate, mean reward,

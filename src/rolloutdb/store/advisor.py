@@ -16,9 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import NotFoundError
 from ..policy import Policy, check_epsilon
+from .domains import Domain, domain_of
 
 if TYPE_CHECKING:
     from . import Store
+
+
+def declared_domain(store: Store, name: str) -> Domain:
+    """The domain ``name`` as the store's project declares it; NotDeclaredError listing those it declares."""
+    return domain_of(name, {domain.name: domain for domain in store.decisions.domains()})
 
 
 def policy_name(domain: str) -> str:
@@ -51,7 +57,7 @@ class Advisor:
 
     def __init__(self, store: Store, domain: str, *, epsilon: float | None = None, seed: int | None = None) -> None:
         self._store = store
-        self.domain = domain
+        self.domain = declared_domain(store, domain).name
         self.epsilon = None if epsilon is None else check_epsilon(epsilon)  # None: the policy's own rate
         self._random = random.Random(seed)
         self.checkpoint_id: str | None = None

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from ..errors import ConflictError, InvalidInputError, NotFoundError
 from ..records import ModelCheckpoint
 from ..schema import checkpoints
-from .base import DEFAULT_LIMIT, Area, check_key, whole_number
+from .base import DEFAULT_LIMIT, Area, RowReads, check_key, whole_number
 
 if TYPE_CHECKING:
     from . import Store
@@ -40,7 +40,7 @@ class CheckpointRows(Area[ModelCheckpoint]):
                      "version {version} of {name!r} was saved meanwhile by another process; save again"}
 
 
-class Checkpoints:
+class Checkpoints(RowReads[ModelCheckpoint]):
     """``store.checkpoints``: save versions of a policy or model, pick the active one, roll back."""
 
     noun = CheckpointRows.noun
@@ -50,16 +50,7 @@ class Checkpoints:
         self._store = store
         self._rows = CheckpointRows(store)
 
-    # -- reading ---------------------------------------------------------------------------------------
-
-    def get(self, id: str) -> ModelCheckpoint:
-        """The checkpoint with this id, or NotFoundError."""
-        return self._rows.get(id)
-
-    def query(self, *, sort: str | None = None, order: str = "asc", limit: int | None = DEFAULT_LIMIT,
-              offset: int = 0, match: str = "all", **filters: Any) -> list[ModelCheckpoint]:
-        """Checkpoints matching ``filters`` (as every area's ``query`` takes them), sorted and paginated."""
-        return self._rows.query(sort=sort, order=order, limit=limit, offset=offset, match=match, **filters)
+    # -- reading (and get, find, query, count) -----------------------------------------------------------
 
     def list(self, name: str | None = None, *, limit: int = DEFAULT_LIMIT, offset: int = 0) -> list[ModelCheckpoint]:
         """Checkpoints (of one name), newest first."""

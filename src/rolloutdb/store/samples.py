@@ -24,7 +24,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from ..errors import InvalidInputError
 from ..records import Sample
 from ..schema import decisions, samples
-from .base import DEFAULT_LIMIT, Area, build_records, check_key
+from .base import Area, RowReads, build_records, check_key
 from .export import JsonlWriter, ParquetWriter
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ class SampleRows(Area[Sample]):
     sortable = frozenset({"created_at", "decided_at", "reward"})
 
 
-class Samples:
+class Samples(RowReads[Sample]):
     """``store.samples``: build training samples from evaluated decisions, read them, export them."""
 
     noun = SampleRows.noun
@@ -57,19 +57,6 @@ class Samples:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._rows = SampleRows(store)
-
-    def get(self, id: str) -> Sample:
-        """The sample with this id, or NotFoundError."""
-        return self._rows.get(id)
-
-    def query(self, *, sort: str | None = None, order: str = "asc", limit: int | None = DEFAULT_LIMIT,
-              offset: int = 0, match: str = "all", **filters: Any) -> list[Sample]:
-        """Samples matching ``filters`` (as every area's ``query`` takes them), sorted and paginated."""
-        return self._rows.query(sort=sort, order=order, limit=limit, offset=offset, match=match, **filters)
-
-    def count(self, *, match: str = "all", **filters: Any) -> int:
-        """How many samples match ``filters``."""
-        return self._rows.count(match=match, **filters)
 
     def of(self, domain: str, *, since: datetime | None = None, until: datetime | None = None) -> list[Sample]:
         """The samples of a domain's decisions taken from ``since`` until ``until`` (either open), in the order
