@@ -207,17 +207,20 @@ class Store:
         active."""
         return Advisor(self, domain, epsilon=epsilon, seed=seed)
 
-    def run_flywheel(self, domain: str, *, days: float | None = 7, train: bool = False,
+    def run_flywheel(self, domain: str, *, days: float | None = None, rules: Any = None, train: bool = False,
                      epsilon: float = DEFAULT_EPSILON, alpha: float = DEFAULT_ALPHA, holdout: float = DEFAULT_HOLDOUT,
-                     bootstrap: int = DEFAULT_BOOTSTRAP, confidence: float = DEFAULT_CONFIDENCE, seed: int = 0, on_progress: Callable[[str, int, int], None] | None = None) -> FlywheelReport:
-        """One turn of the learning flywheel for ``domain``: evaluate its due decisions' rewards, build the samples
-        of those taken in the last ``days`` (None: all), and with ``train`` fit a candidate policy (exploring at
-        ``epsilon``, ridge ``alpha``) on all but a ``holdout`` share of them, estimate it off-policy on that share
-        (IPS and doubly robust, ``bootstrap`` resamples, ``confidence`` intervals), checkpoint it, and activate it
-        only if its gain over the logged decisions is above zero with that confidence. ``seed``: the split and the
-        resamples. ``on_progress(stage, done, total)`` follows it (stages: ``flywheel.STAGES``)."""
-        return run_flywheel(self, domain, days=days, train=train, epsilon=epsilon, alpha=alpha, holdout=holdout,
-                            bootstrap=bootstrap, confidence=confidence, seed=seed, on_progress=on_progress)
+                     bootstrap: int = DEFAULT_BOOTSTRAP, confidence: float = DEFAULT_CONFIDENCE, seed: int = 0,
+                     on_progress: Callable[[str, int, int], None] | None = None) -> FlywheelReport:
+        """One turn of the learning flywheel for ``domain``: evaluate its due decisions' rewards by ``rules`` (as
+        ``rewards.evaluate`` takes them; default: the built-in ones), build the samples of those taken in the last
+        ``days`` (None: all), and with ``train`` fit a candidate policy (exploring at ``epsilon``, ridge ``alpha``)
+        on all but a ``holdout`` share of them, estimate it off-policy on that share (IPS and doubly robust,
+        ``bootstrap`` resamples, ``confidence`` intervals), checkpoint it, and activate it only if its gain over the
+        logged decisions is above zero with that confidence. ``seed``: the split and the resamples.
+        ``on_progress(stage, done, total)`` follows it (stages: ``flywheel.STAGES``)."""
+        return run_flywheel(self, domain, days=days, rules=rules, train=train, epsilon=epsilon, alpha=alpha,
+                            holdout=holdout, bootstrap=bootstrap, confidence=confidence, seed=seed,
+                            on_progress=on_progress)
 
     def compare_runs(self, a: str, b: str) -> RunComparison:
         """Run ``b`` against run ``a`` (names or ids), per task and overall: success rate, mean reward,

@@ -1,8 +1,8 @@
 """One turn of the learning flywheel for a domain: evaluate → samples → train → off-policy evaluation → checkpoint →
 activate only if better.
 
-The decisions of the window (the last ``days``) are evaluated by the domain's reward rules (``store.rewards``),
-and their samples built (``store.samples``). With ``train``, a candidate policy (``rolloutdb.policy``) is fitted
+The domain's due decisions are evaluated by its reward rules (``store.rewards``), and the samples of those taken
+in the window (the last ``days``, or all) built (``store.samples``). With ``train``, a candidate policy (``rolloutdb.policy``) is fitted
 on most of the samples and estimated (``rolloutdb.offpolicy``: IPS and doubly robust, with bootstrap intervals)
 on the rest, which it never saw, against what the logged decisions earned there. It is checkpointed either way,
 its estimates as its metrics, and becomes the domain's active policy only when the interval of its gain lies
@@ -33,7 +33,7 @@ STAGES = ("evaluate", "samples", "train", "estimate", "checkpoint")
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
-def run_flywheel(store: Store, domain: str, *, days: float | None = 7, train: bool = False,
+def run_flywheel(store: Store, domain: str, *, days: float | None = None, rules: Any = None, train: bool = False,
                  epsilon: float = DEFAULT_EPSILON, alpha: float = DEFAULT_ALPHA, holdout: float = DEFAULT_HOLDOUT,
                  bootstrap: int = DEFAULT_BOOTSTRAP, confidence: float = DEFAULT_CONFIDENCE, seed: int = 0,
                  on_progress: Progress | None = None) -> FlywheelReport:
@@ -53,7 +53,7 @@ def run_flywheel(store: Store, domain: str, *, days: float | None = 7, train: bo
     report = FlywheelReport(domain=domain, window_start=since, window_end=until)
 
     progress("evaluate", 0, 1)
-    report.evaluated = store.rewards.evaluate(domain).evaluated
+    report.evaluated = store.rewards.evaluate(domain, rules=rules).evaluated
     progress("evaluate", 1, 1)
     report.samples = store.samples.build(domain, since=since, until=until,
                                          on_progress=lambda done, total: progress("samples", done, total))
