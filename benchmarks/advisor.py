@@ -26,7 +26,7 @@ from sklearn.linear_model import Ridge
 import rolloutdb
 from common import met, sqlite_database
 from rolloutdb.policy import train_policy
-from rolloutdb.store.advisor import policy_name
+from rolloutdb.store.policies import policy_name
 
 console = Console()
 TARGET_P99_MS = 1.0

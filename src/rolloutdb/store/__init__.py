@@ -3,7 +3,7 @@
 Areas hang off the store (``store.runs``, ``store.steps``, ``store.tasks``, ``store.validators``,
 ``store.groups``, ``store.rollouts``, ``store.attempts``, ``store.spans``, ``store.resources``,
 ``store.workers``, ``store.turns``, ``store.tokens``, ``store.scripts``, ``store.decisions``, ``store.signals``,
-``store.samples``, ``store.checkpoints``); each has get / query / count, and the writes that make sense
+``store.samples``, ``store.checkpoints``, ``store.policies``); each has get / query / count, and the writes that make sense
 for it. ``store.jobs`` runs and controls long jobs; ``store.events`` is the change feed live views follow.
 """
 
@@ -48,6 +48,7 @@ from .jobs import Jobs
 from .recording import Recording
 from .resources import Resources
 from .retention import PurgeResult, purge
+from .policies import Policies
 from .rollouts import Rollouts
 from .samples import Samples
 from .runs import Runs
@@ -132,6 +133,7 @@ class Store:
         self.signals = Signals(self, domains)
         self.samples = Samples(self)
         self.checkpoints = Checkpoints(self)
+        self.policies = Policies(self)
 
     @property
     def backend(self) -> str:

@@ -1,6 +1,6 @@
 """The advisor: a domain's active policy, loaded once, asked for the action to take in a state.
 
-``store.advisor("memory")`` reads the active checkpoint of the domain's policy (``policy_name``) and keeps the
+``store.advisor("memory")`` reads the domain's active policy (``store.policies``) and keeps the
 policy in memory: ``advise`` is arithmetic on a few numbers, with no database round trip. The advice carries the
 probability with which its action was drawn (``propensity``) and the policy's version; logging a decision with
 them (``Advisor.decide`` does both at once) keeps the next round's off-policy estimates unbiased. ``refresh``
@@ -15,26 +15,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import NotFoundError
-from ..policy import Policy, check_epsilon
-from .domains import Domain, domain_of
+from ..policy import check_epsilon
+from .policies import policy_version
 
 if TYPE_CHECKING:
     from . import Store
-
-
-def declared_domain(store: Store, name: str) -> Domain:
-    """The domain ``name`` as the store's project declares it; NotDeclaredError listing those it declares."""
-    return domain_of(name, {domain.name: domain for domain in store.decisions.domains()})
-
-
-def policy_name(domain: str) -> str:
-    """The name a domain's policy is checkpointed under."""
-    return f"policy:{domain}"
-
-
-def policy_version(domain: str, version: int) -> str:
-    """How decisions name the version of a domain's policy that advised them."""
-    return f"{domain}/v{version}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +42,7 @@ class Advisor:
 
     def __init__(self, store: Store, domain: str, *, epsilon: float | None = None, seed: int | None = None) -> None:
         self._store = store
-        self.domain = declared_domain(store, domain).name
+        self.domain = store.policies.domain(domain).name
         self.epsilon = None if epsilon is None else check_epsilon(epsilon)  # None: the policy's own rate
         self._random = random.Random(seed)
         self.checkpoint_id: str | None = None
@@ -66,14 +51,14 @@ class Advisor:
     def refresh(self) -> bool:
         """Load the domain's active policy again if another version became active; whether it changed.
         NotFoundError when no version is active (``rolloutdb flywheel run --train`` trains and activates one)."""
-        active = self._store.checkpoints.active(policy_name(self.domain))
+        active = self._store.policies.active(self.domain)
         if active is None:
             raise NotFoundError(f"no active policy for domain {self.domain!r} in project {self._store.project!r}: "
                                 f"`rolloutdb flywheel run --domain {self.domain} --train` trains one and activates "
                                 "it when its off-policy estimate beats the decisions logged")
         if active.id == self.checkpoint_id:
             return False
-        self.policy = Policy.from_bytes(self._store.checkpoints.read(active))
+        self.policy = self._store.policies.load(active)
         self.policy_version = policy_version(self.domain, active.version)
         self.checkpoint_id = active.id
         return True

@@ -20,7 +20,7 @@ from ..errors import InvalidInputError
 from ..offpolicy import DEFAULT_BOOTSTRAP, DEFAULT_CONFIDENCE, action_indices, evaluate
 from ..policy import DEFAULT_ALPHA, DEFAULT_EPSILON, FeatureSchema, check_epsilon, train_policy
 from ..records import FlywheelReport
-from .advisor import declared_domain, policy_name, policy_version
+from .policies import policy_version
 from .base import whole_number
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ def run_flywheel(store: Store, domain: str, *, days: float | None = None, rules:
                  bootstrap: int = DEFAULT_BOOTSTRAP, confidence: float = DEFAULT_CONFIDENCE, seed: int = 0,
                  on_progress: Progress | None = None) -> FlywheelReport:
     """See ``Store.run_flywheel``."""
-    actions = declared_domain(store, domain).actions
+    actions = store.policies.domain(domain).actions
     if days is not None and (isinstance(days, bool) or not isinstance(days, (int, float)) or not 0 < days <= 36500):
         raise InvalidInputError(f"days is how far back the window goes, more than 0 and at most 36500, got {days!r:.80}")
     if not isinstance(train, bool):
@@ -57,7 +57,7 @@ def run_flywheel(store: Store, domain: str, *, days: float | None = None, rules:
     progress("evaluate", 1, 1)
     report.samples = store.samples.build(domain, since=since, until=until,
                                          on_progress=lambda done, total: progress("samples", done, total))
-    active = store.checkpoints.active(policy_name(domain))
+    active = store.policies.active(domain)
     report.policy_version = None if active is None else policy_version(domain, active.version)
     if not train:
         report.verdict = "not asked to train (--train)"
@@ -94,9 +94,9 @@ def run_flywheel(store: Store, domain: str, *, days: float | None = None, rules:
         "confidence": confidence, "epsilon": epsilon, "alpha": alpha, "features": features,
         **{name: getattr(estimates, name).model_dump() for name in ("logging", "ips", "dr", "gain")}}
     decided = [s.decided_at for s in samples if s.decided_at is not None]
-    saved = store.checkpoints.save(policy_name(domain), candidate.to_bytes(), metrics=metrics,
-                                   window=(min(decided, default=None), max(decided, default=None)),
-                                   activate=estimates.better, media_type="application/json")
+    saved = store.policies.save(domain, candidate, metrics=metrics,
+                                window=(min(decided, default=None), max(decided, default=None)),
+                                activate=estimates.better)
     report.checkpoint_id, report.version, report.activated = saved.id, saved.version, estimates.better
     if estimates.better:
         report.policy_version = policy_version(domain, saved.version)
