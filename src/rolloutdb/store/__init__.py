@@ -42,6 +42,7 @@ from .health import check_health, queue_summary
 from .jobs import Jobs
 from .recording import Recording
 from .resources import Resources
+from .rewards import Rewards
 from .retention import PurgeResult, purge
 from .rollouts import Rollouts
 from .runs import Runs
@@ -124,6 +125,7 @@ class Store:
         domains = Domains(self)
         self.decisions = Decisions(self, domains)
         self.signals = Signals(self, domains)
+        self.rewards = Rewards(self, domains)
 
     @property
     def backend(self) -> str:
