@@ -31,6 +31,8 @@ _IMPORTED_ON_USE = {
                      "TokenGrant", "Script", "SummaryRow", "Selection", "MessagePolicy", "ExportSummary",
                      "Trajectory", "TrajectoryTurn", "TurnArtifact", "Decision", "Signal"), "records"),
     **dict.fromkeys(("Domain",), "store.domains"),
+    **dict.fromkeys(("EvaluationResult", "RewardStats"), "store.rewards"),
+    **dict.fromkeys(("RuleSet", "ActionRule"), "store.reward_rules"),
     **dict.fromkeys(("FlushResult", "Recorder", "RecorderHealth"), "recorder"),
     **dict.fromkeys(("AsyncJob", "Job", "JobStart", "JobStatus"), "store.jobs"),
     **dict.fromkeys(("RecordingResult", "Rejection"), "store.recording"),
@@ -63,6 +65,7 @@ def __dir__() -> list[str]:
 __version__ = "0.1.0"
 
 __all__ = [
+    "ActionRule",
     "AmbiguousIdError",
     "ApiToken",
     "Artifact",
@@ -77,6 +80,7 @@ __all__ = [
     "DatabaseNotFoundError",
     "Decision",
     "Domain",
+    "EvaluationResult",
     "Event",
     "ExportSummary",
     "FlushResult",
@@ -106,6 +110,7 @@ __all__ = [
     "RecordingResult",
     "Rejection",
     "Resources",
+    "RewardStats",
     "Rollout",
     "RolloutConfig",
     "RolloutDBError",
@@ -114,6 +119,7 @@ __all__ = [
     "RunComparison",
     "RunEvent",
     "RunStats",
+    "RuleSet",
     "Selection",
     "RunStatus",
     "SchemaOutOfDateError",

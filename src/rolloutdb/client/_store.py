@@ -40,6 +40,7 @@ from ..store.groups import Groups
 from ..store.jobs import Jobs
 from ..store.recording import Recording
 from ..store.resources import Resources
+from ..store.rewards import Rewards
 from ..store.rollouts import Rollouts
 from ..store.runs import Runs
 from ..store.scripts import Scripts
@@ -56,7 +57,7 @@ AREAS: dict[str, type] = {
     "runs": Runs, "steps": Steps, "groups": Groups, "validators": Validators, "tasks": Tasks,
     "rollouts": Rollouts, "attempts": Attempts, "spans": Spans, "turns": Turns, "resources": Resources,
     "workers": Workers, "jobs": Jobs, "recording": Recording, "tokens": Tokens, "events": Events,
-    "scripts": Scripts, "decisions": Decisions, "signals": Signals,
+    "scripts": Scripts, "decisions": Decisions, "signals": Signals, "rewards": Rewards,
     "artifacts": Artifacts,
 }
 # Local methods written over the area's own table calls: the remote area runs them as they are.

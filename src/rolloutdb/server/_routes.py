@@ -24,6 +24,7 @@ from ..store.events import MAX_READ
 from ..store.jobs import DEFAULT_STALE_AFTER, JobStart, JobStatus
 from ..store.recording import RecordingResult
 from ..store.resources import Resources as ResourcesArea
+from ..store.rewards import DEFAULT_BATCH, EvaluationResult, RewardStats
 from ..store.retention import PurgeResult
 from ..store.rollouts import MAX_CLAIM, Rollouts
 from ..store.base import DEFAULT_LIMIT
@@ -187,6 +188,22 @@ class DecisionListing(Strict):
     since: datetime | None = Field(None, description="Only those taken since then (ISO 8601, with a zone).")
     limit: int = Field(DEFAULT_LIMIT, description="At most this many decisions.")
     offset: int = 0
+
+
+class RewardEvaluation(Strict):
+    domain: str = "memory"
+    rules: dict[str, JsonValue] | None = Field(None, description="Reward rules as a dict (a TOML file's tables); "
+                                                                 "default: the built-in memory rules.")
+    as_of: datetime | None = Field(None, description="Evaluate as of then (ISO 8601, with a zone); default: now.")
+    batch_size: int = Field(DEFAULT_BATCH, description="Decisions per batch (a checkpoint after each).")
+    job: str | None = Field(None, description="The job's name: a paused one is resumed; default: a new one.")
+    force: bool = Field(False, description="Evaluate every due decision again, not only those with new signals.")
+
+
+class RewardStatistics(Strict):
+    domain: str = "memory"
+    since: datetime | None = Field(None, description="Only decisions taken since then (ISO 8601, with a zone).")
+    policy_version: str | None = None
 
 
 class TaskKey(Strict):
@@ -397,6 +414,12 @@ ROUTES: list[Operation] = [
               "Record signals in one transaction; returns those that were new", list[Signal],
               body=list[SignalFields], body_argument="signals", status_code=201),
     *readable_area("signals", SignalRows),
+    Operation("POST", "/rewards/evaluate", "rewards.evaluate",
+              "Evaluate a domain's due decisions by reward rules, as a job (pause, resume, cancel through /jobs)",
+              EvaluationResult, body=RewardEvaluation),
+    Operation("GET", "/rewards/statistics", "rewards.statistics",
+              "Rewards per action and policy version: count, mean, standard deviation, 95% confidence interval",
+              list[RewardStats], query=RewardStatistics),
     Operation("GET", "/summary", "summary",
               "Rollouts per task or per day: counts, success rate, mean turns and duration, errors by type",
               list[SummaryRow], query=SummaryRequest),

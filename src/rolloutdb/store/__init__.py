@@ -47,6 +47,7 @@ from .health import check_health, queue_summary
 from .jobs import Jobs
 from .recording import Recording
 from .resources import Resources
+from .rewards import Rewards
 from .retention import PurgeResult, purge
 from .policies import Policies
 from .rollouts import Rollouts
@@ -131,6 +132,7 @@ class Store:
         domains = Domains(self)
         self.decisions = Decisions(self, domains)
         self.signals = Signals(self, domains)
+        self.rewards = Rewards(self, domains)
         self.samples = Samples(self)
         self.checkpoints = Checkpoints(self)
         self.policies = Policies(self)
