@@ -10,8 +10,9 @@ that followed. Three estimates, each a mean over samples, each with a bootstrap 
   corrected by the weighted error it makes on the action taken; unbiased if either the propensities or the
   model are right, and less noisy than IPS.
 
-The candidate is better when the interval of its DR gain over the logging policy (the same bootstrap samples
-on both sides, so the comparison is paired) lies above zero.
+The candidate is better when the interval of its DR gain lies above zero: over the logging policy, or over a
+``baseline`` policy (the one in use) estimated by DR on the same samples with the same model. The bootstrap
+resamples the same samples on both sides, so the comparison is paired.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ class OffPolicyReport:
     logging: Estimate
     ips: Estimate
     dr: Estimate
-    gain: Estimate  # DR minus logging, paired
+    baseline: Estimate | None  # the baseline policy's DR, when one was given
+    gain: Estimate  # DR minus the baseline's DR (or minus logging), paired
 
     @property
     def better(self) -> bool:
@@ -45,14 +47,15 @@ class OffPolicyReport:
 
 
 
-def evaluate(candidate, taken, rewards, propensities, predicted, *, bootstrap: int = DEFAULT_BOOTSTRAP,
+def evaluate(candidate, taken, rewards, propensities, predicted, *, baseline=None, bootstrap: int = DEFAULT_BOOTSTRAP,
              confidence: float = DEFAULT_CONFIDENCE, seed: int = 0) -> OffPolicyReport:
     """Estimate the candidate's value from logged samples.
 
     ``candidate``: per sample, the candidate's probability of each action (rows: samples, columns: actions);
     ``taken``: the index of the action each sample took; ``rewards``; ``propensities``: the logging policy's
     probability of that action; ``predicted``: a reward model's prediction for each action (same shape as
-    ``candidate``), fitted on other samples than these for an honest DR."""
+    ``candidate``), fitted on other samples than these for an honest DR; ``baseline``: another policy's
+    probabilities (same shape), to gain over instead of the logging policy."""
     numpy = require_numpy()
     pi = numpy.asarray(candidate, dtype=float)
     q = numpy.asarray(predicted, dtype=float)
@@ -72,10 +75,17 @@ def evaluate(candidate, taken, rewards, propensities, predicted, *, bootstrap: i
     if not isinstance(bootstrap, int) or bootstrap < 10:
         raise InvalidInputError(f"bootstrap is a number of resamples, at least 10, got {bootstrap!r}")
     rows = numpy.arange(n)
-    weight = pi[rows, a] / mu
-    terms = {"logging": r, "ips": weight * r,
-             "dr": (pi * q).sum(axis=1) + weight * (r - q[rows, a])}
-    terms["gain"] = terms["dr"] - r
+
+    def doubly_robust(probabilities):
+        return (probabilities * q).sum(axis=1) + probabilities[rows, a] / mu * (r - q[rows, a])
+
+    terms = {"logging": r, "ips": pi[rows, a] / mu * r, "dr": doubly_robust(pi)}
+    if baseline is not None:
+        base = numpy.asarray(baseline, dtype=float)
+        if base.shape != pi.shape:
+            raise InvalidInputError("baseline gives each sample's probabilities of the same actions as candidate")
+        terms["baseline"] = doubly_robust(base)
+    terms["gain"] = terms["dr"] - terms.get("baseline", r)
     rng = numpy.random.default_rng(seed)
     means = {name: [] for name in terms}
     for start in range(0, bootstrap, 100):  # resample in slices: memory stays at 100 × samples indices
@@ -89,7 +99,8 @@ def evaluate(candidate, taken, rewards, propensities, predicted, *, bootstrap: i
         low, high = numpy.percentile(spread, [tail, 100 - tail])
         return Estimate(value=float(terms[name].mean()), low=float(low), high=float(high))
 
-    return OffPolicyReport(n, confidence, estimate("logging"), estimate("ips"), estimate("dr"), estimate("gain"))
+    return OffPolicyReport(n, confidence, estimate("logging"), estimate("ips"), estimate("dr"),
+                           estimate("baseline") if baseline is not None else None, estimate("gain"))
 
 
 def action_indices(actions: Sequence[str], taken: Sequence[str]) -> list[int]:

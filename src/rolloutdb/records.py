@@ -682,7 +682,8 @@ class FlywheelReport(Record):
     logging: Estimate | None = None  # what the logged decisions earned, per decision
     ips: Estimate | None = None  # the candidate, by inverse propensity scoring
     dr: Estimate | None = None  # the candidate, doubly robust
-    gain: Estimate | None = None  # dr - logging, paired
+    incumbent: Estimate | None = None  # the policy active before, doubly robust on the same samples
+    gain: Estimate | None = None  # dr - incumbent (with none: dr - logging), paired
     checkpoint_id: str | None = None
     version: int | None = None  # the candidate's version
     activated: bool = False

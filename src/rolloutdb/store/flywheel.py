@@ -6,7 +6,8 @@ in the window (the last ``days``, or all) built (``store.samples``). With ``trai
 on most of the samples and estimated (``rolloutdb.offpolicy``: IPS and doubly robust, with bootstrap intervals)
 on the rest, which it never saw, against what the logged decisions earned there. It is checkpointed either way,
 its estimates as its metrics, and becomes the domain's active policy only when the interval of its gain lies
-above zero. A decision logged without a propensity counts as taken with certainty (a deterministic policy's).
+above zero: its gain over the active policy (both estimated doubly robust on the same samples), or, with none
+active, over what the logged decisions earned. A decision logged without a propensity counts as taken with certainty (a deterministic policy's).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInputError
 from ..offpolicy import DEFAULT_BOOTSTRAP, DEFAULT_CONFIDENCE, action_indices, evaluate
-from ..policy import DEFAULT_ALPHA, DEFAULT_EPSILON, FeatureSchema, check_epsilon, train_policy
+from ..policy import DEFAULT_ALPHA, DEFAULT_EPSILON, FeatureSchema, MissingFeaturesError, check_epsilon, train_policy
 from ..records import FlywheelReport
 from .policies import policy_version
 from .base import whole_number
@@ -82,17 +83,21 @@ def run_flywheel(store: Store, domain: str, *, days: float | None = None, rules:
 
     progress("estimate", 0, 1)
     states = [s.state for s in kept]
+    incumbent, against = _incumbent(store, active, actions, states)
     estimates = evaluate(candidate.probabilities_many(states), action_indices(actions, [s.action for s in kept]),
                          [s.reward for s in kept], [1.0 if s.propensity is None else s.propensity for s in kept],
-                         candidate.predict_many(states), bootstrap=bootstrap, confidence=confidence, seed=seed)
-    report.logging, report.ips, report.dr, report.gain = estimates.logging, estimates.ips, estimates.dr, estimates.gain
+                         candidate.predict_many(states), baseline=incumbent, bootstrap=bootstrap,
+                         confidence=confidence, seed=seed)
+    report.logging, report.ips, report.dr = estimates.logging, estimates.ips, estimates.dr
+    report.incumbent, report.gain = estimates.baseline, estimates.gain
     progress("estimate", 1, 1)
 
     progress("checkpoint", 0, 1)
     metrics: dict[str, Any] = {
         "samples": len(samples), "training_samples": len(trained_on), "holdout_samples": len(kept),
         "confidence": confidence, "epsilon": epsilon, "alpha": alpha, "features": features,
-        **{name: getattr(estimates, name).model_dump() for name in ("logging", "ips", "dr", "gain")}}
+        **{name: getattr(estimates, name).model_dump() for name in ("logging", "ips", "dr", "gain")},
+        "gain_over": against}
     decided = [s.decided_at for s in samples if s.decided_at is not None]
     saved = store.policies.save(domain, candidate, metrics=metrics,
                                 window=(min(decided, default=None), max(decided, default=None)),
@@ -101,9 +106,23 @@ def run_flywheel(store: Store, domain: str, *, days: float | None = None, rules:
     if estimates.better:
         report.policy_version = policy_version(domain, saved.version)
     gain = estimates.gain
-    report.verdict = (f"activated: its estimated gain over the logged decisions is {gain.value:+.4f} "
+    report.verdict = (f"activated: its estimated gain over {against} is {gain.value:+.4f} "
                       f"({confidence:.0%} interval {gain.low:+.4f} to {gain.high:+.4f})" if estimates.better else
-                      f"kept inactive: its estimated gain over the logged decisions is {gain.value:+.4f}, but the "
+                      f"kept inactive: its estimated gain over {against} is {gain.value:+.4f}, but the "
                       f"{confidence:.0%} interval ({gain.low:+.4f} to {gain.high:+.4f}) does not lie above zero")
     progress("checkpoint", 1, 1)
     return report
+
+
+def _incumbent(store: Store, active, actions, states) -> tuple[Any, str]:
+    """The active policy's probabilities on ``states``, to beat; (None, "the logged decisions") when there is
+    none, or it reads features these states lack, or other actions."""
+    if active is None:
+        return None, "the logged decisions"
+    policy = store.policies.load(active)
+    if tuple(policy.actions) != tuple(actions):
+        return None, "the logged decisions"
+    try:
+        return policy.probabilities_many(states), f"the active policy ({policy_version(policy.domain, active.version)})"
+    except MissingFeaturesError:
+        return None, "the logged decisions"
