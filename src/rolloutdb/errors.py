@@ -27,6 +27,10 @@ class NotDeclaredError(InvalidInputError):
     """A flywheel domain, action or signal kind that is not declared (the message lists those that are)."""
 
 
+class MissingFeaturesError(InvalidInputError):
+    """A state given to a policy lacks features the policy was trained on (or gives one of the wrong kind)."""
+
+
 class NotReplayableError(InvalidInputError):
     """A script was asked for from a rollout it cannot come from: one that did not succeed, has no task, or
     took no action."""

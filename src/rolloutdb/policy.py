@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from .errors import InvalidInputError
+from .errors import InvalidInputError, MissingFeaturesError
 
 NUMBER = "number"
 CATEGORY = "category"
@@ -33,10 +33,6 @@ FORMAT = "rolloutdb.policy/1"  # what ``to_bytes`` writes; ``from_bytes`` refuse
 DEFAULT_EPSILON = 0.1
 DEFAULT_ALPHA = 1.0  # ridge regularisation
 DEFAULT_MAX_WEIGHT = 20.0  # an importance weight is clipped here: one rare sample cannot dominate
-
-
-class MissingFeaturesError(InvalidInputError):
-    """A state given to a policy lacks features the policy was trained on (or gives one of the wrong kind)."""
 
 
 def require_numpy():

@@ -40,6 +40,7 @@ from ..store.groups import Groups
 from ..store.jobs import Jobs
 from ..store.recording import Recording
 from ..store.resources import Resources
+from ..store.policies import Policies
 from ..store.rewards import Rewards
 from ..store.rollouts import Rollouts
 from ..store.runs import Runs
@@ -58,7 +59,7 @@ AREAS: dict[str, type] = {
     "rollouts": Rollouts, "attempts": Attempts, "spans": Spans, "turns": Turns, "resources": Resources,
     "workers": Workers, "jobs": Jobs, "recording": Recording, "tokens": Tokens, "events": Events,
     "scripts": Scripts, "decisions": Decisions, "signals": Signals, "rewards": Rewards,
-    "artifacts": Artifacts,
+    "artifacts": Artifacts, "policies": Policies,
 }
 # Local methods written over the area's own table calls: the remote area runs them as they are.
 BORROWED = {"rollouts": ("enqueue", "dequeue"), "spans": ("add", "next_sequence_id"),
@@ -66,7 +67,7 @@ BORROWED = {"rollouts": ("enqueue", "dequeue"), "spans": ("add", "next_sequence_
 # Writes that change nothing when sent twice, so a request whose answer was lost may be sent again.
 REPEATABLE = {"rollouts.wait", "tasks.save", "validators.save", "workers.heartbeat", "attempts.heartbeat",
               "check_health", "tokens.revoke", "scripts.record", "scripts.activate", "artifacts.link",
-              "artifacts.gc", "decisions.declare"}
+              "artifacts.gc", "decisions.declare", "policies.activate", "advise"}
 # Writes whose rows the client gives ids (when the caller did not): stored once by id, so they may be sent again.
 CLIENT_IDS = {"decisions.log": "decision", "decisions.log_many": "decision", "signals.add": "signal",
               "signals.add_many": "signal"}

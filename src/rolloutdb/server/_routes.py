@@ -13,14 +13,16 @@ from pydantic import Strict as StrictType
 
 from ..records import (ApiToken, Artifact, ArtifactLink, Attempt, Claim, Decision, Event, IssuedToken,
                        QueueSummary, Resources, Rollout, Run, RunComparison, RunEvent, Script, Span, Trajectory)
-from ..records import Signal, StatusChange, SummaryRow, Task, Validator, Worker
+from ..records import FlywheelReport, ModelCheckpoint, Signal, StatusChange, SummaryRow, Task, Validator, Worker
 from ..store.artifacts import GC_GRACE, GcResult
 from ..store.attempts import Attempts
 from ..store.catalog import Tasks, Validators
+from ..store.advisor import Advice
 from ..store.decisions import DecisionRows, SignalRows
 from ..store.domains import Domain
 from ..store.groups import Groups
 from ..store.events import MAX_READ
+from ..store.flywheel import DEFAULT_ALPHA, DEFAULT_BOOTSTRAP, DEFAULT_CONFIDENCE, DEFAULT_EPSILON, DEFAULT_HOLDOUT
 from ..store.jobs import DEFAULT_STALE_AFTER, JobStart, JobStatus
 from ..store.recording import RecordingResult
 from ..store.resources import Resources as ResourcesArea
@@ -198,6 +200,46 @@ class RewardEvaluation(Strict):
     batch_size: int = Field(DEFAULT_BATCH, description="Decisions per batch (a checkpoint after each).")
     job: str | None = Field(None, description="The job's name: a paused one is resumed; default: a new one.")
     force: bool = Field(False, description="Evaluate every due decision again, not only those with new signals.")
+
+
+class FlywheelRun(StrictBody):
+    domain: str = "memory"
+    days: float | None = Field(None, description="Learn from the decisions taken in the last this many days "
+                                                 "(default: all that are evaluated).")
+    rules: dict[str, JsonValue] | None = Field(None, description="Reward rules as a dict (a TOML file's tables); "
+                                                                 "default: the built-in memory rules.")
+    train: bool = Field(False, description="Train a candidate, estimate it off-policy, checkpoint it, activate it "
+                                           "if better.")
+    epsilon: float = Field(DEFAULT_EPSILON, description="The candidate's exploration rate.")
+    alpha: float = Field(DEFAULT_ALPHA, description="Ridge regularisation.")
+    holdout: float = Field(DEFAULT_HOLDOUT, description="The share of samples kept to estimate the candidate on.")
+    bootstrap: int = Field(DEFAULT_BOOTSTRAP, description="Bootstrap resamples of the confidence intervals.")
+    confidence: float = Field(DEFAULT_CONFIDENCE, description="The intervals' confidence.")
+    seed: int = Field(0, description="The holdout split and the resamples.")
+
+
+class AdviceRequest(StrictBody):
+    domain: str = "memory"
+    state: dict[str, JsonValue] = Field(description="The state: its features, as the policy was trained on them.")
+
+
+class PolicyListing(Strict):
+    domain: str = "memory"
+    limit: int = Field(DEFAULT_LIMIT, description="At most this many versions.")
+    offset: int = 0
+
+
+class PolicyDomain(Strict):
+    domain: str = "memory"
+
+
+class PolicyRollback(StrictBody):
+    domain: str = "memory"
+
+
+class PolicyVersion(StrictBody):
+    domain: str = "memory"
+    version: int
 
 
 class RewardStatistics(Strict):
@@ -420,6 +462,22 @@ ROUTES: list[Operation] = [
     Operation("GET", "/rewards/statistics", "rewards.statistics",
               "Rewards per action and policy version: count, mean, standard deviation, 95% confidence interval",
               list[RewardStats], query=RewardStatistics),
+    Operation("POST", "/flywheel/run", "run_flywheel",
+              "One turn of the learning flywheel: evaluate rewards, build samples, and with train: train a candidate "
+              "policy, estimate it off-policy, checkpoint it, activate it only if better", FlywheelReport,
+              body=FlywheelRun),
+    Operation("POST", "/flywheel/advise", "advise",
+              "The domain's active policy's advice in a state: the action, every action's probability, the drawn "
+              "one's (log it with the decision) and the policy version", Advice, body=AdviceRequest),
+    Operation("GET", "/policies/list", "policies.list", "The versions of a domain's policy, newest first",
+              list[ModelCheckpoint], query=PolicyListing),
+    Operation("GET", "/policies/active", "policies.active", "The checkpoint of a domain's active policy, or null",
+              ModelCheckpoint | None, query=PolicyDomain),
+    Operation("POST", "/policies/activate", "policies.activate", "Make a version of a domain's policy the active one",
+              ModelCheckpoint, body=PolicyVersion),
+    Operation("POST", "/policies/rollback", "policies.rollback",
+              "Activate again the version of a domain's policy in use before the active one", ModelCheckpoint,
+              body=PolicyRollback),
     Operation("GET", "/summary", "summary",
               "Rollouts per task or per day: counts, success rate, mean turns and duration, errors by type",
               list[SummaryRow], query=SummaryRequest),

@@ -28,7 +28,7 @@ from ..records import (ExportSummary, FlywheelReport, MessagePolicy, Project, Qu
 from ..schema import projects, status_changes
 from . import hooks
 from ._wal import WalKeeper
-from .advisor import Advisor
+from .advisor import ADVISOR_REFRESH_SECONDS, Advice, Advisor
 from .artifacts import Artifacts, artifacts_home
 from .attempts import Attempts
 from .base import MAX_OFFSET, check_key, insert_ignoring_conflicts, whole_number
@@ -129,6 +129,8 @@ class Store:
         self.events = Events(self)
         self.artifacts = Artifacts(self, artifacts_folder, max_artifact_bytes)
         self.scripts = Scripts(self)
+        self._advisors: dict[str, tuple[Advisor, float]] = {}  # advise(): per domain, with when it was refreshed
+        self._advisors_lock = threading.Lock()
         domains = Domains(self)
         self.decisions = Decisions(self, domains)
         self.signals = Signals(self, domains)
@@ -210,6 +212,20 @@ class Store:
         instead of the policy's; ``seed``: its draws, for repeatable runs. NotFoundError when no version is
         active."""
         return Advisor(self, domain, epsilon=epsilon, seed=seed)
+
+    def advise(self, domain: str, state: Mapping[str, Any]) -> Advice:
+        """One piece of advice from ``domain``'s active policy (``advisor(domain).advise(state)``), through an
+        advisor this store keeps per domain and refreshes at most every ``ADVISOR_REFRESH_SECONDS``: for a caller
+        that asks now and then, or through a server. Log the decision with its propensity and policy version."""
+        with self._advisors_lock:
+            advisor, refreshed = self._advisors.get(domain, (None, 0.0))
+            if advisor is None:
+                advisor, refreshed = self.advisor(domain), time.monotonic()
+            elif time.monotonic() - refreshed > ADVISOR_REFRESH_SECONDS:
+                advisor.refresh()
+                refreshed = time.monotonic()
+            self._advisors[domain] = (advisor, refreshed)
+            return advisor.advise(state)
 
     def run_flywheel(self, domain: str, *, days: float | None = None, rules: Any = None, train: bool = False,
                      epsilon: float = DEFAULT_EPSILON, alpha: float = DEFAULT_ALPHA, holdout: float = DEFAULT_HOLDOUT,

@@ -21,6 +21,8 @@ from .policies import policy_version
 if TYPE_CHECKING:
     from . import Store
 
+ADVISOR_REFRESH_SECONDS = 5.0  # how stale ``store.advise`` lets its advisors' policies get
+
 
 @dataclass(frozen=True, slots=True)
 class Advice:
