@@ -265,6 +265,30 @@ def test_artifacts_and_trajectory(api):
     assert ok(api.post("/artifacts/gc", json={"grace": 3600}))["artifacts"] == 0
 
 
+def test_flywheel_run_advise_and_policies(api):
+    assert ok(api.get("/policies/active", params={"domain": "memory"})) is None
+    decisions = [{"subject_id": unique("memory"), "action": action, "state": {"kind": kind, "length": index % 7},
+                  "propensity": 0.25, "at": "2026-01-01T00:00:00Z"}
+                 for index in range(120) for action, kind in [(("insert", "ignore", "update", "delete")[index % 4],
+                                                               ("fact", "chatter")[index % 3 == 0])]]
+    ok(api.post("/decisions/batch", json=decisions), 201)
+    ok(api.post("/signals/batch", json=[{"subject_id": d["subject_id"], "kind": "hit", "at": "2026-01-02T00:00:00Z"}
+                                        for d in decisions if d["state"]["kind"] == "fact"
+                                        and d["action"] in ("insert", "update")]), 201)
+    report = ok(api.post("/flywheel/run", json={"domain": "memory", "train": True, "bootstrap": 200}))
+    assert (report["samples"], report["trained"], report["version"]) == (120, True, 1)
+    if not report["activated"]:
+        ok(api.post("/policies/activate", json={"domain": "memory", "version": 1}))
+    advice = ok(api.post("/flywheel/advise", json={"domain": "memory", "state": {"kind": "fact", "length": 3}}))
+    assert advice["policy_version"] == "memory/v1" and advice["propensity"] == advice["probabilities"][advice["action"]]
+    assert "lacks feature(s) 'length'" in error(api.post("/flywheel/advise", json={"state": {"kind": "fact"}}), 422,
+                                                  "MissingFeaturesError")
+    assert [c["version"] for c in ok(api.get("/policies/list", params={"domain": "memory"}))] == [1]
+    assert ok(api.get("/policies/active", params={"domain": "memory"}))["version"] == 1
+    assert "first that was active" in error(api.post("/policies/rollback", json={"domain": "memory"}), 409,
+                                                "ConflictError")
+
+
 def test_every_route_was_called(server):
     """Runs after the tests above, on the same server: each route of the table was requested at least once."""
     requested = called[server.base]
