@@ -21,10 +21,6 @@ STAGE_NAMES = {"evaluate": "Evaluating rewards", "samples": "Building samples", 
                "estimate": "Estimating off-policy", "checkpoint": "Checkpointing"}
 
 
-def estimate_text(estimate) -> str | None:
-    return None if estimate is None else f"{estimate.value:+.4f}  [{estimate.low:+.4f}, {estimate.high:+.4f}]"
-
-
 @flywheel_app.command("run")
 @reports_errors
 def flywheel_run(
@@ -68,8 +64,10 @@ def flywheel_run(
                     (Column("policy", text=True), Column("estimate", justify="right"), Column("low", justify="right"),
                      Column("high", justify="right")),
                     ((name, f"{e.value:+.4f}", f"{e.low:+.4f}", f"{e.high:+.4f}")
-                     for name, e in (("logged decisions", report.logging), ("candidate (IPS)", report.ips),
-                                     ("candidate (DR)", report.dr), ("gain (DR − logged)", report.gain))))
+                     for name, e in (("logged decisions", report.logging), ("active policy (DR)", report.incumbent),
+                                     ("candidate (IPS)", report.ips), ("candidate (DR)", report.dr),
+                                     ("gain (DR − active)" if report.incumbent else "gain (DR − logged)", report.gain))
+                     if e is not None))
     print_fields([("checkpoint", None if report.version is None else f"version {report.version} ({report.checkpoint_id})"),
                   ("active policy", report.policy_version or "none")])
     console.print(printable(report.verdict), style="green" if report.activated else None, soft_wrap=True)
