@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Table, select
 from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
 
 from ..errors import ConflictError, InvalidInputError, NotFoundError, RolloutDBError
-from ..records import Flag, JsonDict, Record, Time, TurnContent, Whole
+from ..records import DecisionContent, Flag, JsonDict, Record, SignalContent, Time, TurnContent, Whole
 from ..schema import groups, rollouts, steps, turns
 from ..states import GroupStatus, RolloutStatus, RunStatus, StepStatus
 from .artifacts import ROLES
@@ -155,33 +155,20 @@ class RolloutEnd(Record):
     error: str | None = None
 
 
-class DecisionLogged(Record):
-    """A decision of the flywheel's why-log (``store.decisions.log``'s fields; ``at``: when it was taken), from a
-    ``DecisionLogger``. Logged again under its id, it is stored once."""
+class DecisionLogged(DecisionContent):
+    """A decision of the flywheel's why-log (``at``: when it was taken), from a ``DecisionLogger``. Logged again
+    under its id, it is stored once."""
 
     op: Literal["decision"] = "decision"
     id: ID
-    domain: NAME
-    subject_id: ID
-    action: NAME
-    reason: str | None = None
-    state: JsonValue = None
-    context: JsonValue = None
-    policy_version: NAME | None = None
-    propensity: float | None = Field(default=None, gt=0, le=1)
     at: RecordedTime
 
 
-class SignalAdded(Record):
-    """A signal of a subject (``store.signals.add``'s fields; ``at``: when it happened), from a ``DecisionLogger``."""
+class SignalAdded(SignalContent):
+    """A signal of a subject (``at``: when it happened), from a ``DecisionLogger``."""
 
     op: Literal["signal"] = "signal"
     id: ID
-    domain: NAME
-    subject_id: ID
-    kind: Annotated[str, Field(min_length=1, max_length=32)]
-    value: float = 1.0
-    data: JsonValue = None
     at: RecordedTime
 
 
