@@ -453,10 +453,8 @@ Name = Annotated[str, Field(min_length=1, max_length=100)]  # a domain, an actio
 Number = Annotated[float, Field(allow_inf_nan=False), BeforeValidator(_python_scalar)]  # a finite float (or int)
 
 
-class Decision(_Created):
-    """One decision of a policy in a domain (the flywheel's why-log): the action taken on a subject, why, the state
-    it saw, and the probability the policy gave that action; the reward rules fill reward, outcome and
-    evaluated_at. ``created_at`` is when it was taken."""
+class DecisionContent(Record):
+    """What a policy decided in a domain, and why: what ``store.decisions.log`` and a ``DecisionLogger`` take."""
 
     domain: Name = "memory"
     subject_id: Id
@@ -466,22 +464,34 @@ class Decision(_Created):
     context: JsonValue = None
     policy_version: Name | None = None
     propensity: Annotated[Number, Field(gt=0, le=1)] | None = None
+
+
+class Decision(_Created, DecisionContent):
+    """One decision of a policy in a domain (the flywheel's why-log): the action taken on a subject, why, the state
+    it saw, and the probability the policy gave that action; the reward rules fill reward, outcome and
+    evaluated_at. ``created_at`` is when it was taken."""
+
     reward: Number | None = None
     outcome: JsonValue = None
     evaluated_at: Time | None = None
 
 
-class Signal(Record):
-    """An outcome of a domain's subject (a hit, a new quality score, feedback): ``time`` is when it happened,
-    ``recorded_at`` when the store got it."""
+class SignalContent(Record):
+    """An outcome of a domain's subject: what ``store.signals.add`` and a ``DecisionLogger`` take."""
 
-    id: Id = Field(default_factory=new_id)
-    project_id: str = ""
     domain: Name = "memory"
     subject_id: Id
     kind: Annotated[str, Field(min_length=1, max_length=32)]
     value: Number = 1.0
     data: JsonValue = None
+
+
+class Signal(SignalContent):
+    """An outcome of a domain's subject (a hit, a new quality score, feedback): ``time`` is when it happened,
+    ``recorded_at`` when the store got it."""
+
+    id: Id = Field(default_factory=new_id)
+    project_id: str = ""
     time: Time = Field(default_factory=utcnow)
     recorded_at: Time = Field(default_factory=utcnow)
 

@@ -155,25 +155,24 @@ def test_evaluate_refuses_unknown_domains_undeclared_rules_and_bad_arguments_cha
     assert store.jobs.count() == 0
 
 
-def test_a_rule_file_with_an_unknown_key_or_a_negative_decay_is_refused_naming_the_line(tmp_path):
-    bad_key = tmp_path / "keys.toml"
-    bad_key.write_text('[memory]\ndelay_days = 7\n\n[memory.insert]\nweights = { hit = 1.0 }\n\n'
-                       '[memory.delete]\nthreshold = { kind = "hit", below = 0.1, reward = 0.5, otherwise = -0.3 }\n'
-                       'colour = "blue"\n')
-    with pytest.raises(InvalidInputError, match=r"keys.toml, line 9: .*memory.delete.colour: unknown key"):
-        RuleSet.load(bad_key)
-    negative = tmp_path / "decay.toml"
-    negative.write_text("# my rules\n[memory]\ndelay_days = 7\ndecay = -0.5\n\n[memory.insert]\nweights = { hit = 1 }\n")
-    with pytest.raises(InvalidInputError, match=r"decay.toml, line 4: .*memory.decay: .*greater than or equal to 0"):
-        RuleSet.load(negative)
-    inline = tmp_path / "inline.toml"
-    inline.write_text("[memory.insert]\nweights = { hit = 1.0 }\ndecay_days = 0\n")
-    with pytest.raises(InvalidInputError, match=r"inline.toml, line 3: .*memory.insert.decay_days"):
-        RuleSet.load(inline)
-    not_toml = tmp_path / "broken.toml"
-    not_toml.write_text("[memory.insert\n")
-    with pytest.raises(InvalidInputError, match=r"broken.toml: not TOML: .*line 1"):
-        RuleSet.load(not_toml)
+@pytest.mark.parametrize("text, refusal", [
+    ('[memory]\ndelay_days = 7\n\n[memory.insert]\nweights = { hit = 1.0 }\n\n[memory.delete]\n'
+     'threshold = { kind = "hit", below = 0.1, reward = 0.5, otherwise = -0.3 }\ncolour = "blue"\n',
+     r"line 9: .*memory.delete.colour: unknown key"),
+    ("# my rules\n[memory]\ndelay_days = 7\ndecay = -0.5\n\n[memory.insert]\nweights = { hit = 1 }\n",
+     r"line 4: .*memory.decay: .*greater than or equal to 0"),
+    ("[memory.insert]\nweights = { hit = 1.0 }\ndecay_days = 0\n", r"line 3: .*memory.insert.decay_days"),
+    ("[memory.insert]\nweights = { hit = 1.0, click = 'x' }\n", r"line 2: .*memory.insert.weights.click"),
+    ("[memory.insert\n", r"rules.toml: not TOML: .*line 1"),
+])
+def test_a_rule_file_with_a_bad_key_or_value_is_refused_naming_the_line(tmp_path, text, refusal):
+    path = tmp_path / "rules.toml"
+    path.write_text(text)
+    with pytest.raises(InvalidInputError, match=refusal):
+        RuleSet.load(path)
+
+
+def test_a_rule_file_sets_a_domains_actions_and_their_shared_settings(tmp_path):
     good = tmp_path / "good.toml"
     good.write_text("[memory]\ndecay = 0.9\n\n[memory.insert]\nweights = { hit = 2.0 }\n")
     rule = RuleSet.load(good).rules["memory"]["insert"]

@@ -114,6 +114,20 @@ class _Logged(RowReads[R]):
 
     def _write(self, given: Sequence[Mapping[str, Any]]) -> tuple[list[R], list[R]]:
         """Store ``given`` in one transaction; returns them all as records, and those that were new."""
+        records = self._records(given)
+        with self._store._write() as connection:
+            return records, self._insert_new(connection, records)
+
+    def _write_in(self, connection: Connection, given: Sequence[Mapping[str, Any]]) -> list[R]:
+        """``_write`` inside a transaction of the caller's (a recorded batch); returns those that were new."""
+        return self._insert_new(connection, self._records(given))
+
+    def _insert_new(self, connection: Connection, records: list[R]) -> list[R]:
+        new = _unstored(connection, self._rows.table, self._store.project_id, records)
+        self._rows._insert_rows(connection, [self._rows._to_row(record) for record in new], unless_taken=("id",))
+        return new
+
+    def _records(self, given: Sequence[Mapping[str, Any]]) -> list[R]:
         noun, now = self._rows.noun, self._store.now()
         rows = []
         for position, fields in enumerate(given):
@@ -125,11 +139,7 @@ class _Logged(RowReads[R]):
             row = {name: value for name, value in fields.items() if name != "at" and value is not None}
             rows.append({**row, **dict.fromkeys(self.stamps, now), "project_id": self._store.project_id,
                          self.time_column: now if fields.get("at") is None else fields["at"]})
-        records = build_records(self._rows.record, rows, noun)
-        with self._store._write() as connection:
-            new = _unstored(connection, self._rows.table, self._store.project_id, records)
-            self._rows._insert_rows(connection, [self._rows._to_row(record) for record in new], unless_taken=("id",))
-        return records, new
+        return build_records(self._rows.record, rows, noun)
 
 
 class Decisions(_Logged[Decision]):
