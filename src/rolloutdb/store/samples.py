@@ -9,11 +9,9 @@ whose subject decided again since.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -25,7 +23,7 @@ from ..errors import InvalidInputError
 from ..records import Sample
 from ..schema import decisions, samples
 from .base import Area, RowReads, build_records, check_key
-from .export import JsonlWriter, ParquetWriter
+from .export import JsonlWriter, ParquetWriter, checked_out, written_whole
 
 if TYPE_CHECKING:
     from . import Store
@@ -135,16 +133,9 @@ class Samples(RowReads[Sample]):
         """Write samples (of one domain or dataset, decided from ``since`` until ``until``) to ``out``, JSONL or
         Parquet by its suffix, a page at a time; returns how many rows. States are JSON objects in JSONL and JSON
         text in Parquet (their keys differ from domain to domain)."""
-        if not isinstance(out, (str, os.PathLike)):
-            raise InvalidInputError(f"out is the path of the file to write, got {type(out).__name__}")
-        path = Path(out)
-        container = {".jsonl": "jsonl", ".parquet": "parquet"}.get(path.suffix)
+        path, container = checked_out(out)
         if container is None:
             raise InvalidInputError(f"samples are written to a .jsonl or .parquet file; out is {str(path)!r:.200}")
-        if container == "parquet" and importlib.util.find_spec("pyarrow") is None:
-            raise InvalidInputError("writing Parquet needs pyarrow: pip install 'rolloutdb[export]' (or write .jsonl)")
-        if not path.parent.is_dir():
-            raise InvalidInputError(f"no folder {str(path.parent)!r:.200} to write {path.name!r:.80} in")
         conditions = [samples.c.project_id == self._store.project_id]
         for column, value in ((samples.c.source, domain), (samples.c.dataset, dataset)):
             if value is not None:
@@ -153,10 +144,10 @@ class Samples(RowReads[Sample]):
             conditions.append(samples.c.decided_at >= since)
         if until is not None:
             conditions.append(samples.c.decided_at < until)
-        temporary = path.with_name(path.name + ".partial")
-        writer = ParquetWriter(temporary, _arrow_schema()) if container == "parquet" else JsonlWriter(temporary)
+        partial = path.with_name(path.name + ".partial")
         rows_written, position = 0, None
-        try:
+        with written_whole(path, ParquetWriter(partial, _arrow_schema()) if container == "parquet"
+                           else JsonlWriter(partial)) as writer:
             while True:
                 page = [] if position is None else [samples.c.id > position]
                 with self._store._read() as connection:
@@ -172,14 +163,7 @@ class Samples(RowReads[Sample]):
                             record[name] = None if record[name] is None else orjson.dumps(record[name]).decode()
                 writer.write(records)
                 rows_written += len(records)
-        except BaseException:
-            writer.close()
-            temporary.unlink(missing_ok=True)
-            raise
-        writer.close()
-        os.replace(temporary, path)
         return rows_written
-
 
 def _arrow_schema():
     import pyarrow as pa
