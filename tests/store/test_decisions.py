@@ -6,7 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from rolloutdb.errors import InvalidInputError, NotDeclaredError
+import rolloutdb
+from rolloutdb.errors import ConflictError, InvalidInputError, NotDeclaredError
 
 T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
 
@@ -125,3 +126,14 @@ def test_a_domain_declaration_is_refused_when_malformed(store):
     with pytest.raises(InvalidInputError, match="name"):
         store.decisions.declare("bad name!", actions=["a"], signals=["hit"])
     assert [d.name for d in store.decisions.domains()] == ["memory"]
+
+
+def test_an_id_another_project_has_is_refused_not_skipped(store):
+    logged = store.decisions.log("memory", "m", "insert")
+    hit = store.signals.add("m", "hit")
+    with rolloutdb.connect(store.url, project=f"other-{uuid.uuid4().hex[:8]}") as other:
+        with pytest.raises(ConflictError, match=f"decision id '{logged.id}' is taken"):
+            other.decisions.log("memory", "m", "insert", id=logged.id)
+        with pytest.raises(ConflictError, match="signal id .* is taken"):
+            other.signals.add_many([{"subject_id": "m", "kind": "hit", "id": hit.id}])
+        assert other.decisions.count() == 0 and other.signals.count() == 0

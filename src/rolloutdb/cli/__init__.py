@@ -67,6 +67,7 @@ app.add_typer(rollouts.rollouts_app, name="rollouts")
 app.add_typer(jobs.jobs_app, name="jobs")
 app.add_typer(journal.journal_app, name="journal")
 app.add_typer(scripts.scripts_app, name="scripts")
+app.add_typer(flywheel.decisions_app, name="decisions")
 app.add_typer(flywheel.flywheel_app, name="flywheel")
 
 __all__ = ["app"]

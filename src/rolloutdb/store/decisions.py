@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Table, select, update
 
-from ..errors import InvalidInputError
+from ..errors import ConflictError, InvalidInputError
 from ..records import Decision, Signal
 from ..schema import decisions, projects, signals
 from .base import DEFAULT_LIMIT, KEYS_PER_QUERY, Area, R, RowReads, build_records, mappings
@@ -123,7 +123,7 @@ class _Logged(RowReads[R]):
         return self._insert_new(connection, self._records(given))
 
     def _insert_new(self, connection: Connection, records: list[R]) -> list[R]:
-        new = _unstored(connection, self._rows.table, self._store.project_id, records)
+        new = _unstored(connection, self._rows.table, self._store.project_id, self._rows.noun, records)
         self._rows._insert_rows(connection, [self._rows._to_row(record) for record in new], unless_taken=("id",))
         return new
 
@@ -240,13 +240,17 @@ class Signals(_Logged[Signal]):
         domain.check_signal(fields.get("kind"))
 
 
-def _unstored(connection: Connection, table: Table, project_id: str, records: Sequence[Any]) -> list[Any]:
-    """The records whose id the project has not stored yet, each once (the first of a batch that repeats one)."""
+def _unstored(connection: Connection, table: Table, project_id: str, noun: str, records: Sequence[Any]) -> list[Any]:
+    """The records whose id the project has not stored yet, each once (the first of a batch that repeats one).
+    ConflictError for an id another project's row has: ids are unique across the database."""
     ids = [record.id for record in records]
     stored: set[str] = set()
     for start in range(0, len(ids), KEYS_PER_QUERY):
-        stored.update(connection.execute(select(table.c.id).where(
-            table.c.project_id == project_id, table.c.id.in_(ids[start:start + KEYS_PER_QUERY]))).scalars())
+        for id, owner in connection.execute(select(table.c.id, table.c.project_id).where(
+                table.c.id.in_(ids[start:start + KEYS_PER_QUERY]))):
+            if owner != project_id:
+                raise ConflictError(f"{noun} id {id!r} is taken: leave the id out and the store picks a new one")
+            stored.add(id)
     new = []
     for record in records:
         if record.id not in stored:
