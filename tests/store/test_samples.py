@@ -179,6 +179,10 @@ def test_the_advisor_logs_the_propensity_and_picks_up_a_new_version(clock_and_st
     assert advice.probabilities[advice.action] == advice.propensity
     assert sum(advice.probabilities.values()) == pytest.approx(1)
     assert logged.state == {"kind": "a", "length": 2.0} and logged.reason == "asked"
+    with rolloutdb.DecisionLogger(store) as logger:  # queued: the caller never waits for the database
+        queued = advisor.decide("m2", {"kind": "b", "length": 1.0}, logger=logger)
+    (through_logger,) = store.decisions.list("memory", subject_id="m2")
+    assert (through_logger.propensity, through_logger.policy_version) == (queued.propensity, "memory/v1")
     with pytest.raises(MissingFeaturesError, match="lacks feature.*'length'"):
         advisor.advise({"kind": "a"})
     assert advisor.refresh() is False

@@ -72,10 +72,11 @@ class Advisor:
         return Advice(action, probabilities, probabilities[action], self.policy_version)
 
     def decide(self, subject_id: str, state: Mapping[str, Any], *, reason: str | None = None,
-               context: Any = None) -> Advice:
-        """``advise``, and log the decision it advises (with its propensity and policy version)."""
+               context: Any = None, logger: Any = None) -> Advice:
+        """``advise``, and log the decision it advises (with its propensity and policy version): in the store, or
+        through ``logger`` (a ``DecisionLogger``: queued, so the caller never waits for the database)."""
         advice = self.advise(state)
-        self._store.decisions.log(self.domain, subject_id, advice.action, reason=reason, state=dict(state),
-                                  context=context, policy_version=advice.policy_version,
-                                  propensity=advice.propensity)
+        (logger or self._store.decisions).log(self.domain, subject_id, advice.action, reason=reason, state=dict(state),
+                                              context=context, policy_version=advice.policy_version,
+                                              propensity=advice.propensity)
         return advice
