@@ -277,8 +277,7 @@ def test_flywheel_run_advise_and_policies(api):
                                         and d["action"] in ("insert", "update")]), 201)
     report = ok(api.post("/flywheel/run", json={"domain": "memory", "train": True, "bootstrap": 200}))
     assert (report["samples"], report["trained"], report["version"]) == (120, True, 1)
-    if not report["activated"]:
-        ok(api.post("/policies/activate", json={"domain": "memory", "version": 1}))
+    assert ok(api.post("/policies/activate", json={"domain": "memory", "version": 1}))["active"]  # (again: no-op)
     advice = ok(api.post("/flywheel/advise", json={"domain": "memory", "state": {"kind": "fact", "length": 3}}))
     assert advice["policy_version"] == "memory/v1" and advice["propensity"] == advice["probabilities"][advice["action"]]
     assert "lacks feature(s) 'length'" in error(api.post("/flywheel/advise", json={"state": {"kind": "fact"}}), 422,
