@@ -13,6 +13,7 @@ import rolloutdb
 from conftest import BACKENDS
 from rolloutdb.errors import InvalidInputError, NotDeclaredError, NotFoundError
 from rolloutdb.policy import MissingFeaturesError, train_policy
+from rolloutdb.store import samples as samples_module
 
 DAY = timedelta(days=1)
 
@@ -39,8 +40,9 @@ def clock_and_store(request, session_backends):
         yield clock, store
 
 
-def test_a_sample_per_evaluated_decision_with_the_subjects_next_state(clock_and_store):
+def test_a_sample_per_evaluated_decision_with_the_subjects_next_state(clock_and_store, monkeypatch):
     clock, store = clock_and_store
+    monkeypatch.setattr(samples_module, "PAGE", 2)  # built a page at a time: here, two pages
     start = clock.now - 20 * DAY
     first = store.decisions.log("memory", "m1", "insert", state={"length": 10}, propensity=0.5, at=start,
                                 policy_version="memory/v1")
