@@ -104,7 +104,8 @@ def test_a_stored_policy_reads_back_the_same_and_anything_else_is_refused():
     states = [s for s, _, _, _ in logged(50, seed=7)]
     assert numpy.allclose(again.predict_many(states), policy.predict_many(states))
     assert (again.actions, again.epsilon, again.schema) == (policy.actions, policy.epsilon, policy.schema)
-    for data in (b"not json", b'{"format": "pickle"}'):
+    broken = policy.to_bytes().replace(b'"intercepts":[', b'"intercepts":[1.0,')
+    for data in (b"not json", b'{"format": "pickle"}', b'{"format": "rolloutdb.policy/1"}', broken):
         with pytest.raises(InvalidInputError, match="not a stored policy"):
             Policy.from_bytes(data)
 

@@ -165,6 +165,8 @@ class Policy:
         check_epsilon(self.epsilon)
         self._weights = numpy.asarray(self.coefficients, dtype=float).reshape(len(self.actions), self.schema.width)
         self._bias = numpy.asarray(self.intercepts, dtype=float)
+        if self._bias.shape != (len(self.actions),):
+            raise ValueError(f"{len(self.intercepts)} intercepts for {len(self.actions)} actions")
 
     def predict(self, state: Mapping[str, Any]) -> dict[str, float]:
         """The reward the policy expects of each action in ``state``."""
@@ -226,8 +228,11 @@ class Policy:
             raise InvalidInputError(f"not a stored policy (not JSON: {exc})") from None
         if not isinstance(document, dict) or document.get("format") != FORMAT:
             raise InvalidInputError(f"not a stored policy of format {FORMAT}")
-        return cls(document["domain"], tuple(document["actions"]), FeatureSchema.from_dict(document["features"]),
-                   document["coefficients"], document["intercepts"], document["epsilon"], document["training"])
+        try:
+            return cls(document["domain"], tuple(document["actions"]), FeatureSchema.from_dict(document["features"]),
+                       document["coefficients"], document["intercepts"], document["epsilon"], document["training"])
+        except (KeyError, TypeError, ValueError) as exc:  # cut short or edited: its parts do not fit together
+            raise InvalidInputError(f"not a stored policy of format {FORMAT}: {type(exc).__name__}: {exc}") from None
 
 
 def check_epsilon(epsilon: Any) -> float:
