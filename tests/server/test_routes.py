@@ -284,6 +284,7 @@ def test_flywheel_run_advise_and_policies(api):
                                                   "MissingFeaturesError")
     assert [c["version"] for c in ok(api.get("/policies/list", params={"domain": "memory"}))] == [1]
     assert ok(api.get("/policies/active", params={"domain": "memory"}))["version"] == 1
+    assert ok(api.get("/policies/latest", params={"domain": "memory"}))["version"] == 1
     assert "first that was active" in error(api.post("/policies/rollback", json={"domain": "memory"}), 409,
                                                 "ConflictError")
 

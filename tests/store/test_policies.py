@@ -53,6 +53,7 @@ def test_policy_versions_are_listed_activated_and_rolled_back_through_every_stor
     second = store.run_flywheel("memory", train=True, seed=2)
     assert second.version == 2
     assert [c.version for c in store.policies.list("memory")] == [2, 1]
+    assert store.policies.latest("memory").version == 2
     assert store.policies.activate("memory", 2).active
     assert store.policies.active("memory").version == 2
     assert store.policies.rollback("memory").version == 1

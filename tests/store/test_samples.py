@@ -151,6 +151,8 @@ def test_the_flywheel_trains_checkpoints_and_activates_a_better_policy(clock_and
     assert (again.version, again.activated, again.policy_version) == (2, False, "memory/v1")
     assert again.incumbent is not None and "the active policy (memory/v1)" in again.verdict
     assert [c.active for c in store.policies.list("memory")] == [False, True]
+    latest = store.policies.load(store.policies.latest("memory"))  # load latest: version 2, inactive
+    assert latest.predict({"kind": "fact", "length": 0.5}).keys() == set(latest.actions)
 
 
 def test_the_flywheel_without_train_or_with_too_few_samples_trains_nothing(clock_and_store):

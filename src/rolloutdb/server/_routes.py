@@ -473,6 +473,8 @@ ROUTES: list[Operation] = [
               list[ModelCheckpoint], query=PolicyListing),
     Operation("GET", "/policies/active", "policies.active", "The checkpoint of a domain's active policy, or null",
               ModelCheckpoint | None, query=PolicyDomain),
+    Operation("GET", "/policies/latest", "policies.latest", "The checkpoint of a domain's newest policy, or null",
+              ModelCheckpoint | None, query=PolicyDomain),
     Operation("POST", "/policies/activate", "policies.activate", "Make a version of a domain's policy the active one",
               ModelCheckpoint, body=PolicyVersion),
     Operation("POST", "/policies/rollback", "policies.rollback",

@@ -46,6 +46,10 @@ class Policies:
         """The checkpoint of ``domain``'s active policy; None when none is active."""
         return self._store.checkpoints.active(policy_name(self.domain(domain).name))
 
+    def latest(self, domain: str) -> ModelCheckpoint | None:
+        """The checkpoint of ``domain``'s newest policy, active or not; None when there is none."""
+        return self._store.checkpoints.latest(policy_name(self.domain(domain).name))
+
     def load(self, checkpoint: ModelCheckpoint) -> Policy:
         """The policy a checkpoint of it holds."""
         return Policy.from_bytes(self._store.checkpoints.read(checkpoint))
