@@ -242,6 +242,40 @@ def test_scripts_and_summary(api):
         row for row in rows if row["key"] == task["external_id"]).items()
 
 
+def test_decisions_signals_and_rewards(api):
+    domain = unique("retrieval").replace("/", "-")
+    declared = ok(api.post("/decisions/domains", json={"domain": domain, "actions": ["keep", "drop"],
+                                                       "signals": ["click"]}))
+    assert declared == {"name": domain, "actions": ["keep", "drop"], "signals": ["click"]}
+    assert domain in [d["name"] for d in ok(api.get("/decisions/domains"))]
+    subject = unique("mem")
+    logged = ok(api.post("/decisions/log", json={"domain": "memory", "subject_id": subject, "action": "insert",
+                                                 "state": {"length": 3}, "propensity": 0.5,
+                                                 "at": "2026-11-01T00:00:00+00:00"}), 201)
+    assert (logged["action"], logged["created_at"]) == ("insert", "2026-11-01T00:00:00Z")
+    batch = ok(api.post("/decisions/batch", json=[{"domain": "memory", "subject_id": subject, "action": "delete",
+                                                   "at": "2026-11-02T00:00:00+00:00"}]), 201)
+    assert [d["action"] for d in batch] == ["delete"]
+    assert "unknown action 'merge'" in error(api.post("/decisions/log", json={
+        "domain": "memory", "subject_id": subject, "action": "merge"}), 422, "NotDeclaredError")
+    assert [d["action"] for d in ok(api.get("/decisions/list", params={"subject_id": subject}))] == ["delete", "insert"]
+    assert ok(api.get("/decisions", params={"subject_id": subject}))["total"] == 2
+    assert ok(api.get(f"/decisions/{logged['id']}"))["state"] == {"length": 3}
+    hit = ok(api.post("/signals/add", json={"subject_id": subject, "kind": "hit",
+                                            "at": "2026-11-02T00:00:00+00:00"}), 201)
+    assert ok(api.post("/signals/batch", json=[{"subject_id": subject, "kind": "quality", "value": 0.8}]), 201)
+    assert ok(api.get("/signals", params={"subject_id": subject}))["total"] == 2
+    assert ok(api.get(f"/signals/{hit['id']}"))["kind"] == "hit"
+    evaluated = ok(api.post("/rewards/evaluate", json={"domain": "memory", "as_of": "2026-12-01T00:00:00+00:00",
+                                                       "rules": {"memory": {"insert": {"weights": {"hit": 1.0}},
+                                                                            "delete": {"weights": {"hit": -1.0}}}}}))
+    assert evaluated["status"] == "completed" and evaluated["evaluated"] >= 2
+    stats = {row["action"]: row for row in ok(api.get("/rewards/statistics", params={"domain": "memory"}))}
+    assert {"insert", "delete"} <= set(stats)
+    assert "unknown signal kind" in error(api.post("/rewards/evaluate", json={
+        "rules": {"memory": {"insert": {"weights": {"click": 1.0}}}}}), 422, "NotDeclaredError")
+
+
 def test_artifacts_and_trajectory(api):
     claim = ok(api.post("/rollouts/start", json={"input": "tap through"}), 201)
     rollout_id = claim["rollout"]["id"]

@@ -149,7 +149,8 @@ class ScriptReport(StrictBody):
 
 
 class DecisionFields(RecordFields):
-    """One decision, as ``store.decisions.log`` takes it (the store checks it: what is required, what is declared)."""
+    """One decision of a batch, as ``store.decisions.log`` takes it (the store checks it: what is required, what is
+    declared)."""
 
     domain: str | None = None
     subject_id: str | None = None
@@ -164,13 +165,43 @@ class DecisionFields(RecordFields):
 
 
 class SignalFields(RecordFields):
-    """One signal, as ``store.signals.add`` takes it (the store checks it)."""
+    """One signal of a batch, as ``store.signals.add`` takes it (the store checks it)."""
 
     subject_id: str | None = None
     kind: str | None = None
     value: float | None = None
     at: datetime | None = Field(None, description="When it happened (default: now).")
     domain: str | None = None
+    data: JsonValue = None
+    id: str | None = Field(None, description="Yours: added again under it, it is stored once.")
+
+
+LenientTime = Annotated[datetime | None, StrictType(False)]  # JSON spells a time as text
+
+
+class DecisionLog(StrictBody):
+    """``store.decisions.log``'s arguments."""
+
+    domain: str
+    subject_id: str
+    action: str
+    reason: str | None = None
+    state: JsonValue = None
+    context: JsonValue = None
+    policy_version: str | None = None
+    propensity: float | None = None
+    at: LenientTime = Field(None, description="When it was taken (ISO 8601, with a zone; default: now).")
+    id: str | None = Field(None, description="Yours: logged again under it, it is stored once.")
+
+
+class SignalAdd(StrictBody):
+    """``store.signals.add``'s arguments."""
+
+    subject_id: str
+    kind: str
+    value: float = 1.0
+    at: LenientTime = Field(None, description="When it happened (ISO 8601, with a zone; default: now).")
+    domain: str = "memory"
     data: JsonValue = None
     id: str | None = Field(None, description="Yours: added again under it, it is stored once.")
 
@@ -443,14 +474,14 @@ ROUTES: list[Operation] = [
               body=DomainDeclaration),
     Operation("GET", "/decisions/domains", "decisions.domains", "The declared flywheel domains", list[Domain]),
     Operation("POST", "/decisions/log", "decisions.log", "Log one decision of a policy (the why-log)", Decision,
-              body=DecisionFields, status_code=201),
+              body=DecisionLog, status_code=201),
     Operation("POST", "/decisions/batch", "decisions.log_many",
               "Log decisions in one transaction; returns those that were new", list[Decision],
               body=list[DecisionFields], body_argument="decisions", status_code=201),
     Operation("GET", "/decisions/list", "decisions.list", "Decisions, newest first, of a domain, subject, action, "
               "policy version, evaluated or not", list[Decision], query=DecisionListing),
     *readable_area("decisions", DecisionRows),
-    Operation("POST", "/signals/add", "signals.add", "Record one signal of a subject", Signal, body=SignalFields,
+    Operation("POST", "/signals/add", "signals.add", "Record one signal of a subject", Signal, body=SignalAdd,
               status_code=201),
     Operation("POST", "/signals/batch", "signals.add_many",
               "Record signals in one transaction; returns those that were new", list[Signal],
