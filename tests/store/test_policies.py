@@ -39,6 +39,15 @@ def test_the_flywheel_runs_and_advises_through_every_store(store):
     assert store.policies.active("memory").version == 1
     with pytest.raises(InvalidInputError, match="lacks feature.*'length'"):
         store.advise("memory", {"kind": "fact"})
+    # The advisor holds the policy in this process, whichever store it came through (a server's: its weights read
+    # through the artifact routes once), and logs what it advises.
+    advisor = store.advisor("memory", seed=1)
+    assert advisor.advise({"kind": "fact", "length": 0.5}).policy_version == "memory/v1"
+    decided = advisor.decide("advised-1", {"kind": "chatter", "length": 0.1})
+    (logged,) = store.decisions.list("memory", subject_id="advised-1")
+    assert (logged.action, logged.propensity) == (decided.action, decided.propensity)
+    with pytest.raises(NotDeclaredError, match="unknown domain 'chess'"):
+        store.advisor("chess")
     with pytest.raises(NotDeclaredError, match="unknown domain 'chess'; declared domains: memory"):
         store.advise("chess", {"kind": "fact"})
 

@@ -5,7 +5,7 @@ the path, query string and JSON body as the route takes them and reads back the 
 Besides the table: ``get`` is ``find`` held to the exact id (or a run's name); ``count`` is the listing's total;
 ``query(limit=None)`` pages through; ``rollouts.wait`` asks again until its own timeout (the server waits at most
 ``MAX_WAIT_SECONDS`` per request); the conveniences the local areas define over their table calls
-(``enqueue``, ``dequeue``, ``spans.add``, ``next_sequence_id``) are the local code itself. What has no route
+(``enqueue``, ``dequeue``, ``spans.add``, ``next_sequence_id``, ``advisor``) are the local code itself. What has no route
 raises NotImplementedError saying so."""
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ AREAS: dict[str, type] = {
     "artifacts": Artifacts, "policies": Policies,
 }
 # Local methods written over the area's own table calls: the remote area runs them as they are.
-BORROWED = {"rollouts": ("enqueue", "dequeue"), "spans": ("add", "next_sequence_id"),
+BORROWED = {"": ("advisor",), "rollouts": ("enqueue", "dequeue"), "spans": ("add", "next_sequence_id"),
             "jobs": ("start", "start_async"), "artifacts": ("read",)}
 # Writes that change nothing when sent twice, so a request whose answer was lost may be sent again.
 REPEATABLE = {"rollouts.wait", "tasks.save", "validators.save", "workers.heartbeat", "attempts.heartbeat",

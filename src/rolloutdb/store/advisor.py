@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import NotFoundError
 from ..policy import check_epsilon
-from .policies import policy_version
+from .policies import load_policy, policy_version
 
 if TYPE_CHECKING:
     from . import Store
@@ -43,8 +43,8 @@ class Advisor:
     """A domain's active policy, in memory (``store.advisor(domain)``)."""
 
     def __init__(self, store: Store, domain: str, *, epsilon: float | None = None, seed: int | None = None) -> None:
-        self._store = store
-        self.domain = store.policies.domain(domain).name
+        self._store = store  # a database's store, or a server's through the remote client
+        self.domain = domain  # checked by the first refresh: NotDeclaredError for a domain not declared
         self.epsilon = None if epsilon is None else check_epsilon(epsilon)  # None: the policy's own rate
         self._random = random.Random(seed)
         self.checkpoint_id: str | None = None
@@ -60,7 +60,7 @@ class Advisor:
                                 "it when its off-policy estimate beats the decisions logged")
         if active.id == self.checkpoint_id:
             return False
-        self.policy = self._store.policies.load(active)
+        self.policy = load_policy(self._store, active)
         self.policy_version = policy_version(self.domain, active.version)
         self.checkpoint_id = active.id
         return True

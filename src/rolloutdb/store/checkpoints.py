@@ -26,6 +26,14 @@ if TYPE_CHECKING:
 WEIGHTS_URI = "artifact:"  # the uri of weights kept as an artifact: this, then their sha256
 
 
+def weights_artifact(checkpoint: ModelCheckpoint) -> str:
+    """The sha256 of the artifact holding a checkpoint's weights; InvalidInputError for one whose weights are
+    elsewhere (its ``uri`` says where)."""
+    if checkpoint.sha256 is None:
+        raise InvalidInputError(f"checkpoint {checkpoint.id} keeps its weights at {checkpoint.uri!r}, not in the store")
+    return checkpoint.sha256
+
+
 class CheckpointRows(Area[ModelCheckpoint]):
     """The checkpoints table, as every area reads one (``store.checkpoints`` offers these reads and its writes)."""
 
@@ -77,9 +85,7 @@ class Checkpoints(RowReads[ModelCheckpoint]):
         """The weights of a checkpoint (its record or id) kept by the store. InvalidInputError for one whose
         weights are elsewhere (its ``uri`` says where)."""
         record = checkpoint if isinstance(checkpoint, ModelCheckpoint) else self.get(checkpoint)
-        if record.sha256 is None:
-            raise InvalidInputError(f"checkpoint {record.id} keeps its weights at {record.uri!r}, not in the store")
-        return self._store.artifacts.read(record.sha256)
+        return self._store.artifacts.read(weights_artifact(record))
 
     # -- writing ---------------------------------------------------------------------------------------
 

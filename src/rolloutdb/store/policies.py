@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ..policy import Policy
 from ..records import ModelCheckpoint
 from .base import DEFAULT_LIMIT
+from .checkpoints import weights_artifact
 from .domains import Domain, domain_of
 
 if TYPE_CHECKING:
@@ -26,6 +27,11 @@ def policy_name(domain: str) -> str:
 def policy_version(domain: str, version: int) -> str:
     """How decisions name the version of a domain's policy that advised them."""
     return f"{domain}/v{version}"
+
+
+def load_policy(store: Any, checkpoint: ModelCheckpoint) -> Policy:
+    """The policy ``checkpoint`` holds, read from the store's artifacts (a database's store or a server's)."""
+    return Policy.from_bytes(store.artifacts.read(weights_artifact(checkpoint)))
 
 
 class Policies:
@@ -52,7 +58,7 @@ class Policies:
 
     def load(self, checkpoint: ModelCheckpoint) -> Policy:
         """The policy a checkpoint of it holds."""
-        return Policy.from_bytes(self._store.checkpoints.read(checkpoint))
+        return load_policy(self._store, checkpoint)
 
     def save(self, domain: str, policy: Policy, *, metrics: dict[str, Any] | None = None,
              window: tuple[datetime | None, datetime | None] = (None, None), activate: bool = False) -> ModelCheckpoint:
