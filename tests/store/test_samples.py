@@ -202,6 +202,8 @@ def test_bad_input_to_the_flywheel_is_refused_naming_what_is_declared(clock_and_
         store.run_flywheel("chess")
     with pytest.raises(NotDeclaredError, match="unknown domain 'chess'"):
         store.advisor("chess")
+    with pytest.raises(NotDeclaredError, match="unknown domain 'chess'"):
+        store.samples.build("chess")
     with pytest.raises(InvalidInputError, match="days is how far back"):
         store.run_flywheel("memory", days=-1)
     with pytest.raises(InvalidInputError, match="holdout is the share"):

@@ -59,7 +59,7 @@ class Samples(RowReads[Sample]):
     def of(self, domain: str, *, since: datetime | None = None, until: datetime | None = None) -> list[Sample]:
         """The samples of a domain's decisions taken from ``since`` until ``until`` (either open), in the order
         they were taken."""
-        filters: dict[str, Any] = {"source": check_key("domain", domain, called="name")}
+        filters: dict[str, Any] = {"source": self._store.policies.domain(domain).name}
         if since is not None:
             filters["decided_at__gte"] = since
         if until is not None:
@@ -73,7 +73,7 @@ class Samples(RowReads[Sample]):
         """Build (or build again) the samples of ``domain``'s evaluated decisions taken from ``since`` until
         ``until`` (either open), tagged ``dataset``; returns how many were written. ``on_progress(done, total)``
         follows it page by page."""
-        source = check_key("domain", domain, called="name")
+        source = self._store.policies.domain(domain).name  # NotDeclaredError naming the declared ones
         if dataset is not None:
             check_key("dataset", dataset, called="name")
         project = self._store.project_id
