@@ -33,6 +33,8 @@ def test_the_flywheel_runs_and_advises_through_every_store(store):
     report = store.run_flywheel("memory", train=True, seed=1)
     assert (report.samples, report.trained, report.activated, report.policy_version) == (300, True, True, "memory/v1")
     assert report.gain.low > 0
+    recent = store.run_flywheel("memory", days=30)  # a window (a whole number of days, as JSON sends it), no training
+    assert recent.samples == 300 and not recent.trained and recent.window_start is not None
     advice = store.advise("memory", {"kind": "chatter", "length": 0.3})
     assert advice.policy_version == "memory/v1" and advice.action in ACTIONS
     assert advice.probabilities[advice.action] == advice.propensity and set(advice.probabilities) == set(ACTIONS)

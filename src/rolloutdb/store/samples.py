@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import and_, func, select, tuple_
+from sqlalchemy import and_, func, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -93,21 +93,18 @@ class Samples(RowReads[Sample]):
             due.append(following.c.created_at >= since)
         if until is not None:
             due.append(following.c.created_at < until)
+        written = 0
+        # One pass: the next state needs the window function over the whole domain, so it is computed once and
+        # streamed, its rows written a page at a time (each page its own transaction).
         with self._store._read() as connection:
             total = connection.execute(select(func.count()).select_from(following).where(*due)).scalar_one()
-        written, position = 0, None
-        while True:
-            page_filter = [] if position is None else [tuple_(following.c.created_at, following.c.id) > position]
-            with self._store._read() as connection:
-                rows = connection.execute(select(following).where(*due, *page_filter)
-                                          .order_by(following.c.created_at, following.c.id).limit(PAGE)).mappings().all()
-            if not rows:
-                break
-            position = (rows[-1]["created_at"], rows[-1]["id"])
-            self._write(source, dataset, rows)
-            written += len(rows)
-            if on_progress is not None:
-                on_progress(written, total)
+            rows = connection.execution_options(stream_results=True, yield_per=PAGE).execute(
+                select(following).where(*due).order_by(following.c.created_at, following.c.id)).mappings()
+            for page in rows.partitions(PAGE):
+                self._write(source, dataset, page)
+                written += len(page)
+                if on_progress is not None:
+                    on_progress(written, total)
         return written
 
     def _write(self, source: str, dataset: str | None, rows) -> None:
