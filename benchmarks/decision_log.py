@@ -83,7 +83,7 @@ def store_one_by_one(url: str, rows: list[dict]) -> float:
 
 
 RAW_COLUMNS = "id, domain, subject_id, action, reason, state, policy_version, propensity, created_at"
-RAW_TABLE = (f"CREATE TABLE raw_decisions (id VARCHAR(128) PRIMARY KEY, domain VARCHAR(100), subject_id VARCHAR(128), "
+RAW_TABLE = ("CREATE TABLE raw_decisions (id VARCHAR(128) PRIMARY KEY, domain VARCHAR(100), subject_id VARCHAR(128), "
              "action VARCHAR(100), reason TEXT, state {json}, policy_version VARCHAR(100), propensity FLOAT, "
              "created_at {time})")
 
