@@ -98,3 +98,16 @@ def test_what_a_closed_logger_left_in_the_journal_is_written_by_the_next_one(tmp
     with rolloutdb.connect(url) as store:
         assert sorted(d.id for d in store.decisions.query(action="delete", limit=None)) == sorted(ids)
         assert store.decisions.count() == 21
+
+
+def test_a_logger_writes_through_a_server(session_backends, project, tmp_path):
+    server = session_backends.server_url("sqlite")
+    with rolloutdb.DecisionLogger(server, project=project, flush_interval=0.05, journal_dir=tmp_path) as logger:
+        decided = logger.log("memory", "m", "update", state={"quality": 0.2}, at=T0)
+        logger.signal("m", "quality", 0.8, at=T0)
+        logger.log("memory", "m", "merge")
+        result = logger.flush(timeout=30)
+        assert not result and "unknown action 'merge'" in result.rejected[0]
+    with rolloutdb.connect(server, project=project) as store:
+        assert [d.id for d in store.decisions.list()] == [decided]
+        assert store.signals.query()[0].value == 0.8

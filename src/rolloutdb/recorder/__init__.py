@@ -39,7 +39,7 @@ from ..states import RunStatus, StepStatus
 from ..store import DEFAULT_PROJECT, Store
 from ..store.engine import sqlite_file
 from ..store.jobs import DEFAULT_STALE_AFTER
-from ..store.recording import check_screenshots, check_turn_content, check_typed_fields
+from ..store.recording import check_given_fields, check_screenshots, check_turn_content, check_typed_fields
 from ._frames import Framed
 from ._journal import (JournalInfo, ReplayResult, count_journal_records, journal_folder,
                        list_journals, replay_journals)
@@ -417,17 +417,31 @@ class DecisionLogger(_Pumped):
             at: datetime | None = None) -> str:
         """Queue one decision (``store.decisions.log``'s arguments; ``at`` defaults to now); returns its id."""
         id = new_id()
-        self._record({"op": "decision", "id": id, "domain": domain, "subject_id": subject_id, "action": action,
-                      "reason": reason, "state": state, "context": context, "policy_version": policy_version,
-                      "propensity": propensity, "at": _now() if at is None else at})
+        record = {"op": "decision", "id": id, "domain": domain, "subject_id": subject_id, "action": action,
+                  "at": _now() if at is None else at}
+        # Left out when None (the writer's default): a shorter line to encode and to send.
+        if reason is not None:
+            record["reason"] = reason
+        if state is not None:
+            record["state"] = state
+        if context is not None:
+            record["context"] = context
+        if policy_version is not None:
+            record["policy_version"] = policy_version
+        if propensity is not None:
+            record["propensity"] = propensity
+        self._record(record, check_given_fields)
         return id
 
     def signal(self, subject_id: str, kind: str, value: float = 1.0, *, at: datetime | None = None,
                domain: str = "memory", data: Any = None) -> str:
         """Queue one signal (``store.signals.add``'s arguments; ``at`` defaults to now); returns its id."""
         id = new_id()
-        self._record({"op": "signal", "id": id, "domain": domain, "subject_id": subject_id, "kind": kind,
-                      "value": value, "data": data, "at": _now() if at is None else at})
+        record = {"op": "signal", "id": id, "domain": domain, "subject_id": subject_id, "kind": kind, "value": value,
+                  "at": _now() if at is None else at}
+        if data is not None:
+            record["data"] = data
+        self._record(record, check_given_fields)
         return id
 
     def close(self, timeout: float | None = 30.0) -> None:

@@ -203,10 +203,16 @@ _TYPED_PARTS = {model.model_fields["op"].default: _typed_part(model) for model i
 # A turn's content fields other than its JSON values, each checked only when given: what ``check_turn_content``
 # checks on the recorder's hottest call. A TypedDict, not a model, and its fields' rules without their defaults:
 # no instance to build, and a field not given is not even in the result (half the cost).
-_TURN_CONTENT = TypeAdapter(with_config(_TYPED_CONFIG)(TypedDict(
-    "TurnContentTyped", {name: Annotated[(annotation, *info.metadata)] if info is not None and info.metadata
-                         else annotation for name, (annotation, info) in _typed_fields(TurnContent).items()},
-    total=False))).validator
+def _given_fields(model: type[Record]) -> SchemaValidator:
+    """A validator of ``model``'s typed fields that checks only those given (see above)."""
+    return TypeAdapter(with_config(_TYPED_CONFIG)(TypedDict(
+        f"{model.__name__}Typed", {name: Annotated[(annotation, *info.metadata)] if info is not None and info.metadata
+                                   else annotation for name, (annotation, info) in _typed_fields(model).items()},
+        total=False))).validator
+
+
+_TURN_CONTENT = _given_fields(TurnContent)
+_GIVEN_FIELDS = {"decision": _given_fields(DecisionLogged), "signal": _given_fields(SignalAdded)}
 
 
 def check_typed_fields(operation: Mapping[str, Any]) -> None:
@@ -238,6 +244,15 @@ def check_turn_content(turn: Mapping[str, Any]) -> None:
         _TURN_CONTENT.validate_python(turn)
     except ValidationError as exc:
         raise InvalidInputError(f"cannot record this turn: {validation_message(exc)}") from None
+
+
+def check_given_fields(operation: Mapping[str, Any]) -> None:
+    """``check_typed_fields`` for a decision or signal whose required fields the logger set itself: only the values
+    given are checked (a decision logger's call, as hot as a turn)."""
+    try:
+        _GIVEN_FIELDS[operation["op"]].validate_python(operation)
+    except ValidationError as exc:
+        raise InvalidInputError(f"cannot record this {operation['op']}: {validation_message(exc)}") from None
 
 
 class Rejection(Record):
@@ -553,5 +568,5 @@ def _rejection(index: int, operation: Any, exc: Exception) -> Rejection:
     return Rejection(index=index, op=operation.op, subject=describe(operation), error=error, message=message)
 
 
-__all__ = ["GroupStart", "check_screenshots", "check_turn_content", "check_typed_fields", "Operation", "RecordingResult", "Recording", "Rejection", "RolloutEnd", "RolloutStart",
+__all__ = ["GroupStart", "check_given_fields", "check_screenshots", "check_turn_content", "check_typed_fields", "Operation", "RecordingResult", "Recording", "Rejection", "RolloutEnd", "RolloutStart",
            "RunChange", "RunEnd", "RunStart", "StepChange", "StepStart", "TurnRecorded", "DecisionLogged", "SignalAdded"]
