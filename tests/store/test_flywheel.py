@@ -32,8 +32,8 @@ class Clock:
 
 @pytest.fixture(params=BACKENDS)
 def clock_and_store(request, session_backends):
-    """Samples, policies and the flywheel run in the process that holds the database (a server runs them for
-    its clients: tests/server/test_flywheel_routes.py)."""
+    """A store on a database with a clock the test moves (the same operations through a server, at the real time:
+    test_policies.py)."""
     clock = Clock()
     with rolloutdb.connect(session_backends.database_url(request.param), clock=clock,
                            project=f"test-{uuid.uuid4().hex[:12]}") as store:
