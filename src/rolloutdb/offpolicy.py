@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import InvalidInputError
 from .records import Estimate
@@ -26,6 +27,7 @@ from .policy import require_numpy
 
 DEFAULT_BOOTSTRAP = 1000
 DEFAULT_CONFIDENCE = 0.95
+MAX_BOOTSTRAP = 100_000  # resamples: more would only take longer
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,20 @@ class OffPolicyReport:
         """Whether the candidate beats the logging policy with the report's confidence."""
         return self.gain.low > 0
 
+
+
+def check_confidence(confidence: Any) -> float:
+    """``confidence`` if it is an interval's confidence (a number between 0 and 1); else InvalidInputError."""
+    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 < confidence < 1:
+        raise InvalidInputError(f"confidence is between 0 and 1, got {confidence!r:.80}")
+    return float(confidence)
+
+
+def check_bootstrap(bootstrap: Any) -> int:
+    """``bootstrap`` if it is a number of resamples the intervals may take; else InvalidInputError."""
+    if type(bootstrap) is not int or not 10 <= bootstrap <= MAX_BOOTSTRAP:
+        raise InvalidInputError(f"bootstrap is a number of resamples from 10 to {MAX_BOOTSTRAP:,}, got {bootstrap!r:.80}")
+    return bootstrap
 
 
 def evaluate(candidate, taken, rewards, propensities, predicted, *, baseline=None, bootstrap: int = DEFAULT_BOOTSTRAP,
@@ -70,10 +86,8 @@ def evaluate(candidate, taken, rewards, propensities, predicted, *, baseline=Non
     if ((mu <= 0) | (mu > 1)).any():
         raise InvalidInputError("a propensity is the probability the logging policy gave its action: "
                                 "greater than 0, at most 1")
-    if not 0 < confidence < 1:
-        raise InvalidInputError(f"confidence is between 0 and 1, got {confidence!r}")
-    if not isinstance(bootstrap, int) or bootstrap < 10:
-        raise InvalidInputError(f"bootstrap is a number of resamples, at least 10, got {bootstrap!r}")
+    check_confidence(confidence)
+    check_bootstrap(bootstrap)
     rows = numpy.arange(n)
 
     def doubly_robust(probabilities):
@@ -112,4 +126,4 @@ def action_indices(actions: Sequence[str], taken: Sequence[str]) -> list[int]:
         raise InvalidInputError(f"a sample took action {exc.args[0]!r}, not among {', '.join(actions)}") from None
 
 
-__all__ = ["OffPolicyReport", "action_indices", "evaluate"]
+__all__ = ["OffPolicyReport", "action_indices", "check_bootstrap", "check_confidence", "evaluate"]

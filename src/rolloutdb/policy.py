@@ -242,6 +242,13 @@ def check_epsilon(epsilon: Any) -> float:
     return float(epsilon)
 
 
+def check_alpha(alpha: Any) -> float:
+    """``alpha`` if it is a ridge regularisation (a finite number above 0); else InvalidInputError."""
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < math.inf:
+        raise InvalidInputError(f"alpha is the ridge regularisation, a finite number above 0, got {alpha!r:.80}")
+    return float(alpha)
+
+
 def importance_weights(propensities: Sequence[float | None], max_weight: float = DEFAULT_MAX_WEIGHT):
     """1 / propensity per sample, clipped at ``max_weight``; a sample without a logged propensity weighs 1."""
     numpy = require_numpy()
@@ -265,6 +272,7 @@ def train_policy(domain: str, actions: Sequence[str], states: Sequence[Mapping[s
     except ImportError:
         raise InvalidInputError("training a policy needs scikit-learn: pip install 'rolloutdb[flywheel]'") from None
     check_epsilon(epsilon)
+    check_alpha(alpha)
     if not len(states) == len(taken) == len(rewards) == len(propensities):
         raise InvalidInputError("states, actions, rewards and propensities must be as many each")
     unknown = sorted(set(taken) - set(actions))
@@ -290,4 +298,4 @@ def train_policy(domain: str, actions: Sequence[str], states: Sequence[Mapping[s
                   {"samples": len(states), "samples_per_action": counts, "alpha": alpha, "max_weight": max_weight})
 
 
-__all__ = ["FeatureSchema", "MissingFeaturesError", "Policy", "check_epsilon", "importance_weights", "train_policy"]
+__all__ = ["FeatureSchema", "MissingFeaturesError", "Policy", "check_alpha", "check_epsilon", "importance_weights", "train_policy"]

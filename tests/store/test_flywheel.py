@@ -208,6 +208,13 @@ def test_bad_input_to_the_flywheel_is_refused_naming_what_is_declared(clock_and_
         store.run_flywheel("memory", days=-1)
     with pytest.raises(InvalidInputError, match="holdout is the share"):
         store.run_flywheel("memory", holdout=1.0)
+    with pytest.raises(InvalidInputError, match="alpha is the ridge regularisation"):
+        store.run_flywheel("memory", alpha=-1.0)
+    with pytest.raises(InvalidInputError, match="bootstrap is a number of resamples from 10 to 100,000"):
+        store.run_flywheel("memory", bootstrap=10 ** 12)
+    with pytest.raises(InvalidInputError, match="confidence is between 0 and 1"):
+        store.run_flywheel("memory", confidence=float("nan"))
+    assert store.decisions.list("memory") == []  # refused before anything ran
     with pytest.raises(InvalidInputError, match="epsilon is an exploration rate"):
         store.advisor("memory", epsilon=2)
     with pytest.raises(NotFoundError, match="no version 7"):

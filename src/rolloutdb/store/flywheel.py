@@ -18,8 +18,10 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInputError
-from ..offpolicy import DEFAULT_BOOTSTRAP, DEFAULT_CONFIDENCE, action_indices, evaluate
-from ..policy import DEFAULT_ALPHA, DEFAULT_EPSILON, FeatureSchema, MissingFeaturesError, check_epsilon, train_policy
+from ..offpolicy import (DEFAULT_BOOTSTRAP, DEFAULT_CONFIDENCE, action_indices, check_bootstrap, check_confidence,
+                         evaluate)
+from ..policy import (DEFAULT_ALPHA, DEFAULT_EPSILON, FeatureSchema, MissingFeaturesError, check_alpha, check_epsilon,
+                      train_policy)
 from ..records import FlywheelReport
 from .policies import policy_version
 from .base import whole_number
@@ -45,6 +47,9 @@ def run_flywheel(store: Store, domain: str, *, days: float | None = None, rules:
     if not isinstance(train, bool):
         raise InvalidInputError(f"train must be True or False, got {train!r:.80}")
     check_epsilon(epsilon)
+    check_alpha(alpha)
+    check_bootstrap(bootstrap)
+    check_confidence(confidence)
     if isinstance(holdout, bool) or not isinstance(holdout, (int, float)) or not 0 < holdout < 1:
         raise InvalidInputError(f"holdout is the share of samples kept to estimate on, between 0 and 1, got {holdout!r:.80}")
     whole_number("seed", seed, 0, 2 ** 63 - 1)
