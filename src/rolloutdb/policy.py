@@ -298,4 +298,5 @@ def train_policy(domain: str, actions: Sequence[str], states: Sequence[Mapping[s
                   {"samples": len(states), "samples_per_action": counts, "alpha": alpha, "max_weight": max_weight})
 
 
-__all__ = ["FeatureSchema", "MissingFeaturesError", "Policy", "check_alpha", "check_epsilon", "importance_weights", "train_policy"]
+__all__ = ["FeatureSchema", "MissingFeaturesError", "Policy", "check_alpha", "check_epsilon", "importance_weights",
+           "train_policy"]

@@ -82,7 +82,8 @@ class Samples(RowReads[Sample]):
         following = (select(decisions.c.id, decisions.c.subject_id, decisions.c.action, decisions.c.state,
                             decisions.c.reward, decisions.c.propensity, decisions.c.policy_version,
                             decisions.c.created_at, decisions.c.evaluated_at,
-                            func.lead(decisions.c.state, type_=decisions.c.state.type).over(partition_by=decisions.c.subject_id, order_by=ordered)
+                            func.lead(decisions.c.state, type_=decisions.c.state.type)
+                            .over(partition_by=decisions.c.subject_id, order_by=ordered)
                             .label("next_state"),
                             func.lead(decisions.c.id).over(partition_by=decisions.c.subject_id, order_by=ordered)
                             .label("next_id"))
