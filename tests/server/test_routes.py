@@ -310,7 +310,8 @@ def test_flywheel_run_advise_and_policies(api):
                                         for d in decisions if d["state"]["kind"] == "fact"
                                         and d["action"] in ("insert", "update")]), 201)
     report = ok(api.post("/flywheel/run", json={"domain": "memory", "train": True, "bootstrap": 200}))
-    assert (report["samples"], report["trained"], report["version"]) == (120, True, 1)
+    # (the decisions other tests of this server logged count too)
+    assert report["samples"] >= 120 and (report["trained"], report["version"]) == (True, 1)
     assert ok(api.post("/policies/activate", json={"domain": "memory", "version": 1}))["active"]  # (again: no-op)
     advice = ok(api.post("/flywheel/advise", json={"domain": "memory", "state": {"kind": "fact", "length": 3}}))
     assert advice["policy_version"] == "memory/v1" and advice["propensity"] == advice["probabilities"][advice["action"]]
@@ -319,6 +320,12 @@ def test_flywheel_run_advise_and_policies(api):
     assert [c["version"] for c in ok(api.get("/policies/list", params={"domain": "memory"}))] == [1]
     assert ok(api.get("/policies/active", params={"domain": "memory"}))["version"] == 1
     assert ok(api.get("/policies/latest", params={"domain": "memory"}))["version"] == 1
+    samples = ok(api.get("/samples", params={"source": "memory", "limit": 5}))
+    assert samples["total"] == report["samples"]
+    assert ok(api.get(f"/samples/{samples['items'][0]['id']}"))["source"] == "memory"
+    checkpoint = ok(api.get("/checkpoints", params={"name": "policy:memory"}))["items"][0]
+    trained_on = report["training_samples"] + report["holdout_samples"]  # those with a state and a reward
+    assert ok(api.get(f"/checkpoints/{checkpoint['id']}"))["metrics"]["samples"] == trained_on
     assert "first that was active" in error(api.post("/policies/rollback", json={"domain": "memory"}), 409,
                                                 "ConflictError")
 

@@ -65,6 +65,11 @@ def test_policy_versions_are_listed_activated_and_rolled_back_through_every_stor
     assert second.version == 2
     assert [c.version for c in store.policies.list("memory")] == [2, 1]
     assert store.policies.latest("memory").version == 2
+    # Samples and checkpoints are read as every area's rows are, through a server too.
+    assert store.samples.count(source="memory") == 400 and store.checkpoints.count(name="policy:memory") == 2
+    checkpoint = store.checkpoints.query(name="policy:memory", sort="version", order="desc", limit=1)[0]
+    assert store.checkpoints.get(checkpoint.id).version == 2 and checkpoint.metrics["samples"] == 400
+    assert store.samples.query(source="memory", limit=1)[0].propensity == 0.25
     assert store.policies.activate("memory", 2).active
     assert store.policies.active("memory").version == 2
     assert store.policies.rollback("memory").version == 1

@@ -34,6 +34,7 @@ from ..store.attempts import Attempts
 from ..store.base import (MAX_LIMIT, build_record, build_records, check_key, ids_of, not_found, seconds,
                           validation_message)
 from ..store.catalog import Tasks, Validators
+from ..store.checkpoints import Checkpoints
 from ..store.decisions import Decisions, Signals
 from ..store.events import Events
 from ..store.groups import Groups
@@ -44,6 +45,7 @@ from ..store.policies import Policies
 from ..store.rewards import Rewards
 from ..store.rollouts import Rollouts
 from ..store.runs import Runs
+from ..store.samples import Samples
 from ..store.scripts import Scripts
 from ..store.spans import Spans
 from ..store.steps import Steps
@@ -59,7 +61,7 @@ AREAS: dict[str, type] = {
     "rollouts": Rollouts, "attempts": Attempts, "spans": Spans, "turns": Turns, "resources": Resources,
     "workers": Workers, "jobs": Jobs, "recording": Recording, "tokens": Tokens, "events": Events,
     "scripts": Scripts, "decisions": Decisions, "signals": Signals, "rewards": Rewards,
-    "artifacts": Artifacts, "policies": Policies,
+    "artifacts": Artifacts, "policies": Policies, "samples": Samples, "checkpoints": Checkpoints,
 }
 # Local methods written over the area's own table calls: the remote area runs them as they are.
 BORROWED = {"": ("advisor",), "rollouts": ("enqueue", "dequeue"), "spans": ("add", "next_sequence_id"),

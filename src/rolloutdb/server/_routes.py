@@ -17,6 +17,7 @@ from ..records import FlywheelReport, ModelCheckpoint, Signal, StatusChange, Sum
 from ..store.artifacts import GC_GRACE, GcResult
 from ..store.attempts import Attempts
 from ..store.catalog import Tasks, Validators
+from ..store.checkpoints import CheckpointRows
 from ..store.advisor import Advice
 from ..store.decisions import DecisionRows, SignalRows
 from ..store.domains import Domain
@@ -31,6 +32,7 @@ from ..store.retention import PurgeResult
 from ..store.rollouts import MAX_CLAIM, Rollouts
 from ..store.base import DEFAULT_LIMIT
 from ..store.runs import Runs
+from ..store.samples import SampleRows
 from ..store.scripts import ScriptRows
 from ..store.spans import Spans
 from ..store.steps import Steps
@@ -500,6 +502,8 @@ ROUTES: list[Operation] = [
     Operation("POST", "/flywheel/advise", "advise",
               "The domain's active policy's advice in a state: the action, every action's probability, the drawn "
               "one's (log it with the decision) and the policy version", Advice, body=AdviceRequest),
+    *readable_area("samples", SampleRows),
+    *readable_area("checkpoints", CheckpointRows),
     Operation("GET", "/policies/list", "policies.list", "The versions of a domain's policy, newest first",
               list[ModelCheckpoint], query=PolicyListing),
     Operation("GET", "/policies/active", "policies.active", "The checkpoint of a domain's active policy, or null",
