@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from rolloutdb.errors import InvalidInputError, NotDeclaredError
+from rolloutdb.errors import ConflictError, InvalidInputError, NotDeclaredError
 from rolloutdb.store.reward_rules import RuleSet
 
 T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
@@ -128,6 +128,8 @@ def test_evaluation_is_a_job_that_pauses_at_a_checkpoint_and_resumes_where_it_st
     assert first.status == "paused" and 0 < first.evaluated < count
     assert store.jobs.get(name).run.status == "paused"
     assert store.decisions.count(evaluated_at__isnull=False) == first.evaluated
+    with pytest.raises(ConflictError, match=f"job '{name}' is paused with concurrency key 'rewards/memory'"):
+        store.rewards.evaluate("memory", as_of=T0 + 7 * DAY)  # one evaluation of a domain at a time
     second = store.rewards.evaluate("memory", as_of=T0 + 7 * DAY, batch_size=50, job=name)
     assert second.status == "completed" and second.evaluated == count
     assert store.decisions.count(evaluated_at__isnull=True) == 0
