@@ -2,8 +2,9 @@
 
 Areas hang off the store (``store.runs``, ``store.steps``, ``store.tasks``, ``store.validators``,
 ``store.groups``, ``store.rollouts``, ``store.attempts``, ``store.spans``, ``store.resources``,
-``store.workers``, ``store.turns``, ``store.tokens``, ``store.scripts``, ``store.decisions``, ``store.signals``); each has get / query / count, and the writes that make sense
-for it. ``store.jobs`` runs and controls long jobs; ``store.events`` is the change feed live views follow.
+``store.workers``, ``store.turns``, ``store.tokens``, ``store.scripts``, ``store.decisions``, ``store.signals``);
+each has get / query / count, and the writes that make sense for it. ``store.jobs`` runs and controls long jobs;
+``store.events`` is the change feed live views follow; ``store.rewards`` evaluates the flywheel's decisions.
 """
 
 from __future__ import annotations
