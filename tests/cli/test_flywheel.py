@@ -4,7 +4,6 @@ rollback | export-samples`."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import uuid
 from datetime import timedelta
 
@@ -12,6 +11,7 @@ import pytest
 
 import rolloutdb
 from cli.clitools import fails, line_containing, succeeds
+from integrations.test_mem0 import write_documented_layout
 from store.test_policies import logged_decisions
 
 
@@ -62,17 +62,11 @@ def test_flywheel_evaluate_then_stats(logged, tmp_path):
 
 def test_flywheel_import_mem0(session_database_url, tmp_path):
     project = f"mem0-{uuid.uuid4().hex[:8]}"
-    path = tmp_path / "history.db"
-    with sqlite3.connect(path) as connection:
-        connection.execute("CREATE TABLE history (id TEXT PRIMARY KEY, memory_id TEXT, old_memory TEXT, "
-                           "new_memory TEXT, event TEXT, created_at DATETIME, updated_at DATETIME, is_deleted INTEGER, "
-                           "actor_id TEXT, role TEXT)")
-        connection.executemany("INSERT INTO history VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
-            ("h1", "m1", None, "fact", "ADD", "2026-11-01T00:00:00+00:00", None, 0, "alice", "user"),
-            ("h2", "m1", "fact", "fact!", "UPDATE", "2026-11-01T00:00:00+00:00", "2026-11-02T00:00:00+00:00", 0,
-             None, None),
-            ("h3", "m1", "fact!", "x", "MERGE", "2026-11-01T00:00:00+00:00", None, 0, None, None),
-        ])
+    path = write_documented_layout(tmp_path / "history.db", [
+        ("h1", "m1", None, "fact", "ADD", "2026-11-01T00:00:00+00:00", None, 0, "alice", "user"),
+        ("h2", "m1", "fact", "fact!", "UPDATE", "2026-11-01T00:00:00+00:00", "2026-11-02T00:00:00+00:00", 0, None, None),
+        ("h3", "m1", "fact!", "x", "MERGE", "2026-11-01T00:00:00+00:00", None, 0, None, None),
+    ])
     out = succeeds(session_database_url, "flywheel", "import-mem0", str(path), "--project", project)
     assert "Read 3 mem0 history rows" in out and "2 new memory decisions, 1 skipped" in out and "MERGE" in out
     again = json.loads(succeeds(session_database_url, "flywheel", "import-mem0", str(path), "--project", project,

@@ -25,6 +25,17 @@ def write_with_mem0(path):
     manager.close()
 
 
+def write_documented_layout(path, rows):
+    """A history database of mem0's documented layout (its SQLiteManager's table), with these rows."""
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE history (id TEXT PRIMARY KEY, memory_id TEXT, old_memory TEXT, "
+                           "new_memory TEXT, event TEXT, created_at DATETIME, updated_at DATETIME, is_deleted INTEGER, "
+                           "actor_id TEXT, role TEXT)")
+        connection.executemany("INSERT INTO history VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    connection.close()
+    return path
+
+
 def test_a_history_written_by_mem0_becomes_memory_decisions_once(store, tmp_path):
     path = tmp_path / "history.db"
     write_with_mem0(path)
@@ -45,16 +56,11 @@ def test_a_history_written_by_mem0_becomes_memory_decisions_once(store, tmp_path
 
 
 def test_the_documented_layout_imports_and_bad_rows_are_skipped_saying_why(store, tmp_path):
-    path = tmp_path / "history.db"
-    with sqlite3.connect(path) as connection:
-        connection.execute("CREATE TABLE history (id TEXT PRIMARY KEY, memory_id TEXT, old_memory TEXT, "
-                           "new_memory TEXT, event TEXT, created_at DATETIME, updated_at DATETIME, is_deleted INTEGER, "
-                           "actor_id TEXT, role TEXT)")
-        connection.executemany("INSERT INTO history VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
-            ("h1", "m1", None, "fact", "ADD", "2026-11-01T00:00:00Z", None, 0, None, None),
-            ("h2", "m1", "fact", "fact", "MERGE", "2026-11-01T00:00:00Z", None, 0, None, None),
-            ("h3", "m1", "fact", None, "DELETE", None, "not a time", 1, None, None),
-        ])
+    path = write_documented_layout(tmp_path / "history.db", [
+        ("h1", "m1", None, "fact", "ADD", "2026-11-01T00:00:00Z", None, 0, None, None),
+        ("h2", "m1", "fact", "fact", "MERGE", "2026-11-01T00:00:00Z", None, 0, None, None),
+        ("h3", "m1", "fact", None, "DELETE", None, "not a time", 1, None, None),
+    ])
     result = import_mem0_history(store, path, batch_size=1)
     assert (result.read, result.imported) == (3, 1)
     assert "unknown event 'MERGE'" in result.skipped[0] and "no readable time" in result.skipped[1]

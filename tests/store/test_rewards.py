@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from rolloutdb.errors import InvalidInputError, NotDeclaredError
+from rolloutdb.errors import ConflictError, InvalidInputError, NotDeclaredError
 from rolloutdb.store.reward_rules import RuleSet
 
 T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
@@ -106,32 +106,48 @@ def test_statistics_per_action_and_policy_version_with_a_confidence_interval(sto
     assert store.rewards.statistics("memory", since=T0 + DAY) == []  # v is not evaluated yet
 
 
-def test_evaluation_is_a_job_that_pauses_at_a_checkpoint_and_resumes_where_it_stopped(store):
-    count = 300
+def stopped_midway(store, request, count=300):
+    """An evaluation of ``count`` due decisions, one per batch, that another thread asks to stop (``request``:
+    jobs.request_pause or request_cancel) once it has made progress; its job's name and result."""
     store.decisions.log_many([{"domain": "memory", "subject_id": f"s{n}", "action": "insert", "at": T0}
                               for n in range(count)])
     name = f"rewards-{uuid.uuid4().hex[:6]}"
 
-    def pause_once_it_runs():
+    def stop_once_it_runs():
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             job = store.jobs.get(name) if store.jobs.count(name=name) else None
             if job is not None and job.run.status == "running" and job.run.progress > 0:
-                store.jobs.request_pause(name)
+                getattr(store.jobs, request)(name)
                 return
             time.sleep(0.01)
 
-    pauser = threading.Thread(target=pause_once_it_runs)
-    pauser.start()
-    first = store.rewards.evaluate("memory", as_of=T0 + 7 * DAY, batch_size=1, job=name)
-    pauser.join()
-    assert first.status == "paused" and 0 < first.evaluated < count
-    assert store.jobs.get(name).run.status == "paused"
-    assert store.decisions.count(evaluated_at__isnull=False) == first.evaluated
+    stopper = threading.Thread(target=stop_once_it_runs)
+    stopper.start()
+    result = store.rewards.evaluate("memory", as_of=T0 + 7 * DAY, batch_size=1, job=name)
+    stopper.join()
+    assert 0 < result.evaluated < count
+    assert store.decisions.count(evaluated_at__isnull=False) == result.evaluated
+    return name, result
+
+
+def test_evaluation_is_a_job_that_pauses_at_a_checkpoint_and_resumes_where_it_stopped(store):
+    name, first = stopped_midway(store, "request_pause")
+    assert first.status == "paused" and store.jobs.get(name).run.status == "paused"
+    with pytest.raises(ConflictError, match=f"job '{name}' is paused with concurrency key 'rewards/memory'"):
+        store.rewards.evaluate("memory", as_of=T0 + 7 * DAY)  # one evaluation of a domain at a time
     second = store.rewards.evaluate("memory", as_of=T0 + 7 * DAY, batch_size=50, job=name)
-    assert second.status == "completed" and second.evaluated == count
+    assert second.status == "completed" and second.evaluated == 300
     assert store.decisions.count(evaluated_at__isnull=True) == 0
     assert store.jobs.get(name).run.status == "completed"
+
+
+def test_a_cancelled_evaluation_stops_at_a_checkpoint_and_a_new_one_does_the_rest(store):
+    name, first = stopped_midway(store, "request_cancel")
+    assert first.status == "cancelled" and store.jobs.get(name).run.status == "cancelled"
+    rest = store.rewards.evaluate("memory", as_of=T0 + 7 * DAY, batch_size=100)
+    assert rest.status == "completed" and rest.evaluated == 300 - first.evaluated
+    assert store.decisions.count(evaluated_at__isnull=True) == 0
 
 
 def test_evaluate_refuses_unknown_domains_undeclared_rules_and_bad_arguments_changing_nothing(store):

@@ -4,7 +4,8 @@ Areas hang off the store (``store.runs``, ``store.steps``, ``store.tasks``, ``st
 ``store.groups``, ``store.rollouts``, ``store.attempts``, ``store.spans``, ``store.resources``,
 ``store.workers``, ``store.turns``, ``store.tokens``, ``store.scripts``, ``store.decisions``, ``store.signals``,
 ``store.samples``, ``store.checkpoints``, ``store.policies``); each has get / query / count, and the writes that
-make sense for it. ``store.jobs`` runs and controls long jobs; ``store.events`` is the change feed live views follow.
+make sense for it. ``store.jobs`` runs and controls long jobs; ``store.events`` is the change feed live views follow;
+``store.rewards`` evaluates the flywheel's decisions, ``store.run_flywheel`` turns the whole loop once.
 """
 
 from __future__ import annotations
