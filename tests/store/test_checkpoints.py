@@ -1,6 +1,7 @@
 """Checkpoints: numbered versions of a named policy, weights kept as a linked artifact, one active version,
 activate and roll back."""
 
+import concurrent.futures
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -72,3 +73,20 @@ def test_bad_input_is_refused_and_changes_nothing(store):
     elsewhere = store.checkpoints.save("policy:memory", uri="s3://models/v1.pt")
     with pytest.raises(InvalidInputError, match="s3://models/v1.pt"):
         store.checkpoints.read(elsewhere)
+
+
+def test_activations_at_once_leave_exactly_one_version_active(store):
+    versions = [store.checkpoints.save("policy:memory", f"w{i}".encode()) for i in range(6)]
+    url = store.url
+
+    def activate(checkpoint):
+        with rolloutdb.connect(url, project=store.project) as other:
+            for _ in range(5):
+                try:
+                    other.checkpoints.activate(checkpoint.id)
+                except ConflictError:  # another activation won the race: try again, as the message says
+                    continue
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        list(pool.map(activate, versions))
+    assert sum(c.active for c in store.checkpoints.list("policy:memory")) == 1
