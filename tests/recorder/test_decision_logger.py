@@ -43,6 +43,8 @@ def test_a_bad_value_is_refused_at_the_call_and_an_undeclared_action_is_reported
             logger.log("memory", "m", "insert", propensity=2.0)
         with pytest.raises(rolloutdb.InvalidInputError, match="state"):
             logger.log("memory", "m", "insert", state={"x": float("nan")})
+        with pytest.raises(rolloutdb.InvalidInputError, match="at must be a timezone-aware datetime"):
+            logger.signal("m", "hit", at="2026-11-01T00:00:00+00:00")
         logger.log("memory", "m", "upsert")
         kept = logger.log("memory", "m", "insert")
         result = logger.flush(timeout=30)

@@ -164,6 +164,12 @@ def test_evaluate_refuses_unknown_domains_undeclared_rules_and_bad_arguments_cha
         store.rewards.evaluate("memory", rules={"memory": {"insert": {"colour": "blue"}}})
     with pytest.raises(InvalidInputError, match="batch_size"):
         store.rewards.evaluate("memory", batch_size=0)
+    with pytest.raises(InvalidInputError, match="as_of"):
+        store.rewards.evaluate("memory", as_of="2026-12-01")
+    with pytest.raises(InvalidInputError, match="since"):
+        store.rewards.statistics("memory", since="baseline")
+    with pytest.raises(InvalidInputError, match="delay_days"):
+        store.rewards.evaluate("memory", rules={"memory": {"delay_days": 1e300, "insert": {}}})
     store.decisions.declare("retrieval", actions=["keep"], signals=["click"])
     with pytest.raises(InvalidInputError, match="no reward rules for domain 'retrieval'"):
         store.rewards.evaluate("retrieval")
@@ -193,3 +199,12 @@ def test_a_rule_file_sets_a_domains_actions_and_their_shared_settings(tmp_path):
     good.write_text("[memory]\ndecay = 0.9\n\n[memory.insert]\nweights = { hit = 2.0 }\n")
     rule = RuleSet.load(good).rules["memory"]["insert"]
     assert (rule.decay, rule.weights, rule.delay_days) == (0.9, {"hit": 2.0}, 7.0)
+
+
+def test_decisions_at_the_ends_of_the_calendar_are_evaluated_without_overflowing(store):
+    late = store.decisions.log("memory", "m", "insert", at=datetime(9999, 12, 30, tzinfo=timezone.utc))
+    store.signals.add("m", "hit", at=datetime(9999, 12, 31, tzinfo=timezone.utc))
+    assert store.rewards.evaluate("memory", as_of=datetime(1, 1, 2, tzinfo=timezone.utc)).due == 0
+    result = store.rewards.evaluate("memory", rules={"memory": {"delay_days": 0, "insert": {"weights": {"hit": 1}}}},
+                                    as_of=datetime(9999, 12, 31, tzinfo=timezone.utc))
+    assert result.evaluated == 1 and store.decisions.get(late.id).reward == pytest.approx(decay(1))

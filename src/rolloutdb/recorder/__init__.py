@@ -37,6 +37,7 @@ from ..records import Task
 from ..storable import Unstorable, json_text
 from ..states import RunStatus, StepStatus
 from ..store import DEFAULT_PROJECT, Store
+from ..store.base import aware_time
 from ..store.engine import sqlite_file
 from ..store.jobs import DEFAULT_STALE_AFTER
 from ..store.recording import check_given_fields, check_screenshots, check_turn_content, check_typed_fields
@@ -418,7 +419,7 @@ class DecisionLogger(_Pumped):
         """Queue one decision (``store.decisions.log``'s arguments; ``at`` defaults to now); returns its id."""
         id = new_id()
         record = {"op": "decision", "id": id, "domain": domain, "subject_id": subject_id, "action": action,
-                  "at": _now() if at is None else at}
+                  "at": _now() if at is None else aware_time("at", at)}
         # Left out when None (the writer's default): a shorter line to encode and to send.
         if reason is not None:
             record["reason"] = reason
@@ -438,7 +439,7 @@ class DecisionLogger(_Pumped):
         """Queue one signal (``store.signals.add``'s arguments; ``at`` defaults to now); returns its id."""
         id = new_id()
         record = {"op": "signal", "id": id, "domain": domain, "subject_id": subject_id, "kind": kind, "value": value,
-                  "at": _now() if at is None else at}
+                  "at": _now() if at is None else aware_time("at", at)}
         if data is not None:
             record["data"] = data
         self._record(record, check_given_fields)

@@ -80,6 +80,13 @@ def seconds(name: str, value: Any) -> float:
         raise InvalidInputError(f"{name} must be a number of seconds: {validation_message(exc)}") from None
 
 
+def aware_time(name: str, value: Any) -> datetime:
+    """``value`` if it is a timezone-aware datetime; else InvalidInputError naming ``name``."""
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise InvalidInputError(f"{name} must be a timezone-aware datetime, got {value!r:.80}")
+    return value
+
+
 def ids_of(noun: str, values: Any) -> list[str]:
     """``values`` as a list of ids, when it is a collection of them; else InvalidInputError."""
     if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Iterable):

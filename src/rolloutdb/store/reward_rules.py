@@ -32,7 +32,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -43,6 +43,7 @@ from .domains import Domain
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 DAY = timedelta(days=1)
+MAX_DAYS = 100_000.0  # about 270 years: any delay, window or decay period a rule needs, within what a time holds
 DOMAIN_SETTINGS = ("decay", "decay_days", "delay_days", "window_days", "clip")  # keys a domain's table may set
 
 
@@ -67,9 +68,9 @@ class ActionRule(_Rule):
     state_weights: dict[str, Finite] = Field(default_factory=dict)
     threshold: Threshold | None = None
     decay: Annotated[Finite, Field(ge=0, le=1)] = 0.95
-    decay_days: Annotated[Finite, Field(gt=0)] = 7.0
-    delay_days: Annotated[Finite, Field(ge=0)] = 7.0
-    window_days: Annotated[Finite, Field(gt=0)] = 30.0
+    decay_days: Annotated[Finite, Field(gt=0, le=MAX_DAYS)] = 7.0
+    delay_days: Annotated[Finite, Field(ge=0, le=MAX_DAYS)] = 7.0
+    window_days: Annotated[Finite, Field(gt=0, le=MAX_DAYS)] = 30.0
     clip: tuple[Finite, Finite] | None = None
 
     @model_validator(mode="after")
@@ -82,14 +83,11 @@ class ActionRule(_Rule):
         """The signal kinds the rule reads."""
         return {*self.weights, *self.gains, *([self.threshold.kind] if self.threshold else [])}
 
-    def due(self, decided_at: datetime, now: datetime) -> bool:
-        return decided_at + self.delay_days * DAY <= now
-
     def reward(self, decided_at: datetime, state: Any, signals: Sequence[tuple[str, float, datetime]]
                ) -> tuple[float, dict[str, Any]]:
         """The reward of a decision taken at ``decided_at`` seeing ``state``, given its subject's signals as
         (kind, value, time); and the outcome: what each part of the rule gave and the signals it counted."""
-        end = decided_at + self.window_days * DAY
+        end = shifted(decided_at, self.window_days * DAY) or datetime.max.replace(tzinfo=timezone.utc)
         counted: dict[str, list[tuple[float, datetime, float]]] = {}
         for kind, value, time in sorted(signals, key=lambda signal: signal[2]):
             if decided_at <= time <= end:
@@ -124,6 +122,14 @@ class ActionRule(_Rule):
         if missing:
             outcome["missing_state"] = missing
         return reward, outcome
+
+
+def shifted(time: datetime, by: timedelta) -> datetime | None:
+    """``time + by``, or None past the ends of the calendar (year 1 to 9999)."""
+    try:
+        return time + by
+    except OverflowError:
+        return None
 
 
 def _number(value: Any) -> bool:

@@ -18,8 +18,8 @@ from sqlalchemy import and_, bindparam, exists, func, or_, select, tuple_, updat
 from ..errors import InvalidInputError, JobCancelled, JobPaused
 from ..records import Record, Time, Whole
 from ..schema import decisions, signals
-from .base import KEYS_PER_QUERY, check_key, whole_number
-from .reward_rules import DAY, DEFAULT_RULES, RuleSet
+from .base import KEYS_PER_QUERY, aware_time, check_key, whole_number
+from .reward_rules import DAY, DEFAULT_RULES, RuleSet, shifted
 
 if TYPE_CHECKING:
     from . import Store
@@ -88,13 +88,12 @@ class Rewards:
         whole_number("batch_size", batch_size, 1, 10_000)
         if not isinstance(force, bool):
             raise InvalidInputError(f"force must be True or False, got {type(force).__name__}")
-        as_of = self._store.now() if as_of is None else as_of
-        if not isinstance(as_of, datetime) or as_of.tzinfo is None:
-            raise InvalidInputError(f"as_of must be a timezone-aware datetime, got {as_of!r:.80}")
+        as_of = self._store.now() if as_of is None else aware_time("as_of", as_of)
         name = job or f"rewards/{domain}/{self._store.now().strftime('%Y%m%dT%H%M%S.%fZ')}"
         check_key("job", name, called="name")
-        # The earliest a decision of each action may have been taken to be due now.
-        cutoffs = {action: as_of - rule.delay_days * DAY for action, rule in by_action.items()}
+        # The latest a decision of each action may have been taken to be due now (none: the calendar has no such day).
+        cutoffs = {action: cutoff for action, rule in by_action.items()
+                   if (cutoff := shifted(as_of, -rule.delay_days * DAY)) is not None}
         total = self._count_due(domain, cutoffs, force)
         status, state = "completed", {"after": None, "evaluated": 0, "changed": 0}
         with self._store.jobs.start(name, key=f"rewards/{domain}", kind="job",
@@ -135,7 +134,7 @@ class Rewards:
                      .group_by(decisions.c.action, decisions.c.policy_version)
                      .order_by(decisions.c.action, decisions.c.policy_version))
         if since is not None:
-            statement = statement.where(decisions.c.created_at >= since)
+            statement = statement.where(decisions.c.created_at >= aware_time("since", since))
         if policy_version is not None:
             check_key("policy version", policy_version)
             statement = statement.where(decisions.c.policy_version == policy_version)
