@@ -1,7 +1,7 @@
 """artifacts.stored_size and artifacts.original_media_type: screenshots re-encoded when put (WebP)
 
 Revision ID: 0013
-Revises: 0010
+Revises: 0012
 Create Date: 2026-12-04
 
 A re-encoded artifact keeps the original's sha256 and size (so the same screenshot put again is the stored one)
@@ -13,7 +13,7 @@ from alembic import op
 import sqlalchemy as sa
 
 revision = '0013'
-down_revision = '0010'
+down_revision = '0012'
 branch_labels = None
 depends_on = None
 
