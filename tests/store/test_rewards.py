@@ -137,7 +137,7 @@ def test_evaluation_is_a_job_that_pauses_at_a_checkpoint_and_resumes_where_it_st
     with pytest.raises(ConflictError, match=f"job '{name}' is paused with concurrency key 'rewards/memory'"):
         store.rewards.evaluate("memory", as_of=T0 + 7 * DAY)  # one evaluation of a domain at a time
     second = store.rewards.evaluate("memory", as_of=T0 + 7 * DAY, batch_size=50, job=name)
-    assert second.status == "completed" and second.evaluated == 300
+    assert second.status == "completed" and second.evaluated == second.due == 300
     assert store.decisions.count(evaluated_at__isnull=True) == 0
     assert store.jobs.get(name).run.status == "completed"
 

@@ -15,7 +15,7 @@ import typer
 from .options import Json, Wide, group
 from .output import (Column, answered_without_table, console, escaped_json, fail, format_json, format_time,
                      parse_duration, plural, print_fields, print_json, print_table, printable, progress_bar,
-                     reports_errors)
+                     reports_errors, short_ids)
 
 decisions_app = group("The flywheel's why-log: the decisions a policy took, with their reason, state and reward.")
 flywheel_app = group("The learning flywheel: decisions → rewards → samples → a trained policy → advice. Evaluate "
@@ -62,11 +62,12 @@ def decisions_ls(
     if answered_without_table(decisions, json=json, noun="decisions", where=f"project {store.project!r}",
                               filtered=filtered):
         return
+    ids = short_ids(decision.id for decision in decisions)
     print_table(
         None, (Column("id", drop=4), Column("taken"), Column("domain", drop=3), Column("subject"), Column("action"),
                Column("reason", text=True, drop=2), Column("policy", drop=1), Column("p", justify="right", drop=1),
                Column("reward", justify="right"), Column("state", text=True, drop=5)),
-        ((decision.id, format_time(decision.created_at), decision.domain, decision.subject_id, decision.action,
+        ((decision.id if wide else ids[decision.id], format_time(decision.created_at), decision.domain, decision.subject_id, decision.action,
           decision.reason, decision.policy_version, number(decision.propensity, 2), number(decision.reward),
           None if decision.state is None else format_json(decision.state))
          for decision in decisions),

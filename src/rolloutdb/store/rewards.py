@@ -94,13 +94,13 @@ class Rewards:
         # The latest a decision of each action may have been taken to be due now (none: the calendar has no such day).
         cutoffs = {action: cutoff for action, rule in by_action.items()
                    if (cutoff := shifted(as_of, -rule.delay_days * DAY)) is not None}
-        total = self._count_due(domain, cutoffs, force)
         status, state = "completed", {"after": None, "evaluated": 0, "changed": 0}
-        with self._store.jobs.start(name, key=f"rewards/{domain}", kind="job",
-                                    config={"domain": domain, "force": force, "rules": {
-                                        action: rule.model_dump(mode="json") for action, rule in by_action.items()}}) as running:
-            if running.state:
+        config = {"domain": domain, "force": force,
+                  "rules": {action: rule.model_dump(mode="json") for action, rule in by_action.items()}}
+        with self._store.jobs.start(name, key=f"rewards/{domain}", kind="job", config=config) as running:
+            if running.state:  # resumed: on from where it stopped, counting what it did before
                 state = dict(running.state)
+            total = state["evaluated"] + self._count_due(domain, cutoffs, force)
             try:
                 while True:
                     batch = self._due_batch(domain, cutoffs, force, state["after"], batch_size)
