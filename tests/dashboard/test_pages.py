@@ -48,6 +48,9 @@ def test_the_runs_page_lists_the_stored_runs_newest_first_and_filters_them(site,
         total = store.runs.count()
     assert column(page, "#runs a.run-name") == [run.name for run in stored]
     assert page.inner_text(".pager-where") == f"1–{total} of {total}"
+    # Counts are written with their thousands apart (by the pages themselves: the locale's formatter is slow to load).
+    assert page.evaluate("import('./dom.js').then((dom) => [1234567, -1000, 999, 0.5].map((n) => dom.number(n)))") \
+        == ["1,234,567", "-1,000", "999", "0.500"]
     page.fill("input[name=q]", "eval@")
     page.click("form.filters button")
     page.wait_for_function("location.hash.includes('q=eval')")
@@ -79,6 +82,8 @@ def test_the_run_page_charts_its_steps_and_shows_its_groups_evals_and_config(sit
     assert chart.get_attribute("data-metric") == "reward_mean"
     assert int(chart.get_attribute("data-points")) == len([s for s in steps if s.metrics.get("reward_mean") is not None])
     assert page.locator("#metrics canvas").count() == 1
+    # The chart's stylesheet comes with it (the other pages do not load it).
+    page.wait_for_function("getComputedStyle(document.querySelector('#metrics .u-wrap')).position === 'relative'")
     assert page.locator("#groups tbody tr").count() == len(groups)
     assert page.locator("#group-step").input_value() == str(last)
     overall = page.locator("#evals-table tr.overall td").all_inner_texts()

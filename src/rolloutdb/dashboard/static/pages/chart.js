@@ -2,6 +2,16 @@
 import uPlot from "../vendor/uplot/uPlot.esm.js";
 import { h } from "../dom.js";
 
+// uPlot's stylesheet comes with the charts: a page without one does not wait for it (nor take one of the six
+// connections a browser opens to the server while the page loads).
+if (!document.querySelector("link[data-uplot]")) {
+  const sheet = document.createElement("link");
+  sheet.rel = "stylesheet";
+  sheet.href = "vendor/uplot/uPlot.min.css";
+  sheet.dataset.uplot = "";
+  document.head.appendChild(sheet);
+}
+
 // The numeric metrics the steps logged, reward_mean and success_rate first.
 const STEP_INCREMENTS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000];  // whole steps only
 
