@@ -144,6 +144,9 @@ def prepared(url: str, project: str, make) -> dict:
         started = time.perf_counter()
         facts = make(store)
         store.runs.create(name="__built__", kind="job", status="completed", config=facts)
+        if store.backend == "postgresql":  # the planner's statistics of the new rows, not autovacuum's some time later
+            with store.engine.connect() as connection:
+                connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
         console.print(f"  built in {time.perf_counter() - started:.0f} s", highlight=False)
         return facts
 
