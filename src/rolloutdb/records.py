@@ -393,7 +393,7 @@ class ArtifactChunk(Record):
 
 class ArtifactLink(_Created):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    owner_type: Literal["turn", "step", "rollout"]
+    owner_type: Literal["turn", "step", "rollout", "checkpoint"]
     owner_id: Id
     role: Literal["screenshot", "before", "after", "attachment"] = "attachment"
 
@@ -449,26 +449,51 @@ class Script(_Updated):
         return self.success_count / self.replay_count if self.replay_count else None
 
 
-class Decision(_Created):
-    domain: str = "memory"
-    subject_id: str
-    action: Literal["insert", "update", "ignore", "delete"]
+Name = Annotated[str, Field(min_length=1, max_length=100)]  # a domain, an action, a policy version
+Number = Annotated[float, Field(allow_inf_nan=False), BeforeValidator(python_scalar)]  # a finite float (or int)
+
+
+class DecisionContent(Record):
+    """What a policy decided in a domain, and why: what ``store.decisions.log`` and a ``DecisionLogger`` take."""
+
+    domain: Name = "memory"
+    subject_id: Id
+    action: Name
     reason: str | None = None
     state: JsonValue = None
-    policy_version: str | None = None
-    reward: float | None = None
+    context: JsonValue = None
+    policy_version: Name | None = None
+    propensity: Annotated[Number, Field(gt=0, le=1)] | None = None
+
+
+class Decision(_Created, DecisionContent):
+    """One decision of a policy in a domain (the flywheel's why-log): the action taken on a subject, why, the state
+    it saw, and the probability the policy gave that action; the reward rules fill reward, outcome and
+    evaluated_at. ``created_at`` is when it was taken."""
+
+    reward: Number | None = None
     outcome: JsonValue = None
     evaluated_at: Time | None = None
 
 
-class Signal(Record):
+class SignalContent(Record):
+    """An outcome of a domain's subject: what ``store.signals.add`` and a ``DecisionLogger`` take."""
+
+    domain: Name = "memory"
+    subject_id: Id
+    kind: Annotated[str, Field(min_length=1, max_length=32)]
+    value: Number = 1.0
+    data: JsonValue = None
+
+
+class Signal(SignalContent):
+    """An outcome of a domain's subject (a hit, a new quality score, feedback): ``time`` is when it happened,
+    ``recorded_at`` when the store got it."""
+
     id: Id = Field(default_factory=new_id)
     project_id: str = ""
-    subject_id: str
-    kind: Literal["hit", "quality", "feedback"]
-    value: float
-    data: JsonValue = None
     time: Time = Field(default_factory=utcnow)
+    recorded_at: Time = Field(default_factory=utcnow)
 
 
 class Sample(_Created):
@@ -480,6 +505,9 @@ class Sample(_Created):
     next_state: JsonValue = None
     done: Flag = False
     dataset: str | None = None
+    propensity: float | None = Field(None, gt=0, le=1)  # the probability the logging policy gave the action
+    policy_version: str | None = None
+    decided_at: Time | None = None  # when the decision the sample comes from was taken
 
 
 class ModelCheckpoint(_Created):
@@ -491,6 +519,12 @@ class ModelCheckpoint(_Created):
     uri: str
     metrics: JsonDict = Field(default_factory=dict)
     latest: Flag = True
+    version: Int32 = Field(1, ge=1)  # counts up per name
+    active: Flag = False  # the version in use (``store.checkpoints.activate``): one per name at most
+    sha256: str | None = None  # the artifact holding the weights, when the store keeps them
+    activated_at: Time | None = None
+    window_start: Time | None = None  # the data it was trained on: from ...
+    window_end: Time | None = None  # ... to
 
 
 class ApiToken(Record):
@@ -612,6 +646,7 @@ class Selection(Record):
     per_task: Whole | None = Field(default=None, ge=1)  # at most this many rollouts (pairs) per task, first stored first
     dedupe: bool = False  # one row per identical trajectory
     min_margin: float = Field(default=0.0, ge=0)  # preference pairs: least reward difference (ties never pair)
+    ended_before: Time | None = None  # rollouts that ended before this time (what ``rolloutdb archive`` takes)
 
 
 class MessagePolicy(Record):
@@ -632,3 +667,69 @@ class ExportSummary(Record):
     rollouts: Whole  # rollouts that gave at least one row
     skipped: dict[str, int]
     images: Whole  # screenshots written beside the file or embedded
+
+
+# -- bundles (store.export_bundle, store.import_bundle, store.archive) ------------------------------------------
+
+
+class BundleSummary(Record):
+    """What ``store.export_bundle`` wrote: the rows of each table, the artifacts' contents, the file's size."""
+
+    path: str
+    schema_revision: str
+    rows: dict[str, int]  # by table, every table of a bundle named (0 when it has none)
+    blobs: Whole  # artifact contents
+    bytes: Whole  # of the bundle: the tar file, or the folder's files
+
+
+class ImportSummary(Record):
+    """What ``store.import_bundle`` did: by table, the rows it added and those it kept (present already)."""
+
+    path: str
+    inserted: dict[str, int]
+    kept: dict[str, int]
+    blobs: Whole  # artifact contents stored (not there before)
+
+
+class ArchiveSummary(Record):
+    """What ``store.archive`` did: the bundle it wrote and verified, then what the purge deleted."""
+
+    bundle: BundleSummary
+    cutoff: Time  # rollouts that ended before it were archived
+    purged_rollouts: Whole
+    purged_attempts: Whole
+    purged_spans: Whole
+    purged_turns: Whole
+
+
+class Estimate(Record):
+    """A policy's value estimated off-policy: the point estimate and its confidence interval."""
+
+    value: float
+    low: float
+    high: float
+
+
+class FlywheelReport(Record):
+    """What one turn of the flywheel did (``store.run_flywheel``): decisions evaluated, samples built, and, when it
+    trained, the candidate policy's off-policy estimates against the decisions logged, its checkpoint and whether
+    it became the active policy (``verdict`` says why or why not)."""
+
+    domain: str
+    window_start: Time | None = None  # the decisions taken from ... (None: all)
+    window_end: Time  # ... until
+    evaluated: Whole = 0  # decisions whose reward was computed (again)
+    samples: Whole = 0  # samples built (again)
+    trained: bool = False
+    training_samples: Whole = 0
+    holdout_samples: Whole = 0  # samples the candidate was evaluated on, not trained on
+    logging: Estimate | None = None  # what the logged decisions earned, per decision
+    ips: Estimate | None = None  # the candidate, by inverse propensity scoring
+    dr: Estimate | None = None  # the candidate, doubly robust
+    incumbent: Estimate | None = None  # the policy active before, doubly robust on the same samples
+    gain: Estimate | None = None  # dr - incumbent (with none: dr - logging), paired
+    checkpoint_id: str | None = None
+    version: int | None = None  # the candidate's version
+    activated: bool = False
+    policy_version: str | None = None  # the domain's active policy after the run
+    verdict: str = ""

@@ -2,8 +2,10 @@
 
 Areas hang off the store (``store.runs``, ``store.steps``, ``store.tasks``, ``store.validators``,
 ``store.groups``, ``store.rollouts``, ``store.attempts``, ``store.spans``, ``store.resources``,
-``store.workers``, ``store.turns``, ``store.tokens``, ``store.scripts``); each has get / query / count, and the writes that make sense
-for it. ``store.jobs`` runs and controls long jobs; ``store.events`` is the change feed live views follow.
+``store.workers``, ``store.turns``, ``store.tokens``, ``store.scripts``, ``store.decisions``, ``store.signals``,
+``store.samples``, ``store.checkpoints``, ``store.policies``); each has get / query / count, and the writes that
+make sense for it. ``store.jobs`` runs and controls long jobs; ``store.events`` is the change feed live views follow;
+``store.rewards`` evaluates the flywheel's decisions, ``store.run_flywheel`` turns the whole loop once.
 """
 
 from __future__ import annotations
@@ -22,18 +24,24 @@ from .. import states
 from ..config import DEFAULT_PROJECT, MAX_ARTIFACT_BYTES, display_url, is_server_url, resolve_url
 from ..errors import ConflictError, InvalidInputError, NotFoundError, StoreUnavailableError
 from ..ids import new_id
-from ..records import (ExportSummary, MessagePolicy, Project, QueueSummary, RunComparison, Selection, StatusChange,
-                       SummaryRow, Trajectory, utcnow)
+from ..records import (ArchiveSummary, BundleSummary, ExportSummary, FlywheelReport, ImportSummary, MessagePolicy,
+                       Project, QueueSummary, RunComparison, Selection, StatusChange, SummaryRow, Trajectory, utcnow)
 from ..schema import projects, status_changes
 from . import hooks
 from ._wal import WalKeeper
+from .advisor import ADVISOR_REFRESH_SECONDS, Advice, Advisor
 from .artifacts import Artifacts, artifacts_home
 from .attempts import Attempts
 from .base import MAX_OFFSET, check_key, insert_ignoring_conflicts, whole_number
 from .catalog import Tasks, Validators
+from .checkpoints import Checkpoints
+from .decisions import Decisions, Domains, Signals
 from .comparison import compare_runs
 from .events import Events
+from .bundles import archive, export_bundle, import_bundle
 from .export import export_rollouts
+from .flywheel import (DEFAULT_ALPHA, DEFAULT_BOOTSTRAP, DEFAULT_CONFIDENCE, DEFAULT_EPSILON, DEFAULT_HOLDOUT,
+                       run_flywheel)
 from .engine import (BUSY_TIMEOUT_SECONDS, WRITE, create_store_engine, ensure_schema, file_identity, sqlite_file,
                      unavailable_as_error)
 from .groups import Groups
@@ -41,8 +49,11 @@ from .health import check_health, queue_summary
 from .jobs import Jobs
 from .recording import Recording
 from .resources import Resources
+from .rewards import Rewards
 from .retention import PurgeResult, purge
+from .policies import Policies
 from .rollouts import Rollouts
+from .samples import Samples
 from .runs import Runs
 from .scripts import Scripts
 from .spans import Spans
@@ -120,6 +131,15 @@ class Store:
         self.events = Events(self)
         self.artifacts = Artifacts(self, artifacts_folder, max_artifact_bytes)
         self.scripts = Scripts(self)
+        self._advisors: dict[str, tuple[Advisor, float]] = {}  # advise(): per domain, with when it was refreshed
+        self._advisors_lock = threading.Lock()
+        domains = Domains(self)
+        self.decisions = Decisions(self, domains)
+        self.signals = Signals(self, domains)
+        self.rewards = Rewards(self, domains)
+        self.samples = Samples(self)
+        self.checkpoints = Checkpoints(self)
+        self.policies = Policies(self)
 
     @property
     def backend(self) -> str:
@@ -188,6 +208,42 @@ class Store:
             finally:
                 self._health_lock.release()
 
+    def advisor(self, domain: str, *, epsilon: float | None = None, seed: int | None = None) -> Advisor:
+        """The active policy of ``domain``, loaded once, to ask for the action to take in a state
+        (``advise(state)``; ``decide(subject_id, state)`` logs the decision too). ``epsilon``: explore at this rate
+        instead of the policy's; ``seed``: its draws, for repeatable runs. NotFoundError when no version is
+        active."""
+        return Advisor(self, domain, epsilon=epsilon, seed=seed)
+
+    def advise(self, domain: str, state: Mapping[str, Any]) -> Advice:
+        """One piece of advice from ``domain``'s active policy (``advisor(domain).advise(state)``), through an
+        advisor this store keeps per domain and refreshes at most every ``ADVISOR_REFRESH_SECONDS``: for a caller
+        that asks now and then, or through a server. Log the decision with its propensity and policy version."""
+        with self._advisors_lock:
+            advisor, refreshed = self._advisors.get(domain, (None, 0.0))
+            if advisor is None:
+                advisor, refreshed = self.advisor(domain), time.monotonic()
+            elif time.monotonic() - refreshed > ADVISOR_REFRESH_SECONDS:
+                advisor.refresh()
+                refreshed = time.monotonic()
+            self._advisors[domain] = (advisor, refreshed)
+            return advisor.advise(state)
+
+    def run_flywheel(self, domain: str, *, days: float | None = None, rules: Any = None, train: bool = False,
+                     epsilon: float = DEFAULT_EPSILON, alpha: float = DEFAULT_ALPHA, holdout: float = DEFAULT_HOLDOUT,
+                     bootstrap: int = DEFAULT_BOOTSTRAP, confidence: float = DEFAULT_CONFIDENCE, seed: int = 0,
+                     on_progress: Callable[[str, int, int], None] | None = None) -> FlywheelReport:
+        """One turn of the learning flywheel for ``domain``: evaluate its due decisions' rewards by ``rules`` (as
+        ``rewards.evaluate`` takes them; default: the built-in ones), build the samples of those taken in the last
+        ``days`` (None: all), and with ``train`` fit a candidate policy (exploring at ``epsilon``, ridge ``alpha``)
+        on all but a ``holdout`` share of them, estimate it off-policy on that share (IPS and doubly robust,
+        ``bootstrap`` resamples, ``confidence`` intervals), checkpoint it, and activate it only if its gain over the
+        logged decisions is above zero with that confidence. ``seed``: the split and the resamples.
+        ``on_progress(stage, done, total)`` follows it (stages: ``flywheel.STAGES``)."""
+        return run_flywheel(self, domain, days=days, rules=rules, train=train, epsilon=epsilon, alpha=alpha,
+                            holdout=holdout, bootstrap=bootstrap, confidence=confidence, seed=seed,
+                            on_progress=on_progress)
+
     def compare_runs(self, a: str, b: str) -> RunComparison:
         """Run ``b`` against run ``a`` (names or ids), per task and overall: success rate, mean reward,
         mean turns, and the differences ``b - a``."""
@@ -224,6 +280,32 @@ class Store:
         follows it page by page. Returns what was written and what was skipped, and why. Local only: it
         streams from the database, not through a server."""
         return export_rollouts(self, format, selection, out, messages=messages, images=images, on_progress=on_progress)
+
+    def export_bundle(self, selection: Selection | Mapping[str, Any] | None = None, *, out: str | os.PathLike,
+                      on_progress: Callable[[str, int, int], None] | None = None) -> BundleSummary:
+        """Write the rollouts of ``selection`` (a ``Selection`` or its fields; ``latest_attempt``, ``per_task``,
+        ``dedupe`` and ``min_margin`` do not apply) to ``out`` as a bundle, ids as stored: every row of theirs and
+        every row they point at (attempts, turns, spans, status history, runs, steps, groups, tasks, validators,
+        scripts, resources, artifacts with their links and contents; see ``rolloutdb.store.bundles``), one JSONL
+        file per table and a manifest of counts and checksums, in a ``.tar`` file or a new folder.
+        ``on_progress(stage, done, in all)``. An empty selection writes an empty bundle (``rows`` says so).
+        Local only."""
+        return export_bundle(self, selection, out, on_progress=on_progress)
+
+    def import_bundle(self, path: str | os.PathLike, *,
+                      on_progress: Callable[[str, int, int], None] | None = None) -> ImportSummary:
+        """Import a bundle (``export_bundle``'s) into this project: every file is checked against the manifest
+        first, so a corrupted, truncated or newer-schema bundle (InvalidBundleError) changes nothing; then its
+        rows go in in one transaction, those present already kept as they are (importing twice changes
+        nothing). A row whose id another project of the database holds is a ConflictError. Local only."""
+        return import_bundle(self, path, on_progress=on_progress)
+
+    def archive(self, *, older_than: timedelta, to: str | os.PathLike,
+                on_progress: Callable[[str, int, int], None] | None = None) -> ArchiveSummary:
+        """Bundle the finished rollouts that ended more than ``older_than`` ago into a new ``.tar`` in the folder
+        ``to``, read it back and check it against the database, then ``purge`` them; ``import_bundle`` restores
+        them. Should anything fail (or be interrupted) before the check passes, nothing is purged. Local only."""
+        return archive(self, older_than, to, on_progress=on_progress)
 
     def close(self) -> None:
         """Release the database connections."""

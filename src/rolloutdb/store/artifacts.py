@@ -1,5 +1,5 @@
-"""Artifacts: content (screenshots, files) stored once per project by its SHA-256, and linked with a role from
-turns, steps and rollouts.
+"""Artifacts: content (screenshots, files, a policy's weights) stored once per project by its SHA-256, and linked
+with a role from turns, steps, rollouts and checkpoints.
 
 Where the content lives is chosen by ``connect(..., artifacts=...)``: ``"database"`` (in ``artifact_chunks``,
 a chunk a row), or a folder (a path or ``file:///dir``), where each blob is ``<folder>/<project id>/ab/cdef...``.
@@ -38,7 +38,7 @@ from sqlalchemy import Connection, and_, delete, exists, select, update
 from ..config import ARTIFACTS_VAR, MAX_ARTIFACT_BYTES
 from ..errors import InvalidInputError, NotFoundError
 from ..records import Artifact, ArtifactLink
-from ..schema import artifact_chunks, artifact_links, artifacts, rollouts, steps, turns
+from ..schema import artifact_chunks, artifact_links, artifacts, checkpoints, rollouts, steps, turns
 from .base import build_record, check_key, insert_ignoring_conflicts, seconds
 
 CHUNK_BYTES = 1 << 20  # content is copied, written and read this much at a time
@@ -46,7 +46,8 @@ ROLES = ("screenshot", "before", "after", "attachment")
 ZSTD = "zstd"
 COMPRESSIONS = (None, ZSTD)  # how put may store content
 # link(..., NAME=id): the owner type it stores, and the table whose row it must name
-OWNERS = {"turn_id": ("turn", turns), "step_id": ("step", steps), "rollout_id": ("rollout", rollouts)}
+OWNERS = {"turn_id": ("turn", turns), "step_id": ("step", steps), "rollout_id": ("rollout", rollouts),
+          "checkpoint_id": ("checkpoint", checkpoints)}
 GC_GRACE = timedelta(hours=1)
 # A spool file this old is a crashed put's, whatever gc's grace: one in use by a put is never this old.
 STALE_SPOOL_SECONDS = 24 * 3600
@@ -162,7 +163,8 @@ class Artifacts:
 
     def put(self, data: bytes | str | os.PathLike | IO[bytes], media_type: str = "application/octet-stream", *,
             role: str = "attachment", turn_id: str | None = None, step_id: str | None = None,
-            rollout_id: str | None = None, compression: str | None = None) -> Artifact:
+            rollout_id: str | None = None, checkpoint_id: str | None = None, compression: str | None = None
+            ) -> Artifact:
         """Store ``data`` (bytes, a file's path, or a binary file object read to its end) and return its
         record; content stored already (in this project) is not stored again, and its record is returned.
         Given a turn, step or rollout, it is linked from there with ``role`` in the same transaction (which
@@ -171,8 +173,8 @@ class Artifacts:
         check_media_type(media_type)
         check_compression(compression)
         owner = None
-        if (turn_id, step_id, rollout_id) != (None, None, None):
-            owner = self._owner(turn_id=turn_id, step_id=step_id, rollout_id=rollout_id)
+        if (turn_id, step_id, rollout_id, checkpoint_id) != (None, None, None, None):
+            owner = self._owner(turn_id=turn_id, step_id=step_id, rollout_id=rollout_id, checkpoint_id=checkpoint_id)
             check_role(role)
         with content_source(data) as source, self._spooled(source, compression) as spooled:
             with self._store._write() as connection:
@@ -213,14 +215,16 @@ class Artifacts:
         return self._record(row)
 
     def link(self, artifact: Artifact | str, *, role: str = "attachment", turn_id: str | None = None,
-             step_id: str | None = None, rollout_id: str | None = None) -> ArtifactLink:
+             step_id: str | None = None, rollout_id: str | None = None, checkpoint_id: str | None = None
+             ) -> ArtifactLink:
         """Link an artifact (its record or sha256) from one turn, step or rollout, with ``role`` (one of
         ``ROLES``). Linking it again with the same owner and role returns the link there is. An artifact not
         linked within gc's grace period of its put may be collected meanwhile (NotFoundError): ``put(...,
         turn_id=...)`` puts and links at once."""
         digest = artifact_digest(artifact)
         check_role(role)
-        field, owner_id = self._owner(turn_id=turn_id, step_id=step_id, rollout_id=rollout_id)
+        field, owner_id = self._owner(turn_id=turn_id, step_id=step_id, rollout_id=rollout_id,
+                                      checkpoint_id=checkpoint_id)
         with self._store._write() as connection:
             if self._row(connection, digest, lock=True) is None:  # the lock keeps gc off it until commit
                 raise self._not_found(digest)
@@ -321,9 +325,10 @@ class Artifacts:
             return file.read()
 
     def links(self, *, turn_id: str | None = None, step_id: str | None = None,
-              rollout_id: str | None = None) -> list[ArtifactLink]:
-        """The links from one turn, step or rollout, oldest first."""
-        field, owner_id = self._owner(turn_id=turn_id, step_id=step_id, rollout_id=rollout_id)
+              rollout_id: str | None = None, checkpoint_id: str | None = None) -> list[ArtifactLink]:
+        """The links from one turn, step, rollout or checkpoint, oldest first."""
+        field, owner_id = self._owner(turn_id=turn_id, step_id=step_id, rollout_id=rollout_id,
+                                      checkpoint_id=checkpoint_id)
         statement = (select(artifact_links)
                      .where(artifact_links.c.project_id == self._store.project_id,
                             artifact_links.c.owner_type == OWNERS[field][0], artifact_links.c.owner_id == owner_id)

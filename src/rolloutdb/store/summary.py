@@ -12,6 +12,7 @@ from ..errors import InvalidInputError
 from ..records import SummaryRow
 from ..schema import rollouts, tasks, turns
 from ..states import RolloutStatus
+from .base import aware_time
 from .statistics import FINISHED
 
 if TYPE_CHECKING:
@@ -47,8 +48,8 @@ def summarize(store: Store, by: str = "task", run: str | None = None, since: dat
               ) -> list[SummaryRow]:
     if by not in SUMMARY_BY:
         raise InvalidInputError(f"a summary is by {' or '.join(SUMMARY_BY)}, got {by!r:.80}")
-    if since is not None and (not isinstance(since, datetime) or since.tzinfo is None):
-        raise InvalidInputError(f"since must be a timezone-aware datetime, got {since!r:.80}")
+    if since is not None:
+        aware_time("since", since)
     backend = store.backend
     scope = [rollouts.c.project_id == store.project_id]
     if run is not None:
