@@ -237,3 +237,33 @@ def test_a_live_job_moves_its_progress_bar_and_pauses_from_the_page(site, page):
         if job.poll() is None:
             job.kill()
             job.wait()
+
+
+def test_the_flywheel_page_shows_decisions_per_action_reward_over_time_and_policy_versions(site, page):
+    open_page(page, site.server.base, "#/flywheel")
+    save_screenshot(page, site.backend, "flywheel")
+    with site.store() as store:
+        periods = store.rewards.over_time("memory")
+        stats = store.rewards.statistics("memory")
+        versions = store.policies.list("memory")
+    taken: dict[str, int] = {}
+    for row in periods:
+        taken[row.action] = taken.get(row.action, 0) + row.decisions
+    assert {row.get_attribute("data-action"): int(row.locator(".decisions").inner_text().replace(",", ""))
+            for row in page.locator("#actions tbody tr").all()} == taken
+    assert len(page.locator("#reward-stats tbody tr").all()) == len(stats)
+    chart = page.locator("#reward .chart")
+    assert chart.get_attribute("data-points") == str(len({row.period for row in periods}))
+    assert chart.get_attribute("data-series") == str(1 + len(taken))  # all actions, then each one
+    assert column(page, "#policy-versions tbody tr td:first-child") == [f"v{v.version}" for v in versions]
+    assert len(versions) == 2
+    newest = page.locator("#policy-versions tbody tr").first
+    for estimate in ("logging", "ips", "dr", "gain"):
+        assert newest.locator(f"td.{estimate}").inner_text().startswith(f"{versions[0].metrics[estimate]['value']:.3f}")
+    active = [v.version for v in versions if v.active]
+    assert [int(row.get_attribute("data-version")) for row in page.locator("#policy-versions tr.shown").all()] == active
+    # Per hour: a stable URL, more periods.
+    open_page(page, site.server.base, "#/flywheel?domain=memory&every=hour")
+    with site.store() as store:
+        hours = store.rewards.over_time("memory", every="hour")
+    assert page.locator("#reward .chart").get_attribute("data-points") == str(len({row.period for row in hours}))

@@ -9,6 +9,7 @@ const PAGES = {
   rollouts: { title: "Rollouts", list: ["./pages/rollouts.js", "rolloutsPage"],
               one: ["./pages/rollout.js", "rolloutPage"] },
   scripts: { title: "Scripts", list: ["./pages/scripts.js", "scriptsPage"] },
+  flywheel: { title: "Flywheel", list: ["./pages/flywheel.js", "flywheelPage"] },
   resources: { title: "Resources", list: ["./pages/resources.js", "resourcesPage"] },
 };
 

@@ -52,3 +52,17 @@ export function stepChart(steps, metric, width) {
                            axes: [{ label: "step", incrs: STEP_INCREMENTS }, { label: metric }] }, data, element);
   return { element, destroy: () => plot.destroy() };
 }
+
+// Values over time (x: seconds since the epoch, UTC), a line per series ({ label, values, width }): a gap where a
+// series has no value.
+const COLORS = ["#111827", "#2563eb", "#16a34a", "#dc2626", "#9333ea", "#ea580c", "#0891b2"];
+
+export function periodChart(x, series, label, width) {
+  const element = h("div", { class: "chart", dataset: { series: String(series.length), points: String(x.length) } });
+  const lines = series.map((one, index) => ({ label: one.label, stroke: COLORS[index % COLORS.length],
+                                              width: one.width || 1.5, points: { show: true } }));
+  const plot = new uPlot({ width: Math.max(320, width), height: 260, series: [{ label: "UTC" }, ...lines],
+                           tzDate: (seconds) => uPlot.tzDate(new Date(seconds * 1000), "Etc/UTC"), axes: [{}, { label }] },
+                         [x, ...series.map((one) => one.values)], element);
+  return { element, destroy: () => plot.destroy() };
+}
