@@ -267,3 +267,8 @@ def test_the_flywheel_page_shows_decisions_per_action_reward_over_time_and_polic
     with site.store() as store:
         hours = store.rewards.over_time("memory", every="hour")
     assert page.locator("#reward .chart").get_attribute("data-points") == str(len({row.period for row in hours}))
+    # A window of the last week holds none of the decisions (taken 9 to 12 days ago): none shown, nor rewards.
+    open_page(page, site.server.base, "#/flywheel?days=7")
+    assert page.inner_text("#decisions p") == "No decisions taken in this domain in the last 7 d."
+    assert page.locator("#reward .chart").count() == 0 and page.locator("#reward-stats").count() == 0
+    assert page.locator("#policy-versions tbody tr").count() == 2  # the versions are not of a window

@@ -6,6 +6,8 @@ import { periodChart } from "./chart.js";
 import { select } from "./runs.js";
 
 const PERIODS = ["day", "hour"];
+const WINDOWS = ["", "1", "7", "30", "90"];  // the decisions taken in the last this many days ("": all of them)
+const DAY_MS = 86400000;
 const POLICIES_LIMIT = 50;
 const DEFAULT_DOMAIN = "memory";  // built in: every project has it
 
@@ -13,21 +15,27 @@ export async function flywheelPage(container, params) {
   const domain = params.domain || DEFAULT_DOMAIN;
   const every = PERIODS.includes(params.every) ? params.every : "day";
   const offset = Number(params.offset) || 0;
+  const days = WINDOWS.includes(params.days) ? params.days : "";
+  const since = days ? new Date(Date.now() - Number(days) * DAY_MS).toISOString() : undefined;
   const [domains, periods, stats, policies] = await Promise.all([
     api("/decisions/domains"),
-    api("/rewards/over-time", { params: { domain, every } }),
-    api("/rewards/statistics", { params: { domain } }),
+    api("/rewards/over-time", { params: { domain, every, since } }),
+    api("/rewards/statistics", { params: { domain, since } }),
     api("/policies/list", { params: { domain, limit: POLICIES_LIMIT, offset } }),
   ]);
   const domainPicker = select("domain", domains.map((item) => item.name), domain);
   const periodPicker = select("every", PERIODS, every);
+  const windowPicker = select("days", WINDOWS, days);
+  for (const option of windowPicker.options) option.textContent = option.value ? `last ${option.value} d` : "all";
   const reward = rewardSection(periods, every, container.clientWidth - 40);
   add(container, h("h1", {}, "Flywheel"),
     h("form", { class: "filters", onsubmit: (event) => {
       event.preventDefault();
-      location.hash = route("flywheel", null, { domain: domainPicker.value, every: periodPicker.value });
-    } }, "domain ", domainPicker, " reward per ", periodPicker, " ", h("button", { type: "submit" }, "Show")),
-    actionsSection(periods, stats),
+      location.hash = route("flywheel", null, { domain: domainPicker.value, every: periodPicker.value,
+                                                days: windowPicker.value });
+    } }, "domain ", domainPicker, " decisions taken ", windowPicker, " reward per ", periodPicker, " ",
+    h("button", { type: "submit" }, "Show")),
+    actionsSection(periods, stats, days),
     reward.element,
     policiesSection(policies, (at) => route("flywheel", null, { ...params, offset: at }), offset));
   return reward.destroy;
@@ -35,7 +43,7 @@ export async function flywheelPage(container, params) {
 
 // Per action: the decisions taken, those evaluated, the mean reward; then per action and policy version, the
 // rewards' statistics with their 95 % interval.
-function actionsSection(periods, stats) {
+function actionsSection(periods, stats, days) {
   const actions = new Map();
   for (const row of periods) {
     const total = actions.get(row.action) || { decisions: 0, evaluated: 0, rewardSum: 0 };
@@ -46,7 +54,9 @@ function actionsSection(periods, stats) {
   }
   const all = [...actions.values()].reduce((sum, total) => sum + total.decisions, 0);
   const section = h("section", { id: "decisions" }, h("h2", {}, "Decisions per action"));
-  if (!all) return add(section, h("p", { class: "muted" }, "No decisions logged in this domain."));
+  if (!all) {
+    return add(section, h("p", { class: "muted" }, `No decisions taken in this domain${days ? ` in the last ${days} d` : ""}.`));
+  }
   return add(section,
     table(["action", "decisions", "share", "evaluated", "mean reward"], [...actions].map(([action, total]) =>
       h("tr", { dataset: { action } }, h("td", {}, action), h("td", { class: "decisions" }, number(total.decisions)),
