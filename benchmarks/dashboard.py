@@ -134,8 +134,9 @@ def cached_database(backend: str, arguments: argparse.Namespace) -> str:
 
 
 def prepared(url: str, project: str, make) -> dict:
-    """The project's data, built on first use; what was built is kept in the project's settings."""
-    with rolloutdb.connect(url, project=project) as store:
+    """The project's data, built on first use; what was built is kept in the project's settings. A database built
+    by an older RolloutDB is migrated (its new indexes are part of what is measured)."""
+    with rolloutdb.connect(url, project=project, upgrade=True) as store:
         marker = store.runs.query(name="__built__", limit=1)
         if marker:
             return marker[0].config
@@ -143,6 +144,9 @@ def prepared(url: str, project: str, make) -> dict:
         started = time.perf_counter()
         facts = make(store)
         store.runs.create(name="__built__", kind="job", status="completed", config=facts)
+        if store.backend == "postgresql":  # the planner's statistics of the new rows, not autovacuum's some time later
+            with store.engine.connect() as connection:
+                connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
         console.print(f"  built in {time.perf_counter() - started:.0f} s", highlight=False)
         return facts
 

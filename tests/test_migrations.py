@@ -1,6 +1,7 @@
 """Migrations: applied on first connect, produce exactly the schema module, refuse stale databases."""
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
@@ -59,3 +60,39 @@ def test_a_database_with_foreign_tables_is_not_taken_over(fresh_database_url):
     with pytest.raises(SchemaOutOfDateError, match="not a RolloutDB database"):
         rolloutdb.connect(fresh_database_url)
     assert revision_of(fresh_database_url) is None
+
+
+def test_the_listing_indexes_migration_goes_down_and_up_again_keeping_the_rows(fresh_database_url):
+    """0015 (the listings' indexes): down to the migration before it gives back the indexes that were, up again the
+    new ones, and the rows are the same throughout."""
+    with rolloutdb.connect(fresh_database_url, project="indexes") as store:
+        names = [store.runs.create(name=f"run-{n}").name for n in range(3)]
+        store.rollouts.enqueue({"goal": "x"}, run_id=store.runs.get(names[0]).id)
+    engine = engine_module.create_store_engine(fresh_database_url)
+    try:
+        assert {"ix_runs_project_id_created_at", "ix_runs_parent_run_id_created_at"} <= index_names(engine, "runs")
+        [before] = [down for _, down, message in engine_module.migration_history()
+                    if message.startswith("listing indexes")]
+        downgrade(engine, before)
+        assert revision_of(fresh_database_url) == before
+        assert {"ix_runs_project_id_status", "ix_runs_parent_run_id"} <= index_names(engine, "runs")
+        assert not {"ix_runs_project_id_created_at", "ix_runs_parent_run_id_created_at"} & index_names(engine, "runs")
+        assert {"ix_rollouts_group_id", "ix_rollouts_task_id"} <= index_names(engine, "rollouts")
+        assert "ix_rollouts_run_id_created_at" not in index_names(engine, "rollouts")
+    finally:
+        engine.dispose()
+    with rolloutdb.connect(fresh_database_url, project="indexes", upgrade=True) as store:
+        assert [run.name for run in store.runs.query(sort="created_at", order="desc")] == names[::-1]
+        assert store.rollouts.count() == 1
+    assert revision_of(fresh_database_url) == engine_module.head_revision()
+
+
+def index_names(engine, table: str) -> set[str]:
+    return {index["name"] for index in inspect(engine).get_indexes(table)}
+
+
+def downgrade(engine, revision: str) -> None:
+    with engine.begin() as connection:
+        config = engine_module.alembic_config()
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)

@@ -123,8 +123,11 @@ runs = Table(
     Column("owner", String(128)),  # the recorder session that records into the run, if any
     *_times("created_at", "updated_at", "started_at", "ended_at", "heartbeat_at"),
     UniqueConstraint("project_id", "name"),
-    Index("ix_runs_project_id_status", "project_id", "status"),
-    Index("ix_runs_parent_run_id", "parent_run_id"),
+    # The listings newest first (the dashboard's runs page), by status, and a run's children: each index ends in
+    # the listing's order (created_at, then id), so a page is read in order and stops after its rows.
+    Index("ix_runs_project_id_created_at", "project_id", "created_at", "id"),
+    Index("ix_runs_project_id_status_created_at", "project_id", "status", "created_at", "id"),
+    Index("ix_runs_parent_run_id_created_at", "parent_run_id", "created_at", "id"),
     # At most one active (running or paused) job per concurrency key, enforced by the database.
     Index(
         "uq_runs_active_concurrency_key",
@@ -294,7 +297,9 @@ rollouts = Table(
     Column("metadata", Json, nullable=False),
     Column("error", Text),
     *_times("created_at", "updated_at", "started_at", "ended_at", "queued_at"),
-    Index("ix_rollouts_project_id_status_created_at", "project_id", "status", "created_at"),
+    # Listings newest first, as the runs' indexes (above): of the project, by status, of a run, a group, a task.
+    Index("ix_rollouts_project_id_created_at", "project_id", "created_at", "id"),
+    Index("ix_rollouts_project_id_status_created_at", "project_id", "status", "created_at", "id"),
     # The queue: claimable rollouts, longest waiting first (a requeued rollout goes to the back).
     Index(
         "ix_rollouts_queue",
@@ -312,9 +317,10 @@ rollouts = Table(
         sqlite_where=FINISHED_PREDICATE,
         postgresql_where=FINISHED_PREDICATE,
     ),
-    Index("ix_rollouts_group_id", "group_id"),
+    Index("ix_rollouts_group_id_created_at", "group_id", "created_at", "id"),
     Index("ix_rollouts_run_id_step", "run_id", "step"),
-    Index("ix_rollouts_task_id", "task_id"),
+    Index("ix_rollouts_run_id_created_at", "run_id", "created_at", "id"),
+    Index("ix_rollouts_task_id_created_at", "task_id", "created_at", "id"),
     Index("ix_rollouts_script_id", "script_id"),
 )
 

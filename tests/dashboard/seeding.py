@@ -1,10 +1,12 @@
 """Data for the dashboard to show, written through the store as a training loop, workers and a GUI agent would:
 a recorded training run with its baseline and evals (the demo), a GUI rollout with screenshots and spans, a
-script with replays, resources, a worker holding a rollout, and a run whose name is markup."""
+script with replays, resources, a worker holding a rollout, a run whose name is markup, and the flywheel's
+decisions, rewards and policy versions."""
 
 from __future__ import annotations
 
 import io
+import random
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -85,4 +87,31 @@ def seed(store: rolloutdb.Store) -> Seeded:
     claim = store.rollouts.dequeue(worker_id=seeded.worker)
     assert claim is not None and claim.rollout.id == queued.id
     seeded.held_rollout = queued.id
+    seed_flywheel(store)
     return seeded
+
+
+def seed_flywheel(store: rolloutdb.Store) -> None:
+    """Decisions of the built-in memory domain taken over three days by a random logging policy, the signals that
+    reward them, and the flywheel run twice: a first policy version trained on them, and a second one after more
+    decisions, these advised by the first (each version with its off-policy estimates)."""
+    rng = random.Random(7)
+    start = store.now() - timedelta(days=12)
+
+    def decide(count: int, first: int, **logged) -> None:
+        decisions, signals = [], []
+        for index in range(first, first + count):
+            kind, action = rng.choice(["fact", "chatter"]), rng.choice(["insert", "update", "ignore", "delete"])
+            at = start + timedelta(days=3 * rng.random())
+            decisions.append({"subject_id": f"memory-{index}", "action": action, "at": at,
+                              "state": {"kind": kind, "length": rng.random()}, "propensity": 0.25, **logged})
+            if kind == "fact" and action in ("insert", "update"):
+                signals += [{"subject_id": f"memory-{index}", "kind": "hit", "at": at + timedelta(days=1)}
+                            for _ in range(3)]
+        store.decisions.log_many(decisions)
+        store.signals.add_many(signals)
+
+    decide(240, 0)
+    store.run_flywheel("memory", train=True, bootstrap=100)
+    decide(120, 240, policy_version="memory/v1")
+    store.run_flywheel("memory", train=True, bootstrap=100)

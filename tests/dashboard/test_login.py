@@ -12,17 +12,17 @@ import httpx
 import pytest
 
 import rolloutdb
-from conftest import new_database_url
+from conftest import BACKENDS, new_database_url
 from server.servers import Server, running_server
 
 from .conftest import open_page, save_screenshot
 from .seeding import screen
 
 
-@pytest.fixture(scope="module")
-def auth_site(postgres_databases, tmp_path_factory) -> Iterator[tuple[Server, dict[str, str], dict[str, str]]]:
+@pytest.fixture(scope="module", params=BACKENDS)
+def auth_site(request, postgres_databases, tmp_path_factory) -> Iterator[tuple[Server, dict[str, str], dict[str, str]]]:
     directory = tmp_path_factory.mktemp("dashboard-auth")
-    url = new_database_url("sqlite", postgres_databases, directory)
+    url = new_database_url(request.param, postgres_databases, directory)
     project = f"auth-{uuid.uuid4().hex[:8]}"
     with rolloutdb.connect(url, project=project) as store:
         secrets = {role: store.tokens.create(role, name=f"dashboard {role}").secret for role in ("reader", "writer")}
@@ -31,7 +31,7 @@ def auth_site(postgres_databases, tmp_path_factory) -> Iterator[tuple[Server, di
         turn = store.turns.create(rollout_id=claim.rollout.id, turn_index=0, action={"type": "tap", "x": 10, "y": 20})
         image = screen((10, 200, 10), "auth")
         sha = store.artifacts.put(image, "image/png", role="screenshot", turn_id=turn.id).sha256
-        rows = {"job": job.name, "rollout": claim.rollout.id, "sha": sha}
+        rows = {"job": job.name, "rollout": claim.rollout.id, "sha": sha, "backend": request.param}
     with running_server(url, directory, project, "--auth") as server:
         yield server, secrets, rows
 
@@ -48,7 +48,7 @@ def test_a_token_logs_in_and_the_pages_read_with_it(auth_site, page):
     server, secrets, rows = auth_site
     page.goto(server.base + "/")
     page.wait_for_selector("#login")
-    save_screenshot(page, "auth", "login")
+    save_screenshot(page, rows["backend"], "auth-login")
     page.fill("#token", "rdb_not_a_token")
     page.click("#login button")
     page.wait_for_selector("#login-error:not(:empty)")
@@ -72,7 +72,7 @@ def test_a_reader_sees_no_controls_and_is_refused_them_a_writer_has_them(auth_si
     server, secrets, rows = auth_site
     log_in(page, server.base, secrets["reader"])
     open_page(page, server.base, f"#/runs/{quote(rows['job'], safe='')}")
-    save_screenshot(page, "auth", "run-as-reader")
+    save_screenshot(page, rows["backend"], "auth-run-as-reader")
     assert page.locator("#run-status").inner_text() == "running"
     assert page.locator("#job-controls").count() == 0 and page.locator("button#job-pause").count() == 0
     pause = f"{server.base}/api/v1/jobs/{quote(rows['job'], safe='')}/pause"
@@ -87,7 +87,7 @@ def test_a_reader_sees_no_controls_and_is_refused_them_a_writer_has_them(auth_si
     page.click("#logout")
     log_in(page, server.base, secrets["writer"])
     open_page(page, server.base, f"#/runs/{quote(rows['job'], safe='')}")
-    save_screenshot(page, "auth", "run-as-writer")
+    save_screenshot(page, rows["backend"], "auth-run-as-writer")
     page.click("#job-pause")
     page.wait_for_function("document.getElementById('control-result').textContent === 'pause requested'")
     with rolloutdb.connect(server.url, project=server.project) as store:

@@ -48,6 +48,9 @@ def test_the_runs_page_lists_the_stored_runs_newest_first_and_filters_them(site,
         total = store.runs.count()
     assert column(page, "#runs a.run-name") == [run.name for run in stored]
     assert page.inner_text(".pager-where") == f"1–{total} of {total}"
+    # Counts are written with their thousands apart (by the pages themselves: the locale's formatter is slow to load).
+    assert page.evaluate("import('./dom.js').then((dom) => [1234567, -1000, 999, 0.5].map((n) => dom.number(n)))") \
+        == ["1,234,567", "-1,000", "999", "0.500"]
     page.fill("input[name=q]", "eval@")
     page.click("form.filters button")
     page.wait_for_function("location.hash.includes('q=eval')")
@@ -79,6 +82,8 @@ def test_the_run_page_charts_its_steps_and_shows_its_groups_evals_and_config(sit
     assert chart.get_attribute("data-metric") == "reward_mean"
     assert int(chart.get_attribute("data-points")) == len([s for s in steps if s.metrics.get("reward_mean") is not None])
     assert page.locator("#metrics canvas").count() == 1
+    # The chart's stylesheet comes with it (the other pages do not load it).
+    page.wait_for_function("getComputedStyle(document.querySelector('#metrics .u-wrap')).position === 'relative'")
     assert page.locator("#groups tbody tr").count() == len(groups)
     assert page.locator("#group-step").input_value() == str(last)
     overall = page.locator("#evals-table tr.overall td").all_inner_texts()
@@ -232,3 +237,38 @@ def test_a_live_job_moves_its_progress_bar_and_pauses_from_the_page(site, page):
         if job.poll() is None:
             job.kill()
             job.wait()
+
+
+def test_the_flywheel_page_shows_decisions_per_action_reward_over_time_and_policy_versions(site, page):
+    open_page(page, site.server.base, "#/flywheel")
+    save_screenshot(page, site.backend, "flywheel")
+    with site.store() as store:
+        periods = store.rewards.over_time("memory")
+        stats = store.rewards.statistics("memory")
+        versions = store.policies.list("memory")
+    taken: dict[str, int] = {}
+    for row in periods:
+        taken[row.action] = taken.get(row.action, 0) + row.decisions
+    assert {row.get_attribute("data-action"): int(row.locator(".decisions").inner_text().replace(",", ""))
+            for row in page.locator("#actions tbody tr").all()} == taken
+    assert len(page.locator("#reward-stats tbody tr").all()) == len(stats)
+    chart = page.locator("#reward .chart")
+    assert chart.get_attribute("data-points") == str(len({row.period for row in periods}))
+    assert chart.get_attribute("data-series") == str(1 + len(taken))  # all actions, then each one
+    assert column(page, "#policy-versions tbody tr td:first-child") == [f"v{v.version}" for v in versions]
+    assert len(versions) == 2
+    newest = page.locator("#policy-versions tbody tr").first
+    for estimate in ("logging", "ips", "dr", "gain"):
+        assert newest.locator(f"td.{estimate}").inner_text().startswith(f"{versions[0].metrics[estimate]['value']:.3f}")
+    active = [v.version for v in versions if v.active]
+    assert [int(row.get_attribute("data-version")) for row in page.locator("#policy-versions tr.shown").all()] == active
+    # Per hour: a stable URL, more periods.
+    open_page(page, site.server.base, "#/flywheel?domain=memory&every=hour")
+    with site.store() as store:
+        hours = store.rewards.over_time("memory", every="hour")
+    assert page.locator("#reward .chart").get_attribute("data-points") == str(len({row.period for row in hours}))
+    # A window of the last week holds none of the decisions (taken 9 to 12 days ago): none shown, nor rewards.
+    open_page(page, site.server.base, "#/flywheel?days=7")
+    assert page.inner_text("#decisions p") == "No decisions taken in this domain in the last 7 d."
+    assert page.locator("#reward .chart").count() == 0 and page.locator("#reward-stats").count() == 0
+    assert page.locator("#policy-versions tbody tr").count() == 2  # the versions are not of a window

@@ -272,6 +272,10 @@ def test_decisions_signals_and_rewards(api):
     assert evaluated["status"] == "completed" and evaluated["evaluated"] >= 2
     stats = {row["action"]: row for row in ok(api.get("/rewards/statistics", params={"domain": "memory"}))}
     assert {"insert", "delete"} <= set(stats)
+    periods = ok(api.get("/rewards/over-time", params={"domain": "memory", "every": "hour"}))
+    assert {"insert", "delete"} <= {row["action"] for row in periods if row["evaluated"]}
+    assert "every must be one of day, hour" in error(api.get("/rewards/over-time", params={"every": "week"}), 422,
+                                                     "InvalidInputError")
     assert "unknown signal kind" in error(api.post("/rewards/evaluate", json={
         "rules": {"memory": {"insert": {"weights": {"click": 1.0}}}}}), 422, "NotDeclaredError")
 

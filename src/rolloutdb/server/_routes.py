@@ -27,7 +27,7 @@ from ..store.flywheel import DEFAULT_ALPHA, DEFAULT_BOOTSTRAP, DEFAULT_CONFIDENC
 from ..store.jobs import DEFAULT_STALE_AFTER, JobStart, JobStatus
 from ..store.recording import RecordingResult
 from ..store.resources import Resources as ResourcesArea
-from ..store.rewards import DEFAULT_BATCH, EvaluationResult, RewardStats
+from ..store.rewards import DEFAULT_BATCH, EvaluationResult, RewardPeriod, RewardStats
 from ..store.retention import PurgeResult
 from ..store.rollouts import MAX_CLAIM, Rollouts
 from ..store.base import DEFAULT_LIMIT
@@ -275,6 +275,12 @@ class PolicyVersion(StrictBody):
     version: int
 
 
+class RewardPeriods(Strict):
+    domain: str = "memory"
+    every: str = Field("day", description="day or hour (UTC).")
+    since: datetime | None = Field(None, description="Only decisions taken since then (ISO 8601, with a zone).")
+
+
 class RewardStatistics(Strict):
     domain: str = "memory"
     since: datetime | None = Field(None, description="Only decisions taken since then (ISO 8601, with a zone).")
@@ -495,6 +501,9 @@ ROUTES: list[Operation] = [
     Operation("GET", "/rewards/statistics", "rewards.statistics",
               "Rewards per action and policy version: count, mean, standard deviation, 95% confidence interval",
               list[RewardStats], query=RewardStatistics),
+    Operation("GET", "/rewards/over-time", "rewards.over_time",
+              "Per UTC day or hour and action: the decisions taken, those evaluated, their mean reward",
+              list[RewardPeriod], query=RewardPeriods),
     Operation("POST", "/flywheel/run", "run_flywheel",
               "One turn of the learning flywheel: evaluate rewards, build samples, and with train: train a candidate "
               "policy, estimate it off-policy, checkpoint it, activate it only if better", FlywheelReport,

@@ -538,9 +538,11 @@ class Area(Generic[R]):
         whole_number("offset", offset, 0, MAX_OFFSET)
         key = self.table.c[sort]
         tiebreak = self._primary_key_column()
-        # Empty values last in either order, on every backend (their defaults differ).
-        ordering = ([key.asc().nulls_last(), tiebreak.asc()] if order == "asc"
-                    else [key.desc().nulls_last(), tiebreak.desc()])
+        # Empty values last in either order, on every backend (their defaults differ). A column that is never empty
+        # is sorted plainly: PostgreSQL reads "DESC NULLS LAST" from an index only if the index was built so.
+        ordering = [key.asc() if order == "asc" else key.desc(), tiebreak.asc() if order == "asc" else tiebreak.desc()]
+        if key.nullable:
+            ordering[0] = ordering[0].nulls_last()
         statement = statement.order_by(*ordering).limit(limit).offset(offset)
         with self._store._read() as connection:
             rows = connection.execute(statement).mappings().all()

@@ -20,6 +20,7 @@ from ..records import Record, Time, Whole
 from ..schema import decisions, signals
 from .base import KEYS_PER_QUERY, aware_time, check_key, whole_number
 from .reward_rules import DAY, DEFAULT_RULES, RuleSet, shifted
+from .summary import PERIODS, utc_period
 
 if TYPE_CHECKING:
     from . import Store
@@ -58,6 +59,17 @@ class RewardStats(Record):
     std: float | None
     ci_low: float | None
     ci_high: float | None
+
+
+class RewardPeriod(Record):
+    """The decisions of one action taken in one period (``rewards.over_time``): how many, how many have a reward
+    (are evaluated), and the mean of those rewards (None without any)."""
+
+    period: str  # its start in UTC: 2026-12-05 (a day) or 2026-12-05T13:00 (an hour)
+    action: str
+    decisions: Whole
+    evaluated: Whole
+    reward_mean: float | None
 
 
 def t_quantile_975(degrees: int) -> float:
@@ -149,6 +161,26 @@ class Rewards:
                                      ci_low=None if half is None else mean - half,
                                      ci_high=None if half is None else mean + half))
         return stats
+
+    def over_time(self, domain: str = "memory", *, every: str = "day", since: datetime | None = None
+                  ) -> list[RewardPeriod]:
+        """Per period (a UTC ``day`` or ``hour``) and action, ``domain``'s decisions (taken ``since``): how many were
+        taken, how many have a reward and the mean of those rewards; by period, then action."""
+        name = self._domains.get(domain).name
+        if every not in PERIODS:
+            raise InvalidInputError(f"every must be one of {', '.join(PERIODS)}, got {every!r:.80}")
+        period = utc_period(decisions.c.created_at, self._store.backend, every).label("period")
+        statement = (select(period, decisions.c.action, func.count(), func.count(decisions.c.reward),
+                            func.avg(decisions.c.reward))
+                     .where(decisions.c.project_id == self._store.project_id, decisions.c.domain == name)
+                     .group_by(period, decisions.c.action).order_by(period, decisions.c.action))
+        if since is not None:
+            statement = statement.where(decisions.c.created_at >= aware_time("since", since))
+        with self._store._read() as connection:
+            rows = connection.execute(statement).all()
+        return [RewardPeriod(period=start, action=action, decisions=taken, evaluated=evaluated,
+                             reward_mean=None if mean is None else float(mean))
+                for start, action, taken, evaluated, mean in rows]
 
     # -- building blocks ---------------------------------------------------------------------------------
 

@@ -24,11 +24,17 @@ NO_TASK = "(no task)"
 ERROR_TYPE_LENGTH = 80
 
 
-def _day(column: Any, backend: str) -> Any:
-    """The UTC date of a time as YYYY-MM-DD (SQLite stores times as UTC text already)."""
+# The periods a time falls in, named by their start in UTC: 2026-12-05 (a day), 2026-12-05T13:00 (an hour); as
+# SQLite's strftime and PostgreSQL's to_char write them.
+PERIODS = {"day": ("%Y-%m-%d", "YYYY-MM-DD"), "hour": ("%Y-%m-%dT%H:00", 'YYYY-MM-DD"T"HH24:00')}
+
+
+def utc_period(column: Any, backend: str, every: str = "day") -> Any:
+    """The ``every`` (a key of PERIODS) a time falls in, as text (SQLite stores times as UTC text already)."""
+    sqlite_format, postgresql_format = PERIODS[every]
     if backend == "postgresql":
-        return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD")
-    return func.strftime("%Y-%m-%d", column)
+        return func.to_char(func.timezone("UTC", column), postgresql_format)
+    return func.strftime(sqlite_format, column)
 
 
 def _seconds_between(start: Any, end: Any, backend: str) -> Any:
@@ -61,7 +67,7 @@ def summarize(store: Store, by: str = "task", run: str | None = None, since: dat
         keys = [rollouts.c.task_id, tasks.c.external_id]
         source = rollouts.outerjoin(tasks, tasks.c.id == rollouts.c.task_id)
     else:
-        keys = [_day(rollouts.c.created_at, backend).label("day")]
+        keys = [utc_period(rollouts.c.created_at, backend).label("day")]
         source = rollouts
     scoped_ids = select(rollouts.c.id).where(*scope)
     turn_counts = (select(turns.c.rollout_id, func.count().label("turns"))

@@ -9,6 +9,7 @@ const PAGES = {
   rollouts: { title: "Rollouts", list: ["./pages/rollouts.js", "rolloutsPage"],
               one: ["./pages/rollout.js", "rolloutPage"] },
   scripts: { title: "Scripts", list: ["./pages/scripts.js", "scriptsPage"] },
+  flywheel: { title: "Flywheel", list: ["./pages/flywheel.js", "flywheelPage"] },
   resources: { title: "Resources", list: ["./pages/resources.js", "resourcesPage"] },
 };
 
@@ -40,26 +41,35 @@ function navigation(current) {
     h("a", { href: "#/" + name, class: name === current ? "active" : null }, page.title));
 }
 
-// Asked at once, while the first page's module loads.
-let asking = api("/project");
+// The project and the role, asked once per login while the first page asks for its own rows (not before them): a
+// page that needs them (the run page's controls) awaits this promise, its third argument.
+let knowing = null;
 
-async function start() {
-  try {
-    const project = await asking;
+function askSession() {
+  knowing = api("/project").then((project) => {
     session.project = project.name;
     session.role = project.role;
     session.canControl = project.role === null || project.role === "writer" || project.role === "admin";
-  } catch (error) {
-    if (error instanceof ApiError && (error.status === 401 || error.status === 403)) return showLogin(error);
-    clear(document.getElementById("main"), errorBox(error));
-    return;
-  }
+    showWho();
+    return session;
+  });
+  knowing.catch(() => {});  // shown by render, which awaits it
+  return knowing;
+}
+
+function showWho() {
   clear(document.getElementById("who"),
     h("span", { class: "project" }, "project ", h("b", {}, session.project)),
     session.role ? h("span", { class: "role" }, session.role) : null,
     token() ? h("button", { class: "link", id: "logout", onclick: () => { logout(); location.reload(); } }, "log out")
             : null);
-  window.addEventListener("hashchange", render);
+}
+
+let routing = false;
+
+function start() {
+  if (!routing) window.addEventListener("hashchange", render);
+  routing = true;
   render();
 }
 
@@ -75,7 +85,7 @@ function showLogin(error) {
       message.textContent = problem.message;
       return;
     }
-    asking = api("/project");
+    askSession();
     start();
   } },
   h("h1", {}, "Log in"),
@@ -104,10 +114,17 @@ async function render() {
   let stop = null;
   try {
     const view = await module;
-    stop = (await view(container, id === null ? params : { ...params, id }, session)) || null;
+    stop = (await view(container, id === null ? params : { ...params, id }, knowing)) || null;
+    await knowing;  // a page is shown to a known token only
   } catch (error) {
+    if (stop) stop();
+    if (mine !== generation) return;
+    // Who the token is comes first: a token refused for the project is asked for again, whatever the page met.
+    const refused = await knowing.then(() => null, (problem) => problem);
+    if (refused instanceof ApiError && (refused.status === 401 || refused.status === 403)) return showLogin(refused);
     if (error instanceof ApiError && error.status === 401) return showLogin(error);
-    container.appendChild(errorBox(error));
+    container.appendChild(errorBox(refused || error));
+    stop = null;
   }
   if (mine !== generation) { if (stop) stop(); return; }
   cleanup = stop;
@@ -115,5 +132,6 @@ async function render() {
   performance.mark("rolloutdb:ready");  // when the page's content is shown, for benchmarks/dashboard.py
 }
 
+askSession();
 load(viewOf(parseHash())).catch(() => {});  // the first page's module, fetched while the project is asked for
 start();

@@ -2,6 +2,16 @@
 import uPlot from "../vendor/uplot/uPlot.esm.js";
 import { h } from "../dom.js";
 
+// uPlot's stylesheet comes with the charts: a page without one does not wait for it (nor take one of the six
+// connections a browser opens to the server while the page loads).
+if (!document.querySelector("link[data-uplot]")) {
+  const sheet = document.createElement("link");
+  sheet.rel = "stylesheet";
+  sheet.href = "vendor/uplot/uPlot.min.css";
+  sheet.dataset.uplot = "";
+  document.head.appendChild(sheet);
+}
+
 // The numeric metrics the steps logged, reward_mean and success_rate first.
 const STEP_INCREMENTS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000];  // whole steps only
 
@@ -40,5 +50,19 @@ export function stepChart(steps, metric, width) {
   const element = h("div", { class: "chart", dataset: { metric, points: String(y.filter((v) => v !== null).length) } });
   const plot = new uPlot({ width: Math.max(320, width), height: 260, scales: { x: { time: false } }, series, bands,
                            axes: [{ label: "step", incrs: STEP_INCREMENTS }, { label: metric }] }, data, element);
+  return { element, destroy: () => plot.destroy() };
+}
+
+// Values over time (x: seconds since the epoch, UTC), a line per series ({ label, values, width }): a gap where a
+// series has no value.
+const COLORS = ["#111827", "#2563eb", "#16a34a", "#dc2626", "#9333ea", "#ea580c", "#0891b2"];
+
+export function periodChart(x, series, label, width) {
+  const element = h("div", { class: "chart", dataset: { series: String(series.length), points: String(x.length) } });
+  const lines = series.map((one, index) => ({ label: one.label, stroke: COLORS[index % COLORS.length],
+                                              width: one.width || 1.5, points: { show: true } }));
+  const plot = new uPlot({ width: Math.max(320, width), height: 260, series: [{ label: "UTC" }, ...lines],
+                           tzDate: (seconds) => uPlot.tzDate(new Date(seconds * 1000), "Etc/UTC"), axes: [{}, { label }] },
+                         [x, ...series.map((one) => one.values)], element);
   return { element, destroy: () => plot.destroy() };
 }

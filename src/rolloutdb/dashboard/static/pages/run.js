@@ -9,8 +9,8 @@ import { liveBadge } from "./live.js";
 const GROUPS_LIMIT = 50;
 const LOG_ROWS = 200;
 
-export async function runPage(container, params, session) {
-  const run = await api("/runs/" + path(params.id));
+export async function runPage(container, params, knowing) {
+  const [run, session] = await Promise.all([api("/runs/" + path(params.id)), knowing]);
   const [steps, children] = await Promise.all([
     api("/steps", { params: { run_id: run.id, sort: "number", limit: 10000 } }),
     api("/runs", { params: { parent_run_id: run.id, sort: "created_at", limit: 100 } }),
