@@ -1,7 +1,7 @@
 """listing indexes: runs and rollouts newest first (of the project, by status, of a run, a group, a task)
 
 Revision ID: 0015
-Revises: 0012 (0010 before the flywheel's migrations were merged in)
+Revises: 0013
 Create Date: 2026-12-05
 
 The dashboard lists runs and rollouts newest first, a page at a time. The indexes these listings had ended at
@@ -13,7 +13,7 @@ and a page is read in order and stops at its last row, on both backends.
 from alembic import op
 
 revision = '0015'
-down_revision = '0012'
+down_revision = '0013'
 branch_labels = None
 depends_on = None
 
