@@ -140,6 +140,7 @@ def body_of(operation: Operation, keys: dict[str, str]) -> Any:
         "purge": {"keep_last": 0},
         "tokens.create": {"role": "admin"},
         "artifacts.link": {"turn_id": keys["turns"], "role": "before"},
+        "artifacts.link_many": [{"artifact": keys["sha256"], "turn_id": keys["turns"], "role": "before"}],
         "artifacts.gc": {"grace": 0},
         "scripts.record": {"rollout_id": keys["finished"], "name": "b"},
         "scripts.report": {"success": True, "seconds": 1.0},
@@ -149,6 +150,10 @@ def body_of(operation: Operation, keys: dict[str, str]) -> Any:
         "signals.add": {"subject_id": "b", "kind": "hit"},
         "signals.add_many": [{"subject_id": "b", "kind": "hit"}],
         "rewards.evaluate": {"domain": "memory"},
+        "run_flywheel": {"domain": "memory"},
+        "advise": {"domain": "memory", "state": {"kind": "fact"}},
+        "policies.activate": {"domain": "memory", "version": 1},
+        "policies.rollback": {"domain": "memory"},
     }
     return bodies.get(operation.call)
 
