@@ -21,7 +21,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 from pydantic import ValidationError
@@ -44,25 +44,96 @@ IMAGE_SUFFIXES = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".web
 # -- one rollout, read -------------------------------------------------------------------------------------
 
 
+class Page:
+    """The messages of a page of trajectories, flat: one list of roles and one of contents, which the ``Messages``
+    of its trajectories are views of. Parquet takes its message columns from these lists as they are (one Arrow
+    array each, no dict a message), where a list of dicts a message would be converted one by one."""
+
+    __slots__ = ("roles", "contents", "_arrow")
+
+    def __init__(self) -> None:
+        self.roles: list[str] = []
+        self.contents: list[str] = []
+        self._arrow: Any = None
+
+    def arrow(self, kind: Any) -> Any:
+        """Every message of the page as one Arrow struct array of type ``kind`` (role, content)."""
+        import pyarrow as pa
+
+        if self._arrow is None:
+            self._arrow = pa.StructArray.from_arrays(
+                [pa.array(self.roles, pa.string()), pa.array(self.contents, pa.string())], fields=list(kind))
+        return self._arrow
+
+
+class Messages(Sequence):
+    """Some consecutive messages of a page (a trajectory's, or its prompt or completion): a sequence of
+    ``{"role", "content"}`` dicts made as they are read; JSON and Parquet writers take them whole."""
+
+    __slots__ = ("page", "start", "stop")
+
+    def __init__(self, page: Page, start: int, stop: int) -> None:
+        self.page, self.start, self.stop = page, start, stop
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            if step != 1:
+                return self.as_list()[index]
+            return Messages(self.page, self.start + start, self.start + max(start, stop))
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return {"role": self.page.roles[self.start + index], "content": self.page.contents[self.start + index]}
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        page = self.page
+        for role, content in zip(page.roles[self.start:self.stop], page.contents[self.start:self.stop]):
+            yield {"role": role, "content": content}
+
+    def first(self, role: str) -> int:
+        """The position of the first message of ``role``, or the number of messages."""
+        try:
+            return self.page.roles.index(role, self.start, self.stop) - self.start
+        except ValueError:
+            return len(self)
+
+    def as_list(self) -> list[dict[str, Any]]:
+        return list(self)
+
+
+def plain(value: Any) -> Any:
+    """``orjson.dumps``'s ``default``: ``Messages`` as the list of dicts they stand for."""
+    if isinstance(value, Messages):
+        return value.as_list()
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
 @dataclass
 class Trajectory:
     """One selected rollout with what the rows are made of."""
 
     row: Mapping[str, Any]  # the rollout's columns, its task's (task_*), validator's (validator_*) and run name
-    turns: list[Mapping[str, Any]]
-    messages: list[dict[str, Any]]  # the whole conversation
+    turns: list[Any]  # ``Turn``s
+    messages: Sequence[dict[str, Any]]  # the whole conversation: ``Messages``, or a list with tool messages
     images: list[Any] = field(default_factory=list)  # per message, in order: the screenshots shown with it
 
     @property
-    def prompt(self) -> list[dict[str, Any]]:
+    def prompt(self) -> Sequence[dict[str, Any]]:
         return self.messages[:self._split]
 
     @property
-    def completion(self) -> list[dict[str, Any]]:
+    def completion(self) -> Sequence[dict[str, Any]]:
         return self.messages[self._split:]
 
     @property
     def _split(self) -> int:
+        if isinstance(self.messages, Messages):
+            return self.messages.first("assistant")
         return next((i for i, message in enumerate(self.messages) if message["role"] == "assistant"),
                     len(self.messages))
 
@@ -79,37 +150,61 @@ def text(value: Any) -> str:
     return value if isinstance(value, str) else orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
-def turn_conversation(row: Mapping[str, Any], turns: Sequence[Mapping[str, Any]], policy: MessagePolicy,
-                      shots: Mapping[str, list[Any]]) -> tuple[list[dict[str, Any]], list[list[Any]]]:
-    """The messages of a trajectory recorded as turns, and the screenshots shown with each message."""
+def turn_conversation(row: Mapping[str, Any], turns: Sequence[Any], policy: MessagePolicy,
+                      shots: Mapping[str, list[Any]], page: Page) -> tuple[Sequence[dict[str, Any]], list[list[Any]]]:
+    """The messages of a trajectory recorded as turns, and the screenshots shown with each message: as
+    ``Messages`` of ``page`` when observations are user messages, else as a list of dicts."""
+    asked = row["task_instruction"] if row["task_instruction"] is not None else text(row["input"])
+    first = text(turns[0].observation) if turns else ""
+    opening = "\n\n".join(part for part in (asked, first) if part)
+    if policy.observations == "tool":
+        return _tool_conversation(opening, turns, policy, shots)
+    start = len(page.roles)
+    roles, contents = page.roles, page.contents
+    if policy.system:
+        roles.append("system")
+        contents.append(policy.system)
+    roles.append("user")
+    contents.append(opening)
+    images: list[list[Any]] = ([[]] if policy.system else []) + [list(shots.get(turns[0].id, ())) if turns else []]
+    add_role, add_content, add_images = roles.append, contents.append, images.append
+    thinking, with_images = policy.thinking == "inline", bool(shots)
+    for index, turn in enumerate(turns):  # the loop of every export: once a turn, kept lean
+        observation = turn.observation
+        if index and observation is not None:
+            add_role("user")
+            add_content(observation if type(observation) is str else text(observation))
+            if with_images:
+                add_images(list(shots[turn.id]) if turn.id in shots else [])
+        action = turn.action
+        said = action if type(action) is str else text(action)
+        add_role("assistant")
+        add_content(f"<think>{turn.thinking}</think>\n{said}" if thinking and turn.thinking else said)
+        if with_images:
+            add_images([])
+    return Messages(page, start, len(roles)), images if with_images else []
+
+
+def _tool_conversation(opening: str, turns: Sequence[Any], policy: MessagePolicy,
+                       shots: Mapping[str, list[Any]]) -> tuple[list[dict[str, Any]], list[list[Any]]]:
+    """Observations after the first as tool messages answering the action before, each action a tool call."""
     messages: list[dict[str, Any]] = [{"role": "system", "content": policy.system}] if policy.system else []
     images: list[list[Any]] = [[] for _ in messages]
-    asked = row["task_instruction"] if row["task_instruction"] is not None else text(row["input"])
-    first = text(turns[0]["observation"]) if turns else ""
-    messages.append({"role": "user", "content": "\n\n".join(part for part in (asked, first) if part)})
-    images.append(list(shots.get(turns[0]["id"], ())) if turns else [])
-    as_tool, thinking = policy.observations == "tool", policy.thinking == "inline"
-    add_message, add_images = messages.append, images.append
-    for index, turn in enumerate(turns):  # the loop of every export: once a turn, kept lean
-        observation = turn["observation"]
-        if index and observation is not None:
-            said = observation if type(observation) is str else text(observation)
-            if as_tool:
-                add_message({"role": "tool", "content": said, "tool_calls": None, "tool_call_id": f"call_{index - 1}"})
-            else:
-                add_message({"role": "user", "content": said})
-            add_images(list(shots[turn["id"]]) if turn["id"] in shots else [])
-        thought = f"<think>{turn['thinking']}</think>\n" if thinking and turn["thinking"] else ""
-        action = turn["action"]
-        if as_tool:
-            name = action.get("type") or action.get("name") if isinstance(action, dict) else None
-            call = {"id": f"call_{index}", "type": "function",
-                    "function": {"name": str(name or "action"), "arguments": text(action)}}
-            add_message({"role": "assistant", "content": thought.removesuffix("\n"), "tool_calls": [call],
-                         "tool_call_id": None})
-        else:
-            add_message({"role": "assistant", "content": thought + (action if type(action) is str else text(action))})
-        add_images([])
+    messages.append({"role": "user", "content": opening})
+    images.append(list(shots.get(turns[0].id, ())) if turns else [])
+    thinking = policy.thinking == "inline"
+    for index, turn in enumerate(turns):
+        if index and turn.observation is not None:
+            messages.append({"role": "tool", "content": text(turn.observation), "tool_calls": None,
+                             "tool_call_id": f"call_{index - 1}"})
+            images.append(list(shots[turn.id]) if turn.id in shots else [])
+        action = turn.action
+        name = action.get("type") or action.get("name") if isinstance(action, dict) else None
+        call = {"id": f"call_{index}", "type": "function",
+                "function": {"name": str(name or "action"), "arguments": text(action)}}
+        messages.append({"role": "assistant", "content": f"<think>{turn.thinking}</think>" if thinking and turn.thinking
+                         else "", "tool_calls": [call], "tool_call_id": None})
+        images.append([])
     return messages, images
 
 
@@ -154,11 +249,11 @@ def _listed(value: Any) -> list[dict[str, Any]]:
 # -- the formats -------------------------------------------------------------------------------------------
 
 
-def label(turn: Mapping[str, Any]) -> bool | None:
+def label(turn: Any) -> bool | None:
     """A turn's label: its success when recorded, else whether its reward is above 0; None without either."""
-    if turn["success"] is not None:
-        return bool(turn["success"])
-    return None if turn["reward"] is None else turn["reward"] > 0
+    if turn.success is not None:
+        return bool(turn.success)
+    return None if turn.reward is None else turn.reward > 0
 
 
 def joined(messages: Sequence[Mapping[str, Any]]) -> str:
@@ -322,14 +417,14 @@ class JsonlWriter:
         self.file = open(path, "wb")
 
     def write(self, rows: list[dict[str, Any]]) -> None:
-        self.file.write(b"".join(orjson.dumps(row) + b"\n" for row in rows))
+        self.file.write(b"".join(orjson.dumps(row, default=plain) + b"\n" for row in rows))
 
     def close(self) -> None:
         self.file.close()
 
 
 class ParquetWriter:
-    """Rows to Parquet, one row group per page."""
+    """Rows to Parquet, one row group per page, column by column: message columns from their pages' flat lists."""
 
     def __init__(self, path: Path, schema: Any) -> None:
         import pyarrow.parquet as pq
@@ -341,10 +436,33 @@ class ParquetWriter:
         import pyarrow as pa
 
         if rows:
-            self.writer.write_table(pa.Table.from_pylist(rows, schema=self.schema))
+            self.writer.write_batch(pa.RecordBatch.from_arrays(
+                [_arrow_column([row[name] for row in rows], self.schema.field(name).type) for name in self.schema.names],
+                schema=self.schema))
 
     def close(self) -> None:
         self.writer.close()
+
+
+def _arrow_column(values: list[Any], kind: Any) -> Any:
+    """One column of a page's rows as an Arrow array of type ``kind``: a column of ``Messages`` of one page taken
+    from that page's flat lists at once, anything else converted value by value."""
+    import pyarrow as pa
+
+    pages = {id(value.page) for value in values if isinstance(value, Messages)}
+    if not values or len(pages) != 1 or not all(isinstance(value, Messages) for value in values):
+        return pa.array([plain(value) if isinstance(value, Messages) else value for value in values], type=kind)
+    page = values[0].page
+    first, offsets, contiguous = values[0].start, [0], True
+    for value in values:
+        contiguous = contiguous and value.start == first + offsets[-1]
+        offsets.append(offsets[-1] + value.stop - value.start)
+    messages = page.arrow(kind.value_type)
+    if contiguous:  # a whole conversation each: the page's messages as they are
+        messages = messages.slice(first, offsets[-1])
+    else:  # prompts or completions: some of each conversation's messages
+        messages = messages.take(pa.array([i for value in values for i in range(value.start, value.stop)], pa.int64()))
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), messages, type=kind)
 
 
 def _feature(kind: Any) -> dict[str, Any]:
@@ -395,7 +513,7 @@ class Export:
             self.skip("per-task limit")
             return False
         if self.selection.dedupe:
-            digest = hashlib.blake2b(orjson.dumps(content, option=orjson.OPT_SORT_KEYS), digest_size=16).digest()
+            digest = hashlib.blake2b(orjson.dumps(content, default=plain, option=orjson.OPT_SORT_KEYS), digest_size=16).digest()
             if digest in self.seen:
                 self.skip("duplicate trajectory")
                 return False
@@ -540,23 +658,38 @@ COLUMNS = [*(rollouts.c[name] for name in ("id", "run_id", "group_id", "task_id"
            *(_as_text(tasks.c[name], f"task_{name}") for name in ("input", "tags", "metadata")),
            validators.c.name.label("validator_name"), validators.c.kind.label("validator_kind"),
            _as_text(validators.c.config, "validator_config"), runs.c.name.label("run_name")]
-TURN_COLUMNS = [_as_text(turns.c[name], name) if name in RAW_JSON else turns.c[name]
-                for name in ("id", "rollout_id", "attempt_id", "turn_index", "observation", "thinking", "action",
-                             "reward", "success")]
+class Turn(NamedTuple):
+    """A turn, as much of it as rows are made of."""
+
+    id: str
+    rollout_id: str
+    attempt_id: str | None
+    observation: Any
+    thinking: str | None
+    action: Any
+    reward: float | None
+    success: bool | None
 
 
-def decoded(rows) -> list[dict[str, Any]]:
-    """Result rows as dicts, their JSON text decoded: column by column, one tight loop each (a branch per cell of
-    every row costs more than the decoding)."""
+TURN_COLUMNS = [_as_text(turns.c[name], name) if name in RAW_JSON else turns.c[name] for name in Turn._fields]
+
+
+def decoded_columns(rows) -> tuple[list[str], list[Any]]:
+    """Result rows' names and columns, their JSON text decoded: column by column, one tight loop each (a branch per
+    cell of every row costs more than the decoding)."""
     names = list(rows.keys())
     found = rows.all()  # fetched at once: row by row, the driver is asked once a row
-    if not found:
-        return []
-    columns = list(zip(*found))
+    columns: list[Any] = list(zip(*found)) or [() for _ in names]
     loads = orjson.loads
     for index, name in enumerate(names):
         if name in RAW_JSON:
             columns[index] = [None if value is None else loads(value) for value in columns[index]]
+    return names, columns
+
+
+def decoded(rows) -> list[dict[str, Any]]:
+    """Result rows as dicts, their JSON text decoded."""
+    names, columns = decoded_columns(rows)
     return [dict(zip(names, values)) for values in zip(*columns)]
 
 
@@ -597,39 +730,48 @@ def _read_page(store: Store, job: Export, page: Sequence[Mapping[str, Any]]) -> 
         return []
     ids = [row["id"] for row in rows]
     backend, project = store.backend, store.project_id
+    every_attempt, policy = not job.selection.latest_attempt, job.policy
     with store._read() as connection:
         latest = {rollout_id: attempt_id for rollout_id, attempt_id, sequence, count in connection.execute(
             select(attempts.c.rollout_id, attempts.c.id, attempts.c.sequence, rollouts.c.attempt_count)
             .join(rollouts, rollouts.c.id == attempts.c.rollout_id)
             .where(attempts.c.project_id == project, one_of(attempts.c.rollout_id, ids, backend))) if sequence == count}
-
-        def current(item: Mapping[str, Any]) -> bool:
-            return (not job.selection.latest_attempt or item["attempt_id"] is None
-                    or item["attempt_id"] == latest.get(item["rollout_id"]))
-
-        by_rollout: dict[str, list[Mapping[str, Any]]] = {}
-        for turn in decoded(connection.execute(select(*TURN_COLUMNS).where(
-                turns.c.project_id == project, one_of(turns.c.rollout_id, ids, backend))
-                .order_by(turns.c.rollout_id, turns.c.turn_index, turns.c.created_at))):
-            if current(turn):
-                by_rollout.setdefault(turn["rollout_id"], []).append(turn)
+        by_rollout: dict[str, list[Turn]] = {}
+        _, columns = decoded_columns(connection.execute(select(*TURN_COLUMNS).where(
+            turns.c.project_id == project, one_of(turns.c.rollout_id, ids, backend))
+            .order_by(turns.c.rollout_id, turns.c.turn_index, turns.c.created_at)))
+        for turn in map(Turn._make, zip(*columns)):
+            if every_attempt or turn.attempt_id is None or turn.attempt_id == latest.get(turn.rollout_id):
+                if turn.rollout_id in by_rollout:
+                    by_rollout[turn.rollout_id].append(turn)
+                else:
+                    by_rollout[turn.rollout_id] = [turn]
         calls: dict[str, list[dict[str, Any]]] = {}
-        if job.policy.spans:
-            for span in connection.execute(select(spans.c.rollout_id, spans.c.attempt_id, spans.c.attributes)
-                                           .where(spans.c.project_id == project, one_of(spans.c.rollout_id, ids, backend))
-                                           .order_by(spans.c.rollout_id, spans.c.attempt_id, spans.c.sequence_id)).mappings():
-                conversation = span_conversation(span["attributes"]) if current(span) else None
+        if policy.spans:
+            for rollout_id, attempt_id, attributes in connection.execute(
+                    select(spans.c.rollout_id, spans.c.attempt_id, spans.c.attributes)
+                    .where(spans.c.project_id == project, one_of(spans.c.rollout_id, ids, backend))
+                    .order_by(spans.c.rollout_id, spans.c.attempt_id, spans.c.sequence_id)):
+                current = every_attempt or attempt_id is None or attempt_id == latest.get(rollout_id)
+                conversation = span_conversation(attributes) if current else None
                 if conversation:
-                    calls[span["rollout_id"]] = conversation  # the last LLM call's
-        shots = _screenshots(store, job, connection, [turn["id"] for turns_ in by_rollout.values() for turn in turns_])
+                    calls[rollout_id] = conversation  # the last LLM call's
+        shots = _screenshots(store, job, connection, [turn.id for turns_ in by_rollout.values() for turn in turns_])
+    flat = Page()
+    system = [{"role": "system", "content": policy.system}] if policy.system else []
     trajectories = []
     for row in rows:
         found = by_rollout.get(row["id"], [])
         if row["id"] in calls and not job.form.per_turn:
-            messages = ([{"role": "system", "content": job.policy.system}] if job.policy.system else []) + calls[row["id"]]
+            messages: Sequence[dict[str, Any]] = system + calls[row["id"]]
+            if policy.observations == "user":  # as the turns' messages are
+                start = len(flat.roles)
+                flat.roles.extend(message["role"] for message in messages)
+                flat.contents.extend(message["content"] for message in messages)
+                messages = Messages(flat, start, len(flat.roles))
             images: list[list[Any]] = []
         elif found or job.form.prompt_only:
-            messages, images = turn_conversation(row, found, job.policy, shots)
+            messages, images = turn_conversation(row, found, policy, shots, flat)
         else:
             job.skip("no turns or LLM spans")
             continue
