@@ -1,8 +1,8 @@
 """Training data out: stored rollouts as the datasets TRL, verl and OpenAI fine-tuning read, as JSONL or Parquet.
 
-The rollouts of a selection are read in pages (keyset pagination on the rollout id, or on group and id for
-preference pairs): each page's turns, spans and screenshots are fetched with it and its rows written before the
-next page is read, so memory stays flat however many rollouts there are. Only ``per_task`` and ``dedupe`` keep
+The rollouts of a selection are read in pages (their keys in batches by keyset pagination on the rollout id, or
+on group and id for preference pairs, each page by its ids): each page's turns, spans and screenshots are fetched
+with it and its rows written before the next page is read, so memory stays flat however many rollouts there are. Only ``per_task`` and ``dedupe`` keep
 something as it goes (a count per task, a 16-byte digest per rollout or pair kept).
 
 A trajectory becomes chat messages as ``MessagePolicy`` says (README, "Training data"): the task's instruction
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from . import Store
 
 PAGE = 500  # rollouts per page: their turns, spans and screenshots are in memory at once
+KEYS = 50_000  # the keys of selected rollouts read at once (a few megabytes), from which pages are read
 IMAGE_MODES = ("files", "embed", "none")
 SCREENSHOT = "screenshot"
 IMAGE_SUFFIXES = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "image/gif": ".gif"}
@@ -694,20 +695,25 @@ def decoded(rows) -> list[dict[str, Any]]:
 
 
 def _pages(store: Store, conditions: list[Any], *, by_group: bool) -> Iterator[list[Mapping[str, Any]]]:
-    """The selected rollouts, a page at a time, by id (or by group, then id), each page starting after the last."""
+    """The selected rollouts, a page at a time, by id (or by group, then id). Their keys are read ``KEYS`` at a time
+    (keyset pagination, each batch starting after the last), each page's rows by their ids: the selection is
+    sorted once a batch of keys, not once a page (which, on 100,000 rollouts, took longer than the export)."""
     key = (rollouts.c.group_id, rollouts.c.id) if by_group else (rollouts.c.id,)
     extra = [rollouts.c.group_id.is_not(None)] if by_group else []
     after: tuple[Any, ...] | None = None
     while True:
         beyond = [] if after is None else [_after(key, after)]
-        statement = (select(*COLUMNS).select_from(selected_join()).where(*conditions, *extra, *beyond)
-                     .order_by(*key).limit(PAGE))
         with store._read() as connection:
-            page = decoded(connection.execute(statement))
-        if not page:
+            keys = connection.execute(select(*key).select_from(selected_join()).where(*conditions, *extra, *beyond)
+                                      .order_by(*key).limit(KEYS)).all()
+        for first in range(0, len(keys), PAGE):
+            ids = [found[-1] for found in keys[first:first + PAGE]]
+            with store._read() as connection:
+                yield decoded(connection.execute(select(*COLUMNS).select_from(selected_join())
+                                                 .where(one_of(rollouts.c.id, ids, store.backend)).order_by(*key)))
+        if len(keys) < KEYS:
             return
-        yield page
-        after = tuple(page[-1][column.name] for column in key)
+        after = tuple(keys[-1])
 
 
 def _after(key: Sequence[Any], position: Sequence[Any]):
