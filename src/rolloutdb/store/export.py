@@ -738,10 +738,12 @@ def _read_page(store: Store, job: Export, page: Sequence[Mapping[str, Any]]) -> 
     backend, project = store.backend, store.project_id
     every_attempt, policy = not job.selection.latest_attempt, job.policy
     with store._read() as connection:
-        latest = {rollout_id: attempt_id for rollout_id, attempt_id, sequence, count in connection.execute(
-            select(attempts.c.rollout_id, attempts.c.id, attempts.c.sequence, rollouts.c.attempt_count)
-            .join(rollouts, rollouts.c.id == attempts.c.rollout_id)
-            .where(attempts.c.project_id == project, one_of(attempts.c.rollout_id, ids, backend))) if sequence == count}
+        # By the page's rollout ids (the project's): each attempt found by its key (rollout, sequence), where
+        # the project's attempts would be looked through once a page.
+        latest = dict(connection.execute(
+            select(attempts.c.rollout_id, attempts.c.id)
+            .join(rollouts, and_(rollouts.c.id == attempts.c.rollout_id, rollouts.c.attempt_count == attempts.c.sequence))
+            .where(one_of(rollouts.c.id, ids, backend))).all()) if not every_attempt else {}
         by_rollout: dict[str, list[Turn]] = {}
         _, columns = decoded_columns(connection.execute(select(*TURN_COLUMNS).where(
             turns.c.project_id == project, one_of(turns.c.rollout_id, ids, backend))
