@@ -559,14 +559,15 @@ def export_rollouts(store: Store, format: str, selection: Selection | Mapping[st
     with store._read() as connection:
         total = connection.execute(select(func.count()).select_from(selected_join()).where(*conditions)).scalar_one()
     try:
-        done = 0
-        for page in _pages(store, conditions, by_group=form.rows is None):
-            with collector_paused():  # a page's rows are many new objects without cycles: see collector_paused
-                trajectories = _read_page(store, job, page)
-                rows = _pairs(job, trajectories, final=False) if form.rows is None else _singles(job, trajectories)
-            writer.write(rows)
-            job.rows += len(rows)
-            done += len(page)
+        done, pages = 0, _pages(store, conditions, by_group=form.rows is None)
+        while True:
+            # A page's rows are many new objects without cycles (see collector_paused), all gone when
+            # _write_page returns: the collector, back on, finds none of them to look through.
+            with collector_paused():
+                read = _write_page(job, writer, next(pages, None))
+            if read is None:
+                break
+            done += read
             if on_progress is not None:
                 on_progress(done, total)
         if form.rows is None:
@@ -581,6 +582,17 @@ def export_rollouts(store: Store, format: str, selection: Selection | Mapping[st
     os.replace(temporary, path)
     return ExportSummary(format=format, path=str(path), rows=job.rows, rollouts=job.kept_rollouts,
                          skipped=dict(sorted(job.skipped.items())), images=job.image_count)
+
+
+def _write_page(job: Export, writer: JsonlWriter | ParquetWriter, page: list[Mapping[str, Any]] | None) -> int | None:
+    """Writes the rows of a page of selected rollouts; the rollouts it read, None after the last page."""
+    if page is None:
+        return None
+    trajectories = _read_page(job.store, job, page)
+    rows = _pairs(job, trajectories, final=False) if job.form.rows is None else _singles(job, trajectories)
+    writer.write(rows)
+    job.rows += len(rows)
+    return len(page)
 
 
 def checked_model(model: type, value: Any, what: str) -> Any:
