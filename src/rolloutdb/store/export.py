@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 from pydantic import ValidationError
-from sqlalchemy import Text, and_, cast, func, or_, select
+from sqlalchemy import Text, and_, cast, func, null, or_, select
 
 from ..errors import InvalidInputError
 from ..records import ExportSummary, MessagePolicy, Selection
@@ -701,7 +701,16 @@ class Turn(NamedTuple):
     success: bool | None
 
 
-TURN_COLUMNS = [_as_text(turns.c[name], name) if name in RAW_JSON else turns.c[name] for name in Turn._fields]
+TURN_COLUMNS = {name: _as_text(turns.c[name], name) if name in RAW_JSON else turns.c[name] for name in Turn._fields}
+
+
+def turn_columns(job: Export) -> list[Any]:
+    """The columns of ``Turn`` an export reads: its id for screenshots, its reward and success for formats made of
+    turns, the rest always; NULL in place of the others (a value made for each of a million turns costs)."""
+    wanted = {"rollout_id", "attempt_id", "observation", "thinking", "action"}
+    wanted |= {"id"} if job.with_images else set()
+    wanted |= {"reward", "success"} if job.form.per_turn else set()
+    return [column if name in wanted else null().label(name) for name, column in TURN_COLUMNS.items()]
 
 
 def decoded_columns(rows) -> tuple[list[str], list[Any]]:
@@ -774,7 +783,7 @@ def _read_page(store: Store, job: Export, page: Sequence[Mapping[str, Any]]) -> 
             .join(rollouts, and_(rollouts.c.id == attempts.c.rollout_id, rollouts.c.attempt_count == attempts.c.sequence))
             .where(one_of(rollouts.c.id, ids, backend))).all()) if not every_attempt else {}
         by_rollout: dict[str, list[Turn]] = {}
-        _, columns = decoded_columns(connection.execute(select(*TURN_COLUMNS).where(
+        _, columns = decoded_columns(connection.execute(select(*turn_columns(job)).where(
             turns.c.project_id == project, one_of(turns.c.rollout_id, ids, backend))
             .order_by(turns.c.rollout_id, turns.c.turn_index, turns.c.created_at)))
         for turn in map(Turn._make, zip(*columns)):
@@ -793,7 +802,8 @@ def _read_page(store: Store, job: Export, page: Sequence[Mapping[str, Any]]) -> 
                 conversation = span_conversation(attributes) if current else None
                 if conversation:
                     calls[rollout_id] = conversation  # the last LLM call's
-        shots = _screenshots(store, job, connection, [turn.id for turns_ in by_rollout.values() for turn in turns_])
+        shots = (_screenshots(store, job, connection, [turn.id for turns_ in by_rollout.values() for turn in turns_])
+                 if job.with_images else {})
     flat = Page()
     system = [{"role": "system", "content": policy.system}] if policy.system else []
     trajectories = []
