@@ -2,8 +2,9 @@
 
 The rollouts of a selection are read in pages (their keys in batches by keyset pagination on the rollout id, or
 on group and id for preference pairs, each page by its ids): each page's turns, spans and screenshots are fetched
-with it and its rows written before the next page is read, so memory stays flat however many rollouts there are. Only ``per_task`` and ``dedupe`` keep
-something as it goes (a count per task, a 16-byte digest per rollout or pair kept).
+with it and its rows written before the next page is read, so memory stays flat however many rollouts there are.
+Only ``per_task`` and ``dedupe`` keep something as it goes (a count per task, a 16-byte digest per rollout or pair
+kept). A page's messages are kept flat (``Page``), and Parquet takes its message columns from there at once.
 
 A trajectory becomes chat messages as ``MessagePolicy`` says (README, "Training data"): the task's instruction
 (else the rollout's input) and the first turn's observation are the user's prompt; each turn's action is an
@@ -470,7 +471,7 @@ class ParquetWriter:
 
         if rows:
             self.writer.write_batch(pa.RecordBatch.from_arrays(
-                [_arrow_column([row.get(name) for row in rows], self.schema.field(name).type) for name in self.schema.names],
+                [_arrow_column([row.get(field.name) for row in rows], field.type) for field in self.schema],
                 schema=self.schema))
 
     def close(self) -> None:
@@ -546,7 +547,8 @@ class Export:
             self.skip("per-task limit")
             return False
         if self.selection.dedupe:
-            digest = hashlib.blake2b(orjson.dumps(content, default=plain, option=orjson.OPT_SORT_KEYS), digest_size=16).digest()
+            encoded = orjson.dumps(content, default=plain, option=orjson.OPT_SORT_KEYS)
+            digest = hashlib.blake2b(encoded, digest_size=16).digest()
             if digest in self.seen:
                 self.skip("duplicate trajectory")
                 return False
@@ -688,8 +690,10 @@ COLUMNS = [*(rollouts.c[name] for name in ("id", "run_id", "group_id", "task_id"
            *(_as_text(tasks.c[name], f"task_{name}") for name in ("input", "tags", "metadata")),
            validators.c.name.label("validator_name"), validators.c.kind.label("validator_kind"),
            _as_text(validators.c.config, "validator_config"), runs.c.name.label("run_name")]
+
+
 class Turn(NamedTuple):
-    """A turn, as much of it as rows are made of."""
+    """A turn, as much of it as rows are made of (None where ``turn_columns`` leaves a column out)."""
 
     id: str
     rollout_id: str
@@ -780,7 +784,8 @@ def _read_page(store: Store, job: Export, page: Sequence[Mapping[str, Any]]) -> 
         # the project's attempts would be looked through once a page.
         latest = dict(connection.execute(
             select(attempts.c.rollout_id, attempts.c.id)
-            .join(rollouts, and_(rollouts.c.id == attempts.c.rollout_id, rollouts.c.attempt_count == attempts.c.sequence))
+            .join(rollouts, and_(rollouts.c.id == attempts.c.rollout_id,
+                                 rollouts.c.attempt_count == attempts.c.sequence))
             .where(one_of(rollouts.c.id, ids, backend))).all()) if not every_attempt else {}
         by_rollout: dict[str, list[Turn]] = {}
         _, columns = decoded_columns(connection.execute(select(*turn_columns(job)).where(
