@@ -6,7 +6,8 @@ measured in the same run, on a SQLite file and on PostgreSQL.
     python benchmarks/export.py --rollouts 100000 --turns 10 --rounds 1     # the 1M turns
 
 A fresh database is filled (bulk inserts, as the recorder leaves them) with ``--rollouts`` finished rollouts of
-``--turns`` turns each (observation, thinking, action, reward), then, in rounds whose sides take turns, each in
+``--turns`` turns each (observation, thinking, action, reward), and analyzed on PostgreSQL (as autovacuum would
+have), then, in rounds whose sides take turns, each in
 a process of its own (so that its peak resident memory is its own):
 
 - export: ``store.export("trl-lm-chat", out=....parquet)``, the rows it writes per second and its peak RSS (the
@@ -103,13 +104,13 @@ def child(kind: str, url: str, path: str) -> dict:
         table = pq.read_table(path)
         rows, schema = table.to_pylist(), table.schema
         del table
-        pa.Table.from_pylist([])  # pyarrow imports pandas on first use: not part of the time, on either side
+        pa.array([""])  # pyarrow imports pandas on first use (an empty from_pylist does not): not part of the time
         started = time.perf_counter()
         with pq.ParquetWriter(path + ".reference", schema) as writer:
             for first in range(0, len(rows), 500):
                 writer.write_table(pa.Table.from_pylist(rows[first:first + 500], schema=schema))
         return {"rows": len(rows), "seconds": time.perf_counter() - started, "rss": peak_rss_mb()}
-    pa.Table.from_pylist([])  # on both sides, pyarrow's import of pandas on first use is left out of the time
+    pa.array([""])  # on both sides, pyarrow's import of pandas on first use is left out of the time
     with rolloutdb.connect(url, project=PROJECT, create=False) as store:
         started = time.perf_counter()
         if kind == "export":
@@ -130,6 +131,11 @@ def measure(backend: str, url: str, args: argparse.Namespace, table: Table) -> N
     with rolloutdb.connect(url, project=PROJECT) as store:
         started = time.perf_counter()
         fill(store, args.rollouts, args.turns)
+        with store.engine.connect() as connection:
+            # SQLite: the fill's WAL is not the export's. PostgreSQL: statistics, as autovacuum keeps them in a
+            # database that grew by use (without any, the planner scans every turn for each page's).
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)" if backend == "sqlite" else "ANALYZE")
+            connection.commit()
         console.print(f"{backend}: filled {args.rollouts:,} rollouts, {args.rollouts * args.turns:,} turns in "
                       f"{time.perf_counter() - started:.0f}s")
     results: dict[str, list[dict]] = {"export": [], "write": [], "read": []}

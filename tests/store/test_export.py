@@ -224,9 +224,32 @@ def test_preference_pairs_do_not_depend_on_where_pages_end(data, tmp_path, monke
     store, _ = data
     whole = store.export("trl-preference", out=tmp_path / "whole.jsonl")
     monkeypatch.setattr(export_module, "PAGE", 2)  # group 1's three rollouts span two pages
+    monkeypatch.setattr(export_module, "KEYS", 3)  # and two batches of keys
     paged = store.export("trl-preference", out=tmp_path / "paged.jsonl")
     assert paged == whole.model_copy(update={"path": paged.path})
     assert (tmp_path / "paged.jsonl").read_bytes() == (tmp_path / "whole.jsonl").read_bytes()
+
+
+@pytest.mark.parametrize("name", ["trl-lm-chat", "trl-prompt-completion-chat", "trl-prompt-only-chat",
+                                  "trl-preference-chat", "trl-unpaired-preference-chat"])
+@pytest.mark.parametrize("messages", [{}, {"system": "You add.", "thinking": "drop"}])
+def test_parquet_message_columns_taken_from_pages_hold_what_pyarrow_makes_of_the_rows_as_json(
+        data, tmp_path, monkeypatch, name, messages):
+    """Parquet's message columns are built from each page's flat lists of roles and contents (whole conversations,
+    prompts or completions, pairs from two pages); the JSONL export writes the same rows as dicts. Pyarrow's
+    conversion of those dicts to the Parquet file's schema is the very table the file holds."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    store, _ = data
+    monkeypatch.setattr(export_module, "PAGE", 3)  # pages end inside groups, and pairs take rollouts from two
+    parquet, jsonl = tmp_path / "out.parquet", tmp_path / "out.jsonl"
+    store.export(name, out=parquet, images="none", messages=messages)
+    store.export(name, out=jsonl, images="none", messages=messages)
+    table = pq.read_table(parquet)
+    rows = [orjson.loads(line) for line in jsonl.read_bytes().splitlines()]
+    assert table.num_rows == len(rows) > 0
+    assert table.equals(pa.Table.from_pylist(rows, schema=table.schema))
 
 
 def exported_ids(store, tmp_path, **selection):

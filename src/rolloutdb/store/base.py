@@ -116,8 +116,9 @@ KEYS_PER_QUERY = 1000  # keys per "IN (...)" lookup: far below every backend's p
 
 def one_of(column, values: Sequence[Any], backend: str):
     """``column IN values``; on PostgreSQL a long list goes as one array parameter, since a statement takes
-    at most 65,535 parameters there."""
-    if backend == "postgresql" and len(values) > 1000:
+    at most 65,535 parameters there, and one parameter is quicker to make and send than hundreds (an export's
+    pages: a tenth of their time)."""
+    if backend == "postgresql" and len(values) > 100:
         return column == any_(literal(list(values), ARRAY(column.type)))
     return column.in_(values)
 
