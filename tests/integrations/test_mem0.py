@@ -1,9 +1,12 @@
 """mem0's history database imported as memory decisions: a database written by mem0's own SQLiteManager (when the
 mem0ai package is installed) and one of its documented layout; imported again, nothing doubles."""
 
+import os
 import sqlite3
 
 import pytest
+
+os.environ.setdefault("MEM0_TELEMETRY", "False")  # mem0 reports usage to PostHog unless told not to
 
 from rolloutdb.errors import InvalidInputError
 from rolloutdb.integrations.mem0 import decision_id, import_mem0_history
