@@ -225,7 +225,7 @@ def per_call(args: argparse.Namespace) -> None:
                       *(f"{median(median(calls[call]) for _, calls in runs) * 1000:.2f}" for call in columns))
     console.print(table)
     statements = Table(title="Statements per Agent Lightning call (transactions)",
-                       caption=StatementCounter.__doc__.split(": ", 1)[1].replace("\n", " "))
+                       caption=" ".join(StatementCounter.__doc__.split(": ", 1)[1].split()))
     statements.add_column("call")
     for backend in counted:
         statements.add_column(backend, justify="right")
