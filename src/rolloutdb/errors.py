@@ -32,6 +32,10 @@ class AmbiguousIdError(InvalidInputError):
     """A short id (the start of an id) that more than one row's id starts with."""
 
 
+class InvalidBundleError(InvalidInputError):
+    """A bundle that cannot be imported: corrupted, truncated, not a bundle, or from a newer schema."""
+
+
 class SchemaOutOfDateError(RolloutDBError):
     """The database schema is older (or newer) than this version of RolloutDB expects."""
 

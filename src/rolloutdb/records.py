@@ -14,7 +14,7 @@ from .states import (AttemptStatus, GroupStatus, RolloutMode, RolloutStatus, Run
                      TokenRole, TurnKind)
 
 
-def _python_scalar(value: Any) -> Any:
+def python_scalar(value: Any) -> Any:
     """A NumPy scalar as the Python int, float or bool it holds (``np.int64(3)`` is 3, ``np.bool_(True)`` is
     True, as a training loop's values often are); anything else as it is."""
     return value.item() if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0 else value
@@ -34,8 +34,8 @@ def _text(value: Any) -> Any:
 # enum members or their string values (``Choice``).
 E = TypeVar("E")
 Choice = Annotated[E, Strict(False), BeforeValidator(_text)]
-Whole = Annotated[int, BeforeValidator(_python_scalar)]
-Flag = Annotated[bool, BeforeValidator(_python_scalar)]
+Whole = Annotated[int, BeforeValidator(python_scalar)]
+Flag = Annotated[bool, BeforeValidator(python_scalar)]
 Time = AwareDatetime
 JsonDict = dict[str, JsonValue]
 Id = Annotated[str, Field(min_length=1, max_length=128)]  # what an id column holds
@@ -244,7 +244,7 @@ GUI_ACTION_TYPES = ("tap", "double_tap", "long_press", "swipe", "drag", "type", 
                     "back", "home", "done")
 COORDINATES = ("x", "y", "x2", "y2")
 # The bounds inside, the NumPy scalar outside: so they are checked by the validator's core, not in Python.
-Coordinate = Annotated[Annotated[float, Field(ge=0, allow_inf_nan=False)], BeforeValidator(_python_scalar)]
+Coordinate = Annotated[Annotated[float, Field(ge=0, allow_inf_nan=False)], BeforeValidator(python_scalar)]
 # What each action type needs besides its type: any one of the alternatives, each a set of fields.
 _NEEDS: dict[str, tuple[tuple[str, ...], ...]] = {
     **dict.fromkeys(("tap", "double_tap", "long_press"), (("x", "y"), ("element",))),
@@ -612,6 +612,7 @@ class Selection(Record):
     per_task: Whole | None = Field(default=None, ge=1)  # at most this many rollouts (pairs) per task, first stored first
     dedupe: bool = False  # one row per identical trajectory
     min_margin: float = Field(default=0.0, ge=0)  # preference pairs: least reward difference (ties never pair)
+    ended_before: Time | None = None  # rollouts that ended before this time (what ``rolloutdb archive`` takes)
 
 
 class MessagePolicy(Record):
@@ -632,3 +633,36 @@ class ExportSummary(Record):
     rollouts: Whole  # rollouts that gave at least one row
     skipped: dict[str, int]
     images: Whole  # screenshots written beside the file or embedded
+
+
+# -- bundles (store.export_bundle, store.import_bundle, store.archive) ------------------------------------------
+
+
+class BundleSummary(Record):
+    """What ``store.export_bundle`` wrote: the rows of each table, the artifacts' contents, the file's size."""
+
+    path: str
+    schema_revision: str
+    rows: dict[str, int]  # by table, every table of a bundle named (0 when it has none)
+    blobs: Whole  # artifact contents
+    bytes: Whole  # of the bundle: the tar file, or the folder's files
+
+
+class ImportSummary(Record):
+    """What ``store.import_bundle`` did: by table, the rows it added and those it kept (present already)."""
+
+    path: str
+    inserted: dict[str, int]
+    kept: dict[str, int]
+    blobs: Whole  # artifact contents stored (not there before)
+
+
+class ArchiveSummary(Record):
+    """What ``store.archive`` did: the bundle it wrote and verified, then what the purge deleted."""
+
+    bundle: BundleSummary
+    cutoff: Time  # rollouts that ended before it were archived
+    purged_rollouts: Whole
+    purged_attempts: Whole
+    purged_spans: Whole
+    purged_turns: Whole

@@ -336,12 +336,15 @@ def test_the_event_stream_takes_the_token_and_its_project(auth_server):
 
 def test_an_open_event_stream_ends_once_its_token_is_revoked_or_expires(auth_server):
     a = fill_project(auth_server.url)
-    soon = datetime.now(timezone.utc) - timedelta(minutes=5) + timedelta(seconds=3)
-    with rolloutdb.connect(auth_server.url, project=a.name, clock=lambda: soon) as earlier:
-        expiring = earlier.tokens.create("reader", expires=timedelta(minutes=5))  # expires 3 s from now
+
+    def expiring_soon():  # made just before its stream opens: on a busy machine the revoked case takes a while
+        soon = datetime.now(timezone.utc) - timedelta(minutes=5) + timedelta(seconds=4)
+        with rolloutdb.connect(auth_server.url, project=a.name, clock=lambda: soon) as earlier:
+            return earlier.tokens.create("reader", expires=timedelta(minutes=5))  # expires 4 s from now
+
     with rolloutdb.connect(auth_server.url, project=a.name) as store, auth_server.client() as client:
-        revoked = store.tokens.create("reader")
-        for token, why in ((revoked, "revoked"), (expiring, "expired")):
+        for make_token, why in ((lambda: store.tokens.create("reader"), "revoked"), (expiring_soon, "expired")):
+            token = make_token()
             headers = {"Authorization": f"Bearer {token.secret}"}
             with client.stream("GET", "/events", params={"timeout": 30}, headers=headers) as response:
                 assert response.status_code == 200
@@ -370,3 +373,34 @@ def test_the_remote_follow_raises_once_its_token_is_revoked(auth_server):
             with pytest.raises(rolloutdb.AuthenticationError, match="revoked"):
                 list(follower)
             assert time.monotonic() - began < 15
+
+
+def test_the_project_answer_names_the_tokens_role(auth_server, server):
+    a = fill_project(auth_server.url)
+    with auth_server.client() as client:
+        for role, issued in a.tokens.items():
+            assert ok(client.get("/project", headers={"Authorization": f"Bearer {issued.secret}"}))["role"] == role
+    with server.client() as client:
+        assert ok(client.get("/project"))["role"] is None  # without --auth: no token, nothing refused
+
+
+def test_the_dashboard_cookie_carries_a_token_for_reads_only(auth_server):
+    """The dashboard's browser sends its token as a cookie where it cannot set a header (images, the event
+    stream): taken for GET, never for a write (a page elsewhere could make the browser send it), and a header
+    wins over it."""
+    a = fill_project(auth_server.url)
+    reader, writer = a.tokens["reader"].secret, a.tokens["writer"].secret
+    with rolloutdb.connect(auth_server.url, project=a.name) as store:
+        before = store.runs.get(a.keys["runs"])
+    with httpx.Client(base_url=auth_server.base + "/api/v1", timeout=30) as client:
+        assert ok(client.get("/project", cookies={"rolloutdb_token": reader}))["role"] == "reader"
+        with client.stream("GET", "/events", params={"timeout": 1}, cookies={"rolloutdb_token": reader}) as events:
+            assert events.status_code == 200
+        error(client.post(f"/jobs/{a.keys['runs']}/resume", json={}, cookies={"rolloutdb_token": writer}), 401,
+              "AuthenticationError")
+        error(client.get("/runs", cookies={"rolloutdb_token": "rdb_nobody_x"}), 401, "AuthenticationError")
+        answer = client.get("/project", cookies={"rolloutdb_token": reader},
+                            headers={"Authorization": f"Bearer {a.tokens['admin'].secret}"})
+        assert ok(answer)["role"] == "admin"
+    with rolloutdb.connect(auth_server.url, project=a.name) as store:
+        assert store.runs.get(a.keys["runs"]) == before  # the cookie's write changed nothing

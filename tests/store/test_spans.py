@@ -3,6 +3,7 @@
 import gc
 import threading
 
+import numpy
 import pytest
 
 from rolloutdb.errors import InvalidInputError, NotFoundError
@@ -198,6 +199,15 @@ def test_bad_spans_are_named_by_their_place_in_the_callers_batch(store):
     with pytest.raises(InvalidInputError, match=r"span #1: sequence_id: must be an integer, got '2'"):
         store.spans.add_many([span(first, "a"), span(first, "b", sequence_id="2")])
     assert store.spans.query(first.rollout.id) == store.spans.query(second.rollout.id) == []
+
+
+def test_numpy_sequence_ids_are_taken_as_the_integers_they_hold(store):
+    """A training loop's counters are often NumPy ints: spans take them as every record does."""
+    claim = store.rollouts.start("x")
+    added = store.spans.add_many([span(claim, "a", sequence_id=numpy.int64(7)), span(claim, "b")])
+    assert [s.sequence_id for s in added] == [7, 8]
+    with pytest.raises(InvalidInputError, match=r"span #0: sequence_id: must be an integer, got True"):
+        store.spans.add_many([span(claim, "c", sequence_id=numpy.bool_(True))])
 
 
 def test_a_batch_leaves_the_garbage_collector_as_it_found_it(store):

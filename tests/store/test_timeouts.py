@@ -142,7 +142,10 @@ def test_what_the_user_put_in_the_url_wins(proxy, database, monkeypatch):
 
 def test_a_statement_timeout_on_a_reachable_server_is_not_reported_as_an_outage(database, monkeypatch):
     monkeypatch.setenv("ROLLOUTDB_STATEMENT_TIMEOUT", "0.5")
-    with rolloutdb.connect(database.render_as_string(hide_password=False)) as store:
+    # The variable sets idle_in_transaction_session_timeout too; on a busy machine the aborted
+    # transaction can sit 0.5 s before its ROLLBACK and the server would end the session first.
+    patient = database.update_query_dict({"options": "-c idle_in_transaction_session_timeout=30s"})
+    with rolloutdb.connect(patient.render_as_string(hide_password=False)) as store:
         started = time.monotonic()
         with pytest.raises(OperationalError) as raised:
             with unavailable_as_error(store.url), store.engine.connect() as connection:

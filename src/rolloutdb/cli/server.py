@@ -70,3 +70,25 @@ def serve(
 def announce(what: str, where: str) -> None:
     console.print(f"{what} {where}", soft_wrap=True)
     console.file.flush()  # before uvicorn's own lines, even when stdout goes to a pipe
+
+
+@commands.command()
+@reports_errors
+def ui(
+    ctx: typer.Context,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0: a free one).")] = 0,
+    open_browser: Annotated[bool, typer.Option("--open/--no-open", help="Open the dashboard in the browser.")]
+    = True,
+) -> None:
+    """Open the dashboard: serve the database on 127.0.0.1 and open its pages in the browser.
+
+    The same pages `rolloutdb serve` has at /, for this machine only. Stop it with Ctrl-C.
+
+    Example: rolloutdb ui
+
+    Example: rolloutdb --url postgresql://trainer@db/rl --project team-a ui --port 8800 --no-open
+    """
+    from ..dashboard import ui as open_ui
+
+    open_ui(ctx.obj.url, project=ctx.obj.project_name, port=port, open_browser=open_browser,
+            on_ready=functools.partial(announce, "RolloutDB dashboard at"))

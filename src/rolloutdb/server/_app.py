@@ -23,6 +23,7 @@ from pydantic import BaseModel, SkipValidation, TypeAdapter, ValidationError
 from .. import __version__
 from ..config import (DEFAULT_PROJECT, MAX_ARTIFACT_BYTES, SERVER_MAX_BODY_BYTES, SERVER_THREADS,
                       SERVER_TOKEN_RECHECK_SECONDS, SERVER_WRITES_IN_FLIGHT)
+from ..dashboard import mount_dashboard
 from ..errors import InvalidInputError, StoreUnavailableError
 from ..records import Artifact, Record
 from ..store import AGENT_LIGHTNING_OPTIONS, Store
@@ -97,7 +98,8 @@ def create_app(url: str | None = None, *, project: str = DEFAULT_PROJECT, max_bo
     router = APIRouter(prefix=API_PREFIX, dependencies=documented_auth if auth else [], route_class=JSONRoute)
     router.add_api_route("/project", functools.partial(project_of, stores), methods=["GET"],
                          summary=f"The project a request works on (its id and name; id_prefixes: the shapes of the "
-                                 f"ids its store makes): its API token's, or see the {PROJECT_HEADER} header")
+                                 f"ids its store makes; role: its API token's role, null without --auth): its API "
+                                 f"token's, or see the {PROJECT_HEADER} header")
     router.add_api_route("/events", streams.stream, methods=["GET"], response_class=StreamingResponse,
                          summary="Live events (Server-Sent Events): job progress and logs, status changes, queue "
                                  "counts; resumable with Last-Event-ID", tags=["events"], operation_id="events.stream",
@@ -117,6 +119,7 @@ def create_app(url: str | None = None, *, project: str = DEFAULT_PROJECT, max_bo
                              summary=operation.summary, operation_id=operation.call,
                              tags=[operation.call.partition(".")[0] if "." in operation.call else "store"])
     app.include_router(router)
+    mount_dashboard(app)  # last: its files answer every path no route above takes
     return app
 
 
@@ -136,8 +139,9 @@ def project_of(stores: ProjectStores, request: Request) -> dict[str, Any]:
     with stores.store(request, "reader") as store:
         # id_prefixes: the shapes of the ids the store makes, for the ids a remote client makes (see the client)
         # max_artifact_bytes: what the store takes, for a remote client to refuse more before sending it
+        # role: what the dashboard offers (a reader sees no control buttons; the routes refuse them anyway)
         return {"id": store.project_id, "name": store.project, "id_prefixes": store.id_prefixes,
-                "max_artifact_bytes": store.artifacts.max_bytes}
+                "max_artifact_bytes": store.artifacts.max_bytes, "role": stores.role(request)}
 
 
 def endpoint(operation: Operation, stores: ProjectStores) -> Callable[..., Any]:

@@ -22,6 +22,11 @@ from ..store.tokens import role_allows
 from ._errors import error_answer
 
 PROJECT_HEADER = "RolloutDB-Project"
+# The dashboard's token for what a browser fetches by itself, without headers (an image's content, the event
+# stream): a cookie it sets, taken for reads only (GET), so that a page elsewhere cannot write with it; never in a
+# URL, which the access log writes.
+TOKEN_COOKIE = "rolloutdb_token"
+READ_METHODS = frozenset({"GET", "HEAD"})
 # "false": a project the request names that is not in the database is not found (404) rather than created (the
 # remote client's connect(..., create=False)).
 CREATE_HEADER = "RolloutDB-Create-Project"
@@ -67,7 +72,7 @@ class ProjectStores:
         """The project ``request`` may work on (None: the server's own), with a role of ``role`` at least."""
         requested = request.headers.get(PROJECT_HEADER)
         if self.auth:
-            grant = self.default.tokens.verify(bearer_secret(request.headers.get("Authorization")))
+            grant = self.default.tokens.verify(request_secret(request))
             if requested is not None and requested != grant.project:
                 raise PermissionDeniedError(f"this API token is for project {grant.project!r}, not {requested!r}")
             if not role_allows(grant.token.role, role):
@@ -79,6 +84,10 @@ class ProjectStores:
                 f"this server serves project {self.default.project!r} only, not {requested!r}: connect with "
                 f"project={self.default.project!r}, or start `rolloutdb serve --all-projects`")
         return requested
+
+    def role(self, request: Request) -> str | None:
+        """The role of the API token ``request`` carries (None without authentication: anyone may do anything)."""
+        return self.default.tokens.verify(request_secret(request)).token.role if self.auth else None
 
     def _open(self, project: str, *, create: bool) -> Store:
         with self._lock:
@@ -118,8 +127,17 @@ def bearer_secret(authorization: str | None) -> str:
     return secret.strip()
 
 
+def request_secret(request: Request) -> str:
+    """The token a request carries: its ``Authorization: Bearer`` header or, on a read without one, the
+    dashboard's cookie (``TOKEN_COOKIE``); AuthenticationError without either."""
+    header = request.headers.get("Authorization")
+    if header is None and request.method in READ_METHODS and request.cookies.get(TOKEN_COOKIE):
+        return request.cookies[TOKEN_COOKIE].strip()
+    return bearer_secret(header)
+
+
 class Authentication:
-    """With authentication, a request below ``prefix`` without a bearer token is answered 401 before its body is
+    """With authentication, a request below ``prefix`` without a token (``request_secret``) is answered 401 before its body is
     read. The token itself is checked with the request's store (``ProjectStores.store``), in the thread that
     makes its store call: one thread hop per request, not two."""
 
@@ -131,7 +149,7 @@ class Authentication:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http" and self.stores.auth and scope["path"].startswith(self.prefix):
             try:
-                bearer_secret(Request(scope).headers.get("Authorization"))
+                request_secret(Request(scope))
             except AuthenticationError as exc:
                 return await error_answer(exc)(scope, receive, send)
         await self.app(scope, receive, send)

@@ -22,7 +22,7 @@ from .. import states
 from ..config import DEFAULT_PROJECT, MAX_ARTIFACT_BYTES, display_url, is_server_url, resolve_url
 from ..errors import ConflictError, InvalidInputError, NotFoundError, StoreUnavailableError
 from ..ids import new_id, new_ids
-from ..records import (ExportSummary, MessagePolicy, Project, QueueSummary, RunComparison, Selection, StatusChange,
+from ..records import (ArchiveSummary, BundleSummary, ExportSummary, ImportSummary, MessagePolicy, Project, QueueSummary, RunComparison, Selection, StatusChange,
                        SummaryRow, Trajectory, utcnow)
 from ..schema import projects, status_changes
 from . import hooks
@@ -33,6 +33,7 @@ from .base import MAX_OFFSET, check_key, insert_ignoring_conflicts, whole_number
 from .catalog import Tasks, Validators
 from .comparison import compare_runs
 from .events import Events
+from .bundles import archive, export_bundle, import_bundle
 from .export import export_rollouts
 from .engine import (BUSY_TIMEOUT_SECONDS, WRITE, create_store_engine, ensure_schema, file_identity, sqlite_file,
                      unavailable_as_error)
@@ -229,6 +230,32 @@ class Store:
         follows it page by page. Returns what was written and what was skipped, and why. Local only: it
         streams from the database, not through a server."""
         return export_rollouts(self, format, selection, out, messages=messages, images=images, on_progress=on_progress)
+
+    def export_bundle(self, selection: Selection | Mapping[str, Any] | None = None, *, out: str | os.PathLike,
+                      on_progress: Callable[[str, int, int], None] | None = None) -> BundleSummary:
+        """Write the rollouts of ``selection`` (a ``Selection`` or its fields; ``latest_attempt``, ``per_task``,
+        ``dedupe`` and ``min_margin`` do not apply) to ``out`` as a bundle, ids as stored: every row of theirs and
+        every row they point at (attempts, turns, spans, status history, runs, steps, groups, tasks, validators,
+        scripts, resources, artifacts with their links and contents; see ``rolloutdb.store.bundles``), one JSONL
+        file per table and a manifest of counts and checksums, in a ``.tar`` file or a new folder.
+        ``on_progress(stage, done, in all)``. An empty selection writes an empty bundle (``rows`` says so).
+        Local only."""
+        return export_bundle(self, selection, out, on_progress=on_progress)
+
+    def import_bundle(self, path: str | os.PathLike, *,
+                      on_progress: Callable[[str, int, int], None] | None = None) -> ImportSummary:
+        """Import a bundle (``export_bundle``'s) into this project: every file is checked against the manifest
+        first, so a corrupted, truncated or newer-schema bundle (InvalidBundleError) changes nothing; then its
+        rows go in in one transaction, those present already kept as they are (importing twice changes
+        nothing). A row whose id another project of the database holds is a ConflictError. Local only."""
+        return import_bundle(self, path, on_progress=on_progress)
+
+    def archive(self, *, older_than: timedelta, to: str | os.PathLike,
+                on_progress: Callable[[str, int, int], None] | None = None) -> ArchiveSummary:
+        """Bundle the finished rollouts that ended more than ``older_than`` ago into a new ``.tar`` in the folder
+        ``to``, read it back and check it against the database, then ``purge`` them; ``import_bundle`` restores
+        them. Should anything fail (or be interrupted) before the check passes, nothing is purged. Local only."""
+        return archive(self, older_than, to, on_progress=on_progress)
 
     def close(self) -> None:
         """Release the database connections."""

@@ -42,6 +42,18 @@ if TYPE_CHECKING:
 TOPICS = ("job", "log", *states.TRANSITIONS)  # a status change's topic is its entity type
 MAX_READ = 1000  # events one read returns at most
 CURRENT_SNAPSHOT = text("SELECT pg_current_snapshot()::text")
+# Transaction ids are the cluster's, and a snapshot lists every transaction in flight in every database. Only
+# those writing to this database's events table (they hold a RowExclusiveLock on it from their INSERT on, and
+# take their event ids inside that INSERT) can fill a hole; the others are bystanders, listed here by the id
+# lock each running transaction holds on its own id.
+BYSTANDERS = text("""
+    SELECT own.transactionid::text FROM pg_locks AS own
+    WHERE own.locktype = 'transactionid' AND own.mode = 'ExclusiveLock' AND own.granted AND own.pid IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM pg_locks AS writing
+                      WHERE writing.pid = own.pid AND writing.locktype = 'relation'
+                        AND writing.mode = 'RowExclusiveLock'
+                        AND writing.relation = CAST('events' AS regclass)
+                        AND writing.database = (SELECT oid FROM pg_database WHERE datname = current_database()))""")
 # How often a follower looks for new events without being woken: SQLite has no notifications (a max(id) read
 # is cheap); on PostgreSQL it only covers a notification lost with a dropped connection.
 POLL_SECONDS = {"sqlite": 0.05, "postgresql": 1.0}
@@ -65,6 +77,15 @@ class Snapshot:
     def ended(self, xid: int) -> bool:
         return xid < self.xmin or (xid < self.xmax and xid not in self.in_flight)
 
+    def without_bystanders(self, connection) -> Snapshot:
+        """This snapshot with only those of its transactions in flight that may still write an event here
+        (``BYSTANDERS``, looked at after the snapshot was taken: one that ended since is kept, and is seen
+        ended by the next snapshot)."""
+        bystanders = {int(xid) for xid in connection.execute(BYSTANDERS).scalars()}
+        # pg_locks shows 32-bit ids; the snapshot's carry the epoch above them.
+        return Snapshot(self.xmin, self.xmax,
+                        frozenset(xid for xid in self.in_flight if xid % 2 ** 32 not in bystanders))
+
 
 @dataclass
 class Cursor:
@@ -74,6 +95,10 @@ class Cursor:
     last: int
     hole_at: int | None = None
     could_fill: frozenset[int] = field(default_factory=frozenset)
+
+    def has_hole(self, rows: Sequence[Mapping[str, Any]]) -> bool:
+        """Whether ``rows`` (read after ``last``, in id order) skip an id."""
+        return any(row["id"] != expected for expected, row in enumerate(rows, self.last + 1))
 
     def take(self, rows: Sequence[Mapping[str, Any]], snapshot: Snapshot | None) -> list[Mapping[str, Any]]:
         """The rows (read after ``last``, in id order, as of ``snapshot``; None on SQLite) that are settled:
@@ -108,6 +133,8 @@ class Events:
                 return connection.execute(newest).scalar_one()
             with self._snapshot_of(connection) as snapshot:
                 found = connection.execute(newest).scalar_one()
+                if snapshot.in_flight:
+                    snapshot = snapshot.without_bystanders(connection)
             while snapshot.in_flight:
                 now = Snapshot.parse(connection.execute(CURRENT_SNAPSHOT).scalar_one())
                 connection.rollback()
@@ -232,6 +259,8 @@ class Events:
             if connection.dialect.name == "postgresql":
                 with self._snapshot_of(connection) as snapshot:
                     rows = connection.execute(statement).mappings().all()
+                    if snapshot.in_flight and cursor.has_hole(rows):
+                        snapshot = snapshot.without_bystanders(connection)
             else:
                 rows = connection.execute(statement).mappings().all()
         return [Event.model_validate(dict(row)) for row in cursor.take(rows, snapshot)]

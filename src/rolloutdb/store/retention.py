@@ -64,11 +64,13 @@ class _Range:
 
 
 def purge(store: Store, *, older_than: timedelta | None = None, keep_last: int | None = None,
-          dry_run: bool = False, on_progress: Callable[[int, int], None] | None = None) -> PurgeResult:
+          dry_run: bool = False, on_progress: Callable[[int, int], None] | None = None,
+          ended_before: datetime | None = None) -> PurgeResult:
     """Delete finished rollouts that ended before ``now - older_than`` and are not among the
     ``keep_last`` most recently finished (either limit alone works too). Unfinished rollouts stay. The change
-    feed's events from before the same horizon go too. ``on_progress(rollouts done, rollouts in all)`` is called after each batch."""
-    if older_than is None and keep_last is None:
+    feed's events from before the same horizon go too. ``on_progress(rollouts done, rollouts in all)`` is called after each batch.
+    ``ended_before`` (instead of ``older_than``) is the cutoff itself: what ``archive`` bundled, to the microsecond."""
+    if older_than is None and keep_last is None and ended_before is None:
         raise InvalidInputError("purge needs older_than, keep_last or both: otherwise it would delete every result")
     if keep_last is not None:
         whole_number("keep_last", keep_last, 0, MAX_OFFSET)
@@ -77,7 +79,7 @@ def purge(store: Store, *, older_than: timedelta | None = None, keep_last: int |
     if older_than is not None and older_than < timedelta(0):
         raise InvalidInputError(f"older_than must not be negative, got {older_than}")
     try:
-        cutoff = store.now() - older_than if older_than is not None else None
+        cutoff = store.now() - older_than if older_than is not None else ended_before
     except OverflowError:
         raise InvalidInputError(f"older_than reaches back before the year 1: {older_than}") from None
     stretches, horizon = _doomed(store, cutoff, keep_last)

@@ -12,7 +12,7 @@ from sqlalchemy import Connection, and_, bindparam, func, select, update
 
 from ..errors import InvalidInputError
 from ..ids import new_ids
-from ..records import Span
+from ..records import Span, python_scalar
 from ..schema import attempts, rollouts, spans
 from .attempts import LATEST, sign_of_life
 from .base import DEFAULT_LIMIT, Area, build_records, check_key, mappings
@@ -86,10 +86,12 @@ class Spans(Area[Span]):
                 raise InvalidInputError(f"every span needs a rollout_id and an attempt_id (span #{position} lacks one)")
             check_key("rollout", fields["rollout_id"])
             check_key("attempt", fields["attempt_id"])
-            sequence_id = fields.get("sequence_id")
+            sequence_id = python_scalar(fields.get("sequence_id"))
             if sequence_id is not None and type(sequence_id) is not int:
                 raise InvalidInputError(
                     f"invalid span: span #{position}: sequence_id: must be an integer, got {sequence_id!r}")
+            if sequence_id is not fields.get("sequence_id"):  # a NumPy int: numbered as the int it holds
+                fields = {**fields, "sequence_id": sequence_id}
             by_attempt[(fields["rollout_id"], fields["attempt_id"])].append((position, fields))
         # Sequence ids taken in this call, per attempt: "latest" and the attempt's id may name the same one.
         pending: dict[str, set[int]] = defaultdict(set)
