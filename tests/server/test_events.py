@@ -242,6 +242,8 @@ def test_a_stream_whose_hub_is_behind_a_purge_is_told_rather_than_skipping_what_
         with psycopg.connect(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False),
                              autocommit=True) as connection:
             with connection.transaction():  # in flight, it holds an event id: the hub waits at the hole it leaves
+                # As a writer of events does: a lock for writing to the table, then an id, and a transaction id.
+                connection.execute("LOCK TABLE events IN ROW EXCLUSIVE MODE")
                 connection.execute("SELECT pg_current_xact_id(), nextval(pg_get_serial_sequence('events', 'id'))")
                 finished_rollouts(store, 3)
                 assert store.purge(keep_last=1).events > 0
