@@ -16,6 +16,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
 from typing import Any, get_args
 from urllib.parse import quote
 
@@ -27,7 +28,7 @@ from ..errors import InvalidInputError, NotFoundError
 from ..records import Event
 from ..storable import JSON_OPTIONS, json_text, require_storable
 from ..server import (HEARTBEAT_SECONDS, MAX_WAIT_SECONDS, PREFER_MINIMAL, ROUTES, TYPED_FILTERS, Operation, Page,
-                      invalid_request_message, made_rows, read_batch_times, time_fields)
+                      invalid_request_message, read_batch_times, time_fields)
 from ..store import Store
 from ..store.artifacts import Artifacts
 from ..store.attempts import Attempts
@@ -179,13 +180,18 @@ class Remote:
 
 
 def records_from_made(operation: Operation, sent: list[dict[str, Any]], answer: bytes) -> list[Any]:
-    """The records of an answer that holds only what the store made of each (``made_rows``): each one its item of
-    ``sent`` (as the server's store got it) with those values, which is what the full answer would give, checked
-    as strictly (``build_records``)."""
-    made = adapter(made_rows(operation)).validate_json(answer)
+    """The records of an answer that holds only what the store made of each (see ``PREFER_MINIMAL``): each one its
+    item of ``sent`` (as the server's store got it) with those values, its times read as times, which is what the
+    full answer would give, checked as strictly (``build_records``)."""
+    made = orjson.loads(answer)
+    names, record = made["made"], get_args(operation.response)[0]
+    times = [place for place, name in enumerate(names, 1) if name in time_fields(record)]
+    for row in made["rows"]:
+        for place in times:
+            if row[place] is not None:
+                row[place] = datetime.fromisoformat(row[place])
     with collector_paused():
-        return build_records(get_args(operation.response)[0],
-                             [{**sent[row[0]], **dict(zip(made.made, row[1:]))} for row in made.rows],
+        return build_records(record, [{**sent[row[0]], **dict(zip(names, row[1:]))} for row in made["rows"]],
                              noun_of(operation))
 
 

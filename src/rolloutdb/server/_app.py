@@ -212,8 +212,8 @@ def with_ids(store: Store, noun: str, items: list[Any]) -> tuple[list[Any], dict
 
 
 def answer_made(operation: Operation, records: list[Record], places: dict[str, int]) -> Response:
-    """The answer to a request that prefers ``return=minimal`` (``made_rows``): each record's place in the request
-    and the values the store made of it (``Operation.made``)."""
+    """The answer to a request that prefers ``return=minimal`` (see ``PREFER_MINIMAL``): each record's place in the
+    request and the values the store made of it (``Operation.made``)."""
     values = operator.attrgetter(*operation.made, "id")  # a tuple however few fields are made; the id last, unused
     made = {"made": operation.made, "rows": [[places[record.id], *values(record)[:-1]] for record in records]}
     return Response(orjson.dumps(made, option=orjson.OPT_UTC_Z),  # times as the full answer writes them

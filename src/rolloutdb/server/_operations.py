@@ -63,18 +63,10 @@ class Operation:
 
 
 # RFC 7240: a request that prefers it, of a call whose records are the request's own items with what the store made
-# (``Operation.made``), is answered with only what the store made (``MadeRows``): its client has the rest.
+# (``Operation.made``), is answered with only what the store made: ``{"made": [the names of those fields], "rows":
+# [[the item's place in the request, the values of those fields], ...]}``, a row for each record the full answer
+# holds, in its order (the server gives the items it writes ids, to find their places). Its client has the rest.
 PREFER_MINIMAL = "return=minimal"
-
-
-@functools.lru_cache(maxsize=None)
-def made_rows(operation: Operation) -> type[BaseModel]:
-    """The answer to a request that prefers ``return=minimal``: ``made``, the names of the fields the store made,
-    and for each record that the full answer would hold, in its order, an array of its item's place in the
-    request and the values of those fields (the server gives the items it writes ids, to find their places)."""
-    record = get_args(operation.response)[0]
-    values = tuple(field_type(record.model_fields[name]) for name in operation.made)
-    return create_model(f"{record.__name__}Made", made=(list[str], ...), rows=(list[tuple[(int, *values)]], ...))
 
 
 class Page(BaseModel, Generic[T]):
