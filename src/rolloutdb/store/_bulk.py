@@ -1,5 +1,6 @@
-"""Bulk inserts through each backend's fast path: multi-row ``INSERT ... VALUES (...), (...)`` statements,
-with executemany for the rows left over; COPY on PostgreSQL for large batches.
+"""Bulk inserts through each backend's fast path: multi-row ``INSERT ... VALUES (...), (...)`` statements (the
+rows left over in one more), with executemany where a statement cannot hold two rows; COPY on PostgreSQL for
+large batches.
 
 Values are encoded by SQLAlchemy's own bind processors for each column type, so rows written
 here read back exactly like rows written through Core statements."""
@@ -65,11 +66,16 @@ def bulk_insert(connection: Connection, table: Table, rows: Sequence[Mapping[str
                     statement, values, notify = f"WITH written AS ({statement}) {NOTIFY}", [*values, notify], None
                 cursor.execute(statement, values)
             else:
+                left_over = len(rows)
                 if plan.multi_row_sql:
                     for _ in range(len(rows) // plan.rows_per_statement):
                         cursor.execute(plan.multi_row_sql,
                                        [value for row in islice(encoded, plan.rows_per_statement) for value in row])
-                cursor.executemany(plan.sql, encoded)  # the rows left over
+                    left_over %= plan.rows_per_statement
+                if plan.multi_row_sql and left_over > 1:  # a few rows (a status change's history) in one statement
+                    cursor.execute(_rows_of(plan.sql, left_over), [value for row in encoded for value in row])
+                else:
+                    cursor.executemany(plan.sql, encoded)
             if notify is not None:
                 cursor.execute(NOTIFY, [notify])
     finally:
@@ -128,9 +134,10 @@ def _plan(table: Table, names: tuple[str, ...], dialect: Dialect, ignore_conflic
 
 @functools.lru_cache(maxsize=256)
 def _rows_of(insert_one: str, count: int) -> str:
-    """The INSERT of one row (no ON CONFLICT), made an INSERT of ``count`` rows."""
-    values = insert_one[insert_one.rindex(" VALUES ") + len(" VALUES "):]
-    return insert_one + f", {values}" * (count - 1)
+    """The INSERT of one row (its ON CONFLICT clause, if any, kept at the end), made an INSERT of ``count`` rows."""
+    head, _, tail = insert_one.rpartition(" VALUES ")
+    values, on_conflict, skip = tail.partition(" ON CONFLICT ")
+    return f"{head} VALUES {', '.join([values] * count)}{on_conflict}{skip}"
 
 
 def _encoder(column: Column, dialect: Dialect) -> Callable[[Any], Any] | None:
