@@ -23,6 +23,14 @@ class InvalidInputError(RolloutDBError, ValueError):
     """Malformed input: an unknown field, a bad value, an unknown filter or sort field."""
 
 
+class NotDeclaredError(InvalidInputError):
+    """A flywheel domain, action or signal kind that is not declared (the message lists those that are)."""
+
+
+class MissingFeaturesError(InvalidInputError):
+    """A state given to a policy lacks features the policy was trained on (or gives one of the wrong kind)."""
+
+
 class NotReplayableError(InvalidInputError):
     """A script was asked for from a rollout it cannot come from: one that did not succeed, has no task, or
     took no action."""

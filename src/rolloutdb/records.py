@@ -371,15 +371,27 @@ class Resources(_Updated):
 
 
 class Artifact(Record):
+    """Content stored once per project by the sha256 of what was put. Compressed content reads back as put; re-encoded
+    content (a screenshot put with ``reencode="webp"``) reads back in its stored form, whose media type
+    ``media_type`` is, ``original_media_type`` naming what was put (``sha256`` and ``size`` are always the put
+    content's: the same screenshot put again is this one)."""
+
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     project_id: str = ""
     size: Whole = Field(ge=0)
     media_type: str = "application/octet-stream"
     compression: Literal["gzip", "zstd"] | None = None
-    storage: Literal["database", "file"] = "database"
-    location: str | None = None  # storage "file": the blob's path
+    storage: Literal["database", "file", "url"] = "database"
+    location: str | None = None  # storage "file": the blob's path; "url": its URL (fsspec's)
+    stored_size: Whole | None = Field(default=None, ge=0)  # the bytes stored; None: put before it was kept
+    original_media_type: str | None = None  # re-encoded: the media type put; None: stored as put
     created_at: Time = Field(default_factory=utcnow)
     touched_at: Time | None = None  # last put or link (gc's grace period counts from it)
+
+    @property
+    def content_size(self) -> int:
+        """The bytes ``open`` and ``read`` give: the stored form's when re-encoded, else ``size``."""
+        return self.stored_size if self.original_media_type is not None and self.stored_size is not None else self.size
 
 
 class ArtifactChunk(Record):
@@ -393,7 +405,7 @@ class ArtifactChunk(Record):
 
 class ArtifactLink(_Created):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    owner_type: Literal["turn", "step", "rollout"]
+    owner_type: Literal["turn", "step", "rollout", "checkpoint"]
     owner_id: Id
     role: Literal["screenshot", "before", "after", "attachment"] = "attachment"
 
@@ -449,26 +461,51 @@ class Script(_Updated):
         return self.success_count / self.replay_count if self.replay_count else None
 
 
-class Decision(_Created):
-    domain: str = "memory"
-    subject_id: str
-    action: Literal["insert", "update", "ignore", "delete"]
+Name = Annotated[str, Field(min_length=1, max_length=100)]  # a domain, an action, a policy version
+Number = Annotated[float, Field(allow_inf_nan=False), BeforeValidator(python_scalar)]  # a finite float (or int)
+
+
+class DecisionContent(Record):
+    """What a policy decided in a domain, and why: what ``store.decisions.log`` and a ``DecisionLogger`` take."""
+
+    domain: Name = "memory"
+    subject_id: Id
+    action: Name
     reason: str | None = None
     state: JsonValue = None
-    policy_version: str | None = None
-    reward: float | None = None
+    context: JsonValue = None
+    policy_version: Name | None = None
+    propensity: Annotated[Number, Field(gt=0, le=1)] | None = None
+
+
+class Decision(_Created, DecisionContent):
+    """One decision of a policy in a domain (the flywheel's why-log): the action taken on a subject, why, the state
+    it saw, and the probability the policy gave that action; the reward rules fill reward, outcome and
+    evaluated_at. ``created_at`` is when it was taken."""
+
+    reward: Number | None = None
     outcome: JsonValue = None
     evaluated_at: Time | None = None
 
 
-class Signal(Record):
+class SignalContent(Record):
+    """An outcome of a domain's subject: what ``store.signals.add`` and a ``DecisionLogger`` take."""
+
+    domain: Name = "memory"
+    subject_id: Id
+    kind: Annotated[str, Field(min_length=1, max_length=32)]
+    value: Number = 1.0
+    data: JsonValue = None
+
+
+class Signal(SignalContent):
+    """An outcome of a domain's subject (a hit, a new quality score, feedback): ``time`` is when it happened,
+    ``recorded_at`` when the store got it."""
+
     id: Id = Field(default_factory=new_id)
     project_id: str = ""
-    subject_id: str
-    kind: Literal["hit", "quality", "feedback"]
-    value: float
-    data: JsonValue = None
     time: Time = Field(default_factory=utcnow)
+    recorded_at: Time = Field(default_factory=utcnow)
 
 
 class Sample(_Created):
@@ -480,6 +517,9 @@ class Sample(_Created):
     next_state: JsonValue = None
     done: Flag = False
     dataset: str | None = None
+    propensity: float | None = Field(None, gt=0, le=1)  # the probability the logging policy gave the action
+    policy_version: str | None = None
+    decided_at: Time | None = None  # when the decision the sample comes from was taken
 
 
 class ModelCheckpoint(_Created):
@@ -491,6 +531,12 @@ class ModelCheckpoint(_Created):
     uri: str
     metrics: JsonDict = Field(default_factory=dict)
     latest: Flag = True
+    version: Int32 = Field(1, ge=1)  # counts up per name
+    active: Flag = False  # the version in use (``store.checkpoints.activate``): one per name at most
+    sha256: str | None = None  # the artifact holding the weights, when the store keeps them
+    activated_at: Time | None = None
+    window_start: Time | None = None  # the data it was trained on: from ...
+    window_end: Time | None = None  # ... to
 
 
 class ApiToken(Record):
@@ -541,7 +587,8 @@ class RunStats(Record):
 class SummaryRow(Record):
     """The rollouts of one task or one day (``store.summary``): how many, how many finished, and of those the
     success rate (by their success flag; without one, whether they succeeded), mean turns and mean duration;
-    errors counted by type (an error's text up to its first colon)."""
+    the rollouts' errors and their turns' errors counted by type (an error's text up to its first colon), most
+    frequent first."""
 
     key: str  # the task's external id ("(no task)" for rollouts without one), or the day (YYYY-MM-DD, UTC)
     task_id: str | None = None
@@ -551,6 +598,7 @@ class SummaryRow(Record):
     turns_mean: float | None
     duration_mean_seconds: float | None
     errors: dict[str, int]
+    turn_errors: dict[str, int] = Field(default_factory=dict)  # errors of the rollouts' turns (a GUI agent's steps)
 
 
 class ComparisonRow(Record):
@@ -666,3 +714,36 @@ class ArchiveSummary(Record):
     purged_attempts: Whole
     purged_spans: Whole
     purged_turns: Whole
+
+
+class Estimate(Record):
+    """A policy's value estimated off-policy: the point estimate and its confidence interval."""
+
+    value: float
+    low: float
+    high: float
+
+
+class FlywheelReport(Record):
+    """What one turn of the flywheel did (``store.run_flywheel``): decisions evaluated, samples built, and, when it
+    trained, the candidate policy's off-policy estimates against the decisions logged, its checkpoint and whether
+    it became the active policy (``verdict`` says why or why not)."""
+
+    domain: str
+    window_start: Time | None = None  # the decisions taken from ... (None: all)
+    window_end: Time  # ... until
+    evaluated: Whole = 0  # decisions whose reward was computed (again)
+    samples: Whole = 0  # samples built (again)
+    trained: bool = False
+    training_samples: Whole = 0
+    holdout_samples: Whole = 0  # samples the candidate was evaluated on, not trained on
+    logging: Estimate | None = None  # what the logged decisions earned, per decision
+    ips: Estimate | None = None  # the candidate, by inverse propensity scoring
+    dr: Estimate | None = None  # the candidate, doubly robust
+    incumbent: Estimate | None = None  # the policy active before, doubly robust on the same samples
+    gain: Estimate | None = None  # dr - incumbent (with none: dr - logging), paired
+    checkpoint_id: str | None = None
+    version: int | None = None  # the candidate's version
+    activated: bool = False
+    policy_version: str | None = None  # the domain's active policy after the run
+    verdict: str = ""

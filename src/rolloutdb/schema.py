@@ -414,8 +414,13 @@ artifacts = Table(
     Column("size", BigInteger, nullable=False),
     Column("media_type", String(200), nullable=False),
     Column("compression", String(16)),
-    Column("storage", String(16), nullable=False),  # "file": a blob at location; "database": artifact_chunks
+    # "file": a blob at location (a path); "url": at location (a URL, fsspec's); "database": artifact_chunks
+    Column("storage", String(16), nullable=False),
     Column("location", Text),
+    # The bytes stored (compressed or re-encoded; as put otherwise); NULL for artifacts put before it was kept.
+    Column("stored_size", BigInteger),
+    # Re-encoded content: the media type it was put with (media_type is the stored form's); NULL otherwise.
+    Column("original_media_type", String(200)),
     # Last put (or link): gc keeps an unlinked artifact put within its grace period, for a writer about to link it.
     *_times("created_at", "touched_at"),
 )
@@ -495,6 +500,9 @@ scripts = Table(
     Index("ix_scripts_source_rollout_id", "source_rollout_id"),  # deleting a rollout unlinks its scripts
 )
 
+# The flywheel's why-log (issue 18): one row per decision a policy took in a domain ("memory": insert, update,
+# ignore, delete), with the state it saw and the probability it gave the action (for off-policy estimates); the
+# reward rules fill reward, outcome and evaluated_at, again whenever new signals arrive (store.rewards.evaluate).
 decisions = Table(
     "decisions",
     metadata,
@@ -502,28 +510,36 @@ decisions = Table(
     _project(),
     Column("domain", String(100), nullable=False),
     Column("subject_id", String(ID_LENGTH), nullable=False),
-    Column("action", String(16), nullable=False),
+    Column("action", String(100), nullable=False),
     Column("reason", Text),
     Column("state", Json),
+    Column("context", Json),
     Column("policy_version", String(100)),
+    Column("propensity", Float),
     Column("reward", Float),
     Column("outcome", Json),
     *_times("created_at", "evaluated_at"),
     Index("ix_decisions_project_id_subject_id", "project_id", "subject_id"),
     Index("ix_decisions_project_id_evaluated_at", "project_id", "evaluated_at"),
+    Index("ix_decisions_project_id_domain_created_at", "project_id", "domain", "created_at"),
 )
 
+# Outcomes of a domain's subjects (a memory was hit, its quality changed, someone gave feedback): ``time`` is when
+# it happened, ``recorded_at`` when it was stored, so that evaluation finds the decisions a late signal changes.
 signals = Table(
     "signals",
     metadata,
     _id(),
     _project(),
+    Column("domain", String(100), nullable=False),
     Column("subject_id", String(ID_LENGTH), nullable=False),
     Column("kind", String(32), nullable=False),
     Column("value", Float, nullable=False),
     Column("data", Json),
     Column("time", UTCDateTime(), nullable=False),
-    Index("ix_signals_project_id_subject_id_time", "project_id", "subject_id", "time"),
+    Column("recorded_at", UTCDateTime(), nullable=False),
+    Index("ix_signals_project_id_domain_subject_id_time", "project_id", "domain", "subject_id", "time"),
+    Index("ix_signals_project_id_domain_recorded_at", "project_id", "domain", "recorded_at"),
 )
 
 samples = Table(
@@ -540,8 +556,15 @@ samples = Table(
     Column("done", Boolean, nullable=False),
     Column("dataset", String(200)),
     *_times("created_at"),
+    Column("propensity", Float),  # the probability the logging policy gave the action
+    Column("policy_version", String(100)),
+    Column("decided_at", UTCDateTime()),  # when the decision the sample comes from was taken
     Index("ix_samples_project_id_dataset", "project_id", "dataset"),
+    Index("uq_samples_source", "project_id", "source", "source_id", unique=True),  # one sample per decision
 )
+
+# The version of a policy or model in use: one per name, which the database enforces.
+ACTIVE_CHECKPOINT_PREDICATE = text("active")
 
 checkpoints = Table(
     "checkpoints",
@@ -555,7 +578,14 @@ checkpoints = Table(
     Column("metrics", Json, nullable=False),
     Column("latest", Boolean, nullable=False),
     *_times("created_at"),
+    Column("version", Integer, nullable=False),  # counts up per name
+    Column("active", Boolean, nullable=False),  # the version in use: one per name at most
+    Column("sha256", String(64)),  # the artifact holding the weights, when the store keeps them
+    *_times("activated_at", "window_start", "window_end"),  # window: the data it was trained on
     Index("ix_checkpoints_project_id_name_created_at", "project_id", "name", "created_at"),
+    UniqueConstraint("project_id", "name", "version"),
+    Index("uq_checkpoints_active", "project_id", "name", unique=True, sqlite_where=ACTIVE_CHECKPOINT_PREDICATE,
+          postgresql_where=ACTIVE_CHECKPOINT_PREDICATE),
 )
 
 api_tokens = Table(

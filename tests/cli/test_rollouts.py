@@ -312,3 +312,49 @@ def test_gc_deletes_unlinked_artifacts_older_than_the_grace_period(fresh_databas
     with rolloutdb.connect(fresh_database_url) as store:
         assert store.artifacts.exists(kept.sha256) and not store.artifacts.exists(orphan.sha256)
     fails(fresh_database_url, "gc", "--grace", "soon")
+
+
+def test_gc_from_the_command_line_never_takes_what_writers_are_linking(fresh_database_url):
+    """`rolloutdb gc --grace 0s`, over and over, while two processes put screenshots linked in the put (and scratch
+    content linked by nothing): every screenshot stays readable; gc takes the scratch content only."""
+    import multiprocessing
+
+    from store.test_artifacts import put_and_link
+
+    rounds = 25
+    with rolloutdb.connect(fresh_database_url, project="gc"):
+        pass  # migrated and the project made before the race
+    context = multiprocessing.get_context("spawn")
+    start, results = context.Event(), context.Queue()
+    writers = [context.Process(target=put_and_link, args=(fresh_database_url, None, rounds, True, start, results,
+                                                          f"writer-{n}")) for n in range(2)]
+    for writer in writers:
+        writer.start()
+    start.set()
+    sweeps = 0
+    while any(writer.is_alive() for writer in writers) or sweeps == 0:
+        assert "Deleted" in succeeds(fresh_database_url, "--project", "gc", "gc", "--grace", "0s")
+        sweeps += 1
+    for writer in writers:
+        writer.join(timeout=120)
+    assert [results.get(timeout=5) for _ in writers] == ["ok", "ok"]
+    succeeds(fresh_database_url, "--project", "gc", "gc", "--grace", "0s")
+    with rolloutdb.connect(fresh_database_url, project="gc") as store:
+        shown = set()
+        for turn in store.turns.query(limit=None):
+            (link,) = store.artifacts.links(turn_id=turn.id)
+            shown.add(store.artifacts.read(link.sha256))
+        assert shown == {f"writer-{n}screenshot {i}".encode() for n in range(2) for i in range(rounds)}
+        assert sweeps > 1 and store.artifacts.gc(grace=0).artifacts == 0  # the scratch content was all taken
+
+
+def test_gc_through_a_server(session_backends):
+    url = session_backends.server_url("sqlite")
+    project = "gc-over-http"
+    with rolloutdb.connect(url, project=project) as store:
+        turn = store.turns.create(rollout_id=store.rollouts.create().id, turn_index=0)
+        kept = store.artifacts.put(b"linked", turn_id=turn.id, role="screenshot")
+        orphan = store.artifacts.put(b"orphan")
+    assert "Deleted 1 artifact (6 B)" in succeeds(url, "--project", project, "gc", "--grace", "0s")
+    with rolloutdb.connect(url, project=project) as store:
+        assert store.artifacts.exists(kept.sha256) and not store.artifacts.exists(orphan.sha256)

@@ -24,6 +24,7 @@ def recorded(session_database_url):
         second = store.scripts.record(successful_rollout(store, task, [TAP, TYPE]).id, name="main\x1b[31m")
         store.scripts.report(second.id, success=True, seconds=4.0)
         failed = store.rollouts.start(1, task_id=task.id).rollout
+        store.turns.create(rollout_id=failed.id, turn_index=0, error="ElementNotFound: no 'Wi-Fi' toggle")
         store.rollouts.update(failed.id, status="failed", error="TimeoutError: after 30s")
     return session_database_url, project, first, second
 
@@ -59,10 +60,12 @@ def test_scripts_export_to_stdout_and_to_a_file(recorded, tmp_path):
 def test_stats_per_task_and_day(recorded):
     url, project, _, _ = recorded
     table = succeeds(url, "stats", "--project", project)
-    words = line_containing(table, "wifi-on")  # 1, 2 and 0 turns; the duration is the machine's
-    assert words[:5] == ["wifi-on", "3", "3", "66.7%", "1.0"] and words[-2:] == ["TimeoutError", "1"]
+    words = line_containing(table, "wifi-on")  # 1, 2 and 1 turns; the duration is the machine's
+    assert words[:5] == ["wifi-on", "3", "3", "66.7%", "1.3"] and words[-4:] == ["TimeoutError", "1",
+                                                                                 "ElementNotFound", "1"]
     today = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     rows = [json.loads(line) for line in succeeds(url, "stats", "--project", project, "--by", "day", "--since",
                                                   "1d", "--json").splitlines()]
-    assert [(row["key"], row["rollouts"], row["errors"]) for row in rows] == [(today, 3, {"TimeoutError": 1})]
+    assert [(row["key"], row["rollouts"], row["errors"], row["turn_errors"]) for row in rows] == [
+        (today, 3, {"TimeoutError": 1}, {"ElementNotFound": 1})]
     assert "a summary is by task or day" in fails(url, "stats", "--project", project, "--by", "week")

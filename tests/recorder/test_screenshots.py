@@ -148,3 +148,28 @@ def test_screenshots_beyond_what_memory_holds_go_to_the_journal(tmp_path, monkey
     with rolloutdb.connect(f"sqlite:///{away / 'r.db'}") as store:
         [rollout] = store.rollouts.query()
         assert links_by_turn(store, rollout.id) == expected_links(screens)
+
+
+def test_screenshots_re_encoded_by_the_writer_when_asked(session_database_url, tmp_path):
+    """screenshot_reencode="webp": a screenshot Pillow reads is stored as WebP under its own sha256; one it does not
+    read is stored as given (the turn is not refused for it)."""
+    from store.test_artifacts import screen_png
+
+    project = f"webp-{uuid.uuid4().hex[:8]}"
+    drawn, not_an_image = screen_png(), png(3_000)
+    with rolloutdb.Recorder(session_database_url, run="gui", project=project, journal_dir=tmp_path,
+                            flush_interval=0.05, screenshot_reencode="webp", screenshot_quality=60) as recorder:
+        record_screens(recorder, [drawn, not_an_image])
+        assert recorder.flush(timeout=60)
+    with rolloutdb.connect(session_database_url, project=project) as store:
+        [rollout] = store.rollouts.query()
+        assert links_by_turn(store, rollout.id) == expected_links([drawn, not_an_image])
+        shot = store.artifacts.get(digest(drawn))
+        assert (shot.size, shot.media_type, shot.original_media_type) == (len(drawn), "image/webp", "image/png")
+        assert store.artifacts.read(shot)[8:12] == b"WEBP" and shot.stored_size < len(drawn)
+        kept = store.artifacts.get(digest(not_an_image))
+        assert (kept.media_type, kept.original_media_type) == ("image/png", None)
+        assert store.artifacts.read(kept) == not_an_image
+    for bad in ({"screenshot_reencode": "gif"}, {"screenshot_reencode": "webp", "screenshot_quality": 200}):
+        with pytest.raises(InvalidInputError):
+            rolloutdb.Recorder(session_database_url, run="gui-2", project=project, journal_dir=tmp_path, **bad)

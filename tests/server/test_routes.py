@@ -265,6 +265,40 @@ def test_scripts_and_summary(api):
         row for row in rows if row["key"] == task["external_id"]).items()
 
 
+def test_decisions_signals_and_rewards(api):
+    domain = unique("retrieval").replace("/", "-")
+    declared = ok(api.post("/decisions/domains", json={"domain": domain, "actions": ["keep", "drop"],
+                                                       "signals": ["click"]}))
+    assert declared == {"name": domain, "actions": ["keep", "drop"], "signals": ["click"]}
+    assert domain in [d["name"] for d in ok(api.get("/decisions/domains"))]
+    subject = unique("mem")
+    logged = ok(api.post("/decisions/log", json={"domain": "memory", "subject_id": subject, "action": "insert",
+                                                 "state": {"length": 3}, "propensity": 0.5,
+                                                 "at": "2026-11-01T00:00:00+00:00"}), 201)
+    assert (logged["action"], logged["created_at"]) == ("insert", "2026-11-01T00:00:00Z")
+    batch = ok(api.post("/decisions/batch", json=[{"domain": "memory", "subject_id": subject, "action": "delete",
+                                                   "at": "2026-11-02T00:00:00+00:00"}]), 201)
+    assert [d["action"] for d in batch] == ["delete"]
+    assert "unknown action 'merge'" in error(api.post("/decisions/log", json={
+        "domain": "memory", "subject_id": subject, "action": "merge"}), 422, "NotDeclaredError")
+    assert [d["action"] for d in ok(api.get("/decisions/list", params={"subject_id": subject}))] == ["delete", "insert"]
+    assert ok(api.get("/decisions", params={"subject_id": subject}))["total"] == 2
+    assert ok(api.get(f"/decisions/{logged['id']}"))["state"] == {"length": 3}
+    hit = ok(api.post("/signals/add", json={"subject_id": subject, "kind": "hit",
+                                            "at": "2026-11-02T00:00:00+00:00"}), 201)
+    assert ok(api.post("/signals/batch", json=[{"subject_id": subject, "kind": "quality", "value": 0.8}]), 201)
+    assert ok(api.get("/signals", params={"subject_id": subject}))["total"] == 2
+    assert ok(api.get(f"/signals/{hit['id']}"))["kind"] == "hit"
+    evaluated = ok(api.post("/rewards/evaluate", json={"domain": "memory", "as_of": "2026-12-01T00:00:00+00:00",
+                                                       "rules": {"memory": {"insert": {"weights": {"hit": 1.0}},
+                                                                            "delete": {"weights": {"hit": -1.0}}}}}))
+    assert evaluated["status"] == "completed" and evaluated["evaluated"] >= 2
+    stats = {row["action"]: row for row in ok(api.get("/rewards/statistics", params={"domain": "memory"}))}
+    assert {"insert", "delete"} <= set(stats)
+    assert "unknown signal kind" in error(api.post("/rewards/evaluate", json={
+        "rules": {"memory": {"insert": {"weights": {"click": 1.0}}}}}), 422, "NotDeclaredError")
+
+
 def test_artifacts_and_trajectory(api):
     claim = ok(api.post("/rollouts/start", json={"input": "tap through"}), 201)
     rollout_id = claim["rollout"]["id"]
@@ -279,13 +313,49 @@ def test_artifacts_and_trajectory(api):
     link = ok(api.post(f"/artifacts/{shot['sha256']}/links", json={"turn_id": turn["id"], "role": "before"}), 201)
     assert [item["role"] for item in ok(api.get("/artifacts/links", params={"turn_id": turn["id"]}))] == [
         "screenshot", "before"] and link["owner_type"] == "turn"
+    many = ok(api.post("/artifacts/links", json=[{"artifact": shot["sha256"], "turn_id": turn["id"], "role": "after"},
+                                                 {"artifact": shot["sha256"], "rollout_id": rollout_id}]), 201)
+    assert [(item["owner_type"], item["role"]) for item in many] == [("turn", "after"), ("rollout", "attachment")]
+    assert "link #0" in error(api.post("/artifacts/links", json=[{"artifact": "x", "turn_id": turn["id"]}]), 422,
+                              "InvalidInputError")
     trajectory = ok(api.get(f"/rollouts/{rollout_id}/trajectory"))
     assert trajectory["attempt"]["id"] == claim["attempt"]["id"] and trajectory["spans"] == []
     assert [(a["role"], a["sha256"]) for a in trajectory["turns"][0]["artifacts"]] == [
-        ("screenshot", shot["sha256"]), ("before", shot["sha256"])]
+        ("screenshot", shot["sha256"]), ("before", shot["sha256"]), ("after", shot["sha256"])]
     assert ok(api.get(f"/rollouts/{rollout_id}/trajectory", params={"attempt": claim["attempt"]["id"]})) == trajectory
     error(api.get("/rollouts/no-such-rollout/trajectory"), 404, "NotFoundError")
     assert ok(api.post("/artifacts/gc", json={"grace": 3600}))["artifacts"] == 0
+
+
+def test_flywheel_run_advise_and_policies(api):
+    assert ok(api.get("/policies/active", params={"domain": "memory"})) is None
+    decisions = [{"subject_id": unique("memory"), "action": action, "state": {"kind": kind, "length": index % 7},
+                  "propensity": 0.25, "at": "2026-01-01T00:00:00Z"}
+                 for index in range(120) for action, kind in [(("insert", "ignore", "update", "delete")[index % 4],
+                                                               ("fact", "chatter")[index % 3 == 0])]]
+    ok(api.post("/decisions/batch", json=decisions), 201)
+    ok(api.post("/signals/batch", json=[{"subject_id": d["subject_id"], "kind": "hit", "at": "2026-01-02T00:00:00Z"}
+                                        for d in decisions if d["state"]["kind"] == "fact"
+                                        and d["action"] in ("insert", "update")]), 201)
+    report = ok(api.post("/flywheel/run", json={"domain": "memory", "train": True, "bootstrap": 200}))
+    # (the decisions other tests of this server logged count too)
+    assert report["samples"] >= 120 and (report["trained"], report["version"]) == (True, 1)
+    assert ok(api.post("/policies/activate", json={"domain": "memory", "version": 1}))["active"]  # (again: no-op)
+    advice = ok(api.post("/flywheel/advise", json={"domain": "memory", "state": {"kind": "fact", "length": 3}}))
+    assert advice["policy_version"] == "memory/v1" and advice["propensity"] == advice["probabilities"][advice["action"]]
+    assert "lacks feature(s) 'length'" in error(api.post("/flywheel/advise", json={"state": {"kind": "fact"}}), 422,
+                                                  "MissingFeaturesError")
+    assert [c["version"] for c in ok(api.get("/policies/list", params={"domain": "memory"}))] == [1]
+    assert ok(api.get("/policies/active", params={"domain": "memory"}))["version"] == 1
+    assert ok(api.get("/policies/latest", params={"domain": "memory"}))["version"] == 1
+    samples = ok(api.get("/samples", params={"source": "memory", "limit": 5}))
+    assert samples["total"] == report["samples"]
+    assert ok(api.get(f"/samples/{samples['items'][0]['id']}"))["source"] == "memory"
+    checkpoint = ok(api.get("/checkpoints", params={"name": "policy:memory"}))["items"][0]
+    trained_on = report["training_samples"] + report["holdout_samples"]  # those with a state and a reward
+    assert ok(api.get(f"/checkpoints/{checkpoint['id']}"))["metrics"]["samples"] == trained_on
+    assert "first that was active" in error(api.post("/policies/rollback", json={"domain": "memory"}), 409,
+                                                "ConflictError")
 
 
 def test_every_route_was_called(server):

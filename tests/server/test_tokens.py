@@ -56,6 +56,9 @@ def fill_project(url: str) -> ProjectA:
         shot = store.artifacts.put(MARKER.encode(), "image/png", turn_id=turn.id, role="screenshot")
         store.workers.update(claim.attempt.worker_id, metadata={"note": MARKER})
         store.jobs.request_pause(run.id, reason=MARKER)
+        decision = store.decisions.log("memory", f"{MARKER}-memory", "insert", reason=MARKER, state={"note": MARKER},
+                                       at=datetime.now(timezone.utc) - timedelta(days=30))
+        signal = store.signals.add(f"{MARKER}-memory", "hit", data={"note": MARKER})
         tokens = {role: store.tokens.create(role, name=f"{MARKER}-{role}") for role in ("reader", "writer", "admin")}
     keys = {
         "runs": run.id, "steps": step.id, "groups": group.id, "validators": validator.id, "tasks": task.id,
@@ -64,7 +67,7 @@ def fill_project(url: str) -> ProjectA:
         "tokens": tokens["admin"].token.id,
         "rollout_id": claim.rollout.id, "attempt_id": claim.attempt.id, "worker_id": claim.attempt.worker_id,
         "name_or_id": run.id, "entity_id": claim.rollout.id, "entity_type": "rollout", "finished": done.rollout.id,
-        "sha256": shot.sha256, "artifact": shot.sha256,
+        "sha256": shot.sha256, "artifact": shot.sha256, "decisions": decision.id, "signals": signal.id,
     }
     return ProjectA(name, keys, tokens)
 
@@ -75,7 +78,7 @@ def snapshot(url: str, project: str) -> dict[str, Any]:
         rows: dict[str, Any] = {
             area: [row.model_dump() for row in getattr(store, area).query(limit=None)]
             for area in ("runs", "steps", "groups", "validators", "tasks", "rollouts", "attempts", "turns",
-                         "resources", "workers")}
+                         "resources", "workers", "decisions", "signals")}
         rows["spans"] = [span.model_dump() for span in store.spans.query(attempt_id=None, limit=None)]
         rows["tokens"] = [token.model_dump(exclude={"last_used_at"}) for token in store.tokens.query(limit=None)]
         rows["logs"] = [event.model_dump() for run in rows["runs"] for event in store.jobs.logs(run["id"], limit=1000)]
@@ -140,6 +143,12 @@ def body_of(operation: Operation, keys: dict[str, str]) -> Any:
         "artifacts.gc": {"grace": 0},
         "scripts.record": {"rollout_id": keys["finished"], "name": "b"},
         "scripts.report": {"success": True, "seconds": 1.0},
+        "decisions.declare": {"domain": "retrieval", "actions": ["keep"], "signals": ["click"]},
+        "decisions.log": {"domain": "memory", "subject_id": "b", "action": "insert"},
+        "decisions.log_many": [{"domain": "memory", "subject_id": "b", "action": "insert"}],
+        "signals.add": {"subject_id": "b", "kind": "hit"},
+        "signals.add_many": [{"subject_id": "b", "kind": "hit"}],
+        "rewards.evaluate": {"domain": "memory"},
     }
     return bodies.get(operation.call)
 

@@ -2,6 +2,7 @@
 collected when nothing links it; in a folder or in the database, from several processes at once."""
 
 import hashlib
+import importlib.util
 import io
 import multiprocessing
 import os
@@ -16,6 +17,7 @@ import rolloutdb
 from rolloutdb.errors import InvalidInputError, NotFoundError
 from rolloutdb.schema import artifact_chunks, artifact_links, artifacts
 from rolloutdb.store.artifacts import CHUNK_BYTES
+from rolloutdb.store.maintenance import artifact_figures
 
 
 
@@ -130,9 +132,53 @@ def test_rolloutdb_artifacts_chooses_where_content_goes_unless_connect_says(fres
 
 
 def test_bad_artifacts_settings_are_refused(fresh_database_url):
-    for bad in ("s3://bucket/blobs", "", 3):
+    for bad in ("", 3, "file://otherhost/blobs", "memory://", "s3:///"):
         with pytest.raises(InvalidInputError, match="artifacts"):
             rolloutdb.connect(fresh_database_url, artifacts=bad)
+    with pytest.raises(InvalidInputError, match=r"artifacts: nosuchfs:// is no filesystem fsspec knows"):
+        rolloutdb.connect(fresh_database_url, artifacts="nosuchfs://bucket/blobs")
+    if importlib.util.find_spec("s3fs") is None:  # s3:// is fsspec's, but its package is missing: said so, with what
+        with pytest.raises(InvalidInputError, match=r"artifacts: s3:// needs a package .*rolloutdb\[s3\]"):
+            rolloutdb.connect(fresh_database_url, artifacts="s3://bucket/blobs")  # to install
+
+
+def test_content_goes_to_a_folder_given_by_url(fresh_database_url):
+    """A folder fsspec reaches by URL (here its in-memory filesystem, as an object store would be: not a local
+    path): put, read, stream, dedupe, links, gc and a missing blob, as with a local folder."""
+    import fsspec
+
+    memory = fsspec.filesystem("memory")
+    home = f"memory://blobs-{os.urandom(6).hex()}"
+    data = os.urandom(CHUNK_BYTES + 100)
+    with rolloutdb.connect(fresh_database_url, artifacts=home + "/") as store:
+        assert store.artifacts.home is None  # no local folder
+        artifact = store.artifacts.put(data, "image/png")
+        assert (artifact.storage, artifact.location) == (
+            "url", f"{home}/{store.project_id}/{artifact.sha256[:2]}/{artifact.sha256[2:]}")
+        assert memory.cat_file(artifact.location) == data
+        assert store.artifacts.read(artifact) == data
+        with store.artifacts.open(artifact.sha256) as file:
+            assert file.read(10) == data[:10] and file.read() == data[10:]
+        assert store.artifacts.put(data).created_at == artifact.created_at  # stored once
+        assert rows(store, artifact_chunks) == 0 and memory.find(home) == [memory._strip_protocol(artifact.location)]
+        packed = store.artifacts.put(b"log line\n" * 10_000, "text/plain", compression="zstd")
+        assert store.artifacts.read(packed) == b"log line\n" * 10_000
+        assert memory.info(packed.location)["size"] < 10_000
+        rollout = store.rollouts.create()
+        store.artifacts.link(artifact, rollout_id=rollout.id, role="attachment")
+        assert store.artifacts.gc(grace=0).artifacts == 1  # the unlinked one
+        assert not memory.exists(packed.location) and memory.exists(artifact.location)
+    # Read from where it went, whatever the reading store is set to.
+    with rolloutdb.connect(fresh_database_url, artifacts="database") as store:
+        assert store.artifacts.read(artifact.sha256) == data
+        with store.engine.connect() as connection:
+            figures = artifact_figures(connection, store.project)
+        assert (figures.in_files, figures.file_bytes, figures.missing_count) == (1, len(data), 0)
+        memory.rm_file(artifact.location)
+        with pytest.raises(NotFoundError, match="is missing from memory://"):
+            store.artifacts.read(artifact.sha256)
+        with store.engine.connect() as connection:  # what doctor reports
+            assert artifact_figures(connection, store.project).missing == [f"{artifact.sha256} {artifact.location}"]
 
 
 def test_put_refuses_what_is_not_content(local, tmp_path, database):
@@ -331,18 +377,20 @@ def test_concurrent_puts_of_the_same_content_store_it_once(fresh_database_url, t
         assert store.artifacts.read(answers.pop()) == data
 
 
-def put_and_link(url: str, folder: str, rounds: int, at_once: bool, start, results) -> None:
+def put_and_link(url: str, folder: str | None, rounds: int, at_once: bool, start, results, label: str = "") -> None:
+    """A writer of ``rounds`` turns, each with a screenshot put and linked (at once, or by a later call) and scratch
+    content linked by nothing; ``label`` starts its content (writers with their own content)."""
     start.wait()
     try:
         with rolloutdb.connect(url, project="gc", artifacts=folder) as store:
             rollout = store.rollouts.create()
             for i in range(rounds):
                 turn = store.turns.create(rollout_id=rollout.id, turn_index=i)
-                store.artifacts.put(f"scratch {i}".encode())  # never linked: gc's to take
+                store.artifacts.put(f"{label}scratch {i}".encode())  # never linked: gc's to take
                 if at_once:
-                    store.artifacts.put(f"screenshot {i}".encode(), turn_id=turn.id, role="screenshot")
+                    store.artifacts.put(f"{label}screenshot {i}".encode(), turn_id=turn.id, role="screenshot")
                 else:
-                    shot = store.artifacts.put(f"screenshot {i}".encode())
+                    shot = store.artifacts.put(f"{label}screenshot {i}".encode())
                     store.artifacts.link(shot, turn_id=turn.id, role="screenshot")
         results.put("ok")
     except Exception as exc:
@@ -393,3 +441,126 @@ def test_content_over_the_size_limit_is_refused_and_nothing_written(fresh_databa
             rolloutdb.connect(fresh_database_url, max_artifact_bytes=bad)
     with pytest.raises(InvalidInputError, match="max_artifact_bytes= are for a database"):
         rolloutdb.connect("http://127.0.0.1:9", max_artifact_bytes=10)
+
+
+def screen_png(width: int = 360, height: int = 640, seed: int = 0) -> bytes:
+    """A phone screen as a PNG, drawn as the phone agent example draws one: bars, buttons and text."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (width, height), (245, 245, 250))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((0, 0, width, 48), fill=(30 + seed, 90, 200))
+    for row in range(8):
+        top = 70 + row * 64
+        draw.rounded_rectangle((16, top, width - 16, top + 52), radius=10, fill=(255, 255, 255),
+                               outline=(200, 200, 210))
+        draw.text((32, top + 18), f"Setting {row} — Wi-Fi, Bluetooth, Display {seed}", fill=(20, 20, 20))
+    for x in range(0, width, 3):  # a photo-like strip: what PNG keeps losslessly and WebP does not
+        draw.line((x, height - 80, x, height), fill=((x * 7 + seed) % 256, (x * 13) % 256, (x * 29) % 256))
+    encoded = io.BytesIO()
+    image.save(encoded, format="PNG")
+    return encoded.getvalue()
+
+
+def test_a_screenshot_re_encoded_keeps_the_originals_hash_and_reads_back_in_its_stored_form(local, database):
+    from PIL import Image
+
+    png = screen_png()
+    shot = local.artifacts.put(png, "image/png", reencode="webp", quality=80)
+    assert (shot.sha256, shot.size) == (hashlib.sha256(png).hexdigest(), len(png))  # the original's: for dedupe
+    assert (shot.media_type, shot.original_media_type) == ("image/webp", "image/png")
+    assert shot.stored_size < len(png) and shot.content_size == shot.stored_size
+    stored = local.artifacts.read(shot)
+    assert len(stored) == shot.stored_size and stored[:4] == b"RIFF" and stored[8:12] == b"WEBP"
+    with Image.open(io.BytesIO(stored)) as image:
+        assert (image.format, image.size) == ("WEBP", (360, 640))
+    assert local.artifacts.get(shot.sha256).model_dump(exclude={"touched_at"}) == shot.model_dump(exclude={"touched_at"})
+    # The same screenshot again, re-encoded or not, is the stored one.
+    for again in (local.artifacts.put(png, "image/png"), local.artifacts.put(png, "image/png", reencode="webp")):
+        assert again.model_dump(exclude={"touched_at"}) == shot.model_dump(exclude={"touched_at"})
+    if shot.storage == "file":
+        assert Path(shot.location).stat().st_size == shot.stored_size
+    # A lower quality is smaller still; as given, a put's stored size is its size.
+    other = screen_png(seed=1)
+    assert local.artifacts.put(other, "image/png", reencode="webp", quality=20).stored_size < shot.stored_size
+    plain = local.artifacts.put(b"as given", "text/plain")
+    assert (plain.stored_size, plain.content_size, plain.original_media_type) == (8, 8, None)
+    # A trajectory lists a re-encoded screenshot by its stored form's media type.
+    claim = local.rollouts.start()
+    turn = local.turns.create(rollout_id=claim.rollout.id, attempt_id=claim.attempt.id, turn_index=0)
+    local.artifacts.link(shot, turn_id=turn.id, role="screenshot")
+    (listed,) = local.trajectory(claim.rollout.id).turns[0].artifacts
+    assert (listed.sha256, listed.media_type) == (shot.sha256, "image/webp")
+
+
+def test_re_encoding_refuses_what_is_no_image_and_bad_settings_writing_nothing(local, database):
+    for bad, message in ((dict(reencode="avif"), "unknown reencode 'avif'"),
+                         (dict(reencode="webp", quality=101), "quality must be a whole number from 0 to 100"),
+                         (dict(reencode="webp", quality=True), "quality must be a whole number"),
+                         (dict(reencode="webp", compression="zstd"), "reencode and compression do not go together")):
+        with pytest.raises(InvalidInputError, match=message):
+            local.artifacts.put(screen_png(), "image/png", **bad)
+    with pytest.raises(InvalidInputError, match="cannot re-encode the content as webp: it is no image Pillow reads"):
+        local.artifacts.put(b"\x89PNG but not really", "image/png", reencode="webp")
+    assert rows(database, artifacts) == 0 and blobs(database) == [] and spools(database) == []
+
+
+def test_link_many_links_many_artifacts_to_many_owners_at_once(local, database):
+    claim = local.rollouts.start()
+    turns = [local.turns.create(rollout_id=claim.rollout.id, attempt_id=claim.attempt.id, turn_index=n)
+             for n in range(3)]
+    shot, log = local.artifacts.put(b"a screenshot", "image/png"), local.artifacts.put(b"a log", "text/plain")
+    asked = [{"artifact": shot, "turn_id": turn.id, "role": "screenshot"} for turn in turns] + [
+        {"artifact": log.sha256, "rollout_id": claim.rollout.id},  # role: attachment
+        {"artifact": shot.sha256, "turn_id": turns[0].id, "role": "screenshot"}]  # twice in the batch
+    links = local.artifacts.link_many(asked)
+    assert [(link.sha256, link.owner_type, link.owner_id, link.role) for link in links] == [
+        *((shot.sha256, "turn", turn.id, "screenshot") for turn in turns),
+        (log.sha256, "rollout", claim.rollout.id, "attachment"), (shot.sha256, "turn", turns[0].id, "screenshot")]
+    assert links[0] == links[-1] and rows(database, artifact_links) == 4
+    assert local.artifacts.links(turn_id=turns[1].id) == [links[1]]
+    assert [link.id for link in local.artifacts.link_many(asked)] == [link.id for link in links]  # again: the same
+    assert local.artifacts.link_many([]) == []
+    assert [turn.artifacts[0].sha256 for turn in local.trajectory(claim.rollout.id).turns] == [shot.sha256] * 3
+
+
+def test_link_many_refuses_a_bad_link_and_links_none(local, database):
+    claim = local.rollouts.start()
+    turn = local.turns.create(rollout_id=claim.rollout.id, attempt_id=claim.attempt.id, turn_index=0)
+    shot = local.artifacts.put(b"pixels", "image/png")
+    good = {"artifact": shot.sha256, "turn_id": turn.id, "role": "screenshot"}
+    for bad, error, message in (
+            ({"artifact": "0" * 64, "turn_id": turn.id}, NotFoundError, f"artifact {'0' * 64} not found"),
+            ({"artifact": shot.sha256, "turn_id": "no-such-turn"}, NotFoundError, "turn 'no-such-turn' not found"),
+            ({"artifact": shot.sha256, "turn_id": turn.id, "role": "thumbnail"}, InvalidInputError,
+             "link #1: unknown artifact role 'thumbnail'"),
+            ({"artifact": shot.sha256, "turn_id": turn.id, "rollout_id": claim.rollout.id}, InvalidInputError,
+             "link #1: name exactly one owner"),
+            ({"artifact": "not a digest", "turn_id": turn.id}, InvalidInputError, "link #1: an artifact is named by"),
+            ({"turn_id": turn.id}, InvalidInputError, "link #1: a link has an artifact, a role and one owner"),
+            ({"artifact": shot.sha256, "turn_id": turn.id, "colour": "red"}, InvalidInputError,
+             "link #1: a link has an artifact")):
+        with pytest.raises(error, match=message):
+            local.artifacts.link_many([good, bad])
+    for not_links in ({"artifact": shot.sha256}, "links", [3]):
+        with pytest.raises(InvalidInputError, match="links are given as a list of mappings|link #0 is not a mapping"):
+            local.artifacts.link_many(not_links)
+    assert rows(database, artifact_links) == 0
+
+
+def test_link_many_takes_the_same_statements_for_two_links_as_for_sixty(tmp_path):
+    with rolloutdb.connect(f"sqlite:///{tmp_path / 'count.db'}") as store:
+        statements: list[str] = []
+        from sqlalchemy import event
+        event.listen(store.engine, "checkout", lambda connection, *_: connection.set_trace_callback(statements.append))
+        counts = []
+        for turns in (2, 60):
+            rollout = store.rollouts.create()
+            owners = [store.turns.create(rollout_id=rollout.id, turn_index=n) for n in range(turns)]
+            shots = [store.artifacts.put(f"shot {n}".encode()) for n in range(turns)]
+            statements.clear()
+            store.artifacts.link_many([{"artifact": shot, "turn_id": turn.id, "role": "screenshot"}
+                                       for shot, turn in zip(shots, owners)])
+            counts.append(len([sql for sql in statements if sql.lstrip().split()[0].upper() in
+                               ("SELECT", "INSERT", "UPDATE")]))
+        assert counts[0] == counts[1] <= 5

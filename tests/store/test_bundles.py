@@ -391,3 +391,33 @@ def test_a_run_name_the_project_uses_under_another_id_is_a_conflict_and_nothing_
         with pytest.raises(ConflictError, match="conflict with rows of this project.*nothing was written"):
             target.import_bundle(tmp_path / "b.tar")
         assert snapshot(target) == before
+
+
+def test_a_re_encoded_screenshot_travels_in_its_stored_form_and_keeps_its_record(tmp_path):
+    """A screenshot stored as WebP (artifacts.put(..., reencode="webp")) is bundled as its stored bytes under the
+    original's sha256, and imported as the same record: re-encoded, the original's sha256, size and media type."""
+    from store.test_artifacts import screen_png
+
+    drawn = screen_png()
+    with connected(f"sqlite:///{tmp_path / 'from.db'}") as source:
+        claim = source.rollouts.start()
+        turn = source.turns.create(rollout_id=claim.rollout.id, attempt_id=claim.attempt.id, turn_index=0)
+        shot = source.artifacts.put(drawn, "image/png", reencode="webp", turn_id=turn.id, role="screenshot")
+        source.rollouts.update(claim.rollout.id, status="succeeded")
+        before, stored = snapshot(source), source.artifacts.read(shot)
+        assert source.export_bundle({"status": FINISHED}, out=tmp_path / "shots").blobs == 1
+    for changed in (False, True):
+        with connected(f"sqlite:///{tmp_path / f'to-{changed}.db'}") as target:
+            if changed:  # a blob of another size than the stored form's is refused before anything is written
+                blob = tmp_path / "shots" / "blobs" / shot.sha256
+                blob.write_bytes(blob.read_bytes() + b"x")
+                with pytest.raises(InvalidBundleError, match="content does not match its sha256"):
+                    target.import_bundle(tmp_path / "shots")
+                assert nothing_written(target)
+                continue
+            assert target.import_bundle(tmp_path / "shots").blobs == 1
+            assert snapshot(target) == before
+            copied = target.artifacts.get(shot.sha256)
+            assert (copied.media_type, copied.original_media_type, copied.size, copied.stored_size) == (
+                "image/webp", "image/png", len(drawn), shot.stored_size)
+            assert target.artifacts.read(copied) == stored and stored[8:12] == b"WEBP"

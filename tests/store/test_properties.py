@@ -28,7 +28,9 @@ EXAMPLES = int(os.environ.get("ROLLOUTDB_PROPERTY_EXAMPLES", "120"))
 PROPERTY = settings(max_examples=EXAMPLES, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 AREAS = ("runs", "steps", "validators", "tasks", "groups", "resources", "rollouts", "attempts", "workers", "turns",
-         "scripts")
+         "scripts", "decisions", "signals")
+DECISION = ["domain", "subject_id", "action", "reason", "state", "context", "policy_version", "propensity", "at", "id"]
+SIGNAL = ["subject_id", "kind", "value", "at", "domain", "data", "id"]
 
 # -- values ------------------------------------------------------------------------------------------
 
@@ -80,7 +82,10 @@ class World:
         store.turns.create(rollout_id=solved.rollout.id, turn_index=0, action={"type": "tap", "x": 1, "y": 2})
         store.attempts.update(solved.rollout.id, status="succeeded")
         script = store.scripts.record(solved.rollout.id, name="script")
-        return [run.id, run.name, step.id, task.id, group.id, claim.rollout.id, claim.attempt.id, span.id, turn.id,
+        decision = store.decisions.log("memory", "memory-1", "insert", state={"similar_memories": 1},
+                                       at=datetime(2026, 1, 1, tzinfo=timezone.utc))
+        signal = store.signals.add("memory-1", "hit")
+        return [decision.id, signal.id, "memory-1", run.id, run.name, step.id, task.id, group.id, claim.rollout.id, claim.attempt.id, span.id, turn.id,
                 queued.id, resources.id, "worker", "latest", solved.rollout.id, script.id, task.external_id]
 
     def close(self) -> None:
@@ -107,7 +112,9 @@ def value_for(world: World, field: str) -> st.SearchStrategy:
     if field == "id" or field.endswith("_id") or field in ("run", "task", "parent"):
         return st.sampled_from(world.ids) | anything
     if field in ("status", "kind", "mode", "source", "level", "control", "op"):
-        return words | anything
+        return words | st.sampled_from(["hit", "quality", "feedback"]) | anything
+    if field in ("domain", "action"):
+        return st.sampled_from(["memory", "insert", "update", "ignore", "delete"]) | texts | anything
     if field in ("name", "external_id", "trace_id", "span_id", "session", "reason", "error", "message"):
         return texts | anything
     return anything
@@ -219,6 +226,18 @@ def calls(world: World) -> dict[str, object]:
         "scripts.list": lambda s, d: s.scripts.list(d(an_id(w) | st.none()), **d(known_fields(
             w, ["name", "active", "limit", "offset"]))),
         "summary": lambda s, d: s.summary(**d(known_fields(w, ["by", "run", "since"]))),
+        "decisions.log": lambda s, d: s.decisions.log(**d(known_fields(w, DECISION, ["domain", "subject_id", "action"]))),
+        "decisions.log_many": lambda s, d: s.decisions.log_many(d(st.lists(fields(w, DECISION), max_size=3) | anything)),
+        "decisions.list": lambda s, d: s.decisions.list(**d(known_fields(
+            w, ["domain", "subject_id", "action", "policy_version", "evaluated", "since", "limit", "offset"]))),
+        "decisions.declare": lambda s, d: s.decisions.declare(d(texts | anything), actions=d(st.lists(texts) | anything),
+                                                              signals=d(st.lists(texts) | anything)),
+        "signals.add": lambda s, d: s.signals.add(**d(known_fields(w, SIGNAL, ["subject_id", "kind"]))),
+        "signals.add_many": lambda s, d: s.signals.add_many(d(st.lists(fields(w, SIGNAL), max_size=3) | anything)),
+        "rewards.evaluate": lambda s, d: s.rewards.evaluate(**d(known_fields(
+            w, ["domain", "rules", "as_of", "batch_size", "force"]))),
+        "rewards.statistics": lambda s, d: s.rewards.statistics(**d(known_fields(w, ["domain", "since",
+                                                                                     "policy_version"]))),
         "recording.apply": lambda s, d: s.recording.apply(d(st.lists(st.sampled_from(OPERATION_MODELS).flatmap(
             lambda model: record_fields(w, model, ["op"])), max_size=3))),
     })

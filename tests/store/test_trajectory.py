@@ -108,3 +108,31 @@ def test_a_trajectory_takes_four_statements_however_many_turns_and_artifacts(tmp
             assert all(len(turn.artifacts) == 1 for turn in trajectory.turns)
             counts.append(len([sql for sql in statements if sql.lstrip().upper().startswith("SELECT")]))
         assert counts == [4, 4]
+
+
+def test_a_trajectorys_spans_are_the_records_spans_query_returns(store):
+    """The spans a trajectory holds are built from their rows without a second validation: they must be the very
+    records spans.query validates, every field (and its set of given fields) alike, and behave as records."""
+    from datetime import datetime, timezone
+
+    claim = store.rollouts.start()
+    started = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
+    store.spans.add_many([
+        {"rollout_id": claim.rollout.id, "attempt_id": claim.attempt.id, "trace_id": "t", "span_id": "full",
+         "parent_id": "p", "name": "llm.call", "status": {"status_code": "ERROR", "description": "timeout"},
+         "attributes": {"model": "policy-7b", "tokens": 512, "ratio": 0.5, "nested": {"a": [1, None, True]}},
+         "events": [{"name": "retry", "attributes": {}}], "links": [{"trace_id": "u"}], "context": {"k": "v"},
+         "parent": {"span_id": "p"}, "resource": {"service": "phone"}, "start_time": started,
+         "end_time": started},
+        *spans_of(claim, "bare")])
+
+    spans = store.trajectory(claim.rollout.id).spans
+    expected = store.spans.query(claim.rollout.id)
+    assert spans == expected
+    for span, record in zip(spans, expected):
+        assert repr(span) == repr(record)  # the fields in order, the times in the same zone
+        assert span.model_dump() == record.model_dump() and span.model_dump_json() == record.model_dump_json()
+        assert span.model_fields_set == record.model_fields_set
+    spans[0].name = "renamed"  # assignment is validated as on any record
+    with pytest.raises(ValueError):
+        spans[0].sequence_id = "one"

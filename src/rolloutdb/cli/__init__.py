@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from . import database, demo, export, jobs, journal, projects, rollouts, runs, scripts, server, tokens
+from . import database, demo, export, flywheel, jobs, journal, projects, rollouts, runs, scripts, server, tokens
 from .internal_errors import DEBUG_VAR, BugReportingGroup
 from .options import Project, Target, Token, Url
 
@@ -67,5 +67,7 @@ app.add_typer(rollouts.rollouts_app, name="rollouts")
 app.add_typer(jobs.jobs_app, name="jobs")
 app.add_typer(journal.journal_app, name="journal")
 app.add_typer(scripts.scripts_app, name="scripts")
+app.add_typer(flywheel.decisions_app, name="decisions")
+app.add_typer(flywheel.flywheel_app, name="flywheel")
 
 __all__ = ["app"]

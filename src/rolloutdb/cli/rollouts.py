@@ -303,14 +303,13 @@ def gc(
         help="Keep unlinked artifacts put or linked more recently than this (a writer links what it put within it): "
              "30s, 15m, 1h, ...")] = "1h",
 ) -> None:
-    """Delete the artifacts (rows and content) no turn, step or rollout links, and the links whose owner is gone.
+    """Delete the artifacts (rows and content) no turn, step or rollout links, and the links whose owner is gone
+    (through a server: as an admin).
 
     Example: rolloutdb gc --grace 1d
     """
     period = parse_duration(grace)
     with ctx.obj.connect() as store:
-        if store.backend == "http":
-            fail("artifacts are not served yet: run `rolloutdb gc` with the database's URL, not the server's")
         result = store.artifacts.gc(grace=period)
     console.print(f"Deleted {plural(result.artifacts, 'artifact')} ({format_bytes(result.bytes)}) and "
                   f"{plural(result.links, 'link')} from turns, steps or rollouts that are gone.")

@@ -149,7 +149,7 @@ def stats(
     json: Json = False,
 ) -> None:
     """Summarise the rollouts per task or per day: rollouts, finished, success rate, mean turns and duration,
-    errors by type (an error's text up to its first colon).
+    the rollouts' errors and their turns' errors by type (an error's text up to its first colon).
 
     Example: rolloutdb stats --by day --since 7d
     """
@@ -162,9 +162,15 @@ def stats(
     print_table(
         None, (Column(by, text=True), Column("rollouts", justify="right"), Column("finished", justify="right"),
                Column("success", justify="right"), Column("turns", justify="right"),
-               Column("duration", justify="right"), Column("errors", text=True, drop=1)),
+               Column("duration", justify="right"), Column("errors", text=True, drop=1),
+               Column("turn errors", text=True, drop=2)),
         ((row.key, row.rollouts, row.finished, percent(row.success_rate),
           None if row.turns_mean is None else f"{row.turns_mean:.1f}", seconds_text(row.duration_mean_seconds),
-          ", ".join(f"{kind} {count}" for kind, count in row.errors.items()) or None)
+          counts_text(row.errors), counts_text(row.turn_errors))
          for row in rows),
     )
+
+
+def counts_text(counts: dict[str, int]) -> str | None:
+    """Errors by type as a table shows them: "TimeoutError 2, no element 'Send' 1"."""
+    return ", ".join(f"{kind} {count}" for kind, count in counts.items()) or None

@@ -12,20 +12,25 @@ from urllib.parse import quote
 
 from ..records import Artifact
 from ..server import CONTENT_PATH, UPLOAD_PATH
-from ..store.artifacts import (CHUNK_BYTES, Artifacts, ChunkReader, artifact_digest, check_compression,
-                               check_media_type, content_chunks, content_source)
+from ..store.base import mappings
+from ..store.artifacts import (CHUNK_BYTES, DEFAULT_QUALITY, Artifacts, ChunkReader, artifact_digest,
+                               check_compression, check_media_type, check_reencoding, content_chunks, content_source)
 
 
 def put(self, data: bytes | str | os.PathLike | IO[bytes], media_type: str = "application/octet-stream", *,
         role: str = "attachment", turn_id: str | None = None, step_id: str | None = None,
-        rollout_id: str | None = None, compression: str | None = None) -> Artifact:
+        rollout_id: str | None = None, compression: str | None = None, reencode: str | None = None,
+        quality: int = DEFAULT_QUALITY) -> Artifact:
     remote = self._remote
     check_media_type(media_type)  # a query string would make text of what is none
     check_compression(compression)
+    check_reencoding(reencode, quality, compression)
     params = [(name, value) for name, value in (("media_type", media_type), ("role", role), ("turn_id", turn_id),
                                                 ("step_id", step_id), ("rollout_id", rollout_id),
-                                                ("compression", compression))
+                                                ("compression", compression), ("reencode", reencode))
               if value is not None]
+    if reencode is not None:
+        params.append(("quality", str(quality)))
     with content_source(data) as source:
         # Held to the server's limit here too: more is refused before it is sent, as the store refuses it.
         answer = remote.transport.request("POST", UPLOAD_PATH, params=params, repeatable=False,
@@ -65,8 +70,21 @@ def naming_by_digest(method):
     return named
 
 
+def links_by_digest(method):
+    """``link_many``, refusing what is not a list of links as the store does, each link's artifact record sent as its
+    sha256 (the rest of each link is the server's to check)."""
+    @functools.wraps(method)
+    def named(self, links: Any) -> Any:
+        return method(self, [{**link, "artifact": link["artifact"].sha256}
+                             if isinstance(link.get("artifact"), Artifact) else link
+                             for link in mappings("link", links)])
+
+    return named
+
+
 def artifact_methods(generated: dict[str, Any]) -> dict[str, Any]:
     """The remote artifacts' methods: those of the route table (``generated``) and the streams."""
     methods = {name: naming_by_digest(generated[name]) for name in ("get", "exists", "link")}
+    methods["link_many"] = links_by_digest(generated["link_many"])
     methods.update({"put": functools.wraps(Artifacts.put)(put), "open": functools.wraps(Artifacts.open)(open)})
     return methods

@@ -5,7 +5,7 @@ the path, query string and JSON body as the route takes them and reads back the 
 Besides the table: ``get`` is ``find`` held to the exact id (or a run's name); ``count`` is the listing's total;
 ``query(limit=None)`` pages through; ``rollouts.wait`` asks again until its own timeout (the server waits at most
 ``MAX_WAIT_SECONDS`` per request); the conveniences the local areas define over their table calls
-(``enqueue``, ``dequeue``, ``spans.add``, ``next_sequence_id``) are the local code itself. What has no route
+(``enqueue``, ``dequeue``, ``spans.add``, ``next_sequence_id``, ``advisor``) are the local code itself. What has no route
 raises NotImplementedError saying so."""
 
 from __future__ import annotations
@@ -35,13 +35,18 @@ from ..store.attempts import Attempts
 from ..store.base import (MAX_LIMIT, build_record, build_records, check_key, collector_paused, ids_of, not_found,
                           seconds, validation_message)
 from ..store.catalog import Tasks, Validators
+from ..store.checkpoints import Checkpoints
+from ..store.decisions import Decisions, Signals
 from ..store.events import Events
 from ..store.groups import Groups
 from ..store.jobs import Jobs
 from ..store.recording import Recording
 from ..store.resources import Resources
+from ..store.policies import Policies
+from ..store.rewards import Rewards
 from ..store.rollouts import Rollouts
 from ..store.runs import Runs
+from ..store.samples import Samples
 from ..store.scripts import Scripts
 from ..store.spans import Spans
 from ..store.steps import Steps
@@ -56,16 +61,19 @@ AREAS: dict[str, type] = {
     "runs": Runs, "steps": Steps, "groups": Groups, "validators": Validators, "tasks": Tasks,
     "rollouts": Rollouts, "attempts": Attempts, "spans": Spans, "turns": Turns, "resources": Resources,
     "workers": Workers, "jobs": Jobs, "recording": Recording, "tokens": Tokens, "events": Events,
-    "scripts": Scripts,
-    "artifacts": Artifacts,
+    "scripts": Scripts, "decisions": Decisions, "signals": Signals, "rewards": Rewards,
+    "artifacts": Artifacts, "policies": Policies, "samples": Samples, "checkpoints": Checkpoints,
 }
 # Local methods written over the area's own table calls: the remote area runs them as they are.
-BORROWED = {"rollouts": ("enqueue", "dequeue"), "spans": ("add", "next_sequence_id"),
+BORROWED = {"": ("advisor",), "rollouts": ("enqueue", "dequeue"), "spans": ("add", "next_sequence_id"),
             "jobs": ("start", "start_async"), "artifacts": ("read",)}
 # Writes that change nothing when sent twice, so a request whose answer was lost may be sent again.
 REPEATABLE = {"rollouts.wait", "tasks.save", "validators.save", "workers.heartbeat", "attempts.heartbeat",
               "check_health", "tokens.revoke", "scripts.record", "scripts.activate", "artifacts.link",
-              "artifacts.gc"}
+              "artifacts.link_many", "artifacts.gc", "decisions.declare", "policies.activate", "advise"}
+# Writes whose rows the client gives ids (when the caller did not): stored once by id, so they may be sent again.
+CLIENT_IDS = {"decisions.log": "decision", "decisions.log_many": "decision", "signals.add": "signal",
+              "signals.add_many": "signal"}
 
 
 class Remote:
@@ -165,6 +173,12 @@ class Remote:
                 return adapter(operation.response).dump_json([found[id] for id in ids])
 
             return [{**request, "id": id} for request, id in zip(body, ids)], stored_rollouts
+        if operation.call in CLIENT_IDS:
+            kind = CLIENT_IDS[operation.call]
+            if isinstance(body, list):
+                return [{**item, "id": self.new_id(kind)} if isinstance(item, Mapping) and item.get("id") is None
+                        else item for item in body], None
+            return ({**body, "id": self.new_id(kind)} if body.get("id") is None else body), None
         if operation.call.endswith(".create") and "id" in operation.body.model_fields and "id" not in body:
             made = self.new_id(operation.call.partition(".")[0].removesuffix("s"))
             area = self.areas[operation.call.partition(".")[0]]
@@ -310,7 +324,7 @@ def safe_to_repeat(operation: Operation, body: Any, replay: Callable[[], Any] | 
     if operation.call == "spans.add_many":
         return isinstance(body, list) and all(isinstance(span, dict) and span.get("sequence_id") is not None
                                               for span in body)
-    return operation.method == "GET" or operation.call in REPEATABLE or replay is not None
+    return operation.method == "GET" or operation.call in REPEATABLE or operation.call in CLIENT_IDS or replay is not None
 
 
 @functools.lru_cache(maxsize=None)

@@ -37,9 +37,11 @@ from ..records import Task
 from ..storable import Unstorable, json_text
 from ..states import RunStatus, StepStatus
 from ..store import DEFAULT_PROJECT, Store
+from ..store.base import aware_time
 from ..store.engine import sqlite_file
 from ..store.jobs import DEFAULT_STALE_AFTER
-from ..store.recording import check_screenshots, check_turn_content, check_typed_fields
+from ..store.artifacts import DEFAULT_QUALITY, check_reencoding
+from ..store.recording import check_given_fields, check_screenshots, check_turn_content, check_typed_fields
 from ._frames import Framed
 from ._journal import (JournalInfo, ReplayResult, count_journal_records, journal_folder,
                        list_journals, replay_journals)
@@ -47,6 +49,7 @@ from ._pump import Pump
 
 log = logging.getLogger("rolloutdb.recorder")
 UTC = timezone.utc
+NO_CONTROL = 3600.0  # a decision logger's pump: seconds between exchanges with the writer when nothing waits
 START_ERRORS = {"ConflictError": ConflictError, "NotFoundError": NotFoundError, "InvalidInputError": InvalidInputError}
 
 
@@ -129,7 +132,99 @@ def _destination(target: str | Store | Any, project: str | None, token: str | No
         return url, project
 
 
-class Recorder:
+class _Pumped:
+    """What a recorder and a decision logger share: each call checks and encodes its record and hands it to a pump,
+    whose writer process applies them in batches through ``store.recording``, keeping them in memory and then in a
+    journal while the database is away, slow or hanging (see the module)."""
+
+    _what: str  # what the records are of, for the log: "run 'grpo-1'", "the decision log"
+
+    def _start_pump(self, target: str | Store | None, project: str | None, token: str | None, run: str | None, *,
+                    flush_interval: float, flush_size: int, max_pending: int, max_lag: float, timeout: float,
+                    journal_dir: str | Path, control_interval: float, start_timeout: float) -> None:
+        url, project = _destination(target, project, token, start_timeout)
+        self.project = project  # the one it records into
+        if url.startswith("sqlite") and sqlite_file(url) is None:
+            raise InvalidInputError("the recorder writes from a process of its own, which cannot see an in-memory "
+                                    "SQLite database: record into a file (sqlite:///path.db)")
+        for name, value in (("flush_interval", flush_interval), ("max_lag", max_lag), ("timeout", timeout),
+                            ("flush_size", flush_size), ("max_pending", max_pending)):
+            if not value > 0:
+                raise InvalidInputError(f"{name} must be positive, got {value!r}")
+        self._session = new_id()
+        self._through_server = is_server_url(url)
+        self._pump = Pump(url, project, token, run, self._session, journal_dir=journal_dir, flush_interval=flush_interval,
+                          flush_size=flush_size, max_pending=max_pending, max_lag=max_lag, timeout=timeout,
+                          control_interval=control_interval)
+        self._closed = False
+        self._flushed_rejections = 0
+
+    def _record(self, record: dict[str, Any], check: Callable[[dict[str, Any]], None] = check_typed_fields) -> None:
+        self._pump.put(_encode(record, check))
+
+    def flush(self, timeout: float | None = 30.0) -> FlushResult:
+        """Write everything recorded so far. The result is true when all of it was written within
+        ``timeout`` and nothing was refused since the last flush; otherwise it says what is pending and
+        what was refused."""
+        complete = self._pump.wait_for(self._pump.put_count, timeout)
+        rejections = self._pump.counts.rejections[self._flushed_rejections:]
+        self._flushed_rejections += len(rejections)
+        return FlushResult(complete=complete, pending=self._pump.in_memory + self._pump.in_journal,
+                           rejected=[f"{r['subject']}: {r['message']}" for r in rejections])
+
+    def health(self) -> RecorderHealth:
+        pump, counts = self._pump, self._pump.counts
+        return RecorderHealth(recorded=pump.put_count, pending=pump.in_memory, spilled=pump.in_journal,
+                              written=counts.written, failed=counts.failed, dropped=counts.dropped,
+                              replayed=counts.replayed, connected=pump.connected, last_error=pump.last_error,
+                              journal=pump.journal_path if pump.in_journal else None)
+
+    def _write_out_and_stop(self, timeout: float | None) -> None:
+        """Write what is left (within ``timeout``; the journal keeps the rest) and stop the writer."""
+        self._closed = True
+        self._finalizer.detach()
+        try:
+            self._drain(timeout)
+        finally:
+            self._pump.stop(1.0)
+            self._report_leftovers()
+
+    def _drain(self, timeout: float | None) -> None:
+        """Wait for the backlog to be written, saying so (with progress on a terminal) when it takes a while."""
+        pump = self._pump
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        def remaining(at_most: float) -> float:
+            return at_most if deadline is None else max(0.0, min(at_most, deadline - time.monotonic()))
+
+        if pump.wait_for(pump.put_count, remaining(1.0)):
+            return
+        if not pump.connected:
+            pump.wait_for(pump.put_count, remaining(3.0))  # away: a short last chance, then the journal keeps the rest
+            return
+        from rich.console import Console  # noqa: PLC0415 - only a slow close needs it
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        console = Console(stderr=True)
+        total = pump.put_count - pump.counts.done
+        log.warning("rolloutdb recorder: writing %s recorded records before closing %s", f"{total:,}", self._what)
+        start = pump.counts.done
+        with Progress(TextColumn("[bold]rolloutdb[/] writing records"), BarColumn(), MofNCompleteColumn(),
+                      TimeRemainingColumn(), console=console, transient=True, disable=not console.is_terminal) as bar:
+            task = bar.add_task("records", total=total)
+            while not pump.wait_for(pump.put_count, 0.2):
+                bar.update(task, completed=pump.counts.done - start)
+                if (deadline is not None and time.monotonic() > deadline) or not pump.connected:
+                    return
+
+    def _report_leftovers(self) -> None:
+        health = self.health()
+        if health.spilled:
+            log.warning("rolloutdb recorder: %s records of %s are kept in the journal %s; the next recorder on "
+                        "this database and project writes them, or run `rolloutdb journal replay`",
+                        f"{health.spilled:,}", self._what, health.journal)
+
+class Recorder(_Pumped):
     """Records one training run (and its eval and baseline runs) from a training loop.
 
     ``target`` is a database URL, a server's URL (``http://host:8765``), a Store or remote store (its URL
@@ -140,6 +235,8 @@ class Recorder:
     whose process went quiet for ``stale_after`` seconds is taken over, a finished or live one is refused
     with ConflictError; ``resume=True`` requires the run to exist, ``resume=False`` requires a new one.
     Calls never wait for the database and never raise because of it; see ``health()``.
+    ``screenshot_reencode="webp"`` stores the turns' screenshots as WebP at ``screenshot_quality`` when smaller
+    (see ``artifacts.put``; a screenshot that is no image Pillow reads is stored as given).
     """
 
     def __init__(
@@ -161,25 +258,21 @@ class Recorder:
         journal_dir: str | Path = JOURNAL_DIRECTORY,
         control_interval: float = 1.0,
         start_timeout: float = 15.0,
+        screenshot_reencode: str | None = None,
+        screenshot_quality: int = DEFAULT_QUALITY,
     ) -> None:
-        url, project = _destination(target, project, token, start_timeout)
-        self.project = project  # the one it records into
-        if url.startswith("sqlite") and sqlite_file(url) is None:
-            raise InvalidInputError("the recorder writes from a process of its own, which cannot see an in-memory "
-                                    "SQLite database: record into a file (sqlite:///path.db)")
+        check_reencoding(screenshot_reencode, screenshot_quality, None)
+        # Sent with each turn that has screenshots: the writer re-encodes them (the loop pays nothing for it).
+        self._screenshot_encoding = ({} if screenshot_reencode is None else
+                                     {"screenshot_reencode": screenshot_reencode,
+                                      "screenshot_quality": screenshot_quality})
         if not isinstance(run, str) or not 0 < len(run) <= 200 or "\x00" in run:
             raise InvalidInputError(f"run must be a name of 1 to 200 characters without NUL, got {run!r}")
-        for name, value in (("flush_interval", flush_interval), ("max_lag", max_lag), ("timeout", timeout),
-                            ("flush_size", flush_size), ("max_pending", max_pending)):
-            if not value > 0:
-                raise InvalidInputError(f"{name} must be positive, got {value!r}")
-        self._session = new_id()
-        self._through_server = is_server_url(url)
-        self._pump = Pump(url, project, token, run, self._session, journal_dir=journal_dir, flush_interval=flush_interval,
-                          flush_size=flush_size, max_pending=max_pending, max_lag=max_lag, timeout=timeout,
-                          control_interval=control_interval)
-        self._finished = self._closed = False
-        self._flushed_rejections = 0
+        self._what = f"run {run!r}"
+        self._start_pump(target, project, token, run, flush_interval=flush_interval, flush_size=flush_size,
+                         max_pending=max_pending, max_lag=max_lag, timeout=timeout, journal_dir=journal_dir,
+                         control_interval=control_interval, start_timeout=start_timeout)
+        self._finished = False
         try:
             self.run = RunHandle(self, run, "train", config=config, total_steps=total_steps, resume=resume,
                                  stale_after=stale_after)
@@ -207,9 +300,6 @@ class Recorder:
 
     # -- recording -------------------------------------------------------------------------------------
 
-    def _record(self, record: dict[str, Any], check: Callable[[dict[str, Any]], None] = check_typed_fields) -> None:
-        self._pump.put(_encode(record, check))
-
     def _record_with_screenshots(self, record: dict[str, Any], screenshot: bytes | None,
                                  screenshots: Mapping[str, bytes] | None) -> None:
         """A turn and its screenshots: the bytes travel beside the record's line as they are (``_frames``), to be
@@ -225,6 +315,7 @@ class Recorder:
                                         "screenshots['screenshot'])")
             contents["screenshot"] = screenshot
         check_screenshots(contents)
+        record.update(self._screenshot_encoding)
         self._pump.put_with_content(Framed(_encode(record, check_turn_content), contents))
 
     def step(self, number: int, *, state: Any = None) -> StepHandle:
@@ -277,23 +368,6 @@ class Recorder:
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
-    def flush(self, timeout: float | None = 30.0) -> FlushResult:
-        """Write everything recorded so far. The result is true when all of it was written within
-        ``timeout`` and nothing was refused since the last flush; otherwise it says what is pending and
-        what was refused."""
-        complete = self._pump.wait_for(self._pump.put_count, timeout)
-        rejections = self._pump.counts.rejections[self._flushed_rejections:]
-        self._flushed_rejections += len(rejections)
-        return FlushResult(complete=complete, pending=self._pump.in_memory + self._pump.in_journal,
-                           rejected=[f"{r['subject']}: {r['message']}" for r in rejections])
-
-    def health(self) -> RecorderHealth:
-        pump, counts = self._pump, self._pump.counts
-        return RecorderHealth(recorded=pump.put_count, pending=pump.in_memory, spilled=pump.in_journal,
-                              written=counts.written, failed=counts.failed, dropped=counts.dropped,
-                              replayed=counts.replayed, connected=pump.connected, last_error=pump.last_error,
-                              journal=pump.journal_path if pump.in_journal else None)
-
     def finish(self, status: str = RunStatus.COMPLETED, error: str | None = None, *,
                message: str | None = None) -> None:
         """End the training run (completed, failed, cancelled, or paused to resume later), closing its last
@@ -309,49 +383,7 @@ class Recorder:
         if self._closed:
             return
         self.finish()
-        self._closed = True
-        self._finalizer.detach()
-        try:
-            self._drain(timeout)
-        finally:
-            self._pump.stop(1.0)
-            self._report_leftovers()
-
-    def _drain(self, timeout: float | None) -> None:
-        """Wait for the backlog to be written, saying so (with progress on a terminal) when it takes a while."""
-        pump = self._pump
-        deadline = None if timeout is None else time.monotonic() + timeout
-
-        def remaining(at_most: float) -> float:
-            return at_most if deadline is None else max(0.0, min(at_most, deadline - time.monotonic()))
-
-        if pump.wait_for(pump.put_count, remaining(1.0)):
-            return
-        if not pump.connected:
-            pump.wait_for(pump.put_count, remaining(3.0))  # away: a short last chance, then the journal keeps the rest
-            return
-        from rich.console import Console  # noqa: PLC0415 - only a slow close needs it
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        console = Console(stderr=True)
-        total = pump.put_count - pump.counts.done
-        log.warning("rolloutdb recorder: writing %s recorded records before closing run %r", f"{total:,}",
-                    self.run.name)
-        start = pump.counts.done
-        with Progress(TextColumn("[bold]rolloutdb[/] writing records"), BarColumn(), MofNCompleteColumn(),
-                      TimeRemainingColumn(), console=console, transient=True, disable=not console.is_terminal) as bar:
-            task = bar.add_task("records", total=total)
-            while not pump.wait_for(pump.put_count, 0.2):
-                bar.update(task, completed=pump.counts.done - start)
-                if (deadline is not None and time.monotonic() > deadline) or not pump.connected:
-                    return
-
-    def _report_leftovers(self) -> None:
-        health = self.health()
-        if health.spilled:
-            log.warning("rolloutdb recorder: %s records of run %r are kept in the journal %s; the next recorder on "
-                        "this database and project writes them, or run `rolloutdb journal replay`",
-                        f"{health.spilled:,}", self.run.name, health.journal)
+        self._write_out_and_stop(timeout)
 
     def __enter__(self) -> Recorder:
         return self
@@ -366,6 +398,75 @@ class Recorder:
             self.finish(RunStatus.FAILED, f"{exc_type.__name__}: {exc}")
         self.close()
         return stopped  # paused or cancelled from outside: leaving the block is the normal way out
+
+
+class DecisionLogger(_Pumped):
+    """Logs a policy's decisions and its subjects' signals from a service that must not wait for the database:
+    the recorder's machinery (a call checks, encodes and queues its record for a few microseconds; a writer process
+    applies them in batches through ``store.recording``; while the database is away, slow or hanging they wait in
+    memory, then in the journal, and are written when it is back). A decision or signal the database refuses (an
+    undeclared domain, action or kind) is reported by ``flush()`` and ``health()``, and holds back no other.
+
+        with rolloutdb.DecisionLogger("postgresql://...") as decisions:
+            decisions.log("memory", memory_id, "insert", reason=why, state=features, propensity=0.9)
+            decisions.signal(memory_id, "hit")
+
+    ``target``, ``project``, ``token`` and the options are the ``Recorder``'s."""
+
+    def __init__(self, target: str | Store | None = None, *, project: str | None = None, token: str | None = None,
+                 flush_interval: float = 1.0, flush_size: int = 2000, max_pending: int = 100_000,
+                 max_lag: float = 5.0, timeout: float = 10.0, journal_dir: str | Path = JOURNAL_DIRECTORY,
+                 start_timeout: float = 15.0) -> None:
+        self._what = "the decision log"
+        # No run to heartbeat or read a pause from: the pump asks the writer only when records wait.
+        self._start_pump(target, project, token, None, flush_interval=flush_interval, flush_size=flush_size,
+                         max_pending=max_pending, max_lag=max_lag, timeout=timeout, journal_dir=journal_dir,
+                         control_interval=NO_CONTROL, start_timeout=start_timeout)
+        self._finalizer = weakref.finalize(self, _write_out, self._pump)
+
+    def log(self, domain: str, subject_id: str, action: str, *, reason: str | None = None, state: Any = None,
+            context: Any = None, policy_version: str | None = None, propensity: float | None = None,
+            at: datetime | None = None) -> str:
+        """Queue one decision (``store.decisions.log``'s arguments; ``at`` defaults to now); returns its id."""
+        id = new_id()
+        record = {"op": "decision", "id": id, "domain": domain, "subject_id": subject_id, "action": action,
+                  "at": _now() if at is None else aware_time("at", at)}
+        # Left out when None (the writer's default): a shorter line to encode and to send.
+        if reason is not None:
+            record["reason"] = reason
+        if state is not None:
+            record["state"] = state
+        if context is not None:
+            record["context"] = context
+        if policy_version is not None:
+            record["policy_version"] = policy_version
+        if propensity is not None:
+            record["propensity"] = propensity
+        self._record(record, check_given_fields)
+        return id
+
+    def signal(self, subject_id: str, kind: str, value: float = 1.0, *, at: datetime | None = None,
+               domain: str = "memory", data: Any = None) -> str:
+        """Queue one signal (``store.signals.add``'s arguments; ``at`` defaults to now); returns its id."""
+        id = new_id()
+        record = {"op": "signal", "id": id, "domain": domain, "subject_id": subject_id, "kind": kind, "value": value,
+                  "at": _now() if at is None else aware_time("at", at)}
+        if data is not None:
+            record["data"] = data
+        self._record(record, check_given_fields)
+        return id
+
+    def close(self, timeout: float | None = 30.0) -> None:
+        """Write everything and stop the writer; what the database does not take within ``timeout`` stays in the
+        journal for the next logger or recorder on this database and project (or ``rolloutdb journal replay``)."""
+        if not self._closed:
+            self._write_out_and_stop(timeout)
+
+    def __enter__(self) -> DecisionLogger:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 class RunHandle:
@@ -546,6 +647,6 @@ class RolloutHandle:
             self.finish(error=f"{exc_type.__name__}: {exc}" if exc else None)
 
 
-__all__ = ["FlushResult", "GroupHandle", "JournalInfo", "Recorder", "RecorderHealth", "ReplayResult",
+__all__ = ["DecisionLogger", "FlushResult", "GroupHandle", "JournalInfo", "Recorder", "RecorderHealth", "ReplayResult",
            "RolloutHandle", "RunHandle", "StepHandle", "count_journal_records", "journal_folder", "list_journals",
            "replay_journals"]

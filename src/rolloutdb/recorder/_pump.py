@@ -111,7 +111,8 @@ class WriterProcess:
 
 
 class Pump:
-    def __init__(self, url: str, project: str, token: str | None, run: str, session: str, *, journal_dir: str | os.PathLike,
+    def __init__(self, url: str, project: str, token: str | None, run: str | None, session: str, *,
+                 journal_dir: str | os.PathLike,
                  flush_interval: float, flush_size: int, max_pending: int, max_lag: float, timeout: float,
                  control_interval: float) -> None:
         self._url, self._project, self._token, self._run = url, project, token, run
@@ -119,7 +120,8 @@ class Pump:
         self._timeout, self._control_interval = timeout, control_interval
         self._bound_every = min(max_lag / 4, 0.5)  # how often memory's bounds are checked while a batch is out
         folder = journal_folder(journal_dir, url, project)
-        self._spill = SpillFile(folder, header(url, project, run, session))
+        # No run: a decision logger's records (the journal says so; the writer reads no run's control).
+        self._spill = SpillFile(folder, header(url, project, "(decision log)" if run is None else run, session))
         self._leftovers = collections.deque(leftover_files(folder, except_path=self._spill.path))
         # A list, not a deque: the pump takes and puts back records in slices, each one C-level step under the
         # interpreter lock, instead of a Python loop that would hold the lock while the training loop waits.

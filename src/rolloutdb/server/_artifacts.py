@@ -2,7 +2,8 @@
 
 ``POST /artifacts?media_type=...`` takes the raw content as the body, handed to ``store.artifacts.put`` a piece at a
 time as it arrives: the server's body limit does not apply to it, the store's artifact limit does
-(``max_artifact_bytes``). ``GET /artifacts/SHA256/content`` streams it back with its stored media type, but never
+(``max_artifact_bytes``). ``GET /artifacts/SHA256/content`` streams it back (a re-encoded image in its stored form)
+with its stored media type, but never
 for a browser to run: an attachment unless an image type safe to show, ``nosniff``, and a sandbox."""
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from starlette.requests import ClientDisconnect
 
 from ..errors import InvalidInputError
 from ..records import Artifact
-from ..store.artifacts import CHUNK_BYTES
+from ..store.artifacts import CHUNK_BYTES, DEFAULT_QUALITY
 from ._projects import ProjectStores
 
 UPLOAD_PATH = "/artifacts"
@@ -63,13 +64,16 @@ def upload(stores: ProjectStores):
     async def put(request: Request, media_type: str = Query("application/octet-stream"),
                   role: str = Query("attachment"), turn_id: str | None = None, step_id: str | None = None,
                   rollout_id: str | None = None,
-                  compression: str | None = Query(None, description="zstd: store it compressed")) -> Artifact:
+                  compression: str | None = Query(None, description="zstd: store it compressed"),
+                  reencode: str | None = Query(None, description="webp: store an image as WebP when smaller"),
+                  quality: int = Query(DEFAULT_QUALITY, description="the WebP quality (0-100)")) -> Artifact:
         body = _RequestBody(request.stream())
 
         def store_it() -> Artifact:
             with stores.store(request, "writer") as store:
                 return store.artifacts.put(body, media_type, role=role, turn_id=turn_id, step_id=step_id,
-                                           rollout_id=rollout_id, compression=compression)
+                                           rollout_id=rollout_id, compression=compression, reencode=reencode,
+                                           quality=quality)
 
         return await anyio.to_thread.run_sync(store_it)
 
@@ -106,4 +110,4 @@ def content_headers(artifact: Artifact) -> dict[str, str]:
     inline = artifact.media_type.lower() in INLINE_MEDIA_TYPES
     return {"Content-Disposition": "inline" if inline else f'attachment; filename="{artifact.sha256}"',
             "X-Content-Type-Options": "nosniff", "Content-Security-Policy": "default-src 'none'; sandbox",
-            "Content-Length": str(artifact.size)}
+            "Content-Length": str(artifact.content_size)}

@@ -11,29 +11,36 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, Field, JsonValue
 from pydantic import Strict as StrictType
 
-from ..records import (ApiToken, Artifact, ArtifactLink, Attempt, Claim, Event, IssuedToken, QueueSummary,
-                       Resources, Rollout, Run, RunComparison, RunEvent, Script, Span, Trajectory)
-from ..records import StatusChange, SummaryRow, Task, Validator, Worker
+from ..records import (ApiToken, Artifact, ArtifactLink, Attempt, Claim, Decision, Event, IssuedToken,
+                       QueueSummary, Resources, Rollout, Run, RunComparison, RunEvent, Script, Span, Trajectory)
+from ..records import FlywheelReport, ModelCheckpoint, Signal, StatusChange, SummaryRow, Task, Validator, Worker
 from ..store.artifacts import GC_GRACE, GcResult
 from ..store.attempts import Attempts
 from ..store.catalog import Tasks, Validators
+from ..store.checkpoints import CheckpointRows
+from ..store.advisor import Advice
+from ..store.decisions import DecisionRows, SignalRows
+from ..store.domains import Domain
 from ..store.groups import Groups
 from ..store.events import MAX_READ
+from ..store.flywheel import DEFAULT_ALPHA, DEFAULT_BOOTSTRAP, DEFAULT_CONFIDENCE, DEFAULT_EPSILON, DEFAULT_HOLDOUT
 from ..store.jobs import DEFAULT_STALE_AFTER, JobStart, JobStatus
 from ..store.recording import RecordingResult
 from ..store.resources import Resources as ResourcesArea
+from ..store.rewards import DEFAULT_BATCH, EvaluationResult, RewardStats
 from ..store.retention import PurgeResult
 from ..store.rollouts import MAX_CLAIM, Rollouts
 from ..store.base import DEFAULT_LIMIT
 from ..store.runs import Runs
+from ..store.samples import SampleRows
 from ..store.scripts import ScriptRows
 from ..store.spans import Spans
 from ..store.steps import Steps
 from ..store.tokens import ROLES, Tokens
 from ..store.turns import Turns
 from ..store.workers import Workers
-from ._operations import (Operation, Page, Paging, SpanScope, Strict, StrictBody, editable_area, input_model,
-                          readable_area, update_model)
+from ._operations import (Operation, Page, Paging, RecordFields, SpanScope, Strict, StrictBody, editable_area,
+                          input_model, readable_area, update_model)
 
 
 def not_a_flag(value: Any) -> Any:
@@ -141,6 +148,137 @@ class ScriptRecord(StrictBody):
 class ScriptReport(StrictBody):
     success: bool
     seconds: float = Field(description="How long the replay took.")
+
+
+class DecisionFields(RecordFields):
+    """One decision of a batch, as ``store.decisions.log`` takes it (the store checks it: what is required, what is
+    declared)."""
+
+    domain: str | None = None
+    subject_id: str | None = None
+    action: str | None = None
+    reason: str | None = None
+    state: JsonValue = None
+    context: JsonValue = None
+    policy_version: str | None = None
+    propensity: float | None = None
+    at: datetime | None = Field(None, description="When it was taken (default: now).")
+    id: str | None = Field(None, description="Yours: logged again under it, it is stored once.")
+
+
+class SignalFields(RecordFields):
+    """One signal of a batch, as ``store.signals.add`` takes it (the store checks it)."""
+
+    subject_id: str | None = None
+    kind: str | None = None
+    value: float | None = None
+    at: datetime | None = Field(None, description="When it happened (default: now).")
+    domain: str | None = None
+    data: JsonValue = None
+    id: str | None = Field(None, description="Yours: added again under it, it is stored once.")
+
+
+LenientTime = Annotated[datetime | None, StrictType(False)]  # JSON spells a time as text
+
+
+class DecisionLog(StrictBody):
+    """``store.decisions.log``'s arguments."""
+
+    domain: str
+    subject_id: str
+    action: str
+    reason: str | None = None
+    state: JsonValue = None
+    context: JsonValue = None
+    policy_version: str | None = None
+    propensity: float | None = None
+    at: LenientTime = Field(None, description="When it was taken (ISO 8601, with a zone; default: now).")
+    id: str | None = Field(None, description="Yours: logged again under it, it is stored once.")
+
+
+class SignalAdd(StrictBody):
+    """``store.signals.add``'s arguments."""
+
+    subject_id: str
+    kind: str
+    value: float = 1.0
+    at: LenientTime = Field(None, description="When it happened (ISO 8601, with a zone; default: now).")
+    domain: str = "memory"
+    data: JsonValue = None
+    id: str | None = Field(None, description="Yours: added again under it, it is stored once.")
+
+
+class DomainDeclaration(StrictBody):
+    domain: str
+    actions: list[str]
+    signals: list[str]
+
+
+class DecisionListing(Strict):
+    domain: str | None = None
+    subject_id: str | None = None
+    action: str | None = None
+    policy_version: str | None = None
+    evaluated: bool | None = Field(None, description="Only those evaluated (true) or not yet (false).")
+    since: datetime | None = Field(None, description="Only those taken since then (ISO 8601, with a zone).")
+    limit: int = Field(DEFAULT_LIMIT, description="At most this many decisions.")
+    offset: int = 0
+
+
+class RewardEvaluation(Strict):
+    domain: str = "memory"
+    rules: dict[str, JsonValue] | None = Field(None, description="Reward rules as a dict (a TOML file's tables); "
+                                                                 "default: the built-in memory rules.")
+    as_of: datetime | None = Field(None, description="Evaluate as of then (ISO 8601, with a zone); default: now.")
+    batch_size: int = Field(DEFAULT_BATCH, description="Decisions per batch (a checkpoint after each).")
+    job: str | None = Field(None, description="The job's name: a paused one is resumed; default: a new one.")
+    force: bool = Field(False, description="Evaluate every due decision again, not only those with new signals.")
+
+
+class FlywheelRun(StrictBody):
+    domain: str = "memory"
+    days: float | None = Field(None, description="Learn from the decisions taken in the last this many days "
+                                                 "(default: all that are evaluated).")
+    rules: dict[str, JsonValue] | None = Field(None, description="Reward rules as a dict (a TOML file's tables); "
+                                                                 "default: the built-in memory rules.")
+    train: bool = Field(False, description="Train a candidate, estimate it off-policy, checkpoint it, activate it "
+                                           "if better.")
+    epsilon: float = Field(DEFAULT_EPSILON, description="The candidate's exploration rate.")
+    alpha: float = Field(DEFAULT_ALPHA, description="Ridge regularisation.")
+    holdout: float = Field(DEFAULT_HOLDOUT, description="The share of samples kept to estimate the candidate on.")
+    bootstrap: int = Field(DEFAULT_BOOTSTRAP, description="Bootstrap resamples of the confidence intervals.")
+    confidence: float = Field(DEFAULT_CONFIDENCE, description="The intervals' confidence.")
+    seed: int = Field(0, description="The holdout split and the resamples.")
+
+
+class AdviceRequest(StrictBody):
+    domain: str = "memory"
+    state: dict[str, JsonValue] = Field(description="The state: its features, as the policy was trained on them.")
+
+
+class PolicyListing(Strict):
+    domain: str = "memory"
+    limit: int = Field(DEFAULT_LIMIT, description="At most this many versions.")
+    offset: int = 0
+
+
+class PolicyDomain(Strict):
+    domain: str = "memory"
+
+
+class PolicyRollback(StrictBody):
+    domain: str = "memory"
+
+
+class PolicyVersion(StrictBody):
+    domain: str = "memory"
+    version: int
+
+
+class RewardStatistics(Strict):
+    domain: str = "memory"
+    since: datetime | None = Field(None, description="Only decisions taken since then (ISO 8601, with a zone).")
+    policy_version: str | None = None
 
 
 class TaskKey(Strict):
@@ -335,6 +473,50 @@ ROUTES: list[Operation] = [
     Operation("POST", "/scripts/{script_id}/report", "scripts.report",
               "Count one replay of the script: its success and how long it took", Script, body=ScriptReport),
     *readable_area("scripts", ScriptRows),
+    Operation("POST", "/decisions/domains", "decisions.declare",
+              "Declare a flywheel domain with its actions and signal kinds (or add some to one)", Domain,
+              body=DomainDeclaration),
+    Operation("GET", "/decisions/domains", "decisions.domains", "The declared flywheel domains", list[Domain]),
+    Operation("POST", "/decisions/log", "decisions.log", "Log one decision of a policy (the why-log)", Decision,
+              body=DecisionLog, status_code=201),
+    Operation("POST", "/decisions/batch", "decisions.log_many",
+              "Log decisions in one transaction; returns those that were new", list[Decision],
+              body=list[DecisionFields], body_argument="decisions", status_code=201),
+    Operation("GET", "/decisions/list", "decisions.list", "Decisions, newest first, of a domain, subject, action, "
+              "policy version, evaluated or not", list[Decision], query=DecisionListing),
+    *readable_area("decisions", DecisionRows),
+    Operation("POST", "/signals/add", "signals.add", "Record one signal of a subject", Signal, body=SignalAdd,
+              status_code=201),
+    Operation("POST", "/signals/batch", "signals.add_many",
+              "Record signals in one transaction; returns those that were new", list[Signal],
+              body=list[SignalFields], body_argument="signals", status_code=201),
+    *readable_area("signals", SignalRows),
+    Operation("POST", "/rewards/evaluate", "rewards.evaluate",
+              "Evaluate a domain's due decisions by reward rules, as a job (pause, resume, cancel through /jobs)",
+              EvaluationResult, body=RewardEvaluation),
+    Operation("GET", "/rewards/statistics", "rewards.statistics",
+              "Rewards per action and policy version: count, mean, standard deviation, 95% confidence interval",
+              list[RewardStats], query=RewardStatistics),
+    Operation("POST", "/flywheel/run", "run_flywheel",
+              "One turn of the learning flywheel: evaluate rewards, build samples, and with train: train a candidate "
+              "policy, estimate it off-policy, checkpoint it, activate it only if better", FlywheelReport,
+              body=FlywheelRun),
+    Operation("POST", "/flywheel/advise", "advise",
+              "The domain's active policy's advice in a state: the action, every action's probability, the drawn "
+              "one's (log it with the decision) and the policy version", Advice, body=AdviceRequest),
+    *readable_area("samples", SampleRows),
+    *readable_area("checkpoints", CheckpointRows),
+    Operation("GET", "/policies/list", "policies.list", "The versions of a domain's policy, newest first",
+              list[ModelCheckpoint], query=PolicyListing),
+    Operation("GET", "/policies/active", "policies.active", "The checkpoint of a domain's active policy, or null",
+              ModelCheckpoint | None, query=PolicyDomain),
+    Operation("GET", "/policies/latest", "policies.latest", "The checkpoint of a domain's newest policy, or null",
+              ModelCheckpoint | None, query=PolicyDomain),
+    Operation("POST", "/policies/activate", "policies.activate", "Make a version of a domain's policy the active one",
+              ModelCheckpoint, body=PolicyVersion),
+    Operation("POST", "/policies/rollback", "policies.rollback",
+              "Activate again the version of a domain's policy in use before the active one", ModelCheckpoint,
+              body=PolicyRollback),
     Operation("GET", "/summary", "summary",
               "Rollouts per task or per day: counts, success rate, mean turns and duration, errors by type",
               list[SummaryRow], query=SummaryRequest),
@@ -344,6 +526,10 @@ ROUTES: list[Operation] = [
     # Content travels as a stream, apart from this table (see _artifacts): POST /artifacts, GET /artifacts/SHA/content.
     Operation("GET", "/artifacts/links", "artifacts.links", "The links from one turn, step or rollout, oldest first",
               list[ArtifactLink], query=LinkOwner),
+    Operation("POST", "/artifacts/links", "artifacts.link_many",
+              "Link many artifacts from turns, steps or rollouts in one transaction (each linked again: the link there "
+              "is); a bad one links none", list[ArtifactLink], body=list[dict[str, JsonValue]], body_argument="links",
+              status_code=201),
     Operation("POST", "/artifacts/gc", "artifacts.gc",
               "Delete dangling links, then the artifacts nothing links that were not put or linked within the grace",
               GcResult, body=GcRequest, role="admin"),

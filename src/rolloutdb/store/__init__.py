@@ -2,8 +2,10 @@
 
 Areas hang off the store (``store.runs``, ``store.steps``, ``store.tasks``, ``store.validators``,
 ``store.groups``, ``store.rollouts``, ``store.attempts``, ``store.spans``, ``store.resources``,
-``store.workers``, ``store.turns``, ``store.tokens``, ``store.scripts``); each has get / query / count, and the writes that make sense
-for it. ``store.jobs`` runs and controls long jobs; ``store.events`` is the change feed live views follow.
+``store.workers``, ``store.turns``, ``store.tokens``, ``store.scripts``, ``store.decisions``, ``store.signals``,
+``store.samples``, ``store.checkpoints``, ``store.policies``); each has get / query / count, and the writes that
+make sense for it. ``store.jobs`` runs and controls long jobs; ``store.events`` is the change feed live views follow;
+``store.rewards`` evaluates the flywheel's decisions, ``store.run_flywheel`` turns the whole loop once.
 """
 
 from __future__ import annotations
@@ -22,19 +24,24 @@ from .. import states
 from ..config import DEFAULT_PROJECT, MAX_ARTIFACT_BYTES, display_url, is_server_url, resolve_url
 from ..errors import ConflictError, InvalidInputError, NotFoundError, StoreUnavailableError
 from ..ids import new_id, new_ids
-from ..records import (ArchiveSummary, BundleSummary, ExportSummary, ImportSummary, MessagePolicy, Project, QueueSummary, RunComparison, Selection, StatusChange,
-                       SummaryRow, Trajectory, utcnow)
+from ..records import (ArchiveSummary, BundleSummary, ExportSummary, FlywheelReport, ImportSummary, MessagePolicy,
+                       Project, QueueSummary, RunComparison, Selection, StatusChange, SummaryRow, Trajectory, utcnow)
 from ..schema import projects, status_changes
 from . import hooks
 from ._wal import WalKeeper
+from .advisor import ADVISOR_REFRESH_SECONDS, Advice, Advisor
 from .artifacts import Artifacts, artifacts_home
 from .attempts import Attempts
 from .base import MAX_OFFSET, check_key, insert_ignoring_conflicts, whole_number
 from .catalog import Tasks, Validators
+from .checkpoints import Checkpoints
+from .decisions import Decisions, Domains, Signals
 from .comparison import compare_runs
 from .events import Events
 from .bundles import archive, export_bundle, import_bundle
 from .export import export_rollouts
+from .flywheel import (DEFAULT_ALPHA, DEFAULT_BOOTSTRAP, DEFAULT_CONFIDENCE, DEFAULT_EPSILON, DEFAULT_HOLDOUT,
+                       run_flywheel)
 from .engine import (BUSY_TIMEOUT_SECONDS, WRITE, create_store_engine, ensure_schema, file_identity, sqlite_file,
                      unavailable_as_error)
 from .groups import Groups
@@ -42,8 +49,11 @@ from .health import check_health, queue_summary
 from .jobs import Jobs
 from .recording import Recording
 from .resources import Resources
+from .rewards import Rewards
 from .retention import PurgeResult, purge
+from .policies import Policies
 from .rollouts import Rollouts
+from .samples import Samples
 from .runs import Runs
 from .scripts import Scripts
 from .spans import Spans
@@ -121,6 +131,15 @@ class Store:
         self.events = Events(self)
         self.artifacts = Artifacts(self, artifacts_folder, max_artifact_bytes)
         self.scripts = Scripts(self)
+        self._advisors: dict[str, tuple[Advisor, float]] = {}  # advise(): per domain, with when it was refreshed
+        self._advisors_lock = threading.Lock()
+        domains = Domains(self)
+        self.decisions = Decisions(self, domains)
+        self.signals = Signals(self, domains)
+        self.rewards = Rewards(self, domains)
+        self.samples = Samples(self)
+        self.checkpoints = Checkpoints(self)
+        self.policies = Policies(self)
 
     @property
     def backend(self) -> str:
@@ -193,6 +212,42 @@ class Store:
                 self.check_health()
             finally:
                 self._health_lock.release()
+
+    def advisor(self, domain: str, *, epsilon: float | None = None, seed: int | None = None) -> Advisor:
+        """The active policy of ``domain``, loaded once, to ask for the action to take in a state
+        (``advise(state)``; ``decide(subject_id, state)`` logs the decision too). ``epsilon``: explore at this rate
+        instead of the policy's; ``seed``: its draws, for repeatable runs. NotFoundError when no version is
+        active."""
+        return Advisor(self, domain, epsilon=epsilon, seed=seed)
+
+    def advise(self, domain: str, state: Mapping[str, Any]) -> Advice:
+        """One piece of advice from ``domain``'s active policy (``advisor(domain).advise(state)``), through an
+        advisor this store keeps per domain and refreshes at most every ``ADVISOR_REFRESH_SECONDS``: for a caller
+        that asks now and then, or through a server. Log the decision with its propensity and policy version."""
+        with self._advisors_lock:
+            advisor, refreshed = self._advisors.get(domain, (None, 0.0))
+            if advisor is None:
+                advisor, refreshed = self.advisor(domain), time.monotonic()
+            elif time.monotonic() - refreshed > ADVISOR_REFRESH_SECONDS:
+                advisor.refresh()
+                refreshed = time.monotonic()
+            self._advisors[domain] = (advisor, refreshed)
+            return advisor.advise(state)
+
+    def run_flywheel(self, domain: str, *, days: float | None = None, rules: Any = None, train: bool = False,
+                     epsilon: float = DEFAULT_EPSILON, alpha: float = DEFAULT_ALPHA, holdout: float = DEFAULT_HOLDOUT,
+                     bootstrap: int = DEFAULT_BOOTSTRAP, confidence: float = DEFAULT_CONFIDENCE, seed: int = 0,
+                     on_progress: Callable[[str, int, int], None] | None = None) -> FlywheelReport:
+        """One turn of the learning flywheel for ``domain``: evaluate its due decisions' rewards by ``rules`` (as
+        ``rewards.evaluate`` takes them; default: the built-in ones), build the samples of those taken in the last
+        ``days`` (None: all), and with ``train`` fit a candidate policy (exploring at ``epsilon``, ridge ``alpha``)
+        on all but a ``holdout`` share of them, estimate it off-policy on that share (IPS and doubly robust,
+        ``bootstrap`` resamples, ``confidence`` intervals), checkpoint it, and activate it only if its gain over the
+        logged decisions is above zero with that confidence. ``seed``: the split and the resamples.
+        ``on_progress(stage, done, total)`` follows it (stages: ``flywheel.STAGES``)."""
+        return run_flywheel(self, domain, days=days, rules=rules, train=train, epsilon=epsilon, alpha=alpha,
+                            holdout=holdout, bootstrap=bootstrap, confidence=confidence, seed=seed,
+                            on_progress=on_progress)
 
     def compare_runs(self, a: str, b: str) -> RunComparison:
         """Run ``b`` against run ``a`` (names or ids), per task and overall: success rate, mean reward,
@@ -382,8 +437,9 @@ def connect(
     processes (default 0.5 s on SQLite; PostgreSQL is notified); ``id_prefixes`` starts the ids of new
     rollouts and attempts, e.g. ``{"rollout": "ro-", "attempt": "at-"}`` (Agent Lightning's shapes);
     ``resources_must_exist=False`` lets a rollout name resources not stored (yet), as Agent Lightning does.
-    ``artifacts`` is where artifacts' content goes: ``"database"``, a folder or ``file:///dir`` (default:
-    ``ROLLOUTDB_ARTIFACTS``, else a SQLite file's folder ``<db>.artifacts``, else the database);
+    ``artifacts`` is where artifacts' content goes: ``"database"``, a folder or ``file:///dir``, or a folder fsspec
+    reaches by URL (``s3://bucket/prefix`` with ``rolloutdb[s3]``) (default: ``ROLLOUTDB_ARTIFACTS``, else a
+    SQLite file's folder ``<db>.artifacts``, else the database);
     ``max_artifact_bytes`` the largest content ``artifacts.put`` takes (default 50 MiB).
     """
     resolved = resolve_url(url)

@@ -89,8 +89,8 @@ def decoder_for(type_: TypeEngine, dialect: Dialect) -> Encoder | None:
     if isinstance(type_.dialect_impl(dialect), JSON):
         # SQLite returns JSON as text; psycopg decodes jsonb itself.
         return _decode_json_text if dialect.name == "sqlite" else None
-    if isinstance(type_, UTCDateTime) and dialect.name == "sqlite":
-        return decode_sqlite_time
+    if isinstance(type_, UTCDateTime):
+        return decode_sqlite_time if dialect.name == "sqlite" else decode_postgresql_time
     if isinstance(type_, Float) and dialect.name == "postgresql":
         return None  # the schema's floats are float8, which psycopg returns as Python floats
     return type_._cached_result_processor(dialect, None)
@@ -103,6 +103,12 @@ def decode_sqlite_time(value: str) -> datetime:
         return datetime.fromisoformat(value + "+00:00")
     except ValueError:
         return datetime.fromisoformat(value).astimezone(timezone.utc)
+
+
+def decode_postgresql_time(value: datetime) -> datetime:
+    """A timestamptz as psycopg gives it, in UTC: UTCDateTime's conversion without SQLAlchemy's wrapper around it,
+    and none when psycopg gives UTC already (a session whose TimeZone is "UTC"; a trajectory holds 1,500 of them)."""
+    return value if value.tzinfo is timezone.utc else value.astimezone(timezone.utc)
 
 
 def _decode_json_text(value: Any) -> Any:

@@ -1,13 +1,13 @@
-"""Artifacts: content (screenshots, files) stored once per project by its SHA-256, and linked with a role from
-turns, steps and rollouts.
+"""Artifacts: content (screenshots, files, a policy's weights) stored once per project by its SHA-256, and linked
+with a role from turns, steps, rollouts and checkpoints.
 
 Where the content lives is chosen by ``connect(..., artifacts=...)``: ``"database"`` (in ``artifact_chunks``,
-a chunk a row), or a folder (a path or ``file:///dir``), where each blob is ``<folder>/<project id>/ab/cdef...``.
-Default: a SQLite file's folder ``<db>.artifacts`` beside it; the database itself otherwise. An artifact
-remembers where its content went, so a store opened with another setting still reads it.
+a chunk a row), a folder (a path or ``file:///dir``), or a folder fsspec reaches by URL (``s3://bucket/prefix``):
+see ``blobs``. Default: a SQLite file's folder ``<db>.artifacts`` beside it; the database itself otherwise. An
+artifact remembers where its content went, so a store opened with another setting still reads it.
 
-Content is always spooled first (hashing it), then written under the hash in the put's transaction: a blob by
-temp file + fsync + rename, so a crash never leaves half a blob under its hash; chunks in that transaction.
+Content is always spooled first (hashing it), then written under the hash in the put's transaction: a blob whole
+or not at all (see ``blobs``), so a crash never leaves half a blob under its hash; chunks in that transaction.
 
 gc deletes artifacts no link refers to that were not put or linked within its grace period: a writer puts,
 then links within the grace period, and gc leaves the artifact alone meanwhile. gc locks the artifacts it
@@ -25,28 +25,33 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import IO, Any
-from urllib.parse import unquote, urlparse
+from typing import IO, Any, NamedTuple
 
 import zstandard
-from sqlalchemy import Connection, and_, delete, exists, select, update
+from sqlalchemy import Connection, delete, exists, select, update
 
 from ..config import ARTIFACTS_VAR, MAX_ARTIFACT_BYTES
 from ..errors import InvalidInputError, NotFoundError
 from ..records import Artifact, ArtifactLink
-from ..schema import artifact_chunks, artifact_links, artifacts, rollouts, steps, turns
-from .base import build_record, check_key, insert_ignoring_conflicts, seconds
+from ..schema import artifact_chunks, artifact_links, artifacts, checkpoints, rollouts, steps, turns
+from ._bulk import bulk_insert
+from .base import build_record, check_key, insert_ignoring_conflicts, mappings, one_of, seconds, whole_number
+from .blobs import Folder, UrlFolder, blob_exists, blob_home, open_blob, place_blob, remove_blob
 
 CHUNK_BYTES = 1 << 20  # content is copied, written and read this much at a time
 ROLES = ("screenshot", "before", "after", "attachment")
 ZSTD = "zstd"
 COMPRESSIONS = (None, ZSTD)  # how put may store content
+WEBP = "webp"
+REENCODINGS = (None, WEBP)  # what put may re-encode images as
+DEFAULT_QUALITY = 80
 # link(..., NAME=id): the owner type it stores, and the table whose row it must name
-OWNERS = {"turn_id": ("turn", turns), "step_id": ("step", steps), "rollout_id": ("rollout", rollouts)}
+OWNERS = {"turn_id": ("turn", turns), "step_id": ("step", steps), "rollout_id": ("rollout", rollouts),
+          "checkpoint_id": ("checkpoint", checkpoints)}
 GC_GRACE = timedelta(hours=1)
 # A spool file this old is a crashed put's, whatever gc's grace: one in use by a put is never this old.
 STALE_SPOOL_SECONDS = 24 * 3600
@@ -106,10 +111,46 @@ def check_compression(compression: Any) -> None:
                                 f"{', '.join(repr(name) for name in COMPRESSIONS if name)}")
 
 
+def check_reencoding(reencode: Any, quality: Any, compression: str | None) -> None:
+    if reencode not in REENCODINGS:
+        raise InvalidInputError(f"unknown reencode {reencode!r:.80}; re-encodings: None, "
+                                f"{', '.join(repr(name) for name in REENCODINGS if name)}")
+    whole_number("quality", quality, 0, 100)
+    if reencode is not None and compression is not None:
+        raise InvalidInputError("reencode and compression do not go together: an image re-encoded is compressed")
+
+
+def reencoded(data: bytes, quality: int) -> bytes:
+    """The image ``data`` as WebP at ``quality`` (0-100, Pillow's scale); InvalidInputError when it is no image
+    Pillow reads, or Pillow is not installed."""
+    try:
+        from PIL import Image
+    except ImportError:
+        raise InvalidInputError("artifacts.put: reencode needs Pillow: pip install 'rolloutdb[images]'") from None
+    encoded = io.BytesIO()
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.save(encoded, format="WEBP", quality=quality)
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:  # not an image: UnidentifiedImageError
+        raise InvalidInputError(f"artifacts.put: cannot re-encode the content as webp: it is no image Pillow reads "
+                                f"({exc})") from None
+    return encoded.getvalue()
+
+
 def check_role(role: Any) -> str:
     if not isinstance(role, str) or role not in ROLES:
         raise InvalidInputError(f"unknown artifact role {role!r:.80}; roles: {', '.join(ROLES)}")
     return role
+
+
+class Screenshot(NamedTuple):
+    """A turn's screenshot as the recorder hands it to the store (``Artifacts._put_screenshots_in``)."""
+
+    content: bytes
+    turn_id: str
+    role: str
+    reencode: str | None = None
+    quality: int = DEFAULT_QUALITY
 
 
 @dataclass(frozen=True)
@@ -130,64 +171,98 @@ def media_type_of(data: bytes) -> str:
     return next((media for signature, media in _SIGNATURES if data.startswith(signature)), "application/octet-stream")
 
 
-def artifacts_home(setting: str | os.PathLike | None, database_file: str | None) -> Path | None:
-    """The folder blobs go to for ``connect(..., artifacts=setting)``; None: the database holds them."""
+def artifacts_home(setting: str | os.PathLike | None, database_file: str | None) -> Folder | UrlFolder | None:
+    """Where blobs go for ``connect(..., artifacts=setting)``; None: the database holds them."""
     setting = os.environ.get(ARTIFACTS_VAR) or None if setting is None else setting
     if setting is None:
-        return None if database_file is None else Path(database_file + ".artifacts").absolute()
-    if isinstance(setting, os.PathLike):
-        return Path(setting).absolute()
-    if not isinstance(setting, str) or not setting:
-        raise InvalidInputError(f'artifacts must be "database", a folder or a file:// URL, got {setting!r:.80}')
+        return None if database_file is None else Folder(Path(database_file + ".artifacts").absolute())
+    if not isinstance(setting, (str, os.PathLike)) or not setting:
+        raise InvalidInputError(f'artifacts must be "database", a folder or a URL (file://, s3://, ...), got '
+                                f'{setting!r:.80}')
     if setting == DATABASE:
         return None
-    if "://" in setting:
-        parsed = urlparse(setting)
-        if parsed.scheme != "file" or parsed.netloc not in ("", "localhost"):
-            raise InvalidInputError(f"artifacts: only file:// URLs (a local or mounted folder) are supported, got "
-                                    f"{setting!r}")
-        return Path(unquote(parsed.path)).absolute()
-    return Path(setting).absolute()
+    return blob_home(setting, "artifacts")
 
 
 class Artifacts:
     """``store.artifacts``: put content, read it back, link it, collect what nothing links."""
 
-    def __init__(self, store, home: Path | None, max_bytes: int = MAX_ARTIFACT_BYTES) -> None:
+    def __init__(self, store, blobs: Folder | UrlFolder | None, max_bytes: int = MAX_ARTIFACT_BYTES) -> None:
         self._store = store
-        self.home = home  # None: content is stored in the database
+        self.blobs = blobs  # where new content goes; None: in the database
         self.max_bytes = max_bytes  # a put of more is refused
+
+    @property
+    def home(self) -> Path | None:
+        """The local folder new content goes to; None when it goes to the database or to a URL."""
+        return self.blobs.path if isinstance(self.blobs, Folder) else None
 
     # -- writing -----------------------------------------------------------------------------------
 
     def put(self, data: bytes | str | os.PathLike | IO[bytes], media_type: str = "application/octet-stream", *,
             role: str = "attachment", turn_id: str | None = None, step_id: str | None = None,
-            rollout_id: str | None = None, compression: str | None = None) -> Artifact:
+            rollout_id: str | None = None, checkpoint_id: str | None = None, compression: str | None = None,
+            reencode: str | None = None, quality: int = DEFAULT_QUALITY) -> Artifact:
         """Store ``data`` (bytes, a file's path, or a binary file object read to its end) and return its
         record; content stored already (in this project) is not stored again, and its record is returned.
         Given a turn, step or rollout, it is linked from there with ``role`` in the same transaction (which
         gc cannot come between, whatever its grace period). ``compression="zstd"`` stores it compressed (for
-        text-like content: logs, JSON, HTML); its sha256 and size stay the original's, and it reads back as given."""
+        text-like content: logs, JSON, HTML); its sha256 and size stay the original's, and it reads back as given.
+        ``reencode="webp"`` stores an image (a screenshot) as WebP at ``quality`` (0-100) when that is smaller:
+        the record keeps the original's sha256, size and media type (``original_media_type``; the same image put
+        again is this artifact), its ``media_type`` and ``stored_size`` are the stored form's, and it reads back
+        in that form."""
         check_media_type(media_type)
         check_compression(compression)
+        check_reencoding(reencode, quality, compression)
         owner = None
-        if (turn_id, step_id, rollout_id) != (None, None, None):
-            owner = self._owner(turn_id=turn_id, step_id=step_id, rollout_id=rollout_id)
+        if (turn_id, step_id, rollout_id, checkpoint_id) != (None, None, None, None):
+            owner = self._owner(turn_id=turn_id, step_id=step_id, rollout_id=rollout_id, checkpoint_id=checkpoint_id)
             check_role(role)
-        with content_source(data) as source, self._spooled(source, compression) as spooled:
+        with content_source(data) as source, self._spooled(source, compression, reencode, quality) as spooled:
             with self._store._write() as connection:
                 return self._store_spooled(connection, spooled, media_type, owner, role)
 
-    def _put_in(self, connection: Connection, data: bytes, *, turn_id: str, role: str) -> Artifact:
-        """``put(data, turn_id=..., role=...)`` in the caller's write transaction (the recorder's batch: a turn and
-        its screenshots are written together or not at all), its media type told by its first bytes."""
-        digest = hashlib.sha256(data).hexdigest()
-        row = self._row(connection, digest, lock=True)
-        if row is not None and (row["storage"] == DATABASE or Path(row["location"]).exists()):
-            self._link(connection, digest, "turn_id", turn_id, role, self._store.now())  # stored: not again
-            return self._record(row)
-        with self._spooled(io.BytesIO(data)) as spooled:
-            return self._store_spooled(connection, spooled, media_type_of(data), ("turn_id", turn_id), role)
+    def _put_screenshots_in(self, connection: Connection, screenshots: list[Screenshot]) -> None:
+        """``put(content, turn_id=..., role=..., reencode=..., quality=...)`` for each screenshot, in the caller's
+        write transaction (the recorder's batch: turns and their screenshots are written together or not at all),
+        each media type told by the content's first bytes: content not stored yet is stored (re-encoded if asked
+        and Pillow reads it; else as given: a turn is not refused for its screenshot), then all are linked at once
+        (``_link_many``)."""
+        if not screenshots:
+            return
+        digests = [hashlib.sha256(shot.content).hexdigest() for shot in screenshots]
+        stored = {row["sha256"]: row for row in connection.execute(
+            select(artifacts).where(artifacts.c.project_id == self._store.project_id,
+                                    one_of(artifacts.c.sha256, sorted(set(digests)), self._store.backend))
+            .with_for_update()).mappings()}
+        placed: set[str] = set()  # the same content twice in the batch: stored once
+        for shot, digest in zip(screenshots, digests):
+            row = stored.get(digest)
+            if digest not in placed and (row is None or (
+                    row["storage"] != DATABASE and not blob_exists(row["storage"], row["location"]))):
+                try:
+                    spooled = self._spooled(io.BytesIO(shot.content), None, shot.reencode, shot.quality)
+                except InvalidInputError:  # no image Pillow reads (or no Pillow): stored as given
+                    spooled = self._spooled(io.BytesIO(shot.content))
+                with spooled:
+                    self._store_spooled(connection, spooled, media_type_of(shot.content), None, "")
+                placed.add(digest)
+        self._link_many(connection, [(digest, "turn_id", shot.turn_id, shot.role)
+                                     for digest, shot in zip(digests, screenshots)], self._store.now())
+
+    def _put_stored_form(self, data: IO[bytes], record: Mapping[str, Any]) -> Artifact:
+        """A re-encoded artifact put again from its stored form (a bundle's, whose ``record`` it is): kept under the
+        original's sha256, size and media type, as where it came from. Content of another size than the record's
+        stored size is refused."""
+        with self._spooled(data) as spooled:
+            if spooled.size != record["stored_size"]:
+                raise InvalidInputError(f"the stored form of artifact {record['sha256']} has {spooled.size:,} bytes, "
+                                        f"not {record['stored_size']!r}")
+            spooled.digest, spooled.size = record["sha256"], record["size"]
+            spooled.stored_media_type = record["media_type"]
+            with self._store._write() as connection:
+                return self._store_spooled(connection, spooled, record["original_media_type"], None, "")
 
     def _store_spooled(self, connection: Connection, spooled: _Spool, media_type: str,
                        owner: tuple[str, str] | None, role: str) -> Artifact:
@@ -196,54 +271,100 @@ class Artifacts:
         found = self._row(connection, digest, lock=True)
         inserted = found is None and connection.execute(
             insert_ignoring_conflicts(connection, artifacts).returning(artifacts.c.sha256),
-            {"sha256": digest, "project_id": self._store.project_id, "size": size, "media_type": media_type,
-             "compression": spooled.compression, "storage": "file" if self.home else DATABASE,
-             "location": str(self._blob_path(digest)) if self.home else None,
+            {"sha256": digest, "project_id": self._store.project_id, "size": size,
+             "media_type": spooled.stored_media_type or media_type, "stored_size": spooled.stored_size,
+             "original_media_type": media_type if spooled.stored_media_type else None,
+             "compression": spooled.compression, "storage": DATABASE if self.blobs is None else self.blobs.storage,
+             "location": None if self.blobs is None else self.blobs.location(self._store.project_id, digest),
              "created_at": now, "touched_at": now}).first() is not None
         if not inserted:  # stored already (or meanwhile, by another process): keep it from gc
             self._touch(connection, digest, now)
         row = self._row(connection, digest)
         if owner is not None:
-            self._link(connection, digest, *owner, role, now)
+            self._link_many(connection, [(digest, *owner, role)], now)
         if row["storage"] == DATABASE:
             if inserted:
                 self._write_chunks(connection, digest, spool)
-        elif row["compression"] == spooled.compression:  # (stored otherwise, the spool is not its blob)
-            self._place_blob(Path(row["location"]), spool)  # again, should a crash have lost it
+        elif spooled.is_form_of(row):  # (stored otherwise, the spool is not its blob)
+            spool.placed = place_blob(row["storage"], row["location"], spool)  # again, should a crash have lost it
         return self._record(row)
 
     def link(self, artifact: Artifact | str, *, role: str = "attachment", turn_id: str | None = None,
-             step_id: str | None = None, rollout_id: str | None = None) -> ArtifactLink:
+             step_id: str | None = None, rollout_id: str | None = None, checkpoint_id: str | None = None
+             ) -> ArtifactLink:
         """Link an artifact (its record or sha256) from one turn, step or rollout, with ``role`` (one of
         ``ROLES``). Linking it again with the same owner and role returns the link there is. An artifact not
         linked within gc's grace period of its put may be collected meanwhile (NotFoundError): ``put(...,
         turn_id=...)`` puts and links at once."""
-        digest = artifact_digest(artifact)
-        check_role(role)
-        field, owner_id = self._owner(turn_id=turn_id, step_id=step_id, rollout_id=rollout_id)
+        wanted = (artifact_digest(artifact), *self._owner(turn_id=turn_id, step_id=step_id, rollout_id=rollout_id,
+                                                          checkpoint_id=checkpoint_id), check_role(role))
         with self._store._write() as connection:
-            if self._row(connection, digest, lock=True) is None:  # the lock keeps gc off it until commit
-                raise self._not_found(digest)
-            return self._link(connection, digest, field, owner_id, role, self._store.now())
+            return self._link_many(connection, [wanted], self._store.now())[0]
 
-    def _link(self, connection: Connection, digest: str, field: str, owner_id: str, role: str, now) -> ArtifactLink:
-        """Link the artifact ``digest``, locked by the caller, from its owner, which must exist."""
-        owner_type, table = OWNERS[field]
-        if connection.execute(select(table.c.id).where(table.c.project_id == self._store.project_id,
-                                                       table.c.id == owner_id)).first() is None:
-            raise NotFoundError(f"{owner_type} {owner_id!r} not found in project {self._store.project!r}")
-        self._touch(connection, digest, now)
-        same = and_(artifact_links.c.project_id == self._store.project_id, artifact_links.c.sha256 == digest,
-                    artifact_links.c.owner_type == owner_type, artifact_links.c.owner_id == owner_id,
-                    artifact_links.c.role == role)
-        existing = connection.execute(select(artifact_links).where(same)).mappings().first()
-        if existing is not None:
-            return ArtifactLink.model_validate(dict(existing))
-        link = build_record(ArtifactLink, {"project_id": self._store.project_id, "sha256": digest,
-                                           "owner_type": owner_type, "owner_id": owner_id, "role": role,
-                                           "created_at": now}, "artifact link")
-        connection.execute(artifact_links.insert(), link.model_dump())
-        return link
+    def link_many(self, links: Iterable[Mapping[str, Any]]) -> list[ArtifactLink]:
+        """``link`` for many artifacts and owners in one transaction and a few statements, however many links: each
+        a mapping of ``artifact`` (a record or sha256), ``role`` (default ``"attachment"``) and one of ``turn_id``,
+        ``step_id``, ``rollout_id``, ``checkpoint_id``. Returns the links in the order given (one linked already: the link there is).
+        A bad one (an unknown artifact or owner among them) links none."""
+        wanted = []
+        for position, item in enumerate(mappings("link", links)):
+            unknown = set(item) - {"artifact", "role", *OWNERS}
+            try:
+                if unknown or "artifact" not in item:
+                    raise InvalidInputError(f"a link has an artifact, a role and one owner ({', '.join(OWNERS)}), "
+                                            f"got {', '.join(sorted(map(str, item)))}")
+                wanted.append((artifact_digest(item["artifact"]),
+                               *self._owner(**{field: item.get(field) for field in OWNERS}),
+                               check_role(item.get("role", "attachment"))))
+            except InvalidInputError as exc:
+                raise InvalidInputError(f"link #{position}: {exc}") from None
+        if not wanted:
+            return []
+        with self._store._write() as connection:
+            return self._link_many(connection, wanted, self._store.now())
+
+    def _link_many(self, connection: Connection, wanted: list[tuple[str, str, str, str]], now) -> list[ArtifactLink]:
+        """Link each (sha256, owner field, owner id, role): the artifacts locked (gc keeps off them until commit)
+        and touched, their owners found, the links not there yet inserted, in a statement each."""
+        project, backend = self._store.project_id, self._store.backend
+        digests = sorted({digest for digest, *_ in wanted})
+        found = set(connection.execute(select(artifacts.c.sha256).where(
+            artifacts.c.project_id == project, one_of(artifacts.c.sha256, digests, backend))
+            .with_for_update()).scalars())
+        if missing := [digest for digest, *_ in wanted if digest not in found]:
+            raise self._not_found(missing[0])
+        for field in sorted({field for _, field, _, _ in wanted}):
+            owner_type, table = OWNERS[field]
+            ids = sorted({owner_id for _, named, owner_id, _ in wanted if named == field})
+            present = set(connection.execute(select(table.c.id).where(
+                table.c.project_id == project, one_of(table.c.id, ids, backend))).scalars())
+            if absent := [owner_id for owner_id in ids if owner_id not in present]:
+                raise NotFoundError(f"{owner_type} {absent[0]!r} not found in project {self._store.project!r}")
+        connection.execute(update(artifacts).where(artifacts.c.project_id == project,
+                                                   one_of(artifacts.c.sha256, digests, backend))
+                           .values(touched_at=now))
+
+        def key(row: Mapping[str, Any]) -> tuple[str, str, str, str]:
+            return row["sha256"], row["owner_type"], row["owner_id"], row["role"]
+
+        there = {key(row): ArtifactLink.model_validate(dict(row)) for row in connection.execute(
+            select(artifact_links).where(artifact_links.c.project_id == project,
+                                         one_of(artifact_links.c.sha256, digests, backend),
+                                         one_of(artifact_links.c.owner_id,
+                                                sorted({owner_id for _, _, owner_id, _ in wanted}), backend)))
+            .mappings()}
+        result, new = [], []
+        for digest, field, owner_id, role in wanted:
+            values = {"project_id": project, "sha256": digest, "owner_type": OWNERS[field][0], "owner_id": owner_id,
+                      "role": role, "created_at": now}
+            link = there.get(key(values))
+            if link is None:
+                link = there[key(values)] = build_record(ArtifactLink, values, "artifact link")
+                new.append(link.model_dump())
+            result.append(link)
+        if new:
+            bulk_insert(connection, artifact_links, new)
+        return result
 
     def gc(self, grace: timedelta | float = GC_GRACE) -> GcResult:
         """Delete the links whose turn, step or rollout is gone, then the artifacts (rows and content) no link
@@ -261,7 +382,7 @@ class Artifacts:
                     ~exists().where(table.c.project_id == project, table.c.id == artifact_links.c.owner_id))
                 ).rowcount
             candidates = connection.execute(
-                select(artifacts.c.sha256, artifacts.c.size, artifacts.c.location)
+                select(artifacts.c.sha256, artifacts.c.size, artifacts.c.storage, artifacts.c.location)
                 .where(artifacts.c.project_id == project, ~linked,
                        (artifacts.c.touched_at < cutoff) | artifacts.c.touched_at.is_(None))
                 .with_for_update()).all()
@@ -276,8 +397,8 @@ class Artifacts:
                     connection.execute(delete(table).where(table.c.project_id == project, table.c.sha256.in_(batch)))
             # Before commit, while the rows are locked: a put of the same content waits, then writes it anew.
             for row in doomed:
-                if row.location is not None:
-                    Path(row.location).unlink(missing_ok=True)
+                if row.storage != DATABASE and row.location is not None:
+                    remove_blob(row.storage, row.location)
         self._remove_stale_spools()
         return GcResult(artifacts=len(doomed), bytes=sum(row.size for row in doomed), links=dangling)
 
@@ -305,7 +426,7 @@ class Artifacts:
             stored = io.BufferedReader(ChunkReader(functools.partial(self._chunk, record.sha256)), CHUNK_BYTES)
         else:
             try:
-                stored = open(record.location, "rb")
+                stored = open_blob(record.storage, record.location)
             except FileNotFoundError:
                 raise NotFoundError(f"the content of artifact {record.sha256} is missing from {record.location}; "
                                     "putting it again restores it") from None
@@ -321,9 +442,10 @@ class Artifacts:
             return file.read()
 
     def links(self, *, turn_id: str | None = None, step_id: str | None = None,
-              rollout_id: str | None = None) -> list[ArtifactLink]:
-        """The links from one turn, step or rollout, oldest first."""
-        field, owner_id = self._owner(turn_id=turn_id, step_id=step_id, rollout_id=rollout_id)
+              rollout_id: str | None = None, checkpoint_id: str | None = None) -> list[ArtifactLink]:
+        """The links from one turn, step, rollout or checkpoint, oldest first."""
+        field, owner_id = self._owner(turn_id=turn_id, step_id=step_id, rollout_id=rollout_id,
+                                      checkpoint_id=checkpoint_id)
         statement = (select(artifact_links)
                      .where(artifact_links.c.project_id == self._store.project_id,
                             artifact_links.c.owner_type == OWNERS[field][0], artifact_links.c.owner_id == owner_id)
@@ -363,28 +485,39 @@ class Artifacts:
         field, value = given[0]
         return field, check_key(OWNERS[field][0], value)
 
-    def _blob_path(self, digest: str) -> Path:
-        return self.home / self._store.project_id / digest[:2] / digest[2:]
-
     def _spool_folder(self) -> Path | None:
-        return None if self.home is None else self.home / self._store.project_id / "tmp"
+        """Where puts spool content: beside a local folder's blobs (placing one is a rename); else a temp folder."""
+        return None if self.blobs is None else self.blobs.spool_folder(self._store.project_id)
 
-    def _spooled(self, source: IO[bytes], compression: str | None = None):
+    def _spooled(self, source: IO[bytes], compression: str | None = None, reencode: str | None = None,
+                  quality: int = DEFAULT_QUALITY):
         """Copy ``source`` to a temporary file (beside the blobs, for the rename), hashing it (as given) and
-        compressing it if asked; fsynced."""
+        compressing it if asked, or re-encoding it (read whole: an image is decoded whole) when that is smaller;
+        fsynced."""
         folder = self._spool_folder()
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
         spool = tempfile.NamedTemporaryFile(dir=folder, prefix="put-", delete=False)
-        digest, size = hashlib.sha256(), 0
+        digest, size, stored_size, stored_media_type = hashlib.sha256(), 0, 0, None
         compressor = zstandard.ZstdCompressor().compressobj() if compression == ZSTD else None
         try:
-            for chunk in content_chunks(source, self.max_bytes):
-                digest.update(chunk)
-                size += len(chunk)
-                spool.write(chunk if compressor is None else compressor.compress(chunk))
-            if compressor is not None:
-                spool.write(compressor.flush())
+            if reencode is not None:
+                original = b"".join(content_chunks(source, self.max_bytes))
+                digest.update(original)
+                size = len(original)
+                stored = reencoded(original, quality)
+                if len(stored) < size:
+                    stored_media_type = f"image/{reencode}"
+                else:
+                    stored = original
+                stored_size = spool.write(stored)
+            else:
+                for chunk in content_chunks(source, self.max_bytes):
+                    digest.update(chunk)
+                    size += len(chunk)
+                    stored_size += spool.write(chunk if compressor is None else compressor.compress(chunk))
+                if compressor is not None:
+                    stored_size += spool.write(compressor.flush())
             spool.flush()
             os.fsync(spool.fileno())
             spool.seek(0)
@@ -392,7 +525,7 @@ class Artifacts:
             spool.close()
             os.unlink(spool.name)
             raise
-        return _Spool(spool, digest.hexdigest(), size, compression)
+        return _Spool(spool, digest.hexdigest(), size, compression, stored_size, stored_media_type)
 
     def _write_chunks(self, connection: Connection, digest: str, spool: IO[bytes]) -> None:
         seq = 0
@@ -400,20 +533,6 @@ class Artifacts:
             connection.execute(artifact_chunks.insert(), {"project_id": self._store.project_id, "sha256": digest,
                                                          "seq": seq, "data": chunk})
             seq += 1
-
-    @staticmethod
-    def _place_blob(path: Path, spool) -> None:
-        """The spooled content renamed to ``path`` (atomic: whole or absent), unless it is there already."""
-        if path.exists():
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(spool.name, path)
-        spool.placed = True
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)  # the rename itself survives a crash
-        finally:
-            os.close(directory)
 
     def _remove_stale_spools(self) -> None:
         """Spool files a crashed put left behind."""
@@ -430,11 +549,22 @@ class Artifacts:
 
 
 class _Spool:
-    """A context manager over a spooled put (its file, sha256 and size); the file is removed after, unless placed."""
+    """A context manager over a spooled put: its file, the sha256 and size of the content put, and the form it is
+    stored in (compressed, or re-encoded as ``stored_media_type``, ``stored_size`` bytes); the file is removed
+    after, unless placed."""
 
-    def __init__(self, file, digest: str, size: int, compression: str | None) -> None:
+    def __init__(self, file, digest: str, size: int, compression: str | None, stored_size: int,
+                 stored_media_type: str | None) -> None:
         self.file, self.digest, self.size, self.compression = file, digest, size, compression
+        self.stored_size, self.stored_media_type = stored_size, stored_media_type
         self.file.placed = False
+
+    def is_form_of(self, row) -> bool:
+        """Whether the spool holds the stored form of the artifact ``row`` (its blob, should that be lost): stored
+        as put, compressed or re-encoded alike (a row from before stored sizes were kept: by its compression)."""
+        return (row["compression"] == self.compression
+                and (row["original_media_type"] is None) == (self.stored_media_type is None)
+                and row["stored_size"] in (None, self.stored_size))
 
     def __enter__(self) -> _Spool:
         return self

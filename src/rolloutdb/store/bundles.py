@@ -382,15 +382,20 @@ class BundleReader:
         """Every file's checksum and row count against the manifest, every content's sha256 against its name."""
         entries = self.manifest["tables"]
         names = [entry["file"] for entry in entries.values()] + [blob_file(sha) for sha in self.manifest["blobs"]]
+        # A re-encoded artifact's blob is its stored form, named by the original's sha256: checked by its size.
+        stored_sizes = {row["sha256"]: row.get("stored_size") for batch in self.rows("artifacts") for row in batch
+                        if row.get("original_media_type") is not None}
         for done, name in enumerate(names, 1):
-            digest, lines = hashlib.sha256(), 0
+            digest, lines, size = hashlib.sha256(), 0, 0
             with self.open(name) as file:
                 with self.reading(name):
                     while chunk := file.read(1 << 20):
                         digest.update(chunk)
                         lines += chunk.count(b"\n")
+                        size += len(chunk)
             if name.startswith("blobs/"):
-                if digest.hexdigest() != name.removeprefix("blobs/"):
+                sha256 = name.removeprefix("blobs/")
+                if (size != stored_sizes[sha256]) if sha256 in stored_sizes else (digest.hexdigest() != sha256):
                     raise self.invalid(f"{name}: content does not match its sha256")
             else:
                 entry = next(entry for entry in entries.values() if entry["file"] == name)
@@ -565,7 +570,10 @@ def put_contents(store: Store, reader: BundleReader) -> int:
             if row["sha256"] in present:
                 continue
             with reader.open(blob_file(row["sha256"])) as content:
-                stored = store.artifacts.put(content, row["media_type"], compression=row.get("compression"))
+                if row.get("original_media_type") is not None:  # re-encoded: its stored form, kept as it was
+                    stored = store.artifacts._put_stored_form(content, row)
+                else:
+                    stored = store.artifacts.put(content, row["media_type"], compression=row.get("compression"))
             if stored.sha256 != row["sha256"]:
                 raise reader.invalid(f"{blob_file(row['sha256'])}: content does not match its sha256")
             put += 1

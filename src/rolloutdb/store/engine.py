@@ -81,6 +81,7 @@ def _postgres_engine(url: str, parsed: URL) -> Engine:
     engine = create_engine(url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW,
                            connect_args=postgres_connect_args(parsed))
     _ping_when_idle(engine)
+    _read_json_with_orjson(engine)
     session_settings = _session_timeouts(parsed)
     if session_settings:
         @event.listens_for(engine, "connect")
@@ -93,6 +94,18 @@ def _postgres_engine(url: str, parsed: URL) -> Engine:
             dbapi_connection.commit()  # a session setting made in a transaction that rolls back is undone
 
     return engine
+
+
+def _read_json_with_orjson(engine: Engine) -> None:
+    """jsonb read back by orjson rather than the json module psycopg uses: a trajectory's 500 spans hold 2,000 JSON
+    values, which took half its time to read. The same values: the store writes JSON with orjson (no NaN,
+    no integer beyond 64 bits)."""
+    import orjson
+    from psycopg.types.json import set_json_loads
+
+    @event.listens_for(engine, "connect")
+    def _set_json_loads(dbapi_connection, _record) -> None:
+        set_json_loads(orjson.loads, dbapi_connection)
 
 
 def _ping_when_idle(engine: Engine) -> None:

@@ -15,6 +15,7 @@ The prompt is what comes before the first assistant message, the completion the 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import os
@@ -317,6 +318,37 @@ def arrow_schema(form: Format, policy: MessagePolicy, images: str, with_images: 
 # -- writing -----------------------------------------------------------------------------------------------
 
 
+def checked_out(out: Any) -> tuple[Path, str | None]:
+    """``out`` as the path of a file to write in an existing folder, and its container by its suffix (``"jsonl"``,
+    ``"parquet"``, None for another); InvalidInputError when it is no path, names no existing folder, or is a
+    Parquet file without pyarrow."""
+    if not isinstance(out, (str, os.PathLike)):
+        raise InvalidInputError(f"out is the path of the file to write, got {type(out).__name__}")
+    path = Path(out)
+    container = {".jsonl": "jsonl", ".parquet": "parquet"}.get(path.suffix)
+    if container == "parquet" and importlib.util.find_spec("pyarrow") is None:  # an optional dependency
+        raise InvalidInputError("writing Parquet needs pyarrow: pip install 'rolloutdb[export]' (or write .jsonl, "
+                                "where the format allows it)")
+    if not path.parent.is_dir():
+        raise InvalidInputError(f"no folder {str(path.parent)!r:.200} to write {path.name!r:.80} in")
+    return path, container
+
+
+@contextlib.contextmanager
+def written_whole(path: Path, writer: Any) -> Iterator[Any]:
+    """``writer`` (writing ``path`` + ``.partial``), closed and moved to ``path`` when the block ends; closed and
+    removed when it fails, so nothing half-written is left behind."""
+    temporary = path.with_name(path.name + ".partial")
+    try:
+        yield writer
+    except BaseException:
+        writer.close()
+        temporary.unlink(missing_ok=True)
+        raise
+    writer.close()
+    os.replace(temporary, path)
+
+
 class JsonlWriter:
     def __init__(self, path: Path) -> None:
         self.file = open(path, "wb")
@@ -416,30 +448,21 @@ def export_rollouts(store: Store, format: str, selection: Selection | Mapping[st
     policy = checked_model(MessagePolicy, messages, "messages")
     if images not in IMAGE_MODES:
         raise InvalidInputError(f"images must be one of {', '.join(IMAGE_MODES)}, got {images!r:.80}")
-    if not isinstance(out, (str, os.PathLike)):
-        raise InvalidInputError(f"out is the path of the file to write, got {type(out).__name__}")
-    path = Path(out)
-    container = {".jsonl": "jsonl", ".parquet": "parquet"}.get(path.suffix)
+    path, container = checked_out(out)
     if container is None or (form.container and form.container != container):
         wanted = f".{form.container}" if form.container else ".jsonl or .parquet"
         raise InvalidInputError(f"format {format} is written to a {wanted} file; out is {str(path)!r:.200}")
     if images == "embed" and container != "parquet":
         raise InvalidInputError("embedded images (the datasets Image feature) need a .parquet file; JSONL takes "
                                 "images='files'")
-    if container == "parquet" and importlib.util.find_spec("pyarrow") is None:  # an optional dependency
-        raise InvalidInputError("writing Parquet needs pyarrow: pip install 'rolloutdb[export]' (or write .jsonl, "
-                                "where the format allows it)")
-    if not path.parent.is_dir():
-        raise InvalidInputError(f"no folder {str(path.parent)!r:.200} to write {path.name!r:.80} in")
     conditions = selection_conditions(store, chosen)
     job = Export(store, form, chosen, policy, images, path)
     job.with_images = ("images", "images") in form.columns and images != "none" and _has_screenshots(store, conditions)
-    temporary = path.with_name(path.name + ".partial")
-    writer = (ParquetWriter(temporary, arrow_schema(form, policy, images, job.with_images)) if container == "parquet"
-              else JsonlWriter(temporary))
     with store._read() as connection:
         total = connection.execute(select(func.count()).select_from(selected_join()).where(*conditions)).scalar_one()
-    try:
+    temporary = path.with_name(path.name + ".partial")
+    with written_whole(path, ParquetWriter(temporary, arrow_schema(form, policy, images, job.with_images))
+                       if container == "parquet" else JsonlWriter(temporary)) as writer:
         done = 0
         for page in _pages(store, conditions, by_group=form.rows is None):
             with collector_paused():  # a page's rows are many new objects without cycles: see collector_paused
@@ -454,12 +477,6 @@ def export_rollouts(store: Store, format: str, selection: Selection | Mapping[st
             rows = _pairs(job, [], final=True)
             writer.write(rows)
             job.rows += len(rows)
-    except BaseException:
-        writer.close()
-        temporary.unlink(missing_ok=True)  # nothing half-written is left behind
-        raise
-    writer.close()
-    os.replace(temporary, path)
     return ExportSummary(format=format, path=str(path), rows=job.rows, rollouts=job.kept_rollouts,
                          skipped=dict(sorted(job.skipped.items())), images=job.image_count)
 

@@ -9,7 +9,6 @@ operations that must work on a database that is out of date, foreign or (for ``u
 from __future__ import annotations
 
 import contextlib
-import os
 import shlex
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -24,6 +23,7 @@ from ..config import display_url
 from ..errors import InvalidInputError, NotFoundError, StoreUnavailableError
 from ..schema import artifacts, metadata, projects
 from . import existing_project_id
+from .blobs import blob_size
 from .engine import (
     SchemaState,
     create_store_engine,
@@ -94,9 +94,9 @@ class ArtifactFigures:
     count: int
     size: int  # bytes of content, as put
     in_database: int  # artifacts whose content is in the database (artifact_chunks)
-    in_files: int  # artifacts whose content is a blob file
-    file_bytes: int  # bytes the blob files that are there take on disk
-    missing: list[str]  # the blob files that are gone (the first MISSING_SHOWN): "<sha256> <path>"
+    in_files: int  # artifacts whose content is a blob (a file, or at a URL)
+    file_bytes: int  # bytes the blobs that are there take
+    missing: list[str]  # the blobs that are gone (the first MISSING_SHOWN): "<sha256> <path or URL>"
     missing_count: int
 
 
@@ -189,7 +189,8 @@ MISSING_SHOWN = 5
 
 
 def artifact_figures(connection: Connection, project: str | None = None) -> ArtifactFigures | None:
-    """The artifacts of the project named ``project`` (or all), and each blob file looked for on disk."""
+    """The artifacts of the project named ``project`` (or all), and each blob looked for where it lives (on disk, or
+    by its URL: one request per blob to an object store)."""
     if not inspect(connection).has_table(artifacts.name):
         return None
     statement = select(artifacts.c.sha256, artifacts.c.size, artifacts.c.storage, artifacts.c.location)
@@ -200,11 +201,11 @@ def artifact_figures(connection: Connection, project: str | None = None) -> Arti
     missing: list[str] = []
     for row in connection.execute(statement):
         count, size = count + 1, size + row.size
-        if row.storage != "file":
+        if row.storage == "database":
             continue
         in_files += 1
         try:
-            file_bytes += os.stat(row.location).st_size
+            file_bytes += blob_size(row.storage, row.location)
         except (OSError, TypeError, ValueError):  # gone, unreadable, or no path at all
             missing_count += 1
             if len(missing) < MISSING_SHOWN:

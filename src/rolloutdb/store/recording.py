@@ -20,10 +20,10 @@ from sqlalchemy import Connection, Table, select
 from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
 
 from ..errors import ConflictError, InvalidInputError, NotFoundError, RolloutDBError
-from ..records import Flag, JsonDict, Record, Time, TurnContent, Whole
+from ..records import DecisionContent, Flag, JsonDict, Record, SignalContent, Time, TurnContent, Whole
 from ..schema import groups, rollouts, steps, turns
 from ..states import GroupStatus, RolloutStatus, RunStatus, StepStatus
-from .artifacts import ROLES
+from .artifacts import DEFAULT_QUALITY, ROLES, Screenshot
 from .base import KEYS_PER_QUERY, validation_message
 from .hooks import savepoint
 from .jobs import DEFAULT_STALE_AFTER, FINISHED
@@ -140,6 +140,8 @@ class TurnRecorded(TurnContent):
     turn_index: Whole = Field(ge=0)
     created_at: RecordedTime
     screenshots: dict[Literal[ROLES], bytes] = Field(default_factory=dict)
+    screenshot_reencode: Literal["webp"] | None = None  # store them re-encoded (artifacts.put's reencode)
+    screenshot_quality: Whole = Field(default=DEFAULT_QUALITY, ge=0, le=100)
 
 
 class RolloutEnd(Record):
@@ -155,14 +157,31 @@ class RolloutEnd(Record):
     error: str | None = None
 
 
+class DecisionLogged(DecisionContent):
+    """A decision of the flywheel's why-log (``at``: when it was taken), from a ``DecisionLogger``. Logged again
+    under its id, it is stored once."""
+
+    op: Literal["decision"] = "decision"
+    id: ID
+    at: RecordedTime
+
+
+class SignalAdded(SignalContent):
+    """A signal of a subject (``at``: when it happened), from a ``DecisionLogger``."""
+
+    op: Literal["signal"] = "signal"
+    id: ID
+    at: RecordedTime
+
+
 OPERATION_MODELS = (RunStart, RunChange, RunEnd, StepStart, StepChange, GroupStart, RolloutStart, TurnRecorded,
-                    RolloutEnd)
+                    RolloutEnd, DecisionLogged, SignalAdded)
 Operation = Annotated[Union[OPERATION_MODELS], Field(discriminator="op")]
 OPERATION = TypeAdapter(Operation)
 OPERATIONS = TypeAdapter(list[Operation])
 # Applied kind by kind in this order, so that every row exists before what refers to it.
 ORDER = ("run.start", "step.start", "group.start", "rollout.start", "turn", "rollout.end", "step.update",
-         "run.update", "run.end")
+         "run.update", "run.end", "decision", "signal")
 
 
 _TYPED_CONFIG = ConfigDict(**{**Record.model_config, "extra": "ignore", "validate_default": False})
@@ -186,10 +205,16 @@ _TYPED_PARTS = {model.model_fields["op"].default: _typed_part(model) for model i
 # A turn's content fields other than its JSON values, each checked only when given: what ``check_turn_content``
 # checks on the recorder's hottest call. A TypedDict, not a model, and its fields' rules without their defaults:
 # no instance to build, and a field not given is not even in the result (half the cost).
-_TURN_CONTENT = TypeAdapter(with_config(_TYPED_CONFIG)(TypedDict(
-    "TurnContentTyped", {name: Annotated[(annotation, *info.metadata)] if info is not None and info.metadata
-                         else annotation for name, (annotation, info) in _typed_fields(TurnContent).items()},
-    total=False))).validator
+def _given_fields(model: type[Record]) -> SchemaValidator:
+    """A validator of ``model``'s typed fields that checks only those given (see above)."""
+    return TypeAdapter(with_config(_TYPED_CONFIG)(TypedDict(
+        f"{model.__name__}Typed", {name: Annotated[(annotation, *info.metadata)] if info is not None and info.metadata
+                                   else annotation for name, (annotation, info) in _typed_fields(model).items()},
+        total=False))).validator
+
+
+_TURN_CONTENT = _given_fields(TurnContent)
+_GIVEN_FIELDS = {"decision": _given_fields(DecisionLogged), "signal": _given_fields(SignalAdded)}
 
 
 def check_typed_fields(operation: Mapping[str, Any]) -> None:
@@ -223,6 +248,15 @@ def check_turn_content(turn: Mapping[str, Any]) -> None:
         raise InvalidInputError(f"cannot record this turn: {validation_message(exc)}") from None
 
 
+def check_given_fields(operation: Mapping[str, Any]) -> None:
+    """``check_typed_fields`` for a decision or signal whose required fields the logger set itself: only the values
+    given are checked (a decision logger's call, as hot as a turn)."""
+    try:
+        _GIVEN_FIELDS[operation["op"]].validate_python(operation)
+    except ValidationError as exc:
+        raise InvalidInputError(f"cannot record this {operation['op']}: {validation_message(exc)}") from None
+
+
 class Rejection(Record):
     """An operation the store refused: its place in the batch, what it was, and why."""
 
@@ -253,6 +287,10 @@ def describe(operation: Any) -> str:
         return f"rollout {operation.id}"
     if isinstance(operation, TurnRecorded):
         return f"turn {operation.turn_index} of rollout {operation.rollout_id}"
+    if isinstance(operation, DecisionLogged):
+        return f"{operation.domain} decision {operation.action!r} on {operation.subject_id!r}"
+    if isinstance(operation, SignalAdded):
+        return f"{operation.domain} signal {operation.kind!r} of {operation.subject_id!r}"
     if isinstance(operation, Mapping):
         return str(operation.get("op", "record"))
     return type(operation).__name__
@@ -330,6 +368,12 @@ class Recording:
             self._change_run(context, change)
         for end in by_kind["run.end"]:
             self._end_run(context, end)
+        if by_kind["decision"]:
+            self._store.decisions._write_in(connection, [operation.model_dump(exclude={"op"})
+                                                         for operation in by_kind["decision"]])
+        if by_kind["signal"]:
+            self._store.signals._write_in(connection, [operation.model_dump(exclude={"op"})
+                                                       for operation in by_kind["signal"]])
         if not heartbeat:
             return
         now = self._store.now()
@@ -400,11 +444,11 @@ class Recording:
             project = self._store.project_id
             rows = [{**vars(turn), "project_id": project} for turn in new]
             for row in rows:
-                del row["op"], row["screenshots"]
+                del row["op"], row["screenshots"], row["screenshot_reencode"], row["screenshot_quality"]
             self._store.turns._insert_rows(context.connection, rows)
-            for turn in new:
-                for role, content in turn.screenshots.items():
-                    self._store.artifacts._put_in(context.connection, content, turn_id=turn.id, role=role)
+            self._store.artifacts._put_screenshots_in(context.connection, [
+                Screenshot(content, turn.id, role, turn.screenshot_reencode, turn.screenshot_quality)
+                for turn in new for role, content in turn.screenshots.items()])
 
     def _end_rollouts(self, context: _Context, ends: list[RolloutEnd]) -> None:
         """Rollouts' results: read, locked and written together (one statement each, not one per rollout)."""
@@ -526,5 +570,5 @@ def _rejection(index: int, operation: Any, exc: Exception) -> Rejection:
     return Rejection(index=index, op=operation.op, subject=describe(operation), error=error, message=message)
 
 
-__all__ = ["GroupStart", "check_screenshots", "check_turn_content", "check_typed_fields", "Operation", "RecordingResult", "Recording", "Rejection", "RolloutEnd", "RolloutStart",
-           "RunChange", "RunEnd", "RunStart", "StepChange", "StepStart", "TurnRecorded"]
+__all__ = ["GroupStart", "check_given_fields", "check_screenshots", "check_turn_content", "check_typed_fields", "Operation", "RecordingResult", "Recording", "Rejection", "RolloutEnd", "RolloutStart",
+           "RunChange", "RunEnd", "RunStart", "StepChange", "StepStart", "TurnRecorded", "DecisionLogged", "SignalAdded"]

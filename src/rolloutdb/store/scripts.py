@@ -17,7 +17,7 @@ from ..records import Script
 from ..schema import attempts, scripts, turns
 from ..states import RolloutStatus
 from ..storable import canonical_json
-from .base import DEFAULT_LIMIT, Area, check_key
+from .base import DEFAULT_LIMIT, Area, RowReads, check_key
 from .base import seconds as checked_seconds
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ class ScriptRows(Area[Script]):
     conflicts = {"uq_scripts_active": "another version of script {name!r} became active meanwhile; try again"}
 
 
-class Scripts:
+class Scripts(RowReads[Script]):
     """``store.scripts``: record a script from a successful rollout, pick the version to replay, count replays."""
 
     noun = ScriptRows.noun
@@ -47,24 +47,7 @@ class Scripts:
         self._store = store
         self._rows = ScriptRows(store)
 
-    # -- reading ---------------------------------------------------------------------------------------
-
-    def get(self, id: str) -> Script:
-        """The script with this id, or NotFoundError."""
-        return self._rows.get(id)
-
-    def find(self, id_or_prefix: str) -> Script:
-        """The script with this id or the one whose id starts with it (NotFoundError, AmbiguousIdError)."""
-        return self._rows.find(id_or_prefix)
-
-    def query(self, *, sort: str | None = None, order: str = "asc", limit: int | None = DEFAULT_LIMIT,
-              offset: int = 0, match: str = "all", **filters: Any) -> list[Script]:
-        """Scripts matching ``filters`` (as every area's ``query`` takes them), sorted and paginated."""
-        return self._rows.query(sort=sort, order=order, limit=limit, offset=offset, match=match, **filters)
-
-    def count(self, *, match: str = "all", **filters: Any) -> int:
-        """How many scripts match ``filters``."""
-        return self._rows.count(match=match, **filters)
+    # -- reading (and get, find, query, count) ---------------------------------------------------------
 
     def list(self, task: str | None = None, *, name: str | None = None, active: bool | None = None,
              limit: int = DEFAULT_LIMIT, offset: int = 0) -> list[Script]:

@@ -1,17 +1,19 @@
 """Summaries of the project's rollouts per task or per day: how many, how many succeeded, their turns, their
-duration and their errors by type. Replays of scripts are rollouts, so they count here like any other."""
+duration and their errors by type (the rollouts' own, and their turns'). Replays of scripts are rollouts, so they
+count here like any other."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import Connection, and_, case, func, select
 
 from ..errors import InvalidInputError
 from ..records import SummaryRow
 from ..schema import rollouts, tasks, turns
 from ..states import RolloutStatus
+from .base import aware_time
 from .statistics import FINISHED
 
 if TYPE_CHECKING:
@@ -47,8 +49,8 @@ def summarize(store: Store, by: str = "task", run: str | None = None, since: dat
               ) -> list[SummaryRow]:
     if by not in SUMMARY_BY:
         raise InvalidInputError(f"a summary is by {' or '.join(SUMMARY_BY)}, got {by!r:.80}")
-    if since is not None and (not isinstance(since, datetime) or since.tzinfo is None):
-        raise InvalidInputError(f"since must be a timezone-aware datetime, got {since!r:.80}")
+    if since is not None:
+        aware_time("since", since)
     backend = store.backend
     scope = [rollouts.c.project_id == store.project_id]
     if run is not None:
@@ -77,26 +79,34 @@ def summarize(store: Store, by: str = "task", run: str | None = None, since: dat
         func.avg(case((finished, _seconds_between(rollouts.c.started_at, rollouts.c.ended_at, backend))))
         .label("duration_mean"),
     ).select_from(source.outerjoin(turn_counts, turn_counts.c.rollout_id == rollouts.c.id)).where(*scope)
-    error_type = _error_type(rollouts.c.error, backend)
-    errors = (select(*keys, error_type.label("type"), func.count().label("count")).select_from(source)
-              .where(*scope, rollouts.c.error.is_not(None)).group_by(*keys, error_type))
+    with_turns = source.join(turns, and_(turns.c.rollout_id == rollouts.c.id, turns.c.project_id == store.project_id))
     with store._read() as connection:
         rows = connection.execute(figures.group_by(*keys)).all()
-        error_rows = connection.execute(errors).all()
-    by_key: dict[Any, dict[str, int]] = {}
-    for row in error_rows:
-        kind = (row.type.strip() or "(untyped)")[:ERROR_TYPE_LENGTH]
-        counts = by_key.setdefault(tuple(row[:len(keys)]), {})
-        counts[kind] = counts.get(kind, 0) + row.count
+        errors = _errors_by_type(connection, keys, source, scope, rollouts.c.error, backend)
+        turn_errors = _errors_by_type(connection, keys, with_turns, scope, turns.c.error, backend)
     summary = [SummaryRow(
         key=(row.external_id or NO_TASK) if by == "task" else row.day,
         task_id=row.task_id if by == "task" else None,
         rollouts=row.rollouts, finished=row.finished,
         success_rate=_number(row.success_rate), turns_mean=_number(row.turns_mean),
         duration_mean_seconds=_number(row.duration_mean),
-        errors=dict(sorted(by_key.get(tuple(row[:len(keys)]), {}).items(), key=lambda item: (-item[1], item[0]))),
+        errors=errors.get(tuple(row[:len(keys)]), {}), turn_errors=turn_errors.get(tuple(row[:len(keys)]), {}),
     ) for row in rows]
     return sorted(summary, key=lambda row: row.key)
+
+
+def _errors_by_type(connection: Connection, keys: list[Any], source: Any, scope: list[Any], column: Any,
+                    backend: str) -> dict[tuple, dict[str, int]]:
+    """The errors in ``column`` (of the scoped rollouts, or of their turns) counted by type, per row key; each
+    row's types most frequent first."""
+    error_type = _error_type(column, backend)
+    by_key: dict[tuple, dict[str, int]] = {}
+    for row in connection.execute(select(*keys, error_type.label("type"), func.count().label("count"))
+                                  .select_from(source).where(*scope, column.is_not(None)).group_by(*keys, error_type)):
+        kind = (row.type.strip() or "(untyped)")[:ERROR_TYPE_LENGTH]
+        counts = by_key.setdefault(tuple(row[:len(keys)]), {})
+        counts[kind] = counts.get(kind, 0) + row.count
+    return {key: dict(sorted(counts.items(), key=lambda item: (-item[1], item[0]))) for key, counts in by_key.items()}
 
 
 def _number(value: Any) -> float | None:

@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, bindparam, or_, select
 
-from ..records import Trajectory
+from ..records import Span, Trajectory
 from ..schema import artifact_links, artifacts, spans, turns
 from ._statements import Prepared
 from .attempts import LATEST, no_such_attempt
+from .base import collector_paused, stored_records
 
 if TYPE_CHECKING:
     from . import Store
@@ -34,28 +35,33 @@ LINKED = Prepared(
     .where(artifact_links.c.owner_type == "turn", artifact_links.c.project_id == bindparam("b_project"),
            artifact_links.c.owner_id.in_(select(turns.c.id).where(_OF_ATTEMPT)))
     .order_by(artifact_links.c.created_at, artifact_links.c.id))
-SPANS = Prepared(select(spans).where(spans.c.rollout_id == bindparam("b_rollout"),
-                                     spans.c.attempt_id == bindparam("b_attempt"),
-                                     spans.c.project_id == bindparam("b_project"))
+# The columns in the order of Span's fields: its records are built from the rows as they are (stored_records).
+SPANS = Prepared(select(*(spans.c[name] for name in Span.model_fields))
+                 .where(spans.c.rollout_id == bindparam("b_rollout"), spans.c.attempt_id == bindparam("b_attempt"),
+                        spans.c.project_id == bindparam("b_project"))
                  .order_by(spans.c.sequence_id))
 
 
 def trajectory(store: Store, rollout_id: str, attempt: str | None = None) -> Trajectory:
     """See ``Store.trajectory``."""
-    with store._read() as connection:
-        rollout, chosen = store.attempts._rollout_and_attempt(connection, rollout_id,
-                                                              LATEST if attempt is None else attempt)
-        if chosen is None and attempt is not None:
-            raise no_such_attempt(rollout_id, attempt)
-        params = {"b_rollout": rollout_id, "b_project": store.project_id,
-                  "b_attempt": None if chosen is None else chosen["id"]}
-        turn_rows = TURNS.rows(connection, params)
-        linked = LINKED.rows(connection, params) if turn_rows else []
-        span_rows = [] if chosen is None else SPANS.rows(connection, params)
-    artifacts_of = defaultdict(list)
-    for row in linked:
-        artifacts_of[row.pop("turn_id")].append(row)
-    # One validation of the whole: a call per row costs more than the rows' own checking.
-    return Trajectory.model_validate({
-        "rollout": rollout, "attempt": chosen, "spans": span_rows,
-        "turns": [{**row, "artifacts": artifacts_of[row["id"]]} for row in turn_rows]})
+    # A trajectory is thousands of new objects that stay alive and hold no cycles: the collector's runs among
+    # them (a full one now and then, over the caller's whole heap) found nothing and made its slowest reads.
+    with collector_paused():
+        with store._read() as connection:
+            rollout, chosen = store.attempts._rollout_and_attempt(connection, rollout_id,
+                                                                  LATEST if attempt is None else attempt)
+            if chosen is None and attempt is not None:
+                raise no_such_attempt(rollout_id, attempt)
+            params = {"b_rollout": rollout_id, "b_project": store.project_id,
+                      "b_attempt": None if chosen is None else chosen["id"]}
+            turn_rows = TURNS.rows(connection, params)
+            linked = LINKED.rows(connection, params) if turn_rows else []
+            span_rows = [] if chosen is None else SPANS.rows(connection, params)
+        artifacts_of = defaultdict(list)
+        for row in linked:
+            artifacts_of[row.pop("turn_id")].append(row)
+        # The spans as stored, not validated again (half the time of the whole); the rest in one validation: a
+        # call per row costs more than the rows' own checking.
+        return Trajectory.model_validate({
+            "rollout": rollout, "attempt": chosen, "spans": stored_records(Span, span_rows),
+            "turns": [{**row, "artifacts": artifacts_of[row["id"]]} for row in turn_rows]})
