@@ -7,7 +7,8 @@ dequeue: (rollouts enqueued up front with enqueue_many_rollouts, not timed) dequ
 get_many_span_sequence_ids(4), add_many_spans(4 spans of 32 attributes), update_attempt(succeeded).
 
 With --per-call: the rollout flow one at a time (one coroutine), and what each side spends on it: CPU per
-flow (the whole process, every thread: robust to a busy machine, unlike rates) and each call's median time.
+flow (the whole process, every thread: robust to a busy machine, unlike rates) and each call's median time; then
+the statements (and transactions) each call of both flows sends the database.
 
 Usage: .venv/bin/python benchmarks/agentlightning_flows.py [--tasks 400] [--concurrency 8] [--rounds 3] [--per-call]
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sqlite3
 import time
 import uuid
 from collections import defaultdict
@@ -24,6 +26,8 @@ from collections.abc import Callable
 from statistics import median
 
 from rich.table import Table
+from sqlalchemy import event
+from sqlalchemy.pool import Pool
 
 from common import add_postgres_option, met, postgres_database, sqlite_database
 from queue_workload import console, in_turns, median_ratio
@@ -104,6 +108,89 @@ async def timed_calls(store: LightningStore, tasks: int) -> tuple[float, dict[st
     return (time.process_time() - cpu) / tasks, calls
 
 
+class StatementCounter:
+    """The statements a store sends its database, from the connections it opens while this is entered: SQLite's
+    statements run (its trace callback: BEGIN and COMMIT included, each row of an executemany once), PostgreSQL's
+    sent through psycopg's cursors (an executemany once; its BEGIN and COMMIT are the transactions counted apart,
+    a round trip each)."""
+
+    def __init__(self) -> None:
+        self.statements = self.transactions = 0
+
+    def __enter__(self) -> StatementCounter:
+        event.listen(Pool, "connect", self._connected)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        event.remove(Pool, "connect", self._connected)
+
+    def count_commits(self, engine) -> None:
+        event.listen(engine, "commit", self._committed)
+
+    def _committed(self, _connection) -> None:
+        self.transactions += 1
+
+    def _counted(self, *_: object) -> None:
+        self.statements += 1
+
+    def _connected(self, driver_connection, _record) -> None:
+        if isinstance(driver_connection, sqlite3.Connection):
+            driver_connection.set_trace_callback(self._counted)
+            return
+        counter = self
+
+        class CountingCursor(type(driver_connection.cursor())):
+            def execute(self, *args, **kwargs):
+                counter._counted()
+                return super().execute(*args, **kwargs)
+
+            def executemany(self, *args, **kwargs):
+                counter._counted()
+                return super().executemany(*args, **kwargs)
+
+            def copy(self, *args, **kwargs):
+                counter._counted()
+                return super().copy(*args, **kwargs)
+
+        driver_connection.cursor_factory = CountingCursor
+
+
+def statements_per_call(url: str, flows: int = 5) -> dict[str, tuple[float, float]]:
+    """Statements and transactions of each Agent Lightning call of both flows (medians over ``flows`` runs)."""
+    counts: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    with StatementCounter() as counter:
+        store = RolloutDBLightningStore(url, project=f"count-{uuid.uuid4().hex[:8]}")
+        counter.count_commits(store.store.engine)
+
+        async def counted(call: str, awaitable):
+            before = counter.statements, counter.transactions
+            result = await awaitable
+            counts[call].append((counter.statements - before[0], counter.transactions - before[1]))
+            return result
+
+        async def flows_counted() -> None:
+            await store.enqueue_many_rollouts([EnqueueRolloutRequest(input={"task": n}) for n in range(flows + 1)])
+            for task in range(flows + 1):  # the first of each is a warm-up: connections, first statements
+                attempted = await counted("start_rollout", store.start_rollout(input={"task": task}))
+                pair = (attempted.rollout_id, attempted.attempt.attempt_id)
+                for sequence_id in range(1, SPANS_PER_ATTEMPT + 1):
+                    await counted("add_span", store.add_span(make_span(*pair, sequence_id, 1)))
+                await counted("update_attempt", store.update_attempt(*pair, status="succeeded"))
+                attempted = await counted("dequeue_rollout", store.dequeue_rollout(worker_id="worker-0"))
+                pair = (attempted.rollout_id, attempted.attempt.attempt_id)
+                sequence_ids = await counted("get_many_span_sequence_ids",
+                                             store.get_many_span_sequence_ids([pair] * SPANS_PER_ATTEMPT))
+                await counted("add_many_spans", store.add_many_spans([make_span(*pair, sequence_id, 32)
+                                                                      for sequence_id in sequence_ids]))
+                await counted("update_attempt", store.update_attempt(*pair, status="succeeded"))
+
+        try:
+            asyncio.run(flows_counted())
+        finally:
+            store.store.close()
+    return {call: (median(s for s, _ in runs[1:]), median(t for _, t in runs[1:])) for call, runs in counts.items()}
+
+
 def per_call(args: argparse.Namespace) -> None:
     """``timed_calls`` for each backend and the in-memory store, sides taking turns; prints medians."""
     columns = ("start_rollout", "add_span", "update_attempt")
@@ -132,10 +219,19 @@ def per_call(args: argparse.Namespace) -> None:
             sides[backend] = run(lambda url=urls[backend]: RolloutDBLightningStore(
                 url, project=f"bench-{uuid.uuid4().hex[:8]}"), backend)
         in_turns(sides, args.rounds, "rollout flow, one at a time")
+        counted = {backend: statements_per_call(urls[backend]) for backend in args.backends.split(",")}
     for name, runs in results.items():
         table.add_row(name, f"{median(cpu for cpu, _ in runs) * 1000:.2f}",
                       *(f"{median(median(calls[call]) for _, calls in runs) * 1000:.2f}" for call in columns))
     console.print(table)
+    statements = Table(title="Statements per Agent Lightning call (transactions)",
+                       caption=" ".join(StatementCounter.__doc__.split(": ", 1)[1].split()))
+    statements.add_column("call")
+    for backend in counted:
+        statements.add_column(backend, justify="right")
+    for call in next(iter(counted.values())):
+        statements.add_row(call, *(f"{by_call[call][0]:g} ({by_call[call][1]:g})" for by_call in counted.values()))
+    console.print(statements)
 
 
 def side(make_store: Callable[[], LightningStore], flow: str, tasks: int, concurrency: int) -> Callable[[], float]:

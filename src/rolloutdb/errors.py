@@ -58,7 +58,12 @@ class DatabaseNotFoundError(StoreUnavailableError):
 
 class FeedTrimmedError(RolloutDBError):
     """The change feed was asked for events after an id that ``purge`` has trimmed past: some of the events
-    after it are gone. Resync (read the current state again) and follow from now on."""
+    after it are gone. Resync (read the current state again) and follow from now on. ``trimmed_through``: the
+    id purge deleted events up to, where known (not through a server)."""
+
+    def __init__(self, message: str, trimmed_through: int | None = None) -> None:
+        super().__init__(message)
+        self.trimmed_through = trimmed_through
 
 
 class AuthenticationError(RolloutDBError):

@@ -13,10 +13,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
+from sqlalchemy.engine import make_url
 
 import rolloutdb
-from server.servers import Server, error, unique
+from conftest import new_database_url
+from rolloutdb.errors import FeedTrimmedError
+from server.servers import Server, error, running_server, unique
 
 STREAM_TIMEOUT = httpx.Timeout(60, connect=10)
 
@@ -210,3 +214,41 @@ def test_the_remote_client_follows_the_stream(server, topics):
                 break
         process.join(60)
         assert remote.jobs.get(name).run.status == "completed"
+
+
+def finished_rollouts(store: rolloutdb.Store, count: int) -> None:
+    """``count`` rollouts started and finished: status events for each."""
+    for _ in range(count):
+        claim = store.rollouts.start("x")
+        store.attempts.update(claim.rollout.id, status="succeeded")
+
+
+def test_a_stream_whose_hub_is_behind_a_purge_is_told_rather_than_skipping_what_it_trimmed(
+        postgres_databases, tmp_path):
+    """The server's hub follows the feed for its streams; when a purge trims events the hub has not read yet, its
+    streams get an error event (FeedTrimmedError through the remote client), as a library follower does, not
+    the events after the hole as if nothing were missing.
+
+    On PostgreSQL only: there the test can hold the hub behind, at a hole in the ids that a transaction in flight
+    may still fill. On SQLite nothing outside the server can keep its hub from reading each event as it commits
+    (writers take turns, so there are no holes), and the hub's code for a trim is the same."""
+    url = new_database_url("postgresql", postgres_databases, tmp_path)
+    with running_server(url, tmp_path) as server, rolloutdb.connect(url, project=server.project) as store, \
+            rolloutdb.connect(server.base, project=server.project) as remote:
+        finished_rollouts(store, 1)
+        follower = remote.events.follow(timeout=15)
+        finished_rollouts(store, 1)
+        assert next(follower).topic == "rollout"  # the stream is open and its hub live
+        with psycopg.connect(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False),
+                             autocommit=True) as connection:
+            with connection.transaction():  # in flight, it holds an event id: the hub waits at the hole it leaves
+                # As a writer of events does: a lock for writing to the table, then an id, and a transaction id.
+                connection.execute("LOCK TABLE events IN ROW EXCLUSIVE MODE")
+                connection.execute("SELECT pg_current_xact_id(), nextval(pg_get_serial_sequence('events', 'id'))")
+                finished_rollouts(store, 3)
+                assert store.purge(keep_last=1).events > 0
+                raise psycopg.Rollback()
+        finished_rollouts(store, 1)
+        with pytest.raises(FeedTrimmedError, match="purge"):
+            for event in follower:
+                pass  # the events before the hub's hole, which it had read, may come first

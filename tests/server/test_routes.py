@@ -144,6 +144,29 @@ def test_queue_attempts_spans_workers_resources(api):
         "rollouts": 0, "attempts": 0, "spans": 0, "turns": 0, "events": 0}
 
 
+def test_a_span_batch_that_prefers_a_minimal_answer_gets_only_what_the_store_made(api):
+    """Prefer: return=minimal (RFC 7240), as the remote client sends it for a batch of spans: for each new span, in
+    the order of the full answer, its place in the batch and the fields the store made; a duplicate is left out.
+    Without the header the answer is the spans whole."""
+    claim = ok(api.post("/rollouts/start", json={"input": "x"}), 201)
+    fields = {"rollout_id": claim["rollout"]["id"], "attempt_id": "latest", "trace_id": "t", "name": "llm.call"}
+    own_id = unique("span")
+    whole = ok(api.post("/spans", json=[{**fields, "span_id": "s1", "sequence_id": 1}]), 201)
+    response = api.post("/spans", json=[{**fields, "span_id": "again", "sequence_id": 1},
+                                        {**fields, "span_id": "s2", "attributes": {"tokens": 2}},
+                                        {**fields, "span_id": "s3", "id": own_id}],
+                        headers={"Prefer": "return=minimal"})
+    made = ok(response, 201)
+    assert response.headers["Preference-Applied"] == "return=minimal"
+    assert made["made"] == ["id", "project_id", "attempt_id", "sequence_id", "created_at"]
+    assert [(place, attempt_id, sequence_id) for place, _, _, attempt_id, sequence_id, _ in made["rows"]] == [
+        (1, claim["attempt"]["id"], 2), (2, claim["attempt"]["id"], 3)]
+    assert made["rows"][1][1] == own_id
+    stored = ok(api.get("/spans", params={"rollout_id": claim["rollout"]["id"], "sort": "sequence_id"}))["items"]
+    assert [[span[name] for name in made["made"]] for span in stored[1:]] == [row[1:] for row in made["rows"]]
+    assert stored[0] == whole[0] and stored[1]["attributes"] == {"tokens": 2}
+
+
 def test_jobs(api):
     name = unique("job")
     run = ok(api.post("/runs", json={"name": name, "kind": "job", "status": "running"}), 201)

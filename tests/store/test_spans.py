@@ -39,6 +39,27 @@ def test_duplicate_spans_are_skipped(store):
     assert [s.name for s in store.spans.query(claim.rollout.id)] == ["one", "new"]
 
 
+def test_a_batch_returns_its_new_spans_as_they_are_stored(store):
+    """What add_many returns is the stored spans themselves, whatever the batch gave: times with an offset, an id
+    of the caller's, JSON values of every kind, a duplicate left out (through a server too, where the answer
+    carries only what the store made: see the remote client)."""
+    import uuid
+    from datetime import datetime, timedelta, timezone
+
+    claim = store.rollouts.start("a")
+    own_id = f"span-of-my-own-{uuid.uuid4().hex}"  # the backends share a database
+    start = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone(timedelta(hours=2)))
+    added = store.spans.add_many([
+        span(claim, "first", sequence_id=1),
+        span(claim, "duplicate", sequence_id=1),
+        span(claim, "timed", start_time=start, end_time=start + timedelta(seconds=1.5), status={"code": "OK"},
+             attributes={"list": [1, 2.5, None, True], "nested": {"text": "ü"}}, events=[{"name": "e"}]),
+        span(claim, "own-id", id=own_id, attempt_id="latest")])
+    assert [s.name for s in added] == ["first", "timed", "own-id"]
+    assert added == store.spans.query(claim.rollout.id)
+    assert added[2].id == own_id and added[2].attempt_id == claim.attempt.id
+
+
 def test_sequence_ids_across_attempts_count_per_rollout(store):
     first, second = store.rollouts.start("a"), store.rollouts.start("b")
     retry = store.attempts.start(first.rollout.id)

@@ -40,15 +40,18 @@ class Transport:
 
     def request(self, method: str, path: str, *, params: Any = None, body: bytes | None = None, repeatable: bool,
                 read_timeout: float | None = None, replay: Callable[[], bytes | None] | None = None,
-                content: Iterable[bytes] | None = None) -> bytes | None:
+                content: Iterable[bytes] | None = None, prefer: str | None = None) -> bytes | None:
         """The answer's JSON text (None for 204: no content) to a request of the JSON text ``body``, if any
         (``json_bytes``). ``repeatable``: the request may be sent again when the connection fails or the server
         answers 503, for ``retry_for`` seconds with backoff (honouring Retry-After); after that, or at once for
         another request, StoreUnavailableError. ``replay``: when a request sent again is answered ConflictError,
         what the first try wrote (as JSON text), if it did (else None). ``content``: a raw body instead of JSON,
-        sent as it is read (so sent once: ``repeatable`` False)."""
+        sent as it is read (so sent once: ``repeatable`` False). ``prefer``: the request's Prefer header (RFC 7240).
+        """
         timeout = None if read_timeout is None else httpx.Timeout(read_timeout, connect=self._client.timeout.connect)
         headers = RAW_CONTENT if content is not None else JSON_CONTENT if body is not None else None
+        if prefer is not None:
+            headers = {**(headers or {}), "Prefer": prefer}
         body = content if content is not None else body
         deadline = time.monotonic() + self.retry_for
         delay = FIRST_DELAY

@@ -16,7 +16,8 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from datetime import datetime
+from typing import Any, get_args
 from urllib.parse import quote
 
 import orjson
@@ -26,13 +27,13 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 from ..errors import InvalidInputError, NotFoundError
 from ..records import Event
 from ..storable import JSON_OPTIONS, json_text, require_storable
-from ..server import (HEARTBEAT_SECONDS, MAX_WAIT_SECONDS, ROUTES, TYPED_FILTERS, Operation, Page,
-                      invalid_request_message, read_times, time_fields)
+from ..server import (HEARTBEAT_SECONDS, MAX_WAIT_SECONDS, PREFER_MINIMAL, ROUTES, TYPED_FILTERS, Operation, Page,
+                      invalid_request_message, read_batch_times, time_fields)
 from ..store import Store
 from ..store.artifacts import Artifacts
 from ..store.attempts import Attempts
-from ..store.base import (MAX_LIMIT, build_record, build_records, check_key, ids_of, not_found, seconds,
-                          validation_message)
+from ..store.base import (MAX_LIMIT, build_record, build_records, check_key, collector_paused, ids_of, not_found,
+                          seconds, validation_message)
 from ..store.catalog import Tasks, Validators
 from ..store.checkpoints import Checkpoints
 from ..store.decisions import Decisions, Signals
@@ -106,36 +107,47 @@ class Remote:
             params += query_parameters(name, spelled_none.get(name) if value is None else value)
         json: Any = None
         text = replay = None
+        exact = False
         if operation.body_argument is not None:
             body = arguments.pop(operation.body_argument)
             if isinstance(body, Iterable) and not isinstance(body, (str, bytes, Mapping)):
                 body = list(body)
-            json, text, replay = self._sendable(operation, body)
+            json, text, replay, exact = self._sendable(operation, body)
         elif operation.body is not None:
             if operation.fields is None:
                 checked(operation.body, arguments)
-            (json, text, replay), arguments = self._sendable(operation, arguments), {}
+            (json, text, replay, exact), arguments = self._sendable(operation, arguments), {}
         if operation.listing is not None:
             if arguments:
                 params.append((TYPED_FILTERS, typed_filters(operation.listing, arguments)))
         elif arguments:
             raise TypeError(f"{operation.call}() got unexpected arguments {', '.join(arguments)}")
+        minimal = exact and operation.made and isinstance(json, list)
         answer = self.transport.request(
             operation.method, path, params=params or None, body=text, read_timeout=read_timeout,
-            repeatable=safe_to_repeat(operation, json, replay), replay=replay)
-        # From JSON text: records are strict, and JSON is how their times and choices are written.
-        return None if operation.response is None else adapter(operation.response).validate_json(answer)
+            repeatable=safe_to_repeat(operation, json, replay), replay=replay,
+            prefer=PREFER_MINIMAL if minimal else None)
+        if operation.response is None:
+            return None
+        if minimal and answer is not None and answer.startswith(b"{"):  # the full answer is an array
+            return records_from_made(operation, json, answer)
+        # From JSON text: records are strict, and JSON is how their times and choices are written. A batch of
+        # records is many new objects without cycles (see collector_paused).
+        with collector_paused():
+            return adapter(operation.response).validate_json(answer)
 
-    def _sendable(self, operation: Operation, body: Any) -> tuple[Any, bytes, Callable[[], bytes | None] | None]:
-        """The body as JSON, and as JSON text: ``_with_client_ids``; a batch of a record's fields that reaches the
-        server as given as it is (``as_given``: spans, as a rule); else each value as JSON holds it (``jsonable``),
-        and a record's fields held to its types where JSON changed them (``held_to_fields``). A value JSON cannot
-        carry at all is refused after a value of the wrong type, as the store refuses them."""
+    def _sendable(self, operation: Operation,
+                  body: Any) -> tuple[Any, bytes, Callable[[], bytes | None] | None, bool]:
+        """The body as JSON, as JSON text, ``_with_client_ids``'s replay, and whether the server's store gets the
+        very values of the JSON (times as times): a batch of a record's fields that reaches the server as given
+        as it is (``as_given``: spans, as a rule); else each value as JSON holds it (``jsonable``), and a record's
+        fields held to its types where JSON changed them (``held_to_fields``). A value JSON cannot carry at all is
+        refused after a value of the wrong type, as the store refuses them."""
         body_with_ids, replay = self._with_client_ids(operation, body)
         if operation.fields is not None and operation.body_argument is not None:
             given = as_given(operation.fields, body_with_ids)
             if given is not None:
-                return *given, replay
+                return *given, replay, True
         try:
             json = jsonable(body_with_ids)
         except InvalidInputError:
@@ -144,7 +156,7 @@ class Remote:
             raise
         if operation.fields is not None:
             held_to_fields(operation, body, json)
-        return json, json_bytes(json), replay
+        return json, json_bytes(json), replay, False
 
     def _with_client_ids(self, operation: Operation, body: Any) -> tuple[Any, Callable[[], bytes | None] | None]:
         """The body with ids made here for the rows a create or enqueue writes, so that it may be sent again: a
@@ -181,6 +193,22 @@ class Remote:
         return body, None
 
 
+def records_from_made(operation: Operation, sent: list[dict[str, Any]], answer: bytes) -> list[Any]:
+    """The records of an answer that holds only what the store made of each (see ``PREFER_MINIMAL``): each one its
+    item of ``sent`` (as the server's store got it) with those values, its times read as times, which is what the
+    full answer would give, checked as strictly (``build_records``)."""
+    made = orjson.loads(answer)
+    names, record = made["made"], get_args(operation.response)[0]
+    times = [place for place, name in enumerate(names, 1) if name in time_fields(record)]
+    for row in made["rows"]:
+        for place in times:
+            if row[place] is not None:
+                row[place] = datetime.fromisoformat(row[place])
+    with collector_paused():
+        return build_records(record, [{**sent[row[0]], **dict(zip(names, row[1:]))} for row in made["rows"]],
+                             noun_of(operation))
+
+
 def checked(model: type[BaseModel], values: dict[str, Any]) -> None:
     """JSON and query strings carry fewer types than Python, and the server reads them leniently: arguments are
     held to the route's model here, strictly (``"10"`` is no limit), as the local call holds them."""
@@ -204,7 +232,7 @@ def as_given(model: type[BaseModel], values: Any) -> tuple[list[Any], bytes] | N
     except TypeError:
         return None
     try:
-        read = [read_times(model, item) for item in orjson.loads(text)]
+        read = read_batch_times(model, orjson.loads(text))
         return (read, text) if read == values else None
     except ValueError:  # a NumPy array compares item by item
         return None

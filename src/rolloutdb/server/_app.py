@@ -9,10 +9,12 @@ import contextlib
 import functools
 import inspect
 import json
+import operator
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 import anyio.to_thread
+import orjson
 from fastapi import APIRouter, Body, Depends, FastAPI, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPBearer
@@ -33,7 +35,8 @@ from ._errors import RETRY_AFTER_SECONDS, InternalErrors, error_response, instal
 from ._limits import BodyLimit, WriteLimit
 from ._otlp import OPENAPI as OTLP_OPENAPI
 from ._otlp import TRACES_PATH, receive_traces
-from ._operations import PAGE_WINDOW, TYPED_FILTERS, Operation, Page, field_type, read_times
+from ._operations import (PAGE_WINDOW, PREFER_MINIMAL, TYPED_FILTERS, Operation, Page, field_type, read_batch_times,
+                          read_times)
 from ._projects import PROJECT_HEADER, Authentication, ProjectStores
 from ._routes import ROUTES
 
@@ -158,8 +161,12 @@ def endpoint(operation: Operation, stores: ProjectStores) -> Callable[..., Any]:
 
     def run(*, request: Request, query_parameters: BaseModel | None = None, body: Any = None, **path: str) -> Any:
         with stores.store(request, operation.required_role) as store:
-            return answer(operation, make_call(functools.reduce(getattr, operation.call.split("."), store), request,
-                                               query_parameters, body, path))
+            call = functools.reduce(getattr, operation.call.split("."), store)
+            if operation.made and isinstance(body, list) and prefers_minimal(request):
+                body, places = with_ids(store, call.__self__.noun, body)
+                if places is not None:
+                    return answer_made(operation, make_call(call, request, query_parameters, body, path), places)
+            return answer(operation, make_call(call, request, query_parameters, body, path))
 
     def make_call(call: Callable[..., Any], request: Request, query_parameters: BaseModel | None, body: Any,
                   path: dict[str, str]) -> Any:
@@ -183,6 +190,35 @@ def endpoint(operation: Operation, stores: ProjectStores) -> Callable[..., Any]:
     run.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
     run.__name__ = operation.call.replace(".", "_")
     return run
+
+
+def prefers_minimal(request: Request) -> bool:
+    return any(preference.strip() == PREFER_MINIMAL
+               for preference in ",".join(request.headers.getlist("prefer")).split(","))
+
+
+def with_ids(store: Store, noun: str, items: list[Any]) -> tuple[list[Any], dict[str, int] | None]:
+    """A batch of rows (of ``noun``) to write, each with an id (made as the store would make it, where an item has
+    none), and the place of each id in the batch: None (and the batch as it was) when the ids given do not tell
+    every item apart."""
+    given = [item["id"] for item in items if isinstance(item, dict) and "id" in item]
+    if not all(isinstance(item, dict) for item in items) or not all(type(id) is str for id in given) \
+            or len(set(given)) < len(given):
+        return items, None
+    made = iter(store.new_ids(noun, len(items) - len(given)))
+    items = [item if "id" in item else {"id": next(made), **item} for item in items]
+    places = {item["id"]: place for place, item in enumerate(items)}
+    return items, places
+
+
+def answer_made(operation: Operation, records: list[Record], places: dict[str, int]) -> Response:
+    """The answer to a request that prefers ``return=minimal`` (see ``PREFER_MINIMAL``): each record's place in the
+    request and the values the store made of it (``Operation.made``)."""
+    values = operator.attrgetter(*operation.made, "id")  # a tuple however few fields are made; the id last, unused
+    made = {"made": operation.made, "rows": [[places[record.id], *values(record)[:-1]] for record in records]}
+    return Response(orjson.dumps(made, option=orjson.OPT_UTC_Z),  # times as the full answer writes them
+                    status_code=operation.status_code, media_type="application/json",
+                    headers={"Preference-Applied": PREFER_MINIMAL})
 
 
 def answer(operation: Operation, result: Any) -> Response:
@@ -214,7 +250,7 @@ def record_fields(operation: Operation, body: Any) -> Any:
     as times. Only what would not reach the store as a field is refused here: a body that is no JSON object
     (a Python call takes fields by name), and a field that the path gives already."""
     if operation.body_argument is not None:
-        return [read_times(operation.fields, item) for item in body] if isinstance(body, list) else body
+        return read_batch_times(operation.fields, body) if isinstance(body, list) else body
     if not isinstance(body, dict):
         raise InvalidInputError(f"the body of {operation.method} {API_PREFIX}{operation.path} is a JSON object of "
                                 f"fields, got {json_type(body)}")

@@ -48,21 +48,26 @@ class Subscriber:
     run_id: str | None
     after: int  # the last id it has had: events up to it are not sent again
     queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(SUBSCRIBER_BUFFER))
-    overflowed: bool = False
+    ended: bool = False  # its last item is queued: nothing more is
 
     def wants(self, topic: str) -> bool:
         return self.topics is None or topic in self.topics
 
     def offer(self, item: tuple[str, Any] | None) -> None:
-        if self.overflowed:
+        if self.ended:
             return
         try:
             self.queue.put_nowait(item)
         except asyncio.QueueFull:  # too slow: end its stream; it resumes from the database
-            self.overflowed = True
+            self.ended = True
             while not self.queue.empty():
                 self.queue.get_nowait()
             self.queue.put_nowait(None)
+
+    def end(self, error: RolloutDBError) -> None:
+        """End its stream with ``error``, once it has had what is queued before."""
+        self.offer((ERROR_TOPIC, error))
+        self.ended = True
 
 
 class Hub:
@@ -86,8 +91,12 @@ class Hub:
             try:
                 with self.store.events.wake_ups() as wait:
                     while not self._stopping.is_set():
+                        before = cursor.last
                         new = self.store.events.read(cursor)
+                        trimmed = self.store.events.trimmed_between(before, new)
                         counts = self._queue_counts(new)
+                        if trimmed is not None:  # before the events after the hole, which its streams never get
+                            self.loop.call_soon_threadsafe(self._trimmed, trimmed)
                         if new or counts is not None:
                             self.loop.call_soon_threadsafe(self._dispatch, new, cursor.last, counts)
                         pause = self.store.events.pause(cursor)
@@ -119,6 +128,14 @@ class Hub:
                     subscriber.offer((event.topic, event))
             if counts is not None and subscriber.wants(QUEUE_TOPIC):
                 subscriber.offer((QUEUE_TOPIC, counts))
+
+    def _trimmed(self, error: FeedTrimmedError) -> None:
+        """A purge deleted events the hub had not read (up to ``error.trimmed_through``): the streams that had not
+        had them are ended with ``error`` (to resync), rather than going on past the hole as if nothing were
+        missing."""
+        for subscriber in self.subscribers:
+            if subscriber.after < error.trimmed_through:  # one that resumed after an id past it missed nothing
+                subscriber.end(error)
 
     def leave(self, subscriber: Subscriber) -> None:
         self.subscribers.discard(subscriber)
@@ -247,6 +264,9 @@ class EventStreams:
                     return
                 sent = time.monotonic()
                 topic, value = item
+                if isinstance(value, RolloutDBError):  # a purge trimmed what it had not had: it resyncs
+                    yield error_frame(value)
+                    return
                 if isinstance(value, Event):
                     yield frame(topic, value.model_dump_json(), value.id)
                 else:

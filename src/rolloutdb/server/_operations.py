@@ -44,6 +44,7 @@ class Operation:
     listing: type[Record] | None = None  # the record whose fields filter a listing
     status_code: int = 200
     role: str | None = None  # the least API token role that may call it (None: reader for GET, writer otherwise)
+    made: tuple[str, ...] = ()  # the fields of the answered records that the store makes: see PREFER_MINIMAL
 
     @property
     def required_role(self) -> str:
@@ -59,6 +60,13 @@ class Operation:
         such a body goes to the store as JSON gave it, for the store to check (``RecordFields``)."""
         body = get_args(self.body)[0] if get_origin(self.body) is list else self.body
         return body if isinstance(body, type) and issubclass(body, RecordFields) else None
+
+
+# RFC 7240: a request that prefers it, of a call whose records are the request's own items with what the store made
+# (``Operation.made``), is answered with only what the store made: ``{"made": [the names of those fields], "rows":
+# [[the item's place in the request, the values of those fields], ...]}``, a row for each record the full answer
+# holds, in its order (the server gives the items it writes ids, to find their places). Its client has the rest.
+PREFER_MINIMAL = "return=minimal"
 
 
 class Page(BaseModel, Generic[T]):
@@ -145,6 +153,16 @@ def read_times(model: type[BaseModel], values: Any) -> Any:
     if times.isdisjoint(values) and "__" not in "".join(values):  # no time in it (most spans): as it is, at once
         return values
     return {key: _time(value) if key.partition("__")[0] in times else value for key, value in values.items()}
+
+
+def read_batch_times(model: type[BaseModel], items: list[Any]) -> list[Any]:
+    """``read_times`` of each of ``items``: the list as it is, at once, when none of them names a time field (a
+    batch of spans, as a rule), found in one pass over their keys."""
+    if all(type(item) is dict for item in items):
+        keys = set().union(*items)
+        if time_fields(model).isdisjoint(keys) and "__" not in "".join(keys):
+            return items
+    return [read_times(model, item) for item in items]
 
 
 def _time(value: Any) -> Any:

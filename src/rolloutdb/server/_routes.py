@@ -416,9 +416,11 @@ ROUTES: list[Operation] = [
                   "Record that an attempt (its id, or latest) is alive", Attempt),
     )),
     *readable_area("attempts", Attempts),
-    Operation("POST", "/spans", "spans.add_many", "Store spans; returns those that were new", list[Span],
+    Operation("POST", "/spans", "spans.add_many",
+              "Store spans; returns those that were new (with Prefer: return=minimal, only the fields the store made "
+              "for each: id, project_id, attempt_id, sequence_id, created_at)", list[Span],
               query=SpanOptions, body=list[input_model(Span, "SpanInput")], body_argument="new_spans",
-              status_code=201),
+              status_code=201, made=("id", "project_id", "attempt_id", "sequence_id", "created_at")),
     Operation("POST", "/spans/sequence-ids", "spans.next_sequence_ids",
               "Reserve the next span sequence id of each (rollout, attempt)", list[int], body=SequenceIdRequest),
     Operation("POST", "/spans/sequence-ids/across-attempts", "spans.next_sequence_ids_across_attempts",

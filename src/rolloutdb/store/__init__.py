@@ -23,7 +23,7 @@ from sqlalchemy import Connection, Engine, literal, select
 from .. import states
 from ..config import DEFAULT_PROJECT, MAX_ARTIFACT_BYTES, display_url, is_server_url, resolve_url
 from ..errors import ConflictError, InvalidInputError, NotFoundError, StoreUnavailableError
-from ..ids import new_id
+from ..ids import new_id, new_ids
 from ..records import (ArchiveSummary, BundleSummary, ExportSummary, FlywheelReport, ImportSummary, MessagePolicy,
                        Project, QueueSummary, RunComparison, Selection, StatusChange, SummaryRow, Trajectory, utcnow)
 from ..schema import projects, status_changes
@@ -173,6 +173,11 @@ class Store:
     def new_id(self, kind: str) -> str:
         """A new id for a ``"rollout"`` or an ``"attempt"``: a UUIDv7, after the prefix ``id_prefixes`` gives."""
         return self.id_prefixes.get(kind, "") + new_id()
+
+    def new_ids(self, kind: str, count: int) -> list[str]:
+        """``count`` new ids of ``kind`` (``new_id``'s), in increasing order, made at once."""
+        prefix = self.id_prefixes.get(kind, "")
+        return [prefix + made for made in new_ids(count)] if prefix else new_ids(count)
 
     def ping(self) -> None:
         """Ask the database for nothing, to see that it answers: StoreUnavailableError when it does not, or

@@ -1,5 +1,6 @@
-"""Bulk inserts through each backend's fast path: multi-row ``INSERT ... VALUES (...), (...)`` statements,
-with executemany for the rows left over; COPY on PostgreSQL for large batches.
+"""Bulk inserts through each backend's fast path: multi-row ``INSERT ... VALUES (...), (...)`` statements (the
+rows left over in one more), with executemany where a statement cannot hold two rows; COPY on PostgreSQL for
+large batches.
 
 Values are encoded by SQLAlchemy's own bind processors for each column type, so rows written
 here read back exactly like rows written through Core statements."""
@@ -23,12 +24,13 @@ from ._statements import (as_sqlalchemy_error, checked_encoder, encode_json, enc
 
 
 def bulk_insert(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]], *,
-                ignore_conflicts_on: tuple[str, ...] = ()) -> None:
+                ignore_conflicts_on: tuple[str, ...] = (), notify: str | None = None) -> None:
     """Insert ``rows`` (all with the same keys) into ``table`` inside the connection's transaction.
 
     ``ignore_conflicts_on`` (the columns of a unique key) skips rows whose key is stored already (a retried
     write); any other conflict still raises. PostgreSQL then uses a pipelined ``INSERT ... ON CONFLICT DO
-    NOTHING`` instead of COPY, which cannot skip."""
+    NOTHING`` instead of COPY, which cannot skip. ``notify`` (PostgreSQL only): a channel to notify when the
+    transaction commits, in the same statement as the rows where it can (a round trip less)."""
     if not rows:
         return
     driver_connection = connection.connection.driver_connection
@@ -59,15 +61,28 @@ def bulk_insert(connection: Connection, table: Table, rows: Sequence[Mapping[str
                     for row in encoded:
                         copy.write_row(row)
             elif plan.copy_sql is not None:
-                cursor.execute(_rows_of(plan.sql, len(rows)), [value for row in encoded for value in row])
+                statement, values = _rows_of(plan.sql, len(rows)), [value for row in encoded for value in row]
+                if notify is not None:  # a WITH's INSERT runs whole, whatever the query around it reads
+                    statement, values, notify = f"WITH written AS ({statement}) {NOTIFY}", [*values, notify], None
+                cursor.execute(statement, values)
             else:
+                left_over = len(rows)
                 if plan.multi_row_sql:
                     for _ in range(len(rows) // plan.rows_per_statement):
                         cursor.execute(plan.multi_row_sql,
                                        [value for row in islice(encoded, plan.rows_per_statement) for value in row])
-                cursor.executemany(plan.sql, encoded)  # the rows left over
+                    left_over %= plan.rows_per_statement
+                if plan.multi_row_sql and left_over > 1:  # a few rows (a status change's history) in one statement
+                    cursor.execute(_rows_of(plan.sql, left_over), [value for row in encoded for value in row])
+                else:
+                    cursor.executemany(plan.sql, encoded)
+            if notify is not None:
+                cursor.execute(NOTIFY, [notify])
     finally:
         cursor.close()
+
+
+NOTIFY = "SELECT pg_notify(%s, '')"
 
 
 # SQLite runs one statement over many rows about 20% faster than executemany steps one row at a time;
@@ -119,9 +134,10 @@ def _plan(table: Table, names: tuple[str, ...], dialect: Dialect, ignore_conflic
 
 @functools.lru_cache(maxsize=256)
 def _rows_of(insert_one: str, count: int) -> str:
-    """The INSERT of one row (no ON CONFLICT), made an INSERT of ``count`` rows."""
-    values = insert_one[insert_one.rindex(" VALUES ") + len(" VALUES "):]
-    return insert_one + f", {values}" * (count - 1)
+    """The INSERT of one row (its ON CONFLICT clause, if any, kept at the end), made an INSERT of ``count`` rows."""
+    head, _, tail = insert_one.rpartition(" VALUES ")
+    values, on_conflict, skip = tail.partition(" ON CONFLICT ")
+    return f"{head} VALUES {', '.join([values] * count)}{on_conflict}{skip}"
 
 
 def _encoder(column: Column, dialect: Dialect) -> Callable[[Any], Any] | None:

@@ -32,12 +32,17 @@ def publish(connection: Connection, project_id: str, new: Sequence[Mapping[str, 
 
 
 def _write(connection: Connection, rows: list[dict[str, Any]]) -> None:
+    """The events, and on PostgreSQL a notification on each project's channel (with the rows, as a rule: one
+    transaction writes one project's)."""
     if not rows:
         return
-    bulk_insert(connection, events, rows)
-    if connection.dialect.name == "postgresql":
-        for project_id in {row["project_id"] for row in rows}:
-            NOTIFY.first(connection, {"channel": channel(project_id)})
+    if connection.dialect.name != "postgresql":
+        bulk_insert(connection, events, rows)
+        return
+    first, *others = dict.fromkeys(row["project_id"] for row in rows)
+    bulk_insert(connection, events, rows, notify=channel(first))
+    for project_id in others:
+        NOTIFY.first(connection, {"channel": channel(project_id)})
 
 
 def status_events(entity_type: str, entries: Sequence[tuple[str, str | None, str, str | None]],

@@ -11,7 +11,8 @@ flight when it saw the hole has ended (``Cursor``), and a new event wakes reader
 
 ``purge`` trims the feed's oldest events (see ``store.retention``): resuming reaches back to the oldest event
 kept; asking for what came after an id it has trimmed past raises ``FeedTrimmedError`` (resync instead), and so
-does a follower that had not read what purge trimmed, when it reads the next event."""
+does a follower that had not read what purge trimmed, when it reads the next event (a server's event streams
+too: see ``trimmed_between``)."""
 
 from __future__ import annotations
 
@@ -170,12 +171,28 @@ class Events:
 
     def _check_reach(self, connection, after: int) -> None:
         """FeedTrimmedError if ``purge`` has deleted events after the id ``after`` (0: from the oldest kept)."""
+        trimmed = self._trimmed_after(connection, after)
+        if trimmed is not None:
+            raise trimmed
+
+    def _trimmed_after(self, connection, after: int) -> FeedTrimmedError | None:
+        """The error for a reader after the id ``after`` if ``purge`` has deleted events after it, else None."""
         trimmed = connection.execute(select(event_trims.c.trimmed_through)
                                      .where(event_trims.c.project_id == self._store.project_id)).scalar_one_or_none()
         if after and trimmed is not None and after < trimmed:
-            raise FeedTrimmedError(f"the events after id {after} are no longer all kept: purge deleted those up to "
-                                   f"id {trimmed}; read the current state again and follow from now on (the feed "
-                                   f"resumes after id {trimmed} or later)")
+            return FeedTrimmedError(f"the events after id {after} are no longer all kept: purge deleted those up to "
+                                    f"id {trimmed}; read the current state again and follow from now on (the feed "
+                                    f"resumes after id {trimmed} or later)", trimmed_through=trimmed)
+        return None
+
+    def trimmed_between(self, before: int, found: Sequence[Event]) -> FeedTrimmedError | None:
+        """For a follower that was after the id ``before`` and has read ``found`` next: FeedTrimmedError if ``purge``
+        deleted events in between that it had not read, else None. Only a gap in the ids is looked into (ids of
+        other projects, and on PostgreSQL of rolled back transactions, leave gaps too)."""
+        if not found or not before or found[0].id == before + 1:
+            return None
+        with self._store._read() as connection:
+            return self._trimmed_after(connection, before)
 
     def follow(self, after: int | None = None, *, topics: Sequence[str] | None = None, run: str | None = None,
                timeout: float | None = None) -> Iterator[Event]:
@@ -198,9 +215,9 @@ class Events:
             while True:
                 before = cursor.last
                 found = self.read(cursor)
-                if found and found[0].id != before + 1 and before:  # a gap: purge may have trimmed what it held
-                    with self._store._read() as connection:
-                        self._check_reach(connection, before)
+                trimmed = self.trimmed_between(before, found)
+                if trimmed is not None:
+                    raise trimmed
                 for event in self.matching(found, *wanted):
                     yield event
                 remaining = None if deadline is None else deadline - time.monotonic()

@@ -49,10 +49,11 @@ SPAN_IDS_PER_LOOKUP = 64
 
 @functools.lru_cache(maxsize=SPAN_IDS_PER_LOOKUP)
 def _stored_span_ids(count: int) -> Prepared:
-    """Which of ``count`` span ids (``b_span_0`` ...) the attempt ``b_attempt`` has stored: prepared once per
-    count, since building the statement costs more than running it."""
+    """Which of ``count`` span ids (``b_span_0`` ...) the attempt ``b_attempt`` (of the rollout ``b_rollout``: the
+    (rollout, attempt, span id) index's terms, so that the lookup does not read every span of the attempt) has
+    stored: prepared once per count, since building the statement costs more than running it."""
     return Prepared(select(spans.c.span_id).where(
-        spans.c.attempt_id == bindparam("b_attempt"),
+        spans.c.rollout_id == bindparam("b_rollout"), spans.c.attempt_id == bindparam("b_attempt"),
         spans.c.span_id.in_([bindparam(f"b_span_{n}") for n in range(count)])))
 
 
@@ -195,8 +196,10 @@ class Spans(Area[Span]):
         # The attempt's id ("latest" resolved) and the project are the store's, whatever the caller sent.
         fixed = {"attempt_id": attempt["id"], "project_id": self._store.project_id}
         numbered = []
-        for (position, fields), row_id in zip(group, new_ids(len(group))):
-            values = {"id": row_id, "created_at": now, **fields, **fixed}
+        row_ids = iter(new_ids(sum(1 for _, fields in group if "id" not in fields)))  # a remote client makes its own
+        for position, fields in group:
+            values = {"created_at": now, **fields, **fixed} if "id" in fields else {
+                "id": next(row_ids), "created_at": now, **fields, **fixed}
             if values.get("sequence_id") is None:
                 values["sequence_id"], next_free = next_free, next_free + 1
             sequence_id = values["sequence_id"]
@@ -216,16 +219,17 @@ class Spans(Area[Span]):
     def _without_seen_span_ids(self, connection: Connection,
                                numbered: list[tuple[int, dict[str, Any], bool]]) -> list[tuple[int, dict[str, Any], bool]]:
         """``numbered`` with each new span whose (attempt, span_id) is stored, or new earlier in it, not new."""
-        span_ids_by_attempt: dict[str, set[str]] = defaultdict(set)
+        span_ids_by_attempt: dict[tuple[str, str], set[str]] = defaultdict(set)
         for _, values, is_new in numbered:
             if is_new:
-                span_ids_by_attempt[values["attempt_id"]].add(str(values.get("span_id")))
+                span_ids_by_attempt[(values["rollout_id"], values["attempt_id"])].add(str(values.get("span_id")))
         seen: set[tuple[str, str]] = set()
-        for attempt_id, span_ids in span_ids_by_attempt.items():
+        for (rollout_id, attempt_id), span_ids in span_ids_by_attempt.items():
             ordered = sorted(span_ids)
             for start in range(0, len(ordered), SPAN_IDS_PER_LOOKUP):
                 chunk = ordered[start:start + SPAN_IDS_PER_LOOKUP]
-                params = {"b_attempt": attempt_id, **{f"b_span_{n}": span_id for n, span_id in enumerate(chunk)}}
+                params = {"b_rollout": rollout_id, "b_attempt": attempt_id,
+                          **{f"b_span_{n}": span_id for n, span_id in enumerate(chunk)}}
                 seen.update((attempt_id, row["span_id"]) for row in _stored_span_ids(len(chunk)).rows(connection, params))
         result = []
         for position, values, is_new in numbered:
