@@ -42,11 +42,11 @@ def test_ignoring_conflicts_skips_the_existing_rows_of_every_statement(store):
     skip_on_http(store, "it runs the bulk statements on the database connection of a local store")
     claim = store.rollouts.start({"task": 1})
     rows = turn_rows(store, claim)
-    with store._write() as connection:
+    with store.writing() as connection:
         bulk_insert(connection, turns, rows[::2], ignore_conflicts_on=("id",))  # every other row is there already
-    with store._write() as connection:
+    with store.writing() as connection:
         bulk_insert(connection, turns, rows, ignore_conflicts_on=("id",))
-    with store._read() as connection:
+    with store.reading() as connection:
         stored = connection.execute(select(turns.c.id, turns.c.action)
                                     .where(turns.c.rollout_id == claim.rollout.id).order_by(turns.c.turn_index)).all()
     assert [(row.id, row.action) for row in stored] == [(row["id"], row["action"]) for row in rows]
@@ -58,10 +58,10 @@ def test_sqlite_statements_stay_under_the_parameter_limit(tmp_path, limit):
     with rolloutdb.connect(f"sqlite:///{tmp_path / 'limited.db'}") as store:
         claim = store.rollouts.start({"task": 1})
         rows = turn_rows(store, claim)
-        with store._write() as connection:
+        with store.writing() as connection:
             connection.connection.driver_connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, limit)
             bulk_insert(connection, turns, rows)
-        with store._read() as connection:
+        with store.reading() as connection:
             stored = connection.execute(select(turns.c.id).where(turns.c.rollout_id == claim.rollout.id)).scalars()
             assert sorted(stored) == sorted(row["id"] for row in rows)
 

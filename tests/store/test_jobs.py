@@ -187,7 +187,7 @@ def test_bad_stage_plans_and_stages_are_rejected(store):
 
 def rows_of_run(store, run_id):
     """How many rows of the run's status history, log and steps are stored, read from the tables."""
-    with store._read() as connection:
+    with store.reading() as connection:
         return {
             "history": connection.execute(select(func.count()).select_from(status_changes).where(
                 status_changes.c.entity_type == "run", status_changes.c.entity_id == run_id)).scalar_one(),

@@ -27,7 +27,7 @@ BY_ID = select(rollouts).where(rollouts.c.id == bindparam("b_id"))
 def test_a_prepared_select_returns_the_row_core_returns(store):
     rollout = store.rollouts.enqueue({"question": "2 + 2", "nested": [1, 2.5, None]}, metadata={"tag": "x"})
     store.rollouts.update(rollout.id, reward=0.5, success=True)
-    with store._read() as connection:
+    with store.reading() as connection:
         core = dict(connection.execute(BY_ID, {"b_id": rollout.id}).mappings().one())
         prepared = Prepared(BY_ID).first(connection, {"b_id": rollout.id})
     assert prepared == core
@@ -38,7 +38,7 @@ def test_a_prepared_select_returns_the_row_core_returns(store):
 def test_a_prepared_update_sets_the_columns_named_by_its_parameters(store):
     rollout = store.rollouts.enqueue({"n": 1})
     statement = Prepared(update(rollouts).where(rollouts.c.id == bindparam("b_id")))
-    with store._write() as connection:
+    with store.writing() as connection:
         changed = statement.run(connection, {"metrics": {"loss": 0.25}, "reward": 1.0, "b_id": rollout.id})
     assert changed == 1
     stored = store.rollouts.get(rollout.id)
@@ -49,10 +49,10 @@ def test_sqlite_times_without_a_fraction_read_back_as_core_reads_them(tmp_path):
     # SQLite only: PostgreSQL hands timestamps to psycopg, which decodes them itself.
     with rolloutdb.connect(f"sqlite:///{tmp_path / 'store.db'}") as store:
         rollout = store.rollouts.enqueue({"n": 1})
-        with store._write() as connection:  # as another SQLite writer may have stored it
+        with store.writing() as connection:  # as another SQLite writer may have stored it
             connection.exec_driver_sql("UPDATE rollouts SET started_at = '2026-01-02 03:04:05' WHERE id = ?",
                                        (rollout.id,))
-        with store._read() as connection:
+        with store.reading() as connection:
             core = dict(connection.execute(BY_ID, {"b_id": rollout.id}).mappings().one())
             prepared = Prepared(BY_ID).first(connection, {"b_id": rollout.id})
     assert prepared == core
@@ -90,7 +90,7 @@ def test_the_private_sqlalchemy_apis_of_the_fast_path_behave_as_it_relies_on(sto
            "mode": "train", "status": "running", "config": {}, "attempt_count": 1, "reward": 0.5, "success": True,
            "validation": None, "metrics": {"loss": 0.25}, "metadata": {"tag": "x"}, "error": "none",
            "created_at": now, "updated_at": now, "started_at": now}
-    with store._write() as connection:
+    with store.writing() as connection:
         connection.execute(insert(rollouts), row)
 
     # The compiled statement's result columns: (key, name, objects, type), in the order of the cursor's.
@@ -106,7 +106,7 @@ def test_the_private_sqlalchemy_apis_of_the_fast_path_behave_as_it_relies_on(sto
             private_api_changed(PRIVATE_APIS[2], f"is not a list of (key, name, objects, type) entries: {exc!r}")
         if got != expected:
             private_api_changed(PRIVATE_APIS[2], f"lists {got}, not the statement's columns {expected}")
-    with store._read() as connection:
+    with store.reading() as connection:
         cursor = connection.connection.driver_connection.cursor()
         compiled = BY_ID.compile(dialect=dialect, column_keys=["b_id"])
         cursor.execute(compiled.string, (row["id"],) if compiled.positiontup else {"b_id": row["id"]})
@@ -115,7 +115,7 @@ def test_the_private_sqlalchemy_apis_of_the_fast_path_behave_as_it_relies_on(sto
     if described != [entry[0] for entry in compiled._result_columns]:
         private_api_changed(PRIVATE_APIS[2], f"is not in the order of the driver's columns {described}")
 
-    with store._read() as connection:
+    with store.reading() as connection:
         core = connection.execute(select(rollouts).where(rollouts.c.id == row["id"])).mappings().one()
         # A textual statement: the driver's own values, which no SQLAlchemy type has processed.
         raw = connection.execute(text(f"SELECT {', '.join(rollouts.c.keys())} FROM rollouts WHERE id = :id"),

@@ -33,7 +33,7 @@ def enqueue_megabytes(store: rolloutdb.Store, megabytes: int) -> None:
 def test_writers_leave_checkpoints_to_the_store_thread(tmp_path):
     path = tmp_path / "store.db"
     with rolloutdb.connect(f"sqlite:///{path}") as store:
-        with store._read() as connection:
+        with store.reading() as connection:
             assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one() == 0
         size_before = path.stat().st_size
         enqueue_megabytes(store, 4)

@@ -104,7 +104,7 @@ class Store:
         self._last_health_check = float("-inf")
         self._health_lock = threading.Lock()
         default_poll = 0.5 if engine.dialect.name == "sqlite" else 5.0
-        self._waiter = Waiter(self, poll_interval or min(default_poll, health_check_interval or default_poll))
+        self.waiter = Waiter(self, poll_interval or min(default_poll, health_check_interval or default_poll))
         self._write_lock = sqlite_write_lock(self.url) if engine.dialect.name == "sqlite" else contextlib.nullcontext()
         self._sqlite_writer: tuple[int, Connection] | None = None  # (process id, connection): see _writer
         database = sqlite_file(url)
@@ -167,7 +167,7 @@ class Store:
             )
             .order_by(status_changes.c.seq)
         )
-        with self._read() as connection:
+        with self.reading() as connection:
             return [StatusChange.model_validate(dict(row)) for row in connection.execute(statement).mappings()]
 
     def new_id(self, kind: str) -> str:
@@ -183,7 +183,7 @@ class Store:
         """Ask the database for nothing, to see that it answers: StoreUnavailableError when it does not, or
         when the SQLite file it opened is no longer at its path."""
         self._check_database_file()
-        with self._read() as connection:
+        with self.reading() as connection:
             connection.execute(select(literal(1))).scalar_one()
 
     def now(self) -> datetime:
@@ -332,9 +332,13 @@ class Store:
         return f"<Store {display_url(self.url)} project={self.project!r}>"
 
     # -- transactions: every area goes through these two ---------------------------------------------
+    # They, and the area methods that take a ``connection`` (``fetch_row``, ``change_rows``, ...), are the
+    # building blocks the store's operations share: one area's operation calls another's inside its own
+    # transaction. Code outside the store calls the operations, not these.
 
     @contextlib.contextmanager
-    def _read(self) -> Iterator[Connection]:
+    def reading(self) -> Iterator[Connection]:
+        """A connection for reads (no write lock taken)."""
         with unavailable_as_error(self.url), self.engine.connect() as connection:
             yield connection
 
@@ -346,7 +350,9 @@ class Store:
                                         "replaced since this store opened it")
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[Connection]:
+    def writing(self) -> Iterator[Connection]:
+        """One write transaction: committed when the block ends, rolled back if it raises; the store's
+        commit hooks (events, statistics) run inside it."""
         self._check_database_file()
         with self._write_lock, unavailable_as_error(self.url), self._writer() as connection:
             with hooks.transaction(connection):
@@ -375,12 +381,12 @@ class Store:
 
     def _ensure_project(self, name: str) -> str:
         project = Project(name=name)
-        with self._write() as connection:
+        with self.writing() as connection:
             connection.execute(insert_ignoring_conflicts(connection, projects), project.model_dump())
             return connection.execute(select(projects.c.id).where(projects.c.name == name)).scalar_one()
 
     def _existing_project(self, name: str) -> str:
-        with self._read() as connection:
+        with self.reading() as connection:
             return existing_project_id(connection, name, self.url)
 
 

@@ -144,7 +144,7 @@ def check_role(role: Any) -> str:
 
 
 class Screenshot(NamedTuple):
-    """A turn's screenshot as the recorder hands it to the store (``Artifacts._put_screenshots_in``)."""
+    """A turn's screenshot as the recorder hands it to the store (``Artifacts.put_screenshots_in``)."""
 
     content: bytes
     turn_id: str
@@ -220,10 +220,10 @@ class Artifacts:
             owner = self._owner(turn_id=turn_id, step_id=step_id, rollout_id=rollout_id, checkpoint_id=checkpoint_id)
             check_role(role)
         with content_source(data) as source, self._spooled(source, compression, reencode, quality) as spooled:
-            with self._store._write() as connection:
+            with self._store.writing() as connection:
                 return self._store_spooled(connection, spooled, media_type, owner, role)
 
-    def _put_screenshots_in(self, connection: Connection, screenshots: list[Screenshot]) -> None:
+    def put_screenshots_in(self, connection: Connection, screenshots: list[Screenshot]) -> None:
         """``put(content, turn_id=..., role=..., reencode=..., quality=...)`` for each screenshot, in the caller's
         write transaction (the recorder's batch: turns and their screenshots are written together or not at all),
         each media type told by the content's first bytes: content not stored yet is stored (re-encoded if asked
@@ -251,7 +251,7 @@ class Artifacts:
         self._link_many(connection, [(digest, "turn_id", shot.turn_id, shot.role)
                                      for digest, shot in zip(digests, screenshots)], self._store.now())
 
-    def _put_stored_form(self, data: IO[bytes], record: Mapping[str, Any]) -> Artifact:
+    def put_stored_form(self, data: IO[bytes], record: Mapping[str, Any]) -> Artifact:
         """A re-encoded artifact put again from its stored form (a bundle's, whose ``record`` it is): kept under the
         original's sha256, size and media type, as where it came from. Content of another size than the record's
         stored size is refused."""
@@ -261,7 +261,7 @@ class Artifacts:
                                         f"not {record['stored_size']!r}")
             spooled.digest, spooled.size = record["sha256"], record["size"]
             spooled.stored_media_type = record["media_type"]
-            with self._store._write() as connection:
+            with self._store.writing() as connection:
                 return self._store_spooled(connection, spooled, record["original_media_type"], None, "")
 
     def _store_spooled(self, connection: Connection, spooled: _Spool, media_type: str,
@@ -298,7 +298,7 @@ class Artifacts:
         turn_id=...)`` puts and links at once."""
         wanted = (artifact_digest(artifact), *self._owner(turn_id=turn_id, step_id=step_id, rollout_id=rollout_id,
                                                           checkpoint_id=checkpoint_id), check_role(role))
-        with self._store._write() as connection:
+        with self._store.writing() as connection:
             return self._link_many(connection, [wanted], self._store.now())[0]
 
     def link_many(self, links: Iterable[Mapping[str, Any]]) -> list[ArtifactLink]:
@@ -320,7 +320,7 @@ class Artifacts:
                 raise InvalidInputError(f"link #{position}: {exc}") from None
         if not wanted:
             return []
-        with self._store._write() as connection:
+        with self._store.writing() as connection:
             return self._link_many(connection, wanted, self._store.now())
 
     def _link_many(self, connection: Connection, wanted: list[tuple[str, str, str, str]], now) -> list[ArtifactLink]:
@@ -332,7 +332,7 @@ class Artifacts:
             artifacts.c.project_id == project, one_of(artifacts.c.sha256, digests, backend))
             .with_for_update()).scalars())
         if missing := [digest for digest, *_ in wanted if digest not in found]:
-            raise self._not_found(missing[0])
+            raise self.not_found(missing[0])
         for field in sorted({field for _, field, _, _ in wanted}):
             owner_type, table = OWNERS[field]
             ids = sorted({owner_id for _, named, owner_id, _ in wanted if named == field})
@@ -374,7 +374,7 @@ class Artifacts:
         cutoff = self._store.now() - timedelta(seconds=seconds("grace", grace_seconds))
         project = self._store.project_id
         linked = exists().where(artifact_links.c.project_id == project, artifact_links.c.sha256 == artifacts.c.sha256)
-        with self._store._write() as connection:
+        with self._store.writing() as connection:
             dangling = 0
             for owner_type, table in OWNERS.values():
                 dangling += connection.execute(delete(artifact_links).where(
@@ -407,16 +407,16 @@ class Artifacts:
     def get(self, sha256: Artifact | str) -> Artifact:
         """The artifact with this sha256 (or this record's, read again), or NotFoundError."""
         digest = artifact_digest(sha256)
-        with self._store._read() as connection:
+        with self._store.reading() as connection:
             row = self._row(connection, digest)
         if row is None:
-            raise self._not_found(digest)
+            raise self.not_found(digest)
         return self._record(row)
 
     def exists(self, sha256: str) -> bool:
         """Whether this project has an artifact with this sha256."""
         digest = artifact_digest(sha256)
-        with self._store._read() as connection:
+        with self._store.reading() as connection:
             return self._row(connection, digest) is not None
 
     def open(self, artifact: Artifact | str) -> IO[bytes]:
@@ -450,11 +450,11 @@ class Artifacts:
                      .where(artifact_links.c.project_id == self._store.project_id,
                             artifact_links.c.owner_type == OWNERS[field][0], artifact_links.c.owner_id == owner_id)
                      .order_by(artifact_links.c.created_at, artifact_links.c.id))
-        with self._store._read() as connection:
+        with self._store.reading() as connection:
             return [ArtifactLink.model_validate(dict(row)) for row in connection.execute(statement).mappings()]
 
     def _chunk(self, digest: str, seq: int) -> bytes | None:
-        with self._store._read() as connection:
+        with self._store.reading() as connection:
             return connection.execute(select(artifact_chunks.c.data).where(
                 artifact_chunks.c.project_id == self._store.project_id, artifact_chunks.c.sha256 == digest,
                 artifact_chunks.c.seq == seq)).scalar_one_or_none()
@@ -473,7 +473,7 @@ class Artifacts:
     def _record(self, row) -> Artifact:
         return Artifact.model_validate(dict(row))
 
-    def _not_found(self, digest: str) -> NotFoundError:
+    def not_found(self, digest: str) -> NotFoundError:
         return NotFoundError(f"artifact {digest} not found in project {self._store.project!r}")
 
     @staticmethod

@@ -82,26 +82,26 @@ class Attempts(Area[Attempt]):
 
     def start(self, rollout_id: str, worker_id: str | None = None) -> Claim:
         """Start a new attempt of an existing, unfinished rollout by hand (outside the queue)."""
-        with self._store._write() as connection:
-            rollout = self._store.rollouts._fetch(connection, rollout_id, for_update=True)
+        with self._store.writing() as connection:
+            rollout = self._store.rollouts.fetch_row(connection, rollout_id, for_update=True)
             if rollout["status"] in states.TERMINAL["rollout"]:
                 raise InvalidTransitionError(
                     f"rollout {rollout_id} is {rollout['status']}: a finished rollout gets no new attempt"
                 )
-            return self._started_by(connection, self._store.rollouts._claim(connection, [rollout], worker_id)[0])
+            return self.started_by(connection, self._store.rollouts.claim_rows(connection, [rollout], worker_id)[0])
 
-    def _started_by(self, connection: Connection, claim: Claim) -> Claim:
+    def started_by(self, connection: Connection, claim: Claim) -> Claim:
         """A worker that starts an attempt by hand is busy with it, as one that dequeued it would be."""
         if claim.attempt.worker_id is not None:
-            self._store.workers._follow_attempt(connection, claim.attempt.__dict__, claim.attempt.created_at)
+            self._store.workers.follow_attempt(connection, claim.attempt.__dict__, claim.attempt.created_at)
         return claim
 
     def latest(self, rollout_id: str) -> Attempt | None:
         """The rollout's attempt with the highest sequence number, or None before its first attempt."""
-        with self._store._read() as connection:
-            rollout = self._store.rollouts._fetch(connection, rollout_id)
+        with self._store.reading() as connection:
+            rollout = self._store.rollouts.fetch_row(connection, rollout_id)
             row = self._latest_row(connection, rollout)
-        return None if row is None else self._to_record(row)
+        return None if row is None else self.to_record(row)
 
     def update(
         self, rollout_id: str, attempt_id: str = LATEST, *, reason: str | None = None, **changes: Any
@@ -113,30 +113,30 @@ class Attempts(Area[Attempt]):
         attempts remain, else fail it.
         """
         self._check_updatable(changes)
-        with self._store._write() as connection:
-            rollout, attempt = self._locate(connection, rollout_id, attempt_id, for_update=True)
-            return self._apply(connection, rollout, attempt, changes, reason)
+        with self._store.writing() as connection:
+            rollout, attempt = self.locate(connection, rollout_id, attempt_id, for_update=True)
+            return self.apply_changes(connection, rollout, attempt, changes, reason)
 
     # -- used by the queue, spans and the health check, inside their transactions -------------------
 
-    def _locate(self, connection: Connection, rollout_id: str, attempt_id: str, *,
+    def locate(self, connection: Connection, rollout_id: str, attempt_id: str, *,
                 for_update: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
         """The rollout (locked with ``for_update``) and its attempt ``attempt_id`` or ``"latest"``."""
-        rollout, attempt = self._rollout_and_attempt(connection, rollout_id, attempt_id, for_update=for_update)
+        rollout, attempt = self.rollout_and_attempt(connection, rollout_id, attempt_id, for_update=for_update)
         if attempt is None:
             raise no_such_attempt(rollout_id, attempt_id)
         return rollout, attempt
 
-    def _rollout_and_attempt(self, connection: Connection, rollout_id: str, attempt_id: str, *,
+    def rollout_and_attempt(self, connection: Connection, rollout_id: str, attempt_id: str, *,
                              for_update: bool = False) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        """``_locate``, with None for an attempt the rollout does not have."""
+        """``locate``, with None for an attempt the rollout does not have."""
         check_key("rollout", rollout_id)
         check_key("attempt", attempt_id)
         statement = ROLLOUT_WITH_ATTEMPT[(attempt_id == LATEST, for_update)]
         row = statement.first(connection, {"b_rollout": rollout_id, "b_project": self._store.project_id,
                                            **({} if attempt_id == LATEST else {"b_attempt": attempt_id})})
         if row is None:
-            raise self._store.rollouts._not_found(rollout_id)
+            raise self._store.rollouts.not_found(rollout_id)
         values = list(row.values())  # the rollout's columns, then the attempt's
         rollout = dict(zip(ROLLOUT_COLUMNS, values[:len(ROLLOUT_COLUMNS)]))
         if row["attempt_id"] is None:
@@ -155,7 +155,7 @@ class Attempts(Area[Attempt]):
     def _latest_row(self, connection: Connection, rollout: Mapping[str, Any]) -> Mapping[str, Any] | None:
         return SELECT_BY_SEQUENCE.first(connection, {"b_rollout": rollout["id"], "b_sequence": rollout["attempt_count"]})
 
-    def _apply(
+    def apply_changes(
         self,
         connection: Connection,
         rollout: Mapping[str, Any],
@@ -164,39 +164,39 @@ class Attempts(Area[Attempt]):
         reason: str | None,
     ) -> Attempt:
         merged = build_record(Attempt, {**attempt, **changes}, "attempt")
-        written = self._change(
+        written = self.change_rows(
             connection, [(attempt, {name: getattr(merged, name) for name in changes})], reason, parent=rollout)[0]
         if changes.get("worker_id") and "status" not in changes:
             # A worker given an attempt takes it on, as a status change would have it (_after_status_change).
-            self._store.workers._follow_attempt(connection, written, written["updated_at"])
-        return self._to_record(written)
+            self._store.workers.follow_attempt(connection, written, written["updated_at"])
+        return self.to_record(written)
 
     def _after_status_change(self, connection, changed, reason, now, parent) -> None:
         # The rollout follows its latest attempt; the worker follows the attempt it runs.
         for attempt, _ in changed:
             rollout = parent
             if rollout is None or rollout["id"] != attempt["rollout_id"]:
-                rollout = self._store.rollouts._fetch(connection, attempt["rollout_id"], for_update=True)
+                rollout = self._store.rollouts.fetch_row(connection, attempt["rollout_id"], for_update=True)
             if attempt["sequence"] == rollout["attempt_count"]:
                 target = rollout_status_for(attempt["status"], attempt["sequence"], rollout["config"])
-                self._store.rollouts._follow(connection, rollout, target, now, reason or f"attempt {attempt['status']}")
+                self._store.rollouts.follow_latest_attempt(connection, rollout, target, now, reason or f"attempt {attempt['status']}")
             if attempt["worker_id"]:
-                self._store.workers._follow_attempt(connection, attempt, now)
+                self._store.workers.follow_attempt(connection, attempt, now)
 
     def _heartbeat(self, connection: Connection, rollout: Mapping[str, Any], attempt: Mapping[str, Any],
                    now: datetime) -> None:
         """An explicit sign of life: a preparing or unresponsive attempt runs again (spans do this as they
         reserve their sequence ids, see Spans._number)."""
-        self._change(connection, [(attempt, sign_of_life(attempt, now))], "heartbeat", now, parent=rollout)
+        self.change_rows(connection, [(attempt, sign_of_life(attempt, now))], "heartbeat", now, parent=rollout)
 
     def heartbeat(self, rollout_id: str, attempt_id: str = LATEST) -> Attempt:
         """Record that the attempt is alive (spans do this too)."""
-        with self._store._write() as connection:
-            rollout, attempt = self._locate(connection, rollout_id, attempt_id, for_update=True)
+        with self._store.writing() as connection:
+            rollout, attempt = self.locate(connection, rollout_id, attempt_id, for_update=True)
             self._heartbeat(connection, rollout, attempt, self._store.now())
-            return self._to_record(self._resolve(connection, rollout, attempt["id"]))
+            return self.to_record(self._resolve(connection, rollout, attempt["id"]))
 
-    def _insert_new(self, connection: Connection, claimed: list[tuple[Mapping[str, Any], int]],
+    def insert_next(self, connection: Connection, claimed: list[tuple[Mapping[str, Any], int]],
                     worker_id: str | None, now: datetime) -> list[Attempt]:
         """Create the next attempt (preparing) of each (rollout row, sequence)."""
         records = [
@@ -206,7 +206,7 @@ class Attempts(Area[Attempt]):
             for rollout, sequence in claimed
         ]
         if records:
-            self._insert_rows(connection, [record.__dict__ for record in records], now)
+            self.insert_rows(connection, [record.__dict__ for record in records], now)
         return records
 
 

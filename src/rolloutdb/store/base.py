@@ -1,6 +1,6 @@
 """What every store area shares: get / query / count over one table with whitelisted filters and
 sorting, and the building blocks of its writes: parent checks, and the one way a stored row changes
-(``Area._change``: status transitions, their lifetime stamps, history and consequences). Areas whose
+(``Area.change_rows``: status transitions, their lifetime stamps, history and consequences). Areas whose
 rows take any valid values add ``create`` / ``update`` (``EditableArea``)."""
 
 from __future__ import annotations
@@ -265,9 +265,9 @@ class Area(Generic[R]):
 
     def get(self, id: str) -> R:
         """The row with this id, or NotFoundError."""
-        with self._store._read() as connection:
-            row = self._fetch(connection, id)
-        return self._to_record(row)
+        with self._store.reading() as connection:
+            row = self.fetch_row(connection, id)
+        return self.to_record(row)
 
     def query(self, *, sort: str | None = None, order: str = "asc", limit: int | None = DEFAULT_LIMIT,
               offset: int = 0, match: str = "all", **filters: Any) -> list[R]:
@@ -283,12 +283,12 @@ class Area(Generic[R]):
     def find(self, id_or_prefix: str) -> R:
         """The row with this id or, failing that, the one row whose id starts with it (a short id, as
         listings print them). NotFoundError when no id starts with it; AmbiguousIdError when several do."""
-        with self._store._read() as connection:
-            return self._to_record(self._fetch_by_prefix(connection, id_or_prefix))
+        with self._store.reading() as connection:
+            return self.to_record(self._fetch_by_prefix(connection, id_or_prefix))
 
     def _fetch_by_prefix(self, connection: Connection, id_or_prefix: str) -> Mapping[str, Any]:
         try:
-            return self._fetch(connection, id_or_prefix)
+            return self.fetch_row(connection, id_or_prefix)
         except NotFoundError as exc:
             not_found = exc
         key = self._primary_key_column()
@@ -317,7 +317,7 @@ class Area(Generic[R]):
                 f"updatable fields: {', '.join(sorted(self.updatable))}"
             )
 
-    def _new_record(self, fields: Mapping[str, Any]) -> R:
+    def new_record(self, fields: Mapping[str, Any]) -> R:
         if "project_id" in fields:
             raise InvalidInputError("project_id is set by the store: connect(..., project=NAME) chooses it")
         now = self._store.now()
@@ -329,20 +329,20 @@ class Area(Generic[R]):
                 values.setdefault(name, stamp)  # a value given, even None, wins
         return build_record(self.record, {**values, "project_id": self._store.project_id}, self.noun)  # type: ignore[return-value]
 
-    def _insert(self, connection: Connection, record: R) -> None:
-        self._insert_many(connection, [record])
+    def insert_record(self, connection: Connection, record: R) -> None:
+        self.insert_records(connection, [record])
 
-    def _insert_many(self, connection: Connection, records: Sequence[R]) -> None:
+    def insert_records(self, connection: Connection, records: Sequence[R]) -> None:
         """Insert validated records through the bulk path, after checking the rows they refer to."""
-        self._insert_rows(connection, [self._to_row(record) for record in records])
+        self.insert_rows(connection, [self.to_row(record) for record in records])
 
-    def _insert_rows(self, connection: Connection, rows: Sequence[Mapping[str, Any]],
+    def insert_rows(self, connection: Connection, rows: Sequence[Mapping[str, Any]],
                      now: datetime | None = None, *, unless_taken: tuple[str, ...] = (),
                      created_as: str | None = None) -> None:
-        """``_insert_many`` for rows already validated as this area's records and laid out as its columns
+        """``insert_records`` for rows already validated as this area's records and laid out as its columns
         (``now``: when they were created, for their history). ``unless_taken``: columns of a unique key; a row
         whose key is stored already is skipped (any other conflict is an error). ``created_as``: the status
-        history gives them on creation, when they are written in a later one (whose change ``_change``
+        history gives them on creation, when they are written in a later one (whose change ``change_rows``
         records)."""
         self._check_parents(connection, {(field, row[field]) for row in rows for field in self.parents})
         try:
@@ -353,26 +353,26 @@ class Area(Generic[R]):
             created = rows if created_as is None else [{**row, "status": created_as} for row in rows]
             self._record_history(connection, [(row, None) for row in created], "created", now or self._store.now())
 
-    def _update(self, connection: Connection, id: str, changes: Mapping[str, Any], reason: str | None,
+    def update_row(self, connection: Connection, id: str, changes: Mapping[str, Any], reason: str | None,
                 row: Mapping[str, Any] | None = None) -> R:
         """Validate ``changes`` and apply them to the row ``id`` (``row`` when the caller already holds it,
-        locked) through ``_change``."""
-        row = row if row is not None else self._fetch(connection, id, for_update=True)
-        return self._update_many(connection, [(row, changes)], reason)[0]
+        locked) through ``change_rows``."""
+        row = row if row is not None else self.fetch_row(connection, id, for_update=True)
+        return self.update_rows(connection, [(row, changes)], reason)[0]
 
-    def _update_many(self, connection: Connection, updates: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]],
+    def update_rows(self, connection: Connection, updates: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]],
                      reason: str | None) -> list[R]:
-        """``_update`` for several rows, given as (row as read and locked, changes): validated in one validator
-        call and written through one ``_change`` (rows given the same columns in one driver call)."""
+        """``update_row`` for several rows, given as (row as read and locked, changes): validated in one validator
+        call and written through one ``change_rows`` (rows given the same columns in one driver call)."""
         merged = [{**row, **changes} for row, changes in updates]  # a row holds its record's fields, decoded
         records = ([build_record(self.record, merged[0], self.noun)] if len(merged) == 1
                    else build_records(self.record, merged, self.noun))
-        writes = [(row, {name: value for name, value in self._to_row(record).items() if name in changes})
+        writes = [(row, {name: value for name, value in self.to_row(record).items() if name in changes})
                   for (row, changes), record in zip(updates, records)]
         self._check_parents(connection, [(k, v) for _, values in writes for k, v in values.items() if k in self.parents])
-        return [self._to_record(row) for row in self._change(connection, writes, reason)]
+        return [self.to_record(row) for row in self.change_rows(connection, writes, reason)]
 
-    def _change(self, connection: Connection, changes: Sequence[tuple[Mapping[str, Any], dict[str, Any]]],
+    def change_rows(self, connection: Connection, changes: Sequence[tuple[Mapping[str, Any], dict[str, Any]]],
                 reason: str | None, now: datetime | None = None, *, write: Write | None = None,
                 guarded: bool = False, parent: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Write validated ``values`` to existing rows, given as (row as read and locked, values): every
@@ -423,9 +423,9 @@ class Area(Generic[R]):
                 {**values, "b_key": row[self._key_name], "b_project": self._store.project_id})
         for params in batches.values():
             if len(params) == 1:
-                self._update_by_key.run(connection, params[0])
+                self.update_by_key_statement.run(connection, params[0])
             else:
-                self._update_by_key.run_many(connection, params)
+                self.update_by_key_statement.run_many(connection, params)
 
     def _stamps(self, row: Mapping[str, Any], new_status: str, now: datetime) -> dict[str, Any]:
         """What entering ``new_status`` sets besides the status: started_at (once) and ended_at."""
@@ -457,18 +457,18 @@ class Area(Generic[R]):
                              reason: str | None, now: datetime, parent: Mapping[str, Any] | None) -> None:
         """What status changes imply for other rows, given (row as written, old status); nothing by default."""
 
-    def _fetch(self, connection: Connection, id: str, *, for_update: bool = False) -> Mapping[str, Any]:
+    def fetch_row(self, connection: Connection, id: str, *, for_update: bool = False) -> Mapping[str, Any]:
         self._check_key(id)
         statement = self._select_by_key_for_update if for_update else self._select_by_key
         row = statement.first(connection, {"b_key": id, "b_project": self._store.project_id})
         if row is None:
-            raise self._not_found(id)
+            raise self.not_found(id)
         return row
 
     def _check_key(self, key: Any) -> None:
         check_key(self.noun, key)
 
-    def _not_found(self, id: str) -> NotFoundError:
+    def not_found(self, id: str) -> NotFoundError:
         return not_found(self.noun, id, self._store.project)
 
     # Hot statements, prepared once (see _statements.Prepared).
@@ -486,7 +486,7 @@ class Area(Generic[R]):
         return Prepared(select(self.table).where(self._key_clause).with_for_update())
 
     @functools.cached_property
-    def _update_by_key(self) -> Prepared:
+    def update_by_key_statement(self) -> Prepared:
         """UPDATE by key; the SET columns are the keys of the parameters it is executed with."""
         return Prepared(update(self.table).where(self._key_clause))
 
@@ -503,13 +503,13 @@ class Area(Generic[R]):
             if value is not None:
                 wanted.setdefault(field, {})[value] = None
         for field, values in wanted.items():
-            getattr(self._store, self.parents[field])._check_exist(connection, list(values))
+            getattr(self._store, self.parents[field]).check_exist(connection, list(values))
 
-    def _check_exist(self, connection: Connection, keys: Sequence[Any]) -> None:
+    def check_exist(self, connection: Connection, keys: Sequence[Any]) -> None:
         """NotFoundError for the first key that names no row (InvalidInputError for one that cannot name a
         row): one query for many keys, as a bulk insert's references are checked."""
         if len(keys) == 1:
-            self._fetch(connection, keys[0])
+            self.fetch_row(connection, keys[0])
             return
         for key in keys:
             self._check_key(key)
@@ -520,7 +520,7 @@ class Area(Generic[R]):
             ).scalars())
         missing = next((key for key in keys if key not in found), None)
         if missing is not None:
-            raise self._not_found(missing)
+            raise self.not_found(missing)
 
     def _query(self, scope: Sequence[Any], filters: Mapping[str, Any], *, sort: str | None, order: str,
                limit: int | None, offset: int, match: str) -> list[R]:
@@ -545,13 +545,13 @@ class Area(Generic[R]):
         if key.nullable:
             ordering[0] = ordering[0].nulls_last()
         statement = statement.order_by(*ordering).limit(limit).offset(offset)
-        with self._store._read() as connection:
+        with self._store.reading() as connection:
             rows = connection.execute(statement).mappings().all()
-        return [self._to_record(row) for row in rows]
+        return [self.to_record(row) for row in rows]
 
     def _count(self, scope: Sequence[Any], filters: Mapping[str, Any], match: str) -> int:
         statement = self._select_where(scope, filters, match).with_only_columns(func.count()).order_by(None)
-        with self._store._read() as connection:
+        with self._store.reading() as connection:
             return int(connection.execute(statement).scalar_one())
 
     def _select_where(self, scope: Sequence[Any], filters: Mapping[str, Any], match: str = "all"):
@@ -627,10 +627,10 @@ class Area(Generic[R]):
             return self.conflicts[constraint].format(**rows[0], project=self._store.project)
         return f"{subject} conflicts with an existing row ({constraint or 'a rule of the schema'})"
 
-    def _to_row(self, record: Record) -> dict[str, Any]:
+    def to_row(self, record: Record) -> dict[str, Any]:
         return record.model_dump(exclude={"seq"} if "seq" in type(record).model_fields and record.seq is None else None)
 
-    def _to_record(self, row: Mapping[str, Any]) -> R:
+    def to_record(self, row: Mapping[str, Any]) -> R:
         return self.record.model_validate(dict(row))  # type: ignore[return-value]
 
 
@@ -640,16 +640,16 @@ class EditableArea(Area[R]):
 
     def create(self, **fields: Any) -> R:
         """Validate and insert one row; returns it as stored."""
-        record = self._new_record(fields)
-        with self._store._write() as connection:
-            self._insert(connection, record)
+        record = self.new_record(fields)
+        with self._store.writing() as connection:
+            self.insert_record(connection, record)
         return record
 
     def update(self, id: str, *, reason: str | None = None, **changes: Any) -> R:
         """Change some fields of one row. A status change must be legal and is written to history."""
         self._check_updatable(changes)
-        with self._store._write() as connection:
-            return self._update(connection, id, changes, reason)
+        with self._store.writing() as connection:
+            return self.update_row(connection, id, changes, reason)
 
 
 class RowReads(Generic[R]):

@@ -126,7 +126,7 @@ class Collector:
     def rows(self, table: Table, *conditions: Any) -> list[dict[str, Any]]:
         """The project's rows of ``table`` that meet ``conditions``, in key order."""
         key = [column for column in table.primary_key.columns if column.name != "project_id"]
-        with self.store._read() as connection:
+        with self.store.reading() as connection:
             return [dict(row) for row in connection.execute(
                 select(*bundle_columns(table)).where(table.c.project_id == self.store.project_id, *conditions)
                 .order_by(*key)).mappings()]
@@ -283,7 +283,7 @@ def export_bundle(store: Store, selection: Selection | Mapping[str, Any] | None,
 
 def selected_rollouts(store: Store, chosen: Selection) -> list[str]:
     """The ids of the selection's rollouts, in id order (tags checked here, as export does)."""
-    with store._read() as connection:
+    with store.reading() as connection:
         found = connection.execute(select(rollouts.c.id, tasks.c.tags).select_from(selected_join())
                                    .where(*selection_conditions(store, chosen)).order_by(rollouts.c.id)).all()
     wanted = set(chosen.tags or ())
@@ -538,7 +538,7 @@ def import_bundle(store: Store, path: str | os.PathLike, *, on_progress: Progres
         reader.verify(on_progress)
         blobs = put_contents(store, reader)
         try:
-            with store._write() as connection:
+            with store.writing() as connection:
                 importer = Importer(store, reader, connection)
                 for done, table in enumerate(TABLES, 1):
                     if table is not artifacts:  # put before the rows (store.artifacts.put)
@@ -562,7 +562,7 @@ def put_contents(store: Store, reader: BundleReader) -> int:
     are artifacts nothing links, which ``artifacts.gc`` removes.)"""
     put = 0
     for batch in reader.rows("artifacts"):
-        with store._read() as connection:
+        with store.reading() as connection:
             present = set(connection.execute(select(artifacts.c.sha256).where(
                 artifacts.c.project_id == store.project_id,
                 artifacts.c.sha256.in_([row["sha256"] for row in batch]))).scalars())
@@ -571,7 +571,7 @@ def put_contents(store: Store, reader: BundleReader) -> int:
                 continue
             with reader.open(blob_file(row["sha256"])) as content:
                 if row.get("original_media_type") is not None:  # re-encoded: its stored form, kept as it was
-                    stored = store.artifacts._put_stored_form(content, row)
+                    stored = store.artifacts.put_stored_form(content, row)
                 else:
                     stored = store.artifacts.put(content, row["media_type"], compression=row.get("compression"))
             if stored.sha256 != row["sha256"]:

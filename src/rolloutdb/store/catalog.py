@@ -24,14 +24,14 @@ class Validators(EditableArea[Validator]):
 
     def save(self, name: str, kind: str, config: Mapping[str, Any] | None = None) -> Validator:
         """The validator with this name, created on first save (later saves return it unchanged)."""
-        with self._store._write() as connection:
-            return self._save(connection, {"name": name, "kind": kind,
+        with self._store.writing() as connection:
+            return self.save_one_validator(connection, {"name": name, "kind": kind,
                                             "config": {} if config is None else as_object(config)})
 
-    def _save(self, connection: Connection, fields: Mapping[str, Any]) -> Validator:
-        record = self._new_record(fields)
-        self._insert_rows(connection, [self._to_row(record)], unless_taken=("project_id", "name"))
-        return self._to_record(connection.execute(select(validators).where(
+    def save_one_validator(self, connection: Connection, fields: Mapping[str, Any]) -> Validator:
+        record = self.new_record(fields)
+        self.insert_rows(connection, [self.to_row(record)], unless_taken=("project_id", "name"))
+        return self.to_record(connection.execute(select(validators).where(
             validators.c.project_id == self._store.project_id, validators.c.name == record.name)).mappings().one())
 
 
@@ -50,16 +50,16 @@ class Tasks(EditableArea[Task]):
         """Save tasks when a dataset is loaded, idempotently: a task whose ``external_id`` is stored
         already keeps its row (and id). ``validator`` may be given as ``{"name", "kind", "config"}``
         and is saved the same way. Returns the stored tasks in the given order."""
-        with self._store._write() as connection:
-            return [self._save_one(connection, fields) for fields in mappings("task", new_tasks)]
+        with self._store.writing() as connection:
+            return [self.save_one(connection, fields) for fields in mappings("task", new_tasks)]
 
-    def _save_one(self, connection: Connection, fields: Mapping[str, Any]) -> Task:
+    def save_one(self, connection: Connection, fields: Mapping[str, Any]) -> Task:
         fields = dict(fields)
         validator = fields.pop("validator", None)
         if validator is not None:
-            fields["validator_id"] = self._store.validators._save(connection, mappings("validator", [validator])[0]).id
-        record = self._new_record(fields)
-        self._insert_rows(connection, [self._to_row(record)], unless_taken=("project_id", "external_id"))
+            fields["validator_id"] = self._store.validators.save_one_validator(connection, mappings("validator", [validator])[0]).id
+        record = self.new_record(fields)
+        self.insert_rows(connection, [self.to_row(record)], unless_taken=("project_id", "external_id"))
         return self._by_external_id(connection, record.external_id)
 
     def load(self, *, dataset: str | None = None, split: str | None = None,
@@ -73,7 +73,7 @@ class Tasks(EditableArea[Task]):
             tags = given
         return _with_tags(self.query(sort="external_id", limit=None, **filters), tags)
 
-    def _by_id_or_external_id(self, connection: Connection, key: str) -> Task:
+    def by_id_or_external_id(self, connection: Connection, key: str) -> Task:
         """The task with this id or, failing that, this external id."""
         self._check_key(key)
         row = connection.execute(select(tasks).where(
@@ -81,10 +81,10 @@ class Tasks(EditableArea[Task]):
             .order_by((tasks.c.id == key).desc()).limit(1)).mappings().first()
         if row is None:
             raise NotFoundError(f"no task with id or external id {key!r} in project {self._store.project!r}")
-        return self._to_record(row)
+        return self.to_record(row)
 
     def _by_external_id(self, connection: Connection, external_id: str) -> Task:
-        return self._to_record(connection.execute(select(tasks).where(
+        return self.to_record(connection.execute(select(tasks).where(
             tasks.c.project_id == self._store.project_id, tasks.c.external_id == external_id)).mappings().one())
 
 

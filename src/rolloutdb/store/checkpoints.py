@@ -110,11 +110,11 @@ class Checkpoints(RowReads[ModelCheckpoint]):
                 raise InvalidInputError(f"weights are bytes, got {type(weights).__name__}")
             # Put first: linked below, within gc's grace period (see store.artifacts).
             artifact = self._store.artifacts.put(weights, media_type)
-        with self._store._write() as connection:
+        with self._store.writing() as connection:
             same_name = (checkpoints.c.project_id == self._store.project_id) & (checkpoints.c.name == name)
             newest = connection.execute(select(func.max(checkpoints.c.version)).where(same_name)).scalar()
             now = self._store.now()
-            record = self._rows._new_record({
+            record = self._rows.new_record({
                 "name": name, "version": (newest or 0) + 1, "sha256": None if artifact is None else artifact.sha256,
                 "uri": uri if artifact is None else WEIGHTS_URI + artifact.sha256, "metrics": metrics or {},
                 "window_start": window[0], "window_end": window[1], "run_id": run_id, "step": step,
@@ -122,7 +122,7 @@ class Checkpoints(RowReads[ModelCheckpoint]):
             connection.execute(update(checkpoints).where(same_name, checkpoints.c.latest.is_(True)).values(latest=False))
             if activate:
                 self._deactivate(connection, name)
-            self._rows._insert(connection, record)
+            self._rows.insert_record(connection, record)
         if artifact is not None:
             self._store.artifacts.link(artifact, checkpoint_id=record.id)
         return record
@@ -131,15 +131,15 @@ class Checkpoints(RowReads[ModelCheckpoint]):
         """Make this checkpoint (its record or id) the active version of its name; the one active before is not
         any more."""
         id = checkpoint.id if isinstance(checkpoint, ModelCheckpoint) else checkpoint
-        with self._store._write() as connection:
-            row = self._rows._fetch(connection, id, for_update=True)
+        with self._store.writing() as connection:
+            row = self._rows.fetch_row(connection, id, for_update=True)
             return self._activate(connection, row)
 
     def rollback(self, name: str) -> ModelCheckpoint:
         """Activate again the version of ``name`` that was in use before the active one: the newest version below
         it that was ever activated. ConflictError when there is none (or nothing is active)."""
         check_key("checkpoint", name, called="name")
-        with self._store._write() as connection:
+        with self._store.writing() as connection:
             current = self._select(connection, name, active=True)
             if current is None:
                 raise ConflictError(f"no version of {name!r} is active: nothing to roll back")
@@ -162,7 +162,7 @@ class Checkpoints(RowReads[ModelCheckpoint]):
             connection.execute(update(checkpoints).where(checkpoints.c.id == row["id"]).values(**values))
         except IntegrityError:  # PostgreSQL: another process activated a version of the name meanwhile
             raise ConflictError(CheckpointRows.conflicts["uq_checkpoints_active"].format(**row)) from None
-        return self._rows._to_record({**row, **values})
+        return self._rows.to_record({**row, **values})
 
     def _deactivate(self, connection: Connection, name: str, but: str | None = None) -> None:
         statement = update(checkpoints).where(checkpoints.c.project_id == self._store.project_id,
@@ -173,9 +173,9 @@ class Checkpoints(RowReads[ModelCheckpoint]):
 
     def _one(self, name: str, **where: Any) -> ModelCheckpoint | None:
         check_key("checkpoint", name, called="name")
-        with self._store._read() as connection:
+        with self._store.reading() as connection:
             row = self._select(connection, name, **where)
-        return None if row is None else self._rows._to_record(row)
+        return None if row is None else self._rows.to_record(row)
 
     def _select(self, connection: Connection, name: str, **where: Any):
         statement = select(checkpoints).where(checkpoints.c.project_id == self._store.project_id,

@@ -28,7 +28,7 @@ def _stats_by_task(store: Store, run_id: str) -> tuple[dict[str | None, RunStats
             .select_from(rollouts.outerjoin(turn_counts, turn_counts.c.rollout_id == rollouts.c.id))
             .where(rollouts.c.project_id == store.project_id, rollouts.c.run_id == run_id,
                    rollouts.c.status.in_(FINISHED)))
-    with store._read() as connection:
+    with store.reading() as connection:
         rows = connection.execute(base.group_by(rollouts.c.task_id)).all()
         overall = connection.execute(base.with_only_columns(*figures)).one()
     stats = {row.task_id: RunStats(rollouts=row.rollouts, success_rate=row.success, reward_mean=row.reward,
@@ -56,7 +56,7 @@ def compare_runs(store: Store, a: str, b: str) -> RunComparison:
     run_a, run_b = store.runs.get(a), store.runs.get(b)
     (stats_a, overall_a), (stats_b, overall_b) = _stats_by_task(store, run_a.id), _stats_by_task(store, run_b.id)
     task_ids = set(stats_a) | set(stats_b)
-    with store._read() as connection:
+    with store.reading() as connection:
         labels = dict(connection.execute(select(tasks.c.id, tasks.c.external_id).where(
             tasks.c.project_id == store.project_id, tasks.c.id.in_(task_ids - {None}))).all())
     rows = [_row(task_id, labels.get(task_id, "(no task)"), stats_a.get(task_id), stats_b.get(task_id))

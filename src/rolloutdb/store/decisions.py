@@ -68,7 +68,7 @@ class Domains:
     def declare(self, name: str, actions: Iterable[str], signals: Iterable[str]) -> Domain:
         """Declare a domain, or add actions and signal kinds to one: names declared stay (decisions use them)."""
         wanted = new_domain(name, actions, signals)
-        with self._store._write() as connection:
+        with self._store.writing() as connection:
             settings = dict(connection.execute(select(projects.c.settings).where(
                 projects.c.id == self._store.project_id).with_for_update()).scalar_one())
             declared = dict(settings.get(SETTINGS_KEY) or {})
@@ -83,7 +83,7 @@ class Domains:
         return wanted
 
     def _read(self) -> dict[str, Domain]:
-        with self._store._read() as connection:
+        with self._store.reading() as connection:
             settings = connection.execute(select(projects.c.settings).where(
                 projects.c.id == self._store.project_id)).scalar_one()
         known = dict(BUILT_IN)
@@ -115,16 +115,16 @@ class _Logged(RowReads[R]):
     def _write(self, given: Sequence[Mapping[str, Any]]) -> tuple[list[R], list[R]]:
         """Store ``given`` in one transaction; returns them all as records, and those that were new."""
         records = self._records(given)
-        with self._store._write() as connection:
+        with self._store.writing() as connection:
             return records, self._insert_new(connection, records)
 
-    def _write_in(self, connection: Connection, given: Sequence[Mapping[str, Any]]) -> list[R]:
+    def write_in(self, connection: Connection, given: Sequence[Mapping[str, Any]]) -> list[R]:
         """``_write`` inside a transaction of the caller's (a recorded batch); returns those that were new."""
         return self._insert_new(connection, self._records(given))
 
     def _insert_new(self, connection: Connection, records: list[R]) -> list[R]:
         new = _unstored(connection, self._rows.table, self._store.project_id, self._rows.noun, records)
-        self._rows._insert_rows(connection, [self._rows._to_row(record) for record in new], unless_taken=("id",))
+        self._rows.insert_rows(connection, [self._rows.to_row(record) for record in new], unless_taken=("id",))
         return new
 
     def _records(self, given: Sequence[Mapping[str, Any]]) -> list[R]:

@@ -128,7 +128,7 @@ class Events:
         Settled: no event with a smaller id commits later (on PostgreSQL, it waits for the transactions in
         flight when it looked to end, as one of them may hold a smaller id)."""
         newest = select(func.coalesce(func.max(events.c.id), 0)).where(events.c.project_id == self._store.project_id)
-        with self._store._read() as connection:
+        with self._store.reading() as connection:
             if connection.dialect.name != "postgresql":
                 return connection.execute(newest).scalar_one()
             with self._snapshot_of(connection) as snapshot:
@@ -165,7 +165,7 @@ class Events:
             statement = statement.where(events.c.topic.in_(sorted(wanted_topics)))
         if run_id is not None:
             statement = statement.where(events.c.run_id == run_id)
-        with self._store._read() as connection:
+        with self._store.reading() as connection:
             self._check_reach(connection, after)
             return [Event.model_validate(dict(row)) for row in connection.execute(statement).mappings()]
 
@@ -191,7 +191,7 @@ class Events:
         other projects, and on PostgreSQL of rolled back transactions, leave gaps too)."""
         if not found or not before or found[0].id == before + 1:
             return None
-        with self._store._read() as connection:
+        with self._store.reading() as connection:
             return self._trimmed_after(connection, before)
 
     def follow(self, after: int | None = None, *, topics: Sequence[str] | None = None, run: str | None = None,
@@ -202,7 +202,7 @@ class Events:
         wanted = self.filters(topics, run)
         if after is not None:
             after = whole_number("after", after, 0, MAX_OFFSET)
-            with self._store._read() as connection:
+            with self._store.reading() as connection:
                 self._check_reach(connection, after)
         cursor = Cursor(self.latest_id() if after is None else after)
         if timeout is not None:
@@ -255,7 +255,7 @@ class Events:
         moves it past them."""
         statement = self._after(cursor.last, MAX_READ)
         snapshot = None
-        with self._store._read() as connection:
+        with self._store.reading() as connection:
             if connection.dialect.name == "postgresql":
                 with self._snapshot_of(connection) as snapshot:
                     rows = connection.execute(statement).mappings().all()

@@ -579,7 +579,7 @@ def export_rollouts(store: Store, format: str, selection: Selection | Mapping[st
     conditions = selection_conditions(store, chosen)
     job = Export(store, form, chosen, policy, images, path)
     job.with_images = ("images", "images") in form.columns and images != "none" and _has_screenshots(store, conditions)
-    with store._read() as connection:
+    with store.reading() as connection:
         total = connection.execute(select(func.count()).select_from(selected_join()).where(*conditions)).scalar_one()
     temporary = path.with_name(path.name + ".partial")
     with written_whole(path, ParquetWriter(temporary, arrow_schema(form, policy, images, job.with_images))
@@ -641,7 +641,7 @@ def selection_conditions(store: Store, s: Selection) -> list[Any]:
     if s.runs is not None:
         ids = [store.runs.get(name).id for name in s.runs]
         if s.include_children:
-            with store._read() as connection:
+            with store.reading() as connection:
                 ids += connection.execute(select(runs.c.id).where(
                     runs.c.project_id == store.project_id, runs.c.parent_run_id.in_(ids))).scalars().all()
         conditions.append(rollouts.c.run_id.in_(ids))
@@ -672,7 +672,7 @@ def _has_screenshots(store: Store, conditions: list[Any]) -> bool:
                               .join(artifact_links, and_(artifact_links.c.owner_id == turns.c.id,
                                                          artifact_links.c.owner_type == "turn")))
                  .where(*conditions, artifact_links.c.role == SCREENSHOT).limit(1))
-    with store._read() as connection:
+    with store.reading() as connection:
         return connection.execute(statement).first() is not None
 
 
@@ -745,12 +745,12 @@ def _pages(store: Store, conditions: list[Any], *, by_group: bool) -> Iterator[l
     after: tuple[Any, ...] | None = None
     while True:
         beyond = [] if after is None else [_after(key, after)]
-        with store._read() as connection:
+        with store.reading() as connection:
             keys = connection.execute(select(*key).select_from(selected_join()).where(*conditions, *extra, *beyond)
                                       .order_by(*key).limit(KEYS)).all()
         for first in range(0, len(keys), PAGE):
             ids = [found[-1] for found in keys[first:first + PAGE]]
-            with store._read() as connection:
+            with store.reading() as connection:
                 yield decoded(connection.execute(select(*COLUMNS).select_from(selected_join())
                                                  .where(one_of(rollouts.c.id, ids, store.backend)).order_by(*key)))
         if len(keys) < KEYS:
@@ -779,7 +779,7 @@ def _read_page(store: Store, job: Export, page: Sequence[Mapping[str, Any]]) -> 
     ids = [row["id"] for row in rows]
     backend, project = store.backend, store.project_id
     every_attempt, policy = not job.selection.latest_attempt, job.policy
-    with store._read() as connection:
+    with store.reading() as connection:
         # By the page's rollout ids (the project's): each attempt found by its key (rollout, sequence), where
         # the project's attempts would be looked through once a page.
         latest = dict(connection.execute(

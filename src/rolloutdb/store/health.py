@@ -43,17 +43,17 @@ def check_health(store: Store) -> int:
         .where(rollouts.c.project_id == store.project_id, rollouts.c.status.in_((RO.PREPARING, RO.RUNNING)),
                attempts.c.status.in_(ALIVE))
     )
-    with store._read() as connection:
+    with store.reading() as connection:
         overdue = [row for row in connection.execute(latest_live_attempts).mappings()
                    if verdict(row, row["config"], now)]
     marked = 0
     for row in overdue:
         # Re-read under the write lock: another process may have marked it, or a span revived it.
-        with store._write() as connection:
-            rollout, attempt = store.attempts._locate(connection, row["rollout_id"], row["id"], for_update=True)
+        with store.writing() as connection:
+            rollout, attempt = store.attempts.locate(connection, row["rollout_id"], row["id"], for_update=True)
             status = verdict(attempt, rollout["config"], now) if attempt["status"] in ALIVE else None
             if status is not None and attempt["sequence"] == rollout["attempt_count"]:
-                store.attempts._apply(connection, rollout, attempt, {"status": status}, "health check")
+                store.attempts.apply_changes(connection, rollout, attempt, {"status": status}, "health check")
                 marked += 1
     return marked
 
@@ -78,7 +78,7 @@ def queue_summary(store: Store) -> QueueSummary:
         .where(attempts.c.project_id == project, attempts.c.worker_id.in_([worker.id for worker in workers]))
         .group_by(attempts.c.worker_id)
     )
-    with store._read() as connection:
+    with store.reading() as connection:
         rollout_counts = dict(connection.execute(by_status).all())
         oldest_queued = connection.execute(oldest).scalar_one()
         attempt_counts = dict(connection.execute(attempts_by_status).all())

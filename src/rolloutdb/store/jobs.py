@@ -99,8 +99,8 @@ class Jobs:
     def request_pause(self, name_or_id: str, reason: str | None = None) -> Run:
         """Ask a running job to pause at its next checkpoint. A job whose process is gone (stale)
         is paused at once: nobody would see the request."""
-        with self._store._write() as connection:
-            run = self._store.runs._fetch(connection, name_or_id, for_update=True)
+        with self._store.writing() as connection:
+            run = self._store.runs.fetch_row(connection, name_or_id, for_update=True)
             self._require(run, (R.RUNNING,), "pause", "only a running job can be paused")
             if self._is_stale(run["status"], run["heartbeat_at"], DEFAULT_STALE_AFTER):
                 return self._end(connection, run, R.PAUSED, reason or "paused while stale", "paused (stale job)")
@@ -109,15 +109,15 @@ class Jobs:
     def request_resume(self, name_or_id: str, reason: str | None = None) -> Run:
         """Mark a paused job for resuming: starting its code again (``store.jobs.start(name)``) continues it
         from its saved stage and state. ``jobs.query(control="resume")`` lists the jobs waiting for that."""
-        with self._store._write() as connection:
-            run = self._store.runs._fetch(connection, name_or_id, for_update=True)
+        with self._store.writing() as connection:
+            run = self._store.runs.fetch_row(connection, name_or_id, for_update=True)
             self._require(run, (R.PAUSED,), "resume", "only a paused job can be resumed")
             return self._request(connection, run, "resume", reason)
 
     def request_cancel(self, name_or_id: str, reason: str | None = None) -> Run:
         """Cancel a job: a running one stops at its next checkpoint, a pending or paused one at once."""
-        with self._store._write() as connection:
-            run = self._store.runs._fetch(connection, name_or_id, for_update=True)
+        with self._store.writing() as connection:
+            run = self._store.runs.fetch_row(connection, name_or_id, for_update=True)
             self._require(run, (R.PENDING, R.RUNNING, R.PAUSED), "cancel", "it has already ended")
             if run["status"] != R.RUNNING or self._is_stale(run["status"], run["heartbeat_at"], DEFAULT_STALE_AFTER):
                 return self._end(connection, run, R.CANCELLED, reason or "cancelled", "cancelled")
@@ -125,8 +125,8 @@ class Jobs:
 
     def delete(self, name_or_id: str) -> None:
         """Delete a job that is not running, with its log, steps and history."""
-        with self._store._write() as connection:
-            run = self._store.runs._fetch(connection, name_or_id, for_update=True)
+        with self._store.writing() as connection:
+            run = self._store.runs.fetch_row(connection, name_or_id, for_update=True)
             if run["status"] == R.RUNNING:
                 raise InvalidTransitionError(
                     f"job {run['name']!r} is running: cancel it first (`rolloutdb jobs cancel {run['name']}`)")
@@ -146,7 +146,7 @@ class Jobs:
             statement = statement.where(run_events.c.seq > since).order_by(run_events.c.seq).limit(limit)
         else:
             statement = statement.order_by(run_events.c.seq.desc()).limit(limit)
-        with self._store._read() as connection:
+        with self._store.reading() as connection:
             rows = connection.execute(statement).mappings().all()
         return sorted((RunEvent.model_validate(dict(row)) for row in rows), key=lambda event: event.seq)
 
@@ -162,14 +162,14 @@ class Jobs:
             raise InvalidTransitionError(f"cannot {action} job {run['name']!r}: it is {run['status']}; {why}")
 
     def _request(self, connection: Connection, run: Mapping[str, Any], control: str, reason: str | None) -> Run:
-        self._event(connection, run["id"], f"{control} requested" + (f": {reason}" if reason else ""), run)
-        return self._store.runs._update(connection, run["id"], {"control": control}, None, run)
+        self.log_event(connection, run["id"], f"{control} requested" + (f": {reason}" if reason else ""), run)
+        return self._store.runs.update_row(connection, run["id"], {"control": control}, None, run)
 
     def _end(self, connection: Connection, run: Mapping[str, Any], status: str, reason: str, message: str) -> Run:
-        self._event(connection, run["id"], message, run)
-        return self._store.runs._update(connection, run["id"], {"status": status, "control": None}, reason, run)
+        self.log_event(connection, run["id"], message, run)
+        return self._store.runs.update_row(connection, run["id"], {"status": status, "control": None}, reason, run)
 
-    def _event(self, connection: Connection, run_id: str, message: str | None, run: Mapping[str, Any]) -> None:
+    def log_event(self, connection: Connection, run_id: str, message: str | None, run: Mapping[str, Any]) -> None:
         self._insert_log(connection, run_id, [{"time": self._store.now(), "level": "info", "stage": run["stage"],
                                                "progress": run["progress"], "message": message, "data": None}])
 
@@ -198,16 +198,16 @@ class Jobs:
         check_key("job", name, called="name")  # looked up before its record is made, which would check it
         plan = stage_plan(stages)
         stale_after = seconds("stale_after", stale_after)
-        with self._store._write() as connection:
-            run = self._store.runs._find(connection, name)
+        with self._store.writing() as connection:
+            run = self._store.runs.find_row(connection, name)
             now = self._store.now()
             if run is None:
-                record = self._store.runs._new_record({
+                record = self._store.runs.new_record({
                     "name": name, "kind": kind, "config": {} if config is None else as_object(config), "stages": plan,
                     "concurrency_key": key, "status": R.RUNNING, "started_at": now, "heartbeat_at": now})
                 self._insert_claiming_key(connection, record)
-                run = self._store.runs._fetch(connection, record.id)
-                self._event(connection, run["id"], "started", run)
+                run = self._store.runs.fetch_row(connection, record.id)
+                self.log_event(connection, run["id"], "started", run)
                 resumed = False
             else:
                 run = self._resume(connection, run, plan, key, stale_after)
@@ -230,8 +230,8 @@ class Jobs:
                                    "heartbeat_at": self._store.now(), "state": state}
         if status is not None:
             changes.update(status=status, control=None, **({"error": error} if error is not None else {}))
-        with self._store._write() as connection:
-            run = self._store.runs._fetch(connection, name_or_id, for_update=True)
+        with self._store.writing() as connection:
+            run = self._store.runs.fetch_row(connection, name_or_id, for_update=True)
             if lines:
                 self._insert_log(connection, run["id"], lines)
             if status is None:
@@ -239,7 +239,7 @@ class Jobs:
                 control = {R.PAUSED: "pause", R.CANCELLED: "cancel"}.get(run["status"], run["control"])
                 if run["status"] != R.RUNNING:
                     return control
-            updated = self._store.runs._update(connection, run["id"], changes, message if status else None, run)
+            updated = self._store.runs.update_row(connection, run["id"], changes, message if status else None, run)
             publish(connection, self._store.project_id, [{
                 "topic": "job", "run_id": run["id"], "entity_id": run["id"], "time": updated.updated_at,
                 "data": {"progress": updated.progress, "stage": updated.stage, "message": updated.message,
@@ -253,7 +253,7 @@ class Jobs:
     def _insert_claiming_key(self, connection: Connection, record: Run) -> None:
         try:
             with savepoint(connection):
-                self._store.runs._insert(connection, record)
+                self._store.runs.insert_record(connection, record)
         except ConflictError:
             holder = connection.execute(select(runs.c.name, runs.c.status).where(
                 runs.c.project_id == self._store.project_id, runs.c.concurrency_key == record.concurrency_key,
@@ -271,9 +271,9 @@ class Jobs:
             changes["stages"] = plan
         if key is not None and run["concurrency_key"] is None:
             changes["concurrency_key"] = key
-        return self._take_over(connection, run, changes, stale_after)
+        return self.take_over(connection, run, changes, stale_after)
 
-    def _take_over(self, connection: Connection, run: Mapping[str, Any], changes: Mapping[str, Any],
+    def take_over(self, connection: Connection, run: Mapping[str, Any], changes: Mapping[str, Any],
                    stale_after: float) -> Mapping[str, Any]:
         """Continue an existing run in this process (a job started again, a recorder with the run's name):
         a pending or paused run starts, a running one whose process went quiet for ``stale_after`` seconds
@@ -292,8 +292,8 @@ class Jobs:
         changes = {"control": None, "heartbeat_at": self._store.now(), **changes}
         if status != R.RUNNING:
             changes["status"] = R.RUNNING
-        updated = self._store.runs._update(connection, run["id"], changes, message[status])
-        self._event(connection, run["id"], message[status], run)
+        updated = self._store.runs.update_row(connection, run["id"], changes, message[status])
+        self.log_event(connection, run["id"], message[status], run)
         return updated.model_dump()
 
 

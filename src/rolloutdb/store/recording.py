@@ -318,10 +318,10 @@ class Recording:
         (its journal) passes False, so that its run can still be taken over."""
         valid, rejected = self._validate(operations)
         try:
-            with self._store._write() as connection:
+            with self._store.writing() as connection:
                 self._apply(connection, [operation for _, operation in valid], heartbeat)
         except REFUSALS:
-            with self._store._write() as connection:
+            with self._store.writing() as connection:
                 for index, operation in valid:
                     try:
                         with savepoint(connection):
@@ -369,33 +369,33 @@ class Recording:
         for end in by_kind["run.end"]:
             self._end_run(context, end)
         if by_kind["decision"]:
-            self._store.decisions._write_in(connection, [operation.model_dump(exclude={"op"})
+            self._store.decisions.write_in(connection, [operation.model_dump(exclude={"op"})
                                                          for operation in by_kind["decision"]])
         if by_kind["signal"]:
-            self._store.signals._write_in(connection, [operation.model_dump(exclude={"op"})
+            self._store.signals.write_in(connection, [operation.model_dump(exclude={"op"})
                                                        for operation in by_kind["signal"]])
         if not heartbeat:
             return
         now = self._store.now()
         for run in context.runs.values():  # a sign of life, for stale-run detection
             if run["status"] == RunStatus.RUNNING:
-                self._store.runs._update_by_key.run(connection, {"heartbeat_at": now, "b_key": run["id"],
+                self._store.runs.update_by_key_statement.run(connection, {"heartbeat_at": now, "b_key": run["id"],
                                                                  "b_project": self._store.project_id})
 
     def _start_run(self, context: _Context, start: RunStart) -> None:
         store, connection = self._store, context.connection
-        existing = store.runs._find(connection, start.name)
+        existing = store.runs.find_row(connection, start.name)
         if existing is None:
             if start.resume:
                 raise NotFoundError(f"no run named {start.name!r} in project {store.project!r} to resume")
             parent = context.run(start.parent, start.session)["id"] if start.parent else None
-            record = store.runs._new_record({
+            record = store.runs.new_record({
                 "id": start.id, "name": start.name, "kind": start.kind, "config": start.config,
                 "total_steps": start.total_steps, "parent_run_id": parent, "parent_step": start.parent_step,
                 "status": RunStatus.RUNNING, "started_at": start.started_at,
                 "heartbeat_at": store.now() if context.heartbeat else start.started_at,
                 "owner": start.session})
-            store.runs._insert(connection, record)
+            store.runs.insert_record(connection, record)
         elif existing["owner"] != start.session:  # the same session starting it again changes nothing
             if start.resume is False:
                 raise ConflictError(f"a run named {start.name!r} already exists in project {store.project!r}; "
@@ -403,40 +403,40 @@ class Recording:
             changes: dict[str, Any] = {"owner": start.session}
             if start.total_steps is not None:
                 changes["total_steps"] = start.total_steps
-            store.jobs._take_over(connection, existing, changes, start.stale_after)
+            store.jobs.take_over(connection, existing, changes, start.stale_after)
         context.runs.pop(start.name, None)
 
     def _start_step(self, context: _Context, start: StepStart) -> None:
         run = context.run(start.run, start.session)
         existing = context.step(run["id"], start.number)
         if existing is None:
-            self._store.steps._insert(context.connection, self._store.steps._new_record({
+            self._store.steps.insert_record(context.connection, self._store.steps.new_record({
                 "run_id": run["id"], "number": start.number, "status": StepStatus.RUNNING,
                 "started_at": start.started_at}))
         elif existing["status"] == StepStatus.FAILED:  # cut short before a resume: it runs again
-            self._store.steps._update(context.connection, existing["id"], {
+            self._store.steps.update_row(context.connection, existing["id"], {
                 "status": StepStatus.RUNNING, "ended_at": None}, "run again", existing)
 
     def _insert_groups(self, context: _Context, starts: list[GroupStart]) -> None:
         new = context.unknown(groups, starts)
-        records = [self._store.groups._new_record({
+        records = [self._store.groups.new_record({
             "id": start.id, "run_id": context.run(start.run, start.session)["id"], "step": start.step,
             "source": start.source,
             "task_id": context.task(start.task_id, start.task), "size": start.size, "metadata": start.metadata,
             "status": GroupStatus.PENDING, "created_at": start.created_at}) for start in new]
         if records:
-            self._store.groups._insert_many(context.connection, records)
+            self._store.groups.insert_records(context.connection, records)
 
     def _insert_rollouts(self, context: _Context, starts: list[RolloutStart]) -> None:
         new = context.unknown(rollouts, starts)
         # Running from the start: a recorded rollout is never waiting work in the queue.
-        records = [self._store.rollouts._new_record({
+        records = [self._store.rollouts.new_record({
             "id": start.id, "run_id": context.run(start.run, start.session)["id"], "group_id": start.group_id,
             "step": start.step, "task_id": context.task(start.task_id, start.task), "input": start.input,
             "mode": start.mode, "metadata": start.metadata, "status": RolloutStatus.RUNNING,
             "created_at": start.started_at, "started_at": start.started_at}) for start in new]
         if records:
-            self._store.rollouts._insert_many(context.connection, records)
+            self._store.rollouts.insert_records(context.connection, records)
 
     def _insert_turns(self, context: _Context, recorded: list[TurnRecorded]) -> None:
         new = context.unknown(turns, recorded)
@@ -445,8 +445,8 @@ class Recording:
             rows = [{**vars(turn), "project_id": project} for turn in new]
             for row in rows:
                 del row["op"], row["screenshots"], row["screenshot_reencode"], row["screenshot_quality"]
-            self._store.turns._insert_rows(context.connection, rows)
-            self._store.artifacts._put_screenshots_in(context.connection, [
+            self._store.turns.insert_rows(context.connection, rows)
+            self._store.artifacts.put_screenshots_in(context.connection, [
                 Screenshot(content, turn.id, role, turn.screenshot_reencode, turn.screenshot_quality)
                 for turn in new for role, content in turn.screenshots.items()])
 
@@ -460,11 +460,11 @@ class Recording:
         updates = []
         for end in ends:
             if end.id not in rows:
-                raise self._store.rollouts._not_found(end.id)
+                raise self._store.rollouts.not_found(end.id)
             if rows[end.id]["status"] != end.status:  # else applied before
                 updates.append((rows[end.id], end.model_dump(exclude={"op", "id"})))
         if updates:
-            self._store.rollouts._update_many(context.connection, updates, "finished")
+            self._store.rollouts.update_rows(context.connection, updates, "finished")
 
     def _change_step(self, context: _Context, change: StepChange) -> None:
         run = context.run(change.run, change.session)
@@ -474,14 +474,14 @@ class Recording:
         changes: dict[str, Any] = {"metrics": {**step["metrics"], **change.metrics}}
         if change.status is not None and change.status != step["status"]:
             changes["status"] = change.status
-        self._store.steps._update(context.connection, step["id"], changes, None, step)
+        self._store.steps.update_row(context.connection, step["id"], changes, None, step)
 
     def _change_run(self, context: _Context, change: RunChange) -> None:
         run = context.run(change.run, change.session, for_update=True)
         changes: dict[str, Any] = {"metadata": {**run["metadata"], **change.metadata}}
         if "state" in change.model_fields_set:
             changes["state"] = change.state
-        context.runs[change.run] = self._store.runs._update(context.connection, run["id"], changes, None,
+        context.runs[change.run] = self._store.runs.update_row(context.connection, run["id"], changes, None,
                                                             run).model_dump()
 
     def _end_run(self, context: _Context, end: RunEnd) -> None:
@@ -492,17 +492,17 @@ class Recording:
                                                                                        GroupStatus.CANCELLED)
         close_open_parts(self._store, context.connection, run["id"], outcome,
                          end.message or f"run {end.status}")
-        run = self._store.runs._fetch(context.connection, run["id"], for_update=True)  # progress refreshed
+        run = self._store.runs.fetch_row(context.connection, run["id"], for_update=True)  # progress refreshed
         changes: dict[str, Any] = {"status": end.status, "error": end.error, "control": None}
         if end.message is not None:
             changes["message"] = end.message
         if end.status == RunStatus.COMPLETED and not run["total_steps"]:
             changes["progress"] = 100.0  # nothing to count: done is all of it
         reason = end.message or ("recorder finished" if end.status in FINISHED else "paused")
-        context.runs[end.run] = self._store.runs._update(context.connection, run["id"], changes, reason,
+        context.runs[end.run] = self._store.runs.update_row(context.connection, run["id"], changes, reason,
                                                          run).model_dump()
         if end.status == RunStatus.PAUSED or end.message:
-            self._store.jobs._event(context.connection, run["id"], end.message or "paused", context.runs[end.run])
+            self._store.jobs.log_event(context.connection, run["id"], end.message or "paused", context.runs[end.run])
 
 
 class _Context:
@@ -516,7 +516,7 @@ class _Context:
     def run(self, name: str, session: str, *, for_update: bool = False) -> dict[str, Any]:
         """The run named ``name``, which ``session`` must hold."""
         if for_update or name not in self.runs:
-            row = self.store.runs._find(self.connection, name, for_update=for_update)
+            row = self.store.runs.find_row(self.connection, name, for_update=for_update)
             if row is None:
                 raise NotFoundError(f"no run named {name!r} in project {self.store.project!r}: "
                                     "its run.start was not recorded")
@@ -536,7 +536,7 @@ class _Context:
         if task_id is not None or external_id is None:
             return task_id
         if external_id not in self._tasks:
-            self._tasks[external_id] = self.store.tasks._save_one(self.connection, {"external_id": external_id}).id
+            self._tasks[external_id] = self.store.tasks.save_one(self.connection, {"external_id": external_id}).id
         return self._tasks[external_id]
 
     def unknown(self, table: Table, operations: list[Any]) -> list[Any]:

@@ -29,31 +29,31 @@ class Resources(Area[ResourcesRecord]):
 
     def add(self, named_resources: Mapping[str, Any], id: str | None = None) -> ResourcesRecord:
         """Store a new snapshot (version 1); it becomes the latest."""
-        record = self._new_record({"resources": as_object(named_resources), **({"id": id} if id else {})})
-        with self._store._write() as connection:
-            self._insert(connection, record)
+        record = self.new_record({"resources": as_object(named_resources), **({"id": id} if id else {})})
+        with self._store.writing() as connection:
+            self.insert_record(connection, record)
         return record
 
     def update(self, id: str, named_resources: Mapping[str, Any]) -> ResourcesRecord:
         """Replace a snapshot's resources: its version goes up by one and it becomes the latest."""
-        with self._store._write() as connection:
-            row = self._fetch(connection, id, for_update=True)
+        with self._store.writing() as connection:
+            row = self.fetch_row(connection, id, for_update=True)
             now = self._store.now()
             changed = build_record(
                 ResourcesRecord,
                 {**row, "resources": as_object(named_resources), "version": row["version"] + 1, "updated_at": now},
                 self.noun,
             )
-            self._update_by_key.run(connection, {"resources": changed.resources, "version": changed.version,
+            self.update_by_key_statement.run(connection, {"resources": changed.resources, "version": changed.version,
                                                       "updated_at": now, "b_key": id,
                                                       "b_project": self._store.project_id})
             return changed
 
     def latest(self) -> ResourcesRecord | None:
         """The most recently added or updated snapshot, or None when there is none."""
-        with self._store._read() as connection:
-            row = self._latest_row(connection)
-        return None if row is None else self._to_record(row)
+        with self._store.reading() as connection:
+            row = self.latest_row(connection)
+        return None if row is None else self.to_record(row)
 
-    def _latest_row(self, connection: Connection) -> Mapping[str, Any] | None:
+    def latest_row(self, connection: Connection) -> Mapping[str, Any] | None:
         return LATEST.first(connection, {"b_project": self._store.project_id})

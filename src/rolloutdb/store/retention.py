@@ -84,7 +84,7 @@ def purge(store: Store, *, older_than: timedelta | None = None, keep_last: int |
         raise InvalidInputError(f"older_than reaches back before the year 1: {older_than}") from None
     stretches, horizon = _doomed(store, cutoff, keep_last)
     if on_progress is not None:
-        with store._read() as connection:  # an index-only count: far cheaper than the deletes
+        with store.reading() as connection:  # an index-only count: far cheaper than the deletes
             in_all = sum(connection.execute(select(func.count()).select_from(_select(store, stretch).subquery()))
                          .scalar_one() for stretch in stretches)
     totals = PurgeResult()
@@ -92,7 +92,7 @@ def purge(store: Store, *, older_than: timedelta | None = None, keep_last: int |
     for stretch in stretches:
         size, position = FIRST_BATCH, None
         while True:
-            with store._read() if dry_run else store._write() as connection:
+            with store.reading() if dry_run else store.writing() as connection:
                 batch = connection.execute(_next_batch(store, stretch, position, size)).all()
                 if not batch:
                     break
@@ -126,7 +126,7 @@ def _trim_feed(store: Store, horizon: datetime, dry_run: bool, turn_began: float
     (project, id) index; records how far it went in ``event_trims``. Returns how many it deleted."""
     trimmed, position = 0, 0
     while True:
-        with store._read() if dry_run else store._write() as connection:
+        with store.reading() if dry_run else store.writing() as connection:
             batch = connection.execute(
                 select(events.c.id, events.c.time).where(events.c.project_id == store.project_id,
                                                          events.c.id > position)
@@ -159,7 +159,7 @@ def _doomed(store: Store, cutoff: datetime | None,
     stretches = [dated] if cutoff is not None else [undated, dated]
     if not keep_last:
         return stretches, cutoff
-    with store._read() as connection:
+    with store.reading() as connection:
         # The oldest kept and, after it, the newest deleted (unless another limit keeps it).
         oldest_kept, newest_doomed = (connection.execute(
             select(rollouts.c.ended_at, rollouts.c.id)

@@ -150,7 +150,7 @@ class Rewards:
         if policy_version is not None:
             check_key("policy version", policy_version)
             statement = statement.where(decisions.c.policy_version == policy_version)
-        with self._store._read() as connection:
+        with self._store.reading() as connection:
             rows = connection.execute(statement).all()
         stats = []
         for action, version, count, mean, mean_square in rows:
@@ -176,7 +176,7 @@ class Rewards:
                      .group_by(period, decisions.c.action).order_by(period, decisions.c.action))
         if since is not None:
             statement = statement.where(decisions.c.created_at >= aware_time("since", since))
-        with self._store._read() as connection:
+        with self._store.reading() as connection:
             rows = connection.execute(statement).all()
         return [RewardPeriod(period=start, action=action, decisions=taken, evaluated=evaluated,
                              reward_mean=None if mean is None else float(mean))
@@ -199,7 +199,7 @@ class Rewards:
     def _count_due(self, domain: str, cutoffs: Mapping[str, datetime], force: bool) -> int:
         if not cutoffs:
             return 0
-        with self._store._read() as connection:
+        with self._store.reading() as connection:
             return int(connection.execute(select(func.count()).select_from(decisions)
                                           .where(self._due_clause(domain, cutoffs, force))).scalar_one())
 
@@ -216,7 +216,7 @@ class Rewards:
                                         > tuple_(bindparam("after_time", datetime.fromisoformat(after[0]),
                                                            type_=decisions.c.created_at.type),
                                                  bindparam("after_id", after[1])))
-        with self._store._read() as connection:
+        with self._store.reading() as connection:
             return [dict(row) for row in connection.execute(statement).mappings()]
 
     def _evaluate_batch(self, domain: str, batch: list[dict[str, Any]], by_action: Mapping[str, Any]) -> tuple[int, int]:
@@ -225,7 +225,7 @@ class Rewards:
         subjects = sorted({row["subject_id"] for row in batch})
         earliest = min(row["created_at"] for row in batch)
         by_subject: dict[str, list[tuple[str, float, datetime]]] = {}
-        with self._store._read() as connection:
+        with self._store.reading() as connection:
             for start in range(0, len(subjects), KEYS_PER_QUERY):
                 for subject, kind, value, time in connection.execute(
                         select(signals.c.subject_id, signals.c.kind, signals.c.value, signals.c.time).where(
@@ -244,6 +244,6 @@ class Rewards:
                      .where(decisions.c.id == bindparam("b_id"), decisions.c.project_id == self._store.project_id)
                      .values(reward=bindparam("b_reward"), outcome=bindparam("b_outcome"),
                              evaluated_at=bindparam("b_evaluated_at")))
-        with self._store._write() as connection:
+        with self._store.writing() as connection:
             connection.execute(statement, updates)
         return len(batch), changed

@@ -57,7 +57,7 @@ class Rollouts(EditableArea[Rollout]):
 
     def enqueue_many(self, requests: Iterable[Mapping[str, Any]]) -> list[Rollout]:
         """Enqueue several rollouts in one transaction, keeping their order in the queue."""
-        with self._store._write() as connection:
+        with self._store.writing() as connection:
             return self._enqueue(connection, requests)
 
     def dequeue(self, worker_id: str | None = None) -> Claim | None:
@@ -72,25 +72,25 @@ class Rollouts(EditableArea[Rollout]):
         self._store.maybe_check_health()
         if limit <= 0:
             return []
-        with self._store._write() as connection:
+        with self._store.writing() as connection:
             candidates = OLDEST_QUEUED.rows(connection, {"b_project": self._store.project_id, "b_limit": limit})
-            claims = self._claim(connection, candidates, worker_id)
+            claims = self.claim_rows(connection, candidates, worker_id)
             if worker_id is not None:
-                self._store.workers._after_dequeue(connection, worker_id, claims, self._store.now())
+                self._store.workers.after_dequeue(connection, worker_id, claims, self._store.now())
         return claims
 
     def start(self, input: Any = None, *, worker_id: str | None = None, **fields: Any) -> Claim:
         """Create a rollout and its first attempt at once, bypassing the queue."""
-        with self._store._write() as connection:
+        with self._store.writing() as connection:
             rollout = self._new_queued(connection, [{"input": input, **fields}])[0]
 
             def insert_claimed(connection: Connection, writes) -> None:
                 # Written once, as claimed; its history still says it was queued first.
-                self._insert_rows(connection, [{**row, **values} for row, values in writes], rollout.created_at,
+                self.insert_rows(connection, [{**row, **values} for row, values in writes], rollout.created_at,
                                   created_as=RO.QUEUING)
 
-            claim = self._claim(connection, [self._to_row(rollout)], worker_id, write=insert_claimed)[0]
-            return self._store.attempts._started_by(connection, claim)
+            claim = self.claim_rows(connection, [self.to_row(rollout)], worker_id, write=insert_claimed)[0]
+            return self._store.attempts.started_by(connection, claim)
 
     def cancel(self, rollout_id: str, reason: str | None = None) -> Rollout:
         """Cancel an unfinished rollout; waiters see it as finished."""
@@ -99,7 +99,7 @@ class Rollouts(EditableArea[Rollout]):
     def wait(self, rollout_ids: Iterable[str], timeout: float | None = None) -> list[Rollout]:
         """Block until the rollouts finish or ``timeout`` seconds pass; returns the finished ones.
         Unknown ids raise NotFoundError."""
-        return self._store._waiter.wait(ids_of("rollout", rollout_ids),
+        return self._store.waiter.wait(ids_of("rollout", rollout_ids),
                                         None if timeout is None else seconds("timeout", timeout))
 
     # -- building blocks ------------------------------------------------------------------------------
@@ -111,7 +111,7 @@ class Rollouts(EditableArea[Rollout]):
 
     def _enqueue(self, connection: Connection, requests: Iterable[Mapping[str, Any]]) -> list[Rollout]:
         records = self._new_queued(connection, requests)
-        self._insert_many(connection, records)
+        self.insert_records(connection, records)
         return records
 
     def _new_queued(self, connection: Connection, requests: Iterable[Mapping[str, Any]]) -> list[Rollout]:
@@ -119,35 +119,35 @@ class Rollouts(EditableArea[Rollout]):
         requests = mappings("rollout", requests)
         latest = None  # looked up once per batch, and only when a request has no resources of its own
         if any(request.get("resources_id") is None for request in requests):
-            row = self._store.resources._latest_row(connection)
+            row = self._store.resources.latest_row(connection)
             latest = None if row is None else row["id"]
-        return [self._new_record({"id": self._store.new_id("rollout"), **request, "status": RO.QUEUING,
+        return [self.new_record({"id": self._store.new_id("rollout"), **request, "status": RO.QUEUING,
                                   "resources_id": latest if request.get("resources_id") is None
                                   else request["resources_id"]})
                    for request in requests]
 
-    def _claim(self, connection: Connection, rows: list[Mapping[str, Any]], worker_id: str | None, *,
+    def claim_rows(self, connection: Connection, rows: list[Mapping[str, Any]], worker_id: str | None, *,
                write: Write | None = None) -> list[Claim]:
-        """Move these rollout rows (locked) to preparing, each with a new attempt. ``write``: as ``_change``
+        """Move these rollout rows (locked) to preparing, each with a new attempt. ``write``: as ``change_rows``
         takes it (a rollout started at once is inserted as claimed)."""
         if worker_id is not None:
             checked_worker_id(worker_id)
         if not rows:
             return []
         now = self._store.now()
-        claimed = self._change(
+        claimed = self.change_rows(
             connection, [(row, {"status": RO.PREPARING, "attempt_count": row["attempt_count"] + 1}) for row in rows],
             "claimed" if worker_id is None else f"claimed by {worker_id}", now, write=write)
-        new_attempts = self._store.attempts._insert_new(
+        new_attempts = self._store.attempts.insert_next(
             connection, [(row, row["attempt_count"]) for row in claimed], worker_id, now)
-        return [Claim(rollout=self._to_record(row), attempt=attempt) for row, attempt in zip(claimed, new_attempts)]
+        return [Claim(rollout=self.to_record(row), attempt=attempt) for row, attempt in zip(claimed, new_attempts)]
 
-    def _follow(self, connection: Connection, row: Mapping[str, Any], status: str, now: datetime,
+    def follow_latest_attempt(self, connection: Connection, row: Mapping[str, Any], status: str, now: datetime,
                 reason: str | None) -> None:
         """Move the rollout to the status its latest attempt implies, when that is a legal change.
 
         A finished rollout stays finished (a late result of a cancelled rollout changes only its attempt)."""
-        self._change(connection, [(row, {"status": status})], reason, now, guarded=True)
+        self.change_rows(connection, [(row, {"status": status})], reason, now, guarded=True)
 
     def _stamps(self, row: Mapping[str, Any], new_status: str, now: datetime) -> dict[str, Any]:
         # queued_at orders the queue: set on entering it (a requeued rollout goes to the back), cleared on leaving.
@@ -158,21 +158,21 @@ class Rollouts(EditableArea[Rollout]):
             stamps["queued_at"] = None
         return stamps
 
-    def _update_many(self, connection, updates, reason):
-        updated = super()._update_many(connection, updates, reason)
+    def update_rows(self, connection, updates, reason):
+        updated = super().update_rows(connection, updates, reason)
         self._touch_statistics(connection, [(rollout.group_id, rollout.run_id, rollout.step)
                                             for rollout, (_, changes) in zip(updated, updates) if FIGURES & changes.keys()])
         return updated
 
-    def _insert_rows(self, connection: Connection, rows, now=None, **options) -> None:
-        super()._insert_rows(connection, rows, now, **options)
+    def insert_rows(self, connection: Connection, rows, now=None, **options) -> None:
+        super().insert_rows(connection, rows, now, **options)
         self._touch_statistics(connection, [(row["group_id"], row["run_id"], row["step"]) for row in rows])
 
     def _after_status_change(self, connection, changed, reason, now, parent) -> None:
         # Group and step figures count finished rollouts: only a rollout that finishes moves them.
         finished = [row for row, _ in changed if row["status"] in states.TERMINAL["rollout"]]
         self._touch_statistics(connection, [(row["group_id"], row["run_id"], row["step"]) for row in finished])
-        self._store._waiter.announce(connection, [row["id"] for row in finished])
+        self._store.waiter.announce(connection, [row["id"] for row in finished])
 
     def _touch_statistics(self, connection: Connection, places: Iterable[tuple[str | None, str | None, int | None]]) -> None:
         """Queue the groups, steps and run progress that rollouts at these (group, run, step) places count

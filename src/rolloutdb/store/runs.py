@@ -49,28 +49,28 @@ class Runs(EditableArea[Run]):
 
     def get(self, name_or_id: str) -> Run:
         """The run with this id or, failing that, this name."""
-        with self._store._read() as connection:
-            row = self._fetch(connection, name_or_id)
-        return self._to_record(row)
+        with self._store.reading() as connection:
+            row = self.fetch_row(connection, name_or_id)
+        return self.to_record(row)
 
-    def _fetch(self, connection: Connection, name_or_id: str, *, for_update: bool = False):
+    def fetch_row(self, connection: Connection, name_or_id: str, *, for_update: bool = False):
         self._check_key(name_or_id)
         row = RUN_BY_NAME_OR_ID[for_update].first(connection, {"b_key": name_or_id, "b_project": self._store.project_id})
         if row is None:
             raise NotFoundError(f"no run with id or name {name_or_id!r} in project {self._store.project!r}")
         return row
 
-    def _check_exist(self, connection: Connection, keys) -> None:
-        for key in keys:  # a run is referred to by id or name: found as ``_fetch`` finds it
-            self._fetch(connection, key)
+    def check_exist(self, connection: Connection, keys) -> None:
+        for key in keys:  # a run is referred to by id or name: found as ``fetch_row`` finds it
+            self.fetch_row(connection, key)
 
     def _find_by_name(self, name: str) -> Run | None:
         """The run named ``name``, or None (no error)."""
-        with self._store._read() as connection:
-            row = self._find(connection, name)
-        return None if row is None else self._to_record(row)
+        with self._store.reading() as connection:
+            row = self.find_row(connection, name)
+        return None if row is None else self.to_record(row)
 
-    def _find(self, connection: Connection, name: str, *, for_update: bool = False):
+    def find_row(self, connection: Connection, name: str, *, for_update: bool = False):
         """The run named ``name`` (locked with ``for_update``), or None."""
         statement = select(runs).where(runs.c.project_id == self._store.project_id, runs.c.name == name)
         return connection.execute(statement.with_for_update() if for_update else statement).mappings().first()
@@ -84,7 +84,7 @@ def close_open_parts(store: Store, connection: Connection, run_id: str, outcome:
     for row in connection.execute(select(rollouts).where(
             rollouts.c.project_id == store.project_id, rollouts.c.run_id == run_id,
             rollouts.c.status == RolloutStatus.RUNNING).with_for_update()).mappings().all():
-        store.rollouts._update(connection, row["id"], {"status": RolloutStatus.CANCELLED,
+        store.rollouts.update_row(connection, row["id"], {"status": RolloutStatus.CANCELLED,
                                                        "error": f"interrupted: {reason}"}, reason, row)
     flush_now(connection)  # the figures of the cancelled rollouts, before judging their groups
     for row in connection.execute(select(groups).where(
@@ -94,10 +94,10 @@ def close_open_parts(store: Store, connection: Connection, run_id: str, outcome:
         if outcome == GroupStatus.COMPLETED and not (row["rollout_count"] and
                                                     row["completed_count"] == row["rollout_count"]):
             status = GroupStatus.CANCELLED
-        store.groups._update(connection, row["id"], {"status": status}, reason, row)
+        store.groups.update_row(connection, row["id"], {"status": status}, reason, row)
     step_status = StepStatus.COMPLETED if outcome == GroupStatus.COMPLETED else StepStatus.FAILED
     for row in connection.execute(select(steps).where(
             steps.c.project_id == store.project_id, steps.c.run_id == run_id,
             steps.c.status == StepStatus.RUNNING).with_for_update()).mappings().all():
-        store.steps._update(connection, row["id"], {"status": step_status}, reason, row)
+        store.steps.update_row(connection, row["id"], {"status": step_status}, reason, row)
     flush_now(connection)  # the run's progress, counting the steps just closed

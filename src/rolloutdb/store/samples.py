@@ -97,7 +97,7 @@ class Samples(RowReads[Sample]):
         written = 0
         # One pass: the next state needs the window function over the whole domain, so it is computed once and
         # streamed, its rows written a page at a time (each page its own transaction).
-        with self._store._read() as connection:
+        with self._store.reading() as connection:
             total = connection.execute(select(func.count()).select_from(following).where(*due)).scalar_one()
             rows = connection.execution_options(stream_results=True, yield_per=PAGE).execute(
                 select(following).where(*due).order_by(following.c.created_at, following.c.id)).mappings()
@@ -121,7 +121,7 @@ class Samples(RowReads[Sample]):
         statement = statement.on_conflict_do_update(
             index_elements=[samples.c.project_id, samples.c.source, samples.c.source_id],
             set_={name: statement.excluded[name] for name in UPDATED_ON_REBUILD})
-        with self._store._write() as connection:
+        with self._store.writing() as connection:
             connection.execute(statement, [record.model_dump() for record in records])
 
     # -- export --------------------------------------------------------------------------------------------
@@ -148,13 +148,13 @@ class Samples(RowReads[Sample]):
                            else JsonlWriter(partial)) as writer:
             while True:
                 page = [] if position is None else [samples.c.id > position]
-                with self._store._read() as connection:
+                with self._store.reading() as connection:
                     rows = connection.execute(select(samples).where(and_(*conditions, *page))
                                               .order_by(samples.c.id).limit(PAGE)).mappings().all()
                 if not rows:
                     break
                 position = rows[-1]["id"]
-                records = [self._rows._to_record(row).model_dump(mode="json", include=set(EXPORTED)) for row in rows]
+                records = [self._rows.to_record(row).model_dump(mode="json", include=set(EXPORTED)) for row in rows]
                 if container == "parquet":
                     for record in records:
                         for name in ("state", "action", "next_state"):

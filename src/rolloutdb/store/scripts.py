@@ -69,9 +69,9 @@ class Scripts(RowReads[Script]):
                      .order_by(rate.desc().nulls_last(), scripts.c.mean_execution_seconds.asc().nulls_last(),
                                scripts.c.created_at.desc(), scripts.c.id.desc())
                      .limit(1))
-        with self._store._read() as connection:
+        with self._store.reading() as connection:
             row = connection.execute(statement).mappings().first()
-        return None if row is None else self._rows._to_record(row)
+        return None if row is None else self._rows.to_record(row)
 
     # -- writing ---------------------------------------------------------------------------------------
 
@@ -83,8 +83,8 @@ class Scripts(RowReads[Script]):
         succeed, has no task or took no action."""
         check_key("rollout", rollout_id)
         check_key("script", name, called="name")
-        with self._store._write() as connection:
-            rollout = self._store.rollouts._fetch(connection, rollout_id)
+        with self._store.writing() as connection:
+            rollout = self._store.rollouts.fetch_row(connection, rollout_id)
             if rollout["status"] != RolloutStatus.SUCCEEDED or rollout["success"] is False:
                 outcome = rollout["status"] if rollout["success"] is not False else "succeeded with success=False"
                 raise NotReplayableError(f"rollout {rollout_id!r} {outcome}: a script is recorded from a "
@@ -101,24 +101,24 @@ class Scripts(RowReads[Script]):
             existing = connection.execute(select(scripts).where(same_name, scripts.c.checksum == checksum)
                                           ).mappings().first()
             if existing is not None:
-                return self._rows._to_record(existing)
+                return self._rows.to_record(existing)
             latest = connection.execute(select(func.max(scripts.c.version)).where(same_name)).scalar()
-            script = self._rows._new_record({
+            script = self._rows.new_record({
                 "task_id": rollout["task_id"], "name": name, "description": description, "actions": actions,
                 "total_steps": len(actions), "source_rollout_id": rollout_id, "version": (latest or 0) + 1,
                 "checksum": checksum, "active": True, "device": device, "model": model})
             connection.execute(update(scripts).where(same_name, scripts.c.active.is_(True))
                                .values(active=False, updated_at=script.created_at))
-            self._rows._insert(connection, script)
+            self._rows.insert_record(connection, script)
         return script
 
     def activate(self, script_id: str) -> Script:
         """Make this version the active one of its (task, name); the one active before is not any more."""
-        with self._store._write() as connection:
-            task_id = self._rows._fetch(connection, script_id)["task_id"]
+        with self._store.writing() as connection:
+            task_id = self._rows.fetch_row(connection, script_id)["task_id"]
             if task_id is not None:  # before any script row: two switches never wait for each other's rows
                 self._lock_task(connection, task_id)
-            row = self._rows._fetch(connection, script_id, for_update=True)
+            row = self._rows.fetch_row(connection, script_id, for_update=True)
             now = self._store.now()
             connection.execute(update(scripts).where(
                 scripts.c.project_id == self._store.project_id, scripts.c.name == row["name"],
@@ -128,7 +128,7 @@ class Scripts(RowReads[Script]):
                 connection.execute(update(scripts).where(scripts.c.id == script_id)
                                    .values(active=True, updated_at=now))
                 row = {**row, "active": True, "updated_at": now}
-        return self._rows._to_record(row)
+        return self._rows.to_record(row)
 
     def report(self, script_id: str, *, success: bool, seconds: float) -> Script:
         """Count one replay of the script: its replay count, its successes and its mean execution time change
@@ -145,20 +145,20 @@ class Scripts(RowReads[Script]):
                              mean_execution_seconds=func.coalesce(mean + (took - mean) / (count + 1), took),
                              updated_at=self._store.now())
                      .returning(*scripts.c))
-        with self._store._write() as connection:
+        with self._store.writing() as connection:
             row = connection.execute(statement).mappings().first()
         if row is None:
-            raise self._rows._not_found(script_id)
-        return self._rows._to_record(row)
+            raise self._rows.not_found(script_id)
+        return self._rows.to_record(row)
 
     # -- building blocks -------------------------------------------------------------------------------
 
     def _lock_task(self, connection: Connection, task_id: str) -> None:
         """Writes to one task's scripts go one at a time: each locks the task's row first (SQLite: the write lock)."""
-        self._store.tasks._fetch(connection, task_id, for_update=True)
+        self._store.tasks.fetch_row(connection, task_id, for_update=True)
 
-    def _check_exist(self, connection: Connection, keys: Any) -> None:
-        self._rows._check_exist(connection, keys)  # rollouts name the script they replay
+    def check_exist(self, connection: Connection, keys: Any) -> None:
+        self._rows.check_exist(connection, keys)  # rollouts name the script they replay
 
     def _actions(self, connection: Connection, rollout_id: str) -> list[Any]:
         """The actions of the rollout's turns, in order: those of its latest attempt (the one that succeeded) and
@@ -173,5 +173,5 @@ class Scripts(RowReads[Script]):
         return [action for action in rows if action is not None]
 
     def _task_id(self, task: str) -> str:
-        with self._store._read() as connection:
-            return self._store.tasks._by_id_or_external_id(connection, task).id
+        with self._store.reading() as connection:
+            return self._store.tasks.by_id_or_external_id(connection, task).id

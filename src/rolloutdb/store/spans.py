@@ -95,11 +95,11 @@ class Spans(Area[Span]):
             by_attempt[(fields["rollout_id"], fields["attempt_id"])].append((position, fields))
         # Sequence ids taken in this call, per attempt: "latest" and the attempt's id may name the same one.
         pending: dict[str, set[int]] = defaultdict(set)
-        with self._store._write() as connection:
+        with self._store.writing() as connection:
             now = self._store.now()
             numbered: list[tuple[int, dict[str, Any], bool]] = []
             for (rollout_id, attempt_id), group in by_attempt.items():
-                rollout, attempt = self._store.attempts._locate(connection, rollout_id, attempt_id, for_update=True)
+                rollout, attempt = self._store.attempts.locate(connection, rollout_id, attempt_id, for_update=True)
                 numbered.extend(self._number(connection, rollout, attempt, group, now, pending[attempt["id"]]))
             if unique_span_ids:
                 numbered = self._without_seen_span_ids(connection, numbered)
@@ -111,10 +111,10 @@ class Spans(Area[Span]):
 
     def next_sequence_ids(self, pairs: Sequence[tuple[str, str]]) -> list[int]:
         """Reserve one sequence id for each (rollout id, attempt id) pair, in one transaction."""
-        with self._store._write() as connection:
+        with self._store.writing() as connection:
             result = []
             for rollout_id, attempt_id in pairs:
-                _, attempt = self._store.attempts._locate(connection, rollout_id, attempt_id)
+                _, attempt = self._store.attempts.locate(connection, rollout_id, attempt_id)
                 result.append(self._reserve(connection, attempt["id"], 1))
             return result
 
@@ -124,9 +124,9 @@ class Spans(Area[Span]):
         their rollout's count past them."""
         wanted = Counter(rollout_id for rollout_id, _ in pairs)
         next_free: dict[str, int] = {}
-        with self._store._write() as connection:
+        with self._store.writing() as connection:
             for rollout_id, count in wanted.items():
-                _, latest = self._store.attempts._locate(connection, rollout_id, LATEST, for_update=True)
+                _, latest = self._store.attempts.locate(connection, rollout_id, LATEST, for_update=True)
                 next_free[rollout_id] = RESERVE_ACROSS_ROLLOUT.scalar(connection, {
                     "b_id": latest["id"], "b_rollout": rollout_id, "b_project": self._store.project_id,
                     "b_count": count}) - count
@@ -188,7 +188,7 @@ class Spans(Area[Span]):
             reserved.append(self._reserve(connection, attempt["id"], missing, at_least=at_least, also=also))
 
         if alive:  # the heartbeat, and the status change when it revives the attempt, go with the reservation
-            self._store.attempts._change(connection, [(attempt, sign_of_life(attempt, now))], "heartbeat", now,
+            self._store.attempts.change_rows(connection, [(attempt, sign_of_life(attempt, now))], "heartbeat", now,
                                          write=reserve, parent=rollout)
         else:
             reserve(connection, [])

@@ -66,7 +66,7 @@ def refresh_groups(store: Store, connection: Connection, group_ids: Iterable[str
         updates = [(group, values) for group in rows
                    if (values := _group_changes(group, figures.get(group["id"]))) is not None]
         if updates:
-            store.groups._update_many(connection, updates, "rollouts recorded")
+            store.groups.update_rows(connection, updates, "rollouts recorded")
 
 
 def _group_changes(group: Any, figures: Any) -> dict[str, Any] | None:
@@ -101,13 +101,13 @@ def refresh_steps(store: Store, connection: Connection, run_id: str, numbers: It
             "reward_mean": figures.reward_mean,
             "reward_std": population_std(figures.reward_mean, figures.reward_square_mean),
         }
-        store.steps._update(connection, step["id"], {"metrics": metrics}, None, step)
+        store.steps.update_row(connection, step["id"], {"metrics": metrics}, None, step)
 
 
 def refresh_progress(store: Store, connection: Connection, run_id: str) -> None:
     """A training run's progress: finished steps, plus the finished share of the current step's
     rollouts, out of its total steps. Runs without ``total_steps`` keep the progress they were given."""
-    run = store.runs._fetch(connection, run_id, for_update=True)
+    run = store.runs.fetch_row(connection, run_id, for_update=True)
     if not run["total_steps"] or run["status"] not in (RunStatus.PENDING, RunStatus.RUNNING):
         return
     done = connection.execute(select(func.count()).where(
@@ -122,5 +122,5 @@ def refresh_progress(store: Store, connection: Connection, run_id: str) -> None:
             groups.c.run_id == run_id, groups.c.step == current)).scalar() or figures.count
         partial = figures.finished / expected if expected else 0.0
     progress = min(100.0, 100.0 * (done + min(partial, 1.0)) / run["total_steps"])
-    store.runs._update(connection, run_id, {"progress": max(progress, run["progress"])}, None, run)
+    store.runs.update_row(connection, run_id, {"progress": max(progress, run["progress"])}, None, run)
 

@@ -86,7 +86,7 @@ def summarize(store: Store, by: str = "task", run: str | None = None, since: dat
         .label("duration_mean"),
     ).select_from(source.outerjoin(turn_counts, turn_counts.c.rollout_id == rollouts.c.id)).where(*scope)
     with_turns = source.join(turns, and_(turns.c.rollout_id == rollouts.c.id, turns.c.project_id == store.project_id))
-    with store._read() as connection:
+    with store.reading() as connection:
         rows = connection.execute(figures.group_by(*keys)).all()
         errors = _errors_by_type(connection, keys, source, scope, rollouts.c.error, backend)
         turn_errors = _errors_by_type(connection, keys, with_turns, scope, turns.c.error, backend)

@@ -65,24 +65,24 @@ class Tokens(Area[ApiToken]):
                                     f"{type(expires).__name__}")
         elif expires is not None and expires.tzinfo is not None and expires <= now:  # a naive one: the record says
             raise InvalidInputError(f"expires must be after now, got {expires.isoformat()}")
-        record = self._new_record({"role": role, "name": name, "created_at": now, "expires_at": expires})
+        record = self.new_record({"role": role, "name": name, "created_at": now, "expires_at": expires})
         secret = f"{SECRET_PREFIX}{record.id}_{secrets.token_urlsafe(32)}"
         record.token_hash = token_hash(secret)
-        with self._store._write() as connection:
-            self._insert(connection, record)
-        return IssuedToken(token=self._to_record(record.model_dump()), secret=secret)
+        with self._store.writing() as connection:
+            self.insert_record(connection, record)
+        return IssuedToken(token=self.to_record(record.model_dump()), secret=secret)
 
     def revoke(self, id: str) -> ApiToken:
         """Revoke a token of this project: every request with it is refused from now on. Revoking a revoked
         token changes nothing."""
-        with self._store._write() as connection:
-            row = self._fetch(connection, id, for_update=True)
+        with self._store.writing() as connection:
+            row = self.fetch_row(connection, id, for_update=True)
             if row["revoked_at"] is not None:
-                return self._to_record(row)
+                return self.to_record(row)
             now = self._store.now()
-            self._update_by_key.run(connection, {"revoked_at": now, "b_key": row["id"],
+            self.update_by_key_statement.run(connection, {"revoked_at": now, "b_key": row["id"],
                                                  "b_project": self._store.project_id})
-            return self._to_record({**row, "revoked_at": now})
+            return self.to_record({**row, "revoked_at": now})
 
     def verify(self, secret: str) -> TokenGrant:
         """The token ``secret`` is the secret of, in whichever project, with that project's name; or
@@ -91,7 +91,7 @@ class Tokens(Area[ApiToken]):
             raise AuthenticationError(f"not a RolloutDB API token (they start with {SECRET_PREFIX!r}): make one "
                                       "with `rolloutdb tokens create`")
         token_id = secret[len(SECRET_PREFIX):].partition("_")[0]
-        with self._store._read() as connection:
+        with self._store.reading() as connection:
             row = self._select_for_secret.first(connection, {"b_key": token_id}) if 0 < len(token_id) <= 128 else None
         # The hash is compared in constant time, so how long the comparison takes says nothing of the secret.
         if row is None or not hmac.compare_digest(row["token_hash"], token_hash(secret)):
@@ -102,11 +102,11 @@ class Tokens(Area[ApiToken]):
         if row["expires_at"] is not None and row["expires_at"] <= now:
             raise AuthenticationError(f"API token {token_id} expired at {row['expires_at']:%Y-%m-%d %H:%M:%S} UTC")
         if row["last_used_at"] is None or now - row["last_used_at"] >= LAST_USED_EVERY:
-            with self._store._write() as connection:
+            with self._store.writing() as connection:
                 connection.execute(update(api_tokens).where(api_tokens.c.id == token_id).values(last_used_at=now))
             row = {**row, "last_used_at": now}
         project = row["project"]
-        return TokenGrant(token=self._to_record({name: row[name] for name in api_tokens.c.keys()}), project=project)
+        return TokenGrant(token=self.to_record({name: row[name] for name in api_tokens.c.keys()}), project=project)
 
     @functools.cached_property
     def _select_for_secret(self) -> Prepared:
@@ -114,9 +114,9 @@ class Tokens(Area[ApiToken]):
                         .join(projects, projects.c.id == api_tokens.c.project_id)
                         .where(api_tokens.c.id == bindparam("b_key")))
 
-    def _to_row(self, record: ApiToken) -> dict[str, Any]:
+    def to_row(self, record: ApiToken) -> dict[str, Any]:
         return {**record.model_dump(), "token_hash": record.token_hash}  # the one place the hash is written
 
-    def _to_record(self, row: Mapping[str, Any]) -> ApiToken:
+    def to_record(self, row: Mapping[str, Any]) -> ApiToken:
         return build_record(ApiToken, {name: value for name, value in row.items() if name != "token_hash"},
                             self.noun)

@@ -47,8 +47,8 @@ def trajectory(store: Store, rollout_id: str, attempt: str | None = None) -> Tra
     # A trajectory is thousands of new objects that stay alive and hold no cycles: the collector's runs among
     # them (a full one now and then, over the caller's whole heap) found nothing and made its slowest reads.
     with collector_paused():
-        with store._read() as connection:
-            rollout, chosen = store.attempts._rollout_and_attempt(connection, rollout_id,
+        with store.reading() as connection:
+            rollout, chosen = store.attempts.rollout_and_attempt(connection, rollout_id,
                                                                   LATEST if attempt is None else attempt)
             if chosen is None and attempt is not None:
                 raise no_such_attempt(rollout_id, attempt)

@@ -25,13 +25,13 @@ class Turns(EditableArea[Turn]):
     parents = {"rollout_id": "rollouts", "attempt_id": "attempts"}
     default_sort = "turn_index"
 
-    def _insert_rows(self, connection: Connection, rows: Sequence[Mapping[str, Any]],
+    def insert_rows(self, connection: Connection, rows: Sequence[Mapping[str, Any]],
                      now: datetime | None = None) -> None:
         # A turn's attempt, when it names one, is an attempt of the turn's rollout.
         for rollout_id, attempt_id in {(row["rollout_id"], row["attempt_id"]) for row in rows
                                        if row.get("attempt_id") is not None}:
-            attempt = self._store.attempts._fetch(connection, attempt_id)
+            attempt = self._store.attempts.fetch_row(connection, attempt_id)
             if attempt["rollout_id"] != rollout_id:
                 raise InvalidInputError(f"attempt {attempt_id!r} is an attempt of rollout {attempt['rollout_id']!r}, "
                                         f"not of the turn's rollout {rollout_id!r}")
-        super()._insert_rows(connection, rows, now)
+        super().insert_rows(connection, rows, now)

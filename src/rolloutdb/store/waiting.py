@@ -94,7 +94,7 @@ class Waiter:
             pass
 
     def _finished_among(self, rollout_ids: list[str]) -> list[Rollout]:
-        with self._store._read() as connection:
+        with self._store.reading() as connection:
             rows = connection.execute(
                 select(rollouts).where(rollouts.c.project_id == self._store.project_id,
                                        one_of(rollouts.c.id, rollout_ids, self._store.backend))

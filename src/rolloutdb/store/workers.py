@@ -54,15 +54,15 @@ class Workers(Area[Worker]):
         if stats is not None:
             changes["heartbeat_stats"] = build_record(Worker, {"id": worker_id, "heartbeat_stats": stats},
                                                       self.noun).heartbeat_stats
-        with self._store._write() as connection:
+        with self._store.writing() as connection:
             self._upsert(connection, worker_id, changes, now)
-            return self._to_record(self._fetch(connection, worker_id))
+            return self.to_record(self.fetch_row(connection, worker_id))
 
     def update(self, id: str, **changes: Any) -> Worker:
         """Change a worker's heartbeat stats or metadata (its status follows its attempts)."""
         self._check_updatable(changes)
-        with self._store._write() as connection:
-            return self._update(connection, id, changes, None)
+        with self._store.writing() as connection:
+            return self.update_row(connection, id, changes, None)
 
     def _upsert(self, connection: Connection, worker_id: str, changes: Mapping[str, Any], now: datetime) -> None:
         """Insert the worker or update ``changes`` on it, in one statement."""
@@ -92,7 +92,7 @@ class Workers(Area[Worker]):
         for worker_id, (changes, now) in queued.items():
             self._upsert(connection, worker_id, changes, now)
 
-    def _follow_attempt(self, connection: Connection, attempt: Mapping[str, Any], now: datetime) -> None:
+    def follow_attempt(self, connection: Connection, attempt: Mapping[str, Any], now: datetime) -> None:
         status = attempt["status"]
         if status in (A.SUCCEEDED, A.FAILED):
             changes = {"status": "idle", "last_idle_at": now, "current_rollout_id": None, "current_attempt_id": None}
@@ -104,7 +104,7 @@ class Workers(Area[Worker]):
                        "current_attempt_id": attempt["id"]}
         self._follow(connection, attempt["worker_id"], changes, now)
 
-    def _after_dequeue(self, connection: Connection, worker_id: str, claims: Sequence[Claim], now: datetime) -> None:
+    def after_dequeue(self, connection: Connection, worker_id: str, claims: Sequence[Claim], now: datetime) -> None:
         if claims:
             last = claims[-1].attempt  # a worker works on one attempt at a time: the last one it took
             self._follow(connection, worker_id, {"status": "busy", "last_busy_at": now, "last_dequeue_at": now,
