@@ -33,12 +33,18 @@ STORE_BACKENDS = [*BACKENDS, pytest.param("http-sqlite", marks=pytest.mark.http)
                   pytest.param("http-postgresql", marks=[pytest.mark.http, pytest.mark.postgresql])]
 
 
+def postgres_connection(url: str, *, database: str | None = None, **options) -> psycopg.Connection:
+    """A plain psycopg connection (no store) to the PostgreSQL database of ``url``, or to ``database`` on its
+    server: for what a test does beside the store (hold a transaction open, end sessions, take locks)."""
+    parsed = make_url(url).set(drivername="postgresql")
+    if database is not None:
+        parsed = parsed.set(database=database)
+    return psycopg.connect(parsed.render_as_string(hide_password=False), **options)
+
+
 def _admin_connection() -> psycopg.Connection:
-    url = make_url(POSTGRES_SERVER_URL)
-    return psycopg.connect(
-        host=url.host, port=url.port or 5432, user=url.username, password=url.password,
-        dbname=url.database or "postgres", autocommit=True, connect_timeout=5,
-    )
+    return postgres_connection(POSTGRES_SERVER_URL, database=make_url(POSTGRES_SERVER_URL).database or "postgres",
+                               autocommit=True, connect_timeout=5)
 
 
 class PostgresDatabases:

@@ -10,11 +10,11 @@ import time
 import uuid
 
 import httpx
-import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
 import rolloutdb
+from conftest import postgres_connection
 from netproxy import Proxy
 from server.servers import TEST_MAX_BODY_BYTES, error, ok, running_server, unique
 
@@ -127,8 +127,7 @@ def test_an_internal_failure_is_500_without_a_traceback(server, api):
     raises), which no rule of the store knows. SQLite's triggers can only abort as a constraint, which the store
     reports as a conflict, so this runs on PostgreSQL only."""
     name = unique("explode")
-    with psycopg.connect(make_url(server.url).set(drivername="postgresql").render_as_string(hide_password=False),
-                         autocommit=True) as connection:
+    with postgres_connection(server.url, autocommit=True) as connection:
         connection.execute(
             "CREATE OR REPLACE FUNCTION explode() RETURNS trigger AS $$ BEGIN IF NEW.name LIKE 'explode-%' THEN "
             "RAISE EXCEPTION 'secret detail of the failure'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql")

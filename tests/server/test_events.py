@@ -15,10 +15,9 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from sqlalchemy.engine import make_url
 
 import rolloutdb
-from conftest import new_database_url
+from conftest import new_database_url, postgres_connection
 from rolloutdb.errors import FeedTrimmedError
 from server.servers import Server, error, running_server, unique
 
@@ -239,8 +238,7 @@ def test_a_stream_whose_hub_is_behind_a_purge_is_told_rather_than_skipping_what_
         follower = remote.events.follow(timeout=15)
         finished_rollouts(store, 1)
         assert next(follower).topic == "rollout"  # the stream is open and its hub live
-        with psycopg.connect(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False),
-                             autocommit=True) as connection:
+        with postgres_connection(url, autocommit=True) as connection:
             with connection.transaction():  # in flight, it holds an event id: the hub waits at the hole it leaves
                 # As a writer of events does: a lock for writing to the table, then an id, and a transaction id.
                 connection.execute("LOCK TABLE events IN ROW EXCLUSIVE MODE")

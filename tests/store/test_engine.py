@@ -98,7 +98,7 @@ def test_a_directory_given_as_the_database_is_named_as_such(tmp_path):
 def test_a_pooled_connection_the_server_closed_while_idle_is_replaced(postgres_databases, monkeypatch):
     """Pooled connections are pinged only after being idle a while (not before every transaction); one
     that the server has closed meanwhile (a restart, an idle timeout) is replaced, and the call goes on."""
-    import psycopg
+    from conftest import postgres_connection
     from rolloutdb.store import engine as store_engine
     from sqlalchemy.engine import make_url
 
@@ -107,8 +107,7 @@ def test_a_pooled_connection_the_server_closed_while_idle_is_replaced(postgres_d
     with rolloutdb.connect(url) as store:
         store.rollouts.enqueue("x")
         parsed = make_url(url)
-        with psycopg.connect(host=parsed.host, port=parsed.port or 5432, user=parsed.username,
-                             dbname=parsed.database, autocommit=True) as admin:
+        with postgres_connection(url, autocommit=True) as admin:
             closed = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
                                    " WHERE datname = %s AND pid <> pg_backend_pid()", (parsed.database,)).fetchone()
         assert closed[0] >= 1

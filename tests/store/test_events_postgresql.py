@@ -7,23 +7,17 @@ import threading
 
 import psycopg
 import pytest
-from sqlalchemy import make_url
 
 import rolloutdb
+from conftest import postgres_connection
 
 pytestmark = pytest.mark.postgresql
-
-
-def connect(url: str, database: str | None = None) -> psycopg.Connection:
-    parsed = make_url(url)
-    return psycopg.connect(host=parsed.host, port=parsed.port or 5432, user=parsed.username,
-                           password=parsed.password, dbname=database or parsed.database)
 
 
 def bystanders(url: str) -> list[psycopg.Connection]:
     """Two open transactions that hold a transaction id and write no event: one in another database of the
     cluster, one in this database."""
-    opened = [connect(url, "postgres"), connect(url)]
+    opened = [postgres_connection(url, database="postgres"), postgres_connection(url)]
     for connection in opened:
         connection.execute("SELECT pg_current_xact_id()")  # takes an id, as any write would
     return opened
@@ -44,7 +38,7 @@ def test_an_event_committed_late_is_waited_for_and_bystanders_are_not(postgres_d
     with rolloutdb.connect(url, project="p") as store, rolloutdb.connect(url, project="q") as other:
         after = store.events.latest_id()
         idle = bystanders(url)
-        late = connect(url)  # holds the next id of the feed, committed only later
+        late = postgres_connection(url)  # holds the next id of the feed, committed only later
         late.execute("INSERT INTO events (project_id, topic, time, data) VALUES (%s, 'log', now(), %s)",
                      (store.project_id, json.dumps({"message": "late"})))
         try:

@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
 import pytest
+from conftest import postgres_connection
 from netproxy import Proxy
 from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
@@ -160,8 +160,7 @@ def test_a_statement_timeout_on_a_reachable_server_is_not_reported_as_an_outage(
 def test_migrating_is_not_cut_short_by_the_statement_timeout(database, monkeypatch):
     """Migrations may run long, and wait for another process's migration: they lift the limit."""
     monkeypatch.setenv("ROLLOUTDB_STATEMENT_TIMEOUT", "0.5")
-    with psycopg.connect(host=database.host, port=database.port or 5432, user=database.username,
-                         password=database.password, dbname=database.database, autocommit=True) as other:
+    with postgres_connection(database.render_as_string(hide_password=False), autocommit=True) as other:
         other.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))  # "another process migrating"
         threading.Timer(1.5, lambda: other.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))).start()
         outcome = bounded(8, lambda: rolloutdb.connect(database.render_as_string(hide_password=False)))

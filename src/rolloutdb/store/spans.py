@@ -86,11 +86,12 @@ class Spans(Area[Span]):
                 raise InvalidInputError(f"every span needs a rollout_id and an attempt_id (span #{position} lacks one)")
             check_key("rollout", fields["rollout_id"])
             check_key("attempt", fields["attempt_id"])
-            sequence_id = python_scalar(fields.get("sequence_id"))
+            given = fields.get("sequence_id")
+            sequence_id = python_scalar(given)
             if sequence_id is not None and type(sequence_id) is not int:
                 raise InvalidInputError(
                     f"invalid span: span #{position}: sequence_id: must be an integer, got {sequence_id!r}")
-            if sequence_id is not fields.get("sequence_id"):  # a NumPy int: numbered as the int it holds
+            if sequence_id is not given:  # a NumPy int: numbered as the int it holds
                 fields = {**fields, "sequence_id": sequence_id}
             by_attempt[(fields["rollout_id"], fields["attempt_id"])].append((position, fields))
         # Sequence ids taken in this call, per attempt: "latest" and the attempt's id may name the same one.
