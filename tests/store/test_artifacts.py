@@ -410,8 +410,10 @@ def test_gc_never_takes_what_a_concurrent_writer_is_linking(fresh_database_url, 
         writer = context.Process(target=put_and_link,
                                  args=(fresh_database_url, folder, rounds, at_once, start, results))
         writer.start()
+        # One sweep first, then the writer begins: it is alive when that sweep ends, so at least one more runs
+        # beside its writes, however fast they are (a sweep may last the writer's whole life otherwise).
+        collected, sweeps = store.artifacts.gc(grace=grace).artifacts, 1
         start.set()
-        collected = sweeps = 0
         while writer.is_alive():
             collected += store.artifacts.gc(grace=grace).artifacts
             sweeps += 1
