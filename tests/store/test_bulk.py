@@ -9,6 +9,7 @@ import rolloutdb
 from rolloutdb.ids import new_id
 from rolloutdb.schema import turns
 from rolloutdb.store._bulk import SQLITE_ROWS_PER_STATEMENT, bulk_insert
+from rolloutdb.store._statements import sent_together
 from conftest import skip_on_http
 
 # Two full multi-row statements on SQLite and some rows left over for executemany.
@@ -46,6 +47,19 @@ def test_ignoring_conflicts_skips_the_existing_rows_of_every_statement(store):
         bulk_insert(connection, turns, rows[::2], ignore_conflicts_on=("id",))  # every other row is there already
     with store.writing() as connection:
         bulk_insert(connection, turns, rows, ignore_conflicts_on=("id",))
+    with store.reading() as connection:
+        stored = connection.execute(select(turns.c.id, turns.c.action)
+                                    .where(turns.c.rollout_id == claim.rollout.id).order_by(turns.c.turn_index)).all()
+    assert [(row.id, row.action) for row in stored] == [(row["id"], row["action"]) for row in rows]
+
+
+def test_a_large_batch_among_statements_sent_together_reads_back_as_written(store):
+    # PostgreSQL writes a large batch by COPY, which cannot go in a pipeline (the history of a big enqueue).
+    skip_on_http(store, "it runs the bulk statements on the database connection of a local store")
+    claim = store.rollouts.start({"task": 1})
+    rows = turn_rows(store, claim)
+    with store.writing() as connection, sent_together(connection):
+        bulk_insert(connection, turns, rows)
     with store.reading() as connection:
         stored = connection.execute(select(turns.c.id, turns.c.action)
                                     .where(turns.c.rollout_id == claim.rollout.id).order_by(turns.c.turn_index)).all()

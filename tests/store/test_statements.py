@@ -10,8 +10,10 @@ from sqlalchemy.types import TypeEngine
 import rolloutdb
 
 from rolloutdb.ids import new_id
-from rolloutdb.schema import attempts, rollouts
+from rolloutdb.schema import attempts, rollouts, status_changes
+from rolloutdb.store._bulk import bulk_insert
 from rolloutdb.store._statements import Prepared, decoder_for, encoder_for
+from rolloutdb.store.hooks import before_commit, writes_only
 from conftest import skip_on_http
 
 
@@ -169,3 +171,42 @@ def test_the_private_sqlalchemy_apis_of_the_fast_path_behave_as_it_relies_on(sto
     # Every kind of column the fast path sends through them was checked (PostgreSQL floats are read as they come).
     assert {"String", "Integer", "Float", "Boolean"} <= checked[PRIVATE_APIS[0]]
     assert {"String", "Integer", "Boolean"} <= checked[PRIVATE_APIS[1]]
+
+
+def pipelined(connection) -> bool:
+    """Whether the connection's statements are being sent together (PostgreSQL's pipeline mode)."""
+    return connection.dialect.name == "postgresql" and bool(connection.connection.driver_connection.pgconn.pipeline_status)
+
+
+def test_writes_queued_for_commit_are_sent_together_after_the_flushes_that_read(store):
+    seen = []
+
+    def reading(connection, queued):
+        seen.append(("reading", queued, pipelined(connection)))
+
+    @writes_only
+    def writing(connection, queued):
+        seen.append(("writing", queued, pipelined(connection)))
+
+    with store.writing() as connection:
+        before_commit(connection, writing, list).append(1)
+        before_commit(connection, reading, list).append(2)
+    assert seen == [("reading", [2], False), ("writing", [1], store.backend == "postgresql")]
+
+
+def test_an_error_among_writes_sent_together_is_raised_and_the_transaction_written_nothing(store):
+    rollout = store.rollouts.enqueue({"n": 1})
+
+    @writes_only
+    def history_of_no_project(connection, rows):
+        bulk_insert(connection, status_changes, rows)
+
+    with pytest.raises(sqlalchemy.exc.IntegrityError):
+        with store.writing() as connection:
+            Prepared(update(rollouts).where(rollouts.c.id == bindparam("b_id"))).run(
+                connection, {"reward": 1.0, "b_id": rollout.id})
+            before_commit(connection, history_of_no_project, list).append(
+                {"project_id": "no such project", "entity_type": "rollout", "entity_id": rollout.id,
+                 "old_status": None, "new_status": "queuing", "changed_at": store.now(), "reason": None})
+    assert store.rollouts.get(rollout.id).reward is None
+    assert store.rollouts.enqueue({"n": 2}).status == "queuing"  # the connection serves the next transaction

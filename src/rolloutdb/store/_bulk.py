@@ -1,6 +1,7 @@
 """Bulk inserts through each backend's fast path: multi-row ``INSERT ... VALUES (...), (...)`` statements (the
 rows left over in one more), with executemany where a statement cannot hold two rows; COPY on PostgreSQL for
-large batches.
+large batches (an executemany, which psycopg sends as one, among statements sent together: see
+``sent_together``).
 
 Values are encoded by SQLAlchemy's own bind processors for each column type, so rows written
 here read back exactly like rows written through Core statements."""
@@ -57,9 +58,12 @@ def bulk_insert(connection: Connection, table: Table, rows: Sequence[Mapping[str
     try:
         with as_sqlalchemy_error(connection, plan.sql):
             if plan.copy_sql is not None and len(rows) > POSTGRESQL_ROWS_PER_STATEMENT:
-                with cursor.copy(plan.copy_sql) as copy:
-                    for row in encoded:
-                        copy.write_row(row)
+                if driver_connection.pgconn.pipeline_status:  # statements sent together: COPY cannot be one
+                    cursor.executemany(plan.sql, encoded)
+                else:
+                    with cursor.copy(plan.copy_sql) as copy:
+                        for row in encoded:
+                            copy.write_row(row)
             elif plan.copy_sql is not None:
                 statement, values = _rows_of(plan.sql, len(rows)), [value for row in encoded for value in row]
                 if notify is not None:  # a WITH's INSERT runs whole, whatever the query around it reads

@@ -13,7 +13,7 @@ from sqlalchemy import Connection, String, bindparam, func, select
 from ..schema import events
 from ._bulk import bulk_insert
 from ._statements import Prepared
-from .hooks import before_commit
+from .hooks import before_commit, writes_only
 
 NOTIFY = Prepared(select(func.pg_notify(bindparam("channel", type_=String), "")))
 
@@ -31,6 +31,7 @@ def publish(connection: Connection, project_id: str, new: Sequence[Mapping[str, 
     before_commit(connection, _write, list).extend({"project_id": project_id, **event} for event in new)
 
 
+@writes_only
 def _write(connection: Connection, rows: list[dict[str, Any]]) -> None:
     """The events, and on PostgreSQL a notification on each project's channel (with the rows, as a rule: one
     transaction writes one project's)."""

@@ -8,8 +8,9 @@ decoded as SQLAlchemy does for each column type (JSON through orjson)."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -254,3 +255,16 @@ class as_sqlalchemy_error:
         if disconnected:
             self._connection.invalidate(exc)
         raise DBAPIError.instance(self._sql, None, exc, dbapi.Error, connection_invalidated=disconnected) from exc
+
+
+@contextlib.contextmanager
+def sent_together(connection: Connection) -> Iterator[None]:
+    """Statements run in the block whose results nobody reads (the rows a transaction writes just before it
+    commits) sent to PostgreSQL together, answered by one round trip rather than one each (psycopg's pipeline
+    mode); an error of any of them is raised, as SQLAlchemy raises it, when the block ends. SQLite: as they come."""
+    if connection.dialect.name != "postgresql":
+        yield
+        return
+    with as_sqlalchemy_error(connection, "the statements sent together"), \
+            connection.connection.driver_connection.pipeline():
+        yield

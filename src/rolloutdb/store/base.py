@@ -29,7 +29,7 @@ from ..schema import status_changes
 from ._bulk import bulk_insert
 from ._feed import publish, status_events
 from .engine import violated_constraint
-from .hooks import before_commit
+from .hooks import before_commit, writes_only
 from ._statements import Prepared
 
 if TYPE_CHECKING:
@@ -231,6 +231,7 @@ def collector_paused() -> Iterator[None]:
                 gc.enable()
 
 
+@writes_only
 def _insert_status_changes(connection: Connection, rows: list[dict[str, Any]]) -> None:
     if rows:
         bulk_insert(connection, status_changes, rows)

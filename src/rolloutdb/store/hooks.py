@@ -12,14 +12,18 @@ from typing import TypeVar
 
 from sqlalchemy import Connection
 
+from ._statements import sent_together
+
 BEFORE_COMMIT = "rolloutdb_before_commit"  # connection.info keys
 AFTER_COMMIT = "rolloutdb_after_commit"
 Q = TypeVar("Q")
+F = TypeVar("F", bound=Callable[..., None])
 
 
 def before_commit(connection: Connection, flush: Callable[[Connection, Q], None], empty: Callable[[], Q]) -> Q:
     """What the transaction has queued so far for ``flush`` to write (``empty()`` at first): the caller adds
-    to it. ``flush`` is called once with the queue just before the commit, or when ``flush_now`` asks."""
+    to it. ``flush`` is called once with the queue just before the commit, or when ``flush_now`` asks. A
+    ``flush`` marked ``writes_only`` runs after the others, with the rest of its kind, all sent together."""
     queues = connection.info.setdefault(BEFORE_COMMIT, {})
     if flush not in queues:
         queues[flush] = empty()
@@ -31,12 +35,25 @@ def after_commit(connection: Connection, callback: Callable[[], None]) -> None:
     connection.info.setdefault(AFTER_COMMIT, []).append(callback)
 
 
+def writes_only(flush: F) -> F:
+    """Mark a before-commit ``flush`` that only writes (reads no result of its statements, nor anything of the
+    database): ``flush_now`` sends the statements of such flushes together (``sent_together``)."""
+    flush.writes_only = True  # type: ignore[attr-defined]
+    return flush
+
+
 def flush_now(connection: Connection) -> None:
     """Run the before-commit work queued so far, for a step of the transaction that must see its result."""
     # A flush may queue more (statistics refreshed change statuses, which queue history): until none is left.
     while queues := connection.info.pop(BEFORE_COMMIT, None):
+        blind = {flush: queued for flush, queued in queues.items() if getattr(flush, "writes_only", False)}
         for flush, queued in queues.items():
-            flush(connection, queued)
+            if flush not in blind:
+                flush(connection, queued)
+        if blind:
+            with sent_together(connection):
+                for flush, queued in blind.items():
+                    flush(connection, queued)
 
 
 @contextlib.contextmanager

@@ -49,10 +49,14 @@ class Waiter:
         statement, or one wake-up, however many rollouts it finishes)."""
         if not rollout_ids:
             return
-        if connection.dialect.name == "postgresql":
-            connection.exec_driver_sql(NOTIFY_EACH, (self._channel, list(rollout_ids)))
+        if connection.dialect.name == "postgresql":  # sent with the transaction's other writes before commit
+            hooks.before_commit(connection, self._notify, list).extend(rollout_ids)
         else:
             hooks.after_commit(connection, self._wake)
+
+    @hooks.writes_only
+    def _notify(self, connection: Connection, rollout_ids: list[str]) -> None:
+        connection.exec_driver_sql(NOTIFY_EACH, (self._channel, rollout_ids))
 
     @functools.cached_property
     def _channel(self) -> str:

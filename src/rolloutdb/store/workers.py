@@ -17,7 +17,7 @@ from ..records import Claim, Id, Worker
 from ..schema import workers
 from ..states import AttemptStatus as A
 from .base import Area, build_record, validation_message
-from .hooks import before_commit
+from .hooks import before_commit, writes_only
 from ._statements import Prepared
 
 
@@ -87,6 +87,7 @@ class Workers(Area[Worker]):
         earlier, _ = queued.get(worker_id, ({}, now))
         queued[worker_id] = ({**earlier, **changes}, now)
 
+    @writes_only
     def _write_followed(self, connection: Connection,
                         queued: dict[str, tuple[dict[str, Any], datetime]]) -> None:
         for worker_id, (changes, now) in queued.items():
