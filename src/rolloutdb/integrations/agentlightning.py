@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 import time
@@ -386,8 +387,10 @@ class RolloutDBLightningStore(LightningStore):
     async def start_rollout(self, input: Any, mode: Any = None, resources_id: str | None = None,
                             config: RolloutConfig | None = None, metadata: dict[str, Any] | None = None,
                             worker_id: str | None = None) -> AttemptedRollout:
-        claim = await self._write(self.store.rollouts.start, input, worker_id=worker_id, health_check=True,
-                                **self._rollout_fields(mode, resources_id, config, metadata))
+        request = {"input": input, **self._rollout_fields(mode, resources_id, config, metadata)}
+        start_many = functools.partial(self.store.rollouts.start_many, worker_id=worker_id)
+        [claim] = await self._write(start_many, [request], health_check=True,
+                                    batch=_Batch(f"start by {worker_id}", [request], start_many, _split))
         return to_agl_claim(claim)
 
     async def enqueue_rollout(self, input: Any, mode: Any = None, resources_id: str | None = None,
