@@ -41,9 +41,9 @@ def write_page(job: Export, writer: ParquetWriter, rows: Sequence[Mapping[str, A
     of them has an LLM span's conversation (which the general path makes)."""
     ids = [row["id"] for row in rows]
     store = job.store
+    latest = latest_attempts(job, rows)
     with store.reading() as connection:
-        latest = latest_attempts(connection, store, job, ids)
-        if job.policy.spans and span_calls(connection, store, job, ids, latest):
+        if job.span_conversations and span_calls(connection, store, job, ids, latest):
             return False
         found = connection.execute(turn_statement(job, ids, [TURN_COLUMNS[name] for name in READ])).all()
     turns = pa.Table.from_arrays([pa.array(column, pa.string()) for column in (zip(*found) if found else [()] * len(READ))],

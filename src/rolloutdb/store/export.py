@@ -540,6 +540,7 @@ class Export:
         self.seen: set[bytes] = set()
         self.with_images = False
         self.columnar = False  # pages written column by column (store/columnar.py)
+        self.span_conversations = False  # the selection has spans, which may hold an LLM call's conversation
         self.pending: list[Trajectory] = []  # preference pairs: the last group of a page, which may go on
         self.image_folder = out.with_name(out.name + ".images")
 
@@ -589,6 +590,7 @@ def export_rollouts(store: Store, format: str, selection: Selection | Mapping[st
     conditions = selection_conditions(store, chosen)
     job = Export(store, form, chosen, policy, images, path)
     job.with_images = ("images", "images") in form.columns and images != "none" and _has_screenshots(store, conditions)
+    job.span_conversations = policy.spans and _has_spans(store, conditions)
     if container == "parquet":
         from . import columnar
 
@@ -696,6 +698,13 @@ def _has_screenshots(store: Store, conditions: list[Any]) -> bool:
         return connection.execute(statement).first() is not None
 
 
+def _has_spans(store: Store, conditions: list[Any]) -> bool:
+    statement = (select(spans.c.id).select_from(selected_join().join(spans, spans.c.rollout_id == rollouts.c.id))
+                 .where(*conditions).limit(1))
+    with store.reading() as connection:
+        return connection.execute(statement).first() is not None
+
+
 def _as_text(column, name: str):
     """A JSON column read as its text (decoded by ``decoded``): orjson is several times faster than the driver's json
     module, which shows at ten and more turns a row."""
@@ -709,7 +718,11 @@ COLUMNS = [*(rollouts.c[name] for name in ("id", "run_id", "group_id", "task_id"
            tasks.c.dataset.label("task_dataset"), tasks.c.split.label("task_split"),
            *(_as_text(tasks.c[name], f"task_{name}") for name in ("input", "tags", "metadata")),
            validators.c.name.label("validator_name"), validators.c.kind.label("validator_kind"),
-           _as_text(validators.c.config, "validator_config"), runs.c.name.label("run_name")]
+           _as_text(validators.c.config, "validator_config"), runs.c.name.label("run_name"),
+           # by the unique key (rollout, sequence): one index look-up a row, where a query a page took longer
+           select(attempts.c.id).where(attempts.c.rollout_id == rollouts.c.id,
+                                       attempts.c.sequence == rollouts.c.attempt_count).scalar_subquery()
+           .label("latest_attempt")]
 
 
 class Turn(NamedTuple):
@@ -785,15 +798,11 @@ def _after(key: Sequence[Any], position: Sequence[Any]):
     return or_(key[0] > position[0], and_(key[0] == position[0], _after(key[1:], position[1:])))
 
 
-def latest_attempts(connection, store: Store, job: Export, ids: list[str]) -> dict[str, str]:
-    """Each rollout's latest attempt, when the selection takes only those ({} otherwise): found by its key
-    (rollout, sequence), by the page's rollout ids, where the project's attempts would be looked through."""
+def latest_attempts(job: Export, rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """Each rollout's latest attempt, when the selection takes only those ({} otherwise)."""
     if not job.selection.latest_attempt:
         return {}
-    return dict(connection.execute(
-        select(attempts.c.rollout_id, attempts.c.id)
-        .join(rollouts, and_(rollouts.c.id == attempts.c.rollout_id, rollouts.c.attempt_count == attempts.c.sequence))
-        .where(one_of(rollouts.c.id, ids, store.backend))).all())
+    return {row["id"]: row["latest_attempt"] for row in rows if row["latest_attempt"] is not None}
 
 
 def turn_statement(job: Export, ids: list[str], columns: Sequence[Any]):
@@ -837,7 +846,7 @@ def _read_page(store: Store, job: Export, rows: Sequence[Mapping[str, Any]]) -> 
     ids = [row["id"] for row in rows]
     every_attempt, policy = not job.selection.latest_attempt, job.policy
     with store.reading() as connection:
-        latest = latest_attempts(connection, store, job, ids)
+        latest = latest_attempts(job, rows)
         by_rollout: dict[str, list[Turn]] = {}
         _, columns = decoded_columns(connection.execute(turn_statement(job, ids, turn_columns(job))))
         for turn in map(Turn._make, zip(*columns)):
@@ -846,7 +855,7 @@ def _read_page(store: Store, job: Export, rows: Sequence[Mapping[str, Any]]) -> 
                     by_rollout[turn.rollout_id].append(turn)
                 else:
                     by_rollout[turn.rollout_id] = [turn]
-        calls = span_calls(connection, store, job, ids, latest) if policy.spans else {}
+        calls = span_calls(connection, store, job, ids, latest) if job.span_conversations else {}
         shots = (_screenshots(store, job, connection, [turn.id for turns_ in by_rollout.values() for turn in turns_])
                  if job.with_images else {})
     flat = Page()
