@@ -134,15 +134,14 @@ def _chunk(values: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 def message_texts(stored: pa.Array | pa.ChunkedArray) -> pa.Array:
     """Stored JSON texts as message texts (``text`` of their values), null for SQL NULL and JSON null: a string
-    without escapes unquoted, objects and arrays encoded again (keys sorted) in one tight loop, the rest (numbers,
+    without escapes unquoted, objects and arrays encoded again (keys sorted) in a loop of C calls, the rest (numbers,
     strings with escapes) through ``text``."""
     stored = _chunk(stored)
     quoted = pc.fill_null(pc.and_(pc.starts_with(stored, '"'), pc.invert(pc.match_substring(stored, "\\"))), False)
     texts = pc.if_else(quoted, pc.utf8_slice_codeunits(stored, 1, -1), pa.scalar(None, pa.string()))
     composite = pc.fill_null(pc.match_substring_regex(stored, r"^[\[{]"), False)
     if pc.any(composite).as_py():
-        loads = orjson.loads
-        encoded = [sorted_json(loads(raw)) for raw in stored.filter(composite).to_pylist()]
+        encoded = list(map(sorted_json, map(orjson.loads, stored.filter(composite).to_pylist())))  # loops in C
         texts = pc.replace_with_mask(texts, composite, pa.array(encoded, pa.binary()).cast(pa.string()))
     others = pc.and_(pc.invert(pc.or_(quoted, composite)), stored.is_valid())
     if pc.any(others).as_py():
