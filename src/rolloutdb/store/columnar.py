@@ -135,23 +135,17 @@ def _chunk(values: pa.Array | pa.ChunkedArray) -> pa.Array:
 def message_texts(stored: pa.Array | pa.ChunkedArray) -> pa.Array:
     """Stored JSON texts as message texts (``text`` of their values), null for SQL NULL and JSON null: a string
     without escapes unquoted, objects and arrays encoded again (keys sorted) in a loop of C calls, the rest (numbers,
-    strings with escapes) through ``text``. (Arrow's substring search is several times slower than its regex.)"""
+    strings with escapes) through ``text``."""
     stored = _chunk(stored)
-    composite = pc.fill_null(pc.or_(pc.starts_with(stored, "{"), pc.starts_with(stored, "[")), False)
-    if composite.false_count == 0:  # all objects and arrays, as observations and actions often are
-        return _encoded_again(stored)
-    quoted = pc.fill_null(pc.match_substring_regex(stored, r'^"[^\\]*$'), False)
+    quoted = pc.fill_null(pc.and_(pc.starts_with(stored, '"'), pc.invert(pc.match_substring(stored, "\\"))), False)
     texts = pc.if_else(quoted, pc.utf8_slice_codeunits(stored, 1, -1), pa.scalar(None, pa.string()))
-    if composite.true_count:
-        texts = pc.replace_with_mask(texts, composite, _encoded_again(stored.filter(composite)))
+    composite = pc.fill_null(pc.match_substring_regex(stored, r"^[\[{]"), False)
+    if pc.any(composite).as_py():
+        encoded = list(map(sorted_json, map(orjson.loads, stored.filter(composite).to_pylist())))  # loops in C
+        texts = pc.replace_with_mask(texts, composite, pa.array(encoded, pa.binary()).cast(pa.string()))
     others = pc.and_(pc.invert(pc.or_(quoted, composite)), stored.is_valid())
     if pc.any(others).as_py():
         loads = orjson.loads
         converted = [None if (value := loads(raw)) is None else text(value) for raw in stored.filter(others).to_pylist()]
         texts = pc.replace_with_mask(texts, others, pa.array(converted, pa.string()))
     return texts
-
-
-def _encoded_again(stored: pa.Array) -> pa.Array:
-    """JSON objects and arrays as ``sorted_json``."""
-    return pa.array(list(map(sorted_json, map(orjson.loads, stored.to_pylist()))), pa.binary()).cast(pa.string())
