@@ -5,6 +5,7 @@ on group and id for preference pairs, each page by its ids): each page's turns, 
 with it and its rows written before the next page is read, so memory stays flat however many rollouts there are.
 Only ``per_task`` and ``dedupe`` keep something as it goes (a count per task, a 16-byte digest per rollout or pair
 kept). A page's messages are kept flat (``Page``), and Parquet takes its message columns from there at once.
+The chat formats most trained on are written to Parquet column by column instead (``columnar``), the same rows.
 
 A trajectory becomes chat messages as ``MessagePolicy`` says (README, "Training data"): the task's instruction
 (else the rollout's input) and the first turn's observation are the user's prompt; each turn's action is an
