@@ -72,10 +72,10 @@ def test_columnar_parquet_holds_the_rows_the_general_path_writes_as_jsonl(local_
     store.rollouts.update(retried.rollout.id, status="succeeded", reward=1.0)
     llm = store.rollouts.start("2+2?", run_id=run.id)
     store.turns.create(rollout_id=llm.rollout.id, attempt_id=llm.attempt.id, turn_index=0, observation="o", action="a")
+    call = {"gen_ai.prompt.0.role": "user", "gen_ai.prompt.0.content": "2+2?", "gen_ai.completion.0.role": "assistant",
+            "gen_ai.completion.0.content": "4"}
     store.spans.add_many([{"rollout_id": llm.rollout.id, "attempt_id": llm.attempt.id, "trace_id": "t", "span_id": "s",
-                           "name": "chat", "attributes": {"gen_ai.prompt.0.role": "user", "gen_ai.prompt.0.content": "2+2?",
-                                                          "gen_ai.completion.0.role": "assistant",
-                                                          "gen_ai.completion.0.content": "4"}}])
+                           "name": "chat", "attributes": call}])
     store.rollouts.update(llm.rollout.id, status="succeeded", reward=1.0)
 
     for page in (2, export_module.PAGE):  # pages with and without the LLM span's rollout, and every rollout at once

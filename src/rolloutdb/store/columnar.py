@@ -46,8 +46,8 @@ def write_page(job: Export, writer: ParquetWriter, rows: Sequence[Mapping[str, A
         if job.span_conversations and span_calls(connection, store, job, ids, latest):
             return False
         found = connection.execute(turn_statement(job, ids, [TURN_COLUMNS[name] for name in READ])).all()
-    turns = pa.Table.from_arrays([pa.array(column, pa.string()) for column in (zip(*found) if found else [()] * len(READ))],
-                                 names=list(READ))
+    columns = zip(*found) if found else [()] * len(READ)
+    turns = pa.Table.from_arrays([pa.array(column, pa.string()) for column in columns], names=list(READ))
     if job.selection.latest_attempt:  # attempt ids are unique: a turn is current when its attempt is a latest one
         attempt = turns.column("attempt_id")
         turns = turns.filter(pc.or_(pc.is_null(attempt), pc.is_in(attempt, pa.array(list(latest.values()),
@@ -97,7 +97,7 @@ def _batch(job: Export, schema: Any, rows: Sequence[Mapping[str, Any]], turns: p
         head_role = np.stack([np.full(len(kept), SYSTEM), head_role], axis=1).ravel()
         heads = 2
     per_rollout_body = np.add.reduceat(1 + shown, starts) if count else np.zeros(0, np.int64)
-    kind = schema.field(0).type
+    kind = schema.field(0).type  # every column is a list of messages
     columns = {}
     for name in schema.names:
         if name == "prompt":
@@ -145,7 +145,7 @@ def message_texts(stored: pa.Array | pa.ChunkedArray) -> pa.Array:
         texts = pc.replace_with_mask(texts, composite, pa.array(encoded, pa.binary()).cast(pa.string()))
     others = pc.and_(pc.invert(pc.or_(quoted, composite)), stored.is_valid())
     if pc.any(others).as_py():
-        loads = orjson.loads
-        converted = [None if (value := loads(raw)) is None else text(value) for raw in stored.filter(others).to_pylist()]
+        converted = [None if (value := orjson.loads(raw)) is None else text(value)
+                     for raw in stored.filter(others).to_pylist()]
         texts = pc.replace_with_mask(texts, others, pa.array(converted, pa.string()))
     return texts
