@@ -61,6 +61,9 @@ def test_columnar_parquet_holds_the_rows_the_general_path_writes_as_jsonl(local_
                                (None, "nothing seen", "wait"), ("done", None, None)])
     rollout(store, run, None, [("only", "t", {"k": "v"})], input="an input as text")
     rollout(store, run, task, [])  # no turns: skipped
+    unattached = store.rollouts.start(None, run_id=run.id, task_id=task.id)  # turns of no attempt: always taken
+    store.turns.create(rollout_id=unattached.rollout.id, turn_index=0, observation="seen", action={"y": 1, "x": 2})
+    store.rollouts.update(unattached.rollout.id, status="succeeded", reward=1.0)
     retried = store.rollouts.start(None, run_id=run.id, task_id=task.id,
                                    config={"max_attempts": 2, "retry_condition": ["failed"]})
     store.turns.create(rollout_id=retried.rollout.id, attempt_id=retried.attempt.id, turn_index=0,
@@ -85,7 +88,7 @@ def test_columnar_parquet_holds_the_rows_the_general_path_writes_as_jsonl(local_
             columns = store.export(name, selection, out=parquet, images="none", messages=messages)
             general = store.export(name, selection, out=jsonl, images="none", messages=messages)
             assert columns.model_copy(update={"path": general.path}) == general
-            assert general.rows == 5 and general.skipped == {"no turns or LLM spans": 1}
+            assert general.rows == 6 and general.skipped == {"no turns or LLM spans": 1}
             table = pq.read_table(parquet)
             rows = [orjson.loads(line) for line in jsonl.read_bytes().splitlines()]
             assert table.equals(pa.Table.from_pylist(rows, schema=table.schema))
