@@ -339,14 +339,20 @@ class Store:
     # transaction. Code outside the store calls the operations, not these.
 
     @contextlib.contextmanager
-    def reading(self) -> Iterator[Connection]:
+    def reading(self, *, autocommit: bool = False) -> Iterator[Connection]:
         """A connection for reads (no write lock taken); inside ``write_together``, its transaction's, so that
-        each call reads what the calls before it wrote."""
+        each call reads what the calls before it wrote. ``autocommit`` (not inside ``write_together``): on
+        PostgreSQL, each statement its own transaction, for reads that need no snapshot common to their statements
+        (in READ COMMITTED, a transaction's statements have none anyway): no BEGIN and ROLLBACK round trips, and
+        psycopg keeps the statements it prepared, which it drops at every ROLLBACK. SQLite: unchanged
+        (``_statements.Prepared`` begins no transaction)."""
         shared = self._joined()
         if shared is not None:
             yield shared
             return
         with unavailable_as_error(self.url), self.engine.connect() as connection:
+            if autocommit and self.backend == "postgresql":
+                connection.execution_options(isolation_level="AUTOCOMMIT")  # reset when the pool takes it back
             yield connection
 
     def _check_database_file(self) -> None:

@@ -49,7 +49,7 @@ def trajectory(store: Store, rollout_id: str, attempt: str | None = None) -> Tra
     # A trajectory is thousands of new objects that stay alive and hold no cycles: the collector's runs among
     # them (a full one now and then, over the caller's whole heap) found nothing and made its slowest reads.
     with collector_paused():
-        with store.reading() as connection:
+        with store.reading(autocommit=True) as connection:
             rollout, chosen = store.attempts.rollout_and_attempt(connection, rollout_id,
                                                                   LATEST if attempt is None else attempt)
             if chosen is None and attempt is not None:
