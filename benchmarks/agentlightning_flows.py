@@ -234,11 +234,20 @@ def per_call(args: argparse.Namespace) -> None:
     console.print(statements)
 
 
+# CPU seconds per flow of each side's runs (this process's, every thread), by (flow, side): the figure that a
+# busy machine distorts least (on PostgreSQL the database server's share is not in it).
+cpu_per_flow: dict[tuple[str, str], list[float]] = defaultdict(list)
+
+
 def side(make_store: Callable[[], LightningStore], flow: str, tasks: int, concurrency: int) -> Callable[[], float]:
     def measure() -> float:
         store = make_store()
         try:
-            return asyncio.run(timed_flows(store, flow, tasks, concurrency))
+            cpu = time.process_time()
+            seconds = asyncio.run(timed_flows(store, flow, tasks, concurrency))
+            name = "in-memory" if isinstance(store, InMemoryLightningStore) else store.store.backend
+            cpu_per_flow[(flow, name)].append((time.process_time() - cpu) / tasks)
+            return seconds
         finally:
             if isinstance(store, RolloutDBLightningStore):
                 store.store.close()
@@ -256,8 +265,10 @@ def compare(args: argparse.Namespace, title: str, measure: Callable[[Callable[[]
             targets: dict[str, float | None], how: str = "") -> None:
     """Each flow on each backend against the in-memory store, sides taking turns (``measure(make_store, flow)``
     gives a side's run, returning its seconds); prints the table of rates, ratios and targets."""
-    table = Table(title=title, caption="flows/s: each side's median; ratio: median of the rounds' own ratios")
-    for column in ("flow", "backend", "RolloutDB flows/s", "in-memory flows/s", "ratio", "target", "met"):
+    table = Table(title=title, caption="flows/s: each side's median; ratio: median of the rounds' own ratios; CPU: "
+                                       "this process's per flow, median (RolloutDB / in-memory; PostgreSQL's own not in it)")
+    for column in ("flow", "backend", "RolloutDB flows/s", "in-memory flows/s", "CPU ms/flow", "ratio", "target",
+                   "met"):
         table.add_column(column, justify="center" if column == "met" else "right")
     with sqlite_database() as sqlite_url, postgres_database(args.postgres) as postgres_url:
         urls = {"sqlite": sqlite_url, "postgresql": postgres_url}
@@ -270,8 +281,12 @@ def compare(args: argparse.Namespace, title: str, measure: Callable[[Callable[[]
                                    args.rounds, f"{flow} flow{how} on {backend}")
                 ratio = median_ratio(seconds["in-memory"], seconds[backend])
                 target = targets[backend]
+                cpu = " / ".join(f"{median(cpu_per_flow[(flow, name)]) * 1000:.2f}" if cpu_per_flow[(flow, name)]
+                                 else "-" for name in (backend, "in-memory"))  # "-": not run in this process
+                cpu_per_flow.clear()
                 table.add_row(flow, backend, f"{args.tasks / median(seconds[backend]):,.0f}",
-                              f"{args.tasks / median(seconds['in-memory']):,.0f}", f"{ratio:.2f}x",
+                              f"{args.tasks / median(seconds['in-memory']):,.0f}", cpu,
+                              f"{ratio:.2f}x",
                               "-" if target is None else f"≥ {target}x", met(None if target is None else ratio >= target))
     console.print(table)
 

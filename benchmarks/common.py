@@ -40,6 +40,15 @@ def postgres_database(server_url: str) -> Iterator[str]:
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def analyze_postgresql(url: str) -> None:
+    """The planner's statistics of a database just built, as autovacuum keeps them in one that grew by use (some
+    servers run without it, as CI's; without statistics PostgreSQL may plan a query from its smallest table)."""
+    if make_url(url).get_backend_name() == "postgresql":
+        with psycopg.connect(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False),
+                             autocommit=True) as connection:
+            connection.execute("ANALYZE")
+
+
 def met(ok: bool | None) -> str:
     """A table cell for a target: met, not met, or none."""
     return "-" if ok is None else "[green]✓[/]" if ok else "[red]✗[/]"

@@ -142,6 +142,26 @@ def test_add_span_returns_the_span_given_and_none_for_a_span_id_seen_before(agl,
     run(scenario())
 
 
+def test_concurrent_coroutines_each_get_their_own_sequence_ids_and_spans(agl):
+    # The adapter runs concurrent coroutines' writes together (one transaction, one call per kind): each must
+    # still get what it would have got alone.
+    async def scenario():
+        started = await agl.start_rollout("shared")
+        pair = (started.rollout_id, started.attempt.attempt_id)
+        numbered = await asyncio.gather(*(agl.get_many_span_sequence_ids([pair] * 2) for _ in range(8)))
+        assert sorted(n for ids in numbered for n in ids) == list(range(1, 17))
+        assert all(len(set(ids)) == 2 for ids in numbered)
+        added = await asyncio.gather(*(agl.add_many_spans([span(*pair, ids[0]), span(*pair, ids[1])])
+                                       for ids in numbered))
+        assert [[s.sequence_id for s in spans] for spans in added] == [list(ids) for ids in numbered]
+        # The same span sent by two coroutines at once: stored once, returned to one of them only.
+        twice = await asyncio.gather(*(agl.add_span(span(*pair, 99, span_id="d" * 16)) for _ in range(2)))
+        assert sum(result is not None for result in twice) == 1
+        assert len(await agl.query_spans(started.rollout_id)) == 17
+
+    run(scenario())
+
+
 def test_queries_return_pages_with_totals_and_sort_by_any_field(agl):
     async def scenario():
         made = [await agl.enqueue_rollout({"n": n}) for n in range(3)]

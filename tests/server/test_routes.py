@@ -132,6 +132,9 @@ def test_queue_attempts_spans_workers_resources(api):
     assert sorted(rollout["status"] for rollout in finished) == ["cancelled", "succeeded"]
     started = ok(api.post("/rollouts/start", json={"input": "direct", "worker_id": worker}), 201)
     assert (started["rollout"]["status"], started["attempt"]["worker_id"]) == ("preparing", worker)
+    several = ok(api.post("/rollouts/start-many", params={"worker_id": worker}, json=[{"input": 1}, {"input": 2}]),
+                 201)
+    assert [(c["rollout"]["input"], c["attempt"]["worker_id"]) for c in several] == [(1, worker), (2, worker)]
 
     beat = ok(api.post(f"/workers/{worker}/heartbeat", json={"stats": {"gpu": 0.5}}))
     assert beat["heartbeat_stats"] == {"gpu": 0.5}

@@ -115,6 +115,7 @@ def body_of(operation: Operation, keys: dict[str, str]) -> Any:
         "rollouts.enqueue_many": [{"run_id": run, "group_id": keys["groups"]}],
         "rollouts.dequeue_many": {"limit": 100},
         "rollouts.start": {"run_id": run},
+        "rollouts.start_many": [{"run_id": run}],
         "rollouts.wait": {"rollout_ids": [rollout, keys["finished"], keys["rollouts"]], "timeout": 0},
         "rollouts.cancel": {"reason": "b"},
         "attempts.start": {},

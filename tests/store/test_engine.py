@@ -126,3 +126,33 @@ def test_a_write_into_a_removed_sqlite_file_is_refused_not_lost(tmp_path):
             path.unlink()
         with pytest.raises(StoreUnavailableError, match="gone.db' is gone"):
             store.runs.create(name="after")
+
+
+@pytest.mark.postgresql
+def test_postgresql_sessions_run_in_utc_unless_the_client_chose_a_time_zone(postgres_databases, monkeypatch):
+    """The store's times are UTC, so its sessions are too, whatever the server's zone: psycopg then gives datetimes
+    in UTC, with nothing to convert (a trajectory reads 1,500). A zone the client chose (PGTZ, options) is kept, and
+    the store's records are in UTC all the same."""
+    from datetime import timezone
+
+    from conftest import postgres_connection
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    url = postgres_databases.new()
+    with postgres_connection(url, autocommit=True) as admin:
+        admin.execute(f"ALTER DATABASE \"{make_url(url).database}\" SET TimeZone = 'Asia/Kolkata'")
+    monkeypatch.delenv("PGTZ", raising=False)
+    monkeypatch.delenv("PGOPTIONS", raising=False)
+
+    def session_zone(store: rolloutdb.Store) -> str:
+        with store.engine.connect() as connection:
+            return connection.execute(text("SHOW TimeZone")).scalar_one()
+
+    with rolloutdb.connect(url) as store:
+        assert session_zone(store) == "UTC"
+        rollout_id = store.rollouts.enqueue("x").id
+    monkeypatch.setenv("PGTZ", "Asia/Kolkata")
+    with rolloutdb.connect(url) as store:
+        assert session_zone(store) == "Asia/Kolkata"
+        assert store.rollouts.get(rollout_id).created_at.tzinfo is timezone.utc

@@ -90,6 +90,18 @@ def test_start_bypasses_the_queue(store):
     assert store.rollouts.dequeue() is None
 
 
+def test_start_many_starts_each_in_order_with_its_own_fields(store):
+    claims = store.rollouts.start_many([{"input": "a", "mode": "train"}, {"input": "b", "metadata": {"k": 1}}],
+                                       worker_id="w-many")
+    assert [(c.rollout.input, c.rollout.mode, c.rollout.metadata) for c in claims] == [
+        ("a", "train", {}), ("b", None, {"k": 1})]
+    assert all(c.rollout.status == "preparing" and c.attempt.worker_id == "w-many" for c in claims)
+    assert store.rollouts.dequeue() is None
+    assert [change.new_status for change in store.history("rollout", claims[1].rollout.id)] == ["queuing",
+                                                                                                "preparing"]
+    assert store.rollouts.start_many([]) == []
+
+
 def test_success_of_the_attempt_finishes_the_rollout_and_frees_the_worker(store):
     rollout = store.rollouts.enqueue("x")
     claim = store.rollouts.dequeue(worker_id="w")

@@ -136,3 +136,49 @@ def test_a_trajectorys_spans_are_the_records_spans_query_returns(store):
     spans[0].name = "renamed"  # assignment is validated as on any record
     with pytest.raises(ValueError):
         spans[0].sequence_id = "one"
+
+
+def test_a_trajectorys_turns_are_the_records_turns_get_returns_with_their_artifacts(store):
+    """The turns and their artifacts are built from their rows without a second validation, as the spans are: each
+    turn must be the very record turns.get validates, every field (and its set of given fields) alike."""
+    claim = store.rollouts.start()
+    full = store.turns.create(
+        rollout_id=claim.rollout.id, attempt_id=claim.attempt.id, turn_index=0, kind="action",
+        observation={"screen": "home", "elements": [1, 2.5, None]}, thinking="tap settings",
+        action={"type": "tap", "x": 540, "y": 80}, action_result={"ok": True}, model_response="tap(540, 80)",
+        reward=0.5, done=False, duration_seconds=1.25, success=True, error="none", metrics={"latency": 0.2},
+        tokens=[1, 2, 3], logprobs=[-0.1, -0.2])
+    bare = store.turns.create(rollout_id=claim.rollout.id, turn_index=1)
+    shot = store.artifacts.put(b"pixels", "image/png", turn_id=full.id, role="screenshot")
+
+    trajectory = store.trajectory(claim.rollout.id)
+    for turn, stored in zip(trajectory.turns, (store.turns.get(full.id), store.turns.get(bare.id))):
+        as_turn = turn.model_dump(exclude={"artifacts"})
+        assert as_turn == stored.model_dump() and list(as_turn) == list(stored.model_dump())
+        assert {name: getattr(turn, name) for name in type(stored).model_fields} == dict(stored)
+        assert turn.model_fields_set == stored.model_fields_set | {"artifacts"}
+    assert [a.model_dump() for a in trajectory.turns[0].artifacts] == [
+        {"sha256": shot.sha256, "role": "screenshot", "media_type": "image/png", "size": 6, "compression": None}]
+    assert trajectory.turns[1].artifacts == [] and trajectory.turns[0].artifacts is not trajectory.turns[1].artifacts
+    assert trajectory.turns[0].created_at.tzinfo is stored.created_at.tzinfo
+    trajectory.turns[1].reward = 1.0  # records as validated ones: assignment is checked
+    with pytest.raises(ValueError):
+        trajectory.turns[1].turn_index = "one"
+
+
+@pytest.mark.postgresql
+def test_on_postgresql_a_trajectorys_statements_stay_prepared(postgres_databases):
+    """A trajectory's statements run outside a transaction on PostgreSQL: psycopg prepares a statement run a few
+    times on a connection, and drops all it prepared at each ROLLBACK, which ended every read transaction."""
+    import rolloutdb
+
+    with rolloutdb.connect(postgres_databases.new()) as store:
+        claim = store.rollouts.start()
+        store.turns.create(rollout_id=claim.rollout.id, turn_index=0)
+        store.spans.add_many(spans_of(claim, "llm"))
+        for _ in range(8):  # one thread: the pool's one connection each time
+            store.trajectory(claim.rollout.id)
+        with store.engine.connect() as connection:
+            prepared = connection.exec_driver_sql("SELECT statement FROM pg_prepared_statements").scalars().all()
+    assert any("FROM spans" in statement for statement in prepared), prepared
+    assert any("FROM turns" in statement for statement in prepared), prepared

@@ -18,13 +18,17 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import TypeVar
 
 from ..config import TOKEN_VAR, display_url
 from ..records import utcnow
-from ..store import Store
+from ..store import Store, each_alone
 from ._http import Transport
 from ._store import REMOTE_AREAS, STORE_METHODS, Remote
+
+T = TypeVar("T")
 
 CONNECT_TIMEOUT = 5.0  # seconds to open a connection to the server
 READ_TIMEOUT = 60.0  # seconds to wait for an answer (a wait's own time comes on top)
@@ -68,6 +72,11 @@ class RemoteStore:
     def maybe_check_health(self) -> None:
         """Nothing here: the server's store runs the health check when due, before the dequeues and in the waits
         it serves, as a local store does (``check_health`` runs one at once)."""
+
+    def write_together(self, calls: Sequence[Callable[[], T]]) -> list[T | Exception]:
+        """``Store.write_together``'s contract: here each call goes as its own requests (the server's
+        transactions are its own), one after another."""
+        return each_alone(calls)
 
     new_id = Store.new_id  # with the server's id_prefixes: ids made here have the shapes the server makes
 

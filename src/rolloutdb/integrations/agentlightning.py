@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 import time
+import weakref
+from dataclasses import dataclass
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
@@ -169,6 +172,115 @@ def _paginated(items: Sequence[T], limit: int, offset: int, total: int) -> Pagin
     return PaginatedResult(items=list(items), limit=limit, offset=offset, total=total)
 
 
+@dataclass
+class _Batch:
+    """How a write can go in one store call with the other writes of its kind in a group: ``items`` are its
+    part of that call's list; ``call_many(items)`` makes the call; ``share(result, parts)`` gives each write,
+    by its part, what it would have got alone."""
+
+    kind: str
+    items: list[Any]
+    call_many: Callable[[list[Any]], Any]
+    share: Callable[[Any, list[list[Any]]], list[Any]]
+
+
+@dataclass
+class _Write:
+    call: Callable[[], Any]  # the write alone
+    done: asyncio.Future
+    batch: _Batch | None = None
+
+
+def _write_group(store: Any, writes: list[_Write]) -> list[Any]:
+    """Run a group of writes in one transaction (``Store.write_together``), those of one batch kind as one call;
+    returns each write's result or exception. A batched call that fails runs again as its writes, each alone."""
+    planned: list[list[_Write]] = []
+    batched: dict[str, list[_Write]] = {}
+    for write in writes:
+        if write.batch is None:
+            planned.append([write])
+        elif write.batch.kind in batched:
+            batched[write.batch.kind].append(write)
+        else:
+            planned.append(batched.setdefault(write.batch.kind, [write]))
+
+    def call_of(members: list[_Write]) -> Callable[[], Any]:
+        if len(members) == 1:
+            return members[0].call
+        batch = members[0].batch
+        return lambda: batch.call_many([item for member in members for item in member.batch.items])
+
+    outcomes = store.write_together([call_of(members) for members in planned])
+    by_write: dict[int, Any] = {}
+    for members, outcome in zip(planned, outcomes):
+        if len(members) == 1:
+            by_write[id(members[0])] = outcome
+        elif isinstance(outcome, Exception):
+            for member, alone in zip(members, store.write_together([member.call for member in members])):
+                by_write[id(member)] = alone
+        else:
+            for member, share in zip(members, members[0].batch.share(outcome, [m.batch.items for m in members])):
+                by_write[id(member)] = share
+    return [by_write[id(write)] for write in writes]
+
+
+class _WritesTogether:
+    """The writes of concurrent coroutines of one event loop, run together: a write that comes while a group is
+    running waits for the next group, which takes every write waiting then and runs them in one thread and one
+    transaction (``_write_group``). Nothing waits when the store is idle. (More groups at once, sharing the
+    waiting writes, measured no faster on PostgreSQL either.)"""
+
+    def __init__(self, store: Any, threads: ThreadPoolExecutor) -> None:
+        self.store, self.threads = store, threads
+        self.waiting: list[_Write] = []
+        self.running = False
+
+    async def run(self, call: Callable[[], T], batch: _Batch | None = None) -> T:
+        loop = asyncio.get_running_loop()
+        write = _Write(call, loop.create_future(), batch)
+        self.waiting.append(write)
+        if not self.running:
+            self.running = True
+            loop.create_task(self._run_groups())
+        return await write.done
+
+    async def _run_groups(self) -> None:
+        try:
+            while self.waiting:
+                group, self.waiting = self.waiting, []
+                try:
+                    outcomes = await asyncio.get_running_loop().run_in_executor(
+                        self.threads, _write_group, self.store, group)
+                except BaseException as exc:  # the loop is closing, or the threads are gone
+                    outcomes = [exc] * len(group)
+                for write, outcome in zip(group, outcomes):
+                    if write.done.done():  # its caller was cancelled meanwhile
+                        continue
+                    if isinstance(outcome, BaseException):
+                        write.done.set_exception(outcome)
+                    else:
+                        write.done.set_result(outcome)
+        finally:
+            self.running = False
+
+
+def _spans_by_caller(stored: list[records.Span], parts: list[list[dict[str, Any]]]) -> list[list[records.Span]]:
+    """The spans ``add_many`` stored from several callers' lists, each caller's own: a span key sent by two
+    callers was stored from the first (the later one is a duplicate, as it would have been alone)."""
+    unclaimed = {(span.rollout_id, span.sequence_id, span.span_id): span for span in stored}
+    return [[unclaimed.pop(key) for key in ((span["rollout_id"], span["sequence_id"], span["span_id"])
+                                            for span in part) if key in unclaimed] for part in parts]
+
+
+def _split(result: list[Any], parts: list[list[Any]]) -> list[list[Any]]:
+    """``result`` (one value per item of the parts, in order) cut back into the parts."""
+    shares, start = [], 0
+    for part in parts:
+        shares.append(result[start:start + len(part)])
+        start += len(part)
+    return shares
+
+
 def _changes(**fields: Any) -> dict[str, Any]:
     """The fields the caller set (Agent Lightning passes UNSET for the others)."""
     return {key: value for key, value in fields.items() if not isinstance(value, Unset)}
@@ -195,18 +307,21 @@ class RolloutDBLightningStore(LightningStore):
         self.store = store
         self._started = time.monotonic()
         self._threads = ThreadPoolExecutor(max_threads, thread_name_prefix="rolloutdb-agl")
+        self._writes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _WritesTogether] = \
+            weakref.WeakKeyDictionary()
 
     @property
     def capabilities(self) -> LightningStoreCapabilities:
         # One database shared by every thread, event loop and process.
         return LightningStoreCapabilities(thread_safe=True, async_safe=True, zero_copy=True, otlp_traces=False)
 
-    async def _run(self, call: Callable[..., T], *args: Any, health_check: bool = False,
-                   missing: Sequence[tuple[str, str | None]] = (), **kwargs: Any) -> T:
+    async def _run(self, call: Callable[..., T], *args: Any, health_check: bool = False, write: bool = False,
+                   batch: _Batch | None = None, missing: Sequence[tuple[str, str | None]] = (), **kwargs: Any) -> T:
         """Run a store call off the event loop; the contract's errors for bad ids and updates are ValueError.
 
         ``health_check``: first run the store's health check if it is due (before the calls Agent Lightning's
-        stores check it). ``missing``: the (rollout, attempt or None) the call names, for Agent Lightning's
+        stores check it). ``write``: a call that writes, run together with the other coroutines' (see
+        ``_WritesTogether``), in one store call with others of its kind if it has a ``batch``. ``missing``: the (rollout, attempt or None) the call names, for Agent Lightning's
         message when one of them is not there."""
         def call_in_thread() -> T:
             if health_check:
@@ -217,11 +332,24 @@ class RolloutDBLightningStore(LightningStore):
                 raise self._not_found(missing) or exc
 
         try:
+            if write:
+                return await self._writes_together().run(call_in_thread, batch)
             return await asyncio.get_running_loop().run_in_executor(self._threads, call_in_thread)
         except StoreUnavailableError:
             raise
         except RolloutDBError as exc:
             raise ValueError(str(exc)) from exc
+
+    async def _write(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``_run`` for a call that writes."""
+        return await self._run(call, *args, write=True, **kwargs)
+
+    def _writes_together(self) -> _WritesTogether:
+        loop = asyncio.get_running_loop()
+        writes = self._writes.get(loop)
+        if writes is None:
+            writes = self._writes[loop] = _WritesTogether(self.store, self._threads)
+        return writes
 
     def _not_found(self, named: Sequence[tuple[str, str | None]]) -> ValueError | None:
         """Agent Lightning's error for the first of these rollouts (or attempts of them) that is not stored;
@@ -259,13 +387,15 @@ class RolloutDBLightningStore(LightningStore):
     async def start_rollout(self, input: Any, mode: Any = None, resources_id: str | None = None,
                             config: RolloutConfig | None = None, metadata: dict[str, Any] | None = None,
                             worker_id: str | None = None) -> AttemptedRollout:
-        claim = await self._run(self.store.rollouts.start, input, worker_id=worker_id, health_check=True,
-                                **self._rollout_fields(mode, resources_id, config, metadata))
+        request = {"input": input, **self._rollout_fields(mode, resources_id, config, metadata)}
+        start_many = functools.partial(self.store.rollouts.start_many, worker_id=worker_id)
+        [claim] = await self._write(start_many, [request], health_check=True,
+                                    batch=_Batch(f"start by {worker_id}", [request], start_many, _split))
         return to_agl_claim(claim)
 
     async def enqueue_rollout(self, input: Any, mode: Any = None, resources_id: str | None = None,
                               config: RolloutConfig | None = None, metadata: dict[str, Any] | None = None) -> Rollout:
-        rollout = await self._run(self.store.rollouts.enqueue, input, health_check=True,
+        rollout = await self._write(self.store.rollouts.enqueue, input, health_check=True,
                                   **self._rollout_fields(mode, resources_id, config, metadata))
         return to_agl_rollout(rollout)
 
@@ -273,19 +403,19 @@ class RolloutDBLightningStore(LightningStore):
         requests = [{"input": request.input, **self._rollout_fields(request.mode, request.resources_id,
                                                                       request.config, request.metadata)}
                     for request in rollouts]
-        enqueued = await self._run(self.store.rollouts.enqueue_many, requests, health_check=True)
+        enqueued = await self._write(self.store.rollouts.enqueue_many, requests, health_check=True)
         return [to_agl_rollout(rollout) for rollout in enqueued]
 
     async def dequeue_rollout(self, worker_id: str | None = None) -> AttemptedRollout | None:
-        claim = await self._run(self.store.rollouts.dequeue, worker_id)
+        claim = await self._write(self.store.rollouts.dequeue, worker_id)
         return None if claim is None else to_agl_claim(claim)
 
     async def dequeue_many_rollouts(self, *, limit: int = 1, worker_id: str | None = None) -> Sequence[AttemptedRollout]:
-        claims = await self._run(self.store.rollouts.dequeue_many, limit, worker_id=worker_id)
+        claims = await self._write(self.store.rollouts.dequeue_many, limit, worker_id=worker_id)
         return [to_agl_claim(claim) for claim in claims]
 
     async def start_attempt(self, rollout_id: str, worker_id: str | None = None) -> AttemptedRollout:
-        return to_agl_claim(await self._run(self.store.attempts.start, rollout_id, worker_id, health_check=True,
+        return to_agl_claim(await self._write(self.store.attempts.start, rollout_id, worker_id, health_check=True,
                                             missing=[(rollout_id, None)]))
 
     async def query_rollouts(self, *, status_in: Sequence[str] | None = None,
@@ -341,7 +471,7 @@ class RolloutDBLightningStore(LightningStore):
                     raise  # the resources it names are missing
                 raise ValueError(f"Item does not exist with primary key(s): rollout_id={rollout_id!r}") from None
 
-        return to_agl_rollout(await self._run(update, health_check=True))
+        return to_agl_rollout(await self._write(update, health_check=True))
 
     async def wait_for_rollouts(self, *, rollout_ids: list[str], timeout: float | None = None) -> list[Rollout]:
         """The rollouts among ``rollout_ids`` that have finished, once all have or ``timeout`` seconds have
@@ -386,7 +516,7 @@ class RolloutDBLightningStore(LightningStore):
             changes["metadata"] = dict(changes["metadata"] or {})
         if not isinstance(last_heartbeat_time, Unset):
             changes["last_heartbeat_at"] = _datetime(last_heartbeat_time)
-        attempt = await self._run(self.store.attempts.update, rollout_id, attempt_id, health_check=True,
+        attempt = await self._write(self.store.attempts.update, rollout_id, attempt_id, health_check=True,
                                   missing=[(rollout_id, attempt_id)], **changes)
         return to_agl_attempt(attempt)
 
@@ -399,9 +529,11 @@ class RolloutDBLightningStore(LightningStore):
     async def add_many_spans(self, spans: Sequence[Span]) -> Sequence[Span]:
         """Store the spans; returns those that were new, as given (a span whose sequence id or span id its
         attempt has already is skipped, and logged as Agent Lightning's stores do)."""
-        stored = await self._run(self.store.spans.add_many, [from_agl_span(span) for span in spans],
-                                 unique_span_ids=True,
-                                 missing=list(dict.fromkeys((span.rollout_id, span.attempt_id) for span in spans)))
+        sent = [from_agl_span(span) for span in spans]
+        batch = _Batch("spans", sent, lambda items: self.store.spans.add_many(items, unique_span_ids=True),
+                       _spans_by_caller)
+        stored = await self._write(self.store.spans.add_many, sent, unique_span_ids=True, batch=batch,
+                                   missing=list(dict.fromkeys((span.rollout_id, span.attempt_id) for span in spans)))
         new = {(span.rollout_id, span.sequence_id, span.span_id) for span in stored}
         added = [span for span in spans if (span.rollout_id, span.sequence_id, span.span_id) in new]
         for span in spans:
@@ -422,8 +554,9 @@ class RolloutDBLightningStore(LightningStore):
     async def get_many_span_sequence_ids(self, rollout_attempt_ids: Sequence[tuple[str, str]]) -> Sequence[int]:
         """Sequence ids count per rollout, across its attempts, as in Agent Lightning's stores."""
         pairs = list(rollout_attempt_ids)
-        return await self._run(self.store.spans.next_sequence_ids_across_attempts, pairs,
-                               missing=[(rollout_id, None) for rollout_id, _ in pairs])
+        across_attempts = self.store.spans.next_sequence_ids_across_attempts
+        return await self._write(across_attempts, pairs, batch=_Batch("sequence ids", pairs, across_attempts, _split),
+                                 missing=[(rollout_id, None) for rollout_id, _ in pairs])
 
     async def query_spans(self, rollout_id: str, attempt_id: str | None = None, *, trace_id: str | None = None,
                           trace_id_contains: str | None = None, span_id: str | None = None,
@@ -453,7 +586,7 @@ class RolloutDBLightningStore(LightningStore):
 
     async def add_resources(self, resources: NamedResources) -> ResourcesUpdate:
         # Agent Lightning's shape: "rs-" and 12 hex digits.
-        return to_agl_resources(await self._run(self.store.resources.add, from_agl_resources(resources),
+        return to_agl_resources(await self._write(self.store.resources.add, from_agl_resources(resources),
                                                 id=f"rs-{secrets.token_hex(6)}"))
 
     async def update_resources(self, resources_id: str, resources: NamedResources) -> ResourcesUpdate:
@@ -470,7 +603,7 @@ class RolloutDBLightningStore(LightningStore):
             except ConflictError:  # another caller added it meanwhile: this update goes on top
                 return store.resources.update(resources_id, named)
 
-        return to_agl_resources(await self._run(update_or_add, health_check=True))
+        return to_agl_resources(await self._write(update_or_add, health_check=True))
 
     async def get_resources_by_id(self, resources_id: str) -> ResourcesUpdate | None:
         found = await self._run(self.store.resources.query, id=resources_id, limit=1)
@@ -525,7 +658,7 @@ class RolloutDBLightningStore(LightningStore):
         if heartbeat_stats is None:
             raise TypeError("heartbeat_stats must be a dict of figures, or left out; None is neither")
         stats = None if isinstance(heartbeat_stats, Unset) else heartbeat_stats
-        return to_agl_worker(await self._run(self.store.workers.heartbeat, worker_id, stats))
+        return to_agl_worker(await self._write(self.store.workers.heartbeat, worker_id, stats))
 
 
 __all__ = ["AGL_ID_PREFIXES", "RolloutDBLightningStore", "agl_clock", "to_agl_attempt", "to_agl_rollout", "to_agl_span"]

@@ -371,6 +371,10 @@ RolloutInput = input_model(Rollout, "RolloutInput")
 TaskSave = input_model(Task, "TaskSave", validator=(ValidatorSave | None, Field(
     None, description="Saved by name as validators/save does; the task refers to it.")))
 RolloutStart = input_model(Rollout, "RolloutStart", worker_id=(str | None, None))
+
+
+class StartingWorker(Strict):
+    worker_id: str | None = Field(None, description="The worker that runs the first attempts (busy with them).")
 RUN_KEY = "{id:path}"  # run names may hold "/": "grpo/eval@19"
 JOB = "/jobs/{name_or_id:path}"
 
@@ -400,6 +404,9 @@ ROUTES: list[Operation] = [
         Operation("POST", "/rollouts/start", "rollouts.start",
                   "Create a rollout and its first attempt at once, bypassing the queue", Claim,
                   body=RolloutStart, status_code=201),
+        Operation("POST", "/rollouts/start-many", "rollouts.start_many",
+                  "Create rollouts and their first attempts at once, in this order, bypassing the queue", list[Claim],
+                  query=StartingWorker, body=list[RolloutInput], body_argument="requests", status_code=201),
         Operation("POST", "/rollouts/wait", "rollouts.wait",
                   "Wait until the rollouts finish or the timeout passes; returns the finished ones",
                   list[Rollout], body=WaitRequest, role="reader"),

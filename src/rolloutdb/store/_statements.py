@@ -108,7 +108,7 @@ def decode_sqlite_time(value: str) -> datetime:
 
 def decode_postgresql_time(value: datetime) -> datetime:
     """A timestamptz as psycopg gives it, in UTC: UTCDateTime's conversion without SQLAlchemy's wrapper around it,
-    and none when psycopg gives UTC already (a session whose TimeZone is "UTC"; a trajectory holds 1,500 of them)."""
+    and none when psycopg gives UTC already (the store's sessions run in UTC, see engine; a trajectory holds 1,500)."""
     return value if value.tzinfo is timezone.utc else value.astimezone(timezone.utc)
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -27,15 +28,33 @@ SELECT_BY_SEQUENCE = Prepared(select(attempts).where(attempts.c.rollout_id == bi
 REVIVED_BY_HEARTBEAT = frozenset({A.PREPARING, A.UNRESPONSIVE})
 
 
+# A rollout's columns, then its attempt's: read as one row (see Attempts.rollout_and_attempt).
+ROLLOUT_THEN_ATTEMPT = (*(column.label(f"rollout_{column.name}") for column in rollouts.c),
+                        *(column.label(f"attempt_{column.name}") for column in attempts.c))
+
+
 def _rollout_with_attempt(latest: bool, for_update: bool) -> Prepared:
     """A rollout and one attempt of it (its latest, or ``b_attempt``) in one query: one round trip, not two.
     The rollout comes first (``rollout_*`` columns); the attempt's are NULL when it has no such attempt."""
     which = attempts.c.sequence == rollouts.c.attempt_count if latest else attempts.c.id == bindparam("b_attempt")
     statement = (
-        select(*(column.label(f"rollout_{column.name}") for column in rollouts.c),
-               *(column.label(f"attempt_{column.name}") for column in attempts.c))
+        select(*ROLLOUT_THEN_ATTEMPT)
         .select_from(rollouts.outerjoin(attempts, and_(attempts.c.rollout_id == rollouts.c.id, which)))
         .where(rollouts.c.id == bindparam("b_rollout"), rollouts.c.project_id == bindparam("b_project"))
+    )
+    return Prepared(statement.with_for_update(of=rollouts) if for_update else statement)
+
+
+@functools.lru_cache(maxsize=64)
+def _rollouts_with_attempts(count: int, for_update: bool) -> Prepared:
+    """``count`` attempts (``b_attempt_0`` ...) with their rollouts, rollouts locked in the order of their ids
+    (so that writers locking several never wait for each other in a circle); prepared once per count."""
+    statement = (
+        select(*ROLLOUT_THEN_ATTEMPT)
+        .select_from(attempts.join(rollouts, attempts.c.rollout_id == rollouts.c.id))
+        .where(attempts.c.id.in_([bindparam(f"b_attempt_{n}") for n in range(count)]),
+               rollouts.c.project_id == bindparam("b_project"))
+        .order_by(rollouts.c.id)
     )
     return Prepared(statement.with_for_update(of=rollouts) if for_update else statement)
 
@@ -43,6 +62,15 @@ def _rollout_with_attempt(latest: bool, for_update: bool) -> Prepared:
 ROLLOUT_COLUMNS, ATTEMPT_COLUMNS = tuple(rollouts.c.keys()), tuple(attempts.c.keys())
 ROLLOUT_WITH_ATTEMPT = {(latest, for_update): _rollout_with_attempt(latest, for_update)
                         for latest in (True, False) for for_update in (True, False)}
+
+
+def rollout_and_attempt_of(row: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """A row of ``ROLLOUT_THEN_ATTEMPT`` as the rollout's row and the attempt's (None when it has none)."""
+    values = list(row.values())
+    rollout = dict(zip(ROLLOUT_COLUMNS, values[:len(ROLLOUT_COLUMNS)]))
+    if row["attempt_id"] is None:
+        return rollout, None
+    return rollout, dict(zip(ATTEMPT_COLUMNS, values[len(ROLLOUT_COLUMNS):]))
 
 
 def sign_of_life(attempt: Mapping[str, Any], now: datetime) -> dict[str, Any]:
@@ -127,6 +155,27 @@ class Attempts(Area[Attempt]):
             raise no_such_attempt(rollout_id, attempt_id)
         return rollout, attempt
 
+    def locate_many(self, connection: Connection, pairs: Sequence[tuple[str, str]], *, for_update: bool = False,
+                    ) -> dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any]]]:
+        """``locate`` for several (rollout id, attempt id or "latest") pairs: those naming their attempt by id
+        found in one query (up to 64 at a time), the others (and any not found, for ``locate``'s error) one by one."""
+        found: dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any]]] = {}
+        named = list(dict.fromkeys(pair for pair in pairs if pair[1] != LATEST))
+        for start in range(0, len(named) if len(named) > 1 else 0, 64):
+            chunk = named[start:start + 64]
+            for rollout_id, attempt_id in chunk:
+                check_key("rollout", rollout_id)
+                check_key("attempt", attempt_id)
+            params = {"b_project": self._store.project_id,
+                      **{f"b_attempt_{n}": attempt_id for n, (_, attempt_id) in enumerate(chunk)}}
+            for row in _rollouts_with_attempts(len(chunk), for_update).rows(connection, params):
+                rollout, attempt = rollout_and_attempt_of(row)
+                found[(rollout["id"], attempt["id"])] = (rollout, attempt)
+        for pair in pairs:
+            if pair not in found:
+                found[pair] = self.locate(connection, *pair, for_update=for_update)
+        return found
+
     def rollout_and_attempt(self, connection: Connection, rollout_id: str, attempt_id: str, *,
                              for_update: bool = False) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """``locate``, with None for an attempt the rollout does not have."""
@@ -137,11 +186,7 @@ class Attempts(Area[Attempt]):
                                            **({} if attempt_id == LATEST else {"b_attempt": attempt_id})})
         if row is None:
             raise self._store.rollouts.not_found(rollout_id)
-        values = list(row.values())  # the rollout's columns, then the attempt's
-        rollout = dict(zip(ROLLOUT_COLUMNS, values[:len(ROLLOUT_COLUMNS)]))
-        if row["attempt_id"] is None:
-            return rollout, None
-        return rollout, dict(zip(ATTEMPT_COLUMNS, values[len(ROLLOUT_COLUMNS):]))
+        return rollout_and_attempt_of(row)
 
     def _resolve(self, connection: Connection, rollout: Mapping[str, Any], attempt_id: str) -> Mapping[str, Any]:
         if attempt_id == LATEST:

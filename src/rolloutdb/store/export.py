@@ -5,6 +5,7 @@ on group and id for preference pairs, each page by its ids): each page's turns, 
 with it and its rows written before the next page is read, so memory stays flat however many rollouts there are.
 Only ``per_task`` and ``dedupe`` keep something as it goes (a count per task, a 16-byte digest per rollout or pair
 kept). A page's messages are kept flat (``Page``), and Parquet takes its message columns from there at once.
+The chat formats most trained on are written to Parquet column by column instead (``columnar``), the same rows.
 
 A trajectory becomes chat messages as ``MessagePolicy`` says (README, "Training data"): the task's instruction
 (else the rollout's input) and the first turn's observation are the user's prompt; each turn's action is an
@@ -17,6 +18,7 @@ The prompt is what comes before the first assistant message, the completion the 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import os
@@ -145,12 +147,16 @@ class Trajectory:
         return [image for shown in self.images[:messages] for image in shown]
 
 
+# A value as compact JSON with sorted keys (PostgreSQL's JSONB keeps no key order: sorted, the text is the same from
+# either backend); a partial, called in C, since the columnar export calls it twice a turn.
+sorted_json: Callable[[Any], bytes] = functools.partial(orjson.dumps, option=orjson.OPT_SORT_KEYS)
+
+
 def text(value: Any) -> str:
-    """A stored JSON value as message text: text as it is, anything else as compact JSON with sorted keys (PostgreSQL's
-    JSONB keeps no key order: sorted, the text is the same from either backend)."""
+    """A stored JSON value as message text: text as it is, anything else as ``sorted_json``."""
     if value is None:
         return ""
-    return value if isinstance(value, str) else orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    return value if isinstance(value, str) else sorted_json(value).decode()
 
 
 def turn_conversation(row: Mapping[str, Any], turns: Sequence[Any], policy: MessagePolicy,
@@ -474,6 +480,10 @@ class ParquetWriter:
                 [_arrow_column([row.get(field.name) for row in rows], field.type) for field in self.schema],
                 schema=self.schema))
 
+    def write_batch(self, batch: Any) -> None:
+        if batch.num_rows:
+            self.writer.write_batch(batch)
+
     def close(self) -> None:
         self.writer.close()
 
@@ -530,6 +540,8 @@ class Export:
         self.per_task: dict[str | None, int] = {}
         self.seen: set[bytes] = set()
         self.with_images = False
+        self.columnar = False  # pages written column by column (store/columnar.py)
+        self.span_conversations = False  # the selection has spans, which may hold an LLM call's conversation
         self.pending: list[Trajectory] = []  # preference pairs: the last group of a page, which may go on
         self.image_folder = out.with_name(out.name + ".images")
 
@@ -579,6 +591,11 @@ def export_rollouts(store: Store, format: str, selection: Selection | Mapping[st
     conditions = selection_conditions(store, chosen)
     job = Export(store, form, chosen, policy, images, path)
     job.with_images = ("images", "images") in form.columns and images != "none" and _has_screenshots(store, conditions)
+    job.span_conversations = policy.spans and _has_spans(store, conditions)
+    if container == "parquet":
+        from . import columnar
+
+        job.columnar = columnar.takes(job, format)
     with store.reading() as connection:
         total = connection.execute(select(func.count()).select_from(selected_join()).where(*conditions)).scalar_one()
     temporary = path.with_name(path.name + ".partial")
@@ -607,7 +624,13 @@ def _write_page(job: Export, writer: JsonlWriter | ParquetWriter, page: list[Map
     """Writes the rows of a page of selected rollouts; the rollouts it read, None after the last page."""
     if page is None:
         return None
-    trajectories = _read_page(job.store, job, page)
+    tagged = _tagged(job, page)
+    if job.columnar and tagged:
+        from . import columnar  # with pyarrow, which Parquet needs
+
+        if columnar.write_page(job, writer, tagged):
+            return len(page)
+    trajectories = _read_page(job.store, job, tagged)
     rows = _pairs(job, trajectories, final=False) if job.form.rows is None else _singles(job, trajectories)
     writer.write(rows)
     job.rows += len(rows)
@@ -676,6 +699,13 @@ def _has_screenshots(store: Store, conditions: list[Any]) -> bool:
         return connection.execute(statement).first() is not None
 
 
+def _has_spans(store: Store, conditions: list[Any]) -> bool:
+    statement = (select(spans.c.id).select_from(selected_join().join(spans, spans.c.rollout_id == rollouts.c.id))
+                 .where(*conditions).limit(1))
+    with store.reading() as connection:
+        return connection.execute(statement).first() is not None
+
+
 def _as_text(column, name: str):
     """A JSON column read as its text (decoded by ``decoded``): orjson is several times faster than the driver's json
     module, which shows at ten and more turns a row."""
@@ -689,7 +719,11 @@ COLUMNS = [*(rollouts.c[name] for name in ("id", "run_id", "group_id", "task_id"
            tasks.c.dataset.label("task_dataset"), tasks.c.split.label("task_split"),
            *(_as_text(tasks.c[name], f"task_{name}") for name in ("input", "tags", "metadata")),
            validators.c.name.label("validator_name"), validators.c.kind.label("validator_kind"),
-           _as_text(validators.c.config, "validator_config"), runs.c.name.label("run_name")]
+           _as_text(validators.c.config, "validator_config"), runs.c.name.label("run_name"),
+           # by the unique key (rollout, sequence): one index look-up a row, where a query a page took longer
+           select(attempts.c.id).where(attempts.c.rollout_id == rollouts.c.id,
+                                       attempts.c.sequence == rollouts.c.attempt_count).scalar_subquery()
+           .label("latest_attempt")]
 
 
 class Turn(NamedTuple):
@@ -765,8 +799,37 @@ def _after(key: Sequence[Any], position: Sequence[Any]):
     return or_(key[0] > position[0], and_(key[0] == position[0], _after(key[1:], position[1:])))
 
 
-def _read_page(store: Store, job: Export, page: Sequence[Mapping[str, Any]]) -> list[Trajectory]:
-    """The trajectories of one page of rollouts: their turns, LLM spans and screenshots, three queries."""
+def latest_attempts(job: Export, rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """Each rollout's latest attempt, when the selection takes only those ({} otherwise)."""
+    if not job.selection.latest_attempt:
+        return {}
+    return {row["id"]: row["latest_attempt"] for row in rows if row["latest_attempt"] is not None}
+
+
+def turn_statement(job: Export, ids: list[str], columns: Sequence[Any]):
+    """These columns of the turns of these rollouts, each rollout's turns in order."""
+    return (select(*columns).where(turns.c.project_id == job.store.project_id,
+                                             one_of(turns.c.rollout_id, ids, job.store.backend))
+            .order_by(turns.c.rollout_id, turns.c.turn_index, turns.c.created_at))
+
+
+def span_calls(connection, store: Store, job: Export, ids: list[str], latest: Mapping[str, str]
+               ) -> dict[str, list[dict[str, Any]]]:
+    """The conversation of each rollout's last LLM call (of its latest attempt, unless every attempt is taken)."""
+    calls: dict[str, list[dict[str, Any]]] = {}
+    for rollout_id, attempt_id, attributes in connection.execute(
+            select(spans.c.rollout_id, spans.c.attempt_id, spans.c.attributes)
+            .where(spans.c.project_id == store.project_id, one_of(spans.c.rollout_id, ids, store.backend))
+            .order_by(spans.c.rollout_id, spans.c.attempt_id, spans.c.sequence_id)):
+        current = not job.selection.latest_attempt or attempt_id is None or attempt_id == latest.get(rollout_id)
+        conversation = span_conversation(attributes) if current else None
+        if conversation:
+            calls[rollout_id] = conversation  # the last LLM call's
+    return calls
+
+
+def _tagged(job: Export, page: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The rollouts of a page whose task carries the tags asked for (the others counted as skipped)."""
     wanted_tags = set(job.selection.tags or ())
     rows = []
     for row in page:
@@ -774,39 +837,26 @@ def _read_page(store: Store, job: Export, page: Sequence[Mapping[str, Any]]) -> 
             job.skip("task without the tags")
         else:
             rows.append(row)
+    return rows
+
+
+def _read_page(store: Store, job: Export, rows: Sequence[Mapping[str, Any]]) -> list[Trajectory]:
+    """The trajectories of some rollouts of a page: their turns, LLM spans and screenshots."""
     if not rows:
         return []
     ids = [row["id"] for row in rows]
-    backend, project = store.backend, store.project_id
     every_attempt, policy = not job.selection.latest_attempt, job.policy
     with store.reading() as connection:
-        # By the page's rollout ids (the project's): each attempt found by its key (rollout, sequence), where
-        # the project's attempts would be looked through once a page.
-        latest = dict(connection.execute(
-            select(attempts.c.rollout_id, attempts.c.id)
-            .join(rollouts, and_(rollouts.c.id == attempts.c.rollout_id,
-                                 rollouts.c.attempt_count == attempts.c.sequence))
-            .where(one_of(rollouts.c.id, ids, backend))).all()) if not every_attempt else {}
+        latest = latest_attempts(job, rows)
         by_rollout: dict[str, list[Turn]] = {}
-        _, columns = decoded_columns(connection.execute(select(*turn_columns(job)).where(
-            turns.c.project_id == project, one_of(turns.c.rollout_id, ids, backend))
-            .order_by(turns.c.rollout_id, turns.c.turn_index, turns.c.created_at)))
+        _, columns = decoded_columns(connection.execute(turn_statement(job, ids, turn_columns(job))))
         for turn in map(Turn._make, zip(*columns)):
             if every_attempt or turn.attempt_id is None or turn.attempt_id == latest.get(turn.rollout_id):
                 if turn.rollout_id in by_rollout:
                     by_rollout[turn.rollout_id].append(turn)
                 else:
                     by_rollout[turn.rollout_id] = [turn]
-        calls: dict[str, list[dict[str, Any]]] = {}
-        if policy.spans:
-            for rollout_id, attempt_id, attributes in connection.execute(
-                    select(spans.c.rollout_id, spans.c.attempt_id, spans.c.attributes)
-                    .where(spans.c.project_id == project, one_of(spans.c.rollout_id, ids, backend))
-                    .order_by(spans.c.rollout_id, spans.c.attempt_id, spans.c.sequence_id)):
-                current = every_attempt or attempt_id is None or attempt_id == latest.get(rollout_id)
-                conversation = span_conversation(attributes) if current else None
-                if conversation:
-                    calls[rollout_id] = conversation  # the last LLM call's
+        calls = span_calls(connection, store, job, ids, latest) if job.span_conversations else {}
         shots = (_screenshots(store, job, connection, [turn.id for turns_ in by_rollout.values() for turn in turns_])
                  if job.with_images else {})
     flat = Page()

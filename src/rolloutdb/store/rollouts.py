@@ -81,16 +81,24 @@ class Rollouts(EditableArea[Rollout]):
 
     def start(self, input: Any = None, *, worker_id: str | None = None, **fields: Any) -> Claim:
         """Create a rollout and its first attempt at once, bypassing the queue."""
+        return self.start_many([{"input": input, **fields}], worker_id=worker_id)[0]
+
+    def start_many(self, requests: Iterable[Mapping[str, Any]], *, worker_id: str | None = None) -> list[Claim]:
+        """``start`` for several rollouts (each request: ``input`` and the other fields ``enqueue`` takes) in one
+        transaction, in order."""
         with self._store.writing() as connection:
-            rollout = self._new_queued(connection, [{"input": input, **fields}])[0]
+            started = self._new_queued(connection, requests)
+            if not started:
+                return []
 
             def insert_claimed(connection: Connection, writes) -> None:
-                # Written once, as claimed; its history still says it was queued first.
-                self.insert_rows(connection, [{**row, **values} for row, values in writes], rollout.created_at,
-                                  created_as=RO.QUEUING)
+                # Written once, as claimed; their history still says they were queued first.
+                self.insert_rows(connection, [{**row, **values} for row, values in writes], started[0].created_at,
+                                 created_as=RO.QUEUING)
 
-            claim = self.claim_rows(connection, [self.to_row(rollout)], worker_id, write=insert_claimed)[0]
-            return self._store.attempts.started_by(connection, claim)
+            claims = self.claim_rows(connection, [self.to_row(rollout) for rollout in started], worker_id,
+                                     write=insert_claimed)
+            return [self._store.attempts.started_by(connection, claim) for claim in claims]
 
     def cancel(self, rollout_id: str, reason: str | None = None) -> Rollout:
         """Cancel an unfinished rollout; waiters see it as finished."""

@@ -49,12 +49,17 @@ SPAN_IDS_PER_LOOKUP = 64
 
 @functools.lru_cache(maxsize=SPAN_IDS_PER_LOOKUP)
 def _stored_span_ids(count: int) -> Prepared:
-    """Which of ``count`` span ids (``b_span_0`` ...) the attempt ``b_attempt`` (of the rollout ``b_rollout``: the
-    (rollout, attempt, span id) index's terms, so that the lookup does not read every span of the attempt) has
-    stored: prepared once per count, since building the statement costs more than running it."""
-    return Prepared(select(spans.c.span_id).where(
-        spans.c.rollout_id == bindparam("b_rollout"), spans.c.attempt_id == bindparam("b_attempt"),
-        spans.c.span_id.in_([bindparam(f"b_span_{n}") for n in range(count)])))
+    """Which of ``count`` (rollout, attempt, span id) triples (``b_rollout_0``, ``b_attempt_0``, ``b_span_0`` ...)
+    are stored, or rather a superset: the rows of any of the rollouts and attempts with any of the span ids, which
+    the caller matches to its triples (the (rollout, attempt, span id) index's terms, so that the lookup does not
+    read every span of an attempt). Prepared once per count, since building the statement costs more than
+    running it."""
+    def any_of(column, name):
+        return column.in_([bindparam(f"{name}_{n}") for n in range(count)])
+
+    return Prepared(select(spans.c.attempt_id, spans.c.span_id).where(
+        any_of(spans.c.rollout_id, "b_rollout"), any_of(spans.c.attempt_id, "b_attempt"),
+        any_of(spans.c.span_id, "b_span")))
 
 
 class Spans(Area[Span]):
@@ -99,8 +104,9 @@ class Spans(Area[Span]):
         with self._store.writing() as connection:
             now = self._store.now()
             numbered: list[tuple[int, dict[str, Any], bool]] = []
-            for (rollout_id, attempt_id), group in by_attempt.items():
-                rollout, attempt = self._store.attempts.locate(connection, rollout_id, attempt_id, for_update=True)
+            located = self._store.attempts.locate_many(connection, list(by_attempt), for_update=True)
+            for pair, group in by_attempt.items():
+                rollout, attempt = located[pair]
                 numbered.extend(self._number(connection, rollout, attempt, group, now, pending[attempt["id"]]))
             if unique_span_ids:
                 numbered = self._without_seen_span_ids(connection, numbered)
@@ -220,18 +226,18 @@ class Spans(Area[Span]):
     def _without_seen_span_ids(self, connection: Connection,
                                numbered: list[tuple[int, dict[str, Any], bool]]) -> list[tuple[int, dict[str, Any], bool]]:
         """``numbered`` with each new span whose (attempt, span_id) is stored, or new earlier in it, not new."""
-        span_ids_by_attempt: dict[tuple[str, str], set[str]] = defaultdict(set)
-        for _, values, is_new in numbered:
-            if is_new:
-                span_ids_by_attempt[(values["rollout_id"], values["attempt_id"])].add(str(values.get("span_id")))
+        wanted = sorted({(values["rollout_id"], values["attempt_id"], str(values.get("span_id")))
+                         for _, values, is_new in numbered if is_new})
         seen: set[tuple[str, str]] = set()
-        for (rollout_id, attempt_id), span_ids in span_ids_by_attempt.items():
-            ordered = sorted(span_ids)
-            for start in range(0, len(ordered), SPAN_IDS_PER_LOOKUP):
-                chunk = ordered[start:start + SPAN_IDS_PER_LOOKUP]
-                params = {"b_rollout": rollout_id, "b_attempt": attempt_id,
-                          **{f"b_span_{n}": span_id for n, span_id in enumerate(chunk)}}
-                seen.update((attempt_id, row["span_id"]) for row in _stored_span_ids(len(chunk)).rows(connection, params))
+        for start in range(0, len(wanted), SPAN_IDS_PER_LOOKUP):
+            chunk = wanted[start:start + SPAN_IDS_PER_LOOKUP]
+            params = {}
+            for n, (rollout_id, attempt_id, span_id) in enumerate(chunk):
+                params |= {f"b_rollout_{n}": rollout_id, f"b_attempt_{n}": attempt_id, f"b_span_{n}": span_id}
+            asked = {(attempt_id, span_id) for _, attempt_id, span_id in chunk}
+            seen.update(key for key in ((row["attempt_id"], row["span_id"])
+                                        for row in _stored_span_ids(len(chunk)).rows(connection, params))
+                        if key in asked)
         result = []
         for position, values, is_new in numbered:
             key = (values["attempt_id"], str(values.get("span_id")))
