@@ -320,8 +320,8 @@ class RolloutDBLightningStore(LightningStore):
 
         ``health_check``: first run the store's health check if it is due (before the calls Agent Lightning's
         stores check it). ``write``: a call that writes, run together with the other coroutines' (see
-        ``_WritesTogether``), in one store call with others of its kind if it has a ``batch``. ``missing``: the (rollout, attempt or None) the call names, for Agent Lightning's
-        message when one of them is not there."""
+        ``_WritesTogether``), in one store call with others of its kind if it has a ``batch``. ``missing``: the
+        (rollout, attempt or None) the call names, for Agent Lightning's message when one of them is not there."""
         def call_in_thread() -> T:
             if health_check:
                 self.store.maybe_check_health()
@@ -342,6 +342,11 @@ class RolloutDBLightningStore(LightningStore):
     async def _write(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``_run`` for a call that writes."""
         return await self._run(call, *args, write=True, **kwargs)
+
+    async def _write_batch(self, batch: _Batch, **kwargs: Any) -> Any:
+        """``_write`` of a call that can go in one store call with others of its kind: alone, ``batch``'s
+        call of its own items."""
+        return await self._write(batch.call_many, batch.items, batch=batch, **kwargs)
 
     def _writes_together(self) -> _WritesTogether:
         loop = asyncio.get_running_loop()
@@ -392,14 +397,13 @@ class RolloutDBLightningStore(LightningStore):
             self.store.maybe_check_health()
             return self.store.rollouts.start_many(requests, worker_id=worker_id)
 
-        [claim] = await self._write(start_many, [request],
-                                    batch=_Batch(f"start by {worker_id}", [request], start_many, _split))
+        [claim] = await self._write_batch(_Batch(f"start by {worker_id}", [request], start_many, _split))
         return to_agl_claim(claim)
 
     async def enqueue_rollout(self, input: Any, mode: Any = None, resources_id: str | None = None,
                               config: RolloutConfig | None = None, metadata: dict[str, Any] | None = None) -> Rollout:
         rollout = await self._write(self.store.rollouts.enqueue, input, health_check=True,
-                                  **self._rollout_fields(mode, resources_id, config, metadata))
+                                    **self._rollout_fields(mode, resources_id, config, metadata))
         return to_agl_rollout(rollout)
 
     async def enqueue_many_rollouts(self, rollouts: Sequence[EnqueueRolloutRequest]) -> Sequence[Rollout]:
@@ -419,7 +423,7 @@ class RolloutDBLightningStore(LightningStore):
 
     async def start_attempt(self, rollout_id: str, worker_id: str | None = None) -> AttemptedRollout:
         return to_agl_claim(await self._write(self.store.attempts.start, rollout_id, worker_id, health_check=True,
-                                            missing=[(rollout_id, None)]))
+                                              missing=[(rollout_id, None)]))
 
     async def query_rollouts(self, *, status_in: Sequence[str] | None = None,
                              rollout_id_in: Sequence[str] | None = None, rollout_id_contains: str | None = None,
@@ -520,7 +524,7 @@ class RolloutDBLightningStore(LightningStore):
         if not isinstance(last_heartbeat_time, Unset):
             changes["last_heartbeat_at"] = _datetime(last_heartbeat_time)
         attempt = await self._write(self.store.attempts.update, rollout_id, attempt_id, health_check=True,
-                                  missing=[(rollout_id, attempt_id)], **changes)
+                                    missing=[(rollout_id, attempt_id)], **changes)
         return to_agl_attempt(attempt)
 
     # -- spans ------------------------------------------------------------------------------------------
@@ -532,11 +536,12 @@ class RolloutDBLightningStore(LightningStore):
     async def add_many_spans(self, spans: Sequence[Span]) -> Sequence[Span]:
         """Store the spans; returns those that were new, as given (a span whose sequence id or span id its
         attempt has already is skipped, and logged as Agent Lightning's stores do)."""
-        sent = [from_agl_span(span) for span in spans]
-        batch = _Batch("spans", sent, lambda items: self.store.spans.add_many(items, unique_span_ids=True),
-                       _spans_by_caller)
-        stored = await self._write(self.store.spans.add_many, sent, unique_span_ids=True, batch=batch,
-                                   missing=list(dict.fromkeys((span.rollout_id, span.attempt_id) for span in spans)))
+        def add_many(items: list[dict[str, Any]]) -> list[records.Span]:  # alone, or for a group's callers
+            return self.store.spans.add_many(items, unique_span_ids=True)
+
+        stored = await self._write_batch(
+            _Batch("spans", [from_agl_span(span) for span in spans], add_many, _spans_by_caller),
+            missing=list(dict.fromkeys((span.rollout_id, span.attempt_id) for span in spans)))
         new = {(span.rollout_id, span.sequence_id, span.span_id) for span in stored}
         added = [span for span in spans if (span.rollout_id, span.sequence_id, span.span_id) in new]
         for span in spans:
@@ -557,9 +562,9 @@ class RolloutDBLightningStore(LightningStore):
     async def get_many_span_sequence_ids(self, rollout_attempt_ids: Sequence[tuple[str, str]]) -> Sequence[int]:
         """Sequence ids count per rollout, across its attempts, as in Agent Lightning's stores."""
         pairs = list(rollout_attempt_ids)
-        across_attempts = self.store.spans.next_sequence_ids_across_attempts
-        return await self._write(across_attempts, pairs, batch=_Batch("sequence ids", pairs, across_attempts, _split),
-                                 missing=[(rollout_id, None) for rollout_id, _ in pairs])
+        return await self._write_batch(
+            _Batch("sequence ids", pairs, self.store.spans.next_sequence_ids_across_attempts, _split),
+            missing=[(rollout_id, None) for rollout_id, _ in pairs])
 
     async def query_spans(self, rollout_id: str, attempt_id: str | None = None, *, trace_id: str | None = None,
                           trace_id_contains: str | None = None, span_id: str | None = None,
@@ -590,7 +595,7 @@ class RolloutDBLightningStore(LightningStore):
     async def add_resources(self, resources: NamedResources) -> ResourcesUpdate:
         # Agent Lightning's shape: "rs-" and 12 hex digits.
         return to_agl_resources(await self._write(self.store.resources.add, from_agl_resources(resources),
-                                                id=f"rs-{secrets.token_hex(6)}"))
+                                                  id=f"rs-{secrets.token_hex(6)}"))
 
     async def update_resources(self, resources_id: str, resources: NamedResources) -> ResourcesUpdate:
         """Replace a snapshot (its version goes up), or create it under that id: Agent Lightning's own

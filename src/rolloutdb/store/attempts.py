@@ -45,7 +45,10 @@ def _rollout_with_attempt(latest: bool, for_update: bool) -> Prepared:
     return Prepared(statement.with_for_update(of=rollouts) if for_update else statement)
 
 
-@functools.lru_cache(maxsize=64)
+ATTEMPTS_PER_LOOKUP = 64  # the most attempts locate_many asks for in one query
+
+
+@functools.lru_cache(maxsize=2 * ATTEMPTS_PER_LOOKUP)
 def _rollouts_with_attempts(count: int, for_update: bool) -> Prepared:
     """``count`` attempts (``b_attempt_0`` ...) with their rollouts, rollouts locked in the order of their ids
     (so that writers locking several never wait for each other in a circle); prepared once per count."""
@@ -158,11 +161,12 @@ class Attempts(Area[Attempt]):
     def locate_many(self, connection: Connection, pairs: Sequence[tuple[str, str]], *, for_update: bool = False,
                     ) -> dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any]]]:
         """``locate`` for several (rollout id, attempt id or "latest") pairs: those naming their attempt by id
-        found in one query (up to 64 at a time), the others (and any not found, for ``locate``'s error) one by one."""
+        found in one query (``ATTEMPTS_PER_LOOKUP`` at a time), the others (and any not found, for ``locate``'s
+        error) one by one."""
         found: dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any]]] = {}
         named = list(dict.fromkeys(pair for pair in pairs if pair[1] != LATEST))
-        for start in range(0, len(named) if len(named) > 1 else 0, 64):
-            chunk = named[start:start + 64]
+        for start in range(0, len(named), ATTEMPTS_PER_LOOKUP):
+            chunk = named[start:start + ATTEMPTS_PER_LOOKUP]
             for rollout_id, attempt_id in chunk:
                 check_key("rollout", rollout_id)
                 check_key("attempt", attempt_id)
