@@ -72,6 +72,27 @@ def test_sequence_ids_across_attempts_count_per_rollout(store):
         store.spans.next_sequence_ids_across_attempts([(store.rollouts.enqueue("c").id, "latest")])
 
 
+def test_one_batch_across_attempts_numbers_and_keeps_alive_each_on_its_own(store):
+    """A batch for several attempts: each counts its own sequence ids (given ones keep its counter ahead), a
+    preparing attempt that sends a span runs, a running one gets a heartbeat, and an attempt that sent only
+    spans it has already is neither kept alive nor moved on."""
+    preparing, running, repeating = (store.rollouts.start(name) for name in ("a", "b", "c"))
+    store.spans.add(**span(running, "earlier"))
+    store.spans.add(**span(repeating, "earlier"), sequence_id=5)
+    before = {claim.attempt.id: store.attempts.latest(claim.rollout.id) for claim in (running, repeating)}
+    added = store.spans.add_many([span(preparing, "p1"), span(running, "r1"), span(repeating, "again", sequence_id=5),
+                                  span(preparing, "p2", sequence_id=7), span(running, "r2"), span(preparing, "p3")])
+    assert sorted((s.name, s.sequence_id) for s in added) == [("p1", 8), ("p2", 7), ("p3", 9), ("r1", 2), ("r2", 3)]
+    assert store.attempts.latest(preparing.rollout.id).status == "running"
+    assert store.rollouts.get(preparing.rollout.id).status == "running"
+    beaten = store.attempts.latest(running.rollout.id)
+    assert beaten.last_heartbeat_at > before[running.attempt.id].last_heartbeat_at
+    assert store.attempts.latest(repeating.rollout.id) == before[repeating.attempt.id]
+    assert store.spans.next_sequence_ids([(preparing.rollout.id, "latest"), (running.rollout.id, running.attempt.id),
+                                          (repeating.rollout.id, repeating.attempt.id),
+                                          (preparing.rollout.id, preparing.attempt.id)]) == [10, 4, 6, 11]
+
+
 def test_unique_span_ids_skip_a_span_id_the_attempt_has(store):
     claim = store.rollouts.start("a")
     store.spans.add(**span(claim, "one"), unique_span_ids=True)

@@ -5,32 +5,38 @@ from __future__ import annotations
 import functools
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, select, update
+from sqlalchemy import Connection, Integer, and_, bindparam, case, func, select, update
 
 from ..errors import InvalidInputError
 from ..ids import new_ids
 from ..records import Span, python_scalar
 from ..schema import attempts, rollouts, spans
-from .attempts import LATEST, sign_of_life
-from .base import DEFAULT_LIMIT, Area, build_records, check_key, mappings
+from .attempts import ATTEMPTS_PER_LOOKUP, LATEST, REVIVED_BY_HEARTBEAT, sign_of_life
+from .base import DEFAULT_LIMIT, Area, Write, build_records, check_key, mappings
 from ._bulk import bulk_insert
 from ._statements import Prepared
 
 
 
-def _reserve_statement(larger_of):
-    """Move the attempt's span counter up to at least ``b_at_least``, then take ``b_count`` ids."""
-    counter = attempts.c.next_span_sequence
-    return Prepared(update(attempts).where(attempts.c.id == bindparam("b_id"))
-            .values(next_span_sequence=larger_of(counter, bindparam("b_at_least")) + bindparam("b_count"))
-            .returning(counter))
+@functools.lru_cache(maxsize=4 * ATTEMPTS_PER_LOOKUP)
+def _reserve_statement(count: int, dialect: str) -> Prepared:
+    """Move the span counters of ``count`` attempts (``b_id_0`` ...) each up to at least its ``b_at_least_n``,
+    then take its ``b_count_n`` ids; returns each attempt's id and new counter. Prepared once per count."""
+    counter, larger_of = attempts.c.next_span_sequence, func.max if dialect == "sqlite" else func.greatest
+    ids = [bindparam(f"b_id_{n}") for n in range(count)]
+
+    def each(name: str):
+        return case(*((attempts.c.id == ids[n], bindparam(f"{name}_{n}", type_=Integer)) for n in range(count)))
+
+    return Prepared(update(attempts).where(attempts.c.id.in_(ids))
+                    .values(next_span_sequence=larger_of(counter, each("b_at_least")) + each("b_count"))
+                    .returning(attempts.c.id, counter))
 
 
-RESERVE_SQLITE = _reserve_statement(func.max)
-RESERVE_POSTGRESQL = _reserve_statement(func.greatest)
 _sibling = attempts.alias("sibling")
 # Take ``b_count`` ids from the rollout's count: the highest counter among its attempts, stored back on one of them.
 RESERVE_ACROSS_ROLLOUT = Prepared(
@@ -45,6 +51,18 @@ TAKEN_IN_RANGE = Prepared(select(spans.c.sequence_id).where(
 
 
 SPAN_IDS_PER_LOOKUP = 64
+
+
+@dataclass
+class _Numbering:
+    """How the spans a batch sends one attempt are numbered (see ``Spans._plan``)."""
+    rollout: Mapping[str, Any]
+    attempt: Mapping[str, Any]
+    group: list[tuple[int, Mapping[str, Any]]]  # (place in the batch, fields)
+    stored: set[int]  # given sequence ids the attempt has stored already
+    missing: int  # spans without a sequence id: ids to reserve
+    at_least: int  # past every given id
+    alive: bool  # a sign of life: a span new to the attempt
 
 
 @functools.lru_cache(maxsize=SPAN_IDS_PER_LOOKUP)
@@ -103,11 +121,10 @@ class Spans(Area[Span]):
         pending: dict[str, set[int]] = defaultdict(set)
         with self._store.writing() as connection:
             now = self._store.now()
-            numbered: list[tuple[int, dict[str, Any], bool]] = []
             located = self._store.attempts.locate_many(connection, list(by_attempt), for_update=True)
-            for pair, group in by_attempt.items():
-                rollout, attempt = located[pair]
-                numbered.extend(self._number(connection, rollout, attempt, group, now, pending[attempt["id"]]))
+            plans = [self._plan(connection, *located[pair], group) for pair, group in by_attempt.items()]
+            numbered = [span for plan, next_free in zip(plans, self._reserve_for(connection, plans, now))
+                        for span in self._number(plan, next_free, now, pending[plan.attempt["id"]])]
             if unique_span_ids:
                 numbered = self._without_seen_span_ids(connection, numbered)
             return self._validate_and_insert(connection, numbered)
@@ -119,11 +136,15 @@ class Spans(Area[Span]):
     def next_sequence_ids(self, pairs: Sequence[tuple[str, str]]) -> list[int]:
         """Reserve one sequence id for each (rollout id, attempt id) pair, in one transaction."""
         with self._store.writing() as connection:
-            result = []
-            for rollout_id, attempt_id in pairs:
-                _, attempt = self._store.attempts.locate(connection, rollout_id, attempt_id)
-                result.append(self._reserve(connection, attempt["id"], 1))
-            return result
+            located = self._store.attempts.locate_many(connection, pairs)
+            attempt_ids = [located[pair][1]["id"] for pair in pairs]
+            next_free = self._reserve_many(connection, [(attempt_id, count, 1) for attempt_id, count
+                                                        in Counter(attempt_ids).items()])
+        result = []
+        for attempt_id in attempt_ids:
+            result.append(next_free[attempt_id])
+            next_free[attempt_id] += 1
+        return result
 
     def next_sequence_ids_across_attempts(self, pairs: Sequence[tuple[str, str]]) -> list[int]:
         """``next_sequence_ids`` counting per rollout across all its attempts (Agent Lightning's numbering):
@@ -177,40 +198,72 @@ class Spans(Area[Span]):
 
     # -- building blocks ------------------------------------------------------------------------------
 
-    def _number(self, connection: Connection, rollout: Mapping[str, Any], attempt: Mapping[str, Any],
-                group: list[tuple[int, Mapping[str, Any]]], now: datetime,
-                pending: set[int]) -> list[tuple[int, dict[str, Any], bool]]:
-        """Give the spans of one attempt their ids and sequence ids: (place in the batch, values, whether
-        the attempt has neither stored its sequence id nor has it ``pending``, which it joins). New spans
-        count as the attempt's heartbeat."""
+    def _plan(self, connection: Connection, rollout: Mapping[str, Any], attempt: Mapping[str, Any],
+              group: list[tuple[int, Mapping[str, Any]]]) -> _Numbering:
+        """What numbering the spans of one attempt takes: how many ids to reserve, past which of the given ones,
+        and whether they are a sign of life (a span new to the attempt)."""
         given = [fields["sequence_id"] for _, fields in group if fields.get("sequence_id") is not None]
-        missing = len(group) - len(given)
         stored = self._stored(connection, attempt, given)
-        alive = missing > 0 or any(sequence_id not in stored and sequence_id not in pending for sequence_id in given)
-        at_least = max(given, default=0) + 1
-        reserved: list[int] = []
+        alive = len(given) < len(group) or any(sequence_id not in stored for sequence_id in given)
+        return _Numbering(rollout, attempt, group, stored, len(group) - len(given), max(given, default=0) + 1, alive)
 
-        def reserve(connection: Connection, writes: list[tuple[Mapping[str, Any], dict[str, Any]]]) -> None:
-            also = writes[0][1] if writes else {}
-            reserved.append(self._reserve(connection, attempt["id"], missing, at_least=at_least, also=also))
+    def _reserve_for(self, connection: Connection, plans: list[_Numbering], now: datetime) -> list[int]:
+        """Reserve the plans' sequence ids; returns the first id each plan takes. New spans count as their
+        attempt's heartbeat, written with the reservation: one statement for all the attempts it merely keeps
+        alive and all the others, and one each for those it revives (a status change). Plans of one attempt
+        ("latest" and its id) share one reservation."""
+        merged: dict[str, _Numbering] = {}
+        for plan in plans:
+            known = merged.get(plan.attempt["id"])
+            merged[plan.attempt["id"]] = plan if known is None else replace(
+                known, missing=known.missing + plan.missing, at_least=max(known.at_least, plan.at_least),
+                alive=known.alive or plan.alive)
+        first_free: dict[str, int] = {}
 
-        if alive:  # the heartbeat, and the status change when it revives the attempt, go with the reservation
-            self._store.attempts.change_rows(connection, [(attempt, sign_of_life(attempt, now))], "heartbeat", now,
-                                         write=reserve, parent=rollout)
-        else:
-            reserve(connection, [])
-        next_free = reserved[0]
+        def reserve(group: list[_Numbering], also: Mapping[str, Any]) -> None:
+            first_free.update(self._reserve_many(connection, [(plan.attempt["id"], plan.missing, plan.at_least)
+                                                              for plan in group], also))
+
+        def reserve_with(group: list[_Numbering]) -> Write:
+            return lambda connection, writes: reserve(group, writes[0][1] if writes else {})
+
+        beating, quiet = [], []
+        for plan in merged.values():
+            if not plan.alive:
+                quiet.append(plan)
+            elif plan.attempt["status"] in REVIVED_BY_HEARTBEAT:
+                self._store.attempts.change_rows(connection, [(plan.attempt, sign_of_life(plan.attempt, now))],
+                                                 "heartbeat", now, write=reserve_with([plan]), parent=plan.rollout)
+            else:
+                beating.append(plan)
+        if beating:
+            self._store.attempts.change_rows(connection, [(plan.attempt, sign_of_life(plan.attempt, now))
+                                                          for plan in beating], "heartbeat", now,
+                                             write=reserve_with(beating))
+        if quiet:
+            reserve(quiet, {})
+        firsts = []
+        for plan in plans:  # plans sharing an attempt take its ids one after another
+            firsts.append(first_free[plan.attempt["id"]])
+            first_free[plan.attempt["id"]] += plan.missing
+        return firsts
+
+    def _number(self, plan: _Numbering, next_free: int, now: datetime,
+                pending: set[int]) -> list[tuple[int, dict[str, Any], bool]]:
+        """Give the spans of one attempt their ids and sequence ids (from ``next_free`` on, where they have none):
+        (place in the batch, values, whether the attempt has neither stored its sequence id nor has it
+        ``pending``, which it joins)."""
         # The attempt's id ("latest" resolved) and the project are the store's, whatever the caller sent.
-        fixed = {"attempt_id": attempt["id"], "project_id": self._store.project_id}
+        fixed = {"attempt_id": plan.attempt["id"], "project_id": self._store.project_id}
         numbered = []
-        row_ids = iter(new_ids(sum(1 for _, fields in group if "id" not in fields)))  # a remote client makes its own
-        for position, fields in group:
+        row_ids = iter(new_ids(sum(1 for _, fields in plan.group if "id" not in fields)))  # a remote client makes its own
+        for position, fields in plan.group:
             values = {"created_at": now, **fields, **fixed} if "id" in fields else {
                 "id": next(row_ids), "created_at": now, **fields, **fixed}
             if values.get("sequence_id") is None:
                 values["sequence_id"], next_free = next_free, next_free + 1
             sequence_id = values["sequence_id"]
-            numbered.append((position, values, sequence_id not in stored and sequence_id not in pending))
+            numbered.append((position, values, sequence_id not in plan.stored and sequence_id not in pending))
             pending.add(sequence_id)  # a duplicate within the batch counts as well
         return numbered
 
@@ -246,14 +299,21 @@ class Spans(Area[Span]):
                 seen.add(key)
         return result
 
-    def _reserve(self, connection: Connection, attempt_id: str, count: int, at_least: int = 1,
-                 also: Mapping[str, Any] | None = None) -> int:
-        """Take ``count`` sequence ids from the attempt's counter, first moving it up to ``at_least``;
-        returns the first id taken. ``also``: other columns of the attempt to set in the same statement
-        (a heartbeat, written as the attempt's change: see Spans._number)."""
-        reserve = RESERVE_SQLITE if connection.dialect.name == "sqlite" else RESERVE_POSTGRESQL
-        return reserve.scalar(connection, {"b_id": attempt_id, "b_at_least": at_least, "b_count": count,
-                                           **(also or {})}) - count
+    def _reserve_many(self, connection: Connection, wanted: Sequence[tuple[str, int, int]],
+                      also: Mapping[str, Any] | None = None) -> dict[str, int]:
+        """For each (attempt id, count, at least): move the attempt's span counter up to ``at least``, then take
+        ``count`` ids; returns the first id taken by each, by attempt id. ``also``: other columns of the
+        attempts to set in the same statement (a heartbeat, written as their change: see ``_reserve_for``)."""
+        first_free: dict[str, int] = {}
+        for start in range(0, len(wanted), ATTEMPTS_PER_LOOKUP):
+            chunk = wanted[start:start + ATTEMPTS_PER_LOOKUP]
+            params = dict(also or {})
+            for n, (attempt_id, count, at_least) in enumerate(chunk):
+                params |= {f"b_id_{n}": attempt_id, f"b_count_{n}": count, f"b_at_least_{n}": at_least}
+            taken = {attempt_id: count for attempt_id, count, _ in chunk}
+            for row in _reserve_statement(len(chunk), connection.dialect.name).rows(connection, params):
+                first_free[row["id"]] = row["next_span_sequence"] - taken[row["id"]]
+        return first_free
 
     def _stored(self, connection: Connection, attempt: Mapping[str, Any], sequence_ids: list[int]) -> set[int]:
         """Which of these sequence ids the attempt has stored already.
