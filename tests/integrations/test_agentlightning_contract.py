@@ -162,6 +162,31 @@ def test_concurrent_coroutines_each_get_their_own_sequence_ids_and_spans(agl):
     run(scenario())
 
 
+def test_concurrent_attempt_updates_each_get_what_they_would_alone(agl):
+    # Concurrent update_attempt calls go to the store as one call: each caller still gets its own attempt, one
+    # attempt updated by two coroutines changes as if one came after the other, and an illegal change fails
+    # only its own caller.
+    async def scenario():
+        started = [await agl.start_rollout(f"r{n}") for n in range(4)]
+        updated = await asyncio.gather(*(agl.update_attempt(s.rollout_id, s.attempt.attempt_id, status="running")
+                                         for s in started))
+        assert [(a.attempt_id, a.status) for a in updated] == [(s.attempt.attempt_id, "running") for s in started]
+        first, second = started[0], started[1]
+        outcomes = await asyncio.gather(
+            agl.update_attempt(first.rollout_id, first.attempt.attempt_id, status="succeeded"),
+            agl.update_attempt(first.rollout_id, "latest", metadata={"after": "success"}),
+            agl.update_attempt(second.rollout_id, second.attempt.attempt_id, status="preparing"),
+            agl.update_attempt(second.rollout_id, second.attempt.attempt_id, status="failed"),
+            return_exceptions=True)
+        assert (outcomes[0].status, outcomes[1].status, outcomes[1].metadata) == (
+            "succeeded", "succeeded", {"after": "success"})
+        assert isinstance(outcomes[2], ValueError) and outcomes[3].status == "failed"
+        rollouts = [await agl.get_rollout_by_id(s.rollout_id) for s in (first, second)]
+        assert [r.status for r in rollouts] == ["succeeded", "failed"]
+
+    run(scenario())
+
+
 def test_queries_return_pages_with_totals_and_sort_by_any_field(agl):
     async def scenario():
         made = [await agl.enqueue_rollout({"n": n}) for n in range(3)]

@@ -135,6 +135,11 @@ def test_queue_attempts_spans_workers_resources(api):
     several = ok(api.post("/rollouts/start-many", params={"worker_id": worker}, json=[{"input": 1}, {"input": 2}]),
                  201)
     assert [(c["rollout"]["input"], c["attempt"]["worker_id"]) for c in several] == [(1, worker), (2, worker)]
+    changed = ok(api.post("/attempts/update-many", params={"reason": "both"}, json=[
+        {"rollout_id": several[0]["rollout"]["id"], "attempt_id": several[0]["attempt"]["id"], "status": "running"},
+        {"rollout_id": several[1]["rollout"]["id"], "status": "running", "last_heartbeat_at": "2026-01-02T03:04:05Z"}]))
+    assert [(a["id"], a["status"]) for a in changed] == [(c["attempt"]["id"], "running") for c in several]
+    assert changed[1]["last_heartbeat_at"].startswith("2026-01-02T03:04:05")
 
     beat = ok(api.post(f"/workers/{worker}/heartbeat", json={"stats": {"gpu": 0.5}}))
     assert beat["heartbeat_stats"] == {"gpu": 0.5}

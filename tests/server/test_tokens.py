@@ -120,6 +120,7 @@ def body_of(operation: Operation, keys: dict[str, str]) -> Any:
         "rollouts.cancel": {"reason": "b"},
         "attempts.start": {},
         "attempts.update": {"status": "failed"},
+        "attempts.update_many": [{"rollout_id": rollout, "attempt_id": attempt, "status": "failed"}],
         "rollouts.create": {"run_id": run, "task_id": keys["tasks"]},
         "rollouts.update": {"status": "cancelled"},
         "spans.add_many": [{"rollout_id": rollout, "attempt_id": attempt, "trace_id": "t", "span_id": "b",

@@ -102,6 +102,46 @@ def test_start_many_starts_each_in_order_with_its_own_fields(store):
     assert store.rollouts.start_many([]) == []
 
 
+def test_update_many_changes_attempts_as_one_after_another(store):
+    """Several attempts updated at once: each rollout follows its attempt, a worker follows the attempt it runs,
+    and an attempt named twice (by its id, then as latest) sees the change before, as it would one by one."""
+    first, second = store.rollouts.enqueue("a"), store.rollouts.enqueue("b")
+    claims = [store.rollouts.dequeue(worker_id=worker) for worker in ("w-1", "w-2")]
+    updated = store.attempts.update_many([
+        {"rollout_id": first.id, "attempt_id": claims[0].attempt.id, "status": "running"},
+        {"rollout_id": second.id, "attempt_id": claims[1].attempt.id, "status": "running", "metadata": {"k": 2}},
+        {"rollout_id": first.id, "status": "succeeded"}], reason="batch")
+    assert [(a.id, a.status) for a in updated] == [(claims[0].attempt.id, "running"),
+                                                   (claims[1].attempt.id, "running"),
+                                                   (claims[0].attempt.id, "succeeded")]
+    assert updated[1].metadata == {"k": 2} and updated[2].ended_at is not None
+    assert updated[2] == store.attempts.get(claims[0].attempt.id)
+    assert statuses(store, first.id) == ["queuing", "preparing", "running", "succeeded"]
+    assert store.rollouts.get(second.id).status == "running"
+    assert store.workers.get("w-1").status == "idle" and store.workers.get("w-2").status == "busy"
+    assert [c.reason for c in store.history("attempt", claims[0].attempt.id)][-2:] == ["batch", "batch"]
+    assert store.attempts.update_many([]) == []
+
+
+def test_update_many_changes_nothing_when_one_update_fails(store):
+    rollout = store.rollouts.enqueue("a")
+    claim = store.rollouts.dequeue(worker_id="w")
+    bad = [{"rollout_id": rollout.id, "status": "running"}, {"rollout_id": rollout.id, "status": "preparing"}]
+    with pytest.raises(InvalidTransitionError, match="cannot go from 'running' to 'preparing'"):
+        store.attempts.update_many(bad)
+    other = store.rollouts.start("b")
+    with pytest.raises(InvalidInputError, match=r"attempt #1: status"):
+        store.attempts.update_many([{"rollout_id": rollout.id, "status": "running"},
+                                    {"rollout_id": other.rollout.id, "status": "bogus"}])
+    with pytest.raises(NotFoundError):
+        store.attempts.update_many([{"rollout_id": rollout.id, "status": "running"},
+                                    {"rollout_id": rollout.id, "attempt_id": "ghost", "status": "failed"}])
+    with pytest.raises(InvalidInputError, match="cannot update"):
+        store.attempts.update_many([{"rollout_id": rollout.id, "sequence": 9}])
+    assert store.attempts.get(claim.attempt.id) == claim.attempt
+    assert statuses(store, rollout.id) == ["queuing", "preparing"]
+
+
 def test_success_of_the_attempt_finishes_the_rollout_and_frees_the_worker(store):
     rollout = store.rollouts.enqueue("x")
     claim = store.rollouts.dequeue(worker_id="w")

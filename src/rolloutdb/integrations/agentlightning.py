@@ -523,8 +523,13 @@ class RolloutDBLightningStore(LightningStore):
             changes["metadata"] = dict(changes["metadata"] or {})
         if not isinstance(last_heartbeat_time, Unset):
             changes["last_heartbeat_at"] = _datetime(last_heartbeat_time)
-        attempt = await self._write(self.store.attempts.update, rollout_id, attempt_id, health_check=True,
-                                    missing=[(rollout_id, attempt_id)], **changes)
+        def update_many(updates: list[dict[str, Any]]) -> list[records.Attempt]:  # alone, or for a group's callers
+            self.store.maybe_check_health()
+            return self.store.attempts.update_many(updates)
+
+        [attempt] = await self._write_batch(
+            _Batch("attempt updates", [{"rollout_id": rollout_id, "attempt_id": attempt_id, **changes}], update_many,
+                   _split), missing=[(rollout_id, attempt_id)])
         return to_agl_attempt(attempt)
 
     # -- spans ------------------------------------------------------------------------------------------

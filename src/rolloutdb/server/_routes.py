@@ -316,6 +316,15 @@ class SequenceIdRequest(StrictBody):
         description="(rollout id, attempt id or latest), one id reserved for each.")
 
 
+class UpdateReason(Strict):
+    reason: str | None = Field(None, description="Why, for the status history.")
+
+
+AttemptUpdateItem = input_model(  # as JSON gives it, for the store to check: what is left out does not change
+    Attempt, "AttemptUpdateItem", Attempts.updatable | {"rollout_id"},
+    attempt_id=(str, Field("latest", description="The attempt: its id, or latest.")))
+
+
 class SpanOptions(Strict):
     unique_span_ids: bool = Field(False, description="Skip a span whose span_id its attempt has already, too.")
 
@@ -422,6 +431,10 @@ ROUTES: list[Operation] = [
         Operation("POST", "/rollouts/{rollout_id}/attempts/{attempt_id}/heartbeat", "attempts.heartbeat",
                   "Record that an attempt (its id, or latest) is alive", Attempt),
     )),
+    Operation("POST", "/attempts/update-many", "attempts.update_many",
+              "Change several attempts in one transaction, as one after another (all or none); the rollouts "
+              "follow their latest attempts", list[Attempt], query=UpdateReason,
+              body=list[AttemptUpdateItem], body_argument="updates"),
     *readable_area("attempts", Attempts),
     Operation("POST", "/spans", "spans.add_many",
               "Store spans; returns those that were new (with Prefer: return=minimal, only the fields the store made "

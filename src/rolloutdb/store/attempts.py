@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, and_, bindparam, select
 
@@ -15,10 +15,11 @@ from ..records import Attempt, Claim, RolloutConfig
 from ..schema import attempts, rollouts
 from ..states import AttemptStatus as A
 from ..states import RolloutStatus as RO
-from .base import Area, build_record, check_key
+from .base import Area, build_record, build_records, check_key, mappings
 from ._statements import Prepared
 
 LATEST = "latest"
+T = TypeVar("T")
 # Hot statements, prepared once (see _statements.Prepared).
 SELECT_OF_ROLLOUT = Prepared(select(attempts).where(attempts.c.id == bindparam("b_id"),
                                                     attempts.c.rollout_id == bindparam("b_rollout")))
@@ -74,6 +75,21 @@ def rollout_and_attempt_of(row: Mapping[str, Any]) -> tuple[dict[str, Any], dict
     if row["attempt_id"] is None:
         return rollout, None
     return rollout, dict(zip(ATTEMPT_COLUMNS, values[len(ROLLOUT_COLUMNS):]))
+
+
+def by_distinct_rollouts(items: Iterable[T], rollout_of: Callable[[T], str | None]) -> Iterator[list[T]]:
+    """``items`` in waves, in order, each wave naming each rollout at most once: a wave's changes can be made
+    together with the effect of one after another."""
+    wave: list[T] = []
+    seen: set[str | None] = set()
+    for item in items:
+        if rollout_of(item) in seen:
+            yield wave
+            wave, seen = [], set()
+        wave.append(item)
+        seen.add(rollout_of(item))
+    if wave:
+        yield wave
 
 
 def sign_of_life(attempt: Mapping[str, Any], now: datetime) -> dict[str, Any]:
@@ -146,7 +162,27 @@ class Attempts(Area[Attempt]):
         self._check_updatable(changes)
         with self._store.writing() as connection:
             rollout, attempt = self.locate(connection, rollout_id, attempt_id, for_update=True)
-            return self.apply_changes(connection, rollout, attempt, changes, reason)
+            return self.apply_changes(connection, [(rollout, attempt, changes)], reason)[0]
+
+    def update_many(self, updates: Sequence[Mapping[str, Any]], *, reason: str | None = None) -> list[Attempt]:
+        """``update`` of several attempts in one transaction, each given as ``{"rollout_id": ..., "attempt_id":
+        ... (default "latest"), **changes}``, with the same effect as one after another (an attempt or rollout
+        named twice sees the change before): all of them, or none when one fails. Returns each attempt as
+        updated, in order."""
+        wanted = []
+        for update in mappings("attempt update", updates):
+            changes = {name: value for name, value in update.items() if name not in ("rollout_id", "attempt_id")}
+            self._check_updatable(changes)
+            wanted.append((update.get("rollout_id"), update.get("attempt_id", LATEST), changes))
+        updated: list[Attempt | None] = [None] * len(wanted)
+        with self._store.writing() as connection:
+            for wave in by_distinct_rollouts(range(len(wanted)), lambda index: wanted[index][0]):
+                located = self.locate_many(connection, [wanted[index][:2] for index in wave], for_update=True)
+                done = self.apply_changes(connection, [(*located[wanted[index][:2]], wanted[index][2])
+                                                       for index in wave], reason, positions=wave)
+                for index, attempt in zip(wave, done):
+                    updated[index] = attempt
+        return updated
 
     # -- used by the queue, spans and the health check, inside their transactions -------------------
 
@@ -204,39 +240,48 @@ class Attempts(Area[Attempt]):
     def _latest_row(self, connection: Connection, rollout: Mapping[str, Any]) -> Mapping[str, Any] | None:
         return SELECT_BY_SEQUENCE.first(connection, {"b_rollout": rollout["id"], "b_sequence": rollout["attempt_count"]})
 
-    def apply_changes(
-        self,
-        connection: Connection,
-        rollout: Mapping[str, Any],
-        attempt: Mapping[str, Any],
-        changes: Mapping[str, Any],
-        reason: str | None,
-    ) -> Attempt:
-        merged = build_record(Attempt, {**attempt, **changes}, "attempt")
+    def apply_changes(self, connection: Connection,
+                      located: Sequence[tuple[Mapping[str, Any], Mapping[str, Any], Mapping[str, Any]]],
+                      reason: str | None, positions: Sequence[int] | None = None) -> list[Attempt]:
+        """Apply changes to attempts, given as (rollout, attempt, changes) of distinct rollouts, rows as read and
+        locked; returns the attempts as written. ``positions``: their places in the caller's batch, which errors
+        name (without, a single attempt's error names none)."""
+        values = [{**attempt, **changes} for _, attempt, changes in located]
+        merged = ([build_record(Attempt, values[0], "attempt")] if positions is None and len(values) == 1
+                  else build_records(Attempt, values, "attempt", positions))
         written = self.change_rows(
-            connection, [(attempt, {name: getattr(merged, name) for name in changes})], reason, parent=rollout)[0]
-        if changes.get("worker_id") and "status" not in changes:
-            # A worker given an attempt takes it on, as a status change would have it (_after_status_change).
-            self._store.workers.follow_attempt(connection, written, written["updated_at"])
-        return self.to_record(written)
+            connection, [(attempt, {name: getattr(record, name) for name in changes})
+                         for (_, attempt, changes), record in zip(located, merged)],
+            reason, parents=[rollout for rollout, _, _ in located])
+        for row, (_, _, changes) in zip(written, located):
+            if changes.get("worker_id") and "status" not in changes:
+                # A worker given an attempt takes it on, as a status change would have it (_after_status_change).
+                self._store.workers.follow_attempt(connection, row, row["updated_at"])
+        return [self.to_record(row) for row in written]
 
-    def _after_status_change(self, connection, changed, reason, now, parent) -> None:
-        # The rollout follows its latest attempt; the worker follows the attempt it runs.
-        for attempt, _ in changed:
-            rollout = parent
-            if rollout is None or rollout["id"] != attempt["rollout_id"]:
-                rollout = self._store.rollouts.fetch_row(connection, attempt["rollout_id"], for_update=True)
-            if attempt["sequence"] == rollout["attempt_count"]:
-                target = rollout_status_for(attempt["status"], attempt["sequence"], rollout["config"])
-                self._store.rollouts.follow_latest_attempt(connection, rollout, target, now, reason or f"attempt {attempt['status']}")
-            if attempt["worker_id"]:
-                self._store.workers.follow_attempt(connection, attempt, now)
+    def _after_status_change(self, connection, changed, reason, now, parents) -> None:
+        # The rollout follows its latest attempt; the worker follows the attempt it runs. Rollouts the caller
+        # holds are used as given, once: an attempt of a rollout already followed reads it again.
+        held = {row["id"]: row for row in parents}
+        for wave in by_distinct_rollouts(changed, lambda entry: entry[0]["rollout_id"]):
+            follows: dict[str, list[tuple[Mapping[str, Any], str]]] = {}
+            for attempt, _ in wave:
+                rollout = held.pop(attempt["rollout_id"], None) or self._store.rollouts.fetch_row(
+                    connection, attempt["rollout_id"], for_update=True)
+                if attempt["sequence"] == rollout["attempt_count"]:
+                    target = rollout_status_for(attempt["status"], attempt["sequence"], rollout["config"])
+                    follows.setdefault(reason or f"attempt {attempt['status']}", []).append((rollout, target))
+            for why, rows in follows.items():
+                self._store.rollouts.follow_latest_attempts(connection, rows, now, why)
+            for attempt, _ in wave:
+                if attempt["worker_id"]:
+                    self._store.workers.follow_attempt(connection, attempt, now)
 
     def _heartbeat(self, connection: Connection, rollout: Mapping[str, Any], attempt: Mapping[str, Any],
                    now: datetime) -> None:
         """An explicit sign of life: a preparing or unresponsive attempt runs again (spans do this as they
         reserve their sequence ids, see Spans._number)."""
-        self.change_rows(connection, [(attempt, sign_of_life(attempt, now))], "heartbeat", now, parent=rollout)
+        self.change_rows(connection, [(attempt, sign_of_life(attempt, now))], "heartbeat", now, parents=[rollout])
 
     def heartbeat(self, rollout_id: str, attempt_id: str = LATEST) -> Attempt:
         """Record that the attempt is alive (spans do this too)."""

@@ -376,14 +376,14 @@ class Area(Generic[R]):
 
     def change_rows(self, connection: Connection, changes: Sequence[tuple[Mapping[str, Any], dict[str, Any]]],
                 reason: str | None, now: datetime | None = None, *, write: Write | None = None,
-                guarded: bool = False, parent: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+                guarded: bool = False, parents: Sequence[Mapping[str, Any]] = ()) -> list[dict[str, Any]]:
         """Write validated ``values`` to existing rows, given as (row as read and locked, values): every
         change of a stored row, and so every status change, goes through here.
 
         A status change must be legal (else InvalidTransitionError; with ``guarded`` the row is left as it
         is, and so is one whose status would not change). It sets the lifetime stamps the new status implies
         (``_stamps``; values given win), is written to history, and has its consequences for other rows
-        (``_after_status_change``, told ``parent``: the row this one belongs to, when the caller holds it).
+        (``_after_status_change``, told ``parents``: the rows these belong to, those the caller holds).
         ``write`` replaces the UPDATE by key, for a statement that does more at once. Returns the rows as
         written."""
         now = now or self._store.now()
@@ -412,7 +412,7 @@ class Area(Generic[R]):
         if changed:
             written = [({**row, **values}, old) for row, values, old in changed]
             self._record_history(connection, written, reason, now)
-            self._after_status_change(connection, written, reason, now, parent)
+            self._after_status_change(connection, written, reason, now, parents)
         return [{**row, **values} for row, values in writes]
 
     def _write_by_key(self, connection: Connection, writes: list[tuple[Mapping[str, Any], dict[str, Any]]]) -> None:
@@ -456,7 +456,7 @@ class Area(Generic[R]):
         publish(connection, self._store.project_id, status_events(self.entity_type, changes, reason, now))
 
     def _after_status_change(self, connection: Connection, changed: list[tuple[dict[str, Any], str]],
-                             reason: str | None, now: datetime, parent: Mapping[str, Any] | None) -> None:
+                             reason: str | None, now: datetime, parents: Sequence[Mapping[str, Any]]) -> None:
         """What status changes imply for other rows, given (row as written, old status); nothing by default."""
 
     def fetch_row(self, connection: Connection, id: str, *, for_update: bool = False) -> Mapping[str, Any]:

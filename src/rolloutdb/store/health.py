@@ -53,7 +53,7 @@ def check_health(store: Store) -> int:
             rollout, attempt = store.attempts.locate(connection, row["rollout_id"], row["id"], for_update=True)
             status = verdict(attempt, rollout["config"], now) if attempt["status"] in ALIVE else None
             if status is not None and attempt["sequence"] == rollout["attempt_count"]:
-                store.attempts.apply_changes(connection, rollout, attempt, {"status": status}, "health check")
+                store.attempts.apply_changes(connection, [(rollout, attempt, {"status": status})], "health check")
                 marked += 1
     return marked
 

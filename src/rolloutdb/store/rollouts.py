@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -150,12 +150,13 @@ class Rollouts(EditableArea[Rollout]):
             connection, [(row, row["attempt_count"]) for row in claimed], worker_id, now)
         return [Claim(rollout=self.to_record(row), attempt=attempt) for row, attempt in zip(claimed, new_attempts)]
 
-    def follow_latest_attempt(self, connection: Connection, row: Mapping[str, Any], status: str, now: datetime,
-                reason: str | None) -> None:
-        """Move the rollout to the status its latest attempt implies, when that is a legal change.
+    def follow_latest_attempts(self, connection: Connection, follows: Sequence[tuple[Mapping[str, Any], str]],
+                               now: datetime, reason: str | None) -> None:
+        """Move each rollout (given as (row, status), each rollout once) to the status its latest attempt
+        implies, when that is a legal change.
 
         A finished rollout stays finished (a late result of a cancelled rollout changes only its attempt)."""
-        self.change_rows(connection, [(row, {"status": status})], reason, now, guarded=True)
+        self.change_rows(connection, [(row, {"status": status}) for row, status in follows], reason, now, guarded=True)
 
     def _stamps(self, row: Mapping[str, Any], new_status: str, now: datetime) -> dict[str, Any]:
         # queued_at orders the queue: set on entering it (a requeued rollout goes to the back), cleared on leaving.
@@ -176,7 +177,7 @@ class Rollouts(EditableArea[Rollout]):
         super().insert_rows(connection, rows, now, **options)
         self._touch_statistics(connection, [(row["group_id"], row["run_id"], row["step"]) for row in rows])
 
-    def _after_status_change(self, connection, changed, reason, now, parent) -> None:
+    def _after_status_change(self, connection, changed, reason, now, parents) -> None:
         # Group and step figures count finished rollouts: only a rollout that finishes moves them.
         finished = [row for row, _ in changed if row["status"] in states.TERMINAL["rollout"]]
         self._touch_statistics(connection, [(row["group_id"], row["run_id"], row["step"]) for row in finished])

@@ -233,7 +233,7 @@ class Spans(Area[Span]):
                 quiet.append(plan)
             elif plan.attempt["status"] in REVIVED_BY_HEARTBEAT:
                 self._store.attempts.change_rows(connection, [(plan.attempt, sign_of_life(plan.attempt, now))],
-                                                 "heartbeat", now, write=reserve_with([plan]), parent=plan.rollout)
+                                                 "heartbeat", now, write=reserve_with([plan]), parents=[plan.rollout])
             else:
                 beating.append(plan)
         if beating:

@@ -24,7 +24,7 @@ class Steps(EditableArea[Step]):
     conflicts = {"uq_steps_run_id_number": "run {run_id!r} already has a step {number}"}
     default_sort = "number"
 
-    def _after_status_change(self, connection, changed, reason, now, parent) -> None:
+    def _after_status_change(self, connection, changed, reason, now, parents) -> None:
         # A training run's progress counts its completed steps: refreshed just before commit.
         before_commit(connection, self._refresh_progress, set).update(row["run_id"] for row, _ in changed)
 
