@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, and_, bindparam, select
+from sqlalchemy import Connection, and_, bindparam, select, true
 
 from .. import states
 from ..errors import InvalidTransitionError, NotFoundError
@@ -49,15 +49,18 @@ def _rollout_with_attempt(latest: bool, for_update: bool) -> Prepared:
 ATTEMPTS_PER_LOOKUP = 64  # the most attempts locate_many asks for in one query
 
 
-@functools.lru_cache(maxsize=2 * ATTEMPTS_PER_LOOKUP)
-def _rollouts_with_attempts(count: int, for_update: bool) -> Prepared:
-    """``count`` attempts (``b_attempt_0`` ...) with their rollouts, rollouts locked in the order of their ids
+@functools.lru_cache(maxsize=4 * ATTEMPTS_PER_LOOKUP)
+def _rollouts_with_attempts(count: int, for_update: bool, latest: bool) -> Prepared:
+    """``count`` attempts with their rollouts: attempts ``b_attempt_0`` ..., or with ``latest`` the latest attempts of
+    rollouts ``b_rollout_0`` ... (a rollout without one is left out). Rollouts are locked in the order of their ids
     (so that writers locking several never wait for each other in a circle); prepared once per count."""
+    joined = attempts.join(rollouts, and_(attempts.c.rollout_id == rollouts.c.id,
+                                          attempts.c.sequence == rollouts.c.attempt_count if latest else true()))
+    named = rollouts.c.id if latest else attempts.c.id
     statement = (
         select(*ROLLOUT_THEN_ATTEMPT)
-        .select_from(attempts.join(rollouts, attempts.c.rollout_id == rollouts.c.id))
-        .where(attempts.c.id.in_([bindparam(f"b_attempt_{n}") for n in range(count)]),
-               rollouts.c.project_id == bindparam("b_project"))
+        .select_from(joined)
+        .where(named.in_([bindparam(f"b_key_{n}") for n in range(count)]), rollouts.c.project_id == bindparam("b_project"))
         .order_by(rollouts.c.id)
     )
     return Prepared(statement.with_for_update(of=rollouts) if for_update else statement)
@@ -196,21 +199,22 @@ class Attempts(Area[Attempt]):
 
     def locate_many(self, connection: Connection, pairs: Sequence[tuple[str, str]], *, for_update: bool = False,
                     ) -> dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any]]]:
-        """``locate`` for several (rollout id, attempt id or "latest") pairs: those naming their attempt by id
-        found in one query (``ATTEMPTS_PER_LOOKUP`` at a time), the others (and any not found, for ``locate``'s
-        error) one by one."""
+        """``locate`` for several (rollout id, attempt id or "latest") pairs: those naming their attempt by id found
+        in one query, those naming the latest in another (``ATTEMPTS_PER_LOOKUP`` at a time), any not found (for
+        ``locate``'s error) one by one."""
         found: dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any]]] = {}
-        named = list(dict.fromkeys(pair for pair in pairs if pair[1] != LATEST))
-        for start in range(0, len(named), ATTEMPTS_PER_LOOKUP):
-            chunk = named[start:start + ATTEMPTS_PER_LOOKUP]
-            for rollout_id, attempt_id in chunk:
-                check_key("rollout", rollout_id)
-                check_key("attempt", attempt_id)
-            params = {"b_project": self._store.project_id,
-                      **{f"b_attempt_{n}": attempt_id for n, (_, attempt_id) in enumerate(chunk)}}
-            for row in _rollouts_with_attempts(len(chunk), for_update).rows(connection, params):
-                rollout, attempt = rollout_and_attempt_of(row)
-                found[(rollout["id"], attempt["id"])] = (rollout, attempt)
+        for latest in (False, True):
+            wanted = list(dict.fromkeys(pair for pair in pairs if (pair[1] == LATEST) == latest))
+            for start in range(0, len(wanted), ATTEMPTS_PER_LOOKUP):
+                chunk = wanted[start:start + ATTEMPTS_PER_LOOKUP]
+                for rollout_id, attempt_id in chunk:
+                    check_key("rollout", rollout_id)
+                    check_key("attempt", attempt_id)
+                params = {"b_project": self._store.project_id,
+                          **{f"b_key_{n}": pair[0] if latest else pair[1] for n, pair in enumerate(chunk)}}
+                for row in _rollouts_with_attempts(len(chunk), for_update, latest).rows(connection, params):
+                    rollout, attempt = rollout_and_attempt_of(row)
+                    found[(rollout["id"], LATEST if latest else attempt["id"])] = (rollout, attempt)
         for pair in pairs:
             if pair not in found:
                 found[pair] = self.locate(connection, *pair, for_update=for_update)

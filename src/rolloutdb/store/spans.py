@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import functools
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Integer, and_, bindparam, case, func, select, update
 
@@ -38,19 +38,45 @@ def _reserve_statement(count: int, dialect: str) -> Prepared:
 
 
 _sibling = attempts.alias("sibling")
-# Take ``b_count`` ids from the rollout's count: the highest counter among its attempts, stored back on one of them.
-RESERVE_ACROSS_ROLLOUT = Prepared(
-    update(attempts).where(attempts.c.id == bindparam("b_id"))
-    .values(next_span_sequence=select(func.max(_sibling.c.next_span_sequence))
-            .where(_sibling.c.rollout_id == bindparam("b_rollout"), _sibling.c.project_id == bindparam("b_project"))
-            .scalar_subquery() + bindparam("b_count"))
-    .returning(attempts.c.next_span_sequence))
+
+
+@functools.lru_cache(maxsize=ATTEMPTS_PER_LOOKUP)
+def _reserve_across_rollouts(count: int) -> Prepared:
+    """Take ``b_count_n`` ids from the count of the rollout of attempt ``b_id_n`` (for ``count`` attempts of
+    distinct rollouts): the highest counter among the rollout's attempts, stored back on that attempt; returns
+    each attempt's id and new counter. Prepared once per count."""
+    ids = [bindparam(f"b_id_{n}") for n in range(count)]
+    highest = (select(func.max(_sibling.c.next_span_sequence))
+               .where(_sibling.c.rollout_id == attempts.c.rollout_id, _sibling.c.project_id == attempts.c.project_id)
+               .scalar_subquery())
+    taken = case(*((attempts.c.id == ids[n], bindparam(f"b_count_{n}", type_=Integer)) for n in range(count)))
+    return Prepared(update(attempts).where(attempts.c.id.in_(ids))
+                    .values(next_span_sequence=highest + taken)
+                    .returning(attempts.c.id, attempts.c.next_span_sequence))
+
+
 # A range, not an IN list: one short statement however large the batch.
 TAKEN_IN_RANGE = Prepared(select(spans.c.sequence_id).where(
     spans.c.attempt_id == bindparam("b_attempt"), spans.c.sequence_id.between(bindparam("b_low"), bindparam("b_high"))))
 
 
 SPAN_IDS_PER_LOOKUP = 64
+T = TypeVar("T")
+
+
+def _rows_in_chunks(connection: Connection, statement: Callable[[int], Prepared], items: Sequence[T],
+                    params_of: Callable[[int, T], dict[str, Any]], fixed: Mapping[str, Any] | None = None,
+                    ) -> list[dict[str, Any]]:
+    """The rows of ``statement(count)`` run for the items, ``ATTEMPTS_PER_LOOKUP`` at a time: item ``n`` of a
+    chunk gives the parameters ``params_of(n, item)``, and every run takes ``fixed`` too."""
+    rows = []
+    for start in range(0, len(items), ATTEMPTS_PER_LOOKUP):
+        chunk = items[start:start + ATTEMPTS_PER_LOOKUP]
+        params = dict(fixed or {})
+        for n, item in enumerate(chunk):
+            params |= params_of(n, item)
+        rows.extend(statement(len(chunk)).rows(connection, params))
+    return rows
 
 
 @dataclass
@@ -153,11 +179,14 @@ class Spans(Area[Span]):
         wanted = Counter(rollout_id for rollout_id, _ in pairs)
         next_free: dict[str, int] = {}
         with self._store.writing() as connection:
-            for rollout_id, count in wanted.items():
-                _, latest = self._store.attempts.locate(connection, rollout_id, LATEST, for_update=True)
-                next_free[rollout_id] = RESERVE_ACROSS_ROLLOUT.scalar(connection, {
-                    "b_id": latest["id"], "b_rollout": rollout_id, "b_project": self._store.project_id,
-                    "b_count": count}) - count
+            located = self._store.attempts.locate_many(connection, [(rollout_id, LATEST) for rollout_id in wanted],
+                                                       for_update=True)
+            latest = {rollout_id: located[(rollout_id, LATEST)][1]["id"] for rollout_id in wanted}
+            rollout_of = {attempt_id: rollout_id for rollout_id, attempt_id in latest.items()}
+            for row in _rows_in_chunks(connection, _reserve_across_rollouts, list(wanted.items()),
+                                       lambda n, item: {f"b_id_{n}": latest[item[0]], f"b_count_{n}": item[1]}):
+                rollout_id = rollout_of[row["id"]]
+                next_free[rollout_id] = row["next_span_sequence"] - wanted[rollout_id]
         result = []
         for rollout_id, _ in pairs:
             result.append(next_free[rollout_id])
@@ -304,16 +333,11 @@ class Spans(Area[Span]):
         """For each (attempt id, count, at least): move the attempt's span counter up to ``at least``, then take
         ``count`` ids; returns the first id taken by each, by attempt id. ``also``: other columns of the
         attempts to set in the same statement (a heartbeat, written as their change: see ``_reserve_for``)."""
-        first_free: dict[str, int] = {}
-        for start in range(0, len(wanted), ATTEMPTS_PER_LOOKUP):
-            chunk = wanted[start:start + ATTEMPTS_PER_LOOKUP]
-            params = dict(also or {})
-            for n, (attempt_id, count, at_least) in enumerate(chunk):
-                params |= {f"b_id_{n}": attempt_id, f"b_count_{n}": count, f"b_at_least_{n}": at_least}
-            taken = {attempt_id: count for attempt_id, count, _ in chunk}
-            for row in _reserve_statement(len(chunk), connection.dialect.name).rows(connection, params):
-                first_free[row["id"]] = row["next_span_sequence"] - taken[row["id"]]
-        return first_free
+        taken = {attempt_id: count for attempt_id, count, _ in wanted}
+        rows = _rows_in_chunks(connection, functools.partial(_reserve_statement, dialect=connection.dialect.name),
+                               wanted, lambda n, item: {f"b_id_{n}": item[0], f"b_count_{n}": item[1],
+                                                        f"b_at_least_{n}": item[2]}, also)
+        return {row["id"]: row["next_span_sequence"] - taken[row["id"]] for row in rows}
 
     def _stored(self, connection: Connection, attempt: Mapping[str, Any], sequence_ids: list[int]) -> set[int]:
         """Which of these sequence ids the attempt has stored already.
