@@ -28,6 +28,9 @@ def test_operator_filters(store, five_runs):
     assert names(store.runs.query(name__contains="-3")) == ["run-3"]
     assert names(store.runs.query(kind__ne="train")) == ["run-1", "run-3"]
     assert names(store.runs.query(name__in=["run-4", "run-0", "nope"])) == ["run-0", "run-4"]
+    # a long list goes as one parameter (SQLite: a JSON array), with values that JSON escapes
+    many = [f'nope-{i} "\\ ünï' for i in range(150)] + ["run-3", "run-1"]
+    assert names(store.runs.query(name__in=many)) == ["run-1", "run-3"]
     assert names(store.runs.query(parent_run_id__isnull=True)) == names(five_runs)
     created = five_runs[2].created_at
     assert names(store.runs.query(created_at__gte=created)) == ["run-2", "run-3", "run-4"]

@@ -745,7 +745,7 @@ TURN_COLUMNS = {name: _as_text(turns.c[name], name) if name in RAW_JSON else tur
 def turn_columns(job: Export) -> list[Any]:
     """The columns of ``Turn`` an export reads: its id for screenshots, its reward and success for formats made of
     turns, the rest always; NULL in place of the others (a value made for each of a million turns costs)."""
-    wanted = {"rollout_id", "attempt_id", "observation", "thinking", "action"}
+    wanted = {"rollout_id", "observation", "thinking", "action"}
     wanted |= {"id"} if job.with_images else set()
     wanted |= {"reward", "success"} if job.form.per_turn else set()
     return [column if name in wanted else null().label(name) for name, column in TURN_COLUMNS.items()]
@@ -806,10 +806,14 @@ def latest_attempts(job: Export, rows: Sequence[Mapping[str, Any]]) -> dict[str,
     return {row["id"]: row["latest_attempt"] for row in rows if row["latest_attempt"] is not None}
 
 
-def turn_statement(job: Export, ids: list[str], columns: Sequence[Any]):
-    """These columns of the turns of these rollouts, each rollout's turns in order."""
+def turn_statement(job: Export, ids: list[str], columns: Sequence[Any], latest: Mapping[str, str]):
+    """These columns of the turns of these rollouts that the selection takes (with ``latest_attempt``, those of
+    no attempt or of a ``latest`` one: attempt ids are unique), each rollout's turns in order."""
+    backend = job.store.backend
+    current = ([or_(turns.c.attempt_id.is_(None), one_of(turns.c.attempt_id, list(latest.values()), backend))]
+               if job.selection.latest_attempt else [])
     return (select(*columns).where(turns.c.project_id == job.store.project_id,
-                                             one_of(turns.c.rollout_id, ids, job.store.backend))
+                                   one_of(turns.c.rollout_id, ids, backend), *current)
             .order_by(turns.c.rollout_id, turns.c.turn_index, turns.c.created_at))
 
 
@@ -845,17 +849,16 @@ def _read_page(store: Store, job: Export, rows: Sequence[Mapping[str, Any]]) -> 
     if not rows:
         return []
     ids = [row["id"] for row in rows]
-    every_attempt, policy = not job.selection.latest_attempt, job.policy
+    policy = job.policy
     with store.reading() as connection:
         latest = latest_attempts(job, rows)
         by_rollout: dict[str, list[Turn]] = {}
-        _, columns = decoded_columns(connection.execute(turn_statement(job, ids, turn_columns(job))))
+        _, columns = decoded_columns(connection.execute(turn_statement(job, ids, turn_columns(job), latest)))
         for turn in map(Turn._make, zip(*columns)):
-            if every_attempt or turn.attempt_id is None or turn.attempt_id == latest.get(turn.rollout_id):
-                if turn.rollout_id in by_rollout:
-                    by_rollout[turn.rollout_id].append(turn)
-                else:
-                    by_rollout[turn.rollout_id] = [turn]
+            if turn.rollout_id in by_rollout:
+                by_rollout[turn.rollout_id].append(turn)
+            else:
+                by_rollout[turn.rollout_id] = [turn]
         calls = span_calls(connection, store, job, ids, latest) if job.span_conversations else {}
         shots = (_screenshots(store, job, connection, [turn.id for turns_ in by_rollout.values() for turn in turns_])
                  if job.with_images else {})
