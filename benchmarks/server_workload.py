@@ -1,8 +1,9 @@
 """Server workload: RolloutDB's REST server (`rolloutdb serve`) and remote client against references measured in
 the same run on this machine.
 
-    python benchmarks/server_workload.py [--only ingest,cycle,memory] [--ingest 20000] [--rollouts 800]
-                                         [--workers 8] [--spans 10] [--memory-spans 200000]
+    python benchmarks/server_workload.py [--only ingest,cycle,memory] [--backends sqlite,postgresql]
+                                         [--ingest 20000] [--rollouts 800] [--workers 8] [--spans 10]
+                                         [--memory-spans 200000]
                                          [--postgres postgresql://postgres@127.0.0.1:5432/postgres]
 
 Sections (one function each; ``--only`` picks some):
@@ -307,8 +308,21 @@ SECTIONS: dict[str, Callable[[argparse.Namespace], list[Table]]] = {"ingest": in
                                                                      "memory": memory}
 
 
+BACKENDS = ("sqlite", "postgresql")
+
+
 def databases(args: argparse.Namespace) -> dict[str, Callable[[], contextlib.AbstractContextManager[str]]]:
-    return {"sqlite": sqlite_database, "postgresql": lambda: postgres_database(args.postgres)}
+    made = {"sqlite": sqlite_database, "postgresql": lambda: postgres_database(args.postgres)}
+    return {name: made[name] for name in args.backends}
+
+
+def chosen_names(parser: argparse.ArgumentParser, kind: str, given: str, known) -> list[str]:
+    """The names of a comma-separated option, each one of ``known`` (else the parser's usage error)."""
+    chosen = [name.strip() for name in given.split(",") if name.strip()]
+    unknown = [name for name in chosen if name not in known]
+    if unknown:
+        parser.error(f"unknown {kind}(s) {', '.join(unknown)}: choose from {', '.join(known)}")
+    return chosen
 
 
 def main() -> None:
@@ -323,12 +337,13 @@ def main() -> None:
     parser.add_argument("--memory-spans", type=int, default=200_000,
                         help=f"spans the memory section ingests ({MEMORY_SPANS_TARGET:,} to measure the target "
                              "rather than extrapolate it)")
+    parser.add_argument("--backends", default=",".join(BACKENDS),
+                        help=f"comma-separated backends of the ingest and the cycle, of {', '.join(BACKENDS)} "
+                             "(default: both)")
     add_postgres_option(parser)
     args = parser.parse_args()
-    chosen = [name.strip() for name in args.only.split(",") if name.strip()]
-    unknown = [name for name in chosen if name not in SECTIONS]
-    if unknown:
-        parser.error(f"unknown section(s) {', '.join(unknown)}: choose from {', '.join(SECTIONS)}")
+    chosen = chosen_names(parser, "section", args.only, SECTIONS)
+    args.backends = chosen_names(parser, "backend", args.backends, BACKENDS)
     console.print(f"load average at start: {load_average()}")
     for name in chosen:
         for table in SECTIONS[name](args):

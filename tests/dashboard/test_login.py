@@ -32,7 +32,7 @@ def auth_site(request, postgres_databases, tmp_path_factory) -> Iterator[tuple[S
         image = screen((10, 200, 10), "auth")
         sha = store.artifacts.put(image, "image/png", role="screenshot", turn_id=turn.id).sha256
         rows = {"job": job.name, "rollout": claim.rollout.id, "sha": sha, "backend": request.param}
-    with running_server(url, directory, project, "--auth") as server:
+    with running_server(url, directory, project, "--auth", "--access-log") as server:
         yield server, secrets, rows
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import subprocess
 
+import httpx
 import pytest
 
 from rolloutdb.server import is_loopback
-from server.servers import serve_command, server_environment
+from server.servers import running_server, serve_command, server_environment
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::"])
@@ -35,3 +36,12 @@ def test_auth_and_all_projects_do_not_go_together(tmp_path):
                                                 ("", False)])
 def test_loopback_hosts(host, loopback):
     assert is_loopback(host) is loopback
+
+
+@pytest.mark.parametrize("access_log", [False, True])
+def test_requests_are_logged_one_line_each_only_with_access_log(tmp_path, access_log):
+    # Off by default (as Agent Lightning's store server): a line per request costs the server a tenth of its time.
+    options = ("--access-log",) if access_log else ()
+    with running_server(f"sqlite:///{tmp_path / 'logged.db'}", tmp_path, None, *options) as server:
+        assert httpx.get(f"{server.base}/api/v1/project").status_code == 200
+    assert ("GET /api/v1/project HTTP/1.1\" 200" in server.log.read_text()) is access_log

@@ -13,7 +13,7 @@ from rolloutdb.ids import new_id
 from rolloutdb.schema import attempts, rollouts, status_changes
 from rolloutdb.store._bulk import bulk_insert
 from rolloutdb.store._statements import Prepared, decoder_for, encoder_for
-from rolloutdb.store.hooks import before_commit, writes_only
+from rolloutdb.store.hooks import before_commit, savepoint, writes_only
 from conftest import skip_on_http
 
 
@@ -210,3 +210,39 @@ def test_an_error_among_writes_sent_together_is_raised_and_the_transaction_writt
                  "old_status": None, "new_status": "queuing", "changed_at": store.now(), "reason": None})
     assert store.rollouts.get(rollout.id).reward is None
     assert store.rollouts.enqueue({"n": 2}).status == "queuing"  # the connection serves the next transaction
+
+
+REWARD_BY_ID = Prepared(update(rollouts).where(rollouts.c.id == bindparam("b_id")))
+
+
+def test_a_write_left_waiting_is_what_the_statements_after_it_read(store):
+    rollout = store.rollouts.enqueue({"n": 1})
+    with store.writing() as connection:
+        REWARD_BY_ID.run_later(connection, {"reward": 0.25, "b_id": rollout.id})
+        assert Prepared(BY_ID).first(connection, {"b_id": rollout.id})["reward"] == 0.25
+        REWARD_BY_ID.run_later(connection, {"reward": 0.5, "b_id": rollout.id})
+        assert connection.execute(BY_ID, {"b_id": rollout.id}).mappings().one()["reward"] == 0.5  # through Core
+        REWARD_BY_ID.run_later(connection, {"reward": 0.75, "b_id": rollout.id})
+        bulk_insert(connection, status_changes, [
+            {"project_id": store.project_id, "entity_type": "rollout", "entity_id": rollout.id,
+             "old_status": None, "new_status": "queuing", "changed_at": store.now(), "reason": "test"}])
+        assert Prepared(BY_ID).first(connection, {"b_id": rollout.id})["reward"] == 0.75
+        REWARD_BY_ID.run_later(connection, {"reward": 1.0, "b_id": rollout.id})
+    assert store.rollouts.get(rollout.id).reward == 1.0  # sent with the commit
+
+
+def test_a_write_left_waiting_is_undone_with_its_savepoint_and_dropped_with_its_transaction(store):
+    rollout = store.rollouts.enqueue({"n": 1})
+    with store.writing() as connection:
+        REWARD_BY_ID.run_later(connection, {"reward": 0.5, "b_id": rollout.id})
+        with pytest.raises(RuntimeError), savepoint(connection):
+            REWARD_BY_ID.run_later(connection, {"success": True, "b_id": rollout.id})
+            raise RuntimeError("undo the savepoint")
+    stored = store.rollouts.get(rollout.id)
+    assert (stored.reward, stored.success) == (0.5, None)
+    with pytest.raises(RuntimeError), store.writing() as connection:
+        REWARD_BY_ID.run_later(connection, {"reward": 1.0, "b_id": rollout.id})
+        raise RuntimeError("roll back")
+    for n in range(12):  # transactions on every pooled connection: none sends the write rolled back
+        store.rollouts.update(rollout.id, metadata={"n": n})
+    assert store.rollouts.get(rollout.id).reward == 0.5

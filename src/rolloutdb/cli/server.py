@@ -48,6 +48,8 @@ def serve(
         "--agent-lightning",
         help="For RolloutDBLightningStore clients: rollout and attempt ids in Agent Lightning's shapes (ro-, at-), "
              "and rollouts may name resources not stored.")] = False,
+    access_log: Annotated[bool, typer.Option(
+        "--access-log", help="Log a line per request (method, path, status).")] = False,
 ) -> None:
     """Serve the database over HTTP: REST at /api/v1, API docs at /docs, /healthz and /readyz.
 
@@ -63,7 +65,7 @@ def serve(
               max_body_bytes=max_body_bytes, max_writes_in_flight=max_writes_in_flight,
               auth=auth, allow_unauthenticated_remote=allow_unauthenticated_remote, all_projects=all_projects,
               agent_lightning=agent_lightning, token_recheck_seconds=token_recheck,
-              max_artifact_bytes=max_artifact_bytes,
+              max_artifact_bytes=max_artifact_bytes, access_log=access_log,
               on_ready=functools.partial(announce, "RolloutDB server on"))
 
 

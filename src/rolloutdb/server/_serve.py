@@ -38,7 +38,8 @@ def serve(url: str | None = None, *, project: str = DEFAULT_PROJECT, host: str =
           max_body_bytes: int = SERVER_MAX_BODY_BYTES, max_writes_in_flight: int = SERVER_WRITES_IN_FLIGHT,
           auth: bool = False, allow_unauthenticated_remote: bool = False, all_projects: bool = False,
           agent_lightning: bool = False, token_recheck_seconds: float = SERVER_TOKEN_RECHECK_SECONDS,
-          max_artifact_bytes: int = MAX_ARTIFACT_BYTES, on_ready: Callable[[str], None] | None = None) -> None:
+          max_artifact_bytes: int = MAX_ARTIFACT_BYTES, access_log: bool = False,
+          on_ready: Callable[[str], None] | None = None) -> None:
     """Serve the database at ``url`` (project ``project``) over HTTP until interrupted.
 
     ``auth``: every request needs an API token (``store.tokens``), and works on the token's project with what its
@@ -46,7 +47,8 @@ def serve(url: str | None = None, *, project: str = DEFAULT_PROJECT, host: str =
     project, with ``all_projects``: a request names its own, see ``create_app``). So a host other than loopback is
     refused without ``auth`` unless ``allow_unauthenticated_remote``. The database is opened (and created or
     migrated) before listening, so a bad URL fails here; ``on_ready(where)`` is told where it listens.
-    ``agent_lightning``, ``max_artifact_bytes``: see ``create_app``."""
+    ``agent_lightning``, ``max_artifact_bytes``: see ``create_app``. ``access_log``: a line per request (off: at a
+    worker's pace of requests, the lines took a tenth of the server's time; errors are logged either way)."""
     if auth and all_projects:
         raise InvalidInputError("--auth and --all-projects do not go together: with --auth each request works on "
                                 "its API token's project, whichever it is")
@@ -77,7 +79,8 @@ def serve(url: str | None = None, *, project: str = DEFAULT_PROJECT, host: str =
         serving = "API tokens required: each request works on its token's project" if auth else f"project {project!r}"
         on_ready(f"{where} (database {display_url(resolved)}, {serving}); API docs at {where}/docs")
     uvicorn.run(f"{__name__}:app_from_environment", factory=True, host=host, port=port, workers=workers,
-                log_level="info", server_header=False, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS)
+                log_level="info", access_log=access_log, server_header=False,
+                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS)
 
 
 def app_from_environment():

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Dialect
 from ..errors import InvalidInputError
 from ..storable import Unstorable, check_texts
 from ._statements import (as_sqlalchemy_error, checked_encoder, encode_json, encode_sqlite_time, encoder_for,
-                          remember_last)
+                          remember_last, sent_with_waiting_writes)
 
 
 def bulk_insert(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]], *,
@@ -56,7 +56,7 @@ def bulk_insert(connection: Connection, table: Table, rows: Sequence[Mapping[str
     encoded = zip(*columns)
     cursor = driver_connection.cursor()
     try:
-        with as_sqlalchemy_error(connection, plan.sql):
+        with sent_with_waiting_writes(connection), as_sqlalchemy_error(connection, plan.sql):
             if plan.copy_sql is not None and len(rows) > POSTGRESQL_ROWS_PER_STATEMENT:
                 if driver_connection.pgconn.pipeline_status:  # statements sent together: COPY cannot be one
                     cursor.executemany(plan.sql, encoded)

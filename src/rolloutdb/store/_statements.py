@@ -180,10 +180,22 @@ class Prepared:
         finally:
             cursor.close()
 
+    def run_later(self, connection: Connection, params: Mapping[str, Any]) -> None:
+        """``run``, for a write whose outcome nobody reads and whose errors the store turns into none of its own (it
+        touches no key, reference or unique column): on PostgreSQL it waits, its values checked and encoded now, to
+        be sent with the transaction's next statements (``sent_together``) rather than in a round trip of its own.
+        Any statement the transaction runs after it sends it first, so it reads what this one writes."""
+        if connection.dialect.name != "postgresql":
+            self.run(connection, params)
+            return
+        compiled = self._compile(connection.dialect, tuple(params))
+        connection.info.setdefault(WAITING_WRITES, []).append((compiled.sql, compiled.arguments(params)))
+
     def run_many(self, connection: Connection, params: Sequence[Mapping[str, Any]]) -> None:
         """Execute it once per parameter set (all with the same names), in one driver call."""
         if not params:
             return
+        send_waiting_writes(connection)
         compiled = self._compile(connection.dialect, tuple(params[0]))
         cursor = connection.connection.driver_connection.cursor()
         try:
@@ -193,6 +205,7 @@ class Prepared:
             cursor.close()
 
     def _execute(self, connection: Connection, params: Mapping[str, Any]):
+        send_waiting_writes(connection)
         compiled = self._compile(connection.dialect, tuple(params))
         cursor = connection.connection.driver_connection.cursor()
         with as_sqlalchemy_error(connection, compiled.sql, cursor):
@@ -257,14 +270,65 @@ class as_sqlalchemy_error:
         raise DBAPIError.instance(self._sql, None, exc, dbapi.Error, connection_invalidated=disconnected) from exc
 
 
+WAITING_WRITES = "rolloutdb_waiting_writes"  # connection.info key: (SQL, arguments) of run_later's writes
+
+
 @contextlib.contextmanager
 def sent_together(connection: Connection) -> Iterator[None]:
     """Statements run in the block whose results nobody reads (the rows a transaction writes just before it
-    commits) sent to PostgreSQL together, answered by one round trip rather than one each (psycopg's pipeline
-    mode); an error of any of them is raised, as SQLAlchemy raises it, when the block ends. SQLite: as they come."""
+    commits) sent to PostgreSQL together, after the writes waiting to be sent (``run_later``), answered by one
+    round trip rather than one each (psycopg's pipeline mode); an error of any of them is raised, as SQLAlchemy
+    raises it, when the block ends. SQLite: as they come."""
     if connection.dialect.name != "postgresql":
         yield
         return
-    with as_sqlalchemy_error(connection, "the statements sent together"), \
-            connection.connection.driver_connection.pipeline():
+    driver_connection = connection.connection.driver_connection
+    with as_sqlalchemy_error(connection, "the statements sent together"), driver_connection.pipeline():
+        waiting = connection.info.pop(WAITING_WRITES, None)
+        if waiting:
+            with driver_connection.cursor() as cursor:
+                for sql, arguments in waiting:
+                    cursor.execute(sql, arguments)
         yield
+
+
+@contextlib.contextmanager
+def sent_with_waiting_writes(connection: Connection) -> Iterator[None]:
+    """The block's statements ``sent_together`` with the writes waiting to be sent, if any; else as they come
+    (for statements whose errors the caller reports as its own)."""
+    with sent_together(connection) if connection.info.get(WAITING_WRITES) else contextlib.nullcontext():
+        yield
+
+
+def send_waiting_writes(connection: Connection) -> None:
+    """Send the writes waiting to be sent (``run_later``), before a statement that may read what they write."""
+    if connection.info.get(WAITING_WRITES):
+        with sent_together(connection):
+            pass
+
+
+def drop_waiting_writes(connection: Connection) -> None:
+    """Forget the writes waiting to be sent: their transaction rolls back."""
+    connection.info.pop(WAITING_WRITES, None)
+
+
+def send_commit(connection: Connection) -> None:
+    """Inside ``sent_together``, as its last statement: the transaction's COMMIT, sent with the statements before it
+    (a round trip less; SQLAlchemy's commit then finds it done, as psycopg does nothing for a transaction not open).
+    SQLite: nothing, SQLAlchemy commits."""
+    if connection.dialect.name == "postgresql" and _transaction_open(connection):
+        with connection.connection.driver_connection.cursor() as cursor:
+            cursor.execute("COMMIT")
+
+
+def commit_now(connection: Connection) -> None:
+    """COMMIT the transaction with the writes still waiting to be sent, in one round trip, if it is still open."""
+    if connection.dialect.name == "postgresql" and _transaction_open(connection):
+        with sent_together(connection):
+            send_commit(connection)
+
+
+def _transaction_open(connection: Connection) -> bool:
+    from psycopg.pq import TransactionStatus
+
+    return connection.connection.driver_connection.pgconn.transaction_status != TransactionStatus.IDLE

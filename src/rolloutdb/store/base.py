@@ -17,7 +17,7 @@ from annotated_types import MaxLen, MinLen
 import orjson
 
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
-from sqlalchemy import ARRAY, Connection, String, Table, and_, any_, bindparam, func, literal, or_, select, update
+from sqlalchemy import ARRAY, Column, Connection, String, Table, UniqueConstraint, and_, any_, bindparam, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -237,6 +237,32 @@ def collector_paused() -> Iterator[None]:
                 gc.enable()
 
 
+@functools.lru_cache(maxsize=None)
+def _checked_columns(table: Table) -> frozenset[str]:
+    """The columns whose values the database may refuse beyond NOT NULL: keys, references and unique columns, or
+    all of them when a unique index has a condition (then any column may make two rows clash)."""
+    if any(index.unique and any(index.dialect_options[name].get("where") is not None
+                                for name in ("postgresql", "sqlite")) for index in table.indexes):
+        return frozenset(table.c.keys())
+    checked = {column.name for column in table.primary_key.columns}
+    checked.update(element.parent.name for constraint in table.foreign_key_constraints for element in constraint.elements)
+    for constraint in table.constraints:
+        if isinstance(constraint, UniqueConstraint):
+            checked.update(column.name for column in constraint.columns)
+    for index in table.indexes:
+        if index.unique:
+            checked.update(column.name for column in index.columns)
+            if any(not isinstance(expression, Column) for expression in index.expressions):
+                return frozenset(table.c.keys())
+    return frozenset(checked)
+
+
+def may_be_refused(table: Table, columns: Iterable[str]) -> bool:
+    """Whether an UPDATE setting these columns of existing rows may break a constraint (other than NOT NULL): its
+    IntegrityError is the store's ConflictError, raised by the write that made it."""
+    return not _checked_columns(table).isdisjoint(columns)
+
+
 @writes_only
 def _insert_status_changes(connection: Connection, rows: list[dict[str, Any]]) -> None:
     if rows:
@@ -428,11 +454,14 @@ class Area(Generic[R]):
                 continue  # an update of no fields, on a table without updated_at: nothing to write
             batches.setdefault(tuple(values), []).append(
                 {**values, "b_key": row[self._key_name], "b_project": self._store.project_id})
-        for params in batches.values():
-            if len(params) == 1:
-                self.update_by_key_statement.run(connection, params[0])
+        statement = self.update_by_key_statement
+        for columns, params in batches.items():
+            if may_be_refused(self.table, columns) or any(
+                    row[name] is None and not self.table.c[name].nullable for row in params for name in columns):
+                statement.run_many(connection, params)  # now: a ConflictError names the row
             else:
-                self.update_by_key_statement.run_many(connection, params)
+                for row in params:  # nothing the database could refuse: sent with the transaction's next statements
+                    statement.run_later(connection, row)
 
     def _stamps(self, row: Mapping[str, Any], new_status: str, now: datetime) -> dict[str, Any]:
         """What entering ``new_status`` sets besides the status: started_at (once) and ended_at."""

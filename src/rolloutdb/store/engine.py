@@ -45,6 +45,7 @@ from sqlalchemy.exc import DatabaseError, DBAPIError, DisconnectionError, Integr
 from ..config import CONNECT_TIMEOUT_VAR, STATEMENT_TIMEOUT_VAR, connect_timeout, display_url, statement_timeout
 from ..schema import metadata
 from ..errors import DatabaseNotFoundError, SchemaOutOfDateError, StoreUnavailableError
+from ._statements import send_waiting_writes
 
 BUSY_TIMEOUT_SECONDS = 30.0
 WRITE = "rolloutdb_write"  # execution option: this transaction writes
@@ -82,6 +83,7 @@ def _postgres_engine(url: str, parsed: URL) -> Engine:
                            connect_args=postgres_connect_args(parsed))
     _ping_when_idle(engine)
     _read_json_with_orjson(engine)
+    _send_waiting_writes_first(engine)
     session_settings = _session_timeouts(parsed)
 
     @event.listens_for(engine, "connect")
@@ -99,6 +101,14 @@ def _postgres_engine(url: str, parsed: URL) -> Engine:
         dbapi_connection.commit()  # a session setting made in a transaction that rolls back is undone
 
     return engine
+
+
+def _send_waiting_writes_first(engine: Engine) -> None:
+    """A statement run through SQLAlchemy (a query, a savepoint) after writes left waiting (``Prepared.run_later``)
+    sends them first, so that it finds them done."""
+    @event.listens_for(engine, "before_cursor_execute")
+    def _send(connection, _cursor, _statement, _parameters, _context, _executemany) -> None:
+        send_waiting_writes(connection)
 
 
 def _read_json_with_orjson(engine: Engine) -> None:

@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from sqlalchemy import Connection
 
-from ._statements import sent_together
+from ._statements import commit_now, drop_waiting_writes, send_commit, sent_together
 
 BEFORE_COMMIT = "rolloutdb_before_commit"  # connection.info keys
 AFTER_COMMIT = "rolloutdb_after_commit"
@@ -42,8 +42,9 @@ def writes_only(flush: F) -> F:
     return flush
 
 
-def flush_now(connection: Connection) -> None:
-    """Run the before-commit work queued so far, for a step of the transaction that must see its result."""
+def flush_now(connection: Connection, *, commit: bool = False) -> None:
+    """Run the before-commit work queued so far, for a step of the transaction that must see its result; with
+    ``commit``, then commit, the COMMIT sent with the last writes."""
     # A flush may queue more (statistics refreshed change statuses, which queue history): until none is left.
     while queues := connection.info.pop(BEFORE_COMMIT, None):
         blind = {flush: queued for flush, queued in queues.items() if getattr(flush, "writes_only", False)}
@@ -54,6 +55,10 @@ def flush_now(connection: Connection) -> None:
             with sent_together(connection):
                 for flush, queued in blind.items():
                     flush(connection, queued)
+                if commit and BEFORE_COMMIT not in connection.info:
+                    send_commit(connection)
+    if commit:
+        commit_now(connection)
 
 
 @contextlib.contextmanager
@@ -62,9 +67,10 @@ def transaction(connection: Connection) -> Iterator[Connection]:
     try:
         with connection.begin():
             yield connection
-            flush_now(connection)
+            flush_now(connection, commit=True)
     except BaseException:
         _drop(connection)
+        drop_waiting_writes(connection)
         raise
     for callback in connection.info.pop(AFTER_COMMIT, []):
         callback()
