@@ -27,6 +27,7 @@ from ..schema import UTCDateTime
 from ..storable import Unstorable, check_text, json_text
 
 Encoder = Callable[[Any], Any]
+ColumnDecoder = Callable[[Sequence[Any]], list[Any]]  # a result column's values, decoded
 
 def encode_json(value: Any) -> str:
     kind = type(value)
@@ -85,35 +86,62 @@ def checked_encoder(type_: TypeEngine, dialect: Dialect) -> Encoder | None:
     return lambda value: encode(check(value))
 
 
-def decoder_for(type_: TypeEngine, dialect: Dialect) -> Encoder | None:
-    """How a value of this column type comes back from the driver; None when it comes as it is."""
+def decoder_for(type_: TypeEngine, dialect: Dialect) -> ColumnDecoder | None:
+    """How the values of a result column of this type come back from the driver, a column at a time (a list of
+    them; a loop calling the C parsers directly costs a third less than a Python function called per value); None
+    when they come as they are."""
     if isinstance(type_.dialect_impl(dialect), JSON):
-        # SQLite returns JSON as text; psycopg decodes jsonb itself.
-        return _decode_json_text if dialect.name == "sqlite" else None
+        return decode_json_texts  # on PostgreSQL too: the cursor reads jsonb as text (read_json_as_text)
     if isinstance(type_, UTCDateTime):
-        return decode_sqlite_time if dialect.name == "sqlite" else decode_postgresql_time
+        return decode_sqlite_times if dialect.name == "sqlite" else decode_postgresql_times
     if isinstance(type_, Float) and dialect.name == "postgresql":
         return None  # the schema's floats are float8, which psycopg returns as Python floats
-    return type_._cached_result_processor(dialect, None)
+    process = type_._cached_result_processor(dialect, None)
+    if process is None:
+        return None
+    return lambda values: [None if value is None else process(value) for value in values]
 
 
-def decode_sqlite_time(value: str) -> datetime:
-    """A UTCDateTime as SQLite keeps it, back as an aware UTC datetime (SQLAlchemy's regex parser, done
-    by the standard library's ISO parser: the same values, several times faster)."""
-    try:  # naive, as SQLAlchemy writes it: read as UTC in one parse (a parse, then replace, takes 3x as long)
+def decode_json_texts(values: Sequence[Any]) -> list[Any]:
+    loads = orjson.loads
+    return [loads(value) if value.__class__ is str else value for value in values]
+
+
+def decode_sqlite_times(values: Sequence[str | None]) -> list[datetime | None]:
+    """UTCDateTimes as SQLite keeps them, back as aware UTC datetimes (SQLAlchemy's regex parser, done by the
+    standard library's ISO parser: the same values, several times faster)."""
+    parse = datetime.fromisoformat
+    try:  # naive, as SQLAlchemy writes them: read as UTC in one parse (a parse, then replace, takes 3x as long)
+        return [None if value is None else parse(value + "+00:00") for value in values]
+    except ValueError:  # one with an offset of its own
+        return [None if value is None else _decode_sqlite_time(value) for value in values]
+
+
+def _decode_sqlite_time(value: str) -> datetime:
+    try:
         return datetime.fromisoformat(value + "+00:00")
     except ValueError:
         return datetime.fromisoformat(value).astimezone(timezone.utc)
 
 
-def decode_postgresql_time(value: datetime) -> datetime:
-    """A timestamptz as psycopg gives it, in UTC: UTCDateTime's conversion without SQLAlchemy's wrapper around it,
-    and none when psycopg gives UTC already (the store's sessions run in UTC, see engine; a trajectory holds 1,500)."""
-    return value if value.tzinfo is timezone.utc else value.astimezone(timezone.utc)
+def decode_postgresql_times(values: Sequence[datetime | None]) -> list[datetime | None]:
+    """timestamptz values as psycopg gives them, in UTC: UTCDateTime's conversion without SQLAlchemy's wrapper
+    around it, and none when psycopg gives UTC already (the store's sessions run in UTC, see engine; a trajectory
+    holds 1,500)."""
+    utc = timezone.utc
+    return [value if value is None or value.tzinfo is utc else value.astimezone(utc) for value in values]
 
 
-def _decode_json_text(value: Any) -> Any:
-    return orjson.loads(value) if isinstance(value, str) else value
+JSON_TYPE_OIDS = (114, 3802)  # PostgreSQL's json and jsonb
+
+
+def read_json_as_text(cursor: Any) -> None:
+    """A psycopg cursor that gives json and jsonb values as their text, for ``decode_json_texts`` (psycopg's
+    own loader is a Python call per value, 2,000 of them in a trajectory's spans)."""
+    from psycopg.types.string import TextLoader
+
+    for oid in JSON_TYPE_OIDS:
+        cursor.adapters.register_loader(oid, TextLoader)
 
 
 @dataclass(frozen=True)
@@ -124,7 +152,8 @@ class _Compiled:
     encoders: dict[str, Encoder]            # only the parameters whose type needs encoding
     positional: bool
     columns: tuple[str, ...]                # result column names, if it returns rows
-    decoders: tuple[tuple[int, Encoder], ...]
+    decoders: tuple[tuple[int, ColumnDecoder], ...]
+    json_as_text: bool                      # PostgreSQL, returning JSON: its cursor reads it as text
 
     def arguments(self, params: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
         values = dict(self.fixed)
@@ -136,12 +165,15 @@ class _Compiled:
                 raise InvalidInputError(f"cannot store {exc.at(name.removeprefix('b_'))}") from None
         return tuple(values[name] for name in self.names) if self.positional else values
 
-    def row(self, raw: Sequence[Any]) -> dict[str, Any]:
-        values = list(raw)
+    def rows(self, raw: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+        """The rows as dicts of their columns' values, decoded a column at a time."""
+        names = self.columns
+        if not self.decoders or not raw:
+            return [dict(zip(names, values)) for values in raw]
+        columns = list(zip(*raw))
         for index, decode in self.decoders:
-            if values[index] is not None:
-                values[index] = decode(values[index])
-        return dict(zip(self.columns, values))
+            columns[index] = decode(columns[index])
+        return [dict(zip(names, values)) for values in zip(*columns)]
 
 
 class Prepared:
@@ -156,7 +188,7 @@ class Prepared:
     def rows(self, connection: Connection, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         compiled, cursor = self._execute(connection, params)
         try:
-            return [compiled.row(raw) for raw in cursor.fetchall()]
+            return compiled.rows(cursor.fetchall())
         finally:
             cursor.close()
 
@@ -164,7 +196,7 @@ class Prepared:
         compiled, cursor = self._execute(connection, params)
         try:
             raw = cursor.fetchone()
-            return None if raw is None else compiled.row(raw)
+            return None if raw is None else compiled.rows([raw])[0]
         finally:
             cursor.close()
 
@@ -195,6 +227,8 @@ class Prepared:
     def _execute(self, connection: Connection, params: Mapping[str, Any]):
         compiled = self._compile(connection.dialect, tuple(params))
         cursor = connection.connection.driver_connection.cursor()
+        if compiled.json_as_text:
+            read_json_as_text(cursor)
         with as_sqlalchemy_error(connection, compiled.sql, cursor):
             cursor.execute(compiled.sql, compiled.arguments(params))
         return compiled, cursor
@@ -227,12 +261,33 @@ class Prepared:
         positional = bool(compiled.positiontup)
         order = tuple(compiled.positiontup) if positional else tuple(binds)
         result = compiled._result_columns  # (key, name, objects, type) of each column it returns
+        decoders = tuple((index, decoder) for index, column in enumerate(result)
+                         if (decoder := decoder_for(column[3], dialect)) is not None)
         return _Compiled(
             sql=compiled.string, names=order, fixed=fixed, encoders=encoders, positional=positional,
-            columns=tuple(column[0] for column in result),
-            decoders=tuple((index, decoder) for index, column in enumerate(result)
-                           if (decoder := decoder_for(column[3], dialect)) is not None),
+            columns=tuple(column[0] for column in result), decoders=decoders,
+            json_as_text=dialect.name == "postgresql" and any(decode is decode_json_texts for _, decode in decoders),
         )
+
+
+def rows_of_each(connection: Connection, reads: Sequence[tuple[Prepared, Mapping[str, Any]]]) -> list[list[dict[str, Any]]]:
+    """The rows of statements that do not depend on each other's results, in their order. PostgreSQL: sent
+    together and answered in one round trip, not one each (psycopg's pipeline mode; a round trip is a wait for
+    the server's process, long on a busy machine). SQLite: one after the other."""
+    if connection.dialect.name != "postgresql":
+        return [statement.rows(connection, params) for statement, params in reads]
+    executed = []
+    try:
+        # Sent when the pipeline ends, with the one Sync that asks for every answer: a fetch inside it would ask
+        # for them, and its end then wait for one more.
+        with as_sqlalchemy_error(connection, "the statements sent together"), \
+                connection.connection.driver_connection.pipeline():
+            for statement, params in reads:
+                executed.append(statement._execute(connection, params))
+        return [compiled.rows(cursor.fetchall()) for compiled, cursor in executed]
+    finally:
+        for _, cursor in executed:
+            cursor.close()
 
 
 class as_sqlalchemy_error:
