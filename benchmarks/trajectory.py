@@ -7,13 +7,15 @@ PostgreSQL.
                                     [--postgres postgresql://postgres@127.0.0.1:5432/postgres]
 
 The data set is built in a throwaway database (a temp folder; a database created on the PostgreSQL server and
-dropped after) by the store's own batch insert (``store._bulk.bulk_insert``: COPY on PostgreSQL, multi-row INSERT
-on SQLite), rows shaped as the queue (a rollout claimed once, its running attempt), the recorder (``--turns-per-
-rollout`` turns each) and ``spans.add_many`` (``--spans`` / rollouts each) leave them. The public calls are too
-slow for 10M spans in minutes: ``spans.add_many`` validates every span (about 5k spans/s on SQLite, 2.5k/s on
-PostgreSQL on a loaded 2-core machine: over half an hour). ``--linked-rollouts`` rollouts get a screenshot linked
-from every turn (``artifacts.link_many``, a call per rollout), from a few distinct images. The build rate of each
-part is printed. On PostgreSQL the planner's statistics are then gathered (ANALYZE), as autovacuum keeps them in a
+dropped after), rows shaped as the queue (a rollout claimed once, its running attempt), the recorder (``--turns-per-
+rollout`` turns each) and ``spans.add_many`` (``--spans`` / rollouts each) leave them: the rollouts, attempts and
+turns by the store's own batch insert (``store._bulk.bulk_insert``: COPY on PostgreSQL, multi-row INSERT on
+SQLite), the spans by the database itself (an INSERT ... SELECT per 500 rollouts, their values encoded as the store
+encodes them: ``spans_of``). The public calls are too slow for 10M spans in minutes: ``spans.add_many`` validates
+every span (about 5k spans/s on SQLite, 2.5k/s on PostgreSQL on a loaded 2-core machine: over half an hour), and
+even the batch insert spent most of the build encoding the spans' values in Python. ``--linked-rollouts``
+rollouts get a screenshot linked from every turn (``artifacts.link_many``, a call per rollout), from a few distinct
+images. The build's time and the rate of each part are printed. On PostgreSQL the planner's statistics are then gathered (ANALYZE), as autovacuum keeps them in a
 database that grew by use: on a server without autovacuum and no statistics, the planner read a turn's artifact links
 starting from the few artifacts, through every link (12 ms of each trajectory at a tenth of the scale).
 
