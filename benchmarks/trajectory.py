@@ -49,7 +49,8 @@ from rolloutdb.schema import attempts, rollouts, spans
 from rolloutdb.schema import turns as turns_table
 from rolloutdb.storable import json_text
 from rolloutdb.store._bulk import bulk_insert
-from common import add_postgres_option, analyze_postgresql, met, postgres_database, sqlite_database
+from common import (add_postgres_option, analyze_postgresql, checkpoint_sqlite, met, postgres_database,
+                    sqlite_database)
 
 TARGET_P99_SECONDS = 0.010
 # The trajectory reads no full run of the garbage collector fell in: the store's own time, apart from the collector's
@@ -220,10 +221,11 @@ def run(name: str, database: AbstractContextManager[str], arguments: argparse.Na
                       arguments.linked_rollouts)
         console.print(f"  built in {time.perf_counter() - started:,.0f} s: " + ", ".join(
             f"{part} {rate:,.0f}/s" for part, rate in built.rates.items()), highlight=False)
-        if store.backend == "postgresql":
-            started = time.perf_counter()
-            analyze_postgresql(url)
-            console.print(f"  ANALYZE in {time.perf_counter() - started:,.1f} s", highlight=False)
+        started = time.perf_counter()
+        analyze_postgresql(url)
+        checkpoint_sqlite(url)
+        console.print(f"  {'ANALYZE' if store.backend == 'postgresql' else 'WAL checkpoint'} in "
+                      f"{time.perf_counter() - started:,.1f} s", highlight=False)
         store.trajectory(built.rollouts[0])  # warm: statements prepared, connections open
         console.print(f"  load average before the samples: {os.getloadavg()[0]:.1f}", highlight=False)
         times = measure(store, built, arguments.samples)
