@@ -92,7 +92,7 @@ class Decoder:
     column's values (None among them) of many rows, where a loop calling the C parsers directly costs a third less
     than a Python function called per value (a trajectory's spans: 5,000 values)."""
 
-    one: Encoder
+    one: Callable[[Any], Any]
     column: ColumnDecoder
 
 
