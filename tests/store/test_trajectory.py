@@ -182,3 +182,47 @@ def test_on_postgresql_a_trajectorys_statements_stay_prepared(postgres_databases
             prepared = connection.exec_driver_sql("SELECT statement FROM pg_prepared_statements").scalars().all()
     assert any("FROM spans" in statement for statement in prepared), prepared
     assert any("FROM turns" in statement for statement in prepared), prepared
+
+
+@pytest.mark.postgresql
+def test_on_postgresql_a_trajectory_takes_one_round_trip(postgres_databases, tmp_path):
+    """Its statements wait for no answer of another's: sent together, answered together (psycopg's pipeline mode),
+    for the latest attempt or a named one. Counted in libpq's trace of the connection: each time the client has
+    sent and the server answers is one round trip."""
+    import psycopg
+
+    import rolloutdb
+
+    trace = (tmp_path / "trace").open("w+")
+
+    def traced(dbapi_connection, *_):
+        dbapi_connection.pgconn.trace(trace.fileno())
+        dbapi_connection.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+
+    def untraced(dbapi_connection, _):
+        dbapi_connection.pgconn.untrace()
+
+    def read_counting_round_trips(store, **attempt):
+        trace.seek(0)
+        trace.truncate()
+        event.listen(store.engine, "checkout", traced)
+        event.listen(store.engine, "checkin", untraced)
+        try:
+            trajectory = store.trajectory(claim.rollout.id, **attempt)
+        finally:
+            event.remove(store.engine, "checkout", traced)
+            event.remove(store.engine, "checkin", untraced)
+        trace.seek(0)
+        senders = [line.split("\t")[0] for line in trace.read().splitlines() if line[:1] in ("F", "B")]
+        return trajectory, sum(1 for pair in zip(senders, senders[1:]) if pair == ("F", "B"))
+
+    with rolloutdb.connect(postgres_databases.new()) as store:
+        claim = store.rollouts.start()
+        turn = store.turns.create(rollout_id=claim.rollout.id, attempt_id=claim.attempt.id, turn_index=0)
+        store.artifacts.put(b"pixels", "image/png", turn_id=turn.id, role="screenshot")
+        store.spans.add_many(spans_of(claim, "llm", "tool"))
+        store.trajectory(claim.rollout.id)  # the pool's connection opened, its session set up
+        for attempt in ({}, {"attempt": claim.attempt.id}):
+            trajectory, round_trips = read_counting_round_trips(store, **attempt)
+            assert round_trips == 1
+            assert [len(trajectory.turns), len(trajectory.turns[0].artifacts), len(trajectory.spans)] == [1, 1, 2]

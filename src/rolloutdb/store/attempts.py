@@ -221,16 +221,29 @@ class Attempts(Area[Attempt]):
         return found
 
     def rollout_and_attempt(self, connection: Connection, rollout_id: str, attempt_id: str, *,
-                             for_update: bool = False) -> tuple[dict[str, Any], dict[str, Any] | None]:
+                            for_update: bool = False) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """``locate``, with None for an attempt the rollout does not have."""
+        statement, params = self.rollout_and_attempt_read(rollout_id, attempt_id, for_update=for_update)
+        row = statement.first(connection, params)
+        return self.rollout_and_attempt_found(rollout_id, [] if row is None else [row])
+
+    def rollout_and_attempt_read(self, rollout_id: str, attempt_id: str, *,
+                                 for_update: bool = False) -> tuple[Prepared, dict[str, Any]]:
+        """The statement of ``rollout_and_attempt`` and its parameters (``b_rollout``, ``b_project``, and
+        ``b_attempt`` unless the latest), to run among others (``_statements.rows_of_each``); its rows go to
+        ``rollout_and_attempt_found``."""
         check_key("rollout", rollout_id)
         check_key("attempt", attempt_id)
-        statement = ROLLOUT_WITH_ATTEMPT[(attempt_id == LATEST, for_update)]
-        row = statement.first(connection, {"b_rollout": rollout_id, "b_project": self._store.project_id,
-                                           **({} if attempt_id == LATEST else {"b_attempt": attempt_id})})
-        if row is None:
+        return ROLLOUT_WITH_ATTEMPT[(attempt_id == LATEST, for_update)], {
+            "b_rollout": rollout_id, "b_project": self._store.project_id,
+            **({} if attempt_id == LATEST else {"b_attempt": attempt_id})}
+
+    def rollout_and_attempt_found(self, rollout_id: str, rows: Sequence[Mapping[str, Any]]
+                                  ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The rollout and attempt rows ``rollout_and_attempt_read``'s statement returned; NotFoundError for none."""
+        if not rows:
             raise self._store.rollouts.not_found(rollout_id)
-        return rollout_and_attempt_of(row)
+        return rollout_and_attempt_of(rows[0])
 
     def _resolve(self, connection: Connection, rollout: Mapping[str, Any], attempt_id: str) -> Mapping[str, Any]:
         if attempt_id == LATEST:
