@@ -71,6 +71,17 @@ ROLLOUT_WITH_ATTEMPT = {(latest, for_update): _rollout_with_attempt(latest, for_
                         for latest in (True, False) for for_update in (True, False)}
 
 
+def rollout_and_attempt_read(project_id: str, rollout_id: str, attempt_id: str, *,
+                             for_update: bool = False) -> tuple[Prepared, dict[str, Any]]:
+    """The statement of ``Attempts.rollout_and_attempt`` and its parameters (``b_rollout``, ``b_project``, and
+    ``b_attempt`` unless the latest), to run among others (``_statements.rows_of_each``); its rows go to
+    ``Attempts.rollout_and_attempt_found``."""
+    check_key("rollout", rollout_id)
+    check_key("attempt", attempt_id)
+    return ROLLOUT_WITH_ATTEMPT[(attempt_id == LATEST, for_update)], {
+        "b_rollout": rollout_id, "b_project": project_id, **({} if attempt_id == LATEST else {"b_attempt": attempt_id})}
+
+
 def rollout_and_attempt_of(row: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """A row of ``ROLLOUT_THEN_ATTEMPT`` as the rollout's row and the attempt's (None when it has none)."""
     values = list(row.values())
@@ -223,20 +234,10 @@ class Attempts(Area[Attempt]):
     def rollout_and_attempt(self, connection: Connection, rollout_id: str, attempt_id: str, *,
                             for_update: bool = False) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """``locate``, with None for an attempt the rollout does not have."""
-        statement, params = self.rollout_and_attempt_read(rollout_id, attempt_id, for_update=for_update)
+        statement, params = rollout_and_attempt_read(self._store.project_id, rollout_id, attempt_id,
+                                                     for_update=for_update)
         row = statement.first(connection, params)
         return self.rollout_and_attempt_found(rollout_id, [] if row is None else [row])
-
-    def rollout_and_attempt_read(self, rollout_id: str, attempt_id: str, *,
-                                 for_update: bool = False) -> tuple[Prepared, dict[str, Any]]:
-        """The statement of ``rollout_and_attempt`` and its parameters (``b_rollout``, ``b_project``, and
-        ``b_attempt`` unless the latest), to run among others (``_statements.rows_of_each``); its rows go to
-        ``rollout_and_attempt_found``."""
-        check_key("rollout", rollout_id)
-        check_key("attempt", attempt_id)
-        return ROLLOUT_WITH_ATTEMPT[(attempt_id == LATEST, for_update)], {
-            "b_rollout": rollout_id, "b_project": self._store.project_id,
-            **({} if attempt_id == LATEST else {"b_attempt": attempt_id})}
 
     def rollout_and_attempt_found(self, rollout_id: str, rows: Sequence[Mapping[str, Any]]
                                   ) -> tuple[dict[str, Any], dict[str, Any] | None]:

@@ -17,7 +17,7 @@ from sqlalchemy import ColumnElement, and_, bindparam, or_, select
 from ..records import Span, Trajectory, TrajectoryTurn, Turn, TurnArtifact
 from ..schema import artifact_links, artifacts, attempts, rollouts, spans, turns
 from ._statements import Prepared, rows_of_each
-from .attempts import LATEST, no_such_attempt
+from .attempts import LATEST, no_such_attempt, rollout_and_attempt_read
 from .base import collector_paused, stored_records
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ READS = {LATEST: _reads(_LATEST_ATTEMPT), "named": _reads(bindparam("b_attempt")
 
 def trajectory(store: Store, rollout_id: str, attempt: str | None = None) -> Trajectory:
     """See ``Store.trajectory``."""
-    read_rollout, params = store.attempts.rollout_and_attempt_read(rollout_id, LATEST if attempt is None else attempt)
+    read_rollout, params = rollout_and_attempt_read(store.project_id, rollout_id, LATEST if attempt is None else attempt)
     reads = READS[LATEST if "b_attempt" not in params else "named"]
     # A trajectory is thousands of new objects that stay alive and hold no cycles: the collector's runs among
     # them (a full one now and then, over the caller's whole heap) found nothing and made its slowest reads.
