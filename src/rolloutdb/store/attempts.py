@@ -71,6 +71,21 @@ ROLLOUT_WITH_ATTEMPT = {(latest, for_update): _rollout_with_attempt(latest, for_
                         for latest in (True, False) for for_update in (True, False)}
 
 
+def rows_in_chunks(connection: Connection, statement: Callable[[int], Prepared], items: Sequence[T],
+                   params_of: Callable[[int, T], dict[str, Any]], fixed: Mapping[str, Any] | None = None,
+                   ) -> list[dict[str, Any]]:
+    """The rows of ``statement(count)`` run for the items, ``ATTEMPTS_PER_LOOKUP`` at a time: item ``n`` of a
+    chunk gives the parameters ``params_of(n, item)``, and every run takes ``fixed`` too."""
+    rows = []
+    for start in range(0, len(items), ATTEMPTS_PER_LOOKUP):
+        chunk = items[start:start + ATTEMPTS_PER_LOOKUP]
+        params = dict(fixed or {})
+        for n, item in enumerate(chunk):
+            params |= params_of(n, item)
+        rows.extend(statement(len(chunk)).rows(connection, params))
+    return rows
+
+
 def rollout_and_attempt_read(project_id: str, rollout_id: str, attempt_id: str, *,
                              for_update: bool = False) -> tuple[Prepared, dict[str, Any]]:
     """The statement of ``Attempts.rollout_and_attempt`` and its parameters (``b_rollout``, ``b_project``, and
@@ -216,16 +231,15 @@ class Attempts(Area[Attempt]):
         found: dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any]]] = {}
         for latest in (False, True):
             wanted = list(dict.fromkeys(pair for pair in pairs if (pair[1] == LATEST) == latest))
-            for start in range(0, len(wanted), ATTEMPTS_PER_LOOKUP):
-                chunk = wanted[start:start + ATTEMPTS_PER_LOOKUP]
-                for rollout_id, attempt_id in chunk:
-                    check_key("rollout", rollout_id)
-                    check_key("attempt", attempt_id)
-                params = {"b_project": self._store.project_id,
-                          **{f"b_key_{n}": pair[0] if latest else pair[1] for n, pair in enumerate(chunk)}}
-                for row in _rollouts_with_attempts(len(chunk), for_update, latest).rows(connection, params):
-                    rollout, attempt = rollout_and_attempt_of(row)
-                    found[(rollout["id"], LATEST if latest else attempt["id"])] = (rollout, attempt)
+            for rollout_id, attempt_id in wanted:
+                check_key("rollout", rollout_id)
+                check_key("attempt", attempt_id)
+            for row in rows_in_chunks(connection, functools.partial(_rollouts_with_attempts, for_update=for_update,
+                                                                    latest=latest),
+                                      wanted, lambda n, pair: {f"b_key_{n}": pair[0] if latest else pair[1]},
+                                      {"b_project": self._store.project_id}):
+                rollout, attempt = rollout_and_attempt_of(row)
+                found[(rollout["id"], LATEST if latest else attempt["id"])] = (rollout, attempt)
         for pair in pairs:
             if pair not in found:
                 found[pair] = self.locate(connection, *pair, for_update=for_update)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import functools
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import Connection, Integer, and_, bindparam, case, func, select, update
 
@@ -15,11 +15,22 @@ from ..errors import InvalidInputError
 from ..ids import new_ids
 from ..records import Span, python_scalar
 from ..schema import attempts, rollouts, spans
-from .attempts import ATTEMPTS_PER_LOOKUP, LATEST, REVIVED_BY_HEARTBEAT, sign_of_life
+from .attempts import ATTEMPTS_PER_LOOKUP, LATEST, REVIVED_BY_HEARTBEAT, rows_in_chunks, sign_of_life
 from .base import DEFAULT_LIMIT, Area, Write, build_records, check_key, mappings
 from ._bulk import bulk_insert
 from ._statements import Prepared
 
+
+
+def _attempt_ids(count: int) -> list[Any]:
+    """The parameters ``b_id_0`` ... naming ``count`` attempts of a statement that changes each its own way."""
+    return [bindparam(f"b_id_{n}") for n in range(count)]
+
+
+def _each_attempt(count: int, name: str) -> Any:
+    """Attempt ``b_id_n``'s own integer parameter ``{name}_n``, in a statement over ``count`` attempts."""
+    return case(*((attempts.c.id == bindparam(f"b_id_{n}"), bindparam(f"{name}_{n}", type_=Integer))
+                  for n in range(count)))
 
 
 @functools.lru_cache(maxsize=4 * ATTEMPTS_PER_LOOKUP)
@@ -27,13 +38,9 @@ def _reserve_statement(count: int, dialect: str) -> Prepared:
     """Move the span counters of ``count`` attempts (``b_id_0`` ...) each up to at least its ``b_at_least_n``,
     then take its ``b_count_n`` ids; returns each attempt's id and new counter. Prepared once per count."""
     counter, larger_of = attempts.c.next_span_sequence, func.max if dialect == "sqlite" else func.greatest
-    ids = [bindparam(f"b_id_{n}") for n in range(count)]
-
-    def each(name: str):
-        return case(*((attempts.c.id == ids[n], bindparam(f"{name}_{n}", type_=Integer)) for n in range(count)))
-
-    return Prepared(update(attempts).where(attempts.c.id.in_(ids))
-                    .values(next_span_sequence=larger_of(counter, each("b_at_least")) + each("b_count"))
+    return Prepared(update(attempts).where(attempts.c.id.in_(_attempt_ids(count)))
+                    .values(next_span_sequence=larger_of(counter, _each_attempt(count, "b_at_least"))
+                            + _each_attempt(count, "b_count"))
                     .returning(attempts.c.id, counter))
 
 
@@ -45,13 +52,11 @@ def _reserve_across_rollouts(count: int) -> Prepared:
     """Take ``b_count_n`` ids from the count of the rollout of attempt ``b_id_n`` (for ``count`` attempts of
     distinct rollouts): the highest counter among the rollout's attempts, stored back on that attempt; returns
     each attempt's id and new counter. Prepared once per count."""
-    ids = [bindparam(f"b_id_{n}") for n in range(count)]
     highest = (select(func.max(_sibling.c.next_span_sequence))
                .where(_sibling.c.rollout_id == attempts.c.rollout_id, _sibling.c.project_id == attempts.c.project_id)
                .scalar_subquery())
-    taken = case(*((attempts.c.id == ids[n], bindparam(f"b_count_{n}", type_=Integer)) for n in range(count)))
-    return Prepared(update(attempts).where(attempts.c.id.in_(ids))
-                    .values(next_span_sequence=highest + taken)
+    return Prepared(update(attempts).where(attempts.c.id.in_(_attempt_ids(count)))
+                    .values(next_span_sequence=highest + _each_attempt(count, "b_count"))
                     .returning(attempts.c.id, attempts.c.next_span_sequence))
 
 
@@ -61,22 +66,15 @@ TAKEN_IN_RANGE = Prepared(select(spans.c.sequence_id).where(
 
 
 SPAN_IDS_PER_LOOKUP = 64
-T = TypeVar("T")
 
 
-def _rows_in_chunks(connection: Connection, statement: Callable[[int], Prepared], items: Sequence[T],
-                    params_of: Callable[[int, T], dict[str, Any]], fixed: Mapping[str, Any] | None = None,
-                    ) -> list[dict[str, Any]]:
-    """The rows of ``statement(count)`` run for the items, ``ATTEMPTS_PER_LOOKUP`` at a time: item ``n`` of a
-    chunk gives the parameters ``params_of(n, item)``, and every run takes ``fixed`` too."""
-    rows = []
-    for start in range(0, len(items), ATTEMPTS_PER_LOOKUP):
-        chunk = items[start:start + ATTEMPTS_PER_LOOKUP]
-        params = dict(fixed or {})
-        for n, item in enumerate(chunk):
-            params |= params_of(n, item)
-        rows.extend(statement(len(chunk)).rows(connection, params))
-    return rows
+def _handed_out(next_free: dict[str, int], keys: Sequence[str]) -> list[int]:
+    """One reserved id for each key in turn, from its first free one on (``next_free`` moves on)."""
+    handed = []
+    for key in keys:
+        handed.append(next_free[key])
+        next_free[key] += 1
+    return handed
 
 
 @dataclass
@@ -166,11 +164,7 @@ class Spans(Area[Span]):
             attempt_ids = [located[pair][1]["id"] for pair in pairs]
             next_free = self._reserve_many(connection, [(attempt_id, count, 1) for attempt_id, count
                                                         in Counter(attempt_ids).items()])
-        result = []
-        for attempt_id in attempt_ids:
-            result.append(next_free[attempt_id])
-            next_free[attempt_id] += 1
-        return result
+        return _handed_out(next_free, attempt_ids)
 
     def next_sequence_ids_across_attempts(self, pairs: Sequence[tuple[str, str]]) -> list[int]:
         """``next_sequence_ids`` counting per rollout across all its attempts (Agent Lightning's numbering):
@@ -183,15 +177,11 @@ class Spans(Area[Span]):
                                                        for_update=True)
             latest = {rollout_id: located[(rollout_id, LATEST)][1]["id"] for rollout_id in wanted}
             rollout_of = {attempt_id: rollout_id for rollout_id, attempt_id in latest.items()}
-            for row in _rows_in_chunks(connection, _reserve_across_rollouts, list(wanted.items()),
+            for row in rows_in_chunks(connection, _reserve_across_rollouts, list(wanted.items()),
                                        lambda n, item: {f"b_id_{n}": latest[item[0]], f"b_count_{n}": item[1]}):
                 rollout_id = rollout_of[row["id"]]
                 next_free[rollout_id] = row["next_span_sequence"] - wanted[rollout_id]
-        result = []
-        for rollout_id, _ in pairs:
-            result.append(next_free[rollout_id])
-            next_free[rollout_id] += 1
-        return result
+        return _handed_out(next_free, [rollout_id for rollout_id, _ in pairs])
 
     def query(self, rollout_id: str | None = None, attempt_id: str | None = LATEST, *, sort: str | None = None,
               order: str = "asc", limit: int | None = DEFAULT_LIMIT, offset: int = 0, match: str = "all",
@@ -239,7 +229,8 @@ class Spans(Area[Span]):
     def _reserve_for(self, connection: Connection, plans: list[_Numbering], now: datetime) -> list[int]:
         """Reserve the plans' sequence ids; returns the first id each plan takes. New spans count as their
         attempt's heartbeat, written with the reservation: one statement for all the attempts it merely keeps
-        alive and all the others, and one each for those it revives (a status change). Plans of one attempt
+        alive, one for all those it does not (only spans they have), and one each for those it revives (a
+        status change). Plans of one attempt
         ("latest" and its id) share one reservation."""
         merged: dict[str, _Numbering] = {}
         for plan in plans:
@@ -334,7 +325,7 @@ class Spans(Area[Span]):
         ``count`` ids; returns the first id taken by each, by attempt id. ``also``: other columns of the
         attempts to set in the same statement (a heartbeat, written as their change: see ``_reserve_for``)."""
         taken = {attempt_id: count for attempt_id, count, _ in wanted}
-        rows = _rows_in_chunks(connection, functools.partial(_reserve_statement, dialect=connection.dialect.name),
+        rows = rows_in_chunks(connection, functools.partial(_reserve_statement, dialect=connection.dialect.name),
                                wanted, lambda n, item: {f"b_id_{n}": item[0], f"b_count_{n}": item[1],
                                                         f"b_at_least_{n}": item[2]}, also)
         return {row["id"]: row["next_span_sequence"] - taken[row["id"]] for row in rows}
