@@ -65,10 +65,18 @@ def bulk_insert(connection: Connection, table: Table, rows: Sequence[Mapping[str
                         for row in encoded:
                             copy.write_row(row)
             elif plan.copy_sql is not None:
-                statement, values = _rows_of(plan.sql, len(rows)), [value for row in encoded for value in row]
+                # Numbered ($1, $2, ...) for psycopg's RawCursor: a statement of more than 50 values is past psycopg's
+                # cache of parsed queries, and parsing its %s placeholders on every call cost the server more than
+                # anything else in a batch of spans.
+                values = [value for row in encoded for value in row]
+                statement = _numbered_rows_of(plan.sql, len(rows), len(plan.names))
                 if notify is not None:  # a WITH's INSERT runs whole, whatever the query around it reads
-                    statement, values, notify = f"WITH written AS ({statement}) {NOTIFY}", [*values, notify], None
-                cursor.execute(statement, values)
+                    statement = f"WITH written AS ({statement}) {NOTIFY_NUMBERED % (len(values) + 1)}"
+                    values, notify = [*values, notify], None
+                from psycopg import RawCursor  # here: a SQLite store never loads the PostgreSQL driver
+
+                with RawCursor(driver_connection) as raw_cursor:
+                    raw_cursor.execute(statement, values)
             else:
                 left_over = len(rows)
                 if plan.multi_row_sql:
@@ -87,6 +95,7 @@ def bulk_insert(connection: Connection, table: Table, rows: Sequence[Mapping[str
 
 
 NOTIFY = "SELECT pg_notify(%s, '')"
+NOTIFY_NUMBERED = "SELECT pg_notify($%d, '')"
 
 
 # SQLite runs one statement over many rows about 20% faster than executemany steps one row at a time;
@@ -142,6 +151,16 @@ def _rows_of(insert_one: str, count: int) -> str:
     head, _, tail = insert_one.rpartition(" VALUES ")
     values, on_conflict, skip = tail.partition(" ON CONFLICT ")
     return f"{head} VALUES {', '.join([values] * count)}{on_conflict}{skip}"
+
+
+@functools.lru_cache(maxsize=256)
+def _numbered_rows_of(insert_one: str, count: int, width: int) -> str:
+    """``_rows_of`` with PostgreSQL's numbered placeholders: row ``r``'s values are ``$(r*width+1)`` on."""
+    head, _, tail = insert_one.rpartition(" VALUES ")
+    values, on_conflict, skip = tail.partition(" ON CONFLICT ")
+    placeholders = iter(range(1, count * width + 1))
+    rows = ", ".join("(" + ", ".join(f"${next(placeholders)}" for _ in range(width)) + ")" for _ in range(count))
+    return f"{head} VALUES {rows}{on_conflict}{skip}"
 
 
 def _encoder(column: Column, dialect: Dialect) -> Callable[[Any], Any] | None:
