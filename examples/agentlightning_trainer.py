@@ -10,6 +10,7 @@ database afterwards: look at them with `rolloutdb --url URL queue` or `rolloutdb
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 
@@ -39,6 +40,7 @@ def main() -> None:
     finished = store.store.rollouts.query(status="succeeded", limit=None)
     print(f"{len(finished)} rollouts succeeded")
     print(f"spans stored: {store.store.spans.count()}")
+    asyncio.run(store.close())
 
 
 if __name__ == "__main__":

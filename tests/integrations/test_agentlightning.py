@@ -16,6 +16,7 @@ from agentlightning.types import EnqueueRolloutRequest, PromptTemplate, RolloutC
 from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
 
 import rolloutdb  # noqa: E402
+from rolloutdb.errors import StoreUnavailableError  # noqa: E402
 from rolloutdb.integrations.agentlightning import RolloutDBLightningStore  # noqa: E402
 
 
@@ -36,7 +37,9 @@ def clock():
 def agl(session_database_url, clock):
     store = rolloutdb.connect(session_database_url, project=f"agl-{uuid.uuid4().hex[:8]}", clock=clock,
                               health_check_interval=3600)
-    yield RolloutDBLightningStore(store=store)
+    adapter = RolloutDBLightningStore(store=store)
+    yield adapter
+    run(adapter.close())
     store.close()
 
 
@@ -289,3 +292,36 @@ def test_an_agent_lightning_trainer_runs_on_the_store(fresh_database_url, tmp_pa
     assert store.rollouts.count(status="succeeded") == 7  # 5 training tasks, 2 validation tasks
     assert store.attempts.count() == 7 and store.spans.count() >= 7
     assert store.resources.get("default").resources["prompt"]["template"] == "{question} = ?"
+
+
+def adapter_threads(before=frozenset()):
+    """The adapters' threads alive now, but those of ``before`` (another test's adapter may still be ending)."""
+    return {thread for thread in threading.enumerate() if thread.name.startswith("rolloutdb-agl")} - before
+
+
+def test_close_ends_the_adapters_threads_and_closes_the_store_it_opened(fresh_database_url):
+    before = adapter_threads()
+    agl = RolloutDBLightningStore(fresh_database_url, project="closing")
+
+    async def use_then_close():
+        await agl.enqueue_rollout(input={"task": 1})
+        assert await agl.dequeue_rollout() is not None
+        assert adapter_threads(before)
+        await agl.close()
+
+    run(use_then_close())
+    assert not adapter_threads(before)
+    assert agl.store.engine.pool.checkedin() == 0  # its connections released
+    with pytest.raises(StoreUnavailableError, match="closed"):
+        run(agl.query_rollouts())
+    run(agl.close())  # a second close has nothing left to do
+
+
+def test_close_leaves_open_a_store_it_was_given(session_database_url):
+    before = adapter_threads()
+    with rolloutdb.connect(session_database_url, project=f"agl-{uuid.uuid4().hex[:8]}") as store:
+        agl = RolloutDBLightningStore(store=store)
+        run(agl.enqueue_rollout(input={"task": 1}))
+        run(agl.close())
+        assert not adapter_threads(before)
+        assert store.rollouts.count() == 1  # the caller's store, still the caller's to close

@@ -299,11 +299,14 @@ class RolloutDBLightningStore(LightningStore):
         ``rolloutdb serve --agent-lightning``.
         ``max_threads``: how many store calls run at once (each in a thread of its own)."""
         super().__init__()
+        given = store
         if store is None:
             if not is_server_url(resolve_url(url)):
                 connect_options = {"clock": agl_clock, **rolloutdb.store.AGENT_LIGHTNING_OPTIONS, **connect_options}
             store = rolloutdb.connect(url, project=project, **connect_options)
         self.store = store
+        self._owns_store = store is not given  # closed by close(); a store the caller gave stays the caller's
+        self._closed = False
         self._started = time.monotonic()
         self._threads = ThreadPoolExecutor(max_threads, thread_name_prefix="rolloutdb-agl")
         self._writes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _WritesTogether] = \
@@ -322,6 +325,9 @@ class RolloutDBLightningStore(LightningStore):
         stores check it). ``write``: a call that writes, run together with the other coroutines' (see
         ``_WritesTogether``), in one store call with others of its kind if it has a ``batch``. ``missing``: the
         (rollout, attempt or None) the call names, for Agent Lightning's message when one of them is not there."""
+        if self._closed:
+            raise StoreUnavailableError("this RolloutDBLightningStore is closed")
+
         def call_in_thread() -> T:
             if health_check:
                 self.store.maybe_check_health()
@@ -338,6 +344,20 @@ class RolloutDBLightningStore(LightningStore):
             raise
         except RolloutDBError as exc:
             raise ValueError(str(exc)) from exc
+
+    async def close(self) -> None:
+        """End the adapter's threads once the calls running in them are done, and close the store it opened (not a
+        store given to it). Later calls raise StoreUnavailableError; closing again does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+
+        def shut_down() -> None:  # in a thread: waiting for running calls must not hold up the event loop
+            self._threads.shutdown(wait=True)
+            if self._owns_store:
+                self.store.close()
+
+        await asyncio.get_running_loop().run_in_executor(None, shut_down)
 
     async def _write(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``_run`` for a call that writes."""
