@@ -53,6 +53,7 @@ import rolloutdb
 from rolloutdb import records
 from rolloutdb.config import is_server_url, resolve_url
 from rolloutdb.errors import ConflictError, NotFoundError, RolloutDBError, StoreUnavailableError
+from rolloutdb.store.together import Batch, Write, shared_by, split, write_group
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -172,61 +173,14 @@ def _paginated(items: Sequence[T], limit: int, offset: int, total: int) -> Pagin
 
 
 @dataclass
-class _Batch:
-    """How a write can go in one store call with the other writes of its kind in a group: ``items`` are its
-    part of that call's list; ``call_many(items)`` makes the call; ``share(result, parts)`` gives each write,
-    by its part, what it would have got alone."""
-
-    kind: str
-    items: list[Any]
-    call_many: Callable[[list[Any]], Any]
-    share: Callable[[Any, list[list[Any]]], list[Any]]
-
-
-@dataclass
-class _Write:
-    call: Callable[[], Any]  # the write alone
-    done: asyncio.Future
-    batch: _Batch | None = None
-
-
-def _write_group(store: Any, writes: list[_Write]) -> list[Any]:
-    """Run a group of writes in one transaction (``Store.write_together``), those of one batch kind as one call;
-    returns each write's result or exception. A batched call that fails runs again as its writes, each alone."""
-    planned: list[list[_Write]] = []
-    batched: dict[str, list[_Write]] = {}
-    for write in writes:
-        if write.batch is None:
-            planned.append([write])
-        elif write.batch.kind in batched:
-            batched[write.batch.kind].append(write)
-        else:
-            planned.append(batched.setdefault(write.batch.kind, [write]))
-
-    def call_of(members: list[_Write]) -> Callable[[], Any]:
-        if len(members) == 1:
-            return members[0].call
-        batch = members[0].batch
-        return lambda: batch.call_many([item for member in members for item in member.batch.items])
-
-    outcomes = store.write_together([call_of(members) for members in planned])
-    by_write: dict[int, Any] = {}
-    for members, outcome in zip(planned, outcomes):
-        if len(members) == 1:
-            by_write[id(members[0])] = outcome
-        elif isinstance(outcome, Exception):
-            for member, alone in zip(members, store.write_together([member.call for member in members])):
-                by_write[id(member)] = alone
-        else:
-            for member, share in zip(members, members[0].batch.share(outcome, [m.batch.items for m in members])):
-                by_write[id(member)] = share
-    return [by_write[id(write)] for write in writes]
+class _Write(Write):
+    done: asyncio.Future | None = None  # where its caller waits for its outcome
 
 
 class _WritesTogether:
     """The writes of concurrent coroutines of one event loop, run together: a write that comes while a group is
     running waits for the next group, which takes every write waiting then and runs them in one thread and one
-    transaction (``_write_group``). Nothing waits when the store is idle. (More groups at once, sharing the
+    transaction (``write_group``). Nothing waits when the store is idle. (More groups at once, sharing the
     waiting writes, measured no faster on PostgreSQL either.)"""
 
     def __init__(self, store: Any, threads: ThreadPoolExecutor) -> None:
@@ -234,9 +188,9 @@ class _WritesTogether:
         self.waiting: list[_Write] = []
         self.running = False
 
-    async def run(self, call: Callable[[], T], batch: _Batch | None = None) -> T:
+    async def run(self, call: Callable[[], T], batch: Batch | None = None) -> T:
         loop = asyncio.get_running_loop()
-        write = _Write(call, loop.create_future(), batch)
+        write = _Write(call, batch, loop.create_future())
         self.waiting.append(write)
         if not self.running:
             self.running = True
@@ -249,7 +203,7 @@ class _WritesTogether:
                 group, self.waiting = self.waiting, []
                 try:
                     outcomes = await asyncio.get_running_loop().run_in_executor(
-                        self.threads, _write_group, self.store, group)
+                        self.threads, write_group, self.store, group)
                 except BaseException as exc:  # the loop is closing, or the threads are gone
                     outcomes = [exc] * len(group)
                 for write, outcome in zip(group, outcomes):
@@ -263,21 +217,9 @@ class _WritesTogether:
             self.running = False
 
 
-def _spans_by_caller(stored: list[records.Span], parts: list[list[dict[str, Any]]]) -> list[list[records.Span]]:
-    """The spans ``add_many`` stored from several callers' lists, each caller's own: a span key sent by two
-    callers was stored from the first (the later one is a duplicate, as it would have been alone)."""
-    unclaimed = {(span.rollout_id, span.sequence_id, span.span_id): span for span in stored}
-    return [[unclaimed.pop(key) for key in ((span["rollout_id"], span["sequence_id"], span["span_id"])
-                                            for span in part) if key in unclaimed] for part in parts]
-
-
-def _split(result: list[Any], parts: list[list[Any]]) -> list[list[Any]]:
-    """``result`` (one value per item of the parts, in order) cut back into the parts."""
-    shares, start = [], 0
-    for part in parts:
-        shares.append(result[start:start + len(part)])
-        start += len(part)
-    return shares
+# A caller's spans among those stored: Agent Lightning's spans are told apart by rollout, sequence id and span id.
+_spans_by_caller = shared_by(lambda span: (span.rollout_id, span.sequence_id, span.span_id),
+                             lambda span: (span["rollout_id"], span["sequence_id"], span["span_id"]))
 
 
 def _changes(**fields: Any) -> dict[str, Any]:
@@ -318,7 +260,7 @@ class RolloutDBLightningStore(LightningStore):
         return LightningStoreCapabilities(thread_safe=True, async_safe=True, zero_copy=True, otlp_traces=False)
 
     async def _run(self, call: Callable[..., T], *args: Any, health_check: bool = False, write: bool = False,
-                   batch: _Batch | None = None, missing: Sequence[tuple[str, str | None]] = (), **kwargs: Any) -> T:
+                   batch: Batch | None = None, missing: Sequence[tuple[str, str | None]] = (), **kwargs: Any) -> T:
         """Run a store call off the event loop; the contract's errors for bad ids and updates are ValueError.
 
         ``health_check``: first run the store's health check if it is due (before the calls Agent Lightning's
@@ -363,7 +305,7 @@ class RolloutDBLightningStore(LightningStore):
         """``_run`` for a call that writes."""
         return await self._run(call, *args, write=True, **kwargs)
 
-    async def _write_batch(self, batch: _Batch, **kwargs: Any) -> Any:
+    async def _write_batch(self, batch: Batch, **kwargs: Any) -> Any:
         """``_write`` of a call that can go in one store call with others of its kind: alone, ``batch``'s
         call of its own items."""
         return await self._write(batch.call_many, batch.items, batch=batch, **kwargs)
@@ -417,7 +359,7 @@ class RolloutDBLightningStore(LightningStore):
             self.store.maybe_check_health()
             return self.store.rollouts.start_many(requests, worker_id=worker_id)
 
-        [claim] = await self._write_batch(_Batch(f"start by {worker_id}", [request], start_many, _split))
+        [claim] = await self._write_batch(Batch(f"start by {worker_id}", [request], start_many, split))
         return to_agl_claim(claim)
 
     async def enqueue_rollout(self, input: Any, mode: Any = None, resources_id: str | None = None,
@@ -548,8 +490,8 @@ class RolloutDBLightningStore(LightningStore):
             return self.store.attempts.update_many(updates)
 
         [attempt] = await self._write_batch(
-            _Batch("attempt updates", [{"rollout_id": rollout_id, "attempt_id": attempt_id, **changes}], update_many,
-                   _split), missing=[(rollout_id, attempt_id)])
+            Batch("attempt updates", [{"rollout_id": rollout_id, "attempt_id": attempt_id, **changes}], update_many,
+                  split), missing=[(rollout_id, attempt_id)])
         return to_agl_attempt(attempt)
 
     # -- spans ------------------------------------------------------------------------------------------
@@ -565,7 +507,7 @@ class RolloutDBLightningStore(LightningStore):
             return self.store.spans.add_many(items, unique_span_ids=True)
 
         stored = await self._write_batch(
-            _Batch("spans", [from_agl_span(span) for span in spans], add_many, _spans_by_caller),
+            Batch("spans", [from_agl_span(span) for span in spans], add_many, _spans_by_caller),
             missing=list(dict.fromkeys((span.rollout_id, span.attempt_id) for span in spans)))
         new = {(span.rollout_id, span.sequence_id, span.span_id) for span in stored}
         added = [span for span in spans if (span.rollout_id, span.sequence_id, span.span_id) in new]
@@ -588,7 +530,7 @@ class RolloutDBLightningStore(LightningStore):
         """Sequence ids count per rollout, across its attempts, as in Agent Lightning's stores."""
         pairs = list(rollout_attempt_ids)
         return await self._write_batch(
-            _Batch("sequence ids", pairs, self.store.spans.next_sequence_ids_across_attempts, _split),
+            Batch("sequence ids", pairs, self.store.spans.next_sequence_ids_across_attempts, split),
             missing=[(rollout_id, None) for rollout_id, _ in pairs])
 
     async def query_spans(self, rollout_id: str, attempt_id: str | None = None, *, trace_id: str | None = None,
