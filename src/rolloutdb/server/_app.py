@@ -28,6 +28,7 @@ from ..errors import InvalidInputError, StoreUnavailableError
 from ..records import Artifact, Record
 from ..store import AGENT_LIGHTNING_OPTIONS, Store
 from ..store.base import OPERATORS
+from ..store.together import Batch, shared_by, split
 from ._artifacts import CONTENT_PATH, UPLOAD_PATH, download, upload
 from ._events import EventStreams
 from ._json import JSONRoute
@@ -159,23 +160,37 @@ def endpoint(operation: Operation, stores: ProjectStores) -> Callable[..., Any]:
         parameters.append(inspect.Parameter("body", inspect.Parameter.KEYWORD_ONLY,
                                             annotation=Annotated[body, Body()]))
 
+    grouped = GROUPED.get(operation.call)
+
     def run(*, request: Request, query_parameters: BaseModel | None = None, body: Any = None, **path: str) -> Any:
         with stores.store(request, operation.required_role) as store:
             call = functools.reduce(getattr, operation.call.split("."), store)
-            if operation.made and isinstance(body, list) and prefers_minimal(request):
+            places = None
+            # Ids made here tell the rows of the answer apart: by place (return=minimal), or by caller (merged).
+            if operation.made and isinstance(body, list) and (grouped is not None or prefers_minimal(request)):
                 body, places = with_ids(store, call.__self__.noun, body)
-                if places is not None:
-                    return answer_made(operation, make_call(call, request, query_parameters, body, path), places)
-            return answer(operation, make_call(call, request, query_parameters, body, path))
+            if grouped is None:
+                result = make_call(call, request, query_parameters, body, path)
+            else:
+                arguments = arguments_of(query_parameters, body, path)
+                result = stores.writes(store).run(functools.partial(call, **arguments),
+                                                  grouped(store, arguments, places))
+            if places is not None and prefers_minimal(request):
+                return answer_made(operation, result, places)
+            return answer(operation, result)
 
-    def make_call(call: Callable[..., Any], request: Request, query_parameters: BaseModel | None, body: Any,
-                  path: dict[str, str]) -> Any:
+    def arguments_of(query_parameters: BaseModel | None, body: Any, path: dict[str, str]) -> dict[str, Any]:
         arguments = {**path, **given(query_parameters)}
         body = record_fields(operation, body) if operation.fields is not None else given(body)
         if operation.body_argument is not None:
             arguments[operation.body_argument] = body
         else:
             arguments.update(body)
+        return arguments
+
+    def make_call(call: Callable[..., Any], request: Request, query_parameters: BaseModel | None, body: Any,
+                  path: dict[str, str]) -> Any:
+        arguments = arguments_of(query_parameters, body, path)
         typed = arguments.pop(TYPED_FILTERS, None)
         if operation.listing is None:
             return call(**arguments)
@@ -190,6 +205,34 @@ def endpoint(operation: Operation, stores: ProjectStores) -> Callable[..., Any]:
     run.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
     run.__name__ = operation.call.replace(".", "_")
     return run
+
+
+def span_batch(store: Store, arguments: dict[str, Any], places: dict[str, int] | None) -> Batch | None:
+    """``spans.add_many``'s spans, to merge with other requests' of the same ``unique_span_ids``; each request gets
+    back its own by id (None, not merged: ids given that do not tell its spans apart)."""
+    if places is None:
+        return None
+    unique_span_ids = arguments.get("unique_span_ids", False)
+    return Batch(("spans", unique_span_ids), arguments["new_spans"],
+                 functools.partial(store.spans.add_many, unique_span_ids=unique_span_ids), SPANS_BY_ID)
+
+
+def attempt_update_batch(store: Store, arguments: dict[str, Any], places: None) -> Batch:
+    """``attempts.update``'s change, to merge into one ``attempts.update_many`` with others of the same reason."""
+    reason = arguments.get("reason")
+    update = {name: value for name, value in arguments.items() if name != "reason"}
+    return Batch(("attempt updates", reason), [update], functools.partial(store.attempts.update_many, reason=reason),
+                 split)
+
+
+SPANS_BY_ID = shared_by(operator.attrgetter("id"), operator.itemgetter("id"))
+# The writes that run together with the other requests' writes of their project (``ProjectStores.writes``): the
+# Batch that merges them into one store call with others, or None (grouped, in one transaction, but not merged).
+GROUPED: dict[str, Callable[[Store, dict[str, Any], dict[str, int] | None], Batch | None]] = {
+    "rollouts.dequeue_many": lambda store, arguments, places: None,
+    "spans.add_many": span_batch,
+    "attempts.update": attempt_update_batch,
+}
 
 
 def prefers_minimal(request: Request) -> bool:

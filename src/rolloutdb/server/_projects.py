@@ -18,6 +18,7 @@ from starlette.requests import Request
 
 from ..errors import AuthenticationError, NotFoundError, PermissionDeniedError
 from ..store import Store, connect, project_name
+from ..store.together import WriteGroups
 from ..store.tokens import role_allows
 from ._errors import error_answer
 
@@ -47,6 +48,7 @@ class ProjectStores:
         self._others: OrderedDict[str, Store] = OrderedDict()
         self._in_use: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._writes: dict[Store, WriteGroups] = {}
 
     @contextlib.contextmanager
     def store(self, request: Request, role: str) -> Iterator[Store]:
@@ -62,6 +64,14 @@ class ProjectStores:
             yield store
         finally:
             self._release(requested)
+
+    def writes(self, store: Store) -> WriteGroups:
+        """The groups the concurrent writes on ``store`` run in: one runner per store, dropped when it closes."""
+        with self._lock:
+            groups = self._writes.get(store)
+            if groups is None:
+                groups = self._writes[store] = WriteGroups(store)
+            return groups
 
     def check(self, request: Request, role: str) -> None:
         """AuthenticationError or PermissionDeniedError if ``request`` may no longer do what needs ``role`` (its
@@ -107,12 +117,14 @@ class ProjectStores:
                 if not self._in_use.get(name):
                     closing.append(self._others.pop(name))
                     self._in_use.pop(name, None)
+                    self._writes.pop(closing[-1], None)
         for store in closing:
             store.close()
 
     def close(self) -> None:
         with self._lock:
             stores, self._others = [*self._others.values(), self.default], OrderedDict()
+            self._writes.clear()
         for store in stores:
             store.close()
 
