@@ -222,7 +222,12 @@ def attempt_update_batch(store: Store, arguments: dict[str, Any], places: None) 
     reason = arguments.get("reason")
     update = {name: value for name, value in arguments.items() if name != "reason"}
     return Batch(("attempt updates", reason), [update], functools.partial(store.attempts.update_many, reason=reason),
-                 split)
+                 one_each)
+
+
+def one_each(result: list[Any], parts: list[list[Any]]) -> list[Any]:
+    """A ``Batch.share`` for writes of one item each: each gets its item's result, as its call alone returns it."""
+    return [share for [share] in split(result, parts)]
 
 
 SPANS_BY_ID = shared_by(operator.attrgetter("id"), operator.itemgetter("id"))
