@@ -1,6 +1,7 @@
 """Concurrent writes of one project through a real server: span batches and attempt updates sent at once (run
 together in one transaction, merged into one store call) each answer their own caller, the database counts them
-exactly, and a bad request among them fails alone, as it would alone."""
+exactly, and a bad request among them fails alone, as it would alone. (On SQLite the server runs each alone: the
+same answers.)"""
 
 from __future__ import annotations
 
