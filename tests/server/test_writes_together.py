@@ -10,12 +10,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
+from rolloutdb.config import SERVER_WRITES_IN_FLIGHT
 from server.servers import error, ok, unique
 
 ROLLOUTS = 4  # the span batches' rollouts: several batches for each one's attempt
-BATCHES = 24
+BATCHES = 16
 SPANS = 3  # per batch
-UPDATES = 8
+UPDATES = 6
+# All at once, but under the server's limit of writes in flight, beyond which it answers 503 (to be sent again).
+assert BATCHES + UPDATES + 2 < SERVER_WRITES_IN_FLIGHT
 
 
 def test_concurrent_span_batches_and_attempt_updates_each_get_their_own_and_a_bad_one_fails_alone(server, api):
