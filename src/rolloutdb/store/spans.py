@@ -230,8 +230,7 @@ class Spans(Area[Span]):
         """Reserve the plans' sequence ids; returns the first id each plan takes. New spans count as their
         attempt's heartbeat, written with the reservation: one statement for all the attempts it merely keeps
         alive, one for all those it does not (only spans they have), and one each for those it revives (a
-        status change). Plans of one attempt
-        ("latest" and its id) share one reservation."""
+        status change). Plans of one attempt ("latest" and its id) share one reservation."""
         merged: dict[str, _Numbering] = {}
         for plan in plans:
             known = merged.get(plan.attempt["id"])
