@@ -3,7 +3,7 @@ the same run on this machine.
 
     python benchmarks/server_workload.py [--only ingest,cycle,memory] [--backends sqlite,postgresql]
                                          [--ingest 20000] [--rollouts 800] [--workers 8] [--spans 10]
-                                         [--memory-spans 200000]
+                                         [--postgres-server-processes 1,CORES] [--memory-spans 200000]
                                          [--postgres postgresql://postgres@127.0.0.1:5432/postgres]
 
 Sections (one function each; ``--only`` picks some):
@@ -13,7 +13,11 @@ Sections (one function each; ``--only`` picks some):
 - cycle: the rollout cycle (enqueue N; W worker processes dequeue, add spans in one call, finish the attempt)
   through the remote client and `rolloutdb serve` vs Agent Lightning 0.3's own LightningStoreServer +
   LightningStoreClient over its InMemoryLightningStore doing the same with its own client; target >= 2 on SQLite
-  and on PostgreSQL; p50 and p99 of one dequeue (a call that claimed rollouts) are shown for each;
+  and on PostgreSQL; p50 and p99 of one dequeue (a call that claimed rollouts) are shown for each. On PostgreSQL the
+  server runs as one process and as one per core (`serve --workers`, as the README advises there; each count of
+  ``--postgres-server-processes`` is a row): one process's Python runs on one core at a time, and in the cycle the
+  rest of the machine waited on it (a third of the two cores idle), while the in-memory reference can only be one
+  process. SQLite: one process (its writes queue on one writer anyway);
 - memory: a server's resident memory while it ingests N spans (batches of 500 through the remote client) on
   SQLite: its growth per 100k spans after a warm-up and whether it is flat; target < 50 MB over 1M spans, measured
   with ``--memory-spans 1000000``, else extrapolated from the growth per 100k (and said so).
@@ -87,10 +91,11 @@ def server_process(command: list[str], port: int, health: str) -> Iterator[subpr
 
 
 @contextlib.contextmanager
-def rolloutdb_server(url: str, project: str) -> Iterator[tuple[str, subprocess.Popen]]:
-    """`rolloutdb serve` on ``url`` (one process): its base URL and process."""
+def rolloutdb_server(url: str, project: str, processes: int = 1) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`rolloutdb serve` on ``url`` (``processes`` of it, `--workers`): its base URL and (first) process."""
     port = free_port()
-    with server_process(serve_command(url, project, "--port", str(port)), port, "/healthz") as process:
+    command = serve_command(url, project, "--port", str(port), "--workers", str(processes))
+    with server_process(command, port, "/healthz") as process:
         yield f"http://127.0.0.1:{port}", process
 
 
@@ -226,10 +231,11 @@ def cycle(args: argparse.Namespace) -> list[Table]:
             assert asyncio.run(finished(base)) == args.rollouts, "the cycle must finish every rollout"
         return elapsed
 
-    def ours(database: Callable[[], contextlib.AbstractContextManager[str]], side: str) -> Callable[[], float]:
+    def ours(database: Callable[[], contextlib.AbstractContextManager[str]], side: str,
+             processes: int) -> Callable[[], float]:
         def run() -> float:
             project = f"cycle-{uuid.uuid4().hex[:6]}"
-            with database() as url, rolloutdb_server(url, project) as (base, _), \
+            with database() as url, rolloutdb_server(url, project, processes) as (base, _), \
                     rolloutdb.connect(base, project=project) as store:
                 elapsed = timed(lambda: (store.rollouts.enqueue_many([{"input": value} for value in inputs]), run_workers(
                     side, lambda worker: (rolloutdb_worker, base, project, worker, args.spans, args.batch))))
@@ -239,7 +245,11 @@ def cycle(args: argparse.Namespace) -> list[Table]:
 
     with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         list(pool.map(warm_up, range(args.workers)))
-        sides = {"agl": agent_lightning, **{name: ours(database, name) for name, database in databases(args).items()}}
+        sides = {"agl": agent_lightning}
+        for name, database in databases(args).items():
+            for processes in args.postgres_server_processes if name == "postgresql" else [1]:
+                side = name if processes == 1 else f"{name}, {processes} processes"
+                sides[side] = ours(database, side, processes)
         seconds = in_turns(sides, CYCLE_ROUNDS, "rollout cycle")
     for side, times in seconds.items():
         ratio = median_ratio(seconds["agl"], times)
@@ -325,6 +335,17 @@ def chosen_names(parser: argparse.ArgumentParser, kind: str, given: str, known) 
     return chosen
 
 
+def server_process_counts(parser: argparse.ArgumentParser, given: str) -> list[int]:
+    """The distinct positive numbers of a comma-separated option, in order (else the parser's usage error)."""
+    try:
+        counts = [int(part) for part in given.split(",") if part.strip()]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        parser.error(f"--postgres-server-processes takes positive whole numbers, comma-separated; got {given!r}")
+    return list(dict.fromkeys(counts))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", default=",".join(SECTIONS),
@@ -334,6 +355,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=8, help="worker processes in the cycle")
     parser.add_argument("--spans", type=int, default=10, help="spans per rollout in the cycle")
     parser.add_argument("--batch", type=int, default=1, help="rollouts claimed per dequeue in the cycle")
+    parser.add_argument("--postgres-server-processes", default=f"1,{os.cpu_count()}",
+                        help="comma-separated numbers of server processes (serve --workers) of the cycle on "
+                             "PostgreSQL, a row each (default: one, and one per core)")
     parser.add_argument("--memory-spans", type=int, default=200_000,
                         help=f"spans the memory section ingests ({MEMORY_SPANS_TARGET:,} to measure the target "
                              "rather than extrapolate it)")
@@ -344,6 +368,7 @@ def main() -> None:
     args = parser.parse_args()
     chosen = chosen_names(parser, "section", args.only, SECTIONS)
     args.backends = chosen_names(parser, "backend", args.backends, BACKENDS)
+    args.postgres_server_processes = server_process_counts(parser, args.postgres_server_processes)
     console.print(f"load average at start: {load_average()}")
     for name in chosen:
         for table in SECTIONS[name](args):

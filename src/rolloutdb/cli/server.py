@@ -21,7 +21,8 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on. Only loopback without "
                                            "--allow-unauthenticated-remote.")] = SERVER_HOST,
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = SERVER_PORT,
-    workers: Annotated[int, typer.Option(min=1, help="Server processes (each opens the database itself).")] = 1,
+    workers: Annotated[int, typer.Option(min=1, help="Server processes (each opens the database itself). On "
+                                                         "PostgreSQL, one per core.")] = 1,
     max_body_bytes: Annotated[int, typer.Option(min=1, help="Larger request bodies are refused (413).")]
     = SERVER_MAX_BODY_BYTES,
     max_artifact_bytes: Annotated[int, typer.Option(
