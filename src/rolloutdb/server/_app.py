@@ -97,7 +97,8 @@ def create_app(url: str | None = None, *, project: str = DEFAULT_PROJECT, max_bo
                       description="Spans that name no known rollout are not stored: the answer's partial_success "
                                   "counts them and says why (OTLP's ExportTraceServiceResponse).")
     # The API's routes go straight on the app's router, their prefix written out: an included router (FastAPI
-    # 0.165) is matched by scanning its routes twice per request, ~0.25 ms of a worker's dequeue, against one scan.
+    # 0.165) is matched by scanning its routes twice per request (a rollout's three requests: 0.75 ms of routing
+    # CPU, against 0.39 ms straight on the app).
     def api_route(path: str, endpoint: Callable[..., Any], **options: Any) -> None:
         app.router.add_api_route(API_PREFIX + path, endpoint, route_class_override=JSONRoute,
                                  dependencies=documented_auth if auth else [], **options)
