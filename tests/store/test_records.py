@@ -92,3 +92,30 @@ def test_an_id_too_long_for_its_column_is_refused_by_name(store):
     with pytest.raises(InvalidInputError, match="id"):
         store.workers.heartbeat("")
     assert store.rollouts.count() == 0 and store.workers.query() == []
+
+
+def test_records_the_store_checked_are_built_as_validation_builds_them():
+    """A remote client builds the spans of a batch the server's store validated without validating them again
+    (``checked_records``): the very records validation makes — fields in their order, the defaults of those not
+    given, only the given ones set — each with containers of its own."""
+    from datetime import datetime, timezone
+
+    from rolloutdb.store.base import build_records, checked_records
+
+    given = {"id": "span-1", "project_id": "p", "created_at": datetime.now(timezone.utc), "rollout_id": "r",
+             "attempt_id": "a", "sequence_id": 1, "trace_id": "t", "span_id": "s", "name": "llm"}
+    items = [given, {**given, "status": {"code": "OK"}, "attributes": {"k": [1, 2.5]}, "events": [{"name": "e"}],
+                     "start_time": datetime(2026, 1, 2, tzinfo=timezone.utc), "parent_id": None},
+             {**given, "sequence_id": 2}, {**given, "sequence_id": 3}]
+    built = checked_records(records.Span, [dict(item) for item in items])
+    validated = build_records(records.Span, items, "span")
+    assert built == validated
+    for ours, theirs in zip(built, validated):
+        assert list(ours.__dict__.items()) == list(theirs.__dict__.items())
+        assert ours.model_fields_set == theirs.model_fields_set
+        assert ours.model_dump_json(exclude_unset=True) == theirs.model_dump_json(exclude_unset=True)
+    built[2].events.append({"name": "late"})
+    built[2].parent_id = "span-0"  # sets it
+    assert built[3].events == [] and "parent_id" not in built[3].model_fields_set
+    with pytest.raises(TypeError, match="validates its defaults"):
+        checked_records(records.Run, [])

@@ -32,8 +32,8 @@ from ..server import (HEARTBEAT_SECONDS, MAX_WAIT_SECONDS, PREFER_MINIMAL, ROUTE
 from ..store import Store
 from ..store.artifacts import Artifacts
 from ..store.attempts import Attempts
-from ..store.base import (MAX_LIMIT, build_record, build_records, check_key, collector_paused, ids_of, not_found,
-                          seconds, validation_message)
+from ..store.base import (MAX_LIMIT, build_record, build_records, check_key, checked_records, collector_paused,
+                          ids_of, not_found, seconds, validation_message)
 from ..store.catalog import Tasks, Validators
 from ..store.checkpoints import Checkpoints
 from ..store.decisions import Decisions, Signals
@@ -195,18 +195,22 @@ class Remote:
 
 def records_from_made(operation: Operation, sent: list[dict[str, Any]], answer: bytes) -> list[Any]:
     """The records of an answer that holds only what the store made of each (see ``PREFER_MINIMAL``): each one its
-    item of ``sent`` (as the server's store got it) with those values, its times read as times, which is what the
-    full answer would give, checked as strictly (``build_records``)."""
+    item of ``sent`` (as the server's store got it, and checked it) with those values, its times read as times,
+    which is what the full answer would give. ``sent``'s items become the records' fields (``checked_records``):
+    they are JSON read back (``as_given``), held by nobody else."""
     made = orjson.loads(answer)
     names, record = made["made"], get_args(operation.response)[0]
     times = [place for place, name in enumerate(names, 1) if name in time_fields(record)]
+    items = []
     for row in made["rows"]:
         for place in times:
             if row[place] is not None:
                 row[place] = datetime.fromisoformat(row[place])
+        item = sent[row[0]]
+        item.update(zip(names, row[1:]))
+        items.append(item)
     with collector_paused():
-        return build_records(record, [{**sent[row[0]], **dict(zip(names, row[1:]))} for row in made["rows"]],
-                             noun_of(operation))
+        return checked_records(record, items)
 
 
 def checked(model: type[BaseModel], values: dict[str, Any]) -> None:
