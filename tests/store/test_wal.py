@@ -64,6 +64,59 @@ def test_the_wal_stays_bounded_under_constant_writing(tmp_path, monkeypatch):
     assert largest < 8 * 1024 * 1024
 
 
+def in_time(action, seconds: float = 5.0) -> None:
+    """Run ``action`` in a thread; still running after ``seconds`` (a deadlock) fails the test."""
+    thread = threading.Thread(target=action, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), "deadlocked"
+
+
+def test_a_catch_up_waiting_for_the_write_lock_goes_before_the_next_write():
+    """Writers committing back to back must not keep the WAL thread's catch-up waiting (Python's locks are not
+    fair: the writer that lets go takes the lock again before the waiting thread wakes), or the WAL grows past its
+    limit meanwhile."""
+    lock = _wal.WriteLock()
+    order = []
+
+    def catch_up():
+        with lock.ahead_of_writers():
+            order.append("catch-up")
+
+    def writes_back_to_back():
+        waiting = threading.Thread(target=catch_up)
+        with lock:
+            waiting.start()
+            time.sleep(0.1)  # the catch-up is waiting for the lock now
+        with lock:  # this writer's next write, at once
+            order.append("next write")
+        waiting.join()
+
+    in_time(writes_back_to_back)
+    assert order == ["catch-up", "next write"]
+
+
+def test_a_write_inside_a_write_does_not_wait_for_a_catch_up():
+    lock = _wal.WriteLock()
+    order = []
+
+    def catch_up():
+        with lock.ahead_of_writers():
+            order.append("catch-up")
+
+    def nested_writes():
+        waiting = threading.Thread(target=catch_up)
+        with lock:
+            waiting.start()
+            time.sleep(0.1)
+            with lock:  # the same thread, deeper: it holds the lock the catch-up waits for
+                order.append("inner write")
+        waiting.join()
+
+    in_time(nested_writes)
+    assert order == ["inner write", "catch-up"]
+
+
 def test_closing_the_store_stops_its_thread_and_checkpoints_the_rest(tmp_path):
     path = tmp_path / "store.db"
     store = rolloutdb.connect(f"sqlite:///{path}")

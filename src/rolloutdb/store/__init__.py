@@ -28,7 +28,7 @@ from ..records import (ArchiveSummary, BundleSummary, ExportSummary, FlywheelRep
                        Project, QueueSummary, RunComparison, Selection, StatusChange, SummaryRow, Trajectory, utcnow)
 from ..schema import projects, status_changes
 from . import hooks
-from ._wal import WalKeeper
+from ._wal import WalKeeper, WriteLock
 from .advisor import ADVISOR_REFRESH_SECONDS, Advice, Advisor
 from .artifacts import Artifacts, artifacts_home
 from .attempts import Attempts
@@ -66,15 +66,15 @@ from .waiting import Waiter
 from .workers import Workers
 
 T = TypeVar("T")
-_sqlite_write_locks: dict[str, threading.RLock] = {}
+_sqlite_write_locks: dict[str, WriteLock] = {}
 _sqlite_write_locks_guard = threading.Lock()
 
 
-def sqlite_write_lock(url: str) -> threading.RLock:
+def sqlite_write_lock(url: str) -> WriteLock:
     """One lock per SQLite file in this process. Threads queue on it instead of on SQLite's busy
     handler, which sleeps in growing steps; other processes still meet the busy timeout."""
     with _sqlite_write_locks_guard:
-        return _sqlite_write_locks.setdefault(url, threading.RLock())
+        return _sqlite_write_locks.setdefault(url, WriteLock())
 
 
 class Store:

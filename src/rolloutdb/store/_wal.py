@@ -11,11 +11,12 @@ runs a PASSIVE checkpoint at most every ``INTERVAL_SECONDS``, beside the writers
 A PASSIVE checkpoint never waits for a writer, so under constant writing it may never catch up with
 the end of the WAL, and SQLite writes the WAL from its start again only once all of it has been
 copied. When the WAL holds more than half of ``WAL_LIMIT_BYTES``, the thread therefore checkpoints once
-more holding the store's write lock, in RESTART mode: this process's writers pause for the few pages
-written meanwhile, other processes' writers for as long as the copy takes (it holds SQLite's write lock
-too, or they would slip a commit in and keep the WAL from starting over), and the next write starts the
-WAL from its start again. Half, because writers go on until the thread holds the lock: a purge adds tens
-of megabytes a second, and the WAL must stay under the limit meanwhile.
+more holding the store's write lock (ahead of the writers waiting for it: ``WriteLock``), in RESTART
+mode: this process's writers pause for the few pages written meanwhile, other processes' writers for as
+long as the copy takes (it holds SQLite's write lock too, or they would slip a commit in and keep the WAL
+from starting over), and the next write starts the WAL from its start again. Half, because writers go on
+until the thread holds the lock: a purge adds tens of megabytes a second, and the WAL must stay under the
+limit meanwhile.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ import os
 import sqlite3
 import threading
 import time
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 log = logging.getLogger("rolloutdb.wal")
 
@@ -44,10 +45,55 @@ os.register_at_fork(before=_in_sqlite.acquire, after_in_parent=_in_sqlite.releas
                     after_in_child=_in_sqlite.release)
 
 
+class WriteLock:
+    """This process's writes to one SQLite database, one at a time (reentrant: a write inside a write goes on),
+    where the WAL thread's catch-up goes ahead of the writers waiting (``ahead_of_writers``). Python's locks are not
+    fair: two writers committing back to back took the lock again and again before the WAL thread waiting for it
+    woke (up to 100 ms), and meanwhile the WAL grew to 16 times its limit."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._depth = threading.local()  # how deep the current thread is in its writes
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)  # no catch-up of the parent's is waiting in the child
+
+    def _reset(self) -> None:
+        self._turn = threading.Condition()
+        self._catch_ups_waiting = 0
+
+    def __enter__(self) -> None:
+        depth = getattr(self._depth, "value", 0)
+        if depth == 0 and self._catch_ups_waiting:
+            with self._turn:
+                self._turn.wait_for(lambda: not self._catch_ups_waiting)
+        self._lock.acquire()
+        self._depth.value = depth + 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._depth.value -= 1
+        self._lock.release()
+
+    @contextmanager
+    def ahead_of_writers(self) -> Iterator[None]:
+        """Held as a write is, taken before any writer that starts waiting meanwhile."""
+        with self._turn:
+            self._catch_ups_waiting += 1
+        try:
+            self._lock.acquire()
+        finally:
+            with self._turn:
+                self._catch_ups_waiting -= 1
+                self._turn.notify_all()
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+
 class WalKeeper:
     """Checkpoints one SQLite database's WAL in a daemon thread, which commits start when it is needed."""
 
-    def __init__(self, database: str, write_lock: AbstractContextManager[Any], busy_timeout: float) -> None:
+    def __init__(self, database: str, write_lock: WriteLock, busy_timeout: float) -> None:
         self.database = str(Path(database).absolute())  # as opened now, whatever the working directory becomes
         self._write_lock = write_lock
         self._busy_timeout = busy_timeout
@@ -111,7 +157,7 @@ class WalKeeper:
                     if size > WAL_LIMIT_BYTES // 2:
                         # Nothing new comes in from this process: copy what remains. (The write lock first: a
                         # thread that forks while holding it takes _in_sqlite after it too.)
-                        with self._write_lock, _in_sqlite:
+                        with self._write_lock.ahead_of_writers(), _in_sqlite:
                             stuck = self._catch_up(connection)
                 except sqlite3.Error as exc:  # e.g. another process holds the database locked
                     log.warning("rolloutdb: checkpoint of %s failed (%s); trying again", self.database, exc)
