@@ -72,6 +72,15 @@ def in_time(action, seconds: float = 5.0) -> None:
     assert not thread.is_alive(), "deadlocked"
 
 
+def catch_up_thread(lock: _wal.WriteLock, order: list[str]) -> threading.Thread:
+    """A thread that takes ``lock`` as the WAL thread's catch-up does, and says so in ``order``."""
+    def catch_up():
+        with lock.ahead_of_writers():
+            order.append("catch-up")
+
+    return threading.Thread(target=catch_up)
+
+
 def test_a_catch_up_waiting_for_the_write_lock_goes_before_the_next_write():
     """Writers committing back to back must not keep the WAL thread's catch-up waiting (Python's locks are not
     fair: the writer that lets go takes the lock again before the waiting thread wakes), or the WAL grows past its
@@ -79,12 +88,8 @@ def test_a_catch_up_waiting_for_the_write_lock_goes_before_the_next_write():
     lock = _wal.WriteLock()
     order = []
 
-    def catch_up():
-        with lock.ahead_of_writers():
-            order.append("catch-up")
-
     def writes_back_to_back():
-        waiting = threading.Thread(target=catch_up)
+        waiting = catch_up_thread(lock, order)
         with lock:
             waiting.start()
             time.sleep(0.1)  # the catch-up is waiting for the lock now
@@ -100,12 +105,8 @@ def test_a_write_inside_a_write_does_not_wait_for_a_catch_up():
     lock = _wal.WriteLock()
     order = []
 
-    def catch_up():
-        with lock.ahead_of_writers():
-            order.append("catch-up")
-
     def nested_writes():
-        waiting = threading.Thread(target=catch_up)
+        waiting = catch_up_thread(lock, order)
         with lock:
             waiting.start()
             time.sleep(0.1)
