@@ -2,6 +2,7 @@
 runs and their comparison, and training that goes on while the database is away."""
 
 import logging
+import threading
 import time
 import uuid
 
@@ -411,6 +412,29 @@ def test_ctrl_c_pauses_the_run_and_says_how_to_resume(tmp_path):
     with rolloutdb.connect(url) as store:
         assert store.runs.get("train").status == "completed"
         assert store.steps.count(status="completed") == done + 2
+
+
+def test_ctrl_c_while_the_recorder_starts_pauses_the_run_too(tmp_path, caplog):
+    """Starting waits (up to ``start_timeout``) for the database to take the run, about a second while the writer
+    process comes up: the moment a user presses Ctrl-C on a script that seems stuck. The run then stays paused, as
+    after a Ctrl-C in the loop, not running forever with nobody recording it."""
+    import os
+    import signal
+
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    rolloutdb.connect(url).close()
+    interrupt = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
+    interrupt.start()
+    try:
+        with pytest.raises(KeyboardInterrupt), rolloutdb.Recorder(url, run="interrupted"):
+            time.sleep(10)  # reached only if starting took longer than the interrupt
+    finally:
+        interrupt.join()
+    with rolloutdb.connect(url) as store:
+        runs = store.runs.query(name="interrupted")
+    assert [run.status for run in runs] in ([], ["paused"])  # [] when it came before the run was recorded
+    if runs:
+        assert "paused: interrupted by Ctrl-C" in caplog.text
 
 
 def test_a_run_whose_process_was_killed_is_taken_over_and_counts_only_real_steps(tmp_path):

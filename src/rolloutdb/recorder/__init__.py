@@ -281,7 +281,11 @@ class Recorder(_Pumped):
             raise
         # A recorder dropped (or left at exit) without close() still writes out what it can.
         self._finalizer = weakref.finalize(self, _write_out, self._pump)
-        self._check_start(start_timeout)
+        try:
+            self._check_start(start_timeout)
+        except KeyboardInterrupt as interrupt:  # while the writer comes up (when Ctrl-C comes): as in the block
+            self.__exit__(KeyboardInterrupt, interrupt, interrupt.__traceback__)
+            raise
 
     def _check_start(self, timeout: float) -> None:
         """Refuse the run now if the database answers in time and refuses it (a finished run's name, ...);
