@@ -40,13 +40,15 @@ class Transport:
 
     def request(self, method: str, path: str, *, params: Any = None, body: bytes | None = None, repeatable: bool,
                 read_timeout: float | None = None, replay: Callable[[], bytes | None] | None = None,
-                content: Iterable[bytes] | None = None, prefer: str | None = None) -> bytes | None:
+                content: Iterable[bytes] | None = None, prefer: str | None = None,
+                while_waiting: Callable[[], None] | None = None) -> bytes | None:
         """The answer's JSON text (None for 204: no content) to a request of the JSON text ``body``, if any
         (``json_bytes``). ``repeatable``: the request may be sent again when the connection fails or the server
         answers 503, for ``retry_for`` seconds with backoff (honouring Retry-After); after that, or at once for
         another request, StoreUnavailableError. ``replay``: when a request sent again is answered ConflictError,
         what the first try wrote (as JSON text), if it did (else None). ``content``: a raw body instead of JSON,
         sent as it is read (so sent once: ``repeatable`` False). ``prefer``: the request's Prefer header (RFC 7240).
+        ``while_waiting``: work the answer needs, done once while the server works (``WhileWaiting``).
         """
         timeout = None if read_timeout is None else httpx.Timeout(read_timeout, connect=self._client.timeout.connect)
         headers = RAW_CONTENT if content is not None else JSON_CONTENT if body is not None else None
@@ -56,17 +58,22 @@ class Transport:
         deadline = time.monotonic() + self.retry_for
         delay = FIRST_DELAY
         sent_before = False
+        waiting = WhileWaiting(while_waiting) if while_waiting is not None else None
         while True:
             try:
                 response = self._client.request(method, path, params=params, content=body, headers=headers,
-                                                **({"timeout": timeout} if timeout else {}))
+                                                **({"timeout": timeout} if timeout else {}),
+                                                **({"extensions": {"trace": waiting.trace}} if waiting else {}))
             except httpx.TransportError as exc:
                 failure: str = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 wait = delay
             else:
                 if response.status_code != 503:
                     try:
-                        return answer(response)
+                        text = answer(response)
+                        if waiting is not None:
+                            waiting.finish()
+                        return text
                     except ConflictError:
                         written = replay() if sent_before and replay is not None else None
                         if written is None:
@@ -140,6 +147,36 @@ class Transport:
 
     def close(self) -> None:
         self._client.close()
+
+
+class WhileWaiting:
+    """Work that a request's answer needs but not its sending, done once while the server works on the request
+    (the client would only wait then): at httpcore's trace event of starting to read the answer, which comes after
+    the whole request is sent. Done after the answer instead when the request never got that far; an error it
+    raises is raised after the answer, where the work would otherwise be done."""
+
+    STARTED_READING = "http11.receive_response_headers.started"
+
+    def __init__(self, work: Callable[[], None]) -> None:
+        self.work: Callable[[], None] | None = work
+        self.error: Exception | None = None
+
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        if event == self.STARTED_READING and self.work is not None:
+            try:
+                self.run()
+            except Exception as exc:  # raised in httpcore it would fail a request already sent
+                self.error = exc
+
+    def run(self) -> None:
+        work, self.work = self.work, None
+        if work is not None:
+            work()
+
+    def finish(self) -> None:
+        self.run()
+        if self.error is not None:
+            raise self.error
 
 
 def server_sent_events(lines: Iterator[str]) -> Iterator[tuple[int | None, str, str]]:

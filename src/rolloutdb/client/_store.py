@@ -123,14 +123,16 @@ class Remote:
         elif arguments:
             raise TypeError(f"{operation.call}() got unexpected arguments {', '.join(arguments)}")
         minimal = exact and operation.made and isinstance(json, list)
+        awaiting: list[Any] = []  # with ``minimal``, the records but for what the store makes: built meanwhile
         answer = self.transport.request(
             operation.method, path, params=params or None, body=text, read_timeout=read_timeout,
             repeatable=safe_to_repeat(operation, json, replay), replay=replay,
-            prefer=PREFER_MINIMAL if minimal else None)
+            prefer=PREFER_MINIMAL if minimal else None,
+            while_waiting=(lambda: awaiting.extend(records_awaiting_made(operation, json))) if minimal else None)
         if operation.response is None:
             return None
         if minimal and answer is not None and answer.startswith(b"{"):  # the full answer is an array
-            return records_from_made(operation, json, answer)
+            return records_from_made(operation, awaiting, answer)
         # From JSON text: records are strict, and JSON is how their times and choices are written. A batch of
         # records is many new objects without cycles (see collector_paused).
         with collector_paused():
@@ -193,24 +195,31 @@ class Remote:
         return body, None
 
 
-def records_from_made(operation: Operation, sent: list[dict[str, Any]], answer: bytes) -> list[Any]:
-    """The records of an answer that holds only what the store made of each (see ``PREFER_MINIMAL``): each one its
-    item of ``sent`` (as the server's store got it, and checked it) with those values, its times read as times,
-    which is what the full answer would give. ``sent``'s items become the records' fields (``checked_records``):
-    they are JSON read back (``as_given``), held by nobody else."""
+def records_awaiting_made(operation: Operation, sent: list[dict[str, Any]]) -> list[Any]:
+    """The records of an answer that will hold only what the store made of each (see ``PREFER_MINIMAL``), built
+    from ``sent`` (as the server's store got it, and checked it: ``as_given``) while the server works, with those
+    fields None for ``records_from_made`` to fill in. ``sent``'s values become the records' (``checked_records``)."""
+    placeholders = dict.fromkeys(operation.made)
+    with collector_paused():
+        return checked_records(get_args(operation.response)[0], [{**item, **placeholders} for item in sent])
+
+
+def records_from_made(operation: Operation, awaiting: list[Any], answer: bytes) -> list[Any]:
+    """The records of an answer that holds only what the store made of each sent item, in the order it gives
+    them (a span stored before is left out): ``awaiting``'s, with those values, times read as times, which is what
+    the full answer would give."""
     made = orjson.loads(answer)
     names, record = made["made"], get_args(operation.response)[0]
     times = [place for place, name in enumerate(names, 1) if name in time_fields(record)]
-    items = []
+    records = []
     for row in made["rows"]:
         for place in times:
             if row[place] is not None:
                 row[place] = datetime.fromisoformat(row[place])
-        item = sent[row[0]]
-        item.update(zip(names, row[1:]))
-        items.append(item)
-    with collector_paused():
-        return checked_records(record, items)
+        record = awaiting[row[0]]
+        vars(record).update(zip(names, row[1:]))
+        records.append(record)
+    return records
 
 
 def checked(model: type[BaseModel], values: dict[str, Any]) -> None:
