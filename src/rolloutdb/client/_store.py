@@ -209,8 +209,8 @@ def records_from_made(operation: Operation, awaiting: list[Any], answer: bytes) 
     them (a span stored before is left out): ``awaiting``'s, with those values, times read as times, which is what
     the full answer would give."""
     made = orjson.loads(answer)
-    names, record = made["made"], get_args(operation.response)[0]
-    times = [place for place, name in enumerate(names, 1) if name in time_fields(record)]
+    names = made["made"]
+    times = [place for place, name in enumerate(names, 1) if name in time_fields(get_args(operation.response)[0])]
     records = []
     for row in made["rows"]:
         for place in times:
