@@ -65,3 +65,22 @@ def test_a_recorded_batch_refuses_only_the_operation_with_nan(store):
     assert [(r.index, r.error) for r in result.rejected] == [(2, "InvalidInputError")]
     assert "observation.v: nan is not a JSON number" in result.rejected[0].message
     assert [t.observation for t in store.turns.query()] == [{"v": 1.0}]
+
+
+@pytest.mark.parametrize(("field", "value", "where", "kind"), [
+    ("attributes", {"image": b"\x89PNG"}, r"attributes\.image", "bytes"),
+    ("attributes", {"tags": {"a", "b"}}, r"attributes\.tags", "set"),
+    ("status", b"ok", "status", "bytes"),
+    ("events", [{"at": frozenset({1})}], r"events\[0\]\.at", "frozenset"),
+])
+def test_a_span_value_that_is_not_json_is_refused_on_every_backend(store, field, value, where, kind):
+    # A span's free-form fields take any value the database can hold as JSON: bytes or a set is none, through a
+    # server as much as locally (where JSON would have carried them as text and a list, and stored them so).
+    claim = store.rollouts.start("x")
+    span = {"rollout_id": claim.rollout.id, "attempt_id": claim.attempt.id, "sequence_id": 1, "trace_id": "t",
+            "span_id": "s", "name": "n", field: value}
+    with pytest.raises(InvalidInputError, match=rf"cannot store spans: {where}: {kind} is not JSON"):
+        store.spans.add_many([span])
+    with pytest.raises(InvalidInputError, match=rf"{where}: {kind} is not JSON"):
+        store.spans.add(**span)
+    assert store.spans.count(attempt_id=None) == 0

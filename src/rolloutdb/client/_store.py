@@ -26,7 +26,7 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from ..errors import InvalidInputError, NotFoundError
 from ..records import Event
-from ..storable import JSON_OPTIONS, json_text, require_storable
+from ..storable import JSON_OPTIONS, Unstorable, json_text, require_storable
 from ..server import (HEARTBEAT_SECONDS, MAX_WAIT_SECONDS, PREFER_MINIMAL, ROUTES, TYPED_FILTERS, Operation, Page,
                       invalid_request_message, read_batch_times, time_fields)
 from ..store import Store
@@ -259,12 +259,27 @@ def held_to_fields(operation: Operation, values: Any, sent: Any) -> None:
     or no mapping of fields, are left to the store itself."""
     model, noun = operation.fields, noun_of(operation)
     if operation.body_argument is None:
-        build_record(model, changed_by_json(model, values, sent), noun)
+        changed = changed_by_json(model, values, sent)
+        build_record(model, changed, noun)
+        held_to_storable(changed, "")
     elif isinstance(values, list) and all(isinstance(item, Mapping) for item in values):
         changed = [changed_by_json(model, item, as_sent)
                    for item, as_sent in zip(values, sent if sent is not None else [None] * len(values))]
         if any(changed):
             build_records(model, changed, noun)
+            for item in changed:  # a batch is written in bulk, whose errors name the table (the area)
+                held_to_storable(item, f"{operation.call.partition('.')[0]}: ")
+
+
+def held_to_storable(fields: Mapping[str, Any], table: str) -> None:
+    """Fields that their record's types let through (a span's free-form ones take any value) held to what the
+    database can hold (``storable``'s rule), as the store holds them when it writes them: bytes or a set, which JSON
+    would carry as text and a list, are refused."""
+    for name, value in fields.items():
+        try:
+            json_text(value)
+        except Unstorable as exc:
+            raise InvalidInputError(f"cannot store {table}{exc.at(name)}") from None
 
 
 def changed_by_json(model: type[BaseModel], values: Mapping[str, Any],
