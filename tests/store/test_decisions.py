@@ -87,11 +87,21 @@ def test_unknown_domain_action_and_signal_kind_are_refused_listing_the_declared_
     ({"state": {"x": float("inf")}}, "state"),
     ({"reason": 5}, "reason"),
     ({"at": "2026-11-01"}, "at|created_at"),
+    # Not JSON values: through a server too, where JSON would have carried them as lists.
+    ({"state": {1, 2}}, "state"),
+    ({"state": (1, 2)}, "state"),
+    ({"context": frozenset()}, "context"),
 ])
 def test_bad_decision_values_are_refused_naming_the_field(store, fields, message):
     with pytest.raises(InvalidInputError, match=message):
         store.decisions.log("memory", "m", "insert", **fields)
     assert store.decisions.count() == 0
+
+
+def test_signal_data_that_is_not_a_json_value_is_refused_naming_it(store):
+    with pytest.raises(InvalidInputError, match="data"):
+        store.signals.add("m", "hit", data={"a", "b"})
+    assert store.signals.count() == 0
 
 
 def test_a_batch_with_an_unknown_field_is_refused_naming_it(store):

@@ -17,7 +17,8 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from typing import Any, get_args
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 from urllib.parse import quote
 
 import orjson
@@ -225,11 +226,23 @@ def records_from_made(operation: Operation, awaiting: list[Any], answer: bytes) 
 def checked(model: type[BaseModel], values: dict[str, Any]) -> None:
     """JSON and query strings carry fewer types than Python, and the server reads them leniently: arguments are
     held to the route's model here, strictly (``"10"`` is no limit), as the local call holds them."""
+    lists = list_fields(model)
     try:
-        model.model_validate({name: list(value) if isinstance(value, (tuple, set, frozenset)) else value
-                              for name, value in values.items()}, strict=True)
+        model.model_validate({name: list(value) if name in lists and isinstance(value, (tuple, set, frozenset))
+                              else value for name, value in values.items()}, strict=True)
     except ValidationError as exc:
         raise InvalidInputError(invalid_request_message(exc.errors(include_url=False))) from None
+
+
+@functools.lru_cache(maxsize=None)
+def list_fields(model: type[BaseModel]) -> frozenset[str]:
+    """The fields of ``model`` that hold a list, which the local call takes as any collection (ids as a set, say);
+    not a JSON value, which JSON would turn a set or a tuple into a list for, where the store refuses them."""
+    def holds_list(kind: Any) -> bool:
+        origin = get_origin(kind)
+        return origin is list or (origin in (Annotated, Union, UnionType) and any(map(holds_list, get_args(kind))))
+
+    return frozenset(name for name, info in model.model_fields.items() if holds_list(info.annotation))
 
 
 def as_given(model: type[BaseModel], values: Any) -> tuple[list[Any], bytes] | None:
