@@ -54,13 +54,14 @@ def canonical_json(value: Any) -> bytes:
     return orjson.dumps(value, option=JSON_OPTIONS | orjson.OPT_SORT_KEYS)
 
 
-def require_storable(field: str, value: Any) -> None:
-    """InvalidInputError naming ``field`` unless the database can hold ``value``: for a value kept before it
-    is written, so that it is refused where it is given rather than at every later write."""
+def require_storable(field: str, value: Any, table: str | None = None) -> None:
+    """InvalidInputError naming ``field`` (and ``table``, as a batch written in bulk names it) unless the database
+    can hold ``value``: for a value kept before it is written, so that it is refused where it is given rather than
+    at every later write."""
     try:
         json_text(value)
     except Unstorable as exc:
-        raise InvalidInputError(f"cannot store {exc.at(field)}") from None
+        raise InvalidInputError(f"cannot store {'' if table is None else f'{table}: '}{exc.at(field)}") from None
 
 
 def check_text(value: str, length: int | None = None) -> str:

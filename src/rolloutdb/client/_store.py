@@ -27,7 +27,7 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from ..errors import InvalidInputError, NotFoundError
 from ..records import Event
-from ..storable import JSON_OPTIONS, Unstorable, json_text, require_storable
+from ..storable import JSON_OPTIONS, json_text, require_storable
 from ..server import (HEARTBEAT_SECONDS, MAX_WAIT_SECONDS, PREFER_MINIMAL, ROUTES, TYPED_FILTERS, Operation, Page,
                       invalid_request_message, read_batch_times, time_fields)
 from ..store import Store
@@ -274,25 +274,22 @@ def held_to_fields(operation: Operation, values: Any, sent: Any) -> None:
     if operation.body_argument is None:
         changed = changed_by_json(model, values, sent)
         build_record(model, changed, noun)
-        held_to_storable(changed, "")
+        held_to_storable(changed)
     elif isinstance(values, list) and all(isinstance(item, Mapping) for item in values):
         changed = [changed_by_json(model, item, as_sent)
                    for item, as_sent in zip(values, sent if sent is not None else [None] * len(values))]
         if any(changed):
             build_records(model, changed, noun)
             for item in changed:  # a batch is written in bulk, whose errors name the table (the area)
-                held_to_storable(item, f"{operation.call.partition('.')[0]}: ")
+                held_to_storable(item, operation.call.partition(".")[0])
 
 
-def held_to_storable(fields: Mapping[str, Any], table: str) -> None:
+def held_to_storable(fields: Mapping[str, Any], table: str | None = None) -> None:
     """Fields that their record's types let through (a span's free-form ones take any value) held to what the
     database can hold (``storable``'s rule), as the store holds them when it writes them: bytes or a set, which JSON
     would carry as text and a list, are refused."""
     for name, value in fields.items():
-        try:
-            json_text(value)
-        except Unstorable as exc:
-            raise InvalidInputError(f"cannot store {table}{exc.at(name)}") from None
+        require_storable(name, value, table)
 
 
 def changed_by_json(model: type[BaseModel], values: Mapping[str, Any],
