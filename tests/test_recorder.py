@@ -5,6 +5,7 @@ import logging
 import threading
 import time
 import uuid
+from datetime import datetime, timezone
 
 import numpy as np
 import pytest
@@ -500,3 +501,26 @@ def test_a_task_of_another_project_is_refused_not_linked(session_database_url, p
     assert not result and f"task {task_a.id!r} not found in project '{project}-b'" in result.rejected[0]
     with rolloutdb.connect(session_database_url, project=f"{project}-b") as store_b:
         assert store_b.groups.count() == 0 and store_b.tasks.count() == 0
+
+
+def test_ends_are_the_loops_times_not_the_writers(store):
+    """A rollout, its group, its step and the run end when the training loop ends them: the writer, batching, may
+    write them seconds later on a long run, and durations (summaries, `runs show`, the dashboard) must not count
+    how far it lagged."""
+    recorder = rolloutdb.Recorder(store, run="stamped", flush_interval=30)  # the writer waits: nothing to fill a batch
+    started = datetime.now(timezone.utc)
+    with recorder.step(0) as step, step.group(task="t", size=1).rollout() as rollout:
+        rollout.turn(action="a")
+        rollout.finish(reward=1.0)
+    ended = datetime.now(timezone.utc)
+    time.sleep(1.0)
+    recorder.finish()
+    finished = datetime.now(timezone.utc)
+    time.sleep(1.0)
+    recorder.close()
+    run = store.runs.get("stamped")
+    [step_row], [group], [rollout_row] = store.steps.query(run_id=run.id), store.groups.query(run_id=run.id), \
+        store.rollouts.query(run_id=run.id)
+    for part in (rollout_row, group, step_row):
+        assert started <= part.created_at <= part.started_at <= part.ended_at <= ended, part
+    assert run.created_at <= run.started_at <= started and ended < run.ended_at <= finished

@@ -512,7 +512,7 @@ class RunHandle:
             self._open_step.finish(status=StepStatus.COMPLETED if status == RunStatus.COMPLETED else StepStatus.FAILED)
             self._open_step = None
         self._recorder._record({"op": "run.end", "session": self._recorder._session, "run": self.name,
-                                "status": str(status), "error": error, "message": message})
+                                "status": str(status), "error": error, "message": message, "ended_at": _now()})
 
     def finish(self, status: str = RunStatus.COMPLETED, error: str | None = None) -> None:
         """End this run (an eval or baseline run when its rollouts are recorded)."""
@@ -546,7 +546,7 @@ class StepHandle:
         if not self._done:
             self.run._recorder._record({"op": "step.update", "session": self.run._recorder._session,
                                         "run": self.run.name, "number": self.number, "metrics": metrics,
-                                        "status": str(status)})
+                                        "status": str(status), "ended_at": _now()})
             self._done = True
 
     def __enter__(self) -> StepHandle:
@@ -640,7 +640,7 @@ class RolloutHandle:
             return
         self._record({"op": "rollout.end", "id": self.id, "status": "failed" if error else "succeeded",
                       "reward": reward, "success": success, "validation": validation, "metrics": dict(metrics or {}),
-                      "error": error})
+                      "error": error, "ended_at": _now()})
         self._done = True  # not before: a value refused at the call can be given again
 
     def __enter__(self) -> RolloutHandle:

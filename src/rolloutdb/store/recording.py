@@ -19,6 +19,7 @@ from typing_extensions import TypedDict
 from sqlalchemy import Connection, Table, select
 from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
 
+from .. import states
 from ..errors import ConflictError, InvalidInputError, NotFoundError, RolloutDBError
 from ..records import DecisionContent, Flag, JsonDict, Record, SignalContent, Time, TurnContent, Whole
 from ..schema import groups, rollouts, steps, turns
@@ -34,8 +35,9 @@ if TYPE_CHECKING:
 
 ID = Annotated[str, Field(min_length=1, max_length=128)]
 NAME = Annotated[str, Field(min_length=1, max_length=200)]
-# The recorder stamps its operations itself; they reach ``apply`` as JSON (through its pipe and journal), so
-# their times come as ISO text.
+# The recorder stamps its operations itself, when the training loop makes them: a start or an end is the loop's
+# time, not the writer's, which may write it seconds later. They reach ``apply`` as JSON (through its pipe and
+# journal), so their times come as ISO text. An end without one (a journal of an older recorder) ends when written.
 RecordedTime = Annotated[Time, Strict(False)]
 
 
@@ -77,6 +79,7 @@ class RunEnd(Record):
     status: Literal["completed", "failed", "cancelled", "paused"]
     error: str | None = None
     message: str | None = None
+    ended_at: RecordedTime | None = None  # when the loop ended or paused it; what it left open ends then too
 
 
 class StepStart(Record):
@@ -96,6 +99,7 @@ class StepChange(Record):
     number: Whole = Field(ge=0)
     metrics: JsonDict = Field(default_factory=dict)
     status: Literal["completed", "failed"] | None = None
+    ended_at: RecordedTime | None = None  # with a status
 
 
 class GroupStart(Record):
@@ -155,6 +159,7 @@ class RolloutEnd(Record):
     validation: JsonValue = None
     metrics: JsonDict = Field(default_factory=dict)
     error: str | None = None
+    ended_at: RecordedTime | None = None
 
 
 class DecisionLogged(DecisionContent):
@@ -392,7 +397,7 @@ class Recording:
             record = store.runs.new_record({
                 "id": start.id, "name": start.name, "kind": start.kind, "config": start.config,
                 "total_steps": start.total_steps, "parent_run_id": parent, "parent_step": start.parent_step,
-                "status": RunStatus.RUNNING, "started_at": start.started_at,
+                "status": RunStatus.RUNNING, "created_at": start.started_at, "started_at": start.started_at,
                 "heartbeat_at": store.now() if context.heartbeat else start.started_at,
                 "owner": start.session})
             store.runs.insert_record(connection, record)
@@ -412,7 +417,7 @@ class Recording:
         if existing is None:
             self._store.steps.insert_record(context.connection, self._store.steps.new_record({
                 "run_id": run["id"], "number": start.number, "status": StepStatus.RUNNING,
-                "started_at": start.started_at}))
+                "created_at": start.started_at, "started_at": start.started_at}))
         elif existing["status"] == StepStatus.FAILED:  # cut short before a resume: it runs again
             self._store.steps.update_row(context.connection, existing["id"], {
                 "status": StepStatus.RUNNING, "ended_at": None}, "run again", existing)
@@ -462,7 +467,8 @@ class Recording:
             if end.id not in rows:
                 raise self._store.rollouts.not_found(end.id)
             if rows[end.id]["status"] != end.status:  # else applied before
-                updates.append((rows[end.id], end.model_dump(exclude={"op", "id"})))
+                updates.append((rows[end.id], end.model_dump(exclude={"op", "id"} if end.ended_at
+                                                             else {"op", "id", "ended_at"})))
         if updates:
             self._store.rollouts.update_rows(context.connection, updates, "finished")
 
@@ -474,6 +480,8 @@ class Recording:
         changes: dict[str, Any] = {"metrics": {**step["metrics"], **change.metrics}}
         if change.status is not None and change.status != step["status"]:
             changes["status"] = change.status
+            if change.ended_at is not None:
+                changes["ended_at"] = change.ended_at
         self._store.steps.update_row(context.connection, step["id"], changes, None, step)
 
     def _change_run(self, context: _Context, change: RunChange) -> None:
@@ -491,9 +499,11 @@ class Recording:
         outcome = {"completed": GroupStatus.COMPLETED, "failed": GroupStatus.FAILED}.get(end.status,
                                                                                        GroupStatus.CANCELLED)
         close_open_parts(self._store, context.connection, run["id"], outcome,
-                         end.message or f"run {end.status}")
+                         end.message or f"run {end.status}", ended_at=end.ended_at)
         run = self._store.runs.fetch_row(context.connection, run["id"], for_update=True)  # progress refreshed
         changes: dict[str, Any] = {"status": end.status, "error": end.error, "control": None}
+        if end.ended_at is not None and end.status in states.TERMINAL["run"]:  # a paused run has not ended
+            changes["ended_at"] = end.ended_at
         if end.message is not None:
             changes["message"] = end.message
         if end.status == RunStatus.COMPLETED and not run["total_steps"]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, bindparam, or_, select
@@ -77,15 +78,18 @@ class Runs(EditableArea[Run]):
 
 
 
-def close_open_parts(store: Store, connection: Connection, run_id: str, outcome: str, reason: str) -> None:
+def close_open_parts(store: Store, connection: Connection, run_id: str, outcome: str, reason: str, *,
+                     ended_at: datetime | None = None) -> None:
     """Close what a run left open when it ends or its process is gone: running rollouts are cancelled
     (their groups' figures follow), open groups end with ``outcome`` (completed only if every rollout in
-    them finished), running steps end completed when the run completed, failed otherwise."""
+    them finished), running steps end completed when the run completed, failed otherwise. They end at
+    ``ended_at`` (when the run ended, if it was not now)."""
+    stamp = {} if ended_at is None else {"ended_at": ended_at}
     for row in connection.execute(select(rollouts).where(
             rollouts.c.project_id == store.project_id, rollouts.c.run_id == run_id,
             rollouts.c.status == RolloutStatus.RUNNING).with_for_update()).mappings().all():
         store.rollouts.update_row(connection, row["id"], {"status": RolloutStatus.CANCELLED,
-                                                       "error": f"interrupted: {reason}"}, reason, row)
+                                                       "error": f"interrupted: {reason}", **stamp}, reason, row)
     flush_now(connection)  # the figures of the cancelled rollouts, before judging their groups
     for row in connection.execute(select(groups).where(
             groups.c.project_id == store.project_id, groups.c.run_id == run_id,
@@ -94,10 +98,10 @@ def close_open_parts(store: Store, connection: Connection, run_id: str, outcome:
         if outcome == GroupStatus.COMPLETED and not (row["rollout_count"] and
                                                     row["completed_count"] == row["rollout_count"]):
             status = GroupStatus.CANCELLED
-        store.groups.update_row(connection, row["id"], {"status": status}, reason, row)
+        store.groups.update_row(connection, row["id"], {"status": status, **stamp}, reason, row)
     step_status = StepStatus.COMPLETED if outcome == GroupStatus.COMPLETED else StepStatus.FAILED
     for row in connection.execute(select(steps).where(
             steps.c.project_id == store.project_id, steps.c.run_id == run_id,
             steps.c.status == StepStatus.RUNNING).with_for_update()).mappings().all():
-        store.steps.update_row(connection, row["id"], {"status": step_status}, reason, row)
+        store.steps.update_row(connection, row["id"], {"status": step_status, **stamp}, reason, row)
     flush_now(connection)  # the run's progress, counting the steps just closed

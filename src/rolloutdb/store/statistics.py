@@ -20,14 +20,17 @@ FINISHED = tuple(states.TERMINAL["rollout"])
 GROUPS_PER_QUERY = 500
 
 
-def rollout_figures(where) -> Any:
-    """count, finished, successes, mean reward and mean squared reward of the rollouts ``where`` selects."""
+def rollout_figures(where, *, times: bool = False) -> Any:
+    """count, finished, successes, mean reward and mean squared reward of the rollouts ``where`` selects; with
+    ``times``, also when the first of them started and the last ended."""
     return select(
         func.count().label("count"),
         func.coalesce(func.sum(case((rollouts.c.status.in_(FINISHED), 1), else_=0)), 0).label("finished"),
         func.coalesce(func.sum(case((rollouts.c.success.is_(True), 1), else_=0)), 0).label("successes"),
         func.avg(rollouts.c.reward).label("reward_mean"),
         func.avg(rollouts.c.reward * rollouts.c.reward).label("reward_square_mean"),
+        *((func.min(rollouts.c.started_at).label("first_started"), func.max(rollouts.c.ended_at).label("last_ended"))
+          if times else ()),
     ).where(where)
 
 
@@ -59,7 +62,7 @@ def refresh_groups(store: Store, connection: Connection, group_ids: Iterable[str
     for start in range(0, len(group_ids), GROUPS_PER_QUERY):
         chunk = group_ids[start:start + GROUPS_PER_QUERY]
         figures = {row.group_id: row for row in connection.execute(
-            rollout_figures(rollouts.c.group_id.in_(chunk)).add_columns(rollouts.c.group_id)
+            rollout_figures(rollouts.c.group_id.in_(chunk), times=True).add_columns(rollouts.c.group_id)
             .group_by(rollouts.c.group_id))}
         rows = connection.execute(select(groups).where(groups.c.project_id == store.project_id,
                                                        groups.c.id.in_(chunk)).with_for_update()).mappings()
@@ -70,7 +73,8 @@ def refresh_groups(store: Store, connection: Connection, group_ids: Iterable[str
 
 
 def _group_changes(group: Any, figures: Any) -> dict[str, Any] | None:
-    """What a group's rollouts' figures change in it, or None when nothing."""
+    """What a group's rollouts' figures change in it, or None when nothing. A group starts when its first rollout
+    started and ends when its last ended (a recorder's rollouts: the training loop's times, not the writer's)."""
     count, finished, successes = (figures.count, figures.finished, figures.successes) if figures else (0, 0, 0)
     mean = figures.reward_mean if figures else None
     values: dict[str, Any] = {
@@ -80,8 +84,12 @@ def _group_changes(group: Any, figures: Any) -> dict[str, Any] | None:
     expected = group["size"] or count
     if finished and finished >= expected and group["status"] != GroupStatus.COMPLETED:
         values["status"] = GroupStatus.COMPLETED
+        if figures.last_ended is not None:
+            values["ended_at"] = figures.last_ended
     elif count and group["status"] == GroupStatus.PENDING:
         values["status"] = GroupStatus.RUNNING
+    if "status" in values and group["started_at"] is None and figures.first_started is not None:
+        values["started_at"] = figures.first_started
     return None if all(group[name] == value for name, value in values.items()) else values
 
 
