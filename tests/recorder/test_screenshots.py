@@ -114,6 +114,28 @@ def test_screenshots_recorded_while_the_database_is_away_arrive_when_it_is_back(
     assert not list(tmp_path.rglob("*.jsonl"))
 
 
+def test_screenshots_whose_folder_cannot_be_written_wait_like_an_outage_and_arrive_once_it_can(tmp_path, monkeypatch):
+    """A blob folder that cannot be written (read-only, full, a file in its place) is the store being away: what
+    was recorded waits, and nothing of it is refused and lost."""
+    blocker = tmp_path / "taken"
+    blocker.write_text("a file where the blob folder should be")
+    monkeypatch.setenv("ROLLOUTDB_ARTIFACTS", str(blocker / "blobs"))  # the writer process's setting too
+    url = f"sqlite:///{tmp_path / 'shots.db'}"
+    screens = [png(1_000 + n) for n in range(3)]
+    recorder = rolloutdb.Recorder(url, run="gui", journal_dir=tmp_path / "j", flush_interval=0.05)
+    record_screens(recorder, screens)
+    waiting = recorder.flush(timeout=2)
+    assert not waiting.complete and waiting.rejected == [] and "cannot write artifacts" in recorder.health().last_error
+    blocker.unlink()
+    recorder.close(timeout=60)
+    done = recorder.health()
+    assert (done.written, done.failed, done.spilled) == (done.recorded, 0, 0)
+    with rolloutdb.connect(url) as store:
+        [rollout] = store.rollouts.query()
+        assert rollout.status == "succeeded" and links_by_turn(store, rollout.id) == expected_links(screens)
+        assert all(store.artifacts.read(digest(screen)) == screen for screen in screens)
+
+
 def test_screenshots_left_in_the_journal_are_replayed_with_their_links(tmp_path):
     away = tmp_path / "not-yet"  # its folder does not exist: the database is away
     url = f"sqlite:///{away / 'r.db'}"

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 import rolloutdb
-from rolloutdb.errors import InvalidInputError, PermissionDeniedError
+from rolloutdb.errors import InvalidInputError, PermissionDeniedError, StoreUnavailableError
 from server.servers import TEST_MAX_BODY_BYTES, error, running_server
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"pixels" * 100
@@ -63,6 +63,19 @@ def test_an_artifact_over_the_servers_artifact_limit_is_refused_and_nothing_stor
         assert "over the limit of 100,000 bytes" in message
         with rolloutdb.connect(limited.url, project=limited.project) as database:
             assert [artifact.size for artifact in artifacts_of(database)] == [limit]
+
+
+def test_a_blob_folder_the_server_cannot_write_is_503_not_an_internal_error(tmp_path, monkeypatch):
+    (tmp_path / "taken").write_text("a file where the blob folder should be")
+    monkeypatch.setenv("ROLLOUTDB_ARTIFACTS", str(tmp_path / "taken" / "blobs"))
+    with running_server(f"sqlite:///{tmp_path / 'blobs.db'}", tmp_path) as server:
+        answer = httpx.post(f"{server.base}/api/v1/artifacts", content=b"content")
+        assert "cannot write artifacts to" in error(answer, 503, "StoreUnavailableError")
+        assert answer.headers["retry-after"]
+        with rolloutdb.connect(server.base) as store, pytest.raises(StoreUnavailableError, match="Not a directory"):
+            store.artifacts.put(b"content")
+        with rolloutdb.connect(server.url, project=server.project, artifacts="database") as database:
+            assert artifacts_of(database) == []
 
 
 def artifacts_of(store) -> list:

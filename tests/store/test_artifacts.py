@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 import rolloutdb
-from rolloutdb.errors import InvalidInputError, NotFoundError
+from rolloutdb.errors import InvalidInputError, NotFoundError, StoreUnavailableError
 from rolloutdb.schema import artifact_chunks, artifact_links, artifacts
 from rolloutdb.store.artifacts import CHUNK_BYTES
 from rolloutdb.store.maintenance import artifact_figures
@@ -221,6 +221,18 @@ def test_a_put_that_fails_midway_leaves_no_row_no_blob_and_no_spool(local, datab
         time.sleep(0.05)
     assert spools(database) == []
     assert rows(database, artifacts) == rows(database, artifact_chunks) == 0 and blobs(database) == []
+
+
+def test_a_blob_folder_that_cannot_be_written_is_store_unavailable_and_nothing_is_stored(fresh_database_url,
+                                                                                          tmp_path):
+    """The folder is the store's, not the caller's input: a folder that cannot be written (read-only, full, a file
+    in its place) is an outage of the store, said in its words, as the database's own would be."""
+    (tmp_path / "taken").write_text("a file where the blob folder should be")
+    with rolloutdb.connect(fresh_database_url, artifacts=tmp_path / "taken" / "blobs") as store:
+        for content in (b"small", b"x" * (CHUNK_BYTES + 10)):
+            with pytest.raises(StoreUnavailableError, match=r"cannot write artifacts to .*/taken/blobs: Not a directory"):
+                store.artifacts.put(content)
+        assert rows(store, artifacts) == rows(store, artifact_links) == 0
 
 
 def spools(store) -> list[Path]:

@@ -40,7 +40,7 @@ from ..records import Artifact, ArtifactLink
 from ..schema import artifact_chunks, artifact_links, artifacts, checkpoints, rollouts, steps, turns
 from ._bulk import bulk_insert
 from .base import build_record, check_key, insert_ignoring_conflicts, mappings, one_of, seconds, whole_number
-from .blobs import Folder, UrlFolder, blob_exists, blob_home, open_blob, place_blob, remove_blob
+from .blobs import Folder, UrlFolder, blob_exists, blob_home, open_blob, place_blob, remove_blob, writing_blobs
 
 CHUNK_BYTES = 1 << 20  # content is copied, written and read this much at a time
 ROLES = ("screenshot", "before", "after", "attachment")
@@ -495,11 +495,19 @@ class Artifacts:
         compressing it if asked, or re-encoding it (read whole: an image is decoded whole) when that is smaller;
         fsynced."""
         folder = self._spool_folder()
-        if folder is not None:
-            folder.mkdir(parents=True, exist_ok=True)
-        spool = tempfile.NamedTemporaryFile(dir=folder, prefix="put-", delete=False)
+        # Errors of the spool are the store's (StoreUnavailableError); those of reading ``source``, the caller's.
+        spooling = functools.partial(writing_blobs, folder.parent.parent if folder is not None else "a temp file")
+        with spooling():
+            if folder is not None:
+                folder.mkdir(parents=True, exist_ok=True)
+            spool = tempfile.NamedTemporaryFile(dir=folder, prefix="put-", delete=False)
         digest, size, stored_size, stored_media_type = hashlib.sha256(), 0, 0, None
         compressor = zstandard.ZstdCompressor().compressobj() if compression == ZSTD else None
+
+        def write(content: bytes) -> int:
+            with spooling():
+                return spool.write(content)
+
         try:
             if reencode is not None:
                 original = b"".join(content_chunks(source, self.max_bytes))
@@ -510,16 +518,17 @@ class Artifacts:
                     stored_media_type = f"image/{reencode}"
                 else:
                     stored = original
-                stored_size = spool.write(stored)
+                stored_size = write(stored)
             else:
                 for chunk in content_chunks(source, self.max_bytes):
                     digest.update(chunk)
                     size += len(chunk)
-                    stored_size += spool.write(chunk if compressor is None else compressor.compress(chunk))
+                    stored_size += write(chunk if compressor is None else compressor.compress(chunk))
                 if compressor is not None:
-                    stored_size += spool.write(compressor.flush())
-            spool.flush()
-            os.fsync(spool.fileno())
+                    stored_size += write(compressor.flush())
+            with spooling():
+                spool.flush()
+                os.fsync(spool.fileno())
             spool.seek(0)
         except BaseException:
             spool.close()

@@ -8,12 +8,14 @@ so a store set to put blobs elsewhere still reads it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import unquote, urlparse
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, StoreUnavailableError
 
 FILE = "file"  # an artifact's storage: a blob in a local folder (its location: the path)
 URL = "url"  # a blob in a folder fsspec reaches (its location: the URL)
@@ -89,6 +91,16 @@ def blob_home(setting: str | os.PathLike, what: str) -> Folder | UrlFolder:
     return UrlFolder(setting)
 
 
+@contextlib.contextmanager
+def writing_blobs(where: object) -> Iterator[None]:
+    """An OSError writing into the blob folder ``where`` (read-only, full, a file in its place) as the store's
+    outage, StoreUnavailableError: the folder is the store's, as its database is, not the caller's input."""
+    try:
+        yield
+    except OSError as exc:
+        raise StoreUnavailableError(f"cannot write artifacts to {where}: {exc.strerror or exc}") from exc
+
+
 def place_blob(storage: str, location: str, spool: IO[bytes]) -> bool:
     """The spooled content (a named temp file, flushed) as the blob at ``location``, unless it is there already;
     whether it was moved there (a local blob takes the spool file itself)."""
@@ -100,13 +112,14 @@ def place_blob(storage: str, location: str, spool: IO[bytes]) -> bool:
     path = Path(location)
     if path.exists():
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(spool.name, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)  # the rename itself survives a crash
-    finally:
-        os.close(directory)
+    with writing_blobs(path.parent.parent.parent):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(spool.name, path)
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)  # the rename itself survives a crash
+        finally:
+            os.close(directory)
     return True
 
 

@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Table, select
 from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
 
 from .. import states
-from ..errors import ConflictError, InvalidInputError, NotFoundError, RolloutDBError
+from ..errors import ConflictError, InvalidInputError, NotFoundError, RolloutDBError, StoreUnavailableError
 from ..records import DecisionContent, Flag, JsonDict, Record, SignalContent, Time, TurnContent, Whole
 from ..schema import groups, rollouts, steps, turns
 from ..states import GroupStatus, RolloutStatus, RunStatus, StepStatus
@@ -325,12 +325,16 @@ class Recording:
         try:
             with self._store.writing() as connection:
                 self._apply(connection, [operation for _, operation in valid], heartbeat)
+        except StoreUnavailableError:
+            raise  # the store away (its database, its blob folder) refuses nothing: the batch waits for it
         except REFUSALS:
             with self._store.writing() as connection:
                 for index, operation in valid:
                     try:
                         with savepoint(connection):
                             self._apply(connection, [operation], heartbeat)
+                    except StoreUnavailableError:
+                        raise
                     except REFUSALS as exc:
                         rejected.append(_rejection(index, operation, exc))
         rejected.sort(key=lambda rejection: rejection.index)
