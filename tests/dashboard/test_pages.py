@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 from urllib.parse import quote
 
-
+import rolloutdb
 from server.servers import server_environment
 
 from .conftest import open_page, save_screenshot
@@ -95,6 +95,20 @@ def test_the_run_page_charts_its_steps_and_shows_its_groups_evals_and_config(sit
     page.wait_for_function("location.hash.includes('metric=success_rate')")
     page.wait_for_function("document.body.dataset.ready === location.hash")
     assert page.locator("#metrics .chart").get_attribute("data-metric") == "success_rate"
+
+
+def test_a_long_runs_chart_shows_its_latest_steps(site, page):
+    """A run of more steps than the chart draws (10,000) shows the latest ones, where training is now, and says so;
+    it stopped at step 9,999 before, however far the run went."""
+    name = f"long-{uuid.uuid4().hex[:6]}"
+    with rolloutdb.Recorder(site.server.url, project=site.server.project, run=name, flush_interval=0.2) as recorder:
+        for number in range(10_001):
+            with recorder.step(number) as step:
+                step.log(loss=1.0 / (number + 1))
+    open_page(page, site.server.base, run_hash(name))
+    assert page.locator("#metrics .chart").get_attribute("data-metric") == "loss"
+    assert page.locator("#metrics .chart").get_attribute("data-points") == "10000"
+    assert page.inner_text("#metrics-shown") == "The last 10,000 of 10,001 steps (from step 1)."
 
 
 def test_the_compare_page_shows_run_b_against_run_a_per_task(site, page):

@@ -8,11 +8,18 @@ import { liveBadge } from "./live.js";
 
 const GROUPS_LIMIT = 50;
 const LOG_ROWS = 200;
+const STEPS_CHARTED = 10000;  // the latest ones: a long run's chart shows where it is now, not where it began
+
+// The run's latest steps (STEPS_CHARTED at most), oldest first, and how many it has.
+async function latestSteps(run) {
+  const page = await api("/steps", { params: { run_id: run.id, sort: "number", order: "desc", limit: STEPS_CHARTED } });
+  return { items: page.items.reverse(), total: page.total };
+}
 
 export async function runPage(container, params, knowing) {
   const [run, session] = await Promise.all([api("/runs/" + path(params.id)), knowing]);
   const [steps, children] = await Promise.all([
-    api("/steps", { params: { run_id: run.id, sort: "number", limit: 10000 } }),
+    latestSteps(run),
     api("/runs", { params: { parent_run_id: run.id, sort: "created_at", limit: 100 } }),
   ]);
   const live = liveBadge();
@@ -37,7 +44,7 @@ export async function runPage(container, params, knowing) {
 
   const chartSection = h("section", { id: "metrics" });
   let chart = null;
-  const drawChart = (list, metric) => {
+  const drawChart = ({ items: list, total }, metric) => {
     if (chart) chart.destroy();
     chart = null;
     const names = metricNames(list);
@@ -47,9 +54,12 @@ export async function runPage(container, params, knowing) {
       location.hash = route("runs", run.name, { ...params, id: undefined, metric: picker.value });
     } }, names.map((name) => h("option", { value: name, selected: name === chosen }, name)));
     chart = stepChart(list, chosen, container.clientWidth - 40);
-    clear(chartSection, h("h2", {}, "Step metrics ", picker), chart.element);
+    const shown = list.length < total
+      ? h("p", { class: "muted", id: "metrics-shown" },
+          `The last ${number(list.length)} of ${number(total)} steps (from step ${list[0].number}).`) : null;
+    clear(chartSection, h("h2", {}, "Step metrics ", picker), shown, chart.element);
   };
-  drawChart(steps.items, params.metric);
+  drawChart(steps, params.metric);
   add(container, chartSection);
 
   if (steps.items.length) add(container, await groupsSection(run, steps.items, params));
@@ -71,8 +81,7 @@ export async function runPage(container, params, knowing) {
       stepsPending = true;
       setTimeout(async () => {
         stepsPending = false;
-        const fresh = await api("/steps", { params: { run_id: run.id, sort: "number", limit: 10000 } });
-        drawChart(fresh.items, document.getElementById("metric")?.value || params.metric);
+        drawChart(await latestSteps(run), document.getElementById("metric")?.value || params.metric);
       }, 1000);
     },
   }, live.set);
