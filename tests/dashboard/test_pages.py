@@ -111,6 +111,21 @@ def test_a_long_runs_chart_shows_its_latest_steps(site, page):
     assert page.inner_text("#metrics-shown") == "The last 10,000 of 10,001 steps (from step 1)."
 
 
+def test_a_run_with_many_evals_shows_its_latest_against_the_baseline(site, page):
+    """One column per eval run: a long run's dozens would make a table many screens wide, and as many comparisons
+    to load; the latest are shown, and the page says how many there are."""
+    name = f"evals-{uuid.uuid4().hex[:6]}"
+    with rolloutdb.Recorder(site.server.url, project=site.server.project, run=name, flush_interval=0.2) as recorder:
+        for evaluation in [recorder.baseline()] + [recorder.eval(step=step) for step in range(0, 70, 10)]:
+            with evaluation:
+                with evaluation.group(task="t", size=1).rollout() as rollout:
+                    rollout.finish(reward=1.0, success=True)
+    open_page(page, site.server.base, run_hash(name))
+    headers = column(page, "#evals-table th a")
+    assert headers == [f"{name}/baseline"] + [f"{name}/eval@{step}" for step in (20, 30, 40, 50, 60)]
+    assert "The latest 5 of 7 eval runs." in page.inner_text("#evals-shown")
+
+
 def test_the_compare_page_shows_run_b_against_run_a_per_task(site, page):
     open_page(page, site.server.base, f"#/compare?a={quote(site.seeded.baseline, safe='')}"
                                       f"&b={quote(site.seeded.final_eval, safe='')}")

@@ -10,18 +10,28 @@ const GROUPS_LIMIT = 50;
 const LOG_ROWS = 200;
 const STEPS_CHARTED = 10000;  // the latest ones: a long run's chart shows where it is now, not where it began
 
+const EVALS_SHOWN = 5;  // the latest: a column each, so that the table fits and the page asks for few comparisons
+
 // The run's latest steps (STEPS_CHARTED at most), oldest first, and how many it has.
 async function latestSteps(run) {
   const page = await api("/steps", { params: { run_id: run.id, sort: "number", order: "desc", limit: STEPS_CHARTED } });
   return { items: page.items.reverse(), total: page.total };
 }
 
+// The run's baseline (its first, or null) and its latest eval runs (EVALS_SHOWN at most, oldest first), and how many
+// eval runs it has.
+async function evalRuns(run) {
+  const [baselines, evals] = await Promise.all([
+    api("/runs", { params: { parent_run_id: run.id, kind: "baseline", sort: "created_at", limit: 1 } }),
+    api("/runs", { params: { parent_run_id: run.id, kind: "eval", sort: "created_at", order: "desc",
+                             limit: EVALS_SHOWN } }),
+  ]);
+  return { baseline: baselines.items[0] || null, evals: evals.items.reverse(), total: evals.total };
+}
+
 export async function runPage(container, params, knowing) {
   const [run, session] = await Promise.all([api("/runs/" + path(params.id)), knowing]);
-  const [steps, children] = await Promise.all([
-    latestSteps(run),
-    api("/runs", { params: { parent_run_id: run.id, sort: "created_at", limit: 100 } }),
-  ]);
+  const [steps, children] = await Promise.all([latestSteps(run), evalRuns(run)]);
   const live = liveBadge();
   const status = h("span", { id: "run-status" }, badge(run.status));
   const stage = h("span", { id: "run-stage" }, run.stage || "—");
@@ -63,7 +73,7 @@ export async function runPage(container, params, knowing) {
   add(container, chartSection);
 
   if (steps.items.length) add(container, await groupsSection(run, steps.items, params));
-  if (children.items.length) add(container, await evalsSection(run, children.items));
+  if (children.baseline || children.evals.length) add(container, await evalsSection(children));
   add(container, h("section", {}, h("h2", {}, "Config"), json(run.config)));
   const log = await logSection(run);
   add(container, log.element);
@@ -151,13 +161,11 @@ async function groupsSection(run, steps, params) {
 }
 
 // The eval runs against the baseline, task by task (as `runs compare` does for each pair).
-async function evalsSection(run, children) {
-  const baseline = children.find((child) => child.kind === "baseline");
-  const evals = children.filter((child) => child.kind === "eval");
+async function evalsSection({ baseline, evals, total }) {
   const section = h("section", { id: "evals" }, h("h2", {}, "Evals against the baseline"));
   if (!baseline || !evals.length) {
     add(section, h("p", { class: "muted" }, baseline ? "No eval runs yet." : "No baseline run."),
-      table(["run", "kind", "status"], children.map((child) => h("tr", {},
+      table(["run", "kind", "status"], [baseline, ...evals].filter(Boolean).map((child) => h("tr", {},
         h("td", {}, h("a", { href: route("runs", child.name) }, child.name)), h("td", {}, child.kind),
         h("td", {}, badge(child.status))))));
     return section;
@@ -187,7 +195,8 @@ async function evalsSection(run, children) {
                 ` (${row.success_rate_delta >= 0 ? "+" : ""}${(100 * row.success_rate_delta).toFixed(1)} pp)`));
       }));
   });
-  add(section, h("p", { class: "muted" }, "Success rate per task; in brackets, the change from the baseline."),
+  add(section, h("p", { class: "muted", id: "evals-shown" }, "Success rate per task; in brackets, the change from the "
+                  + (total > evals.length ? `baseline. The latest ${evals.length} of ${number(total)} eval runs.` : "baseline.")),
     table(["task", h("a", { href: route("runs", baseline.name) }, baseline.name),
            ...evals.map((child) => h("a", { href: route("compare", null, { a: baseline.name, b: child.name }) },
                                      child.name))], rows, { id: "evals-table" }));
