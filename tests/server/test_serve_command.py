@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
+import threading
+import time
 
 import httpx
 import pytest
 
 from rolloutdb.server import is_loopback
-from server.servers import running_server, serve_command, server_environment
+from server.servers import error, running_server, serve_command, server_environment
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::"])
@@ -45,3 +48,27 @@ def test_requests_are_logged_one_line_each_only_with_access_log(tmp_path, access
     with running_server(f"sqlite:///{tmp_path / 'logged.db'}", tmp_path, None, *options) as server:
         assert httpx.get(f"{server.base}/api/v1/project").status_code == 200
     assert ("GET /api/v1/project HTTP/1.1\" 200" in server.log.read_text()) is access_log
+
+
+def test_ctrl_c_stops_the_server_while_a_wait_is_under_way(fresh_database_url, tmp_path):
+    """A worker's wait for rollouts (here with no timeout) must not hold a server that is asked to stop (it took a
+    minute), and is answered as the store being away, which a client asks again: not as an internal error."""
+    with running_server(fresh_database_url, tmp_path, "stop") as server, server.client() as api:
+        [rollout] = api.post("/rollouts/enqueue", json=[{"input": 1}]).json()
+        answers: list[httpx.Response] = []
+        waiting = threading.Thread(target=lambda: answers.append(api.post(
+            "/rollouts/wait", json={"rollout_ids": [rollout["id"]]}, timeout=120)), daemon=True)
+        waiting.start()
+        time.sleep(1.0)  # the wait is under way
+        asked = time.monotonic()
+        server.process.send_signal(signal.SIGINT)
+        try:
+            server.process.wait(timeout=60)  # a guard against a hang, not a timing assumption
+        except subprocess.TimeoutExpired:
+            pytest.fail("the server did not stop within 60 s of Ctrl-C while a wait was under way")
+        # uvicorn gives requests 3 s to finish; then the store is closed and the wait ends within its poll (5 s on
+        # PostgreSQL)
+        assert time.monotonic() - asked < 30
+        waiting.join(timeout=10)
+        assert "the server is shutting down" in error(answers[0], 503, "StoreUnavailableError")
+        assert "Traceback" not in server.log.read_text()

@@ -7,7 +7,8 @@ import time
 import pytest
 
 import rolloutdb
-from rolloutdb.errors import NotFoundError
+from conftest import skip_on_http
+from rolloutdb.errors import NotFoundError, StoreUnavailableError
 
 
 def finish_later(url: str, project: str, rollout_id: str, delay: float) -> None:
@@ -53,3 +54,26 @@ def test_wait_returns_the_finished_subset_at_the_timeout(store):
 def test_wait_for_an_unknown_rollout_is_an_error(store):
     with pytest.raises(NotFoundError, match="unknown rollout"):
         store.rollouts.wait(["nope"], timeout=0)
+
+
+def test_closing_the_store_ends_a_wait_at_once_as_unavailable(store):
+    """A server shutting down closes its store: a wait in one of its threads (a long one, or with no timeout)
+    must end then, or the process cannot exit until the rollouts finish."""
+    skip_on_http(store, "closing a remote store closes its own connections, not a wait on the server")
+    rollout = store.rollouts.enqueue("never finished")
+    with rolloutdb.connect(store.url, project=store.project) as waiter:
+        outcome: list[BaseException | list] = []
+
+        def wait() -> None:
+            try:
+                outcome.append(waiter.rollouts.wait([rollout.id], timeout=None))
+            except BaseException as exc:  # noqa: BLE001 - handed to the test
+                outcome.append(exc)
+
+        thread = threading.Thread(target=wait, daemon=True)
+        thread.start()
+        time.sleep(0.5)  # waiting by now
+        waiter.close()
+        thread.join(timeout=20)
+    assert not thread.is_alive(), "the wait went on after its store was closed"
+    assert isinstance(outcome[0], StoreUnavailableError) and "closed" in str(outcome[0])

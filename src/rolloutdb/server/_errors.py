@@ -4,6 +4,7 @@ the Python API raises for the same mistake, so a remote client can raise that ex
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -109,6 +110,13 @@ class InternalErrors:
 
         try:
             await self.app(scope, receive, watched_send)
+        except asyncio.CancelledError:
+            # The server is stopping and gave up waiting for this request (a long wait): answered as the store
+            # being away, which a client asks again (of this server once it is back, or of another), not as a bug.
+            if answering:
+                raise
+            await error_response(503, "StoreUnavailableError", "the server is shutting down: ask again",
+                                 STATUS_HEADERS[503])(scope, receive, send)
         except Exception:
             log.exception("internal error answering %s %s", scope["method"], scope["path"])
             if answering:

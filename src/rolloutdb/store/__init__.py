@@ -315,7 +315,8 @@ class Store:
         return archive(self, older_than, to, on_progress=on_progress)
 
     def close(self) -> None:
-        """Release the database connections."""
+        """Release the database connections; waits under way end (StoreUnavailableError)."""
+        self.waiter.close()
         if self._wal is not None:
             self._wal.close()  # before taking the write lock, which its thread may be waiting for
         with self._write_lock:

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, select
 from sqlalchemy.engine import make_url
 
 from .. import states
-from ..errors import NotFoundError
+from ..errors import NotFoundError, StoreUnavailableError
 from ..records import Rollout
 from ..schema import rollouts
 from . import hooks
@@ -43,6 +43,7 @@ class Waiter:
         self._store = store
         self._poll_interval = poll_interval
         self._finished = threading.Condition()
+        self._closed = False
 
     def announce(self, connection: Connection, rollout_ids: Sequence[str]) -> None:
         """Called inside the transaction that finishes rollouts: wake the waiters once it commits (one
@@ -78,8 +79,17 @@ class Waiter:
                 return self._loop(rollout_ids, deadline, lambda seconds: self._next_notification(listener, seconds))
         return self._loop(rollout_ids, deadline, self._next_wake)
 
+    def close(self) -> None:
+        """End the waits under way (within a poll interval on PostgreSQL): a server shutting down closes its store,
+        and a wait in one of its threads would otherwise hold the process until its rollouts finish."""
+        self._closed = True
+        self._wake()
+
     def _loop(self, rollout_ids: list[str], deadline: float | None, sleep) -> list[Rollout]:
         while True:
+            if self._closed:
+                raise StoreUnavailableError("the store was closed while waiting for rollouts (a server shutting "
+                                            "down): ask again")
             self._store.maybe_check_health()
             finished = self._finished_among(rollout_ids)
             remaining = None if deadline is None else deadline - time.monotonic()
