@@ -115,8 +115,7 @@ class InternalErrors:
             # being away, which a client asks again (of this server once it is back, or of another), not as a bug.
             if answering:
                 raise
-            await error_response(503, "StoreUnavailableError", "the server is shutting down: ask again",
-                                 STATUS_HEADERS[503])(scope, receive, send)
+            await error_answer(StoreUnavailableError("the server is shutting down: ask again"))(scope, receive, send)
         except Exception:
             log.exception("internal error answering %s %s", scope["method"], scope["path"])
             if answering:
